@@ -1,0 +1,16 @@
+//! The pure core of Agent OS: manifests parsed and validated into plans, run states, retry
+//! policy, cost amounts, secret redaction and identifiers. Nothing here does I/O, spawns, sleeps
+//! or is async; every layer above builds on these types.
+
+pub mod cost;
+pub mod duration;
+pub mod id;
+pub mod manifest;
+pub mod name;
+pub mod redact;
+pub mod run;
+pub mod yaml;
+
+pub use duration::{format_duration, parse_duration};
+pub use manifest::{Manifest, ManifestError};
+pub use run::RunStatus;

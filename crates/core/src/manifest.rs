@@ -1,0 +1,526 @@
+//! The project manifest, `agent-os.yaml`: parsed into a raw spec, then validated into a
+//! [`Manifest`] plan that cannot hold an invalid state.
+//!
+//! Validation here is pure. Checks that need the file system (paths escaping the project root,
+//! symlinks) belong to the engine's project loader, which runs them on top of this.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::duration::parse_duration;
+use crate::name::{check_project_name, check_task_name};
+use crate::yaml::{self, Pos, SourceError};
+
+/// The file name Agent OS looks for at a project's root.
+pub const MANIFEST_FILE: &str = "agent-os.yaml";
+
+/// Default interval of the status probe (plugin `get_status`).
+pub const DEFAULT_STATUS_EVERY: Duration = Duration::from_secs(300);
+/// Default interval of the cost probe (plugin `report_cost`).
+pub const DEFAULT_COST_EVERY: Duration = Duration::from_secs(3600);
+/// Default time a probe may take.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default base delay between attempts of a task.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// Most retries a task may ask for.
+pub const MAX_RETRIES: u32 = 20;
+
+/// Where a schedule is fired from.
+pub const MANAGERS: [&str; 6] = ["agent-os", "railway", "launchd", "cron", "systemd", "github"];
+
+// ---------------------------------------------------------------------------------------------
+// Raw spec: what the YAML says, nothing checked beyond its shape.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    env_file: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: BTreeMap<String, Spanned<RawKey>>,
+    #[serde(default)]
+    tasks: BTreeMap<String, Spanned<RawTask>>,
+    #[serde(default)]
+    status: Option<Spanned<RawProbe>>,
+    #[serde(default)]
+    cost: Option<Spanned<RawProbe>>,
+    #[serde(default)]
+    schedule: Option<Spanned<RawProbe>>,
+    #[serde(default)]
+    schedules: Vec<Spanned<RawSchedule>>,
+    #[serde(default)]
+    plugin: Option<Spanned<RawPlugin>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    service: String,
+    #[serde(default)]
+    key_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    #[serde(default)]
+    run: Option<Spanned<RawCommand>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    retry_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    kill_grace: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    #[serde(default)]
+    run: Option<Spanned<RawCommand>>,
+    #[serde(default)]
+    every: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    task: Spanned<String>,
+    cron: Spanned<String>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    managed_by: Option<Spanned<String>>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    url: Spanned<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan: validated.
+
+/// A validated project manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub description: String,
+    /// Path of the project's own env file, relative to its root. Agent OS never reads values
+    /// from it; it is shown and audited by path only.
+    pub env_file: Option<String>,
+    /// Credentials the project uses, by variable name; never values.
+    pub keys: Vec<KeyDecl>,
+    pub tasks: BTreeMap<String, Task>,
+    pub status: Option<Probe>,
+    pub cost: Option<Probe>,
+    /// Optional `get_schedule` probe, asked at registration and reload.
+    pub schedule_probe: Option<Probe>,
+    pub schedules: Vec<Schedule>,
+    pub transport: Transport,
+    /// Where each task was declared, for errors found later (paths that escape the root).
+    pub task_positions: BTreeMap<String, Pos>,
+    pub env_file_position: Option<Pos>,
+}
+
+/// How Agent OS talks to the project's plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Programs in the project's directory (tasks' and probes' `run`).
+    Command,
+    /// The project's own HTTP endpoint; requests are signed.
+    Http { url: String },
+}
+
+impl Transport {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Command => "command",
+            Transport::Http { .. } => "http",
+        }
+    }
+}
+
+/// A credential a project declares by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDecl {
+    pub variable: String,
+    pub service: String,
+    pub key_name: Option<String>,
+}
+
+/// A program to start: a shell line (run by `/bin/sh -c`) or an argv list (no shell).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Shell(s) => f.write_str(s),
+            Command::Argv(v) => f.write_str(&v.join(" ")),
+        }
+    }
+}
+
+/// One task of a project.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub name: String,
+    pub description: String,
+    /// `None` for HTTP plugins, whose endpoint runs the task.
+    pub run: Option<Command>,
+    /// `None` means the server's default timeout.
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    /// Time between SIGTERM and SIGKILL on timeout or cancel; `None` means the server default.
+    pub kill_grace: Option<Duration>,
+}
+
+/// A status, cost or schedule probe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    /// `None` for HTTP plugins.
+    pub run: Option<Command>,
+    pub every: Duration,
+    pub timeout: Duration,
+}
+
+/// A schedule as declared; evaluated by the scheduler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub task: String,
+    pub cron: String,
+    pub timezone: String,
+    pub managed_by: String,
+    pub description: String,
+}
+
+/// All problems found in one manifest.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError(pub Vec<SourceError>);
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Collector<'a> {
+    file: &'a str,
+    errors: Vec<SourceError>,
+}
+
+impl Collector<'_> {
+    fn at(&mut self, pos: Pos, path: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+        self.errors.push(SourceError {
+            file: self.file.to_string(),
+            line: pos.line.max(1),
+            column: pos.column.max(1),
+            path: path.into(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn duration(&mut self, raw: &Option<Spanned<String>>, path: String) -> Option<Duration> {
+        let raw = raw.as_ref()?;
+        match parse_duration(&raw.value) {
+            Ok(d) if d.is_zero() => {
+                self.at(raw.referenced.into(), path, "duration must be more than zero", Some("write e.g. 30s, 5m or 1h"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(raw.referenced.into(), path, e, Some("write e.g. 30s, 5m or 1h"));
+                None
+            }
+        }
+    }
+}
+
+impl Manifest {
+    /// Parses and validates a manifest. `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest = yaml::parse(file, text).map_err(|e| ManifestError(vec![e]))?;
+        let mut c = Collector { file, errors: Vec::new() };
+        let manifest = validate(raw, &mut c);
+        if c.errors.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(ManifestError(c.errors))
+        }
+    }
+
+    /// The task named `name`, if declared.
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.get(name)
+    }
+}
+
+fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
+    if let Err(e) = check_project_name(&raw.name.value) {
+        c.at(raw.name.referenced.into(), "name", e, Some("e.g. name: image-workflow"));
+    }
+
+    let transport = match &raw.plugin {
+        Some(p) => {
+            let url = p.value.url.value.trim().to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                c.at(p.value.url.referenced.into(), "plugin.url", format!("{url:?} is not an http(s) URL"), Some("e.g. plugin: { url: https://trading.example.com/agent-os }"));
+            }
+            Transport::Http { url: url.trim_end_matches('/').to_string() }
+        }
+        None => Transport::Command,
+    };
+    let http = matches!(transport, Transport::Http { .. });
+
+    let env_file = raw.env_file.as_ref().map(|e| e.value.clone());
+    if let Some(e) = &raw.env_file {
+        if e.value.trim().is_empty() {
+            c.at(e.referenced.into(), "env_file", "env_file is empty", Some("e.g. env_file: .env"));
+        } else if e.value.starts_with('/') || e.value.split('/').any(|part| part == "..") {
+            c.at(e.referenced.into(), "env_file", format!("{:?} points outside the project", e.value), Some("a project keeps its own env file inside its directory, e.g. env_file: .env"));
+        }
+    }
+
+    let mut keys = Vec::new();
+    for (variable, key) in &raw.keys {
+        let path = format!("keys.{variable}");
+        let valid_var = variable.starts_with(|ch: char| ch.is_ascii_uppercase() || ch == '_')
+            && variable.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_');
+        if !valid_var {
+            c.at(key.referenced.into(), path.clone(), format!("{variable:?} is not an environment variable name"), Some("use upper case, digits and '_', e.g. OPENAI_API_KEY"));
+        }
+        if key.value.service.trim().is_empty() {
+            c.at(key.referenced.into(), format!("{path}.service"), "service is empty", Some("name the provider, e.g. service: openai"));
+        }
+        keys.push(KeyDecl {
+            variable: variable.clone(),
+            service: key.value.service.clone(),
+            key_name: key.value.key_name.clone(),
+        });
+    }
+
+    let mut tasks = BTreeMap::new();
+    let mut task_positions = BTreeMap::new();
+    for (name, task) in &raw.tasks {
+        let path = format!("tasks.{name}");
+        let pos: Pos = task.referenced.into();
+        if let Err(e) = check_task_name(name) {
+            c.at(pos, path.clone(), e, None);
+        }
+        let t = &task.value;
+        let run = command(c, &t.run, &format!("{path}.run"));
+        match (&run, http, &t.run) {
+            (None, false, None) => c.at(pos, path.clone(), "task has no `run`", Some("add run: \"scripts/do_it.sh\" or run: [python3, do_it.py]")),
+            (Some(_), true, Some(r)) => c.at(r.referenced.into(), format!("{path}.run"), "tasks of an HTTP plugin run on the plugin's endpoint", Some("remove `run`, or remove `plugin` to run the task as a command")),
+            _ => {}
+        }
+        let retries = match &t.retries {
+            Some(r) if r.value > MAX_RETRIES => {
+                c.at(r.referenced.into(), format!("{path}.retries"), format!("{} retries is more than the limit of {MAX_RETRIES}", r.value), None);
+                0
+            }
+            Some(r) => r.value,
+            None => 0,
+        };
+        let timeout = c.duration(&t.timeout, format!("{path}.timeout"));
+        let retry_delay = c.duration(&t.retry_delay, format!("{path}.retry_delay")).unwrap_or(DEFAULT_RETRY_DELAY);
+        let kill_grace = c.duration(&t.kill_grace, format!("{path}.kill_grace"));
+        task_positions.insert(name.clone(), pos);
+        tasks.insert(
+            name.clone(),
+            Task {
+                name: name.clone(),
+                description: t.description.clone().unwrap_or_default(),
+                run,
+                timeout,
+                retries,
+                retry_delay,
+                kill_grace,
+            },
+        );
+    }
+
+    let status = probe(c, &raw.status, "status", DEFAULT_STATUS_EVERY, http);
+    let cost = probe(c, &raw.cost, "cost", DEFAULT_COST_EVERY, http);
+    let schedule_probe = probe(c, &raw.schedule, "schedule", DEFAULT_STATUS_EVERY, http);
+
+    let mut schedules = Vec::new();
+    for (i, s) in raw.schedules.iter().enumerate() {
+        let path = format!("schedules[{i}]");
+        let v = &s.value;
+        if !tasks.contains_key(&v.task.value) {
+            let known: Vec<&str> = tasks.keys().map(String::as_str).collect();
+            let hint = suggest(&v.task.value, &known)
+                .map(|k| format!("did you mean {k:?}?"))
+                .unwrap_or_else(|| format!("declare it under tasks (declared: {})", if known.is_empty() { "none".into() } else { known.join(", ") }));
+            c.at(v.task.referenced.into(), format!("{path}.task"), format!("unknown task {:?}", v.task.value), Some(&hint));
+        }
+        if let Err(e) = check_cron_shape(&v.cron.value) {
+            c.at(v.cron.referenced.into(), format!("{path}.cron"), e, Some("five fields: minute hour day-of-month month day-of-week, e.g. \"0 22 * * *\", or @daily"));
+        }
+        let timezone = v.timezone.as_ref().map(|t| t.value.clone()).unwrap_or_else(|| "UTC".into());
+        if let Some(tz) = &v.timezone {
+            if let Err(e) = check_zone_name(&tz.value) {
+                c.at(tz.referenced.into(), format!("{path}.timezone"), e, Some("use an IANA zone name such as Europe/Berlin or America/Los_Angeles"));
+            }
+        }
+        let managed_by = v.managed_by.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| "agent-os".into());
+        if let Some(m) = &v.managed_by {
+            if !MANAGERS.contains(&m.value.as_str()) {
+                c.at(m.referenced.into(), format!("{path}.managed_by"), format!("unknown scheduler {:?}", m.value), Some(&format!("one of: {}", MANAGERS.join(", "))));
+            }
+        }
+        schedules.push(Schedule {
+            task: v.task.value.clone(),
+            cron: v.cron.value.trim().to_string(),
+            timezone,
+            managed_by,
+            description: v.description.clone().unwrap_or_default(),
+        });
+    }
+
+    Manifest {
+        name: raw.name.value.clone(),
+        description: raw.description.clone().unwrap_or_default(),
+        env_file,
+        keys,
+        tasks,
+        status,
+        cost,
+        schedule_probe,
+        schedules,
+        transport,
+        task_positions,
+        env_file_position: raw.env_file.as_ref().map(|e| e.referenced.into()),
+    }
+}
+
+fn command(c: &mut Collector<'_>, raw: &Option<Spanned<RawCommand>>, path: &str) -> Option<Command> {
+    let r = raw.as_ref()?;
+    match &r.value {
+        RawCommand::Shell(s) if s.trim().is_empty() => {
+            c.at(r.referenced.into(), path, "run is empty", Some("give a command line or an argv list"));
+            None
+        }
+        RawCommand::Shell(s) => Some(Command::Shell(s.clone())),
+        RawCommand::Argv(v) if v.is_empty() || v[0].trim().is_empty() => {
+            c.at(r.referenced.into(), path, "run has no program", Some("the first item is the program, e.g. [python3, scripts/query.py]"));
+            None
+        }
+        RawCommand::Argv(v) => Some(Command::Argv(v.clone())),
+    }
+}
+
+fn probe(c: &mut Collector<'_>, raw: &Option<Spanned<RawProbe>>, field: &str, default_every: Duration, http: bool) -> Option<Probe> {
+    let p = raw.as_ref()?;
+    let run = command(c, &p.value.run, &format!("{field}.run"));
+    if http && p.value.run.is_some() {
+        c.at(p.referenced.into(), format!("{field}.run"), "an HTTP plugin answers probes at its endpoint", Some("remove `run`; keep `every`"));
+    }
+    if !http && run.is_none() && p.value.run.is_none() {
+        c.at(p.referenced.into(), field, "probe has no `run`", Some("e.g. status: { run: [python3, scripts/status.py], every: 5m }"));
+    }
+    let every = c.duration(&p.value.every, format!("{field}.every")).unwrap_or(default_every);
+    if every < Duration::from_secs(1) {
+        c.at(p.referenced.into(), format!("{field}.every"), "a probe runs at most once a second", Some("use 1s or more"));
+    }
+    let timeout = c.duration(&p.value.timeout, format!("{field}.timeout")).unwrap_or(DEFAULT_PROBE_TIMEOUT);
+    Some(Probe { run, every, timeout })
+}
+
+/// A light check that `expr` looks like a cron expression (five fields or an `@` alias). The
+/// scheduler evaluates it fully.
+fn check_cron_shape(expr: &str) -> Result<(), String> {
+    let e = expr.trim();
+    const ALIASES: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+    if e.starts_with('@') {
+        return if ALIASES.contains(&e) { Ok(()) } else { Err(format!("unknown cron alias {e:?}")) };
+    }
+    let fields: Vec<&str> = e.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("cron expression {e:?} has {} fields, expected 5", fields.len()));
+    }
+    for f in fields {
+        if !f.chars().all(|ch| ch.is_ascii_alphanumeric() || ",-*/#".contains(ch)) {
+            return Err(format!("cron field {f:?} has characters cron does not use"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses fixed offsets: schedules keep zone names so DST is handled.
+fn check_zone_name(tz: &str) -> Result<(), String> {
+    let t = tz.trim();
+    if t.is_empty() {
+        return Err("time zone is empty".into());
+    }
+    let fixed_offset = t.starts_with('+')
+        || t.starts_with('-')
+        || ((t.starts_with("UTC") || t.starts_with("GMT")) && t.len() > 3 && !t.contains('/'));
+    if fixed_offset {
+        return Err(format!("{t:?} is a fixed offset; schedules need a zone name so DST is right"));
+    }
+    if !t.chars().all(|ch| ch.is_ascii_alphanumeric() || "/_+-".contains(ch)) {
+        return Err(format!("{t:?} is not a time zone name"));
+    }
+    Ok(())
+}
+
+/// The closest of `known` to `word`, if it is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

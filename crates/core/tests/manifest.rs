@@ -1,0 +1,116 @@
+//! The manifest shape from the foundation issue, and the errors users get for bad ones.
+
+use std::time::Duration;
+
+use agent_os_core::manifest::{Command, Manifest, Transport};
+
+const CORTANA: &str = r#"name: cortana                      # slug: [a-z0-9-], unique
+description: Personal AI memory
+env_file: .env                     # a path only; Agent OS never reads values from it
+keys:                              # credentials the project uses, by name only
+  OPENAI_API_KEY: { service: openai, key_name: cortana-openai }
+tasks:
+  daily_update:
+    run: scripts/automation/run_daily_update.sh   # string: run by /bin/sh -c in the project dir
+    timeout: 30m
+    retries: 2                     # extra attempts after a failure, exponential backoff with jitter
+  query_memories:
+    run: [python3, scripts/core/query.py]         # list: argv, no shell
+    timeout: 5m
+status: { run: [python3, scripts/status.py], every: 5m }      # plugin get_status
+cost:   { run: [python3, scripts/cost.py], every: 1h }         # plugin report_cost
+schedules:                         # parsed and stored now; acted on by the scheduling issue
+  - { task: daily_update, cron: "0 22 * * *", timezone: America/Los_Angeles, managed_by: launchd }
+"#;
+
+#[test]
+fn accepts_the_documented_shape() {
+    let m = Manifest::parse("agent-os.yaml", CORTANA).expect("valid manifest");
+    assert_eq!(m.name, "cortana");
+    assert_eq!(m.env_file.as_deref(), Some(".env"));
+    assert_eq!(m.keys.len(), 1);
+    assert_eq!(m.keys[0].variable, "OPENAI_API_KEY");
+    assert_eq!(m.keys[0].key_name.as_deref(), Some("cortana-openai"));
+    let daily = m.task("daily_update").unwrap();
+    assert_eq!(daily.run, Some(Command::Shell("scripts/automation/run_daily_update.sh".into())));
+    assert_eq!(daily.timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(daily.retries, 2);
+    let query = m.task("query_memories").unwrap();
+    assert_eq!(query.run, Some(Command::Argv(vec!["python3".into(), "scripts/core/query.py".into()])));
+    assert_eq!(m.status.as_ref().unwrap().every, Duration::from_secs(300));
+    assert_eq!(m.cost.as_ref().unwrap().every, Duration::from_secs(3600));
+    assert_eq!(m.schedules.len(), 1);
+    assert_eq!(m.schedules[0].managed_by, "launchd");
+    assert_eq!(m.schedules[0].timezone, "America/Los_Angeles");
+    assert_eq!(m.transport, Transport::Command);
+}
+
+#[test]
+fn accepts_a_hosted_plugin() {
+    let text = "name: trading\nplugin: { url: https://trading.example.com/agent-os/ }\ntasks:\n  rebalance: { timeout: 2m }\nstatus: { every: 1m }\n";
+    let m = Manifest::parse("agent-os.yaml", text).unwrap();
+    assert_eq!(m.transport, Transport::Http { url: "https://trading.example.com/agent-os".into() });
+    assert_eq!(m.task("rebalance").unwrap().run, None);
+}
+
+fn error_of(text: &str) -> String {
+    Manifest::parse("agent-os.yaml", text).expect_err("should be refused").to_string()
+}
+
+#[test]
+fn bad_duration_names_place_path_and_fix() {
+    let text = "name: cortana\ntasks:\n  daily:\n    run: a.sh\n    timeout: 30\n";
+    let e = error_of(text);
+    assert!(e.starts_with("agent-os.yaml:5:14: tasks.daily.timeout: "), "{e}");
+    assert!(e.contains("needs a unit"), "{e}");
+    assert!(e.contains("hint: write e.g. 30s"), "{e}");
+}
+
+#[test]
+fn unknown_field_is_refused_with_its_place() {
+    let text = "name: cortana\ntasks:\n  daily:\n    run: a.sh\n    timout: 5m\n";
+    let e = error_of(text);
+    assert!(e.starts_with("agent-os.yaml:5:"), "{e}");
+    assert!(e.contains("tasks.daily.timout: unknown field `timout`"), "{e}");
+    assert!(e.contains("hint: did you mean `timeout`?"), "{e}");
+}
+
+#[test]
+fn schedule_naming_an_unknown_task_suggests_the_right_one() {
+    let text = "name: cortana\ntasks:\n  daily_update: { run: a.sh }\nschedules:\n  - task: daily_updte\n    cron: \"0 22 * * *\"\n";
+    let e = error_of(text);
+    assert!(e.starts_with("agent-os.yaml:5:"), "{e}");
+    assert!(e.contains("schedules[0].task: unknown task \"daily_updte\""), "{e}");
+    assert!(e.contains("did you mean \"daily_update\"?"), "{e}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = "name: Cortana\nenv_file: ../shared/.env\ntasks:\n  t: {}\nschedules:\n  - { task: t, cron: \"0 22 * *\", timezone: \"+02:00\", managed_by: anacron }\n";
+    let e = Manifest::parse("m.yaml", text).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.0.len(), 6, "{text}");
+    for needle in ["name:", "env_file:", "task has no `run`", "has 4 fields", "fixed offset", "unknown scheduler"] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn run_in_an_http_plugin_is_refused() {
+    let e = error_of("name: t\nplugin: { url: https://x.example.com }\ntasks:\n  a: { run: x.sh }\n");
+    assert!(e.contains("tasks.a.run"), "{e}");
+    assert!(e.contains("HTTP plugin"), "{e}");
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    for text in ["", ":", "- a\n- b", "name: [1, 2]", "name: x\ntasks: 5", "\u{0}", "name: x\ntasks:\n  a:\n    run: []\n"] {
+        assert!(Manifest::parse("m.yaml", text).is_err(), "{text:?}");
+    }
+}
+
+#[test]
+fn a_run_of_the_wrong_type_says_what_it_may_be() {
+    let e = error_of("name: cortana\ntasks:\n  daily:\n    run: 5\n");
+    assert!(e.starts_with("agent-os.yaml:4:10: tasks.daily.run: `run` must be a command line"), "{e}");
+}
