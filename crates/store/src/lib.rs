@@ -1,1 +1,107 @@
-//! placeholder
+//! Agent OS storage: the [`Store`] trait every other layer uses, and its implementation on
+//! SQLite (the embedded default) and PostgreSQL (for several nodes).
+//!
+//! Both backends share one implementation, [`SqlStore`], built on sqlx's `Any` driver: queries
+//! are written once with `$N` placeholders (both engines accept them) and only the statements
+//! whose dialects differ (claiming runs, transaction start) are chosen per backend. Each
+//! backend has its own migrations directory; released migrations are never edited. The store
+//! never reads the clock: callers pass `now` (milliseconds since the Unix epoch, UTC).
+
+mod migrate;
+mod model;
+mod sql;
+
+pub use model::*;
+pub use sql::{Backend, Durability, SqlStore, StoreOptions, redact_url, sqlite_url};
+
+use async_trait::async_trait;
+
+/// What went wrong in the store; callers act on `NotFound` and `Conflict`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migration(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Agent OS persists. Every method commits before it returns.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and `/healthz`.
+    fn backend(&self) -> Backend;
+
+    // Projects -----------------------------------------------------------------------------
+    async fn insert_project(&self, p: &NewProject, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord>;
+    /// Replaces the manifest (and schedules) of an existing project.
+    async fn update_project(&self, name: &str, manifest: &str, description: &str, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord>;
+    async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>>;
+    async fn list_projects(&self) -> Result<Vec<ProjectRecord>>;
+    /// Removes a project with its schedules, probes and tokens. Its runs and costs stay as
+    /// history. Returns false when there was no such project.
+    async fn delete_project(&self, name: &str) -> Result<bool>;
+    async fn list_schedules(&self, project: Option<&str>) -> Result<Vec<ScheduleRecord>>;
+    async fn set_cost_cursor(&self, project_id: &str, cursor: Option<&str>) -> Result<()>;
+
+    // Runs ---------------------------------------------------------------------------------
+    async fn insert_run(&self, run: &NewRun) -> Result<RunRecord>;
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    async fn list_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
+    /// Moves up to `limit` due queued runs to running for `node_id`, opening their next
+    /// attempt. Two nodes never claim the same run.
+    async fn claim_runs(&self, node_id: &str, now: i64, limit: i64) -> Result<Vec<RunRecord>>;
+    /// Records the process of a running attempt, so it can be killed after a crash.
+    async fn set_attempt_process(&self, run_id: &str, attempt: i64, pid: i64, proc_start: Option<i64>) -> Result<()>;
+    /// Ends an attempt and moves the run on: back to queued (a retry) or to its final state.
+    async fn finish_attempt(&self, f: &FinishAttempt) -> Result<RunRecord>;
+    /// Cancels a queued run at once, or flags a running one for its runner.
+    async fn request_cancel(&self, run_id: &str, now: i64) -> Result<RunRecord>;
+    /// Attempts still marked running (for crash recovery).
+    async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>>;
+    /// Runs per status, for metrics.
+    async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>>;
+    /// The earliest `not_before` of queued runs, so the dispatcher knows when to wake.
+    async fn next_due(&self) -> Result<Option<i64>>;
+
+    // Logs ---------------------------------------------------------------------------------
+    /// Appends output to a run's log, keeping at most `cap_bytes` (the oldest chunks go).
+    async fn append_log(&self, run_id: &str, chunks: &[NewLogChunk], cap_bytes: i64) -> Result<()>;
+    /// Log chunks after `after_seq`, oldest first.
+    async fn read_log(&self, run_id: &str, after_seq: i64, limit: i64) -> Result<Vec<LogChunk>>;
+
+    // Tokens -------------------------------------------------------------------------------
+    async fn insert_token(&self, t: &TokenRecord) -> Result<()>;
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    async fn revoke_token(&self, id: &str, now: i64) -> Result<bool>;
+    async fn revoke_run_tokens(&self, run_id: &str, now: i64) -> Result<()>;
+    /// Revokes every admin token but `keep_id` (when the admin token is set from outside).
+    async fn revoke_admin_tokens_except(&self, keep_id: &str, now: i64) -> Result<()>;
+    async fn count_admin_tokens(&self) -> Result<i64>;
+
+    // Probes -------------------------------------------------------------------------------
+    async fn insert_probe_result(&self, r: &ProbeResult) -> Result<()>;
+    /// The newest result of each probe kind of a project.
+    async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>>;
+
+    // Costs --------------------------------------------------------------------------------
+    /// Stores all records or none; a record whose idempotency key is already stored for its
+    /// project is skipped. Returns (accepted, duplicates).
+    async fn insert_costs(&self, records: &[NewCost]) -> Result<(i64, i64)>;
+    async fn list_costs(&self, filter: &CostFilter) -> Result<Vec<CostRecord>>;
+
+    // Nodes and settings -------------------------------------------------------------------
+    async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;
+    async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>>;
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+}

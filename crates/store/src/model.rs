@@ -1,0 +1,244 @@
+//! Records as stored. Plain data; the engine and server turn them into their own views.
+
+/// A project to register.
+#[derive(Clone, Debug)]
+pub struct NewProject {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// `command` or `http`.
+    pub transport: String,
+    /// Canonical root directory (command transport only).
+    pub root: Option<String>,
+    pub plugin_url: Option<String>,
+    /// The manifest text as registered; re-validated when loaded.
+    pub manifest: String,
+    /// Standard Webhooks secret (`whsec_…`) used to sign requests to an HTTP plugin.
+    pub signing_secret: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectRecord {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub transport: String,
+    pub root: Option<String>,
+    pub plugin_url: Option<String>,
+    pub manifest: String,
+    pub signing_secret: Option<String>,
+    pub cost_cursor: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A schedule declared by a project (manifest or plugin `get_schedule`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSchedule {
+    pub task: String,
+    pub cron: String,
+    pub timezone: String,
+    pub managed_by: String,
+    pub description: String,
+    /// `manifest` or `plugin`.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleRecord {
+    pub id: String,
+    pub project: String,
+    pub task: String,
+    pub cron: String,
+    pub timezone: String,
+    pub managed_by: String,
+    pub description: String,
+    pub source: String,
+}
+
+/// A run to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub id: String,
+    pub project_id: String,
+    pub project: String,
+    pub task: String,
+    /// JSON object text.
+    pub input: String,
+    pub max_attempts: i64,
+    /// Who started it: `api`, `cli`, `schedule`, `workflow`, ….
+    pub trigger: String,
+    pub now: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub project_id: String,
+    pub project: String,
+    pub task: String,
+    pub status: String,
+    pub input: String,
+    pub outputs: Option<String>,
+    /// Number of the current (or last) attempt; 0 before the first starts.
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub trigger: String,
+    pub cancel_requested: bool,
+    pub queued_at: i64,
+    pub not_before: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub log_bytes: i64,
+    pub log_dropped: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    pub run_id: String,
+    pub attempt: i64,
+    pub status: String,
+    pub node_id: String,
+    pub pid: Option<i64>,
+    /// Start time of the process (clock ticks since boot), to tell it from a later process
+    /// that reused its pid.
+    pub proc_start: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// How an attempt ended and where the run goes next.
+#[derive(Clone, Debug)]
+pub struct FinishAttempt {
+    pub run_id: String,
+    pub attempt: i64,
+    /// Final status of the attempt.
+    pub attempt_status: String,
+    /// `Some(t)`: the run goes back to queued, due at `t`. `None`: the run ends with
+    /// `attempt_status`.
+    pub retry_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub outputs: Option<String>,
+    pub now: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub project: Option<String>,
+    pub task: Option<String>,
+    pub status: Option<String>,
+    /// Only runs with an id below this one (the previous page's last id).
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewLogChunk {
+    /// `stdout`, `stderr` or `system` (Agent OS's own notes, e.g. "killed after timeout").
+    pub stream: String,
+    pub at: i64,
+    pub data: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogChunk {
+    pub seq: i64,
+    pub stream: String,
+    pub at: i64,
+    pub data: String,
+}
+
+/// An API credential; only its SHA-256 hash is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRecord {
+    pub id: String,
+    /// `admin`, `project` or `run`.
+    pub kind: String,
+    pub name: String,
+    pub project_id: Option<String>,
+    pub run_id: Option<String>,
+    pub hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// One observation of a status, cost or schedule probe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeResult {
+    pub id: String,
+    pub project_id: String,
+    /// `status`, `cost` or `schedule`.
+    pub kind: String,
+    pub at: i64,
+    pub ok: bool,
+    pub duration_ms: i64,
+    /// For status probes: `ok`, `degraded` or `down`.
+    pub status: Option<String>,
+    pub message: Option<String>,
+    /// The probe's JSON answer, as received (bounded).
+    pub body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A cost record to store; amounts are exact nano-units.
+#[derive(Clone, Debug)]
+pub struct NewCost {
+    pub id: String,
+    pub project_id: String,
+    pub project: String,
+    pub run_id: Option<String>,
+    pub service: String,
+    pub key_name: Option<String>,
+    pub amount_nanos: i64,
+    pub currency: String,
+    pub tokens_in: Option<i64>,
+    pub tokens_out: Option<i64>,
+    pub model: Option<String>,
+    pub at: i64,
+    pub idempotency_key: String,
+    /// `api` or `probe`.
+    pub source: String,
+    pub metadata: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostRecord {
+    pub id: String,
+    pub project: String,
+    pub run_id: Option<String>,
+    pub service: String,
+    pub key_name: Option<String>,
+    pub amount_nanos: i64,
+    pub currency: String,
+    pub tokens_in: Option<i64>,
+    pub tokens_out: Option<i64>,
+    pub model: Option<String>,
+    pub at: i64,
+    pub idempotency_key: String,
+    pub source: String,
+    pub metadata: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CostFilter {
+    pub project: Option<String>,
+    pub run_id: Option<String>,
+    pub limit: i64,
+}
+
+/// A running Agent OS process, for telling live work from lost work.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRecord {
+    pub id: String,
+    pub hostname: String,
+    pub pid: i64,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}

@@ -1,0 +1,953 @@
+//! [`SqlStore`]: the [`Store`] on SQLite or PostgreSQL through sqlx's `Any` driver.
+//!
+//! SQLite runs in WAL mode with one writer connection (writes are serialised in-process, and
+//! every write transaction starts with `BEGIN IMMEDIATE` so it never has to upgrade a read lock)
+//! and a few reader connections. PostgreSQL uses one pool and row locks (`FOR UPDATE SKIP
+//! LOCKED`) so several nodes can claim runs from the same queue.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+
+/// Which database engine a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// How hard SQLite works to keep a commit across power loss.
+///
+/// `Normal` (WAL with `synchronous=NORMAL`) keeps every commit across a crash of Agent OS
+/// itself (kill -9), which is the promise Agent OS makes; a power cut may lose the last
+/// moments. `Full` syncs the WAL on every commit, at a cost in throughput. PostgreSQL follows
+/// its own `synchronous_commit` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    #[default]
+    Normal,
+    Full,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite://PATH?mode=rwc` or `postgres://…`.
+    pub url: String,
+    pub durability: Durability,
+    /// Pool size for PostgreSQL, and SQLite's reader pool.
+    pub max_connections: u32,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreOptions { url: url.into(), durability: Durability::Normal, max_connections: 8 }
+    }
+}
+
+/// The SQLite URL for a database file (created if missing).
+pub fn sqlite_url(path: &Path) -> String {
+    let mut encoded = String::new();
+    for ch in path.to_string_lossy().chars() {
+        match ch {
+            '%' | '?' | '#' | ' ' => encoded.push_str(&format!("%{:02X}", ch as u32)),
+            c => encoded.push(c),
+        }
+    }
+    format!("sqlite://{encoded}?mode=rwc")
+}
+
+pub struct SqlStore {
+    backend: Backend,
+    write: AnyPool,
+    read: AnyPool,
+}
+
+fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else {
+        Err(StoreError::Migration(format!(
+            "unsupported database URL {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
+            redact_url(url)
+        )))
+    }
+}
+
+/// A URL with any password removed, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl SqlStore {
+    /// Connects, configures and migrates.
+    pub async fn open(opts: &StoreOptions, now: i64) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = backend_of(&opts.url)?;
+        let connect = AnyConnectOptions::from_str(&opts.url)?;
+        let store = match backend {
+            Backend::Sqlite => {
+                let sync = match opts.durability {
+                    Durability::Normal => "NORMAL",
+                    Durability::Full => "FULL",
+                };
+                let pragmas: &'static str = if sync == "FULL" {
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -2000"
+                } else {
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -2000"
+                };
+                let pool = |max: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(max)
+                        .min_connections(0)
+                        .idle_timeout(Some(Duration::from_secs(60)))
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(move |conn, _| {
+                            Box::pin(async move {
+                                for p in pragmas.split("; ") {
+                                    conn.execute(sqlx::AssertSqlSafe(p)).await?;
+                                }
+                                Ok(())
+                            })
+                        })
+                };
+                let write = pool(1).connect_with(connect.clone()).await?;
+                // WAL is a property of the file; set it once through the writer.
+                sqlx::query("PRAGMA journal_mode = WAL").fetch_all(&write).await?;
+                let read = pool(opts.max_connections.clamp(1, 4)).connect_with(connect).await?;
+                SqlStore { backend, write, read }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(opts.max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(connect)
+                    .await?;
+                SqlStore { backend, write: pool.clone(), read: pool }
+            }
+        };
+        crate::migrate::run(&store.write, backend, now).await?;
+        Ok(store)
+    }
+
+    async fn tx(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
+    }
+
+    /// Closes the pools (tests and shutdown).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+macro_rules! project_cols {
+    () => {
+        "id, name, description, transport, root, plugin_url, manifest, signing_secret, cost_cursor, created_at, updated_at"
+    };
+}
+
+macro_rules! run_cols {
+    () => {
+        "id, project_id, project, task, status, input, outputs, attempt, max_attempts, exit_code, error, trigger, cancel_requested, queued_at, not_before, started_at, finished_at, log_bytes, log_dropped"
+    };
+}
+
+macro_rules! attempt_cols {
+    () => {
+        "run_id, attempt, status, node_id, pid, proc_start, started_at, finished_at, exit_code, error"
+    };
+}
+
+macro_rules! token_cols {
+    () => {
+        "id, kind, name, project_id, run_id, hash, created_at, expires_at, revoked_at"
+    };
+}
+
+macro_rules! probe_cols {
+    () => {
+        "id, project_id, kind, at, ok, duration_ms, status, message, body, error"
+    };
+}
+
+macro_rules! cost_cols {
+    () => {
+        "id, project, run_id, service, key_name, amount_nanos, currency, tokens_in, tokens_out, model, at, idempotency_key, source, metadata"
+    };
+}
+
+fn project_from(r: &AnyRow) -> Result<ProjectRecord, sqlx::Error> {
+    Ok(ProjectRecord {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        description: r.try_get(2)?,
+        transport: r.try_get(3)?,
+        root: r.try_get(4)?,
+        plugin_url: r.try_get(5)?,
+        manifest: r.try_get(6)?,
+        signing_secret: r.try_get(7)?,
+        cost_cursor: r.try_get(8)?,
+        created_at: r.try_get(9)?,
+        updated_at: r.try_get(10)?,
+    })
+}
+
+fn run_from(r: &AnyRow) -> Result<RunRecord, sqlx::Error> {
+    Ok(RunRecord {
+        id: r.try_get(0)?,
+        project_id: r.try_get(1)?,
+        project: r.try_get(2)?,
+        task: r.try_get(3)?,
+        status: r.try_get(4)?,
+        input: r.try_get(5)?,
+        outputs: r.try_get(6)?,
+        attempt: r.try_get(7)?,
+        max_attempts: r.try_get(8)?,
+        exit_code: r.try_get(9)?,
+        error: r.try_get(10)?,
+        trigger: r.try_get(11)?,
+        cancel_requested: r.try_get::<i64, _>(12)? != 0,
+        queued_at: r.try_get(13)?,
+        not_before: r.try_get(14)?,
+        started_at: r.try_get(15)?,
+        finished_at: r.try_get(16)?,
+        log_bytes: r.try_get(17)?,
+        log_dropped: r.try_get(18)?,
+    })
+}
+
+fn attempt_from(r: &AnyRow, offset: usize) -> Result<AttemptRecord, sqlx::Error> {
+    Ok(AttemptRecord {
+        run_id: r.try_get(offset)?,
+        attempt: r.try_get(offset + 1)?,
+        status: r.try_get(offset + 2)?,
+        node_id: r.try_get(offset + 3)?,
+        pid: r.try_get(offset + 4)?,
+        proc_start: r.try_get(offset + 5)?,
+        started_at: r.try_get(offset + 6)?,
+        finished_at: r.try_get(offset + 7)?,
+        exit_code: r.try_get(offset + 8)?,
+        error: r.try_get(offset + 9)?,
+    })
+}
+
+fn token_from(r: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
+    Ok(TokenRecord {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        name: r.try_get(2)?,
+        project_id: r.try_get(3)?,
+        run_id: r.try_get(4)?,
+        hash: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+        revoked_at: r.try_get(8)?,
+    })
+}
+
+fn probe_from(r: &AnyRow) -> Result<ProbeResult, sqlx::Error> {
+    Ok(ProbeResult {
+        id: r.try_get(0)?,
+        project_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        at: r.try_get(3)?,
+        ok: r.try_get::<i64, _>(4)? != 0,
+        duration_ms: r.try_get(5)?,
+        status: r.try_get(6)?,
+        message: r.try_get(7)?,
+        body: r.try_get(8)?,
+        error: r.try_get(9)?,
+    })
+}
+
+fn cost_from(r: &AnyRow) -> Result<CostRecord, sqlx::Error> {
+    Ok(CostRecord {
+        id: r.try_get(0)?,
+        project: r.try_get(1)?,
+        run_id: r.try_get(2)?,
+        service: r.try_get(3)?,
+        key_name: r.try_get(4)?,
+        amount_nanos: r.try_get(5)?,
+        currency: r.try_get(6)?,
+        tokens_in: r.try_get(7)?,
+        tokens_out: r.try_get(8)?,
+        model: r.try_get(9)?,
+        at: r.try_get(10)?,
+        idempotency_key: r.try_get(11)?,
+        source: r.try_get(12)?,
+        metadata: r.try_get(13)?,
+    })
+}
+
+fn all<T>(rows: Vec<AnyRow>, f: impl Fn(&AnyRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>> {
+    rows.iter().map(|r| f(r).map_err(StoreError::from)).collect()
+}
+
+async fn insert_schedules(tx: &mut Transaction<'static, Any>, project_id: &str, schedules: &[NewSchedule]) -> Result<()> {
+    sqlx::query("DELETE FROM schedules WHERE project_id = $1").bind(project_id).execute(&mut **tx).await?;
+    for (i, s) in schedules.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO schedules (id, project_id, task, cron, timezone, managed_by, description, source, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(agent_os_core::id::new_id())
+        .bind(project_id)
+        .bind(&s.task)
+        .bind(&s.cron)
+        .bind(&s.timezone)
+        .bind(&s.managed_by)
+        .bind(&s.description)
+        .bind(&s.source)
+        .bind(i as i64)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Keeps the tail of `s` that fits in `max` bytes, on a character boundary.
+fn tail_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn insert_project(&self, p: &NewProject, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord> {
+        let mut tx = self.tx().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO projects (id, name, description, transport, root, plugin_url, manifest, signing_secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&p.id)
+        .bind(&p.name)
+        .bind(&p.description)
+        .bind(&p.transport)
+        .bind(&p.root)
+        .bind(&p.plugin_url)
+        .bind(&p.manifest)
+        .bind(&p.signing_secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!("a project named {:?} is already registered", p.name)));
+            }
+            other => {
+                other?;
+            }
+        }
+        insert_schedules(&mut tx, &p.id, schedules).await?;
+        let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE id = $1"))
+            .bind(&p.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(project_from(&row)?)
+    }
+
+    async fn update_project(&self, name: &str, manifest: &str, description: &str, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord> {
+        let mut tx = self.tx().await?;
+        let row = sqlx::query(concat!(
+            "UPDATE projects SET manifest = $2, description = $3, updated_at = $4 WHERE name = $1 RETURNING ",
+            project_cols!()
+        ))
+        .bind(name)
+        .bind(manifest)
+        .bind(description)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("project {name:?}")))?;
+        let project = project_from(&row)?;
+        insert_schedules(&mut tx, &project.id, schedules).await?;
+        tx.commit().await?;
+        Ok(project)
+    }
+
+    async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>> {
+        let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(project_from).transpose()?)
+    }
+
+    async fn list_projects(&self) -> Result<Vec<ProjectRecord>> {
+        let rows = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects ORDER BY name"))
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, project_from)
+    }
+
+    async fn delete_project(&self, name: &str) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let id: Option<String> = sqlx::query("SELECT id FROM projects WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM tokens WHERE project_id = $1 AND kind <> 'admin'").bind(&id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM schedules WHERE project_id = $1").bind(&id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM probe_results WHERE project_id = $1").bind(&id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM projects WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_schedules(&self, project: Option<&str>) -> Result<Vec<ScheduleRecord>> {
+        let rows = sqlx::query(
+            "SELECT s.id, p.name, s.task, s.cron, s.timezone, s.managed_by, s.description, s.source FROM schedules s JOIN projects p ON p.id = s.project_id WHERE ($1 IS NULL OR p.name = $1) ORDER BY p.name, s.position",
+        )
+        .bind(project)
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, |r| {
+            Ok(ScheduleRecord {
+                id: r.try_get(0)?,
+                project: r.try_get(1)?,
+                task: r.try_get(2)?,
+                cron: r.try_get(3)?,
+                timezone: r.try_get(4)?,
+                managed_by: r.try_get(5)?,
+                description: r.try_get(6)?,
+                source: r.try_get(7)?,
+            })
+        })
+    }
+
+    async fn set_cost_cursor(&self, project_id: &str, cursor: Option<&str>) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("UPDATE projects SET cost_cursor = $2 WHERE id = $1")
+            .bind(project_id)
+            .bind(cursor)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_run(&self, run: &NewRun) -> Result<RunRecord> {
+        let mut tx = self.tx().await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $8) RETURNING ",
+            run_cols!()
+        ))
+        .bind(&run.id)
+        .bind(&run.project_id)
+        .bind(&run.project)
+        .bind(&run.task)
+        .bind(&run.input)
+        .bind(run.max_attempts)
+        .bind(&run.trigger)
+        .bind(run.now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(run_from(&row)?)
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(run_from).transpose()?)
+    }
+
+    async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM runs WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR task = $2) AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        ))
+        .bind(&f.project)
+        .bind(&f.task)
+        .bind(&f.status)
+        .bind(&f.before)
+        .bind(f.limit.clamp(1, 1000))
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, run_from)
+    }
+
+    async fn list_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(concat!("SELECT ", attempt_cols!(), " FROM run_attempts WHERE run_id = $1 ORDER BY attempt"))
+            .bind(run_id)
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, |r| attempt_from(r, 0))
+    }
+
+    async fn claim_runs(&self, node_id: &str, now: i64, limit: i64) -> Result<Vec<RunRecord>> {
+        let mut tx = self.tx().await?;
+        let claim = match self.backend {
+            Backend::Sqlite => concat!(
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $1 ORDER BY not_before, id LIMIT $2) RETURNING ",
+                run_cols!()
+            ),
+            Backend::Postgres => concat!(
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $1 ORDER BY not_before, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
+                run_cols!()
+            ),
+        };
+        let rows = sqlx::query(claim).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+        let mut runs = all(rows, run_from)?;
+        runs.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
+        for run in &runs {
+            sqlx::query("INSERT INTO run_attempts (run_id, attempt, status, node_id, started_at) VALUES ($1, $2, 'running', $3, $4)")
+                .bind(&run.id)
+                .bind(run.attempt)
+                .bind(node_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(runs)
+    }
+
+    async fn set_attempt_process(&self, run_id: &str, attempt: i64, pid: i64, proc_start: Option<i64>) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("UPDATE run_attempts SET pid = $3, pgid = $3, proc_start = $4 WHERE run_id = $1 AND attempt = $2")
+            .bind(run_id)
+            .bind(attempt)
+            .bind(pid)
+            .bind(proc_start)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_attempt(&self, f: &FinishAttempt) -> Result<RunRecord> {
+        let mut tx = self.tx().await?;
+        let ended = sqlx::query(
+            "UPDATE run_attempts SET status = $3, finished_at = $4, exit_code = $5, error = $6 WHERE run_id = $1 AND attempt = $2 AND status = 'running'",
+        )
+        .bind(&f.run_id)
+        .bind(f.attempt)
+        .bind(&f.attempt_status)
+        .bind(f.now)
+        .bind(f.exit_code)
+        .bind(&f.error)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "attempt {} of run {} is not running any more",
+                f.attempt, f.run_id
+            )));
+        }
+        let row = match f.retry_at {
+            // A cancel that arrived while the attempt ran wins over the retry.
+            Some(at) => sqlx::query(concat!(
+                "UPDATE runs SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, finished_at = CASE WHEN cancel_requested = 1 THEN $5 ELSE NULL END, not_before = $2, exit_code = $3, error = $4 WHERE id = $1 RETURNING ",
+                run_cols!()
+            ))
+            .bind(&f.run_id)
+            .bind(at)
+            .bind(f.exit_code)
+            .bind(&f.error)
+            .bind(f.now)
+            .fetch_one(&mut *tx)
+            .await?,
+            None => sqlx::query(concat!(
+                "UPDATE runs SET status = $2, finished_at = $3, exit_code = $4, error = $5, outputs = $6 WHERE id = $1 RETURNING ",
+                run_cols!()
+            ))
+            .bind(&f.run_id)
+            .bind(&f.attempt_status)
+            .bind(f.now)
+            .bind(f.exit_code)
+            .bind(&f.error)
+            .bind(&f.outputs)
+            .fetch_one(&mut *tx)
+            .await?,
+        };
+        sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE run_id = $1 AND revoked_at IS NULL")
+            .bind(&f.run_id)
+            .bind(f.now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(run_from(&row)?)
+    }
+
+    async fn request_cancel(&self, run_id: &str, now: i64) -> Result<RunRecord> {
+        let mut tx = self.tx().await?;
+        sqlx::query("UPDATE runs SET status = 'cancelled', cancel_requested = 1, finished_at = $2, error = 'cancelled before it started' WHERE id = $1 AND status = 'queued'")
+            .bind(run_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM runs WHERE id = $1"))
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {run_id:?}")))?;
+        tx.commit().await?;
+        Ok(run_from(&row)?)
+    }
+
+    async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>> {
+        let rows = sqlx::query(concat!(
+            "SELECT r.id, r.project_id, r.project, r.task, r.status, r.input, r.outputs, r.attempt, r.max_attempts, r.exit_code, r.error, r.trigger, r.cancel_requested, r.queued_at, r.not_before, r.started_at, r.finished_at, r.log_bytes, r.log_dropped, ",
+            "a.run_id, a.attempt, a.status, a.node_id, a.pid, a.proc_start, a.started_at, a.finished_at, a.exit_code, a.error ",
+            "FROM run_attempts a JOIN runs r ON r.id = a.run_id WHERE a.status = 'running' ORDER BY a.run_id"
+        ))
+        .fetch_all(&self.write)
+        .await?;
+        all(rows, |r| Ok((run_from(r)?, attempt_from(r, 19)?)))
+    }
+
+    async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, |r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(not_before) FROM runs WHERE status = 'queued'")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    async fn append_log(&self, run_id: &str, chunks: &[NewLogChunk], cap_bytes: i64) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let cap = cap_bytes.max(1);
+        let mut tx = self.tx().await?;
+        let row = sqlx::query("SELECT log_seq, log_bytes, log_dropped FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {run_id:?}")))?;
+        let (mut seq, mut bytes, mut dropped): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        for c in chunks {
+            let data = tail_bytes(&c.data, cap as usize);
+            dropped += (c.data.len() - data.len()) as i64;
+            seq += 1;
+            bytes += data.len() as i64;
+            sqlx::query("INSERT INTO run_logs (run_id, seq, stream, at, bytes, data) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(run_id)
+                .bind(seq)
+                .bind(&c.stream)
+                .bind(c.at)
+                .bind(data.len() as i64)
+                .bind(data)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if bytes > cap {
+            // Drop the oldest chunks until the log fits again: the tail is what explains a failure.
+            let sizes = sqlx::query("SELECT seq, bytes FROM run_logs WHERE run_id = $1 ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut cut = 0;
+            for r in &sizes {
+                if bytes <= cap {
+                    break;
+                }
+                let b: i64 = r.try_get(1)?;
+                cut = r.try_get(0)?;
+                bytes -= b;
+                dropped += b;
+            }
+            sqlx::query("DELETE FROM run_logs WHERE run_id = $1 AND seq <= $2")
+                .bind(run_id)
+                .bind(cut)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE runs SET log_seq = $2, log_bytes = $3, log_dropped = $4 WHERE id = $1")
+            .bind(run_id)
+            .bind(seq)
+            .bind(bytes)
+            .bind(dropped)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn read_log(&self, run_id: &str, after_seq: i64, limit: i64) -> Result<Vec<LogChunk>> {
+        let rows = sqlx::query("SELECT seq, stream, at, data FROM run_logs WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .bind(run_id)
+            .bind(after_seq)
+            .bind(limit.clamp(1, 100_000))
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, |r| Ok(LogChunk { seq: r.try_get(0)?, stream: r.try_get(1)?, at: r.try_get(2)?, data: r.try_get(3)? }))
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query(concat!("INSERT INTO tokens (", token_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+            .bind(&t.id)
+            .bind(&t.kind)
+            .bind(&t.name)
+            .bind(&t.project_id)
+            .bind(&t.run_id)
+            .bind(&t.hash)
+            .bind(t.created_at)
+            .bind(t.expires_at)
+            .bind(t.revoked_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("that token is already registered".into()) } else { e.into() })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(concat!("SELECT ", token_cols!(), " FROM tokens WHERE hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(token_from).transpose()?)
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(concat!("SELECT ", token_cols!(), " FROM tokens WHERE kind <> 'run' ORDER BY id"))
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, token_from)
+    }
+
+    async fn revoke_token(&self, id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_run_tokens(&self, run_id: &str, now: i64) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE run_id = $1 AND revoked_at IS NULL")
+            .bind(run_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_admin_tokens_except(&self, keep_id: &str, now: i64) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE kind = 'admin' AND id <> $1 AND revoked_at IS NULL")
+            .bind(keep_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn count_admin_tokens(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM tokens WHERE kind = 'admin' AND revoked_at IS NULL")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn insert_probe_result(&self, r: &ProbeResult) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query(concat!("INSERT INTO probe_results (", probe_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+            .bind(&r.id)
+            .bind(&r.project_id)
+            .bind(&r.kind)
+            .bind(r.at)
+            .bind(i64::from(r.ok))
+            .bind(r.duration_ms)
+            .bind(&r.status)
+            .bind(&r.message)
+            .bind(&r.body)
+            .bind(&r.error)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>> {
+        let mut out = Vec::new();
+        for kind in ["status", "cost", "schedule"] {
+            let row = sqlx::query(concat!("SELECT ", probe_cols!(), " FROM probe_results WHERE project_id = $1 AND kind = $2 ORDER BY at DESC, id DESC LIMIT 1"))
+                .bind(project_id)
+                .bind(kind)
+                .fetch_optional(&self.read)
+                .await?;
+            if let Some(r) = row {
+                out.push(probe_from(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert_costs(&self, records: &[NewCost]) -> Result<(i64, i64)> {
+        let mut tx = self.tx().await?;
+        let mut accepted = 0;
+        for c in records {
+            let done = sqlx::query(concat!(
+                "INSERT INTO cost_records (id, project_id, project, run_id, service, key_name, amount_nanos, currency, tokens_in, tokens_out, model, at, idempotency_key, source, metadata, created_at) ",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (project, idempotency_key) DO NOTHING"
+            ))
+            .bind(&c.id)
+            .bind(&c.project_id)
+            .bind(&c.project)
+            .bind(&c.run_id)
+            .bind(&c.service)
+            .bind(&c.key_name)
+            .bind(c.amount_nanos)
+            .bind(&c.currency)
+            .bind(c.tokens_in)
+            .bind(c.tokens_out)
+            .bind(&c.model)
+            .bind(c.at)
+            .bind(&c.idempotency_key)
+            .bind(&c.source)
+            .bind(&c.metadata)
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await?;
+            accepted += done.rows_affected() as i64;
+        }
+        tx.commit().await?;
+        Ok((accepted, records.len() as i64 - accepted))
+    }
+
+    async fn list_costs(&self, f: &CostFilter) -> Result<Vec<CostRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            cost_cols!(),
+            " FROM cost_records WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR run_id = $2) ORDER BY at DESC, id DESC LIMIT $3"
+        ))
+        .bind(&f.project)
+        .bind(&f.run_id)
+        .bind(f.limit.clamp(1, 10_000))
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, cost_from)
+    }
+
+    async fn upsert_node(&self, n: &NodeRecord) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("INSERT INTO nodes (id, hostname, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at")
+            .bind(&n.id)
+            .bind(&n.hostname)
+            .bind(n.pid)
+            .bind(n.started_at)
+            .bind(n.heartbeat_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>> {
+        let row = sqlx::query("SELECT id, hostname, pid, started_at, heartbeat_at FROM nodes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| {
+            Ok(NodeRecord {
+                id: r.try_get(0)?,
+                hostname: r.try_get(1)?,
+                pid: r.try_get(2)?,
+                started_at: r.try_get(3)?,
+                heartbeat_at: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.read).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(sqlite_url(Path::new("/a b/x?.db")), "sqlite:///a%20b/x%3F.db?mode=rwc");
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert!(backend_of("mysql://x").is_err());
+        assert_eq!(tail_bytes("héllo", 4), "llo");
+    }
+}

@@ -1,0 +1,393 @@
+//! One storage story, told on SQLite always and on PostgreSQL when
+//! `AGENT_OS_TEST_POSTGRES_URL` names a server (CI always sets it; with `CI=true` and no URL the
+//! PostgreSQL test fails rather than skips).
+
+use agent_os_store::*;
+
+async fn sqlite_store(dir: &tempfile::TempDir) -> SqlStore {
+    let url = sqlite_url(&dir.path().join("agent-os.db"));
+    SqlStore::open(&StoreOptions::new(url), 1_000).await.expect("open sqlite")
+}
+
+/// A fresh database on the PostgreSQL server named by the environment, dropped by the guard.
+pub struct PgDatabase {
+    admin_url: String,
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Option<PgDatabase> {
+        let admin_url = match std::env::var("AGENT_OS_TEST_POSTGRES_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("CI=true but AGENT_OS_TEST_POSTGRES_URL is not set: the PostgreSQL story must run in CI");
+                }
+                eprintln!("NOTE: PostgreSQL story not run: set AGENT_OS_TEST_POSTGRES_URL=postgres://… to run it");
+                return None;
+            }
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!("aos_test_{}", agent_os_core::id::new_id().replace('-', ""));
+        let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL named by AGENT_OS_TEST_POSTGRES_URL is unreachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create test database");
+        admin.close().await;
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        Some(PgDatabase { url: format!("{base}/{name}"), admin_url, name })
+    }
+
+    pub async fn drop_it(self) {
+        let admin = sqlx::AnyPool::connect(&self.admin_url).await.expect("reconnect");
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(&admin)
+            .await
+            .expect("drop test database");
+        admin.close().await;
+    }
+}
+
+fn project(name: &str) -> NewProject {
+    NewProject {
+        id: agent_os_core::id::new_id(),
+        name: name.into(),
+        description: "Personal AI memory".into(),
+        transport: "command".into(),
+        root: Some(format!("/home/u/{name}")),
+        plugin_url: None,
+        manifest: format!("name: {name}\n"),
+        signing_secret: None,
+    }
+}
+
+fn schedule(task: &str) -> NewSchedule {
+    NewSchedule {
+        task: task.into(),
+        cron: "0 22 * * *".into(),
+        timezone: "America/Los_Angeles".into(),
+        managed_by: "launchd".into(),
+        description: String::new(),
+        source: "manifest".into(),
+    }
+}
+
+fn new_run(p: &ProjectRecord, task: &str, now: i64, max_attempts: i64) -> NewRun {
+    NewRun {
+        id: agent_os_core::id::new_id(),
+        project_id: p.id.clone(),
+        project: p.name.clone(),
+        task: task.into(),
+        input: "{\"q\":1}".into(),
+        max_attempts,
+        trigger: "api".into(),
+        now,
+    }
+}
+
+async fn story(s: &dyn Store) {
+    // Projects and their schedules.
+    let cortana = s.insert_project(&project("cortana"), &[schedule("daily_update")], 1_000).await.unwrap();
+    assert_eq!(cortana.created_at, 1_000);
+    let dup = s.insert_project(&project("cortana"), &[], 1_001).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "duplicate name must conflict: {dup:?}");
+    let trading = s.insert_project(&project("trading"), &[], 1_002).await.unwrap();
+    let names: Vec<String> = s.list_projects().await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["cortana", "trading"]);
+    let scheds = s.list_schedules(None).await.unwrap();
+    assert_eq!(scheds.len(), 1);
+    assert_eq!(scheds[0].project, "cortana");
+    assert_eq!(scheds[0].timezone, "America/Los_Angeles");
+    let updated = s.update_project("cortana", "name: cortana\n# v2\n", "v2", &[schedule("a"), schedule("b")], 2_000).await.unwrap();
+    assert_eq!(updated.updated_at, 2_000);
+    assert_eq!(updated.description, "v2");
+    let tasks: Vec<String> = s.list_schedules(Some("cortana")).await.unwrap().into_iter().map(|x| x.task).collect();
+    assert_eq!(tasks, ["a", "b"]);
+    assert!(matches!(s.update_project("nope", "", "", &[], 1).await, Err(StoreError::NotFound(_))));
+    s.set_cost_cursor(&cortana.id, Some("42")).await.unwrap();
+    assert_eq!(s.get_project("cortana").await.unwrap().unwrap().cost_cursor.as_deref(), Some("42"));
+
+    // A run: queued, claimed once, retried, finished.
+    let run = s.insert_run(&new_run(&cortana, "daily_update", 3_000, 2)).await.unwrap();
+    assert_eq!(run.status, "queued");
+    assert_eq!(run.attempt, 0);
+    assert_eq!(s.next_due().await.unwrap(), Some(3_000));
+    assert!(s.claim_runs("node-a", 2_999, 10).await.unwrap().is_empty(), "not due yet");
+    let claimed = s.claim_runs("node-a", 3_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].status, "running");
+    assert_eq!(claimed[0].attempt, 1);
+    assert!(s.claim_runs("node-b", 3_000, 10).await.unwrap().is_empty(), "claimed twice");
+    s.set_attempt_process(&run.id, 1, 4242, Some(99)).await.unwrap();
+    let running = s.running_attempts().await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].1.pid, Some(4242));
+    assert_eq!(running[0].1.node_id, "node-a");
+
+    let retried = s
+        .finish_attempt(&FinishAttempt {
+            run_id: run.id.clone(),
+            attempt: 1,
+            attempt_status: "failed".into(),
+            retry_at: Some(5_000),
+            exit_code: Some(1),
+            error: Some("exit status 1".into()),
+            outputs: None,
+            now: 3_500,
+        })
+        .await
+        .unwrap();
+    assert_eq!(retried.status, "queued");
+    assert_eq!(retried.not_before, 5_000);
+    let again = s
+        .finish_attempt(&FinishAttempt {
+            run_id: run.id.clone(),
+            attempt: 1,
+            attempt_status: "failed".into(),
+            retry_at: None,
+            exit_code: Some(1),
+            error: None,
+            outputs: None,
+            now: 3_600,
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "an attempt ends once");
+    let claimed = s.claim_runs("node-a", 5_000, 10).await.unwrap();
+    assert_eq!(claimed[0].attempt, 2);
+    let done = s
+        .finish_attempt(&FinishAttempt {
+            run_id: run.id.clone(),
+            attempt: 2,
+            attempt_status: "succeeded".into(),
+            retry_at: None,
+            exit_code: Some(0),
+            error: None,
+            outputs: Some("{\"count\":3}".into()),
+            now: 5_100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.status, "succeeded");
+    assert_eq!(done.finished_at, Some(5_100));
+    assert_eq!(done.started_at, Some(3_000), "started_at is the first attempt's start");
+    assert_eq!(done.outputs.as_deref(), Some("{\"count\":3}"));
+    let attempts = s.list_attempts(&run.id).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.status.as_str()).collect::<Vec<_>>(), ["failed", "succeeded"]);
+    assert!(s.running_attempts().await.unwrap().is_empty());
+
+    // Cancel: a queued run ends at once; a running one is flagged and its retry is refused.
+    let q = s.insert_run(&new_run(&trading, "scan", 6_000, 1)).await.unwrap();
+    let c = s.request_cancel(&q.id, 6_001).await.unwrap();
+    assert_eq!(c.status, "cancelled");
+    let r = s.insert_run(&new_run(&trading, "scan", 6_100, 3)).await.unwrap();
+    s.claim_runs("node-a", 6_100, 10).await.unwrap();
+    let flagged = s.request_cancel(&r.id, 6_200).await.unwrap();
+    assert_eq!(flagged.status, "running");
+    assert!(flagged.cancel_requested);
+    let ended = s
+        .finish_attempt(&FinishAttempt {
+            run_id: r.id.clone(),
+            attempt: 1,
+            attempt_status: "failed".into(),
+            retry_at: Some(7_000),
+            exit_code: None,
+            error: Some("terminated".into()),
+            outputs: None,
+            now: 6_300,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended.status, "cancelled", "a requested cancel wins over a retry");
+    assert!(matches!(s.request_cancel("nope", 1).await, Err(StoreError::NotFound(_))));
+
+    // Listing with filters and pagination, newest first.
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.insert_run(&new_run(&trading, "page", 8_000 + i, 1)).await.unwrap().id);
+    }
+    let page1 = s.list_runs(&RunFilter { project: Some("trading".into()), task: Some("page".into()), limit: 2, ..Default::default() }).await.unwrap();
+    assert_eq!(page1.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [ids[4].clone(), ids[3].clone()]);
+    let page2 = s
+        .list_runs(&RunFilter { project: Some("trading".into()), task: Some("page".into()), before: Some(page1[1].id.clone()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page2.len(), 3);
+    let succeeded = s.list_runs(&RunFilter { status: Some("succeeded".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(succeeded.len(), 1);
+    let counts = s.count_runs_by_status().await.unwrap();
+    assert!(counts.contains(&("queued".to_string(), 5)), "{counts:?}");
+    assert!(counts.contains(&("cancelled".to_string(), 2)), "{counts:?}");
+
+    // Logs keep the tail under the cap and count what they dropped.
+    let chunk = |d: &str| NewLogChunk { stream: "stdout".into(), at: 9_000, data: d.into() };
+    s.append_log(&run.id, &[chunk("aaaa\n"), chunk("bbbb\n")], 12).await.unwrap();
+    s.append_log(&run.id, &[chunk("cccc\n")], 12).await.unwrap();
+    let log = s.read_log(&run.id, 0, 100).await.unwrap();
+    assert_eq!(log.iter().map(|c| c.data.as_str()).collect::<String>(), "bbbb\ncccc\n");
+    assert_eq!(log[0].seq, 2);
+    let r = s.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!((r.log_bytes, r.log_dropped), (10, 5));
+    assert_eq!(s.read_log(&run.id, 2, 100).await.unwrap().len(), 1);
+    s.append_log(&run.id, &[chunk(&"x".repeat(30))], 12).await.unwrap();
+    let log = s.read_log(&run.id, 0, 100).await.unwrap();
+    assert_eq!(log.iter().map(|c| c.data.len()).sum::<usize>(), 12, "one oversized chunk keeps its tail");
+
+    // Tokens: stored by hash, revocable, run tokens end with their run.
+    let tok = |id: &str, kind: &str, run: Option<&str>| TokenRecord {
+        id: id.into(),
+        kind: kind.into(),
+        name: String::new(),
+        project_id: Some(trading.id.clone()),
+        run_id: run.map(str::to_string),
+        hash: format!("hash-{id}"),
+        created_at: 1,
+        expires_at: None,
+        revoked_at: None,
+    };
+    s.insert_token(&tok("t1", "admin", None)).await.unwrap();
+    s.insert_token(&tok("t2", "admin", None)).await.unwrap();
+    s.insert_token(&tok("t3", "run", Some(&r.id))).await.unwrap();
+    assert!(matches!(s.insert_token(&tok("t1", "admin", None)).await, Err(_)));
+    assert_eq!(s.count_admin_tokens().await.unwrap(), 2);
+    s.revoke_admin_tokens_except("t2", 10).await.unwrap();
+    assert_eq!(s.count_admin_tokens().await.unwrap(), 1);
+    assert_eq!(s.find_token("hash-t1").await.unwrap().unwrap().revoked_at, Some(10));
+    s.revoke_run_tokens(&r.id, 11).await.unwrap();
+    assert_eq!(s.find_token("hash-t3").await.unwrap().unwrap().revoked_at, Some(11));
+    assert!(s.revoke_token("t2", 12).await.unwrap());
+    assert!(!s.revoke_token("t2", 13).await.unwrap(), "revoking twice reports nothing done");
+    assert_eq!(s.list_tokens().await.unwrap().len(), 2, "run tokens are not listed");
+
+    // Probes: the newest result per kind.
+    for (i, status) in ["ok", "down"].iter().enumerate() {
+        s.insert_probe_result(&ProbeResult {
+            id: agent_os_core::id::new_id(),
+            project_id: cortana.id.clone(),
+            kind: "status".into(),
+            at: 100 + i as i64,
+            ok: true,
+            duration_ms: 3,
+            status: Some(status.to_string()),
+            message: None,
+            body: None,
+            error: None,
+        })
+        .await
+        .unwrap();
+    }
+    let latest = s.latest_probe_results(&cortana.id).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].status.as_deref(), Some("down"));
+
+    // Costs: exact, all-or-nothing, duplicates by idempotency key count once.
+    let cost = |key: &str, nanos: i64| NewCost {
+        id: agent_os_core::id::new_id(),
+        project_id: trading.id.clone(),
+        project: "trading".into(),
+        run_id: Some(r.id.clone()),
+        service: "openai".into(),
+        key_name: Some("trading-openai".into()),
+        amount_nanos: nanos,
+        currency: "USD".into(),
+        tokens_in: Some(10),
+        tokens_out: None,
+        model: Some("gpt-4o-mini".into()),
+        at: 50,
+        idempotency_key: key.into(),
+        source: "api".into(),
+        metadata: None,
+        created_at: 50,
+    };
+    assert_eq!(s.insert_costs(&[cost("k1", 12_300_000), cost("k2", 1)]).await.unwrap(), (2, 0));
+    assert_eq!(s.insert_costs(&[cost("k1", 12_300_000), cost("k3", 5)]).await.unwrap(), (1, 1));
+    let costs = s.list_costs(&CostFilter { project: Some("trading".into()), limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(costs.len(), 3);
+    assert_eq!(costs.iter().map(|c| c.amount_nanos).sum::<i64>(), 12_300_006);
+
+    // Deleting a project keeps its runs and costs as history.
+    assert!(s.delete_project("trading").await.unwrap());
+    assert!(!s.delete_project("trading").await.unwrap());
+    assert!(s.get_project("trading").await.unwrap().is_none());
+    assert!(s.find_token("hash-t3").await.unwrap().is_none(), "the project's tokens go with it");
+    assert!(s.get_run(&r.id).await.unwrap().is_some());
+    assert_eq!(s.list_costs(&CostFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 3);
+
+    // Nodes and settings.
+    let node = NodeRecord { id: "n1".into(), hostname: "h".into(), pid: 1, started_at: 1, heartbeat_at: 1 };
+    s.upsert_node(&node).await.unwrap();
+    s.upsert_node(&NodeRecord { heartbeat_at: 9, ..node.clone() }).await.unwrap();
+    assert_eq!(s.get_node("n1").await.unwrap().unwrap().heartbeat_at, 9);
+    assert_eq!(s.get_setting("install_id").await.unwrap(), None);
+    s.set_setting("install_id", "abc").await.unwrap();
+    s.set_setting("install_id", "def").await.unwrap();
+    assert_eq!(s.get_setting("install_id").await.unwrap().as_deref(), Some("def"));
+}
+
+#[tokio::test]
+async fn story_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    assert_eq!(store.backend(), Backend::Sqlite);
+    story(&store).await;
+    store.close().await;
+    // Reopening migrates nothing twice and keeps the data.
+    let again = sqlite_store(&dir).await;
+    assert!(again.get_project("cortana").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn story_on_postgres() {
+    let Some(db) = PgDatabase::create().await else { return };
+    {
+        let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
+        assert_eq!(store.backend(), Backend::Postgres);
+        story(&store).await;
+        store.close().await;
+        let again = SqlStore::open(&StoreOptions::new(&db.url), 2_000).await.expect("reopen postgres");
+        assert!(again.get_project("cortana").await.unwrap().is_some());
+        again.close().await;
+    }
+    db.drop_it().await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_out_a_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(sqlite_store(&dir).await);
+    claim_race(store).await;
+    if let Some(db) = PgDatabase::create().await {
+        let pg = std::sync::Arc::new(SqlStore::open(&StoreOptions::new(&db.url), 1).await.unwrap());
+        claim_race(pg.clone()).await;
+        pg.close().await;
+        db.drop_it().await;
+    }
+}
+
+async fn claim_race(store: std::sync::Arc<SqlStore>) {
+    let p = store.insert_project(&project("race"), &[], 1).await.unwrap();
+    for i in 0..200 {
+        store.insert_run(&new_run(&p, "t", i, 1)).await.unwrap();
+    }
+    let mut handles = Vec::new();
+    for n in 0..4 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = s.claim_runs(&format!("node-{n}"), 1_000, 7).await.unwrap();
+                if batch.is_empty() {
+                    break got;
+                }
+                got.extend(batch.into_iter().map(|r| r.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(total, 200);
+    assert_eq!(all.len(), 200, "a run was claimed twice");
+}
