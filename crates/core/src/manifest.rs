@@ -463,6 +463,19 @@ fn probe(c: &mut Collector<'_>, raw: &Option<Spanned<RawProbe>>, field: &str, de
     Some(Probe { run, every, timeout })
 }
 
+/// Checks one schedule a plugin reported through `get_schedule`, as the manifest's are checked.
+pub fn check_schedule(tasks: &BTreeMap<String, Task>, task: &str, cron: &str, timezone: &str, managed_by: &str) -> Result<(), String> {
+    if !tasks.contains_key(task) {
+        return Err(format!("unknown task {task:?}"));
+    }
+    check_cron_shape(cron)?;
+    check_zone_name(timezone)?;
+    if !MANAGERS.contains(&managed_by) {
+        return Err(format!("unknown scheduler {managed_by:?}; one of: {}", MANAGERS.join(", ")));
+    }
+    Ok(())
+}
+
 /// A light check that `expr` looks like a cron expression (five fields or an `@` alias). The
 /// scheduler evaluates it fully.
 fn check_cron_shape(expr: &str) -> Result<(), String> {

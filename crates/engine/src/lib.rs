@@ -1,1 +1,20 @@
-//! placeholder
+//! The Agent OS engine: everything that acts. It loads projects from their manifests, queues
+//! and dispatches task runs, runs tasks (the only code that spawns processes), talks to
+//! plugins over the command and HTTP transports, polls status and cost probes, and recovers
+//! work a crashed process left behind. It owns no HTTP server; the server crate calls it.
+
+pub mod clock;
+pub mod config;
+pub mod costs;
+pub mod engine;
+pub mod metrics;
+pub mod plugin;
+pub mod process;
+pub mod project;
+pub mod runner;
+pub mod secrets;
+
+pub use clock::{Clock, SystemClock};
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineError, RunRequest};
+pub use project::LoadedProject;

@@ -1,0 +1,54 @@
+//! Settings the engine runs with; the binary fills them from `config.yaml`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This process's identity in the `nodes` table and on attempts it runs.
+    pub node_id: String,
+    /// URL tasks use to reach the API (`AGENT_OS_URL`).
+    pub public_url: String,
+    /// Where outputs files and other scratch files live (`HOME/run`).
+    pub runtime_dir: PathBuf,
+    /// Most task runs executing at once on this node.
+    pub max_concurrent_runs: usize,
+    /// Cap on a run's stored log; the tail is kept.
+    pub log_max_bytes: i64,
+    /// Timeout of a task that does not set one.
+    pub default_timeout: Duration,
+    /// SIGTERM → SIGKILL grace of a task that does not set one.
+    pub kill_grace: Duration,
+    /// Upper bound of the delay between attempts.
+    pub max_retry_delay: Duration,
+    /// Largest outputs file accepted.
+    pub max_output_bytes: u64,
+    /// How often this node records that it is alive.
+    pub heartbeat_every: Duration,
+    /// A node silent this long is dead, and its running attempts are recovered.
+    pub node_dead_after: Duration,
+    /// How often queued runs are looked for without a wake-up (other nodes' work, retries).
+    pub poll_every: Duration,
+    /// Whether probes are polled (tests switch them off when they want quiet).
+    pub probes_enabled: bool,
+}
+
+impl EngineConfig {
+    pub fn new(node_id: String, public_url: String, runtime_dir: PathBuf) -> Self {
+        EngineConfig {
+            node_id,
+            public_url,
+            runtime_dir,
+            max_concurrent_runs: 16,
+            log_max_bytes: 1024 * 1024,
+            default_timeout: Duration::from_secs(3600),
+            kill_grace: Duration::from_secs(10),
+            max_retry_delay: Duration::from_secs(600),
+            max_output_bytes: 1024 * 1024,
+            heartbeat_every: Duration::from_secs(10),
+            node_dead_after: Duration::from_secs(60),
+            poll_every: Duration::from_secs(1),
+            probes_enabled: true,
+        }
+    }
+}

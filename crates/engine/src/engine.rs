@@ -1,0 +1,956 @@
+//! [`Engine`]: the running heart of Agent OS on one node.
+//!
+//! Where does an API call become a process? `start_run` stores a queued run and wakes the
+//! dispatcher; the dispatcher claims due runs (a store transaction, so two nodes never claim
+//! the same one) up to the node's free slots; `execute` runs each through its project's
+//! transport, streams its log into the store, and ends the attempt — back to queued for a
+//! retry, or to its final state. On start, `recover` finds attempts whose node died, kills
+//! their process groups and ends them as lost.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+
+use agent_os_core::manifest::{MANIFEST_FILE, Manifest, Transport, check_schedule};
+use agent_os_core::redact::Redactor;
+use agent_os_core::run::{AttemptEnd, EXIT_NO_RETRY, retry_delay};
+use agent_os_core::{ManifestError, RunStatus, id::new_id};
+use agent_os_store::{FinishAttempt, NewLogChunk, NewProject, NewRun, NewSchedule, NodeRecord, ProbeResult, RunRecord, Store, StoreError, TokenRecord};
+
+use crate::clock::Clock;
+use crate::config::EngineConfig;
+use crate::costs::{CostContext, CostInput, FieldError, validate};
+use crate::metrics::{Histogram, RUN_BUCKETS};
+use crate::plugin::{self, HttpPlugins, PROTOCOL};
+use crate::process::{SIGKILL, SIGTERM, is_our_group, signal_group};
+use crate::project::{LoadError, LoadedProject, load_dir};
+use crate::runner::{Exit, ProcessSpec, Stream, base_env, read_outputs, run_process};
+use crate::secrets::{TokenKind, new_signing_secret, new_token, random_fraction};
+
+/// What callers of the engine act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Invalid { field: Option<String>, message: String },
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => EngineError::NotFound(format!("{what} not found")),
+            StoreError::Conflict(m) => EngineError::Conflict(m),
+            other => EngineError::Store(other),
+        }
+    }
+}
+
+impl From<LoadError> for EngineError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Invalid(m) => EngineError::Manifest(m),
+            other => EngineError::Invalid { field: Some("path".into()), message: other.to_string() },
+        }
+    }
+}
+
+impl From<FieldError> for EngineError {
+    fn from(e: FieldError) -> Self {
+        EngineError::Invalid { field: Some(e.field), message: e.message }
+    }
+}
+
+/// A request to run a task.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub project: String,
+    pub task: String,
+    /// Must be a JSON object.
+    pub input: Value,
+    pub trigger: String,
+}
+
+/// Why a running task is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// A user cancelled it.
+    Cancel,
+    /// This node is shutting down; the run is retried later.
+    Interrupt,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    cfg: EngineConfig,
+    http: HttpPlugins,
+    hostname: String,
+    /// Validated manifests by project name, checked against the record's `updated_at`.
+    projects: RwLock<HashMap<String, Arc<LoadedProject>>>,
+    /// Wakes the dispatcher: a run was queued or a slot was freed.
+    wake: Notify,
+    /// Free execution slots on this node; the dispatcher claims no more runs than this.
+    slots: Arc<Semaphore>,
+    /// Stop signals of the runs executing on this node.
+    running: Mutex<HashMap<String, watch::Sender<Option<Stop>>>>,
+    /// Bumped whenever a run changes state (waiters and live views listen).
+    runs_changed: watch::Sender<u64>,
+    /// Bumped whenever log lines are stored.
+    logs_changed: watch::Sender<u64>,
+    /// Set when the node stops claiming work.
+    stopping: watch::Sender<bool>,
+    /// Probes currently in flight, so a slow probe is not started twice.
+    probing: Mutex<HashSet<(String, &'static str)>>,
+    pub run_durations: Histogram,
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    if ok {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown".into()
+    }
+}
+
+impl Engine {
+    /// Registers this node, recovers work lost by dead nodes and starts the background loops.
+    pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        std::fs::create_dir_all(cfg.runtime_dir.join("outputs")).map_err(|e| EngineError::Unavailable(format!("cannot create {}: {e}", cfg.runtime_dir.display())))?;
+        let engine = Arc::new(Engine {
+            slots: Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1))),
+            store,
+            clock,
+            http: HttpPlugins::new(),
+            hostname: hostname(),
+            projects: RwLock::new(HashMap::new()),
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            runs_changed: watch::channel(0).0,
+            logs_changed: watch::channel(0).0,
+            stopping: watch::channel(false).0,
+            probing: Mutex::new(HashSet::new()),
+            run_durations: Histogram::new(RUN_BUCKETS),
+            cfg,
+        });
+        engine.heartbeat().await?;
+        engine.recover().await?;
+        tokio::spawn(engine.clone().dispatch_loop());
+        tokio::spawn(engine.clone().heartbeat_loop());
+        if engine.cfg.probes_enabled {
+            tokio::spawn(engine.clone().probe_loop());
+        }
+        Ok(engine)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Runs executing on this node now.
+    pub fn running_here(&self) -> usize {
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn subscribe_runs(&self) -> watch::Receiver<u64> {
+        self.runs_changed.subscribe()
+    }
+
+    pub fn subscribe_logs(&self) -> watch::Receiver<u64> {
+        self.logs_changed.subscribe()
+    }
+
+    /// Stops claiming runs, gives running tasks `grace` to finish, then interrupts the rest
+    /// (they are retried when a node picks them up again).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.send_replace(true);
+        self.wake.notify_one();
+        let deadline = Instant::now() + grace;
+        while self.running_here() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Ok(running) = self.running.lock() {
+            for stop in running.values() {
+                stop.send_replace(Some(Stop::Interrupt));
+            }
+        }
+        let deadline = Instant::now() + self.cfg.kill_grace + Duration::from_secs(2);
+        while self.running_here() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Projects ---------------------------------------------------------------------------
+
+    /// Registers the project in a local directory (command or HTTP transport). Admin only.
+    pub async fn register_path(&self, dir: &Path) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
+        let (root, text, manifest) = load_dir(dir)?;
+        let secret = matches!(manifest.transport, Transport::Http { .. }).then(new_signing_secret);
+        self.insert(manifest, text, Some(root.display().to_string()), secret).await
+    }
+
+    /// Registers a hosted project from its manifest text; only the HTTP transport is allowed,
+    /// since a command would let an API caller run programs on this machine.
+    pub async fn register_hosted(&self, text: &str) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
+        let manifest = Manifest::parse(MANIFEST_FILE, text)?;
+        if manifest.transport == Transport::Command {
+            return Err(EngineError::Invalid {
+                field: Some("manifest.plugin".into()),
+                message: "a project registered over the API must name its HTTP endpoint (plugin: { url: … }); command tasks are only allowed for projects an admin adds from a local path (agent-os project add PATH)".into(),
+            });
+        }
+        self.insert(manifest, text.to_string(), None, Some(new_signing_secret())).await
+    }
+
+    async fn insert(&self, manifest: Manifest, text: String, root: Option<String>, secret: Option<String>) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
+        let plugin_url = match &manifest.transport {
+            Transport::Http { url } => Some(url.clone()),
+            Transport::Command => None,
+        };
+        let new = NewProject {
+            id: new_id(),
+            name: manifest.name.clone(),
+            description: manifest.description.clone(),
+            transport: manifest.transport.kind().into(),
+            root,
+            plugin_url,
+            manifest: text,
+            signing_secret: secret.clone(),
+        };
+        let schedules = manifest_schedules(&manifest);
+        let record = self.store.insert_project(&new, &schedules, self.now()).await?;
+        let loaded = Arc::new(LoadedProject { record, manifest });
+        self.cache(loaded.clone());
+        self.refresh_plugin_schedules(&loaded).await;
+        Ok((loaded, secret))
+    }
+
+    /// Re-reads a project's manifest from its directory (local projects), or replaces it with
+    /// `text` (hosted projects). Runs already started keep the task definition they began with.
+    pub async fn reload(&self, name: &str, text: Option<&str>) -> Result<Arc<LoadedProject>, EngineError> {
+        let current = self.project(name).await?;
+        let (text, manifest) = match (current.root(), text) {
+            (Some(root), None) => {
+                let (_, text, manifest) = load_dir(root)?;
+                (text, manifest)
+            }
+            (None, Some(text)) => {
+                let manifest = Manifest::parse(MANIFEST_FILE, text)?;
+                if manifest.transport == Transport::Command {
+                    return Err(EngineError::Invalid { field: Some("manifest.plugin".into()), message: "a hosted project must keep its HTTP endpoint (plugin: { url: … })".into() });
+                }
+                (text.to_string(), manifest)
+            }
+            (Some(_), Some(_)) => return Err(EngineError::Invalid { field: Some("manifest".into()), message: format!("project {name:?} is read from its directory; edit its {MANIFEST_FILE} and reload without a body") }),
+            (None, None) => return Err(EngineError::Invalid { field: Some("manifest".into()), message: format!("project {name:?} is hosted; send its manifest to reload it") }),
+        };
+        if manifest.name != name {
+            return Err(EngineError::Invalid { field: Some("name".into()), message: format!("the manifest now names the project {:?}; a project cannot be renamed by reloading (remove it and add it again)", manifest.name) });
+        }
+        if manifest.transport.kind() != current.record.transport {
+            return Err(EngineError::Invalid { field: Some("plugin".into()), message: "the transport changed; remove the project and add it again".into() });
+        }
+        let record = self.store.update_project(name, &text, &manifest.description, &manifest_schedules(&manifest), self.now()).await?;
+        let loaded = Arc::new(LoadedProject { record, manifest });
+        self.cache(loaded.clone());
+        self.refresh_plugin_schedules(&loaded).await;
+        Ok(loaded)
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        if !self.store.delete_project(name).await? {
+            return Err(EngineError::NotFound(format!("project {name:?} is not registered")));
+        }
+        if let Ok(mut cache) = self.projects.write() {
+            cache.remove(name);
+        }
+        Ok(())
+    }
+
+    fn cache(&self, p: Arc<LoadedProject>) {
+        if let Ok(mut cache) = self.projects.write() {
+            cache.insert(p.record.name.clone(), p);
+        }
+    }
+
+    /// A registered project with its manifest.
+    pub async fn project(&self, name: &str) -> Result<Arc<LoadedProject>, EngineError> {
+        let record = self.store.get_project(name).await?.ok_or_else(|| EngineError::NotFound(format!("project {name:?} is not registered")))?;
+        self.loaded(record)
+    }
+
+    fn loaded(&self, record: agent_os_store::ProjectRecord) -> Result<Arc<LoadedProject>, EngineError> {
+        if let Ok(cache) = self.projects.read() {
+            if let Some(p) = cache.get(&record.name) {
+                if p.record.id == record.id && p.record.updated_at == record.updated_at {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        let loaded = Arc::new(LoadedProject::from_record(record)?);
+        self.cache(loaded.clone());
+        Ok(loaded)
+    }
+
+    pub async fn projects(&self) -> Result<Vec<Arc<LoadedProject>>, EngineError> {
+        let records = self.store.list_projects().await?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            match self.loaded(r) {
+                Ok(p) => out.push(p),
+                Err(e) => tracing::warn!(error = %e, "stored project no longer validates"),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn refresh_plugin_schedules(&self, p: &LoadedProject) {
+        let Some(probe) = p.manifest.schedule_probe.clone() else { return };
+        let started = Instant::now();
+        let answer = plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None).await;
+        let mut result = self.probe_result(p, "schedule", started);
+        match answer.and_then(|v| serde_json::from_value::<plugin::ScheduleAnswer>(v).map_err(|e| plugin::CallError { message: format!("answer does not follow the protocol: {e}"), retryable: false })) {
+            Ok(answer) => {
+                let mut schedules = manifest_schedules(&p.manifest);
+                let mut problems = Vec::new();
+                for (i, s) in answer.schedules.iter().enumerate() {
+                    let tz = s.timezone.clone().unwrap_or_else(|| "UTC".into());
+                    let by = s.managed_by.clone().unwrap_or_else(|| "agent-os".into());
+                    match check_schedule(&p.manifest.tasks, &s.task, &s.cron, &tz, &by) {
+                        Ok(()) => schedules.push(NewSchedule { task: s.task.clone(), cron: s.cron.clone(), timezone: tz, managed_by: by, description: s.description.clone().unwrap_or_default(), source: "plugin".into() }),
+                        Err(e) => problems.push(format!("schedules[{i}]: {e}")),
+                    }
+                }
+                result.ok = problems.is_empty();
+                result.error = (!problems.is_empty()).then(|| problems.join("; "));
+                if let Err(e) = self.store.update_project(&p.record.name, &p.record.manifest, &p.record.description, &schedules, p.record.updated_at).await {
+                    tracing::warn!(project = %p.record.name, error = %e, "could not store plugin schedules");
+                }
+            }
+            Err(e) => {
+                result.ok = false;
+                result.error = Some(e.message);
+            }
+        }
+        let _ = self.store.insert_probe_result(&result).await;
+    }
+
+    // Runs -------------------------------------------------------------------------------
+
+    /// Queues a run of a project's task.
+    pub async fn start_run(&self, req: RunRequest) -> Result<RunRecord, EngineError> {
+        if *self.stopping.borrow() {
+            return Err(EngineError::Unavailable("Agent OS is shutting down; try again in a moment".into()));
+        }
+        let project = self.project(&req.project).await?;
+        let Some(task) = project.manifest.task(&req.task) else {
+            let known: Vec<&str> = project.manifest.tasks.keys().map(String::as_str).collect();
+            let hint = agent_os_core::manifest::suggest(&req.task, &known).map(|k| format!("; did you mean {k:?}?")).unwrap_or_else(|| format!("; its tasks are: {}", known.join(", ")));
+            return Err(EngineError::NotFound(format!("project {:?} has no task {:?}{hint}", req.project, req.task)));
+        };
+        if !req.input.is_object() {
+            return Err(EngineError::Invalid { field: Some("input".into()), message: "input must be a JSON object".into() });
+        }
+        let run = self
+            .store
+            .insert_run(&NewRun {
+                id: new_id(),
+                project_id: project.record.id.clone(),
+                project: project.record.name.clone(),
+                task: task.name.clone(),
+                input: req.input.to_string(),
+                max_attempts: i64::from(task.retries) + 1,
+                trigger: req.trigger,
+                now: self.now(),
+            })
+            .await?;
+        self.runs_changed.send_modify(|v| *v += 1);
+        self.wake.notify_one();
+        Ok(run)
+    }
+
+    /// Cancels a run: a queued run ends at once, a running one is stopped (its process group
+    /// gets SIGTERM, then SIGKILL after the grace period).
+    pub async fn cancel_run(&self, id: &str) -> Result<RunRecord, EngineError> {
+        let run = self.store.request_cancel(id, self.now()).await?;
+        if let Ok(running) = self.running.lock() {
+            if let Some(stop) = running.get(id) {
+                stop.send_replace(Some(Stop::Cancel));
+            }
+        }
+        self.runs_changed.send_modify(|v| *v += 1);
+        Ok(run)
+    }
+
+    /// Waits until a run reaches a final state, or `timeout` passes; returns it either way.
+    pub async fn wait_run(&self, id: &str, timeout: Duration) -> Result<RunRecord, EngineError> {
+        let mut changes = self.runs_changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            changes.borrow_and_update();
+            let run = self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?} not found")))?;
+            let terminal = RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal);
+            if terminal || tokio::time::Instant::now() >= deadline {
+                return Ok(run);
+            }
+            // Other nodes do not ring our bell: look again at least once a second.
+            let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(wait, changes.changed()).await;
+        }
+    }
+
+    /// Stores cost records reported for `project` (and `run_id`, for a run token): all or
+    /// none; duplicates by idempotency key count once.
+    pub async fn record_costs(&self, project: &str, run_id: Option<&str>, inputs: &[CostInput], batch: bool) -> Result<(i64, i64), EngineError> {
+        let p = self.project(project).await?;
+        let now = self.now();
+        let ctx = CostContext { project_id: &p.record.id, project: &p.record.name, run_id, source: "api", now };
+        let mut records = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let prefix = if batch { format!("records[{i}].") } else { String::new() };
+            records.push(validate(input, &prefix, &ctx)?);
+        }
+        Ok(self.store.insert_costs(&records).await?)
+    }
+
+    // The dispatcher ---------------------------------------------------------------------
+
+    async fn dispatch_loop(self: Arc<Self>) {
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            if *stopping.borrow() {
+                break;
+            }
+            let free = self.slots.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                match self.store.claim_runs(&self.cfg.node_id, self.now(), free as i64).await {
+                    Ok(runs) => {
+                        claimed = runs.len();
+                        for run in runs {
+                            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+                            let engine = self.clone();
+                            tokio::spawn(async move {
+                                engine.execute(run).await;
+                                drop(permit);
+                                engine.wake.notify_one();
+                            });
+                        }
+                        if claimed > 0 {
+                            self.runs_changed.send_modify(|v| *v += 1);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not claim runs");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            if claimed > 0 && claimed == free {
+                continue;
+            }
+            let mut sleep = self.cfg.poll_every;
+            if free > 0 {
+                if let Ok(Some(due)) = self.store.next_due().await {
+                    let until = (due - self.now()).max(0) as u64;
+                    sleep = sleep.min(Duration::from_millis(until.max(1)));
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = stopping.changed() => {}
+            }
+        }
+    }
+
+    async fn execute(self: &Arc<Self>, run: RunRecord) {
+        let started = Instant::now();
+        let (stop_tx, stop_rx) = watch::channel(None);
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(run.id.clone(), stop_tx);
+        }
+        let end = self.attempt(&run, stop_rx).await;
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&run.id);
+        }
+        let (end, outputs) = end;
+        let now = self.now();
+        let retry = end.retryable() && run.attempt < run.max_attempts && !run.cancel_requested;
+        let (exit_code, error) = match &end {
+            AttemptEnd::Succeeded => (Some(0), None),
+            AttemptEnd::Failed { reason, .. } => (exit_code_of(reason), Some(reason.clone())),
+            AttemptEnd::TimedOut => (None, Some("timed out".into())),
+            AttemptEnd::Cancelled => (None, Some("cancelled".into())),
+            AttemptEnd::Lost => (None, Some("lost".into())),
+        };
+        let retry_at = retry.then(|| {
+            let project = self.projects.read().ok().and_then(|c| c.get(&run.project).cloned());
+            let base = project.and_then(|p| p.manifest.task(&run.task).map(|t| t.retry_delay)).unwrap_or(agent_os_core::manifest::DEFAULT_RETRY_DELAY);
+            let interrupted = matches!(&end, AttemptEnd::Failed { reason, .. } if reason.starts_with("interrupted"));
+            if interrupted { now } else { now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis() as i64 }
+        });
+        let finish = FinishAttempt {
+            run_id: run.id.clone(),
+            attempt: run.attempt,
+            attempt_status: end.status().as_str().into(),
+            retry_at,
+            exit_code,
+            error,
+            outputs: outputs.map(|v| v.to_string()),
+            now,
+        };
+        match self.store.finish_attempt(&finish).await {
+            Ok(done) => {
+                if RunStatus::parse(&done.status).is_some_and(RunStatus::is_terminal) {
+                    let total = done.finished_at.unwrap_or(now) - done.started_at.unwrap_or(now);
+                    self.run_durations.observe(total.max(0) as f64 / 1000.0);
+                }
+            }
+            Err(e) => tracing::warn!(run = %run.id, error = %e, "could not record the end of an attempt"),
+        }
+        tracing::debug!(run = %run.id, attempt = run.attempt, elapsed_ms = started.elapsed().as_millis() as u64, "attempt ended");
+        self.runs_changed.send_modify(|v| *v += 1);
+        if retry {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Runs one attempt and says how it ended, with the outputs of a success.
+    async fn attempt(self: &Arc<Self>, run: &RunRecord, stop: watch::Receiver<Option<Stop>>) -> (AttemptEnd, Option<Value>) {
+        let fail = |reason: String| (AttemptEnd::Failed { reason, retryable: false }, None);
+        let project = match self.project(&run.project).await {
+            Ok(p) if p.record.id == run.project_id => p,
+            Ok(_) | Err(EngineError::NotFound(_)) => return fail(format!("project {:?} is no longer registered", run.project)),
+            Err(e) => return (AttemptEnd::Failed { reason: format!("could not load project {:?}: {e}", run.project), retryable: true }, None),
+        };
+        let Some(task) = project.manifest.task(&run.task).cloned() else {
+            return fail(format!("project {:?} no longer declares task {:?}", run.project, run.task));
+        };
+        let timeout = task.timeout.unwrap_or(self.cfg.default_timeout);
+        let grace = task.kill_grace.unwrap_or(self.cfg.kill_grace);
+
+        // A token for this run only: acts for its project, dies with the attempt.
+        let (token, hash) = new_token(TokenKind::Run);
+        let now = self.now();
+        let record = TokenRecord {
+            id: new_id(),
+            kind: TokenKind::Run.as_str().into(),
+            name: format!("run {} attempt {}", run.id, run.attempt),
+            project_id: Some(project.record.id.clone()),
+            run_id: Some(run.id.clone()),
+            hash,
+            created_at: now,
+            expires_at: Some(now + (timeout + grace).as_millis() as i64 + 60_000),
+            revoked_at: None,
+        };
+        if let Err(e) = self.store.insert_token(&record).await {
+            return (AttemptEnd::Failed { reason: format!("could not issue the run token: {e}"), retryable: true }, None);
+        }
+
+        let (sink, lines) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(self.clone().log_writer(run.id.clone(), lines, Redactor::new([token.clone()])));
+        let input: Value = serde_json::from_str(&run.input).unwrap_or_else(|_| json!({}));
+        if run.attempt > 1 {
+            let _ = sink.send((Stream::System, format!("attempt {} of {}\n", run.attempt, run.max_attempts)));
+        }
+
+        let result = match &project.manifest.transport {
+            Transport::Command => {
+                let (Some(root), Some(command)) = (project.root(), task.run.as_ref()) else {
+                    drop(sink);
+                    let _ = writer.await;
+                    return fail("the task has nothing to run".into());
+                };
+                let output_path = self.cfg.runtime_dir.join("outputs").join(format!("{}-{}.json", run.id, run.attempt));
+                let _ = std::fs::remove_file(&output_path);
+                let mut env = base_env();
+                for (k, v) in [
+                    ("AGENT_OS_URL", self.cfg.public_url.clone()),
+                    ("AGENT_OS_PROJECT", run.project.clone()),
+                    ("AGENT_OS_TASK", run.task.clone()),
+                    ("AGENT_OS_RUN_ID", run.id.clone()),
+                    ("AGENT_OS_ATTEMPT", run.attempt.to_string()),
+                    ("AGENT_OS_TOKEN", token.clone()),
+                    ("AGENT_OS_OUTPUT", output_path.display().to_string()),
+                    ("AGENT_OS_PROTOCOL", PROTOCOL.to_string()),
+                ] {
+                    env.push((k.to_string(), v));
+                }
+                let (cancel_tx, cancel_rx) = watch::channel(false);
+                let mut stop_watch = stop.clone();
+                let forward = tokio::spawn(async move {
+                    let stopped = stop_watch.wait_for(Option::is_some).await.is_ok();
+                    if stopped {
+                        let _ = cancel_tx.send(true);
+                    }
+                });
+                let store = self.store.clone();
+                let (run_id, attempt) = (run.id.clone(), run.attempt);
+                let spec = ProcessSpec { root, command, env, stdin: input.to_string().into_bytes(), timeout, kill_grace: grace };
+                let exit = run_process(spec, sink.clone(), cancel_rx, async move |pid, start| {
+                    if let Err(e) = store.set_attempt_process(&run_id, attempt, pid, start).await {
+                        tracing::warn!(error = %e, "could not record the task's process");
+                    }
+                })
+                .await;
+                forward.abort();
+                let stop_reason = *stop.borrow();
+                let outcome = self.exit_to_end(exit, stop_reason, timeout, &output_path);
+                if let (AttemptEnd::Failed { reason, .. }, _) = &outcome {
+                    let _ = sink.send((Stream::System, format!("attempt failed: {reason}\n")));
+                }
+                outcome
+            }
+            Transport::Http { url } => {
+                let body = json!({"protocol": PROTOCOL, "project": run.project, "task": run.task, "run_id": run.id, "attempt": run.attempt, "input": input});
+                let secret = project.record.signing_secret.clone().unwrap_or_default();
+                let mut stop_watch = stop.clone();
+                let call = self.http.run_task(url, &secret, &body, &run.id, run.attempt, &run.task, timeout);
+                tokio::select! {
+                    answer = call => match answer {
+                        Ok(a) => {
+                            if let Some(log) = &a.log {
+                                for line in log.split_inclusive('\n') {
+                                    let _ = sink.send((Stream::Stdout, line.to_string()));
+                                }
+                            }
+                            if a.status == "succeeded" {
+                                match a.outputs {
+                                    None | Some(Value::Null) => (AttemptEnd::Succeeded, None),
+                                    Some(v @ Value::Object(_)) => (AttemptEnd::Succeeded, Some(v)),
+                                    Some(_) => fail("the plugin's outputs must be a JSON object".into()),
+                                }
+                            } else {
+                                let reason = a.error.unwrap_or_else(|| format!("the plugin reported status {:?}", a.status));
+                                (AttemptEnd::Failed { reason, retryable: a.retryable.unwrap_or(true) }, None)
+                            }
+                        }
+                        Err(e) => (AttemptEnd::Failed { reason: e.message, retryable: e.retryable }, None),
+                    },
+                    _ = async { let _ = stop_watch.wait_for(Option::is_some).await; } => match *stop.borrow() {
+                        Some(Stop::Interrupt) => (AttemptEnd::Failed { reason: "interrupted: Agent OS shut down".into(), retryable: true }, None),
+                        _ => (AttemptEnd::Cancelled, None),
+                    },
+                }
+            }
+        };
+        drop(sink);
+        let _ = writer.await;
+        result
+    }
+
+    fn exit_to_end(&self, exit: Exit, stop: Option<Stop>, timeout: Duration, output_path: &Path) -> (AttemptEnd, Option<Value>) {
+        match exit {
+            Exit::Code(0) => match read_outputs(&output_path.to_path_buf(), self.cfg.max_output_bytes) {
+                Ok(outputs) => (AttemptEnd::Succeeded, outputs),
+                Err(why) => (AttemptEnd::Failed { reason: why, retryable: false }, None),
+            },
+            Exit::Cancelled if stop == Some(Stop::Interrupt) => {
+                let _ = std::fs::remove_file(output_path);
+                (AttemptEnd::Failed { reason: "interrupted: Agent OS shut down".into(), retryable: true }, None)
+            }
+            other => {
+                let _ = std::fs::remove_file(output_path);
+                let end = match &other {
+                    Exit::TimedOut => AttemptEnd::TimedOut,
+                    Exit::Cancelled => AttemptEnd::Cancelled,
+                    Exit::Code(EXIT_NO_RETRY) => AttemptEnd::Failed { reason: format!("exit status {EXIT_NO_RETRY} (the task asked not to be retried)"), retryable: false },
+                    Exit::SpawnFailed(why) => AttemptEnd::Failed { reason: why.clone(), retryable: false },
+                    _ => AttemptEnd::Failed { reason: other.describe(timeout), retryable: true },
+                };
+                (end, None)
+            }
+        }
+    }
+
+    /// Collects a run's output lines, redacts them, and stores them in batches.
+    async fn log_writer(self: Arc<Self>, run_id: String, mut lines: mpsc::UnboundedReceiver<(Stream, String)>, redactor: Redactor) {
+        const BATCH_BYTES: usize = 64 * 1024;
+        let mut batch: Vec<NewLogChunk> = Vec::new();
+        let mut size = 0;
+        loop {
+            let next = if batch.is_empty() {
+                lines.recv().await
+            } else {
+                match tokio::time::timeout(Duration::from_millis(50), lines.recv()).await {
+                    Ok(line) => line,
+                    Err(_) => {
+                        self.flush_log(&run_id, &mut batch).await;
+                        size = 0;
+                        continue;
+                    }
+                }
+            };
+            let Some((stream, line)) = next else { break };
+            let data = redactor.redact(&line);
+            size += data.len();
+            match batch.last_mut() {
+                Some(last) if last.stream == stream.as_str() && last.data.len() < BATCH_BYTES => last.data.push_str(&data),
+                _ => batch.push(NewLogChunk { stream: stream.as_str().into(), at: self.now(), data }),
+            }
+            if size >= BATCH_BYTES {
+                self.flush_log(&run_id, &mut batch).await;
+                size = 0;
+            }
+        }
+        self.flush_log(&run_id, &mut batch).await;
+    }
+
+    async fn flush_log(&self, run_id: &str, batch: &mut Vec<NewLogChunk>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.append_log(run_id, batch, self.cfg.log_max_bytes).await {
+            tracing::warn!(run = %run_id, error = %e, "could not store log lines");
+        }
+        batch.clear();
+        self.logs_changed.send_modify(|v| *v += 1);
+    }
+
+    // Liveness and recovery --------------------------------------------------------------
+
+    async fn heartbeat(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        self.store
+            .upsert_node(&NodeRecord { id: self.cfg.node_id.clone(), hostname: self.hostname.clone(), pid: i64::from(std::process::id()), started_at: now, heartbeat_at: now })
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.heartbeat_every) => {}
+                _ = stopping.changed() => return,
+            }
+            if let Err(e) = self.heartbeat().await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+            if self.store.backend() == agent_os_store::Backend::Postgres {
+                // Other nodes may have died; their work is ours to recover.
+                if let Err(e) = self.recover().await {
+                    tracing::warn!(error = %e, "recovery pass failed");
+                }
+            }
+        }
+    }
+
+    /// Whether the node that ran an attempt is gone.
+    async fn node_is_dead(&self, node_id: &str) -> Result<bool, EngineError> {
+        if node_id == self.cfg.node_id {
+            return Ok(false);
+        }
+        let Some(node) = self.store.get_node(node_id).await? else { return Ok(true) };
+        if node.hostname == self.hostname {
+            // Same machine: the process answers for itself.
+            // SAFETY: signal 0 only checks that the pid exists.
+            let alive = unsafe { libc::kill(node.pid as libc::pid_t, 0) } == 0;
+            return Ok(!alive || node.pid == i64::from(std::process::id()));
+        }
+        Ok(self.now() - node.heartbeat_at > self.cfg.node_dead_after.as_millis() as i64)
+    }
+
+    /// Ends the attempts of dead nodes as lost, killing their process groups when they run
+    /// on this machine, and retries them per their policy.
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let mut recovered = 0;
+        for (run, attempt) in self.store.running_attempts().await? {
+            if !self.node_is_dead(&attempt.node_id).await? {
+                continue;
+            }
+            let node = self.store.get_node(&attempt.node_id).await?;
+            let local = node.as_ref().is_none_or(|n| n.hostname == self.hostname);
+            let mut note = format!("lost: the Agent OS process running attempt {} stopped", attempt.attempt);
+            if let (true, Some(pid)) = (local, attempt.pid) {
+                if is_our_group(pid, attempt.proc_start) {
+                    signal_group(pid, SIGTERM);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if crate::process::group_alive(pid) {
+                        signal_group(pid, SIGKILL);
+                    }
+                    note.push_str("; its process group was still running and has been killed");
+                }
+            }
+            let now = self.now();
+            let _ = self.store.append_log(&run.id, &[NewLogChunk { stream: "system".into(), at: now, data: format!("{note}\n") }], self.cfg.log_max_bytes).await;
+            let retry = run.attempt < run.max_attempts && !run.cancel_requested;
+            let finish = FinishAttempt {
+                run_id: run.id.clone(),
+                attempt: attempt.attempt,
+                attempt_status: RunStatus::Failed.as_str().into(),
+                retry_at: retry.then_some(now),
+                exit_code: None,
+                error: Some(note),
+                outputs: None,
+                now,
+            };
+            match self.store.finish_attempt(&finish).await {
+                Ok(_) => recovered += 1,
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if recovered > 0 {
+            tracing::info!(recovered, "ended attempts lost by stopped Agent OS processes");
+            self.runs_changed.send_modify(|v| *v += 1);
+            self.wake.notify_one();
+        }
+        Ok(recovered)
+    }
+
+    // Probes -----------------------------------------------------------------------------
+
+    fn probe_result(&self, p: &LoadedProject, kind: &str, started: Instant) -> ProbeResult {
+        ProbeResult {
+            id: new_id(),
+            project_id: p.record.id.clone(),
+            kind: kind.into(),
+            at: self.now(),
+            ok: true,
+            duration_ms: started.elapsed().as_millis() as i64,
+            status: None,
+            message: None,
+            body: None,
+            error: None,
+        }
+    }
+
+    async fn probe_loop(self: Arc<Self>) {
+        let mut next: HashMap<(String, &'static str), i64> = HashMap::new();
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            if let Ok(projects) = self.projects().await {
+                let now = self.now();
+                for p in projects {
+                    for (kind, probe) in [("status", &p.manifest.status), ("cost", &p.manifest.cost)] {
+                        let Some(probe) = probe else { continue };
+                        let key = (p.record.id.clone(), kind);
+                        let due = *next.entry(key.clone()).or_insert(now);
+                        if now < due {
+                            continue;
+                        }
+                        next.insert(key.clone(), now + probe.every.as_millis() as i64);
+                        let fresh = self.probing.lock().map(|mut s| s.insert((p.record.id.clone(), kind))).unwrap_or(false);
+                        if fresh {
+                            let engine = self.clone();
+                            let p = p.clone();
+                            tokio::spawn(async move {
+                                engine.run_probe(&p, kind).await;
+                                if let Ok(mut s) = engine.probing.lock() {
+                                    s.remove(&(p.record.id.clone(), kind));
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    }
+
+    /// Asks one probe of a project and stores what it said (failures included).
+    pub async fn run_probe(&self, p: &LoadedProject, kind: &'static str) {
+        let probe = match kind {
+            "status" => p.manifest.status.clone(),
+            _ => p.manifest.cost.clone(),
+        };
+        let Some(probe) = probe else { return };
+        let started = Instant::now();
+        let (op, since) = match kind {
+            "status" => ("get_status", None),
+            _ => ("report_cost", self.store.get_project(&p.record.name).await.ok().flatten().and_then(|r| r.cost_cursor)),
+        };
+        let answer = plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref()).await;
+        let mut result = self.probe_result(p, kind, started);
+        match answer {
+            Err(e) => {
+                result.ok = false;
+                result.error = Some(e.message);
+            }
+            Ok(v) => {
+                let mut body = v.to_string();
+                body.truncate(64 * 1024);
+                result.body = Some(body);
+                let outcome = if kind == "status" { self.take_status(&mut result, v) } else { self.take_costs(p, since.as_deref(), v).await };
+                if let Err(e) = outcome {
+                    result.ok = false;
+                    result.error = Some(e);
+                }
+            }
+        }
+        result.duration_ms = started.elapsed().as_millis() as i64;
+        if let Err(e) = self.store.insert_probe_result(&result).await {
+            tracing::warn!(project = %p.record.name, error = %e, "could not store a probe result");
+        }
+    }
+
+    fn take_status(&self, result: &mut ProbeResult, v: Value) -> Result<(), String> {
+        let answer: plugin::StatusAnswer = serde_json::from_value(v).map_err(|e| format!("status answer does not follow the protocol: {e}"))?;
+        if !["ok", "degraded", "down"].contains(&answer.status.as_str()) {
+            return Err(format!("status must be ok, degraded or down, not {:?}", answer.status));
+        }
+        result.status = Some(answer.status);
+        result.message = answer.message.map(|m| m.chars().take(500).collect());
+        Ok(())
+    }
+
+    async fn take_costs(&self, p: &LoadedProject, since: Option<&str>, v: Value) -> Result<(), String> {
+        let answer: plugin::CostAnswer = serde_json::from_value(v).map_err(|e| format!("cost answer does not follow the protocol: {e}"))?;
+        let ctx = CostContext { project_id: &p.record.id, project: &p.record.name, run_id: None, source: "probe", now: self.now() };
+        let mut records = Vec::with_capacity(answer.records.len());
+        for (i, input) in answer.records.iter().enumerate() {
+            let mut input = input.clone();
+            if input.idempotency_key.is_none() {
+                // Without a key, the same record reported twice must still count once.
+                let canonical = json!([since, i, input.service, input.key_name, input.amount, input.currency, input.model, input.at, input.tokens_in, input.tokens_out]);
+                input.idempotency_key = Some(format!("probe:{}", crate::secrets::hash_token(&canonical.to_string())));
+            }
+            records.push(validate(&input, &format!("records[{i}]."), &ctx).map_err(|e| format!("{}: {}", e.field, e.message))?);
+        }
+        self.store.insert_costs(&records).await.map_err(|e| e.to_string())?;
+        if answer.cursor.as_deref() != since {
+            self.store.set_cost_cursor(&p.record.id, answer.cursor.as_deref()).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn manifest_schedules(m: &Manifest) -> Vec<NewSchedule> {
+    m.schedules
+        .iter()
+        .map(|s| NewSchedule { task: s.task.clone(), cron: s.cron.clone(), timezone: s.timezone.clone(), managed_by: s.managed_by.clone(), description: s.description.clone(), source: "manifest".into() })
+        .collect()
+}
+
+fn exit_code_of(reason: &str) -> Option<i64> {
+    reason.strip_prefix("exit status ").and_then(|r| r.split_whitespace().next()).and_then(|c| c.parse().ok())
+}
