@@ -1,1 +1,133 @@
-//! placeholder
+//! The Agent OS HTTP server: the `/api/v1` JSON API (bearer-token auth, one error shape),
+//! `/healthz`, Prometheus `/metrics` and the OpenAPI document at `/api/openapi.json`, which
+//! is generated from the handlers' annotations. The server holds no state of its own beyond
+//! request metrics; everything goes through the engine.
+
+mod auth;
+mod body;
+mod error;
+mod metrics;
+mod routes;
+pub mod views;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use utoipa::OpenApi;
+
+use agent_os_engine::Engine;
+
+pub use auth::Caller;
+pub use error::{ApiError, ErrorBody};
+pub use routes::{CostsAccepted, CreatedToken, Health, Registered};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub max_body_bytes: usize,
+    pub http: Arc<metrics::HttpMetrics>,
+    /// Flips to true when the server shuts down, so live log streams end.
+    pub closing: watch::Receiver<bool>,
+}
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { max_body_bytes: 1024 * 1024 }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Agent OS API", description = "Orchestrate work across your own projects. Every /api/v1 call needs `Authorization: Bearer <token>`."),
+    paths(
+        routes::list_projects, routes::register_project, routes::get_project, routes::delete_project, routes::reload_project,
+        routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
+        routes::post_costs, routes::list_costs, routes::list_schedules,
+        routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The OpenAPI document, as served at `/api/openapi.json`.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /api/openapi.json")
+}
+
+/// All routes, with auth on `/api/v1` and request metrics everywhere.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/projects", get(routes::list_projects).post(routes::register_project))
+        .route("/projects/{name}", get(routes::get_project).delete(routes::delete_project))
+        .route("/projects/{name}/reload", post(routes::reload_project))
+        .route("/runs", get(routes::list_runs).post(routes::start_run))
+        .route("/runs/{id}", get(routes::get_run))
+        .route("/runs/{id}/wait", get(routes::wait_run))
+        .route("/runs/{id}/cancel", post(routes::cancel_run))
+        .route("/runs/{id}/logs", get(routes::run_logs))
+        .route("/costs", get(routes::list_costs).post(routes::post_costs))
+        .route("/schedules", get(routes::list_schedules))
+        .route("/tokens", get(routes::list_tokens).post(routes::create_token))
+        .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
+        .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(metrics_endpoint).route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)))
+        .route("/api/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+async fn metrics_endpoint(State(st): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let text = metrics::render(&st).await?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+/// Serves until `shutdown` resolves; then live streams end and in-flight requests finish.
+pub async fn run(listener: TcpListener, engine: Arc<Engine>, opts: ServerOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (closing_tx, closing) = watch::channel(false);
+    let state = AppState { engine, max_body_bytes: opts.max_body_bytes, http: Arc::new(metrics::HttpMetrics::default()), closing };
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing_tx.send_replace(true);
+        })
+        .await
+}

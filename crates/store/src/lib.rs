@@ -44,6 +44,7 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the manifest (and schedules) of an existing project.
     async fn update_project(&self, name: &str, manifest: &str, description: &str, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord>;
     async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>>;
+    async fn get_project_by_id(&self, id: &str) -> Result<Option<ProjectRecord>>;
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>>;
     /// Removes a project with its schedules, probes and tokens. Its runs and costs stay as
     /// history. Returns false when there was no such project.

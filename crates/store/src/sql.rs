@@ -416,6 +416,14 @@ impl Store for SqlStore {
         Ok(row.as_ref().map(project_from).transpose()?)
     }
 
+    async fn get_project_by_id(&self, id: &str) -> Result<Option<ProjectRecord>> {
+        let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(project_from).transpose()?)
+    }
+
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>> {
         let rows = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects ORDER BY name"))
             .fetch_all(&self.read)

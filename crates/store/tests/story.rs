@@ -93,6 +93,7 @@ async fn story(s: &dyn Store) {
     let trading = s.insert_project(&project("trading"), &[], 1_002).await.unwrap();
     let names: Vec<String> = s.list_projects().await.unwrap().into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["cortana", "trading"]);
+    assert_eq!(s.get_project_by_id(&trading.id).await.unwrap().unwrap().name, "trading");
     let scheds = s.list_schedules(None).await.unwrap();
     assert_eq!(scheds.len(), 1);
     assert_eq!(scheds[0].project, "cortana");

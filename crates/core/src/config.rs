@@ -1,0 +1,180 @@
+//! Agent OS's own settings, `HOME/config.yaml` (docs/config.md). Every field is optional;
+//! command-line flags override what the file says.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::duration::parse_duration;
+use crate::manifest::ManifestError;
+use crate::yaml::{self, SourceError};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    bind: Option<Spanned<String>>,
+    #[serde(default)]
+    public_url: Option<Spanned<String>>,
+    #[serde(default)]
+    database_url: Option<String>,
+    #[serde(default)]
+    durability: Option<Spanned<String>>,
+    #[serde(default)]
+    runs: Option<RawRuns>,
+    #[serde(default)]
+    api: Option<RawApi>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRuns {
+    #[serde(default)]
+    max_concurrent: Option<Spanned<u32>>,
+    #[serde(default)]
+    default_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    kill_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    max_retry_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    log_max_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    max_body_bytes: Option<Spanned<u64>>,
+}
+
+/// Validated settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub bind: String,
+    pub public_url: Option<String>,
+    pub database_url: Option<String>,
+    /// `normal` or `full` (SQLite only).
+    pub durability: String,
+    pub max_concurrent_runs: u32,
+    pub default_timeout: Duration,
+    pub kill_grace: Duration,
+    pub max_retry_delay: Duration,
+    pub log_max_bytes: u64,
+    pub max_body_bytes: u64,
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: DEFAULT_BIND.into(),
+            public_url: None,
+            database_url: None,
+            durability: "normal".into(),
+            max_concurrent_runs: 16,
+            default_timeout: Duration::from_secs(3600),
+            kill_grace: Duration::from_secs(10),
+            max_retry_delay: Duration::from_secs(600),
+            log_max_bytes: 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Parses `config.yaml`; an empty file gives the defaults.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ManifestError> {
+        let raw: RawConfig = if text.trim().is_empty() { RawConfig::default() } else { yaml::parse(file, text).map_err(|e| ManifestError(vec![e]))? };
+        let mut errors = Vec::new();
+        let mut at = |loc: serde_saphyr::Location, path: &str, message: String, hint: &str| {
+            errors.push(SourceError { file: file.into(), line: loc.line().max(1), column: loc.column().max(1), path: path.into(), message, hint: Some(hint.into()) });
+        };
+        let mut c = Config::default();
+        if let Some(b) = raw.bind {
+            if b.value.parse::<std::net::SocketAddr>().is_err() {
+                at(b.referenced, "bind", format!("{:?} is not an address:port", b.value), "e.g. bind: 127.0.0.1:7700 (use 0.0.0.0:7700 to listen on every interface)");
+            }
+            c.bind = b.value;
+        }
+        if let Some(u) = raw.public_url {
+            if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+                at(u.referenced, "public_url", format!("{:?} is not an http(s) URL", u.value), "the URL tasks use to reach Agent OS, e.g. http://127.0.0.1:7700");
+            }
+            c.public_url = Some(u.value.trim_end_matches('/').to_string());
+        }
+        c.database_url = raw.database_url;
+        if let Some(d) = raw.durability {
+            if d.value != "normal" && d.value != "full" {
+                at(d.referenced, "durability", format!("unknown durability {:?}", d.value), "normal (survives a crash of Agent OS) or full (also survives power loss, slower)");
+            }
+            c.durability = d.value;
+        }
+        let mut duration = |v: &Option<Spanned<String>>, path: &str, target: &mut Duration| {
+            if let Some(v) = v {
+                match parse_duration(&v.value) {
+                    Ok(d) if !d.is_zero() => *target = d,
+                    Ok(_) => at(v.referenced, path, "must be more than zero".into(), "e.g. 30s, 5m or 1h"),
+                    Err(e) => at(v.referenced, path, e, "e.g. 30s, 5m or 1h"),
+                }
+            }
+        };
+        let runs = raw.runs.unwrap_or_default();
+        duration(&runs.default_timeout, "runs.default_timeout", &mut c.default_timeout);
+        duration(&runs.kill_grace, "runs.kill_grace", &mut c.kill_grace);
+        duration(&runs.max_retry_delay, "runs.max_retry_delay", &mut c.max_retry_delay);
+        if let Some(m) = runs.max_concurrent {
+            if m.value == 0 || m.value > 1024 {
+                errors.push(SourceError { file: file.into(), line: m.referenced.line(), column: m.referenced.column(), path: "runs.max_concurrent".into(), message: format!("{} is out of range", m.value), hint: Some("between 1 and 1024".into()) });
+            }
+            c.max_concurrent_runs = m.value;
+        }
+        if let Some(l) = runs.log_max_bytes {
+            if l.value < 1024 {
+                errors.push(SourceError { file: file.into(), line: l.referenced.line(), column: l.referenced.column(), path: "runs.log_max_bytes".into(), message: "must be at least 1024".into(), hint: None });
+            }
+            c.log_max_bytes = l.value;
+        }
+        if let Some(b) = raw.api.and_then(|a| a.max_body_bytes) {
+            if b.value < 1024 {
+                errors.push(SourceError { file: file.into(), line: b.referenced.line(), column: b.referenced.column(), path: "api.max_body_bytes".into(), message: "must be at least 1024".into(), hint: None });
+            }
+            c.max_body_bytes = b.value;
+        }
+        if errors.is_empty() { Ok(c) } else { Err(ManifestError(errors)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(Config::parse("c.yaml", "").unwrap(), Config::default());
+        assert_eq!(Config::parse("c.yaml", "# nothing\n").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn reads_every_field() {
+        let c = Config::parse("c.yaml", "bind: 0.0.0.0:8000\npublic_url: https://aos.example.com/\ndurability: full\nruns:\n  max_concurrent: 4\n  default_timeout: 2h\n  kill_grace: 3s\n  log_max_bytes: 4096\napi:\n  max_body_bytes: 2048\n").unwrap();
+        assert_eq!(c.bind, "0.0.0.0:8000");
+        assert_eq!(c.public_url.as_deref(), Some("https://aos.example.com"));
+        assert_eq!(c.max_concurrent_runs, 4);
+        assert_eq!(c.default_timeout, Duration::from_secs(7200));
+        assert_eq!(c.kill_grace, Duration::from_secs(3));
+        assert_eq!(c.log_max_bytes, 4096);
+        assert_eq!(c.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let e = Config::parse("config.yaml", "bind: localhost\nruns:\n  kill_grace: 10\n").unwrap_err().to_string();
+        assert!(e.contains("config.yaml:1:7: bind:"), "{e}");
+        assert!(e.contains("config.yaml:3:15: runs.kill_grace:"), "{e}");
+        let e = Config::parse("config.yaml", "runs:\n  max_concurent: 3\n").unwrap_err().to_string();
+        assert!(e.contains("did you mean `max_concurrent`?"), "{e}");
+    }
+}

@@ -1,0 +1,87 @@
+//! Who is calling: every `/api/v1` request carries `Authorization: Bearer <token>`. Admin
+//! tokens may do anything; a project token acts only for its project; a run token acts for
+//! its run's project while the run lasts.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use agent_os_engine::secrets::{TokenKind, hash_token};
+use agent_os_store::ProjectRecord;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Admin,
+    Project { project_id: String },
+    Run { project_id: String, run_id: String },
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Caller::Admin)
+    }
+
+    /// The project a scoped token acts for (`None` for admins).
+    pub fn project_id(&self) -> Option<&str> {
+        match self {
+            Caller::Admin => None,
+            Caller::Project { project_id } | Caller::Run { project_id, .. } => Some(project_id),
+        }
+    }
+
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            Caller::Run { run_id, .. } => Some(run_id),
+            _ => None,
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() { Ok(()) } else { Err(ApiError::forbidden("this needs the admin token")) }
+    }
+
+    /// Refuses a scoped token acting for another project.
+    pub fn require_project(&self, p: &ProjectRecord) -> Result<(), ApiError> {
+        match self.project_id() {
+            None => Ok(()),
+            Some(id) if id == p.id => Ok(()),
+            Some(_) => Err(ApiError::forbidden(format!("this token acts only for its own project, not {:?}", p.name))),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| ApiError::unauthorized("missing bearer token"))
+    }
+}
+
+/// Middleware: resolves the bearer token into a [`Caller`] or answers 401.
+pub async fn authenticate(State(state): State<AppState>, mut req: axum::extract::Request, next: Next) -> Result<Response, ApiError> {
+    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).unwrap_or("");
+    if token.is_empty() {
+        return Err(ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token> (agent-os token create, or the admin token printed on first start)"));
+    }
+    let record = state.engine.store().find_token(&hash_token(token)).await?;
+    let now = state.engine.now();
+    let record = match record {
+        Some(r) if r.revoked_at.is_none() && r.expires_at.is_none_or(|e| e > now) => r,
+        _ => return Err(ApiError::unauthorized("the token is unknown, revoked or expired")),
+    };
+    let caller = match (TokenKind::parse(&record.kind), record.project_id, record.run_id) {
+        (Some(TokenKind::Admin), _, _) => Caller::Admin,
+        (Some(TokenKind::Project), Some(project_id), _) => Caller::Project { project_id },
+        (Some(TokenKind::Run), Some(project_id), Some(run_id)) => Caller::Run { project_id, run_id },
+        _ => return Err(ApiError::unauthorized("the token is not usable")),
+    };
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}

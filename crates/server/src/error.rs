@@ -1,0 +1,121 @@
+//! The one error shape of the API: `{"error": {"code", "message", "field"?, "errors"?}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use agent_os_engine::EngineError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub errors: Vec<agent_os_core::yaml::SourceError>,
+}
+
+/// Body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `unsupported_media_type`, `payload_too_large`, `invalid_manifest`,
+    /// `unavailable`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, when there is one (`input`, `records[3].amount`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every problem of an invalid manifest, with its place.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<SourcePlace>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SourcePlace {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub path: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None, errors: Vec::new() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(m) => ApiError::not_found(m),
+            EngineError::Invalid { field, message } => ApiError { field, ..ApiError::bad_request(message) },
+            EngineError::Manifest(m) => {
+                let message = m.0.first().map(|e| e.to_string()).unwrap_or_else(|| "invalid manifest".into());
+                ApiError { errors: m.0, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message) }
+            }
+            EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            EngineError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            EngineError::Store(e) => {
+                tracing::error!(error = %e, "storage error");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is not available; try again")
+            }
+        }
+    }
+}
+
+impl From<agent_os_store::StoreError> for ApiError {
+    fn from(e: agent_os_store::StoreError) -> Self {
+        ApiError::from(EngineError::from(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+                errors: self
+                    .errors
+                    .into_iter()
+                    .map(|e| SourcePlace { file: e.file, line: e.line, column: e.column, path: e.path, message: e.message, hint: e.hint })
+                    .collect(),
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

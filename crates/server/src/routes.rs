@@ -1,0 +1,480 @@
+//! The `/api/v1` handlers. Each one checks who may do what (admin, or a token scoped to the
+//! project), calls the engine or the store, and answers with a view from `views`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use agent_os_core::RunStatus;
+use agent_os_engine::RunRequest;
+use agent_os_engine::costs::CostInput;
+use agent_os_engine::secrets::{TokenKind, new_token};
+use agent_os_store::{CostFilter, RunFilter, RunRecord, TokenRecord};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body::{JsonBody, OptionalJson};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::views::*;
+
+// Projects ---------------------------------------------------------------------------------
+
+async fn project_view(st: &AppState, p: &agent_os_engine::LoadedProject) -> ApiResult<ProjectView> {
+    let store = st.engine.store();
+    let schedules = store.list_schedules(Some(&p.record.name)).await?;
+    let probes = store.latest_probe_results(&p.record.id).await?;
+    Ok(ProjectView::new(p, schedules, probes))
+}
+
+/// List projects (a project token sees only its own).
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", responses((status = 200, body = [ProjectView]), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_projects(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ProjectView>>> {
+    let mut out = Vec::new();
+    for p in st.engine.projects().await? {
+        if caller.project_id().is_none_or(|id| id == p.record.id) {
+            out.push(project_view(&st, &p).await?);
+        }
+    }
+    Ok(Json(out))
+}
+
+/// Register a project: `path` (a directory on this machine holding `agent-os.yaml`; may use
+/// the command transport) or `manifest` (a hosted project's manifest text; HTTP transport only).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    pub path: Option<String>,
+    pub manifest: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    pub project: ProjectView,
+    /// The Standard Webhooks secret requests to the plugin are signed with (HTTP transport);
+    /// shown only here, once.
+    pub signing_secret: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = RegisterBody,
+    responses((status = 201, body = Registered), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn register_project(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<RegisterBody>) -> ApiResult<(StatusCode, Json<Registered>)> {
+    caller.require_admin()?;
+    let (p, secret) = match (body.path, body.manifest) {
+        (Some(path), None) => {
+            if !path.starts_with('/') {
+                return Err(ApiError::bad_request("path must be absolute (it is read on the Agent OS machine)").field("path"));
+            }
+            st.engine.register_path(std::path::Path::new(&path)).await?
+        }
+        (None, Some(text)) => st.engine.register_hosted(&text).await?,
+        _ => return Err(ApiError::bad_request("give exactly one of `path` (a local project directory) or `manifest` (a hosted project's agent-os.yaml text)")),
+    };
+    let project = project_view(&st, &p).await?;
+    Ok((StatusCode::CREATED, Json(Registered { project, signing_secret: secret })))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), responses((status = 200, body = ProjectView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_project(State(st): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<ProjectView>> {
+    let p = st.engine.project(&name).await?;
+    caller.require_project(&p.record)?;
+    Ok(Json(project_view(&st, &p).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_project(State(st): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    st.engine.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadBody {
+    /// A hosted project's new manifest text (local projects are re-read from disk).
+    pub manifest: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{name}/reload", tag = "projects", params(("name" = String, Path)), request_body(content = ReloadBody, description = "optional"), responses((status = 200, body = ProjectView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn reload_project(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, OptionalJson(body): OptionalJson<ReloadBody>) -> ApiResult<Json<ProjectView>> {
+    caller.require_admin()?;
+    let text = body.and_then(|b| b.manifest);
+    let p = st.engine.reload(&name, text.as_deref()).await?;
+    Ok(Json(project_view(&st, &p).await?))
+}
+
+// Runs -------------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRunBody {
+    pub project: String,
+    pub task: String,
+    /// A JSON object handed to the task on stdin (default `{}`).
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
+    /// Free text recorded as the run's trigger (default `api`).
+    pub trigger: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs", request_body = StartRunBody, responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn start_run(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<StartRunBody>) -> ApiResult<(StatusCode, Json<RunView>)> {
+    let p = st.engine.project(&body.project).await?;
+    caller.require_project(&p.record)?;
+    let trigger = body.trigger.unwrap_or_else(|| "api".into());
+    if trigger.len() > 64 || trigger.is_empty() {
+        return Err(ApiError::bad_request("trigger must be 1 to 64 characters").field("trigger"));
+    }
+    let run = st.engine.start_run(RunRequest { project: body.project, task: body.task, input: body.input.unwrap_or_else(|| Value::Object(Default::default())), trigger }).await?;
+    Ok((StatusCode::CREATED, Json(RunView::from(run))))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    pub project: Option<String>,
+    pub task: Option<String>,
+    /// queued, running, succeeded, failed, timed_out or cancelled.
+    pub status: Option<String>,
+    /// The `next` value of the previous page.
+    pub before: Option<String>,
+    /// 1 to 500 (default 50).
+    pub limit: Option<i64>,
+}
+
+async fn scoped_project(st: &AppState, caller: &Caller, asked: Option<String>) -> ApiResult<Option<String>> {
+    let Some(id) = caller.project_id() else { return Ok(asked) };
+    let own = st.engine.store().get_project_by_id(id).await?.ok_or_else(|| ApiError::forbidden("this token's project is no longer registered"))?;
+    match asked {
+        Some(p) if p != own.name => Err(ApiError::forbidden(format!("this token acts only for project {:?}", own.name))),
+        _ => Ok(Some(own.name)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery), responses((status = 200, body = RunList), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_runs(State(st): State<AppState>, caller: Caller, Query(q): Query<RunQuery>) -> ApiResult<Json<RunList>> {
+    if let Some(s) = &q.status {
+        if RunStatus::parse(s).is_none() {
+            return Err(ApiError::bad_request(format!("unknown status {s:?}; use queued, running, succeeded, failed, timed_out or cancelled")).field("status"));
+        }
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500").field("limit"));
+    }
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let runs = st.engine.store().list_runs(&RunFilter { project, task: q.task, status: q.status, before: q.before, limit }).await?;
+    let next = (runs.len() as i64 == limit).then(|| runs.last().map(|r| r.id.clone())).flatten();
+    Ok(Json(RunList { runs: runs.into_iter().map(RunView::from).collect(), next }))
+}
+
+async fn visible_run(st: &AppState, caller: &Caller, id: &str) -> ApiResult<RunRecord> {
+    let run = st.engine.store().get_run(id).await?.ok_or_else(|| ApiError::not_found(format!("run {id:?} not found")))?;
+    if caller.project_id().is_some_and(|p| p != run.project_id) {
+        // Do not tell a scoped token which run ids exist elsewhere.
+        return Err(ApiError::not_found(format!("run {id:?} not found")));
+    }
+    Ok(run)
+}
+
+async fn with_attempts(st: &AppState, run: RunRecord) -> ApiResult<RunView> {
+    let attempts = st.engine.store().list_attempts(&run.id).await?;
+    let mut view = RunView::from(run);
+    view.attempts = attempts.into_iter().map(AttemptView::from).collect();
+    Ok(view)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_run(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RunView>> {
+    let run = visible_run(&st, &caller, &id).await?;
+    Ok(Json(with_attempts(&st, run).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// How long to wait for the run to end, e.g. `30s` (at most 5m; default 30s).
+    pub timeout: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{id}/wait", tag = "runs", params(("id" = String, Path), WaitQuery), responses((status = 200, description = "The run, ended or not (check status)", body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn wait_run(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult<Json<RunView>> {
+    visible_run(&st, &caller, &id).await?;
+    let timeout = match q.timeout {
+        None => Duration::from_secs(30),
+        Some(t) => agent_os_core::parse_duration(&t).map_err(|e| ApiError::bad_request(e).field("timeout"))?,
+    };
+    let run = st.engine.wait_run(&id, timeout.min(Duration::from_secs(300))).await?;
+    Ok(Json(with_attempts(&st, run).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn cancel_run(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RunView>> {
+    visible_run(&st, &caller, &id).await?;
+    Ok(Json(RunView::from(st.engine.cancel_run(&id).await?)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Only chunks after this sequence number (default 0).
+    pub after: Option<i64>,
+    /// At most this many chunks (default 1000).
+    pub limit: Option<i64>,
+}
+
+/// A run's log. With `Accept: text/event-stream` it is a live tail: `log` events (one per
+/// chunk, `id` = sequence number, resumable with `Last-Event-ID`) and a final `end` event
+/// carrying the run.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/logs", tag = "runs", params(("id" = String, Path), LogQuery), responses((status = 200, body = LogView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn run_logs(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, Query(q): Query<LogQuery>, headers: HeaderMap) -> ApiResult<Response> {
+    let run = visible_run(&st, &caller, &id).await?;
+    let wants_sse = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let mut after = q.after.unwrap_or(0);
+    if wants_sse {
+        if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+            after = last;
+        }
+        return Ok(log_stream(st, id, after).into_response());
+    }
+    let chunks = st.engine.store().read_log(&id, after, q.limit.unwrap_or(1000)).await?;
+    let next_after = chunks.last().map_or(after, |c| c.seq);
+    let finished = RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal);
+    Ok(Json(LogView { run_id: id, chunks: chunks.into_iter().map(LogChunkView::from).collect(), dropped_bytes: run.log_dropped, next_after, finished }).into_response())
+}
+
+fn log_stream(st: AppState, id: String, after: i64) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    struct S {
+        st: AppState,
+        id: String,
+        after: i64,
+        queue: VecDeque<Event>,
+        done: bool,
+        logs: tokio::sync::watch::Receiver<u64>,
+        runs: tokio::sync::watch::Receiver<u64>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    }
+    let s = S { logs: st.engine.subscribe_logs(), runs: st.engine.subscribe_runs(), closing: st.closing.clone(), st, id, after, queue: VecDeque::new(), done: false };
+    let stream = futures_util::stream::unfold(s, |mut s| async move {
+        loop {
+            if let Some(ev) = s.queue.pop_front() {
+                return Some((Ok(ev), s));
+            }
+            if s.done || *s.closing.borrow() {
+                return None;
+            }
+            s.logs.borrow_and_update();
+            s.runs.borrow_and_update();
+            let store = s.st.engine.store();
+            match store.read_log(&s.id, s.after, 500).await {
+                Ok(chunks) if !chunks.is_empty() => {
+                    for c in chunks {
+                        s.after = c.seq;
+                        let seq = c.seq;
+                        let data = serde_json::to_string(&LogChunkView::from(c)).unwrap_or_default();
+                        s.queue.push_back(Event::default().event("log").id(seq.to_string()).data(data));
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            match store.get_run(&s.id).await {
+                Ok(Some(run)) if RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal) => {
+                    let data = serde_json::to_string(&RunView::from(run)).unwrap_or_default();
+                    s.queue.push_back(Event::default().event("end").data(data));
+                    s.done = true;
+                    continue;
+                }
+                Ok(Some(_)) => {}
+                _ => return None,
+            }
+            tokio::select! {
+                _ = s.logs.changed() => {}
+                _ = s.runs.changed() => {}
+                _ = s.closing.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+// Costs ------------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CostsAccepted {
+    /// Records stored now.
+    pub accepted: i64,
+    /// Records whose idempotency key was already stored (not counted again).
+    pub duplicates: i64,
+}
+
+/// Report costs: one record, or `{"records": [...]}` (1 to 1000, all or nothing). A project
+/// or run token reports for its own project (a run token also ties the cost to its run); the
+/// admin token must name `project` in each record.
+#[utoipa::path(post, path = "/api/v1/costs", tag = "costs", request_body(content = Object, description = "a cost record or {records: [...]}; see docs/plugin-protocol.md"), responses((status = 201, body = CostsAccepted), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn post_costs(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<Value>) -> ApiResult<(StatusCode, Json<CostsAccepted>)> {
+    let (items, batch) = match body {
+        Value::Object(mut o) if o.contains_key("records") => {
+            if o.len() > 1 {
+                let extra = o.keys().find(|k| *k != "records").cloned().unwrap_or_default();
+                return Err(ApiError::bad_request(format!("unknown field {extra:?} next to records")).field(extra));
+            }
+            match o.remove("records") {
+                Some(Value::Array(items)) => (items, true),
+                _ => return Err(ApiError::bad_request("records must be a list").field("records")),
+            }
+        }
+        v @ Value::Object(_) => (vec![v], false),
+        _ => return Err(ApiError::bad_request("send a cost record object or {\"records\": [...]}")),
+    };
+    if items.is_empty() || items.len() > 1000 {
+        return Err(ApiError::bad_request("a batch holds 1 to 1000 records").field("records"));
+    }
+    let mut inputs: Vec<CostInput> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let prefix = if batch { format!("records[{i}].") } else { String::new() };
+        let input: CostInput = serde_json::from_value(item).map_err(|e| ApiError::bad_request(format!("{prefix}: {e}").trim_start_matches(": ").to_string()))?;
+        if let Some(extra) = input.extra.keys().next() {
+            return Err(ApiError::bad_request(format!("unknown field {extra:?}")).field(format!("{prefix}{extra}")));
+        }
+        inputs.push(input);
+    }
+    let project = match caller.project_id() {
+        Some(id) => st.engine.store().get_project_by_id(id).await?.ok_or_else(|| ApiError::forbidden("this token's project is no longer registered"))?.name,
+        None => {
+            let names: Vec<Option<String>> = inputs.iter().map(|i| i.project.clone()).collect();
+            match names.first().cloned().flatten() {
+                Some(first) if names.iter().all(|n| n.as_deref() == Some(first.as_str())) => first,
+                _ => return Err(ApiError::bad_request("with the admin token every record names the same `project`").field("project")),
+            }
+        }
+    };
+    let (accepted, duplicates) = st.engine.record_costs(&project, caller.run_id(), &inputs, batch).await?;
+    Ok((StatusCode::CREATED, Json(CostsAccepted { accepted, duplicates })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CostQuery {
+    pub project: Option<String>,
+    pub run: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/costs", tag = "costs", params(CostQuery), responses((status = 200, body = [CostView])), security(("bearer" = [])))]
+pub async fn list_costs(State(st): State<AppState>, caller: Caller, Query(q): Query<CostQuery>) -> ApiResult<Json<Vec<CostView>>> {
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let costs = st.engine.store().list_costs(&CostFilter { project, run_id: q.run, limit }).await?;
+    Ok(Json(costs.into_iter().map(CostView::from).collect()))
+}
+
+// Schedules --------------------------------------------------------------------------------
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleQuery {
+    pub project: Option<String>,
+}
+
+/// Every schedule of every project, managed and external.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", params(ScheduleQuery), responses((status = 200, body = [ScheduleView])), security(("bearer" = [])))]
+pub async fn list_schedules(State(st): State<AppState>, caller: Caller, Query(q): Query<ScheduleQuery>) -> ApiResult<Json<Vec<ScheduleView>>> {
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let s = st.engine.store().list_schedules(project.as_deref()).await?;
+    Ok(Json(s.into_iter().map(ScheduleView::from).collect()))
+}
+
+// Tokens -----------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenBody {
+    /// The project the token acts for.
+    pub project: String,
+    /// A label, e.g. `railway-cron`.
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: String,
+    /// The token itself; shown only here, once (Agent OS stores only its hash).
+    pub token: String,
+    pub project: String,
+    pub name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenBody, responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create_token(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<CreateTokenBody>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    caller.require_admin()?;
+    let p = st.engine.project(&body.project).await?;
+    let name = body.name.unwrap_or_default();
+    if name.len() > 100 {
+        return Err(ApiError::bad_request("name is longer than 100 characters").field("name"));
+    }
+    let (token, hash) = new_token(TokenKind::Project);
+    let id = agent_os_core::id::new_id();
+    st.engine
+        .store()
+        .insert_token(&TokenRecord { id: id.clone(), kind: "project".into(), name: name.clone(), project_id: Some(p.record.id.clone()), run_id: None, hash, created_at: st.engine.now(), expires_at: None, revoked_at: None })
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, token, project: p.record.name.clone(), name })))
+}
+
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_tokens(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<TokenView>>> {
+    caller.require_admin()?;
+    let store = st.engine.store();
+    let names: std::collections::HashMap<String, String> = store.list_projects().await?.into_iter().map(|p| (p.id, p.name)).collect();
+    let tokens = store.list_tokens().await?;
+    Ok(Json(tokens.into_iter().map(|t| {
+        let project = t.project_id.as_ref().and_then(|id| names.get(id).cloned());
+        TokenView::new(t, project)
+    }).collect()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn revoke_token(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    if st.engine.store().revoke_token(&id, st.engine.now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no active token with id {id:?}")))
+    }
+}
+
+// Health -----------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+}
+
+/// Liveness and database reachability; needs no token.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+    let ok = st.engine.store().get_setting("install_id").await.is_ok();
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Health { status: if ok { "ok" } else { "database unavailable" }.into(), version: env!("CARGO_PKG_VERSION").into(), database: st.engine.store().backend().as_str().into() }))
+}

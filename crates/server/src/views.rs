@@ -1,0 +1,314 @@
+//! What the API returns: records turned into JSON views with RFC 3339 times. These types are
+//! the wire format of `/api/v1`; the CLI reads them back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use agent_os_core::manifest::Command;
+use agent_os_engine::LoadedProject;
+use agent_os_store::{AttemptRecord, CostRecord, LogChunk, ProbeResult, RunRecord, ScheduleRecord, TokenRecord};
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+pub fn time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| format!("{t:.3}")).unwrap_or_default()
+}
+
+fn opt_time(ms: Option<i64>) -> Option<String> {
+    ms.map(time)
+}
+
+fn json_or_null(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null)
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct KeyView {
+    pub variable: String,
+    pub service: String,
+    pub key_name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct TaskView {
+    pub name: String,
+    pub description: String,
+    /// The command line or argv (joined by spaces); absent for HTTP plugins.
+    pub run: Option<String>,
+    /// Timeout in milliseconds (absent: the server default applies).
+    pub timeout_ms: Option<u64>,
+    pub retries: u32,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ScheduleView {
+    pub project: String,
+    pub task: String,
+    pub cron: String,
+    pub timezone: String,
+    /// `agent-os`, `railway`, `launchd`, `cron`, `systemd` or `github`.
+    pub managed_by: String,
+    pub description: String,
+    /// `manifest` or `plugin`.
+    pub source: String,
+}
+
+impl From<ScheduleRecord> for ScheduleView {
+    fn from(s: ScheduleRecord) -> Self {
+        ScheduleView { project: s.project, task: s.task, cron: s.cron, timezone: s.timezone, managed_by: s.managed_by, description: s.description, source: s.source }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ProbeView {
+    /// `status`, `cost` or `schedule`.
+    pub kind: String,
+    pub at: String,
+    pub ok: bool,
+    pub duration_ms: i64,
+    /// For status probes: `ok`, `degraded` or `down`.
+    pub status: Option<String>,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<ProbeResult> for ProbeView {
+    fn from(p: ProbeResult) -> Self {
+        ProbeView { kind: p.kind, at: time(p.at), ok: p.ok, duration_ms: p.duration_ms, status: p.status, message: p.message, error: p.error }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ProjectView {
+    pub name: String,
+    pub description: String,
+    /// `command` or `http`.
+    pub transport: String,
+    /// The project's directory (local projects).
+    pub root: Option<String>,
+    /// The plugin endpoint (hosted projects).
+    pub plugin_url: Option<String>,
+    /// Path of the project's own env file; Agent OS never reads its values.
+    pub env_file: Option<String>,
+    pub keys: Vec<KeyView>,
+    pub tasks: Vec<TaskView>,
+    pub schedules: Vec<ScheduleView>,
+    /// Latest probe results.
+    pub probes: Vec<ProbeView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ProjectView {
+    pub fn new(p: &LoadedProject, schedules: Vec<ScheduleRecord>, probes: Vec<ProbeResult>) -> Self {
+        let m = &p.manifest;
+        ProjectView {
+            name: p.record.name.clone(),
+            description: p.record.description.clone(),
+            transport: p.record.transport.clone(),
+            root: p.record.root.clone(),
+            plugin_url: p.record.plugin_url.clone(),
+            env_file: m.env_file.clone(),
+            keys: m.keys.iter().map(|k| KeyView { variable: k.variable.clone(), service: k.service.clone(), key_name: k.key_name.clone() }).collect(),
+            tasks: m
+                .tasks
+                .values()
+                .map(|t| TaskView {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    run: t.run.as_ref().map(|c| match c {
+                        Command::Shell(s) => s.clone(),
+                        Command::Argv(v) => v.join(" "),
+                    }),
+                    timeout_ms: t.timeout.map(|d| d.as_millis() as u64),
+                    retries: t.retries,
+                })
+                .collect(),
+            schedules: schedules.into_iter().map(ScheduleView::from).collect(),
+            probes: probes.into_iter().map(ProbeView::from).collect(),
+            created_at: time(p.record.created_at),
+            updated_at: time(p.record.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub status: String,
+    pub node: String,
+    pub pid: Option<i64>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl From<AttemptRecord> for AttemptView {
+    fn from(a: AttemptRecord) -> Self {
+        AttemptView { attempt: a.attempt, status: a.status, node: a.node_id, pid: a.pid, started_at: time(a.started_at), finished_at: opt_time(a.finished_at), exit_code: a.exit_code, error: a.error }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct RunView {
+    pub id: String,
+    pub project: String,
+    pub task: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `timed_out` or `cancelled`.
+    pub status: String,
+    /// Number of the current or last attempt (0 before the first starts).
+    pub attempt: i64,
+    pub max_attempts: i64,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// The JSON object the task wrote to `AGENT_OS_OUTPUT`, or null.
+    #[schema(value_type = Object)]
+    pub outputs: Value,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    /// Who started it: `api`, `cli`, ….
+    pub trigger: String,
+    pub cancel_requested: bool,
+    pub queued_at: String,
+    /// When a queued retry becomes due.
+    pub not_before: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// From the first start to the end, in milliseconds.
+    pub duration_ms: Option<i64>,
+    pub log_bytes: i64,
+    /// Bytes of the oldest output dropped to keep the log under its cap.
+    pub log_dropped_bytes: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptView>,
+}
+
+impl From<RunRecord> for RunView {
+    fn from(r: RunRecord) -> Self {
+        let duration_ms = match (r.started_at, r.finished_at) {
+            (Some(s), Some(f)) => Some((f - s).max(0)),
+            _ => None,
+        };
+        RunView {
+            not_before: (r.status == "queued" && r.attempt > 0).then(|| time(r.not_before)),
+            id: r.id,
+            project: r.project,
+            task: r.task,
+            status: r.status,
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            input: json_or_null(Some(&r.input)),
+            outputs: json_or_null(r.outputs.as_deref()),
+            exit_code: r.exit_code,
+            error: r.error,
+            trigger: r.trigger,
+            cancel_requested: r.cancel_requested,
+            queued_at: time(r.queued_at),
+            started_at: opt_time(r.started_at),
+            finished_at: opt_time(r.finished_at),
+            duration_ms,
+            log_bytes: r.log_bytes,
+            log_dropped_bytes: r.log_dropped,
+            attempts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct RunList {
+    pub runs: Vec<RunView>,
+    /// Pass as `before` to get the next (older) page; null on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct LogChunkView {
+    pub seq: i64,
+    /// `stdout`, `stderr` or `system`.
+    pub stream: String,
+    pub at: String,
+    pub data: String,
+}
+
+impl From<LogChunk> for LogChunkView {
+    fn from(c: LogChunk) -> Self {
+        LogChunkView { seq: c.seq, stream: c.stream, at: time(c.at), data: c.data }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct LogView {
+    pub run_id: String,
+    pub chunks: Vec<LogChunkView>,
+    /// Bytes of the oldest output dropped to keep the log under its cap.
+    pub dropped_bytes: i64,
+    /// Pass as `after` to read on.
+    pub next_after: i64,
+    /// True when the run has ended (no more output will come).
+    pub finished: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct TokenView {
+    pub id: String,
+    /// `admin` or `project`.
+    pub kind: String,
+    pub name: String,
+    pub project: Option<String>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl TokenView {
+    pub fn new(t: TokenRecord, project: Option<String>) -> Self {
+        TokenView { id: t.id, kind: t.kind, name: t.name, project, created_at: time(t.created_at), revoked_at: opt_time(t.revoked_at) }
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct CostView {
+    pub id: String,
+    pub project: String,
+    pub run_id: Option<String>,
+    pub service: String,
+    pub key_name: Option<String>,
+    /// Exact decimal.
+    pub amount: String,
+    pub currency: String,
+    pub tokens_in: Option<i64>,
+    pub tokens_out: Option<i64>,
+    pub model: Option<String>,
+    pub at: String,
+    pub idempotency_key: String,
+    /// `api` or `probe`.
+    pub source: String,
+}
+
+impl From<CostRecord> for CostView {
+    fn from(c: CostRecord) -> Self {
+        CostView {
+            id: c.id,
+            project: c.project,
+            run_id: c.run_id,
+            service: c.service,
+            key_name: c.key_name,
+            amount: agent_os_core::cost::format_amount(c.amount_nanos),
+            currency: c.currency,
+            tokens_in: c.tokens_in,
+            tokens_out: c.tokens_out,
+            model: c.model,
+            at: time(c.at),
+            idempotency_key: c.idempotency_key,
+            source: c.source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(super::time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}
