@@ -1,1 +1,149 @@
-fn main() {}
+//! `agent-os`: the one binary. `serve` and `demo` run the server; every other command is a
+//! client of a running server's HTTP API (`--url`/`AGENT_OS_URL`, `--token`/`AGENT_OS_TOKEN`,
+//! else the client config `serve` wrote into the home).
+
+mod client;
+mod commands;
+mod home;
+mod serve;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "agent-os", version, about = "Orchestrate work across your own projects, without holding their credentials.")]
+struct Cli {
+    /// Agent OS's home: config.yaml, the SQLite database, the local client config.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Server to talk to (client commands).
+    #[arg(long, global = true, env = "AGENT_OS_URL", value_name = "URL")]
+    url: Option<String>,
+    /// API token (client commands).
+    #[arg(long, global = true, env = "AGENT_OS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Listen address (default 127.0.0.1:7700, or `bind` in config.yaml).
+    #[arg(long, value_name = "ADDR:PORT")]
+    bind: Option<String>,
+    /// sqlite://PATH or postgres://USER@HOST/DB (default: agent-os.db in the home).
+    #[arg(long, env = "AGENT_OS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// URL tasks use to reach this server (default: the bound address).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Agent OS server (API, engine).
+    Serve(ServeArgs),
+    /// Run the server with the example projects registered (in a fresh temporary home unless --home is given).
+    Demo(ServeArgs),
+    /// Register, list, inspect, reload or remove projects.
+    #[command(subcommand)]
+    Project(commands::ProjectCmd),
+    /// Start a run of a project's task.
+    Run(commands::RunArgs),
+    /// List runs, or show one (`runs show ID`).
+    Runs(commands::RunsArgs),
+    /// Print a run's log (`--follow` to tail it live).
+    Logs(commands::LogsArgs),
+    /// Cancel a queued or running run.
+    Cancel {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every schedule of every project.
+    Schedules {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List reported costs.
+    Costs(commands::CostsArgs),
+    /// Report a cost record.
+    #[command(subcommand)]
+    Cost(commands::CostCmd),
+    /// Create, list or revoke API tokens.
+    #[command(subcommand)]
+    Token(commands::TokenCmd),
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+}
+
+fn flags(a: &ServeArgs) -> serve::ServeFlags {
+    serve::ServeFlags { bind: a.bind.clone(), database_url: a.database_url.clone(), public_url: a.public_url.clone() }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENT_OS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Serve(a) => {
+            init_tracing();
+            let home = home::resolve(cli.home.as_deref())?;
+            serve::serve(&home, &flags(a)).await?;
+            Ok(0)
+        }
+        Command::Demo(a) => {
+            init_tracing();
+            serve::demo(cli.home.as_deref(), &flags(a)).await?;
+            Ok(0)
+        }
+        Command::Openapi => {
+            println!("{}", agent_os_server::openapi_json());
+            Ok(0)
+        }
+        other => {
+            let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
+            commands::run(&client, other_command(other)).await
+        }
+    }
+}
+
+fn other_command(c: &Command) -> commands::ClientCommand<'_> {
+    use commands::ClientCommand as C;
+    match c {
+        Command::Project(p) => C::Project(p),
+        Command::Run(r) => C::Run(r),
+        Command::Runs(r) => C::Runs(r),
+        Command::Logs(l) => C::Logs(l),
+        Command::Cancel { run_id, json } => C::Cancel { run_id, json: *json },
+        Command::Schedules { project, json } => C::Schedules { project: project.as_deref(), json: *json },
+        Command::Costs(c) => C::Costs(c),
+        Command::Cost(c) => C::Cost(c),
+        Command::Token(t) => C::Token(t),
+        Command::Serve(_) | Command::Demo(_) | Command::Openapi => C::Nothing,
+    }
+}

@@ -91,10 +91,15 @@ pub struct HttpPlugins {
     client: reqwest::Client,
 }
 
+/// reqwest is built without a default TLS crypto provider; this installs ring for the whole
+/// process (idempotent). Anything that builds a reqwest client calls it first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl HttpPlugins {
     pub fn new() -> Self {
-        // reqwest is built without a default crypto provider; install ring once per process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("agent-os/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())

@@ -1,0 +1,523 @@
+//! Client commands: each one calls the HTTP API and prints a table, or the API's JSON with
+//! `--json`. Exit codes: 0 success, 1 failure (including a run that did not succeed under
+//! `run --wait`), 2 bad usage.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use agent_os_server::views::{CostView, LogChunkView, LogView, ProjectView, RunList, RunView, ScheduleView, TokenView};
+use agent_os_server::{CostsAccepted, CreatedToken, Registered};
+
+use crate::client::Client;
+use crate::home;
+use crate::table::{duration_ms, render, short_time};
+
+#[derive(Subcommand)]
+pub enum ProjectCmd {
+    /// Register the project in a directory (it holds agent-os.yaml).
+    Add {
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List registered projects.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one project: tasks, schedules, keys by name, latest probes.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unregister a project (its runs and costs stay as history).
+    Remove { name: String },
+    /// Re-read a project's agent-os.yaml.
+    Reload {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    pub project: String,
+    pub task: String,
+    /// Input JSON object handed to the task on stdin.
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+    /// Wait for the run to end; exit 0 only if it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub show: Option<RunsSub>,
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub task: Option<String>,
+    /// queued, running, succeeded, failed, timed_out or cancelled.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// How many (newest first; default 50).
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Show runs older than this run id (the `next` of a previous page).
+    #[arg(long)]
+    pub before: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum RunsSub {
+    /// Show one run with its attempts, input and outputs.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub run_id: String,
+    /// Keep printing output as it arrives, until the run ends.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Args)]
+pub struct CostsArgs {
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub run: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CostCmd {
+    /// Record one cost (e.g. spend a project cannot report itself).
+    Add {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        service: String,
+        /// Decimal amount, e.g. 0.0123.
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        #[arg(long)]
+        key_name: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a token that acts only for one project.
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List admin and project tokens (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+pub enum ClientCommand<'a> {
+    Project(&'a ProjectCmd),
+    Run(&'a RunArgs),
+    Runs(&'a RunsArgs),
+    Logs(&'a LogsArgs),
+    Cancel { run_id: &'a str, json: bool },
+    Schedules { project: Option<&'a str>, json: bool },
+    Costs(&'a CostsArgs),
+    Cost(&'a CostCmd),
+    Token(&'a TokenCmd),
+    Nothing,
+}
+
+/// The server and token: flags/environment first, else the home's client config.
+pub fn connect(home_flag: Option<&Path>, url: Option<String>, token: Option<String>) -> Result<Client> {
+    let stored = home::resolve(home_flag).ok().and_then(|h| home::read_client_config(&h));
+    let url = url.or_else(|| stored.as_ref().map(|c| c.url.clone())).unwrap_or_else(|| format!("http://{}", agent_os_core::config::DEFAULT_BIND));
+    let token = token.or_else(|| stored.and_then(|c| c.token)).context("no API token: pass --token or set AGENT_OS_TOKEN (or run on the machine whose home holds client.json, written by `agent-os serve`)")?;
+    Ok(Client::new(url, token))
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v)))).collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
+    match cmd {
+        ClientCommand::Project(p) => project(c, p).await,
+        ClientCommand::Run(r) => start_run(c, r).await,
+        ClientCommand::Runs(r) => runs(c, r).await,
+        ClientCommand::Logs(l) => logs(c, l).await,
+        ClientCommand::Cancel { run_id, json } => {
+            let run: RunView = c.post(&format!("/api/v1/runs/{}/cancel", enc(run_id)), &json!({})).await?;
+            if json {
+                print_json(&run)?;
+            } else if run.status == "running" {
+                println!("run {} is stopping (SIGTERM sent to its process group)", run.id);
+            } else {
+                println!("run {} is {}", run.id, run.status);
+            }
+            Ok(0)
+        }
+        ClientCommand::Schedules { project, json } => {
+            let list: Vec<ScheduleView> = c.get(&format!("/api/v1/schedules{}", query(&[("project", project.map(str::to_string))]))).await?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no schedules yet: declare them under `schedules:` in a project's agent-os.yaml");
+            } else {
+                let rows: Vec<Vec<String>> = list.iter().map(|s| vec![s.project.clone(), s.task.clone(), s.cron.clone(), s.timezone.clone(), s.managed_by.clone(), s.description.clone()]).collect();
+                print!("{}", render(&["PROJECT", "TASK", "CRON", "TIMEZONE", "MANAGED BY", "DESCRIPTION"], &rows));
+            }
+            Ok(0)
+        }
+        ClientCommand::Costs(a) => {
+            let list: Vec<CostView> = c.get(&format!("/api/v1/costs{}", query(&[("project", a.project.clone()), ("run", a.run.clone()), ("limit", Some(a.limit.to_string()))]))).await?;
+            if a.json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no costs reported yet");
+            } else {
+                let rows: Vec<Vec<String>> = list.iter().map(|x| vec![short_time(&x.at), x.project.clone(), x.service.clone(), x.key_name.clone().unwrap_or_default(), format!("{} {}", x.amount, x.currency), x.model.clone().unwrap_or_default(), x.source.clone()]).collect();
+                print!("{}", render(&["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "SOURCE"], &rows));
+            }
+            Ok(0)
+        }
+        ClientCommand::Cost(CostCmd::Add { project, service, amount, currency, key_name, model, idempotency_key }) => {
+            let body = json!({"project": project, "service": service, "amount": amount, "currency": currency, "key_name": key_name, "model": model, "idempotency_key": idempotency_key});
+            let r: CostsAccepted = c.post("/api/v1/costs", &body).await?;
+            println!("{}", if r.accepted == 1 { "recorded" } else { "already recorded (same idempotency key)" });
+            Ok(0)
+        }
+        ClientCommand::Token(t) => token(c, t).await,
+        ClientCommand::Nothing => Ok(0),
+    }
+}
+
+async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
+    match cmd {
+        ProjectCmd::Add { path, json } => {
+            let abs = std::fs::canonicalize(path).with_context(|| format!("{path}: no such directory"))?;
+            let r: Registered = c.post("/api/v1/projects", &json!({"path": abs.display().to_string()})).await?;
+            if *json {
+                print_json(&r)?;
+            } else {
+                println!("registered {} ({} tasks, {} schedules) from {}", r.project.name, r.project.tasks.len(), r.project.schedules.len(), abs.display());
+                if let Some(secret) = r.signing_secret {
+                    println!("signing secret for its HTTP plugin (shown once): {secret}");
+                }
+            }
+        }
+        ProjectCmd::List { json } => {
+            let list: Vec<ProjectView> = c.get("/api/v1/projects").await?;
+            if *json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no projects yet: add one with `agent-os project add PATH` (the directory holds agent-os.yaml)");
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|p| {
+                        let status = p.probes.iter().find(|x| x.kind == "status").map(|x| if x.ok { x.status.clone().unwrap_or_default() } else { "probe failed".into() }).unwrap_or_else(|| "-".into());
+                        vec![p.name.clone(), p.transport.clone(), p.tasks.len().to_string(), p.schedules.len().to_string(), status, p.description.clone()]
+                    })
+                    .collect();
+                print!("{}", render(&["NAME", "TRANSPORT", "TASKS", "SCHEDULES", "STATUS", "DESCRIPTION"], &rows));
+            }
+        }
+        ProjectCmd::Show { name, json } => {
+            let p: ProjectView = c.get(&format!("/api/v1/projects/{}", enc(name))).await?;
+            if *json {
+                print_json(&p)?;
+            } else {
+                print_project(&p);
+            }
+        }
+        ProjectCmd::Remove { name } => {
+            c.delete(&format!("/api/v1/projects/{}", enc(name))).await?;
+            println!("removed {name} (its runs and costs stay as history)");
+        }
+        ProjectCmd::Reload { name, json } => {
+            let p: ProjectView = c.post(&format!("/api/v1/projects/{}/reload", enc(name)), &json!({})).await?;
+            if *json {
+                print_json(&p)?;
+            } else {
+                println!("reloaded {} ({} tasks, {} schedules)", p.name, p.tasks.len(), p.schedules.len());
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_project(p: &ProjectView) {
+    println!("{} — {}", p.name, p.description);
+    match (&p.root, &p.plugin_url) {
+        (Some(root), _) => println!("  directory: {root}"),
+        (_, Some(url)) => println!("  plugin:    {url}"),
+        _ => {}
+    }
+    if let Some(env) = &p.env_file {
+        println!("  env file:  {env} (the project's own; Agent OS never reads its values)");
+    }
+    if !p.keys.is_empty() {
+        println!("  keys:");
+        for k in &p.keys {
+            println!("    {:<24} {} {}", k.variable, k.service, k.key_name.as_deref().unwrap_or(""));
+        }
+    }
+    println!("  tasks:");
+    for t in &p.tasks {
+        let timeout = t.timeout_ms.map(|ms| agent_os_core::format_duration(Duration::from_millis(ms))).unwrap_or_else(|| "default".into());
+        println!("    {:<20} timeout {timeout}, retries {}  {}", t.name, t.retries, t.run.as_deref().unwrap_or("(runs on the plugin)"));
+    }
+    if !p.schedules.is_empty() {
+        println!("  schedules:");
+        for s in &p.schedules {
+            println!("    {:<20} {:<14} {:<20} managed by {}", s.task, s.cron, s.timezone, s.managed_by);
+        }
+    }
+    for probe in &p.probes {
+        let what = if probe.ok { format!("{} {}", probe.status.as_deref().unwrap_or("ok"), probe.message.as_deref().unwrap_or("")) } else { format!("failed: {}", probe.error.as_deref().unwrap_or("")) };
+        println!("  {} probe at {}: {}", probe.kind, short_time(&probe.at), what.trim());
+    }
+}
+
+async fn start_run(c: &Client, a: &RunArgs) -> Result<u8> {
+    let input: Value = match &a.input {
+        None => json!({}),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => {
+                eprintln!("error: --input must be a JSON object, e.g. --input '{{\"symbol\": \"BTC\"}}'");
+                return Ok(2);
+            }
+            Err(e) => {
+                eprintln!("error: --input is not valid JSON: {e}");
+                return Ok(2);
+            }
+        },
+    };
+    let run: RunView = c.post("/api/v1/runs", &json!({"project": a.project, "task": a.task, "input": input, "trigger": "cli"})).await?;
+    if !a.wait {
+        if a.json {
+            print_json(&run)?;
+        } else {
+            println!("{}", run.id);
+        }
+        return Ok(0);
+    }
+    let mut run = run;
+    loop {
+        run = c.call_with_timeout(reqwest::Method::GET, &format!("/api/v1/runs/{}/wait?timeout=60s", run.id), None, Duration::from_secs(90)).await?;
+        if !matches!(run.status.as_str(), "queued" | "running") {
+            break;
+        }
+    }
+    if a.json {
+        print_json(&run)?;
+    } else {
+        print_run(&run);
+    }
+    Ok(if run.status == "succeeded" { 0 } else { 1 })
+}
+
+fn print_run(r: &RunView) {
+    println!("run {}  {}.{}  {}", r.id, r.project, r.task, r.status);
+    println!("  attempts: {} of {}   duration: {}   exit code: {}", r.attempt, r.max_attempts, duration_ms(r.duration_ms), r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()));
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+    println!("  queued: {}   started: {}   finished: {}", short_time(&r.queued_at), r.started_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()), r.finished_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()));
+    println!("  input: {}", r.input);
+    if !r.outputs.is_null() {
+        println!("  outputs: {}", r.outputs);
+    }
+    if r.log_dropped_bytes > 0 {
+        println!("  log: {} bytes kept, {} oldest bytes dropped", r.log_bytes, r.log_dropped_bytes);
+    }
+    for a in &r.attempts {
+        println!("  attempt {}: {} {}{}", a.attempt, a.status, a.error.as_deref().unwrap_or(""), a.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default());
+    }
+}
+
+async fn runs(c: &Client, a: &RunsArgs) -> Result<u8> {
+    if let Some(RunsSub::Show { id, json }) = &a.show {
+        let run: RunView = c.get(&format!("/api/v1/runs/{}", enc(id))).await?;
+        if *json { print_json(&run)? } else { print_run(&run) }
+        return Ok(0);
+    }
+    let q = query(&[("project", a.project.clone()), ("task", a.task.clone()), ("status", a.status.clone()), ("before", a.before.clone()), ("limit", Some(a.limit.to_string()))]);
+    let list: RunList = c.get(&format!("/api/v1/runs{q}")).await?;
+    if a.json {
+        print_json(&list)?;
+        return Ok(0);
+    }
+    if list.runs.is_empty() {
+        println!("no runs yet: start one with `agent-os run PROJECT TASK`");
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = list
+        .runs
+        .iter()
+        .map(|r| vec![r.id.clone(), r.project.clone(), r.task.clone(), r.status.clone(), format!("{}/{}", r.attempt, r.max_attempts), short_time(&r.queued_at), duration_ms(r.duration_ms)])
+        .collect();
+    print!("{}", render(&["ID", "PROJECT", "TASK", "STATUS", "ATTEMPT", "QUEUED (UTC)", "DURATION"], &rows));
+    if let Some(next) = list.next {
+        println!("(older runs: --before {next})");
+    }
+    Ok(0)
+}
+
+fn emit(chunk: &LogChunkView) {
+    use std::io::Write;
+    match chunk.stream.as_str() {
+        "stdout" => {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(chunk.data.as_bytes());
+            let _ = out.flush();
+        }
+        "system" => {
+            for line in chunk.data.lines() {
+                eprintln!("[agent-os] {line}");
+            }
+        }
+        _ => {
+            let mut err = std::io::stderr();
+            let _ = err.write_all(chunk.data.as_bytes());
+        }
+    }
+}
+
+async fn logs(c: &Client, a: &LogsArgs) -> Result<u8> {
+    let id = enc(&a.run_id);
+    if !a.follow {
+        let mut after = 0;
+        let mut first = true;
+        loop {
+            let page: LogView = c.get(&format!("/api/v1/runs/{id}/logs?after={after}&limit=1000")).await?;
+            if first && page.dropped_bytes > 0 {
+                eprintln!("[agent-os] … {} earlier bytes were dropped to keep the log under its cap", page.dropped_bytes);
+            }
+            first = false;
+            if page.chunks.is_empty() {
+                break;
+            }
+            page.chunks.iter().for_each(emit);
+            after = page.next_after;
+        }
+        return Ok(0);
+    }
+    let mut resp = c.stream(&format!("/api/v1/runs/{id}/logs")).await?;
+    let mut buf = String::new();
+    while let Some(bytes) = resp.chunk().await? {
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let mut kind = "message";
+            let mut data = String::new();
+            for line in event.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    kind = if v.trim() == "end" { "end" } else if v.trim() == "log" { "log" } else { "other" };
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            match kind {
+                "log" => {
+                    if let Ok(chunk) = serde_json::from_str::<LogChunkView>(&data) {
+                        emit(&chunk);
+                    }
+                }
+                "end" => {
+                    if let Ok(run) = serde_json::from_str::<RunView>(&data) {
+                        eprintln!("[agent-os] run {} {}", run.id, run.status);
+                    }
+                    return Ok(0);
+                }
+                _ => {}
+            }
+        }
+    }
+    bail!("the server closed the log stream before the run ended")
+}
+
+async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
+    match cmd {
+        TokenCmd::Create { project, name, json } => {
+            let t: CreatedToken = c.post("/api/v1/tokens", &json!({"project": project, "name": name})).await?;
+            if *json {
+                print_json(&t)?;
+            } else {
+                println!("token for project {} (shown once; Agent OS keeps only its hash):\n{}", t.project, t.token);
+            }
+        }
+        TokenCmd::List { json } => {
+            let list: Vec<TokenView> = c.get("/api/v1/tokens").await?;
+            if *json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list.iter().map(|t| vec![t.id.clone(), t.kind.clone(), t.project.clone().unwrap_or_else(|| "-".into()), t.name.clone(), short_time(&t.created_at), t.revoked_at.as_deref().map(short_time).unwrap_or_else(|| "-".into())]).collect();
+                print!("{}", render(&["ID", "KIND", "PROJECT", "NAME", "CREATED (UTC)", "REVOKED"], &rows));
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            c.delete(&format!("/api/v1/tokens/{}", enc(id))).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(0)
+}

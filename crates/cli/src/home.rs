@@ -1,0 +1,112 @@
+//! Agent OS's home directory: `config.yaml`, the SQLite database, the local client config
+//! (`client.json`, the URL and admin token the CLI uses when given neither), scratch files,
+//! and a lock so two servers never share one home.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// `--home`, else `$AGENT_OS_HOME`, else `~/.agent-os`.
+pub fn resolve(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(h) = flag {
+        return Ok(h.to_path_buf());
+    }
+    if let Some(h) = std::env::var_os("AGENT_OS_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context("neither --home, AGENT_OS_HOME nor HOME is set; pass --home DIR")?;
+    Ok(PathBuf::from(home).join(".agent-os"))
+}
+
+/// Creates the home (private to its owner) if it does not exist.
+pub fn ensure(home: &Path) -> Result<()> {
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create the Agent OS home {}", home.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// What `serve` leaves for local clients.
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
+pub struct ClientConfig {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+pub fn client_config_path(home: &Path) -> PathBuf {
+    home.join("client.json")
+}
+
+pub fn read_client_config(home: &Path) -> Option<ClientConfig> {
+    let text = std::fs::read_to_string(client_config_path(home)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes `client.json` readable by its owner only.
+pub fn write_client_config(home: &Path, cfg: &ClientConfig) -> Result<()> {
+    let path = client_config_path(home);
+    let tmp = home.join(".client.json.tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(serde_json::to_string_pretty(cfg)?.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// An exclusive lock on the home, held while the server runs.
+pub struct HomeLock(#[allow(dead_code)] std::fs::File);
+
+pub fn lock(home: &Path) -> Result<HomeLock> {
+    let path = home.join("agent-os.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; non-blocking exclusive lock.
+        let rc = unsafe { libc_flock(file.as_raw_fd()) };
+        if rc != 0 {
+            bail!("another Agent OS server is already running with the home {} (it holds {}); stop it first or use another --home", home.display(), path.display());
+        }
+    }
+    Ok(HomeLock(file))
+}
+
+#[cfg(unix)]
+unsafe fn libc_flock(fd: i32) -> i32 {
+    unsafe extern "C" {
+        fn flock(fd: i32, operation: i32) -> i32;
+    }
+    const LOCK_EX: i32 = 2;
+    const LOCK_NB: i32 = 4;
+    unsafe { flock(fd, LOCK_EX | LOCK_NB) }
+}
+
+/// The default config file written on first start: every setting, commented out.
+pub const DEFAULT_CONFIG: &str = "# Agent OS settings (docs/config.md). Every line is optional; flags override them.\n\
+# bind: 127.0.0.1:7700            # listen address; 127.0.0.1 keeps Agent OS private to this machine\n\
+# public_url: http://127.0.0.1:7700  # the URL tasks use to reach Agent OS (AGENT_OS_URL)\n\
+# database_url: postgres://agent_os@db.example.internal/agent_os  # default: SQLite file agent-os.db here\n\
+# durability: normal              # normal: survives a crash of Agent OS; full: also power loss (slower)\n\
+# runs:\n\
+#   max_concurrent: 16\n\
+#   default_timeout: 1h\n\
+#   kill_grace: 10s\n\
+#   max_retry_delay: 10m\n\
+#   log_max_bytes: 1048576\n\
+# api:\n\
+#   max_body_bytes: 1048576\n";

@@ -1,0 +1,224 @@
+//! `agent-os serve` and `agent-os demo`: open the home, the database and the admin token, start
+//! the engine and the HTTP server, and stop cleanly on SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use agent_os_core::config::Config;
+use agent_os_engine::secrets::{TokenKind, hash_token, new_token};
+use agent_os_engine::{Clock, Engine, EngineConfig, SystemClock};
+use agent_os_store::{Durability, SqlStore, Store, StoreOptions, TokenRecord, redact_url, sqlite_url};
+
+use crate::home::{self, ClientConfig};
+
+/// Settings given on the command line (they win over config.yaml).
+#[derive(Default, Clone)]
+pub struct ServeFlags {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// A server that is up: the engine, the bound address and what to tell the user.
+pub struct Running {
+    pub engine: Arc<Engine>,
+    pub url: String,
+    /// Set when the admin token was created now (shown once).
+    pub new_admin_token: Option<String>,
+    listener: Option<tokio::net::TcpListener>,
+    config: Config,
+    _lock: home::HomeLock,
+}
+
+fn load_config(home: &Path) -> Result<Config> {
+    let path = home.join("config.yaml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Config::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let _ = std::fs::write(&path, home::DEFAULT_CONFIG);
+            Ok(Config::default())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Ensures an admin token exists. `AGENT_OS_ADMIN_TOKEN` sets it (and retires the others);
+/// otherwise one is generated on first start. Returns a newly generated token.
+async fn admin_token(store: &dyn Store, now: i64) -> Result<(Option<String>, Option<String>)> {
+    if let Some(given) = std::env::var("AGENT_OS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
+        if given.len() < 24 {
+            bail!("AGENT_OS_ADMIN_TOKEN is too short: use at least 24 random characters");
+        }
+        let hash = hash_token(&given);
+        let id = match store.find_token(&hash).await? {
+            Some(t) if t.revoked_at.is_none() && t.kind == "admin" => t.id,
+            Some(_) => bail!("AGENT_OS_ADMIN_TOKEN matches a revoked or non-admin token; choose a new value"),
+            None => {
+                let id = agent_os_core::id::new_id();
+                store.insert_token(&TokenRecord { id: id.clone(), kind: "admin".into(), name: "from AGENT_OS_ADMIN_TOKEN".into(), project_id: None, run_id: None, hash, created_at: now, expires_at: None, revoked_at: None }).await?;
+                id
+            }
+        };
+        store.revoke_admin_tokens_except(&id, now).await?;
+        return Ok((None, Some(given)));
+    }
+    if store.count_admin_tokens().await? > 0 {
+        return Ok((None, None));
+    }
+    let (token, hash) = new_token(TokenKind::Admin);
+    store.insert_token(&TokenRecord { id: agent_os_core::id::new_id(), kind: "admin".into(), name: "generated on first start".into(), project_id: None, run_id: None, hash, created_at: now, expires_at: None, revoked_at: None }).await?;
+    Ok((Some(token.clone()), Some(token)))
+}
+
+/// Opens everything and binds the listener, but does not serve yet.
+pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
+    home::ensure(home)?;
+    let lock = home::lock(home)?;
+    let config = load_config(home)?;
+    let clock = SystemClock;
+    let now = clock.now_ms();
+
+    let url = flags
+        .database_url
+        .clone()
+        .or_else(|| std::env::var("AGENT_OS_DATABASE_URL").ok().filter(|u| !u.is_empty()))
+        .or_else(|| config.database_url.clone())
+        .unwrap_or_else(|| sqlite_url(&home.join("agent-os.db")));
+    let mut opts = StoreOptions::new(url.clone());
+    opts.durability = if config.durability == "full" { Durability::Full } else { Durability::Normal };
+    let store = SqlStore::open(&opts, now).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    if store.get_setting("install_id").await?.is_none() {
+        store.set_setting("install_id", &agent_os_core::id::new_id()).await?;
+    }
+    let (new_admin_token, known_token) = admin_token(store.as_ref(), now).await?;
+
+    let bind = flags.bind.clone().unwrap_or_else(|| config.bind.clone());
+    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let local_url = format!("http://{host}:{}", addr.port());
+    let public_url = flags.public_url.clone().or_else(|| config.public_url.clone()).unwrap_or_else(|| local_url.clone());
+
+    // The local client config: the URL always, the admin token when we know it.
+    let previous = home::read_client_config(home);
+    let token = known_token.or_else(|| previous.and_then(|c| c.token));
+    home::write_client_config(home, &ClientConfig { url: local_url.clone(), token })?;
+
+    let mut ecfg = EngineConfig::new(agent_os_core::id::new_id(), public_url, home.join("run"));
+    ecfg.max_concurrent_runs = config.max_concurrent_runs as usize;
+    ecfg.default_timeout = config.default_timeout;
+    ecfg.kill_grace = config.kill_grace;
+    ecfg.max_retry_delay = config.max_retry_delay;
+    ecfg.log_max_bytes = config.log_max_bytes as i64;
+    let engine = Engine::start(store, Arc::new(clock), ecfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Running { engine, url: local_url, new_admin_token, listener: Some(listener), config, _lock: lock })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+impl Running {
+    /// Serves until SIGINT/SIGTERM, then lets running tasks finish (up to 10 s) and stops.
+    pub async fn serve(mut self) -> Result<()> {
+        let listener = self.listener.take().context("server already started")?;
+        let opts = agent_os_server::ServerOptions { max_body_bytes: self.config.max_body_bytes as usize };
+        agent_os_server::run(listener, self.engine.clone(), opts, shutdown_signal()).await?;
+        eprintln!("stopping: waiting up to 10s for running tasks");
+        self.engine.shutdown(Duration::from_secs(10)).await;
+        Ok(())
+    }
+}
+
+pub async fn serve(home: &Path, flags: &ServeFlags) -> Result<()> {
+    let running = start(home, flags).await?;
+    println!("Agent OS {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
+    println!("home: {}", home.display());
+    if let Some(token) = &running.new_admin_token {
+        println!("admin token (shown once; also saved for the local CLI in {}):\n  {token}", home::client_config_path(home).display());
+    }
+    running.serve().await
+}
+
+include!(concat!(env!("OUT_DIR"), "/examples.rs"));
+
+/// Writes the embedded example projects under `dir`.
+pub fn write_examples(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut roots = std::collections::BTreeSet::new();
+    for (rel, bytes, exec) in EXAMPLE_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        if *exec {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        if let Some(project) = Path::new(rel).components().next() {
+            roots.insert(dir.join(project.as_os_str()));
+        }
+    }
+    Ok(roots.into_iter().collect())
+}
+
+pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
+    let home = match home {
+        Some(h) => h.to_path_buf(),
+        None => {
+            let base = std::env::temp_dir().join(format!("agent-os-demo-{}", &agent_os_core::id::new_id()[..13]));
+            std::fs::create_dir_all(&base)?;
+            base
+        }
+    };
+    let running = start(&home, flags).await?;
+    let projects_dir = home.join("projects");
+    let roots = write_examples(&projects_dir)?;
+    let mut names = Vec::new();
+    for root in roots {
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match running.engine.register_path(&root).await {
+            Ok((p, _)) => names.push(p.record.name.clone()),
+            Err(agent_os_engine::EngineError::Conflict(_)) => {
+                running.engine.reload(&name, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                names.push(name);
+            }
+            Err(e) => bail!("cannot register the example project {}: {e}", root.display()),
+        }
+    }
+    let token = home::read_client_config(&home).and_then(|c| c.token).unwrap_or_else(|| "(see AGENT_OS_ADMIN_TOKEN)".into());
+    println!("Agent OS demo {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
+    println!("home: {}", home.display());
+    println!("admin token: {token}");
+    println!("example projects: {} (in {})", names.join(", "), projects_dir.display());
+    println!();
+    println!("Try, in another terminal:");
+    println!("  export AGENT_OS_HOME={}", home.display());
+    println!("  agent-os project list");
+    println!("  agent-os run trading scan_market --input '{{\"symbols\": [\"BTC\", \"ETH\"]}}' --wait");
+    println!("  agent-os runs");
+    println!("  curl -s -H \"Authorization: Bearer $(python3 -c 'import json;print(json.load(open(\"{}\"))[\"token\"])')\" {}/api/v1/projects", home::client_config_path(&home).display(), running.url);
+    running.serve().await
+}
