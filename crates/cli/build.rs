@@ -27,7 +27,9 @@ fn main() {
     println!("cargo:rerun-if-changed={}", examples.display());
     let mut files = Vec::new();
     collect(&examples, &examples, &mut files);
-    let mut code = String::from("/// (path relative to examples/projects, contents, executable)\npub const EXAMPLE_FILES: &[(&str, &[u8], bool)] = &[\n");
+    let mut code = String::from(
+        "/// (path relative to examples/projects, contents, executable)\npub const EXAMPLE_FILES: &[(&str, &[u8], bool)] = &[\n",
+    );
     for f in &files {
         let full = examples.join(f).canonicalize().unwrap_or_else(|_| examples.join(f));
         println!("cargo:rerun-if-changed={}", full.display());
@@ -38,7 +40,11 @@ fn main() {
         };
         #[cfg(not(unix))]
         let exec = false;
-        code.push_str(&format!("    ({:?}, include_bytes!({:?}), {exec}),\n", f.to_string_lossy(), full.display().to_string()));
+        code.push_str(&format!(
+            "    ({:?}, include_bytes!({:?}), {exec}),\n",
+            f.to_string_lossy(),
+            full.display().to_string()
+        ));
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("examples.rs");

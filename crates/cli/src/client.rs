@@ -34,7 +34,13 @@ impl Client {
         Client { base: base.trim_end_matches('/').to_string(), token, http }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>, timeout: Duration) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.token).timeout(timeout);
         if let Some(b) = body {
@@ -59,7 +65,13 @@ impl Client {
         self.call_with_timeout(method, path, body, Duration::from_secs(60)).await
     }
 
-    pub async fn call_with_timeout<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>, timeout: Duration) -> Result<T> {
+    pub async fn call_with_timeout<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<T> {
         let resp = self.send(method, path, body, timeout).await?;
         if resp.status() == StatusCode::NO_CONTENT {
             return serde_json::from_value(Value::Null).context("empty answer");
@@ -84,7 +96,14 @@ impl Client {
     /// Opens a Server-Sent Events stream.
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
-        let resp = self.http.get(&url).bearer_auth(&self.token).header("accept", "text/event-stream").send().await.map_err(|e| anyhow!("cannot reach Agent OS at {}: {e}", self.base))?;
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach Agent OS at {}: {e}", self.base))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
@@ -106,7 +125,14 @@ fn explain(status: StatusCode, text: &str) -> String {
             msg = errors
                 .iter()
                 .map(|x| {
-                    let mut line = format!("{}:{}:{}: {}{}", x["file"].as_str().unwrap_or(""), x["line"], x["column"], x["path"].as_str().map(|p| format!("{p}: ")).unwrap_or_default(), x["message"].as_str().unwrap_or(""));
+                    let mut line = format!(
+                        "{}:{}:{}: {}{}",
+                        x["file"].as_str().unwrap_or(""),
+                        x["line"],
+                        x["column"],
+                        x["path"].as_str().map(|p| format!("{p}: ")).unwrap_or_default(),
+                        x["message"].as_str().unwrap_or("")
+                    );
                     if let Some(h) = x["hint"].as_str() {
                         line.push_str(&format!("\n  hint: {h}"));
                     }

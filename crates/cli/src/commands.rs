@@ -169,7 +169,9 @@ pub enum ClientCommand<'a> {
 /// The server and token: flags/environment first, else the home's client config.
 pub fn connect(home_flag: Option<&Path>, url: Option<String>, token: Option<String>) -> Result<Client> {
     let stored = home::resolve(home_flag).ok().and_then(|h| home::read_client_config(&h));
-    let url = url.or_else(|| stored.as_ref().map(|c| c.url.clone())).unwrap_or_else(|| format!("http://{}", agent_os_core::config::DEFAULT_BIND));
+    let url = url
+        .or_else(|| stored.as_ref().map(|c| c.url.clone()))
+        .unwrap_or_else(|| format!("http://{}", agent_os_core::config::DEFAULT_BIND));
     let token = token.or_else(|| stored.and_then(|c| c.token)).context("no API token: pass --token or set AGENT_OS_TOKEN (or run on the machine whose home holds client.json, written by `agent-os serve`)")?;
     Ok(Client::new(url, token))
 }
@@ -214,25 +216,60 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             Ok(0)
         }
         ClientCommand::Schedules { project, json } => {
-            let list: Vec<ScheduleView> = c.get(&format!("/api/v1/schedules{}", query(&[("project", project.map(str::to_string))]))).await?;
+            let list: Vec<ScheduleView> =
+                c.get(&format!("/api/v1/schedules{}", query(&[("project", project.map(str::to_string))]))).await?;
             if json {
                 print_json(&list)?;
             } else if list.is_empty() {
                 println!("no schedules yet: declare them under `schedules:` in a project's agent-os.yaml");
             } else {
-                let rows: Vec<Vec<String>> = list.iter().map(|s| vec![s.project.clone(), s.task.clone(), s.cron.clone(), s.timezone.clone(), s.managed_by.clone(), s.description.clone()]).collect();
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.project.clone(),
+                            s.task.clone(),
+                            s.cron.clone(),
+                            s.timezone.clone(),
+                            s.managed_by.clone(),
+                            s.description.clone(),
+                        ]
+                    })
+                    .collect();
                 print!("{}", render(&["PROJECT", "TASK", "CRON", "TIMEZONE", "MANAGED BY", "DESCRIPTION"], &rows));
             }
             Ok(0)
         }
         ClientCommand::Costs(a) => {
-            let list: Vec<CostView> = c.get(&format!("/api/v1/costs{}", query(&[("project", a.project.clone()), ("run", a.run.clone()), ("limit", Some(a.limit.to_string()))]))).await?;
+            let list: Vec<CostView> = c
+                .get(&format!(
+                    "/api/v1/costs{}",
+                    query(&[
+                        ("project", a.project.clone()),
+                        ("run", a.run.clone()),
+                        ("limit", Some(a.limit.to_string()))
+                    ])
+                ))
+                .await?;
             if a.json {
                 print_json(&list)?;
             } else if list.is_empty() {
                 println!("no costs reported yet");
             } else {
-                let rows: Vec<Vec<String>> = list.iter().map(|x| vec![short_time(&x.at), x.project.clone(), x.service.clone(), x.key_name.clone().unwrap_or_default(), format!("{} {}", x.amount, x.currency), x.model.clone().unwrap_or_default(), x.source.clone()]).collect();
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            short_time(&x.at),
+                            x.project.clone(),
+                            x.service.clone(),
+                            x.key_name.clone().unwrap_or_default(),
+                            format!("{} {}", x.amount, x.currency),
+                            x.model.clone().unwrap_or_default(),
+                            x.source.clone(),
+                        ]
+                    })
+                    .collect();
                 print!("{}", render(&["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "SOURCE"], &rows));
             }
             Ok(0)
@@ -256,7 +293,13 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
             if *json {
                 print_json(&r)?;
             } else {
-                println!("registered {} ({} tasks, {} schedules) from {}", r.project.name, r.project.tasks.len(), r.project.schedules.len(), abs.display());
+                println!(
+                    "registered {} ({} tasks, {} schedules) from {}",
+                    r.project.name,
+                    r.project.tasks.len(),
+                    r.project.schedules.len(),
+                    abs.display()
+                );
                 if let Some(secret) = r.signing_secret {
                     println!("signing secret for its HTTP plugin (shown once): {secret}");
                 }
@@ -267,13 +310,27 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
             if *json {
                 print_json(&list)?;
             } else if list.is_empty() {
-                println!("no projects yet: add one with `agent-os project add PATH` (the directory holds agent-os.yaml)");
+                println!(
+                    "no projects yet: add one with `agent-os project add PATH` (the directory holds agent-os.yaml)"
+                );
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|p| {
-                        let status = p.probes.iter().find(|x| x.kind == "status").map(|x| if x.ok { x.status.clone().unwrap_or_default() } else { "probe failed".into() }).unwrap_or_else(|| "-".into());
-                        vec![p.name.clone(), p.transport.clone(), p.tasks.len().to_string(), p.schedules.len().to_string(), status, p.description.clone()]
+                        let status = p
+                            .probes
+                            .iter()
+                            .find(|x| x.kind == "status")
+                            .map(|x| if x.ok { x.status.clone().unwrap_or_default() } else { "probe failed".into() })
+                            .unwrap_or_else(|| "-".into());
+                        vec![
+                            p.name.clone(),
+                            p.transport.clone(),
+                            p.tasks.len().to_string(),
+                            p.schedules.len().to_string(),
+                            status,
+                            p.description.clone(),
+                        ]
                     })
                     .collect();
                 print!("{}", render(&["NAME", "TRANSPORT", "TASKS", "SCHEDULES", "STATUS", "DESCRIPTION"], &rows));
@@ -321,8 +378,16 @@ fn print_project(p: &ProjectView) {
     }
     println!("  tasks:");
     for t in &p.tasks {
-        let timeout = t.timeout_ms.map(|ms| agent_os_core::format_duration(Duration::from_millis(ms))).unwrap_or_else(|| "default".into());
-        println!("    {:<20} timeout {timeout}, retries {}  {}", t.name, t.retries, t.run.as_deref().unwrap_or("(runs on the plugin)"));
+        let timeout = t
+            .timeout_ms
+            .map(|ms| agent_os_core::format_duration(Duration::from_millis(ms)))
+            .unwrap_or_else(|| "default".into());
+        println!(
+            "    {:<20} timeout {timeout}, retries {}  {}",
+            t.name,
+            t.retries,
+            t.run.as_deref().unwrap_or("(runs on the plugin)")
+        );
     }
     if !p.schedules.is_empty() {
         println!("  schedules:");
@@ -331,7 +396,11 @@ fn print_project(p: &ProjectView) {
         }
     }
     for probe in &p.probes {
-        let what = if probe.ok { format!("{} {}", probe.status.as_deref().unwrap_or("ok"), probe.message.as_deref().unwrap_or("")) } else { format!("failed: {}", probe.error.as_deref().unwrap_or("")) };
+        let what = if probe.ok {
+            format!("{} {}", probe.status.as_deref().unwrap_or("ok"), probe.message.as_deref().unwrap_or(""))
+        } else {
+            format!("failed: {}", probe.error.as_deref().unwrap_or(""))
+        };
         println!("  {} probe at {}: {}", probe.kind, short_time(&probe.at), what.trim());
     }
 }
@@ -351,7 +420,9 @@ async fn start_run(c: &Client, a: &RunArgs) -> Result<u8> {
             }
         },
     };
-    let run: RunView = c.post("/api/v1/runs", &json!({"project": a.project, "task": a.task, "input": input, "trigger": "cli"})).await?;
+    let run: RunView = c
+        .post("/api/v1/runs", &json!({"project": a.project, "task": a.task, "input": input, "trigger": "cli"}))
+        .await?;
     if !a.wait {
         if a.json {
             print_json(&run)?;
@@ -362,7 +433,14 @@ async fn start_run(c: &Client, a: &RunArgs) -> Result<u8> {
     }
     let mut run = run;
     loop {
-        run = c.call_with_timeout(reqwest::Method::GET, &format!("/api/v1/runs/{}/wait?timeout=60s", run.id), None, Duration::from_secs(90)).await?;
+        run = c
+            .call_with_timeout(
+                reqwest::Method::GET,
+                &format!("/api/v1/runs/{}/wait?timeout=60s", run.id),
+                None,
+                Duration::from_secs(90),
+            )
+            .await?;
         if !matches!(run.status.as_str(), "queued" | "running") {
             break;
         }
@@ -377,11 +455,22 @@ async fn start_run(c: &Client, a: &RunArgs) -> Result<u8> {
 
 fn print_run(r: &RunView) {
     println!("run {}  {}.{}  {}", r.id, r.project, r.task, r.status);
-    println!("  attempts: {} of {}   duration: {}   exit code: {}", r.attempt, r.max_attempts, duration_ms(r.duration_ms), r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()));
+    println!(
+        "  attempts: {} of {}   duration: {}   exit code: {}",
+        r.attempt,
+        r.max_attempts,
+        duration_ms(r.duration_ms),
+        r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+    );
     if let Some(e) = &r.error {
         println!("  error: {e}");
     }
-    println!("  queued: {}   started: {}   finished: {}", short_time(&r.queued_at), r.started_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()), r.finished_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()));
+    println!(
+        "  queued: {}   started: {}   finished: {}",
+        short_time(&r.queued_at),
+        r.started_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()),
+        r.finished_at.as_deref().map(short_time).unwrap_or_else(|| "-".into())
+    );
     println!("  input: {}", r.input);
     if !r.outputs.is_null() {
         println!("  outputs: {}", r.outputs);
@@ -390,17 +479,33 @@ fn print_run(r: &RunView) {
         println!("  log: {} bytes kept, {} oldest bytes dropped", r.log_bytes, r.log_dropped_bytes);
     }
     for a in &r.attempts {
-        println!("  attempt {}: {} {}{}", a.attempt, a.status, a.error.as_deref().unwrap_or(""), a.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default());
+        println!(
+            "  attempt {}: {} {}{}",
+            a.attempt,
+            a.status,
+            a.error.as_deref().unwrap_or(""),
+            a.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default()
+        );
     }
 }
 
 async fn runs(c: &Client, a: &RunsArgs) -> Result<u8> {
     if let Some(RunsSub::Show { id, json }) = &a.show {
         let run: RunView = c.get(&format!("/api/v1/runs/{}", enc(id))).await?;
-        if *json { print_json(&run)? } else { print_run(&run) }
+        if *json {
+            print_json(&run)?
+        } else {
+            print_run(&run)
+        }
         return Ok(0);
     }
-    let q = query(&[("project", a.project.clone()), ("task", a.task.clone()), ("status", a.status.clone()), ("before", a.before.clone()), ("limit", Some(a.limit.to_string()))]);
+    let q = query(&[
+        ("project", a.project.clone()),
+        ("task", a.task.clone()),
+        ("status", a.status.clone()),
+        ("before", a.before.clone()),
+        ("limit", Some(a.limit.to_string())),
+    ]);
     let list: RunList = c.get(&format!("/api/v1/runs{q}")).await?;
     if a.json {
         print_json(&list)?;
@@ -413,7 +518,17 @@ async fn runs(c: &Client, a: &RunsArgs) -> Result<u8> {
     let rows: Vec<Vec<String>> = list
         .runs
         .iter()
-        .map(|r| vec![r.id.clone(), r.project.clone(), r.task.clone(), r.status.clone(), format!("{}/{}", r.attempt, r.max_attempts), short_time(&r.queued_at), duration_ms(r.duration_ms)])
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.project.clone(),
+                r.task.clone(),
+                r.status.clone(),
+                format!("{}/{}", r.attempt, r.max_attempts),
+                short_time(&r.queued_at),
+                duration_ms(r.duration_ms),
+            ]
+        })
         .collect();
     print!("{}", render(&["ID", "PROJECT", "TASK", "STATUS", "ATTEMPT", "QUEUED (UTC)", "DURATION"], &rows));
     if let Some(next) = list.next {
@@ -450,7 +565,10 @@ async fn logs(c: &Client, a: &LogsArgs) -> Result<u8> {
         loop {
             let page: LogView = c.get(&format!("/api/v1/runs/{id}/logs?after={after}&limit=1000")).await?;
             if first && page.dropped_bytes > 0 {
-                eprintln!("[agent-os] … {} earlier bytes were dropped to keep the log under its cap", page.dropped_bytes);
+                eprintln!(
+                    "[agent-os] … {} earlier bytes were dropped to keep the log under its cap",
+                    page.dropped_bytes
+                );
             }
             first = false;
             if page.chunks.is_empty() {
@@ -471,7 +589,13 @@ async fn logs(c: &Client, a: &LogsArgs) -> Result<u8> {
             let mut data = String::new();
             for line in event.lines() {
                 if let Some(v) = line.strip_prefix("event:") {
-                    kind = if v.trim() == "end" { "end" } else if v.trim() == "log" { "log" } else { "other" };
+                    kind = if v.trim() == "end" {
+                        "end"
+                    } else if v.trim() == "log" {
+                        "log"
+                    } else {
+                        "other"
+                    };
                 } else if let Some(v) = line.strip_prefix("data:") {
                     data.push_str(v.strip_prefix(' ').unwrap_or(v));
                 }
@@ -510,7 +634,19 @@ async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
             if *json {
                 print_json(&list)?;
             } else {
-                let rows: Vec<Vec<String>> = list.iter().map(|t| vec![t.id.clone(), t.kind.clone(), t.project.clone().unwrap_or_else(|| "-".into()), t.name.clone(), short_time(&t.created_at), t.revoked_at.as_deref().map(short_time).unwrap_or_else(|| "-".into())]).collect();
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.kind.clone(),
+                            t.project.clone().unwrap_or_else(|| "-".into()),
+                            t.name.clone(),
+                            short_time(&t.created_at),
+                            t.revoked_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
                 print!("{}", render(&["ID", "KIND", "PROJECT", "NAME", "CREATED (UTC)", "REVOKED"], &rows));
             }
         }

@@ -16,7 +16,9 @@ pub fn resolve(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(h) = std::env::var_os("AGENT_OS_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(h));
     }
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context("neither --home, AGENT_OS_HOME nor HOME is set; pass --home DIR")?;
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("neither --home, AGENT_OS_HOME nor HOME is set; pass --home DIR")?;
     Ok(PathBuf::from(home).join(".agent-os"))
 }
 
@@ -73,14 +75,23 @@ pub struct HomeLock(#[allow(dead_code)] std::fs::File);
 
 pub fn lock(home: &Path) -> Result<HomeLock> {
     let path = home.join("agent-os.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;
         // SAFETY: flock on a file descriptor we own; non-blocking exclusive lock.
         let rc = unsafe { libc_flock(file.as_raw_fd()) };
         if rc != 0 {
-            bail!("another Agent OS server is already running with the home {} (it holds {}); stop it first or use another --home", home.display(), path.display());
+            bail!(
+                "another Agent OS server is already running with the home {} (it holds {}); stop it first or use another --home",
+                home.display(),
+                path.display()
+            );
         }
     }
     Ok(HomeLock(file))

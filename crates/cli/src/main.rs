@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "agent-os", version, about = "Orchestrate work across your own projects, without holding their credentials.")]
+#[command(
+    name = "agent-os",
+    version,
+    about = "Orchestrate work across your own projects, without holding their credentials."
+)]
 struct Cli {
     /// Agent OS's home: config.yaml, the SQLite database, the local client config.
     #[arg(long, global = true, value_name = "DIR")]
@@ -86,7 +90,8 @@ fn flags(a: &ServeArgs) -> serve::ServeFlags {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENT_OS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENT_OS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

@@ -58,7 +58,19 @@ async fn admin_token(store: &dyn Store, now: i64) -> Result<(Option<String>, Opt
             Some(_) => bail!("AGENT_OS_ADMIN_TOKEN matches a revoked or non-admin token; choose a new value"),
             None => {
                 let id = agent_os_core::id::new_id();
-                store.insert_token(&TokenRecord { id: id.clone(), kind: "admin".into(), name: "from AGENT_OS_ADMIN_TOKEN".into(), project_id: None, run_id: None, hash, created_at: now, expires_at: None, revoked_at: None }).await?;
+                store
+                    .insert_token(&TokenRecord {
+                        id: id.clone(),
+                        kind: "admin".into(),
+                        name: "from AGENT_OS_ADMIN_TOKEN".into(),
+                        project_id: None,
+                        run_id: None,
+                        hash,
+                        created_at: now,
+                        expires_at: None,
+                        revoked_at: None,
+                    })
+                    .await?;
                 id
             }
         };
@@ -69,7 +81,19 @@ async fn admin_token(store: &dyn Store, now: i64) -> Result<(Option<String>, Opt
         return Ok((None, None));
     }
     let (token, hash) = new_token(TokenKind::Admin);
-    store.insert_token(&TokenRecord { id: agent_os_core::id::new_id(), kind: "admin".into(), name: "generated on first start".into(), project_id: None, run_id: None, hash, created_at: now, expires_at: None, revoked_at: None }).await?;
+    store
+        .insert_token(&TokenRecord {
+            id: agent_os_core::id::new_id(),
+            kind: "admin".into(),
+            name: "generated on first start".into(),
+            project_id: None,
+            run_id: None,
+            hash,
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+        })
+        .await?;
     Ok((Some(token.clone()), Some(token)))
 }
 
@@ -89,7 +113,8 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
         .unwrap_or_else(|| sqlite_url(&home.join("agent-os.db")));
     let mut opts = StoreOptions::new(url.clone());
     opts.durability = if config.durability == "full" { Durability::Full } else { Durability::Normal };
-    let store = SqlStore::open(&opts, now).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
+    let store =
+        SqlStore::open(&opts, now).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
     let store: Arc<dyn Store> = Arc::new(store);
     if store.get_setting("install_id").await?.is_none() {
         store.set_setting("install_id", &agent_os_core::id::new_id()).await?;
@@ -102,7 +127,8 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
     let host = if host.contains(':') { format!("[{host}]") } else { host };
     let local_url = format!("http://{host}:{}", addr.port());
-    let public_url = flags.public_url.clone().or_else(|| config.public_url.clone()).unwrap_or_else(|| local_url.clone());
+    let public_url =
+        flags.public_url.clone().or_else(|| config.public_url.clone()).unwrap_or_else(|| local_url.clone());
 
     // The local client config: the URL always, the admin token when we know it.
     let previous = home::read_client_config(home);
@@ -156,7 +182,10 @@ pub async fn serve(home: &Path, flags: &ServeFlags) -> Result<()> {
     println!("Agent OS {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
     println!("home: {}", home.display());
     if let Some(token) = &running.new_admin_token {
-        println!("admin token (shown once; also saved for the local CLI in {}):\n  {token}", home::client_config_path(home).display());
+        println!(
+            "admin token (shown once; also saved for the local CLI in {}):\n  {token}",
+            home::client_config_path(home).display()
+        );
     }
     running.serve().await
 }
@@ -208,7 +237,8 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
             Err(e) => bail!("cannot register the example project {}: {e}", root.display()),
         }
     }
-    let token = home::read_client_config(&home).and_then(|c| c.token).unwrap_or_else(|| "(see AGENT_OS_ADMIN_TOKEN)".into());
+    let token =
+        home::read_client_config(&home).and_then(|c| c.token).unwrap_or_else(|| "(see AGENT_OS_ADMIN_TOKEN)".into());
     println!("Agent OS demo {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
     println!("home: {}", home.display());
     println!("admin token: {token}");
@@ -219,6 +249,10 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
     println!("  agent-os project list");
     println!("  agent-os run trading scan_market --input '{{\"symbols\": [\"BTC\", \"ETH\"]}}' --wait");
     println!("  agent-os runs");
-    println!("  curl -s -H \"Authorization: Bearer $(python3 -c 'import json;print(json.load(open(\"{}\"))[\"token\"])')\" {}/api/v1/projects", home::client_config_path(&home).display(), running.url);
+    println!(
+        "  curl -s -H \"Authorization: Bearer $(python3 -c 'import json;print(json.load(open(\"{}\"))[\"token\"])')\" {}/api/v1/projects",
+        home::client_config_path(&home).display(),
+        running.url
+    );
     running.serve().await
 }

@@ -87,28 +87,54 @@ impl Default for Config {
 impl Config {
     /// Parses `config.yaml`; an empty file gives the defaults.
     pub fn parse(file: &str, text: &str) -> Result<Config, ManifestError> {
-        let raw: RawConfig = if text.trim().is_empty() { RawConfig::default() } else { yaml::parse(file, text).map_err(|e| ManifestError(vec![e]))? };
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            yaml::parse(file, text).map_err(|e| ManifestError(vec![e]))?
+        };
         let mut errors = Vec::new();
         let mut at = |loc: serde_saphyr::Location, path: &str, message: String, hint: &str| {
-            errors.push(SourceError { file: file.into(), line: loc.line().max(1), column: loc.column().max(1), path: path.into(), message, hint: Some(hint.into()) });
+            errors.push(SourceError {
+                file: file.into(),
+                line: loc.line().max(1),
+                column: loc.column().max(1),
+                path: path.into(),
+                message,
+                hint: Some(hint.into()),
+            });
         };
         let mut c = Config::default();
         if let Some(b) = raw.bind {
             if b.value.parse::<std::net::SocketAddr>().is_err() {
-                at(b.referenced, "bind", format!("{:?} is not an address:port", b.value), "e.g. bind: 127.0.0.1:7700 (use 0.0.0.0:7700 to listen on every interface)");
+                at(
+                    b.referenced,
+                    "bind",
+                    format!("{:?} is not an address:port", b.value),
+                    "e.g. bind: 127.0.0.1:7700 (use 0.0.0.0:7700 to listen on every interface)",
+                );
             }
             c.bind = b.value;
         }
         if let Some(u) = raw.public_url {
             if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
-                at(u.referenced, "public_url", format!("{:?} is not an http(s) URL", u.value), "the URL tasks use to reach Agent OS, e.g. http://127.0.0.1:7700");
+                at(
+                    u.referenced,
+                    "public_url",
+                    format!("{:?} is not an http(s) URL", u.value),
+                    "the URL tasks use to reach Agent OS, e.g. http://127.0.0.1:7700",
+                );
             }
             c.public_url = Some(u.value.trim_end_matches('/').to_string());
         }
         c.database_url = raw.database_url;
         if let Some(d) = raw.durability {
             if d.value != "normal" && d.value != "full" {
-                at(d.referenced, "durability", format!("unknown durability {:?}", d.value), "normal (survives a crash of Agent OS) or full (also survives power loss, slower)");
+                at(
+                    d.referenced,
+                    "durability",
+                    format!("unknown durability {:?}", d.value),
+                    "normal (survives a crash of Agent OS) or full (also survives power loss, slower)",
+                );
             }
             c.durability = d.value;
         }
@@ -127,19 +153,40 @@ impl Config {
         duration(&runs.max_retry_delay, "runs.max_retry_delay", &mut c.max_retry_delay);
         if let Some(m) = runs.max_concurrent {
             if m.value == 0 || m.value > 1024 {
-                errors.push(SourceError { file: file.into(), line: m.referenced.line(), column: m.referenced.column(), path: "runs.max_concurrent".into(), message: format!("{} is out of range", m.value), hint: Some("between 1 and 1024".into()) });
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: m.referenced.line(),
+                    column: m.referenced.column(),
+                    path: "runs.max_concurrent".into(),
+                    message: format!("{} is out of range", m.value),
+                    hint: Some("between 1 and 1024".into()),
+                });
             }
             c.max_concurrent_runs = m.value;
         }
         if let Some(l) = runs.log_max_bytes {
             if l.value < 1024 {
-                errors.push(SourceError { file: file.into(), line: l.referenced.line(), column: l.referenced.column(), path: "runs.log_max_bytes".into(), message: "must be at least 1024".into(), hint: None });
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: l.referenced.line(),
+                    column: l.referenced.column(),
+                    path: "runs.log_max_bytes".into(),
+                    message: "must be at least 1024".into(),
+                    hint: None,
+                });
             }
             c.log_max_bytes = l.value;
         }
         if let Some(b) = raw.api.and_then(|a| a.max_body_bytes) {
             if b.value < 1024 {
-                errors.push(SourceError { file: file.into(), line: b.referenced.line(), column: b.referenced.column(), path: "api.max_body_bytes".into(), message: "must be at least 1024".into(), hint: None });
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: b.referenced.line(),
+                    column: b.referenced.column(),
+                    path: "api.max_body_bytes".into(),
+                    message: "must be at least 1024".into(),
+                    hint: None,
+                });
             }
             c.max_body_bytes = b.value;
         }

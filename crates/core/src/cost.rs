@@ -29,11 +29,8 @@ pub fn parse_amount(text: &str) -> Result<i64, String> {
     if frac.len() > 9 {
         return Err(format!("amount {s:?} has more than 9 decimal places"));
     }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| format!("amount {s:?} is too large"))?
-    };
+    let whole: i64 =
+        if whole.is_empty() { 0 } else { whole.parse().map_err(|_| format!("amount {s:?} is too large"))? };
     let mut frac_nanos: i64 = 0;
     for (i, b) in frac.bytes().enumerate() {
         frac_nanos += i64::from(b - b'0') * 10i64.pow(8 - i as u32);

@@ -16,9 +16,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("bad duration {text:?}: expected a number at {rest:?}"));
         }
-        let number: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("bad duration {text:?}: number too large"))?;
+        let number: u128 = rest[..digits].parse().map_err(|_| format!("bad duration {text:?}: number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
@@ -30,14 +28,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3_600_000,
             "d" => 86_400_000,
             "" => {
-                return Err(format!(
-                    "bad duration {text:?}: a number needs a unit (ms, s, m, h or d), e.g. {number}s"
-                ));
+                return Err(format!("bad duration {text:?}: a number needs a unit (ms, s, m, h or d), e.g. {number}s"));
             }
             other => {
-                return Err(format!(
-                    "bad duration {text:?}: unknown unit {other:?}; use ms, s, m, h or d"
-                ));
+                return Err(format!("bad duration {text:?}: unknown unit {other:?}; use ms, s, m, h or d"));
             }
         };
         total = total

@@ -259,7 +259,12 @@ impl Collector<'_> {
         let raw = raw.as_ref()?;
         match parse_duration(&raw.value) {
             Ok(d) if d.is_zero() => {
-                self.at(raw.referenced.into(), path, "duration must be more than zero", Some("write e.g. 30s, 5m or 1h"));
+                self.at(
+                    raw.referenced.into(),
+                    path,
+                    "duration must be more than zero",
+                    Some("write e.g. 30s, 5m or 1h"),
+                );
                 None
             }
             Ok(d) => Some(d),
@@ -277,11 +282,7 @@ impl Manifest {
         let raw: RawManifest = yaml::parse(file, text).map_err(|e| ManifestError(vec![e]))?;
         let mut c = Collector { file, errors: Vec::new() };
         let manifest = validate(raw, &mut c);
-        if c.errors.is_empty() {
-            Ok(manifest)
-        } else {
-            Err(ManifestError(c.errors))
-        }
+        if c.errors.is_empty() { Ok(manifest) } else { Err(ManifestError(c.errors)) }
     }
 
     /// The task named `name`, if declared.
@@ -299,7 +300,12 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         Some(p) => {
             let url = p.value.url.value.trim().to_string();
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-                c.at(p.value.url.referenced.into(), "plugin.url", format!("{url:?} is not an http(s) URL"), Some("e.g. plugin: { url: https://trading.example.com/agent-os }"));
+                c.at(
+                    p.value.url.referenced.into(),
+                    "plugin.url",
+                    format!("{url:?} is not an http(s) URL"),
+                    Some("e.g. plugin: { url: https://trading.example.com/agent-os }"),
+                );
             }
             Transport::Http { url: url.trim_end_matches('/').to_string() }
         }
@@ -312,7 +318,12 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         if e.value.trim().is_empty() {
             c.at(e.referenced.into(), "env_file", "env_file is empty", Some("e.g. env_file: .env"));
         } else if e.value.starts_with('/') || e.value.split('/').any(|part| part == "..") {
-            c.at(e.referenced.into(), "env_file", format!("{:?} points outside the project", e.value), Some("a project keeps its own env file inside its directory, e.g. env_file: .env"));
+            c.at(
+                e.referenced.into(),
+                "env_file",
+                format!("{:?} points outside the project", e.value),
+                Some("a project keeps its own env file inside its directory, e.g. env_file: .env"),
+            );
         }
     }
 
@@ -322,10 +333,20 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         let valid_var = variable.starts_with(|ch: char| ch.is_ascii_uppercase() || ch == '_')
             && variable.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_');
         if !valid_var {
-            c.at(key.referenced.into(), path.clone(), format!("{variable:?} is not an environment variable name"), Some("use upper case, digits and '_', e.g. OPENAI_API_KEY"));
+            c.at(
+                key.referenced.into(),
+                path.clone(),
+                format!("{variable:?} is not an environment variable name"),
+                Some("use upper case, digits and '_', e.g. OPENAI_API_KEY"),
+            );
         }
         if key.value.service.trim().is_empty() {
-            c.at(key.referenced.into(), format!("{path}.service"), "service is empty", Some("name the provider, e.g. service: openai"));
+            c.at(
+                key.referenced.into(),
+                format!("{path}.service"),
+                "service is empty",
+                Some("name the provider, e.g. service: openai"),
+            );
         }
         keys.push(KeyDecl {
             variable: variable.clone(),
@@ -345,13 +366,28 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         let t = &task.value;
         let run = command(c, &t.run, &format!("{path}.run"));
         match (&run, http, &t.run) {
-            (None, false, None) => c.at(pos, path.clone(), "task has no `run`", Some("add run: \"scripts/do_it.sh\" or run: [python3, do_it.py]")),
-            (Some(_), true, Some(r)) => c.at(r.referenced.into(), format!("{path}.run"), "tasks of an HTTP plugin run on the plugin's endpoint", Some("remove `run`, or remove `plugin` to run the task as a command")),
+            (None, false, None) => c.at(
+                pos,
+                path.clone(),
+                "task has no `run`",
+                Some("add run: \"scripts/do_it.sh\" or run: [python3, do_it.py]"),
+            ),
+            (Some(_), true, Some(r)) => c.at(
+                r.referenced.into(),
+                format!("{path}.run"),
+                "tasks of an HTTP plugin run on the plugin's endpoint",
+                Some("remove `run`, or remove `plugin` to run the task as a command"),
+            ),
             _ => {}
         }
         let retries = match &t.retries {
             Some(r) if r.value > MAX_RETRIES => {
-                c.at(r.referenced.into(), format!("{path}.retries"), format!("{} retries is more than the limit of {MAX_RETRIES}", r.value), None);
+                c.at(
+                    r.referenced.into(),
+                    format!("{path}.retries"),
+                    format!("{} retries is more than the limit of {MAX_RETRIES}", r.value),
+                    None,
+                );
                 0
             }
             Some(r) => r.value,
@@ -385,25 +421,48 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         let v = &s.value;
         if !tasks.contains_key(&v.task.value) {
             let known: Vec<&str> = tasks.keys().map(String::as_str).collect();
-            let hint = suggest(&v.task.value, &known)
-                .map(|k| format!("did you mean {k:?}?"))
-                .unwrap_or_else(|| format!("declare it under tasks (declared: {})", if known.is_empty() { "none".into() } else { known.join(", ") }));
-            c.at(v.task.referenced.into(), format!("{path}.task"), format!("unknown task {:?}", v.task.value), Some(&hint));
+            let hint = suggest(&v.task.value, &known).map(|k| format!("did you mean {k:?}?")).unwrap_or_else(|| {
+                format!(
+                    "declare it under tasks (declared: {})",
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                )
+            });
+            c.at(
+                v.task.referenced.into(),
+                format!("{path}.task"),
+                format!("unknown task {:?}", v.task.value),
+                Some(&hint),
+            );
         }
         if let Err(e) = check_cron_shape(&v.cron.value) {
-            c.at(v.cron.referenced.into(), format!("{path}.cron"), e, Some("five fields: minute hour day-of-month month day-of-week, e.g. \"0 22 * * *\", or @daily"));
+            c.at(
+                v.cron.referenced.into(),
+                format!("{path}.cron"),
+                e,
+                Some("five fields: minute hour day-of-month month day-of-week, e.g. \"0 22 * * *\", or @daily"),
+            );
         }
         let timezone = v.timezone.as_ref().map(|t| t.value.clone()).unwrap_or_else(|| "UTC".into());
-        if let Some(tz) = &v.timezone {
-            if let Err(e) = check_zone_name(&tz.value) {
-                c.at(tz.referenced.into(), format!("{path}.timezone"), e, Some("use an IANA zone name such as Europe/Berlin or America/Los_Angeles"));
-            }
+        if let Some(tz) = &v.timezone
+            && let Err(e) = check_zone_name(&tz.value)
+        {
+            c.at(
+                tz.referenced.into(),
+                format!("{path}.timezone"),
+                e,
+                Some("use an IANA zone name such as Europe/Berlin or America/Los_Angeles"),
+            );
         }
         let managed_by = v.managed_by.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| "agent-os".into());
-        if let Some(m) = &v.managed_by {
-            if !MANAGERS.contains(&m.value.as_str()) {
-                c.at(m.referenced.into(), format!("{path}.managed_by"), format!("unknown scheduler {:?}", m.value), Some(&format!("one of: {}", MANAGERS.join(", "))));
-            }
+        if let Some(m) = &v.managed_by
+            && !MANAGERS.contains(&m.value.as_str())
+        {
+            c.at(
+                m.referenced.into(),
+                format!("{path}.managed_by"),
+                format!("unknown scheduler {:?}", m.value),
+                Some(&format!("one of: {}", MANAGERS.join(", "))),
+            );
         }
         schedules.push(Schedule {
             task: v.task.value.clone(),
@@ -439,32 +498,64 @@ fn command(c: &mut Collector<'_>, raw: &Option<Spanned<RawCommand>>, path: &str)
         }
         RawCommand::Shell(s) => Some(Command::Shell(s.clone())),
         RawCommand::Argv(v) if v.is_empty() || v[0].trim().is_empty() => {
-            c.at(r.referenced.into(), path, "run has no program", Some("the first item is the program, e.g. [python3, scripts/query.py]"));
+            c.at(
+                r.referenced.into(),
+                path,
+                "run has no program",
+                Some("the first item is the program, e.g. [python3, scripts/query.py]"),
+            );
             None
         }
         RawCommand::Argv(v) => Some(Command::Argv(v.clone())),
     }
 }
 
-fn probe(c: &mut Collector<'_>, raw: &Option<Spanned<RawProbe>>, field: &str, default_every: Duration, http: bool) -> Option<Probe> {
+fn probe(
+    c: &mut Collector<'_>,
+    raw: &Option<Spanned<RawProbe>>,
+    field: &str,
+    default_every: Duration,
+    http: bool,
+) -> Option<Probe> {
     let p = raw.as_ref()?;
     let run = command(c, &p.value.run, &format!("{field}.run"));
     if http && p.value.run.is_some() {
-        c.at(p.referenced.into(), format!("{field}.run"), "an HTTP plugin answers probes at its endpoint", Some("remove `run`; keep `every`"));
+        c.at(
+            p.referenced.into(),
+            format!("{field}.run"),
+            "an HTTP plugin answers probes at its endpoint",
+            Some("remove `run`; keep `every`"),
+        );
     }
     if !http && run.is_none() && p.value.run.is_none() {
-        c.at(p.referenced.into(), field, "probe has no `run`", Some("e.g. status: { run: [python3, scripts/status.py], every: 5m }"));
+        c.at(
+            p.referenced.into(),
+            field,
+            "probe has no `run`",
+            Some("e.g. status: { run: [python3, scripts/status.py], every: 5m }"),
+        );
     }
     let every = c.duration(&p.value.every, format!("{field}.every")).unwrap_or(default_every);
     if every < Duration::from_secs(1) {
-        c.at(p.referenced.into(), format!("{field}.every"), "a probe runs at most once a second", Some("use 1s or more"));
+        c.at(
+            p.referenced.into(),
+            format!("{field}.every"),
+            "a probe runs at most once a second",
+            Some("use 1s or more"),
+        );
     }
     let timeout = c.duration(&p.value.timeout, format!("{field}.timeout")).unwrap_or(DEFAULT_PROBE_TIMEOUT);
     Some(Probe { run, every, timeout })
 }
 
 /// Checks one schedule a plugin reported through `get_schedule`, as the manifest's are checked.
-pub fn check_schedule(tasks: &BTreeMap<String, Task>, task: &str, cron: &str, timezone: &str, managed_by: &str) -> Result<(), String> {
+pub fn check_schedule(
+    tasks: &BTreeMap<String, Task>,
+    task: &str,
+    cron: &str,
+    timezone: &str,
+    managed_by: &str,
+) -> Result<(), String> {
     if !tasks.contains_key(task) {
         return Err(format!("unknown task {task:?}"));
     }
@@ -516,12 +607,7 @@ fn check_zone_name(tz: &str) -> Result<(), String> {
 
 /// The closest of `known` to `word`, if it is close enough to be a likely typo.
 pub fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(word, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min()
-        .map(|(_, k)| k)
+    known.iter().map(|k| (edit_distance(word, k), *k)).filter(|(d, k)| *d <= 2.max(k.len() / 3)).min().map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

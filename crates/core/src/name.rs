@@ -7,9 +7,7 @@ pub fn check_project_name(name: &str) -> Result<(), String> {
 
 /// Checks a task name: 1–63 characters of `[a-z0-9_-]`, starting with a letter or digit.
 pub fn check_task_name(name: &str) -> Result<(), String> {
-    check(name, "task name", |c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
-    })
+    check(name, "task name", |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn check(name: &str, what: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {

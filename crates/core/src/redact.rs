@@ -157,10 +157,7 @@ mod tests {
 
     #[test]
     fn masks_bearer_tokens_but_keeps_the_word() {
-        assert_eq!(
-            redact_shapes("Authorization: Bearer abc.def-ghi_jkl=="),
-            "Authorization: Bearer [REDACTED]"
-        );
+        assert_eq!(redact_shapes("Authorization: Bearer abc.def-ghi_jkl=="), "Authorization: Bearer [REDACTED]");
         assert_eq!(redact_shapes("bearer\tXYZ12345678"), "bearer\t[REDACTED]");
         assert_eq!(redact_shapes("the bearer of news"), "the bearer of news");
     }

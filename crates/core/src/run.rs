@@ -44,10 +44,7 @@ impl RunStatus {
 
     /// True for states a run never leaves.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Cancelled
-        )
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Cancelled)
     }
 }
 

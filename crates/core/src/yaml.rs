@@ -68,10 +68,10 @@ fn explain(e: &serde_saphyr::Error) -> (String, Option<String>) {
     let first = full.lines().next().unwrap_or("invalid YAML").trim();
     let mut message = first.strip_prefix("error: ").unwrap_or(first);
     // Drop the parser's own "line N column M: " prefix; the error carries the position.
-    if let Some(rest) = message.strip_prefix("line ") {
-        if let Some((_, after)) = rest.split_once(": ") {
-            message = after;
-        }
+    if let Some(rest) = message.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+    {
+        message = after;
     }
     let message = message.trim_end_matches(|c: char| c == ':' || c.is_whitespace()).to_string();
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -165,10 +165,10 @@ fn push_line_segments(lines: &[&str], idx: usize, as_parent: bool, segments: &mu
         None => (false, t),
     };
     // On a parent line `- task: a`, the key is a sibling of the target, not its parent.
-    if !(item && as_parent) {
-        if let Some(key) = key_of(rest) {
-            segments.push(key);
-        }
+    if !(item && as_parent)
+        && let Some(key) = key_of(rest)
+    {
+        segments.push(key);
     }
     if item {
         // Count earlier items at the same indentation, stopping at the parent.

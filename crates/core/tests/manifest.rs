@@ -104,7 +104,9 @@ fn run_in_an_http_plugin_is_refused() {
 
 #[test]
 fn garbage_is_an_error_not_a_panic() {
-    for text in ["", ":", "- a\n- b", "name: [1, 2]", "name: x\ntasks: 5", "\u{0}", "name: x\ntasks:\n  a:\n    run: []\n"] {
+    for text in
+        ["", ":", "- a\n- b", "name: [1, 2]", "name: x\ntasks: 5", "\u{0}", "name: x\ntasks:\n  a:\n    run: []\n"]
+    {
         assert!(Manifest::parse("m.yaml", text).is_err(), "{text:?}");
     }
 }

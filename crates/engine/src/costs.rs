@@ -56,7 +56,9 @@ pub struct CostContext<'a> {
 
 fn text_field(field: &str, value: &Option<String>, max: usize) -> Result<Option<String>, FieldError> {
     match value {
-        Some(v) if v.len() > max => Err(FieldError { field: field.into(), message: format!("longer than {max} characters") }),
+        Some(v) if v.len() > max => {
+            Err(FieldError { field: field.into(), message: format!("longer than {max} characters") })
+        }
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) => Ok(Some(v.trim().to_string())),
         None => Ok(None),
@@ -66,10 +68,10 @@ fn text_field(field: &str, value: &Option<String>, max: usize) -> Result<Option<
 /// Validates one record; `prefix` is its place in a batch (`records[3].`) for error fields.
 pub fn validate(input: &CostInput, prefix: &str, ctx: &CostContext<'_>) -> Result<NewCost, FieldError> {
     let err = |field: &str, message: String| FieldError { field: format!("{prefix}{field}"), message };
-    if let Some(p) = &input.project {
-        if p != ctx.project {
-            return Err(err("project", format!("this token reports for project {:?}, not {p:?}", ctx.project)));
-        }
+    if let Some(p) = &input.project
+        && p != ctx.project
+    {
+        return Err(err("project", format!("this token reports for project {:?}, not {p:?}", ctx.project)));
     }
     let service = input.service.trim();
     if service.is_empty() || service.len() > 64 {
@@ -91,7 +93,9 @@ pub fn validate(input: &CostInput, prefix: &str, ctx: &CostContext<'_>) -> Resul
     let at = match &input.at {
         None => ctx.now,
         Some(text) => {
-            let ts: jiff::Timestamp = text.parse().map_err(|_| err("at", format!("{text:?} is not an RFC 3339 time such as 2026-11-25T10:00:00Z")))?;
+            let ts: jiff::Timestamp = text
+                .parse()
+                .map_err(|_| err("at", format!("{text:?} is not an RFC 3339 time such as 2026-11-25T10:00:00Z")))?;
             ts.as_millisecond()
         }
     };
@@ -110,7 +114,8 @@ pub fn validate(input: &CostInput, prefix: &str, ctx: &CostContext<'_>) -> Resul
         Some(_) => return Err(err("metadata", "must be a JSON object".into())),
     };
     let id = agent_os_core::id::new_id();
-    let idempotency_key = text_field(&format!("{prefix}idempotency_key"), &input.idempotency_key, 200)?.unwrap_or_else(|| id.clone());
+    let idempotency_key =
+        text_field(&format!("{prefix}idempotency_key"), &input.idempotency_key, 200)?.unwrap_or_else(|| id.clone());
     Ok(NewCost {
         id,
         project_id: ctx.project_id.to_string(),

@@ -19,7 +19,10 @@ use agent_os_core::manifest::{MANIFEST_FILE, Manifest, Transport, check_schedule
 use agent_os_core::redact::Redactor;
 use agent_os_core::run::{AttemptEnd, EXIT_NO_RETRY, retry_delay};
 use agent_os_core::{ManifestError, RunStatus, id::new_id};
-use agent_os_store::{FinishAttempt, NewLogChunk, NewProject, NewRun, NewSchedule, NodeRecord, ProbeResult, RunRecord, Store, StoreError, TokenRecord};
+use agent_os_store::{
+    FinishAttempt, NewLogChunk, NewProject, NewRun, NewSchedule, NodeRecord, ProbeResult, RunRecord, Store, StoreError,
+    TokenRecord,
+};
 
 use crate::clock::Clock;
 use crate::config::EngineConfig;
@@ -131,8 +134,13 @@ fn hostname() -> String {
 
 impl Engine {
     /// Registers this node, recovers work lost by dead nodes and starts the background loops.
-    pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
-        std::fs::create_dir_all(cfg.runtime_dir.join("outputs")).map_err(|e| EngineError::Unavailable(format!("cannot create {}: {e}", cfg.runtime_dir.display())))?;
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        cfg: EngineConfig,
+    ) -> Result<Arc<Engine>, EngineError> {
+        std::fs::create_dir_all(cfg.runtime_dir.join("outputs"))
+            .map_err(|e| EngineError::Unavailable(format!("cannot create {}: {e}", cfg.runtime_dir.display())))?;
         let engine = Arc::new(Engine {
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1))),
             store,
@@ -226,7 +234,13 @@ impl Engine {
         self.insert(manifest, text.to_string(), None, Some(new_signing_secret())).await
     }
 
-    async fn insert(&self, manifest: Manifest, text: String, root: Option<String>, secret: Option<String>) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
+    async fn insert(
+        &self,
+        manifest: Manifest,
+        text: String,
+        root: Option<String>,
+        secret: Option<String>,
+    ) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
         let plugin_url = match &manifest.transport {
             Transport::Http { url } => Some(url.clone()),
             Transport::Command => None,
@@ -261,20 +275,47 @@ impl Engine {
             (None, Some(text)) => {
                 let manifest = Manifest::parse(MANIFEST_FILE, text)?;
                 if manifest.transport == Transport::Command {
-                    return Err(EngineError::Invalid { field: Some("manifest.plugin".into()), message: "a hosted project must keep its HTTP endpoint (plugin: { url: … })".into() });
+                    return Err(EngineError::Invalid {
+                        field: Some("manifest.plugin".into()),
+                        message: "a hosted project must keep its HTTP endpoint (plugin: { url: … })".into(),
+                    });
                 }
                 (text.to_string(), manifest)
             }
-            (Some(_), Some(_)) => return Err(EngineError::Invalid { field: Some("manifest".into()), message: format!("project {name:?} is read from its directory; edit its {MANIFEST_FILE} and reload without a body") }),
-            (None, None) => return Err(EngineError::Invalid { field: Some("manifest".into()), message: format!("project {name:?} is hosted; send its manifest to reload it") }),
+            (Some(_), Some(_)) => {
+                return Err(EngineError::Invalid {
+                    field: Some("manifest".into()),
+                    message: format!(
+                        "project {name:?} is read from its directory; edit its {MANIFEST_FILE} and reload without a body"
+                    ),
+                });
+            }
+            (None, None) => {
+                return Err(EngineError::Invalid {
+                    field: Some("manifest".into()),
+                    message: format!("project {name:?} is hosted; send its manifest to reload it"),
+                });
+            }
         };
         if manifest.name != name {
-            return Err(EngineError::Invalid { field: Some("name".into()), message: format!("the manifest now names the project {:?}; a project cannot be renamed by reloading (remove it and add it again)", manifest.name) });
+            return Err(EngineError::Invalid {
+                field: Some("name".into()),
+                message: format!(
+                    "the manifest now names the project {:?}; a project cannot be renamed by reloading (remove it and add it again)",
+                    manifest.name
+                ),
+            });
         }
         if manifest.transport.kind() != current.record.transport {
-            return Err(EngineError::Invalid { field: Some("plugin".into()), message: "the transport changed; remove the project and add it again".into() });
+            return Err(EngineError::Invalid {
+                field: Some("plugin".into()),
+                message: "the transport changed; remove the project and add it again".into(),
+            });
         }
-        let record = self.store.update_project(name, &text, &manifest.description, &manifest_schedules(&manifest), self.now()).await?;
+        let record = self
+            .store
+            .update_project(name, &text, &manifest.description, &manifest_schedules(&manifest), self.now())
+            .await?;
         let loaded = Arc::new(LoadedProject { record, manifest });
         self.cache(loaded.clone());
         self.refresh_plugin_schedules(&loaded).await;
@@ -299,17 +340,21 @@ impl Engine {
 
     /// A registered project with its manifest.
     pub async fn project(&self, name: &str) -> Result<Arc<LoadedProject>, EngineError> {
-        let record = self.store.get_project(name).await?.ok_or_else(|| EngineError::NotFound(format!("project {name:?} is not registered")))?;
+        let record = self
+            .store
+            .get_project(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("project {name:?} is not registered")))?;
         self.loaded(record)
     }
 
     fn loaded(&self, record: agent_os_store::ProjectRecord) -> Result<Arc<LoadedProject>, EngineError> {
-        if let Ok(cache) = self.projects.read() {
-            if let Some(p) = cache.get(&record.name) {
-                if p.record.id == record.id && p.record.updated_at == record.updated_at {
-                    return Ok(p.clone());
-                }
-            }
+        if let Ok(cache) = self.projects.read()
+            && let Some(p) = cache.get(&record.name)
+            && p.record.id == record.id
+            && p.record.updated_at == record.updated_at
+        {
+            return Ok(p.clone());
         }
         let loaded = Arc::new(LoadedProject::from_record(record)?);
         self.cache(loaded.clone());
@@ -333,7 +378,12 @@ impl Engine {
         let started = Instant::now();
         let answer = plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None).await;
         let mut result = self.probe_result(p, "schedule", started);
-        match answer.and_then(|v| serde_json::from_value::<plugin::ScheduleAnswer>(v).map_err(|e| plugin::CallError { message: format!("answer does not follow the protocol: {e}"), retryable: false })) {
+        match answer.and_then(|v| {
+            serde_json::from_value::<plugin::ScheduleAnswer>(v).map_err(|e| plugin::CallError {
+                message: format!("answer does not follow the protocol: {e}"),
+                retryable: false,
+            })
+        }) {
             Ok(answer) => {
                 let mut schedules = manifest_schedules(&p.manifest);
                 let mut problems = Vec::new();
@@ -341,13 +391,30 @@ impl Engine {
                     let tz = s.timezone.clone().unwrap_or_else(|| "UTC".into());
                     let by = s.managed_by.clone().unwrap_or_else(|| "agent-os".into());
                     match check_schedule(&p.manifest.tasks, &s.task, &s.cron, &tz, &by) {
-                        Ok(()) => schedules.push(NewSchedule { task: s.task.clone(), cron: s.cron.clone(), timezone: tz, managed_by: by, description: s.description.clone().unwrap_or_default(), source: "plugin".into() }),
+                        Ok(()) => schedules.push(NewSchedule {
+                            task: s.task.clone(),
+                            cron: s.cron.clone(),
+                            timezone: tz,
+                            managed_by: by,
+                            description: s.description.clone().unwrap_or_default(),
+                            source: "plugin".into(),
+                        }),
                         Err(e) => problems.push(format!("schedules[{i}]: {e}")),
                     }
                 }
                 result.ok = problems.is_empty();
                 result.error = (!problems.is_empty()).then(|| problems.join("; "));
-                if let Err(e) = self.store.update_project(&p.record.name, &p.record.manifest, &p.record.description, &schedules, p.record.updated_at).await {
+                if let Err(e) = self
+                    .store
+                    .update_project(
+                        &p.record.name,
+                        &p.record.manifest,
+                        &p.record.description,
+                        &schedules,
+                        p.record.updated_at,
+                    )
+                    .await
+                {
                     tracing::warn!(project = %p.record.name, error = %e, "could not store plugin schedules");
                 }
             }
@@ -369,11 +436,16 @@ impl Engine {
         let project = self.project(&req.project).await?;
         let Some(task) = project.manifest.task(&req.task) else {
             let known: Vec<&str> = project.manifest.tasks.keys().map(String::as_str).collect();
-            let hint = agent_os_core::manifest::suggest(&req.task, &known).map(|k| format!("; did you mean {k:?}?")).unwrap_or_else(|| format!("; its tasks are: {}", known.join(", ")));
+            let hint = agent_os_core::manifest::suggest(&req.task, &known)
+                .map(|k| format!("; did you mean {k:?}?"))
+                .unwrap_or_else(|| format!("; its tasks are: {}", known.join(", ")));
             return Err(EngineError::NotFound(format!("project {:?} has no task {:?}{hint}", req.project, req.task)));
         };
         if !req.input.is_object() {
-            return Err(EngineError::Invalid { field: Some("input".into()), message: "input must be a JSON object".into() });
+            return Err(EngineError::Invalid {
+                field: Some("input".into()),
+                message: "input must be a JSON object".into(),
+            });
         }
         let run = self
             .store
@@ -397,10 +469,10 @@ impl Engine {
     /// gets SIGTERM, then SIGKILL after the grace period).
     pub async fn cancel_run(&self, id: &str) -> Result<RunRecord, EngineError> {
         let run = self.store.request_cancel(id, self.now()).await?;
-        if let Ok(running) = self.running.lock() {
-            if let Some(stop) = running.get(id) {
-                stop.send_replace(Some(Stop::Cancel));
-            }
+        if let Ok(running) = self.running.lock()
+            && let Some(stop) = running.get(id)
+        {
+            stop.send_replace(Some(Stop::Cancel));
         }
         self.runs_changed.send_modify(|v| *v += 1);
         Ok(run)
@@ -412,7 +484,8 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             changes.borrow_and_update();
-            let run = self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?} not found")))?;
+            let run =
+                self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?} not found")))?;
             let terminal = RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal);
             if terminal || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
@@ -425,7 +498,13 @@ impl Engine {
 
     /// Stores cost records reported for `project` (and `run_id`, for a run token): all or
     /// none; duplicates by idempotency key count once.
-    pub async fn record_costs(&self, project: &str, run_id: Option<&str>, inputs: &[CostInput], batch: bool) -> Result<(i64, i64), EngineError> {
+    pub async fn record_costs(
+        &self,
+        project: &str,
+        run_id: Option<&str>,
+        inputs: &[CostInput],
+        batch: bool,
+    ) -> Result<(i64, i64), EngineError> {
         let p = self.project(project).await?;
         let now = self.now();
         let ctx = CostContext { project_id: &p.record.id, project: &p.record.name, run_id, source: "api", now };
@@ -474,11 +553,11 @@ impl Engine {
                 continue;
             }
             let mut sleep = self.cfg.poll_every;
-            if free > 0 {
-                if let Ok(Some(due)) = self.store.next_due().await {
-                    let until = (due - self.now()).max(0) as u64;
-                    sleep = sleep.min(Duration::from_millis(until.max(1)));
-                }
+            if free > 0
+                && let Ok(Some(due)) = self.store.next_due().await
+            {
+                let until = (due - self.now()).max(0) as u64;
+                sleep = sleep.min(Duration::from_millis(until.max(1)));
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -510,9 +589,16 @@ impl Engine {
         };
         let retry_at = retry.then(|| {
             let project = self.projects.read().ok().and_then(|c| c.get(&run.project).cloned());
-            let base = project.and_then(|p| p.manifest.task(&run.task).map(|t| t.retry_delay)).unwrap_or(agent_os_core::manifest::DEFAULT_RETRY_DELAY);
+            let base = project
+                .and_then(|p| p.manifest.task(&run.task).map(|t| t.retry_delay))
+                .unwrap_or(agent_os_core::manifest::DEFAULT_RETRY_DELAY);
             let interrupted = matches!(&end, AttemptEnd::Failed { reason, .. } if reason.starts_with("interrupted"));
-            if interrupted { now } else { now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis() as i64 }
+            if interrupted {
+                now
+            } else {
+                now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis()
+                    as i64
+            }
         });
         let finish = FinishAttempt {
             run_id: run.id.clone(),
@@ -541,12 +627,26 @@ impl Engine {
     }
 
     /// Runs one attempt and says how it ended, with the outputs of a success.
-    async fn attempt(self: &Arc<Self>, run: &RunRecord, stop: watch::Receiver<Option<Stop>>) -> (AttemptEnd, Option<Value>) {
+    async fn attempt(
+        self: &Arc<Self>,
+        run: &RunRecord,
+        stop: watch::Receiver<Option<Stop>>,
+    ) -> (AttemptEnd, Option<Value>) {
         let fail = |reason: String| (AttemptEnd::Failed { reason, retryable: false }, None);
         let project = match self.project(&run.project).await {
             Ok(p) if p.record.id == run.project_id => p,
-            Ok(_) | Err(EngineError::NotFound(_)) => return fail(format!("project {:?} is no longer registered", run.project)),
-            Err(e) => return (AttemptEnd::Failed { reason: format!("could not load project {:?}: {e}", run.project), retryable: true }, None),
+            Ok(_) | Err(EngineError::NotFound(_)) => {
+                return fail(format!("project {:?} is no longer registered", run.project));
+            }
+            Err(e) => {
+                return (
+                    AttemptEnd::Failed {
+                        reason: format!("could not load project {:?}: {e}", run.project),
+                        retryable: true,
+                    },
+                    None,
+                );
+            }
         };
         let Some(task) = project.manifest.task(&run.task).cloned() else {
             return fail(format!("project {:?} no longer declares task {:?}", run.project, run.task));
@@ -569,7 +669,10 @@ impl Engine {
             revoked_at: None,
         };
         if let Err(e) = self.store.insert_token(&record).await {
-            return (AttemptEnd::Failed { reason: format!("could not issue the run token: {e}"), retryable: true }, None);
+            return (
+                AttemptEnd::Failed { reason: format!("could not issue the run token: {e}"), retryable: true },
+                None,
+            );
         }
 
         let (sink, lines) = mpsc::unbounded_channel();
@@ -611,7 +714,14 @@ impl Engine {
                 });
                 let store = self.store.clone();
                 let (run_id, attempt) = (run.id.clone(), run.attempt);
-                let spec = ProcessSpec { root, command, env, stdin: input.to_string().into_bytes(), timeout, kill_grace: grace };
+                let spec = ProcessSpec {
+                    root,
+                    command,
+                    env,
+                    stdin: input.to_string().into_bytes(),
+                    timeout,
+                    kill_grace: grace,
+                };
                 let exit = run_process(spec, sink.clone(), cancel_rx, async move |pid, start| {
                     if let Err(e) = store.set_attempt_process(&run_id, attempt, pid, start).await {
                         tracing::warn!(error = %e, "could not record the task's process");
@@ -630,7 +740,8 @@ impl Engine {
                 let body = json!({"protocol": PROTOCOL, "project": run.project, "task": run.task, "run_id": run.id, "attempt": run.attempt, "input": input});
                 let secret = project.record.signing_secret.clone().unwrap_or_default();
                 let mut stop_watch = stop.clone();
-                let call = self.http.run_task(url, &secret, &body, &run.id, run.attempt, &run.task, timeout);
+                let attempt_key = format!("{}.{}", run.id, run.attempt);
+                let call = self.http.run_task(url, &secret, &run.task, &body, &attempt_key, timeout);
                 tokio::select! {
                     answer = call => match answer {
                         Ok(a) => {
@@ -664,7 +775,13 @@ impl Engine {
         result
     }
 
-    fn exit_to_end(&self, exit: Exit, stop: Option<Stop>, timeout: Duration, output_path: &Path) -> (AttemptEnd, Option<Value>) {
+    fn exit_to_end(
+        &self,
+        exit: Exit,
+        stop: Option<Stop>,
+        timeout: Duration,
+        output_path: &Path,
+    ) -> (AttemptEnd, Option<Value>) {
         match exit {
             Exit::Code(0) => match read_outputs(&output_path.to_path_buf(), self.cfg.max_output_bytes) {
                 Ok(outputs) => (AttemptEnd::Succeeded, outputs),
@@ -679,7 +796,10 @@ impl Engine {
                 let end = match &other {
                     Exit::TimedOut => AttemptEnd::TimedOut,
                     Exit::Cancelled => AttemptEnd::Cancelled,
-                    Exit::Code(EXIT_NO_RETRY) => AttemptEnd::Failed { reason: format!("exit status {EXIT_NO_RETRY} (the task asked not to be retried)"), retryable: false },
+                    Exit::Code(EXIT_NO_RETRY) => AttemptEnd::Failed {
+                        reason: format!("exit status {EXIT_NO_RETRY} (the task asked not to be retried)"),
+                        retryable: false,
+                    },
                     Exit::SpawnFailed(why) => AttemptEnd::Failed { reason: why.clone(), retryable: false },
                     _ => AttemptEnd::Failed { reason: other.describe(timeout), retryable: true },
                 };
@@ -689,7 +809,12 @@ impl Engine {
     }
 
     /// Collects a run's output lines, redacts them, and stores them in batches.
-    async fn log_writer(self: Arc<Self>, run_id: String, mut lines: mpsc::UnboundedReceiver<(Stream, String)>, redactor: Redactor) {
+    async fn log_writer(
+        self: Arc<Self>,
+        run_id: String,
+        mut lines: mpsc::UnboundedReceiver<(Stream, String)>,
+        redactor: Redactor,
+    ) {
         const BATCH_BYTES: usize = 64 * 1024;
         let mut batch: Vec<NewLogChunk> = Vec::new();
         let mut size = 0;
@@ -710,7 +835,9 @@ impl Engine {
             let data = redactor.redact(&line);
             size += data.len();
             match batch.last_mut() {
-                Some(last) if last.stream == stream.as_str() && last.data.len() < BATCH_BYTES => last.data.push_str(&data),
+                Some(last) if last.stream == stream.as_str() && last.data.len() < BATCH_BYTES => {
+                    last.data.push_str(&data)
+                }
                 _ => batch.push(NewLogChunk { stream: stream.as_str().into(), at: self.now(), data }),
             }
             if size >= BATCH_BYTES {
@@ -737,7 +864,13 @@ impl Engine {
     async fn heartbeat(&self) -> Result<(), EngineError> {
         let now = self.now();
         self.store
-            .upsert_node(&NodeRecord { id: self.cfg.node_id.clone(), hostname: self.hostname.clone(), pid: i64::from(std::process::id()), started_at: now, heartbeat_at: now })
+            .upsert_node(&NodeRecord {
+                id: self.cfg.node_id.clone(),
+                hostname: self.hostname.clone(),
+                pid: i64::from(std::process::id()),
+                started_at: now,
+                heartbeat_at: now,
+            })
             .await?;
         Ok(())
     }
@@ -787,18 +920,25 @@ impl Engine {
             let node = self.store.get_node(&attempt.node_id).await?;
             let local = node.as_ref().is_none_or(|n| n.hostname == self.hostname);
             let mut note = format!("lost: the Agent OS process running attempt {} stopped", attempt.attempt);
-            if let (true, Some(pid)) = (local, attempt.pid) {
-                if is_our_group(pid, attempt.proc_start) {
-                    signal_group(pid, SIGTERM);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    if crate::process::group_alive(pid) {
-                        signal_group(pid, SIGKILL);
-                    }
-                    note.push_str("; its process group was still running and has been killed");
+            if let (true, Some(pid)) = (local, attempt.pid)
+                && is_our_group(pid, attempt.proc_start)
+            {
+                signal_group(pid, SIGTERM);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if crate::process::group_alive(pid) {
+                    signal_group(pid, SIGKILL);
                 }
+                note.push_str("; its process group was still running and has been killed");
             }
             let now = self.now();
-            let _ = self.store.append_log(&run.id, &[NewLogChunk { stream: "system".into(), at: now, data: format!("{note}\n") }], self.cfg.log_max_bytes).await;
+            let _ = self
+                .store
+                .append_log(
+                    &run.id,
+                    &[NewLogChunk { stream: "system".into(), at: now, data: format!("{note}\n") }],
+                    self.cfg.log_max_bytes,
+                )
+                .await;
             let retry = run.attempt < run.max_attempts && !run.cancel_requested;
             let finish = FinishAttempt {
                 run_id: run.id.clone(),
@@ -856,7 +996,8 @@ impl Engine {
                             continue;
                         }
                         next.insert(key.clone(), now + probe.every.as_millis() as i64);
-                        let fresh = self.probing.lock().map(|mut s| s.insert((p.record.id.clone(), kind))).unwrap_or(false);
+                        let fresh =
+                            self.probing.lock().map(|mut s| s.insert((p.record.id.clone(), kind))).unwrap_or(false);
                         if fresh {
                             let engine = self.clone();
                             let p = p.clone();
@@ -887,7 +1028,9 @@ impl Engine {
         let started = Instant::now();
         let (op, since) = match kind {
             "status" => ("get_status", None),
-            _ => ("report_cost", self.store.get_project(&p.record.name).await.ok().flatten().and_then(|r| r.cost_cursor)),
+            _ => {
+                ("report_cost", self.store.get_project(&p.record.name).await.ok().flatten().and_then(|r| r.cost_cursor))
+            }
         };
         let answer = plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref()).await;
         let mut result = self.probe_result(p, kind, started);
@@ -900,7 +1043,11 @@ impl Engine {
                 let mut body = v.to_string();
                 body.truncate(64 * 1024);
                 result.body = Some(body);
-                let outcome = if kind == "status" { self.take_status(&mut result, v) } else { self.take_costs(p, since.as_deref(), v).await };
+                let outcome = if kind == "status" {
+                    self.take_status(&mut result, v)
+                } else {
+                    self.take_costs(p, since.as_deref(), v).await
+                };
                 if let Err(e) = outcome {
                     result.ok = false;
                     result.error = Some(e);
@@ -914,7 +1061,8 @@ impl Engine {
     }
 
     fn take_status(&self, result: &mut ProbeResult, v: Value) -> Result<(), String> {
-        let answer: plugin::StatusAnswer = serde_json::from_value(v).map_err(|e| format!("status answer does not follow the protocol: {e}"))?;
+        let answer: plugin::StatusAnswer =
+            serde_json::from_value(v).map_err(|e| format!("status answer does not follow the protocol: {e}"))?;
         if !["ok", "degraded", "down"].contains(&answer.status.as_str()) {
             return Err(format!("status must be ok, degraded or down, not {:?}", answer.status));
         }
@@ -924,17 +1072,37 @@ impl Engine {
     }
 
     async fn take_costs(&self, p: &LoadedProject, since: Option<&str>, v: Value) -> Result<(), String> {
-        let answer: plugin::CostAnswer = serde_json::from_value(v).map_err(|e| format!("cost answer does not follow the protocol: {e}"))?;
-        let ctx = CostContext { project_id: &p.record.id, project: &p.record.name, run_id: None, source: "probe", now: self.now() };
+        let answer: plugin::CostAnswer =
+            serde_json::from_value(v).map_err(|e| format!("cost answer does not follow the protocol: {e}"))?;
+        let ctx = CostContext {
+            project_id: &p.record.id,
+            project: &p.record.name,
+            run_id: None,
+            source: "probe",
+            now: self.now(),
+        };
         let mut records = Vec::with_capacity(answer.records.len());
         for (i, input) in answer.records.iter().enumerate() {
             let mut input = input.clone();
             if input.idempotency_key.is_none() {
                 // Without a key, the same record reported twice must still count once.
-                let canonical = json!([since, i, input.service, input.key_name, input.amount, input.currency, input.model, input.at, input.tokens_in, input.tokens_out]);
+                let canonical = json!([
+                    since,
+                    i,
+                    input.service,
+                    input.key_name,
+                    input.amount,
+                    input.currency,
+                    input.model,
+                    input.at,
+                    input.tokens_in,
+                    input.tokens_out
+                ]);
                 input.idempotency_key = Some(format!("probe:{}", crate::secrets::hash_token(&canonical.to_string())));
             }
-            records.push(validate(&input, &format!("records[{i}]."), &ctx).map_err(|e| format!("{}: {}", e.field, e.message))?);
+            records.push(
+                validate(&input, &format!("records[{i}]."), &ctx).map_err(|e| format!("{}: {}", e.field, e.message))?,
+            );
         }
         self.store.insert_costs(&records).await.map_err(|e| e.to_string())?;
         if answer.cursor.as_deref() != since {
@@ -947,7 +1115,14 @@ impl Engine {
 fn manifest_schedules(m: &Manifest) -> Vec<NewSchedule> {
     m.schedules
         .iter()
-        .map(|s| NewSchedule { task: s.task.clone(), cron: s.cron.clone(), timezone: s.timezone.clone(), managed_by: s.managed_by.clone(), description: s.description.clone(), source: "manifest".into() })
+        .map(|s| NewSchedule {
+            task: s.task.clone(),
+            cron: s.cron.clone(),
+            timezone: s.timezone.clone(),
+            managed_by: s.managed_by.clone(),
+            description: s.description.clone(),
+            source: "manifest".into(),
+        })
         .collect()
 }
 

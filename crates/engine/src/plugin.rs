@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::costs::CostInput;
+use crate::project::LoadedProject;
 use crate::runner::{Exit, ProcessSpec, base_env, run_captured};
 use crate::secrets::sign_webhook;
-use crate::project::LoadedProject;
 use agent_os_core::manifest::Probe;
 
 /// The protocol version Agent OS speaks.
@@ -109,10 +109,20 @@ impl HttpPlugins {
         HttpPlugins { client }
     }
 
-    fn signed(&self, req: reqwest::RequestBuilder, secret: &str, msg_id: &str, body: &[u8]) -> Result<reqwest::RequestBuilder, CallError> {
-        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    fn signed(
+        &self,
+        req: reqwest::RequestBuilder,
+        secret: &str,
+        msg_id: &str,
+        body: &[u8],
+    ) -> Result<reqwest::RequestBuilder, CallError> {
+        let ts =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let sig = sign_webhook(secret, msg_id, ts, body).map_err(|e| CallError::new(e, false))?;
-        Ok(req.header("webhook-id", msg_id).header("webhook-timestamp", ts.to_string()).header("webhook-signature", sig))
+        Ok(req
+            .header("webhook-id", msg_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig))
     }
 
     /// `GET {url}/{path}` with a signature; the JSON answer.
@@ -127,11 +137,20 @@ impl HttpPlugins {
         read_json(resp, &url).await
     }
 
-    /// `POST {url}/tasks/{task}`: runs a task on the plugin.
-    pub async fn run_task(&self, base: &str, secret: &str, body: &Value, run_id: &str, attempt: i64, task: &str, timeout: Duration) -> Result<TaskAnswer, CallError> {
+    /// `POST {url}/tasks/{task}`: runs a task on the plugin. `attempt_key` (`<run>.<attempt>`)
+    /// is both the message id and the idempotency key.
+    pub async fn run_task(
+        &self,
+        base: &str,
+        secret: &str,
+        task: &str,
+        body: &Value,
+        attempt_key: &str,
+        timeout: Duration,
+    ) -> Result<TaskAnswer, CallError> {
         let url = format!("{base}/tasks/{task}");
         let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let msg_id = format!("{run_id}.{attempt}");
+        let msg_id = attempt_key.to_string();
         let req = self
             .client
             .post(&url)
@@ -141,7 +160,10 @@ impl HttpPlugins {
             .body(bytes.clone());
         let resp = self.signed(req, secret, &msg_id, &bytes)?.send().await.map_err(|e| {
             let timed_out = e.is_timeout();
-            CallError::new(format!("POST {url}: {}", if timed_out { "timed out".into() } else { error_chain(&e) }), true)
+            CallError::new(
+                format!("POST {url}: {}", if timed_out { "timed out".into() } else { error_chain(&e) }),
+                true,
+            )
         })?;
         let status = resp.status();
         if !status.is_success() {
@@ -149,7 +171,8 @@ impl HttpPlugins {
             return Err(CallError::new(format!("POST {url}: HTTP {status}"), retryable));
         }
         let v = read_json(resp, &url).await?;
-        serde_json::from_value(v).map_err(|e| CallError::new(format!("POST {url}: answer does not follow the protocol: {e}"), false))
+        serde_json::from_value(v)
+            .map_err(|e| CallError::new(format!("POST {url}: answer does not follow the protocol: {e}"), false))
     }
 }
 
@@ -179,7 +202,14 @@ async fn read_json(resp: reqwest::Response, url: &str) -> Result<Value, CallErro
 }
 
 /// Asks a project's probe (`status`, `cost` or `schedule`) over its transport.
-pub async fn ask_probe(http: &HttpPlugins, project: &LoadedProject, op: &str, probe: &Probe, public_url: &str, since: Option<&str>) -> Result<Value, CallError> {
+pub async fn ask_probe(
+    http: &HttpPlugins,
+    project: &LoadedProject,
+    op: &str,
+    probe: &Probe,
+    public_url: &str,
+    since: Option<&str>,
+) -> Result<Value, CallError> {
     let name = &project.record.name;
     match (&probe.run, &project.record.plugin_url, project.root()) {
         (Some(cmd), _, Some(root)) => {
@@ -188,10 +218,18 @@ pub async fn ask_probe(http: &HttpPlugins, project: &LoadedProject, op: &str, pr
             env.push(("AGENT_OS_PROJECT".into(), name.clone()));
             env.push(("AGENT_OS_PROTOCOL".into(), PROTOCOL.to_string()));
             let request = json!({"protocol": PROTOCOL, "op": op, "project": name, "since": since});
-            let spec = ProcessSpec { root, command: cmd, env, stdin: request.to_string().into_bytes(), timeout: probe.timeout, kill_grace: Duration::from_secs(2) };
+            let spec = ProcessSpec {
+                root,
+                command: cmd,
+                env,
+                stdin: request.to_string().into_bytes(),
+                timeout: probe.timeout,
+                kill_grace: Duration::from_secs(2),
+            };
             let out = run_captured(spec, MAX_ANSWER_BYTES).await;
             match out.exit {
-                Exit::Code(0) => serde_json::from_str(out.stdout.trim()).map_err(|e| CallError::new(format!("probe printed no JSON answer: {e}"), true)),
+                Exit::Code(0) => serde_json::from_str(out.stdout.trim())
+                    .map_err(|e| CallError::new(format!("probe printed no JSON answer: {e}"), true)),
                 other => {
                     let tail = agent_os_core::redact::redact_shapes(out.stderr_tail.trim());
                     let why = other.describe(probe.timeout);

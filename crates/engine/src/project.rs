@@ -76,10 +76,10 @@ pub fn check_paths(root: &Path, file: &str, m: &Manifest) -> Result<(), Manifest
             hint: Some("a project's programs and env file live inside its own directory".into()),
         });
     };
-    if let Some(env) = &m.env_file {
-        if let Err(why) = resolve_within(root, env) {
-            refuse(m.env_file_position, "env_file".into(), why);
-        }
+    if let Some(env) = &m.env_file
+        && let Err(why) = resolve_within(root, env)
+    {
+        refuse(m.env_file_position, "env_file".into(), why);
     }
     for (name, task) in &m.tasks {
         let Some(run) = &task.run else { continue };
@@ -88,11 +88,13 @@ pub fn check_paths(root: &Path, file: &str, m: &Manifest) -> Result<(), Manifest
             Command::Shell(s) => s.split_whitespace().collect(),
         };
         for word in words {
-            let looks_like_path = word.contains('/') && !word.starts_with('/') && !word.starts_with('-') && !word.contains("://") && !word.contains('$');
-            if looks_like_path {
-                if let Err(why) = resolve_within(root, word.trim_matches(|c| c == '"' || c == '\'')) {
-                    refuse(m.task_positions.get(name).copied(), format!("tasks.{name}.run"), why);
-                }
+            let looks_like_path = word.contains('/')
+                && !word.starts_with('/')
+                && !word.starts_with('-')
+                && !word.contains("://")
+                && !word.contains('$');
+            if looks_like_path && let Err(why) = resolve_within(root, word.trim_matches(|c| c == '"' || c == '\'')) {
+                refuse(m.task_positions.get(name).copied(), format!("tasks.{name}.run"), why);
             }
         }
     }
@@ -124,7 +126,10 @@ fn resolve_within(root: &Path, rel: &str) -> Result<(), String> {
                 if real.starts_with(root) {
                     return Ok(());
                 }
-                return Err(format!("{rel:?} leads outside the project directory (to {})", real.join(rest.iter().rev().collect::<PathBuf>()).display()));
+                return Err(format!(
+                    "{rel:?} leads outside the project directory (to {})",
+                    real.join(rest.iter().rev().collect::<PathBuf>()).display()
+                ));
             }
             Err(_) => match (probe.file_name().map(|n| n.to_owned()), probe.parent().map(Path::to_path_buf)) {
                 (Some(name), Some(parent)) if parent.starts_with(root) || parent == root => {
@@ -172,7 +177,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path().join(".env"), tmp.path().join(".env")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("bin"), tmp.path().join("bin")).unwrap();
-        let err = project(tmp.path(), "name: p\nenv_file: .env\ntasks:\n  a: { run: bin/x.sh }\n").unwrap_err().to_string();
+        let err =
+            project(tmp.path(), "name: p\nenv_file: .env\ntasks:\n  a: { run: bin/x.sh }\n").unwrap_err().to_string();
         assert!(err.contains("env_file") && err.contains("leads outside"), "{err}");
         assert!(err.contains("tasks.a.run"), "{err}");
     }

@@ -24,10 +24,8 @@ const MAX_LINE: usize = 16 * 1024;
 
 /// The scrubbed base environment: [`PASSED_THROUGH`] from this process, PATH defaulted.
 pub fn base_env() -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = PASSED_THROUGH
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
+    let mut env: Vec<(String, String)> =
+        PASSED_THROUGH.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
     }
@@ -123,7 +121,9 @@ fn spawn_error(spec: &ProcessSpec<'_>, e: &std::io::Error) -> String {
         Command::Argv(argv) => argv[0].clone(),
     };
     match e.kind() {
-        std::io::ErrorKind::NotFound => format!("program not found: {program:?} (looked in the project directory and PATH)"),
+        std::io::ErrorKind::NotFound => {
+            format!("program not found: {program:?} (looked in the project directory and PATH)")
+        }
         std::io::ErrorKind::PermissionDenied => format!("permission denied starting {program:?}; is it executable?"),
         _ => format!("could not start {program:?}: {e}"),
     }
@@ -209,7 +209,10 @@ pub async fn run_process(
 async fn terminate(child: &mut tokio::process::Child, pgid: i64, grace: Duration, sink: &LogSink) {
     signal_group(pgid, SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = sink.send((Stream::System, format!("still running {} after SIGTERM; sending SIGKILL\n", agent_os_core::format_duration(grace))));
+        let _ = sink.send((
+            Stream::System,
+            format!("still running {} after SIGTERM; sending SIGKILL\n", agent_os_core::format_duration(grace)),
+        ));
         signal_group(pgid, SIGKILL);
         let _ = child.wait().await;
     }
@@ -295,7 +298,14 @@ mod tests {
         let pid = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
         let p = pid.clone();
         let exit = run_process(
-            ProcessSpec { root: dir.path(), command: &cmd, env: base_env(), stdin: b"{\"x\":1}".to_vec(), timeout: Duration::from_millis(timeout_ms), kill_grace: Duration::from_millis(300) },
+            ProcessSpec {
+                root: dir.path(),
+                command: &cmd,
+                env: base_env(),
+                stdin: b"{\"x\":1}".to_vec(),
+                timeout: Duration::from_millis(timeout_ms),
+                kill_grace: Duration::from_millis(300),
+            },
             tx,
             cancel,
             async move |id, _| p.store(id, std::sync::atomic::Ordering::SeqCst),

@@ -64,11 +64,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 /// Middleware: resolves the bearer token into a [`Caller`] or answers 401.
-pub async fn authenticate(State(state): State<AppState>, mut req: axum::extract::Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut req: axum::extract::Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).unwrap_or("");
     if token.is_empty() {
-        return Err(ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token> (agent-os token create, or the admin token printed on first start)"));
+        return Err(ApiError::unauthorized(
+            "missing bearer token: send Authorization: Bearer <token> (agent-os token create, or the admin token printed on first start)",
+        ));
     }
     let record = state.engine.store().find_token(&hash_token(token)).await?;
     let now = state.engine.now();

@@ -16,7 +16,8 @@ pub struct OptionalJson<T>(pub Option<T>);
 
 async fn read(state: &AppState, req: Request, required: bool) -> Result<Option<bytes_::Bytes>, ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let declared_len = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared_len =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     let limit = state.max_body_bytes;
     if declared_len.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
@@ -30,13 +31,24 @@ async fn read(state: &AppState, req: Request, required: bool) -> Result<Option<b
         mime.eq_ignore_ascii_case("application/json")
     });
     if !is_json {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("send the body as JSON with Content-Type: application/json (got {})", content_type.as_deref().unwrap_or("no content type"))));
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "send the body as JSON with Content-Type: application/json (got {})",
+                content_type.as_deref().unwrap_or("no content type")
+            ),
+        ));
     }
     Ok(Some(bytes))
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is larger than the limit of {limit} bytes (api.max_body_bytes in config.yaml)"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than the limit of {limit} bytes (api.max_body_bytes in config.yaml)"),
+    )
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

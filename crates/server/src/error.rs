@@ -88,7 +88,11 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is not available; try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is not available; try again",
+                )
             }
         }
     }
@@ -110,7 +114,14 @@ impl IntoResponse for ApiError {
                 errors: self
                     .errors
                     .into_iter()
-                    .map(|e| SourcePlace { file: e.file, line: e.line, column: e.column, path: e.path, message: e.message, hint: e.hint })
+                    .map(|e| SourcePlace {
+                        file: e.file,
+                        line: e.line,
+                        column: e.column,
+                        path: e.path,
+                        message: e.message,
+                        hint: e.hint,
+                    })
                     .collect(),
             },
         };

@@ -69,7 +69,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -106,7 +109,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(metrics_endpoint).route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)))
+        .route(
+            "/metrics",
+            get(metrics_endpoint).route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)),
+        )
         .route("/api/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -120,9 +126,19 @@ async fn metrics_endpoint(State(st): State<AppState>, caller: Caller) -> Result<
 }
 
 /// Serves until `shutdown` resolves; then live streams end and in-flight requests finish.
-pub async fn run(listener: TcpListener, engine: Arc<Engine>, opts: ServerOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (closing_tx, closing) = watch::channel(false);
-    let state = AppState { engine, max_body_bytes: opts.max_body_bytes, http: Arc::new(metrics::HttpMetrics::default()), closing };
+    let state = AppState {
+        engine,
+        max_body_bytes: opts.max_body_bytes,
+        http: Arc::new(metrics::HttpMetrics::default()),
+        closing,
+    };
     let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -31,11 +31,14 @@ struct Route {
 pub async fn track(State(st): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let resp = next.run(req).await;
     let elapsed = started.elapsed().as_secs_f64();
     if let Ok(mut routes) = st.http.routes.lock() {
-        let r = routes.entry((method, route)).or_insert_with(|| Route { by_status: HashMap::new(), latency: Histogram::new(HTTP_BUCKETS) });
+        let r = routes
+            .entry((method, route))
+            .or_insert_with(|| Route { by_status: HashMap::new(), latency: Histogram::new(HTTP_BUCKETS) });
         *r.by_status.entry(resp.status().as_u16()).or_insert(0) += 1;
         r.latency.observe(elapsed);
     }
@@ -69,12 +72,21 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
             let mut statuses: Vec<_> = routes[k].by_status.iter().collect();
             statuses.sort();
             for (status, n) in statuses {
-                let _ = writeln!(out, "agent_os_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}", label(&k.0), label(&k.1));
+                let _ = writeln!(
+                    out,
+                    "agent_os_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                    label(&k.0),
+                    label(&k.1)
+                );
             }
         }
         out.push_str("# HELP agent_os_http_request_duration_seconds HTTP request latency by method and route.\n# TYPE agent_os_http_request_duration_seconds histogram\n");
         for k in &keys {
-            routes[k].latency.render(&mut out, "agent_os_http_request_duration_seconds", &format!("method=\"{}\",route=\"{}\"", label(&k.0), label(&k.1)));
+            routes[k].latency.render(
+                &mut out,
+                "agent_os_http_request_duration_seconds",
+                &format!("method=\"{}\",route=\"{}\"", label(&k.0), label(&k.1)),
+            );
         }
     }
     Ok(out)

@@ -67,31 +67,49 @@ pub struct Registered {
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = RegisterBody,
     responses((status = 201, body = Registered), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn register_project(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<RegisterBody>) -> ApiResult<(StatusCode, Json<Registered>)> {
+pub async fn register_project(
+    State(st): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<RegisterBody>,
+) -> ApiResult<(StatusCode, Json<Registered>)> {
     caller.require_admin()?;
     let (p, secret) = match (body.path, body.manifest) {
         (Some(path), None) => {
             if !path.starts_with('/') {
-                return Err(ApiError::bad_request("path must be absolute (it is read on the Agent OS machine)").field("path"));
+                return Err(
+                    ApiError::bad_request("path must be absolute (it is read on the Agent OS machine)").field("path")
+                );
             }
             st.engine.register_path(std::path::Path::new(&path)).await?
         }
         (None, Some(text)) => st.engine.register_hosted(&text).await?,
-        _ => return Err(ApiError::bad_request("give exactly one of `path` (a local project directory) or `manifest` (a hosted project's agent-os.yaml text)")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of `path` (a local project directory) or `manifest` (a hosted project's agent-os.yaml text)",
+            ));
+        }
     };
     let project = project_view(&st, &p).await?;
     Ok((StatusCode::CREATED, Json(Registered { project, signing_secret: secret })))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), responses((status = 200, body = ProjectView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn get_project(State(st): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<ProjectView>> {
+pub async fn get_project(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ProjectView>> {
     let p = st.engine.project(&name).await?;
     caller.require_project(&p.record)?;
     Ok(Json(project_view(&st, &p).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete_project(State(st): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_project(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     st.engine.remove(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -105,7 +123,12 @@ pub struct ReloadBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{name}/reload", tag = "projects", params(("name" = String, Path)), request_body(content = ReloadBody, description = "optional"), responses((status = 200, body = ProjectView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn reload_project(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, OptionalJson(body): OptionalJson<ReloadBody>) -> ApiResult<Json<ProjectView>> {
+pub async fn reload_project(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    OptionalJson(body): OptionalJson<ReloadBody>,
+) -> ApiResult<Json<ProjectView>> {
     caller.require_admin()?;
     let text = body.and_then(|b| b.manifest);
     let p = st.engine.reload(&name, text.as_deref()).await?;
@@ -127,14 +150,26 @@ pub struct StartRunBody {
 }
 
 #[utoipa::path(post, path = "/api/v1/runs", tag = "runs", request_body = StartRunBody, responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn start_run(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<StartRunBody>) -> ApiResult<(StatusCode, Json<RunView>)> {
+pub async fn start_run(
+    State(st): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<StartRunBody>,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
     let p = st.engine.project(&body.project).await?;
     caller.require_project(&p.record)?;
     let trigger = body.trigger.unwrap_or_else(|| "api".into());
     if trigger.len() > 64 || trigger.is_empty() {
         return Err(ApiError::bad_request("trigger must be 1 to 64 characters").field("trigger"));
     }
-    let run = st.engine.start_run(RunRequest { project: body.project, task: body.task, input: body.input.unwrap_or_else(|| Value::Object(Default::default())), trigger }).await?;
+    let run = st
+        .engine
+        .start_run(RunRequest {
+            project: body.project,
+            task: body.task,
+            input: body.input.unwrap_or_else(|| Value::Object(Default::default())),
+            trigger,
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(RunView::from(run))))
 }
 
@@ -154,32 +189,51 @@ pub struct RunQuery {
 
 async fn scoped_project(st: &AppState, caller: &Caller, asked: Option<String>) -> ApiResult<Option<String>> {
     let Some(id) = caller.project_id() else { return Ok(asked) };
-    let own = st.engine.store().get_project_by_id(id).await?.ok_or_else(|| ApiError::forbidden("this token's project is no longer registered"))?;
+    let own = st
+        .engine
+        .store()
+        .get_project_by_id(id)
+        .await?
+        .ok_or_else(|| ApiError::forbidden("this token's project is no longer registered"))?;
     match asked {
-        Some(p) if p != own.name => Err(ApiError::forbidden(format!("this token acts only for project {:?}", own.name))),
+        Some(p) if p != own.name => {
+            Err(ApiError::forbidden(format!("this token acts only for project {:?}", own.name)))
+        }
         _ => Ok(Some(own.name)),
     }
 }
 
 #[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(RunQuery), responses((status = 200, body = RunList), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_runs(State(st): State<AppState>, caller: Caller, Query(q): Query<RunQuery>) -> ApiResult<Json<RunList>> {
-    if let Some(s) = &q.status {
-        if RunStatus::parse(s).is_none() {
-            return Err(ApiError::bad_request(format!("unknown status {s:?}; use queued, running, succeeded, failed, timed_out or cancelled")).field("status"));
-        }
+pub async fn list_runs(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<RunQuery>,
+) -> ApiResult<Json<RunList>> {
+    if let Some(s) = &q.status
+        && RunStatus::parse(s).is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown status {s:?}; use queued, running, succeeded, failed, timed_out or cancelled"
+        ))
+        .field("status"));
     }
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 500").field("limit"));
     }
     let project = scoped_project(&st, &caller, q.project).await?;
-    let runs = st.engine.store().list_runs(&RunFilter { project, task: q.task, status: q.status, before: q.before, limit }).await?;
+    let runs = st
+        .engine
+        .store()
+        .list_runs(&RunFilter { project, task: q.task, status: q.status, before: q.before, limit })
+        .await?;
     let next = (runs.len() as i64 == limit).then(|| runs.last().map(|r| r.id.clone())).flatten();
     Ok(Json(RunList { runs: runs.into_iter().map(RunView::from).collect(), next }))
 }
 
 async fn visible_run(st: &AppState, caller: &Caller, id: &str) -> ApiResult<RunRecord> {
-    let run = st.engine.store().get_run(id).await?.ok_or_else(|| ApiError::not_found(format!("run {id:?} not found")))?;
+    let run =
+        st.engine.store().get_run(id).await?.ok_or_else(|| ApiError::not_found(format!("run {id:?} not found")))?;
     if caller.project_id().is_some_and(|p| p != run.project_id) {
         // Do not tell a scoped token which run ids exist elsewhere.
         return Err(ApiError::not_found(format!("run {id:?} not found")));
@@ -209,7 +263,12 @@ pub struct WaitQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{id}/wait", tag = "runs", params(("id" = String, Path), WaitQuery), responses((status = 200, description = "The run, ended or not (check status)", body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn wait_run(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> ApiResult<Json<RunView>> {
+pub async fn wait_run(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<RunView>> {
     visible_run(&st, &caller, &id).await?;
     let timeout = match q.timeout {
         None => Duration::from_secs(30),
@@ -220,7 +279,11 @@ pub async fn wait_run(State(st): State<AppState>, caller: Caller, Path(id): Path
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn cancel_run(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RunView>> {
+pub async fn cancel_run(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
     visible_run(&st, &caller, &id).await?;
     Ok(Json(RunView::from(st.engine.cancel_run(&id).await?)))
 }
@@ -239,9 +302,16 @@ pub struct LogQuery {
 /// chunk, `id` = sequence number, resumable with `Last-Event-ID`) and a final `end` event
 /// carrying the run.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/logs", tag = "runs", params(("id" = String, Path), LogQuery), responses((status = 200, body = LogView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn run_logs(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, Query(q): Query<LogQuery>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn run_logs(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let run = visible_run(&st, &caller, &id).await?;
-    let wants_sse = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let wants_sse =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     let mut after = q.after.unwrap_or(0);
     if wants_sse {
         if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
@@ -252,10 +322,21 @@ pub async fn run_logs(State(st): State<AppState>, caller: Caller, Path(id): Path
     let chunks = st.engine.store().read_log(&id, after, q.limit.unwrap_or(1000)).await?;
     let next_after = chunks.last().map_or(after, |c| c.seq);
     let finished = RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal);
-    Ok(Json(LogView { run_id: id, chunks: chunks.into_iter().map(LogChunkView::from).collect(), dropped_bytes: run.log_dropped, next_after, finished }).into_response())
+    Ok(Json(LogView {
+        run_id: id,
+        chunks: chunks.into_iter().map(LogChunkView::from).collect(),
+        dropped_bytes: run.log_dropped,
+        next_after,
+        finished,
+    })
+    .into_response())
 }
 
-fn log_stream(st: AppState, id: String, after: i64) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+fn log_stream(
+    st: AppState,
+    id: String,
+    after: i64,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     struct S {
         st: AppState,
         id: String,
@@ -266,7 +347,16 @@ fn log_stream(st: AppState, id: String, after: i64) -> Sse<impl futures_util::St
         runs: tokio::sync::watch::Receiver<u64>,
         closing: tokio::sync::watch::Receiver<bool>,
     }
-    let s = S { logs: st.engine.subscribe_logs(), runs: st.engine.subscribe_runs(), closing: st.closing.clone(), st, id, after, queue: VecDeque::new(), done: false };
+    let s = S {
+        logs: st.engine.subscribe_logs(),
+        runs: st.engine.subscribe_runs(),
+        closing: st.closing.clone(),
+        st,
+        id,
+        after,
+        queue: VecDeque::new(),
+        done: false,
+    };
     let stream = futures_util::stream::unfold(s, |mut s| async move {
         loop {
             if let Some(ev) = s.queue.pop_front() {
@@ -326,7 +416,11 @@ pub struct CostsAccepted {
 /// or run token reports for its own project (a run token also ties the cost to its run); the
 /// admin token must name `project` in each record.
 #[utoipa::path(post, path = "/api/v1/costs", tag = "costs", request_body(content = Object, description = "a cost record or {records: [...]}; see docs/plugin-protocol.md"), responses((status = 201, body = CostsAccepted), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn post_costs(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<Value>) -> ApiResult<(StatusCode, Json<CostsAccepted>)> {
+pub async fn post_costs(
+    State(st): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<(StatusCode, Json<CostsAccepted>)> {
     let (items, batch) = match body {
         Value::Object(mut o) if o.contains_key("records") => {
             if o.len() > 1 {
@@ -347,19 +441,30 @@ pub async fn post_costs(State(st): State<AppState>, caller: Caller, JsonBody(bod
     let mut inputs: Vec<CostInput> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let prefix = if batch { format!("records[{i}].") } else { String::new() };
-        let input: CostInput = serde_json::from_value(item).map_err(|e| ApiError::bad_request(format!("{prefix}: {e}").trim_start_matches(": ").to_string()))?;
+        let input: CostInput = serde_json::from_value(item)
+            .map_err(|e| ApiError::bad_request(format!("{prefix}: {e}").trim_start_matches(": ").to_string()))?;
         if let Some(extra) = input.extra.keys().next() {
             return Err(ApiError::bad_request(format!("unknown field {extra:?}")).field(format!("{prefix}{extra}")));
         }
         inputs.push(input);
     }
     let project = match caller.project_id() {
-        Some(id) => st.engine.store().get_project_by_id(id).await?.ok_or_else(|| ApiError::forbidden("this token's project is no longer registered"))?.name,
+        Some(id) => {
+            st.engine
+                .store()
+                .get_project_by_id(id)
+                .await?
+                .ok_or_else(|| ApiError::forbidden("this token's project is no longer registered"))?
+                .name
+        }
         None => {
             let names: Vec<Option<String>> = inputs.iter().map(|i| i.project.clone()).collect();
             match names.first().cloned().flatten() {
                 Some(first) if names.iter().all(|n| n.as_deref() == Some(first.as_str())) => first,
-                _ => return Err(ApiError::bad_request("with the admin token every record names the same `project`").field("project")),
+                _ => {
+                    return Err(ApiError::bad_request("with the admin token every record names the same `project`")
+                        .field("project"));
+                }
             }
         }
     };
@@ -378,7 +483,11 @@ pub struct CostQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/costs", tag = "costs", params(CostQuery), responses((status = 200, body = [CostView])), security(("bearer" = [])))]
-pub async fn list_costs(State(st): State<AppState>, caller: Caller, Query(q): Query<CostQuery>) -> ApiResult<Json<Vec<CostView>>> {
+pub async fn list_costs(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CostQuery>,
+) -> ApiResult<Json<Vec<CostView>>> {
     let project = scoped_project(&st, &caller, q.project).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let costs = st.engine.store().list_costs(&CostFilter { project, run_id: q.run, limit }).await?;
@@ -396,7 +505,11 @@ pub struct ScheduleQuery {
 
 /// Every schedule of every project, managed and external.
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", params(ScheduleQuery), responses((status = 200, body = [ScheduleView])), security(("bearer" = [])))]
-pub async fn list_schedules(State(st): State<AppState>, caller: Caller, Query(q): Query<ScheduleQuery>) -> ApiResult<Json<Vec<ScheduleView>>> {
+pub async fn list_schedules(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ScheduleQuery>,
+) -> ApiResult<Json<Vec<ScheduleView>>> {
     let project = scoped_project(&st, &caller, q.project).await?;
     let s = st.engine.store().list_schedules(project.as_deref()).await?;
     Ok(Json(s.into_iter().map(ScheduleView::from).collect()))
@@ -423,7 +536,11 @@ pub struct CreatedToken {
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenBody, responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn create_token(State(st): State<AppState>, caller: Caller, JsonBody(body): JsonBody<CreateTokenBody>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+pub async fn create_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateTokenBody>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     caller.require_admin()?;
     let p = st.engine.project(&body.project).await?;
     let name = body.name.unwrap_or_default();
@@ -434,7 +551,17 @@ pub async fn create_token(State(st): State<AppState>, caller: Caller, JsonBody(b
     let id = agent_os_core::id::new_id();
     st.engine
         .store()
-        .insert_token(&TokenRecord { id: id.clone(), kind: "project".into(), name: name.clone(), project_id: Some(p.record.id.clone()), run_id: None, hash, created_at: st.engine.now(), expires_at: None, revoked_at: None })
+        .insert_token(&TokenRecord {
+            id: id.clone(),
+            kind: "project".into(),
+            name: name.clone(),
+            project_id: Some(p.record.id.clone()),
+            run_id: None,
+            hash,
+            created_at: st.engine.now(),
+            expires_at: None,
+            revoked_at: None,
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { id, token, project: p.record.name.clone(), name })))
 }
@@ -443,12 +570,18 @@ pub async fn create_token(State(st): State<AppState>, caller: Caller, JsonBody(b
 pub async fn list_tokens(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<TokenView>>> {
     caller.require_admin()?;
     let store = st.engine.store();
-    let names: std::collections::HashMap<String, String> = store.list_projects().await?.into_iter().map(|p| (p.id, p.name)).collect();
+    let names: std::collections::HashMap<String, String> =
+        store.list_projects().await?.into_iter().map(|p| (p.id, p.name)).collect();
     let tokens = store.list_tokens().await?;
-    Ok(Json(tokens.into_iter().map(|t| {
-        let project = t.project_id.as_ref().and_then(|id| names.get(id).cloned());
-        TokenView::new(t, project)
-    }).collect()))
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(|t| {
+                let project = t.project_id.as_ref().and_then(|id| names.get(id).cloned());
+                TokenView::new(t, project)
+            })
+            .collect(),
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
@@ -476,5 +609,12 @@ pub struct Health {
 pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let ok = st.engine.store().get_setting("install_id").await.is_ok();
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Health { status: if ok { "ok" } else { "database unavailable" }.into(), version: env!("CARGO_PKG_VERSION").into(), database: st.engine.store().backend().as_str().into() }))
+    (
+        status,
+        Json(Health {
+            status: if ok { "ok" } else { "database unavailable" }.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            database: st.engine.store().backend().as_str().into(),
+        }),
+    )
 }

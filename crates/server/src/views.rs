@@ -55,7 +55,15 @@ pub struct ScheduleView {
 
 impl From<ScheduleRecord> for ScheduleView {
     fn from(s: ScheduleRecord) -> Self {
-        ScheduleView { project: s.project, task: s.task, cron: s.cron, timezone: s.timezone, managed_by: s.managed_by, description: s.description, source: s.source }
+        ScheduleView {
+            project: s.project,
+            task: s.task,
+            cron: s.cron,
+            timezone: s.timezone,
+            managed_by: s.managed_by,
+            description: s.description,
+            source: s.source,
+        }
     }
 }
 
@@ -74,7 +82,15 @@ pub struct ProbeView {
 
 impl From<ProbeResult> for ProbeView {
     fn from(p: ProbeResult) -> Self {
-        ProbeView { kind: p.kind, at: time(p.at), ok: p.ok, duration_ms: p.duration_ms, status: p.status, message: p.message, error: p.error }
+        ProbeView {
+            kind: p.kind,
+            at: time(p.at),
+            ok: p.ok,
+            duration_ms: p.duration_ms,
+            status: p.status,
+            message: p.message,
+            error: p.error,
+        }
     }
 }
 
@@ -109,7 +125,15 @@ impl ProjectView {
             root: p.record.root.clone(),
             plugin_url: p.record.plugin_url.clone(),
             env_file: m.env_file.clone(),
-            keys: m.keys.iter().map(|k| KeyView { variable: k.variable.clone(), service: k.service.clone(), key_name: k.key_name.clone() }).collect(),
+            keys: m
+                .keys
+                .iter()
+                .map(|k| KeyView {
+                    variable: k.variable.clone(),
+                    service: k.service.clone(),
+                    key_name: k.key_name.clone(),
+                })
+                .collect(),
             tasks: m
                 .tasks
                 .values()
@@ -146,7 +170,16 @@ pub struct AttemptView {
 
 impl From<AttemptRecord> for AttemptView {
     fn from(a: AttemptRecord) -> Self {
-        AttemptView { attempt: a.attempt, status: a.status, node: a.node_id, pid: a.pid, started_at: time(a.started_at), finished_at: opt_time(a.finished_at), exit_code: a.exit_code, error: a.error }
+        AttemptView {
+            attempt: a.attempt,
+            status: a.status,
+            node: a.node_id,
+            pid: a.pid,
+            started_at: time(a.started_at),
+            finished_at: opt_time(a.finished_at),
+            exit_code: a.exit_code,
+            error: a.error,
+        }
     }
 }
 
@@ -262,7 +295,14 @@ pub struct TokenView {
 
 impl TokenView {
     pub fn new(t: TokenRecord, project: Option<String>) -> Self {
-        TokenView { id: t.id, kind: t.kind, name: t.name, project, created_at: time(t.created_at), revoked_at: opt_time(t.revoked_at) }
+        TokenView {
+            id: t.id,
+            kind: t.kind,
+            name: t.name,
+            project,
+            created_at: time(t.created_at),
+            revoked_at: opt_time(t.revoked_at),
+        }
     }
 }
 

@@ -42,7 +42,14 @@ pub trait Store: Send + Sync + 'static {
     // Projects -----------------------------------------------------------------------------
     async fn insert_project(&self, p: &NewProject, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord>;
     /// Replaces the manifest (and schedules) of an existing project.
-    async fn update_project(&self, name: &str, manifest: &str, description: &str, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord>;
+    async fn update_project(
+        &self,
+        name: &str,
+        manifest: &str,
+        description: &str,
+        schedules: &[NewSchedule],
+        now: i64,
+    ) -> Result<ProjectRecord>;
     async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>>;
     async fn get_project_by_id(&self, id: &str) -> Result<Option<ProjectRecord>>;
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>>;

@@ -14,17 +14,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../migrations/sqlite/0001_foundation.sql"),
-}];
+const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") }];
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") }];
 
 /// FNV-1a over the text: enough to notice an edited migration.
 fn checksum(text: &str) -> String {
@@ -76,19 +70,18 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, now: i64) -> Result<()
     )
     .execute(&mut *tx)
     .await?;
-    let applied = sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
-        .fetch_all(&mut *tx)
-        .await?;
+    let applied =
+        sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version").fetch_all(&mut *tx).await?;
     let applied: Vec<(i64, String)> = applied
         .iter()
         .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
         .collect::<Result<_, sqlx::Error>>()?;
-    if let Some((newest, _)) = applied.last() {
-        if *newest > migrations.last().map_or(0, |m| m.version) {
-            return Err(StoreError::Migration(format!(
-                "the database is at schema version {newest}, newer than this Agent OS knows; upgrade Agent OS"
-            )));
-        }
+    if let Some((newest, _)) = applied.last()
+        && *newest > migrations.last().map_or(0, |m| m.version)
+    {
+        return Err(StoreError::Migration(format!(
+            "the database is at schema version {newest}, newer than this Agent OS knows; upgrade Agent OS"
+        )));
     }
     for m in migrations {
         let sum = checksum(m.sql);

@@ -317,7 +317,11 @@ fn all<T>(rows: Vec<AnyRow>, f: impl Fn(&AnyRow) -> Result<T, sqlx::Error>) -> R
     rows.iter().map(|r| f(r).map_err(StoreError::from)).collect()
 }
 
-async fn insert_schedules(tx: &mut Transaction<'static, Any>, project_id: &str, schedules: &[NewSchedule]) -> Result<()> {
+async fn insert_schedules(
+    tx: &mut Transaction<'static, Any>,
+    project_id: &str,
+    schedules: &[NewSchedule],
+) -> Result<()> {
     sqlx::query("DELETE FROM schedules WHERE project_id = $1").bind(project_id).execute(&mut **tx).await?;
     for (i, s) in schedules.iter().enumerate() {
         sqlx::query(
@@ -389,7 +393,14 @@ impl Store for SqlStore {
         Ok(project_from(&row)?)
     }
 
-    async fn update_project(&self, name: &str, manifest: &str, description: &str, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord> {
+    async fn update_project(
+        &self,
+        name: &str,
+        manifest: &str,
+        description: &str,
+        schedules: &[NewSchedule],
+        now: i64,
+    ) -> Result<ProjectRecord> {
         let mut tx = self.tx().await?;
         let row = sqlx::query(concat!(
             "UPDATE projects SET manifest = $2, description = $3, updated_at = $4 WHERE name = $1 RETURNING ",
@@ -527,10 +538,11 @@ impl Store for SqlStore {
     }
 
     async fn list_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
-        let rows = sqlx::query(concat!("SELECT ", attempt_cols!(), " FROM run_attempts WHERE run_id = $1 ORDER BY attempt"))
-            .bind(run_id)
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query(concat!("SELECT ", attempt_cols!(), " FROM run_attempts WHERE run_id = $1 ORDER BY attempt"))
+                .bind(run_id)
+                .fetch_all(&self.read)
+                .await?;
         all(rows, |r| attempt_from(r, 0))
     }
 
@@ -668,9 +680,7 @@ impl Store for SqlStore {
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(not_before) FROM runs WHERE status = 'queued'")
-            .fetch_one(&self.read)
-            .await?;
+        let row = sqlx::query("SELECT MIN(not_before) FROM runs WHERE status = 'queued'").fetch_one(&self.read).await?;
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
@@ -735,13 +745,17 @@ impl Store for SqlStore {
     }
 
     async fn read_log(&self, run_id: &str, after_seq: i64, limit: i64) -> Result<Vec<LogChunk>> {
-        let rows = sqlx::query("SELECT seq, stream, at, data FROM run_logs WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
-            .bind(run_id)
-            .bind(after_seq)
-            .bind(limit.clamp(1, 100_000))
-            .fetch_all(&self.read)
-            .await?;
-        all(rows, |r| Ok(LogChunk { seq: r.try_get(0)?, stream: r.try_get(1)?, at: r.try_get(2)?, data: r.try_get(3)? }))
+        let rows = sqlx::query(
+            "SELECT seq, stream, at, data FROM run_logs WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(run_id)
+        .bind(after_seq)
+        .bind(limit.clamp(1, 100_000))
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, |r| {
+            Ok(LogChunk { seq: r.try_get(0)?, stream: r.try_get(1)?, at: r.try_get(2)?, data: r.try_get(3)? })
+        })
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
@@ -758,7 +772,13 @@ impl Store for SqlStore {
             .bind(t.revoked_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("that token is already registered".into()) } else { e.into() })?;
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict("that token is already registered".into())
+                } else {
+                    e.into()
+                }
+            })?;
         tx.commit().await?;
         Ok(())
     }
@@ -820,19 +840,23 @@ impl Store for SqlStore {
 
     async fn insert_probe_result(&self, r: &ProbeResult) -> Result<()> {
         let mut tx = self.tx().await?;
-        sqlx::query(concat!("INSERT INTO probe_results (", probe_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
-            .bind(&r.id)
-            .bind(&r.project_id)
-            .bind(&r.kind)
-            .bind(r.at)
-            .bind(i64::from(r.ok))
-            .bind(r.duration_ms)
-            .bind(&r.status)
-            .bind(&r.message)
-            .bind(&r.body)
-            .bind(&r.error)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(concat!(
+            "INSERT INTO probe_results (",
+            probe_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&r.id)
+        .bind(&r.project_id)
+        .bind(&r.kind)
+        .bind(r.at)
+        .bind(i64::from(r.ok))
+        .bind(r.duration_ms)
+        .bind(&r.status)
+        .bind(&r.message)
+        .bind(&r.body)
+        .bind(&r.error)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -840,11 +864,15 @@ impl Store for SqlStore {
     async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>> {
         let mut out = Vec::new();
         for kind in ["status", "cost", "schedule"] {
-            let row = sqlx::query(concat!("SELECT ", probe_cols!(), " FROM probe_results WHERE project_id = $1 AND kind = $2 ORDER BY at DESC, id DESC LIMIT 1"))
-                .bind(project_id)
-                .bind(kind)
-                .fetch_optional(&self.read)
-                .await?;
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                probe_cols!(),
+                " FROM probe_results WHERE project_id = $1 AND kind = $2 ORDER BY at DESC, id DESC LIMIT 1"
+            ))
+            .bind(project_id)
+            .bind(kind)
+            .fetch_optional(&self.read)
+            .await?;
             if let Some(r) = row {
                 out.push(probe_from(&r)?);
             }
@@ -936,11 +964,13 @@ impl Store for SqlStore {
 
     async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         let mut tx = self.tx().await?;
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -30,8 +30,13 @@ impl PgDatabase {
         };
         sqlx::any::install_default_drivers();
         let name = format!("aos_test_{}", agent_os_core::id::new_id().replace('-', ""));
-        let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL named by AGENT_OS_TEST_POSTGRES_URL is unreachable");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create test database");
+        let admin = sqlx::AnyPool::connect(&admin_url)
+            .await
+            .expect("PostgreSQL named by AGENT_OS_TEST_POSTGRES_URL is unreachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create test database");
         admin.close().await;
         let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
         Some(PgDatabase { url: format!("{base}/{name}"), admin_url, name })
@@ -98,7 +103,10 @@ async fn story(s: &dyn Store) {
     assert_eq!(scheds.len(), 1);
     assert_eq!(scheds[0].project, "cortana");
     assert_eq!(scheds[0].timezone, "America/Los_Angeles");
-    let updated = s.update_project("cortana", "name: cortana\n# v2\n", "v2", &[schedule("a"), schedule("b")], 2_000).await.unwrap();
+    let updated = s
+        .update_project("cortana", "name: cortana\n# v2\n", "v2", &[schedule("a"), schedule("b")], 2_000)
+        .await
+        .unwrap();
     assert_eq!(updated.updated_at, 2_000);
     assert_eq!(updated.description, "v2");
     let tasks: Vec<String> = s.list_schedules(Some("cortana")).await.unwrap().into_iter().map(|x| x.task).collect();
@@ -205,14 +213,29 @@ async fn story(s: &dyn Store) {
     for i in 0..5 {
         ids.push(s.insert_run(&new_run(&trading, "page", 8_000 + i, 1)).await.unwrap().id);
     }
-    let page1 = s.list_runs(&RunFilter { project: Some("trading".into()), task: Some("page".into()), limit: 2, ..Default::default() }).await.unwrap();
+    let page1 = s
+        .list_runs(&RunFilter {
+            project: Some("trading".into()),
+            task: Some("page".into()),
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page1.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), [ids[4].clone(), ids[3].clone()]);
     let page2 = s
-        .list_runs(&RunFilter { project: Some("trading".into()), task: Some("page".into()), before: Some(page1[1].id.clone()), limit: 10, ..Default::default() })
+        .list_runs(&RunFilter {
+            project: Some("trading".into()),
+            task: Some("page".into()),
+            before: Some(page1[1].id.clone()),
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(page2.len(), 3);
-    let succeeded = s.list_runs(&RunFilter { status: Some("succeeded".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let succeeded =
+        s.list_runs(&RunFilter { status: Some("succeeded".into()), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(succeeded.len(), 1);
     let counts = s.count_runs_by_status().await.unwrap();
     assert!(counts.contains(&("queued".to_string(), 5)), "{counts:?}");
@@ -247,7 +270,7 @@ async fn story(s: &dyn Store) {
     s.insert_token(&tok("t1", "admin", None)).await.unwrap();
     s.insert_token(&tok("t2", "admin", None)).await.unwrap();
     s.insert_token(&tok("t3", "run", Some(&r.id))).await.unwrap();
-    assert!(matches!(s.insert_token(&tok("t1", "admin", None)).await, Err(_)));
+    assert!(s.insert_token(&tok("t1", "admin", None)).await.is_err());
     assert_eq!(s.count_admin_tokens().await.unwrap(), 2);
     s.revoke_admin_tokens_except("t2", 10).await.unwrap();
     assert_eq!(s.count_admin_tokens().await.unwrap(), 1);
@@ -300,7 +323,8 @@ async fn story(s: &dyn Store) {
     };
     assert_eq!(s.insert_costs(&[cost("k1", 12_300_000), cost("k2", 1)]).await.unwrap(), (2, 0));
     assert_eq!(s.insert_costs(&[cost("k1", 12_300_000), cost("k3", 5)]).await.unwrap(), (1, 1));
-    let costs = s.list_costs(&CostFilter { project: Some("trading".into()), limit: 100, ..Default::default() }).await.unwrap();
+    let costs =
+        s.list_costs(&CostFilter { project: Some("trading".into()), limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(costs.len(), 3);
     assert_eq!(costs.iter().map(|c| c.amount_nanos).sum::<i64>(), 12_300_006);
 
