@@ -450,12 +450,19 @@ pub async fn post_costs(
     }
     let project = match caller.project_id() {
         Some(id) => {
-            st.engine
+            let own = st
+                .engine
                 .store()
                 .get_project_by_id(id)
                 .await?
                 .ok_or_else(|| ApiError::forbidden("this token's project is no longer registered"))?
-                .name
+                .name;
+            if let Some(other) = inputs.iter().filter_map(|i| i.project.as_deref()).find(|p| *p != own) {
+                return Err(ApiError::forbidden(format!(
+                    "this token reports costs only for project {own:?}, not {other:?}"
+                )));
+            }
+            own
         }
         None => {
             let names: Vec<Option<String>> = inputs.iter().map(|i| i.project.clone()).collect();

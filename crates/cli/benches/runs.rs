@@ -1,0 +1,466 @@
+//! End-to-end benchmark of the run path: it starts the real `agent-os serve` binary, registers a
+//! project whose only task runs `true`, and measures over real HTTP on 127.0.0.1 the overhead of
+//! one run (submit, then wait for the end), the throughput of many trivial runs submitted at
+//! once, and the resident memory of an idle and of a busy server. It repeats the run measurements
+//! on PostgreSQL when `AGENT_OS_BENCH_POSTGRES_URL` is set, and prints a Markdown table.
+//!
+//! `cargo bench -p agent-os --bench runs` runs the full measurement; `AGENT_OS_BENCH_QUICK=1`
+//! (or running it without `--bench`, as `cargo test --benches` does) runs a short smoke version
+//! that only proves the harness still works. See docs/benchmarks.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use serde_json::{Value, json};
+
+const MANIFEST: &str = "name: bench\ntasks:\n  noop:\n    run: [true]\n";
+const PROJECT: &str = "bench";
+
+/// How much work each phase does: the full measurement or the smoke version.
+struct Plan {
+    quick: bool,
+    warmup: usize,
+    sequential: usize,
+    spawns: usize,
+    burst: usize,
+    clients: usize,
+    idle_wait: Duration,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let asked = std::env::var("AGENT_OS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        // `cargo bench` passes `--bench`; `cargo test --benches` does not, and there a smoke
+        // run is what is wanted.
+        let under_cargo_bench = std::env::args().any(|a| a == "--bench");
+        if asked || !under_cargo_bench {
+            Plan {
+                quick: true,
+                warmup: 5,
+                sequential: 50,
+                spawns: 50,
+                burst: 200,
+                clients: 32,
+                idle_wait: Duration::from_secs(2),
+            }
+        } else {
+            Plan {
+                quick: false,
+                warmup: 20,
+                sequential: 1000,
+                spawns: 200,
+                burst: 2000,
+                clients: 32,
+                idle_wait: Duration::from_secs(5),
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let plan = Plan::from_env();
+    agent_os_engine::plugin::install_crypto_provider();
+    // One thread for the client side: on a small machine the server should get the rest.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(bench(&plan))
+}
+
+async fn bench(plan: &Plan) -> Result<()> {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_agent-os"));
+    let project = tempfile::tempdir()?;
+    std::fs::write(project.path().join("agent-os.yaml"), MANIFEST)?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    if plan.quick {
+        eprintln!("smoke mode: {} sequential runs, {} in the burst", plan.sequential, plan.burst);
+    }
+
+    let spawn = spawn_baseline(plan.spawns)?;
+    eprintln!("spawn baseline: p50 {:.3} ms", spawn.p50);
+
+    let mut columns = Vec::new();
+    let sqlite = {
+        let server = Server::start(&bin, None).await?;
+        server.register(&http, project.path()).await?;
+        measure_runs(&http, &server, plan, "SQLite").await?
+    };
+    columns.push(sqlite);
+
+    let idle = {
+        let server = Server::start(&bin, None).await?;
+        server.register(&http, project.path()).await?;
+        tokio::time::sleep(plan.idle_wait).await;
+        server.rss_mib()?
+    };
+    eprintln!("idle RSS: {idle:.1} MiB");
+
+    match std::env::var("AGENT_OS_BENCH_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let db = Database::create(&url)?;
+            let server = Server::start(&bin, Some(&db.url)).await?;
+            server.register(&http, project.path()).await?;
+            let measured = measure_runs(&http, &server, plan, "PostgreSQL").await;
+            // The server holds connections to the database: stop it before dropping it.
+            drop(server);
+            drop(db);
+            columns.push(measured?);
+        }
+        _ => eprintln!("AGENT_OS_BENCH_POSTGRES_URL is not set: PostgreSQL is not measured"),
+    }
+
+    print_report(plan, &spawn, idle, &columns);
+    Ok(())
+}
+
+/// What one database backend measured.
+struct Column {
+    backend: &'static str,
+    overhead: Stats,
+    submit: Stats,
+    runs_per_sec: f64,
+    burst_secs: f64,
+    rss_after: f64,
+}
+
+async fn measure_runs(http: &reqwest::Client, server: &Server, plan: &Plan, backend: &'static str) -> Result<Column> {
+    for _ in 0..plan.warmup {
+        one_run(http, server).await?;
+    }
+    let mut total = Vec::with_capacity(plan.sequential);
+    let mut submit = Vec::with_capacity(plan.sequential);
+    for _ in 0..plan.sequential {
+        let (t, s) = one_run(http, server).await?;
+        total.push(t);
+        submit.push(s);
+    }
+    let overhead = Stats::of(total);
+    let submit = Stats::of(submit);
+    eprintln!(
+        "{backend}: {} sequential runs: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        plan.sequential, overhead.p50, overhead.p90, overhead.p99, overhead.max
+    );
+
+    let before = server.run_counts(http).await?;
+    let expected = before.succeeded + plan.burst as u64;
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..plan.clients {
+        let (http, url, token, next, burst) =
+            (http.clone(), server.url.clone(), server.token.clone(), next.clone(), plan.burst);
+        clients.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < burst {
+                submit_run(&http, &url, &token).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = clients.join_next().await {
+        joined??;
+    }
+    let submitted = started.elapsed();
+    let deadline = started + Duration::from_secs(120);
+    let counts = loop {
+        let c = server.run_counts(http).await?;
+        ensure!(c.unsuccessful == 0, "{backend}: {} runs did not succeed", c.unsuccessful);
+        if c.succeeded >= expected {
+            break c;
+        }
+        ensure!(Instant::now() < deadline, "{backend}: only {} of {expected} runs succeeded in 120 s", c.succeeded);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let burst_secs = started.elapsed().as_secs_f64();
+    ensure!(counts.succeeded == expected, "{backend}: {} runs succeeded, expected {expected}", counts.succeeded);
+    let runs_per_sec = plan.burst as f64 / burst_secs;
+    eprintln!(
+        "{backend}: {} runs from {} clients: submitted in {:.2} s, all succeeded after {burst_secs:.2} s: {runs_per_sec:.0} runs/s",
+        plan.burst,
+        plan.clients,
+        submitted.as_secs_f64()
+    );
+    let rss_after = server.rss_mib()?;
+    Ok(Column { backend, overhead, submit, runs_per_sec, burst_secs, rss_after })
+}
+
+/// One run, submitted and waited for: (total ms, submit ms).
+async fn one_run(http: &reqwest::Client, server: &Server) -> Result<(f64, f64)> {
+    let started = Instant::now();
+    let id = submit_run(http, &server.url, &server.token).await?;
+    let submitted = started.elapsed();
+    let resp =
+        http.get(format!("{}/api/v1/runs/{id}/wait?timeout=10s", server.url)).bearer_auth(&server.token).send().await?;
+    ensure!(resp.status() == reqwest::StatusCode::OK, "waiting for run {id}: HTTP {}", resp.status());
+    let run: Value = resp.json().await?;
+    let elapsed = started.elapsed();
+    ensure!(run["status"] == "succeeded", "run {id} ended {}: {}", run["status"], run["error"]);
+    Ok((ms(elapsed), ms(submitted)))
+}
+
+async fn submit_run(http: &reqwest::Client, url: &str, token: &str) -> Result<String> {
+    let resp = http
+        .post(format!("{url}/api/v1/runs"))
+        .bearer_auth(token)
+        .json(&json!({"project": PROJECT, "task": "noop"}))
+        .send()
+        .await?;
+    let status = resp.status();
+    ensure!(status == reqwest::StatusCode::CREATED, "POST /api/v1/runs: HTTP {status}: {}", resp.text().await?);
+    let run: Value = resp.json().await?;
+    run["id"].as_str().map(str::to_string).context("POST /api/v1/runs answered without an id")
+}
+
+/// Starting `true` straight from this process, for comparison with a whole run.
+fn spawn_baseline(n: usize) -> Result<Stats> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let status = Command::new("true").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+        times.push(ms(started.elapsed()));
+        ensure!(status.success(), "`true` failed: {status}");
+    }
+    Ok(Stats::of(times))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Stats {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<f64>) -> Stats {
+        samples.sort_by(f64::total_cmp);
+        // Nearest rank: the smallest sample with at least p of all samples at or below it.
+        let rank = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+        Stats { p50: rank(0.50), p90: rank(0.90), p99: rank(0.99), max: samples[samples.len() - 1] }
+    }
+}
+
+struct RunCounts {
+    succeeded: u64,
+    /// failed, timed out or cancelled.
+    unsuccessful: u64,
+}
+
+/// A running `agent-os serve` in a home of its own; stopped (SIGTERM, then waited for) on drop.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    home: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(bin: &Path, database_url: Option<&str>) -> Result<Server> {
+        let home = tempfile::tempdir()?;
+        let token = random_hex(24)?;
+        let log = std::fs::File::create(home.path().join("serve.log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve").arg("--home").arg(home.path()).args(["--bind", "127.0.0.1:0"]);
+        if let Some(url) = database_url {
+            cmd.args(["--database-url", url]);
+        }
+        cmd.env("AGENT_OS_ADMIN_TOKEN", &token)
+            .env_remove("AGENT_OS_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut server = Server { child, url: String::new(), token, home };
+        server.wait_ready().await.map_err(|e| anyhow!("{e}\n--- serve.log ---\n{}", server.log()))?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client_json = self.home.path().join("client.json");
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("agent-os serve exited early: {status}");
+            }
+            ensure!(Instant::now() < deadline, "agent-os serve did not write client.json in 30 s");
+            if let Ok(text) = std::fs::read_to_string(&client_json)
+                && let Ok(cfg) = serde_json::from_str::<Value>(&text)
+                && let (Some(url), Some(token)) = (cfg["url"].as_str(), cfg["token"].as_str())
+            {
+                ensure!(token == self.token, "client.json holds another admin token than the one given");
+                self.url = url.to_string();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let http = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("agent-os serve exited early: {status}");
+            }
+            ensure!(Instant::now() < deadline, "{}/healthz did not answer 200 in 30 s", self.url);
+            if let Ok(resp) = http.get(format!("{}/healthz", self.url)).send().await
+                && resp.status() == reqwest::StatusCode::OK
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn register(&self, http: &reqwest::Client, dir: &Path) -> Result<()> {
+        let path = dir.canonicalize()?;
+        let resp = http
+            .post(format!("{}/api/v1/projects", self.url))
+            .bearer_auth(&self.token)
+            .json(&json!({"path": path}))
+            .send()
+            .await?;
+        let status = resp.status();
+        ensure!(
+            status == reqwest::StatusCode::CREATED,
+            "registering the project: HTTP {status}: {}",
+            resp.text().await?
+        );
+        Ok(())
+    }
+
+    async fn run_counts(&self, http: &reqwest::Client) -> Result<RunCounts> {
+        let resp = http.get(format!("{}/metrics", self.url)).bearer_auth(&self.token).send().await?;
+        ensure!(resp.status() == reqwest::StatusCode::OK, "GET /metrics: HTTP {}", resp.status());
+        let text = resp.text().await?;
+        let count = |status: &str| -> Result<u64> {
+            let prefix = format!("agent_os_runs{{status=\"{status}\"}} ");
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .with_context(|| format!("/metrics has no {prefix}"))?;
+            Ok(line.trim().parse()?)
+        };
+        Ok(RunCounts {
+            succeeded: count("succeeded")?,
+            unsuccessful: count("failed")? + count("timed_out")? + count("cancelled")?,
+        })
+    }
+
+    fn rss_mib(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/<pid>/status")?;
+        Ok(kib / 1024.0)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("serve.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("agent-os serve did not stop within 15 s of SIGTERM; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh PostgreSQL database for one measurement, made and dropped with `psql`.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(admin_url: &str) -> Result<Database> {
+        let name = format!("aos_bench_{}", random_hex(6)?);
+        let url = with_database(admin_url, &name)?;
+        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        Ok(Database { admin_url: admin_url.to_string(), name, url })
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Err(e) = psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+            eprintln!("could not drop the database {}: {e}", self.name);
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<()> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run psql (is the PostgreSQL client installed?)")?;
+    ensure!(out.status.success(), "psql -c {sql:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    Ok(())
+}
+
+/// The same connection URL with another database name (the path), keeping any query.
+fn with_database(url: &str, name: &str) -> Result<String> {
+    let (scheme, rest) = url.split_once("://").context("AGENT_OS_BENCH_POSTGRES_URL is not a URL")?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    Ok(match query {
+        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    })
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn print_report(plan: &Plan, spawn: &Stats, idle: f64, columns: &[Column]) {
+    let mode = if plan.quick { " (smoke mode: too few runs to quote)" } else { "" };
+    println!();
+    println!("## Agent OS run benchmark{mode}");
+    println!();
+    let head: Vec<&str> = columns.iter().map(|c| c.backend).collect();
+    println!("| | {} |", head.join(" | "));
+    println!("|---|{}", "---:|".repeat(columns.len()));
+    let row = |label: String, cell: &dyn Fn(&Column) -> String| {
+        let cells: Vec<String> = columns.iter().map(cell).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    };
+    let n = plan.sequential;
+    row(format!("run overhead p50 ({n} sequential runs)"), &|c| format!("{:.2} ms", c.overhead.p50));
+    row("run overhead p90".into(), &|c| format!("{:.2} ms", c.overhead.p90));
+    row("run overhead p99".into(), &|c| format!("{:.2} ms", c.overhead.p99));
+    row("run overhead max".into(), &|c| format!("{:.2} ms", c.overhead.max));
+    row("of which `POST /runs` p50".into(), &|c| format!("{:.2} ms", c.submit.p50));
+    row(format!("throughput ({} runs, {} clients)", plan.burst, plan.clients), &|c| {
+        format!("{:.0} runs/s ({:.2} s)", c.runs_per_sec, c.burst_secs)
+    });
+    row("server RSS after the throughput test".into(), &|c| format!("{:.1} MiB", c.rss_after));
+    println!();
+    println!("| | |");
+    println!("|---|---:|");
+    println!("| spawn + wait of `true` from the bench, p50 ({} spawns) | {:.2} ms |", plan.spawns, spawn.p50);
+    println!("| idle server RSS (SQLite, one project, after {} s) | {idle:.1} MiB |", plan.idle_wait.as_secs());
+}

@@ -1,0 +1,704 @@
+//! The HTTP API against a real in-process server: real SQLite file, real HTTP on 127.0.0.1,
+//! real task processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use agent_os_engine::secrets::{TokenKind, new_token};
+use agent_os_engine::{Engine, EngineConfig, SystemClock};
+use agent_os_store::{SqlStore, Store, StoreOptions, TokenRecord, sqlite_url};
+
+struct TestServer {
+    url: String,
+    admin: String,
+    engine: Arc<Engine>,
+    http: reqwest::Client,
+    home: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
+    agent_os_engine::plugin::install_crypto_provider();
+    let home = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(&StoreOptions::new(sqlite_url(&home.path().join("agent-os.db"))), 1).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (admin, hash) = new_token(TokenKind::Admin);
+    store
+        .insert_token(&TokenRecord {
+            id: agent_os_core::id::new_id(),
+            kind: "admin".into(),
+            name: String::new(),
+            project_id: None,
+            run_id: None,
+            hash,
+            created_at: 1,
+            expires_at: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut cfg = EngineConfig::new(agent_os_core::id::new_id(), url.clone(), home.path().join("run"));
+    cfg.kill_grace = Duration::from_millis(500);
+    cfg.probes_enabled = false;
+    tune(&mut cfg);
+    let engine = Engine::start(store, Arc::new(SystemClock), cfg).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opts = agent_os_server::ServerOptions { max_body_bytes: 64 * 1024 };
+    tokio::spawn(agent_os_server::run(listener, engine.clone(), opts, async move {
+        let _ = stopped.await;
+    }));
+    TestServer { url, admin, engine, http: reqwest::Client::new(), home, _stop: stop }
+}
+
+async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+impl TestServer {
+    async fn req(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.req(reqwest::Method::GET, path, Some(&self.admin), None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req(reqwest::Method::POST, path, Some(&self.admin), Some(body)).await
+    }
+
+    async fn add(&self, dir: &Path) -> Value {
+        let (s, v) = self.post("/api/v1/projects", json!({"path": dir.display().to_string()})).await;
+        assert_eq!(s, 201, "{v}");
+        v
+    }
+
+    /// Starts a run and waits for it to end.
+    async fn run(&self, project: &str, task: &str, input: Value) -> Value {
+        let (s, run) = self.post("/api/v1/runs", json!({"project": project, "task": task, "input": input})).await;
+        assert_eq!(s, 201, "{run}");
+        self.wait(run["id"].as_str().unwrap()).await
+    }
+
+    async fn wait(&self, id: &str) -> Value {
+        let (s, run) = self.get(&format!("/api/v1/runs/{id}/wait?timeout=60s")).await;
+        assert_eq!(s, 200, "{run}");
+        run
+    }
+
+    async fn log(&self, id: &str) -> String {
+        let (s, v) = self.get(&format!("/api/v1/runs/{id}/logs")).await;
+        assert_eq!(s, 200, "{v}");
+        v["chunks"].as_array().unwrap().iter().map(|c| c["data"].as_str().unwrap().to_string()).collect()
+    }
+}
+
+const FIXTURE: &str = r#"name: fixture
+description: tasks that misbehave on purpose
+env_file: .env
+keys:
+  OPENAI_API_KEY: { service: openai, key_name: fixture-openai }
+tasks:
+  echo:
+    run: [python3, echo.py]
+  fail:
+    run: "echo failing >&2; exit 3"
+    retries: 2
+    retry_delay: 50ms
+  no_retry:
+    run: "echo giving up; exit 78"
+    retries: 3
+    retry_delay: 50ms
+  flaky:
+    run: [sh, flaky.sh]
+    retries: 3
+    retry_delay: 50ms
+  slow:
+    run: "sleep 30 & echo $! > grandchild.pid; sleep 30"
+    timeout: 1s
+    kill_grace: 500ms
+  sleeper:
+    run: "sleep 30 & echo $! > sleeper.pid; echo started; wait"
+  missing:
+    run: [no-such-program-for-agent-os]
+  secrets:
+    run: [sh, secrets.sh]
+  chatty:
+    run: "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"
+  bad_outputs:
+    run: "printf '[1,2]' > \"$AGENT_OS_OUTPUT\""
+  cost:
+    run: [python3, cost_push.py]
+  envdump:
+    run: [env]
+status: { run: [sh, status.sh], every: 1s }
+cost: { run: [python3, cost_probe.py], every: 1s }
+"#;
+
+fn fixture(dir: &Path) -> PathBuf {
+    let root = dir.join("fixture");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), FIXTURE).unwrap();
+    std::fs::write(
+        root.join("echo.py"),
+        "import json, os, sys\ndata = json.load(sys.stdin)\nprint('got', json.dumps(data, sort_keys=True), flush=True)\nprint('to stderr', file=sys.stderr)\nwith open(os.environ['AGENT_OS_OUTPUT'], 'w') as f:\n    json.dump({'echo': data, 'env': sorted(os.environ), 'cwd': os.getcwd()}, f)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("flaky.sh"),
+        "n=$(cat attempts 2>/dev/null || echo 0); n=$((n+1)); echo $n > attempts\necho attempt $n\n[ $n -ge 3 ]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("secrets.sh"), "echo \"key sk-proj-abcdefghijklmnopqrstuvwxyz0123\"\necho \"mine $AGENT_OS_TOKEN\"\necho \"header Authorization: Bearer abcdef0123456789\"\n").unwrap();
+    std::fs::write(
+        root.join("status.sh"),
+        "cat > /dev/null; echo '{\"status\": \"degraded\", \"message\": \"disk 91% full\"}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("cost_probe.py"),
+        "import json, sys\nreq = json.load(sys.stdin)\nassert req['op'] == 'report_cost' and req['protocol'] == 1\nsince = int(req['since'] or 0)\nrecords = [{'service': 'openai', 'amount': '0.5', 'idempotency_key': f'p{i}', 'at': '2026-01-01T00:00:00Z'} for i in range(3)]\nprint(json.dumps({'records': records[since:], 'cursor': str(len(records))}))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("cost_push.py"),
+        "import json, os, urllib.request\nbody = json.dumps({'service': 'openai', 'key_name': 'fixture-openai', 'amount': '0.0123', 'tokens_in': 100, 'idempotency_key': 'run-' + os.environ['AGENT_OS_RUN_ID']}).encode()\nreq = urllib.request.Request(os.environ['AGENT_OS_URL'] + '/api/v1/costs', data=body, method='POST', headers={'Authorization': 'Bearer ' + os.environ['AGENT_OS_TOKEN'], 'Content-Type': 'application/json'})\nprint(urllib.request.urlopen(req, timeout=5).read().decode())\n",
+    )
+    .unwrap();
+    root
+}
+
+fn alive(pid: i64) -> bool {
+    // A zombie is not alive: it has been killed and waits only to be reaped.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()), Some("Z") | Some("X")),
+        Err(_) => false,
+    }
+}
+
+async fn read_pid(path: &Path) -> i64 {
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(pid) = text.trim().parse() {
+                return pid;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} was never written", path.display());
+}
+
+#[tokio::test]
+async fn every_api_call_needs_a_valid_token() {
+    let s = start().await;
+    let (st, v) = s.req(reqwest::Method::GET, "/api/v1/projects", None, None).await;
+    assert_eq!(st, 401);
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let (st, _) =
+        s.req(reqwest::Method::GET, "/api/v1/projects", Some("aosa_not-a-real-token-000000000000"), None).await;
+    assert_eq!(st, 401);
+    let (st, _) = s.req(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(st, 401, "metrics need a token too");
+    let (st, v) = s.req(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["database"], "sqlite");
+    let (st, v) = s.req(reqwest::Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(st, 200);
+    for path in ["/api/v1/projects", "/api/v1/runs", "/api/v1/runs/{id}/logs", "/api/v1/costs", "/api/v1/tokens"] {
+        assert!(v["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+    }
+    let (st, v) = s.get("/api/v1/nothing-here").await;
+    assert_eq!(st, 404);
+    assert_eq!(v["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn a_task_runs_with_its_input_and_reports_outputs_and_logs() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixture(dir.path());
+    let reg = s.add(&root).await;
+    assert_eq!(reg["project"]["name"], "fixture");
+    assert_eq!(reg["signing_secret"], Value::Null);
+    assert_eq!(reg["project"]["keys"][0]["key_name"], "fixture-openai");
+    let run = s.run("fixture", "echo", json!({"symbol": "BTC", "n": 2})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["exit_code"], 0);
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(run["outputs"]["echo"], json!({"symbol": "BTC", "n": 2}));
+    assert_eq!(run["outputs"]["cwd"], root.canonicalize().unwrap().display().to_string());
+    // `env` is a plain program (no shell, no interpreter wrapper): it shows exactly what the
+    // task was given.
+    let envdump = s.run("fixture", "envdump", json!({})).await;
+    let log = s.log(envdump["id"].as_str().unwrap()).await;
+    let mut names: Vec<&str> = log.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+    names.sort();
+    let allowed = [
+        "AGENT_OS_ATTEMPT",
+        "AGENT_OS_OUTPUT",
+        "AGENT_OS_PROJECT",
+        "AGENT_OS_PROTOCOL",
+        "AGENT_OS_RUN_ID",
+        "AGENT_OS_TASK",
+        "AGENT_OS_TOKEN",
+        "AGENT_OS_URL",
+        "HOME",
+        "LANG",
+        "PATH",
+        "TZ",
+    ];
+    for k in &names {
+        assert!(allowed.contains(k), "unexpected variable {k} reached the task");
+    }
+    for k in ["AGENT_OS_TOKEN", "AGENT_OS_RUN_ID", "AGENT_OS_OUTPUT", "AGENT_OS_URL", "PATH"] {
+        assert!(names.contains(&k), "{k} is missing: {names:?}");
+    }
+    assert!(run["duration_ms"].as_i64().unwrap() >= 0);
+    assert_eq!(run["attempts"].as_array().unwrap().len(), 1);
+    let log = s.log(run["id"].as_str().unwrap()).await;
+    assert!(log.contains("got {\"n\": 2, \"symbol\": \"BTC\"}"), "{log}");
+    assert!(log.contains("to stderr"), "{log}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixture(dir.path());
+    s.add(&root).await;
+
+    let (st, v) = s.post("/api/v1/runs", json!({"project": "nope", "task": "echo"})).await;
+    assert_eq!(st, 404);
+    assert!(v["error"]["message"].as_str().unwrap().contains("\"nope\""), "{v}");
+    let (st, v) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "ecko"})).await;
+    assert_eq!(st, 404);
+    assert!(v["error"]["message"].as_str().unwrap().contains("did you mean \"echo\"?"), "{v}");
+    let (st, v) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo", "input": [1]})).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("input")), "{v}");
+    let (st, v) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo", "inptu": {}})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("inptu"), "{v}");
+
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/runs", s.url))
+        .bearer_auth(&s.admin)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/runs", s.url))
+        .bearer_auth(&s.admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let big = json!({"project": "fixture", "task": "echo", "input": {"x": "y".repeat(70 * 1024)}});
+    let (st, v) = s.post("/api/v1/runs", big).await;
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large");
+
+    // Registering: duplicates, invalid manifests, escaping paths, relative paths.
+    let (st, _) = s.post("/api/v1/projects", json!({"path": root.display().to_string()})).await;
+    assert_eq!(st, 409);
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("agent-os.yaml"), "name: bad\ntasks:\n  a:\n    run: a.sh\n    timeout: 30\n").unwrap();
+    let (st, v) = s.post("/api/v1/projects", json!({"path": bad.display().to_string()})).await;
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["code"], "invalid_manifest");
+    assert_eq!(v["error"]["errors"][0]["line"], 5);
+    assert_eq!(v["error"]["errors"][0]["path"], "tasks.a.timeout");
+    std::fs::write(bad.join("agent-os.yaml"), "name: bad\ntasks:\n  a: { run: ../elsewhere/x.sh }\n").unwrap();
+    let (st, v) = s.post("/api/v1/projects", json!({"path": bad.display().to_string()})).await;
+    assert_eq!(st, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("outside the project"), "{v}");
+    let (st, v) = s.post("/api/v1/projects", json!({"path": "relative/dir"})).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("path")));
+    let (st, v) =
+        s.post("/api/v1/projects", json!({"manifest": "name: sneaky\ntasks:\n  x: { run: \"rm -rf /\" }\n"})).await;
+    assert_eq!(st, 400, "the API must not register command tasks: {v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("HTTP endpoint"), "{v}");
+
+    let (_, list) = s.get("/api/v1/projects").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "nothing was registered half-way");
+    let (_, runs) = s.get("/api/v1/runs").await;
+    assert!(runs["runs"].as_array().unwrap().is_empty(), "no run was queued by a bad request");
+}
+
+#[tokio::test]
+async fn failures_retry_per_policy_and_exit_78_stops_retrying() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+
+    let run = s.run("fixture", "fail", json!({})).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["exit_code"], 3);
+    assert_eq!(run["attempt"], 3, "one try plus two retries");
+    assert!(run["attempts"].as_array().unwrap().iter().all(|a| a["status"] == "failed"));
+    let log = s.log(run["id"].as_str().unwrap()).await;
+    assert_eq!(log.matches("failing").count(), 3, "{log}");
+
+    let run = s.run("fixture", "no_retry", json!({})).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["attempt"], 1, "exit 78 means do not retry");
+    assert!(run["error"].as_str().unwrap().contains("78"));
+
+    let run = s.run("fixture", "flaky", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 3);
+
+    let run = s.run("fixture", "missing", json!({})).await;
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("program not found"), "{run}");
+
+    let run = s.run("fixture", "bad_outputs", json!({})).await;
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("JSON object"), "{run}");
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_task_and_its_grandchildren() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixture(dir.path());
+    s.add(&root).await;
+    let run = s.run("fixture", "slow", json!({})).await;
+    assert_eq!(run["status"], "timed_out", "{run}");
+    let grandchild = read_pid(&root.join("grandchild.pid")).await;
+    assert!(!alive(grandchild), "the grandchild {grandchild} outlived the timeout");
+    let log = s.log(run["id"].as_str().unwrap()).await;
+    assert!(log.contains("timed out after 1s"), "{log}");
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_task_and_a_queued_one() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixture(dir.path());
+    s.add(&root).await;
+    let (_, run) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "sleeper"})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let sleeper = read_pid(&root.join("sleeper.pid")).await;
+    assert!(alive(sleeper));
+    let (st, v) = s.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    let run = s.wait(&id).await;
+    assert_eq!(run["status"], "cancelled");
+    assert!(!alive(sleeper), "the task's background process survived the cancel");
+
+    // A queued run (due later, as a retry would be) is cancelled before it starts.
+    let (_, run) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo"})).await;
+    let id = run["id"].as_str().unwrap();
+    let (_, v) = s.post(&format!("/api/v1/runs/{id}/cancel"), json!({})).await;
+    assert!(v["status"] == "cancelled" || v["status"] == "running" || v["status"] == "succeeded", "{v}");
+    let (st, _) = s.post("/api/v1/runs/01234567-0000-7000-8000-000000000000/cancel", json!({})).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn secrets_in_output_are_redacted_before_storage() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let run = s.run("fixture", "secrets", json!({})).await;
+    assert_eq!(run["status"], "succeeded");
+    let log = s.log(run["id"].as_str().unwrap()).await;
+    assert!(!log.contains("sk-proj-abcdef"), "{log}");
+    assert!(!log.contains("aosr_"), "the run's own token leaked: {log}");
+    assert!(!log.contains("abcdef0123456789"), "{log}");
+    assert_eq!(log.matches("[REDACTED]").count(), 3, "{log}");
+    // Nor anywhere in the database file.
+    let db = std::fs::read(s.home.path().join("agent-os.db")).unwrap_or_default();
+    let wal = std::fs::read(s.home.path().join("agent-os.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!String::from_utf8_lossy(&bytes).contains("sk-proj-abcdefghijklmnopqrstuvwxyz0123"));
+    }
+}
+
+#[tokio::test]
+async fn a_long_log_keeps_its_tail_and_says_what_was_dropped() {
+    let s = start_with(|c| c.log_max_bytes = 16 * 1024).await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let run = s.run("fixture", "chatty", json!({})).await;
+    assert_eq!(run["status"], "succeeded");
+    assert!(run["log_dropped_bytes"].as_i64().unwrap() > 100_000, "{run}");
+    assert!(run["log_bytes"].as_i64().unwrap() <= 16 * 1024);
+    let log = s.log(run["id"].as_str().unwrap()).await;
+    assert!(log.contains("line-2999-"), "the tail is kept");
+    assert!(!log.contains("line-0-"), "the head is dropped");
+}
+
+#[tokio::test]
+async fn project_tokens_act_only_for_their_project() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("agent-os.yaml"), "name: other\ntasks:\n  t: { run: \"true\" }\n").unwrap();
+    s.add(&other).await;
+    let theirs = s.run("other", "t", json!({})).await;
+
+    let (st, tok) = s.post("/api/v1/tokens", json!({"project": "fixture", "name": "ci"})).await;
+    assert_eq!(st, 201, "{tok}");
+    let token = tok["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("aosp_"));
+    let t = Some(token.as_str());
+    let g = reqwest::Method::GET;
+    let p = reqwest::Method::POST;
+    let (st, list) = s.req(g.clone(), "/api/v1/projects", t, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1, "sees only its own project");
+    assert_eq!(s.req(g.clone(), "/api/v1/projects/other", t, None).await.0, 403);
+    assert_eq!(s.req(g.clone(), &format!("/api/v1/runs/{}", theirs["id"].as_str().unwrap()), t, None).await.0, 404);
+    assert_eq!(s.req(g.clone(), "/api/v1/runs?project=other", t, None).await.0, 403);
+    assert_eq!(s.req(p.clone(), "/api/v1/runs", t, Some(json!({"project": "other", "task": "t"}))).await.0, 403);
+    assert_eq!(s.req(p.clone(), "/api/v1/tokens", t, Some(json!({"project": "fixture"}))).await.0, 403);
+    assert_eq!(s.req(p.clone(), "/api/v1/projects", t, Some(json!({"path": "/tmp"}))).await.0, 403);
+    let (st, run) = s.req(p.clone(), "/api/v1/runs", t, Some(json!({"project": "fixture", "task": "echo"}))).await;
+    assert_eq!(st, 201, "{run}");
+    let (_, runs) = s.req(g.clone(), "/api/v1/runs", t, None).await;
+    assert!(runs["runs"].as_array().unwrap().iter().all(|r| r["project"] == "fixture"));
+    let (st, v) = s
+        .req(p.clone(), "/api/v1/costs", t, Some(json!({"project": "other", "service": "openai", "amount": "1"})))
+        .await;
+    assert_eq!(st, 403, "{v}");
+
+    // Revoked tokens stop working.
+    let (st, _) = s
+        .req(reqwest::Method::DELETE, &format!("/api/v1/tokens/{}", tok["id"].as_str().unwrap()), Some(&s.admin), None)
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(s.req(g, "/api/v1/projects", t, None).await.0, 401);
+    let (_, tokens) = s.get("/api/v1/tokens").await;
+    assert!(tokens.to_string().find("aosp_").is_none(), "token values are never listed");
+}
+
+#[tokio::test]
+async fn a_run_token_reports_cost_for_its_run_and_expires_with_it() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let run = s.run("fixture", "cost", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let id = run["id"].as_str().unwrap();
+    let (_, costs) = s.get(&format!("/api/v1/costs?run={id}")).await;
+    let costs = costs.as_array().unwrap();
+    assert_eq!(costs.len(), 1);
+    assert_eq!(costs[0]["amount"], "0.0123");
+    assert_eq!(costs[0]["project"], "fixture");
+    assert_eq!(costs[0]["run_id"], id);
+    assert!(s.log(id).await.contains("\"accepted\":1"), "the task saw its cost accepted");
+
+    // Batches are all or nothing and name the bad field; duplicates count once.
+    let batch = json!({"records": [
+        {"project": "fixture", "service": "openai", "amount": "1.5", "idempotency_key": "a"},
+        {"project": "fixture", "service": "openai", "amount": "-2", "idempotency_key": "b"}
+    ]});
+    let (st, v) = s.post("/api/v1/costs", batch).await;
+    assert_eq!(st, 400);
+    assert_eq!(v["error"]["field"], "records[1].amount");
+    let (_, costs) = s.get("/api/v1/costs?project=fixture").await;
+    assert_eq!(costs.as_array().unwrap().len(), 1, "nothing of the bad batch was stored");
+    let one = json!({"project": "fixture", "service": "openai", "amount": "1.5", "idempotency_key": "a"});
+    assert_eq!(s.post("/api/v1/costs", one.clone()).await.1["accepted"], 1);
+    assert_eq!(s.post("/api/v1/costs", one).await.1["duplicates"], 1);
+}
+
+#[tokio::test]
+async fn logs_stream_live_as_server_sent_events() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let (_, run) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "flaky"})).await;
+    let id = run["id"].as_str().unwrap();
+    let mut resp = s
+        .http
+        .get(format!("{}/api/v1/runs/{id}/logs", s.url))
+        .bearer_auth(&s.admin)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !text.contains("event: end") {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.expect("stream stalled").unwrap();
+        match chunk {
+            Some(b) => text.push_str(&String::from_utf8_lossy(&b)),
+            None => break,
+        }
+    }
+    assert_eq!(text.matches("event: log").count() >= 3, true, "{text}");
+    assert!(text.contains("attempt 3"), "{text}");
+    assert!(text.contains("event: end") && text.contains("\"status\":\"succeeded\""), "{text}");
+}
+
+#[tokio::test]
+async fn runs_list_filters_and_pages() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.run("fixture", "echo", json!({"i": i})).await["id"].as_str().unwrap().to_string());
+    }
+    s.run("fixture", "no_retry", json!({})).await;
+    let (_, page) = s.get("/api/v1/runs?project=fixture&task=echo&limit=2").await;
+    let got: Vec<&str> = page["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(got, [ids[4].as_str(), ids[3].as_str()]);
+    let next = page["next"].as_str().unwrap();
+    let (_, page2) = s.get(&format!("/api/v1/runs?project=fixture&task=echo&limit=10&before={next}")).await;
+    assert_eq!(page2["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(page2["next"], Value::Null);
+    let (_, failed) = s.get("/api/v1/runs?status=failed").await;
+    assert_eq!(failed["runs"].as_array().unwrap().len(), 1);
+    let (st, v) = s.get("/api/v1/runs?status=done").await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("status")));
+    let (st, _) = s.get("/api/v1/runs?limit=0").await;
+    assert_eq!(st, 400);
+
+    let (st, metrics) = s.get("/metrics").await;
+    assert_eq!(st, 200);
+    let m = metrics.as_str().unwrap();
+    assert!(m.contains("agent_os_runs{status=\"succeeded\"} 5"), "{m}");
+    assert!(m.contains("agent_os_runs{status=\"failed\"} 1"), "{m}");
+    assert!(m.contains("agent_os_run_duration_seconds_count 6"), "{m}");
+    assert!(m.contains("agent_os_http_requests_total{method=\"POST\",route=\"/api/v1/runs\",status=\"201\"} 6"), "{m}");
+    assert!(m.contains("agent_os_queue_depth 0"), "{m}");
+}
+
+#[tokio::test]
+async fn probes_store_status_and_costs_without_counting_twice() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let p = s.engine.project("fixture").await.unwrap();
+    s.engine.run_probe(&p, "status").await;
+    s.engine.run_probe(&p, "cost").await;
+    s.engine.run_probe(&p, "cost").await;
+    let (_, view) = s.get("/api/v1/projects/fixture").await;
+    let probes = view["probes"].as_array().unwrap();
+    let status = probes.iter().find(|x| x["kind"] == "status").unwrap();
+    assert_eq!(status["status"], "degraded");
+    assert_eq!(status["message"], "disk 91% full");
+    let cost = probes.iter().find(|x| x["kind"] == "cost").unwrap();
+    assert_eq!(cost["ok"], true, "{cost}");
+    let (_, costs) = s.get("/api/v1/costs?project=fixture").await;
+    let costs = costs.as_array().unwrap();
+    assert_eq!(costs.len(), 3, "the cursor and idempotency keys keep the second poll from counting again");
+    assert!(costs.iter().all(|c| c["source"] == "probe" && c["amount"] == "0.50"));
+}
+
+/// A hosted project's plugin, played by a local HTTP server that checks every signature.
+#[tokio::test]
+async fn http_plugins_get_signed_requests_and_run_tasks() {
+    use axum::extract::{Path as AxPath, State};
+    use axum::http::HeaderMap;
+    use axum::routing::{get, post};
+
+    #[derive(Clone, Default)]
+    struct Plugin {
+        secret: Arc<Mutex<Option<String>>>,
+        seen: Arc<Mutex<Vec<(String, String, Value)>>>,
+    }
+    fn verify(p: &Plugin, h: &HeaderMap, body: &[u8]) -> bool {
+        let secret = p.secret.lock().unwrap().clone().unwrap_or_default();
+        let id = h["webhook-id"].to_str().unwrap();
+        let ts: i64 = h["webhook-timestamp"].to_str().unwrap().parse().unwrap();
+        let want = agent_os_engine::secrets::sign_webhook(&secret, id, ts, body).unwrap();
+        h["webhook-signature"].to_str().unwrap() == want
+    }
+    async fn task(
+        State(p): State<Plugin>,
+        AxPath(name): AxPath<String>,
+        h: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::Json<Value> {
+        assert!(verify(&p, &h, &body), "bad signature");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let key = h["idempotency-key"].to_str().unwrap().to_string();
+        p.seen.lock().unwrap().push((name.clone(), key, v.clone()));
+        if v["input"]["fail"] == true {
+            return axum::Json(json!({"status": "failed", "error": "exchange closed", "retryable": false}));
+        }
+        axum::Json(
+            json!({"status": "succeeded", "outputs": {"rebalanced": v["input"]["symbols"]}, "log": "placing 2 orders\ndone\n"}),
+        )
+    }
+    async fn status(State(p): State<Plugin>, h: HeaderMap) -> axum::Json<Value> {
+        assert!(verify(&p, &h, b""), "bad signature");
+        axum::Json(json!({"status": "ok", "message": "railway deploy healthy"}))
+    }
+
+    let plugin = Plugin::default();
+    let app = axum::Router::new()
+        .route("/agent-os/tasks/{name}", post(task))
+        .route("/agent-os/status", get(status))
+        .with_state(plugin.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = start().await;
+    let manifest = format!(
+        "name: trading\nplugin: {{ url: http://{addr}/agent-os }}\ntasks:\n  rebalance: {{ timeout: 10s, retries: 2 }}\nstatus: {{ every: 1m }}\n"
+    );
+    let (st, reg) = s.post("/api/v1/projects", json!({"manifest": manifest})).await;
+    assert_eq!(st, 201, "{reg}");
+    let secret = reg["signing_secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    *plugin.secret.lock().unwrap() = Some(secret);
+
+    let run = s.run("trading", "rebalance", json!({"symbols": ["BTC", "ETH"]})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["outputs"]["rebalanced"], json!(["BTC", "ETH"]));
+    assert!(s.log(run["id"].as_str().unwrap()).await.contains("placing 2 orders"));
+    let failed = s.run("trading", "rebalance", json!({"fail": true})).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["attempt"], 1, "the plugin said retrying will not help");
+    assert_eq!(failed["error"], "exchange closed");
+    {
+        let seen = plugin.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0, "rebalance");
+        assert_eq!(seen[0].1, format!("{}.1", run["id"].as_str().unwrap()));
+        assert_eq!(seen[0].2["protocol"], 1);
+    }
+    let p = s.engine.project("trading").await.unwrap();
+    s.engine.run_probe(&p, "status").await;
+    let (_, view) = s.get("/api/v1/projects/trading").await;
+    assert_eq!(view["probes"][0]["status"], "ok", "{view}");
+
+    // A hosted project is reloaded by sending its manifest again.
+    let (st, v) = s
+        .post("/api/v1/projects/trading/reload", json!({"manifest": manifest.replace("retries: 2", "retries: 1")}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["tasks"][0]["retries"], 1);
+}
