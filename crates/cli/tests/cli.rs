@@ -1,0 +1,466 @@
+//! The real `agent-os` binary: `serve` and `demo` as separate processes, and the client
+//! commands a user types. Includes the kill -9 story and the scrubbed-environment canary.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_agent-os");
+
+struct Server {
+    child: Child,
+    stdout: PathBuf,
+}
+
+impl Server {
+    fn start(home: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Server {
+        Self::start_cmd("serve", home, extra_env, args)
+    }
+
+    fn start_cmd(cmd: &str, home: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Server {
+        let stdout = home.with_extension(format!("{}.out", std::process::id()));
+        let mut c = Command::new(BIN);
+        c.arg(cmd).arg("--home").arg(home).arg("--bind").arg("127.0.0.1:0").args(args);
+        c.env_remove("AGENT_OS_ADMIN_TOKEN")
+            .env_remove("AGENT_OS_URL")
+            .env_remove("AGENT_OS_TOKEN")
+            .env_remove("AGENT_OS_DATABASE_URL");
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::from(std::fs::File::create(&stdout).unwrap())).stderr(Stdio::null());
+        let child = c.spawn().unwrap();
+        let s = Server { child, stdout };
+        s.wait_ready();
+        s
+    }
+
+    /// The URL this server announced on its first line of output.
+    fn url(&self) -> Option<String> {
+        let out = self.output();
+        let line = out.lines().find(|l| l.contains(" listening on "))?;
+        Some(line.rsplit(' ').next()?.to_string())
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.url().is_some_and(|u| http_get(&u, "/healthz").is_some_and(|(s, _)| s == 200)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not come up; output: {}", self.output());
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn stop(&mut self) -> bool {
+        // SAFETY: sending SIGTERM to our own child.
+        unsafe { kill(self.child.id() as i32, 15) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(&self.stdout);
+    }
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A minimal HTTP/1.1 GET, to check health without the CLI.
+fn http_get(url: &str, path: &str) -> Option<(u16, String)> {
+    let addr = url.strip_prefix("http://")?;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+fn cli(home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("AGENT_OS_HOME", home)
+        .env_remove("AGENT_OS_URL")
+        .env_remove("AGENT_OS_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+fn fixture(dir: &Path) -> PathBuf {
+    let root = dir.join("fixture");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        r#"name: fixture
+tasks:
+  hello:
+    run: "echo hello from $AGENT_OS_TASK; cat; echo"
+  fail:
+    run: "echo broken >&2; exit 4"
+  envdump:
+    run: [env]
+  crashy:
+    run: [sh, crashy.sh]
+    retries: 1
+    retry_delay: 100ms
+  sleeper:
+    run: "sleep 30"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("crashy.sh"),
+        "if [ ! -f first-attempt ]; then\n  touch first-attempt\n  echo $$ > main.pid\n  sleep 60 &\n  echo $! > child.pid\n  echo first attempt running\n  wait\nelse\n  echo second attempt\nfi\n",
+    )
+    .unwrap();
+    root
+}
+
+fn wait_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(t) = std::fs::read_to_string(path) {
+            if !t.trim().is_empty() {
+                return t.trim().to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()), Some("Z") | Some("X")),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn serve_writes_the_client_config_and_shows_the_admin_token_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut s = Server::start(&home, &[], &[]);
+    let out = s.output();
+    assert!(out.contains("admin token (shown once"), "{out}");
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(home.join("client.json")).unwrap()).unwrap();
+    let token = cfg["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("aosa_") && out.contains(&token));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(home.join("client.json")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(home.join("config.yaml").exists(), "a commented default config is written");
+    ok(&cli(&home, &["project", "list"]));
+
+    // A second server on the same home is refused.
+    let second =
+        Command::new(BIN).args(["serve", "--home"]).arg(&home).args(["--bind", "127.0.0.1:0"]).output().unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    assert!(s.stop(), "SIGTERM stops the server cleanly");
+    let mut s = Server::start(&home, &[], &[]);
+    assert!(!s.output().contains("admin token"), "the token is shown only on first start");
+    ok(&cli(&home, &["project", "list"]));
+    s.stop();
+
+    // AGENT_OS_ADMIN_TOKEN replaces the admin token: the old one stops working.
+    let given = "aosa_given0000000000000000000000000000000000000000";
+    let _s = Server::start(&home, &[("AGENT_OS_ADMIN_TOKEN", given)], &[]);
+    let with_old =
+        Command::new(BIN).args(["project", "list", "--token", &token]).env("AGENT_OS_HOME", &home).output().unwrap();
+    assert!(!with_old.status.success());
+    assert!(String::from_utf8_lossy(&with_old.stderr).contains("unknown, revoked or expired"));
+    ok(&Command::new(BIN).args(["project", "list", "--token", given]).env("AGENT_OS_HOME", &home).output().unwrap());
+}
+
+#[test]
+fn a_user_drives_projects_and_runs_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = fixture(tmp.path());
+    let _s = Server::start(&home, &[], &[]);
+
+    let out = ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    assert!(out.contains("registered fixture (5 tasks"), "{out}");
+    let list = json(&cli(&home, &["project", "list", "--json"]));
+    assert_eq!(list[0]["name"], "fixture");
+    let show = ok(&cli(&home, &["project", "show", "fixture"]));
+    assert!(show.contains("crashy") && show.contains("retries 1"), "{show}");
+
+    let out = ok(&cli(&home, &["run", "fixture", "hello", "--input", r#"{"q": 1}"#, "--wait"]));
+    assert!(out.contains("succeeded"), "{out}");
+    let failed = cli(&home, &["run", "fixture", "fail", "--wait"]);
+    assert_eq!(failed.status.code(), Some(1), "run --wait exits 1 when the run fails");
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("exit status 4"));
+    let bad_input = cli(&home, &["run", "fixture", "hello", "--input", "[1]"]);
+    assert_eq!(bad_input.status.code(), Some(2));
+    let unknown = cli(&home, &["run", "fixture", "helo"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("did you mean \"hello\"?"));
+
+    let runs = json(&cli(&home, &["runs", "--json", "--project", "fixture"]));
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let hello = runs.iter().find(|r| r["task"] == "hello").unwrap()["id"].as_str().unwrap().to_string();
+    let table = ok(&cli(&home, &["runs", "--status", "failed"]));
+    assert!(table.starts_with("ID") && table.contains("fail") && !table.contains("hello"), "{table}");
+    let shown = json(&cli(&home, &["runs", "show", &hello, "--json"]));
+    assert_eq!(shown["input"]["q"], 1);
+    let log = ok(&cli(&home, &["logs", &hello]));
+    assert!(log.contains("hello from hello") && log.contains("{\"q\":1}"), "{log}");
+
+    let id = ok(&cli(&home, &["run", "fixture", "sleeper"])).trim().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&cli(&home, &["cancel", &id]));
+    let follow = ok(&cli(&home, &["logs", "--follow", &id]));
+    let _ = follow;
+    let shown = json(&cli(&home, &["runs", "show", &id, "--json"]));
+    assert_eq!(shown["status"], "cancelled");
+
+    let created = json(&cli(&home, &["token", "create", "--project", "fixture", "--name", "railway", "--json"]));
+    let tok = created["token"].as_str().unwrap();
+    let scoped =
+        Command::new(BIN).args(["runs", "--json", "--token", tok]).env("AGENT_OS_HOME", &home).output().unwrap();
+    assert_eq!(json(&scoped)["runs"].as_array().unwrap().len(), 3);
+    let tokens = ok(&cli(&home, &["token", "list"]));
+    assert!(tokens.contains("railway") && !tokens.contains(tok));
+    ok(&cli(&home, &["token", "revoke", created["id"].as_str().unwrap()]));
+
+    // A broken manifest is reported with its place; nothing changes.
+    std::fs::write(root.join("agent-os.yaml"), "name: fixture\ntasks:\n  a:\n    run: a.sh\n    timeout: 30\n")
+        .unwrap();
+    let reload = cli(&home, &["project", "reload", "fixture"]);
+    assert!(!reload.status.success());
+    let err = String::from_utf8_lossy(&reload.stderr);
+    assert!(err.contains("agent-os.yaml:5:14: tasks.a.timeout:") && err.contains("hint:"), "{err}");
+    assert!(ok(&cli(&home, &["project", "show", "fixture"])).contains("crashy"), "the old manifest stays");
+    ok(&cli(&home, &["project", "remove", "fixture"]));
+    assert!(ok(&cli(&home, &["project", "list"])).contains("no projects yet"));
+    assert_eq!(json(&cli(&home, &["runs", "--json"]))["runs"].as_array().unwrap().len(), 3, "runs stay as history");
+
+    let spec = ok(&cli(&home, &["openapi"]));
+    assert!(spec.contains("\"/api/v1/runs\""));
+}
+
+#[test]
+fn agent_os_environment_never_reaches_a_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = fixture(tmp.path());
+    let canary = "sk-canary-0123456789abcdefghijklmnopqrstuv";
+    let admin = "aosa_canaryadmin00000000000000000000000000000000";
+    let _s = Server::start(
+        &home,
+        &[
+            ("OPENAI_API_KEY", canary),
+            ("DISCORD_WEBHOOK_URL", "https://discord.example/canary-hook"),
+            ("AGENT_OS_ADMIN_TOKEN", admin),
+        ],
+        &[],
+    );
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    let run = json(&cli(&home, &["run", "fixture", "envdump", "--wait", "--json"]));
+    assert_eq!(run["status"], "succeeded");
+    let log = ok(&cli(&home, &["logs", run["id"].as_str().unwrap()]));
+    assert!(log.contains("AGENT_OS_RUN_ID="), "the env dump ran: {log}");
+    for secret in [canary, "canary-hook", admin, "OPENAI_API_KEY", "DISCORD_WEBHOOK_URL", "AGENT_OS_ADMIN_TOKEN"] {
+        assert!(!log.contains(secret), "{secret} reached the task: {log}");
+        assert!(!run.to_string().contains(secret), "{secret} in the run");
+    }
+    for file in ["agent-os.db", "agent-os.db-wal"] {
+        let bytes = std::fs::read(home.join(file)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(canary), "the canary is in {file}");
+    }
+}
+
+#[test]
+fn a_run_survives_kill_9_of_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = fixture(tmp.path());
+    let mut s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    let id = ok(&cli(&home, &["run", "fixture", "crashy"])).trim().to_string();
+    let child = wait_file(&root.join("child.pid"));
+    let main = wait_file(&root.join("main.pid"));
+    assert!(alive(&child) && alive(&main));
+    let before = json(&cli(&home, &["runs", "show", &id, "--json"]));
+    assert_eq!(before["status"], "running");
+
+    s.kill9();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(alive(&child), "the task outlives the server (it is in its own process group)");
+
+    let _s = Server::start(&home, &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        let run = json(&cli(&home, &["runs", "show", &id, "--json"]));
+        if run["status"] == "succeeded" || run["status"] == "failed" || Instant::now() > deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 2);
+    let attempts = run["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["status"], "failed");
+    assert!(attempts[0]["error"].as_str().unwrap().contains("lost"), "{run}");
+    assert!(
+        attempts[0]["error"].as_str().unwrap().contains("process group was still running and has been killed"),
+        "{run}"
+    );
+    assert!(!alive(&child), "the orphaned grandchild was killed on restart");
+    assert!(!alive(&main), "the orphaned task was killed on restart");
+    let log = ok(&cli(&home, &["logs", &id]));
+    assert!(log.contains("first attempt running") && log.contains("second attempt"), "{log}");
+    let listed = json(&cli(&home, &["runs", "--json"]));
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 1, "acknowledged work is neither lost nor duplicated");
+}
+
+#[test]
+fn the_demo_runs_every_example_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let s = Server::start_cmd("demo", &home, &[], &[]);
+    let out = s.output();
+    assert!(out.contains("example projects: cortana, image-workflow, trading"), "{out}");
+    assert!(out.contains("admin token: aosa_"), "{out}");
+    let list = json(&cli(&home, &["project", "list", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 3);
+
+    let scan = json(&cli(
+        &home,
+        &[
+            "run",
+            "trading",
+            "scan_market",
+            "--input",
+            r#"{"symbols": ["BTC", "ETH"], "force_spike": "ETH"}"#,
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(scan["status"], "succeeded", "{scan}");
+    assert_eq!(scan["outputs"]["spikes"], serde_json::json!(["ETH"]));
+    let recall = json(&cli(
+        &home,
+        &["run", "cortana", "query_memories", "--input", r#"{"query": "BTC volatility"}"#, "--wait", "--json"],
+    ));
+    assert_eq!(recall["status"], "succeeded", "{recall}");
+    assert!(recall["outputs"]["count"].as_i64().unwrap() > 0);
+    let batch = json(&cli(
+        &home,
+        &["run", "image-workflow", "process_batch", "--input", r#"{"count": 3}"#, "--wait", "--json"],
+    ));
+    assert_eq!(batch["status"], "succeeded", "{batch}");
+    let backup = json(&cli(&home, &["run", "image-workflow", "backup", "--wait", "--json"]));
+    assert_eq!(backup["status"], "succeeded", "{backup}");
+    let fail = cli(&home, &["run", "trading", "scan_market", "--input", r#"{"fail": true}"#, "--wait"]);
+    assert_eq!(fail.status.code(), Some(1));
+
+    let costs = json(&cli(&home, &["costs", "--json"]));
+    let costs = costs.as_array().unwrap();
+    assert!(
+        costs
+            .iter()
+            .any(|c| c["project"] == "trading" && c["key_name"] == "trading-openai" && c["run_id"] == scan["id"]),
+        "{costs:?}"
+    );
+    assert!(costs.iter().any(|c| c["project"] == "cortana" && c["key_name"] == "cortana-openai"), "{costs:?}");
+    let schedules = ok(&cli(&home, &["schedules"]));
+    for want in ["railway", "launchd", "cron", "America/Los_Angeles"] {
+        assert!(schedules.contains(want), "{schedules}");
+    }
+}
+
+#[test]
+fn the_same_binary_runs_on_postgresql() {
+    let Ok(base) = std::env::var("AGENT_OS_TEST_POSTGRES_URL") else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but AGENT_OS_TEST_POSTGRES_URL is not set");
+        }
+        eprintln!("NOTE: PostgreSQL run not tried: set AGENT_OS_TEST_POSTGRES_URL");
+        return;
+    };
+    let name = format!("aos_cli_{}", std::process::id());
+    let psql = |sql: &str| {
+        let o = Command::new("psql")
+            .arg(&base)
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql is needed for this test");
+        assert!(o.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = fixture(tmp.path());
+    {
+        let mut s = Server::start(&home, &[], &["--database-url", &url]);
+        assert!(!home.join("agent-os.db").exists(), "no SQLite file when PostgreSQL is named");
+        ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+        let id = ok(&cli(&home, &["run", "fixture", "crashy"])).trim().to_string();
+        wait_file(&root.join("child.pid"));
+        s.kill9();
+        let _s = Server::start(&home, &[], &["--database-url", &url]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let run = loop {
+            let run = json(&cli(&home, &["runs", "show", &id, "--json"]));
+            if run["status"] == "succeeded" || Instant::now() > deadline {
+                break run;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["attempt"], 2);
+        let hello = json(&cli(&home, &["run", "fixture", "hello", "--wait", "--json"]));
+        assert_eq!(hello["status"], "succeeded");
+    }
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
