@@ -105,6 +105,20 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let clock = SystemClock;
     let now = clock.now_ms();
 
+    if let Some(u) = &flags.public_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            bail!("--public-url {u:?} is not an http(s) URL; e.g. --public-url http://127.0.0.1:7700");
+        }
+    }
+    let bind = flags.bind.clone().unwrap_or_else(|| config.bind.clone());
+    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let local_url = format!("http://{host}:{}", addr.port());
+
+    // The database and the admin token come after the listener: a first start that cannot
+    // bind must not create (and lose) the admin token.
     let url = flags
         .database_url
         .clone()
@@ -121,14 +135,12 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     }
     let (new_admin_token, known_token) = admin_token(store.as_ref(), now).await?;
 
-    let bind = flags.bind.clone().unwrap_or_else(|| config.bind.clone());
-    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-    let addr = listener.local_addr()?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
-    let local_url = format!("http://{host}:{}", addr.port());
-    let public_url =
-        flags.public_url.clone().or_else(|| config.public_url.clone()).unwrap_or_else(|| local_url.clone());
+    let public_url = flags
+        .public_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .or_else(|| config.public_url.clone())
+        .unwrap_or_else(|| local_url.clone());
 
     // The local client config: the URL always, the admin token when we know it.
     let previous = home::read_client_config(home);
@@ -170,7 +182,13 @@ impl Running {
     pub async fn serve(mut self) -> Result<()> {
         let listener = self.listener.take().context("server already started")?;
         let opts = agent_os_server::ServerOptions { max_body_bytes: self.config.max_body_bytes as usize };
-        agent_os_server::run(listener, self.engine.clone(), opts, shutdown_signal()).await?;
+        let engine = self.engine.clone();
+        let stop = async move {
+            shutdown_signal().await;
+            // Stop claiming work and end long waits first, so the HTTP server drains quickly.
+            engine.begin_shutdown();
+        };
+        agent_os_server::run(listener, self.engine.clone(), opts, stop).await?;
         eprintln!("stopping: waiting up to 10s for running tasks");
         self.engine.shutdown(Duration::from_secs(10)).await;
         Ok(())

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use agent_os_core::manifest::{MANIFEST_FILE, Manifest, Transport, check_schedule};
-use agent_os_core::redact::Redactor;
+use agent_os_core::redact::{Redactor, redact_shapes};
 use agent_os_core::run::{AttemptEnd, EXIT_NO_RETRY, retry_delay};
 use agent_os_core::{ManifestError, RunStatus, id::new_id};
 use agent_os_store::{
@@ -85,6 +85,9 @@ pub struct RunRequest {
     pub input: Value,
     pub trigger: String,
 }
+
+/// The reason recorded on an attempt cut short by a shutdown of Agent OS.
+const INTERRUPTED: &str = "interrupted: Agent OS shut down";
 
 /// Why a running task is being stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,11 +195,16 @@ impl Engine {
         self.logs_changed.subscribe()
     }
 
-    /// Stops claiming runs, gives running tasks `grace` to finish, then interrupts the rest
-    /// (they are retried when a node picks them up again).
-    pub async fn shutdown(&self, grace: Duration) {
+    /// Stops claiming runs and ends waits, so the HTTP server can drain quickly.
+    pub fn begin_shutdown(&self) {
         self.stopping.send_replace(true);
         self.wake.notify_one();
+    }
+
+    /// Stops claiming runs, gives running tasks `grace` to finish, then interrupts the rest
+    /// (they are retried, without using up a retry, when a node picks them up again).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.begin_shutdown();
         let deadline = Instant::now() + grace;
         while self.running_here() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -491,6 +499,9 @@ impl Engine {
                 return Ok(run);
             }
             // Other nodes do not ring our bell: look again at least once a second.
+            if *self.stopping.borrow() {
+                return Ok(run);
+            }
             let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
             let _ = tokio::time::timeout_at(wait, changes.changed()).await;
         }
@@ -573,32 +584,41 @@ impl Engine {
         if let Ok(mut running) = self.running.lock() {
             running.insert(run.id.clone(), stop_tx);
         }
-        let end = self.attempt(&run, stop_rx).await;
+        // With several nodes, a cancel may arrive through another node's API: look for the
+        // flag in the store while the attempt runs.
+        let watcher = (self.store.backend() == agent_os_store::Backend::Postgres)
+            .then(|| tokio::spawn(self.clone().watch_cancel(run.id.clone())));
+        let (end, outputs) = self.attempt(&run, stop_rx).await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
         if let Ok(mut running) = self.running.lock() {
             running.remove(&run.id);
         }
-        let (end, outputs) = end;
         let now = self.now();
-        let retry = end.retryable() && run.attempt < run.max_attempts && !run.cancel_requested;
+        // An attempt cut short by a shutdown of Agent OS is not the task's failure: it is
+        // retried at once, and does not use up one of the task's retries.
+        let interrupted = matches!(&end, AttemptEnd::Failed { reason, .. } if reason.starts_with(INTERRUPTED));
+        let retry = end.retryable() && (run.attempt < run.max_attempts || interrupted) && !run.cancel_requested;
         let (exit_code, error) = match &end {
             AttemptEnd::Succeeded => (Some(0), None),
-            AttemptEnd::Failed { reason, .. } => (exit_code_of(reason), Some(reason.clone())),
+            AttemptEnd::Failed { reason, .. } => {
+                (exit_code_of(reason), Some(agent_os_core::redact::redact_shapes(reason)))
+            }
             AttemptEnd::TimedOut => (None, Some("timed out".into())),
             AttemptEnd::Cancelled => (None, Some("cancelled".into())),
             AttemptEnd::Lost => (None, Some("lost".into())),
         };
         let retry_at = retry.then(|| {
+            if interrupted {
+                return now;
+            }
             let project = self.projects.read().ok().and_then(|c| c.get(&run.project).cloned());
             let base = project
                 .and_then(|p| p.manifest.task(&run.task).map(|t| t.retry_delay))
                 .unwrap_or(agent_os_core::manifest::DEFAULT_RETRY_DELAY);
-            let interrupted = matches!(&end, AttemptEnd::Failed { reason, .. } if reason.starts_with("interrupted"));
-            if interrupted {
-                now
-            } else {
-                now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis()
-                    as i64
-            }
+            now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis()
+                as i64
         });
         let finish = FinishAttempt {
             run_id: run.id.clone(),
@@ -609,6 +629,7 @@ impl Engine {
             error,
             outputs: outputs.map(|v| v.to_string()),
             now,
+            extra_attempt: interrupted && run.attempt >= run.max_attempts,
         };
         match self.store.finish_attempt(&finish).await {
             Ok(done) => {
@@ -623,6 +644,23 @@ impl Engine {
         self.runs_changed.send_modify(|v| *v += 1);
         if retry {
             self.wake.notify_one();
+        }
+    }
+
+    /// Polls the store for a cancel requested through another node.
+    async fn watch_cancel(self: Arc<Self>, run_id: String) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(Some(run)) = self.store.get_run(&run_id).await {
+                if run.cancel_requested {
+                    if let Ok(running) = self.running.lock() {
+                        if let Some(stop) = running.get(&run_id) {
+                            stop.send_replace(Some(Stop::Cancel));
+                        }
+                    }
+                    return;
+                }
+            }
         }
     }
 
@@ -654,25 +692,28 @@ impl Engine {
         let timeout = task.timeout.unwrap_or(self.cfg.default_timeout);
         let grace = task.kill_grace.unwrap_or(self.cfg.kill_grace);
 
-        // A token for this run only: acts for its project, dies with the attempt.
-        let (token, hash) = new_token(TokenKind::Run);
-        let now = self.now();
-        let record = TokenRecord {
-            id: new_id(),
-            kind: TokenKind::Run.as_str().into(),
-            name: format!("run {} attempt {}", run.id, run.attempt),
-            project_id: Some(project.record.id.clone()),
-            run_id: Some(run.id.clone()),
-            hash,
-            created_at: now,
-            expires_at: Some(now + (timeout + grace).as_millis() as i64 + 60_000),
-            revoked_at: None,
-        };
-        if let Err(e) = self.store.insert_token(&record).await {
-            return (
-                AttemptEnd::Failed { reason: format!("could not issue the run token: {e}"), retryable: true },
-                None,
-            );
+        // A token for this run only: acts for its project, dies with the attempt. Only a
+        // task Agent OS starts itself gets one; an HTTP plugin has its own project token.
+        let mut token = String::new();
+        if project.manifest.transport == Transport::Command {
+            let (t, hash) = new_token(TokenKind::Run);
+            let now = self.now();
+            let record = TokenRecord {
+                id: new_id(),
+                kind: TokenKind::Run.as_str().into(),
+                name: format!("run {} attempt {}", run.id, run.attempt),
+                project_id: Some(project.record.id.clone()),
+                run_id: Some(run.id.clone()),
+                hash,
+                created_at: now,
+                expires_at: Some(now + (timeout + grace).as_millis() as i64 + 60_000),
+                revoked_at: None,
+            };
+            if let Err(e) = self.store.insert_token(&record).await {
+                let reason = format!("could not issue the run token: {e}");
+                return (AttemptEnd::Failed { reason, retryable: true }, None);
+            }
+            token = t;
         }
 
         let (sink, lines) = mpsc::unbounded_channel();
@@ -764,7 +805,7 @@ impl Engine {
                         Err(e) => (AttemptEnd::Failed { reason: e.message, retryable: e.retryable }, None),
                     },
                     _ = async { let _ = stop_watch.wait_for(Option::is_some).await; } => match *stop.borrow() {
-                        Some(Stop::Interrupt) => (AttemptEnd::Failed { reason: "interrupted: Agent OS shut down".into(), retryable: true }, None),
+                        Some(Stop::Interrupt) => (AttemptEnd::Failed { reason: INTERRUPTED.into(), retryable: true }, None),
                         _ => (AttemptEnd::Cancelled, None),
                     },
                 }
@@ -789,7 +830,7 @@ impl Engine {
             },
             Exit::Cancelled if stop == Some(Stop::Interrupt) => {
                 let _ = std::fs::remove_file(output_path);
-                (AttemptEnd::Failed { reason: "interrupted: Agent OS shut down".into(), retryable: true }, None)
+                (AttemptEnd::Failed { reason: INTERRUPTED.into(), retryable: true }, None)
             }
             other => {
                 let _ = std::fs::remove_file(output_path);
@@ -945,6 +986,7 @@ impl Engine {
                 attempt: attempt.attempt,
                 attempt_status: RunStatus::Failed.as_str().into(),
                 retry_at: retry.then_some(now),
+                extra_attempt: false,
                 exit_code: None,
                 error: Some(note),
                 outputs: None,
@@ -1002,10 +1044,17 @@ impl Engine {
                             let engine = self.clone();
                             let p = p.clone();
                             tokio::spawn(async move {
-                                engine.run_probe(&p, kind).await;
-                                if let Ok(mut s) = engine.probing.lock() {
-                                    s.remove(&(p.record.id.clone(), kind));
+                                // Frees the probe's slot even if the probe task panics.
+                                struct Slot(Arc<Engine>, (String, &'static str));
+                                impl Drop for Slot {
+                                    fn drop(&mut self) {
+                                        if let Ok(mut s) = self.0.probing.lock() {
+                                            s.remove(&self.1);
+                                        }
+                                    }
                                 }
+                                let _slot = Slot(engine.clone(), (p.record.id.clone(), kind));
+                                engine.run_probe(&p, kind).await;
                             });
                         }
                     }
@@ -1037,12 +1086,11 @@ impl Engine {
         match answer {
             Err(e) => {
                 result.ok = false;
-                result.error = Some(e.message);
+                result.error = Some(redact_shapes(&e.message));
             }
             Ok(v) => {
-                let mut body = v.to_string();
-                body.truncate(64 * 1024);
-                result.body = Some(body);
+                // A project's answer is untrusted text like task output: redact, then bound.
+                result.body = Some(truncate_chars(&redact_shapes(&v.to_string()), 64 * 1024));
                 let outcome = if kind == "status" {
                     self.take_status(&mut result, v)
                 } else {
@@ -1050,7 +1098,7 @@ impl Engine {
                 };
                 if let Err(e) = outcome {
                     result.ok = false;
-                    result.error = Some(e);
+                    result.error = Some(redact_shapes(&e));
                 }
             }
         }
@@ -1067,7 +1115,7 @@ impl Engine {
             return Err(format!("status must be ok, degraded or down, not {:?}", answer.status));
         }
         result.status = Some(answer.status);
-        result.message = answer.message.map(|m| m.chars().take(500).collect());
+        result.message = answer.message.map(|m| truncate_chars(&redact_shapes(&m), 500));
         Ok(())
     }
 
@@ -1124,6 +1172,18 @@ fn manifest_schedules(m: &Manifest) -> Vec<NewSchedule> {
             source: "manifest".into(),
         })
         .collect()
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate_chars(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 fn exit_code_of(reason: &str) -> Option<i64> {

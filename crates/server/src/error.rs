@@ -25,8 +25,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `unsupported_media_type`, `payload_too_large`, `invalid_manifest`,
-    /// `unavailable`, `internal`.
+    /// `conflict`, `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
+    /// `invalid_manifest`, `unavailable`.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one (`input`, `records[3].amount`).

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use agent_os_store::{CostFilter, RunFilter, RunRecord, TokenRecord};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::body::{JsonBody, OptionalJson};
+use crate::body::{ApiQuery, JsonBody, OptionalJson};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::views::*;
 
@@ -207,7 +207,7 @@ async fn scoped_project(st: &AppState, caller: &Caller, asked: Option<String>) -
 pub async fn list_runs(
     State(st): State<AppState>,
     caller: Caller,
-    Query(q): Query<RunQuery>,
+    ApiQuery(q): ApiQuery<RunQuery>,
 ) -> ApiResult<Json<RunList>> {
     if let Some(s) = &q.status
         && RunStatus::parse(s).is_none()
@@ -267,7 +267,7 @@ pub async fn wait_run(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<RunView>> {
     visible_run(&st, &caller, &id).await?;
     let timeout = match q.timeout {
@@ -306,7 +306,7 @@ pub async fn run_logs(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<LogQuery>,
+    ApiQuery(q): ApiQuery<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let run = visible_run(&st, &caller, &id).await?;
@@ -319,7 +319,14 @@ pub async fn run_logs(
         }
         return Ok(log_stream(st, id, after).into_response());
     }
-    let chunks = st.engine.store().read_log(&id, after, q.limit.unwrap_or(1000)).await?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000").field("limit"));
+    }
+    if after < 0 {
+        return Err(ApiError::bad_request("after must not be negative").field("after"));
+    }
+    let chunks = st.engine.store().read_log(&id, after, limit).await?;
     let next_after = chunks.last().map_or(after, |c| c.seq);
     let finished = RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal);
     Ok(Json(LogView {
@@ -493,10 +500,13 @@ pub struct CostQuery {
 pub async fn list_costs(
     State(st): State<AppState>,
     caller: Caller,
-    Query(q): Query<CostQuery>,
+    ApiQuery(q): ApiQuery<CostQuery>,
 ) -> ApiResult<Json<Vec<CostView>>> {
     let project = scoped_project(&st, &caller, q.project).await?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000").field("limit"));
+    }
     let costs = st.engine.store().list_costs(&CostFilter { project, run_id: q.run, limit }).await?;
     Ok(Json(costs.into_iter().map(CostView::from).collect()))
 }
@@ -515,7 +525,7 @@ pub struct ScheduleQuery {
 pub async fn list_schedules(
     State(st): State<AppState>,
     caller: Caller,
-    Query(q): Query<ScheduleQuery>,
+    ApiQuery(q): ApiQuery<ScheduleQuery>,
 ) -> ApiResult<Json<Vec<ScheduleView>>> {
     let project = scoped_project(&st, &caller, q.project).await?;
     let s = st.engine.store().list_schedules(project.as_deref()).await?;

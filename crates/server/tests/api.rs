@@ -702,3 +702,43 @@ async fn http_plugins_get_signed_requests_and_run_tasks() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["tasks"][0]["retries"], 1);
 }
+
+#[tokio::test]
+async fn malformed_queries_and_methods_get_the_error_shape() {
+    let s = start().await;
+    for (path, field) in [
+        ("/api/v1/runs?limit=abc", None),
+        ("/api/v1/runs?colour=red", None),
+        ("/api/v1/costs?limit=5000", Some("limit")),
+    ] {
+        let (st, v) = s.get(path).await;
+        assert_eq!(st, 400, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "bad_request", "{path}: {v}");
+        if let Some(f) = field {
+            assert_eq!(v["error"]["field"], f);
+        }
+    }
+    let (st, v) = s.req(reqwest::Method::PUT, "/api/v1/runs", Some(&s.admin), Some(json!({}))).await;
+    assert_eq!(st, 405, "{v}");
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_shutdown_interrupts_runs_without_using_up_their_retries() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixture(dir.path());
+    s.add(&root).await;
+    let (_, run) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "sleeper"})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let pid = read_pid(&root.join("sleeper.pid")).await;
+    s.engine.shutdown(Duration::from_millis(200)).await;
+    assert!(!alive(pid), "the interrupted task's processes are stopped");
+    let run = s.engine.store().get_run(&id).await.unwrap().unwrap();
+    assert_eq!(run.status, "queued", "an interrupted run goes back to the queue");
+    assert_eq!((run.attempt, run.max_attempts), (1, 2), "and keeps its retries");
+    let attempts = s.engine.store().list_attempts(&id).await.unwrap();
+    assert!(attempts[0].error.as_deref().unwrap_or("").starts_with("interrupted"), "{attempts:?}");
+    let (st, v) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo"})).await;
+    assert_eq!(st, 503, "a stopping node takes no new runs: {v}");
+}

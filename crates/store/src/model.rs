@@ -125,6 +125,9 @@ pub struct FinishAttempt {
     pub error: Option<String>,
     pub outputs: Option<String>,
     pub now: i64,
+    /// With a retry: the attempt did not count against the run's retries (it was interrupted
+    /// by a shutdown of Agent OS, not failed by the task), so one more attempt is allowed.
+    pub extra_attempt: bool,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -609,7 +609,7 @@ impl Store for SqlStore {
         let row = match f.retry_at {
             // A cancel that arrived while the attempt ran wins over the retry.
             Some(at) => sqlx::query(concat!(
-                "UPDATE runs SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, finished_at = CASE WHEN cancel_requested = 1 THEN $5 ELSE NULL END, not_before = $2, exit_code = $3, error = $4 WHERE id = $1 RETURNING ",
+                "UPDATE runs SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, finished_at = CASE WHEN cancel_requested = 1 THEN $5 ELSE NULL END, not_before = $2, exit_code = $3, error = $4, max_attempts = max_attempts + $6 WHERE id = $1 RETURNING ",
                 run_cols!()
             ))
             .bind(&f.run_id)
@@ -617,6 +617,7 @@ impl Store for SqlStore {
             .bind(f.exit_code)
             .bind(&f.error)
             .bind(f.now)
+            .bind(i64::from(f.extra_attempt))
             .fetch_one(&mut *tx)
             .await?,
             None => sqlx::query(concat!(

@@ -142,6 +142,7 @@ async fn story(s: &dyn Store) {
             error: Some("exit status 1".into()),
             outputs: None,
             now: 3_500,
+            extra_attempt: false,
         })
         .await
         .unwrap();
@@ -157,6 +158,7 @@ async fn story(s: &dyn Store) {
             error: None,
             outputs: None,
             now: 3_600,
+            extra_attempt: false,
         })
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "an attempt ends once");
@@ -172,6 +174,7 @@ async fn story(s: &dyn Store) {
             error: None,
             outputs: Some("{\"count\":3}".into()),
             now: 5_100,
+            extra_attempt: false,
         })
         .await
         .unwrap();
@@ -202,6 +205,7 @@ async fn story(s: &dyn Store) {
             error: Some("terminated".into()),
             outputs: None,
             now: 6_300,
+            extra_attempt: false,
         })
         .await
         .unwrap();
