@@ -105,10 +105,10 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let clock = SystemClock;
     let now = clock.now_ms();
 
-    if let Some(u) = &flags.public_url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
-            bail!("--public-url {u:?} is not an http(s) URL; e.g. --public-url http://127.0.0.1:7700");
-        }
+    if let Some(u) = &flags.public_url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        bail!("--public-url {u:?} is not an http(s) URL; e.g. --public-url http://127.0.0.1:7700");
     }
     let bind = flags.bind.clone().unwrap_or_else(|| config.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;

@@ -160,10 +160,10 @@ tasks:
 fn wait_file(path: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(t) = std::fs::read_to_string(path) {
-            if !t.trim().is_empty() {
-                return t.trim().to_string();
-            }
+        if let Ok(t) = std::fs::read_to_string(path)
+            && !t.trim().is_empty()
+        {
+            return t.trim().to_string();
         }
         std::thread::sleep(Duration::from_millis(50));
     }

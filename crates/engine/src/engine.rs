@@ -651,15 +651,15 @@ impl Engine {
     async fn watch_cancel(self: Arc<Self>, run_id: String) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Ok(Some(run)) = self.store.get_run(&run_id).await {
-                if run.cancel_requested {
-                    if let Ok(running) = self.running.lock() {
-                        if let Some(stop) = running.get(&run_id) {
-                            stop.send_replace(Some(Stop::Cancel));
-                        }
-                    }
-                    return;
+            if let Ok(Some(run)) = self.store.get_run(&run_id).await
+                && run.cancel_requested
+            {
+                if let Ok(running) = self.running.lock()
+                    && let Some(stop) = running.get(&run_id)
+                {
+                    stop.send_replace(Some(Stop::Cancel));
                 }
+                return;
             }
         }
     }

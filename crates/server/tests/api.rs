@@ -193,10 +193,10 @@ fn alive(pid: i64) -> bool {
 
 async fn read_pid(path: &Path) -> i64 {
     for _ in 0..100 {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(pid) = text.trim().parse() {
-                return pid;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -554,7 +554,7 @@ async fn logs_stream_live_as_server_sent_events() {
             None => break,
         }
     }
-    assert_eq!(text.matches("event: log").count() >= 3, true, "{text}");
+    assert!(text.matches("event: log").count() >= 3, "{text}");
     assert!(text.contains("attempt 3"), "{text}");
     assert!(text.contains("event: end") && text.contains("\"status\":\"succeeded\""), "{text}");
 }
