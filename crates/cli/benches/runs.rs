@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 
-const MANIFEST: &str = "name: bench\ntasks:\n  noop:\n    run: [true]\n";
+// `true` is quoted: bare, YAML reads it as a boolean, which is not an argv element.
+const MANIFEST: &str = "name: bench\ntasks:\n  noop:\n    run: [\"true\"]\n";
 const PROJECT: &str = "bench";
 
 /// How much work each phase does: the full measurement or the smoke version.

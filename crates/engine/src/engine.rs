@@ -940,13 +940,20 @@ impl Engine {
         if node_id == self.cfg.node_id {
             return Ok(false);
         }
+        if self.store.backend() == agent_os_store::Backend::Sqlite {
+            // One server per SQLite database (the home is locked): any other node is gone.
+            return Ok(true);
+        }
         let Some(node) = self.store.get_node(node_id).await? else { return Ok(true) };
         if node.hostname == self.hostname {
-            // Same machine: the process answers for itself.
+            // Same machine: a pid that is gone (or is now this very process) settles it at once.
             // SAFETY: signal 0 only checks that the pid exists.
             let alive = unsafe { libc::kill(node.pid as libc::pid_t, 0) } == 0;
-            return Ok(!alive || node.pid == i64::from(std::process::id()));
+            if !alive || node.pid == i64::from(std::process::id()) {
+                return Ok(true);
+            }
         }
+        // Otherwise (another host, or a pid reused by some other process) the heartbeat decides.
         Ok(self.now() - node.heartbeat_at > self.cfg.node_dead_after.as_millis() as i64)
     }
 
