@@ -79,8 +79,9 @@ async fn bench(plan: &Plan) -> Result<()> {
         eprintln!("smoke mode: {} sequential runs, {} in the burst", plan.sequential, plan.burst);
     }
 
-    let spawn = spawn_baseline(plan.spawns)?;
-    eprintln!("spawn baseline: p50 {:.3} ms", spawn.p50);
+    let spawn = spawn_baseline(plan.spawns, false)?;
+    let spawn_like_runner = spawn_baseline(plan.spawns, true)?;
+    eprintln!("spawn baseline: p50 {:.3} ms; as the runner spawns: p50 {:.3} ms", spawn.p50, spawn_like_runner.p50);
 
     let mut columns = Vec::new();
     let sqlite = {
@@ -112,7 +113,7 @@ async fn bench(plan: &Plan) -> Result<()> {
         _ => eprintln!("AGENT_OS_BENCH_POSTGRES_URL is not set: PostgreSQL is not measured"),
     }
 
-    print_report(plan, &spawn, idle, &columns);
+    print_report(plan, &spawn, &spawn_like_runner, idle, &columns);
     Ok(())
 }
 
@@ -123,6 +124,11 @@ struct Column {
     submit: Stats,
     runs_per_sec: f64,
     burst_secs: f64,
+    /// CPU time of the server (user, system) and of the task processes it reaped, per run of
+    /// the burst, in ms.
+    cpu_user: f64,
+    cpu_sys: f64,
+    cpu_tasks: f64,
     rss_after: f64,
 }
 
@@ -145,6 +151,7 @@ async fn measure_runs(http: &reqwest::Client, server: &Server, plan: &Plan, back
     );
 
     let before = server.run_counts(http).await?;
+    let cpu_before = server.cpu_ms()?;
     let expected = before.succeeded + plan.burst as u64;
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
@@ -171,9 +178,13 @@ async fn measure_runs(http: &reqwest::Client, server: &Server, plan: &Plan, back
             break c;
         }
         ensure!(Instant::now() < deadline, "{backend}: only {} of {expected} runs succeeded in 120 s", c.succeeded);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Every look at /metrics counts all runs on the server: do not look too often.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let burst_secs = started.elapsed().as_secs_f64();
+    let cpu_after = server.cpu_ms()?;
+    let per_run = |i: usize| (cpu_after[i] - cpu_before[i]) / plan.burst as f64;
+    let (cpu_user, cpu_sys, cpu_tasks) = (per_run(0), per_run(1), per_run(2));
     ensure!(counts.succeeded == expected, "{backend}: {} runs succeeded, expected {expected}", counts.succeeded);
     let runs_per_sec = plan.burst as f64 / burst_secs;
     eprintln!(
@@ -182,8 +193,11 @@ async fn measure_runs(http: &reqwest::Client, server: &Server, plan: &Plan, back
         plan.clients,
         submitted.as_secs_f64()
     );
+    eprintln!(
+        "{backend}: CPU per run in the burst: server {cpu_user:.2} ms user + {cpu_sys:.2} ms system, task processes {cpu_tasks:.2} ms"
+    );
     let rss_after = server.rss_mib()?;
-    Ok(Column { backend, overhead, submit, runs_per_sec, burst_secs, rss_after })
+    Ok(Column { backend, overhead, submit, runs_per_sec, burst_secs, cpu_user, cpu_sys, cpu_tasks, rss_after })
 }
 
 /// One run, submitted and waited for: (total ms, submit ms).
@@ -213,12 +227,29 @@ async fn submit_run(http: &reqwest::Client, url: &str, token: &str) -> Result<St
     run["id"].as_str().map(str::to_string).context("POST /api/v1/runs answered without an id")
 }
 
-/// Starting `true` straight from this process, for comparison with a whole run.
-fn spawn_baseline(n: usize) -> Result<Stats> {
+/// Starting `true` straight from this process, for comparison with a whole run. Plain, the
+/// standard library starts it with `posix_spawn`. `like_runner` sets what the task runner sets
+/// (a cleared environment with its own `PATH`, a working directory, a new process group, three
+/// pipes); a `PATH` of its own makes the standard library fall back to fork + exec.
+fn spawn_baseline(n: usize, like_runner: bool) -> Result<Stats> {
     let mut times = Vec::with_capacity(n);
+    let dir = std::env::temp_dir();
     for _ in 0..n {
         let started = Instant::now();
-        let status = Command::new("true").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+        let mut cmd = Command::new("true");
+        if like_runner {
+            use std::os::unix::process::CommandExt;
+            cmd.env_clear()
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                .current_dir(&dir)
+                .process_group(0)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        } else {
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let status = cmd.spawn()?.wait()?;
         times.push(ms(started.elapsed()));
         ensure!(status.success(), "`true` failed: {status}");
     }
@@ -358,6 +389,18 @@ impl Server {
         Ok(kib / 1024.0)
     }
 
+    /// CPU time so far in ms: [server user, server system, reaped children user + system].
+    fn cpu_ms(&self) -> Result<[f64; 3]> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name, which may hold spaces: utime is field 14 of the
+        // whole line, so index 11 here.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unreadable /proc/<pid>/stat")?;
+        let f: Vec<f64> = rest.split_whitespace().skip(11).take(4).map(|v| v.parse().unwrap_or(0.0)).collect();
+        ensure!(f.len() == 4, "unreadable /proc/<pid>/stat");
+        let tick = 1000.0 / clock_ticks_per_sec();
+        Ok([f[0] * tick, f[1] * tick, (f[2] + f[3]) * tick])
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("serve.log")).unwrap_or_default()
     }
@@ -430,6 +473,16 @@ fn with_database(url: &str, name: &str) -> Result<String> {
     })
 }
 
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 fn random_hex(bytes: usize) -> Result<String> {
     use std::io::Read;
     let mut buf = vec![0u8; bytes];
@@ -437,7 +490,7 @@ fn random_hex(bytes: usize) -> Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn print_report(plan: &Plan, spawn: &Stats, idle: f64, columns: &[Column]) {
+fn print_report(plan: &Plan, spawn: &Stats, spawn_like_runner: &Stats, idle: f64, columns: &[Column]) {
     let mode = if plan.quick { " (smoke mode: too few runs to quote)" } else { "" };
     println!();
     println!("## Agent OS run benchmark{mode}");
@@ -458,10 +511,15 @@ fn print_report(plan: &Plan, spawn: &Stats, idle: f64, columns: &[Column]) {
     row(format!("throughput ({} runs, {} clients)", plan.burst, plan.clients), &|c| {
         format!("{:.0} runs/s ({:.2} s)", c.runs_per_sec, c.burst_secs)
     });
+    row("server CPU per run in the burst (user + system)".into(), &|c| {
+        format!("{:.2} + {:.2} ms", c.cpu_user, c.cpu_sys)
+    });
+    row("task process CPU per run".into(), &|c| format!("{:.2} ms", c.cpu_tasks));
     row("server RSS after the throughput test".into(), &|c| format!("{:.1} MiB", c.rss_after));
     println!();
     println!("| | |");
     println!("|---|---:|");
     println!("| spawn + wait of `true` from the bench, p50 ({} spawns) | {:.2} ms |", plan.spawns, spawn.p50);
+    println!("| the same, set up as the runner does (fork + exec), p50 | {:.2} ms |", spawn_like_runner.p50);
     println!("| idle server RSS (SQLite, one project, after {} s) | {idle:.1} MiB |", plan.idle_wait.as_secs());
 }

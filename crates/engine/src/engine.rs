@@ -1037,10 +1037,17 @@ impl Engine {
             if let Ok(projects) = self.projects().await {
                 let now = self.now();
                 for p in projects {
-                    for (kind, probe) in [("status", &p.manifest.status), ("cost", &p.manifest.cost)] {
+                    let kinds = [
+                        ("status", &p.manifest.status),
+                        ("cost", &p.manifest.cost),
+                        ("schedule", &p.manifest.schedule_probe),
+                    ];
+                    for (kind, probe) in kinds {
                         let Some(probe) = probe else { continue };
                         let key = (p.record.id.clone(), kind);
-                        let due = *next.entry(key.clone()).or_insert(now);
+                        // The schedule probe was just asked at registration; the others start now.
+                        let first = if kind == "schedule" { now + probe.every.as_millis() as i64 } else { now };
+                        let due = *next.entry(key.clone()).or_insert(first);
                         if now < due {
                             continue;
                         }
@@ -1061,7 +1068,11 @@ impl Engine {
                                     }
                                 }
                                 let _slot = Slot(engine.clone(), (p.record.id.clone(), kind));
-                                engine.run_probe(&p, kind).await;
+                                if kind == "schedule" {
+                                    engine.refresh_plugin_schedules(&p).await;
+                                } else {
+                                    engine.run_probe(&p, kind).await;
+                                }
                             });
                         }
                     }
@@ -1129,6 +1140,9 @@ impl Engine {
     async fn take_costs(&self, p: &LoadedProject, since: Option<&str>, v: Value) -> Result<(), String> {
         let answer: plugin::CostAnswer =
             serde_json::from_value(v).map_err(|e| format!("cost answer does not follow the protocol: {e}"))?;
+        if answer.cursor.as_ref().is_some_and(|c| c.len() > 1024) {
+            return Err("the cursor is longer than 1024 characters".into());
+        }
         let ctx = CostContext {
             project_id: &p.record.id,
             project: &p.record.name,
@@ -1160,8 +1174,9 @@ impl Engine {
             );
         }
         self.store.insert_costs(&records).await.map_err(|e| e.to_string())?;
-        if answer.cursor.as_deref() != since {
-            self.store.set_cost_cursor(&p.record.id, answer.cursor.as_deref()).await.map_err(|e| e.to_string())?;
+        // No cursor in the answer keeps the previous one.
+        if let Some(cursor) = answer.cursor.as_deref().filter(|c| Some(*c) != since) {
+            self.store.set_cost_cursor(&p.record.id, Some(cursor)).await.map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -148,12 +148,20 @@ tasks:
     run: [env]
 status: { run: [sh, status.sh], every: 1s }
 cost: { run: [python3, cost_probe.py], every: 1s }
+schedule: { run: [sh, schedule.sh] }
+schedules:
+  - { task: echo, cron: "*/15 * * * *", timezone: Europe/Berlin }
 "#;
 
 fn fixture(dir: &Path) -> PathBuf {
     let root = dir.join("fixture");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("agent-os.yaml"), FIXTURE).unwrap();
+    std::fs::write(
+        root.join("schedule.sh"),
+        "cat > /dev/null; echo '{\"schedules\": [{\"task\": \"echo\", \"cron\": \"0 5 * * *\", \"managed_by\": \"github\", \"description\": \"nightly workflow\"}, {\"task\": \"nope\", \"cron\": \"0 5 * * *\"}]}'\n",
+    )
+    .unwrap();
     std::fs::write(
         root.join("echo.py"),
         "import json, os, sys\ndata = json.load(sys.stdin)\nprint('got', json.dumps(data, sort_keys=True), flush=True)\nprint('to stderr', file=sys.stderr)\nwith open(os.environ['AGENT_OS_OUTPUT'], 'w') as f:\n    json.dump({'echo': data, 'env': sorted(os.environ), 'cwd': os.getcwd()}, f)\n",
@@ -609,6 +617,21 @@ async fn probes_store_status_and_costs_without_counting_twice() {
     assert_eq!(status["message"], "disk 91% full");
     let cost = probes.iter().find(|x| x["kind"] == "cost").unwrap();
     assert_eq!(cost["ok"], true, "{cost}");
+    // get_schedule was asked at registration: its valid schedules join the manifest's.
+    let (_, schedules) = s.get("/api/v1/schedules?project=fixture").await;
+    let schedules = schedules.as_array().unwrap();
+    assert_eq!(schedules.len(), 2, "{schedules:?} {view}");
+    assert_eq!(
+        (schedules[0]["source"].as_str(), schedules[0]["timezone"].as_str()),
+        (Some("manifest"), Some("Europe/Berlin"))
+    );
+    assert_eq!(
+        (schedules[1]["source"].as_str(), schedules[1]["managed_by"].as_str()),
+        (Some("plugin"), Some("github"))
+    );
+    let sched = probes.iter().find(|x| x["kind"] == "schedule").unwrap();
+    assert_eq!(sched["ok"], false);
+    assert!(sched["error"].as_str().unwrap().contains("schedules[1]: unknown task \"nope\""), "{sched}");
     let (_, costs) = s.get("/api/v1/costs?project=fixture").await;
     let costs = costs.as_array().unwrap();
     assert_eq!(costs.len(), 3, "the cursor and idempotency keys keep the second poll from counting again");
