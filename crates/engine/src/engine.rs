@@ -538,14 +538,34 @@ impl Engine {
             let free = self.slots.available_permits();
             let mut claimed = 0;
             if free > 0 {
-                match self.store.claim_runs(&self.cfg.node_id, self.now(), free as i64).await {
+                // Each claimed run gets its own token in the claim's transaction: it acts only
+                // for the run's project and is revoked when the attempt ends.
+                let now = self.now();
+                let (plain, records): (Vec<String>, Vec<TokenRecord>) = (0..free)
+                    .map(|_| {
+                        let (token, hash) = new_token(TokenKind::Run);
+                        let record = TokenRecord {
+                            id: new_id(),
+                            kind: TokenKind::Run.as_str().into(),
+                            name: "run token".into(),
+                            project_id: None,
+                            run_id: None,
+                            hash,
+                            created_at: now,
+                            expires_at: None,
+                            revoked_at: None,
+                        };
+                        (token, record)
+                    })
+                    .unzip();
+                match self.store.claim_runs(&self.cfg.node_id, now, free as i64, &records).await {
                     Ok(runs) => {
                         claimed = runs.len();
-                        for run in runs {
+                        for (run, token) in runs.into_iter().zip(plain) {
                             let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
                             let engine = self.clone();
                             tokio::spawn(async move {
-                                engine.execute(run).await;
+                                engine.execute(run, token).await;
                                 drop(permit);
                                 engine.wake.notify_one();
                             });
@@ -578,7 +598,7 @@ impl Engine {
         }
     }
 
-    async fn execute(self: &Arc<Self>, run: RunRecord) {
+    async fn execute(self: &Arc<Self>, run: RunRecord, token: String) {
         let started = Instant::now();
         let (stop_tx, stop_rx) = watch::channel(None);
         if let Ok(mut running) = self.running.lock() {
@@ -588,7 +608,7 @@ impl Engine {
         // flag in the store while the attempt runs.
         let watcher = (self.store.backend() == agent_os_store::Backend::Postgres)
             .then(|| tokio::spawn(self.clone().watch_cancel(run.id.clone())));
-        let (end, outputs) = self.attempt(&run, stop_rx).await;
+        let (end, outputs) = self.attempt(&run, &token, stop_rx).await;
         if let Some(w) = watcher {
             w.abort();
         }
@@ -668,6 +688,7 @@ impl Engine {
     async fn attempt(
         self: &Arc<Self>,
         run: &RunRecord,
+        token: &str,
         stop: watch::Receiver<Option<Stop>>,
     ) -> (AttemptEnd, Option<Value>) {
         let fail = |reason: String| (AttemptEnd::Failed { reason, retryable: false }, None);
@@ -692,32 +713,8 @@ impl Engine {
         let timeout = task.timeout.unwrap_or(self.cfg.default_timeout);
         let grace = task.kill_grace.unwrap_or(self.cfg.kill_grace);
 
-        // A token for this run only: acts for its project, dies with the attempt. Only a
-        // task Agent OS starts itself gets one; an HTTP plugin has its own project token.
-        let mut token = String::new();
-        if project.manifest.transport == Transport::Command {
-            let (t, hash) = new_token(TokenKind::Run);
-            let now = self.now();
-            let record = TokenRecord {
-                id: new_id(),
-                kind: TokenKind::Run.as_str().into(),
-                name: format!("run {} attempt {}", run.id, run.attempt),
-                project_id: Some(project.record.id.clone()),
-                run_id: Some(run.id.clone()),
-                hash,
-                created_at: now,
-                expires_at: Some(now + (timeout + grace).as_millis() as i64 + 60_000),
-                revoked_at: None,
-            };
-            if let Err(e) = self.store.insert_token(&record).await {
-                let reason = format!("could not issue the run token: {e}");
-                return (AttemptEnd::Failed { reason, retryable: true }, None);
-            }
-            token = t;
-        }
-
         let (sink, lines) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(self.clone().log_writer(run.id.clone(), lines, Redactor::new([token.clone()])));
+        let writer = tokio::spawn(self.clone().log_writer(run.id.clone(), lines, Redactor::new([token.to_string()])));
         let input: Value = serde_json::from_str(&run.input).unwrap_or_else(|_| json!({}));
         if run.attempt > 1 {
             let _ = sink.send((Stream::System, format!("attempt {} of {}\n", run.attempt, run.max_attempts)));
@@ -739,7 +736,7 @@ impl Engine {
                     ("AGENT_OS_TASK", run.task.clone()),
                     ("AGENT_OS_RUN_ID", run.id.clone()),
                     ("AGENT_OS_ATTEMPT", run.attempt.to_string()),
-                    ("AGENT_OS_TOKEN", token.clone()),
+                    ("AGENT_OS_TOKEN", token.to_string()),
                     ("AGENT_OS_OUTPUT", output_path.display().to_string()),
                     ("AGENT_OS_PROTOCOL", PROTOCOL.to_string()),
                 ] {
@@ -764,9 +761,13 @@ impl Engine {
                     kill_grace: grace,
                 };
                 let exit = run_process(spec, sink.clone(), cancel_rx, async move |pid, start| {
-                    if let Err(e) = store.set_attempt_process(&run_id, attempt, pid, start).await {
-                        tracing::warn!(error = %e, "could not record the task's process");
-                    }
+                    // Recorded for crash recovery, off the task's critical path: if it lands
+                    // after the attempt ended it only annotates a finished attempt.
+                    tokio::spawn(async move {
+                        if let Err(e) = store.set_attempt_process(&run_id, attempt, pid, start).await {
+                            tracing::warn!(error = %e, "could not record the task's process");
+                        }
+                    });
                 })
                 .await;
                 forward.abort();

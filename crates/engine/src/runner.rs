@@ -91,7 +91,25 @@ impl Exit {
     }
 }
 
-fn build(spec: &ProcessSpec<'_>) -> tokio::process::Command {
+/// The absolute path of `program` as the task would find it: relative to the project root when
+/// it contains a `/`, else the first executable file of that name on the task's PATH. Resolving
+/// it here (rather than letting the child search PATH) lets the standard library start the task
+/// with posix_spawn (vfork) instead of fork, which is several times cheaper for a server.
+pub fn resolve_program(program: &str, root: &Path, env: &[(String, String)]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let p = root.join(program);
+        return executable(&p).then_some(p);
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("");
+    path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(program)).find(|p| executable(p)).map(|p| {
+        // A PATH entry may itself be relative; anchor it at the project root like a shell would.
+        if p.is_absolute() { p } else { root.join(p) }
+    })
+}
+
+fn build(spec: &ProcessSpec<'_>) -> Result<tokio::process::Command, String> {
     let mut cmd = match spec.command {
         Command::Shell(line) => {
             let mut c = tokio::process::Command::new("/bin/sh");
@@ -99,7 +117,14 @@ fn build(spec: &ProcessSpec<'_>) -> tokio::process::Command {
             c
         }
         Command::Argv(argv) => {
-            let mut c = tokio::process::Command::new(&argv[0]);
+            let program = resolve_program(&argv[0], spec.root, &spec.env).ok_or_else(|| {
+                if argv[0].contains('/') && spec.root.join(&argv[0]).is_file() {
+                    format!("{:?} is not executable; make it so (chmod +x) or run it through its interpreter", argv[0])
+                } else {
+                    format!("program not found: {:?} (looked in the project directory and PATH)", argv[0])
+                }
+            })?;
+            let mut c = tokio::process::Command::new(program);
             c.args(&argv[1..]);
             c
         }
@@ -112,7 +137,7 @@ fn build(spec: &ProcessSpec<'_>) -> tokio::process::Command {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    cmd
+    Ok(cmd)
 }
 
 fn spawn_error(spec: &ProcessSpec<'_>, e: &std::io::Error) -> String {
@@ -158,9 +183,10 @@ pub async fn run_process(
     mut cancel: watch::Receiver<bool>,
     on_spawn: impl AsyncFnOnce(i64, Option<i64>),
 ) -> Exit {
-    let mut child = match build(&spec).spawn() {
-        Ok(c) => c,
-        Err(e) => return Exit::SpawnFailed(spawn_error(&spec, &e)),
+    let mut child = match build(&spec).map(|mut c| c.spawn()) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Exit::SpawnFailed(spawn_error(&spec, &e)),
+        Err(why) => return Exit::SpawnFailed(why),
     };
     let pid = child.id().map(i64::from).unwrap_or(0);
     on_spawn(pid, process_start_time(pid)).await;
@@ -348,6 +374,22 @@ mod tests {
         let (exit, _, pid) = run(Command::Shell("sleep 30 > /dev/null 2>&1 & echo started".into()), 5_000).await;
         assert_eq!(exit, Exit::Code(0));
         assert!(!group_alive(pid));
+    }
+
+    #[test]
+    fn programs_resolve_like_a_shell_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![("PATH".to_string(), "/nonexistent:/usr/bin:/bin".to_string())];
+        let sh = resolve_program("sh", dir.path(), &env).unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        assert_eq!(resolve_program("no-such-program-xyz", dir.path(), &env), None);
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let script = dir.path().join("bin/run.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert_eq!(resolve_program("bin/run.sh", dir.path(), &env), None, "not executable yet");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(resolve_program("bin/run.sh", dir.path(), &env), Some(script));
     }
 
     #[test]

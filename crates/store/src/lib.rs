@@ -65,8 +65,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     async fn list_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
     /// Moves up to `limit` due queued runs to running for `node_id`, opening their next
-    /// attempt. Two nodes never claim the same run.
-    async fn claim_runs(&self, node_id: &str, now: i64, limit: i64) -> Result<Vec<RunRecord>>;
+    /// attempt. Two nodes never claim the same run. The i-th claimed run (in the returned
+    /// order) gets `run_tokens[i]`, with its run and project filled in, in the same transaction.
+    async fn claim_runs(
+        &self,
+        node_id: &str,
+        now: i64,
+        limit: i64,
+        run_tokens: &[TokenRecord],
+    ) -> Result<Vec<RunRecord>>;
     /// Records the process of a running attempt, so it can be killed after a crash.
     async fn set_attempt_process(&self, run_id: &str, attempt: i64, pid: i64, proc_start: Option<i64>) -> Result<()>;
     /// Ends an attempt and moves the run on: back to queued (a retry) or to its final state.

@@ -120,12 +120,27 @@ async fn story(s: &dyn Store) {
     assert_eq!(run.status, "queued");
     assert_eq!(run.attempt, 0);
     assert_eq!(s.next_due().await.unwrap(), Some(3_000));
-    assert!(s.claim_runs("node-a", 2_999, 10).await.unwrap().is_empty(), "not due yet");
-    let claimed = s.claim_runs("node-a", 3_000, 10).await.unwrap();
+    assert!(s.claim_runs("node-a", 2_999, 10, &[]).await.unwrap().is_empty(), "not due yet");
+    let run_token = TokenRecord {
+        id: "claim-token".into(),
+        kind: "run".into(),
+        name: String::new(),
+        project_id: None,
+        run_id: None,
+        hash: "hash-claim".into(),
+        created_at: 3_000,
+        expires_at: None,
+        revoked_at: None,
+    };
+    let unused = TokenRecord { id: "unused".into(), hash: "hash-unused".into(), ..run_token.clone() };
+    let claimed = s.claim_runs("node-a", 3_000, 10, &[run_token, unused]).await.unwrap();
     assert_eq!(claimed.len(), 1);
+    let t = s.find_token("hash-claim").await.unwrap().expect("the claim stored the run's token");
+    assert_eq!((t.run_id.as_deref(), t.project_id.as_deref()), (Some(run.id.as_str()), Some(cortana.id.as_str())));
+    assert!(s.find_token("hash-unused").await.unwrap().is_none(), "tokens beyond the claimed runs are not stored");
     assert_eq!(claimed[0].status, "running");
     assert_eq!(claimed[0].attempt, 1);
-    assert!(s.claim_runs("node-b", 3_000, 10).await.unwrap().is_empty(), "claimed twice");
+    assert!(s.claim_runs("node-b", 3_000, 10, &[]).await.unwrap().is_empty(), "claimed twice");
     s.set_attempt_process(&run.id, 1, 4242, Some(99)).await.unwrap();
     let running = s.running_attempts().await.unwrap();
     assert_eq!(running.len(), 1);
@@ -148,6 +163,11 @@ async fn story(s: &dyn Store) {
         .unwrap();
     assert_eq!(retried.status, "queued");
     assert_eq!(retried.not_before, 5_000);
+    assert_eq!(
+        s.find_token("hash-claim").await.unwrap().unwrap().revoked_at,
+        Some(3_500),
+        "the run token ends with its attempt"
+    );
     let again = s
         .finish_attempt(&FinishAttempt {
             run_id: run.id.clone(),
@@ -162,7 +182,7 @@ async fn story(s: &dyn Store) {
         })
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "an attempt ends once");
-    let claimed = s.claim_runs("node-a", 5_000, 10).await.unwrap();
+    let claimed = s.claim_runs("node-a", 5_000, 10, &[]).await.unwrap();
     assert_eq!(claimed[0].attempt, 2);
     let done = s
         .finish_attempt(&FinishAttempt {
@@ -191,7 +211,7 @@ async fn story(s: &dyn Store) {
     let c = s.request_cancel(&q.id, 6_001).await.unwrap();
     assert_eq!(c.status, "cancelled");
     let r = s.insert_run(&new_run(&trading, "scan", 6_100, 3)).await.unwrap();
-    s.claim_runs("node-a", 6_100, 10).await.unwrap();
+    s.claim_runs("node-a", 6_100, 10, &[]).await.unwrap();
     let flagged = s.request_cancel(&r.id, 6_200).await.unwrap();
     assert_eq!(flagged.status, "running");
     assert!(flagged.cancel_requested);
@@ -402,7 +422,7 @@ async fn claim_race(store: std::sync::Arc<SqlStore>) {
         handles.push(tokio::spawn(async move {
             let mut got = Vec::new();
             loop {
-                let batch = s.claim_runs(&format!("node-{n}"), 1_000, 7).await.unwrap();
+                let batch = s.claim_runs(&format!("node-{n}"), 1_000, 7, &[]).await.unwrap();
                 if batch.is_empty() {
                     break got;
                 }
