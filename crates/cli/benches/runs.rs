@@ -227,16 +227,18 @@ async fn submit_run(http: &reqwest::Client, url: &str, token: &str) -> Result<St
     run["id"].as_str().map(str::to_string).context("POST /api/v1/runs answered without an id")
 }
 
-/// Starting `true` straight from this process, for comparison with a whole run. Plain, the
-/// standard library starts it with `posix_spawn`. `like_runner` sets what the task runner sets
-/// (a cleared environment with its own `PATH`, a working directory, a new process group, three
-/// pipes); a `PATH` of its own makes the standard library fall back to fork + exec.
+/// Starting `true` straight from this process, for comparison with a whole run. `like_runner`
+/// sets what the task runner sets: the program resolved to an absolute path up front, a cleared
+/// environment with its own `PATH`, a working directory, a new process group and three pipes —
+/// which the standard library still starts with `posix_spawn`.
 fn spawn_baseline(n: usize, like_runner: bool) -> Result<Stats> {
     let mut times = Vec::with_capacity(n);
     let dir = std::env::temp_dir();
+    let true_path =
+        ["/usr/bin/true", "/bin/true"].iter().map(PathBuf::from).find(|p| p.exists()).context("no `true` program")?;
     for _ in 0..n {
         let started = Instant::now();
-        let mut cmd = Command::new("true");
+        let mut cmd = Command::new(if like_runner { true_path.as_path() } else { Path::new("true") });
         if like_runner {
             use std::os::unix::process::CommandExt;
             cmd.env_clear()
@@ -520,6 +522,6 @@ fn print_report(plan: &Plan, spawn: &Stats, spawn_like_runner: &Stats, idle: f64
     println!("| | |");
     println!("|---|---:|");
     println!("| spawn + wait of `true` from the bench, p50 ({} spawns) | {:.2} ms |", plan.spawns, spawn.p50);
-    println!("| the same, set up as the runner does (fork + exec), p50 | {:.2} ms |", spawn_like_runner.p50);
+    println!("| the same, set up as the runner does, p50 | {:.2} ms |", spawn_like_runner.p50);
     println!("| idle server RSS (SQLite, one project, after {} s) | {idle:.1} MiB |", plan.idle_wait.as_secs());
 }

@@ -88,7 +88,39 @@ struct RawTask {
 #[serde(untagged)]
 enum RawCommand {
     Shell(String),
-    Argv(Vec<String>),
+    Argv(Vec<Word>),
+}
+
+/// One argv item. YAML reads `[sleep, 5]` or `[true]` as a number or a boolean; in a command
+/// line they are words, so any scalar is taken as its text.
+struct Word(String);
+
+impl<'de> Deserialize<'de> for Word {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Word;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a word (string, number or boolean)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Word, E> {
+                Ok(Word(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -497,7 +529,7 @@ fn command(c: &mut Collector<'_>, raw: &Option<Spanned<RawCommand>>, path: &str)
             None
         }
         RawCommand::Shell(s) => Some(Command::Shell(s.clone())),
-        RawCommand::Argv(v) if v.is_empty() || v[0].trim().is_empty() => {
+        RawCommand::Argv(v) if v.is_empty() || v[0].0.trim().is_empty() => {
             c.at(
                 r.referenced.into(),
                 path,
@@ -506,7 +538,7 @@ fn command(c: &mut Collector<'_>, raw: &Option<Spanned<RawCommand>>, path: &str)
             );
             None
         }
-        RawCommand::Argv(v) => Some(Command::Argv(v.clone())),
+        RawCommand::Argv(v) => Some(Command::Argv(v.iter().map(|w| w.0.clone()).collect())),
     }
 }
 

@@ -116,3 +116,10 @@ fn a_run_of_the_wrong_type_says_what_it_may_be() {
     let e = error_of("name: cortana\ntasks:\n  daily:\n    run: 5\n");
     assert!(e.starts_with("agent-os.yaml:4:10: tasks.daily.run: `run` must be a command line"), "{e}");
 }
+
+#[test]
+fn argv_words_may_be_numbers_or_booleans() {
+    let m = Manifest::parse("m.yaml", "name: t\ntasks:\n  a: { run: [true] }\n  b: { run: [sleep, 5] }\n").unwrap();
+    assert_eq!(m.task("a").unwrap().run, Some(Command::Argv(vec!["true".into()])));
+    assert_eq!(m.task("b").unwrap().run, Some(Command::Argv(vec!["sleep".into(), "5".into()])));
+}

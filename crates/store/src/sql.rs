@@ -153,7 +153,7 @@ impl SqlStore {
                 // Keep a few connections open: opening one (with TLS negotiation) takes ~100 ms.
                 let pool = AnyPoolOptions::new()
                     .max_connections(opts.max_connections.max(2))
-                    .min_connections(2)
+                    .min_connections(opts.max_connections.max(2))
                     .idle_timeout(None)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(connect)
