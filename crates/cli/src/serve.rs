@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use agent_os_core::config::Config;
-use agent_os_engine::secrets::{TokenKind, hash_token, new_token};
+use agent_os_engine::secrets::{TokenKind, hash_token, new_token, token_record};
 use agent_os_engine::{Clock, Engine, EngineConfig, SystemClock};
-use agent_os_store::{Durability, SqlStore, Store, StoreOptions, TokenRecord, redact_url, sqlite_url};
+use agent_os_store::{Durability, SqlStore, Store, StoreOptions, redact_url, sqlite_url};
 
 use crate::home::{self, ClientConfig};
 
@@ -57,21 +57,9 @@ async fn admin_token(store: &dyn Store, now: i64) -> Result<(Option<String>, Opt
             Some(t) if t.revoked_at.is_none() && t.kind == "admin" => t.id,
             Some(_) => bail!("AGENT_OS_ADMIN_TOKEN matches a revoked or non-admin token; choose a new value"),
             None => {
-                let id = agent_os_core::id::new_id();
-                store
-                    .insert_token(&TokenRecord {
-                        id: id.clone(),
-                        kind: "admin".into(),
-                        name: "from AGENT_OS_ADMIN_TOKEN".into(),
-                        project_id: None,
-                        run_id: None,
-                        hash,
-                        created_at: now,
-                        expires_at: None,
-                        revoked_at: None,
-                    })
-                    .await?;
-                id
+                let record = token_record(TokenKind::Admin, "from AGENT_OS_ADMIN_TOKEN", hash, None, now);
+                store.insert_token(&record).await?;
+                record.id
             }
         };
         store.revoke_admin_tokens_except(&id, now).await?;
@@ -81,19 +69,7 @@ async fn admin_token(store: &dyn Store, now: i64) -> Result<(Option<String>, Opt
         return Ok((None, None));
     }
     let (token, hash) = new_token(TokenKind::Admin);
-    store
-        .insert_token(&TokenRecord {
-            id: agent_os_core::id::new_id(),
-            kind: "admin".into(),
-            name: "generated on first start".into(),
-            project_id: None,
-            run_id: None,
-            hash,
-            created_at: now,
-            expires_at: None,
-            revoked_at: None,
-        })
-        .await?;
+    store.insert_token(&token_record(TokenKind::Admin, "generated on first start", hash, None, now)).await?;
     Ok((Some(token.clone()), Some(token)))
 }
 

@@ -140,6 +140,8 @@ tasks:
     run: "echo broken >&2; exit 4"
   envdump:
     run: [env]
+  envout:
+    run: [sh, envout.sh]
   crashy:
     run: [sh, crashy.sh]
     retries: 1
@@ -147,6 +149,11 @@ tasks:
   sleeper:
     run: "sleep 30"
 "#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("envout.sh"),
+        "env > env.txt\npython3 -c 'import json, os; json.dump({\"env\": open(\"env.txt\").read()}, open(os.environ[\"AGENT_OS_OUTPUT\"], \"w\"))'\n",
     )
     .unwrap();
     std::fs::write(
@@ -226,7 +233,7 @@ fn a_user_drives_projects_and_runs_from_the_command_line() {
     let _s = Server::start(&home, &[], &[]);
 
     let out = ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
-    assert!(out.contains("registered fixture (5 tasks"), "{out}");
+    assert!(out.contains("registered fixture (6 tasks"), "{out}");
     let list = json(&cli(&home, &["project", "list", "--json"]));
     assert_eq!(list[0]["name"], "fixture");
     let show = ok(&cli(&home, &["project", "show", "fixture"]));
@@ -310,6 +317,14 @@ fn agent_os_environment_never_reaches_a_task() {
     for secret in [canary, "canary-hook", admin, "OPENAI_API_KEY", "DISCORD_WEBHOOK_URL", "AGENT_OS_ADMIN_TOKEN"] {
         assert!(!log.contains(secret), "{secret} reached the task: {log}");
         assert!(!run.to_string().contains(secret), "{secret} in the run");
+    }
+    // Outputs are stored too: a task that writes its whole environment there leaks nothing.
+    let out = json(&cli(&home, &["run", "fixture", "envout", "--wait", "--json"]));
+    assert_eq!(out["status"], "succeeded", "{out}");
+    let env = out["outputs"]["env"].as_str().unwrap();
+    assert!(env.contains("AGENT_OS_TOKEN="), "{env}");
+    for secret in [canary, "canary-hook", admin] {
+        assert!(!env.contains(secret), "{secret} reached the task's outputs");
     }
     for file in ["agent-os.db", "agent-os.db-wal"] {
         let bytes = std::fs::read(home.join(file)).unwrap_or_default();

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod name;
 pub mod redact;
 pub mod run;
+pub mod url;
 pub mod yaml;
 
 pub use duration::{format_duration, parse_duration};

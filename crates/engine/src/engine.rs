@@ -32,7 +32,7 @@ use crate::plugin::{self, HttpPlugins, PROTOCOL};
 use crate::process::{SIGKILL, SIGTERM, is_our_group, signal_group};
 use crate::project::{LoadError, LoadedProject, load_dir};
 use crate::runner::{Exit, ProcessSpec, Stream, base_env, read_outputs, run_process};
-use crate::secrets::{TokenKind, new_signing_secret, new_token, random_fraction};
+use crate::secrets::{TokenKind, new_signing_secret, new_token, random_fraction, token_record};
 
 /// What callers of the engine act on.
 #[derive(Debug, thiserror::Error)]
@@ -544,18 +544,7 @@ impl Engine {
                 let (plain, records): (Vec<String>, Vec<TokenRecord>) = (0..free)
                     .map(|_| {
                         let (token, hash) = new_token(TokenKind::Run);
-                        let record = TokenRecord {
-                            id: new_id(),
-                            kind: TokenKind::Run.as_str().into(),
-                            name: "run token".into(),
-                            project_id: None,
-                            run_id: None,
-                            hash,
-                            created_at: now,
-                            expires_at: None,
-                            revoked_at: None,
-                        };
-                        (token, record)
+                        (token, token_record(TokenKind::Run, "run token", hash, None, now))
                     })
                     .unzip();
                 match self.store.claim_runs(&self.cfg.node_id, now, free as i64, &records).await {

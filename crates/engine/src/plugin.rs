@@ -242,33 +242,11 @@ pub async fn ask_probe(
             let path = match (op, since) {
                 ("get_status", _) => "status".to_string(),
                 ("get_schedule", _) => "schedule".to_string(),
-                (_, Some(c)) => format!("cost?since={}", percent_encode(c)),
+                (_, Some(c)) => format!("cost?since={}", agent_os_core::url::encode_component(c)),
                 (_, None) => "cost".to_string(),
             };
             http.get(url, secret, &path, probe.timeout).await
         }
         _ => Err(CallError::new("the probe has nothing to run for this project", false)),
-    }
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_cursors() {
-        assert_eq!(percent_encode("a b&c=1"), "a%20b%26c%3D1");
     }
 }

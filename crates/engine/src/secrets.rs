@@ -62,6 +62,27 @@ pub fn new_token(kind: TokenKind) -> (String, String) {
     (token, hash)
 }
 
+/// The record stored for a token whose hash is `hash` (the token itself is never stored).
+pub fn token_record(
+    kind: TokenKind,
+    name: &str,
+    hash: String,
+    project_id: Option<String>,
+    now: i64,
+) -> agent_os_store::TokenRecord {
+    agent_os_store::TokenRecord {
+        id: agent_os_core::id::new_id(),
+        kind: kind.as_str().into(),
+        name: name.into(),
+        project_id,
+        run_id: None,
+        hash,
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
 /// The stored form of a token. Tokens are 192-bit random values, so a plain SHA-256 is enough
 /// (no password stretching needed).
 pub fn hash_token(token: &str) -> String {

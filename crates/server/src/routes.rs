@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 use agent_os_core::RunStatus;
 use agent_os_engine::RunRequest;
 use agent_os_engine::costs::CostInput;
-use agent_os_engine::secrets::{TokenKind, new_token};
-use agent_os_store::{CostFilter, RunFilter, RunRecord, TokenRecord};
+use agent_os_engine::secrets::{TokenKind, new_token, token_record};
+use agent_os_store::{CostFilter, RunFilter, RunRecord};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -565,21 +565,9 @@ pub async fn create_token(
         return Err(ApiError::bad_request("name is longer than 100 characters").field("name"));
     }
     let (token, hash) = new_token(TokenKind::Project);
-    let id = agent_os_core::id::new_id();
-    st.engine
-        .store()
-        .insert_token(&TokenRecord {
-            id: id.clone(),
-            kind: "project".into(),
-            name: name.clone(),
-            project_id: Some(p.record.id.clone()),
-            run_id: None,
-            hash,
-            created_at: st.engine.now(),
-            expires_at: None,
-            revoked_at: None,
-        })
-        .await?;
+    let record = token_record(TokenKind::Project, &name, hash, Some(p.record.id.clone()), st.engine.now());
+    let id = record.id.clone();
+    st.engine.store().insert_token(&record).await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { id, token, project: p.record.name.clone(), name })))
 }
 

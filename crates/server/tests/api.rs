@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use agent_os_engine::secrets::{TokenKind, new_token};
+use agent_os_engine::secrets::{TokenKind, new_token, token_record};
 use agent_os_engine::{Engine, EngineConfig, SystemClock};
-use agent_os_store::{SqlStore, Store, StoreOptions, TokenRecord, sqlite_url};
+use agent_os_store::{SqlStore, Store, StoreOptions, sqlite_url};
 
 struct TestServer {
     url: String,
@@ -26,20 +26,7 @@ async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
     let store = SqlStore::open(&StoreOptions::new(sqlite_url(&home.path().join("agent-os.db"))), 1).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
     let (admin, hash) = new_token(TokenKind::Admin);
-    store
-        .insert_token(&TokenRecord {
-            id: agent_os_core::id::new_id(),
-            kind: "admin".into(),
-            name: String::new(),
-            project_id: None,
-            run_id: None,
-            hash,
-            created_at: 1,
-            expires_at: None,
-            revoked_at: None,
-        })
-        .await
-        .unwrap();
+    store.insert_token(&token_record(TokenKind::Admin, "test", hash, None, 1)).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mut cfg = EngineConfig::new(agent_os_core::id::new_id(), url.clone(), home.path().join("run"));
