@@ -240,6 +240,9 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
     println!();
     println!("Try, in another terminal:");
     println!("  export AGENT_OS_HOME={}", home.display());
+    if let Ok(exe) = std::env::current_exe() {
+        println!("  alias agent-os={}", exe.display());
+    }
     println!("  agent-os project list");
     println!("  agent-os run trading scan_market --input '{{\"symbols\": [\"BTC\", \"ETH\"]}}' --wait");
     println!("  agent-os runs");
