@@ -220,9 +220,14 @@ pub async fn run_process(
             Exit::Cancelled
         }
     };
-    // The main process is gone; whatever it left behind in its group goes too.
+    // The main process is gone; whatever it left behind in its group goes too, and the run
+    // ends only once it has.
     if group_alive(pid) {
         signal_group(pid, SIGKILL);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while group_alive(pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     for h in [out, err].into_iter().flatten() {
         if tokio::time::timeout(Duration::from_secs(5), h).await.is_err() {
