@@ -965,6 +965,10 @@ impl Engine {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if crate::process::group_alive(pid) {
                     signal_group(pid, SIGKILL);
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    while crate::process::group_alive(pid) && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
                 note.push_str("; its process group was still running and has been killed");
             }
