@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod cost;
+pub mod cron;
 pub mod duration;
 pub mod id;
 pub mod manifest;
