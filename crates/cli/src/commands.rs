@@ -216,17 +216,25 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|s| {
+                        let next = s.next.first().map(|t| t.replace('T', " ")).unwrap_or_else(|| "-".into());
                         vec![
                             s.project.clone(),
                             s.task.clone(),
                             s.cron.clone(),
                             s.timezone.clone(),
                             s.managed_by.clone(),
+                            next,
                             s.description.clone(),
                         ]
                     })
                     .collect();
-                print!("{}", render(&["PROJECT", "TASK", "CRON", "TIMEZONE", "MANAGED BY", "DESCRIPTION"], &rows));
+                print!(
+                    "{}",
+                    render(
+                        &["PROJECT", "TASK", "CRON", "TIMEZONE", "MANAGED BY", "NEXT (ZONE TIME)", "DESCRIPTION"],
+                        &rows
+                    )
+                );
             }
             Ok(0)
         }

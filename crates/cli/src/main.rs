@@ -81,8 +81,80 @@ enum Command {
     /// Create, list or revoke API tokens.
     #[command(subcommand)]
     Token(commands::TokenCmd),
+    /// Cron tools: `cron next EXPR` prints when an expression fires (no server needed).
+    #[command(subcommand)]
+    Cron(CronCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum CronCmd {
+    /// The next fire times of an expression, with Debian cron's rules (DST included).
+    Next {
+        /// Five fields or an alias, e.g. "30 2 * * *" or @daily (quote it).
+        expr: String,
+        /// IANA time zone (default UTC).
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Start after this instant (RFC 3339; default now).
+        #[arg(long)]
+        after: Option<String>,
+        /// How many fire times.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `agent-os cron next`: exit 2 with the field and token when the expression is invalid.
+fn cron_next(expr: &str, tz: &str, after: Option<&str>, count: usize, json: bool) -> u8 {
+    let cron = match agent_os_core::cron::Cron::parse(expr) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let zone = match agent_os_core::cron::zone(tz) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("error: --tz: {e}");
+            return 2;
+        }
+    };
+    let after = match after {
+        None => jiff::Timestamp::now(),
+        Some(text) => match text.parse::<jiff::Timestamp>() {
+            Ok(t) => t,
+            Err(_) => {
+                eprintln!("error: --after {text:?} is not an RFC 3339 time such as 2026-03-08T09:00:00Z");
+                return 2;
+            }
+        },
+    };
+    if count == 0 || count > 10_000 {
+        eprintln!("error: --count must be between 1 and 10000");
+        return 2;
+    }
+    let times: Vec<String> = cron
+        .upcoming(&zone, after, count)
+        .into_iter()
+        .map(|t| t.to_zoned(zone.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+        .collect();
+    if times.is_empty() {
+        eprintln!("error: {expr:?} never fires (within 30 years)");
+        return 1;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&times).unwrap_or_default());
+    } else {
+        for t in &times {
+            println!("{t}");
+        }
+    }
+    0
 }
 
 fn flags(a: &ServeArgs) -> serve::ServeFlags {
@@ -130,6 +202,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", agent_os_server::openapi_json());
             Ok(0)
         }
+        Command::Cron(CronCmd::Next { expr, tz, after, count, json }) => {
+            Ok(cron_next(expr, tz, after.as_deref(), *count, *json))
+        }
         other => {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
             commands::run(&client, other_command(other)).await
@@ -149,6 +224,6 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Costs(c) => C::Costs(c),
         Command::Cost(c) => C::Cost(c),
         Command::Token(t) => C::Token(t),
-        Command::Serve(_) | Command::Demo(_) | Command::Openapi => C::Nothing,
+        Command::Serve(_) | Command::Demo(_) | Command::Openapi | Command::Cron(_) => C::Nothing,
     }
 }

@@ -479,3 +479,49 @@ fn the_same_binary_runs_on_postgresql() {
     }
     psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }
+
+#[test]
+fn cron_next_is_crontab_guru_in_the_terminal() {
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let out = run(&[
+        "cron",
+        "next",
+        "30 2 * * *",
+        "--tz",
+        "America/Los_Angeles",
+        "--after",
+        "2026-03-07T08:00:00Z",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(
+        ok(&out),
+        "2026-03-07T02:30:00-08:00\n2026-03-08T03:00:00-07:00\n2026-03-09T02:30:00-07:00\n",
+        "the skipped 02:30 runs right after the jump"
+    );
+    let out = run(&[
+        "cron",
+        "next",
+        "30 * * * *",
+        "--tz",
+        "America/Los_Angeles",
+        "--after",
+        "2026-11-01T07:00:00Z",
+        "--count",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(
+        json(&out),
+        serde_json::json!(["2026-11-01T00:30:00-07:00", "2026-11-01T01:30:00-07:00", "2026-11-01T01:30:00-08:00"])
+    );
+    let bad = run(&["cron", "next", "0 0 * * FRY"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("day-of-week field: bad token \"FRY\""),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let zone = run(&["cron", "next", "@daily", "--tz", "+02:00"]);
+    assert_eq!(zone.status.code(), Some(2));
+}

@@ -599,42 +599,14 @@ pub fn check_schedule(
     Ok(())
 }
 
-/// A light check that `expr` looks like a cron expression (five fields or an `@` alias). The
-/// scheduler evaluates it fully.
+/// Checks a cron expression with the scheduler's own parser.
 fn check_cron_shape(expr: &str) -> Result<(), String> {
-    let e = expr.trim();
-    const ALIASES: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
-    if e.starts_with('@') {
-        return if ALIASES.contains(&e) { Ok(()) } else { Err(format!("unknown cron alias {e:?}")) };
-    }
-    let fields: Vec<&str> = e.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!("cron expression {e:?} has {} fields, expected 5", fields.len()));
-    }
-    for f in fields {
-        if !f.chars().all(|ch| ch.is_ascii_alphanumeric() || ",-*/#".contains(ch)) {
-            return Err(format!("cron field {f:?} has characters cron does not use"));
-        }
-    }
-    Ok(())
+    crate::cron::Cron::parse(expr).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// Refuses fixed offsets: schedules keep zone names so DST is handled.
+/// Refuses fixed offsets and unknown names: schedules keep IANA zone names so DST is right.
 fn check_zone_name(tz: &str) -> Result<(), String> {
-    let t = tz.trim();
-    if t.is_empty() {
-        return Err("time zone is empty".into());
-    }
-    let fixed_offset = t.starts_with('+')
-        || t.starts_with('-')
-        || ((t.starts_with("UTC") || t.starts_with("GMT")) && t.len() > 3 && !t.contains('/'));
-    if fixed_offset {
-        return Err(format!("{t:?} is a fixed offset; schedules need a zone name so DST is right"));
-    }
-    if !t.chars().all(|ch| ch.is_ascii_alphanumeric() || "/_+-".contains(ch)) {
-        return Err(format!("{t:?} is not a time zone name"));
-    }
-    Ok(())
+    crate::cron::zone(tz).map(|_| ())
 }
 
 /// The closest of `known` to `word`, if it is close enough to be a likely typo.

@@ -123,3 +123,12 @@ fn argv_words_may_be_numbers_or_booleans() {
     assert_eq!(m.task("a").unwrap().run, Some(Command::Argv(vec!["true".into()])));
     assert_eq!(m.task("b").unwrap().run, Some(Command::Argv(vec!["sleep".into(), "5".into()])));
 }
+
+#[test]
+fn schedules_are_checked_with_the_real_cron_parser_and_zone_database() {
+    let e = error_of(
+        "name: t\ntasks:\n  a: { run: x }\nschedules:\n  - { task: a, cron: \"0 25 * * *\", timezone: Mars/Olympus }\n",
+    );
+    assert!(e.contains("schedules[0].cron: hour field: bad token \"25\": 25 is out of range 0-23"), "{e}");
+    assert!(e.contains("schedules[0].timezone: unknown time zone \"Mars/Olympus\""), "{e}");
+}

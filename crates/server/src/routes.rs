@@ -32,7 +32,7 @@ async fn project_view(st: &AppState, p: &agent_os_engine::LoadedProject) -> ApiR
     let store = st.engine.store();
     let schedules = store.list_schedules(Some(&p.record.name)).await?;
     let probes = store.latest_probe_results(&p.record.id).await?;
-    Ok(ProjectView::new(p, schedules, probes))
+    Ok(ProjectView::new(p, schedules, probes, st.engine.now()))
 }
 
 /// List projects (a project token sees only its own).
@@ -529,7 +529,8 @@ pub async fn list_schedules(
 ) -> ApiResult<Json<Vec<ScheduleView>>> {
     let project = scoped_project(&st, &caller, q.project).await?;
     let s = st.engine.store().list_schedules(project.as_deref()).await?;
-    Ok(Json(s.into_iter().map(ScheduleView::from).collect()))
+    let now = st.engine.now();
+    Ok(Json(s.into_iter().map(|s| ScheduleView::new(s, now, 3)).collect()))
 }
 
 // Tokens -----------------------------------------------------------------------------------

@@ -51,10 +51,24 @@ pub struct ScheduleView {
     pub description: String,
     /// `manifest` or `plugin`.
     pub source: String,
+    /// The next fire times (RFC 3339 with the zone's offset), by Debian cron's rules.
+    pub next: Vec<String>,
 }
 
-impl From<ScheduleRecord> for ScheduleView {
-    fn from(s: ScheduleRecord) -> Self {
+impl ScheduleView {
+    /// The view of a stored schedule with its next `count` fire times after `now` (ms).
+    pub fn new(s: ScheduleRecord, now: i64, count: usize) -> Self {
+        let next = match (agent_os_core::cron::Cron::parse(&s.cron), agent_os_core::cron::zone(&s.timezone)) {
+            (Ok(c), Ok(tz)) => jiff::Timestamp::from_millisecond(now)
+                .map(|after| {
+                    c.upcoming(&tz, after, count)
+                        .into_iter()
+                        .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         ScheduleView {
             project: s.project,
             task: s.task,
@@ -63,6 +77,7 @@ impl From<ScheduleRecord> for ScheduleView {
             managed_by: s.managed_by,
             description: s.description,
             source: s.source,
+            next,
         }
     }
 }
@@ -116,7 +131,7 @@ pub struct ProjectView {
 }
 
 impl ProjectView {
-    pub fn new(p: &LoadedProject, schedules: Vec<ScheduleRecord>, probes: Vec<ProbeResult>) -> Self {
+    pub fn new(p: &LoadedProject, schedules: Vec<ScheduleRecord>, probes: Vec<ProbeResult>, now: i64) -> Self {
         let m = &p.manifest;
         ProjectView {
             name: p.record.name.clone(),
@@ -148,7 +163,7 @@ impl ProjectView {
                     retries: t.retries,
                 })
                 .collect(),
-            schedules: schedules.into_iter().map(ScheduleView::from).collect(),
+            schedules: schedules.into_iter().map(|s| ScheduleView::new(s, now, 3)).collect(),
             probes: probes.into_iter().map(ProbeView::from).collect(),
             created_at: time(p.record.created_at),
             updated_at: time(p.record.updated_at),

@@ -616,6 +616,16 @@ async fn probes_store_status_and_costs_without_counting_twice() {
         (schedules[1]["source"].as_str(), schedules[1]["managed_by"].as_str()),
         (Some("plugin"), Some("github"))
     );
+    let next: Vec<&str> = schedules[0]["next"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(next.len(), 3, "{schedules:?}");
+    assert!(
+        next.iter().all(|t| t.ends_with("+01:00") || t.ends_with("+02:00")),
+        "Berlin times carry Berlin's offset: {next:?}"
+    );
+    for t in &next {
+        let minute = &t[14..16];
+        assert!(["00", "15", "30", "45"].contains(&minute), "*/15 fires on the quarter hour: {t}");
+    }
     let sched = probes.iter().find(|x| x["kind"] == "schedule").unwrap();
     assert_eq!(sched["ok"], false);
     assert!(sched["error"].as_str().unwrap().contains("schedules[1]: unknown task \"nope\""), "{sched}");
