@@ -145,6 +145,12 @@ struct RawSchedule {
     managed_by: Option<Spanned<String>>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    catch_up: Option<Spanned<String>>,
+    #[serde(default)]
+    overlap: Option<Spanned<String>>,
+    #[serde(default)]
+    jitter: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +258,35 @@ pub struct Schedule {
     pub timezone: String,
     pub managed_by: String,
     pub description: String,
+    /// Slots missed while Agent OS was down (managed schedules only).
+    pub catch_up: CatchUp,
+    /// What to do when a slot comes while the previous run still goes (managed only).
+    pub overlap: Overlap,
+    /// A random delay of up to this much after each slot (managed only).
+    pub jitter: Option<Duration>,
+}
+
+/// Slots missed while Agent OS was not running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Drop them; fire only slots that come while running.
+    Skip,
+    /// Fire the most recent missed slot once (the default).
+    Latest,
+    /// Fire every missed slot, oldest first, up to [`MAX_CATCH_UP`].
+    All,
+}
+
+/// Most missed slots `catch_up: all` fires after downtime.
+pub const MAX_CATCH_UP: usize = 100;
+
+/// A slot that comes while the schedule's previous run is still queued or running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlap {
+    /// Record the slot as skipped (the default).
+    Skip,
+    /// Start another run anyway.
+    Allow,
 }
 
 /// All problems found in one manifest.
@@ -496,12 +531,56 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                 Some(&format!("one of: {}", MANAGERS.join(", "))),
             );
         }
+        let managed = managed_by == "agent-os";
+        let mut policy = |raw: &Option<Spanned<String>>, field: &str, allowed: &[&str]| -> Option<String> {
+            let r = raw.as_ref()?;
+            if !managed {
+                c.at(
+                    r.referenced.into(),
+                    format!("{path}.{field}"),
+                    format!("{field} applies only to schedules Agent OS fires"),
+                    Some("remove it, or set managed_by: agent-os"),
+                );
+                return None;
+            }
+            if !allowed.contains(&r.value.as_str()) {
+                c.at(
+                    r.referenced.into(),
+                    format!("{path}.{field}"),
+                    format!("unknown {field} {:?}", r.value),
+                    Some(&format!("one of: {}", allowed.join(", "))),
+                );
+                return None;
+            }
+            Some(r.value.clone())
+        };
+        let catch_up = match policy(&v.catch_up, "catch_up", &["skip", "latest", "all"]).as_deref() {
+            Some("skip") => CatchUp::Skip,
+            Some("all") => CatchUp::All,
+            _ => CatchUp::Latest,
+        };
+        let overlap = match policy(&v.overlap, "overlap", &["skip", "allow"]).as_deref() {
+            Some("allow") => Overlap::Allow,
+            _ => Overlap::Skip,
+        };
+        let jitter = c.duration(&v.jitter, format!("{path}.jitter"));
+        if let (Some(j), false) = (&v.jitter, managed) {
+            c.at(
+                j.referenced.into(),
+                format!("{path}.jitter"),
+                "jitter applies only to schedules Agent OS fires",
+                None,
+            );
+        }
         schedules.push(Schedule {
             task: v.task.value.clone(),
             cron: v.cron.value.trim().to_string(),
             timezone,
             managed_by,
             description: v.description.clone().unwrap_or_default(),
+            catch_up,
+            overlap,
+            jitter,
         });
     }
 

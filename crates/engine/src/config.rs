@@ -31,6 +31,9 @@ pub struct EngineConfig {
     pub poll_every: Duration,
     /// Whether probes are polled (tests switch them off when they want quiet).
     pub probes_enabled: bool,
+    /// Whether the scheduler fires managed schedules by itself (tests with a fake clock call
+    /// `Engine::schedule_tick` instead).
+    pub schedules_enabled: bool,
 }
 
 impl EngineConfig {
@@ -49,6 +52,7 @@ impl EngineConfig {
             node_dead_after: Duration::from_secs(60),
             poll_every: Duration::from_secs(1),
             probes_enabled: true,
+            schedules_enabled: true,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! retry, or to its final state. On start, `recover` finds attempts whose node died, kills
 //! their process groups and ends them as lost.
 
+mod scheduler;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -118,6 +120,8 @@ pub struct Engine {
     logs_changed: watch::Sender<u64>,
     /// Set when the node stops claiming work.
     stopping: watch::Sender<bool>,
+    /// Wakes the scheduler: a project (and so its schedules) was added, changed or removed.
+    schedules_changed: Notify,
     /// Probes currently in flight, so a slow probe is not started twice.
     probing: Mutex<HashSet<(String, &'static str)>>,
     pub run_durations: Histogram,
@@ -157,6 +161,7 @@ impl Engine {
             logs_changed: watch::channel(0).0,
             stopping: watch::channel(false).0,
             probing: Mutex::new(HashSet::new()),
+            schedules_changed: Notify::new(),
             run_durations: Histogram::new(RUN_BUCKETS),
             cfg,
         });
@@ -166,6 +171,9 @@ impl Engine {
         tokio::spawn(engine.clone().heartbeat_loop());
         if engine.cfg.probes_enabled {
             tokio::spawn(engine.clone().probe_loop());
+        }
+        if engine.cfg.schedules_enabled {
+            tokio::spawn(engine.clone().schedule_loop());
         }
         Ok(engine)
     }
@@ -344,6 +352,7 @@ impl Engine {
         if let Ok(mut cache) = self.projects.write() {
             cache.insert(p.record.name.clone(), p);
         }
+        self.schedules_changed.notify_one();
     }
 
     /// A registered project with its manifest.

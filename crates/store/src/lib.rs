@@ -114,6 +114,18 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_costs(&self, records: &[NewCost]) -> Result<(i64, i64)>;
     async fn list_costs(&self, filter: &CostFilter) -> Result<Vec<CostRecord>>;
 
+    // Managed schedules ------------------------------------------------------------------
+    /// The last slot a managed schedule reached; `None` for a schedule never seen.
+    async fn schedule_last_slot(&self, key: &str) -> Result<Option<i64>>;
+    /// Records that a new schedule starts counting from `slot` (no-op if it exists).
+    async fn init_schedule(&self, key: &str, slot: i64) -> Result<()>;
+    /// Claims `slot` of a schedule, once ever: inserts the slot record and, when `run` is
+    /// given, the run, in one transaction, and moves the schedule's last slot forward. Returns
+    /// false (changing nothing) when the slot was already claimed, by this node or another.
+    async fn fire_slot(&self, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> Result<bool>;
+    /// The status of the run started by the schedule's most recent fired slot, if any.
+    async fn last_schedule_run_status(&self, key: &str) -> Result<Option<String>>;
+
     // Nodes and settings -------------------------------------------------------------------
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;
     async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>>;

@@ -14,11 +14,19 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE: &[Migration] =
-    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") }];
+const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") },
+    Migration { version: 2, name: "schedule_slots", sql: include_str!("../migrations/sqlite/0002_schedule_slots.sql") },
+];
 
-const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") }];
+const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") },
+    Migration {
+        version: 2,
+        name: "schedule_slots",
+        sql: include_str!("../migrations/postgres/0002_schedule_slots.sql"),
+    },
+];
 
 /// FNV-1a over the text: enough to notice an edited migration.
 fn checksum(text: &str) -> String {

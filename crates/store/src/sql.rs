@@ -963,6 +963,67 @@ impl Store for SqlStore {
         all(rows, cost_from)
     }
 
+    async fn schedule_last_slot(&self, key: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT last_slot FROM schedule_state WHERE schedule_key = $1")
+            .bind(key)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn init_schedule(&self, key: &str, slot: i64) -> Result<()> {
+        sqlx::query("INSERT INTO schedule_state (schedule_key, last_slot) VALUES ($1, $2) ON CONFLICT (schedule_key) DO NOTHING")
+            .bind(key)
+            .bind(slot)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn fire_slot(&self, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let claimed = sqlx::query("INSERT INTO schedule_slots (schedule_key, slot, run_id, outcome, fired_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (schedule_key, slot) DO NOTHING")
+            .bind(key)
+            .bind(slot)
+            .bind(run.map(|r| r.id.as_str()))
+            .bind(outcome)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(run) = run {
+            sqlx::query("INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9)")
+                .bind(&run.id)
+                .bind(&run.project_id)
+                .bind(&run.project)
+                .bind(&run.task)
+                .bind(&run.input)
+                .bind(run.max_attempts)
+                .bind(&run.trigger)
+                .bind(now)
+                .bind(run.now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO schedule_state (schedule_key, last_slot) VALUES ($1, $2) ON CONFLICT (schedule_key) DO UPDATE SET last_slot = CASE WHEN schedule_state.last_slot > excluded.last_slot THEN schedule_state.last_slot ELSE excluded.last_slot END")
+            .bind(key)
+            .bind(slot)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn last_schedule_run_status(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT r.status FROM schedule_slots s JOIN runs r ON r.id = s.run_id WHERE s.schedule_key = $1 ORDER BY s.slot DESC LIMIT 1")
+            .bind(key)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
     async fn upsert_node(&self, n: &NodeRecord) -> Result<()> {
         sqlx::query("INSERT INTO nodes (id, hostname, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at")
             .bind(&n.id)

@@ -360,6 +360,23 @@ async fn story(s: &dyn Store) {
     assert!(s.get_run(&r.id).await.unwrap().is_some());
     assert_eq!(s.list_costs(&CostFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 3);
 
+    // Managed schedules: each slot is claimed once, with its run, in one transaction.
+    let key = "cortana:daily_update:0 22 * * *:UTC";
+    assert_eq!(s.schedule_last_slot(key).await.unwrap(), None);
+    s.init_schedule(key, 100).await.unwrap();
+    s.init_schedule(key, 999).await.unwrap();
+    assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(100), "init never moves an existing schedule");
+    let slot_run = NewRun { trigger: "schedule".into(), ..new_run(&cortana, "daily_update", 205, 1) };
+    assert!(s.fire_slot(key, 200, Some(&slot_run), "started", 201).await.unwrap());
+    let again = NewRun { id: agent_os_core::id::new_id(), ..slot_run.clone() };
+    assert!(!s.fire_slot(key, 200, Some(&again), "started", 202).await.unwrap(), "a slot fires once");
+    assert!(s.get_run(&again.id).await.unwrap().is_none(), "and its duplicate run is not stored");
+    let fired = s.get_run(&slot_run.id).await.unwrap().unwrap();
+    assert_eq!((fired.status.as_str(), fired.not_before, fired.trigger.as_str()), ("queued", 205, "schedule"));
+    assert_eq!(s.last_schedule_run_status(key).await.unwrap().as_deref(), Some("queued"));
+    assert!(s.fire_slot(key, 150, None, "skipped", 203).await.unwrap());
+    assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(200), "the last slot never moves back");
+
     // Nodes and settings.
     let node = NodeRecord { id: "n1".into(), hostname: "h".into(), pid: 1, started_at: 1, heartbeat_at: 1 };
     s.upsert_node(&node).await.unwrap();

@@ -1,0 +1,126 @@
+//! Managed schedules with a fake clock: each slot fires once (also across a restart), missed
+//! slots follow `catch_up`, a busy schedule follows `overlap`, and jitter delays the run.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agent_os_engine::clock::FakeClock;
+use agent_os_engine::{Engine, EngineConfig};
+use agent_os_store::{RunFilter, SqlStore, StoreOptions, sqlite_url};
+
+fn ms(t: &str) -> i64 {
+    t.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+async fn engine(dir: &Path, clock: &FakeClock) -> Arc<Engine> {
+    let store =
+        SqlStore::open(&StoreOptions::new(sqlite_url(&dir.join("agent-os.db"))), clock_now(clock)).await.unwrap();
+    let mut cfg = EngineConfig::new(agent_os_core::id::new_id(), "http://127.0.0.1:9".into(), dir.join("run"));
+    cfg.probes_enabled = false;
+    cfg.schedules_enabled = false;
+    Engine::start(Arc::new(store), Arc::new(clock.clone()), cfg).await.unwrap()
+}
+
+fn clock_now(c: &FakeClock) -> i64 {
+    use agent_os_engine::Clock;
+    c.now_ms()
+}
+
+fn project(dir: &Path, schedules: &str) -> std::path::PathBuf {
+    let root = dir.join("proj");
+    std::fs::create_dir_all(&root).unwrap();
+    let manifest = format!(
+        "name: proj\ntasks:\n  a: {{ run: \"true\" }}\n  b: {{ run: \"true\" }}\n  c: {{ run: \"true\" }}\n  d: {{ run: \"true\" }}\n  busy: {{ run: \"sleep 30\" }}\nschedules:\n{schedules}"
+    );
+    std::fs::write(root.join("agent-os.yaml"), manifest).unwrap();
+    root
+}
+
+async fn count(e: &Engine, task: &str) -> usize {
+    let runs =
+        e.store().list_runs(&RunFilter { task: Some(task.into()), limit: 1000, ..Default::default() }).await.unwrap();
+    assert!(runs.iter().all(|r| r.trigger == "schedule"));
+    runs.len()
+}
+
+#[tokio::test]
+async fn each_slot_fires_once_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    e.register_path(&project(dir.path(), "  - { task: a, cron: \"* * * * *\", catch_up: all, overlap: allow }\n"))
+        .await
+        .unwrap();
+    let next = e.schedule_tick().await.unwrap();
+    assert_eq!(next, Some(ms("2026-11-25T10:01:00Z")), "a new schedule starts now and sleeps until its next slot");
+    assert_eq!(count(&e, "a").await, 0);
+
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "a").await, 1, "the 10:01 slot fired once");
+
+    // A second engine on the same database (a restart, or another node) fires nothing again.
+    let again = engine(dir.path(), &clock).await;
+    again.schedule_tick().await.unwrap();
+    assert_eq!(count(&again, "a").await, 1);
+
+    clock.advance_ms(4 * 60_000);
+    again.schedule_tick().await.unwrap();
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&again, "a").await, 5, "10:02 to 10:05, each once, whichever engine got there first");
+}
+
+#[tokio::test]
+async fn missed_slots_follow_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    let schedules = "  - { task: a, cron: \"* * * * *\", catch_up: all, overlap: allow }\n  - { task: b, cron: \"* * * * *\", catch_up: latest }\n  - { task: c, cron: \"* * * * *\", catch_up: skip }\n  - { task: d, cron: \"0 * * * *\", catch_up: skip }\n";
+    e.register_path(&project(dir.path(), schedules)).await.unwrap();
+    e.schedule_tick().await.unwrap();
+    clock.advance_ms(10 * 60_000); // down from 10:00:30 to 10:10:30
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "a").await, 10, "all (with overlap: allow): every missed slot");
+    assert_eq!(count(&e, "b").await, 1, "latest: the newest missed slot once");
+    assert_eq!(count(&e, "c").await, 1, "skip: only the slot that is on time (10:10)");
+
+    clock.advance_ms(2 * 3_600_000); // 12:10:30: 11:00 and 12:00 are long gone
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "d").await, 0, "skip drops slots missed while down");
+    clock.advance_ms(50 * 60_000); // 13:00:30
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "d").await, 1);
+}
+
+#[tokio::test]
+async fn a_busy_schedule_skips_its_slot_and_jitter_delays_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    let schedules =
+        "  - { task: busy, cron: \"* * * * *\", overlap: skip }\n  - { task: a, cron: \"* * * * *\", jitter: 30s }\n";
+    e.register_path(&project(dir.path(), schedules)).await.unwrap();
+    e.schedule_tick().await.unwrap();
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "busy").await, 1);
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "busy").await, 1, "the 10:02 slot was skipped: the 10:01 run still goes");
+
+    let runs =
+        e.store().list_runs(&RunFilter { task: Some("a".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        assert!(
+            r.not_before >= r.queued_at && r.not_before <= r.queued_at + 30_000,
+            "jitter delays the run by at most 30 s: {r:?}"
+        );
+    }
+    for r in
+        e.store().list_runs(&RunFilter { task: Some("busy".into()), limit: 10, ..Default::default() }).await.unwrap()
+    {
+        let _ = e.cancel_run(&r.id).await;
+    }
+}
