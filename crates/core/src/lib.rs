@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod name;
 pub mod redact;
 pub mod run;
+pub mod timeline;
 pub mod url;
 pub mod yaml;
 

@@ -26,7 +26,7 @@ use agent_os_engine::Engine;
 
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
-pub use routes::{CostsAccepted, CreatedToken, Health, Registered};
+pub use routes::{CostsAccepted, CreatedToken, Health, Registered, Timeline};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ impl Default for ServerOptions {
     paths(
         routes::list_projects, routes::register_project, routes::get_project, routes::delete_project, routes::reload_project,
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
-        routes::post_costs, routes::list_costs, routes::list_schedules,
+        routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
     ),
     modifiers(&BearerAuth)
@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/logs", get(routes::run_logs))
         .route("/costs", get(routes::list_costs).post(routes::post_costs))
         .route("/schedules", get(routes::list_schedules))
+        .route("/schedules/timeline", get(routes::schedule_timeline))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .fallback(not_found)

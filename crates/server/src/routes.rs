@@ -24,7 +24,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::{ApiQuery, JsonBody, OptionalJson};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::views::*;
+use crate::views::{self, *};
 
 // Projects ---------------------------------------------------------------------------------
 
@@ -531,6 +531,135 @@ pub async fn list_schedules(
     let s = st.engine.store().list_schedules(project.as_deref()).await?;
     let now = st.engine.now();
     Ok(Json(s.into_iter().map(|s| ScheduleView::new(s, now, 3)).collect()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineQuery {
+    /// Start of the window (RFC 3339; default now).
+    pub from: Option<String>,
+    /// End of the window (RFC 3339; default 24 h after `from`; at most 31 days after it).
+    pub to: Option<String>,
+    /// Fires of different projects this close together that share a service are flagged
+    /// (e.g. `5m`, the default).
+    pub window: Option<String>,
+    pub project: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct FireView {
+    /// RFC 3339 with the schedule zone's offset.
+    pub at: String,
+    pub project: String,
+    pub task: String,
+    pub cron: String,
+    pub timezone: String,
+    pub managed_by: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct CollisionView {
+    /// The service both projects use (from their declared keys).
+    pub service: String,
+    /// Indices into `fires`.
+    pub fires: Vec<usize>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct Timeline {
+    pub from: String,
+    pub to: String,
+    pub fires: Vec<FireView>,
+    pub collisions: Vec<CollisionView>,
+    /// True when the window held more than 10000 fires and the list was cut.
+    pub truncated: bool,
+}
+
+/// Every fire of every schedule in a window, managed and external, in time order, with the
+/// collisions among them.
+#[utoipa::path(get, path = "/api/v1/schedules/timeline", tag = "schedules", params(TimelineQuery), responses((status = 200, body = Timeline), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn schedule_timeline(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<TimelineQuery>,
+) -> ApiResult<Json<Timeline>> {
+    const MAX_FIRES: usize = 10_000;
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let parse = |v: &Option<String>, field: &str| -> ApiResult<Option<jiff::Timestamp>> {
+        v.as_deref()
+            .map(|t| {
+                t.parse::<jiff::Timestamp>()
+                    .map_err(|_| ApiError::bad_request(format!("{t:?} is not an RFC 3339 time")).field(field))
+            })
+            .transpose()
+    };
+    let from = parse(&q.from, "from")?
+        .unwrap_or_else(|| jiff::Timestamp::from_millisecond(st.engine.now()).unwrap_or_default());
+    let to = parse(&q.to, "to")?.unwrap_or_else(|| from + jiff::SignedDuration::from_hours(24));
+    if to <= from || to.duration_since(from) > jiff::SignedDuration::from_hours(31 * 24) {
+        return Err(ApiError::bad_request("`to` must be after `from` and at most 31 days later").field("to"));
+    }
+    let window = match &q.window {
+        None => 300_000,
+        Some(w) => {
+            agent_os_core::parse_duration(w).map_err(|e| ApiError::bad_request(e).field("window"))?.as_millis() as i64
+        }
+    };
+    let services: std::collections::HashMap<String, Vec<String>> = st
+        .engine
+        .projects()
+        .await?
+        .iter()
+        .map(|p| (p.record.name.clone(), p.manifest.keys.iter().map(|k| k.service.clone()).collect()))
+        .collect();
+    let mut fires: Vec<(agent_os_core::timeline::Fire, FireView)> = Vec::new();
+    let mut truncated = false;
+    for s in st.engine.store().list_schedules(project.as_deref()).await? {
+        let (Ok(cron), Ok(tz)) = (agent_os_core::cron::Cron::parse(&s.cron), agent_os_core::cron::zone(&s.timezone))
+        else {
+            continue;
+        };
+        let mut t = from - jiff::SignedDuration::from_nanos(1);
+        while let Some(next) = cron.next_after(&tz, t) {
+            if next >= to {
+                break;
+            }
+            if fires.len() >= MAX_FIRES {
+                truncated = true;
+                break;
+            }
+            let fire = agent_os_core::timeline::Fire {
+                at: next.as_millisecond(),
+                project: s.project.clone(),
+                task: s.task.clone(),
+                services: services.get(&s.project).cloned().unwrap_or_default(),
+            };
+            let view = FireView {
+                at: next.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                project: s.project.clone(),
+                task: s.task.clone(),
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone(),
+                managed_by: s.managed_by.clone(),
+            };
+            fires.push((fire, view));
+            t = next;
+        }
+    }
+    fires.sort_by(|a, b| (a.0.at, &a.0.project, &a.0.task).cmp(&(b.0.at, &b.0.project, &b.0.task)));
+    let plain: Vec<agent_os_core::timeline::Fire> = fires.iter().map(|f| f.0.clone()).collect();
+    let collisions = agent_os_core::timeline::collisions(&plain, window)
+        .into_iter()
+        .map(|c| CollisionView { service: c.service, fires: c.fires })
+        .collect();
+    Ok(Json(Timeline {
+        from: views::time(from.as_millisecond()),
+        to: views::time(to.as_millisecond()),
+        fires: fires.into_iter().map(|f| f.1).collect(),
+        collisions,
+        truncated,
+    }))
 }
 
 // Tokens -----------------------------------------------------------------------------------

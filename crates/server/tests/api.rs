@@ -762,3 +762,43 @@ async fn a_shutdown_interrupts_runs_without_using_up_their_retries() {
     let (st, v) = s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo"})).await;
     assert_eq!(st, 503, "a stopping node takes no new runs: {v}");
 }
+
+#[tokio::test]
+async fn the_timeline_shows_every_fire_and_flags_collisions() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        other.join("agent-os.yaml"),
+        "name: other\nkeys:\n  OPENAI_API_KEY: { service: openai, key_name: other-openai }\ntasks:\n  t: { run: \"true\" }\nschedules:\n  - { task: t, cron: \"*/30 * * * *\", managed_by: railway }\n",
+    )
+    .unwrap();
+    s.add(&other).await;
+    let (st, tl) =
+        s.get("/api/v1/schedules/timeline?from=2026-11-25T00:00:00Z&to=2026-11-25T01:00:00Z&window=1m").await;
+    assert_eq!(st, 200, "{tl}");
+    let fires = tl["fires"].as_array().unwrap();
+    let at: Vec<(&str, &str)> =
+        fires.iter().map(|f| (f["at"].as_str().unwrap(), f["project"].as_str().unwrap())).collect();
+    assert_eq!(
+        at,
+        [
+            ("2026-11-25T01:00:00+01:00", "fixture"),
+            ("2026-11-25T00:00:00+00:00", "other"),
+            ("2026-11-25T01:15:00+01:00", "fixture"),
+            ("2026-11-25T01:30:00+01:00", "fixture"),
+            ("2026-11-25T00:30:00+00:00", "other"),
+            ("2026-11-25T01:45:00+01:00", "fixture"),
+        ],
+        "time order across zones (ties by project), each in its own zone's offset"
+    );
+    let collisions = tl["collisions"].as_array().unwrap();
+    assert_eq!(collisions.len(), 2, "{tl}");
+    assert_eq!(collisions[0]["service"], "openai");
+    assert_eq!(collisions[0]["fires"], json!([0, 1]));
+    assert_eq!(collisions[1]["fires"], json!([3, 4]));
+    let (st, v) = s.get("/api/v1/schedules/timeline?from=2026-11-25T00:00:00Z&to=2026-12-31T00:00:00Z").await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("to")));
+}
