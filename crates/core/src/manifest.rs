@@ -56,6 +56,8 @@ struct RawManifest {
     #[serde(default)]
     schedules: Vec<Spanned<RawSchedule>>,
     #[serde(default)]
+    checks: Vec<Spanned<RawCheck>>,
+    #[serde(default)]
     plugin: Option<Spanned<RawPlugin>>,
 }
 
@@ -151,6 +153,26 @@ struct RawSchedule {
     overlap: Option<Spanned<String>>,
     #[serde(default)]
     jitter: Option<Spanned<String>>,
+    #[serde(default)]
+    check: Option<Spanned<String>>,
+    #[serde(default)]
+    grace: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    slug: Spanned<String>,
+    #[serde(default)]
+    every: Option<Spanned<String>>,
+    #[serde(default)]
+    cron: Option<Spanned<String>>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    grace: Option<Spanned<String>>,
+    #[serde(default)]
+    description: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +200,8 @@ pub struct Manifest {
     /// Optional `get_schedule` probe, asked at registration and reload.
     pub schedule_probe: Option<Probe>,
     pub schedules: Vec<Schedule>,
+    /// Heartbeat checks: one for each schedule a project keeps elsewhere, plus `checks:`.
+    pub checks: Vec<CheckDecl>,
     pub transport: Transport,
     /// Where each task was declared, for errors found later (paths that escape the root).
     pub task_positions: BTreeMap<String, Pos>,
@@ -265,6 +289,29 @@ pub struct Schedule {
     /// A random delay of up to this much after each slot (managed only).
     pub jitter: Option<Duration>,
 }
+
+/// A heartbeat expectation: the job pings Agent OS when it runs; a ping that does not come in
+/// time (plus grace) makes the check late, then down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckDecl {
+    /// Unique within the project; part of the slug ping URL.
+    pub slug: String,
+    pub expect: Expect,
+    pub grace: Duration,
+    pub description: String,
+}
+
+/// When pings are expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// At least once per period.
+    Period(Duration),
+    /// At each fire of a cron expression in a zone.
+    Cron { cron: String, timezone: String },
+}
+
+/// Grace of a check that names none.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(15 * 60);
 
 /// Slots missed while Agent OS was not running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -483,6 +530,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
     let schedule_probe = probe(c, &raw.schedule, "schedule", DEFAULT_STATUS_EVERY, http);
 
     let mut schedules = Vec::new();
+    let mut checks: Vec<(Pos, String, CheckDecl)> = Vec::new();
     for (i, s) in raw.schedules.iter().enumerate() {
         let path = format!("schedules[{i}]");
         let v = &s.value;
@@ -564,6 +612,38 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             _ => Overlap::Skip,
         };
         let jitter = c.duration(&v.jitter, format!("{path}.jitter"));
+        let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
+        if managed {
+            for (raw, field) in [(&v.check, "check"), (&v.grace, "grace")] {
+                if let Some(r) = raw {
+                    c.at(
+                        r.referenced.into(),
+                        format!("{path}.{field}"),
+                        format!(
+                            "{field} applies to schedules a project keeps elsewhere (Agent OS watches its own runs)"
+                        ),
+                        Some("remove it"),
+                    );
+                }
+            }
+        } else {
+            let slug = v.check.as_ref().map(|x| x.value.clone()).unwrap_or_else(|| v.task.value.clone());
+            if let Some(x) = &v.check
+                && let Err(e) = check_task_name(&x.value)
+            {
+                c.at(x.referenced.into(), format!("{path}.check"), e.replace("task name", "check slug"), None);
+            }
+            checks.push((
+                s.referenced.into(),
+                path.to_string(),
+                CheckDecl {
+                    slug,
+                    expect: Expect::Cron { cron: v.cron.value.trim().to_string(), timezone: timezone.clone() },
+                    grace,
+                    description: v.description.clone().unwrap_or_default(),
+                },
+            ));
+        }
         if let (Some(j), false) = (&v.jitter, managed) {
             c.at(
                 j.referenced.into(),
@@ -584,6 +664,63 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         });
     }
 
+    for (i, k) in raw.checks.iter().enumerate() {
+        let path = format!("checks[{i}]");
+        let v = &k.value;
+        if let Err(e) = check_task_name(&v.slug.value) {
+            c.at(v.slug.referenced.into(), format!("{path}.slug"), e.replace("task name", "check slug"), None);
+        }
+        let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
+        let expect = match (&v.every, &v.cron) {
+            (Some(_), None) => c.duration(&v.every, format!("{path}.every")).map(Expect::Period),
+            (None, Some(cron)) => {
+                if let Err(e) = check_cron_shape(&cron.value) {
+                    c.at(cron.referenced.into(), format!("{path}.cron"), e, None);
+                }
+                let timezone = v.timezone.as_ref().map(|t| t.value.clone()).unwrap_or_else(|| "UTC".into());
+                if let Some(tz) = &v.timezone
+                    && let Err(e) = check_zone_name(&tz.value)
+                {
+                    c.at(tz.referenced.into(), format!("{path}.timezone"), e, None);
+                }
+                Some(Expect::Cron { cron: cron.value.trim().to_string(), timezone })
+            }
+            _ => {
+                c.at(
+                    k.referenced.into(),
+                    path.clone(),
+                    "a check needs exactly one of `every` or `cron`",
+                    Some("e.g. { slug: backup, every: 1h, grace: 10m }"),
+                );
+                None
+            }
+        };
+        if let Some(expect) = expect {
+            checks.push((
+                k.referenced.into(),
+                path,
+                CheckDecl {
+                    slug: v.slug.value.clone(),
+                    expect,
+                    grace,
+                    description: v.description.clone().unwrap_or_default(),
+                },
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (pos, path, check) in &checks {
+        if !seen.insert(check.slug.clone()) {
+            c.at(
+                *pos,
+                path.clone(),
+                format!("two checks share the slug {:?}", check.slug),
+                Some("give one of the schedules `check: another-name`"),
+            );
+        }
+    }
+    let checks = checks.into_iter().map(|(_, _, check)| check).collect();
+
     Manifest {
         name: raw.name.value.clone(),
         description: raw.description.clone().unwrap_or_default(),
@@ -594,6 +731,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         cost,
         schedule_probe,
         schedules,
+        checks,
         transport,
         task_positions,
         env_file_position: raw.env_file.as_ref().map(|e| e.referenced.into()),

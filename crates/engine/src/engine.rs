@@ -7,6 +7,7 @@
 //! retry, or to its final state. On start, `recover` finds attempts whose node died, kills
 //! their process groups and ends them as lost.
 
+pub mod monitor;
 mod scheduler;
 
 use std::collections::{HashMap, HashSet};
@@ -122,6 +123,8 @@ pub struct Engine {
     stopping: watch::Sender<bool>,
     /// Wakes the scheduler: a project (and so its schedules) was added, changed or removed.
     schedules_changed: Notify,
+    /// Wakes the check monitor: a ping arrived or checks changed.
+    checks_changed: Notify,
     /// Probes currently in flight, so a slow probe is not started twice.
     probing: Mutex<HashSet<(String, &'static str)>>,
     pub run_durations: Histogram,
@@ -162,11 +165,16 @@ impl Engine {
             stopping: watch::channel(false).0,
             probing: Mutex::new(HashSet::new()),
             schedules_changed: Notify::new(),
+            checks_changed: Notify::new(),
             run_durations: Histogram::new(RUN_BUCKETS),
             cfg,
         });
         engine.heartbeat().await?;
         engine.recover().await?;
+        // Checks follow the manifests (also for projects registered before checks existed).
+        for p in engine.projects().await? {
+            engine.sync_checks(&p).await?;
+        }
         tokio::spawn(engine.clone().dispatch_loop());
         tokio::spawn(engine.clone().heartbeat_loop());
         if engine.cfg.probes_enabled {
@@ -174,6 +182,7 @@ impl Engine {
         }
         if engine.cfg.schedules_enabled {
             tokio::spawn(engine.clone().schedule_loop());
+            tokio::spawn(engine.clone().monitor_loop());
         }
         Ok(engine)
     }
@@ -275,6 +284,7 @@ impl Engine {
         let record = self.store.insert_project(&new, &schedules, self.now()).await?;
         let loaded = Arc::new(LoadedProject { record, manifest });
         self.cache(loaded.clone());
+        self.sync_checks(&loaded).await?;
         self.refresh_plugin_schedules(&loaded).await;
         Ok((loaded, secret))
     }
@@ -334,6 +344,7 @@ impl Engine {
             .await?;
         let loaded = Arc::new(LoadedProject { record, manifest });
         self.cache(loaded.clone());
+        self.sync_checks(&loaded).await?;
         self.refresh_plugin_schedules(&loaded).await;
         Ok(loaded)
     }

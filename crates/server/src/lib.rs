@@ -26,7 +26,7 @@ use agent_os_engine::Engine;
 
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
-pub use routes::{CostsAccepted, CreatedToken, Health, Registered, Timeline};
+pub use routes::{CheckView, CostsAccepted, CreatedToken, EventView, Health, Registered, Timeline};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ impl Default for ServerOptions {
     paths(
         routes::list_projects, routes::register_project, routes::get_project, routes::delete_project, routes::reload_project,
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
-        routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
+        routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline, routes::list_checks, routes::list_events,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
     ),
     modifiers(&BearerAuth)
@@ -111,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .route("/costs", get(routes::list_costs).post(routes::post_costs))
         .route("/schedules", get(routes::list_schedules))
         .route("/schedules/timeline", get(routes::schedule_timeline))
+        .route("/checks", get(routes::list_checks))
+        .route("/events", get(routes::list_events))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .fallback(not_found)
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(routes::healthz))
+        .route("/ping/{*parts}", get(routes::ping).head(routes::ping).post(routes::ping))
         .route(
             "/metrics",
             get(metrics_endpoint).route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)),

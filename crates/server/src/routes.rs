@@ -662,6 +662,159 @@ pub async fn schedule_timeline(
     }))
 }
 
+// Checks, pings and events ------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct CheckView {
+    pub id: String,
+    pub project: String,
+    pub slug: String,
+    /// `new`, `up`, `late` or `down`.
+    pub state: String,
+    /// `period` or `cron`.
+    pub kind: String,
+    pub period_ms: Option<i64>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub grace_ms: i64,
+    pub description: String,
+    /// Where the job pings: append `/start`, `/fail`, `/<exit status>` or `/log` as needed.
+    pub ping_url: String,
+    /// The same by project ping key and slug.
+    pub slug_url: Option<String>,
+    pub last_ping_at: Option<String>,
+    pub last_duration_ms: Option<i64>,
+    pub running_since: Option<String>,
+    pub state_changed_at: Option<String>,
+}
+
+fn check_view(st: &AppState, c: agent_os_store::CheckRecord) -> CheckView {
+    let base = st.engine.config().public_url.trim_end_matches('/').to_string();
+    CheckView {
+        ping_url: format!("{base}/ping/{}", c.id),
+        slug_url: c.ping_key.as_ref().map(|k| format!("{base}/ping/{k}/{}", c.slug)),
+        id: c.id,
+        project: c.project,
+        slug: c.slug,
+        state: c.state,
+        kind: c.kind,
+        period_ms: c.period_ms,
+        cron: c.cron,
+        timezone: c.timezone,
+        grace_ms: c.grace_ms,
+        description: c.description,
+        last_ping_at: c.last_ping_at.map(views::time),
+        last_duration_ms: c.last_duration_ms,
+        running_since: c.running_since.map(views::time),
+        state_changed_at: c.state_changed_at.map(views::time),
+    }
+}
+
+/// Every heartbeat check, with its ping URLs and state.
+#[utoipa::path(get, path = "/api/v1/checks", tag = "checks", params(ScheduleQuery), responses((status = 200, body = [CheckView])), security(("bearer" = [])))]
+pub async fn list_checks(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ScheduleQuery>,
+) -> ApiResult<Json<Vec<CheckView>>> {
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let checks = st.engine.store().list_checks(project.as_deref()).await?;
+    Ok(Json(checks.into_iter().map(|c| check_view(&st, c)).collect()))
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct EventView {
+    pub id: String,
+    /// e.g. `check.down`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub project: Option<String>,
+    pub subject: Option<String>,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub at: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Only types starting with this, e.g. `check.`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+}
+
+/// Stored events, newest first (a project token sees its own project's).
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery), responses((status = 200, body = [EventView])), security(("bearer" = [])))]
+pub async fn list_events(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<Vec<EventView>>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000").field("limit"));
+    }
+    let own = scoped_project(&st, &caller, None).await?;
+    let events = st.engine.store().list_events(q.kind.as_deref(), limit).await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .filter(|e| own.is_none() || e.project == own)
+            .map(|e| EventView {
+                id: e.id,
+                kind: e.kind,
+                project: e.project,
+                subject: e.subject,
+                data: serde_json::from_str(&e.data).unwrap_or(Value::Null),
+                at: views::time(e.at),
+            })
+            .collect(),
+    ))
+}
+
+/// Healthchecks-compatible ping: `/ping/<check id>[/start|/fail|/log|/<0-255>]` or
+/// `/ping/<project ping key>/<slug>[/…]`, by GET, HEAD or POST, no token (the URL is the
+/// secret). The body (up to 100 KB) is kept as the ping's log; `?rid=` pairs start and finish.
+pub async fn ping(
+    State(st): State<AppState>,
+    Path(path): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let parts: Vec<String> = path.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect();
+    use agent_os_core::check::PingKind;
+    use agent_os_engine::engine::monitor::PingTarget;
+    let plain = |status: StatusCode, text: &'static str| {
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+    };
+    let rid = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("rid=").map(str::to_string)));
+    let is_id = |s: &str| agent_os_core::id::looks_like_id(s) && s.contains('-');
+    let (target, action) = match parts.as_slice() {
+        [id] if is_id(id) => (PingTarget::Id(id), ""),
+        [id, action] if is_id(id) => (PingTarget::Id(id), action.as_str()),
+        [key, slug] => (PingTarget::Slug { ping_key: key, slug }, ""),
+        [key, slug, action] => (PingTarget::Slug { ping_key: key, slug }, action.as_str()),
+        _ => return plain(StatusCode::NOT_FOUND, "not found"),
+    };
+    let Some(kind) = PingKind::parse(action) else { return plain(StatusCode::NOT_FOUND, "not found") };
+    let text = (!body.is_empty()).then(|| {
+        String::from_utf8_lossy(&body[..body.len().min(agent_os_engine::engine::monitor::MAX_PING_BODY)]).into_owned()
+    });
+    let remote = headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|v| v.chars().take(200).collect());
+    match st.engine.ping(target, kind, rid, text, remote).await {
+        Ok(_) => plain(StatusCode::OK, "OK"),
+        Err(agent_os_engine::EngineError::NotFound(_)) => plain(StatusCode::NOT_FOUND, "not found"),
+        Err(e) => {
+            tracing::warn!(error = %e, "ping not stored");
+            plain(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
 // Tokens -----------------------------------------------------------------------------------
 
 #[derive(Deserialize, ToSchema)]

@@ -802,3 +802,77 @@ async fn the_timeline_shows_every_fire_and_flags_collisions() {
     let (st, v) = s.get("/api/v1/schedules/timeline?from=2026-11-25T00:00:00Z&to=2026-12-31T00:00:00Z").await;
     assert_eq!((st, v["error"]["field"].as_str()), (400, Some("to")));
 }
+
+#[tokio::test]
+async fn external_schedules_are_watched_through_healthchecks_style_pings() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nightly");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: nightly\ntasks:\n  backup: { run: \"true\" }\nschedules:\n  - { task: backup, cron: \"30 3 * * *\", timezone: America/Los_Angeles, managed_by: cron, grace: 5m }\nchecks:\n  - { slug: heartbeat, every: 2s, grace: 1s }\n",
+    )
+    .unwrap();
+    s.add(&root).await;
+    let (_, checks) = s.get("/api/v1/checks?project=nightly").await;
+    let checks = checks.as_array().unwrap().clone();
+    assert_eq!(checks.iter().map(|c| c["slug"].as_str().unwrap()).collect::<Vec<_>>(), ["backup", "heartbeat"]);
+    assert!(checks.iter().all(|c| c["state"] == "new"));
+    let backup_url = checks[0]["ping_url"].as_str().unwrap().to_string();
+    let heartbeat_slug_url = checks[1]["slug_url"].as_str().unwrap().to_string();
+    assert!(backup_url.starts_with(&format!("{}/ping/", s.url)));
+
+    // The one-line integration users already have: curl the URL, no token.
+    let http = reqwest::Client::new();
+    let hit = |url: String, body: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http.post(url).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(hit(format!("{backup_url}/start?rid=r1"), "").await, (200, "OK".to_string()));
+    assert_eq!(hit(backup_url.clone(), "backed up 3 files").await, (200, "OK".to_string()));
+    let (_, after) = s.get("/api/v1/checks?project=nightly").await;
+    assert_eq!(after[0]["state"], "up");
+    assert!(after[0]["last_duration_ms"].as_i64().is_some(), "start and finish give a duration");
+    assert_eq!(hit(format!("{backup_url}/2"), "disk full").await.0, 200);
+    let (_, after) = s.get("/api/v1/checks?project=nightly").await;
+    assert_eq!(after[0]["state"], "down", "a non-zero exit status is down at once");
+    assert_eq!(hit(format!("{backup_url}/0"), "").await.0, 200);
+    assert_eq!(hit(format!("{backup_url}/log"), "just a note").await.0, 200);
+    assert_eq!(hit(format!("{backup_url}/restart"), "").await.0, 404);
+    assert_eq!(hit(format!("{}/ping/01234567-0000-7000-8000-000000000000", s.url), "").await.0, 404);
+    let head = http.head(&backup_url).send().await.unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+
+    // A period check pinged once, then silent: late after 2 s, down after 3 s.
+    assert_eq!(http.get(&heartbeat_slug_url).send().await.unwrap().status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(3600)).await;
+    let (_, after) = s.get("/api/v1/checks?project=nightly").await;
+    assert_eq!(after[1]["state"], "down", "{after}");
+
+    let (_, events) = s.get("/api/v1/events?type=check.").await;
+    let kinds: Vec<(&str, &str)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["subject"].as_str().unwrap()))
+        .collect();
+    for want in [
+        ("check.up", "backup"),
+        ("check.down", "backup"),
+        ("check.up", "heartbeat"),
+        ("check.late", "heartbeat"),
+        ("check.down", "heartbeat"),
+    ] {
+        assert!(kinds.contains(&want), "missing {want:?} in {kinds:?}");
+    }
+
+    // Ping URLs survive a reload of the manifest.
+    let (st, _) = s.post("/api/v1/projects/nightly/reload", json!({})).await;
+    assert_eq!(st, 200);
+    let (_, reloaded) = s.get("/api/v1/checks?project=nightly").await;
+    assert_eq!(reloaded[0]["ping_url"], backup_url.as_str());
+}

@@ -126,6 +126,21 @@ pub trait Store: Send + Sync + 'static {
     /// The status of the run started by the schedule's most recent fired slot, if any.
     async fn last_schedule_run_status(&self, key: &str) -> Result<Option<String>>;
 
+    // Checks, pings and events ------------------------------------------------------------
+    /// The project's ping key (for slug ping URLs), set to `candidate` if it has none.
+    async fn ensure_ping_key(&self, project_id: &str, candidate: &str) -> Result<String>;
+    /// Makes the project's checks exactly `checks`: existing ones (by slug) keep their id,
+    /// state and pings; others are added; checks no longer declared are removed.
+    async fn sync_checks(&self, project_id: &str, checks: &[NewCheck], now: i64) -> Result<()>;
+    async fn list_checks(&self, project: Option<&str>) -> Result<Vec<CheckRecord>>;
+    async fn get_check(&self, id: &str) -> Result<Option<CheckRecord>>;
+    async fn find_check_by_slug(&self, ping_key: &str, slug: &str) -> Result<Option<CheckRecord>>;
+    /// Stores a ping and the check's new fields (and event) in one transaction.
+    async fn record_ping(&self, p: &PingUpdate) -> Result<()>;
+    /// Moves a check to `state` (with its event) unless it is already there.
+    async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool>;
+    async fn list_events(&self, kind_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>>;
+
     // Nodes and settings -------------------------------------------------------------------
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;
     async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>>;

@@ -17,6 +17,7 @@ struct Migration {
 const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") },
     Migration { version: 2, name: "schedule_slots", sql: include_str!("../migrations/sqlite/0002_schedule_slots.sql") },
+    Migration { version: 3, name: "checks", sql: include_str!("../migrations/sqlite/0003_checks.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -26,6 +27,7 @@ const POSTGRES: &[Migration] = &[
         name: "schedule_slots",
         sql: include_str!("../migrations/postgres/0002_schedule_slots.sql"),
     },
+    Migration { version: 3, name: "checks", sql: include_str!("../migrations/postgres/0003_checks.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

@@ -232,6 +232,49 @@ macro_rules! probe_cols {
     };
 }
 
+macro_rules! check_cols {
+    () => {
+        "c.id, c.project_id, p.name, p.ping_key, c.slug, c.kind, c.period_ms, c.cron, c.timezone, c.grace_ms, c.description, c.state, c.last_finish_at, c.last_failed, c.running_since, c.last_ping_at, c.last_duration_ms, c.state_changed_at, c.created_at"
+    };
+}
+
+fn check_from(r: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
+    Ok(CheckRecord {
+        id: r.try_get(0)?,
+        project_id: r.try_get(1)?,
+        project: r.try_get(2)?,
+        ping_key: r.try_get(3)?,
+        slug: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        period_ms: r.try_get(6)?,
+        cron: r.try_get(7)?,
+        timezone: r.try_get(8)?,
+        grace_ms: r.try_get(9)?,
+        description: r.try_get(10)?,
+        state: r.try_get(11)?,
+        last_finish_at: r.try_get(12)?,
+        last_failed: r.try_get::<i64, _>(13)? != 0,
+        running_since: r.try_get(14)?,
+        last_ping_at: r.try_get(15)?,
+        last_duration_ms: r.try_get(16)?,
+        state_changed_at: r.try_get(17)?,
+        created_at: r.try_get(18)?,
+    })
+}
+
+async fn insert_event(tx: &mut Transaction<'static, Any>, e: &NewEvent) -> Result<()> {
+    sqlx::query("INSERT INTO events (id, type, project, subject, data, at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&e.id)
+        .bind(&e.kind)
+        .bind(&e.project)
+        .bind(&e.subject)
+        .bind(&e.data)
+        .bind(e.at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 macro_rules! cost_cols {
     () => {
         "id, project, run_id, service, key_name, amount_nanos, currency, tokens_in, tokens_out, model, at, idempotency_key, source, metadata"
@@ -1022,6 +1065,156 @@ impl Store for SqlStore {
             .fetch_optional(&self.write)
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn ensure_ping_key(&self, project_id: &str, candidate: &str) -> Result<String> {
+        sqlx::query("UPDATE projects SET ping_key = $2 WHERE id = $1 AND ping_key IS NULL")
+            .bind(project_id)
+            .bind(candidate)
+            .execute(&self.write)
+            .await?;
+        let row = sqlx::query("SELECT ping_key FROM projects WHERE id = $1")
+            .bind(project_id)
+            .fetch_optional(&self.write)
+            .await?;
+        row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+            .ok_or_else(|| StoreError::NotFound(format!("project {project_id:?}")))
+    }
+
+    async fn sync_checks(&self, project_id: &str, checks: &[NewCheck], now: i64) -> Result<()> {
+        let mut tx = self.tx().await?;
+        let existing =
+            sqlx::query("SELECT slug FROM checks WHERE project_id = $1").bind(project_id).fetch_all(&mut *tx).await?;
+        for row in &existing {
+            let slug: String = row.try_get(0)?;
+            if !checks.iter().any(|c| c.slug == slug) {
+                sqlx::query("DELETE FROM checks WHERE project_id = $1 AND slug = $2")
+                    .bind(project_id)
+                    .bind(&slug)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for c in checks {
+            sqlx::query(
+                "INSERT INTO checks (id, project_id, slug, kind, period_ms, cron, timezone, grace_ms, description, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (project_id, slug) DO UPDATE SET kind = excluded.kind, period_ms = excluded.period_ms, cron = excluded.cron, timezone = excluded.timezone, grace_ms = excluded.grace_ms, description = excluded.description",
+            )
+            .bind(agent_os_core::id::new_id())
+            .bind(project_id)
+            .bind(&c.slug)
+            .bind(&c.kind)
+            .bind(c.period_ms)
+            .bind(&c.cron)
+            .bind(&c.timezone)
+            .bind(c.grace_ms)
+            .bind(&c.description)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_checks(&self, project: Option<&str>) -> Result<Vec<CheckRecord>> {
+        let rows = sqlx::query(concat!("SELECT ", check_cols!(), " FROM checks c JOIN projects p ON p.id = c.project_id WHERE ($1 IS NULL OR p.name = $1) ORDER BY p.name, c.slug"))
+            .bind(project)
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, check_from)
+    }
+
+    async fn get_check(&self, id: &str) -> Result<Option<CheckRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            check_cols!(),
+            " FROM checks c JOIN projects p ON p.id = c.project_id WHERE c.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.as_ref().map(check_from).transpose()?)
+    }
+
+    async fn find_check_by_slug(&self, ping_key: &str, slug: &str) -> Result<Option<CheckRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            check_cols!(),
+            " FROM checks c JOIN projects p ON p.id = c.project_id WHERE p.ping_key = $1 AND c.slug = $2"
+        ))
+        .bind(ping_key)
+        .bind(slug)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.as_ref().map(check_from).transpose()?)
+    }
+
+    async fn record_ping(&self, p: &PingUpdate) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("INSERT INTO pings (id, check_id, at, kind, rid, duration_ms, body, remote) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&p.id)
+            .bind(&p.check_id)
+            .bind(p.at)
+            .bind(&p.kind)
+            .bind(&p.rid)
+            .bind(p.duration_ms)
+            .bind(&p.body)
+            .bind(&p.remote)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE checks SET last_ping_at = $2, last_finish_at = $3, last_failed = $4, running_since = $5, \
+             last_duration_ms = COALESCE($6, last_duration_ms), state_changed_at = CASE WHEN state <> $7 THEN $2 ELSE state_changed_at END, state = $7 WHERE id = $1",
+        )
+        .bind(&p.check_id)
+        .bind(p.at)
+        .bind(p.last_finish_at)
+        .bind(i64::from(p.last_failed))
+        .bind(p.running_since)
+        .bind(p.duration_ms)
+        .bind(&p.state)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(e) = &p.event {
+            insert_event(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let changed = sqlx::query("UPDATE checks SET state = $2, state_changed_at = $3 WHERE id = $1 AND state <> $2")
+            .bind(check_id)
+            .bind(state)
+            .bind(event.at)
+            .execute(&mut *tx)
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_events(&self, kind_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query("SELECT id, type, project, subject, data, at FROM events WHERE ($1 IS NULL OR type LIKE $1 || '%') ORDER BY at DESC, id DESC LIMIT $2")
+            .bind(kind_prefix)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, |r| {
+            Ok(NewEvent {
+                id: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                project: r.try_get(2)?,
+                subject: r.try_get(3)?,
+                data: r.try_get(4)?,
+                at: r.try_get(5)?,
+            })
+        })
     }
 
     async fn upsert_node(&self, n: &NodeRecord) -> Result<()> {

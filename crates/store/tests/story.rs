@@ -377,6 +377,62 @@ async fn story(s: &dyn Store) {
     assert!(s.fire_slot(key, 150, None, "skipped", 203).await.unwrap());
     assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(200), "the last slot never moves back");
 
+    // Checks keep their id (the ping URL) across re-syncs; pings and state changes raise events.
+    let key_a = s.ensure_ping_key(&cortana.id, "pk-cortana").await.unwrap();
+    assert_eq!(s.ensure_ping_key(&cortana.id, "pk-other").await.unwrap(), key_a, "the ping key never changes");
+    let check = |slug: &str, grace: i64| NewCheck {
+        slug: slug.into(),
+        kind: "cron".into(),
+        period_ms: None,
+        cron: Some("0 22 * * *".into()),
+        timezone: Some("UTC".into()),
+        grace_ms: grace,
+        description: String::new(),
+    };
+    s.sync_checks(&cortana.id, &[check("daily_update", 600_000), check("backup", 1)], 10).await.unwrap();
+    let first = s.find_check_by_slug("pk-cortana", "daily_update").await.unwrap().unwrap();
+    s.sync_checks(&cortana.id, &[check("daily_update", 900_000)], 11).await.unwrap();
+    let again = s.get_check(&first.id).await.unwrap().unwrap();
+    assert_eq!((again.grace_ms, again.state.as_str(), again.project.as_str()), (900_000, "new", "cortana"));
+    assert_eq!(s.list_checks(Some("cortana")).await.unwrap().len(), 1, "undeclared checks go");
+    let event = |kind: &str, at: i64| NewEvent {
+        id: agent_os_core::id::new_id(),
+        kind: kind.into(),
+        project: Some("cortana".into()),
+        subject: Some("daily_update".into()),
+        data: "{}".into(),
+        at,
+    };
+    s.record_ping(&PingUpdate {
+        id: agent_os_core::id::new_id(),
+        check_id: first.id.clone(),
+        at: 20,
+        kind: "success".into(),
+        rid: None,
+        duration_ms: Some(5),
+        body: Some("done".into()),
+        remote: None,
+        last_finish_at: Some(20),
+        last_failed: false,
+        running_since: None,
+        state: "up".into(),
+        event: Some(event("check.up", 20)),
+    })
+    .await
+    .unwrap();
+    let up = s.get_check(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (up.state.as_str(), up.last_ping_at, up.last_duration_ms, up.state_changed_at),
+        ("up", Some(20), Some(5), Some(20))
+    );
+    assert!(s.set_check_state(&first.id, "late", &event("check.late", 30)).await.unwrap());
+    assert!(
+        !s.set_check_state(&first.id, "late", &event("check.late", 31)).await.unwrap(),
+        "no event without a change"
+    );
+    let events = s.list_events(Some("check."), 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["check.late", "check.up"]);
+
     // Nodes and settings.
     let node = NodeRecord { id: "n1".into(), hostname: "h".into(), pid: 1, started_at: 1, heartbeat_at: 1 };
     s.upsert_node(&node).await.unwrap();

@@ -1,0 +1,210 @@
+//! Heartbeat checks of the schedules projects keep elsewhere (Railway cron, launchd, crontab…):
+//! pings come in over HTTP, the state follows `core::check::evaluate`, and every state change
+//! is stored as an event (`check.up`, `check.late`, `check.down`) in the same transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_os_core::check::{CheckState, PingKind, Pings, evaluate};
+use agent_os_core::cron::{Cron, zone};
+use agent_os_core::id::new_id;
+use agent_os_core::manifest::Expect;
+use agent_os_store::{CheckRecord, NewCheck, NewEvent, PingUpdate};
+use serde_json::json;
+
+use super::{Engine, EngineError};
+use crate::project::LoadedProject;
+
+/// Longest a ping body kept as the ping's log.
+pub const MAX_PING_BODY: usize = 100 * 1024;
+
+/// The longest the monitor sleeps without looking again.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Which check a ping is for.
+pub enum PingTarget<'a> {
+    /// `/ping/<check id>`
+    Id(&'a str),
+    /// `/ping/<project ping key>/<slug>`
+    Slug { ping_key: &'a str, slug: &'a str },
+}
+
+fn expect_of(c: &CheckRecord) -> Expect {
+    match (c.kind.as_str(), c.period_ms, &c.cron, &c.timezone) {
+        ("period", Some(ms), _, _) => Expect::Period(Duration::from_millis(ms.max(0) as u64)),
+        (_, _, Some(cron), tz) => {
+            Expect::Cron { cron: cron.clone(), timezone: tz.clone().unwrap_or_else(|| "UTC".into()) }
+        }
+        _ => Expect::Period(Duration::from_secs(u64::MAX / 4)),
+    }
+}
+
+/// The state of a stored check at `now`, and when it would change next.
+fn state_of(c: &CheckRecord, pings: &Pings, now: i64) -> (CheckState, Option<i64>) {
+    let expect = expect_of(c);
+    let parsed = match &expect {
+        Expect::Cron { cron, timezone } => Cron::parse(cron).ok().zip(zone(timezone).ok()),
+        Expect::Period(_) => None,
+    };
+    let grace = Duration::from_millis(c.grace_ms.max(0) as u64);
+    evaluate(&expect, parsed.as_ref().map(|(c, tz)| (c, tz)), grace, pings, now)
+}
+
+fn event(c: &CheckRecord, state: CheckState, at: i64, why: &str) -> NewEvent {
+    NewEvent {
+        id: new_id(),
+        kind: format!("check.{}", state.as_str()),
+        project: Some(c.project.clone()),
+        subject: Some(c.slug.clone()),
+        data: json!({"check": c.id, "project": c.project, "slug": c.slug, "state": state.as_str(), "reason": why})
+            .to_string(),
+        at,
+    }
+}
+
+impl Engine {
+    /// Makes the project's checks match its manifest (ids, and so ping URLs, are kept).
+    pub(super) async fn sync_checks(&self, p: &LoadedProject) -> Result<(), EngineError> {
+        let candidate = hex::encode(crate::secrets::random_bytes::<12>());
+        self.store.ensure_ping_key(&p.record.id, &candidate).await?;
+        let checks: Vec<NewCheck> = p
+            .manifest
+            .checks
+            .iter()
+            .map(|c| {
+                let (kind, period_ms, cron, timezone) = match &c.expect {
+                    Expect::Period(d) => ("period", Some(d.as_millis() as i64), None, None),
+                    Expect::Cron { cron, timezone } => ("cron", None, Some(cron.clone()), Some(timezone.clone())),
+                };
+                NewCheck {
+                    slug: c.slug.clone(),
+                    kind: kind.into(),
+                    period_ms,
+                    cron,
+                    timezone,
+                    grace_ms: c.grace.as_millis() as i64,
+                    description: c.description.clone(),
+                }
+            })
+            .collect();
+        self.store.sync_checks(&p.record.id, &checks, self.now()).await?;
+        self.checks_changed.notify_one();
+        Ok(())
+    }
+
+    /// Takes a ping: records it and the check's new state (with an event when it changed).
+    pub async fn ping(
+        &self,
+        target: PingTarget<'_>,
+        kind: PingKind,
+        rid: Option<String>,
+        body: Option<String>,
+        remote: Option<String>,
+    ) -> Result<CheckRecord, EngineError> {
+        let check = match target {
+            PingTarget::Id(id) => self.store.get_check(id).await?,
+            PingTarget::Slug { ping_key, slug } => self.store.find_check_by_slug(ping_key, slug).await?,
+        }
+        .ok_or_else(|| EngineError::NotFound("no such check".into()))?;
+        let now = self.now();
+        let mut pings = Pings {
+            last_finish: check.last_finish_at,
+            last_failed: check.last_failed,
+            running_since: check.running_since,
+        };
+        let mut duration_ms = None;
+        match kind {
+            PingKind::Start => pings.running_since = Some(now),
+            PingKind::Log => {}
+            finish => {
+                duration_ms = pings.running_since.map(|s| now - s);
+                pings.last_finish = Some(now);
+                pings.last_failed = finish.is_failure();
+                pings.running_since = None;
+            }
+        }
+        let old = CheckState::parse(&check.state);
+        let (state, _) = if kind == PingKind::Log { (old, None) } else { state_of(&check, &pings, now) };
+        let why = match kind {
+            PingKind::Fail => "the job reported a failure".to_string(),
+            PingKind::Exit(n) if n != 0 => format!("the job exited with status {n}"),
+            _ => "a ping arrived".to_string(),
+        };
+        let body = body.map(|b| {
+            let mut b = agent_os_core::redact::redact_shapes(&b);
+            if b.len() > MAX_PING_BODY {
+                let mut end = MAX_PING_BODY;
+                while !b.is_char_boundary(end) {
+                    end -= 1;
+                }
+                b.truncate(end);
+            }
+            b
+        });
+        self.store
+            .record_ping(&PingUpdate {
+                id: new_id(),
+                check_id: check.id.clone(),
+                at: now,
+                kind: kind.as_str(),
+                rid,
+                duration_ms,
+                body,
+                remote,
+                last_finish_at: pings.last_finish,
+                last_failed: pings.last_failed,
+                running_since: pings.running_since,
+                state: state.as_str().into(),
+                event: (state != old).then(|| event(&check, state, now, &why)),
+            })
+            .await?;
+        self.checks_changed.notify_one();
+        Ok(self.store.get_check(&check.id).await?.unwrap_or(check))
+    }
+
+    /// Re-evaluates every check at the current time, storing changes (late, down) with their
+    /// events. Returns when the next change could happen without a ping.
+    pub async fn check_tick(&self) -> Result<Option<i64>, EngineError> {
+        let now = self.now();
+        let mut next: Option<i64> = None;
+        for c in self.store.list_checks(None).await? {
+            let pings =
+                Pings { last_finish: c.last_finish_at, last_failed: c.last_failed, running_since: c.running_since };
+            let (state, due) = state_of(&c, &pings, now);
+            if let Some(d) = due {
+                next = Some(next.map_or(d, |n: i64| n.min(d)));
+            }
+            if state != CheckState::parse(&c.state) {
+                let why = match state {
+                    CheckState::Late => "the expected ping did not come; within grace".to_string(),
+                    CheckState::Down if pings.running_since.is_some() => {
+                        "started but did not finish within the grace time".to_string()
+                    }
+                    CheckState::Down => "the expected ping did not come within the grace time".to_string(),
+                    _ => "re-evaluated".to_string(),
+                };
+                self.store.set_check_state(&c.id, state.as_str(), &event(&c, state, now, &why)).await?;
+            }
+        }
+        Ok(next)
+    }
+
+    pub(super) async fn monitor_loop(self: Arc<Self>) {
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            let sleep = match self.check_tick().await {
+                Ok(Some(next)) => Duration::from_millis((next - self.now()).max(0) as u64).min(MAX_SLEEP),
+                Ok(None) => MAX_SLEEP,
+                Err(e) => {
+                    tracing::warn!(error = %e, "check evaluation failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.checks_changed.notified() => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    }
+}
