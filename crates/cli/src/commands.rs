@@ -160,6 +160,8 @@ pub enum ClientCommand<'a> {
     Logs(&'a LogsArgs),
     Cancel { run_id: &'a str, json: bool },
     Schedules { project: Option<&'a str>, json: bool },
+    Checks { project: Option<&'a str>, json: bool },
+    Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
     Cost(&'a CostCmd),
     Token(&'a TokenCmd),
@@ -235,6 +237,68 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         &rows
                     )
                 );
+            }
+            Ok(0)
+        }
+        ClientCommand::Checks { project, json } => {
+            let list: Vec<agent_os_server::CheckView> =
+                c.get(&format!("/api/v1/checks{}", query(&[("project", project.map(str::to_string))]))).await?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!(
+                    "no checks yet: schedules a project keeps elsewhere (managed_by: cron, launchd, railway, …) get one each"
+                );
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|x| {
+                        let expect = match (&x.cron, x.period_ms) {
+                            (Some(cron), _) => format!("{cron} {}", x.timezone.as_deref().unwrap_or("")),
+                            (None, Some(ms)) => {
+                                format!("every {}", agent_os_core::format_duration(Duration::from_millis(ms as u64)))
+                            }
+                            _ => "-".into(),
+                        };
+                        vec![
+                            x.project.clone(),
+                            x.slug.clone(),
+                            x.state.to_uppercase(),
+                            expect,
+                            x.last_ping_at.as_deref().map(short_time).unwrap_or_else(|| "never".into()),
+                            x.ping_url.clone(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", render(&["PROJECT", "CHECK", "STATE", "EXPECTED", "LAST PING (UTC)", "PING URL"], &rows));
+            }
+            Ok(0)
+        }
+        ClientCommand::Events { kind, limit, json } => {
+            let list: Vec<agent_os_server::EventView> = c
+                .get(&format!(
+                    "/api/v1/events{}",
+                    query(&[("type", kind.map(str::to_string)), ("limit", Some(limit.to_string()))])
+                ))
+                .await?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no events yet");
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            short_time(&e.at),
+                            e.kind.clone(),
+                            e.project.clone().unwrap_or_default(),
+                            e.subject.clone().unwrap_or_default(),
+                            e.data.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", render(&["AT (UTC)", "TYPE", "PROJECT", "SUBJECT", "REASON"], &rows));
             }
             Ok(0)
         }

@@ -4,6 +4,8 @@
 
 mod client;
 mod commands;
+mod discover;
+mod exec;
 mod home;
 mod serve;
 mod table;
@@ -66,13 +68,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Every schedule of every project.
-    Schedules {
+    /// Every schedule of every project; `schedules discover` finds schedules kept elsewhere.
+    Schedules(discover::SchedulesArgs),
+    /// Heartbeat checks of schedules kept elsewhere, with their state and ping URLs.
+    Checks {
         #[arg(long)]
         project: Option<String>,
         #[arg(long)]
         json: bool,
     },
+    /// Stored events (check.late, check.down, …), newest first.
+    Events {
+        /// Only types starting with this, e.g. `check.`.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a job under a check: ping start, run it, ping its exit status with the tail of its
+    /// output, exit with its status (for crontab, launchd, Railway).
+    Exec(exec::ExecArgs),
     /// List reported costs.
     Costs(commands::CostsArgs),
     /// Report a cost record.
@@ -205,6 +222,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Cron(CronCmd::Next { expr, tz, after, count, json }) => {
             Ok(cron_next(expr, tz, after.as_deref(), *count, *json))
         }
+        Command::Exec(a) => {
+            // The API is only needed to look up the ping URL; without it the job still runs.
+            let client = match &a.ping_url {
+                Some(_) => None,
+                None => commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone()).ok(),
+            };
+            Ok(exec::run(a, client.as_ref()).await)
+        }
+        Command::Schedules(discover::SchedulesArgs { sub: Some(discover::SchedulesSub::Discover(d)), .. }) => {
+            Ok(discover::run(d).await)
+        }
         other => {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
             commands::run(&client, other_command(other)).await
@@ -220,10 +248,12 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Runs(r) => C::Runs(r),
         Command::Logs(l) => C::Logs(l),
         Command::Cancel { run_id, json } => C::Cancel { run_id, json: *json },
-        Command::Schedules { project, json } => C::Schedules { project: project.as_deref(), json: *json },
+        Command::Schedules(s) => C::Schedules { project: s.project.as_deref(), json: s.json },
+        Command::Checks { project, json } => C::Checks { project: project.as_deref(), json: *json },
+        Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
         Command::Costs(c) => C::Costs(c),
         Command::Cost(c) => C::Cost(c),
         Command::Token(t) => C::Token(t),
-        Command::Serve(_) | Command::Demo(_) | Command::Openapi | Command::Cron(_) => C::Nothing,
+        Command::Serve(_) | Command::Demo(_) | Command::Openapi | Command::Cron(_) | Command::Exec(_) => C::Nothing,
     }
 }

@@ -525,3 +525,67 @@ fn cron_next_is_crontab_guru_in_the_terminal() {
     let zone = run(&["cron", "next", "@daily", "--tz", "+02:00"]);
     assert_eq!(zone.status.code(), Some(2));
 }
+
+#[test]
+fn exec_wraps_a_cron_job_and_its_check_follows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = tmp.path().join("nightly");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: nightly\ntasks:\n  backup: { run: \"true\" }\nschedules:\n  - { task: backup, cron: \"30 3 * * *\", managed_by: cron }\n").unwrap();
+    let _s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+
+    let failed = cli(
+        &home,
+        &[
+            "exec",
+            "--check",
+            "backup",
+            "--project",
+            "nightly",
+            "--",
+            "sh",
+            "-c",
+            "echo copying; echo no space left >&2; exit 3",
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(3), "exec exits with the job's status");
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "copying\n", "the job's output still goes where it went");
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("no space left"));
+    let checks = json(&cli(&home, &["checks", "--json"]));
+    assert_eq!(checks[0]["state"], "down", "{checks}");
+    let events = json(&cli(&home, &["events", "--type", "check.", "--json"]));
+    assert_eq!(events[0]["type"], "check.down");
+    assert!(events[0]["data"]["reason"].as_str().unwrap().contains("status 3"), "{events}");
+
+    let url = checks[0]["ping_url"].as_str().unwrap().to_string();
+    let good = Command::new(BIN)
+        .args(["exec", "--check", "backup", "--ping-url", &url, "--", "true"])
+        .env_remove("AGENT_OS_URL")
+        .output()
+        .unwrap();
+    assert_eq!(good.status.code(), Some(0));
+    assert_eq!(json(&cli(&home, &["checks", "--json"]))[0]["state"], "up");
+    let table = ok(&cli(&home, &["checks"]));
+    assert!(table.contains("UP") && table.contains("30 3 * * *"), "{table}");
+
+    // Agent OS unreachable: the job runs all the same, with a warning.
+    let offline = Command::new(BIN)
+        .args([
+            "exec",
+            "--check",
+            "backup",
+            "--ping-url",
+            "http://127.0.0.1:9/ping/x",
+            "--",
+            "sh",
+            "-c",
+            "echo still ran",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(offline.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&offline.stdout), "still ran\n");
+    assert!(String::from_utf8_lossy(&offline.stderr).contains("could not reach"));
+}

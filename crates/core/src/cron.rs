@@ -286,6 +286,19 @@ impl Cron {
         let mut offset = tz.to_offset(after);
         // Strictly after: the next whole minute.
         let mut lo = civil(after, offset).checked_add(SignedDuration::from_nanos(1)).ok()?;
+        if self.fixed {
+            // Starting inside the second copy of a repeated hour: a fixed-time job already ran
+            // in the first copy, so the search begins where the repetition ends.
+            let just_after = after.checked_add(SignedDuration::from_nanos(1)).ok()?;
+            if let Some(t) = tz.preceding(just_after).next() {
+                let before = tz.to_offset(t.timestamp().checked_sub(SignedDuration::from_nanos(1)).ok()?);
+                let delta = t.offset().duration_since(before);
+                let repeat_end = civil(t.timestamp(), before);
+                if delta.is_negative() && delta.abs() < DST_LIMIT && lo < repeat_end {
+                    lo = repeat_end;
+                }
+            }
+        }
         let mut start = after;
         for _ in 0..2000 {
             let transition = tz.following(start).next();
@@ -505,6 +518,17 @@ mod tests {
             fires("30 * * * *", "America/Los_Angeles", "2026-11-01T07:00:00Z", 3),
             ["2026-11-01T00:30-07:00", "2026-11-01T01:30-07:00", "2026-11-01T01:30-08:00"],
             "wildcard hours run in both copies"
+        );
+    }
+
+    #[test]
+    fn starting_inside_a_repeated_hour_does_not_rerun_a_fixed_job() {
+        // Sydney 2009-04-05: 03:00 AEDT became 02:00 AEST at 16:00 UTC; 02:01 AEDT already ran.
+        assert_eq!(fires("1 2 * * *", "Australia/Sydney", "2009-04-04T16:00:00Z", 1), ["2009-04-06T02:01+10:00"]);
+        assert_eq!(
+            fires("1 * * * *", "Australia/Sydney", "2009-04-04T16:00:00Z", 1),
+            ["2009-04-05T02:01+10:00"],
+            "wildcard hours do run again"
         );
     }
 

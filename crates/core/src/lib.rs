@@ -6,6 +6,7 @@ pub mod check;
 pub mod config;
 pub mod cost;
 pub mod cron;
+pub mod discover;
 pub mod duration;
 pub mod id;
 pub mod manifest;

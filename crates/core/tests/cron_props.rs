@@ -70,7 +70,7 @@ fn near_transition(zone_name: &str, year: i16, pick: usize, before_mins: i64) ->
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128), ..ProptestConfig::default() })]
 
     #[test]
     fn skipping_agrees_with_the_minute_by_minute_reference(

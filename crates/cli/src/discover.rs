@@ -1,0 +1,352 @@
+//! `agent-os schedules discover`: finds the schedules a user keeps outside Agent OS (crontabs,
+//! launchd jobs, systemd timers, Railway cron, GitHub Actions) in the files under the given
+//! paths, and with `--crontab` in the user's crontab, and reports each with its cron expression
+//! and zone, or why it has none. It runs locally and needs no server.
+//!
+//! The file system walk, the reading and the machine's zone live here; the readers of each
+//! format are pure, in `agent_os_core::discover`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_os_core::discover::{self, CRONTAB_L, Finding, LOCAL, Outcome};
+use agent_os_engine::runner;
+use clap::{Args, Subcommand};
+
+use crate::table;
+
+/// `agent-os schedules`: the server's list, or `schedules discover`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SchedulesArgs {
+    #[command(subcommand)]
+    pub sub: Option<SchedulesSub>,
+    /// Only this project's schedules.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SchedulesSub {
+    /// Find schedules kept elsewhere (crontabs, launchd, systemd timers, Railway, GitHub Actions); no server needed.
+    Discover(DiscoverArgs),
+}
+
+#[derive(Args)]
+pub struct DiscoverArgs {
+    /// Files or directories to search (default: the current directory).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Print the findings as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Also read this user's crontab (`crontab -l`).
+    #[arg(long)]
+    pub crontab: bool,
+}
+
+/// Files looked at, at most, across all paths: a home directory holds far more than schedules.
+const MAX_FILES: usize = 5000;
+/// Larger files are not schedules anyone wrote by hand.
+const MAX_BYTES: u64 = 1024 * 1024;
+/// Directories that hold dependencies, build output or state, never a user's schedules.
+const SKIP_DIRS: [&str; 4] = [".git", "node_modules", "target", "var"];
+const WHAT_IS_READ: &str = "crontab*, *.cron, crontabs/*, cron.d/*, /etc/crontab, *.plist, *.timer, railway.json, railway.toml, .github/workflows/*.yml";
+
+/// Runs `schedules discover`; the exit code is 0 whatever is found, 2 when a path is missing.
+pub async fn run(a: &DiscoverArgs) -> u8 {
+    let paths = if a.paths.is_empty() { vec![PathBuf::from(".")] } else { a.paths.clone() };
+    for p in &paths {
+        if std::fs::symlink_metadata(p).is_err() {
+            eprintln!("error: {}: no such file or directory", p.display());
+            return 2;
+        }
+    }
+    let mut walk = Walk::default();
+    for p in &paths {
+        walk.root(p);
+    }
+    let mut findings = Vec::new();
+    for file in &walk.candidates {
+        if let Some(text) = read(file, &mut walk.notes) {
+            findings.extend(discover::discover_file(&source_name(file), &text));
+        }
+    }
+    if a.crontab
+        && let Some(text) = user_crontab(&mut walk.notes).await
+    {
+        findings.extend(discover::discover_file(CRONTAB_L, &text));
+    }
+    local_zone(&mut findings, &mut walk.notes);
+    for note in &walk.notes {
+        eprintln!("note: {note}");
+    }
+    if a.json {
+        match serde_json::to_string_pretty(&findings) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print_human(&findings, &paths, &walk);
+    }
+    0
+}
+
+#[derive(Default)]
+struct Walk {
+    candidates: Vec<PathBuf>,
+    notes: Vec<String>,
+    /// Files looked at so far, toward [`MAX_FILES`].
+    seen: usize,
+    stopped: bool,
+}
+
+impl Walk {
+    fn root(&mut self, root: &Path) {
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_file() => {
+                self.seen += 1;
+                if discover::kind_of(&path_text(root)).is_some() {
+                    self.candidates.push(root.to_path_buf());
+                } else {
+                    self.notes.push(format!("{}: not a kind of file discover reads ({WHAT_IS_READ})", root.display()));
+                }
+            }
+            Ok(m) if m.is_dir() => {
+                let first = self.candidates.len();
+                self.dir(root);
+                self.candidates[first..].sort();
+            }
+            Ok(_) => self.notes.push(format!("{}: not a file or directory; skipped", root.display())),
+            Err(e) => self.notes.push(format!("{}: {e}; skipped", root.display())),
+        }
+    }
+
+    /// Every file under `root`, skipping [`SKIP_DIRS`] and hidden entries except `.github`.
+    fn dir(&mut self, root: &Path) {
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let mut entries: Vec<(PathBuf, std::fs::FileType)> = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd.filter_map(Result::ok).filter_map(|e| Some((e.path(), e.file_type().ok()?))).collect(),
+                Err(e) => {
+                    self.notes.push(format!("{}: {e}; skipped", dir.display()));
+                    continue;
+                }
+            };
+            // Name order, so the same files are looked at first when the limit cuts the walk short.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut subdirs = Vec::new();
+            for (path, kind) in entries {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let hidden = name.starts_with('.');
+                if kind.is_dir() {
+                    if !SKIP_DIRS.contains(&name.as_str()) && (!hidden || name == ".github") {
+                        subdirs.push(path);
+                    }
+                    continue;
+                }
+                // Symbolic links to directories are not followed: they can loop.
+                let is_file = kind.is_file() || (kind.is_symlink() && path.is_file());
+                if !is_file || hidden {
+                    continue;
+                }
+                if self.seen >= MAX_FILES {
+                    if !self.stopped {
+                        self.stopped = true;
+                        self.notes.push(format!(
+                            "stopped after looking at {MAX_FILES} files; name the directories that hold schedules"
+                        ));
+                    }
+                    return;
+                }
+                self.seen += 1;
+                if discover::kind_of(&path_text(&path)).is_some() {
+                    self.candidates.push(path);
+                }
+            }
+            stack.extend(subdirs.into_iter().rev());
+        }
+    }
+}
+
+fn path_text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The path as the user would type it: without a leading `./`.
+fn source_name(p: &Path) -> String {
+    let text = path_text(p);
+    text.strip_prefix("./").map(str::to_string).unwrap_or(text)
+}
+
+fn read(file: &Path, notes: &mut Vec<String>) -> Option<String> {
+    match std::fs::metadata(file) {
+        Ok(m) if m.len() > MAX_BYTES => {
+            notes.push(format!("{}: larger than 1 MiB; skipped", file.display()));
+            return None;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            notes.push(format!("{}: {e}; skipped", file.display()));
+            return None;
+        }
+    }
+    match std::fs::read(file) {
+        // Lossy, so a binary property list still shows what it is.
+        Ok(bytes) => {
+            Some(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        }
+        Err(e) => {
+            notes.push(format!("{}: {e}; skipped", file.display()));
+            None
+        }
+    }
+}
+
+/// The text of `crontab -l`, or a note why there is none. The process is started by the
+/// engine's runner, the one place that starts processes.
+async fn user_crontab(notes: &mut Vec<String>) -> Option<String> {
+    let command = agent_os_core::manifest::Command::Argv(vec!["crontab".into(), "-l".into()]);
+    let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let spec = runner::ProcessSpec {
+        root: &root,
+        command: &command,
+        env: runner::base_env(),
+        stdin: Vec::new(),
+        timeout: Duration::from_secs(10),
+        kill_grace: Duration::from_secs(1),
+    };
+    let out = runner::run_captured(spec, MAX_BYTES as usize).await;
+    match out.exit {
+        runner::Exit::Code(0) => Some(out.stdout),
+        runner::Exit::SpawnFailed(why) if why.starts_with("program not found") => {
+            notes.push("--crontab: there is no `crontab` command on this machine's PATH; skipped".into());
+            None
+        }
+        runner::Exit::SpawnFailed(why) => {
+            notes.push(format!("--crontab: could not run `crontab -l`: {why}"));
+            None
+        }
+        _ if out.stderr_tail.to_ascii_lowercase().contains("no crontab") => {
+            notes.push("--crontab: this user has no crontab".into());
+            None
+        }
+        exit => {
+            let why = exit.describe(Duration::from_secs(10));
+            let stderr = out.stderr_tail.trim();
+            notes.push(format!(
+                "--crontab: `crontab -l` failed ({why}){}",
+                if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
+            ));
+            None
+        }
+    }
+}
+
+/// Replaces [`LOCAL`] with this machine's IANA zone: cron, launchd and systemd follow the
+/// machine's clock unless a file names a zone.
+fn local_zone(findings: &mut [Finding], notes: &mut Vec<String>) {
+    let uses_local =
+        |f: &Finding| matches!(&f.outcome, Outcome::Schedule { timezone, .. } if timezone.as_str() == LOCAL);
+    if !findings.iter().any(uses_local) {
+        return;
+    }
+    let zone = match jiff::tz::TimeZone::system().iana_name() {
+        Some(name) => name.to_string(),
+        None => {
+            notes.push(
+                "cannot tell this machine's time zone by name; schedules that follow the machine's clock are shown in UTC"
+                    .into(),
+            );
+            "UTC".to_string()
+        }
+    };
+    for f in findings.iter_mut() {
+        if let Outcome::Schedule { timezone, .. } = &mut f.outcome
+            && timezone.as_str() == LOCAL
+        {
+            *timezone = zone.clone();
+        }
+    }
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.is_empty() {
+        return "-".into();
+    }
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max - 1).collect();
+    format!("{cut}…")
+}
+
+fn print_human(findings: &[Finding], paths: &[PathBuf], walk: &Walk) {
+    let place = |f: &Finding| format!("{}:{}", f.source, f.line);
+    let schedules: Vec<Vec<String>> = findings
+        .iter()
+        .filter_map(|f| match &f.outcome {
+            Outcome::Schedule { cron, timezone } => {
+                Some(vec![place(f), f.managed_by.to_string(), cron.clone(), timezone.clone(), shorten(&f.command, 70)])
+            }
+            Outcome::Untranslatable { .. } => None,
+        })
+        .collect();
+    let refused: Vec<Vec<String>> = findings
+        .iter()
+        .filter_map(|f| match &f.outcome {
+            Outcome::Untranslatable { reason } => {
+                Some(vec![place(f), f.managed_by.to_string(), shorten(&f.command, 40), reason.clone()])
+            }
+            Outcome::Schedule { .. } => None,
+        })
+        .collect();
+    if findings.is_empty() {
+        let where_ = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        println!("no schedules found in {where_} (looked at {} files; discover reads {WHAT_IS_READ})", walk.seen);
+        return;
+    }
+    if !schedules.is_empty() {
+        print!("{}", table::render(&["SOURCE", "MANAGED BY", "CRON", "ZONE", "COMMAND"], &schedules));
+    }
+    if !refused.is_empty() {
+        if !schedules.is_empty() {
+            println!();
+        }
+        println!("Not translatable to cron exactly:");
+        print!("{}", table::render(&["SOURCE", "MANAGED BY", "COMMAND", "REASON"], &refused));
+    }
+    println!();
+    println!(
+        "{} schedule{}, {} not translatable, in {} files read ({} looked at)",
+        schedules.len(),
+        if schedules.len() == 1 { "" } else { "s" },
+        refused.len(),
+        walk.candidates.len(),
+        walk.seen
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_commands_are_shortened() {
+        assert_eq!(shorten("", 10), "-");
+        assert_eq!(shorten("abc", 10), "abc");
+        assert_eq!(shorten("abcdefghijkl", 5), "abcd…");
+    }
+
+    #[test]
+    fn sources_drop_a_leading_dot_slash() {
+        assert_eq!(source_name(Path::new("./crontab.txt")), "crontab.txt");
+        assert_eq!(source_name(Path::new("/etc/crontab")), "/etc/crontab");
+    }
+}
