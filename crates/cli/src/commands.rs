@@ -159,7 +159,7 @@ pub enum ClientCommand<'a> {
     Runs(&'a RunsArgs),
     Logs(&'a LogsArgs),
     Cancel { run_id: &'a str, json: bool },
-    Schedules { project: Option<&'a str>, json: bool },
+    Schedules { project: Option<&'a str>, json: bool, upcoming: Option<&'a str> },
     Checks { project: Option<&'a str>, json: bool },
     Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
@@ -207,7 +207,42 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             }
             Ok(0)
         }
-        ClientCommand::Schedules { project, json } => {
+        ClientCommand::Schedules { project, json, upcoming: Some(period) } => {
+            let span = agent_os_core::parse_duration(period).map_err(|e| anyhow::anyhow!("--upcoming: {e}"))?;
+            let from = jiff::Timestamp::now();
+            let to = from + jiff::SignedDuration::from_millis(span.as_millis() as i64);
+            let q = query(&[
+                ("project", project.map(str::to_string)),
+                ("from", Some(from.to_string())),
+                ("to", Some(to.to_string())),
+            ]);
+            let tl: agent_os_server::Timeline = c.get(&format!("/api/v1/schedules/timeline{q}")).await?;
+            if json {
+                print_json(&tl)?;
+                return Ok(0);
+            }
+            let flagged: std::collections::HashMap<usize, String> =
+                tl.collisions.iter().flat_map(|c| c.fires.iter().map(move |i| (*i, c.service.clone()))).collect();
+            let rows: Vec<Vec<String>> = tl
+                .fires
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let note = flagged.get(&i).map(|s| format!("collides: {s}")).unwrap_or_default();
+                    vec![f.at.replace('T', " "), f.project.clone(), f.task.clone(), f.managed_by.clone(), note]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("nothing fires in the next {period}");
+            } else {
+                print!("{}", render(&["AT (ZONE TIME)", "PROJECT", "TASK", "MANAGED BY", "NOTE"], &rows));
+            }
+            if tl.truncated {
+                println!("(cut at 10000 fires)");
+            }
+            Ok(0)
+        }
+        ClientCommand::Schedules { project, json, upcoming: None } => {
             let list: Vec<ScheduleView> =
                 c.get(&format!("/api/v1/schedules{}", query(&[("project", project.map(str::to_string))]))).await?;
             if json {

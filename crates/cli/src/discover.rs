@@ -27,6 +27,10 @@ pub struct SchedulesArgs {
     /// Print the API's JSON.
     #[arg(long)]
     pub json: bool,
+    /// Every fire in the coming period (e.g. `24h`, `7d`) in time order, with collisions of
+    /// projects that use the same service.
+    #[arg(long, value_name = "DURATION")]
+    pub upcoming: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -248,7 +248,9 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Runs(r) => C::Runs(r),
         Command::Logs(l) => C::Logs(l),
         Command::Cancel { run_id, json } => C::Cancel { run_id, json: *json },
-        Command::Schedules(s) => C::Schedules { project: s.project.as_deref(), json: s.json },
+        Command::Schedules(s) => {
+            C::Schedules { project: s.project.as_deref(), json: s.json, upcoming: s.upcoming.as_deref() }
+        }
         Command::Checks { project, json } => C::Checks { project: project.as_deref(), json: *json },
         Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
         Command::Costs(c) => C::Costs(c),

@@ -426,6 +426,10 @@ fn the_demo_runs_every_example_project() {
         "{costs:?}"
     );
     assert!(costs.iter().any(|c| c["project"] == "cortana" && c["key_name"] == "cortana-openai"), "{costs:?}");
+    // cortana's 22:00 Los Angeles job and trading's 06:00 UTC scan both call OpenAI at once.
+    let upcoming = ok(&cli(&home, &["schedules", "--upcoming", "2d"]));
+    assert!(upcoming.starts_with("AT (ZONE TIME)") && upcoming.contains("scan_market"), "{upcoming}");
+    assert!(upcoming.lines().any(|l| l.contains("daily_update") && l.contains("collides: openai")), "{upcoming}");
     let schedules = ok(&cli(&home, &["schedules"]));
     for want in ["railway", "launchd", "cron", "America/Los_Angeles"] {
         assert!(schedules.contains(want), "{schedules}");
