@@ -98,8 +98,7 @@ async fn a_busy_schedule_skips_its_slot_and_jitter_delays_runs() {
     let dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
     let e = engine(dir.path(), &clock).await;
-    let schedules =
-        "  - { task: busy, cron: \"* * * * *\", overlap: skip }\n  - { task: a, cron: \"* * * * *\", jitter: 30s }\n";
+    let schedules = "  - { task: busy, cron: \"* * * * *\", overlap: skip }\n  - { task: a, cron: \"* * * * *\", jitter: 30s, overlap: allow }\n";
     e.register_path(&project(dir.path(), schedules)).await.unwrap();
     e.schedule_tick().await.unwrap();
     clock.advance_ms(60_000);
