@@ -160,6 +160,7 @@ pub enum ClientCommand<'a> {
     Logs(&'a LogsArgs),
     Cancel { run_id: &'a str, json: bool },
     Schedules { project: Option<&'a str>, json: bool, upcoming: Option<&'a str> },
+    ScheduleAction(&'a crate::discover::SchedulesSub),
     Checks { project: Option<&'a str>, json: bool },
     Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
@@ -242,6 +243,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             }
             Ok(0)
         }
+        ClientCommand::ScheduleAction(sub) => schedule_action(c, sub).await,
         ClientCommand::Schedules { project, json, upcoming: None } => {
             let list: Vec<ScheduleView> =
                 c.get(&format!("/api/v1/schedules{}", query(&[("project", project.map(str::to_string))]))).await?;
@@ -253,22 +255,56 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|s| {
-                        let next = s.next.first().map(|t| t.replace('T', " ")).unwrap_or_else(|| "-".into());
+                        let next = match (s.paused, s.next.first()) {
+                            (true, _) => "(paused)".into(),
+                            (false, Some(t)) => t.replace('T', " "),
+                            (false, None) => "-".into(),
+                        };
+                        let mut state = s.state.clone();
+                        if s.late && s.managed_by == "agent-os" {
+                            state.push_str(", behind");
+                        }
+                        if s.late || s.down {
+                            state = format!("{} !", state.to_uppercase());
+                        }
+                        let last = match (&s.last_run, &s.check) {
+                            (Some(r), _) => {
+                                format!("{} {}", r.status, r.slot.get(..16).unwrap_or(&r.slot).replace('T', " "))
+                            }
+                            (None, Some(c)) => c
+                                .last_ping_at
+                                .as_deref()
+                                .map(|t| format!("ping {}", t.get(..16).unwrap_or(t).replace('T', " ")))
+                                .unwrap_or_else(|| "no ping yet".into()),
+                            (None, None) => "-".into(),
+                        };
                         vec![
+                            s.id.clone(),
                             s.project.clone(),
                             s.task.clone(),
                             s.cron.clone(),
                             s.timezone.clone(),
                             s.managed_by.clone(),
                             next,
-                            s.description.clone(),
+                            state,
+                            last,
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
                     render(
-                        &["PROJECT", "TASK", "CRON", "TIMEZONE", "MANAGED BY", "NEXT (ZONE TIME)", "DESCRIPTION"],
+                        &[
+                            "ID",
+                            "PROJECT",
+                            "TASK",
+                            "CRON",
+                            "TIMEZONE",
+                            "MANAGED BY",
+                            "NEXT (ZONE TIME)",
+                            "STATE",
+                            "LAST (UTC)"
+                        ],
                         &rows
                     )
                 );
@@ -751,6 +787,41 @@ async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
             c.delete(&format!("/api/v1/tokens/{}", enc(id))).await?;
             println!("revoked {id}");
         }
+    }
+    Ok(0)
+}
+
+async fn schedule_action(c: &Client, sub: &crate::discover::SchedulesSub) -> Result<u8> {
+    use crate::discover::SchedulesSub as S;
+    let (target, verb) = match sub {
+        S::Pause(t) => (t, "pause"),
+        S::Resume(t) => (t, "resume"),
+        S::Run(t) => (t, "run"),
+        S::Forget { project, name } => {
+            c.delete(&format!("/api/v1/projects/{}/schedules/{}", enc(project), enc(name))).await?;
+            println!("schedule {name:?} of project {project:?} is no longer watched (its check is gone)");
+            return Ok(0);
+        }
+        S::Discover(_) => return Ok(0),
+    };
+    let path = format!("/api/v1/schedules/{}/{verb}", enc(&target.schedule));
+    if verb == "run" {
+        let run: RunView = c.post(&path, &json!({})).await?;
+        if target.json {
+            print_json(&run)?;
+        } else {
+            println!("run {} of {}.{} is {} (agent-os logs {} -f)", run.id, run.project, run.task, run.status, run.id);
+        }
+        return Ok(0);
+    }
+    let s: ScheduleView = c.post(&path, &json!({})).await?;
+    if target.json {
+        print_json(&s)?;
+    } else if s.paused {
+        println!("schedule {} ({}.{} {}) is paused", s.id, s.project, s.task, s.cron);
+    } else {
+        let next = s.next.first().map(|t| format!("; next fire {t}")).unwrap_or_default();
+        println!("schedule {} ({}.{} {}) is active{next}", s.id, s.project, s.task, s.cron);
     }
     Ok(0)
 }

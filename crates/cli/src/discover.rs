@@ -13,6 +13,7 @@ use agent_os_core::discover::{self, CRONTAB_L, Finding, LOCAL, Outcome};
 use agent_os_engine::runner;
 use clap::{Args, Subcommand};
 
+use crate::client::Client;
 use crate::table;
 
 /// `agent-os schedules`: the server's list, or `schedules discover`.
@@ -37,6 +38,29 @@ pub struct SchedulesArgs {
 pub enum SchedulesSub {
     /// Find schedules kept elsewhere (crontabs, launchd, systemd timers, Railway, GitHub Actions); no server needed.
     Discover(DiscoverArgs),
+    /// Pause a schedule Agent OS fires (by id, or PROJECT/TASK when the task has one schedule).
+    Pause(ScheduleTarget),
+    /// Resume a paused schedule; slots that passed while paused are not caught up.
+    Resume(ScheduleTarget),
+    /// Run a schedule's task now, outside its slots.
+    Run(ScheduleTarget),
+    /// Remove a schedule registered with `discover --register`.
+    Forget {
+        /// The project it was registered for.
+        #[arg(long)]
+        project: String,
+        /// Its name (the TASK column of `agent-os schedules`).
+        name: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ScheduleTarget {
+    /// The schedule's id (first column of `agent-os schedules`) or PROJECT/TASK.
+    pub schedule: String,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -50,6 +74,14 @@ pub struct DiscoverArgs {
     /// Also read this user's crontab (`crontab -l`).
     #[arg(long)]
     pub crontab: bool,
+    /// Register what was found (translatable entries only) as schedules kept elsewhere of the
+    /// project whose directory holds each file; each gets a check with ping URLs.
+    #[arg(long)]
+    pub register: bool,
+    /// With --register: register everything found under this project (needed for `--crontab`
+    /// entries and files outside any project's directory).
+    #[arg(long, requires = "register")]
+    pub project: Option<String>,
 }
 
 /// Files looked at, at most, across all paths: a home directory holds far more than schedules.
@@ -60,8 +92,9 @@ const MAX_BYTES: u64 = 1024 * 1024;
 const SKIP_DIRS: [&str; 4] = [".git", "node_modules", "target", "var"];
 const WHAT_IS_READ: &str = "crontab*, *.cron, crontabs/*, cron.d/*, /etc/crontab, *.plist, *.timer, railway.json, railway.toml, .github/workflows/*.yml";
 
-/// Runs `schedules discover`; the exit code is 0 whatever is found, 2 when a path is missing.
-pub async fn run(a: &DiscoverArgs) -> u8 {
+/// Runs `schedules discover`; the exit code is 0 whatever is found, 2 when a path is missing,
+/// 1 when `--register` could not register everything.
+pub async fn run(a: &DiscoverArgs, client: Option<&Client>) -> u8 {
     let paths = if a.paths.is_empty() { vec![PathBuf::from(".")] } else { a.paths.clone() };
     for p in &paths {
         if std::fs::symlink_metadata(p).is_err() {
@@ -88,7 +121,9 @@ pub async fn run(a: &DiscoverArgs) -> u8 {
     for note in &walk.notes {
         eprintln!("note: {note}");
     }
-    if a.json {
+    if a.json && a.register {
+        // Printed with what was registered, as one object.
+    } else if a.json {
         match serde_json::to_string_pretty(&findings) {
             Ok(s) => println!("{s}"),
             Err(e) => {
@@ -99,7 +134,135 @@ pub async fn run(a: &DiscoverArgs) -> u8 {
     } else {
         print_human(&findings, &paths, &walk);
     }
-    0
+    match (a.register, client) {
+        (false, _) => 0,
+        (true, Some(c)) => match register(c, &findings, a.project.as_deref(), a.json).await {
+            Ok((code, registered)) if a.json => {
+                let all = serde_json::json!({ "findings": findings, "registered": registered });
+                println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+                code
+            }
+            Ok((code, _)) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+        (true, None) => {
+            eprintln!(
+                "error: --register needs the server: pass --url and --token (or run where `agent-os serve` wrote client.json)"
+            );
+            1
+        }
+    }
+}
+
+/// A schedule name from what it runs: the script's name (`python3 jobs/rebalance.py` →
+/// `rebalance`), else the program's, else the scheduler and line.
+pub fn name_for(f: &Finding) -> String {
+    let words: Vec<&str> = f.command.split_whitespace().filter(|w| !w.contains('=') && !w.starts_with('-')).collect();
+    const WRAPPERS: [&str; 14] =
+        ["cd", "&&", ";", "sh", "bash", "zsh", "env", "nice", "exec", "python", "python3", "node", "ruby", "uv"];
+    let script = words.iter().find(|w| {
+        let base = w.rsplit('/').next().unwrap_or(w);
+        base.rsplit_once('.').is_some_and(|(_, ext)| ["py", "sh", "js", "ts", "rb", "pl", "mjs"].contains(&ext))
+    });
+    let program = words.iter().find(|w| !WRAPPERS.contains(&w.rsplit('/').next().unwrap_or(w)) && !w.ends_with('/'));
+    let pick = script.or(program).map(|w| {
+        let base = w.rsplit('/').next().unwrap_or(w);
+        base.split_once('.').map_or(base, |(stem, _)| stem)
+    });
+    let mut name: String = pick
+        .unwrap_or("")
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    name = name.trim_matches(|c| c == '-' || c == '_').chars().take(40).collect();
+    if name.is_empty() {
+        name = format!("{}-{}", f.managed_by, f.line);
+    }
+    name
+}
+
+/// The registered project whose directory holds `source` (the deepest one).
+fn owner<'a>(source: &str, projects: &'a [agent_os_server::views::ProjectView]) -> Option<&'a str> {
+    let path = std::fs::canonicalize(source).ok()?;
+    projects
+        .iter()
+        .filter_map(|p| {
+            let root = std::fs::canonicalize(p.root.as_deref()?).ok()?;
+            path.starts_with(&root).then_some((root.components().count(), p.name.as_str()))
+        })
+        .max()
+        .map(|(_, name)| name)
+}
+
+async fn register(
+    c: &Client,
+    findings: &[Finding],
+    project: Option<&str>,
+    json: bool,
+) -> anyhow::Result<(u8, Vec<agent_os_server::views::ScheduleView>)> {
+    let projects: Vec<agent_os_server::views::ProjectView> = c.get("/api/v1/projects").await?;
+    let mut batches: std::collections::BTreeMap<String, Vec<agent_os_server::DiscoveredEntry>> = Default::default();
+    let mut code = 0;
+    for f in findings {
+        let Outcome::Schedule { cron, timezone } = &f.outcome else { continue };
+        let Some(target) = project.or_else(|| owner(&f.source, &projects)) else {
+            eprintln!(
+                "not registered: {}:{}: no registered project's directory holds it; pass --project NAME",
+                f.source, f.line
+            );
+            code = 1;
+            continue;
+        };
+        let batch = batches.entry(target.to_string()).or_default();
+        let base = name_for(f);
+        let mut name = base.clone();
+        let mut n = 2;
+        while batch.iter().any(|e| e.name == name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        let command = if f.command.is_empty() { "(command not stated)".to_string() } else { shorten(&f.command, 200) };
+        batch.push(agent_os_server::DiscoveredEntry {
+            name,
+            cron: cron.clone(),
+            timezone: (timezone != LOCAL).then(|| timezone.clone()),
+            managed_by: f.managed_by.to_string(),
+            description: format!("{command} ({}:{})", f.source, f.line),
+        });
+    }
+    let mut registered = Vec::new();
+    for (project, entries) in batches {
+        let path = format!("/api/v1/projects/{}/schedules", agent_os_core::url::encode_component(&project));
+        match c
+            .post::<Vec<agent_os_server::views::ScheduleView>>(&path, &serde_json::json!({ "schedules": entries }))
+            .await
+        {
+            Ok(views) => registered.extend(views),
+            Err(e) => {
+                eprintln!("error: registering for project {project:?}: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    if !json && !registered.is_empty() {
+        println!();
+        println!(
+            "Registered (each is watched by a check; make the job ping its URL, or wrap it with `agent-os exec --check NAME --project PROJECT -- …`):"
+        );
+        let rows: Vec<Vec<String>> = registered
+            .iter()
+            .map(|s| {
+                let url = s.check.as_ref().map(|c| c.ping_url.clone()).unwrap_or_default();
+                vec![s.project.clone(), s.task.clone(), s.cron.clone(), s.timezone.clone(), url]
+            })
+            .collect();
+        print!("{}", table::render(&["PROJECT", "NAME", "CRON", "ZONE", "PING URL"], &rows));
+    }
+    Ok((code, registered))
 }
 
 #[derive(Default)]

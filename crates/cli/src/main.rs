@@ -231,7 +231,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exec::run(a, client.as_ref()).await)
         }
         Command::Schedules(discover::SchedulesArgs { sub: Some(discover::SchedulesSub::Discover(d)), .. }) => {
-            Ok(discover::run(d).await)
+            let client = match d.register {
+                true => Some(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?),
+                false => None,
+            };
+            Ok(discover::run(d, client.as_ref()).await)
         }
         other => {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
@@ -248,6 +252,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Runs(r) => C::Runs(r),
         Command::Logs(l) => C::Logs(l),
         Command::Cancel { run_id, json } => C::Cancel { run_id, json: *json },
+        Command::Schedules(discover::SchedulesArgs { sub: Some(sub), .. }) => C::ScheduleAction(sub),
         Command::Schedules(s) => {
             C::Schedules { project: s.project.as_deref(), json: s.json, upcoming: s.upcoming.as_deref() }
         }

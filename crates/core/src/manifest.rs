@@ -288,6 +288,8 @@ pub struct Schedule {
     pub overlap: Overlap,
     /// A random delay of up to this much after each slot (managed only).
     pub jitter: Option<Duration>,
+    /// The slug of the check watching a schedule kept elsewhere (`None` for managed ones).
+    pub check: Option<String>,
 }
 
 /// A heartbeat expectation: the job pings Agent OS when it runs; a ping that does not come in
@@ -332,6 +334,10 @@ pub const MAX_CATCH_UP: usize = 100;
 pub enum Overlap {
     /// Record the slot as skipped (the default).
     Skip,
+    /// Queue the new run: it starts when the previous one ends.
+    Queue,
+    /// Cancel the previous run and start the new one.
+    Replace,
     /// Start another run anyway.
     Allow,
 }
@@ -607,8 +613,10 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             Some("all") => CatchUp::All,
             _ => CatchUp::Latest,
         };
-        let overlap = match policy(&v.overlap, "overlap", &["skip", "allow"]).as_deref() {
+        let overlap = match policy(&v.overlap, "overlap", &["skip", "queue", "replace", "allow"]).as_deref() {
             Some("allow") => Overlap::Allow,
+            Some("queue") => Overlap::Queue,
+            Some("replace") => Overlap::Replace,
             _ => Overlap::Skip,
         };
         let jitter = c.duration(&v.jitter, format!("{path}.jitter"));
@@ -626,8 +634,10 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     );
                 }
             }
-        } else {
-            let slug = v.check.as_ref().map(|x| x.value.clone()).unwrap_or_else(|| v.task.value.clone());
+        }
+        let check_slug =
+            (!managed).then(|| v.check.as_ref().map(|x| x.value.clone()).unwrap_or_else(|| v.task.value.clone()));
+        if let Some(slug) = check_slug.clone() {
             if let Some(x) = &v.check
                 && let Err(e) = check_task_name(&x.value)
             {
@@ -661,6 +671,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             catch_up,
             overlap,
             jitter,
+            check: check_slug,
         });
     }
 

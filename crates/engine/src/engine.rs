@@ -8,7 +8,7 @@
 //! their process groups and ends them as lost.
 
 pub mod monitor;
-mod scheduler;
+pub mod scheduler;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -123,6 +123,10 @@ pub struct Engine {
     stopping: watch::Sender<bool>,
     /// Wakes the scheduler: a project (and so its schedules) was added, changed or removed.
     schedules_changed: Notify,
+    /// Set with `schedules_changed`: the scheduler rebuilds its table on its next tick.
+    schedules_dirty: std::sync::atomic::AtomicBool,
+    /// The managed schedules, kept in memory between changes.
+    schedule_table: tokio::sync::Mutex<scheduler::ScheduleTable>,
     /// Wakes the check monitor: a ping arrived or checks changed.
     checks_changed: Notify,
     /// Probes currently in flight, so a slow probe is not started twice.
@@ -165,6 +169,8 @@ impl Engine {
             stopping: watch::channel(false).0,
             probing: Mutex::new(HashSet::new()),
             schedules_changed: Notify::new(),
+            schedules_dirty: std::sync::atomic::AtomicBool::new(true),
+            schedule_table: tokio::sync::Mutex::new(scheduler::ScheduleTable::default()),
             checks_changed: Notify::new(),
             run_durations: Histogram::new(RUN_BUCKETS),
             cfg,
@@ -356,6 +362,7 @@ impl Engine {
         if let Ok(mut cache) = self.projects.write() {
             cache.remove(name);
         }
+        self.schedules_touched();
         Ok(())
     }
 
@@ -363,7 +370,7 @@ impl Engine {
         if let Ok(mut cache) = self.projects.write() {
             cache.insert(p.record.name.clone(), p);
         }
-        self.schedules_changed.notify_one();
+        self.schedules_touched();
     }
 
     /// A registered project with its manifest.
@@ -426,6 +433,7 @@ impl Engine {
                             managed_by: by,
                             description: s.description.clone().unwrap_or_default(),
                             source: "plugin".into(),
+                            check_slug: None,
                         }),
                         Err(e) => problems.push(format!("schedules[{i}]: {e}")),
                     }
@@ -445,6 +453,7 @@ impl Engine {
                 {
                     tracing::warn!(project = %p.record.name, error = %e, "could not store plugin schedules");
                 }
+                self.schedules_touched();
             }
             Err(e) => {
                 result.ok = false;
@@ -485,6 +494,8 @@ impl Engine {
                 input: req.input.to_string(),
                 max_attempts: i64::from(task.retries) + 1,
                 trigger: req.trigger,
+                concurrency_key: None,
+                scheduled_for: None,
                 now: self.now(),
             })
             .await?;
@@ -1206,6 +1217,7 @@ fn manifest_schedules(m: &Manifest) -> Vec<NewSchedule> {
             managed_by: s.managed_by.clone(),
             description: s.description.clone(),
             source: "manifest".into(),
+            check_slug: s.check.clone(),
         })
         .collect()
 }

@@ -123,3 +123,129 @@ async fn a_busy_schedule_skips_its_slot_and_jitter_delays_runs() {
         let _ = e.cancel_run(&r.id).await;
     }
 }
+
+async fn runs_of(e: &Engine, task: &str) -> Vec<agent_os_store::RunRecord> {
+    let mut runs =
+        e.store().list_runs(&RunFilter { task: Some(task.into()), limit: 100, ..Default::default() }).await.unwrap();
+    runs.reverse();
+    runs
+}
+
+/// Waits (real time) until the run has `status`.
+async fn wait_status(e: &Engine, id: &str, status: &str) -> agent_os_store::RunRecord {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let run = e.store().get_run(id).await.unwrap().unwrap();
+        if run.status == status {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "run {id} never became {status}: {run:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_queued_slot_waits_for_the_previous_run_and_the_queue_holds_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    e.register_path(&project(dir.path(), "  - { task: busy, cron: \"* * * * *\", overlap: queue }\n")).await.unwrap();
+    e.schedule_tick().await.unwrap();
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    let first = runs_of(&e, "busy").await.remove(0);
+    assert_eq!(first.scheduled_for, Some(ms("2026-11-25T10:01:00Z")));
+    wait_status(&e, &first.id, "running").await;
+
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    let runs = runs_of(&e, "busy").await;
+    assert_eq!(runs.len(), 2, "10:02 queued a run; 10:03 found one already waiting and was skipped");
+    let second = runs[1].clone();
+    assert_eq!(second.scheduled_for, Some(ms("2026-11-25T10:02:00Z")));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(e.store().get_run(&second.id).await.unwrap().unwrap().status, "queued", "it waits");
+
+    e.cancel_run(&first.id).await.unwrap();
+    wait_status(&e, &first.id, "cancelled").await;
+    wait_status(&e, &second.id, "running").await;
+    e.cancel_run(&second.id).await.unwrap();
+    wait_status(&e, &second.id, "cancelled").await;
+}
+
+#[tokio::test]
+async fn a_replacing_slot_cancels_the_previous_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    e.register_path(&project(dir.path(), "  - { task: busy, cron: \"* * * * *\", overlap: replace }\n")).await.unwrap();
+    e.schedule_tick().await.unwrap();
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    let first = runs_of(&e, "busy").await.remove(0);
+    wait_status(&e, &first.id, "running").await;
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    let second = runs_of(&e, "busy").await.remove(1);
+    wait_status(&e, &first.id, "cancelled").await;
+    let second = wait_status(&e, &second.id, "running").await;
+    let first = e.store().get_run(&first.id).await.unwrap().unwrap();
+    assert!(second.started_at >= first.finished_at, "the new run starts once the old one has ended");
+    e.cancel_run(&second.id).await.unwrap();
+    wait_status(&e, &second.id, "cancelled").await;
+}
+
+#[tokio::test]
+async fn a_paused_schedule_fires_nothing_and_resumes_without_catching_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    let schedules =
+        "  - { task: a, cron: \"* * * * *\", catch_up: all, overlap: allow }\n  - { task: b, cron: \"*/5 * * * *\" }\n";
+    e.register_path(&project(dir.path(), schedules)).await.unwrap();
+    e.schedule_tick().await.unwrap();
+
+    let paused = e.pause_schedule("proj/a", true).await.unwrap();
+    assert_eq!(e.find_schedule(&paused.id).await.unwrap().key, paused.key, "the id finds it too");
+    let next = e.schedule_tick().await.unwrap();
+    assert_eq!(next, Some(ms("2026-11-25T10:05:00Z")), "a paused schedule does not wake the scheduler");
+    clock.advance_ms(3 * 60_000);
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "a").await, 0, "paused: 10:01 to 10:03 do not fire");
+
+    e.pause_schedule(&paused.id, false).await.unwrap();
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "a").await, 0, "resuming does not catch up the paused slots, even with catch_up: all");
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "a").await, 1, "10:04 fires");
+
+    // "Run now" starts the task at once and uses up no slot.
+    let run = e.run_schedule_now("proj/b", "manual").await.unwrap();
+    assert_eq!((run.task.as_str(), run.trigger.as_str(), run.scheduled_for), ("b", "manual", None));
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    let b = runs_of(&e, "b").await;
+    assert_eq!(b.len(), 2, "the 10:05 slot still fires");
+    assert_eq!(b[1].scheduled_for, Some(ms("2026-11-25T10:05:00Z")));
+
+    let ambiguous = e.find_schedule("proj/nope").await.err().unwrap().to_string();
+    assert!(ambiguous.contains("no schedule \"proj/nope\""), "{ambiguous}");
+}
+
+#[tokio::test]
+async fn an_edited_manifest_reaches_the_scheduler_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    let root = project(dir.path(), "  - { task: a, cron: \"0 12 * * *\" }\n");
+    e.register_path(&root).await.unwrap();
+    assert_eq!(e.schedule_tick().await.unwrap(), Some(ms("2026-11-25T12:00:00Z")));
+    project(dir.path(), "  - { task: a, cron: \"30 10 * * *\" }\n");
+    e.reload("proj", None).await.unwrap();
+    assert_eq!(e.schedule_tick().await.unwrap(), Some(ms("2026-11-25T10:30:00Z")));
+    e.remove("proj").await.unwrap();
+    assert_eq!(e.schedule_tick().await.unwrap(), None, "a removed project's schedules are gone");
+}

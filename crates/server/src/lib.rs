@@ -26,7 +26,7 @@ use agent_os_engine::Engine;
 
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
-pub use routes::{CheckView, CostsAccepted, CreatedToken, EventView, Health, Registered, Timeline};
+pub use routes::{CheckView, CostsAccepted, CreatedToken, DiscoveredEntry, EventView, Health, Registered, Timeline};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -56,7 +56,8 @@ impl Default for ServerOptions {
     paths(
         routes::list_projects, routes::register_project, routes::get_project, routes::delete_project, routes::reload_project,
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
-        routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline, routes::list_checks, routes::list_events,
+        routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
+        routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::list_checks, routes::list_events,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
     ),
     modifiers(&BearerAuth)
@@ -111,6 +112,11 @@ pub fn router(state: AppState) -> Router {
         .route("/costs", get(routes::list_costs).post(routes::post_costs))
         .route("/schedules", get(routes::list_schedules))
         .route("/schedules/timeline", get(routes::schedule_timeline))
+        .route("/schedules/{id}/pause", post(routes::pause_schedule))
+        .route("/schedules/{id}/resume", post(routes::resume_schedule))
+        .route("/schedules/{id}/run", post(routes::run_schedule))
+        .route("/projects/{name}/schedules", post(routes::register_discovered))
+        .route("/projects/{name}/schedules/{schedule}", axum::routing::delete(routes::remove_discovered))
         .route("/checks", get(routes::list_checks))
         .route("/events", get(routes::list_events))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))

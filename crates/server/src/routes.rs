@@ -29,19 +29,29 @@ use crate::views::{self, *};
 // Projects ---------------------------------------------------------------------------------
 
 async fn project_view(st: &AppState, p: &agent_os_engine::LoadedProject) -> ApiResult<ProjectView> {
+    let ctx = ScheduleContext::load(&st.engine, Some(&p.record.name)).await?;
+    project_view_in(st, p, &ctx).await
+}
+
+async fn project_view_in(
+    st: &AppState,
+    p: &agent_os_engine::LoadedProject,
+    ctx: &ScheduleContext,
+) -> ApiResult<ProjectView> {
     let store = st.engine.store();
     let schedules = store.list_schedules(Some(&p.record.name)).await?;
     let probes = store.latest_probe_results(&p.record.id).await?;
-    Ok(ProjectView::new(p, schedules, probes, st.engine.now()))
+    Ok(ProjectView::new(p, schedules, ctx, probes, st.engine.now()))
 }
 
 /// List projects (a project token sees only its own).
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", responses((status = 200, body = [ProjectView]), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_projects(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ProjectView>>> {
     let mut out = Vec::new();
+    let ctx = ScheduleContext::load(&st.engine, None).await?;
     for p in st.engine.projects().await? {
         if caller.project_id().is_none_or(|id| id == p.record.id) {
-            out.push(project_view(&st, &p).await?);
+            out.push(project_view_in(&st, &p, &ctx).await?);
         }
     }
     Ok(Json(out))
@@ -529,8 +539,133 @@ pub async fn list_schedules(
 ) -> ApiResult<Json<Vec<ScheduleView>>> {
     let project = scoped_project(&st, &caller, q.project).await?;
     let s = st.engine.store().list_schedules(project.as_deref()).await?;
+    let ctx = ScheduleContext::load(&st.engine, project.as_deref()).await?;
     let now = st.engine.now();
-    Ok(Json(s.into_iter().map(|s| ScheduleView::new(s, now, 3)).collect()))
+    Ok(Json(s.into_iter().map(|s| ScheduleView::new(s, &ctx, now, 3)).collect()))
+}
+
+/// The schedule behind `id` (or `project/task`), if the caller may act on its project.
+async fn schedule_for(st: &AppState, caller: &Caller, id: &str) -> ApiResult<agent_os_engine::ScheduleRef> {
+    let s = st.engine.find_schedule(id).await?;
+    let p = st.engine.project(&s.record.project).await?;
+    caller.require_project(&p.record)?;
+    Ok(s)
+}
+
+async fn schedule_view(st: &AppState, s: agent_os_engine::ScheduleRef) -> ApiResult<ScheduleView> {
+    let ctx = ScheduleContext::load(&st.engine, Some(&s.record.project)).await?;
+    Ok(ScheduleView::new(s.record, &ctx, st.engine.now(), 3))
+}
+
+/// Pause a schedule Agent OS fires: its slots pass without runs until it is resumed.
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/pause", tag = "schedules", params(("id" = String, Path, description = "The schedule's id, or PROJECT/TASK when the task has one schedule")), responses((status = 200, body = ScheduleView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn pause_schedule(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
+    schedule_for(&st, &caller, &id).await?;
+    let s = st.engine.pause_schedule(&id, true).await?;
+    Ok(Json(schedule_view(&st, s).await?))
+}
+
+/// Resume a paused schedule. Slots that passed while it was paused are not caught up.
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/resume", tag = "schedules", params(("id" = String, Path)), responses((status = 200, body = ScheduleView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn resume_schedule(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ScheduleView>> {
+    schedule_for(&st, &caller, &id).await?;
+    let s = st.engine.pause_schedule(&id, false).await?;
+    Ok(Json(schedule_view(&st, s).await?))
+}
+
+/// Run a schedule's task now ("run now"): uses up no slot; with `overlap: queue` or `replace`
+/// it waits for a run of the schedule still going.
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/run", tag = "schedules", params(("id" = String, Path)), responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn run_schedule(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
+    schedule_for(&st, &caller, &id).await?;
+    let run = st.engine.run_schedule_now(&id, "manual").await?;
+    Ok((StatusCode::CREATED, Json(RunView::from(run))))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredBody {
+    pub schedules: Vec<DiscoveredEntry>,
+}
+
+/// A schedule found by `agent-os schedules discover`.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveredEntry {
+    /// Its name within the project; also the slug of the check that watches it.
+    pub name: String,
+    pub cron: String,
+    /// IANA zone (default UTC).
+    pub timezone: Option<String>,
+    /// `cron`, `launchd`, `systemd`, `railway` or `github`.
+    pub managed_by: String,
+    /// What it runs and where it was found.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Register schedules a project keeps elsewhere (found by discovery) without editing its
+/// manifest: each gets a check with ping URLs. All or none; a name registered again is
+/// replaced. They survive manifest reloads.
+#[utoipa::path(post, path = "/api/v1/projects/{name}/schedules", tag = "schedules", params(("name" = String, Path)), request_body = DiscoveredBody, responses((status = 201, body = [ScheduleView]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn register_discovered(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<DiscoveredBody>,
+) -> ApiResult<(StatusCode, Json<Vec<ScheduleView>>)> {
+    let p = st.engine.project(&name).await?;
+    caller.require_project(&p.record)?;
+    let found: Vec<agent_os_engine::DiscoveredSchedule> = body
+        .schedules
+        .into_iter()
+        .map(|e| agent_os_engine::DiscoveredSchedule {
+            name: e.name,
+            cron: e.cron,
+            timezone: e.timezone,
+            managed_by: e.managed_by,
+            description: e.description,
+        })
+        .collect();
+    let names: Vec<String> = found.iter().map(|f| f.name.clone()).collect();
+    st.engine.register_discovered(&name, &found).await?;
+    let ctx = ScheduleContext::load(&st.engine, Some(&name)).await?;
+    let now = st.engine.now();
+    let views = st
+        .engine
+        .store()
+        .list_schedules(Some(&name))
+        .await?
+        .into_iter()
+        .filter(|s| s.source == "discovered" && names.contains(&s.task))
+        .map(|s| ScheduleView::new(s, &ctx, now, 3))
+        .collect();
+    Ok((StatusCode::CREATED, Json(views)))
+}
+
+/// Remove a registered discovered schedule and its check.
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/schedules/{schedule}", tag = "schedules", params(("name" = String, Path), ("schedule" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn remove_discovered(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((name, schedule)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let p = st.engine.project(&name).await?;
+    caller.require_project(&p.record)?;
+    st.engine.remove_discovered(&name, &schedule).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -5,9 +5,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use std::collections::HashMap;
+
 use agent_os_core::manifest::Command;
-use agent_os_engine::LoadedProject;
-use agent_os_store::{AttemptRecord, CostRecord, LogChunk, ProbeResult, RunRecord, ScheduleRecord, TokenRecord};
+use agent_os_engine::schedule_ident;
+use agent_os_engine::{Engine, LoadedProject};
+use agent_os_store::{
+    AttemptRecord, CheckRecord, CostRecord, LogChunk, ProbeResult, RunRecord, ScheduleRecord, ScheduleState,
+    TokenRecord,
+};
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
 pub fn time(ms: i64) -> String {
@@ -42,6 +48,8 @@ pub struct TaskView {
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct ScheduleView {
+    /// Stable id (from project, task, expression and zone) for pause, resume and run now.
+    pub id: String,
     pub project: String,
     pub task: String,
     pub cron: String,
@@ -49,27 +57,126 @@ pub struct ScheduleView {
     /// `agent-os`, `railway`, `launchd`, `cron`, `systemd` or `github`.
     pub managed_by: String,
     pub description: String,
-    /// `manifest` or `plugin`.
+    /// `manifest`, `plugin` or `discovered`.
     pub source: String,
     /// The next fire times (RFC 3339 with the zone's offset), by Debian cron's rules.
     pub next: Vec<String>,
+    pub paused: bool,
+    /// Schedules Agent OS fires: `new` (no run yet), `queued`, `running`, `ok`, `failing`,
+    /// `cancelled` or `paused`. Schedules kept elsewhere: their check's `new`, `up`, `late` or
+    /// `down`, or `unwatched` when no check watches them.
+    pub state: String,
+    /// A slot passed without its run (managed: the scheduler is more than a minute behind;
+    /// elsewhere: the check is late).
+    pub late: bool,
+    /// The last run failed (managed) or the check is down (elsewhere).
+    pub down: bool,
+    /// The run of the newest slot that started one (managed schedules).
+    pub last_run: Option<ScheduleRunView>,
+    /// The check watching a schedule kept elsewhere.
+    pub check: Option<ScheduleCheckView>,
 }
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ScheduleRunView {
+    pub id: String,
+    pub status: String,
+    /// The slot it was fired for.
+    pub slot: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ScheduleCheckView {
+    pub id: String,
+    pub slug: String,
+    pub state: String,
+    pub ping_url: String,
+    pub last_ping_at: Option<String>,
+    pub last_duration_ms: Option<i64>,
+}
+
+/// What the schedule views need besides the schedules: the scheduler's state and the checks.
+#[derive(Default)]
+pub struct ScheduleContext {
+    states: HashMap<String, ScheduleState>,
+    checks: HashMap<(String, String), CheckRecord>,
+    base_url: String,
+}
+
+impl ScheduleContext {
+    pub async fn load(engine: &Engine, project: Option<&str>) -> Result<Self, agent_os_store::StoreError> {
+        let store = engine.store();
+        let states = store.schedule_states().await?.into_iter().map(|s| (s.key.clone(), s)).collect();
+        let checks =
+            store.list_checks(project).await?.into_iter().map(|c| ((c.project.clone(), c.slug.clone()), c)).collect();
+        Ok(ScheduleContext { states, checks, base_url: engine.config().public_url.trim_end_matches('/').to_string() })
+    }
+}
+
+/// Fire times after `after` (ms) as RFC 3339 with the zone's offset.
+fn next_fires(cron: &str, timezone: &str, after: i64, count: usize) -> Vec<String> {
+    match (agent_os_core::cron::Cron::parse(cron), agent_os_core::cron::zone(timezone)) {
+        (Ok(c), Ok(tz)) => jiff::Timestamp::from_millisecond(after)
+            .map(|after| {
+                c.upcoming(&tz, after, count)
+                    .into_iter()
+                    .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// How long past a slot the scheduler may be before its schedule counts as late.
+const SCHEDULER_SLACK: i64 = 60_000;
 
 impl ScheduleView {
     /// The view of a stored schedule with its next `count` fire times after `now` (ms).
-    pub fn new(s: ScheduleRecord, now: i64, count: usize) -> Self {
-        let next = match (agent_os_core::cron::Cron::parse(&s.cron), agent_os_core::cron::zone(&s.timezone)) {
-            (Ok(c), Ok(tz)) => jiff::Timestamp::from_millisecond(now)
-                .map(|after| {
-                    c.upcoming(&tz, after, count)
-                        .into_iter()
-                        .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            _ => Vec::new(),
+    pub fn new(s: ScheduleRecord, ctx: &ScheduleContext, now: i64, count: usize) -> Self {
+        let (key, id) = schedule_ident(&s);
+        let next = next_fires(&s.cron, &s.timezone, now, count);
+        let managed = s.managed_by == "agent-os";
+        let stored = ctx.states.get(&key);
+        let paused = managed && stored.is_some_and(|st| st.paused);
+        let last_run = stored.and_then(|st| st.last_run.as_ref()).map(|r| ScheduleRunView {
+            id: r.run_id.clone(),
+            status: r.status.clone(),
+            slot: time(r.slot),
+            started_at: opt_time(r.started_at),
+            finished_at: opt_time(r.finished_at),
+        });
+        let check = s.check_slug.as_ref().and_then(|slug| ctx.checks.get(&(s.project.clone(), slug.clone())));
+        let (state, late, down) = if managed {
+            let behind = stored.filter(|st| !st.paused).is_some_and(|st| {
+                let (Ok(cron), Ok(tz)) =
+                    (agent_os_core::cron::Cron::parse(&s.cron), agent_os_core::cron::zone(&s.timezone))
+                else {
+                    return false;
+                };
+                jiff::Timestamp::from_millisecond(st.last_slot)
+                    .ok()
+                    .and_then(|t| cron.next_after(&tz, t))
+                    .is_some_and(|due| due.as_millisecond() + SCHEDULER_SLACK < now)
+            });
+            let state = match (paused, last_run.as_ref().map(|r| r.status.as_str())) {
+                (true, _) => "paused",
+                (false, None) => "new",
+                (false, Some("succeeded")) => "ok",
+                (false, Some(status @ ("queued" | "running" | "cancelled"))) => status,
+                (false, Some(_)) => "failing",
+            };
+            (state.to_string(), behind, state == "failing")
+        } else {
+            match check {
+                Some(c) => (c.state.clone(), c.state == "late", c.state == "down"),
+                None => ("unwatched".to_string(), false, false),
+            }
         };
         ScheduleView {
+            id,
             project: s.project,
             task: s.task,
             cron: s.cron,
@@ -78,6 +185,19 @@ impl ScheduleView {
             description: s.description,
             source: s.source,
             next,
+            paused,
+            state,
+            late,
+            down,
+            last_run,
+            check: check.map(|c| ScheduleCheckView {
+                id: c.id.clone(),
+                slug: c.slug.clone(),
+                state: c.state.clone(),
+                ping_url: format!("{}/ping/{}", ctx.base_url, c.id),
+                last_ping_at: opt_time(c.last_ping_at),
+                last_duration_ms: c.last_duration_ms,
+            }),
         }
     }
 }
@@ -131,7 +251,13 @@ pub struct ProjectView {
 }
 
 impl ProjectView {
-    pub fn new(p: &LoadedProject, schedules: Vec<ScheduleRecord>, probes: Vec<ProbeResult>, now: i64) -> Self {
+    pub fn new(
+        p: &LoadedProject,
+        schedules: Vec<ScheduleRecord>,
+        ctx: &ScheduleContext,
+        probes: Vec<ProbeResult>,
+        now: i64,
+    ) -> Self {
         let m = &p.manifest;
         ProjectView {
             name: p.record.name.clone(),
@@ -163,7 +289,7 @@ impl ProjectView {
                     retries: t.retries,
                 })
                 .collect(),
-            schedules: schedules.into_iter().map(|s| ScheduleView::new(s, now, 3)).collect(),
+            schedules: schedules.into_iter().map(|s| ScheduleView::new(s, ctx, now, 3)).collect(),
             probes: probes.into_iter().map(ProbeView::from).collect(),
             created_at: time(p.record.created_at),
             updated_at: time(p.record.updated_at),
@@ -219,8 +345,10 @@ pub struct RunView {
     pub trigger: String,
     pub cancel_requested: bool,
     pub queued_at: String,
-    /// When a queued retry becomes due.
+    /// When a queued retry (or a jittered scheduled run) becomes due.
     pub not_before: Option<String>,
+    /// The schedule slot this run was fired for (scheduled runs only).
+    pub scheduled_for: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// From the first start to the end, in milliseconds.
@@ -239,7 +367,9 @@ impl From<RunRecord> for RunView {
             _ => None,
         };
         RunView {
-            not_before: (r.status == "queued" && r.attempt > 0).then(|| time(r.not_before)),
+            not_before: (r.status == "queued" && (r.attempt > 0 || r.not_before > r.queued_at))
+                .then(|| time(r.not_before)),
+            scheduled_for: opt_time(r.scheduled_for),
             id: r.id,
             project: r.project,
             task: r.task,

@@ -876,3 +876,134 @@ async fn external_schedules_are_watched_through_healthchecks_style_pings() {
     let (_, reloaded) = s.get("/api/v1/checks?project=nightly").await;
     assert_eq!(reloaded[0]["ping_url"], backup_url.as_str());
 }
+
+#[tokio::test]
+async fn concurrent_runs_of_a_job_pair_start_and_finish_by_run_id() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pairs");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: pairs\nchecks:\n  - { slug: job, every: 1h }\n").unwrap();
+    s.add(&root).await;
+    let (_, checks) = s.get("/api/v1/checks?project=pairs").await;
+    let url = checks[0]["ping_url"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let ping = |u: String| {
+        let http = http.clone();
+        async move { http.get(u).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ping(format!("{url}/start?rid=aaaa")).await, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(ping(format!("{url}/start?rid=bbbb")).await, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ping(format!("{url}?rid=aaaa")).await, 200);
+    let (_, checks) = s.get("/api/v1/checks?project=pairs").await;
+    let duration = checks[0]["last_duration_ms"].as_i64().unwrap();
+    assert!(duration >= 650, "the finish of run aaaa pairs with its own start, not bbbb's: {duration} ms");
+    assert!(checks[0]["running_since"].is_string(), "run bbbb still goes: {checks}");
+    assert_eq!(ping(format!("{url}?rid=bbbb")).await, 200);
+    let (_, checks) = s.get("/api/v1/checks?project=pairs").await;
+    assert!(checks[0]["last_duration_ms"].as_i64().unwrap() < duration);
+    assert!(checks[0]["running_since"].is_null(), "{checks}");
+}
+
+#[tokio::test]
+async fn schedules_can_be_paused_resumed_and_run_now_over_the_api() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("sched");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: sched\ntasks:\n  sync: { run: \"true\" }\n  report: { run: \"true\" }\nschedules:\n  - { task: sync, cron: \"0 3 * * *\", overlap: queue }\n  - { task: report, cron: \"0 4 * * *\" }\n  - { task: report, cron: \"0 5 * * *\" }\n  - { task: report, cron: \"0 6 * * *\", managed_by: railway }\n",
+    )
+    .unwrap();
+    s.add(&root).await;
+    let (_, list) = s.get("/api/v1/schedules?project=sched").await;
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 4);
+    assert!(list.iter().all(|x| x["id"].as_str().unwrap().len() == 16 && !x["paused"].as_bool().unwrap()));
+    assert_eq!(list[0]["state"], "new");
+    assert_eq!(list[3]["state"], "new", "the railway schedule's check has had no ping");
+    assert!(list[3]["check"]["ping_url"].as_str().unwrap().starts_with(&format!("{}/ping/", s.url)));
+    assert!(list[0]["check"].is_null(), "Agent OS watches its own runs without a check");
+
+    let (st, v) = s.post("/api/v1/schedules/sched%2Fsync/pause", json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!((v["paused"].as_bool(), v["state"].as_str()), (Some(true), Some("paused")));
+    let (_, again) = s.get("/api/v1/schedules?project=sched").await;
+    assert_eq!(again[0]["paused"], true, "the pause is stored");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (st, v) = s.post(&format!("/api/v1/schedules/{id}/resume"), json!({})).await;
+    assert_eq!((st, v["paused"].as_bool()), (200, Some(false)));
+
+    // Run now: a run of the schedule's task, marked as started by hand.
+    let (st, run) = s.post(&format!("/api/v1/schedules/{id}/run"), json!({})).await;
+    assert_eq!(st, 201, "{run}");
+    assert_eq!((run["task"].as_str(), run["trigger"].as_str()), (Some("sync"), Some("manual")));
+    assert!(run["scheduled_for"].is_null());
+    assert_eq!(s.wait(run["id"].as_str().unwrap()).await["status"], "succeeded");
+
+    // Bad references get clear errors and change nothing.
+    let (st, v) = s.post("/api/v1/schedules/sched%2Freport/pause", json!({})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("names 3 schedules"), "{v}");
+    let railway = list[3]["id"].as_str().unwrap();
+    let (st, v) = s.post(&format!("/api/v1/schedules/{railway}/pause"), json!({})).await;
+    assert_eq!(st, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("kept by railway"), "{v}");
+    let (st, _) = s.post("/api/v1/schedules/0123456789abcdef/pause", json!({})).await;
+    assert_eq!(st, 404);
+    let (_, after) = s.get("/api/v1/schedules?project=sched").await;
+    assert!(after.as_array().unwrap().iter().all(|x| x["paused"] == false));
+}
+
+#[tokio::test]
+async fn discovered_schedules_register_all_or_nothing_and_survive_reloads() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ops");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: ops\nchecks:\n  - { slug: heartbeat, every: 1h }\n").unwrap();
+    s.add(&root).await;
+    let good = json!({"name": "backup", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "managed_by": "cron", "description": "backup.sh (crontab:3)"});
+
+    // One bad entry: nothing is registered, and the error names it.
+    for (bad, field) in [
+        (json!({"name": "x", "cron": "61 * * * *", "managed_by": "cron"}), "schedules[1].cron"),
+        (
+            json!({"name": "x", "cron": "* * * * *", "timezone": "+02:00", "managed_by": "cron"}),
+            "schedules[1].timezone",
+        ),
+        (json!({"name": "x", "cron": "* * * * *", "managed_by": "agent-os"}), "schedules[1].managed_by"),
+        (json!({"name": "Bad Name", "cron": "* * * * *", "managed_by": "cron"}), "schedules[1].name"),
+        (json!({"name": "heartbeat", "cron": "* * * * *", "managed_by": "cron"}), "schedules[1].name"),
+    ] {
+        let (st, v) = s.post("/api/v1/projects/ops/schedules", json!({"schedules": [good, bad]})).await;
+        assert_eq!((st, v["error"]["field"].as_str()), (400, Some(field)), "{v}");
+    }
+    let (_, list) = s.get("/api/v1/schedules?project=ops").await;
+    assert_eq!(list, json!([]), "nothing registered half-way");
+
+    let (st, v) = s.post("/api/v1/projects/ops/schedules", json!({"schedules": [good]})).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!((v[0]["task"].as_str(), v[0]["source"].as_str()), (Some("backup"), Some("discovered")));
+    let url = v[0]["check"]["ping_url"].as_str().unwrap().to_string();
+    assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
+
+    // A reload of the manifest keeps it, and its check's URL.
+    let (st, _) = s.post("/api/v1/projects/ops/reload", json!({})).await;
+    assert_eq!(st, 200);
+    let (_, list) = s.get("/api/v1/schedules?project=ops").await;
+    assert_eq!(list[0]["check"]["ping_url"], url.as_str());
+    assert_eq!(list[0]["state"], "up", "the ping counted");
+
+    let (st, _) = s.req(reqwest::Method::DELETE, "/api/v1/projects/ops/schedules/backup", Some(&s.admin), None).await;
+    assert_eq!(st, 204);
+    let (_, list) = s.get("/api/v1/schedules?project=ops").await;
+    assert_eq!(list, json!([]));
+    let (_, checks) = s.get("/api/v1/checks?project=ops").await;
+    assert_eq!(checks.as_array().unwrap().len(), 1, "only the manifest's heartbeat check is left");
+    let (st, _) = s.req(reqwest::Method::DELETE, "/api/v1/projects/ops/schedules/backup", Some(&s.admin), None).await;
+    assert_eq!(st, 404);
+}

@@ -123,8 +123,19 @@ pub trait Store: Send + Sync + 'static {
     /// given, the run, in one transaction, and moves the schedule's last slot forward. Returns
     /// false (changing nothing) when the slot was already claimed, by this node or another.
     async fn fire_slot(&self, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> Result<bool>;
-    /// The status of the run started by the schedule's most recent fired slot, if any.
-    async fn last_schedule_run_status(&self, key: &str) -> Result<Option<String>>;
+    /// The id and status of the run started by the schedule's most recent fired slot, if any.
+    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>>;
+    /// Every schedule the scheduler has seen, with its newest run.
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
+    /// `init_schedule` for many schedules in one transaction.
+    async fn init_schedules(&self, keys: &[String], slot: i64) -> Result<()>;
+    /// Pauses or resumes a schedule. Resuming moves its last slot to `now`: slots that passed
+    /// while it was paused are not caught up.
+    async fn set_schedule_paused(&self, key: &str, paused: bool, now: i64) -> Result<()>;
+    /// Adds schedules found by discovery to a project (replacing ones of the same name). They
+    /// survive manifest reloads.
+    async fn add_discovered_schedules(&self, project_id: &str, schedules: &[NewSchedule]) -> Result<()>;
+    async fn remove_discovered_schedule(&self, project_id: &str, name: &str) -> Result<bool>;
 
     // Checks, pings and events ------------------------------------------------------------
     /// The project's ping key (for slug ping URLs), set to `candidate` if it has none.
@@ -135,6 +146,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_checks(&self, project: Option<&str>) -> Result<Vec<CheckRecord>>;
     async fn get_check(&self, id: &str) -> Result<Option<CheckRecord>>;
     async fn find_check_by_slug(&self, ping_key: &str, slug: &str) -> Result<Option<CheckRecord>>;
+    /// When the newest `start` ping with this run id arrived (pairs start and finish).
+    async fn start_ping_at(&self, check_id: &str, rid: &str) -> Result<Option<i64>>;
     /// Stores a ping and the check's new fields (and event) in one transaction.
     async fn record_ping(&self, p: &PingUpdate) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.

@@ -18,6 +18,11 @@ const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") },
     Migration { version: 2, name: "schedule_slots", sql: include_str!("../migrations/sqlite/0002_schedule_slots.sql") },
     Migration { version: 3, name: "checks", sql: include_str!("../migrations/sqlite/0003_checks.sql") },
+    Migration {
+        version: 4,
+        name: "schedule_control",
+        sql: include_str!("../migrations/sqlite/0004_schedule_control.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -28,6 +33,11 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0002_schedule_slots.sql"),
     },
     Migration { version: 3, name: "checks", sql: include_str!("../migrations/postgres/0003_checks.sql") },
+    Migration {
+        version: 4,
+        name: "schedule_control",
+        sql: include_str!("../migrations/postgres/0004_schedule_control.sql"),
+    },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

@@ -40,13 +40,16 @@ pub struct NewSchedule {
     pub timezone: String,
     pub managed_by: String,
     pub description: String,
-    /// `manifest` or `plugin`.
+    /// `manifest`, `plugin` or `discovered` (registered from `schedules discover`).
     pub source: String,
+    /// The check watching a schedule kept elsewhere (its slug).
+    pub check_slug: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScheduleRecord {
     pub id: String,
+    pub project_id: String,
     pub project: String,
     pub task: String,
     pub cron: String,
@@ -54,6 +57,27 @@ pub struct ScheduleRecord {
     pub managed_by: String,
     pub description: String,
     pub source: String,
+    pub check_slug: Option<String>,
+}
+
+/// What the scheduler remembers of a managed schedule, with its latest fired run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleState {
+    pub key: String,
+    pub last_slot: i64,
+    pub paused: bool,
+    pub paused_at: Option<i64>,
+    /// The run of the newest slot that started one.
+    pub last_run: Option<SlotRun>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotRun {
+    pub slot: i64,
+    pub run_id: String,
+    pub status: String,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
 }
 
 /// A run to enqueue.
@@ -68,6 +92,11 @@ pub struct NewRun {
     pub max_attempts: i64,
     /// Who started it: `api`, `cli`, `schedule`, `workflow`, ….
     pub trigger: String,
+    /// Runs sharing a key start one at a time, oldest first.
+    pub concurrency_key: Option<String>,
+    /// The schedule slot (ms) the run was fired for.
+    pub scheduled_for: Option<i64>,
+    /// When it may start (ms); also its queue time unless it is later than now.
     pub now: i64,
 }
 
@@ -93,6 +122,8 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
     pub log_bytes: i64,
     pub log_dropped: i64,
+    pub concurrency_key: Option<String>,
+    pub scheduled_for: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

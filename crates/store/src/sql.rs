@@ -210,7 +210,7 @@ macro_rules! project_cols {
 
 macro_rules! run_cols {
     () => {
-        "id, project_id, project, task, status, input, outputs, attempt, max_attempts, exit_code, error, trigger, cancel_requested, queued_at, not_before, started_at, finished_at, log_bytes, log_dropped"
+        "id, project_id, project, task, status, input, outputs, attempt, max_attempts, exit_code, error, trigger, cancel_requested, queued_at, not_before, started_at, finished_at, log_bytes, log_dropped, concurrency_key, scheduled_for"
     };
 }
 
@@ -318,6 +318,8 @@ fn run_from(r: &AnyRow) -> Result<RunRecord, sqlx::Error> {
         finished_at: r.try_get(16)?,
         log_bytes: r.try_get(17)?,
         log_dropped: r.try_get(18)?,
+        concurrency_key: r.try_get(19)?,
+        scheduled_for: r.try_get(20)?,
     })
 }
 
@@ -393,23 +395,38 @@ async fn insert_schedules(
     project_id: &str,
     schedules: &[NewSchedule],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM schedules WHERE project_id = $1").bind(project_id).execute(&mut **tx).await?;
-    for (i, s) in schedules.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO schedules (id, project_id, task, cron, timezone, managed_by, description, source, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(agent_os_core::id::new_id())
+    // Registered discovered schedules are not part of the manifest: a reload keeps them.
+    sqlx::query("DELETE FROM schedules WHERE project_id = $1 AND source <> 'discovered'")
         .bind(project_id)
-        .bind(&s.task)
-        .bind(&s.cron)
-        .bind(&s.timezone)
-        .bind(&s.managed_by)
-        .bind(&s.description)
-        .bind(&s.source)
-        .bind(i as i64)
         .execute(&mut **tx)
         .await?;
+    for (i, s) in schedules.iter().enumerate() {
+        insert_schedule(tx, project_id, s, i as i64).await?;
     }
+    Ok(())
+}
+
+async fn insert_schedule(
+    tx: &mut Transaction<'static, Any>,
+    project_id: &str,
+    s: &NewSchedule,
+    position: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO schedules (id, project_id, task, cron, timezone, managed_by, description, source, position, check_slug) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(agent_os_core::id::new_id())
+    .bind(project_id)
+    .bind(&s.task)
+    .bind(&s.cron)
+    .bind(&s.timezone)
+    .bind(&s.managed_by)
+    .bind(&s.description)
+    .bind(&s.source)
+    .bind(position)
+    .bind(&s.check_slug)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -534,7 +551,7 @@ impl Store for SqlStore {
 
     async fn list_schedules(&self, project: Option<&str>) -> Result<Vec<ScheduleRecord>> {
         let rows = sqlx::query(
-            "SELECT s.id, p.name, s.task, s.cron, s.timezone, s.managed_by, s.description, s.source FROM schedules s JOIN projects p ON p.id = s.project_id WHERE ($1 IS NULL OR p.name = $1) ORDER BY p.name, s.position",
+            "SELECT s.id, p.name, s.task, s.cron, s.timezone, s.managed_by, s.description, s.source, s.project_id, s.check_slug FROM schedules s JOIN projects p ON p.id = s.project_id WHERE ($1 IS NULL OR p.name = $1) ORDER BY p.name, s.position",
         )
         .bind(project)
         .fetch_all(&self.read)
@@ -549,6 +566,8 @@ impl Store for SqlStore {
                 managed_by: r.try_get(5)?,
                 description: r.try_get(6)?,
                 source: r.try_get(7)?,
+                project_id: r.try_get(8)?,
+                check_slug: r.try_get(9)?,
             })
         })
     }
@@ -564,7 +583,7 @@ impl Store for SqlStore {
 
     async fn insert_run(&self, run: &NewRun) -> Result<RunRecord> {
         let row = sqlx::query(concat!(
-            "INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $8) RETURNING ",
+            "INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $8, $9, $10) RETURNING ",
             run_cols!()
         ))
         .bind(&run.id)
@@ -575,6 +594,8 @@ impl Store for SqlStore {
         .bind(run.max_attempts)
         .bind(&run.trigger)
         .bind(run.now)
+        .bind(&run.concurrency_key)
+        .bind(run.scheduled_for)
         .fetch_one(&self.write)
         .await?;
         Ok(run_from(&row)?)
@@ -623,11 +644,11 @@ impl Store for SqlStore {
         let mut tx = self.tx().await?;
         let claim = match self.backend {
             Backend::Sqlite => concat!(
-                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $1 ORDER BY not_before, id LIMIT $2) RETURNING ",
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.not_before <= $1 AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id)))))) ORDER BY q.not_before, q.id LIMIT $2) RETURNING ",
                 run_cols!()
             ),
             Backend::Postgres => concat!(
-                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND not_before <= $1 ORDER BY not_before, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.not_before <= $1 AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id)))))) ORDER BY q.not_before, q.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
                 run_cols!()
             ),
         };
@@ -770,7 +791,9 @@ impl Store for SqlStore {
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(not_before) FROM runs WHERE status = 'queued'").fetch_one(&self.read).await?;
+        // A run waiting for another of its concurrency key is not due: the end of that run
+        // wakes the dispatcher.
+        let row = sqlx::query("SELECT MIN(q.not_before) FROM runs q WHERE q.status = 'queued' AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id))))))").fetch_one(&self.read).await?;
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
@@ -1037,7 +1060,7 @@ impl Store for SqlStore {
             return Ok(false);
         }
         if let Some(run) = run {
-            sqlx::query("INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9)")
+            sqlx::query("INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11)")
                 .bind(&run.id)
                 .bind(&run.project_id)
                 .bind(&run.project)
@@ -1047,6 +1070,8 @@ impl Store for SqlStore {
                 .bind(&run.trigger)
                 .bind(now)
                 .bind(run.now)
+                .bind(&run.concurrency_key)
+                .bind(run.scheduled_for)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -1059,12 +1084,91 @@ impl Store for SqlStore {
         Ok(true)
     }
 
-    async fn last_schedule_run_status(&self, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT r.status FROM schedule_slots s JOIN runs r ON r.id = s.run_id WHERE s.schedule_key = $1 ORDER BY s.slot DESC LIMIT 1")
+    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT r.id, r.status FROM schedule_slots s JOIN runs r ON r.id = s.run_id WHERE s.schedule_key = $1 ORDER BY s.slot DESC LIMIT 1")
             .bind(key)
             .fetch_optional(&self.write)
             .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+        Ok(match row {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>> {
+        let rows = sqlx::query(
+            "SELECT st.schedule_key, st.last_slot, st.paused, st.paused_at, sl.slot, r.id, r.status, r.started_at, r.finished_at FROM schedule_state st \
+             LEFT JOIN schedule_slots sl ON sl.schedule_key = st.schedule_key AND sl.slot = (SELECT MAX(x.slot) FROM schedule_slots x WHERE x.schedule_key = st.schedule_key AND x.run_id IS NOT NULL) \
+             LEFT JOIN runs r ON r.id = sl.run_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, |r| {
+            let run_id: Option<String> = r.try_get(5)?;
+            Ok(ScheduleState {
+                key: r.try_get(0)?,
+                last_slot: r.try_get(1)?,
+                paused: r.try_get::<i64, _>(2)? != 0,
+                paused_at: r.try_get(3)?,
+                last_run: match run_id {
+                    Some(run_id) => Some(SlotRun {
+                        slot: r.try_get(4)?,
+                        run_id,
+                        status: r.try_get(6)?,
+                        started_at: r.try_get(7)?,
+                        finished_at: r.try_get(8)?,
+                    }),
+                    None => None,
+                },
+            })
+        })
+    }
+
+    async fn init_schedules(&self, keys: &[String], slot: i64) -> Result<()> {
+        let mut tx = self.tx().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO schedule_state (schedule_key, last_slot) VALUES ($1, $2) ON CONFLICT (schedule_key) DO NOTHING")
+                .bind(key)
+                .bind(slot)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_schedule_paused(&self, key: &str, paused: bool, now: i64) -> Result<()> {
+        let sql = if paused {
+            "INSERT INTO schedule_state (schedule_key, last_slot, paused, paused_at) VALUES ($1, $2, 1, $2) ON CONFLICT (schedule_key) DO UPDATE SET paused = 1, paused_at = excluded.paused_at"
+        } else {
+            // Slots that passed while paused are not caught up: counting starts again now.
+            "INSERT INTO schedule_state (schedule_key, last_slot, paused) VALUES ($1, $2, 0) ON CONFLICT (schedule_key) DO UPDATE SET paused = 0, paused_at = NULL, last_slot = CASE WHEN schedule_state.last_slot > excluded.last_slot THEN schedule_state.last_slot ELSE excluded.last_slot END"
+        };
+        sqlx::query(sql).bind(key).bind(now).execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn add_discovered_schedules(&self, project_id: &str, schedules: &[NewSchedule]) -> Result<()> {
+        let mut tx = self.tx().await?;
+        for s in schedules {
+            sqlx::query("DELETE FROM schedules WHERE project_id = $1 AND source = 'discovered' AND task = $2")
+                .bind(project_id)
+                .bind(&s.task)
+                .execute(&mut *tx)
+                .await?;
+            insert_schedule(&mut tx, project_id, s, 1_000_000).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_discovered_schedule(&self, project_id: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM schedules WHERE project_id = $1 AND source = 'discovered' AND task = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn ensure_ping_key(&self, project_id: &str, candidate: &str) -> Result<String> {
@@ -1148,6 +1252,15 @@ impl Store for SqlStore {
         .fetch_optional(&self.write)
         .await?;
         Ok(row.as_ref().map(check_from).transpose()?)
+    }
+
+    async fn start_ping_at(&self, check_id: &str, rid: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MAX(at) FROM pings WHERE check_id = $1 AND rid = $2 AND kind = 'start'")
+            .bind(check_id)
+            .bind(rid)
+            .fetch_one(&self.write)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
     async fn record_ping(&self, p: &PingUpdate) -> Result<()> {

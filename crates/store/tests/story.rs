@@ -73,6 +73,7 @@ fn schedule(task: &str) -> NewSchedule {
         managed_by: "launchd".into(),
         description: String::new(),
         source: "manifest".into(),
+        check_slug: Some(task.into()),
     }
 }
 
@@ -85,8 +86,32 @@ fn new_run(p: &ProjectRecord, task: &str, now: i64, max_attempts: i64) -> NewRun
         input: "{\"q\":1}".into(),
         max_attempts,
         trigger: "api".into(),
+        concurrency_key: None,
+        scheduled_for: None,
         now,
     }
+}
+
+/// Ends a run the quick way: a queued one is cancelled, a running one succeeds.
+async fn end_run(s: &dyn Store, id: &str) {
+    let run = s.get_run(id).await.unwrap().unwrap();
+    if run.status == "queued" {
+        s.request_cancel(id, run.queued_at + 1).await.unwrap();
+        return;
+    }
+    s.finish_attempt(&FinishAttempt {
+        run_id: id.into(),
+        attempt: run.attempt,
+        attempt_status: "succeeded".into(),
+        retry_at: None,
+        exit_code: Some(0),
+        error: None,
+        outputs: None,
+        now: run.queued_at + 1,
+        extra_attempt: false,
+    })
+    .await
+    .unwrap();
 }
 
 async fn story(s: &dyn Store) {
@@ -373,9 +398,53 @@ async fn story(s: &dyn Store) {
     assert!(s.get_run(&again.id).await.unwrap().is_none(), "and its duplicate run is not stored");
     let fired = s.get_run(&slot_run.id).await.unwrap().unwrap();
     assert_eq!((fired.status.as_str(), fired.not_before, fired.trigger.as_str()), ("queued", 205, "schedule"));
-    assert_eq!(s.last_schedule_run_status(key).await.unwrap().as_deref(), Some("queued"));
+    assert_eq!(s.last_schedule_run(key).await.unwrap(), Some((slot_run.id.clone(), "queued".to_string())));
     assert!(s.fire_slot(key, 150, None, "skipped", 203).await.unwrap());
     assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(200), "the last slot never moves back");
+    let states = s.schedule_states().await.unwrap();
+    let state = states.iter().find(|st| st.key == key).unwrap();
+    assert_eq!(state.last_run.as_ref().map(|r| (r.slot, r.run_id.as_str())), Some((200, slot_run.id.as_str())));
+    assert!(!state.paused);
+    // Pausing keeps the last slot; resuming moves it to "now", so paused slots never catch up.
+    s.set_schedule_paused(key, true, 300).await.unwrap();
+    let paused = s.schedule_states().await.unwrap().into_iter().find(|st| st.key == key).unwrap();
+    assert_eq!((paused.paused, paused.paused_at, paused.last_slot), (true, Some(300), 200));
+    s.set_schedule_paused(key, false, 900).await.unwrap();
+    let resumed = s.schedule_states().await.unwrap().into_iter().find(|st| st.key == key).unwrap();
+    assert_eq!((resumed.paused, resumed.paused_at, resumed.last_slot), (false, None, 900));
+    s.init_schedules(&[key.to_string(), "cortana:new:* * * * *:UTC".to_string()], 950).await.unwrap();
+    assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(900));
+    assert_eq!(s.schedule_last_slot("cortana:new:* * * * *:UTC").await.unwrap(), Some(950));
+    end_run(s, &slot_run.id).await;
+
+    // Runs sharing a concurrency key start one at a time, oldest first; others run beside them.
+    let keyed = |now: i64| NewRun { concurrency_key: Some("k".into()), ..new_run(&cortana, "daily_update", now, 1) };
+    let (k1, k2, free) = (keyed(1_000), keyed(1_001), new_run(&cortana, "daily_update", 1_002, 1));
+    for r in [&k2, &free, &k1] {
+        s.insert_run(r).await.unwrap();
+    }
+    let claimed: Vec<String> = s.claim_runs("n1", 2_000, 10, &[]).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(claimed, vec![k1.id.clone(), free.id.clone()], "the second keyed run waits for the first");
+    assert!(s.claim_runs("n1", 2_000, 10, &[]).await.unwrap().is_empty(), "not while the first still runs");
+    end_run(s, &k1.id).await;
+    end_run(s, &free.id).await;
+    let next: Vec<String> = s.claim_runs("n1", 2_000, 10, &[]).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(next, vec![k2.id.clone()]);
+    end_run(s, &k2.id).await;
+
+    // Discovered schedules survive manifest reloads; registering one again replaces it.
+    let found = NewSchedule { source: "discovered".into(), managed_by: "cron".into(), ..schedule("backup") };
+    s.add_discovered_schedules(&cortana.id, std::slice::from_ref(&found)).await.unwrap();
+    s.add_discovered_schedules(&cortana.id, &[NewSchedule { cron: "5 1 * * *".into(), ..found.clone() }])
+        .await
+        .unwrap();
+    s.update_project("cortana", "name: cortana\n", "", &[schedule("daily_update")], 2_000).await.unwrap();
+    let listed = s.list_schedules(Some("cortana")).await.unwrap();
+    let tasks: Vec<(&str, &str, &str)> =
+        listed.iter().map(|x| (x.task.as_str(), x.cron.as_str(), x.source.as_str())).collect();
+    assert_eq!(tasks, vec![("daily_update", "0 22 * * *", "manifest"), ("backup", "5 1 * * *", "discovered")]);
+    assert!(s.remove_discovered_schedule(&cortana.id, "backup").await.unwrap());
+    assert!(!s.remove_discovered_schedule(&cortana.id, "daily_update").await.unwrap(), "manifest ones stay");
 
     // Checks keep their id (the ping URL) across re-syncs; pings and state changes raise events.
     let key_a = s.ensure_ping_key(&cortana.id, "pk-cortana").await.unwrap();

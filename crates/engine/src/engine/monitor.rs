@@ -8,8 +8,11 @@ use std::time::Duration;
 use agent_os_core::check::{CheckState, PingKind, Pings, evaluate};
 use agent_os_core::cron::{Cron, zone};
 use agent_os_core::id::new_id;
-use agent_os_core::manifest::Expect;
-use agent_os_store::{CheckRecord, NewCheck, NewEvent, PingUpdate};
+use std::collections::HashSet;
+
+use agent_os_core::manifest::{DEFAULT_GRACE, Expect, MANAGERS};
+use agent_os_core::name::check_task_name;
+use agent_os_store::{CheckRecord, NewCheck, NewEvent, NewSchedule, PingUpdate};
 use serde_json::json;
 
 use super::{Engine, EngineError};
@@ -20,6 +23,23 @@ pub const MAX_PING_BODY: usize = 100 * 1024;
 
 /// The longest the monitor sleeps without looking again.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Most schedules one registration may carry.
+const MAX_DISCOVERED: usize = 500;
+
+/// A schedule found by discovery, to register as one a project keeps elsewhere.
+#[derive(Clone, Debug)]
+pub struct DiscoveredSchedule {
+    /// Its name within the project; also the slug of the check that watches it.
+    pub name: String,
+    pub cron: String,
+    /// IANA zone (default UTC).
+    pub timezone: Option<String>,
+    /// `cron`, `launchd`, `systemd`, `railway` or `github`.
+    pub managed_by: String,
+    /// What it runs and where it was found.
+    pub description: String,
+}
 
 /// Which check a ping is for.
 pub enum PingTarget<'a> {
@@ -63,11 +83,12 @@ fn event(c: &CheckRecord, state: CheckState, at: i64, why: &str) -> NewEvent {
 }
 
 impl Engine {
-    /// Makes the project's checks match its manifest (ids, and so ping URLs, are kept).
+    /// Makes the project's checks match its manifest and its registered discovered schedules
+    /// (ids, and so ping URLs, are kept).
     pub(super) async fn sync_checks(&self, p: &LoadedProject) -> Result<(), EngineError> {
         let candidate = hex::encode(crate::secrets::random_bytes::<12>());
         self.store.ensure_ping_key(&p.record.id, &candidate).await?;
-        let checks: Vec<NewCheck> = p
+        let mut checks: Vec<NewCheck> = p
             .manifest
             .checks
             .iter()
@@ -87,8 +108,100 @@ impl Engine {
                 }
             })
             .collect();
+        for s in self.store.list_schedules(Some(&p.record.name)).await? {
+            if s.source == "discovered"
+                && let Some(slug) = s.check_slug
+                && !checks.iter().any(|c| c.slug == slug)
+            {
+                checks.push(NewCheck {
+                    slug,
+                    kind: "cron".into(),
+                    period_ms: None,
+                    cron: Some(s.cron),
+                    timezone: Some(s.timezone),
+                    grace_ms: DEFAULT_GRACE.as_millis() as i64,
+                    description: s.description,
+                });
+            }
+        }
         self.store.sync_checks(&p.record.id, &checks, self.now()).await?;
         self.checks_changed.notify_one();
+        Ok(())
+    }
+
+    /// Registers schedules found by discovery as schedules `project` keeps elsewhere, each
+    /// watched by a check named after it. All are checked first: one bad entry registers none.
+    /// Registering a name again replaces it.
+    pub async fn register_discovered(
+        &self,
+        project: &str,
+        found: &[DiscoveredSchedule],
+    ) -> Result<Arc<LoadedProject>, EngineError> {
+        let p = self.project(project).await?;
+        if found.is_empty() || found.len() > MAX_DISCOVERED {
+            return Err(EngineError::Invalid {
+                field: Some("schedules".into()),
+                message: format!("give 1 to {MAX_DISCOVERED} schedules"),
+            });
+        }
+        let mut names = HashSet::new();
+        let mut records = Vec::with_capacity(found.len());
+        for (i, f) in found.iter().enumerate() {
+            let bad = |field: &str, message: String| EngineError::Invalid {
+                field: Some(format!("schedules[{i}].{field}")),
+                message,
+            };
+            check_task_name(&f.name).map_err(|e| bad("name", e.replace("task name", "schedule name")))?;
+            if !names.insert(f.name.as_str()) {
+                return Err(bad("name", format!("{:?} is given twice", f.name)));
+            }
+            if p.manifest.checks.iter().any(|c| c.slug == f.name) {
+                return Err(bad(
+                    "name",
+                    format!("project {project:?} already has a check {:?} in its manifest; pick another name", f.name),
+                ));
+            }
+            let timezone = f.timezone.clone().unwrap_or_else(|| "UTC".into());
+            Cron::parse(&f.cron).map_err(|e| bad("cron", e.to_string()))?;
+            zone(&timezone).map_err(|e| bad("timezone", e))?;
+            if f.managed_by == "agent-os" || !MANAGERS.contains(&f.managed_by.as_str()) {
+                return Err(bad(
+                    "managed_by",
+                    format!(
+                        "{:?} is not a scheduler kept elsewhere; one of: railway, launchd, cron, systemd, github",
+                        f.managed_by
+                    ),
+                ));
+            }
+            if f.description.len() > 2000 {
+                return Err(bad("description", "at most 2000 bytes".into()));
+            }
+            records.push(NewSchedule {
+                task: f.name.clone(),
+                cron: f.cron.trim().to_string(),
+                timezone,
+                managed_by: f.managed_by.clone(),
+                description: f.description.clone(),
+                source: "discovered".into(),
+                check_slug: Some(f.name.clone()),
+            });
+        }
+        self.store.add_discovered_schedules(&p.record.id, &records).await?;
+        self.sync_checks(&p).await?;
+        self.schedules_touched();
+        Ok(p)
+    }
+
+    /// Removes a registered discovered schedule (and its check).
+    pub async fn remove_discovered(&self, project: &str, name: &str) -> Result<(), EngineError> {
+        let p = self.project(project).await?;
+        if !self.store.remove_discovered_schedule(&p.record.id, name).await? {
+            return Err(EngineError::NotFound(format!(
+                "project {project:?} has no registered discovered schedule {name:?} (schedules from the manifest are changed there)"
+            )));
+        }
+        self.sync_checks(&p).await?;
+        self.schedules_touched();
         Ok(())
     }
 
@@ -117,10 +230,19 @@ impl Engine {
             PingKind::Start => pings.running_since = Some(now),
             PingKind::Log => {}
             finish => {
-                duration_ms = pings.running_since.map(|s| now - s);
+                // With a run id, the finish pairs with the start of the same id, so concurrent
+                // runs of one job each get their own duration; a run still going keeps the
+                // check "running".
+                let paired = match &rid {
+                    Some(rid) => self.store.start_ping_at(&check.id, rid).await?,
+                    None => None,
+                };
+                duration_ms = paired.or(pings.running_since).map(|s| now - s);
                 pings.last_finish = Some(now);
                 pings.last_failed = finish.is_failure();
-                pings.running_since = None;
+                if paired.is_none_or(|s| Some(s) == pings.running_since) {
+                    pings.running_since = None;
+                }
             }
         }
         let old = CheckState::parse(&check.state);
@@ -159,7 +281,16 @@ impl Engine {
             })
             .await?;
         self.checks_changed.notify_one();
-        Ok(self.store.get_check(&check.id).await?.unwrap_or(check))
+        Ok(CheckRecord {
+            state: state.as_str().into(),
+            last_finish_at: pings.last_finish,
+            last_failed: pings.last_failed,
+            running_since: pings.running_since,
+            last_ping_at: Some(now),
+            last_duration_ms: duration_ms.or(check.last_duration_ms),
+            state_changed_at: if state != old { Some(now) } else { check.state_changed_at },
+            ..check
+        })
     }
 
     /// Re-evaluates every check at the current time, storing changes (late, down) with their
