@@ -516,4 +516,20 @@ mod tests {
         assert_eq!(source_name(Path::new("./crontab.txt")), "crontab.txt");
         assert_eq!(source_name(Path::new("/etc/crontab")), "/etc/crontab");
     }
+
+    #[test]
+    fn registered_names_come_from_what_the_job_runs() {
+        let f = |command: &str| Finding {
+            source: "crontab".into(),
+            line: 7,
+            managed_by: "cron",
+            command: command.into(),
+            outcome: Outcome::Schedule { cron: "* * * * *".into(), timezone: "UTC".into() },
+        };
+        assert_eq!(name_for(&f("cd /srv/app && python3 jobs/Rebalance.py --live")), "rebalance");
+        assert_eq!(name_for(&f("PATH=/bin /usr/local/bin/backup-db")), "backup-db");
+        assert_eq!(name_for(&f("sh -c ./run_nightly.sh")), "run_nightly");
+        assert_eq!(name_for(&f("")), "cron-7");
+        assert_eq!(name_for(&f("cd / && ...")), "cron-7", "nothing usable is left");
+    }
 }

@@ -593,3 +593,62 @@ fn exec_wraps_a_cron_job_and_its_check_follows() {
     assert_eq!(String::from_utf8_lossy(&offline.stdout), "still ran\n");
     assert!(String::from_utf8_lossy(&offline.stderr).contains("could not reach"));
 }
+
+#[test]
+fn discovered_schedules_are_registered_and_schedules_are_paused_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = tmp.path().join("nightly");
+    std::fs::create_dir_all(root.join("ops")).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: nightly\ntasks:\n  sync: { run: \"true\" }\nschedules:\n  - { task: sync, cron: \"0 4 * * *\", timezone: UTC }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("ops/crontab.txt"),
+        "CRON_TZ=Europe/Berlin\n15 2 * * * cd /srv/nightly && ./scripts/rotate-logs.sh >> /var/log/rotate.log 2>&1\n",
+    )
+    .unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("crontab"), "0 * * * * /usr/local/bin/poll\n").unwrap();
+    let _s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+
+    let out = cli(&home, &["schedules", "discover", "--register", root.to_str().unwrap(), elsewhere.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "one finding had no project: {stdout}\n{stderr}");
+    assert!(stderr.contains("elsewhere/crontab:1: no registered project's directory holds it"), "{stderr}");
+    assert!(stdout.contains("Registered") && stdout.contains("rotate-logs") && stdout.contains("/ping/"), "{stdout}");
+
+    let list = json(&cli(&home, &["schedules", "--json"]));
+    let rotate = list.as_array().unwrap().iter().find(|s| s["task"] == "rotate-logs").unwrap().clone();
+    assert_eq!((rotate["source"].as_str(), rotate["managed_by"].as_str()), (Some("discovered"), Some("cron")));
+    assert_eq!((rotate["cron"].as_str(), rotate["timezone"].as_str()), (Some("15 2 * * *"), Some("Europe/Berlin")));
+    assert!(rotate["description"].as_str().unwrap().contains("crontab.txt:2"), "{rotate}");
+
+    // The registered schedule's check takes pings from `exec`, like any other.
+    let exec = cli(&home, &["exec", "--check", "rotate-logs", "--project", "nightly", "--", "true"]);
+    assert_eq!(exec.status.code(), Some(0));
+    let list = json(&cli(&home, &["schedules", "--json"]));
+    assert_eq!(list.as_array().unwrap().iter().find(|s| s["task"] == "rotate-logs").unwrap()["state"], "up");
+
+    // Pause, resume and run now, by PROJECT/TASK or by id.
+    let paused = json(&cli(&home, &["schedules", "pause", "nightly/sync", "--json"]));
+    assert_eq!(paused["paused"], true);
+    let table = ok(&cli(&home, &["schedules"]));
+    assert!(table.contains("(paused)") && table.contains(paused["id"].as_str().unwrap()), "{table}");
+    let resumed = ok(&cli(&home, &["schedules", "resume", paused["id"].as_str().unwrap()]));
+    assert!(resumed.contains("is active; next fire"), "{resumed}");
+    let run = json(&cli(&home, &["schedules", "run", "nightly/sync", "--json"]));
+    assert_eq!(run["trigger"], "manual");
+    let refused = cli(&home, &["schedules", "pause", "nightly/rotate-logs"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("kept by cron"));
+
+    ok(&cli(&home, &["schedules", "forget", "--project", "nightly", "rotate-logs"]));
+    let list = json(&cli(&home, &["schedules", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
