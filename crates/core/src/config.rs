@@ -8,6 +8,7 @@ use serde_saphyr::Spanned;
 
 use crate::duration::parse_duration;
 use crate::manifest::ManifestError;
+use crate::resource::{Limits, Rate, parse_rate};
 use crate::yaml::{self, SourceError};
 
 #[derive(Deserialize, Default)]
@@ -25,6 +26,19 @@ struct RawConfig {
     runs: Option<RawRuns>,
     #[serde(default)]
     api: Option<RawApi>,
+    #[serde(default)]
+    resources: Option<std::collections::BTreeMap<String, Spanned<RawResource>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    #[serde(default)]
+    concurrency: Option<Spanned<u32>>,
+    #[serde(default)]
+    rate: Option<Spanned<String>>,
+    #[serde(default)]
+    burst: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -63,6 +77,8 @@ pub struct Config {
     pub max_retry_delay: Duration,
     pub log_max_bytes: u64,
     pub max_body_bytes: u64,
+    /// Named resources and their limits.
+    pub resources: std::collections::BTreeMap<String, Limits>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -80,6 +96,7 @@ impl Default for Config {
             max_retry_delay: Duration::from_secs(600),
             log_max_bytes: 1024 * 1024,
             max_body_bytes: 1024 * 1024,
+            resources: Default::default(),
         }
     }
 }
@@ -190,6 +207,64 @@ impl Config {
             }
             c.max_body_bytes = b.value;
         }
+        for (name, r) in raw.resources.unwrap_or_default() {
+            let path = format!("resources.{name}");
+            let mut err = |loc: serde_saphyr::Location, path: String, message: String, hint: &str| {
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: loc.line().max(1),
+                    column: loc.column().max(1),
+                    path,
+                    message,
+                    hint: Some(hint.into()),
+                })
+            };
+            if let Err(e) = crate::name::check_task_name(&name) {
+                err(r.referenced, path.clone(), e.replace("task name", "resource name"), "e.g. openai or gpu");
+            }
+            let v = r.value;
+            let concurrency = v.concurrency.map(|c| {
+                if c.value == 0 || c.value > 10_000 {
+                    err(
+                        c.referenced,
+                        format!("{path}.concurrency"),
+                        format!("{} is out of range", c.value),
+                        "1 to 10000",
+                    );
+                }
+                c.value
+            });
+            let burst = v.burst.as_ref().map(|b| {
+                if b.value == 0 || b.value > 100_000 {
+                    err(b.referenced, format!("{path}.burst"), format!("{} is out of range", b.value), "1 to 100000");
+                }
+                b.value
+            });
+            let rate = match &v.rate {
+                Some(t) => match parse_rate(&t.value) {
+                    Ok((count, per)) => Some(Rate { count, per, burst: burst.unwrap_or(1) }),
+                    Err(e) => {
+                        err(t.referenced, format!("{path}.rate"), e, "e.g. rate: 60/min");
+                        None
+                    }
+                },
+                None => {
+                    if let Some(b) = &v.burst {
+                        err(b.referenced, format!("{path}.burst"), "burst needs a rate".into(), "add rate: 60/min");
+                    }
+                    None
+                }
+            };
+            if concurrency.is_none() && v.rate.is_none() {
+                err(
+                    r.referenced,
+                    path.clone(),
+                    "a resource needs a concurrency, a rate or both".into(),
+                    "e.g. openai: { concurrency: 1, rate: 60/min }",
+                );
+            }
+            c.resources.insert(name, Limits { concurrency, rate });
+        }
         if errors.is_empty() { Ok(c) } else { Err(ManifestError(errors)) }
     }
 }
@@ -214,6 +289,28 @@ mod tests {
         assert_eq!(c.kill_grace, Duration::from_secs(3));
         assert_eq!(c.log_max_bytes, 4096);
         assert_eq!(c.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn reads_resources_and_names_bad_ones() {
+        let c = Config::parse(
+            "c.yaml",
+            "resources:\n  openai: { concurrency: 1, rate: 60/min, burst: 5 }\n  gpu: { concurrency: 2 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.resources["gpu"], Limits { concurrency: Some(2), rate: None });
+        let rate = c.resources["openai"].rate.clone().unwrap();
+        assert_eq!((rate.count, rate.per, rate.burst), (60, Duration::from_secs(60), 5));
+        let e = Config::parse(
+            "c.yaml",
+            "resources:\n  openai: { rate: 60/fortnight }\n  gpu: {}\n  Big: { concurrency: 0 }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("resources.openai.rate: unknown unit"), "{e}");
+        assert!(e.contains("resources.gpu: a resource needs a concurrency, a rate or both"), "{e}");
+        assert!(e.contains("resources.Big: resource name"), "{e}");
+        assert!(e.contains("resources.Big.concurrency: 0 is out of range"), "{e}");
     }
 
     #[test]

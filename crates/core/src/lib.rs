@@ -12,6 +12,7 @@ pub mod id;
 pub mod manifest;
 pub mod name;
 pub mod redact;
+pub mod resource;
 pub mod run;
 pub mod timeline;
 pub mod url;

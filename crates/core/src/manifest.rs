@@ -84,6 +84,10 @@ struct RawTask {
     retry_delay: Option<Spanned<String>>,
     #[serde(default)]
     kill_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    resources: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    priority: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +267,10 @@ pub struct Task {
     pub retry_delay: Duration,
     /// Time between SIGTERM and SIGKILL on timeout or cancel; `None` means the server default.
     pub kill_grace: Option<Duration>,
+    /// Named resources (from the config's `resources:`) a run holds while it runs.
+    pub resources: Vec<String>,
+    /// 0 to 100 (default 50): who goes first when runs wait for a resource.
+    pub priority: i64,
 }
 
 /// A status, cost or schedule probe.
@@ -516,6 +524,38 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         let timeout = c.duration(&t.timeout, format!("{path}.timeout"));
         let retry_delay = c.duration(&t.retry_delay, format!("{path}.retry_delay")).unwrap_or(DEFAULT_RETRY_DELAY);
         let kill_grace = c.duration(&t.kill_grace, format!("{path}.kill_grace"));
+        let mut resources: Vec<String> = Vec::new();
+        if let Some(r) = &t.resources {
+            for name in &r.value {
+                if let Err(e) = check_task_name(name) {
+                    c.at(
+                        r.referenced.into(),
+                        format!("{path}.resources"),
+                        e.replace("task name", "resource name"),
+                        None,
+                    );
+                } else if !resources.contains(name) {
+                    resources.push(name.clone());
+                }
+            }
+            if resources.len() > 8 {
+                c.at(r.referenced.into(), format!("{path}.resources"), "a task may use at most 8 resources", None);
+            }
+        }
+        resources.sort();
+        let priority = match &t.priority {
+            Some(p) if !(0..=crate::resource::MAX_PRIORITY).contains(&p.value) => {
+                c.at(
+                    p.referenced.into(),
+                    format!("{path}.priority"),
+                    format!("{} is out of range", p.value),
+                    Some("0 to 100; higher goes first"),
+                );
+                crate::resource::DEFAULT_PRIORITY
+            }
+            Some(p) => p.value,
+            None => crate::resource::DEFAULT_PRIORITY,
+        };
         task_positions.insert(name.clone(), pos);
         tasks.insert(
             name.clone(),
@@ -527,6 +567,8 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                 retries,
                 retry_delay,
                 kill_grace,
+                resources,
+                priority,
             },
         );
     }

@@ -34,6 +34,8 @@ pub struct EngineConfig {
     /// Whether the scheduler fires managed schedules by itself (tests with a fake clock call
     /// `Engine::schedule_tick` instead).
     pub schedules_enabled: bool,
+    /// Named resources and their limits (`resources:` in config.yaml).
+    pub resources: std::collections::HashMap<String, agent_os_core::resource::Limits>,
 }
 
 impl EngineConfig {
@@ -53,6 +55,7 @@ impl EngineConfig {
             poll_every: Duration::from_secs(1),
             probes_enabled: true,
             schedules_enabled: true,
+            resources: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! their process groups and ends them as lost.
 
 pub mod monitor;
+pub mod resources;
 pub mod scheduler;
 
 use std::collections::{HashMap, HashSet};
@@ -50,6 +51,9 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A rate limit says not yet.
+    #[error("{0}")]
+    RateLimited(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -127,6 +131,8 @@ pub struct Engine {
     schedules_dirty: std::sync::atomic::AtomicBool,
     /// The managed schedules, kept in memory between changes.
     schedule_table: tokio::sync::Mutex<scheduler::ScheduleTable>,
+    /// Wakes lease requests: a hold was released.
+    resources_changed: Notify,
     /// Wakes the check monitor: a ping arrived or checks changed.
     checks_changed: Notify,
     /// Probes currently in flight, so a slow probe is not started twice.
@@ -172,6 +178,7 @@ impl Engine {
             schedules_dirty: std::sync::atomic::AtomicBool::new(true),
             schedule_table: tokio::sync::Mutex::new(scheduler::ScheduleTable::default()),
             checks_changed: Notify::new(),
+            resources_changed: Notify::new(),
             run_durations: Histogram::new(RUN_BUCKETS),
             cfg,
         });
@@ -248,6 +255,7 @@ impl Engine {
     /// Registers the project in a local directory (command or HTTP transport). Admin only.
     pub async fn register_path(&self, dir: &Path) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
         let (root, text, manifest) = load_dir(dir)?;
+        self.check_manifest_resources(&manifest)?;
         let secret = matches!(manifest.transport, Transport::Http { .. }).then(new_signing_secret);
         self.insert(manifest, text, Some(root.display().to_string()), secret).await
     }
@@ -256,6 +264,7 @@ impl Engine {
     /// since a command would let an API caller run programs on this machine.
     pub async fn register_hosted(&self, text: &str) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
         let manifest = Manifest::parse(MANIFEST_FILE, text)?;
+        self.check_manifest_resources(&manifest)?;
         if manifest.transport == Transport::Command {
             return Err(EngineError::Invalid {
                 field: Some("manifest.plugin".into()),
@@ -302,10 +311,12 @@ impl Engine {
         let (text, manifest) = match (current.root(), text) {
             (Some(root), None) => {
                 let (_, text, manifest) = load_dir(root)?;
+                self.check_manifest_resources(&manifest)?;
                 (text, manifest)
             }
             (None, Some(text)) => {
                 let manifest = Manifest::parse(MANIFEST_FILE, text)?;
+                self.check_manifest_resources(&manifest)?;
                 if manifest.transport == Transport::Command {
                     return Err(EngineError::Invalid {
                         field: Some("manifest.plugin".into()),
@@ -484,6 +495,7 @@ impl Engine {
                 message: "input must be a JSON object".into(),
             });
         }
+        self.check_resources(&project.record.name, task)?;
         let run = self
             .store
             .insert_run(&NewRun {
@@ -496,12 +508,45 @@ impl Engine {
                 trigger: req.trigger,
                 concurrency_key: None,
                 scheduled_for: None,
+                resources: task.resources.clone(),
+                priority: task.priority,
                 now: self.now(),
             })
             .await?;
         self.runs_changed.send_modify(|v| *v += 1);
         self.wake.notify_one();
         Ok(run)
+    }
+
+    fn check_manifest_resources(&self, m: &Manifest) -> Result<(), EngineError> {
+        m.tasks.values().try_for_each(|t| self.check_resources(&m.name, t))
+    }
+
+    /// Refuses a task that names a resource the config does not declare (the config may have
+    /// changed since the project was registered).
+    pub(crate) fn check_resources(
+        &self,
+        project: &str,
+        task: &agent_os_core::manifest::Task,
+    ) -> Result<(), EngineError> {
+        for r in &task.resources {
+            if !self.cfg.resources.contains_key(r) {
+                let known: Vec<&str> = self.cfg.resources.keys().map(String::as_str).collect();
+                let hint = match agent_os_core::manifest::suggest(r, &known) {
+                    Some(k) => format!("did you mean {k:?}?"),
+                    None if known.is_empty() => "config.yaml declares no resources".to_string(),
+                    None => format!("config.yaml declares: {}", known.join(", ")),
+                };
+                return Err(EngineError::Invalid {
+                    field: Some(format!("tasks.{}.resources", task.name)),
+                    message: format!(
+                        "task {project}.{} uses resource {r:?}, which config.yaml does not declare ({hint}); add it under `resources:`",
+                        task.name
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Cancels a run: a queued run ends at once, a running one is stopped (its process group
@@ -588,6 +633,7 @@ impl Engine {
                                 engine.execute(run, token).await;
                                 drop(permit);
                                 engine.wake.notify_one();
+                                engine.resources_changed.notify_waiters();
                             });
                         }
                         if claimed > 0 {
@@ -600,10 +646,52 @@ impl Engine {
                     }
                 }
             }
+            let mut resource_wake = None;
+            if claimed < free && !self.cfg.resources.is_empty() {
+                let now = self.now();
+                let want = free - claimed;
+                let (plain, records): (Vec<String>, Vec<TokenRecord>) = (0..want)
+                    .map(|_| {
+                        let (token, hash) = new_token(TokenKind::Run);
+                        (token, token_record(TokenKind::Run, "run token", hash, None, now))
+                    })
+                    .unzip();
+                match self
+                    .store
+                    .claim_resource_runs(&self.cfg.node_id, now, want as i64, &records, &self.cfg.resources)
+                    .await
+                {
+                    Ok(got) => {
+                        resource_wake = got.wake_at;
+                        let n = got.runs.len();
+                        for (run, token) in got.runs.into_iter().zip(plain) {
+                            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+                            let engine = self.clone();
+                            tokio::spawn(async move {
+                                engine.execute(run, token).await;
+                                drop(permit);
+                                engine.wake.notify_one();
+                                engine.resources_changed.notify_waiters();
+                            });
+                        }
+                        if n > 0 {
+                            claimed += n;
+                            self.runs_changed.send_modify(|v| *v += 1);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not claim runs that wait for resources");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
             if claimed > 0 && claimed == free {
                 continue;
             }
             let mut sleep = self.cfg.poll_every;
+            if let Some(at) = resource_wake {
+                sleep = sleep.min(Duration::from_millis((at - self.now()).max(1) as u64));
+            }
             if free > 0
                 && let Ok(Some(due)) = self.store.next_due().await
             {

@@ -17,6 +17,7 @@ pub mod secrets;
 pub use clock::{Clock, SystemClock};
 pub use config::EngineConfig;
 pub use engine::monitor::DiscoveredSchedule;
+pub use engine::resources::{LeaseOptions, explain_wait};
 pub use engine::scheduler::{ScheduleRef, schedule_ident};
 pub use engine::{Engine, EngineError, RunRequest};
 pub use project::LoadedProject;

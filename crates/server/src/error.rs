@@ -25,7 +25,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `conflict`, `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
+    /// `conflict`, `rate_limited`, `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
     /// `invalid_manifest`, `unavailable`.
     pub code: String,
     pub message: String,
@@ -86,6 +86,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             EngineError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            EngineError::RateLimited(m) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", m),
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::new(

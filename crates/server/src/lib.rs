@@ -58,6 +58,7 @@ impl Default for ServerOptions {
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::list_checks, routes::list_events,
+        routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
     ),
     modifiers(&BearerAuth)
@@ -118,6 +119,10 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{name}/schedules", post(routes::register_discovered))
         .route("/projects/{name}/schedules/{schedule}", axum::routing::delete(routes::remove_discovered))
         .route("/checks", get(routes::list_checks))
+        .route("/resources", get(routes::list_resources))
+        .route("/resources/{name}/leases", post(routes::take_lease))
+        .route("/resources/{name}/leases/{id}/renew", post(routes::renew_lease))
+        .route("/resources/{name}/leases/{id}", axum::routing::delete(routes::release_lease))
         .route("/events", get(routes::list_events))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))

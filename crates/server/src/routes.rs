@@ -238,7 +238,25 @@ pub async fn list_runs(
         .list_runs(&RunFilter { project, task: q.task, status: q.status, before: q.before, limit })
         .await?;
     let next = (runs.len() as i64 == limit).then(|| runs.last().map(|r| r.id.clone())).flatten();
-    Ok(Json(RunList { runs: runs.into_iter().map(RunView::from).collect(), next }))
+    let mut views = Vec::with_capacity(runs.len());
+    let mut snapshot = None;
+    let now = st.engine.now();
+    for r in runs {
+        let waiting = r.status == "queued" && !r.resources.is_empty() && r.not_before <= now;
+        let (resources, id) = (r.resources.clone(), r.id.clone());
+        let mut view = RunView::from(r);
+        if waiting {
+            if snapshot.is_none() {
+                snapshot = Some(st.engine.resource_snapshot().await?);
+            }
+            if let Some(snap) = &snapshot {
+                let limits = &st.engine.config().resources;
+                view.waiting_for = Some(agent_os_engine::explain_wait(snap, limits, &resources, &id, now));
+            }
+        }
+        views.push(view);
+    }
+    Ok(Json(RunList { runs: views, next }))
 }
 
 async fn visible_run(st: &AppState, caller: &Caller, id: &str) -> ApiResult<RunRecord> {
@@ -253,7 +271,9 @@ async fn visible_run(st: &AppState, caller: &Caller, id: &str) -> ApiResult<RunR
 
 async fn with_attempts(st: &AppState, run: RunRecord) -> ApiResult<RunView> {
     let attempts = st.engine.store().list_attempts(&run.id).await?;
+    let waiting_for = st.engine.run_wait_reason(&run).await;
     let mut view = RunView::from(run);
+    view.waiting_for = waiting_for;
     view.attempts = attempts.into_iter().map(AttemptView::from).collect();
     Ok(view)
 }
@@ -1040,4 +1060,95 @@ pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
             database: st.engine.store().backend().as_str().into(),
         }),
     )
+}
+
+// Resources and leases ---------------------------------------------------------------------
+
+/// Every declared resource: limits, holders, waiters in serving order, rate-bucket level.
+#[utoipa::path(get, path = "/api/v1/resources", tag = "resources", responses((status = 200, body = [ResourceView])), security(("bearer" = [])))]
+pub async fn list_resources(State(st): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<ResourceView>>> {
+    let snap = st.engine.resource_snapshot().await?;
+    Ok(Json(ResourceView::all(&st.engine.config().resources, &snap, st.engine.now())))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseBody {
+    /// How long the lease lasts unless renewed, e.g. `10m` (1s to 24h; default 10m).
+    pub ttl: Option<String>,
+    /// How long to wait in line for it, e.g. `5m` (at most 1h; default 0: answer at once).
+    pub wait: Option<String>,
+    /// 0 to 100, higher goes first (default 50).
+    pub priority: Option<i64>,
+    /// Who holds it, as shown to others (default: the token's project).
+    pub label: Option<String>,
+}
+
+fn duration_field(v: &Option<String>, field: &str, default: std::time::Duration) -> ApiResult<std::time::Duration> {
+    match v {
+        None => Ok(default),
+        Some(t) => agent_os_core::parse_duration(t).map_err(|e| ApiError::bad_request(e).field(field)),
+    }
+}
+
+/// Take a lease on a resource for a job Agent OS does not run (a Railway cron job, a launchd
+/// script). Waits in line up to `wait`; then `409` (held by others) or `429` (rate used up),
+/// with who holds it.
+#[utoipa::path(post, path = "/api/v1/resources/{name}/leases", tag = "resources", params(("name" = String, Path)), request_body = LeaseBody, responses((status = 201, body = LeaseView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn take_lease(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    OptionalJson(body): OptionalJson<LeaseBody>,
+) -> ApiResult<(StatusCode, Json<LeaseView>)> {
+    let body = body.unwrap_or_default();
+    let project = match caller.project_id() {
+        Some(id) => st.engine.store().get_project_by_id(id).await?.map(|p| p.name),
+        None => None,
+    };
+    let hold = st
+        .engine
+        .acquire_lease(agent_os_engine::LeaseOptions {
+            resource: name,
+            ttl: duration_field(&body.ttl, "ttl", std::time::Duration::from_secs(600))?,
+            wait: duration_field(&body.wait, "wait", std::time::Duration::ZERO)?,
+            priority: body.priority,
+            project,
+            label: body.label,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(LeaseView::from(hold))))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    /// The new time to live from now (default: the lease's own).
+    pub ttl: Option<String>,
+}
+
+/// Extend a lease. `404` once it has expired or been released: take a new one.
+#[utoipa::path(post, path = "/api/v1/resources/{name}/leases/{id}/renew", tag = "resources", params(("name" = String, Path), ("id" = String, Path)), request_body = RenewBody, responses((status = 200, body = LeaseView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn renew_lease(
+    State(st): State<AppState>,
+    _caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<RenewBody>,
+) -> ApiResult<Json<LeaseView>> {
+    let ttl = match body.and_then(|b| b.ttl) {
+        Some(t) => Some(agent_os_core::parse_duration(&t).map_err(|e| ApiError::bad_request(e).field("ttl"))?),
+        None => None,
+    };
+    Ok(Json(LeaseView::from(st.engine.renew_lease(&name, &id, ttl).await?)))
+}
+
+/// Release a lease.
+#[utoipa::path(delete, path = "/api/v1/resources/{name}/leases/{id}", tag = "resources", params(("name" = String, Path), ("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn release_lease(
+    State(st): State<AppState>,
+    _caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    st.engine.release_lease(&name, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -349,6 +349,14 @@ pub struct RunView {
     pub not_before: Option<String>,
     /// The schedule slot this run was fired for (scheduled runs only).
     pub scheduled_for: Option<String>,
+    /// Named resources the run holds while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// 0 to 100: who goes first when runs wait for a resource.
+    pub priority: i64,
+    /// Why a queued run has not started, e.g. "waiting for openai: 1/1 held by trading.rebalance".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// From the first start to the end, in milliseconds.
@@ -370,6 +378,9 @@ impl From<RunRecord> for RunView {
             not_before: (r.status == "queued" && (r.attempt > 0 || r.not_before > r.queued_at))
                 .then(|| time(r.not_before)),
             scheduled_for: opt_time(r.scheduled_for),
+            resources: r.resources,
+            priority: r.priority,
+            waiting_for: None,
             id: r.id,
             project: r.project,
             task: r.task,
@@ -495,5 +506,131 @@ mod tests {
     #[test]
     fn times_are_rfc3339_utc() {
         assert_eq!(super::time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ResourceView {
+    pub name: String,
+    /// Most holders at once (null: unlimited).
+    pub concurrency: Option<u32>,
+    /// e.g. `60/min` (null: no rate limit).
+    pub rate: Option<String>,
+    pub burst: Option<u32>,
+    /// Tokens in the rate bucket now (null without a rate).
+    pub tokens: Option<f64>,
+    pub holders: Vec<HolderView>,
+    /// In the order they will be served.
+    pub waiters: Vec<WaiterView>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct HolderView {
+    /// The run id or the lease id.
+    pub id: String,
+    /// `run` or `lease`.
+    pub kind: String,
+    pub project: Option<String>,
+    pub label: String,
+    pub priority: i64,
+    pub since: String,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct WaiterView {
+    pub id: String,
+    pub kind: String,
+    pub project: Option<String>,
+    pub label: String,
+    pub priority: i64,
+    pub since: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct LeaseView {
+    /// Renew and release with this id.
+    pub id: String,
+    pub resource: String,
+    pub project: Option<String>,
+    pub label: String,
+    pub priority: i64,
+    pub acquired_at: String,
+    pub expires_at: String,
+    pub ttl_ms: i64,
+}
+
+impl From<agent_os_store::HoldRecord> for LeaseView {
+    fn from(h: agent_os_store::HoldRecord) -> Self {
+        LeaseView {
+            id: h.holder,
+            resource: h.resource,
+            project: h.project,
+            label: h.label,
+            priority: h.priority,
+            acquired_at: time(h.acquired_at),
+            expires_at: opt_time(h.expires_at).unwrap_or_default(),
+            ttl_ms: h.ttl_ms.unwrap_or(0),
+        }
+    }
+}
+
+impl ResourceView {
+    /// Every declared resource with its holders and waiters (in serving order) at `now`.
+    pub fn all(
+        limits: &HashMap<String, agent_os_core::resource::Limits>,
+        snap: &agent_os_store::ResourceSnapshot,
+        now: i64,
+    ) -> Vec<ResourceView> {
+        let mut names: Vec<&String> = limits.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| {
+                let l = &limits[name];
+                let mut waiters: Vec<&agent_os_store::WaiterRecord> =
+                    snap.waiters.iter().filter(|w| w.resources.contains(name)).collect();
+                waiters.sort_by(|a, b| {
+                    let pa = a.priority + (now - a.since).max(0) / agent_os_core::resource::AGING_MS;
+                    let pb = b.priority + (now - b.since).max(0) / agent_os_core::resource::AGING_MS;
+                    pb.cmp(&pa).then(a.since.cmp(&b.since)).then(a.id.cmp(&b.id))
+                });
+                ResourceView {
+                    name: name.clone(),
+                    concurrency: l.concurrency,
+                    rate: l.rate.as_ref().map(|r| r.describe()),
+                    burst: l.rate.as_ref().map(|r| r.burst),
+                    tokens: l.rate.as_ref().map(|r| {
+                        let level = snap.buckets.get(name).map_or(f64::from(r.burst), |b| b.level(r, now));
+                        (level * 100.0).floor() / 100.0
+                    }),
+                    holders: snap
+                        .holds
+                        .iter()
+                        .filter(|h| &h.resource == name)
+                        .map(|h| HolderView {
+                            id: h.holder.clone(),
+                            kind: h.kind.clone(),
+                            project: h.project.clone(),
+                            label: h.label.clone(),
+                            priority: h.priority,
+                            since: time(h.acquired_at),
+                            expires_at: opt_time(h.expires_at),
+                        })
+                        .collect(),
+                    waiters: waiters
+                        .into_iter()
+                        .map(|w| WaiterView {
+                            id: w.id.clone(),
+                            kind: w.kind.clone(),
+                            project: w.project.clone(),
+                            label: w.label.clone(),
+                            priority: w.priority,
+                            since: time(w.since),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
     }
 }

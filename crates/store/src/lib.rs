@@ -80,6 +80,32 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_attempt(&self, f: &FinishAttempt) -> Result<RunRecord>;
     /// Cancels a queued run at once, or flags a running one for its runner.
     async fn request_cancel(&self, run_id: &str, now: i64) -> Result<RunRecord>;
+    /// Claims up to `limit` due runs that need resources, deciding who goes with
+    /// `core::resource::allocate` inside the claim's transaction (PostgreSQL nodes take turns),
+    /// so the limits hold across nodes. Also says when to look again.
+    async fn claim_resource_runs(
+        &self,
+        node_id: &str,
+        now: i64,
+        limit: i64,
+        run_tokens: &[TokenRecord],
+        limits: &std::collections::HashMap<String, agent_os_core::resource::Limits>,
+    ) -> Result<ResourceClaim>;
+    /// One attempt to take a lease: joins the line (or keeps its place), and takes the lease if
+    /// its turn has come and the resource has room.
+    async fn acquire_lease(
+        &self,
+        req: &LeaseRequest,
+        limits: &std::collections::HashMap<String, agent_os_core::resource::Limits>,
+        now: i64,
+    ) -> Result<LeaseAttempt>;
+    /// Leaves the line (a lease request that gave up).
+    async fn drop_lease_waiter(&self, id: &str) -> Result<()>;
+    /// Extends a lease that has not expired by `ttl_ms` (default: the lease's own) from `now`;
+    /// `None` if it has expired or never was.
+    async fn renew_lease(&self, id: &str, ttl_ms: Option<i64>, now: i64) -> Result<Option<HoldRecord>>;
+    async fn release_lease(&self, id: &str, now: i64) -> Result<bool>;
+    async fn resource_snapshot(&self, now: i64) -> Result<ResourceSnapshot>;
     /// Attempts still marked running (for crash recovery).
     async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>>;
     /// Runs per status, for metrics.

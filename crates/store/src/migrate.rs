@@ -23,6 +23,7 @@ const SQLITE: &[Migration] = &[
         name: "schedule_control",
         sql: include_str!("../migrations/sqlite/0004_schedule_control.sql"),
     },
+    Migration { version: 5, name: "resources", sql: include_str!("../migrations/sqlite/0005_resources.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -38,6 +39,7 @@ const POSTGRES: &[Migration] = &[
         name: "schedule_control",
         sql: include_str!("../migrations/postgres/0004_schedule_control.sql"),
     },
+    Migration { version: 5, name: "resources", sql: include_str!("../migrations/postgres/0005_resources.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

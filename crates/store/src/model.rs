@@ -96,6 +96,10 @@ pub struct NewRun {
     pub concurrency_key: Option<String>,
     /// The schedule slot (ms) the run was fired for.
     pub scheduled_for: Option<i64>,
+    /// Named resources the run holds while it runs (sorted, no repeats).
+    pub resources: Vec<String>,
+    /// 0 to 100: who goes first among runs waiting for a resource.
+    pub priority: i64,
     /// When it may start (ms); also its queue time unless it is later than now.
     pub now: i64,
 }
@@ -124,6 +128,8 @@ pub struct RunRecord {
     pub log_dropped: i64,
     pub concurrency_key: Option<String>,
     pub scheduled_for: Option<i64>,
+    pub resources: Vec<String>,
+    pub priority: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -346,3 +352,81 @@ pub struct NewEvent {
 }
 
 pub type EventRecord = NewEvent;
+
+/// A request for a lease on a resource, from a job Agent OS does not run.
+#[derive(Clone, Debug)]
+pub struct LeaseRequest {
+    pub id: String,
+    pub resource: String,
+    /// The project of the token that asked, if any.
+    pub project: Option<String>,
+    pub label: String,
+    pub priority: i64,
+    pub ttl_ms: i64,
+    /// When it started waiting (kept across attempts, so it keeps its place).
+    pub since: i64,
+}
+
+/// Why a waiter cannot go yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Every slot is held.
+    Concurrency,
+    /// The rate bucket is empty.
+    Rate,
+    /// Others who came first (or rank higher) wait for it.
+    Queue,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseAttempt {
+    Granted(HoldRecord),
+    Waiting { blocked_by: Blocked, retry_at: Option<i64> },
+}
+
+/// One holder of one resource: a run or a lease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HoldRecord {
+    /// The run id or the lease id.
+    pub holder: String,
+    pub resource: String,
+    /// `run` or `lease`.
+    pub kind: String,
+    pub project: Option<String>,
+    /// `project.task` for a run; the caller's label for a lease.
+    pub label: String,
+    pub priority: i64,
+    pub acquired_at: i64,
+    /// Leases only: reclaimed at this time unless renewed.
+    pub expires_at: Option<i64>,
+    /// Leases only: how far a renewal extends it.
+    pub ttl_ms: Option<i64>,
+}
+
+/// A run or a lease request waiting for resources.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaiterRecord {
+    pub id: String,
+    /// `run` or `lease`.
+    pub kind: String,
+    pub resources: Vec<String>,
+    pub project: Option<String>,
+    pub label: String,
+    pub priority: i64,
+    pub since: i64,
+}
+
+/// Holders, waiters and bucket levels of every resource.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceSnapshot {
+    pub holds: Vec<HoldRecord>,
+    pub waiters: Vec<WaiterRecord>,
+    pub buckets: std::collections::HashMap<String, agent_os_core::resource::Bucket>,
+}
+
+/// What a resource claim took, and when to look again (a rate refills, a retry comes due).
+#[derive(Clone, Debug, Default)]
+pub struct ResourceClaim {
+    pub runs: Vec<RunRecord>,
+    pub wake_at: Option<i64>,
+}

@@ -14,6 +14,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::model::*;
+use agent_os_core::resource::{Bucket, Limits, Usage, Waiter, allocate};
+use std::collections::HashMap;
+
+/// A lease request that stops asking is forgotten after this long.
+const WAITER_TTL_MS: i64 = 10_000;
 use crate::{Result, Store, StoreError};
 
 /// Which database engine a store runs on.
@@ -172,6 +177,22 @@ impl SqlStore {
         })
     }
 
+    /// A write transaction for resource decisions: on PostgreSQL, nodes take turns (an
+    /// advisory lock held to the commit); SQLite's single writer already makes them. Expired
+    /// leases and abandoned lease requests are cleared first.
+    async fn resource_tx(&self, now: i64) -> Result<Transaction<'static, Any>> {
+        let mut tx = self.tx().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7370001)").execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM resource_holds WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resource_waiters WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
     /// Closes the pools (tests and shutdown).
     pub async fn close(&self) {
         self.write.close().await;
@@ -210,7 +231,7 @@ macro_rules! project_cols {
 
 macro_rules! run_cols {
     () => {
-        "id, project_id, project, task, status, input, outputs, attempt, max_attempts, exit_code, error, trigger, cancel_requested, queued_at, not_before, started_at, finished_at, log_bytes, log_dropped, concurrency_key, scheduled_for"
+        "id, project_id, project, task, status, input, outputs, attempt, max_attempts, exit_code, error, trigger, cancel_requested, queued_at, not_before, started_at, finished_at, log_bytes, log_dropped, concurrency_key, scheduled_for, resources, priority"
     };
 }
 
@@ -320,7 +341,18 @@ fn run_from(r: &AnyRow) -> Result<RunRecord, sqlx::Error> {
         log_dropped: r.try_get(18)?,
         concurrency_key: r.try_get(19)?,
         scheduled_for: r.try_get(20)?,
+        resources: split_names(r.try_get::<Option<String>, _>(21)?.as_deref()),
+        priority: r.try_get(22)?,
     })
+}
+
+/// Resource names as stored: space-separated, `NULL` for none.
+fn split_names(text: Option<&str>) -> Vec<String> {
+    text.map(|t| t.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+}
+
+fn join_names(names: &[String]) -> Option<String> {
+    (!names.is_empty()).then(|| names.join(" "))
 }
 
 fn attempt_from(r: &AnyRow, offset: usize) -> Result<AttemptRecord, sqlx::Error> {
@@ -427,6 +459,165 @@ async fn insert_schedule(
     .bind(&s.check_slug)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// The run token and attempt row of each freshly claimed run, in the claim's transaction.
+async fn start_attempts(
+    tx: &mut Transaction<'static, Any>,
+    runs: &[RunRecord],
+    node_id: &str,
+    now: i64,
+    run_tokens: &[TokenRecord],
+) -> Result<()> {
+    for (i, run) in runs.iter().enumerate() {
+        if let Some(t) = run_tokens.get(i) {
+            sqlx::query(concat!(
+                "INSERT INTO tokens (",
+                token_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ))
+            .bind(&t.id)
+            .bind(&t.kind)
+            .bind(&t.name)
+            .bind(&run.project_id)
+            .bind(&run.id)
+            .bind(&t.hash)
+            .bind(t.created_at)
+            .bind(t.expires_at)
+            .bind(t.revoked_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        sqlx::query("INSERT INTO run_attempts (run_id, attempt, status, node_id, started_at) VALUES ($1, $2, 'running', $3, $4)")
+            .bind(&run.id)
+            .bind(run.attempt)
+            .bind(node_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Queued runs that wait for resources and could start now but for them (due, and not held
+/// back by a run of their concurrency key).
+const RESOURCE_RUNS: &str = "SELECT q.id, q.resources, q.priority, q.not_before, q.project, q.task FROM runs q WHERE q.status = 'queued' AND q.resources IS NOT NULL AND q.not_before <= $1 AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id)))))) ORDER BY q.not_before, q.id LIMIT 1000";
+
+/// Everyone waiting for resources: runs and lease requests.
+async fn load_waiters(tx: &mut Transaction<'static, Any>, now: i64) -> Result<Vec<WaiterRecord>> {
+    let mut out = Vec::new();
+    for r in sqlx::query(RESOURCE_RUNS).bind(now).fetch_all(&mut **tx).await? {
+        let project: String = r.try_get(4)?;
+        let task: String = r.try_get(5)?;
+        out.push(WaiterRecord {
+            id: r.try_get(0)?,
+            kind: "run".into(),
+            resources: split_names(r.try_get::<Option<String>, _>(1)?.as_deref()),
+            label: format!("{project}.{task}"),
+            project: Some(project),
+            priority: r.try_get(2)?,
+            since: r.try_get(3)?,
+        });
+    }
+    let rows = sqlx::query(
+        "SELECT id, resources, project, label, priority, since FROM resource_waiters WHERE expires_at > $1",
+    )
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        out.push(WaiterRecord {
+            id: r.try_get(0)?,
+            kind: "lease".into(),
+            resources: split_names(Some(&r.try_get::<String, _>(1)?)),
+            project: r.try_get(2)?,
+            label: r.try_get(3)?,
+            priority: r.try_get(4)?,
+            since: r.try_get(5)?,
+        });
+    }
+    Ok(out)
+}
+
+fn hold_from(r: &AnyRow) -> Result<HoldRecord, sqlx::Error> {
+    Ok(HoldRecord {
+        holder: r.try_get(0)?,
+        resource: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        project: r.try_get(3)?,
+        label: r.try_get(4)?,
+        priority: r.try_get(5)?,
+        acquired_at: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+        ttl_ms: r.try_get(8)?,
+    })
+}
+
+macro_rules! hold_cols {
+    () => {
+        "holder, resource, kind, project, label, priority, acquired_at, expires_at, ttl_ms"
+    };
+}
+
+async fn load_holds(tx: &mut Transaction<'static, Any>) -> Result<Vec<HoldRecord>> {
+    let rows = sqlx::query(concat!("SELECT ", hold_cols!(), " FROM resource_holds ORDER BY resource, acquired_at"))
+        .fetch_all(&mut **tx)
+        .await?;
+    all(rows, hold_from)
+}
+
+async fn load_buckets(tx: &mut Transaction<'static, Any>) -> Result<HashMap<String, Bucket>> {
+    let rows = sqlx::query("SELECT resource, tokens, at FROM resource_buckets").fetch_all(&mut **tx).await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        out.insert(r.try_get(0)?, Bucket { tokens: r.try_get(1)?, at: r.try_get(2)? });
+    }
+    Ok(out)
+}
+
+fn usage_of(holds: &[HoldRecord], buckets: HashMap<String, Bucket>) -> Usage {
+    let mut held: HashMap<String, u32> = HashMap::new();
+    for h in holds {
+        *held.entry(h.resource.clone()).or_insert(0) += 1;
+    }
+    Usage { held, buckets }
+}
+
+async fn insert_hold(tx: &mut Transaction<'static, Any>, h: &HoldRecord) -> Result<()> {
+    sqlx::query(concat!("INSERT INTO resource_holds (", hold_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        .bind(&h.holder)
+        .bind(&h.resource)
+        .bind(&h.kind)
+        .bind(&h.project)
+        .bind(&h.label)
+        .bind(h.priority)
+        .bind(h.acquired_at)
+        .bind(h.expires_at)
+        .bind(h.ttl_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Takes `taken` tokens from each rated resource's bucket at `now`.
+async fn draw_tokens(
+    tx: &mut Transaction<'static, Any>,
+    taken: &HashMap<String, u32>,
+    limits: &HashMap<String, Limits>,
+    usage: &Usage,
+    now: i64,
+) -> Result<()> {
+    for (resource, n) in taken {
+        let Some(rate) = limits.get(resource).and_then(|l| l.rate.as_ref()) else { continue };
+        let level = usage.buckets.get(resource).map_or(f64::from(rate.burst), |b| b.level(rate, now));
+        sqlx::query("INSERT INTO resource_buckets (resource, tokens, at) VALUES ($1, $2, $3) ON CONFLICT (resource) DO UPDATE SET tokens = excluded.tokens, at = excluded.at")
+            .bind(resource)
+            .bind(level - f64::from(*n))
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -583,7 +774,7 @@ impl Store for SqlStore {
 
     async fn insert_run(&self, run: &NewRun) -> Result<RunRecord> {
         let row = sqlx::query(concat!(
-            "INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $8, $9, $10) RETURNING ",
+            "INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for, resources, priority) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $8, $9, $10, $11, $12) RETURNING ",
             run_cols!()
         ))
         .bind(&run.id)
@@ -596,6 +787,8 @@ impl Store for SqlStore {
         .bind(run.now)
         .bind(&run.concurrency_key)
         .bind(run.scheduled_for)
+        .bind(join_names(&run.resources))
+        .bind(run.priority)
         .fetch_one(&self.write)
         .await?;
         Ok(run_from(&row)?)
@@ -625,6 +818,177 @@ impl Store for SqlStore {
         all(rows, run_from)
     }
 
+    async fn claim_resource_runs(
+        &self,
+        node_id: &str,
+        now: i64,
+        limit: i64,
+        run_tokens: &[TokenRecord],
+        limits: &HashMap<String, Limits>,
+    ) -> Result<ResourceClaim> {
+        // Most of the time no run waits for a resource: find that out without a write lock.
+        let waiting = sqlx::query("SELECT MIN(not_before) FROM runs WHERE status = 'queued' AND resources IS NOT NULL")
+            .fetch_one(&self.read)
+            .await?
+            .try_get::<Option<i64>, _>(0)?;
+        let Some(first_due) = waiting else { return Ok(ResourceClaim::default()) };
+        if first_due > now {
+            return Ok(ResourceClaim { runs: Vec::new(), wake_at: Some(first_due) });
+        }
+        let mut tx = self.resource_tx(now).await?;
+        let waiters = load_waiters(&mut tx, now).await?;
+        let holds = load_holds(&mut tx).await?;
+        let usage = usage_of(&holds, load_buckets(&mut tx).await?);
+        let plan: Vec<Waiter> = waiters
+            .iter()
+            .map(|w| Waiter { id: w.id.clone(), resources: w.resources.clone(), priority: w.priority, since: w.since })
+            .collect();
+        let alloc = allocate(&plan, limits, &usage, now);
+        let mut runs = Vec::new();
+        let mut taken: HashMap<String, u32> = HashMap::new();
+        for id in &alloc.granted {
+            if runs.len() as i64 >= limit {
+                break;
+            }
+            let Some(w) = waiters.iter().find(|w| &w.id == id && w.kind == "run") else { continue };
+            let row = sqlx::query(concat!(
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id = $2 AND status = 'queued' RETURNING ",
+                run_cols!()
+            ))
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            for resource in &w.resources {
+                insert_hold(
+                    &mut tx,
+                    &HoldRecord {
+                        holder: id.clone(),
+                        resource: resource.clone(),
+                        kind: "run".into(),
+                        project: w.project.clone(),
+                        label: w.label.clone(),
+                        priority: w.priority,
+                        acquired_at: now,
+                        expires_at: None,
+                        ttl_ms: None,
+                    },
+                )
+                .await?;
+                *taken.entry(resource.clone()).or_insert(0) += 1;
+            }
+            runs.push(run_from(&row)?);
+        }
+        draw_tokens(&mut tx, &taken, limits, &usage, now).await?;
+        start_attempts(&mut tx, &runs, node_id, now, run_tokens).await?;
+        let later = sqlx::query(
+            "SELECT MIN(not_before) FROM runs WHERE status = 'queued' AND resources IS NOT NULL AND not_before > $1",
+        )
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get::<Option<i64>, _>(0)?;
+        tx.commit().await?;
+        let wake_at = [alloc.retry_at, later].into_iter().flatten().min();
+        Ok(ResourceClaim { runs, wake_at })
+    }
+
+    async fn acquire_lease(
+        &self,
+        req: &LeaseRequest,
+        limits: &HashMap<String, Limits>,
+        now: i64,
+    ) -> Result<LeaseAttempt> {
+        let mut tx = self.resource_tx(now).await?;
+        // The request waits in line as a row, so runs and other nodes see it.
+        sqlx::query("INSERT INTO resource_waiters (id, resources, project, label, priority, since, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at")
+            .bind(&req.id)
+            .bind(&req.resource)
+            .bind(&req.project)
+            .bind(&req.label)
+            .bind(req.priority)
+            .bind(req.since)
+            .bind(now + WAITER_TTL_MS)
+            .execute(&mut *tx)
+            .await?;
+        let waiters = load_waiters(&mut tx, now).await?;
+        let holds = load_holds(&mut tx).await?;
+        let usage = usage_of(&holds, load_buckets(&mut tx).await?);
+        let plan: Vec<Waiter> = waiters
+            .iter()
+            .map(|w| Waiter { id: w.id.clone(), resources: w.resources.clone(), priority: w.priority, since: w.since })
+            .collect();
+        let alloc = allocate(&plan, limits, &usage, now);
+        if !alloc.granted.contains(&req.id) {
+            let limit = limits.get(&req.resource);
+            let held = usage.held.get(&req.resource).copied().unwrap_or(0);
+            let blocked_by = match limit {
+                Some(l) if l.concurrency.is_some_and(|c| held >= c) => Blocked::Concurrency,
+                Some(Limits { rate: Some(rate), .. })
+                    if usage.buckets.get(&req.resource).is_some_and(|b| b.level(rate, now) < 1.0) =>
+                {
+                    Blocked::Rate
+                }
+                _ => Blocked::Queue,
+            };
+            tx.commit().await?;
+            return Ok(LeaseAttempt::Waiting { blocked_by, retry_at: alloc.retry_at });
+        }
+        let hold = HoldRecord {
+            holder: req.id.clone(),
+            resource: req.resource.clone(),
+            kind: "lease".into(),
+            project: req.project.clone(),
+            label: req.label.clone(),
+            priority: req.priority,
+            acquired_at: now,
+            expires_at: Some(now + req.ttl_ms),
+            ttl_ms: Some(req.ttl_ms),
+        };
+        insert_hold(&mut tx, &hold).await?;
+        draw_tokens(&mut tx, &HashMap::from([(req.resource.clone(), 1)]), limits, &usage, now).await?;
+        sqlx::query("DELETE FROM resource_waiters WHERE id = $1").bind(&req.id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(LeaseAttempt::Granted(hold))
+    }
+
+    async fn drop_lease_waiter(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM resource_waiters WHERE id = $1").bind(id).execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn renew_lease(&self, id: &str, ttl_ms: Option<i64>, now: i64) -> Result<Option<HoldRecord>> {
+        let row = sqlx::query(concat!(
+            "UPDATE resource_holds SET ttl_ms = COALESCE($3, ttl_ms), expires_at = $2 + COALESCE($3, ttl_ms) WHERE holder = $1 AND kind = 'lease' AND expires_at > $2 RETURNING ",
+            hold_cols!()
+        ))
+        .bind(id)
+        .bind(now)
+        .bind(ttl_ms)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.as_ref().map(hold_from).transpose()?)
+    }
+
+    async fn release_lease(&self, id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM resource_holds WHERE holder = $1 AND kind = 'lease' AND expires_at > $2")
+            .bind(id)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn resource_snapshot(&self, now: i64) -> Result<ResourceSnapshot> {
+        let mut tx = self.read.begin().await?;
+        let holds = load_holds(&mut tx).await?.into_iter().filter(|h| h.expires_at.is_none_or(|e| e > now)).collect();
+        let waiters = load_waiters(&mut tx, now).await?;
+        let buckets = load_buckets(&mut tx).await?;
+        tx.commit().await?;
+        Ok(ResourceSnapshot { holds, waiters, buckets })
+    }
+
     async fn list_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
         let rows =
             sqlx::query(concat!("SELECT ", attempt_cols!(), " FROM run_attempts WHERE run_id = $1 ORDER BY attempt"))
@@ -644,44 +1008,18 @@ impl Store for SqlStore {
         let mut tx = self.tx().await?;
         let claim = match self.backend {
             Backend::Sqlite => concat!(
-                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.not_before <= $1 AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id)))))) ORDER BY q.not_before, q.id LIMIT $2) RETURNING ",
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.not_before <= $1 AND q.resources IS NULL AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id)))))) ORDER BY q.not_before, q.id LIMIT $2) RETURNING ",
                 run_cols!()
             ),
             Backend::Postgres => concat!(
-                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.not_before <= $1 AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id)))))) ORDER BY q.not_before, q.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id IN (SELECT q.id FROM runs q WHERE q.status = 'queued' AND q.not_before <= $1 AND q.resources IS NULL AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id)))))) ORDER BY q.not_before, q.id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
                 run_cols!()
             ),
         };
         let rows = sqlx::query(claim).bind(now).bind(limit).fetch_all(&mut *tx).await?;
         let mut runs = all(rows, run_from)?;
         runs.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
-        for (i, run) in runs.iter().enumerate() {
-            if let Some(t) = run_tokens.get(i) {
-                sqlx::query(concat!(
-                    "INSERT INTO tokens (",
-                    token_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                ))
-                .bind(&t.id)
-                .bind(&t.kind)
-                .bind(&t.name)
-                .bind(&run.project_id)
-                .bind(&run.id)
-                .bind(&t.hash)
-                .bind(t.created_at)
-                .bind(t.expires_at)
-                .bind(t.revoked_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("INSERT INTO run_attempts (run_id, attempt, status, node_id, started_at) VALUES ($1, $2, 'running', $3, $4)")
-                .bind(&run.id)
-                .bind(run.attempt)
-                .bind(node_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        start_attempts(&mut tx, &runs, node_id, now, run_tokens).await?;
         tx.commit().await?;
         Ok(runs)
     }
@@ -748,6 +1086,11 @@ impl Store for SqlStore {
             .bind(f.now)
             .execute(&mut *tx)
             .await?;
+        // The attempt's resources are free again, whatever comes next (a retry queues anew).
+        sqlx::query("DELETE FROM resource_holds WHERE holder = $1 AND kind = 'run'")
+            .bind(&f.run_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(run_from(&row)?)
     }
@@ -774,13 +1117,13 @@ impl Store for SqlStore {
 
     async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>> {
         let rows = sqlx::query(concat!(
-            "SELECT r.id, r.project_id, r.project, r.task, r.status, r.input, r.outputs, r.attempt, r.max_attempts, r.exit_code, r.error, r.trigger, r.cancel_requested, r.queued_at, r.not_before, r.started_at, r.finished_at, r.log_bytes, r.log_dropped, ",
+            "SELECT r.id, r.project_id, r.project, r.task, r.status, r.input, r.outputs, r.attempt, r.max_attempts, r.exit_code, r.error, r.trigger, r.cancel_requested, r.queued_at, r.not_before, r.started_at, r.finished_at, r.log_bytes, r.log_dropped, r.concurrency_key, r.scheduled_for, r.resources, r.priority, ",
             "a.run_id, a.attempt, a.status, a.node_id, a.pid, a.proc_start, a.started_at, a.finished_at, a.exit_code, a.error ",
             "FROM run_attempts a JOIN runs r ON r.id = a.run_id WHERE a.status = 'running' ORDER BY a.run_id"
         ))
         .fetch_all(&self.write)
         .await?;
-        all(rows, |r| Ok((run_from(r)?, attempt_from(r, 19)?)))
+        all(rows, |r| Ok((run_from(r)?, attempt_from(r, 23)?)))
     }
 
     async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>> {
@@ -793,7 +1136,7 @@ impl Store for SqlStore {
     async fn next_due(&self) -> Result<Option<i64>> {
         // A run waiting for another of its concurrency key is not due: the end of that run
         // wakes the dispatcher.
-        let row = sqlx::query("SELECT MIN(q.not_before) FROM runs q WHERE q.status = 'queued' AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id))))))").fetch_one(&self.read).await?;
+        let row = sqlx::query("SELECT MIN(q.not_before) FROM runs q WHERE q.status = 'queued' AND q.resources IS NULL AND (q.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM runs o WHERE o.concurrency_key = q.concurrency_key AND o.id <> q.id AND (o.status = 'running' OR (o.status = 'queued' AND (o.not_before < q.not_before OR (o.not_before = q.not_before AND o.id < q.id))))))").fetch_one(&self.read).await?;
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
@@ -1060,7 +1403,7 @@ impl Store for SqlStore {
             return Ok(false);
         }
         if let Some(run) = run {
-            sqlx::query("INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11)")
+            sqlx::query("INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for, resources, priority) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)")
                 .bind(&run.id)
                 .bind(&run.project_id)
                 .bind(&run.project)
@@ -1072,6 +1415,8 @@ impl Store for SqlStore {
                 .bind(run.now)
                 .bind(&run.concurrency_key)
                 .bind(run.scheduled_for)
+                .bind(join_names(&run.resources))
+                .bind(run.priority)
                 .execute(&mut *tx)
                 .await?;
         }

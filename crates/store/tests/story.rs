@@ -2,6 +2,7 @@
 //! `AGENT_OS_TEST_POSTGRES_URL` names a server (CI always sets it; with `CI=true` and no URL the
 //! PostgreSQL test fails rather than skips).
 
+use agent_os_core::resource::{Limits, Rate};
 use agent_os_store::*;
 
 async fn sqlite_store(dir: &tempfile::TempDir) -> SqlStore {
@@ -88,6 +89,8 @@ fn new_run(p: &ProjectRecord, task: &str, now: i64, max_attempts: i64) -> NewRun
         trigger: "api".into(),
         concurrency_key: None,
         scheduled_for: None,
+        resources: Vec::new(),
+        priority: 50,
         now,
     }
 }
@@ -581,4 +584,144 @@ async fn claim_race(store: std::sync::Arc<SqlStore>) {
     all.dedup();
     assert_eq!(total, 200);
     assert_eq!(all.len(), 200, "a run was claimed twice");
+}
+
+fn limits(concurrency: Option<u32>, rate: Option<(u32, u64, u32)>) -> std::collections::HashMap<String, Limits> {
+    let rate = rate.map(|(count, secs, burst)| Rate { count, per: std::time::Duration::from_secs(secs), burst });
+    std::collections::HashMap::from([("openai".to_string(), Limits { concurrency, rate })])
+}
+
+fn lease(id: &str, priority: i64, since: i64) -> LeaseRequest {
+    LeaseRequest {
+        id: id.into(),
+        resource: "openai".into(),
+        project: None,
+        label: format!("job {id}"),
+        priority,
+        ttl_ms: 1_000,
+        since,
+    }
+}
+
+#[tokio::test]
+async fn resources_are_shared_by_runs_and_leases_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite_store(&dir).await;
+    resource_story(&sqlite).await;
+    if let Some(db) = PgDatabase::create().await {
+        let pg = SqlStore::open(&StoreOptions::new(&db.url), 1).await.unwrap();
+        resource_story(&pg).await;
+        pg.close().await;
+        db.drop_it().await;
+    }
+}
+
+async fn resource_story(s: &dyn Store) {
+    let l = limits(Some(1), None);
+    let p = s.insert_project(&project("trading"), &[], 1).await.unwrap();
+    let needs = |now: i64, priority: i64| NewRun {
+        resources: vec!["openai".into()],
+        priority,
+        ..new_run(&p, "rebalance", now, 1)
+    };
+    let (low, high) = (needs(100, 10), needs(200, 90));
+    s.insert_run(&low).await.unwrap();
+    s.insert_run(&high).await.unwrap();
+    assert!(s.claim_runs("n1", 1_000, 10, &[]).await.unwrap().is_empty(), "resource runs are not claimed blindly");
+    let got = s.claim_resource_runs("n1", 1_000, 10, &[], &l).await.unwrap();
+    assert_eq!(got.runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [high.id.as_str()], "priority first");
+    let snap = s.resource_snapshot(1_000).await.unwrap();
+    assert_eq!(snap.holds.len(), 1);
+    assert_eq!(snap.holds[0].label, "trading.rebalance");
+    assert_eq!(snap.waiters.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), [low.id.as_str()]);
+
+    // A lease waits behind the queued run; the run goes when the first ends.
+    assert_eq!(
+        s.acquire_lease(&lease("L1", 10, 1_100), &l, 1_100).await.unwrap(),
+        LeaseAttempt::Waiting { blocked_by: Blocked::Concurrency, retry_at: None }
+    );
+    end_run(s, &high.id).await;
+    let got = s.claim_resource_runs("n1", 1_200, 10, &[], &l).await.unwrap();
+    assert_eq!(got.runs.len(), 1, "at equal priority, the older run goes before the lease that came after it");
+    end_run(s, &low.id).await;
+    let LeaseAttempt::Granted(hold) = s.acquire_lease(&lease("L1", 10, 1_100), &l, 1_300).await.unwrap() else {
+        panic!("the lease's turn");
+    };
+    assert_eq!((hold.expires_at, hold.ttl_ms), (Some(2_300), Some(1_000)));
+    assert!(s.resource_snapshot(1_300).await.unwrap().waiters.is_empty(), "a granted request leaves the line");
+    let renewed = s.renew_lease("L1", None, 2_000).await.unwrap().unwrap();
+    assert_eq!(renewed.expires_at, Some(3_000));
+    assert!(matches!(
+        s.acquire_lease(&lease("L2", 50, 2_000), &l, 2_000).await.unwrap(),
+        LeaseAttempt::Waiting { blocked_by: Blocked::Concurrency, .. }
+    ));
+    // Expired leases are reclaimed; renewing one is refused.
+    assert!(matches!(s.acquire_lease(&lease("L2", 50, 2_000), &l, 3_000).await.unwrap(), LeaseAttempt::Granted(_)));
+    assert!(s.renew_lease("L1", None, 3_001).await.unwrap().is_none());
+    assert!(!s.release_lease("L1", 3_001).await.unwrap());
+    assert!(s.release_lease("L2", 3_001).await.unwrap());
+
+    // A rate bucket's level is stored: the burst, then one per second.
+    let rated = limits(None, Some((1, 1, 2)));
+    for (i, (at, granted)) in [(10_000, true), (10_000, true), (10_000, false), (11_000, true)].into_iter().enumerate()
+    {
+        let r = s.acquire_lease(&lease(&format!("R{i}"), 50, at), &rated, at).await.unwrap();
+        assert_eq!(matches!(r, LeaseAttempt::Granted(_)), granted, "grant {i} at {at}: {r:?}");
+        if let LeaseAttempt::Waiting { blocked_by, retry_at } = r {
+            assert_eq!((blocked_by, retry_at), (Blocked::Rate, Some(11_000)));
+            s.drop_lease_waiter(&format!("R{i}")).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_limit_holds_when_nodes_race_for_a_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    resource_race(std::sync::Arc::new(sqlite_store(&dir).await)).await;
+    if let Some(db) = PgDatabase::create().await {
+        let pg = std::sync::Arc::new(SqlStore::open(&StoreOptions::new(&db.url), 1).await.unwrap());
+        resource_race(pg.clone()).await;
+        pg.close().await;
+        db.drop_it().await;
+    }
+}
+
+async fn resource_race(store: std::sync::Arc<SqlStore>) {
+    let l = limits(Some(2), None);
+    let p = store.insert_project(&project("race"), &[], 1).await.unwrap();
+    for i in 0..40 {
+        store.insert_run(&NewRun { resources: vec!["openai".into()], ..new_run(&p, "t", i, 1) }).await.unwrap();
+    }
+    let mut handles = Vec::new();
+    for n in 0..4 {
+        let (s, l) = (store.clone(), l.clone());
+        handles.push(tokio::spawn(async move {
+            let mut ran = Vec::new();
+            let mut idle = 0;
+            while idle < 50 {
+                let got = s.claim_resource_runs(&format!("node-{n}"), 1_000, 3, &[], &l).await.unwrap();
+                if got.runs.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    continue;
+                }
+                idle = 0;
+                let holders = s.resource_snapshot(1_000).await.unwrap().holds.len();
+                assert!(holders <= 2, "{holders} holders of a resource limited to 2");
+                for r in got.runs {
+                    end_run(s.as_ref(), &r.id).await;
+                    ran.push(r.id);
+                }
+            }
+            ran
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((total, all.len()), (40, 40), "every run ran, once");
 }

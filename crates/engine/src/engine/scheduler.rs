@@ -40,6 +40,8 @@ struct Entry {
     project: String,
     task: String,
     max_attempts: i64,
+    resources: Vec<String>,
+    priority: i64,
     cron: Cron,
     tz: TimeZone,
     catch_up: CatchUp,
@@ -149,6 +151,8 @@ impl Engine {
                 project: p.record.name.clone(),
                 task: t.name.clone(),
                 max_attempts: i64::from(t.retries) + 1,
+                resources: t.resources.clone(),
+                priority: t.priority,
                 cron: parsed,
                 tz,
                 catch_up,
@@ -244,6 +248,8 @@ impl Engine {
                 // Queued and replacing runs wait for the previous run to end.
                 concurrency_key: matches!(entry.overlap, Overlap::Queue | Overlap::Replace).then(|| entry.key.clone()),
                 scheduled_for: Some(slot),
+                resources: entry.resources.clone(),
+                priority: entry.priority,
                 now: now.max(slot) + jitter,
             };
             if self.store.fire_slot(&entry.key, slot, Some(&run), "started", now).await? {
@@ -336,6 +342,7 @@ impl Engine {
                 ),
             });
         };
+        self.check_resources(&project.record.name, task)?;
         let overlap = project
             .manifest
             .schedules
@@ -354,6 +361,8 @@ impl Engine {
                 trigger: trigger.into(),
                 concurrency_key: matches!(overlap, Overlap::Queue | Overlap::Replace).then(|| s.key.clone()),
                 scheduled_for: None,
+                resources: task.resources.clone(),
+                priority: task.priority,
                 now: self.now(),
             })
             .await?;

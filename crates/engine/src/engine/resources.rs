@@ -1,0 +1,198 @@
+//! Named resources as the API and runs see them: leases for jobs Agent OS does not run, and
+//! the reasons a waiter waits. The decisions themselves are `core::resource::allocate`, taken
+//! by the store inside the transaction that records them.
+
+use std::time::Duration;
+
+use agent_os_core::id::new_id;
+use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY};
+use agent_os_store::{Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceSnapshot, RunRecord};
+
+use super::{Engine, EngineError};
+
+/// Bounds of a lease's time to live and of how long a request may wait.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// How often a waiting lease request looks again without being woken (other nodes' releases).
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// A lease request as the API takes it.
+#[derive(Clone, Debug)]
+pub struct LeaseOptions {
+    pub resource: String,
+    pub ttl: Duration,
+    pub wait: Duration,
+    pub priority: Option<i64>,
+    pub project: Option<String>,
+    pub label: Option<String>,
+}
+
+impl Engine {
+    fn known_resource(&self, name: &str) -> Result<(), EngineError> {
+        if self.cfg.resources.contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.cfg.resources.keys().map(String::as_str).collect();
+        let hint = match agent_os_core::manifest::suggest(name, &known) {
+            Some(k) => format!("; did you mean {k:?}?"),
+            None if known.is_empty() => "; config.yaml declares no resources".into(),
+            None => format!("; config.yaml declares: {}", known.join(", ")),
+        };
+        Err(EngineError::NotFound(format!("no resource {name:?}{hint}")))
+    }
+
+    /// Takes a lease on `resource`, waiting in line up to `wait`. Runs and other leases keep
+    /// their order: the request waits as a row every node sees.
+    pub async fn acquire_lease(&self, o: LeaseOptions) -> Result<HoldRecord, EngineError> {
+        self.known_resource(&o.resource)?;
+        if o.ttl < MIN_TTL || o.ttl > MAX_TTL {
+            return Err(EngineError::Invalid {
+                field: Some("ttl".into()),
+                message: "ttl must be between 1s and 24h".into(),
+            });
+        }
+        if o.wait > MAX_WAIT {
+            return Err(EngineError::Invalid { field: Some("wait".into()), message: "wait must be at most 1h".into() });
+        }
+        let priority = o.priority.unwrap_or(DEFAULT_PRIORITY);
+        if !(0..=MAX_PRIORITY).contains(&priority) {
+            return Err(EngineError::Invalid {
+                field: Some("priority".into()),
+                message: format!("priority {priority} is out of range: 0 to 100, higher goes first"),
+            });
+        }
+        let label = o.label.clone().unwrap_or_else(|| o.project.clone().unwrap_or_else(|| "lease".into()));
+        if label.len() > 200 {
+            return Err(EngineError::Invalid { field: Some("label".into()), message: "at most 200 bytes".into() });
+        }
+        let req = LeaseRequest {
+            id: new_id(),
+            resource: o.resource.clone(),
+            project: o.project.clone(),
+            label,
+            priority,
+            ttl_ms: o.ttl.as_millis() as i64,
+            since: self.now(),
+        };
+        let deadline = tokio::time::Instant::now() + o.wait;
+        loop {
+            let woken = self.resources_changed.notified();
+            let now = self.now();
+            match self.store.acquire_lease(&req, &self.cfg.resources, now).await? {
+                LeaseAttempt::Granted(hold) => {
+                    // Runs behind the lease may be able to go now that the line moved.
+                    self.wake.notify_one();
+                    return Ok(hold);
+                }
+                LeaseAttempt::Waiting { blocked_by, retry_at } => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        self.store.drop_lease_waiter(&req.id).await?;
+                        self.wake.notify_one();
+                        let why = self.explain(std::slice::from_ref(&o.resource), &req.id).await;
+                        return Err(match blocked_by {
+                            Blocked::Rate => EngineError::RateLimited(why),
+                            Blocked::Concurrency | Blocked::Queue => EngineError::Conflict(why),
+                        });
+                    }
+                    let until_token =
+                        retry_at.map(|t| Duration::from_millis((t - now).max(1) as u64)).unwrap_or(RETRY_EVERY);
+                    let nap = left.min(RETRY_EVERY).min(until_token);
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(nap) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Extends a lease by `ttl` (default: its own) from now.
+    pub async fn renew_lease(
+        &self,
+        resource: &str,
+        id: &str,
+        ttl: Option<Duration>,
+    ) -> Result<HoldRecord, EngineError> {
+        self.known_resource(resource)?;
+        if ttl.is_some_and(|t| t < MIN_TTL || t > MAX_TTL) {
+            return Err(EngineError::Invalid {
+                field: Some("ttl".into()),
+                message: "ttl must be between 1s and 24h".into(),
+            });
+        }
+        match self.store.renew_lease(id, ttl.map(|t| t.as_millis() as i64), self.now()).await? {
+            Some(h) if h.resource == resource => Ok(h),
+            _ => Err(EngineError::NotFound(format!(
+                "no lease {id:?} on {resource:?}: it expired or was released; take a new one"
+            ))),
+        }
+    }
+
+    pub async fn release_lease(&self, resource: &str, id: &str) -> Result<(), EngineError> {
+        self.known_resource(resource)?;
+        if !self.store.release_lease(id, self.now()).await? {
+            return Err(EngineError::NotFound(format!("no lease {id:?} on {resource:?}: it expired or was released")));
+        }
+        self.resources_changed.notify_waiters();
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub async fn resource_snapshot(&self) -> Result<ResourceSnapshot, EngineError> {
+        Ok(self.store.resource_snapshot(self.now()).await?)
+    }
+
+    /// Why a waiter (a queued run or a lease request) waits, e.g. "waiting for openai: 1/1
+    /// held by trading.rebalance".
+    pub async fn explain(&self, resources: &[String], waiter: &str) -> String {
+        let Ok(snap) = self.resource_snapshot().await else { return "waiting for resources".into() };
+        explain_wait(&snap, &self.cfg.resources, resources, waiter, self.now())
+    }
+
+    /// The reason a queued run waits, if it waits for resources.
+    pub async fn run_wait_reason(&self, run: &RunRecord) -> Option<String> {
+        (run.status == "queued" && !run.resources.is_empty() && run.not_before <= self.now()).then_some(())?;
+        Some(self.explain(&run.resources, &run.id).await)
+    }
+}
+
+/// Names what holds each busy resource, or what is ahead in line.
+pub fn explain_wait(
+    snap: &ResourceSnapshot,
+    limits: &std::collections::HashMap<String, agent_os_core::resource::Limits>,
+    resources: &[String],
+    waiter: &str,
+    now: i64,
+) -> String {
+    let mut parts = Vec::new();
+    for r in resources {
+        let Some(l) = limits.get(r) else {
+            parts.push(format!("{r}: not declared in config.yaml"));
+            continue;
+        };
+        let holders: Vec<&HoldRecord> = snap.holds.iter().filter(|h| &h.resource == r).collect();
+        if let Some(c) = l.concurrency
+            && holders.len() as u32 >= c
+        {
+            let names: Vec<&str> = holders.iter().map(|h| h.label.as_str()).collect();
+            parts.push(format!("{r}: {}/{c} held by {}", holders.len(), names.join(", ")));
+            continue;
+        }
+        if let Some(rate) = &l.rate {
+            let level = snap.buckets.get(r).map_or(f64::from(rate.burst), |b| b.level(rate, now));
+            if level < 1.0 {
+                let wait_ms = ((1.0 - level) / rate.per_ms()).ceil() as i64;
+                parts.push(format!("{r}: rate {} used up, next in {:.1}s", rate.describe(), wait_ms as f64 / 1000.0));
+                continue;
+            }
+        }
+        let ahead = snap.waiters.iter().filter(|w| w.id != waiter && w.resources.contains(r)).count();
+        if ahead > 0 {
+            parts.push(format!("{r}: {ahead} other waiter(s) in line"));
+        }
+    }
+    if parts.is_empty() { "about to start".into() } else { format!("waiting for {}", parts.join("; ")) }
+}
