@@ -1007,3 +1007,211 @@ async fn discovered_schedules_register_all_or_nothing_and_survive_reloads() {
     let (st, _) = s.req(reqwest::Method::DELETE, "/api/v1/projects/ops/schedules/backup", Some(&s.admin), None).await;
     assert_eq!(st, 404);
 }
+
+fn openai_limits(concurrency: Option<u32>, rate: Option<(u32, u64, u32)>) -> agent_os_core::resource::Limits {
+    agent_os_core::resource::Limits {
+        concurrency,
+        rate: rate.map(|(count, secs, burst)| agent_os_core::resource::Rate {
+            count,
+            per: Duration::from_secs(secs),
+            burst,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn runs_wait_for_a_resource_and_say_why() {
+    let s = start_with(|c| {
+        c.resources.insert("openai".into(), openai_limits(Some(1), None));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("res");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: res\ntasks:\n  hog: { run: \"sleep 30\", resources: [openai] }\n  quick: { run: \"true\", resources: [openai], priority: 80 }\n",
+    )
+    .unwrap();
+    s.add(&root).await;
+    let (_, hog) = s.post("/api/v1/runs", json!({"project": "res", "task": "hog"})).await;
+    let hog_id = hog["id"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        if s.get(&format!("/api/v1/runs/{hog_id}")).await.1["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, quick) = s.post("/api/v1/runs", json!({"project": "res", "task": "quick"})).await;
+    let quick_id = quick["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, waiting) = s.get(&format!("/api/v1/runs/{quick_id}")).await;
+    assert_eq!(waiting["status"], "queued");
+    assert_eq!(waiting["priority"], 80);
+    assert_eq!(waiting["waiting_for"], "waiting for openai: 1/1 held by res.hog", "{waiting}");
+    let (_, listed) = s.get("/api/v1/runs?status=queued").await;
+    assert_eq!(listed["runs"][0]["waiting_for"], waiting["waiting_for"]);
+    let (_, resources) = s.get("/api/v1/resources").await;
+    assert_eq!(resources[0]["name"], "openai");
+    assert_eq!(resources[0]["holders"][0]["id"], hog_id.as_str());
+    assert_eq!(resources[0]["waiters"][0]["id"], quick_id.as_str());
+
+    s.post(&format!("/api/v1/runs/{hog_id}/cancel"), json!({})).await;
+    assert_eq!(s.wait(&quick_id).await["status"], "succeeded", "the resource passed on when the hog ended");
+    let (_, resources) = s.get("/api/v1/resources").await;
+    assert_eq!(resources[0]["holders"], json!([]));
+
+    // A task naming a resource the config does not declare is refused, with the place.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("agent-os.yaml"), "name: bad\ntasks:\n  t: { run: \"true\", resources: [openia] }\n").unwrap();
+    let (st, v) = s.post("/api/v1/projects", json!({"path": bad.display().to_string()})).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("tasks.t.resources")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("did you mean \"openai\""), "{v}");
+}
+
+#[tokio::test]
+async fn leases_queue_renew_release_and_explain_refusals() {
+    let s = start_with(|c| {
+        c.resources.insert("openai".into(), openai_limits(Some(1), None));
+        c.resources.insert("search".into(), openai_limits(None, Some((1, 60, 1))));
+    })
+    .await;
+    let (st, lease) = s.post("/api/v1/resources/openai/leases", json!({"ttl": "30s", "label": "railway scan"})).await;
+    assert_eq!(st, 201, "{lease}");
+    let id = lease["id"].as_str().unwrap().to_string();
+    assert_eq!((lease["ttl_ms"].as_i64(), lease["label"].as_str()), (Some(30_000), Some("railway scan")));
+
+    let started = std::time::Instant::now();
+    let (st, v) = s.post("/api/v1/resources/openai/leases", json!({"wait": "300ms"})).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("conflict")), "{v}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited in line first");
+    assert_eq!(v["error"]["message"], "waiting for openai: 1/1 held by railway scan");
+
+    // A waiter is served as soon as the holder lets go.
+    let s2 = s.http.clone();
+    let (url, admin) = (s.url.clone(), s.admin.clone());
+    let waiter = tokio::spawn(async move {
+        let r = s2
+            .post(format!("{url}/api/v1/resources/openai/leases"))
+            .bearer_auth(admin)
+            .json(&json!({"wait": "10s"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), std::time::Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, resources) = s.get("/api/v1/resources").await;
+    assert_eq!(resources[0]["waiters"].as_array().unwrap().len(), 1, "{resources}");
+    let (st, renewed) = s.post(&format!("/api/v1/resources/openai/leases/{id}/renew"), json!({"ttl": "1m"})).await;
+    assert_eq!((st, renewed["ttl_ms"].as_i64()), (200, Some(60_000)));
+    let released_at = std::time::Instant::now();
+    let (st, _) = s.req(reqwest::Method::DELETE, &format!("/api/v1/resources/openai/leases/{id}"), Some(&s.admin), None).await;
+    assert_eq!(st, 204);
+    let (status, got_at) = waiter.await.unwrap();
+    assert_eq!(status, 201);
+    assert!(got_at.duration_since(released_at) < Duration::from_millis(500), "woken, not polled slowly");
+    let (st, _) = s.req(reqwest::Method::DELETE, &format!("/api/v1/resources/openai/leases/{id}"), Some(&s.admin), None).await;
+    assert_eq!(st, 404, "released once");
+    let (st, _) = s.post(&format!("/api/v1/resources/openai/leases/{id}/renew"), json!({})).await;
+    assert_eq!(st, 404);
+
+    // A rate: the burst, then 429 until the bucket refills.
+    assert_eq!(s.post("/api/v1/resources/search/leases", json!({})).await.0, 201);
+    let (st, v) = s.post("/api/v1/resources/search/leases", json!({})).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("waiting for search: rate 1/min used up, next in"), "{v}");
+
+    // Bad requests name the field; an unknown resource names the known ones.
+    for (path, body, status, field) in [
+        ("/api/v1/resources/openia/leases", json!({}), 404, None),
+        ("/api/v1/resources/openai/leases", json!({"ttl": "0s"}), 400, Some("ttl")),
+        ("/api/v1/resources/openai/leases", json!({"ttl": "2d"}), 400, Some("ttl")),
+        ("/api/v1/resources/openai/leases", json!({"wait": "2h"}), 400, Some("wait")),
+        ("/api/v1/resources/openai/leases", json!({"priority": 101}), 400, Some("priority")),
+        ("/api/v1/resources/openai/leases", json!({"ttl": "soon"}), 400, Some("ttl")),
+    ] {
+        let (st, v) = s.post(path, body).await;
+        assert_eq!((st, v["error"]["field"].as_str()), (status, field), "{path}: {v}");
+    }
+    let (_, v) = s.post("/api/v1/resources/openia/leases", json!({})).await;
+    assert!(v["error"]["message"].as_str().unwrap().contains("did you mean \"openai\""), "{v}");
+}
+
+#[tokio::test]
+async fn sixteen_clients_never_hold_a_concurrency_one_resource_together_and_a_rate_is_never_exceeded() {
+    let s = start_with(|c| {
+        c.resources.insert("openai".into(), openai_limits(Some(1), None));
+        c.resources.insert("api".into(), openai_limits(None, Some((20, 1, 3))));
+    })
+    .await;
+    let run_for = Duration::from_secs(3);
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (http, url, admin) = (s.http.clone(), s.url.clone(), s.admin.clone());
+        clients.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            let mut rated = Vec::new();
+            let end = std::time::Instant::now() + run_for;
+            while std::time::Instant::now() < end {
+                let r = http
+                    .post(format!("{url}/api/v1/resources/openai/leases"))
+                    .bearer_auth(&admin)
+                    .json(&json!({"wait": "10s", "ttl": "30s"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 201);
+                let got = std::time::Instant::now();
+                let lease: Value = r.json().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                let letting_go = std::time::Instant::now();
+                let d = http
+                    .delete(format!("{url}/api/v1/resources/openai/leases/{}", lease["id"].as_str().unwrap()))
+                    .bearer_auth(&admin)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(d.status().as_u16(), 204);
+                held.push((got, letting_go));
+                let r = http
+                    .post(format!("{url}/api/v1/resources/api/leases"))
+                    .bearer_auth(&admin)
+                    .json(&json!({"wait": "0s", "ttl": "1s"}))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status().as_u16() == 201 {
+                    let lease: Value = r.json().await.unwrap();
+                    let at: jiff::Timestamp = lease["acquired_at"].as_str().unwrap().parse().unwrap();
+                    rated.push(at.as_millisecond());
+                } else {
+                    assert_eq!(r.status().as_u16(), 429);
+                }
+            }
+            (held, rated)
+        }));
+    }
+    let mut held = Vec::new();
+    let mut rated = Vec::new();
+    for c in clients {
+        let (h, r) = c.await.unwrap();
+        held.extend(h);
+        rated.extend(r);
+    }
+    held.sort();
+    assert!(held.len() > 50, "only {} leases in {run_for:?}", held.len());
+    for pair in held.windows(2) {
+        assert!(pair[1].0 > pair[0].1, "two holders at once: {pair:?}");
+    }
+    // 20/s with a burst of 3: in any window of w ms, at most 3 + 20·w/1000 grants.
+    rated.sort();
+    assert!(rated.len() >= 40, "the rate let {} through in 3 s", rated.len());
+    for i in 0..rated.len() {
+        for j in i..rated.len() {
+            let allowed = 3.0 + 20.0 * (rated[j] - rated[i]) as f64 / 1000.0;
+            assert!((j - i + 1) as f64 <= allowed + 1e-9, "{} grants within {} ms", j - i + 1, rated[j] - rated[i]);
+        }
+    }
+}
