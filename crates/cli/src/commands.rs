@@ -161,6 +161,7 @@ pub enum ClientCommand<'a> {
     Cancel { run_id: &'a str, json: bool },
     Schedules { project: Option<&'a str>, json: bool, upcoming: Option<&'a str> },
     ScheduleAction(&'a crate::discover::SchedulesSub),
+    Resources { json: bool },
     Checks { project: Option<&'a str>, json: bool },
     Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
@@ -244,6 +245,38 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             Ok(0)
         }
         ClientCommand::ScheduleAction(sub) => schedule_action(c, sub).await,
+        ClientCommand::Resources { json } => {
+            let list: Vec<agent_os_server::views::ResourceView> = c.get("/api/v1/resources").await?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!(
+                    "no resources: declare them under `resources:` in config.yaml, e.g. openai: {{ concurrency: 1, rate: 60/min }}"
+                );
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|r| {
+                        let limit = r.concurrency.map_or("-".to_string(), |c| format!("{}/{c}", r.holders.len()));
+                        let rate = match (&r.rate, r.tokens, r.burst) {
+                            (Some(rate), Some(t), Some(b)) => format!("{rate} ({t:.1}/{b} left)"),
+                            _ => "-".into(),
+                        };
+                        let holders: Vec<&str> = r.holders.iter().map(|h| h.label.as_str()).collect();
+                        let waiters: Vec<&str> = r.waiters.iter().map(|w| w.label.as_str()).collect();
+                        vec![
+                            r.name.clone(),
+                            limit,
+                            rate,
+                            if holders.is_empty() { "-".into() } else { holders.join(", ") },
+                            if waiters.is_empty() { "-".into() } else { waiters.join(", ") },
+                        ]
+                    })
+                    .collect();
+                print!("{}", render(&["RESOURCE", "HELD", "RATE", "HOLDERS", "WAITING (IN ORDER)"], &rows));
+            }
+            Ok(0)
+        }
         ClientCommand::Schedules { project, json, upcoming: None } => {
             let list: Vec<ScheduleView> =
                 c.get(&format!("/api/v1/schedules{}", query(&[("project", project.map(str::to_string))]))).await?;

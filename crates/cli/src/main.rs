@@ -7,6 +7,7 @@ mod commands;
 mod discover;
 mod exec;
 mod home;
+mod lease;
 mod serve;
 mod table;
 
@@ -90,6 +91,14 @@ enum Command {
     /// Run a job under a check: ping start, run it, ping its exit status with the tail of its
     /// output, exit with its status (for crontab, launchd, Railway).
     Exec(exec::ExecArgs),
+    /// Run a job that must not collide with others: wait in line for a lease on a resource,
+    /// run it, renew the lease while it runs, release it, exit with its status.
+    Lease(lease::LeaseArgs),
+    /// Named resources: limits, holders, waiters and rate-bucket levels.
+    Resources {
+        #[arg(long)]
+        json: bool,
+    },
     /// List reported costs.
     Costs(commands::CostsArgs),
     /// Report a cost record.
@@ -230,6 +239,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             };
             Ok(exec::run(a, client.as_ref()).await)
         }
+        Command::Lease(a) => {
+            let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
+            Ok(lease::run(a, &client).await)
+        }
         Command::Schedules(discover::SchedulesArgs { sub: Some(discover::SchedulesSub::Discover(d)), .. }) => {
             let client = match d.register {
                 true => Some(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?),
@@ -258,9 +271,15 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         }
         Command::Checks { project, json } => C::Checks { project: project.as_deref(), json: *json },
         Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
+        Command::Resources { json } => C::Resources { json: *json },
         Command::Costs(c) => C::Costs(c),
         Command::Cost(c) => C::Cost(c),
         Command::Token(t) => C::Token(t),
-        Command::Serve(_) | Command::Demo(_) | Command::Openapi | Command::Cron(_) | Command::Exec(_) => C::Nothing,
+        Command::Serve(_)
+        | Command::Demo(_)
+        | Command::Openapi
+        | Command::Cron(_)
+        | Command::Exec(_)
+        | Command::Lease(_) => C::Nothing,
     }
 }

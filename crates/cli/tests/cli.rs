@@ -652,3 +652,55 @@ fn discovered_schedules_are_registered_and_schedules_are_paused_from_the_command
     let list = json(&cli(&home, &["schedules", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
+
+#[test]
+fn lease_keeps_two_jobs_apart_and_passes_their_status_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("config.yaml"), "resources:\n  openai: { concurrency: 1 }\n").unwrap();
+    let _s = Server::start(&home, &[], &[]);
+    let log = tmp.path().join("log");
+    let job = format!("echo start >> {0}; sleep 0.4; echo end >> {0}", log.display());
+    let spawn = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["lease", "openai", "--wait", "20s", "--ttl", "2s", "--label", "job"])
+            .args(extra)
+            .args(["--", "sh", "-c", &job])
+            .env("AGENT_OS_HOME", &home)
+            .env_remove("AGENT_OS_URL")
+            .env_remove("AGENT_OS_TOKEN")
+            .spawn()
+            .unwrap()
+    };
+    let mut jobs: Vec<Child> = (0..3).map(|_| spawn(&[])).collect();
+    // While they run, the resource shows one holder and the others in line.
+    std::thread::sleep(Duration::from_millis(300));
+    let table = ok(&cli(&home, &["resources"]));
+    assert!(table.contains("openai") && table.contains("1/1") && table.contains("job, job"), "{table}");
+    for j in &mut jobs {
+        assert!(j.wait().unwrap().success());
+    }
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines, "start\nend\n".repeat(3), "the jobs ran one after another");
+
+    // The command's status comes back; a lease that cannot be had means the command never runs.
+    let failed = cli(&home, &["lease", "openai", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3));
+    let mut holder = spawn(&[]);
+    std::thread::sleep(Duration::from_millis(150));
+    let refused = cli(
+        &home,
+        &["lease", "openai", "--wait", "0s", "--", "sh", "-c", &format!("touch {}", tmp.path().join("ran").display())],
+    );
+    assert_eq!(refused.status.code(), Some(75), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("held by job"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!tmp.path().join("ran").exists());
+    assert!(holder.wait().unwrap().success());
+    let json = json(&cli(&home, &["resources", "--json"]));
+    assert_eq!(json[0]["holders"], serde_json::json!([]), "every lease was released");
+}
