@@ -1064,7 +1064,8 @@ async fn runs_wait_for_a_resource_and_say_why() {
     // A task naming a resource the config does not declare is refused, with the place.
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
-    std::fs::write(bad.join("agent-os.yaml"), "name: bad\ntasks:\n  t: { run: \"true\", resources: [openia] }\n").unwrap();
+    std::fs::write(bad.join("agent-os.yaml"), "name: bad\ntasks:\n  t: { run: \"true\", resources: [openia] }\n")
+        .unwrap();
     let (st, v) = s.post("/api/v1/projects", json!({"path": bad.display().to_string()})).await;
     assert_eq!((st, v["error"]["field"].as_str()), (400, Some("tasks.t.resources")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("did you mean \"openai\""), "{v}");
@@ -1107,12 +1108,14 @@ async fn leases_queue_renew_release_and_explain_refusals() {
     let (st, renewed) = s.post(&format!("/api/v1/resources/openai/leases/{id}/renew"), json!({"ttl": "1m"})).await;
     assert_eq!((st, renewed["ttl_ms"].as_i64()), (200, Some(60_000)));
     let released_at = std::time::Instant::now();
-    let (st, _) = s.req(reqwest::Method::DELETE, &format!("/api/v1/resources/openai/leases/{id}"), Some(&s.admin), None).await;
+    let (st, _) =
+        s.req(reqwest::Method::DELETE, &format!("/api/v1/resources/openai/leases/{id}"), Some(&s.admin), None).await;
     assert_eq!(st, 204);
     let (status, got_at) = waiter.await.unwrap();
     assert_eq!(status, 201);
     assert!(got_at.duration_since(released_at) < Duration::from_millis(500), "woken, not polled slowly");
-    let (st, _) = s.req(reqwest::Method::DELETE, &format!("/api/v1/resources/openai/leases/{id}"), Some(&s.admin), None).await;
+    let (st, _) =
+        s.req(reqwest::Method::DELETE, &format!("/api/v1/resources/openai/leases/{id}"), Some(&s.admin), None).await;
     assert_eq!(st, 404, "released once");
     let (st, _) = s.post(&format!("/api/v1/resources/openai/leases/{id}/renew"), json!({})).await;
     assert_eq!(st, 404);
@@ -1121,7 +1124,10 @@ async fn leases_queue_renew_release_and_explain_refusals() {
     assert_eq!(s.post("/api/v1/resources/search/leases", json!({})).await.0, 201);
     let (st, v) = s.post("/api/v1/resources/search/leases", json!({})).await;
     assert_eq!((st, v["error"]["code"].as_str()), (429, Some("rate_limited")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("waiting for search: rate 1/min used up, next in"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().starts_with("waiting for search: rate 1/min used up, next in"),
+        "{v}"
+    );
 
     // Bad requests name the field; an unknown resource names the known ones.
     for (path, body, status, field) in [
