@@ -125,6 +125,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
 
     let mut ecfg = EngineConfig::new(agent_os_core::id::new_id(), public_url, home.join("run"));
     ecfg.resources = config.resources.clone().into_iter().collect();
+    ecfg.budgets = config.budgets.clone();
     ecfg.max_concurrent_runs = config.max_concurrent_runs as usize;
     ecfg.default_timeout = config.default_timeout;
     ecfg.kill_grace = config.kill_grace;

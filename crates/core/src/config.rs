@@ -28,6 +28,57 @@ struct RawConfig {
     api: Option<RawApi>,
     #[serde(default)]
     resources: Option<std::collections::BTreeMap<String, Spanned<RawResource>>>,
+    #[serde(default)]
+    budgets: Option<Vec<Spanned<RawBudget>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    project: String,
+    #[serde(default)]
+    service: Option<String>,
+    period: Spanned<String>,
+    amount: Spanned<Amount>,
+    #[serde(default)]
+    currency: Option<Spanned<String>>,
+    #[serde(default)]
+    thresholds: Option<Spanned<Vec<i64>>>,
+    #[serde(default)]
+    on_exceed: Option<Spanned<String>>,
+}
+
+/// An amount as YAML gives it: `"50.00"`, `50` or `50.5`, kept as decimal text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Amount {
+    Text(String),
+    Whole(u64),
+    Float(f64),
+}
+
+impl Amount {
+    fn text(&self) -> String {
+        match self {
+            Amount::Text(t) => t.clone(),
+            Amount::Whole(n) => n.to_string(),
+            Amount::Float(f) => f.to_string(),
+        }
+    }
+}
+
+/// A budget from the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetDecl {
+    pub project: String,
+    /// `""` for all of the project's services.
+    pub service: String,
+    pub period: crate::budget::Period,
+    pub amount_nanos: i64,
+    pub currency: String,
+    pub thresholds: Vec<i64>,
+    /// `alert` or `pause`.
+    pub on_exceed: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +130,7 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Named resources and their limits.
     pub resources: std::collections::BTreeMap<String, Limits>,
+    pub budgets: Vec<BudgetDecl>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -97,6 +149,7 @@ impl Default for Config {
             log_max_bytes: 1024 * 1024,
             max_body_bytes: 1024 * 1024,
             resources: Default::default(),
+            budgets: Vec::new(),
         }
     }
 }
@@ -265,6 +318,82 @@ impl Config {
             }
             c.resources.insert(name, Limits { concurrency, rate });
         }
+        for (i, b) in raw.budgets.unwrap_or_default().into_iter().enumerate() {
+            let path = format!("budgets[{i}]");
+            let mut err = |loc: serde_saphyr::Location, field: &str, message: String, hint: &str| {
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: loc.line().max(1),
+                    column: loc.column().max(1),
+                    path: format!("{path}.{field}"),
+                    message,
+                    hint: Some(hint.into()),
+                })
+            };
+            let v = b.value;
+            let period = crate::budget::Period::parse(&v.period.value).unwrap_or_else(|e| {
+                err(v.period.referenced, "period", e, "period: monthly");
+                crate::budget::Period::Monthly
+            });
+            let amount_nanos = crate::cost::parse_amount(&v.amount.value.text()).unwrap_or_else(|e| {
+                err(v.amount.referenced, "amount", e, "e.g. amount: \"50.00\"");
+                0
+            });
+            let currency = match &v.currency {
+                Some(c) => {
+                    if let Err(e) = crate::cost::check_currency(&c.value) {
+                        err(c.referenced, "currency", e, "an ISO 4217 code such as USD or EUR");
+                    }
+                    c.value.clone()
+                }
+                None => "USD".into(),
+            };
+            let thresholds = match &v.thresholds {
+                Some(t) => crate::budget::check_thresholds(&t.value).unwrap_or_else(|e| {
+                    err(t.referenced, "thresholds", e, "e.g. thresholds: [50, 80, 100]");
+                    crate::budget::DEFAULT_THRESHOLDS.to_vec()
+                }),
+                None => crate::budget::DEFAULT_THRESHOLDS.to_vec(),
+            };
+            let on_exceed = match &v.on_exceed {
+                Some(o) if o.value != "alert" && o.value != "pause" => {
+                    err(o.referenced, "on_exceed", format!("unknown action {:?}", o.value), "alert or pause");
+                    "alert".to_string()
+                }
+                Some(o) => o.value.clone(),
+                None => "alert".into(),
+            };
+            if let Err(e) = crate::name::check_project_name(&v.project) {
+                err(b.referenced, "project", e, "the name of a registered project");
+            }
+            c.budgets.push(BudgetDecl {
+                project: v.project,
+                service: v.service.unwrap_or_default(),
+                period,
+                amount_nanos,
+                currency,
+                thresholds,
+                on_exceed,
+            });
+        }
+        let mut scopes = std::collections::HashSet::new();
+        for b in &c.budgets {
+            if !scopes.insert((b.project.clone(), b.service.clone(), b.period)) {
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: 1,
+                    column: 1,
+                    path: "budgets".into(),
+                    message: format!(
+                        "two {} budgets for project {:?}{}",
+                        b.period.as_str(),
+                        b.project,
+                        if b.service.is_empty() { String::new() } else { format!(", service {:?}", b.service) }
+                    ),
+                    hint: Some("keep one".into()),
+                });
+            }
+        }
         if errors.is_empty() { Ok(c) } else { Err(ManifestError(errors)) }
     }
 }
@@ -311,6 +440,29 @@ mod tests {
         assert!(e.contains("resources.gpu: a resource needs a concurrency, a rate or both"), "{e}");
         assert!(e.contains("resources.Big: resource name"), "{e}");
         assert!(e.contains("resources.Big.concurrency: 0 is out of range"), "{e}");
+    }
+
+    #[test]
+    fn reads_budgets_with_defaults_and_names_bad_ones() {
+        let c = Config::parse(
+            "c.yaml",
+            "budgets:\n  - { project: trading, period: monthly, amount: 50 }\n  - { project: cortana, service: openai, period: daily, amount: \"2.50\", currency: EUR, thresholds: [90, 100], on_exceed: pause }\n",
+        )
+        .unwrap();
+        assert_eq!(c.budgets[0].amount_nanos, 50 * crate::cost::NANOS_PER_UNIT);
+        assert_eq!((c.budgets[0].currency.as_str(), c.budgets[0].on_exceed.as_str()), ("USD", "alert"));
+        assert_eq!(c.budgets[0].thresholds, vec![50, 80, 100]);
+        assert_eq!(c.budgets[1].amount_nanos, 2_500_000_000);
+        assert_eq!((c.budgets[1].service.as_str(), c.budgets[1].period), ("openai", crate::budget::Period::Daily));
+        let e = Config::parse(
+            "c.yaml",
+            "budgets:\n  - { project: trading, period: weekly, amount: -3, currency: XYZ, on_exceed: stop }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in ["budgets[0].period", "budgets[0].amount", "budgets[0].currency", "budgets[0].on_exceed"] {
+            assert!(e.contains(want), "{want} missing in {e}");
+        }
     }
 
     #[test]

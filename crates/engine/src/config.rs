@@ -36,6 +36,8 @@ pub struct EngineConfig {
     pub schedules_enabled: bool,
     /// Named resources and their limits (`resources:` in config.yaml).
     pub resources: std::collections::HashMap<String, agent_os_core::resource::Limits>,
+    /// Budgets from config.yaml (those set over the API live in the store).
+    pub budgets: Vec<agent_os_core::config::BudgetDecl>,
 }
 
 impl EngineConfig {
@@ -56,6 +58,7 @@ impl EngineConfig {
             probes_enabled: true,
             schedules_enabled: true,
             resources: Default::default(),
+            budgets: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! retry, or to its final state. On start, `recover` finds attempts whose node died, kills
 //! their process groups and ends them as lost.
 
+pub mod budgets;
 pub mod monitor;
 pub mod resources;
 pub mod scheduler;
@@ -184,6 +185,9 @@ impl Engine {
         });
         engine.heartbeat().await?;
         engine.recover().await?;
+        let now = engine.now();
+        let budgets: Vec<_> = engine.cfg.budgets.iter().map(|b| budgets::record_of(b, now)).collect();
+        engine.store.sync_config_budgets(&budgets).await?;
         // Checks follow the manifests (also for projects registered before checks existed).
         for p in engine.projects().await? {
             engine.sync_checks(&p).await?;
@@ -496,6 +500,7 @@ impl Engine {
             });
         }
         self.check_resources(&project.record.name, task)?;
+        self.refuse_if_paused(&project.record.name).await?;
         let run = self
             .store
             .insert_run(&NewRun {
@@ -600,7 +605,9 @@ impl Engine {
             let prefix = if batch { format!("records[{i}].") } else { String::new() };
             records.push(validate(input, &prefix, &ctx)?);
         }
-        Ok(self.store.insert_costs(&records).await?)
+        let counted = self.store.insert_costs(&records).await?;
+        self.check_budgets(project).await?;
+        Ok(counted)
     }
 
     // The dispatcher ---------------------------------------------------------------------
@@ -1287,6 +1294,7 @@ impl Engine {
             );
         }
         self.store.insert_costs(&records).await.map_err(|e| e.to_string())?;
+        self.check_budgets(&p.record.name).await.map_err(|e| e.to_string())?;
         // No cursor in the answer keeps the previous one.
         if let Some(cursor) = answer.cursor.as_deref().filter(|c| Some(*c) != since) {
             self.store.set_cost_cursor(&p.record.id, Some(cursor)).await.map_err(|e| e.to_string())?;

@@ -16,6 +16,7 @@ pub mod secrets;
 
 pub use clock::{Clock, SystemClock};
 pub use config::EngineConfig;
+pub use engine::budgets::BudgetInput;
 pub use engine::monitor::DiscoveredSchedule;
 pub use engine::resources::{LeaseOptions, explain_wait};
 pub use engine::scheduler::{ScheduleRef, schedule_ident};

@@ -1152,3 +1152,281 @@ pub async fn release_lease(
     st.engine.release_lease(&name, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+// Cost summaries and budgets ---------------------------------------------------------------
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    /// project, service, key, model, day or month (UTC; default project).
+    pub by: Option<String>,
+    /// Start, inclusive (RFC 3339 or a date, 2026-11-01).
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339 or a date).
+    pub to: Option<String>,
+    pub project: Option<String>,
+    pub service: Option<String>,
+}
+
+/// An RFC 3339 instant or a calendar date (midnight UTC), as ms.
+fn instant(v: &Option<String>, field: &str) -> ApiResult<Option<i64>> {
+    let Some(t) = v else { return Ok(None) };
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Ok(Some(ts.as_millisecond()));
+    }
+    t.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| Some(z.timestamp().as_millisecond()))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("{t:?} is not an RFC 3339 time or a date such as 2026-11-01")).field(field)
+        })
+}
+
+/// Exact totals of the cost ledger, grouped, per currency (amounts in different currencies are
+/// never added together).
+#[utoipa::path(get, path = "/api/v1/costs/summary", tag = "costs", params(SummaryQuery), responses((status = 200, body = CostSummary), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn cost_summary(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<SummaryQuery>,
+) -> ApiResult<Json<CostSummary>> {
+    use agent_os_store::CostGroup;
+    let by = q.by.clone().unwrap_or_else(|| "project".into());
+    let group = match by.as_str() {
+        "project" => CostGroup::Project,
+        "service" => CostGroup::Service,
+        "key" => CostGroup::Key,
+        "model" => CostGroup::Model,
+        "day" | "month" => CostGroup::Day,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "cannot group by {other:?}; use project, service, key, model, day or month"
+            ))
+            .field("by"));
+        }
+    };
+    let (from, to) = (instant(&q.from, "from")?, instant(&q.to, "to")?);
+    if let (Some(f), Some(t)) = (from, to)
+        && t <= f
+    {
+        return Err(ApiError::bad_request("`to` must be after `from`").field("to"));
+    }
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let filter = agent_os_store::CostTotalsFilter { project, service: q.service, from, to };
+    let mut totals = st.engine.store().cost_totals(&filter, group).await?;
+    if by == "day" || by == "month" {
+        for t in &mut totals {
+            let day = t.group.parse::<i64>().ok().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
+            let date = day.map(|d| d.to_zoned(jiff::tz::TimeZone::UTC).date());
+            t.group = match (date, by.as_str()) {
+                (Some(d), "month") => format!("{:04}-{:02}", d.year(), d.month()),
+                (Some(d), _) => d.to_string(),
+                (None, _) => t.group.clone(),
+            };
+        }
+    }
+    // Days of one month become one row.
+    let mut groups: Vec<CostGroupView> = Vec::new();
+    for t in totals {
+        match groups.iter_mut().find(|g| g.group == t.group && g.currency == t.currency) {
+            Some(g) => {
+                g.amount_nanos += t.amount_nanos;
+                g.records += t.records;
+                g.tokens_in += t.tokens_in;
+                g.tokens_out += t.tokens_out;
+            }
+            None => groups.push(CostGroupView {
+                group: t.group,
+                currency: t.currency,
+                amount: String::new(),
+                amount_nanos: t.amount_nanos,
+                records: t.records,
+                tokens_in: t.tokens_in,
+                tokens_out: t.tokens_out,
+            }),
+        }
+    }
+    let mut overall: Vec<CostGroupView> = Vec::new();
+    for g in &mut groups {
+        g.amount = agent_os_core::cost::format_amount(g.amount_nanos);
+        match overall.iter_mut().find(|o| o.currency == g.currency) {
+            Some(o) => {
+                o.amount_nanos += g.amount_nanos;
+                o.records += g.records;
+                o.tokens_in += g.tokens_in;
+                o.tokens_out += g.tokens_out;
+            }
+            None => overall.push(CostGroupView { group: "total".into(), ..g.clone() }),
+        }
+    }
+    for o in &mut overall {
+        o.amount = agent_os_core::cost::format_amount(o.amount_nanos);
+    }
+    Ok(Json(CostSummary { by, from: from.map(views::time), to: to.map(views::time), groups, totals: overall }))
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct CostSummary {
+    pub by: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub groups: Vec<CostGroupView>,
+    /// One per currency.
+    pub totals: Vec<CostGroupView>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct CostGroupView {
+    /// The project, service, key name or model (`""` when records name none), the day
+    /// (`2026-11-25`) or the month (`2026-11`).
+    pub group: String,
+    pub currency: String,
+    /// Exact decimal.
+    pub amount: String,
+    /// The same in nano-units (10⁻⁹), for exact sums on the client.
+    pub amount_nanos: i64,
+    pub records: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct BudgetView {
+    pub id: String,
+    pub project: String,
+    /// Empty for all of the project's services.
+    pub service: String,
+    /// `daily` or `monthly` (UTC).
+    pub period: String,
+    pub limit: String,
+    pub currency: String,
+    pub thresholds: Vec<i64>,
+    /// `alert` or `pause`.
+    pub on_exceed: String,
+    /// `config` or `api`.
+    pub source: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub spent: String,
+    /// Spent as a percentage of the limit.
+    pub percent: f64,
+    /// The period's spend at its end if spending goes on at the rate so far.
+    pub forecast: String,
+    /// Thresholds crossed this period.
+    pub crossed: Vec<i64>,
+    /// Why the project is paused, when it is.
+    pub paused: Option<String>,
+}
+
+async fn budget_views(st: &AppState, project: Option<&str>) -> ApiResult<Vec<BudgetView>> {
+    let mut out = Vec::new();
+    for s in st.engine.budget_status(project).await? {
+        let b = s.budget;
+        let paused = st.engine.pause_of(&b.project).await?.map(|p| p.reason);
+        out.push(BudgetView {
+            percent: if b.amount_nanos == 0 {
+                0.0
+            } else {
+                (s.spent_nanos as f64 * 10_000.0 / b.amount_nanos as f64).round() / 100.0
+            },
+            limit: agent_os_core::cost::format_amount(b.amount_nanos),
+            spent: agent_os_core::cost::format_amount(s.spent_nanos),
+            forecast: agent_os_core::cost::format_amount(s.forecast_nanos),
+            period_start: views::time(s.period_start),
+            period_end: views::time(s.period_end),
+            crossed: s.crossed,
+            paused,
+            id: b.id,
+            project: b.project,
+            service: b.service,
+            period: b.period,
+            currency: b.currency,
+            thresholds: b.thresholds,
+            on_exceed: b.on_exceed,
+            source: b.source,
+        });
+    }
+    Ok(out)
+}
+
+/// Budgets with their period's spend, forecast and the pause they caused.
+#[utoipa::path(get, path = "/api/v1/budgets", tag = "costs", params(ScheduleQuery), responses((status = 200, body = [BudgetView])), security(("bearer" = [])))]
+pub async fn list_budgets(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ScheduleQuery>,
+) -> ApiResult<Json<Vec<BudgetView>>> {
+    let project = scoped_project(&st, &caller, q.project).await?;
+    Ok(Json(budget_views(&st, project.as_deref()).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetBody {
+    pub project: String,
+    /// Only this service's spend (default: all of the project's).
+    pub service: Option<String>,
+    /// `daily` or `monthly` (UTC).
+    pub period: String,
+    /// Decimal text, e.g. `"50.00"`.
+    pub amount: String,
+    /// ISO 4217 (default USD).
+    pub currency: Option<String>,
+    /// Percentages (default [50, 80, 100]).
+    pub thresholds: Option<Vec<i64>>,
+    /// `alert` (default) or `pause`.
+    pub on_exceed: Option<String>,
+}
+
+/// Set the budget of a project (and service) for a period, replacing the one it had (admin).
+#[utoipa::path(put, path = "/api/v1/budgets", tag = "costs", request_body = BudgetBody, responses((status = 200, body = BudgetView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn put_budget(
+    State(st): State<AppState>,
+    caller: Caller,
+    JsonBody(b): JsonBody<BudgetBody>,
+) -> ApiResult<Json<BudgetView>> {
+    caller.require_admin()?;
+    let stored = st
+        .engine
+        .set_budget(agent_os_engine::BudgetInput {
+            project: b.project,
+            service: b.service,
+            period: b.period,
+            amount: b.amount,
+            currency: b.currency,
+            thresholds: b.thresholds,
+            on_exceed: b.on_exceed,
+        })
+        .await?;
+    let view = budget_views(&st, Some(&stored.project))
+        .await?
+        .into_iter()
+        .find(|v| v.id == stored.id)
+        .ok_or_else(|| ApiError::not_found("the budget was removed meanwhile"))?;
+    Ok(Json(view))
+}
+
+#[utoipa::path(delete, path = "/api/v1/budgets/{id}", tag = "costs", params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_budget(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    st.engine.remove_budget(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lift a project's budget pause (admin): its runs, schedules and leases go again.
+#[utoipa::path(post, path = "/api/v1/projects/{name}/resume", tag = "costs", params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn resume_project(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    st.engine.resume_project(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1221,3 +1221,172 @@ async fn sixteen_clients_never_hold_a_concurrency_one_resource_together_and_a_ra
         }
     }
 }
+
+#[tokio::test]
+async fn cost_totals_are_exact_over_thousands_of_records_and_group_by_period() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ledger");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: ledger\ntasks:\n  t: { run: \"true\" }\n").unwrap();
+    s.add(&root).await;
+    // 3000 records with nine-decimal amounts, over two months and three services; the expected
+    // totals are integer sums of nano-units.
+    let services = ["openai", "anthropic", "replicate"];
+    let mut want: std::collections::BTreeMap<&str, i64> = Default::default();
+    let mut want_month: std::collections::BTreeMap<&str, i64> = Default::default();
+    // (In batches of 300: the test server takes bodies of at most 64 KiB.)
+    for batch in 0..10 {
+        let mut records = Vec::new();
+        for i in 0..300 {
+            let n = batch * 300 + i;
+            let nanos: i64 = (n as i64 * 7_919_731) % 3_000_000_000 + 1;
+            let service = services[n % 3];
+            let (month, at) =
+                if n % 2 == 0 { ("2026-10", "2026-10-31T23:59:59Z") } else { ("2026-11", "2026-11-01T00:00:00Z") };
+            *want.entry(service).or_default() += nanos;
+            *want_month.entry(month).or_default() += nanos;
+            records.push(json!({
+                "project": "ledger", "service": service, "at": at, "idempotency_key": format!("k{n}"),
+                "amount": format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000),
+            }));
+        }
+        let (st, v) = s.post("/api/v1/costs", json!({"records": records})).await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let (_, sum) = s.get("/api/v1/costs/summary?by=service").await;
+    for g in sum["groups"].as_array().unwrap() {
+        assert_eq!(g["amount_nanos"].as_i64().unwrap(), want[g["group"].as_str().unwrap()], "{g}");
+        assert_eq!(g["records"], 1000);
+    }
+    let total: i64 = want.values().sum();
+    assert_eq!(sum["totals"][0]["amount_nanos"].as_i64().unwrap(), total);
+    assert_eq!(
+        sum["totals"][0]["amount"].as_str().unwrap(),
+        agent_os_core::cost::format_amount(total),
+        "the decimal text is exact too"
+    );
+    let (_, by_month) = s.get("/api/v1/costs/summary?by=month").await;
+    let months: Vec<(String, i64)> = by_month["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["group"].as_str().unwrap().to_string(), g["amount_nanos"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(months, vec![("2026-10".into(), want_month["2026-10"]), ("2026-11".into(), want_month["2026-11"])]);
+    let (_, november) = s.get("/api/v1/costs/summary?by=day&from=2026-11-01&to=2026-12-01").await;
+    assert_eq!(november["groups"][0]["group"], "2026-11-01");
+    assert_eq!(november["totals"][0]["amount_nanos"].as_i64().unwrap(), want_month["2026-11"]);
+    let (st, v) = s.get("/api/v1/costs/summary?by=week").await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("by")));
+    let (st, v) = s.get("/api/v1/costs/summary?from=yesterday").await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("from")));
+
+    // A duplicate batch counts once; a bad record rejects its whole batch.
+    let (st, v) = s
+        .post(
+            "/api/v1/costs",
+            json!({"records": [{"project": "ledger", "service": "openai", "amount": "1", "idempotency_key": "k0"}]}),
+        )
+        .await;
+    assert_eq!((st, v["duplicates"].as_i64()), (201, Some(1)), "{v}");
+    let (st, v) = s
+        .post(
+            "/api/v1/costs",
+            json!({"records": [{"project": "ledger", "service": "openai", "amount": "1", "idempotency_key": "new"}, {"project": "ledger", "service": "openai", "amount": "-1"}]}),
+        )
+        .await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("records[1].amount")), "{v}");
+    let (_, after) = s.get("/api/v1/costs/summary").await;
+    assert_eq!(after["totals"][0]["amount_nanos"].as_i64().unwrap(), total, "nothing of the bad batch was stored");
+}
+
+#[tokio::test]
+async fn a_budget_warns_once_per_threshold_and_pauses_the_project_until_resumed() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("spender");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: spender\ntasks:\n  t: { run: \"true\" }\nschedules:\n  - { task: t, cron: \"0 0 1 1 *\" }\n",
+    )
+    .unwrap();
+    s.add(&root).await;
+    let (st, b) = s
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/budgets",
+            Some(&s.admin),
+            Some(json!({"project": "spender", "period": "monthly", "amount": "1.00", "thresholds": [50, 100], "on_exceed": "pause"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!((b["spent"].as_str(), b["paused"].is_null()), (Some("0.00"), true));
+    let spend = |amount: &str, key: &str| json!({"project": "spender", "service": "openai", "amount": amount, "idempotency_key": key});
+    s.post("/api/v1/costs", spend("0.60", "a")).await;
+    s.post("/api/v1/costs", spend("0.30", "b")).await;
+    let (_, events) = s.get("/api/v1/events?type=budget.").await;
+    assert_eq!(events.as_array().unwrap().len(), 1, "50 % is announced once: {events}");
+    assert_eq!(
+        (events[0]["data"]["threshold"].as_i64(), events[0]["data"]["spent"].as_str()),
+        (Some(50), Some("0.60"))
+    );
+    let (st, _) = s.post("/api/v1/runs", json!({"project": "spender", "task": "t"})).await;
+    assert_eq!(st, 201, "under the limit, runs go");
+
+    s.post("/api/v1/costs", spend("0.20", "c")).await;
+    let (_, events) = s.get("/api/v1/events?type=budget.").await;
+    assert_eq!(events.as_array().unwrap().len(), 2);
+    assert_eq!(
+        (events[0]["data"]["threshold"].as_i64(), events[0]["data"]["paused"].as_bool()),
+        (Some(100), Some(true))
+    );
+    let (st, v) = s.post("/api/v1/runs", json!({"project": "spender", "task": "t"})).await;
+    assert_eq!(st, 409, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("is paused: its monthly budget of 1.00 USD is used up (1.10 USD spent)"), "{msg}");
+    assert!(msg.contains("agent-os budget resume spender"), "{msg}");
+    let (_, schedules) = s.get("/api/v1/schedules?project=spender").await;
+    let (st, _) = s.post(&format!("/api/v1/schedules/{}/run", schedules[0]["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(st, 409, "run now is refused too");
+    let (_, budgets) = s.get("/api/v1/budgets").await;
+    assert_eq!((budgets[0]["percent"].as_f64(), budgets[0]["crossed"].clone()), (Some(110.0), json!([50, 100])));
+    assert!(budgets[0]["paused"].as_str().unwrap().contains("used up"));
+
+    let (st, _) = s.post("/api/v1/projects/spender/resume", json!({})).await;
+    assert_eq!(st, 204);
+    let (st, _) = s.post("/api/v1/runs", json!({"project": "spender", "task": "t"})).await;
+    assert_eq!(st, 201, "resumed");
+    s.post("/api/v1/costs", spend("0.50", "d")).await;
+    let (st, _) = s.post("/api/v1/runs", json!({"project": "spender", "task": "t"})).await;
+    assert_eq!(st, 201, "a resumed project is not paused again in the same period");
+    let (st, _) = s.post("/api/v1/projects/spender/resume", json!({})).await;
+    assert_eq!(st, 404, "not paused");
+
+    // Bad budgets name the field and store nothing.
+    for (body, field) in [
+        (json!({"project": "spender", "period": "weekly", "amount": "1"}), "period"),
+        (json!({"project": "spender", "period": "daily", "amount": "abc"}), "amount"),
+        (json!({"project": "spender", "period": "daily", "amount": "1", "currency": "XXQ"}), "currency"),
+        (json!({"project": "spender", "period": "daily", "amount": "1", "thresholds": [0]}), "thresholds"),
+        (json!({"project": "spender", "period": "daily", "amount": "1", "on_exceed": "stop"}), "on_exceed"),
+    ] {
+        let (st, v) = s.req(reqwest::Method::PUT, "/api/v1/budgets", Some(&s.admin), Some(body)).await;
+        assert_eq!((st, v["error"]["field"].as_str()), (400, Some(field)), "{v}");
+    }
+    let (st, _) = s
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/budgets",
+            Some(&s.admin),
+            Some(json!({"project": "nope", "period": "daily", "amount": "1"})),
+        )
+        .await;
+    assert_eq!(st, 404);
+    let (_, budgets) = s.get("/api/v1/budgets").await;
+    assert_eq!(budgets.as_array().unwrap().len(), 1);
+    let id = budgets[0]["id"].as_str().unwrap();
+    let (st, _) = s.req(reqwest::Method::DELETE, &format!("/api/v1/budgets/{id}"), Some(&s.admin), None).await;
+    assert_eq!(st, 204);
+}

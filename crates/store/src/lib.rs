@@ -139,6 +139,30 @@ pub trait Store: Send + Sync + 'static {
     /// project is skipped. Returns (accepted, duplicates).
     async fn insert_costs(&self, records: &[NewCost]) -> Result<(i64, i64)>;
     async fn list_costs(&self, filter: &CostFilter) -> Result<Vec<CostRecord>>;
+    /// Exact totals per group and currency, summed by the database.
+    async fn cost_totals(&self, filter: &CostTotalsFilter, by: CostGroup) -> Result<Vec<CostTotal>>;
+
+    // Budgets and pauses -----------------------------------------------------------------
+    /// Creates or replaces the budget of its (project, service, period).
+    async fn upsert_budget(&self, b: &BudgetRecord) -> Result<BudgetRecord>;
+    /// Makes the budgets from config.yaml exactly `budgets` (API-made ones are kept).
+    async fn sync_config_budgets(&self, budgets: &[BudgetRecord]) -> Result<()>;
+    async fn list_budgets(&self, project: Option<&str>) -> Result<Vec<BudgetRecord>>;
+    async fn delete_budget(&self, id: &str) -> Result<bool>;
+    /// Records that a budget crossed `threshold` in the period starting at `period_start`, with
+    /// its event; false (and nothing stored) when it already had.
+    async fn mark_budget(
+        &self,
+        budget_id: &str,
+        period_start: i64,
+        threshold: i64,
+        event: &NewEvent,
+        pause: Option<&PauseRecord>,
+    ) -> Result<bool>;
+    async fn get_pause(&self, project: &str) -> Result<Option<PauseRecord>>;
+    async fn list_pauses(&self) -> Result<Vec<PauseRecord>>;
+    /// Lifts a project's pause; false when it had none.
+    async fn clear_pause(&self, project: &str) -> Result<bool>;
 
     // Managed schedules ------------------------------------------------------------------
     /// The last slot a managed schedule reached; `None` for a schedule never seen.

@@ -24,6 +24,7 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0004_schedule_control.sql"),
     },
     Migration { version: 5, name: "resources", sql: include_str!("../migrations/sqlite/0005_resources.sql") },
+    Migration { version: 6, name: "budgets", sql: include_str!("../migrations/sqlite/0006_budgets.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -40,6 +41,7 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0004_schedule_control.sql"),
     },
     Migration { version: 5, name: "resources", sql: include_str!("../migrations/postgres/0005_resources.sql") },
+    Migration { version: 6, name: "budgets", sql: include_str!("../migrations/postgres/0006_budgets.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

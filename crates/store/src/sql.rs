@@ -621,6 +621,34 @@ async fn draw_tokens(
     Ok(())
 }
 
+async fn insert_budget(tx: &mut Transaction<'static, Any>, b: &BudgetRecord) -> Result<()> {
+    let thresholds: Vec<String> = b.thresholds.iter().map(i64::to_string).collect();
+    sqlx::query("INSERT INTO budgets (id, project, service, period, amount_nanos, currency, thresholds, on_exceed, source, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .bind(&b.id)
+        .bind(&b.project)
+        .bind(&b.service)
+        .bind(&b.period)
+        .bind(b.amount_nanos)
+        .bind(&b.currency)
+        .bind(thresholds.join(","))
+        .bind(&b.on_exceed)
+        .bind(&b.source)
+        .bind(b.created_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn pause_from(r: &AnyRow) -> Result<PauseRecord, sqlx::Error> {
+    Ok(PauseRecord {
+        project: r.try_get(0)?,
+        reason: r.try_get(1)?,
+        budget_id: r.try_get(2)?,
+        since: r.try_get(3)?,
+        until: r.try_get(4)?,
+    })
+}
+
 /// Keeps the tail of `s` that fits in `max` bytes, on a character boundary.
 fn tail_bytes(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -1370,6 +1398,171 @@ impl Store for SqlStore {
         .fetch_all(&self.read)
         .await?;
         all(rows, cost_from)
+    }
+
+    async fn cost_totals(&self, f: &CostTotalsFilter, by: CostGroup) -> Result<Vec<CostTotal>> {
+        macro_rules! totals {
+            ($group:literal) => {
+                concat!(
+                    "SELECT ",
+                    $group,
+                    ", currency, CAST(SUM(amount_nanos) AS BIGINT), COUNT(*), CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT), CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT) FROM cost_records WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2) AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) GROUP BY 1, 2 ORDER BY 1, 2"
+                )
+            };
+        }
+        let sql = match by {
+            CostGroup::Project => totals!("project"),
+            CostGroup::Service => totals!("service"),
+            CostGroup::Key => totals!("COALESCE(key_name, '')"),
+            CostGroup::Model => totals!("COALESCE(model, '')"),
+            CostGroup::Day => totals!("CAST(at / 86400000 AS BIGINT) * 86400000"),
+        };
+        let rows =
+            sqlx::query(sql).bind(&f.project).bind(&f.service).bind(f.from).bind(f.to).fetch_all(&self.read).await?;
+        all(rows, |r| {
+            let group = match by {
+                CostGroup::Day => r.try_get::<i64, _>(0)?.to_string(),
+                _ => r.try_get(0)?,
+            };
+            Ok(CostTotal {
+                group,
+                currency: r.try_get(1)?,
+                amount_nanos: r.try_get(2)?,
+                records: r.try_get(3)?,
+                tokens_in: r.try_get(4)?,
+                tokens_out: r.try_get(5)?,
+            })
+        })
+    }
+
+    async fn upsert_budget(&self, b: &BudgetRecord) -> Result<BudgetRecord> {
+        let mut tx = self.tx().await?;
+        let existing =
+            sqlx::query("SELECT id, created_at FROM budgets WHERE project = $1 AND service = $2 AND period = $3")
+                .bind(&b.project)
+                .bind(&b.service)
+                .bind(&b.period)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (id, created_at) = match existing {
+            Some(r) => (r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?),
+            None => (b.id.clone(), b.created_at),
+        };
+        sqlx::query("DELETE FROM budgets WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        let stored = BudgetRecord { id, created_at, ..b.clone() };
+        insert_budget(&mut tx, &stored).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn sync_config_budgets(&self, budgets: &[BudgetRecord]) -> Result<()> {
+        let mut tx = self.tx().await?;
+        let kept: Vec<(String, String, String, String)> =
+            sqlx::query("SELECT id, project, service, period FROM budgets WHERE source = 'config'")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        sqlx::query("DELETE FROM budgets WHERE source = 'config'").execute(&mut *tx).await?;
+        for b in budgets {
+            // A budget that stays in the file keeps its id, and so its marks.
+            let id = kept
+                .iter()
+                .find(|(_, p, s, per)| p == &b.project && s == &b.service && per == &b.period)
+                .map_or_else(|| b.id.clone(), |k| k.0.clone());
+            sqlx::query("DELETE FROM budgets WHERE project = $1 AND service = $2 AND period = $3")
+                .bind(&b.project)
+                .bind(&b.service)
+                .bind(&b.period)
+                .execute(&mut *tx)
+                .await?;
+            insert_budget(&mut tx, &BudgetRecord { id, ..b.clone() }).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_budgets(&self, project: Option<&str>) -> Result<Vec<BudgetRecord>> {
+        let rows = sqlx::query("SELECT id, project, service, period, amount_nanos, currency, thresholds, on_exceed, source, created_at FROM budgets WHERE ($1 IS NULL OR project = $1) ORDER BY project, service, period")
+            .bind(project)
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, |r| {
+            let thresholds: String = r.try_get(6)?;
+            Ok(BudgetRecord {
+                id: r.try_get(0)?,
+                project: r.try_get(1)?,
+                service: r.try_get(2)?,
+                period: r.try_get(3)?,
+                amount_nanos: r.try_get(4)?,
+                currency: r.try_get(5)?,
+                thresholds: thresholds.split(',').filter_map(|t| t.trim().parse().ok()).collect(),
+                on_exceed: r.try_get(7)?,
+                source: r.try_get(8)?,
+                created_at: r.try_get(9)?,
+            })
+        })
+    }
+
+    async fn delete_budget(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM budgets WHERE id = $1").bind(id).execute(&self.write).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn mark_budget(
+        &self,
+        budget_id: &str,
+        period_start: i64,
+        threshold: i64,
+        event: &NewEvent,
+        pause: Option<&PauseRecord>,
+    ) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let marked = sqlx::query("INSERT INTO budget_marks (budget_id, period_start, threshold, at) VALUES ($1, $2, $3, $4) ON CONFLICT (budget_id, period_start, threshold) DO NOTHING")
+            .bind(budget_id)
+            .bind(period_start)
+            .bind(threshold)
+            .bind(event.at)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, event).await?;
+        if let Some(p) = pause {
+            sqlx::query("INSERT INTO project_pauses (project, reason, budget_id, since, until) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project) DO UPDATE SET reason = excluded.reason, budget_id = excluded.budget_id, since = excluded.since, until = excluded.until")
+                .bind(&p.project)
+                .bind(&p.reason)
+                .bind(&p.budget_id)
+                .bind(p.since)
+                .bind(p.until)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn get_pause(&self, project: &str) -> Result<Option<PauseRecord>> {
+        let row = sqlx::query("SELECT project, reason, budget_id, since, until FROM project_pauses WHERE project = $1")
+            .bind(project)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(pause_from).transpose()?)
+    }
+
+    async fn list_pauses(&self) -> Result<Vec<PauseRecord>> {
+        let rows = sqlx::query("SELECT project, reason, budget_id, since, until FROM project_pauses ORDER BY project")
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, pause_from)
+    }
+
+    async fn clear_pause(&self, project: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM project_pauses WHERE project = $1").bind(project).execute(&self.write).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn schedule_last_slot(&self, key: &str) -> Result<Option<i64>> {

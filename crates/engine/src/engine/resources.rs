@@ -63,6 +63,9 @@ impl Engine {
                 message: format!("priority {priority} is out of range: 0 to 100, higher goes first"),
             });
         }
+        if let Some(p) = &o.project {
+            self.refuse_if_paused(p).await?;
+        }
         let label = o.label.clone().unwrap_or_else(|| o.project.clone().unwrap_or_else(|| "lease".into()));
         if label.len() > 200 {
             return Err(EngineError::Invalid { field: Some("label".into()), message: "at most 200 bytes".into() });

@@ -226,6 +226,8 @@ impl Engine {
                 }
                 _ => None,
             };
+            let paused = self.pause_of(&entry.project).await?.is_some();
+            let skip = if paused { Some("skipped: the project is paused by its budget") } else { skip };
             if let Some(why) = skip {
                 self.store.fire_slot(&entry.key, slot, None, why, now).await?;
                 continue;
@@ -343,6 +345,7 @@ impl Engine {
             });
         };
         self.check_resources(&project.record.name, task)?;
+        self.refuse_if_paused(&project.record.name).await?;
         let overlap = project
             .manifest
             .schedules
