@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use agent_os_server::views::{CostView, LogChunkView, LogView, ProjectView, RunList, RunView, ScheduleView, TokenView};
@@ -131,6 +132,67 @@ pub enum CostCmd {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Exact totals of the ledger, grouped (per currency; amounts in different currencies are
+    /// never added).
+    Report {
+        /// project, service, key, model, day or month (UTC).
+        #[arg(long, default_value = "project")]
+        by: String,
+        /// Start, inclusive: RFC 3339 or a date (2026-11-01).
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive: RFC 3339 or a date.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Comma-separated values with a header line, for a spreadsheet.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BudgetCmd {
+    /// Budgets with this period's spend, forecast and any pause they caused.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the budget of a project (and service) for a period, replacing the one it had.
+    Set {
+        #[arg(long)]
+        project: String,
+        /// Only this service's spend (default: all of the project's).
+        #[arg(long)]
+        service: Option<String>,
+        /// daily or monthly (UTC).
+        #[arg(long, default_value = "monthly")]
+        period: String,
+        /// Decimal, e.g. 50.00.
+        #[arg(long)]
+        amount: String,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Percentages, e.g. 50,80,100 (the default).
+        #[arg(long, value_delimiter = ',')]
+        thresholds: Option<Vec<i64>>,
+        /// alert (default) or pause: at 100 %, refuse the project's runs, slots and leases.
+        #[arg(long, default_value = "alert")]
+        on_exceed: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a budget by id.
+    Remove { id: String },
+    /// Lift a project's budget pause.
+    Resume { project: String },
 }
 
 #[derive(Subcommand)]
@@ -167,6 +229,7 @@ pub enum ClientCommand<'a> {
     Costs(&'a CostsArgs),
     Cost(&'a CostCmd),
     Token(&'a TokenCmd),
+    Budget(&'a BudgetCmd),
     Nothing,
 }
 
@@ -446,6 +509,55 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             println!("{}", if r.accepted == 1 { "recorded" } else { "already recorded (same idempotency key)" });
             Ok(0)
         }
+        ClientCommand::Cost(CostCmd::Report { by, from, to, project, service, json, csv }) => {
+            let q = query(&[
+                ("by", Some(by.clone())),
+                ("from", from.clone()),
+                ("to", to.clone()),
+                ("project", project.clone()),
+                ("service", service.clone()),
+            ]);
+            let r: agent_os_server::CostSummary = c.get(&format!("/api/v1/costs/summary{q}")).await?;
+            if *json {
+                print_json(&r)?;
+            } else if *csv {
+                println!("{by},currency,amount,records,tokens_in,tokens_out");
+                for g in &r.groups {
+                    println!(
+                        "{},{},{},{},{},{}",
+                        csv_field(&g.group),
+                        g.currency,
+                        g.amount,
+                        g.records,
+                        g.tokens_in,
+                        g.tokens_out
+                    );
+                }
+            } else if r.groups.is_empty() {
+                println!("no costs recorded in that period");
+            } else {
+                let mut rows: Vec<Vec<String>> = r
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        let name = if g.group.is_empty() { "(none)".to_string() } else { g.group.clone() };
+                        vec![name, g.amount.clone(), g.currency.clone(), g.records.to_string(), tokens(g)]
+                    })
+                    .collect();
+                for t in &r.totals {
+                    rows.push(vec![
+                        "TOTAL".into(),
+                        t.amount.clone(),
+                        t.currency.clone(),
+                        t.records.to_string(),
+                        tokens(t),
+                    ]);
+                }
+                print!("{}", render(&[&by.to_uppercase(), "AMOUNT", "CURRENCY", "RECORDS", "TOKENS IN/OUT"], &rows));
+            }
+            Ok(0)
+        }
+        ClientCommand::Budget(b) => budget(c, b).await,
         ClientCommand::Token(t) => token(c, t).await,
         ClientCommand::Nothing => Ok(0),
     }
@@ -857,4 +969,92 @@ async fn schedule_action(c: &Client, sub: &crate::discover::SchedulesSub) -> Res
         println!("schedule {} ({}.{} {}) is active{next}", s.id, s.project, s.task, s.cron);
     }
     Ok(0)
+}
+
+fn tokens(g: &agent_os_server::CostGroupView) -> String {
+    if g.tokens_in == 0 && g.tokens_out == 0 { "-".into() } else { format!("{}/{}", g.tokens_in, g.tokens_out) }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+async fn budget(c: &Client, cmd: &BudgetCmd) -> Result<u8> {
+    match cmd {
+        BudgetCmd::List { project, json } => {
+            let list: Vec<agent_os_server::BudgetView> =
+                c.get(&format!("/api/v1/budgets{}", query(&[("project", project.clone())]))).await?;
+            if *json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no budgets: `agent-os budget set --project P --amount 50` or `budgets:` in config.yaml");
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.id.clone(),
+                            b.project.clone(),
+                            if b.service.is_empty() { "(all)".into() } else { b.service.clone() },
+                            b.period.clone(),
+                            format!("{} / {} {}", b.spent, b.limit, b.currency),
+                            format!("{:.1}%", b.percent),
+                            format!("{} {}", b.forecast, b.currency),
+                            b.on_exceed.clone(),
+                            b.paused.clone().map(|p| format!("PAUSED: {p}")).unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    render(
+                        &[
+                            "ID",
+                            "PROJECT",
+                            "SERVICE",
+                            "PERIOD",
+                            "SPENT / LIMIT",
+                            "USED",
+                            "FORECAST",
+                            "ON EXCEED",
+                            "STATE"
+                        ],
+                        &rows
+                    )
+                );
+            }
+            Ok(0)
+        }
+        BudgetCmd::Set { project, service, period, amount, currency, thresholds, on_exceed, json } => {
+            let body = json!({"project": project, "service": service, "period": period, "amount": amount, "currency": currency, "thresholds": thresholds, "on_exceed": on_exceed});
+            let b: agent_os_server::BudgetView = c.call(Method::PUT, "/api/v1/budgets", Some(&body)).await?;
+            if *json {
+                print_json(&b)?;
+            } else {
+                println!(
+                    "{} budget of {} {} for {}{}: {} spent so far ({:.1}%), forecast {}",
+                    b.period,
+                    b.limit,
+                    b.currency,
+                    b.project,
+                    if b.service.is_empty() { String::new() } else { format!(" ({})", b.service) },
+                    b.spent,
+                    b.percent,
+                    b.forecast
+                );
+            }
+            Ok(0)
+        }
+        BudgetCmd::Remove { id } => {
+            c.delete(&format!("/api/v1/budgets/{}", enc(id))).await?;
+            println!("budget {id} removed");
+            Ok(0)
+        }
+        BudgetCmd::Resume { project } => {
+            let _: Value = c.post(&format!("/api/v1/projects/{}/resume", enc(project)), &json!({})).await?;
+            println!("project {project} may spend again");
+            Ok(0)
+        }
+    }
 }

@@ -104,6 +104,9 @@ enum Command {
     /// Report a cost record.
     #[command(subcommand)]
     Cost(commands::CostCmd),
+    /// Budgets: list, set, remove, and resume a project a budget paused.
+    #[command(subcommand)]
+    Budget(commands::BudgetCmd),
     /// Create, list or revoke API tokens.
     #[command(subcommand)]
     Token(commands::TokenCmd),
@@ -275,6 +278,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Costs(c) => C::Costs(c),
         Command::Cost(c) => C::Cost(c),
         Command::Token(t) => C::Token(t),
+        Command::Budget(b) => C::Budget(b),
         Command::Serve(_)
         | Command::Demo(_)
         | Command::Openapi

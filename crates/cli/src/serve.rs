@@ -209,6 +209,9 @@ pub fn write_examples(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(roots.into_iter().collect())
 }
 
+/// `examples/config.yaml`.
+const DEMO_CONFIG: &str = include_str!("../../../examples/config.yaml");
+
 pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
     let home = match home {
         Some(h) => h.to_path_buf(),
@@ -218,6 +221,12 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
             base
         }
     };
+    // The demo's own settings (a shared openai resource, budgets), unless the home has some.
+    let config = home.join("config.yaml");
+    if !config.exists() {
+        std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+        std::fs::write(&config, DEMO_CONFIG).with_context(|| format!("cannot write {}", config.display()))?;
+    }
     let running = start(&home, flags).await?;
     let projects_dir = home.join("projects");
     let roots = write_examples(&projects_dir)?;

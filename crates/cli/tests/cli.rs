@@ -434,6 +434,20 @@ fn the_demo_runs_every_example_project() {
     for want in ["railway", "launchd", "cron", "America/Los_Angeles"] {
         assert!(schedules.contains(want), "{schedules}");
     }
+
+    // The demo's config shares one openai resource among the projects and sets budgets.
+    let resources = json(&cli(&home, &["resources", "--json"]));
+    assert_eq!((resources[0]["name"].as_str(), resources[0]["concurrency"].as_i64()), (Some("openai"), Some(1)));
+    assert_eq!(resources[0]["rate"], "60/min");
+    assert_eq!(scan["resources"], serde_json::json!(["openai"]), "scan_market held openai while it ran");
+    let report = json(&cli(&home, &["cost", "report", "--by", "project", "--json"]));
+    let projects: Vec<&str> =
+        report["groups"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
+    assert!(projects.contains(&"cortana") && projects.contains(&"trading"), "{report}");
+    let csv = ok(&cli(&home, &["cost", "report", "--by", "service", "--csv"]));
+    assert!(csv.starts_with("service,currency,amount,records,tokens_in,tokens_out\nopenai,USD,"), "{csv}");
+    let budgets = json(&cli(&home, &["budget", "list", "--json"]));
+    assert_eq!(budgets.as_array().unwrap().len(), 2, "{budgets}");
 }
 
 #[test]
