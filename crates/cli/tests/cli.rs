@@ -345,6 +345,13 @@ fn a_run_survives_kill_9_of_the_server() {
     assert!(alive(&child) && alive(&main));
     let before = json(&cli(&home, &["runs", "show", &id, "--json"]));
     assert_eq!(before["status"], "running");
+    // Kill only once the first attempt's output is stored (the script prints it after writing
+    // its pid files): what a crash may lose is output not yet written, never acknowledged work.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok(&cli(&home, &["logs", &id])).contains("first attempt running") {
+        assert!(Instant::now() < deadline, "the first attempt's output never reached the log");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     s.kill9();
     std::thread::sleep(Duration::from_millis(200));
