@@ -249,3 +249,61 @@ async fn an_edited_manifest_reaches_the_scheduler_at_once() {
     e.remove("proj").await.unwrap();
     assert_eq!(e.schedule_tick().await.unwrap(), None, "a removed project's schedules are gone");
 }
+
+#[tokio::test]
+async fn a_project_paused_by_its_budget_skips_its_slots_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new(ms("2026-11-25T10:00:30Z"));
+    let e = engine(dir.path(), &clock).await;
+    e.register_path(&project(dir.path(), "  - { task: a, cron: \"* * * * *\" }\n")).await.unwrap();
+    e.schedule_tick().await.unwrap();
+    e.set_budget(agent_os_engine::BudgetInput {
+        project: "proj".into(),
+        service: None,
+        period: "daily".into(),
+        amount: "1".into(),
+        currency: None,
+        thresholds: Some(vec![100]),
+        on_exceed: Some("pause".into()),
+    })
+    .await
+    .unwrap();
+    let cost: agent_os_engine::costs::CostInput =
+        serde_json::from_value(serde_json::json!({"service": "openai", "amount": "1.5"})).unwrap();
+    e.record_costs("proj", None, &[cost], false).await.unwrap();
+    assert!(e.pause_of("proj").await.unwrap().is_some());
+
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "a").await, 0, "the 10:01 slot is skipped while the project is paused");
+    e.resume_project("proj").await.unwrap();
+    clock.advance_ms(60_000);
+    e.schedule_tick().await.unwrap();
+    assert_eq!(count(&e, "a").await, 1, "10:02 fires after the resume");
+
+    // Spending on in the same period does not pause it again.
+    e.record_costs(
+        "proj",
+        None,
+        &[serde_json::from_value(serde_json::json!({"service": "openai", "amount": "0.1"})).unwrap()],
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(e.pause_of("proj").await.unwrap().is_none(), "no second pause in the same period");
+
+    // A new day is a new period: over the limit again, paused again, and the pause ends by
+    // itself when that day does.
+    clock.advance_ms(24 * 3_600_000);
+    e.record_costs(
+        "proj",
+        None,
+        &[serde_json::from_value(serde_json::json!({"service": "openai", "amount": "2"})).unwrap()],
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(e.pause_of("proj").await.unwrap().is_some());
+    clock.advance_ms(24 * 3_600_000);
+    assert!(e.pause_of("proj").await.unwrap().is_none(), "the period ended");
+}
