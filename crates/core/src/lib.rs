@@ -9,6 +9,7 @@ pub mod cost;
 pub mod cron;
 pub mod discover;
 pub mod duration;
+pub mod envfile;
 pub mod id;
 pub mod manifest;
 pub mod name;
