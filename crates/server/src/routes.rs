@@ -715,7 +715,8 @@ pub struct FireView {
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct CollisionView {
-    /// The service both projects use (from their declared keys).
+    /// The service both projects use (from their declared keys), or `resource NAME` when both
+    /// tasks hold the same named resource.
     pub service: String,
     /// Indices into `fires`.
     pub fires: Vec<usize>,
@@ -761,13 +762,19 @@ pub async fn schedule_timeline(
             agent_os_core::parse_duration(w).map_err(|e| ApiError::bad_request(e).field("window"))?.as_millis() as i64
         }
     };
-    let services: std::collections::HashMap<String, Vec<String>> = st
-        .engine
-        .projects()
-        .await?
-        .iter()
-        .map(|p| (p.record.name.clone(), p.manifest.keys.iter().map(|k| k.service.clone()).collect()))
-        .collect();
+    // What each (project, task) shares with others: its project's declared services, and the
+    // named resources the task holds.
+    let mut services: std::collections::HashMap<(String, String), Vec<String>> = Default::default();
+    let mut project_services: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for p in st.engine.projects().await? {
+        let declared: Vec<String> = p.manifest.keys.iter().map(|k| k.service.clone()).collect();
+        for t in p.manifest.tasks.values() {
+            let mut all = declared.clone();
+            all.extend(t.resources.iter().map(|r| format!("resource {r}")));
+            services.insert((p.record.name.clone(), t.name.clone()), all);
+        }
+        project_services.insert(p.record.name.clone(), declared);
+    }
     let mut fires: Vec<(agent_os_core::timeline::Fire, FireView)> = Vec::new();
     let mut truncated = false;
     for s in st.engine.store().list_schedules(project.as_deref()).await? {
@@ -788,7 +795,11 @@ pub async fn schedule_timeline(
                 at: next.as_millisecond(),
                 project: s.project.clone(),
                 task: s.task.clone(),
-                services: services.get(&s.project).cloned().unwrap_or_default(),
+                services: services
+                    .get(&(s.project.clone(), s.task.clone()))
+                    .or_else(|| project_services.get(&s.project))
+                    .cloned()
+                    .unwrap_or_default(),
             };
             let view = FireView {
                 at: next.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),

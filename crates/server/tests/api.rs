@@ -1061,6 +1061,20 @@ async fn runs_wait_for_a_resource_and_say_why() {
     let (_, resources) = s.get("/api/v1/resources").await;
     assert_eq!(resources[0]["holders"], json!([]));
 
+    // Schedules of tasks that hold the same resource collide on the timeline.
+    for (name, minute) in [("gpu-a", 0), ("gpu-b", 2)] {
+        let root = dir.path().join(name);
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(
+            root.join("agent-os.yaml"),
+            format!("name: {name}\ntasks:\n  t: {{ run: \"true\", resources: [openai] }}\nschedules:\n  - {{ task: t, cron: \"{minute} 3 * * *\", managed_by: cron }}\n"),
+        )
+        .unwrap();
+        s.add(&root).await;
+    }
+    let (_, tl) = s.get("/api/v1/schedules/timeline?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z").await;
+    assert_eq!(tl["collisions"][0]["service"], "resource openai", "{tl}");
+
     // A task naming a resource the config does not declare is refused, with the place.
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
