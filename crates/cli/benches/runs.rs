@@ -9,13 +9,19 @@
 //! that only proves the harness still works. See docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
+
+// Each bench uses a part of the shared module.
+#[allow(dead_code)]
+mod common;
+
+use common::{Database, Server, Stats, ms};
 
 // `true` is quoted: bare, YAML reads it as a boolean, which is not an argv element.
 const MANIFEST: &str = "name: bench\ntasks:\n  noop:\n    run: [\"true\"]\n";
@@ -34,11 +40,7 @@ struct Plan {
 
 impl Plan {
     fn from_env() -> Plan {
-        let asked = std::env::var("AGENT_OS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        // `cargo bench` passes `--bench`; `cargo test --benches` does not, and there a smoke
-        // run is what is wanted.
-        let under_cargo_bench = std::env::args().any(|a| a == "--bench");
-        if asked || !under_cargo_bench {
+        if common::quick_mode() {
             Plan {
                 quick: true,
                 warmup: 5,
@@ -99,8 +101,8 @@ async fn bench(plan: &Plan) -> Result<()> {
     };
     eprintln!("idle RSS: {idle:.1} MiB");
 
-    match std::env::var("AGENT_OS_BENCH_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => {
+    match common::postgres_url() {
+        Some(url) => {
             let db = Database::create(&url)?;
             let server = Server::start(&bin, Some(&db.url)).await?;
             server.register(&http, project.path()).await?;
@@ -110,7 +112,7 @@ async fn bench(plan: &Plan) -> Result<()> {
             drop(db);
             columns.push(measured?);
         }
-        _ => eprintln!("AGENT_OS_BENCH_POSTGRES_URL is not set: PostgreSQL is not measured"),
+        None => eprintln!("AGENT_OS_BENCH_POSTGRES_URL is not set: PostgreSQL is not measured"),
     }
 
     print_report(plan, &spawn, &spawn_like_runner, idle, &columns);
@@ -150,7 +152,7 @@ async fn measure_runs(http: &reqwest::Client, server: &Server, plan: &Plan, back
         plan.sequential, overhead.p50, overhead.p90, overhead.p99, overhead.max
     );
 
-    let before = server.run_counts(http).await?;
+    let before = run_counts(http, server).await?;
     let cpu_before = server.cpu_ms()?;
     let expected = before.succeeded + plan.burst as u64;
     let started = Instant::now();
@@ -172,7 +174,7 @@ async fn measure_runs(http: &reqwest::Client, server: &Server, plan: &Plan, back
     let submitted = started.elapsed();
     let deadline = started + Duration::from_secs(120);
     let counts = loop {
-        let c = server.run_counts(http).await?;
+        let c = run_counts(http, server).await?;
         ensure!(c.unsuccessful == 0, "{backend}: {} runs did not succeed", c.unsuccessful);
         if c.succeeded >= expected {
             break c;
@@ -258,238 +260,27 @@ fn spawn_baseline(n: usize, like_runner: bool) -> Result<Stats> {
     Ok(Stats::of(times))
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-struct Stats {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Stats {
-    fn of(mut samples: Vec<f64>) -> Stats {
-        samples.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest sample with at least p of all samples at or below it.
-        let rank = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
-        Stats { p50: rank(0.50), p90: rank(0.90), p99: rank(0.99), max: samples[samples.len() - 1] }
-    }
-}
-
 struct RunCounts {
     succeeded: u64,
     /// failed, timed out or cancelled.
     unsuccessful: u64,
 }
 
-/// A running `agent-os serve` in a home of its own; stopped (SIGTERM, then waited for) on drop.
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    home: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(bin: &Path, database_url: Option<&str>) -> Result<Server> {
-        let home = tempfile::tempdir()?;
-        let token = random_hex(24)?;
-        let log = std::fs::File::create(home.path().join("serve.log"))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve").arg("--home").arg(home.path()).args(["--bind", "127.0.0.1:0"]);
-        if let Some(url) = database_url {
-            cmd.args(["--database-url", url]);
-        }
-        cmd.env("AGENT_OS_ADMIN_TOKEN", &token)
-            .env_remove("AGENT_OS_DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut server = Server { child, url: String::new(), token, home };
-        server.wait_ready().await.map_err(|e| anyhow!("{e}\n--- serve.log ---\n{}", server.log()))?;
-        Ok(server)
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client_json = self.home.path().join("client.json");
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("agent-os serve exited early: {status}");
-            }
-            ensure!(Instant::now() < deadline, "agent-os serve did not write client.json in 30 s");
-            if let Ok(text) = std::fs::read_to_string(&client_json)
-                && let Ok(cfg) = serde_json::from_str::<Value>(&text)
-                && let (Some(url), Some(token)) = (cfg["url"].as_str(), cfg["token"].as_str())
-            {
-                ensure!(token == self.token, "client.json holds another admin token than the one given");
-                self.url = url.to_string();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let http = reqwest::Client::new();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("agent-os serve exited early: {status}");
-            }
-            ensure!(Instant::now() < deadline, "{}/healthz did not answer 200 in 30 s", self.url);
-            if let Ok(resp) = http.get(format!("{}/healthz", self.url)).send().await
-                && resp.status() == reqwest::StatusCode::OK
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn register(&self, http: &reqwest::Client, dir: &Path) -> Result<()> {
-        let path = dir.canonicalize()?;
-        let resp = http
-            .post(format!("{}/api/v1/projects", self.url))
-            .bearer_auth(&self.token)
-            .json(&json!({"path": path}))
-            .send()
-            .await?;
-        let status = resp.status();
-        ensure!(
-            status == reqwest::StatusCode::CREATED,
-            "registering the project: HTTP {status}: {}",
-            resp.text().await?
-        );
-        Ok(())
-    }
-
-    async fn run_counts(&self, http: &reqwest::Client) -> Result<RunCounts> {
-        let resp = http.get(format!("{}/metrics", self.url)).bearer_auth(&self.token).send().await?;
-        ensure!(resp.status() == reqwest::StatusCode::OK, "GET /metrics: HTTP {}", resp.status());
-        let text = resp.text().await?;
-        let count = |status: &str| -> Result<u64> {
-            let prefix = format!("agent_os_runs{{status=\"{status}\"}} ");
-            let line = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&prefix))
-                .with_context(|| format!("/metrics has no {prefix}"))?;
-            Ok(line.trim().parse()?)
-        };
-        Ok(RunCounts {
-            succeeded: count("succeeded")?,
-            unsuccessful: count("failed")? + count("timed_out")? + count("cancelled")?,
-        })
-    }
-
-    fn rss_mib(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc/<pid>/status")?;
-        Ok(kib / 1024.0)
-    }
-
-    /// CPU time so far in ms: [server user, server system, reaped children user + system].
-    fn cpu_ms(&self) -> Result<[f64; 3]> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command name, which may hold spaces: utime is field 14 of the
-        // whole line, so index 11 here.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unreadable /proc/<pid>/stat")?;
-        let f: Vec<f64> = rest.split_whitespace().skip(11).take(4).map(|v| v.parse().unwrap_or(0.0)).collect();
-        ensure!(f.len() == 4, "unreadable /proc/<pid>/stat");
-        let tick = 1000.0 / clock_ticks_per_sec();
-        Ok([f[0] * tick, f[1] * tick, (f[2] + f[3]) * tick])
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("serve.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("agent-os serve did not stop within 15 s of SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh PostgreSQL database for one measurement, made and dropped with `psql`.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create(admin_url: &str) -> Result<Database> {
-        let name = format!("aos_bench_{}", random_hex(6)?);
-        let url = with_database(admin_url, &name)?;
-        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
-        Ok(Database { admin_url: admin_url.to_string(), name, url })
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Err(e) = psql(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
-            eprintln!("could not drop the database {}: {e}", self.name);
-        }
-    }
-}
-
-fn psql(url: &str, sql: &str) -> Result<()> {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run psql (is the PostgreSQL client installed?)")?;
-    ensure!(out.status.success(), "psql -c {sql:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    Ok(())
-}
-
-/// The same connection URL with another database name (the path), keeping any query.
-fn with_database(url: &str, name: &str) -> Result<String> {
-    let (scheme, rest) = url.split_once("://").context("AGENT_OS_BENCH_POSTGRES_URL is not a URL")?;
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, q)) => (r, Some(q)),
-        None => (rest, None),
+/// The run counts by status from `GET /metrics`.
+async fn run_counts(http: &reqwest::Client, server: &Server) -> Result<RunCounts> {
+    let resp = http.get(format!("{}/metrics", server.url)).bearer_auth(&server.token).send().await?;
+    ensure!(resp.status() == reqwest::StatusCode::OK, "GET /metrics: HTTP {}", resp.status());
+    let text = resp.text().await?;
+    let count = |status: &str| -> Result<u64> {
+        let prefix = format!("agent_os_runs{{status=\"{status}\"}} ");
+        let line =
+            text.lines().find_map(|l| l.strip_prefix(&prefix)).with_context(|| format!("/metrics has no {prefix}"))?;
+        Ok(line.trim().parse()?)
     };
-    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
-    Ok(match query {
-        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
-        None => format!("{scheme}://{authority}/{name}"),
+    Ok(RunCounts {
+        succeeded: count("succeeded")?,
+        unsuccessful: count("failed")? + count("timed_out")? + count("cancelled")?,
     })
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn random_hex(bytes: usize) -> Result<String> {
-    use std::io::Read;
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn print_report(plan: &Plan, spawn: &Stats, spawn_like_runner: &Stats, idle: f64, columns: &[Column]) {
