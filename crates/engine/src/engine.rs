@@ -132,6 +132,8 @@ pub struct Engine {
     schedules_dirty: std::sync::atomic::AtomicBool,
     /// The managed schedules, kept in memory between changes.
     schedule_table: tokio::sync::Mutex<scheduler::ScheduleTable>,
+    /// Pings on their way to the store, written in groups (one transaction for all waiting).
+    ping_writer: mpsc::Sender<monitor::PingJob>,
     /// Wakes lease requests: a hold was released.
     resources_changed: Notify,
     /// Wakes the check monitor: a ping arrived or checks changed.
@@ -162,7 +164,9 @@ impl Engine {
     ) -> Result<Arc<Engine>, EngineError> {
         std::fs::create_dir_all(cfg.runtime_dir.join("outputs"))
             .map_err(|e| EngineError::Unavailable(format!("cannot create {}: {e}", cfg.runtime_dir.display())))?;
+        let (ping_writer, pings) = mpsc::channel(4096);
         let engine = Arc::new(Engine {
+            ping_writer,
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1))),
             store,
             clock,
@@ -192,6 +196,7 @@ impl Engine {
         for p in engine.projects().await? {
             engine.sync_checks(&p).await?;
         }
+        tokio::spawn(engine.clone().ping_loop(pings));
         tokio::spawn(engine.clone().dispatch_loop());
         tokio::spawn(engine.clone().heartbeat_loop());
         if engine.cfg.probes_enabled {

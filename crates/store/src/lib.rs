@@ -200,6 +200,8 @@ pub trait Store: Send + Sync + 'static {
     async fn start_ping_at(&self, check_id: &str, rid: &str) -> Result<Option<i64>>;
     /// Stores a ping and the check's new fields (and event) in one transaction.
     async fn record_ping(&self, p: &PingUpdate) -> Result<()>;
+    /// Stores several pings, in order, in one transaction (a group commit).
+    async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.
     async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool>;
     async fn list_events(&self, kind_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>>;

@@ -649,6 +649,38 @@ fn pause_from(r: &AnyRow) -> Result<PauseRecord, sqlx::Error> {
     })
 }
 
+/// A ping and the check's new fields (and event), inside the caller's transaction.
+async fn write_ping(tx: &mut Transaction<'static, Any>, p: &PingUpdate) -> Result<()> {
+    sqlx::query("INSERT INTO pings (id, check_id, at, kind, rid, duration_ms, body, remote) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&p.id)
+            .bind(&p.check_id)
+            .bind(p.at)
+            .bind(&p.kind)
+            .bind(&p.rid)
+            .bind(p.duration_ms)
+            .bind(&p.body)
+            .bind(&p.remote)
+            .execute(&mut **tx)
+            .await?;
+    sqlx::query(
+            "UPDATE checks SET last_ping_at = $2, last_finish_at = $3, last_failed = $4, running_since = $5, \
+             last_duration_ms = COALESCE($6, last_duration_ms), state_changed_at = CASE WHEN state <> $7 THEN $2 ELSE state_changed_at END, state = $7 WHERE id = $1",
+        )
+        .bind(&p.check_id)
+        .bind(p.at)
+        .bind(p.last_finish_at)
+        .bind(i64::from(p.last_failed))
+        .bind(p.running_since)
+        .bind(p.duration_ms)
+        .bind(&p.state)
+        .execute(&mut **tx)
+        .await?;
+    if let Some(e) = &p.event {
+        insert_event(tx, e).await?;
+    }
+    Ok(())
+}
+
 /// Keeps the tail of `s` that fits in `max` bytes, on a character boundary.
 fn tail_bytes(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -1774,7 +1806,7 @@ impl Store for SqlStore {
             " FROM checks c JOIN projects p ON p.id = c.project_id WHERE c.id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await?;
         Ok(row.as_ref().map(check_from).transpose()?)
     }
@@ -1787,7 +1819,7 @@ impl Store for SqlStore {
         ))
         .bind(ping_key)
         .bind(slug)
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await?;
         Ok(row.as_ref().map(check_from).transpose()?)
     }
@@ -1802,33 +1834,13 @@ impl Store for SqlStore {
     }
 
     async fn record_ping(&self, p: &PingUpdate) -> Result<()> {
+        self.record_pings(std::slice::from_ref(p)).await
+    }
+
+    async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()> {
         let mut tx = self.tx().await?;
-        sqlx::query("INSERT INTO pings (id, check_id, at, kind, rid, duration_ms, body, remote) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(&p.id)
-            .bind(&p.check_id)
-            .bind(p.at)
-            .bind(&p.kind)
-            .bind(&p.rid)
-            .bind(p.duration_ms)
-            .bind(&p.body)
-            .bind(&p.remote)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE checks SET last_ping_at = $2, last_finish_at = $3, last_failed = $4, running_since = $5, \
-             last_duration_ms = COALESCE($6, last_duration_ms), state_changed_at = CASE WHEN state <> $7 THEN $2 ELSE state_changed_at END, state = $7 WHERE id = $1",
-        )
-        .bind(&p.check_id)
-        .bind(p.at)
-        .bind(p.last_finish_at)
-        .bind(i64::from(p.last_failed))
-        .bind(p.running_since)
-        .bind(p.duration_ms)
-        .bind(&p.state)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(e) = &p.event {
-            insert_event(&mut tx, e).await?;
+        for p in pings {
+            write_ping(&mut tx, p).await?;
         }
         tx.commit().await?;
         Ok(())

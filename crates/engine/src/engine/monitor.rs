@@ -41,6 +41,12 @@ pub struct DiscoveredSchedule {
     pub description: String,
 }
 
+/// A ping to store, and where to say whether it was.
+pub(crate) type PingJob = (PingUpdate, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Most pings one transaction carries.
+const PING_GROUP: usize = 256;
+
 /// Which check a ping is for.
 pub enum PingTarget<'a> {
     /// `/ping/<check id>`
@@ -263,23 +269,30 @@ impl Engine {
             }
             b
         });
-        self.store
-            .record_ping(&PingUpdate {
-                id: new_id(),
-                check_id: check.id.clone(),
-                at: now,
-                kind: kind.as_str(),
-                rid,
-                duration_ms,
-                body,
-                remote,
-                last_finish_at: pings.last_finish,
-                last_failed: pings.last_failed,
-                running_since: pings.running_since,
-                state: state.as_str().into(),
-                event: (state != old).then(|| event(&check, state, now, &why)),
-            })
-            .await?;
+        let (done, stored) = tokio::sync::oneshot::channel();
+        let update = PingUpdate {
+            id: new_id(),
+            check_id: check.id.clone(),
+            at: now,
+            kind: kind.as_str(),
+            rid,
+            duration_ms,
+            body,
+            remote,
+            last_finish_at: pings.last_finish,
+            last_failed: pings.last_failed,
+            running_since: pings.running_since,
+            state: state.as_str().into(),
+            event: (state != old).then(|| event(&check, state, now, &why)),
+        };
+        self.ping_writer
+            .send((update, done))
+            .await
+            .map_err(|_| EngineError::Unavailable("Agent OS is shutting down; ping again".into()))?;
+        stored
+            .await
+            .map_err(|_| EngineError::Unavailable("the ping was not stored; ping again".into()))?
+            .map_err(EngineError::Unavailable)?;
         self.checks_changed.notify_one();
         Ok(CheckRecord {
             state: state.as_str().into(),
@@ -291,6 +304,29 @@ impl Engine {
             state_changed_at: if state != old { Some(now) } else { check.state_changed_at },
             ..check
         })
+    }
+
+    /// Writes pings as they come, every ping waiting at that moment in one transaction: under
+    /// load a commit carries many pings (group commit), alone a ping is written at once. A
+    /// ping is answered only after its transaction commits.
+    pub(super) async fn ping_loop(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<PingJob>) {
+        while let Some(first) = jobs.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < PING_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let updates: Vec<PingUpdate> = batch.iter().map(|(u, _)| u.clone()).collect();
+            let result = self.store.record_pings(&updates).await.map_err(|e| {
+                tracing::warn!(error = %e, pings = updates.len(), "pings not stored");
+                "the database is not available".to_string()
+            });
+            for (_, reply) in batch {
+                let _ = reply.send(result.clone());
+            }
+        }
     }
 
     /// Re-evaluates every check at the current time, storing changes (late, down) with their

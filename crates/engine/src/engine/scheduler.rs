@@ -91,19 +91,33 @@ impl Engine {
     pub async fn schedule_tick(&self) -> Result<Option<i64>, EngineError> {
         let now = self.now();
         let mut table = self.schedule_table.lock().await;
-        let stale = table.loaded_at.is_none_or(|t| now - t >= RELOAD_EVERY || now < t);
-        if self.schedules_dirty.swap(false, Ordering::AcqRel) || stale {
+        // A change made here must be seen before firing; the periodic rebuild (for changes made
+        // through other nodes) waits until the due slots have fired, so it never delays them.
+        if self.schedules_dirty.swap(false, Ordering::AcqRel) || table.loaded_at.is_none() {
             *table = self.load_schedules(now).await?;
         }
-        let mut fired = 0;
-        for entry in table.entries.iter_mut() {
-            if !entry.paused && entry.next.is_some_and(|n| n <= now) {
-                fired += self.fire_due(entry, now).await?;
+        let due: Vec<usize> = (0..table.entries.len())
+            .filter(|&i| !table.entries[i].paused && table.entries[i].next.is_some_and(|n| n <= now))
+            .collect();
+        if !due.is_empty() {
+            let paused: HashSet<String> = self
+                .store
+                .list_pauses()
+                .await?
+                .into_iter()
+                .filter(|p| p.until.is_none_or(|u| u > now))
+                .map(|p| p.project)
+                .collect();
+            for i in due {
+                if self.fire_due(&mut table.entries[i], now, &paused).await? > 0 {
+                    // Each run may start at once: the dispatcher does not wait for the others.
+                    self.runs_changed.send_modify(|v| *v += 1);
+                    self.wake.notify_one();
+                }
             }
         }
-        if fired > 0 {
-            self.runs_changed.send_modify(|v| *v += 1);
-            self.wake.notify_one();
+        if table.loaded_at.is_none_or(|t| now - t >= RELOAD_EVERY || now < t) {
+            *table = self.load_schedules(now).await?;
         }
         Ok(table.entries.iter().filter(|e| !e.paused).filter_map(|e| e.next).min())
     }
@@ -186,7 +200,7 @@ impl Engine {
     }
 
     /// Fires the due slots of one schedule; returns how many runs were queued.
-    async fn fire_due(&self, entry: &mut Entry, now: i64) -> Result<usize, EngineError> {
+    async fn fire_due(&self, entry: &mut Entry, now: i64, paused: &HashSet<String>) -> Result<usize, EngineError> {
         // The slots in (last, now], counted from the last slot, never from "now".
         let mut due: Vec<i64> = Vec::new();
         let mut cursor =
@@ -217,7 +231,17 @@ impl Engine {
         }
         let mut fired = 0;
         for slot in to_fire {
-            let previous = self.store.last_schedule_run(&entry.key).await?;
+            if paused.contains(&entry.project) {
+                self.store
+                    .fire_slot(&entry.key, slot, None, "skipped: the project is paused by its budget", now)
+                    .await?;
+                continue;
+            }
+            // Only the policies that look at the previous run ask for it.
+            let previous = match entry.overlap {
+                Overlap::Allow => None,
+                _ => self.store.last_schedule_run(&entry.key).await?,
+            };
             let active = previous.as_ref().filter(|(_, status)| matches!(status.as_str(), "queued" | "running"));
             let skip = match (entry.overlap, active) {
                 (Overlap::Skip, Some(_)) => Some("skipped: the previous run is still going"),
@@ -226,8 +250,6 @@ impl Engine {
                 }
                 _ => None,
             };
-            let paused = self.pause_of(&entry.project).await?.is_some();
-            let skip = if paused { Some("skipped: the project is paused by its budget") } else { skip };
             if let Some(why) = skip {
                 self.store.fire_slot(&entry.key, slot, None, why, now).await?;
                 continue;
