@@ -7,6 +7,7 @@ mod commands;
 mod discover;
 mod exec;
 mod home;
+mod init;
 mod lease;
 mod serve;
 mod table;
@@ -91,6 +92,9 @@ enum Command {
     /// Run a job under a check: ping start, run it, ping its exit status with the tail of its
     /// output, exit with its status (for crontab, launchd, Railway).
     Exec(exec::ExecArgs),
+    /// Set a project up for Agent OS with its own keys: agent-os.yaml, .env.example, .gitignore
+    /// and an "API keys" section in its docs (prints the plan; --yes writes; no server needed).
+    Init(init::InitArgs),
     /// Run a job that must not collide with others: wait in line for a lease on a resource,
     /// run it, renew the lease while it runs, release it, exit with its status.
     Lease(lease::LeaseArgs),
@@ -242,6 +246,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             };
             Ok(exec::run(a, client.as_ref()).await)
         }
+        Command::Init(a) => Ok(init::run(a)),
         Command::Lease(a) => {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
             Ok(lease::run(a, &client).await)
@@ -284,6 +289,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Openapi
         | Command::Cron(_)
         | Command::Exec(_)
-        | Command::Lease(_) => C::Nothing,
+        | Command::Lease(_)
+        | Command::Init(_) => C::Nothing,
     }
 }
