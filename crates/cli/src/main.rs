@@ -8,6 +8,7 @@ mod discover;
 mod exec;
 mod home;
 mod init;
+mod keys;
 mod lease;
 mod serve;
 mod table;
@@ -98,6 +99,10 @@ enum Command {
     /// Run a job that must not collide with others: wait in line for a lease on a resource,
     /// run it, renew the lease while it runs, release it, exit with its status.
     Lease(lease::LeaseArgs),
+    /// Credential isolation: audit that projects keep their own keys, document them by name,
+    /// migrate a project off a shared env file. Local; the server only lists projects.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
     /// Named resources: limits, holders, waiters and rate-bucket levels.
     Resources {
         #[arg(long)]
@@ -251,6 +256,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
             Ok(lease::run(a, &client).await)
         }
+        Command::Keys(k) => {
+            let client = match k.needs_server() {
+                true => Some(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?),
+                false => None,
+            };
+            let home = home::resolve(cli.home.as_deref()).ok();
+            Ok(keys::run(k, home.as_deref(), client.as_ref()).await)
+        }
         Command::Schedules(discover::SchedulesArgs { sub: Some(discover::SchedulesSub::Discover(d)), .. }) => {
             let client = match d.register {
                 true => Some(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?),
@@ -290,6 +303,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Cron(_)
         | Command::Exec(_)
         | Command::Lease(_)
+        | Command::Keys(_)
         | Command::Init(_) => C::Nothing,
     }
 }

@@ -79,32 +79,40 @@ impl Redactor {
 
 /// Masks the shapes in [`SHAPES`] and `Bearer <token>`.
 pub fn redact_shapes(text: &str) -> String {
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
+    for (start, end) in find_shapes(text) {
+        out.push_str(&text[copied..start]);
+        out.push_str(MASK);
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Byte ranges `(start, end)` of the secret shapes in `text`: what [`redact_shapes`] would mask
+/// (for `Bearer <token>`, the token only). Used to find secrets without rewriting the text.
+pub fn find_shapes(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let boundary = i == 0 || !token_char(bytes[i - 1]);
         if boundary {
             if let Some(end) = match_shape(bytes, i) {
-                out.push_str(&text[copied..i]);
-                out.push_str(MASK);
-                copied = end;
+                spans.push((i, end));
                 i = end;
                 continue;
             }
             if let Some((token_start, end)) = match_bearer(bytes, i) {
-                out.push_str(&text[copied..token_start]);
-                out.push_str(MASK);
-                copied = end;
+                spans.push((token_start, end));
                 i = end;
                 continue;
             }
         }
         i += 1;
     }
-    out.push_str(&text[copied..]);
-    out
+    spans
 }
 
 fn match_shape(bytes: &[u8], at: usize) -> Option<usize> {
@@ -167,6 +175,27 @@ mod tests {
         for text in ["disk-usage-abcdefghijklmnopqrstuvwxyz", "sk-short", "task-1", "ünïcödé sk-"] {
             assert_eq!(redact_shapes(text), text);
         }
+    }
+
+    #[test]
+    fn finds_the_spans_redaction_would_mask() {
+        let text = "a=sk-abcdefghijklmnopqrstuvwxyz123 Authorization: Bearer abc.def-ghi_jkl== ghp_short";
+        let spans = find_shapes(text);
+        let found: Vec<&str> = spans.iter().map(|&(s, e)| &text[s..e]).collect();
+        assert_eq!(found, ["sk-abcdefghijklmnopqrstuvwxyz123", "abc.def-ghi_jkl=="]);
+        for text in ["disk-usage-abcdefghijklmnopqrstuvwxyz", "sk-short", "ünïcödé sk-", ""] {
+            assert!(find_shapes(text).is_empty(), "{text}");
+        }
+        // The same places redact_shapes masks.
+        let mut masked = String::new();
+        let mut at = 0;
+        for (s, e) in find_shapes(text) {
+            masked.push_str(&text[at..s]);
+            masked.push_str(MASK);
+            at = e;
+        }
+        masked.push_str(&text[at..]);
+        assert_eq!(masked, redact_shapes(text));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! plugins over the command and HTTP transports, polls status and cost probes, and recovers
 //! work a crashed process left behind. It owns no HTTP server; the server crate calls it.
 
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod costs;

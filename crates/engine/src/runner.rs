@@ -294,6 +294,76 @@ pub async fn run_captured(spec: ProcessSpec<'_>, max_stdout: usize) -> Captured 
     Captured { exit, stdout, stderr_tail }
 }
 
+/// What a local tool printed and how it ended ([`run_tool`]).
+pub struct ToolOutput {
+    /// The exit code; `None` when it was killed by a signal or for running too long.
+    pub code: Option<i32>,
+    /// At most the `max_stdout` bytes asked for.
+    pub stdout: Vec<u8>,
+}
+
+/// Runs a short-lived, read-only local tool (`git check-ignore`, `git ls-files`) to completion,
+/// without an async runtime: in `dir`, with the scrubbed environment plus `extra_env`, stdin
+/// and stderr closed, keeping at most `max_stdout` bytes of stdout. It is killed after
+/// `timeout`. Not for a project's tasks, which go through [`run_process`].
+pub fn run_tool(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    extra_env: &[(String, String)],
+    max_stdout: usize,
+    timeout: Duration,
+) -> Result<ToolOutput, String> {
+    use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
+    let mut env = base_env();
+    env.extend(extra_env.iter().cloned());
+    let path = resolve_program(program, dir, &env).ok_or_else(|| format!("{program:?} is not on the PATH"))?;
+    let mut child = std::process::Command::new(path)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("could not start {program:?}: {e}"))?;
+    let pid = i64::from(child.id());
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    // Read on a thread so a chatty tool never blocks on a full pipe while we wait for it.
+    let reader = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = max_stdout.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        kept
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status.code(),
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) | Err(_) => {
+                // The whole group, so no helper it started keeps the pipe (and us) open.
+                signal_group(pid, SIGKILL);
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = reader.join().unwrap_or_default();
+    Ok(ToolOutput { code, stdout })
+}
+
 /// Reads the outputs file a task wrote: `Ok(None)` when absent or empty, an error when it is
 /// too large or not a JSON object. The file is removed afterwards.
 pub fn read_outputs(path: &PathBuf, max_bytes: u64) -> Result<Option<serde_json::Value>, String> {
@@ -321,6 +391,20 @@ pub fn read_outputs(path: &PathBuf, max_bytes: u64) -> Result<Option<serde_json:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_s_output_is_bounded_and_a_slow_tool_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = |line: &'static str| [std::ffi::OsStr::new("-c"), std::ffi::OsStr::new(line)];
+        let out = run_tool("sh", &args("printf hello; exit 3"), dir.path(), &[], 3, Duration::from_secs(10)).unwrap();
+        assert_eq!((out.code, out.stdout.as_slice()), (Some(3), &b"hel"[..]));
+        let started = std::time::Instant::now();
+        let out =
+            run_tool("sh", &args("sleep 30 & sleep 30"), dir.path(), &[], 10, Duration::from_millis(200)).unwrap();
+        assert_eq!(out.code, None);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(run_tool("no-such-tool-here", &[], dir.path(), &[], 10, Duration::from_secs(1)).is_err());
+    }
 
     async fn run(cmd: Command, timeout_ms: u64) -> (Exit, Vec<(Stream, String)>, i64) {
         let dir = tempfile::tempdir().unwrap();
