@@ -620,6 +620,28 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
                 print_json(&p)?;
             } else {
                 print_project(&p);
+                // The key audit of the project, run by the server on its directory.
+                match c.get::<agent_os_server::AuditView>(&format!("/api/v1/projects/{}/audit", enc(name))).await {
+                    Ok(a) if !a.audited => println!("  key audit: nothing to read (the project runs elsewhere)"),
+                    Ok(a) if a.errors + a.warnings == 0 => println!("  key audit: clean"),
+                    Ok(a) => {
+                        println!("  key audit: {} errors, {} warnings", a.errors, a.warnings);
+                        for f in &a.findings {
+                            let place = match (f["file"].as_str(), f["line"].as_u64()) {
+                                (Some(file), Some(line)) => format!("{file}:{line}: "),
+                                (Some(file), None) => format!("{file}: "),
+                                _ => String::new(),
+                            };
+                            println!(
+                                "    {} {place}{}",
+                                f["severity"].as_str().unwrap_or(""),
+                                f["message"].as_str().unwrap_or("")
+                            );
+                        }
+                        println!("    (agent-os keys audit {} shows the fixes)", p.root.as_deref().unwrap_or(name));
+                    }
+                    Err(e) => println!("  key audit: unavailable ({e:#})"),
+                }
             }
         }
         ProjectCmd::Remove { name } => {

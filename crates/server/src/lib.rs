@@ -27,8 +27,8 @@ use agent_os_engine::Engine;
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
 pub use routes::{
-    BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry, EventView, Health,
-    Registered, Timeline,
+    AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
+    EventView, Health, Registered, Timeline,
 };
 
 /// Shared by every handler.
@@ -61,7 +61,7 @@ impl Default for ServerOptions {
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::list_checks, routes::list_events,
-        routes::cost_summary, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project,
+        routes::cost_summary, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project, routes::project_audit,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
     ),
@@ -119,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/budgets", get(routes::list_budgets).put(routes::put_budget))
         .route("/budgets/{id}", axum::routing::delete(routes::delete_budget))
         .route("/projects/{name}/resume", post(routes::resume_project))
+        .route("/projects/{name}/audit", get(routes::project_audit))
         .route("/schedules", get(routes::list_schedules))
         .route("/schedules/timeline", get(routes::schedule_timeline))
         .route("/schedules/{id}/pause", post(routes::pause_schedule))

@@ -1441,3 +1441,59 @@ pub async fn resume_project(
     st.engine.resume_project(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+// Key audit --------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct AuditView {
+    pub project: String,
+    pub checked_at: String,
+    /// False for a project without a directory on this machine (an HTTP plugin): nothing to read.
+    pub audited: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    /// `{severity, project, check, file, line, message, fix}`; never a secret value.
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<Value>,
+}
+
+/// The key audit of one project, run now (`agent-os keys audit` checks several at once, and
+/// compares their keys with each other).
+#[utoipa::path(get, path = "/api/v1/projects/{name}/audit", tag = "projects", params(("name" = String, Path)), responses((status = 200, body = AuditView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn project_audit(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<AuditView>> {
+    let p = st.engine.project(&name).await?;
+    caller.require_project(&p.record)?;
+    let checked_at = views::time(st.engine.now());
+    let Some(root) = p.root().map(std::path::Path::to_path_buf) else {
+        return Ok(Json(AuditView {
+            project: name,
+            checked_at,
+            audited: false,
+            errors: 0,
+            warnings: 0,
+            findings: Vec::new(),
+        }));
+    };
+    let target = agent_os_engine::audit::AuditTarget { name: name.clone(), root, manifest: p.manifest.clone() };
+    let home = st.engine.config().runtime_dir.parent().map(std::path::Path::to_path_buf);
+    let findings = tokio::task::spawn_blocking(move || {
+        agent_os_engine::audit::audit(&[target], &agent_os_engine::audit::AuditOptions { home })
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the audit did not finish"))?;
+    // Agent OS's own .env is not this project's business.
+    let findings: Vec<_> = findings.into_iter().filter(|f| f.project.as_deref() == Some(name.as_str())).collect();
+    let errors = findings.iter().filter(|f| f.severity == agent_os_engine::audit::Severity::Error).count();
+    Ok(Json(AuditView {
+        project: name,
+        checked_at,
+        audited: true,
+        errors,
+        warnings: findings.len() - errors,
+        findings: findings.iter().filter_map(|f| serde_json::to_value(f).ok()).collect(),
+    }))
+}

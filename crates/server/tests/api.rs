@@ -1404,3 +1404,38 @@ async fn a_budget_warns_once_per_threshold_and_pauses_the_project_until_resumed(
     let (st, _) = s.req(reqwest::Method::DELETE, &format!("/api/v1/budgets/{id}"), Some(&s.admin), None).await;
     assert_eq!(st, 204);
 }
+
+#[tokio::test]
+async fn a_projects_key_audit_is_served_without_its_values() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("leaky");
+    std::fs::create_dir(&root).unwrap();
+    let canary = format!("sk-proj-{}", agent_os_core::id::new_id().replace('-', ""));
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: leaky\nenv_file: .env\nkeys:\n  OPENAI_API_KEY: { service: openai, key_name: leaky-openai }\ntasks:\n  t: { run: \"true\" }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join(".env"), format!("OPENAI_API_KEY={canary}\nSTRIPE_SECRET=abc123abc123abc\n")).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").args(args).current_dir(&root).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    s.add(&root).await;
+    let (st, audit) = s.get("/api/v1/projects/leaky/audit").await;
+    assert_eq!(st, 200, "{audit}");
+    let checks: Vec<&str> =
+        audit["findings"].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
+    assert!(checks.contains(&"env-not-ignored"), "{audit}");
+    assert!(checks.contains(&"undeclared-credential"), "{audit}");
+    assert!(audit["errors"].as_u64().unwrap() >= 1);
+    assert!(!audit.to_string().contains(&canary), "no value in the answer");
+
+    std::fs::write(root.join(".gitignore"), ".env\n").unwrap();
+    let (_, audit) = s.get("/api/v1/projects/leaky/audit").await;
+    let checks: Vec<&str> =
+        audit["findings"].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
+    assert!(!checks.contains(&"env-not-ignored"), "{audit}");
+}
