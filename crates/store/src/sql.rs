@@ -610,11 +610,17 @@ async fn draw_tokens(
 ) -> Result<()> {
     for (resource, n) in taken {
         let Some(rate) = limits.get(resource).and_then(|l| l.rate.as_ref()) else { continue };
-        let level = usage.buckets.get(resource).map_or(f64::from(rate.burst), |b| b.level(rate, now));
+        // A bucket's time never goes back: a caller whose clock reading is older than the last
+        // draw (it read the clock before waiting for the lock) draws at the bucket's time, or
+        // the refill since then would be counted twice.
+        let (level, at) = match usage.buckets.get(resource) {
+            Some(b) => (b.level(rate, now.max(b.at)), now.max(b.at)),
+            None => (f64::from(rate.burst), now),
+        };
         sqlx::query("INSERT INTO resource_buckets (resource, tokens, at) VALUES ($1, $2, $3) ON CONFLICT (resource) DO UPDATE SET tokens = excluded.tokens, at = excluded.at")
             .bind(resource)
             .bind(level - f64::from(*n))
-            .bind(now)
+            .bind(at)
             .execute(&mut **tx)
             .await?;
     }

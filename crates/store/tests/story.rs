@@ -672,6 +672,20 @@ async fn resource_story(s: &dyn Store) {
             s.drop_lease_waiter(&format!("R{i}")).await.unwrap();
         }
     }
+    // A caller whose clock reading is older than the bucket's (it read the clock, then waited
+    // for the lock) must not move the bucket back in time and get the refill twice.
+    let fresh = std::collections::HashMap::from([(
+        "search".to_string(),
+        Limits { concurrency: None, rate: Some(Rate { count: 1, per: std::time::Duration::from_secs(1), burst: 2 }) },
+    )]);
+    let ask = |id: &str| LeaseRequest { resource: "search".into(), ..lease(id, 50, 0) };
+    assert!(matches!(s.acquire_lease(&ask("S1"), &fresh, 20_000).await.unwrap(), LeaseAttempt::Granted(_)));
+    assert!(matches!(s.acquire_lease(&ask("S2"), &fresh, 19_500).await.unwrap(), LeaseAttempt::Granted(_)));
+    let third = s.acquire_lease(&ask("S3"), &fresh, 20_600).await.unwrap();
+    assert!(
+        matches!(third, LeaseAttempt::Waiting { blocked_by: Blocked::Rate, .. }),
+        "0.6 tokens at 20.6 s: {third:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use agent_os_core::id::new_id;
-use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY};
+use std::collections::HashMap;
+
+use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY, Usage, Waiter, allocate};
 use agent_os_store::{Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceSnapshot, RunRecord};
 
 use super::{Engine, EngineError};
@@ -17,6 +19,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// How often a waiting lease request looks again without being woken (other nodes' releases).
 const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// How often a waiting lease request refreshes its row in line (the row lives 10 s).
+const KEEP_PLACE_MS: i64 = 3_000;
 
 /// A lease request as the API takes it.
 #[derive(Clone, Debug)]
@@ -80,9 +85,25 @@ impl Engine {
             since: self.now(),
         };
         let deadline = tokio::time::Instant::now() + o.wait;
+        let mut kept_place_at: Option<i64> = None;
         loop {
             let woken = self.resources_changed.notified();
             let now = self.now();
+            // Woken with others, most waiters cannot go yet: a read tells them so without the
+            // write transaction, which is taken when this request's turn may have come, or to
+            // keep its place in line (its row expires unless refreshed).
+            let refresh_due = kept_place_at.is_none_or(|t| now - t >= KEEP_PLACE_MS);
+            if !refresh_due && !self.might_be_granted(&req, now).await? {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if !left.is_zero() {
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(left.min(RETRY_EVERY)) => {}
+                    }
+                    continue;
+                }
+            }
+            kept_place_at = Some(now);
             match self.store.acquire_lease(&req, &self.cfg.resources, now).await? {
                 LeaseAttempt::Granted(hold) => {
                     // Runs behind the lease may be able to go now that the line moved.
@@ -110,6 +131,21 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether `req` would be granted now, judged from a read of the line (no lock taken).
+    async fn might_be_granted(&self, req: &LeaseRequest, now: i64) -> Result<bool, EngineError> {
+        let snap = self.store.resource_snapshot(now).await?;
+        let waiters: Vec<Waiter> = snap
+            .waiters
+            .iter()
+            .map(|w| Waiter { id: w.id.clone(), resources: w.resources.clone(), priority: w.priority, since: w.since })
+            .collect();
+        let mut usage = Usage { held: HashMap::new(), buckets: snap.buckets.clone() };
+        for h in &snap.holds {
+            *usage.held.entry(h.resource.clone()).or_insert(0) += 1;
+        }
+        Ok(allocate(&waiters, &self.cfg.resources, &usage, now).granted.contains(&req.id))
     }
 
     /// Extends a lease by `ttl` (default: its own) from now.
