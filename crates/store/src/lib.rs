@@ -173,6 +173,9 @@ pub trait Store: Send + Sync + 'static {
     /// given, the run, in one transaction, and moves the schedule's last slot forward. Returns
     /// false (changing nothing) when the slot was already claimed, by this node or another.
     async fn fire_slot(&self, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> Result<bool>;
+    /// [`fire_slot`](Store::fire_slot) for many slots in one transaction; says which were
+    /// claimed here.
+    async fn fire_slots(&self, fires: &[SlotFire], now: i64) -> Result<Vec<bool>>;
     /// The id and status of the run started by the schedule's most recent fired slot, if any.
     async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>>;
     /// Every schedule the scheduler has seen, with its newest run.

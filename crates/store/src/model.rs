@@ -494,3 +494,13 @@ pub struct PauseRecord {
     /// When it ends by itself (the budget period's end); `None` until resumed.
     pub until: Option<i64>,
 }
+
+/// One slot of a managed schedule, as the scheduler decided it: fired with a run, or recorded
+/// as skipped or missed.
+#[derive(Clone, Debug)]
+pub struct SlotFire {
+    pub key: String,
+    pub slot: i64,
+    pub run: Option<NewRun>,
+    pub outcome: String,
+}

@@ -655,6 +655,46 @@ fn pause_from(r: &AnyRow) -> Result<PauseRecord, sqlx::Error> {
     })
 }
 
+/// Claims a schedule slot, once ever, with its run, and moves the schedule's last slot forward;
+/// false (and nothing written) when the slot was already claimed, by this node or another.
+async fn write_slot(tx: &mut Transaction<'static, Any>, f: &SlotFire, now: i64) -> Result<bool> {
+    let claimed = sqlx::query("INSERT INTO schedule_slots (schedule_key, slot, run_id, outcome, fired_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (schedule_key, slot) DO NOTHING")
+        .bind(&f.key)
+        .bind(f.slot)
+        .bind(f.run.as_ref().map(|r| r.id.as_str()))
+        .bind(&f.outcome)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if let Some(run) = &f.run {
+        sqlx::query("INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for, resources, priority) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+            .bind(&run.id)
+            .bind(&run.project_id)
+            .bind(&run.project)
+            .bind(&run.task)
+            .bind(&run.input)
+            .bind(run.max_attempts)
+            .bind(&run.trigger)
+            .bind(now)
+            .bind(run.now)
+            .bind(&run.concurrency_key)
+            .bind(run.scheduled_for)
+            .bind(join_names(&run.resources))
+            .bind(run.priority)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("INSERT INTO schedule_state (schedule_key, last_slot) VALUES ($1, $2) ON CONFLICT (schedule_key) DO UPDATE SET last_slot = CASE WHEN schedule_state.last_slot > excluded.last_slot THEN schedule_state.last_slot ELSE excluded.last_slot END")
+        .bind(&f.key)
+        .bind(f.slot)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
+
 /// A ping and the check's new fields (and event), inside the caller's transaction.
 async fn write_ping(tx: &mut Transaction<'static, Any>, p: &PingUpdate) -> Result<()> {
     sqlx::query("INSERT INTO pings (id, check_id, at, kind, rid, duration_ms, body, remote) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -1621,49 +1661,24 @@ impl Store for SqlStore {
     }
 
     async fn fire_slot(&self, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> Result<bool> {
+        let fire = SlotFire { key: key.into(), slot, run: run.cloned(), outcome: outcome.into() };
+        Ok(self.fire_slots(std::slice::from_ref(&fire), now).await?[0])
+    }
+
+    async fn fire_slots(&self, fires: &[SlotFire], now: i64) -> Result<Vec<bool>> {
         let mut tx = self.tx().await?;
-        let claimed = sqlx::query("INSERT INTO schedule_slots (schedule_key, slot, run_id, outcome, fired_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (schedule_key, slot) DO NOTHING")
-            .bind(key)
-            .bind(slot)
-            .bind(run.map(|r| r.id.as_str()))
-            .bind(outcome)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if claimed.rows_affected() == 0 {
-            return Ok(false);
+        let mut claimed = Vec::with_capacity(fires.len());
+        for f in fires {
+            claimed.push(write_slot(&mut tx, f, now).await?);
         }
-        if let Some(run) = run {
-            sqlx::query("INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for, resources, priority) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)")
-                .bind(&run.id)
-                .bind(&run.project_id)
-                .bind(&run.project)
-                .bind(&run.task)
-                .bind(&run.input)
-                .bind(run.max_attempts)
-                .bind(&run.trigger)
-                .bind(now)
-                .bind(run.now)
-                .bind(&run.concurrency_key)
-                .bind(run.scheduled_for)
-                .bind(join_names(&run.resources))
-                .bind(run.priority)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("INSERT INTO schedule_state (schedule_key, last_slot) VALUES ($1, $2) ON CONFLICT (schedule_key) DO UPDATE SET last_slot = CASE WHEN schedule_state.last_slot > excluded.last_slot THEN schedule_state.last_slot ELSE excluded.last_slot END")
-            .bind(key)
-            .bind(slot)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(claimed)
     }
 
     async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>> {
         let row = sqlx::query("SELECT r.id, r.status FROM schedule_slots s JOIN runs r ON r.id = s.run_id WHERE s.schedule_key = $1 ORDER BY s.slot DESC LIMIT 1")
             .bind(key)
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         Ok(match row {
             Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),

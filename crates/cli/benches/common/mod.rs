@@ -56,7 +56,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(bin: &Path, database_url: Option<&str>) -> Result<Server> {
+        Self::start_with_config(bin, database_url, None).await
+    }
+
+    /// The same, with `config` written to the home's `config.yaml` first.
+    pub async fn start_with_config(bin: &Path, database_url: Option<&str>, config: Option<&str>) -> Result<Server> {
         let home = tempfile::tempdir()?;
+        if let Some(text) = config {
+            std::fs::write(home.path().join("config.yaml"), text)?;
+        }
         let token = random_hex(24)?;
         let log = std::fs::File::create(home.path().join("serve.log"))?;
         let mut cmd = Command::new(bin);

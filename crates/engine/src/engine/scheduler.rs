@@ -16,7 +16,7 @@ use std::time::Duration;
 use agent_os_core::cron::{Cron, zone};
 use agent_os_core::id::{new_id, schedule_id, schedule_key};
 use agent_os_core::manifest::{CatchUp, MAX_CATCH_UP, Overlap};
-use agent_os_store::{NewRun, RunRecord, ScheduleRecord};
+use agent_os_store::{NewRun, RunRecord, ScheduleRecord, SlotFire};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -108,12 +108,16 @@ impl Engine {
                 .filter(|p| p.until.is_none_or(|u| u > now))
                 .map(|p| p.project)
                 .collect();
+            // Every due slot is decided first, then all are written in one transaction: fifty
+            // schedules due at 10:00 cost one commit, not fifty.
+            let mut fires = Vec::new();
             for i in due {
-                if self.fire_due(&mut table.entries[i], now, &paused).await? > 0 {
-                    // Each run may start at once: the dispatcher does not wait for the others.
-                    self.runs_changed.send_modify(|v| *v += 1);
-                    self.wake.notify_one();
-                }
+                self.decide_due(&mut table.entries[i], now, &paused, &mut fires).await?;
+            }
+            let claimed = self.store.fire_slots(&fires, now).await?;
+            if fires.iter().zip(&claimed).any(|(f, c)| *c && f.run.is_some()) {
+                self.runs_changed.send_modify(|v| *v += 1);
+                self.wake.notify_one();
             }
         }
         if table.loaded_at.is_none_or(|t| now - t >= RELOAD_EVERY || now < t) {
@@ -199,8 +203,15 @@ impl Engine {
         Ok(ScheduleTable { entries, loaded_at: Some(now) })
     }
 
-    /// Fires the due slots of one schedule; returns how many runs were queued.
-    async fn fire_due(&self, entry: &mut Entry, now: i64, paused: &HashSet<String>) -> Result<usize, EngineError> {
+    /// Decides the due slots of one schedule: a run for each slot to fire, or the reason it is
+    /// skipped or missed.
+    async fn decide_due(
+        &self,
+        entry: &mut Entry,
+        now: i64,
+        paused: &HashSet<String>,
+        fires: &mut Vec<SlotFire>,
+    ) -> Result<(), EngineError> {
         // The slots in (last, now], counted from the last slot, never from "now".
         let mut due: Vec<i64> = Vec::new();
         let mut cursor =
@@ -218,28 +229,29 @@ impl Engine {
         }
         let Some(&newest) = due.last() else {
             entry.set_last(entry.last);
-            return Ok(0);
+            return Ok(());
         };
         let to_fire: Vec<i64> = match entry.catch_up {
             CatchUp::Skip => due.iter().copied().filter(|slot| now - slot <= ON_TIME).collect(),
             CatchUp::Latest => vec![newest],
             CatchUp::All => due.iter().rev().take(MAX_CATCH_UP).rev().copied().collect(),
         };
+        let skipped = |slot: i64, why: &str| SlotFire { key: entry.key.clone(), slot, run: None, outcome: why.into() };
         if to_fire.last() != Some(&newest) {
             // Remember how far we got, so missed slots are not looked at again.
-            self.store.fire_slot(&entry.key, newest, None, "missed", now).await?;
+            fires.push(skipped(newest, "missed"));
         }
-        let mut fired = 0;
+        // A run queued by an earlier slot of this same decision counts as the previous run.
+        let mut queued_here: Option<(String, String)> = None;
         for slot in to_fire {
             if paused.contains(&entry.project) {
-                self.store
-                    .fire_slot(&entry.key, slot, None, "skipped: the project is paused by its budget", now)
-                    .await?;
+                fires.push(skipped(slot, "skipped: the project is paused by its budget"));
                 continue;
             }
             // Only the policies that look at the previous run ask for it.
-            let previous = match entry.overlap {
-                Overlap::Allow => None,
+            let previous = match (entry.overlap, &queued_here) {
+                (Overlap::Allow, _) => None,
+                (_, Some(q)) => Some(q.clone()),
                 _ => self.store.last_schedule_run(&entry.key).await?,
             };
             let active = previous.as_ref().filter(|(_, status)| matches!(status.as_str(), "queued" | "running"));
@@ -251,7 +263,7 @@ impl Engine {
                 _ => None,
             };
             if let Some(why) = skip {
-                self.store.fire_slot(&entry.key, slot, None, why, now).await?;
+                fires.push(skipped(slot, why));
                 continue;
             }
             if let (Overlap::Replace, Some((id, _))) = (entry.overlap, active) {
@@ -276,12 +288,11 @@ impl Engine {
                 priority: entry.priority,
                 now: now.max(slot) + jitter,
             };
-            if self.store.fire_slot(&entry.key, slot, Some(&run), "started", now).await? {
-                fired += 1;
-            }
+            queued_here = Some((run.id.clone(), "queued".into()));
+            fires.push(SlotFire { key: entry.key.clone(), slot, run: Some(run), outcome: "started".into() });
         }
         entry.set_last(newest);
-        Ok(fired)
+        Ok(())
     }
 
     pub(super) async fn schedule_loop(self: Arc<Self>) {
