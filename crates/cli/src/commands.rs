@@ -286,14 +286,21 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                 print_json(&tl)?;
                 return Ok(0);
             }
-            let flagged: std::collections::HashMap<usize, String> =
-                tl.collisions.iter().flat_map(|c| c.fires.iter().map(move |i| (*i, c.service.clone()))).collect();
+            let mut flagged: std::collections::HashMap<usize, Vec<String>> = Default::default();
+            for c in &tl.collisions {
+                for i in &c.fires {
+                    let on = flagged.entry(*i).or_default();
+                    if !on.contains(&c.service) {
+                        on.push(c.service.clone());
+                    }
+                }
+            }
             let rows: Vec<Vec<String>> = tl
                 .fires
                 .iter()
                 .enumerate()
                 .map(|(i, f)| {
-                    let note = flagged.get(&i).map(|s| format!("collides: {s}")).unwrap_or_default();
+                    let note = flagged.get(&i).map(|s| format!("collides: {}", s.join(", "))).unwrap_or_default();
                     vec![f.at.replace('T', " "), f.project.clone(), f.task.clone(), f.managed_by.clone(), note]
                 })
                 .collect();

@@ -138,19 +138,23 @@ pub async fn run(a: &ExecArgs, client: Option<&crate::client::Client>) -> u8 {
     if tail.len() > TAIL {
         tail.drain(..tail.len() - TAIL);
     }
-    let code: u8 = match status {
-        Ok(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            match (s.code(), s.signal()) {
-                (Some(c), _) => c as u8,
-                (None, Some(sig)) => 128u8.saturating_add(sig as u8),
-                _ => 1,
-            }
-        }
-        Err(_) => 1,
-    };
+    let code = exit_code(status);
     if let Some(u) = &url {
         ping(&http, &format!("{u}/{code}?rid={rid}"), tail).await;
     }
     code
+}
+
+/// The shell's view of how a command ended: its exit code, 128+N for signal N, 1 when it could
+/// not be waited for.
+pub fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => c as u8,
+            (None, Some(sig)) => 128u8.saturating_add(sig as u8),
+            _ => 1,
+        },
+        Err(_) => 1,
+    }
 }

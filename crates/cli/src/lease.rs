@@ -112,15 +112,5 @@ pub async fn run(a: &LeaseArgs, client: &Client) -> u8 {
     if let Err(e) = client.delete(&lease_path).await {
         eprintln!("agent-os lease: warning: could not release the lease (it expires by itself): {e:#}");
     }
-    match status {
-        Ok(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            match (s.code(), s.signal()) {
-                (Some(c), _) => c as u8,
-                (None, Some(sig)) => 128u8.saturating_add(sig as u8),
-                _ => 1,
-            }
-        }
-        Err(_) => 1,
-    }
+    crate::exec::exit_code(status)
 }

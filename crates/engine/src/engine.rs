@@ -506,23 +506,12 @@ impl Engine {
         }
         self.check_resources(&project.record.name, task)?;
         self.refuse_if_paused(&project.record.name).await?;
-        let run = self
-            .store
-            .insert_run(&NewRun {
-                id: new_id(),
-                project_id: project.record.id.clone(),
-                project: project.record.name.clone(),
-                task: task.name.clone(),
-                input: req.input.to_string(),
-                max_attempts: i64::from(task.retries) + 1,
-                trigger: req.trigger,
-                concurrency_key: None,
-                scheduled_for: None,
-                resources: task.resources.clone(),
-                priority: task.priority,
-                now: self.now(),
-            })
-            .await?;
+        self.queue_run(task_run(&project, task, req.input.to_string(), &req.trigger, self.now())).await
+    }
+
+    /// Stores a queued run and wakes the dispatcher.
+    pub(crate) async fn queue_run(&self, run: NewRun) -> Result<RunRecord, EngineError> {
+        let run = self.store.insert_run(&run).await?;
         self.runs_changed.send_modify(|v| *v += 1);
         self.wake.notify_one();
         Ok(run)
@@ -629,29 +618,9 @@ impl Engine {
                 // Each claimed run gets its own token in the claim's transaction: it acts only
                 // for the run's project and is revoked when the attempt ends.
                 let now = self.now();
-                let (plain, records): (Vec<String>, Vec<TokenRecord>) = (0..free)
-                    .map(|_| {
-                        let (token, hash) = new_token(TokenKind::Run);
-                        (token, token_record(TokenKind::Run, "run token", hash, None, now))
-                    })
-                    .unzip();
+                let (plain, records) = run_tokens(free, now);
                 match self.store.claim_runs(&self.cfg.node_id, now, free as i64, &records).await {
-                    Ok(runs) => {
-                        claimed = runs.len();
-                        for (run, token) in runs.into_iter().zip(plain) {
-                            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
-                            let engine = self.clone();
-                            tokio::spawn(async move {
-                                engine.execute(run, token).await;
-                                drop(permit);
-                                engine.wake.notify_one();
-                                engine.resources_changed.notify_waiters();
-                            });
-                        }
-                        if claimed > 0 {
-                            self.runs_changed.send_modify(|v| *v += 1);
-                        }
-                    }
+                    Ok(runs) => claimed = self.start_claimed(runs, plain),
                     Err(e) => {
                         tracing::error!(error = %e, "could not claim runs");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -662,12 +631,7 @@ impl Engine {
             if claimed < free && !self.cfg.resources.is_empty() {
                 let now = self.now();
                 let want = free - claimed;
-                let (plain, records): (Vec<String>, Vec<TokenRecord>) = (0..want)
-                    .map(|_| {
-                        let (token, hash) = new_token(TokenKind::Run);
-                        (token, token_record(TokenKind::Run, "run token", hash, None, now))
-                    })
-                    .unzip();
+                let (plain, records) = run_tokens(want, now);
                 match self
                     .store
                     .claim_resource_runs(&self.cfg.node_id, now, want as i64, &records, &self.cfg.resources)
@@ -675,21 +639,7 @@ impl Engine {
                 {
                     Ok(got) => {
                         resource_wake = got.wake_at;
-                        let n = got.runs.len();
-                        for (run, token) in got.runs.into_iter().zip(plain) {
-                            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
-                            let engine = self.clone();
-                            tokio::spawn(async move {
-                                engine.execute(run, token).await;
-                                drop(permit);
-                                engine.wake.notify_one();
-                                engine.resources_changed.notify_waiters();
-                            });
-                        }
-                        if n > 0 {
-                            claimed += n;
-                            self.runs_changed.send_modify(|v| *v += 1);
-                        }
+                        claimed += self.start_claimed(got.runs, plain);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "could not claim runs that wait for resources");
@@ -716,6 +666,25 @@ impl Engine {
                 _ = stopping.changed() => {}
             }
         }
+    }
+
+    /// Starts each claimed run in a slot of its own; returns how many.
+    fn start_claimed(self: &Arc<Self>, runs: Vec<RunRecord>, tokens: Vec<String>) -> usize {
+        let n = runs.len();
+        for (run, token) in runs.into_iter().zip(tokens) {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.execute(run, token).await;
+                drop(permit);
+                engine.wake.notify_one();
+                engine.resources_changed.notify_waiters();
+            });
+        }
+        if n > 0 {
+            self.runs_changed.send_modify(|v| *v += 1);
+        }
+        n
     }
 
     async fn execute(self: &Arc<Self>, run: RunRecord, token: String) {
@@ -1306,6 +1275,41 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A run of `task` as its manifest says (retries, resources, priority), due at `now`.
+pub(crate) fn task_run(
+    p: &LoadedProject,
+    task: &agent_os_core::manifest::Task,
+    input: String,
+    trigger: &str,
+    now: i64,
+) -> NewRun {
+    NewRun {
+        id: new_id(),
+        project_id: p.record.id.clone(),
+        project: p.record.name.clone(),
+        task: task.name.clone(),
+        input,
+        max_attempts: i64::from(task.retries) + 1,
+        trigger: trigger.into(),
+        concurrency_key: None,
+        scheduled_for: None,
+        resources: task.resources.clone(),
+        priority: task.priority,
+        now,
+    }
+}
+
+/// `n` fresh run tokens: the plain values for the tasks, and the records the claim stores (each
+/// acts only for its run's project and is revoked when the attempt ends).
+fn run_tokens(n: usize, now: i64) -> (Vec<String>, Vec<TokenRecord>) {
+    (0..n)
+        .map(|_| {
+            let (token, hash) = new_token(TokenKind::Run);
+            (token, token_record(TokenKind::Run, "run token", hash, None, now))
+        })
+        .unzip()
 }
 
 fn manifest_schedules(m: &Manifest) -> Vec<NewSchedule> {

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use std::collections::HashMap;
 
+use agent_os_core::cron::Cron;
 use agent_os_core::manifest::Command;
 use agent_os_engine::schedule_ident;
 use agent_os_engine::{Engine, LoadedProject};
@@ -116,18 +117,12 @@ impl ScheduleContext {
 }
 
 /// Fire times after `after` (ms) as RFC 3339 with the zone's offset.
-fn next_fires(cron: &str, timezone: &str, after: i64, count: usize) -> Vec<String> {
-    match (agent_os_core::cron::Cron::parse(cron), agent_os_core::cron::zone(timezone)) {
-        (Ok(c), Ok(tz)) => jiff::Timestamp::from_millisecond(after)
-            .map(|after| {
-                c.upcoming(&tz, after, count)
-                    .into_iter()
-                    .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
+fn next_fires(parsed: Option<&(Cron, jiff::tz::TimeZone)>, after: i64, count: usize) -> Vec<String> {
+    let (Some((c, tz)), Ok(after)) = (parsed, jiff::Timestamp::from_millisecond(after)) else { return Vec::new() };
+    c.upcoming(tz, after, count)
+        .into_iter()
+        .map(|t| t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+        .collect()
 }
 
 /// How long past a slot the scheduler may be before its schedule counts as late.
@@ -137,7 +132,8 @@ impl ScheduleView {
     /// The view of a stored schedule with its next `count` fire times after `now` (ms).
     pub fn new(s: ScheduleRecord, ctx: &ScheduleContext, now: i64, count: usize) -> Self {
         let (key, id) = schedule_ident(&s);
-        let next = next_fires(&s.cron, &s.timezone, now, count);
+        let parsed = Cron::parse(&s.cron).ok().zip(agent_os_core::cron::zone(&s.timezone).ok());
+        let next = next_fires(parsed.as_ref(), now, count);
         let managed = s.managed_by == "agent-os";
         let stored = ctx.states.get(&key);
         let paused = managed && stored.is_some_and(|st| st.paused);
@@ -150,15 +146,10 @@ impl ScheduleView {
         });
         let check = s.check_slug.as_ref().and_then(|slug| ctx.checks.get(&(s.project.clone(), slug.clone())));
         let (state, late, down) = if managed {
-            let behind = stored.filter(|st| !st.paused).is_some_and(|st| {
-                let (Ok(cron), Ok(tz)) =
-                    (agent_os_core::cron::Cron::parse(&s.cron), agent_os_core::cron::zone(&s.timezone))
-                else {
-                    return false;
-                };
+            let behind = stored.filter(|st| !st.paused).zip(parsed.as_ref()).is_some_and(|(st, (cron, tz))| {
                 jiff::Timestamp::from_millisecond(st.last_slot)
                     .ok()
-                    .and_then(|t| cron.next_after(&tz, t))
+                    .and_then(|t| cron.next_after(tz, t))
                     .is_some_and(|due| due.as_millisecond() + SCHEDULER_SLACK < now)
             });
             let state = match (paused, last_run.as_ref().map(|r| r.status.as_str())) {

@@ -385,25 +385,10 @@ impl Engine {
             .iter()
             .find(|m| m.task == s.record.task && m.cron == s.record.cron && m.timezone == s.record.timezone)
             .map_or(Overlap::Skip, |m| m.overlap);
-        let run = self
-            .store
-            .insert_run(&NewRun {
-                id: new_id(),
-                project_id: project.record.id.clone(),
-                project: project.record.name.clone(),
-                task: task.name.clone(),
-                input: "{}".into(),
-                max_attempts: i64::from(task.retries) + 1,
-                trigger: trigger.into(),
-                concurrency_key: matches!(overlap, Overlap::Queue | Overlap::Replace).then(|| s.key.clone()),
-                scheduled_for: None,
-                resources: task.resources.clone(),
-                priority: task.priority,
-                now: self.now(),
-            })
-            .await?;
-        self.runs_changed.send_modify(|v| *v += 1);
-        self.wake.notify_one();
-        Ok(run)
+        let run = NewRun {
+            concurrency_key: matches!(overlap, Overlap::Queue | Overlap::Replace).then(|| s.key.clone()),
+            ..super::task_run(&project, task, "{}".into(), trigger, self.now())
+        };
+        self.queue_run(run).await
     }
 }
