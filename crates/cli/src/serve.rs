@@ -126,6 +126,13 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let mut ecfg = EngineConfig::new(agent_os_core::id::new_id(), public_url, home.join("run"));
     ecfg.resources = config.resources.clone().into_iter().collect();
     ecfg.budgets = config.budgets.clone();
+    ecfg.allow_private_targets = config.allow_private_targets;
+    for (name, url) in &config.channels {
+        let resolved = agent_os_core::channel::expand(url, &|var| std::env::var(var).ok())
+            .and_then(|u| agent_os_core::channel::parse(name, &u))
+            .map_err(|e| anyhow::anyhow!("config.yaml: notifications.channels.{name}: {e}"))?;
+        ecfg.channels.push(resolved);
+    }
     ecfg.max_concurrent_runs = config.max_concurrent_runs as usize;
     ecfg.default_timeout = config.default_timeout;
     ecfg.kill_grace = config.kill_grace;

@@ -30,6 +30,17 @@ struct RawConfig {
     resources: Option<std::collections::BTreeMap<String, Spanned<RawResource>>>,
     #[serde(default)]
     budgets: Option<Vec<Spanned<RawBudget>>>,
+    #[serde(default)]
+    notifications: Option<RawNotifications>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotifications {
+    #[serde(default)]
+    channels: std::collections::BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    allow_private_targets: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +142,9 @@ pub struct Config {
     /// Named resources and their limits.
     pub resources: std::collections::BTreeMap<String, Limits>,
     pub budgets: Vec<BudgetDecl>,
+    /// Notification channels by name: their URLs as written (`${VAR}` not yet resolved).
+    pub channels: std::collections::BTreeMap<String, String>,
+    pub allow_private_targets: bool,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -150,6 +164,8 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             resources: Default::default(),
             budgets: Vec::new(),
+            channels: Default::default(),
+            allow_private_targets: false,
         }
     }
 }
@@ -375,6 +391,26 @@ impl Config {
                 thresholds,
                 on_exceed,
             });
+        }
+        let notifications = raw.notifications.unwrap_or_default();
+        c.allow_private_targets = notifications.allow_private_targets.unwrap_or(false);
+        for (name, url) in notifications.channels {
+            // Checked with placeholder values: the real ones are read from the environment
+            // when the server starts, and never written anywhere.
+            let probe = crate::channel::expand(&url.value, &|_| Some("x0".into()))
+                .and_then(|u| crate::channel::parse(&name, &u).map(|_| ()));
+            let named = crate::name::check_task_name(&name).map_err(|e| e.replace("task name", "channel name"));
+            if let Err(e) = named.and(probe) {
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: url.referenced.line().max(1),
+                    column: url.referenced.column().max(1),
+                    path: format!("notifications.channels.{name}"),
+                    message: e,
+                    hint: Some("e.g. discord://${DISCORD_WEBHOOK_ID}/${DISCORD_WEBHOOK_TOKEN}".into()),
+                });
+            }
+            c.channels.insert(name, url.value);
         }
         let mut scopes = std::collections::HashSet::new();
         for b in &c.budgets {

@@ -3,6 +3,7 @@
 //! or is async; every layer above builds on these types.
 
 pub mod budget;
+pub mod channel;
 pub mod check;
 pub mod config;
 pub mod cost;

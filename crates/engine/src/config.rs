@@ -38,6 +38,10 @@ pub struct EngineConfig {
     pub resources: std::collections::HashMap<String, agent_os_core::resource::Limits>,
     /// Budgets from config.yaml (those set over the API live in the store).
     pub budgets: Vec<agent_os_core::config::BudgetDecl>,
+    /// Notification channels, their `${VAR}` references resolved.
+    pub channels: Vec<agent_os_core::channel::Channel>,
+    /// Whether channels may point at this machine or a private network (local sinks, tests).
+    pub allow_private_targets: bool,
 }
 
 impl EngineConfig {
@@ -59,6 +63,8 @@ impl EngineConfig {
             schedules_enabled: true,
             resources: Default::default(),
             budgets: Vec::new(),
+            channels: Vec::new(),
+            allow_private_targets: false,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod budgets;
 pub mod monitor;
+pub mod notify;
 pub mod resources;
 pub mod scheduler;
 
@@ -134,6 +135,8 @@ pub struct Engine {
     schedule_table: tokio::sync::Mutex<scheduler::ScheduleTable>,
     /// Pings on their way to the store, written in groups (one transaction for all waiting).
     ping_writer: mpsc::Sender<monitor::PingJob>,
+    /// Wakes the delivery loop: a notification was stored.
+    deliveries_changed: Notify,
     /// Wakes lease requests: a hold was released.
     resources_changed: Notify,
     /// Wakes the check monitor: a ping arrived or checks changed.
@@ -184,6 +187,7 @@ impl Engine {
             schedule_table: tokio::sync::Mutex::new(scheduler::ScheduleTable::default()),
             checks_changed: Notify::new(),
             resources_changed: Notify::new(),
+            deliveries_changed: Notify::new(),
             run_durations: Histogram::new(RUN_BUCKETS),
             cfg,
         });
@@ -198,6 +202,7 @@ impl Engine {
         }
         tokio::spawn(engine.clone().ping_loop(pings));
         tokio::spawn(engine.clone().dispatch_loop());
+        tokio::spawn(engine.clone().delivery_loop());
         tokio::spawn(engine.clone().heartbeat_loop());
         if engine.cfg.probes_enabled {
             tokio::spawn(engine.clone().probe_loop());

@@ -19,6 +19,7 @@ pub use clock::{Clock, SystemClock};
 pub use config::EngineConfig;
 pub use engine::budgets::BudgetInput;
 pub use engine::monitor::DiscoveredSchedule;
+pub use engine::notify::{Notified, NotifyInput};
 pub use engine::resources::{LeaseOptions, explain_wait};
 pub use engine::scheduler::{ScheduleRef, schedule_ident};
 pub use engine::{Engine, EngineError, RunRequest};

@@ -27,8 +27,8 @@ use agent_os_engine::Engine;
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
 pub use routes::{
-    AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
-    EventView, Health, Registered, Timeline,
+    AuditView, BudgetView, ChannelView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken,
+    DiscoveredEntry, EventView, Health, NotificationView, Registered, Timeline,
 };
 
 /// Shared by every handler.
@@ -62,6 +62,7 @@ impl Default for ServerOptions {
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::list_checks, routes::list_events,
         routes::cost_summary, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project, routes::project_audit,
+        routes::post_notification, routes::list_notifications, routes::list_channels, routes::test_channel,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
     ),
@@ -128,6 +129,9 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{name}/schedules", post(routes::register_discovered))
         .route("/projects/{name}/schedules/{schedule}", axum::routing::delete(routes::remove_discovered))
         .route("/checks", get(routes::list_checks))
+        .route("/notifications", get(routes::list_notifications).post(routes::post_notification))
+        .route("/channels", get(routes::list_channels))
+        .route("/channels/{name}/test", post(routes::test_channel))
         .route("/resources", get(routes::list_resources))
         .route("/resources/{name}/leases", post(routes::take_lease))
         .route("/resources/{name}/leases/{id}/renew", post(routes::renew_lease))

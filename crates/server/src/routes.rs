@@ -1497,3 +1497,186 @@ pub async fn project_audit(
         findings: findings.iter().filter_map(|f| serde_json::to_value(f).ok()).collect(),
     }))
 }
+
+// Notifications ----------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyBody {
+    /// With the admin token: the project it is about (optional). A project token's own project
+    /// is always used.
+    pub project: Option<String>,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    /// `info` (default), `warning` or `critical`.
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Notifications with the same key within 10 minutes count once.
+    pub dedup_key: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct NotificationView {
+    pub id: String,
+    pub project: Option<String>,
+    pub title: String,
+    pub body: String,
+    pub severity: String,
+    pub tags: Vec<String>,
+    pub dedup_key: Option<String>,
+    pub created_at: String,
+    /// True when an earlier notification with the same `dedup_key` stands for this one.
+    #[serde(default)]
+    pub deduplicated: bool,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct DeliveryView {
+    /// Also the `Idempotency-Key` the receiver sees, the same on every attempt.
+    pub id: String,
+    pub channel: String,
+    /// `pending`, `delivered`, `failed` (gave up) or `disabled` (the receiver said 410 Gone).
+    pub status: String,
+    pub attempts: i64,
+    /// When the next attempt is due (pending only).
+    pub next_at: Option<String>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+fn delivery_view(d: agent_os_store::DeliveryRecord) -> DeliveryView {
+    DeliveryView {
+        next_at: (d.status == "pending").then(|| views::time(d.next_at)),
+        id: d.id,
+        channel: d.channel,
+        status: d.status,
+        attempts: d.attempts,
+        last_status: d.last_status,
+        last_error: d.last_error,
+        delivered_at: d.delivered_at.map(views::time),
+    }
+}
+
+fn notification_view(
+    n: agent_os_store::NotificationRecord,
+    deliveries: Vec<agent_os_store::DeliveryRecord>,
+    deduplicated: bool,
+) -> NotificationView {
+    NotificationView {
+        id: n.id,
+        project: n.project,
+        title: n.title,
+        body: n.body,
+        severity: n.severity,
+        tags: n.tags,
+        dedup_key: n.dedup_key,
+        created_at: views::time(n.created_at),
+        deduplicated,
+        deliveries: deliveries.into_iter().map(delivery_view).collect(),
+    }
+}
+
+/// A notification from a project (or a user): Agent OS fans it out to every channel in its
+/// config through the outbox. `201` with the deliveries; `200` when a notification with the
+/// same `dedup_key` in the last 10 minutes stands for it.
+#[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications", request_body = NotifyBody, responses((status = 201, body = NotificationView), (status = 200, body = NotificationView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn post_notification(
+    State(st): State<AppState>,
+    caller: Caller,
+    JsonBody(b): JsonBody<NotifyBody>,
+) -> ApiResult<(StatusCode, Json<NotificationView>)> {
+    let project = match (caller.project_id(), b.project) {
+        (Some(_), asked) => scoped_project(&st, &caller, asked).await?,
+        (None, Some(p)) => Some(st.engine.project(&p).await?.record.name.clone()),
+        (None, None) => None,
+    };
+    let done = st
+        .engine
+        .notify(
+            project.as_deref(),
+            agent_os_engine::NotifyInput {
+                title: b.title,
+                body: b.body,
+                severity: b.severity,
+                tags: b.tags,
+                dedup_key: b.dedup_key,
+            },
+            None,
+        )
+        .await?;
+    let status = if done.deduplicated { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(notification_view(done.notification, done.deliveries, done.deduplicated))))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationQuery {
+    pub project: Option<String>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+/// Notifications, newest first, each with its deliveries (the delivery log).
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", params(NotificationQuery), responses((status = 200, body = [NotificationView])), security(("bearer" = [])))]
+pub async fn list_notifications(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
+) -> ApiResult<Json<Vec<NotificationView>>> {
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 200").field("limit"));
+    }
+    let mut out = Vec::new();
+    for n in st.engine.store().list_notifications(project.as_deref(), limit).await? {
+        let deliveries = st.engine.store().list_deliveries(Some(&n.id), 100).await?;
+        out.push(notification_view(n, deliveries, false));
+    }
+    Ok(Json(out))
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ChannelView {
+    pub name: String,
+    /// `discord`, `slack` or `json`.
+    pub kind: String,
+    /// The address with its secret parts masked.
+    pub endpoint: String,
+}
+
+/// The notification channels in the config (secrets masked).
+#[utoipa::path(get, path = "/api/v1/channels", tag = "notifications", responses((status = 200, body = [ChannelView])), security(("bearer" = [])))]
+pub async fn list_channels(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ChannelView>>> {
+    caller.require_admin()?;
+    Ok(Json(
+        st.engine
+            .config()
+            .channels
+            .iter()
+            .map(|c| ChannelView { name: c.name.clone(), kind: c.kind.as_str().into(), endpoint: c.display.clone() })
+            .collect(),
+    ))
+}
+
+/// Send a test notification to one channel (admin); its delivery shows how it went.
+#[utoipa::path(post, path = "/api/v1/channels/{name}/test", tag = "notifications", params(("name" = String, Path)), responses((status = 201, body = NotificationView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn test_channel(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<NotificationView>)> {
+    caller.require_admin()?;
+    let input = agent_os_engine::NotifyInput {
+        title: format!("Test from Agent OS to {name}"),
+        body: "If you read this, the channel works.".into(),
+        ..Default::default()
+    };
+    let done = st.engine.notify(None, input, Some(&name)).await?;
+    Ok((StatusCode::CREATED, Json(notification_view(done.notification, done.deliveries, false))))
+}

@@ -1439,3 +1439,145 @@ async fn a_projects_key_audit_is_served_without_its_values() {
         audit["findings"].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
     assert!(!checks.contains(&"env-not-ignored"), "{audit}");
 }
+
+/// A local receiver that records what channels send and answers as told: a list of statuses,
+/// one per request (the last one repeats), with `Retry-After: 1` on 429.
+#[derive(Clone, Default)]
+struct Sink {
+    seen: Arc<Mutex<Vec<(String, String, Value)>>>,
+    answers: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Sink {
+    async fn start(answers: &[u16]) -> (Sink, String) {
+        use axum::http::{HeaderMap, StatusCode, Uri};
+        let sink = Sink { answers: Arc::new(Mutex::new(answers.to_vec())), ..Default::default() };
+        async fn receive(
+            axum::extract::State(s): axum::extract::State<Sink>,
+            uri: Uri,
+            h: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> (StatusCode, HeaderMap, String) {
+            let key = h.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            s.seen.lock().unwrap().push((
+                uri.path().to_string(),
+                key,
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            ));
+            let status = {
+                let mut a = s.answers.lock().unwrap();
+                if a.len() > 1 { a.remove(0) } else { a[0] }
+            };
+            let mut headers = HeaderMap::new();
+            if status == 429 {
+                headers.insert("retry-after", "1".parse().unwrap());
+            }
+            (StatusCode::from_u16(status).unwrap(), headers, String::new())
+        }
+        let app = axum::Router::new().fallback(axum::routing::post(receive)).with_state(sink.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (sink, url)
+    }
+}
+
+async fn wait_delivery(s: &TestServer, status: &str) -> Value {
+    for _ in 0..200 {
+        let (_, list) = s.get("/api/v1/notifications").await;
+        if list[0]["deliveries"][0]["status"] == status {
+            return list[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no delivery became {status}: {}", s.get("/api/v1/notifications").await.1);
+}
+
+#[tokio::test]
+async fn notifications_fan_out_through_the_outbox_with_retries_and_idempotency_keys() {
+    let (discord, discord_url) = Sink::start(&[429, 200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(
+            agent_os_core::channel::parse("team", &format!("discord://123456/tok-en?base={discord_url}")).unwrap(),
+        );
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trading");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: trading\ntasks:\n  t: { run: \"true\" }\n").unwrap();
+    s.add(&root).await;
+
+    let note = json!({"project": "trading", "title": "Volatility spike", "body": "ETH moved 2.6σ", "severity": "warning", "tags": ["eth"], "dedup_key": "spike-eth"});
+    let (st, n) = s.post("/api/v1/notifications", note.clone()).await;
+    assert_eq!(st, 201, "{n}");
+    let delivered = wait_delivery(&s, "delivered").await;
+    let d = &delivered["deliveries"][0];
+    assert_eq!(
+        (d["attempts"].as_i64(), d["last_status"].as_i64()),
+        (Some(2), Some(200)),
+        "429 Retry-After, then delivered: {d}"
+    );
+    let seen = discord.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].0, "/api/webhooks/123456/tok-en");
+    assert_eq!(seen[0].1, d["id"].as_str().unwrap(), "the delivery id is the idempotency key");
+    assert_eq!(seen[0].1, seen[1].1, "the same key on the retry");
+    let content = seen[1].2["content"].as_str().unwrap();
+    assert!(content.contains("**Volatility spike** · trading") && content.contains("ETH moved 2.6σ"), "{content}");
+
+    // The same dedup_key within 10 minutes counts once.
+    let (st, again) = s.post("/api/v1/notifications", note).await;
+    assert_eq!((st, again["deduplicated"].as_bool(), again["id"].clone()), (200, Some(true), n["id"].clone()));
+    assert_eq!(discord.seen.lock().unwrap().len(), 2, "nothing sent again");
+
+    // Bad notifications name the field.
+    for (body, field) in [
+        (json!({"title": ""}), "title"),
+        (json!({"title": "x", "severity": "panic"}), "severity"),
+        (json!({"title": "x", "tags": ["no spaces"]}), "tags"),
+    ] {
+        let (st, v) = s.post("/api/v1/notifications", body).await;
+        assert_eq!((st, v["error"]["field"].as_str()), (400, Some(field)), "{v}");
+    }
+    let (_, channels) = s.get("/api/v1/channels").await;
+    assert_eq!(channels, json!([{"name": "team", "kind": "discord", "endpoint": "discord://123456/…"}]));
+}
+
+#[tokio::test]
+async fn a_gone_channel_is_disabled_and_private_targets_are_refused_unless_allowed() {
+    let (gone, gone_url) = Sink::start(&[410]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels
+            .push(agent_os_core::channel::parse("old", &format!("slack://T1/B1/secret?base={gone_url}")).unwrap());
+    })
+    .await;
+    let (st, _) = s.post("/api/v1/channels/old/test", json!({})).await;
+    assert_eq!(st, 201);
+    let n = wait_delivery(&s, "disabled").await;
+    assert_eq!(n["deliveries"][0]["last_status"], 410);
+    assert_eq!(
+        gone.seen.lock().unwrap()[0].2["text"].as_str().map(|t| t.contains("Test from Agent OS to old")),
+        Some(true)
+    );
+    let (_, events) = s.get("/api/v1/events?type=channel.").await;
+    assert_eq!((events[0]["type"].as_str(), events[0]["subject"].as_str()), (Some("channel.gone"), Some("old")));
+    let (st, _) = s.post("/api/v1/channels/nope/test", json!({})).await;
+    assert_eq!(st, 404);
+
+    // Without allow_private_targets, 127.0.0.1 is never called.
+    let (sink, url) = Sink::start(&[200]).await;
+    let strict = start_with(|c| {
+        c.channels.push(
+            agent_os_core::channel::parse("local", &format!("json://{}/hook", url.trim_start_matches("http://")))
+                .unwrap(),
+        );
+    })
+    .await;
+    strict.post("/api/v1/notifications", json!({"title": "hello"})).await;
+    let n = wait_delivery(&strict, "failed").await;
+    assert!(n["deliveries"][0]["last_error"].as_str().unwrap().contains("private or local address"), "{n}");
+    assert!(sink.seen.lock().unwrap().is_empty(), "nothing was sent");
+}

@@ -208,6 +208,28 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a check to `state` (with its event) unless it is already there.
     async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool>;
     async fn list_events(&self, kind_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>>;
+    /// Stores an event on its own.
+    async fn insert_event(&self, e: &NewEvent) -> Result<()>;
+
+    // Notifications ------------------------------------------------------------------------
+    /// The newest notification of `project` with `dedup_key` created at or after `since`.
+    async fn find_recent_notification(
+        &self,
+        project: Option<&str>,
+        dedup_key: &str,
+        since: i64,
+    ) -> Result<Option<NotificationRecord>>;
+    /// Stores a notification with one pending delivery per channel, in one transaction.
+    async fn insert_notification(&self, n: &NotificationRecord, channels: &[String]) -> Result<Vec<DeliveryRecord>>;
+    async fn list_notifications(&self, project: Option<&str>, limit: i64) -> Result<Vec<NotificationRecord>>;
+    async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>>;
+    async fn list_deliveries(&self, notification_id: Option<&str>, limit: i64) -> Result<Vec<DeliveryRecord>>;
+    /// Takes up to `limit` pending deliveries due at `now`, counting the attempt and moving them
+    /// out of reach (`next_at = lease_until`) so no other node takes them meanwhile.
+    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<DeliveryRecord>>;
+    async fn finish_delivery(&self, outcome: &DeliveryOutcome) -> Result<()>;
+    /// The earliest `next_at` of pending deliveries.
+    async fn next_delivery_due(&self) -> Result<Option<i64>>;
 
     // Nodes and settings -------------------------------------------------------------------
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;

@@ -25,6 +25,7 @@ const SQLITE: &[Migration] = &[
     },
     Migration { version: 5, name: "resources", sql: include_str!("../migrations/sqlite/0005_resources.sql") },
     Migration { version: 6, name: "budgets", sql: include_str!("../migrations/sqlite/0006_budgets.sql") },
+    Migration { version: 7, name: "notifications", sql: include_str!("../migrations/sqlite/0007_notifications.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -42,6 +43,7 @@ const POSTGRES: &[Migration] = &[
     },
     Migration { version: 5, name: "resources", sql: include_str!("../migrations/postgres/0005_resources.sql") },
     Migration { version: 6, name: "budgets", sql: include_str!("../migrations/postgres/0006_budgets.sql") },
+    Migration { version: 7, name: "notifications", sql: include_str!("../migrations/postgres/0007_notifications.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

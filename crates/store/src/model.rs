@@ -504,3 +504,45 @@ pub struct SlotFire {
     pub run: Option<NewRun>,
     pub outcome: String,
 }
+
+/// A notification, from a project or from Agent OS itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotificationRecord {
+    pub id: String,
+    pub project: Option<String>,
+    pub title: String,
+    pub body: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub tags: Vec<String>,
+    pub dedup_key: Option<String>,
+    pub created_at: i64,
+}
+
+/// One notification on its way to one channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryRecord {
+    /// Also the idempotency key the receiver sees, the same on every attempt.
+    pub id: String,
+    pub notification_id: String,
+    pub channel: String,
+    /// `pending`, `delivered`, `failed` (gave up) or `disabled` (the channel is gone).
+    pub status: String,
+    pub attempts: i64,
+    pub next_at: i64,
+    /// The receiver's last HTTP status.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+}
+
+/// What an attempt came to.
+#[derive(Clone, Debug)]
+pub struct DeliveryOutcome {
+    pub id: String,
+    pub status: String,
+    pub next_at: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+}

@@ -229,6 +229,18 @@ macro_rules! project_cols {
     };
 }
 
+macro_rules! notification_cols {
+    () => {
+        "id, project, title, body, severity, tags, dedup_key, created_at"
+    };
+}
+
+macro_rules! delivery_cols {
+    () => {
+        "id, notification_id, channel, status, attempts, next_at, last_status, last_error, delivered_at"
+    };
+}
+
 macro_rules! run_cols {
     () => {
         "id, project_id, project, task, status, input, outputs, attempt, max_attempts, exit_code, error, trigger, cancel_requested, queued_at, not_before, started_at, finished_at, log_bytes, log_dropped, concurrency_key, scheduled_for, resources, priority"
@@ -725,6 +737,34 @@ async fn write_ping(tx: &mut Transaction<'static, Any>, p: &PingUpdate) -> Resul
         insert_event(tx, e).await?;
     }
     Ok(())
+}
+
+fn notification_from(r: &AnyRow) -> Result<NotificationRecord, sqlx::Error> {
+    let tags: String = r.try_get(5)?;
+    Ok(NotificationRecord {
+        id: r.try_get(0)?,
+        project: r.try_get(1)?,
+        title: r.try_get(2)?,
+        body: r.try_get(3)?,
+        severity: r.try_get(4)?,
+        tags: tags.lines().filter(|t| !t.is_empty()).map(str::to_string).collect(),
+        dedup_key: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+    })
+}
+
+fn delivery_from(r: &AnyRow) -> Result<DeliveryRecord, sqlx::Error> {
+    Ok(DeliveryRecord {
+        id: r.try_get(0)?,
+        notification_id: r.try_get(1)?,
+        channel: r.try_get(2)?,
+        status: r.try_get(3)?,
+        attempts: r.try_get(4)?,
+        next_at: r.try_get(5)?,
+        last_status: r.try_get(6)?,
+        last_error: r.try_get(7)?,
+        delivered_at: r.try_get(8)?,
+    })
 }
 
 /// Keeps the tail of `s` that fits in `max` bytes, on a character boundary.
@@ -1641,6 +1681,145 @@ impl Store for SqlStore {
         let done =
             sqlx::query("DELETE FROM project_pauses WHERE project = $1").bind(project).execute(&self.write).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_recent_notification(
+        &self,
+        project: Option<&str>,
+        dedup_key: &str,
+        since: i64,
+    ) -> Result<Option<NotificationRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            notification_cols!(),
+            " FROM notifications WHERE ((project IS NULL AND $1 IS NULL) OR project = $1) AND dedup_key = $2 AND created_at >= $3 ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(project)
+        .bind(dedup_key)
+        .bind(since)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.as_ref().map(notification_from).transpose()?)
+    }
+
+    async fn insert_notification(&self, n: &NotificationRecord, channels: &[String]) -> Result<Vec<DeliveryRecord>> {
+        let mut tx = self.tx().await?;
+        sqlx::query(concat!(
+            "INSERT INTO notifications (",
+            notification_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&n.id)
+        .bind(&n.project)
+        .bind(&n.title)
+        .bind(&n.body)
+        .bind(&n.severity)
+        .bind(n.tags.join("\n"))
+        .bind(&n.dedup_key)
+        .bind(n.created_at)
+        .execute(&mut *tx)
+        .await?;
+        let mut out = Vec::new();
+        for c in channels {
+            let d = DeliveryRecord {
+                id: agent_os_core::id::new_id(),
+                notification_id: n.id.clone(),
+                channel: c.clone(),
+                status: "pending".into(),
+                attempts: 0,
+                next_at: n.created_at,
+                last_status: None,
+                last_error: None,
+                delivered_at: None,
+            };
+            sqlx::query("INSERT INTO deliveries (id, notification_id, channel, status, attempts, next_at) VALUES ($1, $2, $3, 'pending', 0, $4)")
+                .bind(&d.id)
+                .bind(&d.notification_id)
+                .bind(&d.channel)
+                .bind(d.next_at)
+                .execute(&mut *tx)
+                .await?;
+            out.push(d);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn list_notifications(&self, project: Option<&str>, limit: i64) -> Result<Vec<NotificationRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            notification_cols!(),
+            " FROM notifications WHERE ($1 IS NULL OR project = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(project)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, notification_from)
+    }
+
+    async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>> {
+        let row = sqlx::query(concat!("SELECT ", notification_cols!(), " FROM notifications WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(notification_from).transpose()?)
+    }
+
+    async fn list_deliveries(&self, notification_id: Option<&str>, limit: i64) -> Result<Vec<DeliveryRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            delivery_cols!(),
+            " FROM deliveries WHERE ($1 IS NULL OR notification_id = $1) ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(notification_id)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, delivery_from)
+    }
+
+    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<DeliveryRecord>> {
+        let mut tx = self.tx().await?;
+        let claim = match self.backend {
+            Backend::Sqlite => concat!(
+                "UPDATE deliveries SET attempts = attempts + 1, next_at = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at, id LIMIT $3) RETURNING ",
+                delivery_cols!()
+            ),
+            Backend::Postgres => concat!(
+                "UPDATE deliveries SET attempts = attempts + 1, next_at = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+                delivery_cols!()
+            ),
+        };
+        let rows = sqlx::query(claim).bind(now).bind(lease_until).bind(limit).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        all(rows, delivery_from)
+    }
+
+    async fn finish_delivery(&self, o: &DeliveryOutcome) -> Result<()> {
+        sqlx::query("UPDATE deliveries SET status = $2, next_at = $3, last_status = $4, last_error = $5, delivered_at = $6 WHERE id = $1")
+            .bind(&o.id)
+            .bind(&o.status)
+            .bind(o.next_at)
+            .bind(o.last_status)
+            .bind(&o.last_error)
+            .bind(o.delivered_at)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<i64>> {
+        let row =
+            sqlx::query("SELECT MIN(next_at) FROM deliveries WHERE status = 'pending'").fetch_one(&self.read).await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    async fn insert_event(&self, e: &NewEvent) -> Result<()> {
+        let mut tx = self.tx().await?;
+        insert_event(&mut tx, e).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn schedule_last_slot(&self, key: &str) -> Result<Option<i64>> {
