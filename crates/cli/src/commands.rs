@@ -156,6 +156,43 @@ pub enum CostCmd {
     },
 }
 
+#[derive(Args)]
+pub struct NotifyArgs {
+    #[arg(long)]
+    pub title: String,
+    #[arg(long, default_value = "")]
+    pub body: String,
+    /// info (default), warning or critical.
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// A tag (repeat for more).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Notifications with the same key within 10 minutes count once.
+    #[arg(long)]
+    pub dedup_key: Option<String>,
+    /// The project it is about (a project token's own project is always used).
+    #[arg(long)]
+    pub project: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ChannelCmd {
+    /// The channels in config.yaml (secrets masked).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test notification to one channel and show how its delivery went.
+    Test {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Subcommand)]
 pub enum BudgetCmd {
     /// Budgets with this period's spend, forecast and any pause they caused.
@@ -230,6 +267,9 @@ pub enum ClientCommand<'a> {
     Cost(&'a CostCmd),
     Token(&'a TokenCmd),
     Budget(&'a BudgetCmd),
+    Notify(&'a NotifyArgs),
+    Notifications { project: Option<&'a str>, json: bool },
+    Channel(&'a ChannelCmd),
     Nothing,
 }
 
@@ -565,6 +605,96 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             Ok(0)
         }
         ClientCommand::Budget(b) => budget(c, b).await,
+        ClientCommand::Notify(n) => {
+            let body = json!({"project": n.project, "title": n.title, "body": n.body, "severity": n.severity, "tags": n.tags, "dedup_key": n.dedup_key});
+            let v: agent_os_server::NotificationView = c.post("/api/v1/notifications", &body).await?;
+            if n.json {
+                print_json(&v)?;
+            } else if v.deduplicated {
+                println!("already sent as {} (same dedup key within 10 minutes)", v.id);
+            } else if v.deliveries.is_empty() {
+                println!("stored as {}, but config.yaml declares no channels (notifications.channels)", v.id);
+            } else {
+                let to: Vec<&str> = v.deliveries.iter().map(|d| d.channel.as_str()).collect();
+                println!("notification {} queued for {}", v.id, to.join(", "));
+            }
+            Ok(0)
+        }
+        ClientCommand::Notifications { project, json } => {
+            let list: Vec<agent_os_server::NotificationView> =
+                c.get(&format!("/api/v1/notifications{}", query(&[("project", project.map(str::to_string))]))).await?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no notifications yet: `agent-os notify --title …` or POST /api/v1/notifications");
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|n| {
+                        let deliveries: Vec<String> = n
+                            .deliveries
+                            .iter()
+                            .map(|d| format!("{} {} ({}×)", d.channel, d.status, d.attempts))
+                            .collect();
+                        vec![
+                            short_time(&n.created_at),
+                            n.project.clone().unwrap_or_else(|| "-".into()),
+                            n.severity.clone(),
+                            n.title.clone(),
+                            if deliveries.is_empty() { "-".into() } else { deliveries.join(", ") },
+                        ]
+                    })
+                    .collect();
+                print!("{}", render(&["AT (UTC)", "PROJECT", "SEVERITY", "TITLE", "DELIVERIES"], &rows));
+            }
+            Ok(0)
+        }
+        ClientCommand::Channel(ChannelCmd::List { json }) => {
+            let list: Vec<agent_os_server::ChannelView> = c.get("/api/v1/channels").await?;
+            if *json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no channels: add them under notifications.channels in config.yaml");
+            } else {
+                let rows: Vec<Vec<String>> =
+                    list.iter().map(|ch| vec![ch.name.clone(), ch.kind.clone(), ch.endpoint.clone()]).collect();
+                print!("{}", render(&["NAME", "KIND", "ENDPOINT"], &rows));
+            }
+            Ok(0)
+        }
+        ClientCommand::Channel(ChannelCmd::Test { name, json }) => {
+            let v: agent_os_server::NotificationView =
+                c.post(&format!("/api/v1/channels/{}/test", enc(name)), &json!({})).await?;
+            // Wait (up to 5 s) for the first attempt's outcome, then say how it went.
+            let mut last = v.deliveries.first().cloned();
+            for _ in 0..50 {
+                let list: Vec<agent_os_server::NotificationView> = c.get("/api/v1/notifications?limit=20").await?;
+                last = list.into_iter().find(|n| n.id == v.id).and_then(|n| n.deliveries.into_iter().next());
+                if last.as_ref().is_some_and(|d| d.status != "pending" || d.last_error.is_some()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let Some(d) = last else { bail!("the test notification has no delivery") };
+            if *json {
+                print_json(&d)?;
+            }
+            match d.status.as_str() {
+                "delivered" => {
+                    if !json {
+                        println!("delivered to {name}");
+                    }
+                    Ok(0)
+                }
+                status => {
+                    eprintln!(
+                        "{name}: {status}{}",
+                        d.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                    );
+                    Ok(1)
+                }
+            }
+        }
         ClientCommand::Token(t) => token(c, t).await,
         ClientCommand::Nothing => Ok(0),
     }

@@ -113,6 +113,18 @@ enum Command {
     /// Report a cost record.
     #[command(subcommand)]
     Cost(commands::CostCmd),
+    /// Send a notification: Agent OS fans it out to every channel in its config.
+    Notify(commands::NotifyArgs),
+    /// Notifications, newest first, with how each delivery went.
+    Notifications {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Notification channels: list, or send a test.
+    #[command(subcommand)]
+    Channel(commands::ChannelCmd),
     /// Budgets: list, set, remove, and resume a project a budget paused.
     #[command(subcommand)]
     Budget(commands::BudgetCmd),
@@ -297,6 +309,9 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Cost(c) => C::Cost(c),
         Command::Token(t) => C::Token(t),
         Command::Budget(b) => C::Budget(b),
+        Command::Notify(n) => C::Notify(n),
+        Command::Notifications { project, json } => C::Notifications { project: project.as_deref(), json: *json },
+        Command::Channel(ch) => C::Channel(ch),
         Command::Serve(_)
         | Command::Demo(_)
         | Command::Openapi

@@ -725,3 +725,80 @@ fn lease_keeps_two_jobs_apart_and_passes_their_status_through() {
     let json = json(&cli(&home, &["resources", "--json"]));
     assert_eq!(json[0]["holders"], serde_json::json!([]), "every lease was released");
 }
+
+#[test]
+fn notify_and_channel_test_from_the_command_line() {
+    use std::io::{BufRead, BufReader};
+    // A tiny HTTP receiver: answers 204 to every POST and records the first line and body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            log.lock().unwrap().push(format!("{}{}", first.trim(), String::from_utf8_lossy(&body)));
+            let mut out = stream;
+            let _ = out.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.yaml"),
+        format!("notifications:\n  allow_private_targets: true\n  channels:\n    team: \"slack://T1/B1/${{TEAM_SECRET}}?base=http://127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let _s = Server::start(&home, &[("TEAM_SECRET", "s3cr3t-value")], &[]);
+    let channels = ok(&cli(&home, &["channel", "list"]));
+    assert!(channels.contains("slack://T1/B1/s3c…") && !channels.contains("s3cr3t-value"), "{channels}");
+    let tested = cli(&home, &["channel", "test", "team"]);
+    assert_eq!(tested.status.code(), Some(0), "{}", String::from_utf8_lossy(&tested.stderr));
+    let sent = ok(&cli(
+        &home,
+        &["notify", "--title", "Backup done", "--body", "3 files", "--severity", "info", "--tag", "backup"],
+    ));
+    assert!(sent.contains("queued for team"), "{sent}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the receiver got {:?}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = seen.lock().unwrap().clone();
+    assert!(got.iter().all(|r| r.starts_with("POST /services/T1/B1/s3cr3t-value HTTP/1.1")), "{got:?}");
+    assert!(got[1].contains("Backup done") && got[1].contains("3 files"), "{got:?}");
+    let list = json(&cli(&home, &["notifications", "--json"]));
+    assert_eq!(list[0]["title"], "Backup done");
+    // A missing variable stops the server with the channel's name.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("config.yaml"),
+        "notifications:\n  channels:\n    team: \"discord://1/${NOT_SET_ANYWHERE}\"\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(BIN).args(["serve", "--home"]).arg(&broken).args(["--bind", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("notifications.channels.team: ${NOT_SET_ANYWHERE} is not set"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
