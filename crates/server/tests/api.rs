@@ -1566,6 +1566,9 @@ async fn a_gone_channel_is_disabled_and_private_targets_are_refused_unless_allow
     assert_eq!((events[0]["type"].as_str(), events[0]["subject"].as_str()), (Some("channel.gone"), Some("old")));
     let (st, _) = s.post("/api/v1/channels/nope/test", json!({})).await;
     assert_eq!(st, 404);
+    let (_, later) = s.post("/api/v1/notifications", json!({"title": "after"})).await;
+    assert_eq!(later["deliveries"], json!([]), "nothing goes to a gone channel: {later}");
+    assert_eq!(gone.seen.lock().unwrap().len(), 1);
 
     // Without allow_private_targets, 127.0.0.1 is never called.
     let (sink, url) = Sink::start(&[200]).await;

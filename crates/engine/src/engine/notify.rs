@@ -60,6 +60,12 @@ fn invalid(field: &str, message: impl Into<String>) -> EngineError {
     EngineError::Invalid { field: Some(field.into()), message: message.into() }
 }
 
+/// The setting that marks a channel whose receiver answered 410 Gone: no notification goes
+/// there until `agent-os channel test` shows it works again.
+fn gone_key(channel: &str) -> String {
+    format!("channel.gone.{channel}")
+}
+
 /// Whether an address is this machine, a private network or otherwise not the internet.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
@@ -120,10 +126,20 @@ impl Engine {
         }
         let channels: Vec<String> = match only {
             Some(name) => {
+                // Testing a channel is how a user says it works again.
                 self.channel(name)?;
+                self.store.set_setting(&gone_key(name), "").await?;
                 vec![name.to_string()]
             }
-            None => self.cfg.channels.iter().map(|c| c.name.clone()).collect(),
+            None => {
+                let mut live = Vec::new();
+                for c in &self.cfg.channels {
+                    if self.store.get_setting(&gone_key(&c.name)).await?.is_none_or(|v| v.is_empty()) {
+                        live.push(c.name.clone());
+                    }
+                }
+                live
+            }
         };
         let now = self.now();
         if only.is_none()
@@ -255,6 +271,9 @@ impl Engine {
                 };
                 if let Err(e) = self.store.insert_event(&event).await {
                     tracing::warn!(error = %e, "channel.gone not stored");
+                }
+                if let Err(e) = self.store.set_setting(&gone_key(&ch.name), &now.to_string()).await {
+                    tracing::warn!(error = %e, "channel not marked gone");
                 }
                 tracing::warn!(channel = %ch.name, "channel answered 410 Gone");
             }
