@@ -802,3 +802,74 @@ fn notify_and_channel_test_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_notification_in_flight_when_the_server_is_killed_is_delivered_after_the_restart() {
+    use std::io::{BufRead, BufReader};
+    // The receiver holds its first answer for 3 s, time to kill the server mid-attempt.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = keys.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut key = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("idempotency-key:") {
+                        key = v.trim().to_string();
+                    }
+                }
+                let first = {
+                    let mut l = log.lock().unwrap();
+                    l.push(key);
+                    l.len() == 1
+                };
+                if first {
+                    std::thread::sleep(Duration::from_secs(3));
+                }
+                let mut out = stream;
+                let _ = out.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            });
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.yaml"),
+        format!(
+            "notifications:\n  allow_private_targets: true\n  channels:\n    hook: \"json://127.0.0.1:{port}/in\"\n"
+        ),
+    )
+    .unwrap();
+    let mut s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["notify", "--title", "nightly backup failed"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while keys.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the first attempt never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.kill9();
+
+    let _s = Server::start(&home, &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = json(&cli(&home, &["notifications", "--json"]));
+        if list[0]["deliveries"][0]["status"] == "delivered" {
+            assert_eq!(list[0]["deliveries"][0]["attempts"], 2, "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered after the restart: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 2, "at least once: the cut-off attempt and the one after the restart");
+    assert_eq!(keys[0], keys[1], "both with the same idempotency key, so the receiver can drop one");
+}

@@ -202,6 +202,14 @@ impl Engine {
         }
         tokio::spawn(engine.clone().ping_loop(pings));
         tokio::spawn(engine.clone().dispatch_loop());
+        // On SQLite this is the only node: an attempt left in flight was cut off by a crash,
+        // and is made again at once (with the same idempotency key).
+        if engine.store.backend() == agent_os_store::Backend::Sqlite {
+            let released = engine.store.release_deliveries().await?;
+            if released > 0 {
+                tracing::warn!(deliveries = released, "notification deliveries cut off by a crash are tried again");
+            }
+        }
         tokio::spawn(engine.clone().delivery_loop());
         tokio::spawn(engine.clone().heartbeat_loop());
         if engine.cfg.probes_enabled {

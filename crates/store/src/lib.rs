@@ -224,11 +224,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_notifications(&self, project: Option<&str>, limit: i64) -> Result<Vec<NotificationRecord>>;
     async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>>;
     async fn list_deliveries(&self, notification_id: Option<&str>, limit: i64) -> Result<Vec<DeliveryRecord>>;
-    /// Takes up to `limit` pending deliveries due at `now`, counting the attempt and moving them
-    /// out of reach (`next_at = lease_until`) so no other node takes them meanwhile.
+    /// Takes up to `limit` pending deliveries due at `now`, counting the attempt and holding
+    /// them until `lease_until` so no other node takes them meanwhile.
     async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<DeliveryRecord>>;
     async fn finish_delivery(&self, outcome: &DeliveryOutcome) -> Result<()>;
-    /// The earliest `next_at` of pending deliveries.
+    /// Lets go of every delivery attempt in flight (at startup, when no other node can be
+    /// making them: on SQLite); returns how many.
+    async fn release_deliveries(&self) -> Result<u64>;
+    /// When the earliest pending delivery is due (or its attempt's hold ends).
     async fn next_delivery_due(&self) -> Result<Option<i64>>;
 
     // Nodes and settings -------------------------------------------------------------------

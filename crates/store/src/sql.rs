@@ -1783,11 +1783,11 @@ impl Store for SqlStore {
         let mut tx = self.tx().await?;
         let claim = match self.backend {
             Backend::Sqlite => concat!(
-                "UPDATE deliveries SET attempts = attempts + 1, next_at = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at, id LIMIT $3) RETURNING ",
+                "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_at, id LIMIT $3) RETURNING ",
                 delivery_cols!()
             ),
             Backend::Postgres => concat!(
-                "UPDATE deliveries SET attempts = attempts + 1, next_at = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+                "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
                 delivery_cols!()
             ),
         };
@@ -1797,7 +1797,7 @@ impl Store for SqlStore {
     }
 
     async fn finish_delivery(&self, o: &DeliveryOutcome) -> Result<()> {
-        sqlx::query("UPDATE deliveries SET status = $2, next_at = $3, last_status = $4, last_error = $5, delivered_at = $6 WHERE id = $1")
+        sqlx::query("UPDATE deliveries SET status = $2, next_at = $3, last_status = $4, last_error = $5, delivered_at = $6, claimed_until = NULL WHERE id = $1")
             .bind(&o.id)
             .bind(&o.status)
             .bind(o.next_at)
@@ -1807,6 +1807,15 @@ impl Store for SqlStore {
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+
+    async fn release_deliveries(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET claimed_until = NULL WHERE status = 'pending' AND claimed_until IS NOT NULL",
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn next_delivery_due(&self) -> Result<Option<i64>> {

@@ -24,6 +24,7 @@ CREATE TABLE deliveries (
     next_at BIGINT NOT NULL,
     last_status BIGINT,
     last_error TEXT,
-    delivered_at BIGINT
+    delivered_at BIGINT,
+    claimed_until BIGINT
 );
 CREATE INDEX deliveries_due ON deliveries(status, next_at);

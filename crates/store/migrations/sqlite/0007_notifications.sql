@@ -24,6 +24,7 @@ CREATE TABLE deliveries (
     next_at INTEGER NOT NULL,
     last_status INTEGER,
     last_error TEXT,
-    delivered_at INTEGER
+    delivered_at INTEGER,
+    claimed_until INTEGER
 );
 CREATE INDEX deliveries_due ON deliveries(status, next_at);
