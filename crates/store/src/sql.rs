@@ -710,32 +710,45 @@ async fn write_slot(tx: &mut Transaction<'static, Any>, f: &SlotFire, now: i64) 
 /// A ping and the check's new fields (and event), inside the caller's transaction.
 async fn write_ping(tx: &mut Transaction<'static, Any>, p: &PingUpdate) -> Result<()> {
     sqlx::query("INSERT INTO pings (id, check_id, at, kind, rid, duration_ms, body, remote) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(&p.id)
-            .bind(&p.check_id)
-            .bind(p.at)
-            .bind(&p.kind)
-            .bind(&p.rid)
-            .bind(p.duration_ms)
-            .bind(&p.body)
-            .bind(&p.remote)
-            .execute(&mut **tx)
-            .await?;
-    sqlx::query(
-            "UPDATE checks SET last_ping_at = $2, last_finish_at = $3, last_failed = $4, running_since = $5, \
-             last_duration_ms = COALESCE($6, last_duration_ms), state_changed_at = CASE WHEN state <> $7 THEN $2 ELSE state_changed_at END, state = $7 WHERE id = $1",
-        )
+        .bind(&p.id)
         .bind(&p.check_id)
         .bind(p.at)
-        .bind(p.last_finish_at)
-        .bind(i64::from(p.last_failed))
-        .bind(p.running_since)
+        .bind(&p.kind)
+        .bind(&p.rid)
         .bind(p.duration_ms)
-        .bind(&p.state)
+        .bind(&p.body)
+        .bind(&p.remote)
         .execute(&mut **tx)
         .await?;
+    update_check_after_ping(tx, p, p.duration_ms).await?;
     if let Some(e) = &p.event {
         insert_event(tx, e).await?;
     }
+    Ok(())
+}
+
+/// Most ping rows one multi-row insert carries (8 values each).
+const PING_ROWS_PER_INSERT: usize = 200;
+
+/// A check's row after a ping: its last ping, finish, state and (when the ping had one) duration.
+async fn update_check_after_ping(
+    tx: &mut Transaction<'static, Any>,
+    p: &PingUpdate,
+    duration: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE checks SET last_ping_at = $2, last_finish_at = $3, last_failed = $4, running_since = $5, \
+         last_duration_ms = COALESCE($6, last_duration_ms), state_changed_at = CASE WHEN state <> $7 THEN $2 ELSE state_changed_at END, state = $7 WHERE id = $1",
+    )
+    .bind(&p.check_id)
+    .bind(p.at)
+    .bind(p.last_finish_at)
+    .bind(i64::from(p.last_failed))
+    .bind(p.running_since)
+    .bind(duration)
+    .bind(&p.state)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -2048,8 +2061,53 @@ impl Store for SqlStore {
 
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()> {
         let mut tx = self.tx().await?;
+        if pings.len() == 1 {
+            write_ping(&mut tx, &pings[0]).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        // A group: the ping rows in multi-row inserts, then each check's row once (its last
+        // ping's fields; each ping was computed from the row as it was before the group), then
+        // the events. A few statements instead of two per ping.
+        for chunk in pings.chunks(PING_ROWS_PER_INSERT) {
+            let mut sql =
+                String::from("INSERT INTO pings (id, check_id, at, kind, rid, duration_ms, body, remote) VALUES ");
+            for i in 0..chunk.len() {
+                let b = i * 8;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let params: Vec<String> = (1..=8).map(|k| format!("${}", b + k)).collect();
+                sql.push_str(&format!("({})", params.join(", ")));
+            }
+            // Only numbered placeholders go into the text; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                q = q
+                    .bind(&p.id)
+                    .bind(&p.check_id)
+                    .bind(p.at)
+                    .bind(&p.kind)
+                    .bind(&p.rid)
+                    .bind(p.duration_ms)
+                    .bind(&p.body)
+                    .bind(&p.remote);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut checks: Vec<&str> = Vec::new();
         for p in pings {
-            write_ping(&mut tx, p).await?;
+            if !checks.contains(&p.check_id.as_str()) {
+                checks.push(&p.check_id);
+            }
+        }
+        for check in checks {
+            let group: Vec<&PingUpdate> = pings.iter().filter(|p| p.check_id == check).collect();
+            let duration = group.iter().rev().find_map(|p| p.duration_ms);
+            update_check_after_ping(&mut tx, group[group.len() - 1], duration).await?;
+        }
+        for e in pings.iter().filter_map(|p| p.event.as_ref()) {
+            insert_event(&mut tx, e).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -505,6 +505,31 @@ async fn story(s: &dyn Store) {
     let events = s.list_events(Some("check."), 10).await.unwrap();
     assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["check.late", "check.up"]);
 
+    // A group of pings in one transaction: each check's row ends as its last ping says, with
+    // the last duration any of them had, and every state change's event.
+    let ping = |at: i64, duration_ms: Option<i64>, state: &str, ev: Option<NewEvent>| PingUpdate {
+        id: agent_os_core::id::new_id(),
+        check_id: first.id.clone(),
+        at,
+        kind: "success".into(),
+        rid: None,
+        duration_ms,
+        body: None,
+        remote: None,
+        last_finish_at: Some(at),
+        last_failed: false,
+        running_since: None,
+        state: state.into(),
+        event: ev,
+    };
+    s.record_pings(&[ping(40, Some(7), "up", Some(event("check.up", 40))), ping(41, None, "up", None)]).await.unwrap();
+    let after = s.get_check(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.state.as_str(), after.last_ping_at, after.last_duration_ms, after.state_changed_at),
+        ("up", Some(41), Some(7), Some(41))
+    );
+    assert_eq!(s.list_events(Some("check.up"), 10).await.unwrap().len(), 2);
+
     // Nodes and settings.
     let node = NodeRecord { id: "n1".into(), hostname: "h".into(), pid: 1, started_at: 1, heartbeat_at: 1 };
     s.upsert_node(&node).await.unwrap();
