@@ -14,8 +14,10 @@ pub const SLACK_LIMIT: usize = 3000;
 pub enum Kind {
     Discord,
     Slack,
-    /// A generic JSON webhook, signed per Standard Webhooks.
+    /// A generic JSON webhook, signed per Standard Webhooks when it has a secret.
     Json,
+    /// An ntfy server's publish API.
+    Ntfy,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Discord => "discord",
             Kind::Slack => "slack",
             Kind::Json => "json",
+            Kind::Ntfy => "ntfy",
         }
     }
 }
@@ -37,6 +40,12 @@ pub struct Channel {
     pub endpoint: String,
     /// The endpoint with its secret parts masked, for messages and listings.
     pub display: String,
+    /// An `Authorization` header value (ntfy with user:password), never shown.
+    pub authorization: Option<String>,
+    /// A Standard Webhooks secret (`whsec_…`) to sign each request with (json channels).
+    pub signing_secret: Option<String>,
+    /// The ntfy topic.
+    pub topic: Option<String>,
 }
 
 /// What a notification says.
@@ -79,23 +88,23 @@ fn mask(secret: &str) -> String {
     if secret.len() <= 6 { "…".into() } else { format!("{}…", &secret[..3]) }
 }
 
-/// A `base=` query parameter: another address for the service (a proxy, or a local test sink).
-fn split_base(rest: &str) -> Result<(&str, Option<String>), String> {
-    match rest.split_once('?') {
-        None => Ok((rest, None)),
-        Some((path, query)) => {
-            let mut base = None;
-            for pair in query.split('&') {
-                match pair.split_once('=') {
-                    Some(("base", v)) if v.starts_with("http://") || v.starts_with("https://") => {
-                        base = Some(v.trim_end_matches('/').to_string())
-                    }
-                    _ => return Err(format!("unknown or bad parameter {pair:?}; only base=http(s)://… is read")),
-                }
+/// The URL's query: `base=` (another address for the service: a proxy, or a local test sink)
+/// and `secret=` (a Standard Webhooks secret, json channels).
+fn split_query(rest: &str) -> Result<(&str, Option<String>, Option<String>), String> {
+    let Some((path, query)) = rest.split_once('?') else { return Ok((rest, None, None)) };
+    let (mut base, mut secret) = (None, None);
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("base", v)) if v.starts_with("http://") || v.starts_with("https://") => {
+                base = Some(v.trim_end_matches('/').to_string())
             }
-            Ok((path, base))
+            Some(("secret", v)) if v.starts_with("whsec_") && v.len() > 10 => secret = Some(v.to_string()),
+            _ => {
+                return Err(format!("unknown or bad parameter {pair:?}; read are base=http(s)://… and secret=whsec_…"));
+            }
         }
     }
+    Ok((path, base, secret))
 }
 
 /// Parses a channel URL (after `${VAR}` expansion).
@@ -103,7 +112,19 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         format!("{url:?} is not a channel URL; write discord://ID/TOKEN, slack://T/B/SECRET or json(s)://HOST/PATH")
     })?;
-    let (rest, base) = split_base(rest)?;
+    let (rest, base, secret) = split_query(rest)?;
+    if secret.is_some() && !matches!(scheme, "json" | "jsons") {
+        return Err("secret= signs json(s):// channels only".into());
+    }
+    let plain = |kind: Kind, endpoint: String, display: String| Channel {
+        name: name.into(),
+        kind,
+        endpoint,
+        display,
+        authorization: None,
+        signing_secret: None,
+        topic: None,
+    };
     let parts: Vec<&str> = rest.split('/').collect();
     let token_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match scheme {
@@ -115,12 +136,11 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
                 return Err("discord://WEBHOOK_ID/TOKEN: the id is digits, the token letters, digits, - and _".into());
             }
             let base = base.unwrap_or_else(|| "https://discord.com".into());
-            Ok(Channel {
-                name: name.into(),
-                kind: Kind::Discord,
-                endpoint: format!("{base}/api/webhooks/{id}/{token}"),
-                display: format!("discord://{id}/{}", mask(token)),
-            })
+            Ok(plain(
+                Kind::Discord,
+                format!("{base}/api/webhooks/{id}/{token}"),
+                format!("discord://{id}/{}", mask(token)),
+            ))
         }
         "slack" => {
             let [t, b, secret] = parts[..] else {
@@ -130,12 +150,11 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
                 return Err("slack://T/B/SECRET: each part is letters and digits".into());
             }
             let base = base.unwrap_or_else(|| "https://hooks.slack.com".into());
-            Ok(Channel {
-                name: name.into(),
-                kind: Kind::Slack,
-                endpoint: format!("{base}/services/{t}/{b}/{secret}"),
-                display: format!("slack://{t}/{b}/{}", mask(secret)),
-            })
+            Ok(plain(
+                Kind::Slack,
+                format!("{base}/services/{t}/{b}/{secret}"),
+                format!("slack://{t}/{b}/{}", mask(secret)),
+            ))
         }
         "json" | "jsons" => {
             if base.is_some() {
@@ -149,14 +168,58 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
             }
             let http = if scheme == "jsons" { "https" } else { "http" };
             Ok(Channel {
-                name: name.into(),
-                kind: Kind::Json,
-                endpoint: format!("{http}://{rest}"),
-                display: format!("{scheme}://{host}/…"),
+                signing_secret: secret,
+                ..plain(Kind::Json, format!("{http}://{rest}"), format!("{scheme}://{host}/…"))
             })
         }
-        other => Err(format!("unknown channel kind {other:?}; discord, slack, json or jsons")),
+        "ntfy" | "ntfys" => {
+            if base.is_some() {
+                return Err("ntfy:// needs no base=; write the server itself".into());
+            }
+            let [host, topic] = parts[..] else {
+                return Err("ntfy(s)://[USER:PASSWORD@]HOST[:PORT]/TOPIC".into());
+            };
+            let (credentials, host) = match host.rsplit_once('@') {
+                Some((c, h)) => (Some(c), h),
+                None => (None, host),
+            };
+            if host.is_empty() || !token_ok(topic) {
+                return Err("ntfy(s)://[USER:PASSWORD@]HOST[:PORT]/TOPIC: name the host and a topic of letters, digits, - and _".into());
+            }
+            let authorization = match credentials {
+                Some(c) => {
+                    let (user, password) = c.split_once(':').ok_or("ntfy credentials are USER:PASSWORD")?;
+                    Some(format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes())))
+                }
+                None => None,
+            };
+            let http = if scheme == "ntfys" { "https" } else { "http" };
+            Ok(Channel {
+                authorization,
+                topic: Some(topic.into()),
+                ..plain(Kind::Ntfy, format!("{http}://{host}/"), format!("{scheme}://{host}/{topic}"))
+            })
+        }
+        other => Err(format!("unknown channel kind {other:?}; discord, slack, ntfy(s) or json(s)")),
     }
+}
+
+/// Standard base64 (for a Basic authorization header).
+fn base64_encode(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// `text` cut to `limit` characters, saying so at its end.
@@ -179,8 +242,8 @@ fn severity_mark(severity: &str) -> &'static str {
     }
 }
 
-/// The body the channel's service expects.
-pub fn payload(kind: Kind, m: &Message) -> Value {
+/// The body the channel's service expects (`topic`: the ntfy topic).
+pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
     let from = m.project.map(|p| format!(" · {p}")).unwrap_or_default();
     let tags = if m.tags.is_empty() { String::new() } else { format!("\n{}", m.tags.join(" ")) };
     match kind {
@@ -190,6 +253,13 @@ pub fn payload(kind: Kind, m: &Message) -> Value {
         }),
         Kind::Slack => json!({
             "text": fit(&format!("{} *{}*{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), SLACK_LIMIT),
+        }),
+        Kind::Ntfy => json!({
+            "topic": topic,
+            "title": format!("{}{from}", m.title),
+            "message": m.body,
+            "priority": match m.severity { "critical" => 5, "warning" => 4, _ => 3 },
+            "tags": m.tags,
         }),
         Kind::Json => json!({
             "type": "notification",
@@ -217,13 +287,21 @@ mod tests {
         assert_eq!(s.endpoint, "http://127.0.0.1:9/services/T000/B000/XXXXsecret");
         let j = parse("hook", "jsons://hooks.example.com:8443/agent-os").unwrap();
         assert_eq!((j.kind, j.endpoint.as_str()), (Kind::Json, "https://hooks.example.com:8443/agent-os"));
+        let signed = parse("hook", "json://127.0.0.1:9/in?secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(signed.signing_secret.as_deref(), Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        let n = parse("phone", "ntfys://me:pa55@ntfy.example.com/alerts").unwrap();
+        assert_eq!((n.endpoint.as_str(), n.topic.as_deref()), ("https://ntfy.example.com/", Some("alerts")));
+        assert_eq!(n.authorization.as_deref(), Some("Basic bWU6cGE1NQ=="));
+        assert_eq!(n.display, "ntfys://ntfy.example.com/alerts", "credentials are never shown");
         for (bad, says) in [
             ("https://discord.com/x", "unknown channel kind"),
             ("discord://abc/def", "id is digits"),
             ("discord://123", "WEBHOOK_ID/TOKEN"),
             ("slack://T/B", "T…/B…/SECRET"),
             ("json://user:pw@host/x", "credentials"),
-            ("discord://1/x?to=me", "only base="),
+            ("discord://1/x?to=me", "unknown or bad parameter"),
+            ("slack://T/B/S?secret=whsec_abcdefgh", "json(s):// channels only"),
+            ("ntfy://host", "TOPIC"),
         ] {
             let e = parse("c", bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
@@ -250,10 +328,12 @@ mod tests {
             tags: &[],
             at: "t",
         };
-        let content = payload(Kind::Discord, &m)["content"].as_str().unwrap().to_string();
+        let content = payload(Kind::Discord, None, &m)["content"].as_str().unwrap().to_string();
         assert_eq!(content.chars().count(), DISCORD_LIMIT);
         assert!(content.ends_with("(cut: too long for this channel)"));
         assert!(content.starts_with("🟠 **Spike** · trading\n"));
-        assert_eq!(payload(Kind::Json, &m)["severity"], "warning");
+        assert_eq!(payload(Kind::Json, None, &m)["severity"], "warning");
+        let ntfy = payload(Kind::Ntfy, Some("alerts"), &m);
+        assert_eq!((ntfy["topic"].as_str(), ntfy["priority"].as_i64()), (Some("alerts"), Some(4)));
     }
 }

@@ -1444,7 +1444,8 @@ async fn a_projects_key_audit_is_served_without_its_values() {
 /// one per request (the last one repeats), with `Retry-After: 1` on 429.
 #[derive(Clone, Default)]
 struct Sink {
-    seen: Arc<Mutex<Vec<(String, String, Value)>>>,
+    /// Path, idempotency key, body, and the Standard Webhooks headers (id, timestamp, signature).
+    seen: Arc<Mutex<Vec<(String, String, Value, [String; 3])>>>,
     answers: Arc<Mutex<Vec<u16>>>,
 }
 
@@ -1458,11 +1459,13 @@ impl Sink {
             h: HeaderMap,
             body: axum::body::Bytes,
         ) -> (StatusCode, HeaderMap, String) {
-            let key = h.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let signed = [header("webhook-id"), header("webhook-timestamp"), header("webhook-signature")];
             s.seen.lock().unwrap().push((
                 uri.path().to_string(),
-                key,
+                header("idempotency-key"),
                 serde_json::from_slice(&body).unwrap_or(Value::Null),
+                signed,
             ));
             let status = {
                 let mut a = s.answers.lock().unwrap();
@@ -1583,4 +1586,24 @@ async fn a_gone_channel_is_disabled_and_private_targets_are_refused_unless_allow
     let n = wait_delivery(&strict, "failed").await;
     assert!(n["deliveries"][0]["last_error"].as_str().unwrap().contains("private or local address"), "{n}");
     assert!(sink.seen.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn json_channels_are_signed_per_standard_webhooks() {
+    let (sink, url) = Sink::start(&[200]).await;
+    let secret = agent_os_engine::secrets::new_signing_secret();
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        let u = format!("json://{}/in?secret={secret}", url.trim_start_matches("http://"));
+        c.channels.push(agent_os_core::channel::parse("hook", &u).unwrap());
+    })
+    .await;
+    s.post("/api/v1/notifications", json!({"title": "signed", "tags": ["a"]})).await;
+    wait_delivery(&s, "delivered").await;
+    let (path, key, body, [id, ts, signature]) = sink.seen.lock().unwrap()[0].clone();
+    assert_eq!((path.as_str(), id.as_str()), ("/in", key.as_str()), "the webhook id is the delivery id");
+    assert_eq!((body["type"].as_str(), body["title"].as_str()), (Some("notification"), Some("signed")));
+    let raw = serde_json::to_vec(&body).unwrap();
+    let want = agent_os_engine::secrets::sign_webhook(&secret, &id, ts.parse().unwrap(), &raw).unwrap();
+    assert_eq!(signature, want, "a receiver can verify it with any Standard Webhooks library");
 }

@@ -240,6 +240,7 @@ impl Engine {
         let at = jiff::Timestamp::from_millisecond(n.created_at).map(|t| format!("{t:.3}")).unwrap_or_default();
         let body = channel::payload(
             ch.kind,
+            ch.topic.as_deref(),
             &Message {
                 id: &n.id,
                 project: n.project.as_deref(),
@@ -322,7 +323,22 @@ impl Engine {
             .resolve(&host, addr)
             .build()
             .map_err(|e| Refused::Network(e.to_string()))?;
-        let resp = client.post(url).header("Idempotency-Key", key).json(body).send().await.map_err(|e| {
+        let bytes = serde_json::to_vec(body).map_err(|e| Refused::Private(e.to_string()))?;
+        let mut req =
+            client.post(url).header("Idempotency-Key", key).header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(auth) = &ch.authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        if let Some(secret) = &ch.signing_secret {
+            // Standard Webhooks: the delivery id is the message id, stable across retries.
+            let ts = jiff::Timestamp::now().as_second();
+            let signature = crate::secrets::sign_webhook(secret, key, ts, &bytes).map_err(Refused::Private)?;
+            req = req
+                .header("webhook-id", key)
+                .header("webhook-timestamp", ts.to_string())
+                .header("webhook-signature", signature);
+        }
+        let resp = req.body(bytes).send().await.map_err(|e| {
             Refused::Network(format!(
                 "{}: {}",
                 ch.display,
