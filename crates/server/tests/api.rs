@@ -1440,12 +1440,15 @@ async fn a_projects_key_audit_is_served_without_its_values() {
     assert!(!checks.contains(&"env-not-ignored"), "{audit}");
 }
 
+/// What a receiver got: path, idempotency key, body, and the Standard Webhooks headers (id,
+/// timestamp, signature).
+type Received = (String, String, Value, [String; 3]);
+
 /// A local receiver that records what channels send and answers as told: a list of statuses,
 /// one per request (the last one repeats), with `Retry-After: 1` on 429.
 #[derive(Clone, Default)]
 struct Sink {
-    /// Path, idempotency key, body, and the Standard Webhooks headers (id, timestamp, signature).
-    seen: Arc<Mutex<Vec<(String, String, Value, [String; 3])>>>,
+    seen: Arc<Mutex<Vec<Received>>>,
     answers: Arc<Mutex<Vec<u16>>>,
 }
 
