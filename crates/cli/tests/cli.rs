@@ -726,37 +726,68 @@ fn lease_keeps_two_jobs_apart_and_passes_their_status_through() {
     assert_eq!(json[0]["holders"], serde_json::json!([]), "every lease was released");
 }
 
-#[test]
-fn notify_and_channel_test_from_the_command_line() {
+/// What a [`receiver`] got: the request line, the `Idempotency-Key` and the body.
+#[derive(Clone, Debug)]
+struct Request {
+    line: String,
+    key: String,
+    body: String,
+}
+
+/// A tiny HTTP receiver on 127.0.0.1: answers 204 to every request (the first one only after
+/// `first_delay`) and records each. Returns its port and the record.
+fn receiver(first_delay: Duration) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Request>>>) {
     use std::io::{BufRead, BufReader};
-    // A tiny HTTP receiver: answers 204 to every POST and records the first line and body.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Request>::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            reader.read_line(&mut first).unwrap();
-            let mut length = 0;
-            loop {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
+                reader.read_line(&mut line).unwrap_or(0);
+                let (mut key, mut length) = (String::new(), 0);
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    let lower = header.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("idempotency-key:") {
+                        key = v.trim().to_string();
+                    }
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let first = {
+                    let mut l = log.lock().unwrap();
+                    l.push(Request {
+                        line: line.trim().to_string(),
+                        key,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                    l.len() == 1
+                };
+                if first {
+                    std::thread::sleep(first_delay);
                 }
-            }
-            let mut body = vec![0; length];
-            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
-            log.lock().unwrap().push(format!("{}{}", first.trim(), String::from_utf8_lossy(&body)));
-            let mut out = stream;
-            let _ = out.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                let mut out = stream;
+                let _ = out.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            });
         }
     });
+    (port, seen)
+}
+
+#[test]
+fn notify_and_channel_test_from_the_command_line() {
+    let (port, seen) = receiver(Duration::ZERO);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -781,8 +812,8 @@ fn notify_and_channel_test_from_the_command_line() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let got = seen.lock().unwrap().clone();
-    assert!(got.iter().all(|r| r.starts_with("POST /services/T1/B1/s3cr3t-value HTTP/1.1")), "{got:?}");
-    assert!(got[1].contains("Backup done") && got[1].contains("3 files"), "{got:?}");
+    assert!(got.iter().all(|r| r.line == "POST /services/T1/B1/s3cr3t-value HTTP/1.1"), "{got:?}");
+    assert!(got[1].body.contains("Backup done") && got[1].body.contains("3 files"), "{got:?}");
     let list = json(&cli(&home, &["notifications", "--json"]));
     assert_eq!(list[0]["title"], "Backup done");
     // A missing variable stops the server with the channel's name.
@@ -805,40 +836,8 @@ fn notify_and_channel_test_from_the_command_line() {
 
 #[test]
 fn a_notification_in_flight_when_the_server_is_killed_is_delivered_after_the_restart() {
-    use std::io::{BufRead, BufReader};
     // The receiver holds its first answer for 3 s, time to kill the server mid-attempt.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log = keys.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut key = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("idempotency-key:") {
-                        key = v.trim().to_string();
-                    }
-                }
-                let first = {
-                    let mut l = log.lock().unwrap();
-                    l.push(key);
-                    l.len() == 1
-                };
-                if first {
-                    std::thread::sleep(Duration::from_secs(3));
-                }
-                let mut out = stream;
-                let _ = out.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-            });
-        }
-    });
+    let (port, keys) = receiver(Duration::from_secs(3));
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -869,7 +868,7 @@ fn a_notification_in_flight_when_the_server_is_killed_is_delivered_after_the_res
         assert!(Instant::now() < deadline, "not delivered after the restart: {list}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let keys = keys.lock().unwrap().clone();
+    let keys: Vec<String> = keys.lock().unwrap().iter().map(|r| r.key.clone()).collect();
     assert_eq!(keys.len(), 2, "at least once: the cut-off attempt and the one after the restart");
     assert_eq!(keys[0], keys[1], "both with the same idempotency key, so the receiver can drop one");
 }
