@@ -95,10 +95,16 @@ pub struct Waiter {
     pub since: i64,
 }
 
-impl Waiter {
-    pub fn effective_priority(&self, now: i64) -> i64 {
-        self.priority + (now - self.since).max(0) / AGING_MS
-    }
+/// A priority raised by one for every [`AGING_MS`] waited since `since`.
+pub fn aged(priority: i64, since: i64, now: i64) -> i64 {
+    priority + (now - since).max(0) / AGING_MS
+}
+
+/// Serving order: higher aged priority first, then who came first, then id.
+pub fn turn_order(a: (i64, i64, &str), b: (i64, i64, &str), now: i64) -> std::cmp::Ordering {
+    let (pa, sa, ia) = a;
+    let (pb, sb, ib) = b;
+    aged(pb, sb, now).cmp(&aged(pa, sa, now)).then(sa.cmp(&sb)).then(ia.cmp(ib))
 }
 
 /// What is in use now: holders per resource and bucket levels.
@@ -123,9 +129,7 @@ pub struct Allocation {
 /// limits is treated as unlimited for it (the caller rejects unknown names before).
 pub fn allocate(waiters: &[Waiter], limits: &HashMap<String, Limits>, usage: &Usage, now: i64) -> Allocation {
     let mut order: Vec<&Waiter> = waiters.iter().collect();
-    order.sort_by(|a, b| {
-        b.effective_priority(now).cmp(&a.effective_priority(now)).then(a.since.cmp(&b.since)).then(a.id.cmp(&b.id))
-    });
+    order.sort_by(|a, b| turn_order((a.priority, a.since, &a.id), (b.priority, b.since, &b.id), now));
     let mut held = usage.held.clone();
     let mut levels: HashMap<String, f64> = HashMap::new();
     let mut out = Allocation::default();

@@ -543,12 +543,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for r in &task.resources {
             if !self.cfg.resources.contains_key(r) {
-                let known: Vec<&str> = self.cfg.resources.keys().map(String::as_str).collect();
-                let hint = match agent_os_core::manifest::suggest(r, &known) {
-                    Some(k) => format!("did you mean {k:?}?"),
-                    None if known.is_empty() => "config.yaml declares no resources".to_string(),
-                    None => format!("config.yaml declares: {}", known.join(", ")),
-                };
+                let hint = self.resource_hint(r);
                 return Err(EngineError::Invalid {
                     field: Some(format!("tasks.{}.resources", task.name)),
                     message: format!(

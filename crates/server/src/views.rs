@@ -582,9 +582,7 @@ impl ResourceView {
                 let mut waiters: Vec<&agent_os_store::WaiterRecord> =
                     snap.waiters.iter().filter(|w| w.resources.contains(name)).collect();
                 waiters.sort_by(|a, b| {
-                    let pa = a.priority + (now - a.since).max(0) / agent_os_core::resource::AGING_MS;
-                    let pb = b.priority + (now - b.since).max(0) / agent_os_core::resource::AGING_MS;
-                    pb.cmp(&pa).then(a.since.cmp(&b.since)).then(a.id.cmp(&b.id))
+                    agent_os_core::resource::turn_order((a.priority, a.since, &a.id), (b.priority, b.since, &b.id), now)
                 });
                 ResourceView {
                     name: name.clone(),

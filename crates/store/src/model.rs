@@ -416,6 +416,40 @@ pub struct WaiterRecord {
     pub since: i64,
 }
 
+impl WaiterRecord {
+    /// The waiter as `core::resource::allocate` sees it.
+    pub fn waiter(&self) -> agent_os_core::resource::Waiter {
+        agent_os_core::resource::Waiter {
+            id: self.id.clone(),
+            resources: self.resources.clone(),
+            priority: self.priority,
+            since: self.since,
+        }
+    }
+}
+
+/// What is in use: holders per resource, and the bucket levels.
+pub fn usage_of(
+    holds: &[HoldRecord],
+    buckets: std::collections::HashMap<String, agent_os_core::resource::Bucket>,
+) -> agent_os_core::resource::Usage {
+    let mut held: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    for h in holds {
+        *held.entry(h.resource.clone()).or_insert(0) += 1;
+    }
+    agent_os_core::resource::Usage { held, buckets }
+}
+
+impl ResourceSnapshot {
+    pub fn usage(&self) -> agent_os_core::resource::Usage {
+        usage_of(&self.holds, self.buckets.clone())
+    }
+
+    pub fn waiters(&self) -> Vec<agent_os_core::resource::Waiter> {
+        self.waiters.iter().map(WaiterRecord::waiter).collect()
+    }
+}
+
 /// Holders, waiters and bucket levels of every resource.
 #[derive(Clone, Debug, Default)]
 pub struct ResourceSnapshot {

@@ -588,14 +588,6 @@ async fn load_buckets(tx: &mut Transaction<'static, Any>) -> Result<HashMap<Stri
     Ok(out)
 }
 
-fn usage_of(holds: &[HoldRecord], buckets: HashMap<String, Bucket>) -> Usage {
-    let mut held: HashMap<String, u32> = HashMap::new();
-    for h in holds {
-        *held.entry(h.resource.clone()).or_insert(0) += 1;
-    }
-    Usage { held, buckets }
-}
-
 async fn insert_hold(tx: &mut Transaction<'static, Any>, h: &HoldRecord) -> Result<()> {
     sqlx::query(concat!("INSERT INTO resource_holds (", hold_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
         .bind(&h.holder)
@@ -998,10 +990,7 @@ impl Store for SqlStore {
         let waiters = load_waiters(&mut tx, now).await?;
         let holds = load_holds(&mut tx).await?;
         let usage = usage_of(&holds, load_buckets(&mut tx).await?);
-        let plan: Vec<Waiter> = waiters
-            .iter()
-            .map(|w| Waiter { id: w.id.clone(), resources: w.resources.clone(), priority: w.priority, since: w.since })
-            .collect();
+        let plan: Vec<Waiter> = waiters.iter().map(WaiterRecord::waiter).collect();
         let alloc = allocate(&plan, limits, &usage, now);
         let mut runs = Vec::new();
         let mut taken: HashMap<String, u32> = HashMap::new();
@@ -1074,10 +1063,7 @@ impl Store for SqlStore {
         let waiters = load_waiters(&mut tx, now).await?;
         let holds = load_holds(&mut tx).await?;
         let usage = usage_of(&holds, load_buckets(&mut tx).await?);
-        let plan: Vec<Waiter> = waiters
-            .iter()
-            .map(|w| Waiter { id: w.id.clone(), resources: w.resources.clone(), priority: w.priority, since: w.since })
-            .collect();
+        let plan: Vec<Waiter> = waiters.iter().map(WaiterRecord::waiter).collect();
         let alloc = allocate(&plan, limits, &usage, now);
         if !alloc.granted.contains(&req.id) {
             let limit = limits.get(&req.resource);

@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use agent_os_core::id::new_id;
-use std::collections::HashMap;
-
-use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY, Usage, Waiter, allocate};
+use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY, allocate};
 use agent_os_store::{Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceSnapshot, RunRecord};
 
 use super::{Engine, EngineError};
@@ -39,13 +37,17 @@ impl Engine {
         if self.cfg.resources.contains_key(name) {
             return Ok(());
         }
+        Err(EngineError::NotFound(format!("no resource {name:?}; {}", self.resource_hint(name))))
+    }
+
+    /// What config.yaml declares, to help with an unknown resource name.
+    pub(crate) fn resource_hint(&self, name: &str) -> String {
         let known: Vec<&str> = self.cfg.resources.keys().map(String::as_str).collect();
-        let hint = match agent_os_core::manifest::suggest(name, &known) {
-            Some(k) => format!("; did you mean {k:?}?"),
-            None if known.is_empty() => "; config.yaml declares no resources".into(),
-            None => format!("; config.yaml declares: {}", known.join(", ")),
-        };
-        Err(EngineError::NotFound(format!("no resource {name:?}{hint}")))
+        match agent_os_core::manifest::suggest(name, &known) {
+            Some(k) => format!("did you mean {k:?}?"),
+            None if known.is_empty() => "config.yaml declares no resources".into(),
+            None => format!("config.yaml declares: {}", known.join(", ")),
+        }
     }
 
     /// Takes a lease on `resource`, waiting in line up to `wait`. Runs and other leases keep
@@ -136,16 +138,7 @@ impl Engine {
     /// Whether `req` would be granted now, judged from a read of the line (no lock taken).
     async fn might_be_granted(&self, req: &LeaseRequest, now: i64) -> Result<bool, EngineError> {
         let snap = self.store.resource_snapshot(now).await?;
-        let waiters: Vec<Waiter> = snap
-            .waiters
-            .iter()
-            .map(|w| Waiter { id: w.id.clone(), resources: w.resources.clone(), priority: w.priority, since: w.since })
-            .collect();
-        let mut usage = Usage { held: HashMap::new(), buckets: snap.buckets.clone() };
-        for h in &snap.holds {
-            *usage.held.entry(h.resource.clone()).or_insert(0) += 1;
-        }
-        Ok(allocate(&waiters, &self.cfg.resources, &usage, now).granted.contains(&req.id))
+        Ok(allocate(&snap.waiters(), &self.cfg.resources, &snap.usage(), now).granted.contains(&req.id))
     }
 
     /// Extends a lease by `ttl` (default: its own) from now.
