@@ -165,22 +165,15 @@ pub trait Store: Send + Sync + 'static {
     async fn clear_pause(&self, project: &str) -> Result<bool>;
 
     // Managed schedules ------------------------------------------------------------------
-    /// The last slot a managed schedule reached; `None` for a schedule never seen.
-    async fn schedule_last_slot(&self, key: &str) -> Result<Option<i64>>;
-    /// Records that a new schedule starts counting from `slot` (no-op if it exists).
-    async fn init_schedule(&self, key: &str, slot: i64) -> Result<()>;
-    /// Claims `slot` of a schedule, once ever: inserts the slot record and, when `run` is
-    /// given, the run, in one transaction, and moves the schedule's last slot forward. Returns
-    /// false (changing nothing) when the slot was already claimed, by this node or another.
-    async fn fire_slot(&self, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> Result<bool>;
-    /// [`fire_slot`](Store::fire_slot) for many slots in one transaction; says which were
-    /// claimed here.
+    /// Claims each slot of a schedule once ever, in one transaction: the slot record, its run
+    /// (if any) and the schedule's last slot moved forward. Says which slots were claimed here
+    /// (false, with nothing written, when this node or another already had).
     async fn fire_slots(&self, fires: &[SlotFire], now: i64) -> Result<Vec<bool>>;
     /// The id and status of the run started by the schedule's most recent fired slot, if any.
     async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>>;
     /// Every schedule the scheduler has seen, with its newest run.
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
-    /// `init_schedule` for many schedules in one transaction.
+    /// Records that new schedules start counting from `slot` (existing ones are not moved).
     async fn init_schedules(&self, keys: &[String], slot: i64) -> Result<()>;
     /// Pauses or resumes a schedule. Resuming moves its last slot to `now`: slots that passed
     /// while it was paused are not caught up.
@@ -201,8 +194,6 @@ pub trait Store: Send + Sync + 'static {
     async fn find_check_by_slug(&self, ping_key: &str, slug: &str) -> Result<Option<CheckRecord>>;
     /// When the newest `start` ping with this run id arrived (pairs start and finish).
     async fn start_ping_at(&self, check_id: &str, rid: &str) -> Result<Option<i64>>;
-    /// Stores a ping and the check's new fields (and event) in one transaction.
-    async fn record_ping(&self, p: &PingUpdate) -> Result<()>;
     /// Stores several pings, in order, in one transaction (a group commit).
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.

@@ -1830,28 +1830,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn schedule_last_slot(&self, key: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT last_slot FROM schedule_state WHERE schedule_key = $1")
-            .bind(key)
-            .fetch_optional(&self.write)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    async fn init_schedule(&self, key: &str, slot: i64) -> Result<()> {
-        sqlx::query("INSERT INTO schedule_state (schedule_key, last_slot) VALUES ($1, $2) ON CONFLICT (schedule_key) DO NOTHING")
-            .bind(key)
-            .bind(slot)
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
-    async fn fire_slot(&self, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> Result<bool> {
-        let fire = SlotFire { key: key.into(), slot, run: run.cloned(), outcome: outcome.into() };
-        Ok(self.fire_slots(std::slice::from_ref(&fire), now).await?[0])
-    }
-
     async fn fire_slots(&self, fires: &[SlotFire], now: i64) -> Result<Vec<bool>> {
         let mut tx = self.tx().await?;
         let mut claimed = Vec::with_capacity(fires.len());
@@ -2039,10 +2017,6 @@ impl Store for SqlStore {
             .fetch_one(&self.write)
             .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?)
-    }
-
-    async fn record_ping(&self, p: &PingUpdate) -> Result<()> {
-        self.record_pings(std::slice::from_ref(p)).await
     }
 
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()> {

@@ -95,6 +95,17 @@ fn new_run(p: &ProjectRecord, task: &str, now: i64, max_attempts: i64) -> NewRun
     }
 }
 
+/// The last slot a schedule reached, as the scheduler reads it.
+async fn last_slot(s: &dyn Store, key: &str) -> Option<i64> {
+    s.schedule_states().await.unwrap().into_iter().find(|st| st.key == key).map(|st| st.last_slot)
+}
+
+/// Claims one slot; whether it was claimed here.
+async fn fire(s: &dyn Store, key: &str, slot: i64, run: Option<&NewRun>, outcome: &str, now: i64) -> bool {
+    let f = SlotFire { key: key.into(), slot, run: run.cloned(), outcome: outcome.into() };
+    s.fire_slots(&[f], now).await.unwrap()[0]
+}
+
 /// Ends a run the quick way: a queued one is cancelled, a running one succeeds.
 async fn end_run(s: &dyn Store, id: &str) {
     let run = s.get_run(id).await.unwrap().unwrap();
@@ -390,20 +401,20 @@ async fn story(s: &dyn Store) {
 
     // Managed schedules: each slot is claimed once, with its run, in one transaction.
     let key = "cortana:daily_update:0 22 * * *:UTC";
-    assert_eq!(s.schedule_last_slot(key).await.unwrap(), None);
-    s.init_schedule(key, 100).await.unwrap();
-    s.init_schedule(key, 999).await.unwrap();
-    assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(100), "init never moves an existing schedule");
+    assert_eq!(last_slot(s, key).await, None);
+    s.init_schedules(&[key.to_string()], 100).await.unwrap();
+    s.init_schedules(&[key.to_string()], 999).await.unwrap();
+    assert_eq!(last_slot(s, key).await, Some(100), "init never moves an existing schedule");
     let slot_run = NewRun { trigger: "schedule".into(), ..new_run(&cortana, "daily_update", 205, 1) };
-    assert!(s.fire_slot(key, 200, Some(&slot_run), "started", 201).await.unwrap());
+    assert!(fire(s, key, 200, Some(&slot_run), "started", 201).await);
     let again = NewRun { id: agent_os_core::id::new_id(), ..slot_run.clone() };
-    assert!(!s.fire_slot(key, 200, Some(&again), "started", 202).await.unwrap(), "a slot fires once");
+    assert!(!fire(s, key, 200, Some(&again), "started", 202).await, "a slot fires once");
     assert!(s.get_run(&again.id).await.unwrap().is_none(), "and its duplicate run is not stored");
     let fired = s.get_run(&slot_run.id).await.unwrap().unwrap();
     assert_eq!((fired.status.as_str(), fired.not_before, fired.trigger.as_str()), ("queued", 205, "schedule"));
     assert_eq!(s.last_schedule_run(key).await.unwrap(), Some((slot_run.id.clone(), "queued".to_string())));
-    assert!(s.fire_slot(key, 150, None, "skipped", 203).await.unwrap());
-    assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(200), "the last slot never moves back");
+    assert!(fire(s, key, 150, None, "skipped", 203).await);
+    assert_eq!(last_slot(s, key).await, Some(200), "the last slot never moves back");
     let states = s.schedule_states().await.unwrap();
     let state = states.iter().find(|st| st.key == key).unwrap();
     assert_eq!(state.last_run.as_ref().map(|r| (r.slot, r.run_id.as_str())), Some((200, slot_run.id.as_str())));
@@ -416,8 +427,8 @@ async fn story(s: &dyn Store) {
     let resumed = s.schedule_states().await.unwrap().into_iter().find(|st| st.key == key).unwrap();
     assert_eq!((resumed.paused, resumed.paused_at, resumed.last_slot), (false, None, 900));
     s.init_schedules(&[key.to_string(), "cortana:new:* * * * *:UTC".to_string()], 950).await.unwrap();
-    assert_eq!(s.schedule_last_slot(key).await.unwrap(), Some(900));
-    assert_eq!(s.schedule_last_slot("cortana:new:* * * * *:UTC").await.unwrap(), Some(950));
+    assert_eq!(last_slot(s, key).await, Some(900));
+    assert_eq!(last_slot(s, "cortana:new:* * * * *:UTC").await, Some(950));
     end_run(s, &slot_run.id).await;
 
     // Runs sharing a concurrency key start one at a time, oldest first; others run beside them.
@@ -475,7 +486,7 @@ async fn story(s: &dyn Store) {
         data: "{}".into(),
         at,
     };
-    s.record_ping(&PingUpdate {
+    s.record_pings(&[PingUpdate {
         id: agent_os_core::id::new_id(),
         check_id: first.id.clone(),
         at: 20,
@@ -489,7 +500,7 @@ async fn story(s: &dyn Store) {
         running_since: None,
         state: "up".into(),
         event: Some(event("check.up", 20)),
-    })
+    }])
     .await
     .unwrap();
     let up = s.get_check(&first.id).await.unwrap().unwrap();
