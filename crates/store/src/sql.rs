@@ -699,26 +699,6 @@ async fn write_slot(tx: &mut Transaction<'static, Any>, f: &SlotFire, now: i64) 
     Ok(true)
 }
 
-/// A ping and the check's new fields (and event), inside the caller's transaction.
-async fn write_ping(tx: &mut Transaction<'static, Any>, p: &PingUpdate) -> Result<()> {
-    sqlx::query("INSERT INTO pings (id, check_id, at, kind, rid, duration_ms, body, remote) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(&p.id)
-        .bind(&p.check_id)
-        .bind(p.at)
-        .bind(&p.kind)
-        .bind(&p.rid)
-        .bind(p.duration_ms)
-        .bind(&p.body)
-        .bind(&p.remote)
-        .execute(&mut **tx)
-        .await?;
-    update_check_after_ping(tx, p, p.duration_ms).await?;
-    if let Some(e) = &p.event {
-        insert_event(tx, e).await?;
-    }
-    Ok(())
-}
-
 /// Most ping rows one multi-row insert carries (8 values each).
 const PING_ROWS_PER_INSERT: usize = 200;
 
@@ -2021,12 +2001,7 @@ impl Store for SqlStore {
 
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()> {
         let mut tx = self.tx().await?;
-        if pings.len() == 1 {
-            write_ping(&mut tx, &pings[0]).await?;
-            tx.commit().await?;
-            return Ok(());
-        }
-        // A group: the ping rows in multi-row inserts, then each check's row once (its last
+        // A group (often of one): the ping rows in multi-row inserts, then each check's row once (its last
         // ping's fields; each ping was computed from the row as it was before the group), then
         // the events. A few statements instead of two per ping.
         for chunk in pings.chunks(PING_ROWS_PER_INSERT) {
