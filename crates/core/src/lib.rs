@@ -11,6 +11,7 @@ pub mod cron;
 pub mod discover;
 pub mod duration;
 pub mod envfile;
+pub mod expr;
 pub mod id;
 pub mod manifest;
 pub mod name;
