@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod costs;
 pub mod engine;
+pub mod mail;
 pub mod metrics;
 pub mod plugin;
 pub mod process;
