@@ -6,6 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::alerting::{
+    Alerting, ChannelRules, Flapping, Maintenance, QuietHours, Route, Severity, Throttle, Window, parse_clock,
+};
 use crate::duration::parse_duration;
 use crate::manifest::ManifestError;
 use crate::resource::{Limits, Rate, parse_rate};
@@ -32,15 +35,138 @@ struct RawConfig {
     budgets: Option<Vec<Spanned<RawBudget>>>,
     #[serde(default)]
     notifications: Option<RawNotifications>,
+    #[serde(default)]
+    maintenance: Option<Vec<Spanned<RawMaintenance>>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawNotifications {
     #[serde(default)]
-    channels: std::collections::BTreeMap<String, Spanned<String>>,
+    channels: std::collections::BTreeMap<String, Spanned<RawChannel>>,
     #[serde(default)]
     allow_private_targets: Option<bool>,
+    #[serde(default)]
+    routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    default: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    flapping: Option<Spanned<RawFlapping>>,
+}
+
+/// A channel: its URL, or a mapping with the URL and the channel's own rules.
+enum RawChannel {
+    Url(String),
+    Full(RawChannelFull),
+}
+
+impl<'de> Deserialize<'de> for RawChannel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawChannel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a channel URL, or a mapping with url, quiet_hours and throttle")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawChannel, E> {
+                Ok(RawChannel::Url(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawChannel, A::Error> {
+                RawChannelFull::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawChannel::Full)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannelFull {
+    url: String,
+    #[serde(default)]
+    quiet_hours: Option<RawQuiet>,
+    #[serde(default)]
+    throttle: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuiet {
+    from: String,
+    to: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    except: Option<String>,
+}
+
+/// One name or a list of names.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Names {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Names {
+    fn list(self) -> Vec<String> {
+        match self {
+            Names::None => Vec::new(),
+            Names::One(n) => vec![n],
+            Names::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(rename = "match", default)]
+    when: RawMatch,
+    channels: Vec<String>,
+    #[serde(rename = "continue", default)]
+    continue_matching: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    project: Names,
+    #[serde(default)]
+    source: Names,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    tags: Names,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlapping {
+    changes: u32,
+    window: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    cron: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +271,8 @@ pub struct Config {
     /// Notification channels by name: their URLs as written (`${VAR}` not yet resolved).
     pub channels: std::collections::BTreeMap<String, String>,
     pub allow_private_targets: bool,
+    /// Routes, channel rules, flapping and maintenance windows.
+    pub alerting: Alerting,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -166,6 +294,7 @@ impl Default for Config {
             budgets: Vec::new(),
             channels: Default::default(),
             allow_private_targets: false,
+            alerting: Alerting::default(),
         }
     }
 }
@@ -394,23 +523,135 @@ impl Config {
         }
         let notifications = raw.notifications.unwrap_or_default();
         c.allow_private_targets = notifications.allow_private_targets.unwrap_or(false);
-        for (name, url) in notifications.channels {
+        for (name, entry) in notifications.channels {
+            let path = format!("notifications.channels.{name}");
+            let (url, rules) = match entry.value {
+                RawChannel::Url(u) => (u, ChannelRules::default()),
+                RawChannel::Full(f) => {
+                    let mut rules = ChannelRules::default();
+                    if let Some(q) = f.quiet_hours {
+                        let timezone = q.timezone.unwrap_or_else(|| "UTC".into());
+                        let parsed = parse_clock(&q.from)
+                            .and_then(|from| parse_clock(&q.to).map(|to| (from, to)))
+                            .and_then(|ft| crate::cron::zone(&timezone).map(|_| ft))
+                            .and_then(|ft| q.except.as_deref().map(Severity::parse).transpose().map(|e| (ft, e)));
+                        match parsed {
+                            Ok(((from, to), except)) => {
+                                rules.quiet_hours = Some(QuietHours { from, to, timezone, except })
+                            }
+                            Err(e) => push_err(
+                                &mut errors,
+                                file,
+                                entry.referenced,
+                                format!("{path}.quiet_hours"),
+                                e,
+                                "e.g. quiet_hours: { from: \"22:00\", to: \"07:00\", timezone: Europe/Berlin, except: critical }",
+                            ),
+                        }
+                    }
+                    if let Some(t) = f.throttle {
+                        match parse_rate(&t) {
+                            Ok((count, per)) => rules.throttle = Some(Throttle { count, per }),
+                            Err(e) => push_err(
+                                &mut errors,
+                                file,
+                                entry.referenced,
+                                format!("{path}.throttle"),
+                                e,
+                                "e.g. throttle: 10/h",
+                            ),
+                        }
+                    }
+                    (f.url, rules)
+                }
+            };
             // Checked with placeholder values: the real ones are read from the environment
             // when the server starts, and never written anywhere.
-            let probe = crate::channel::expand(&url.value, &|_| Some("x0".into()))
+            let probe = crate::channel::expand(&url, &|_| Some("x0".into()))
                 .and_then(|u| crate::channel::parse(&name, &u).map(|_| ()));
             let named = crate::name::check_task_name(&name).map_err(|e| e.replace("task name", "channel name"));
             if let Err(e) = named.and(probe) {
-                errors.push(SourceError {
-                    file: file.into(),
-                    line: url.referenced.line().max(1),
-                    column: url.referenced.column().max(1),
-                    path: format!("notifications.channels.{name}"),
-                    message: e,
-                    hint: Some("e.g. discord://${DISCORD_WEBHOOK_ID}/${DISCORD_WEBHOOK_TOKEN}".into()),
-                });
+                push_err(
+                    &mut errors,
+                    file,
+                    entry.referenced,
+                    path,
+                    e,
+                    "e.g. discord://${DISCORD_WEBHOOK_ID}/${DISCORD_WEBHOOK_TOKEN}",
+                );
             }
-            c.channels.insert(name, url.value);
+            c.alerting.channels.insert(name.clone(), rules);
+            c.channels.insert(name, url);
+        }
+        let known: Vec<String> = c.channels.keys().cloned().collect();
+        for (i, r) in notifications.routes.into_iter().enumerate() {
+            let path = format!("notifications.routes[{i}]");
+            let v = r.value;
+            check_channels(&mut errors, file, &known, r.referenced, &format!("{path}.channels"), &v.channels);
+            let severity = match v.when.severity.as_deref().map(Severity::parse).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    push_err(&mut errors, file, r.referenced, format!("{path}.match.severity"), e, "");
+                    None
+                }
+            };
+            let sources = v.when.source.list();
+            for s in &sources {
+                if !crate::alerting::SOURCES.contains(&s.as_str()) {
+                    push_err(
+                        &mut errors,
+                        file,
+                        r.referenced,
+                        format!("{path}.match.source"),
+                        format!("unknown source {s:?}"),
+                        &format!("one of {}", crate::alerting::SOURCES.join(", ")),
+                    );
+                }
+            }
+            c.alerting.routing.routes.push(Route {
+                projects: v.when.project.list(),
+                sources,
+                severity,
+                tags: v.when.tags.list(),
+                channels: v.channels,
+                continue_matching: v.continue_matching,
+            });
+        }
+        if let Some(d) = notifications.default {
+            check_channels(&mut errors, file, &known, d.referenced, "notifications.default", &d.value);
+            c.alerting.routing.default = Some(d.value);
+        }
+        if let Some(f) = notifications.flapping {
+            match parse_duration(&f.value.window) {
+                Ok(window) if f.value.changes >= 2 => {
+                    c.alerting.flapping = Flapping { changes: f.value.changes, window };
+                }
+                Ok(_) => push_err(
+                    &mut errors,
+                    file,
+                    f.referenced,
+                    "notifications.flapping.changes".into(),
+                    "flapping needs at least 2 changes".into(),
+                    "e.g. flapping: { changes: 4, window: 1h }",
+                ),
+                Err(e) => push_err(
+                    &mut errors,
+                    file,
+                    f.referenced,
+                    "notifications.flapping.window".into(),
+                    e,
+                    "e.g. window: 1h",
+                ),
+            }
+        }
+        for (i, m) in raw.maintenance.unwrap_or_default().into_iter().enumerate() {
+            let path = format!("maintenance[{i}]");
+            match maintenance_window(m.value) {
+                Ok(w) => c.alerting.maintenance.push(w),
+                Err(e) => {
+                    push_err(&mut errors, file, m.referenced, path, e, "see docs/alerting.md#maintenance-windows")
+                }
+            }
         }
         let mut scopes = std::collections::HashSet::new();
         for b in &c.budgets {
@@ -432,6 +673,80 @@ impl Config {
         }
         if errors.is_empty() { Ok(c) } else { Err(ManifestError(errors)) }
     }
+}
+
+fn push_err(
+    errors: &mut Vec<SourceError>,
+    file: &str,
+    loc: serde_saphyr::Location,
+    path: String,
+    message: String,
+    hint: &str,
+) {
+    errors.push(SourceError {
+        file: file.into(),
+        line: loc.line().max(1),
+        column: loc.column().max(1),
+        path,
+        message,
+        hint: (!hint.is_empty()).then(|| hint.to_string()),
+    })
+}
+
+/// Reports each name in `names` that is not a declared channel.
+fn check_channels(
+    errors: &mut Vec<SourceError>,
+    file: &str,
+    known: &[String],
+    loc: serde_saphyr::Location,
+    path: &str,
+    names: &[String],
+) {
+    for n in names {
+        if !known.contains(n) {
+            let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+            let hint = match crate::manifest::suggest(n, &refs) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if known.is_empty() => "declare it under notifications.channels".to_string(),
+                None => format!("declared channels: {}", known.join(", ")),
+            };
+            push_err(errors, file, loc, path.to_string(), format!("unknown channel {n:?}"), &hint);
+        }
+    }
+}
+
+/// A maintenance window from config.yaml: `cron` + `duration` (+ `timezone`), or `start` + `end`.
+fn maintenance_window(m: RawMaintenance) -> Result<Maintenance, String> {
+    if let Some(p) = &m.project {
+        crate::name::check_project_name(p)?;
+    }
+    let window = match (m.cron, m.duration, m.start, m.end) {
+        (Some(cron), Some(duration), None, None) => {
+            let cron = crate::cron::Cron::parse(&cron).map_err(|e| format!("cron: {e}"))?;
+            let timezone = m.timezone.unwrap_or_else(|| "UTC".into());
+            crate::cron::zone(&timezone)?;
+            let duration = parse_duration(&duration).map_err(|e| format!("duration: {e}"))?;
+            Window::Recurring { cron, timezone, duration }
+        }
+        (None, None, Some(start), Some(end)) => {
+            let at = |t: &str| {
+                t.parse::<jiff::Timestamp>()
+                    .map(|t| t.as_millisecond())
+                    .map_err(|_| format!("{t:?} is not a UTC time; write e.g. 2026-12-01T02:00:00Z"))
+            };
+            let (start, end) = (at(&start)?, at(&end)?);
+            if end <= start {
+                return Err("end is not after start".into());
+            }
+            Window::Fixed { start, end }
+        }
+        _ => {
+            return Err(
+                "a window is either cron + duration (e.g. cron: \"0 3 * * *\", duration: 1h) or start + end".into()
+            );
+        }
+    };
+    Ok(Maintenance { project: m.project, window, reason: m.reason })
 }
 
 #[cfg(test)]
@@ -508,5 +823,81 @@ mod tests {
         assert!(e.contains("config.yaml:3:15: runs.kill_grace:"), "{e}");
         let e = Config::parse("config.yaml", "runs:\n  max_concurent: 3\n").unwrap_err().to_string();
         assert!(e.contains("did you mean `max_concurrent`?"), "{e}");
+    }
+
+    #[test]
+    fn reads_routes_channel_rules_flapping_and_maintenance_and_names_bad_ones() {
+        let c = Config::parse(
+            "c.yaml",
+            r#"notifications:
+  channels:
+    team: "discord://1/${TOKEN}"
+    phone:
+      url: "ntfys://ntfy.example.com/alerts"
+      quiet_hours: { from: "22:00", to: "07:00", timezone: Europe/Berlin, except: critical }
+      throttle: 10/h
+  routes:
+    - { match: { severity: critical }, channels: [phone], continue: true }
+    - { match: { project: [trading, cortana], source: check, tags: eth }, channels: [team] }
+  default: [team]
+  flapping: { changes: 3, window: 30m }
+maintenance:
+  - { project: trading, cron: "0 3 * * *", duration: 1h, timezone: Europe/Berlin, reason: backups }
+  - { start: "2026-12-01T00:00:00Z", end: "2026-12-01T06:00:00Z" }
+"#,
+        )
+        .unwrap();
+        let a = &c.alerting;
+        assert_eq!(c.channels["phone"], "ntfys://ntfy.example.com/alerts");
+        let phone = &a.channels["phone"];
+        assert_eq!(phone.throttle, Some(Throttle { count: 10, per: Duration::from_secs(3600) }));
+        assert_eq!(
+            phone.quiet_hours.as_ref().map(|q| (q.from, q.to, q.except)),
+            Some((1320, 420, Some(Severity::Critical)))
+        );
+        assert_eq!(a.channels["team"], ChannelRules::default());
+        assert_eq!(a.routing.routes.len(), 2);
+        assert!(a.routing.routes[0].continue_matching);
+        assert_eq!(a.routing.routes[1].projects, ["trading", "cortana"]);
+        assert_eq!(
+            (a.routing.routes[1].sources.clone(), a.routing.routes[1].tags.clone()),
+            (vec!["check".to_string()], vec!["eth".to_string()])
+        );
+        assert_eq!(a.routing.default.as_deref(), Some(&["team".to_string()][..]));
+        assert_eq!(a.flapping, Flapping { changes: 3, window: Duration::from_secs(1800) });
+        assert_eq!(a.maintenance.len(), 2);
+        assert_eq!(a.maintenance[0].reason.as_deref(), Some("backups"));
+
+        let e = Config::parse(
+            "c.yaml",
+            r#"notifications:
+  channels:
+    team: "discord://1/x"
+    phone: { url: "ntfy://h/t", quiet_hours: { from: "10pm", to: "07:00" }, throttle: 10/fortnight }
+  routes:
+    - { match: { severity: urgent, source: cron }, channels: [teem] }
+  default: [nobody]
+  flapping: { changes: 1, window: 1h }
+maintenance:
+  - { cron: "0 3 * * *" }
+  - { start: "2026-12-01T06:00:00Z", end: "2026-12-01T00:00:00Z" }
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "notifications.channels.phone.quiet_hours: \"10pm\" is not a time of day",
+            "notifications.channels.phone.throttle: unknown unit",
+            "notifications.routes[0].channels: unknown channel \"teem\"",
+            "did you mean `team`?",
+            "notifications.routes[0].match.severity: unknown severity \"urgent\"",
+            "notifications.routes[0].match.source: unknown source \"cron\"",
+            "notifications.default: unknown channel \"nobody\"",
+            "notifications.flapping.changes",
+            "maintenance[0]: a window is either cron + duration",
+            "maintenance[1]: end is not after start",
+        ] {
+            assert!(e.contains(want), "{want} missing in {e}");
+        }
     }
 }

@@ -54,6 +54,8 @@ struct RawManifest {
     #[serde(default)]
     schedule: Option<Spanned<RawProbe>>,
     #[serde(default)]
+    health: Option<Spanned<RawHealth>>,
+    #[serde(default)]
     schedules: Vec<Spanned<RawSchedule>>,
     #[serde(default)]
     checks: Vec<Spanned<RawCheck>>,
@@ -142,6 +144,18 @@ struct RawProbe {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawHealth {
+    url: Spanned<String>,
+    #[serde(default)]
+    every: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    expect: Option<Spanned<u16>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawSchedule {
     task: Spanned<String>,
     cron: Spanned<String>,
@@ -203,6 +217,8 @@ pub struct Manifest {
     pub cost: Option<Probe>,
     /// Optional `get_schedule` probe, asked at registration and reload.
     pub schedule_probe: Option<Probe>,
+    /// Optional HTTP health check of the project's own service.
+    pub health: Option<HealthCheck>,
     pub schedules: Vec<Schedule>,
     /// Heartbeat checks: one for each schedule a project keeps elsewhere, plus `checks:`.
     pub checks: Vec<CheckDecl>,
@@ -281,6 +297,20 @@ pub struct Probe {
     pub every: Duration,
     pub timeout: Duration,
 }
+
+/// An HTTP health check: `GET url` every `every` must answer `expect` within `timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub url: String,
+    pub every: Duration,
+    pub timeout: Duration,
+    pub expect: u16,
+}
+
+/// Default interval of a health check.
+pub const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(60);
+/// Default timeout of a health check.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A schedule as declared; evaluated by the scheduler.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -576,6 +606,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
     let status = probe(c, &raw.status, "status", DEFAULT_STATUS_EVERY, http);
     let cost = probe(c, &raw.cost, "cost", DEFAULT_COST_EVERY, http);
     let schedule_probe = probe(c, &raw.schedule, "schedule", DEFAULT_STATUS_EVERY, http);
+    let health = raw.health.as_ref().and_then(|h| health_check(c, h));
 
     let mut schedules = Vec::new();
     let mut checks: Vec<(Pos, String, CheckDecl)> = Vec::new();
@@ -783,6 +814,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         status,
         cost,
         schedule_probe,
+        health,
         schedules,
         checks,
         transport,
@@ -848,6 +880,39 @@ fn probe(
     }
     let timeout = c.duration(&p.value.timeout, format!("{field}.timeout")).unwrap_or(DEFAULT_PROBE_TIMEOUT);
     Some(Probe { run, every, timeout })
+}
+
+fn health_check(c: &mut Collector<'_>, h: &Spanned<RawHealth>) -> Option<HealthCheck> {
+    let url = h.value.url.value.trim();
+    let parsed = crate::url::parse_http(url);
+    if let Err(e) = &parsed {
+        c.at(
+            h.value.url.referenced.into(),
+            "health.url",
+            e,
+            Some("e.g. health: { url: http://127.0.0.1:8000/healthz }"),
+        );
+    }
+    let every = c.duration(&h.value.every, "health.every".into()).unwrap_or(DEFAULT_HEALTH_EVERY);
+    if every < Duration::from_secs(1) {
+        c.at(h.referenced.into(), "health.every", "a health check runs at most once a second", Some("use 1s or more"));
+    }
+    let timeout = c.duration(&h.value.timeout, "health.timeout".into()).unwrap_or(DEFAULT_HEALTH_TIMEOUT);
+    let expect = match &h.value.expect {
+        Some(e) if !(100..=599).contains(&e.value) => {
+            c.at(
+                e.referenced.into(),
+                "health.expect",
+                format!("{} is not an HTTP status", e.value),
+                Some("e.g. expect: 200"),
+            );
+            200
+        }
+        Some(e) => e.value,
+        None => 200,
+    };
+    parsed.ok()?;
+    Some(HealthCheck { url: url.to_string(), every, timeout, expect })
 }
 
 /// Checks one schedule a plugin reported through `get_schedule`, as the manifest's are checked.

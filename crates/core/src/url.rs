@@ -14,6 +14,19 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
+/// Checks that `url` is an absolute `http://` or `https://` URL with a host.
+pub fn parse_http(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains('@') || host.chars().any(char::is_whitespace) {
+        return Err(format!("{url:?} names no host (credentials do not belong in the URL)"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

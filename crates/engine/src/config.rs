@@ -42,6 +42,8 @@ pub struct EngineConfig {
     pub channels: Vec<agent_os_core::channel::Channel>,
     /// Whether channels may point at this machine or a private network (local sinks, tests).
     pub allow_private_targets: bool,
+    /// Routes, channel rules, flapping and maintenance windows from config.yaml.
+    pub alerting: agent_os_core::alerting::Alerting,
 }
 
 impl EngineConfig {
@@ -65,6 +67,7 @@ impl EngineConfig {
             budgets: Vec::new(),
             channels: Vec::new(),
             allow_private_targets: false,
+            alerting: Default::default(),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! their process groups and ends them as lost.
 
 pub mod budgets;
+pub mod health;
+pub mod incidents;
 pub mod monitor;
 pub mod notify;
 pub mod resources;
@@ -137,6 +139,8 @@ pub struct Engine {
     ping_writer: mpsc::Sender<monitor::PingJob>,
     /// Wakes the delivery loop: a notification was stored.
     deliveries_changed: Notify,
+    /// Wakes the incident sweep (a maintenance window ended early).
+    alerts_changed: Notify,
     /// Wakes lease requests: a hold was released.
     resources_changed: Notify,
     /// Wakes the check monitor: a ping arrived or checks changed.
@@ -188,6 +192,7 @@ impl Engine {
             checks_changed: Notify::new(),
             resources_changed: Notify::new(),
             deliveries_changed: Notify::new(),
+            alerts_changed: Notify::new(),
             run_durations: Histogram::new(RUN_BUCKETS),
             cfg,
         });
@@ -211,6 +216,7 @@ impl Engine {
             }
         }
         tokio::spawn(engine.clone().delivery_loop());
+        tokio::spawn(engine.clone().alert_loop());
         tokio::spawn(engine.clone().heartbeat_loop());
         if engine.cfg.probes_enabled {
             tokio::spawn(engine.clone().probe_loop());
@@ -753,6 +759,7 @@ impl Engine {
                 if RunStatus::parse(&done.status).is_some_and(RunStatus::is_terminal) {
                     let total = done.finished_at.unwrap_or(now) - done.started_at.unwrap_or(now);
                     self.run_durations.observe(total.max(0) as f64 / 1000.0);
+                    self.run_ended(&done).await;
                 }
             }
             Err(e) => tracing::warn!(run = %run.id, error = %e, "could not record the end of an attempt"),
@@ -1144,16 +1151,18 @@ impl Engine {
                         ("cost", &p.manifest.cost),
                         ("schedule", &p.manifest.schedule_probe),
                     ];
-                    for (kind, probe) in kinds {
-                        let Some(probe) = probe else { continue };
+                    let health_every = p.manifest.health.as_ref().map(|h| h.every);
+                    let probes = kinds.into_iter().map(|(kind, probe)| (kind, probe.as_ref().map(|p| p.every)));
+                    for (kind, every) in probes.chain([("health", health_every)]) {
+                        let Some(every) = every else { continue };
                         let key = (p.record.id.clone(), kind);
                         // The schedule probe was just asked at registration; the others start now.
-                        let first = if kind == "schedule" { now + probe.every.as_millis() as i64 } else { now };
+                        let first = if kind == "schedule" { now + every.as_millis() as i64 } else { now };
                         let due = *next.entry(key.clone()).or_insert(first);
                         if now < due {
                             continue;
                         }
-                        next.insert(key.clone(), now + probe.every.as_millis() as i64);
+                        next.insert(key.clone(), now + every.as_millis() as i64);
                         let fresh =
                             self.probing.lock().map(|mut s| s.insert((p.record.id.clone(), kind))).unwrap_or(false);
                         if fresh {
@@ -1172,6 +1181,10 @@ impl Engine {
                                 let _slot = Slot(engine.clone(), (p.record.id.clone(), kind));
                                 if kind == "schedule" {
                                     engine.refresh_plugin_schedules(&p).await;
+                                } else if kind == "health" {
+                                    if let Some(h) = &p.manifest.health {
+                                        engine.run_health_check(&p, h).await;
+                                    }
                                 } else {
                                     engine.run_probe(&p, kind).await;
                                 }
@@ -1225,6 +1238,9 @@ impl Engine {
         result.duration_ms = started.elapsed().as_millis() as i64;
         if let Err(e) = self.store.insert_probe_result(&result).await {
             tracing::warn!(project = %p.record.name, error = %e, "could not store a probe result");
+        }
+        if kind == "status" {
+            self.probes_changed(p).await;
         }
     }
 

@@ -19,6 +19,8 @@ pub mod secrets;
 pub use clock::{Clock, SystemClock};
 pub use config::EngineConfig;
 pub use engine::budgets::BudgetInput;
+pub use engine::health::{HealthState, ProjectHealth};
+pub use engine::incidents::{ActiveMaintenance, Alert};
 pub use engine::monitor::DiscoveredSchedule;
 pub use engine::notify::{Notified, NotifyInput};
 pub use engine::resources::{LeaseOptions, explain_wait};

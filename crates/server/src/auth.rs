@@ -41,6 +41,15 @@ impl Caller {
         }
     }
 
+    /// Who did something, for records such as an incident's acknowledgement.
+    pub fn label(&self) -> String {
+        match self {
+            Caller::Admin => "admin".into(),
+            Caller::Project { .. } => "project token".into(),
+            Caller::Run { run_id, .. } => format!("run {run_id}"),
+        }
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.is_admin() { Ok(()) } else { Err(ApiError::forbidden("this needs the admin token")) }
     }

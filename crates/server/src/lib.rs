@@ -3,6 +3,7 @@
 //! is generated from the handlers' annotations. The server holds no state of its own beyond
 //! request metrics; everything goes through the engine.
 
+mod alerting;
 mod auth;
 mod body;
 mod error;
@@ -24,11 +25,12 @@ use utoipa::OpenApi;
 
 use agent_os_engine::Engine;
 
+pub use alerting::{ChannelView, IncidentView, MaintenanceView, NotificationView, ProjectHealthView};
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
 pub use routes::{
-    AuditView, BudgetView, ChannelView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken,
-    DiscoveredEntry, EventView, Health, NotificationView, Registered, Timeline,
+    AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
+    EventView, Health, Registered, Timeline,
 };
 
 /// Shared by every handler.
@@ -62,7 +64,8 @@ impl Default for ServerOptions {
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::list_checks, routes::list_events,
         routes::cost_summary, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project, routes::project_audit,
-        routes::post_notification, routes::list_notifications, routes::list_channels, routes::test_channel,
+        alerting::post_notification, alerting::list_notifications, alerting::list_channels, alerting::test_channel,
+        alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
     ),
@@ -121,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/budgets/{id}", axum::routing::delete(routes::delete_budget))
         .route("/projects/{name}/resume", post(routes::resume_project))
         .route("/projects/{name}/audit", get(routes::project_audit))
+        .route("/projects/{name}/health", get(alerting::project_health))
         .route("/schedules", get(routes::list_schedules))
         .route("/schedules/timeline", get(routes::schedule_timeline))
         .route("/schedules/{id}/pause", post(routes::pause_schedule))
@@ -129,9 +133,14 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{name}/schedules", post(routes::register_discovered))
         .route("/projects/{name}/schedules/{schedule}", axum::routing::delete(routes::remove_discovered))
         .route("/checks", get(routes::list_checks))
-        .route("/notifications", get(routes::list_notifications).post(routes::post_notification))
-        .route("/channels", get(routes::list_channels))
-        .route("/channels/{name}/test", post(routes::test_channel))
+        .route("/notifications", get(alerting::list_notifications).post(alerting::post_notification))
+        .route("/channels", get(alerting::list_channels))
+        .route("/channels/{name}/test", post(alerting::test_channel))
+        .route("/incidents", get(alerting::list_incidents))
+        .route("/incidents/{id}", get(alerting::get_incident))
+        .route("/incidents/{id}/ack", post(alerting::ack_incident))
+        .route("/maintenance", get(alerting::list_maintenance).post(alerting::start_maintenance))
+        .route("/maintenance/{id}", axum::routing::delete(alerting::end_maintenance))
         .route("/resources", get(routes::list_resources))
         .route("/resources/{name}/leases", post(routes::take_lease))
         .route("/resources/{name}/leases/{id}/renew", post(routes::renew_lease))

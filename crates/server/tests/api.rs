@@ -1,182 +1,14 @@
 //! The HTTP API against a real in-process server: real SQLite file, real HTTP on 127.0.0.1,
 //! real task processes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use agent_os_engine::secrets::{TokenKind, new_token, token_record};
-use agent_os_engine::{Engine, EngineConfig, SystemClock};
-use agent_os_store::{SqlStore, Store, StoreOptions, sqlite_url};
-
-struct TestServer {
-    url: String,
-    admin: String,
-    engine: Arc<Engine>,
-    http: reqwest::Client,
-    home: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
-    agent_os_engine::plugin::install_crypto_provider();
-    let home = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&StoreOptions::new(sqlite_url(&home.path().join("agent-os.db"))), 1).await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let (admin, hash) = new_token(TokenKind::Admin);
-    store.insert_token(&token_record(TokenKind::Admin, "test", hash, None, 1)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let mut cfg = EngineConfig::new(agent_os_core::id::new_id(), url.clone(), home.path().join("run"));
-    cfg.kill_grace = Duration::from_millis(500);
-    cfg.probes_enabled = false;
-    tune(&mut cfg);
-    let engine = Engine::start(store, Arc::new(SystemClock), cfg).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = agent_os_server::ServerOptions { max_body_bytes: 64 * 1024 };
-    tokio::spawn(agent_os_server::run(listener, engine.clone(), opts, async move {
-        let _ = stopped.await;
-    }));
-    TestServer { url, admin, engine, http: reqwest::Client::new(), home, _stop: stop }
-}
-
-async fn start() -> TestServer {
-    start_with(|_| {}).await
-}
-
-impl TestServer {
-    async fn req(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        let mut r = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.req(reqwest::Method::GET, path, Some(&self.admin), None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.req(reqwest::Method::POST, path, Some(&self.admin), Some(body)).await
-    }
-
-    async fn add(&self, dir: &Path) -> Value {
-        let (s, v) = self.post("/api/v1/projects", json!({"path": dir.display().to_string()})).await;
-        assert_eq!(s, 201, "{v}");
-        v
-    }
-
-    /// Starts a run and waits for it to end.
-    async fn run(&self, project: &str, task: &str, input: Value) -> Value {
-        let (s, run) = self.post("/api/v1/runs", json!({"project": project, "task": task, "input": input})).await;
-        assert_eq!(s, 201, "{run}");
-        self.wait(run["id"].as_str().unwrap()).await
-    }
-
-    async fn wait(&self, id: &str) -> Value {
-        let (s, run) = self.get(&format!("/api/v1/runs/{id}/wait?timeout=60s")).await;
-        assert_eq!(s, 200, "{run}");
-        run
-    }
-
-    async fn log(&self, id: &str) -> String {
-        let (s, v) = self.get(&format!("/api/v1/runs/{id}/logs")).await;
-        assert_eq!(s, 200, "{v}");
-        v["chunks"].as_array().unwrap().iter().map(|c| c["data"].as_str().unwrap().to_string()).collect()
-    }
-}
-
-const FIXTURE: &str = r#"name: fixture
-description: tasks that misbehave on purpose
-env_file: .env
-keys:
-  OPENAI_API_KEY: { service: openai, key_name: fixture-openai }
-tasks:
-  echo:
-    run: [python3, echo.py]
-  fail:
-    run: "echo failing >&2; exit 3"
-    retries: 2
-    retry_delay: 50ms
-  no_retry:
-    run: "echo giving up; exit 78"
-    retries: 3
-    retry_delay: 50ms
-  flaky:
-    run: [sh, flaky.sh]
-    retries: 3
-    retry_delay: 50ms
-  slow:
-    run: "sleep 30 & echo $! > grandchild.pid; sleep 30"
-    timeout: 1s
-    kill_grace: 500ms
-  sleeper:
-    run: "sleep 30 & echo $! > sleeper.pid; echo started; wait"
-  missing:
-    run: [no-such-program-for-agent-os]
-  secrets:
-    run: [sh, secrets.sh]
-  chatty:
-    run: "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"
-  bad_outputs:
-    run: "printf '[1,2]' > \"$AGENT_OS_OUTPUT\""
-  cost:
-    run: [python3, cost_push.py]
-  envdump:
-    run: [env]
-status: { run: [sh, status.sh], every: 1s }
-cost: { run: [python3, cost_probe.py], every: 1s }
-schedule: { run: [sh, schedule.sh] }
-schedules:
-  - { task: echo, cron: "*/15 * * * *", timezone: Europe/Berlin }
-"#;
-
-fn fixture(dir: &Path) -> PathBuf {
-    let root = dir.join("fixture");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("agent-os.yaml"), FIXTURE).unwrap();
-    std::fs::write(
-        root.join("schedule.sh"),
-        "cat > /dev/null; echo '{\"schedules\": [{\"task\": \"echo\", \"cron\": \"0 5 * * *\", \"managed_by\": \"github\", \"description\": \"nightly workflow\"}, {\"task\": \"nope\", \"cron\": \"0 5 * * *\"}]}'\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("echo.py"),
-        "import json, os, sys\ndata = json.load(sys.stdin)\nprint('got', json.dumps(data, sort_keys=True), flush=True)\nprint('to stderr', file=sys.stderr)\nwith open(os.environ['AGENT_OS_OUTPUT'], 'w') as f:\n    json.dump({'echo': data, 'env': sorted(os.environ), 'cwd': os.getcwd()}, f)\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("flaky.sh"),
-        "n=$(cat attempts 2>/dev/null || echo 0); n=$((n+1)); echo $n > attempts\necho attempt $n\n[ $n -ge 3 ]\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("secrets.sh"), "echo \"key sk-proj-abcdefghijklmnopqrstuvwxyz0123\"\necho \"mine $AGENT_OS_TOKEN\"\necho \"header Authorization: Bearer abcdef0123456789\"\n").unwrap();
-    std::fs::write(
-        root.join("status.sh"),
-        "cat > /dev/null; echo '{\"status\": \"degraded\", \"message\": \"disk 91% full\"}'\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("cost_probe.py"),
-        "import json, sys\nreq = json.load(sys.stdin)\nassert req['op'] == 'report_cost' and req['protocol'] == 1\nsince = int(req['since'] or 0)\nrecords = [{'service': 'openai', 'amount': '0.5', 'idempotency_key': f'p{i}', 'at': '2026-01-01T00:00:00Z'} for i in range(3)]\nprint(json.dumps({'records': records[since:], 'cursor': str(len(records))}))\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("cost_push.py"),
-        "import json, os, urllib.request\nbody = json.dumps({'service': 'openai', 'key_name': 'fixture-openai', 'amount': '0.0123', 'tokens_in': 100, 'idempotency_key': 'run-' + os.environ['AGENT_OS_RUN_ID']}).encode()\nreq = urllib.request.Request(os.environ['AGENT_OS_URL'] + '/api/v1/costs', data=body, method='POST', headers={'Authorization': 'Bearer ' + os.environ['AGENT_OS_TOKEN'], 'Content-Type': 'application/json'})\nprint(urllib.request.urlopen(req, timeout=5).read().decode())\n",
-    )
-    .unwrap();
-    root
-}
+mod common;
+use common::*;
 
 fn alive(pid: i64) -> bool {
     // A zombie is not alive: it has been killed and waits only to be reaped.
@@ -1440,65 +1272,6 @@ async fn a_projects_key_audit_is_served_without_its_values() {
     assert!(!checks.contains(&"env-not-ignored"), "{audit}");
 }
 
-/// What a receiver got: path, idempotency key, body, and the Standard Webhooks headers (id,
-/// timestamp, signature).
-type Received = (String, String, Value, [String; 3]);
-
-/// A local receiver that records what channels send and answers as told: a list of statuses,
-/// one per request (the last one repeats), with `Retry-After: 1` on 429.
-#[derive(Clone, Default)]
-struct Sink {
-    seen: Arc<Mutex<Vec<Received>>>,
-    answers: Arc<Mutex<Vec<u16>>>,
-}
-
-impl Sink {
-    async fn start(answers: &[u16]) -> (Sink, String) {
-        use axum::http::{HeaderMap, StatusCode, Uri};
-        let sink = Sink { answers: Arc::new(Mutex::new(answers.to_vec())), ..Default::default() };
-        async fn receive(
-            axum::extract::State(s): axum::extract::State<Sink>,
-            uri: Uri,
-            h: HeaderMap,
-            body: axum::body::Bytes,
-        ) -> (StatusCode, HeaderMap, String) {
-            let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let signed = [header("webhook-id"), header("webhook-timestamp"), header("webhook-signature")];
-            s.seen.lock().unwrap().push((
-                uri.path().to_string(),
-                header("idempotency-key"),
-                serde_json::from_slice(&body).unwrap_or(Value::Null),
-                signed,
-            ));
-            let status = {
-                let mut a = s.answers.lock().unwrap();
-                if a.len() > 1 { a.remove(0) } else { a[0] }
-            };
-            let mut headers = HeaderMap::new();
-            if status == 429 {
-                headers.insert("retry-after", "1".parse().unwrap());
-            }
-            (StatusCode::from_u16(status).unwrap(), headers, String::new())
-        }
-        let app = axum::Router::new().fallback(axum::routing::post(receive)).with_state(sink.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (sink, url)
-    }
-}
-
-async fn wait_delivery(s: &TestServer, status: &str) -> Value {
-    for _ in 0..200 {
-        let (_, list) = s.get("/api/v1/notifications").await;
-        if list[0]["deliveries"][0]["status"] == status {
-            return list[0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no delivery became {status}: {}", s.get("/api/v1/notifications").await.1);
-}
-
 #[tokio::test]
 async fn notifications_fan_out_through_the_outbox_with_retries_and_idempotency_keys() {
     let (discord, discord_url) = Sink::start(&[429, 200]).await;
@@ -1527,10 +1300,10 @@ async fn notifications_fan_out_through_the_outbox_with_retries_and_idempotency_k
     );
     let seen = discord.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0].0, "/api/webhooks/123456/tok-en");
-    assert_eq!(seen[0].1, d["id"].as_str().unwrap(), "the delivery id is the idempotency key");
-    assert_eq!(seen[0].1, seen[1].1, "the same key on the retry");
-    let content = seen[1].2["content"].as_str().unwrap();
+    assert_eq!(seen[0].path, "/api/webhooks/123456/tok-en");
+    assert_eq!(seen[0].key(), d["id"].as_str().unwrap(), "the delivery id is the idempotency key");
+    assert_eq!(seen[0].key(), seen[1].key(), "the same key on the retry");
+    let content = seen[1].body["content"].as_str().unwrap();
     assert!(content.contains("**Volatility spike** · trading") && content.contains("ETH moved 2.6σ"), "{content}");
 
     // The same dedup_key within 10 minutes counts once.
@@ -1565,7 +1338,7 @@ async fn a_gone_channel_is_disabled_and_private_targets_are_refused_unless_allow
     let n = wait_delivery(&s, "disabled").await;
     assert_eq!(n["deliveries"][0]["last_status"], 410);
     assert_eq!(
-        gone.seen.lock().unwrap()[0].2["text"].as_str().map(|t| t.contains("Test from Agent OS to old")),
+        gone.seen.lock().unwrap()[0].body["text"].as_str().map(|t| t.contains("Test from Agent OS to old")),
         Some(true)
     );
     let (_, events) = s.get("/api/v1/events?type=channel.").await;
@@ -1603,7 +1376,10 @@ async fn json_channels_are_signed_per_standard_webhooks() {
     .await;
     s.post("/api/v1/notifications", json!({"title": "signed", "tags": ["a"]})).await;
     wait_delivery(&s, "delivered").await;
-    let (path, key, body, [id, ts, signature]) = sink.seen.lock().unwrap()[0].clone();
+    let got = sink.seen.lock().unwrap()[0].clone();
+    let (path, key, body) = (got.path.clone(), got.key().to_string(), got.body.clone());
+    let [id, ts, signature] =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"].map(|h| got.header(h).to_string());
     assert_eq!((path.as_str(), id.as_str()), ("/in", key.as_str()), "the webhook id is the delivery id");
     assert_eq!((body["type"].as_str(), body["title"].as_str()), (Some("notification"), Some("signed")));
     let raw = serde_json::to_vec(&body).unwrap();

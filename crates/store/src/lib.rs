@@ -133,6 +133,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_probe_result(&self, r: &ProbeResult) -> Result<()>;
     /// The newest result of each probe kind of a project.
     async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>>;
+    /// Results of the given probe kinds, newest first (a project's health history).
+    async fn probe_history(&self, project_id: &str, kinds: &[&str], limit: i64) -> Result<Vec<ProbeResult>>;
 
     // Costs --------------------------------------------------------------------------------
     /// Stores all records or none; a record whose idempotency key is already stored for its
@@ -210,20 +212,59 @@ pub trait Store: Send + Sync + 'static {
         dedup_key: &str,
         since: i64,
     ) -> Result<Option<NotificationRecord>>;
-    /// Stores a notification with one pending delivery per channel, in one transaction.
-    async fn insert_notification(&self, n: &NotificationRecord, channels: &[String]) -> Result<Vec<DeliveryRecord>>;
+    /// Stores a notification with its deliveries (pending, or held for a digest), in one
+    /// transaction.
+    async fn insert_notification(
+        &self,
+        n: &NotificationRecord,
+        deliveries: &[PlannedDelivery],
+    ) -> Result<Vec<DeliveryRecord>>;
+    /// How many deliveries to `channel` of notifications created after `since` were not held,
+    /// and when the oldest of them was created (for a channel's throttle).
+    async fn channel_sends_since(&self, channel: &str, since: i64) -> Result<(i64, Option<i64>)>;
     async fn list_notifications(&self, project: Option<&str>, limit: i64) -> Result<Vec<NotificationRecord>>;
     async fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>>;
     async fn list_deliveries(&self, notification_id: Option<&str>, limit: i64) -> Result<Vec<DeliveryRecord>>;
-    /// Takes up to `limit` pending deliveries due at `now`, counting the attempt and holding
+    /// Takes up to `limit` pending or held deliveries due at `now`, counting the attempt and holding
     /// them until `lease_until` so no other node takes them meanwhile.
     async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<DeliveryRecord>>;
     async fn finish_delivery(&self, outcome: &DeliveryOutcome) -> Result<()>;
     /// Lets go of every delivery attempt in flight (at startup, when no other node can be
     /// making them: on SQLite); returns how many.
     async fn release_deliveries(&self) -> Result<u64>;
-    /// When the earliest pending delivery is due (or its attempt's hold ends).
-    async fn next_delivery_due(&self) -> Result<Option<i64>>;
+    /// When the earliest pending or held delivery is due; one whose attempt is in flight at
+    /// `now` counts when its hold ends.
+    async fn next_delivery_due(&self, now: i64) -> Result<Option<i64>>;
+
+    // Incidents and maintenance ------------------------------------------------------------
+    /// Opens `new` unless an incident for its source and subject is open (then updates its
+    /// reason, and its severity when higher) or was resolved at or after `reopen_since` (then
+    /// opens that one again, counting the change; it is flapping from `flap_changes` changes).
+    async fn raise_incident(
+        &self,
+        new: &IncidentRecord,
+        reopen_since: i64,
+        flap_changes: i64,
+    ) -> Result<IncidentChange>;
+    /// Resolves the open incident of `source` and `subject`, if there is one.
+    async fn resolve_incident(
+        &self,
+        source: &str,
+        subject: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<Option<IncidentRecord>>;
+    /// Marks an incident acknowledged (once; the first acknowledgement stays).
+    async fn ack_incident(&self, id: &str, by: &str, at: i64) -> Result<Option<IncidentRecord>>;
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentRecord>>;
+    /// Newest first; `open_only` leaves resolved ones out.
+    async fn list_incidents(&self, open_only: bool, project: Option<&str>, limit: i64) -> Result<Vec<IncidentRecord>>;
+    async fn set_incident_notified(&self, id: &str, notified: bool) -> Result<()>;
+    async fn insert_maintenance(&self, m: &MaintenanceRecord) -> Result<()>;
+    /// Windows that have not ended at `now`.
+    async fn list_maintenance(&self, now: i64) -> Result<Vec<MaintenanceRecord>>;
+    /// Ends a window at `at` (if it had not ended); returns it.
+    async fn end_maintenance(&self, id: &str, at: i64) -> Result<Option<MaintenanceRecord>>;
 
     // Nodes and settings -------------------------------------------------------------------
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;

@@ -26,6 +26,7 @@ const SQLITE: &[Migration] = &[
     Migration { version: 5, name: "resources", sql: include_str!("../migrations/sqlite/0005_resources.sql") },
     Migration { version: 6, name: "budgets", sql: include_str!("../migrations/sqlite/0006_budgets.sql") },
     Migration { version: 7, name: "notifications", sql: include_str!("../migrations/sqlite/0007_notifications.sql") },
+    Migration { version: 8, name: "incidents", sql: include_str!("../migrations/sqlite/0008_incidents.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -44,6 +45,7 @@ const POSTGRES: &[Migration] = &[
     Migration { version: 5, name: "resources", sql: include_str!("../migrations/postgres/0005_resources.sql") },
     Migration { version: 6, name: "budgets", sql: include_str!("../migrations/postgres/0006_budgets.sql") },
     Migration { version: 7, name: "notifications", sql: include_str!("../migrations/postgres/0007_notifications.sql") },
+    Migration { version: 8, name: "incidents", sql: include_str!("../migrations/postgres/0008_incidents.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

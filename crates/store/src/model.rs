@@ -213,12 +213,12 @@ pub struct TokenRecord {
 pub struct ProbeResult {
     pub id: String,
     pub project_id: String,
-    /// `status`, `cost` or `schedule`.
+    /// `status`, `cost`, `schedule` or `health` (an HTTP health check).
     pub kind: String,
     pub at: i64,
     pub ok: bool,
     pub duration_ms: i64,
-    /// For status probes: `ok`, `degraded` or `down`.
+    /// For status probes: `ok`, `degraded` or `down`; for health checks `ok` or `down`.
     pub status: Option<String>,
     pub message: Option<String>,
     /// The probe's JSON answer, as received (bounded).
@@ -551,6 +551,20 @@ pub struct NotificationRecord {
     pub tags: Vec<String>,
     pub dedup_key: Option<String>,
     pub created_at: i64,
+    /// What raised it: `project` (sent by a project or user), `test`, or an incident's source.
+    pub source: Option<String>,
+    /// The incident it tells about.
+    pub incident_id: Option<String>,
+    /// Why it was kept back from every channel (a maintenance window).
+    pub suppressed: Option<String>,
+}
+
+/// Where a new notification goes, and whether it waits (quiet hours, throttle) for a digest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedDelivery {
+    pub channel: String,
+    /// `(until, why)`: held for a digest sent at `until`.
+    pub held: Option<(i64, String)>,
 }
 
 /// One notification on its way to one channel.
@@ -560,7 +574,8 @@ pub struct DeliveryRecord {
     pub id: String,
     pub notification_id: String,
     pub channel: String,
-    /// `pending`, `delivered`, `failed` (gave up) or `disabled` (the channel is gone).
+    /// `pending`, `held` (waiting for a digest), `delivered`, `failed` (gave up) or
+    /// `disabled` (the channel is gone).
     pub status: String,
     pub attempts: i64,
     pub next_at: i64,
@@ -568,6 +583,8 @@ pub struct DeliveryRecord {
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at: Option<i64>,
+    /// Why it was held for a digest (`quiet hours`, `throttle`), if it was.
+    pub held: Option<String>,
 }
 
 /// What an attempt came to.
@@ -579,4 +596,54 @@ pub struct DeliveryOutcome {
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at: Option<i64>,
+}
+
+/// Something broken, open until it recovers; one open incident per `(source, subject)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentRecord {
+    pub id: String,
+    /// `run`, `check`, `health`, `budget`, `project` or `channel`.
+    pub source: String,
+    /// What it is about within the source, e.g. `trading/rebalance`.
+    pub subject: String,
+    pub project: Option<String>,
+    pub severity: String,
+    pub title: String,
+    /// The latest reason given.
+    pub reason: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    pub opened_at: i64,
+    pub resolved_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub acked_by: Option<String>,
+    /// State changes (opened, resolved, opened again…) while it kept coming back.
+    pub changes: i64,
+    /// Changing too often to alert about each change.
+    pub flapping: bool,
+    /// Whether its opening was told to the channels.
+    pub notified: bool,
+    pub updated_at: i64,
+}
+
+/// What raising an incident did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IncidentChange {
+    /// A new incident.
+    Opened(IncidentRecord),
+    /// One resolved within the flapping window, open again.
+    Reopened(IncidentRecord),
+    /// Already open; `escalated` when its severity rose.
+    Updated { incident: IncidentRecord, escalated: bool },
+}
+
+/// A maintenance window set over the API or the CLI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaintenanceRecord {
+    pub id: String,
+    pub project: Option<String>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub reason: Option<String>,
+    pub created_at: i64,
 }

@@ -231,13 +231,13 @@ macro_rules! project_cols {
 
 macro_rules! notification_cols {
     () => {
-        "id, project, title, body, severity, tags, dedup_key, created_at"
+        "id, project, title, body, severity, tags, dedup_key, created_at, source, incident_id, suppressed"
     };
 }
 
 macro_rules! delivery_cols {
     () => {
-        "id, notification_id, channel, status, attempts, next_at, last_status, last_error, delivered_at"
+        "id, notification_id, channel, status, attempts, next_at, last_status, last_error, delivered_at, held"
     };
 }
 
@@ -735,7 +735,56 @@ fn notification_from(r: &AnyRow) -> Result<NotificationRecord, sqlx::Error> {
         tags: tags.lines().filter(|t| !t.is_empty()).map(str::to_string).collect(),
         dedup_key: r.try_get(6)?,
         created_at: r.try_get(7)?,
+        source: r.try_get(8)?,
+        incident_id: r.try_get(9)?,
+        suppressed: r.try_get(10)?,
     })
+}
+
+macro_rules! incident_cols {
+    () => {
+        "id, source, subject, project, severity, title, reason, status, opened_at, resolved_at, acked_at, acked_by, changes, flapping, notified, updated_at"
+    };
+}
+
+fn incident_from(r: &AnyRow) -> Result<IncidentRecord, sqlx::Error> {
+    Ok(IncidentRecord {
+        id: r.try_get(0)?,
+        source: r.try_get(1)?,
+        subject: r.try_get(2)?,
+        project: r.try_get(3)?,
+        severity: r.try_get(4)?,
+        title: r.try_get(5)?,
+        reason: r.try_get(6)?,
+        status: r.try_get(7)?,
+        opened_at: r.try_get(8)?,
+        resolved_at: r.try_get(9)?,
+        acked_at: r.try_get(10)?,
+        acked_by: r.try_get(11)?,
+        changes: r.try_get(12)?,
+        flapping: r.try_get::<i64, _>(13)? != 0,
+        notified: r.try_get::<i64, _>(14)? != 0,
+        updated_at: r.try_get(15)?,
+    })
+}
+
+fn maintenance_from(r: &AnyRow) -> Result<MaintenanceRecord, sqlx::Error> {
+    Ok(MaintenanceRecord {
+        id: r.try_get(0)?,
+        project: r.try_get(1)?,
+        starts_at: r.try_get(2)?,
+        ends_at: r.try_get(3)?,
+        reason: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+    })
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 2,
+        "warning" => 1,
+        _ => 0,
+    }
 }
 
 fn delivery_from(r: &AnyRow) -> Result<DeliveryRecord, sqlx::Error> {
@@ -749,6 +798,7 @@ fn delivery_from(r: &AnyRow) -> Result<DeliveryRecord, sqlx::Error> {
         last_status: r.try_get(6)?,
         last_error: r.try_get(7)?,
         delivered_at: r.try_get(8)?,
+        held: r.try_get(9)?,
     })
 }
 
@@ -1434,7 +1484,7 @@ impl Store for SqlStore {
 
     async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>> {
         let mut out = Vec::new();
-        for kind in ["status", "cost", "schedule"] {
+        for kind in ["status", "cost", "schedule", "health"] {
             let row = sqlx::query(concat!(
                 "SELECT ",
                 probe_cols!(),
@@ -1448,6 +1498,26 @@ impl Store for SqlStore {
                 out.push(probe_from(&r)?);
             }
         }
+        Ok(out)
+    }
+
+    async fn probe_history(&self, project_id: &str, kinds: &[&str], limit: i64) -> Result<Vec<ProbeResult>> {
+        let mut out = Vec::new();
+        for kind in kinds {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                probe_cols!(),
+                " FROM probe_results WHERE project_id = $1 AND kind = $2 ORDER BY at DESC, id DESC LIMIT $3"
+            ))
+            .bind(project_id)
+            .bind(*kind)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(&self.read)
+            .await?;
+            out.extend(all(rows, probe_from)?);
+        }
+        out.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
+        out.truncate(limit.clamp(1, 1000) as usize);
         Ok(out)
     }
 
@@ -1681,12 +1751,16 @@ impl Store for SqlStore {
         Ok(row.as_ref().map(notification_from).transpose()?)
     }
 
-    async fn insert_notification(&self, n: &NotificationRecord, channels: &[String]) -> Result<Vec<DeliveryRecord>> {
+    async fn insert_notification(
+        &self,
+        n: &NotificationRecord,
+        planned: &[PlannedDelivery],
+    ) -> Result<Vec<DeliveryRecord>> {
         let mut tx = self.tx().await?;
         sqlx::query(concat!(
             "INSERT INTO notifications (",
             notification_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&n.id)
         .bind(&n.project)
@@ -1696,32 +1770,47 @@ impl Store for SqlStore {
         .bind(n.tags.join("\n"))
         .bind(&n.dedup_key)
         .bind(n.created_at)
+        .bind(&n.source)
+        .bind(&n.incident_id)
+        .bind(&n.suppressed)
         .execute(&mut *tx)
         .await?;
         let mut out = Vec::new();
-        for c in channels {
+        for p in planned {
             let d = DeliveryRecord {
                 id: agent_os_core::id::new_id(),
                 notification_id: n.id.clone(),
-                channel: c.clone(),
-                status: "pending".into(),
+                channel: p.channel.clone(),
+                status: if p.held.is_some() { "held" } else { "pending" }.into(),
                 attempts: 0,
-                next_at: n.created_at,
+                next_at: p.held.as_ref().map_or(n.created_at, |(until, _)| *until),
                 last_status: None,
                 last_error: None,
                 delivered_at: None,
+                held: p.held.as_ref().map(|(_, why)| why.clone()),
             };
-            sqlx::query("INSERT INTO deliveries (id, notification_id, channel, status, attempts, next_at) VALUES ($1, $2, $3, 'pending', 0, $4)")
+            sqlx::query("INSERT INTO deliveries (id, notification_id, channel, status, attempts, next_at, held) VALUES ($1, $2, $3, $4, 0, $5, $6)")
                 .bind(&d.id)
                 .bind(&d.notification_id)
                 .bind(&d.channel)
+                .bind(&d.status)
                 .bind(d.next_at)
+                .bind(&d.held)
                 .execute(&mut *tx)
                 .await?;
             out.push(d);
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn channel_sends_since(&self, channel: &str, since: i64) -> Result<(i64, Option<i64>)> {
+        let row = sqlx::query("SELECT COUNT(*), MIN(n.created_at) FROM deliveries d JOIN notifications n ON n.id = d.notification_id WHERE d.channel = $1 AND n.created_at > $2 AND d.held IS NULL")
+            .bind(channel)
+            .bind(since)
+            .fetch_one(&self.read)
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     async fn list_notifications(&self, project: Option<&str>, limit: i64) -> Result<Vec<NotificationRecord>> {
@@ -1762,11 +1851,11 @@ impl Store for SqlStore {
         let mut tx = self.tx().await?;
         let claim = match self.backend {
             Backend::Sqlite => concat!(
-                "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_at, id LIMIT $3) RETURNING ",
+                "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2 WHERE id IN (SELECT id FROM deliveries WHERE status IN ('pending', 'held') AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_at, id LIMIT $3) RETURNING ",
                 delivery_cols!()
             ),
             Backend::Postgres => concat!(
-                "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+                "UPDATE deliveries SET attempts = attempts + 1, claimed_until = $2 WHERE id IN (SELECT id FROM deliveries WHERE status IN ('pending', 'held') AND next_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY next_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
                 delivery_cols!()
             ),
         };
@@ -1790,17 +1879,224 @@ impl Store for SqlStore {
 
     async fn release_deliveries(&self) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE deliveries SET claimed_until = NULL WHERE status = 'pending' AND claimed_until IS NOT NULL",
+            "UPDATE deliveries SET claimed_until = NULL WHERE status IN ('pending', 'held') AND claimed_until IS NOT NULL",
         )
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
     }
 
-    async fn next_delivery_due(&self) -> Result<Option<i64>> {
-        let row =
-            sqlx::query("SELECT MIN(next_at) FROM deliveries WHERE status = 'pending'").fetch_one(&self.read).await?;
+    async fn next_delivery_due(&self, now: i64) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(CASE WHEN claimed_until IS NOT NULL AND claimed_until > $1 THEN claimed_until ELSE next_at END) FROM deliveries WHERE status IN ('pending', 'held')")
+            .bind(now)
+            .fetch_one(&self.read)
+            .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    async fn raise_incident(
+        &self,
+        new: &IncidentRecord,
+        reopen_since: i64,
+        flap_changes: i64,
+    ) -> Result<IncidentChange> {
+        for _ in 0..2 {
+            let mut tx = self.tx().await?;
+            let open = sqlx::query(concat!(
+                "SELECT ",
+                incident_cols!(),
+                " FROM incidents WHERE source = $1 AND subject = $2 AND status = 'open'"
+            ))
+            .bind(&new.source)
+            .bind(&new.subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = open {
+                let mut inc = incident_from(&row)?;
+                let escalated = severity_rank(&new.severity) > severity_rank(&inc.severity);
+                if escalated {
+                    inc.severity = new.severity.clone();
+                }
+                inc.reason = new.reason.clone();
+                inc.title = new.title.clone();
+                inc.updated_at = new.updated_at;
+                sqlx::query(
+                    "UPDATE incidents SET severity = $2, reason = $3, updated_at = $4, title = $5 WHERE id = $1",
+                )
+                .bind(&inc.id)
+                .bind(&inc.severity)
+                .bind(&inc.reason)
+                .bind(inc.updated_at)
+                .bind(&inc.title)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(IncidentChange::Updated { incident: inc, escalated });
+            }
+            let recent = sqlx::query(concat!(
+                "SELECT ",
+                incident_cols!(),
+                " FROM incidents WHERE source = $1 AND subject = $2 AND status = 'resolved' AND resolved_at >= $3 ORDER BY resolved_at DESC LIMIT 1"
+            ))
+            .bind(&new.source)
+            .bind(&new.subject)
+            .bind(reopen_since)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = recent {
+                let mut inc = incident_from(&row)?;
+                inc.status = "open".into();
+                inc.resolved_at = None;
+                inc.acked_at = None;
+                inc.acked_by = None;
+                inc.changes += 1;
+                inc.flapping = inc.flapping || inc.changes >= flap_changes;
+                inc.severity = new.severity.clone();
+                inc.title = new.title.clone();
+                inc.reason = new.reason.clone();
+                inc.updated_at = new.updated_at;
+                let done = sqlx::query("UPDATE incidents SET status = 'open', resolved_at = NULL, acked_at = NULL, acked_by = NULL, changes = $2, flapping = $3, severity = $4, title = $5, reason = $6, updated_at = $7 WHERE id = $1")
+                    .bind(&inc.id)
+                    .bind(inc.changes)
+                    .bind(i64::from(inc.flapping))
+                    .bind(&inc.severity)
+                    .bind(&inc.title)
+                    .bind(&inc.reason)
+                    .bind(inc.updated_at)
+                    .execute(&mut *tx)
+                    .await;
+                match done {
+                    Ok(_) => {
+                        tx.commit().await?;
+                        return Ok(IncidentChange::Reopened(inc));
+                    }
+                    // Another node opened one meanwhile: look again.
+                    Err(e) if is_unique_violation(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let done = sqlx::query(concat!(
+                "INSERT INTO incidents (",
+                incident_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, NULL, NULL, NULL, 1, 0, 0, $9)"
+            ))
+            .bind(&new.id)
+            .bind(&new.source)
+            .bind(&new.subject)
+            .bind(&new.project)
+            .bind(&new.severity)
+            .bind(&new.title)
+            .bind(&new.reason)
+            .bind(new.opened_at)
+            .bind(new.updated_at)
+            .execute(&mut *tx)
+            .await;
+            match done {
+                Ok(_) => {
+                    tx.commit().await?;
+                    let mut inc = new.clone();
+                    inc.status = "open".into();
+                    inc.changes = 1;
+                    return Ok(IncidentChange::Opened(inc));
+                }
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict(format!("incident {}/{} kept changing while it was raised", new.source, new.subject)))
+    }
+
+    async fn resolve_incident(
+        &self,
+        source: &str,
+        subject: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<Option<IncidentRecord>> {
+        let row = sqlx::query(concat!(
+            "UPDATE incidents SET status = 'resolved', resolved_at = $3, reason = $4, changes = changes + 1, updated_at = $3 WHERE source = $1 AND subject = $2 AND status = 'open' RETURNING ",
+            incident_cols!()
+        ))
+        .bind(source)
+        .bind(subject)
+        .bind(at)
+        .bind(reason)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.as_ref().map(incident_from).transpose()?)
+    }
+
+    async fn ack_incident(&self, id: &str, by: &str, at: i64) -> Result<Option<IncidentRecord>> {
+        sqlx::query(
+            "UPDATE incidents SET acked_at = $2, acked_by = $3, updated_at = $2 WHERE id = $1 AND acked_at IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(by)
+        .execute(&self.write)
+        .await?;
+        self.get_incident(id).await
+    }
+
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentRecord>> {
+        let row = sqlx::query(concat!("SELECT ", incident_cols!(), " FROM incidents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(incident_from).transpose()?)
+    }
+
+    async fn list_incidents(&self, open_only: bool, project: Option<&str>, limit: i64) -> Result<Vec<IncidentRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            incident_cols!(),
+            " FROM incidents WHERE ($1 = 0 OR status = 'open') AND ($2 IS NULL OR project = $2) ORDER BY opened_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(i64::from(open_only))
+        .bind(project)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, incident_from)
+    }
+
+    async fn set_incident_notified(&self, id: &str, notified: bool) -> Result<()> {
+        sqlx::query("UPDATE incidents SET notified = $2 WHERE id = $1")
+            .bind(id)
+            .bind(i64::from(notified))
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_maintenance(&self, m: &MaintenanceRecord) -> Result<()> {
+        sqlx::query("INSERT INTO maintenance_windows (id, project, starts_at, ends_at, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&m.id)
+            .bind(&m.project)
+            .bind(m.starts_at)
+            .bind(m.ends_at)
+            .bind(&m.reason)
+            .bind(m.created_at)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_maintenance(&self, now: i64) -> Result<Vec<MaintenanceRecord>> {
+        let rows = sqlx::query("SELECT id, project, starts_at, ends_at, reason, created_at FROM maintenance_windows WHERE ends_at > $1 ORDER BY starts_at, id")
+            .bind(now)
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, maintenance_from)
+    }
+
+    async fn end_maintenance(&self, id: &str, at: i64) -> Result<Option<MaintenanceRecord>> {
+        let row = sqlx::query("UPDATE maintenance_windows SET ends_at = CASE WHEN ends_at > $2 THEN $2 ELSE ends_at END WHERE id = $1 RETURNING id, project, starts_at, ends_at, reason, created_at")
+            .bind(id)
+            .bind(at)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.as_ref().map(maintenance_from).transpose()?)
     }
 
     async fn insert_event(&self, e: &NewEvent) -> Result<()> {

@@ -775,3 +775,134 @@ async fn resource_race(store: std::sync::Arc<SqlStore>) {
     all.dedup();
     assert_eq!((total, all.len()), (40, 40), "every run ran, once");
 }
+
+fn incident(source: &str, subject: &str, severity: &str, at: i64) -> IncidentRecord {
+    IncidentRecord {
+        id: agent_os_core::id::new_id(),
+        source: source.into(),
+        subject: subject.into(),
+        project: Some("trading".into()),
+        severity: severity.into(),
+        title: format!("{subject} broke"),
+        reason: format!("reason at {at}"),
+        status: "open".into(),
+        opened_at: at,
+        resolved_at: None,
+        acked_at: None,
+        acked_by: None,
+        changes: 1,
+        flapping: false,
+        notified: false,
+        updated_at: at,
+    }
+}
+
+/// Incidents open once per subject, escalate, resolve, come back within the window as the same
+/// incident and turn flapping; notifications are held for digests; maintenance windows end.
+async fn incident_story(s: &dyn Store) {
+    let a = incident("check", "trading/nightly", "warning", 1_000);
+    let first = s.raise_incident(&a, 0, 4).await.unwrap();
+    let IncidentChange::Opened(opened) = first else { panic!("{first:?}") };
+    assert_eq!((opened.id.as_str(), opened.changes), (a.id.as_str(), 1));
+    // A second raise of the same subject is the same incident; a higher severity escalates it.
+    let again = s.raise_incident(&incident("check", "trading/nightly", "critical", 2_000), 0, 4).await.unwrap();
+    let IncidentChange::Updated { incident: updated, escalated: true } = again else { panic!("{again:?}") };
+    assert_eq!((updated.id.as_str(), updated.severity.as_str()), (a.id.as_str(), "critical"));
+    let same = s.raise_incident(&incident("check", "trading/nightly", "warning", 2_500), 0, 4).await.unwrap();
+    assert!(
+        matches!(same, IncidentChange::Updated { escalated: false, ref incident } if incident.severity == "critical")
+    );
+    // Another subject is another incident.
+    let other = s.raise_incident(&incident("run", "trading/flaky", "warning", 2_600), 0, 4).await.unwrap();
+    assert!(matches!(other, IncidentChange::Opened(_)));
+
+    s.set_incident_notified(&a.id, true).await.unwrap();
+    let acked = s.ack_incident(&a.id, "ana", 2_700).await.unwrap().unwrap();
+    assert_eq!((acked.acked_by.as_deref(), acked.notified), (Some("ana"), true));
+    s.ack_incident(&a.id, "bo", 2_800).await.unwrap();
+    assert_eq!(s.get_incident(&a.id).await.unwrap().unwrap().acked_by.as_deref(), Some("ana"), "the first ack stays");
+
+    let resolved = s.resolve_incident("check", "trading/nightly", "pinged", 3_000).await.unwrap().unwrap();
+    assert_eq!((resolved.status.as_str(), resolved.resolved_at, resolved.changes), ("resolved", Some(3_000), 2));
+    assert!(s.resolve_incident("check", "trading/nightly", "again", 3_100).await.unwrap().is_none());
+    // Back within the window: the same incident, open again, its ack cleared; then flapping.
+    let back = s.raise_incident(&incident("check", "trading/nightly", "warning", 4_000), 2_000, 4).await.unwrap();
+    let IncidentChange::Reopened(back) = back else { panic!("{back:?}") };
+    assert_eq!((back.id.as_str(), back.changes, back.flapping, back.acked_at), (a.id.as_str(), 3, false, None));
+    s.resolve_incident("check", "trading/nightly", "pinged", 4_500).await.unwrap();
+    let IncidentChange::Reopened(flapping) =
+        s.raise_incident(&incident("check", "trading/nightly", "warning", 5_000), 4_000, 4).await.unwrap()
+    else {
+        panic!("not reopened")
+    };
+    assert_eq!((flapping.changes, flapping.flapping), (5, true));
+    s.resolve_incident("check", "trading/nightly", "pinged", 5_500).await.unwrap();
+    // After the window, a new incident.
+    let fresh = s.raise_incident(&incident("check", "trading/nightly", "warning", 90_000), 60_000, 4).await.unwrap();
+    assert!(matches!(fresh, IncidentChange::Opened(ref i) if i.id != a.id));
+    let open = s.list_incidents(true, Some("trading"), 10).await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(s.list_incidents(false, None, 10).await.unwrap().len(), 3);
+    assert!(s.list_incidents(false, Some("cortana"), 10).await.unwrap().is_empty());
+
+    // Held deliveries: claimed with the pending ones once due; throttle counting skips them.
+    let n = NotificationRecord {
+        id: agent_os_core::id::new_id(),
+        project: Some("trading".into()),
+        title: "t".into(),
+        body: String::new(),
+        severity: "info".into(),
+        tags: vec![],
+        dedup_key: None,
+        created_at: 10_000,
+        source: Some("project".into()),
+        incident_id: None,
+        suppressed: None,
+    };
+    let planned = [
+        PlannedDelivery { channel: "team".into(), held: None },
+        PlannedDelivery { channel: "phone".into(), held: Some((20_000, "quiet hours".into())) },
+    ];
+    let ds = s.insert_notification(&n, &planned).await.unwrap();
+    assert_eq!((ds[1].status.as_str(), ds[1].next_at, ds[1].held.as_deref()), ("held", 20_000, Some("quiet hours")));
+    assert_eq!(s.channel_sends_since("team", 9_000).await.unwrap(), (1, Some(10_000)));
+    assert_eq!(s.channel_sends_since("phone", 9_000).await.unwrap().0, 0, "held ones do not count");
+    let now = s.claim_deliveries(10_000, 70_000, 10).await.unwrap();
+    assert_eq!(now.iter().map(|d| d.channel.as_str()).collect::<Vec<_>>(), ["team"]);
+    assert_eq!(s.next_delivery_due(10_000).await.unwrap(), Some(20_000), "the held one; the claimed one is in flight");
+    assert_eq!(s.next_delivery_due(75_000).await.unwrap(), Some(10_000), "a claim that ran out is due again");
+    let later = s.claim_deliveries(20_000, 80_000, 10).await.unwrap();
+    assert_eq!(later.iter().map(|d| (d.channel.as_str(), d.status.as_str())).collect::<Vec<_>>(), [("phone", "held")]);
+    let stored = s.get_notification(&n.id).await.unwrap().unwrap();
+    assert_eq!(stored.source.as_deref(), Some("project"));
+
+    // Maintenance windows.
+    let m = MaintenanceRecord {
+        id: agent_os_core::id::new_id(),
+        project: Some("trading".into()),
+        starts_at: 1_000,
+        ends_at: 100_000,
+        reason: Some("upgrade".into()),
+        created_at: 1_000,
+    };
+    s.insert_maintenance(&m).await.unwrap();
+    assert_eq!(s.list_maintenance(50_000).await.unwrap(), vec![m.clone()]);
+    let ended = s.end_maintenance(&m.id, 60_000).await.unwrap().unwrap();
+    assert_eq!(ended.ends_at, 60_000);
+    assert!(s.list_maintenance(60_000).await.unwrap().is_empty());
+    assert!(s.end_maintenance("nope", 1).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn incidents_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    incident_story(&sqlite_store(&dir).await).await;
+    if let Some(db) = PgDatabase::create().await {
+        {
+            let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
+            incident_story(&store).await;
+            store.close().await;
+        }
+        db.drop_it().await;
+    }
+}

@@ -10,7 +10,9 @@ use agent_os_core::id::new_id;
 use agent_os_store::{BudgetRecord, CostGroup, CostTotalsFilter, NewEvent, PauseRecord};
 use serde_json::json;
 
+use super::incidents::Alert;
 use super::{Engine, EngineError};
+use agent_os_core::alerting::Severity;
 
 /// A budget set over the API.
 #[derive(Clone, Debug)]
@@ -175,11 +177,27 @@ impl Engine {
                     .to_string(),
                     at: now,
                 };
-                if self.store.mark_budget(&b.id, s.period_start, *threshold, &event, pause.as_ref()).await?
-                    && pause.is_some()
-                {
+                let marked = self.store.mark_budget(&b.id, s.period_start, *threshold, &event, pause.as_ref()).await?;
+                if marked && pause.is_some() {
                     tracing::warn!(project = %b.project, "paused by its budget");
                     self.schedules_touched();
+                }
+                if marked {
+                    let alert = Alert {
+                        source: "budget",
+                        subject: format!("{}/{}", b.project, event.subject.clone().unwrap_or_default()),
+                        project: Some(b.project.clone()),
+                        severity: if *threshold >= 100 { Severity::Critical } else { Severity::Warning },
+                        title: format!("{} has used {threshold}% of its {} budget{scope}", b.project, b.period),
+                        reason: format!(
+                            "{spent} of {limit} spent; forecast {} {}{}",
+                            format_amount(s.forecast_nanos),
+                            b.currency,
+                            if pause.is_some() { "; the project is paused until `agent-os budget resume`" } else { "" }
+                        ),
+                        tags: Vec::new(),
+                    };
+                    self.raise(alert).await?;
                 }
             }
         }

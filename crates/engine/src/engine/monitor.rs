@@ -294,6 +294,9 @@ impl Engine {
             .map_err(|_| EngineError::Unavailable("the ping was not stored; ping again".into()))?
             .map_err(EngineError::Unavailable)?;
         self.checks_changed.notify_one();
+        if state != old {
+            self.check_changed(&check.project, &check.slug, state.as_str(), &why).await;
+        }
         Ok(CheckRecord {
             state: state.as_str().into(),
             last_finish_at: pings.last_finish,
@@ -350,7 +353,9 @@ impl Engine {
                     CheckState::Down => "the expected ping did not come within the grace time".to_string(),
                     _ => "re-evaluated".to_string(),
                 };
-                self.store.set_check_state(&c.id, state.as_str(), &event(&c, state, now, &why)).await?;
+                if self.store.set_check_state(&c.id, state.as_str(), &event(&c, state, now, &why)).await? {
+                    self.check_changed(&c.project, &c.slug, state.as_str(), &why).await;
+                }
             }
         }
         Ok(next)

@@ -12,11 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_os_core::alerting::{Routed, Severity};
 use agent_os_core::channel::{self, Channel, Message};
 use agent_os_core::id::new_id;
-use agent_os_store::{DeliveryOutcome, DeliveryRecord, NewEvent, NotificationRecord};
+use agent_os_store::{DeliveryOutcome, DeliveryRecord, NewEvent, NotificationRecord, PlannedDelivery};
 use serde_json::json;
 
+use super::incidents::Alert;
 use super::{Engine, EngineError};
 
 /// When a failed delivery is tried again, after its 1st, 2nd, … attempt; after the last, it
@@ -34,7 +36,11 @@ pub const RETRY_AFTER: [Duration; 7] = [
 /// Notifications with the same `dedup_key` within this window count once.
 pub const DEDUP_WINDOW_MS: i64 = 10 * 60_000;
 
-/// How long a claimed delivery is out of other nodes' reach while it is attempted.
+/// Most delivery attempts in flight at once.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// How long a claimed delivery is out of other nodes' reach while it is attempted (an attempt
+/// takes at most TIMEOUT, an e-mail at most 30 s).
 const ATTEMPT_LEASE_MS: i64 = 60_000;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,6 +52,10 @@ pub struct NotifyInput {
     pub severity: Option<String>,
     pub tags: Vec<String>,
     pub dedup_key: Option<String>,
+    /// What raised it (`project` when a project or user sends it; an incident's source).
+    pub source: Option<String>,
+    /// The incident it tells about.
+    pub incident_id: Option<String>,
 }
 
 /// What `notify` did.
@@ -102,15 +112,98 @@ impl Engine {
         input: NotifyInput,
         only: Option<&str>,
     ) -> Result<Notified, EngineError> {
+        self.validate(&input)?;
         let title = input.title.trim().to_string();
+        let severity = input.severity.clone().unwrap_or_else(|| "info".into());
+        let now = self.now();
+        if only.is_none()
+            && let Some(key) = &input.dedup_key
+            && let Some(earlier) = self.store.find_recent_notification(project, key, now - DEDUP_WINDOW_MS).await?
+        {
+            let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
+            return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
+        }
+        let level = Severity::parse(&severity).unwrap_or(Severity::Info);
+        let source = input.source.unwrap_or_else(|| "project".into());
+        // Incidents check maintenance themselves (and tell later); a project's own message is
+        // kept back here.
+        let suppressed = match only {
+            None if source == "project" => {
+                self.maintenance_at(project, now).await?.map(|m| format!("maintenance: {}", m.reason))
+            }
+            _ => None,
+        };
+        let planned: Vec<PlannedDelivery> = match (only, &suppressed) {
+            (Some(name), _) => {
+                // Testing a channel is how a user says it works again.
+                self.channel(name)?;
+                self.store.set_setting(&gone_key(name), "").await?;
+                vec![PlannedDelivery { channel: name.to_string(), held: None }]
+            }
+            (None, Some(_)) => Vec::new(),
+            (None, None) => {
+                let mut live = Vec::new();
+                for c in &self.cfg.channels {
+                    if self.store.get_setting(&gone_key(&c.name)).await?.is_none_or(|v| v.is_empty()) {
+                        live.push(c.name.clone());
+                    }
+                }
+                let routed = Routed { project, source: &source, severity: level, tags: &input.tags };
+                let mut planned = Vec::new();
+                for name in self.cfg.alerting.routing.channels(&live, &routed) {
+                    let held = self.hold(&name, level, now).await?;
+                    planned.push(PlannedDelivery { channel: name, held });
+                }
+                planned
+            }
+        };
+        let n = NotificationRecord {
+            id: new_id(),
+            project: project.map(str::to_string),
+            title,
+            body: input.body,
+            severity,
+            tags: input.tags,
+            dedup_key: input.dedup_key,
+            created_at: now,
+            source: Some(if only.is_some() { "test".into() } else { source }),
+            incident_id: input.incident_id,
+            suppressed,
+        };
+        let deliveries = self.store.insert_notification(&n, &planned).await?;
+        self.deliveries_changed.notify_one();
+        Ok(Notified { notification: n, deliveries, deduplicated: false })
+    }
+
+    /// Whether a new message to `channel` waits for a digest: inside the channel's quiet hours
+    /// (until they end), or over its throttle (until the oldest counted message leaves the
+    /// window). `None`: it goes now.
+    async fn hold(&self, channel: &str, severity: Severity, now: i64) -> Result<Option<(i64, String)>, EngineError> {
+        let Some(rules) = self.cfg.alerting.channels.get(channel) else { return Ok(None) };
+        if let Some(until) = rules.quiet_hours.as_ref().and_then(|q| q.held_until(now, severity)) {
+            return Ok(Some((until, "quiet hours".into())));
+        }
+        if let Some(t) = &rules.throttle {
+            let per = t.per.as_millis() as i64;
+            let (sent, oldest) = self.store.channel_sends_since(channel, now - per).await?;
+            if sent >= i64::from(t.count) {
+                return Ok(Some((oldest.unwrap_or(now) + per + 1, "throttle".into())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks a notification's fields, naming the first bad one.
+    fn validate(&self, input: &NotifyInput) -> Result<(), EngineError> {
+        let title = input.title.trim();
         if title.is_empty() || title.chars().count() > 200 {
             return Err(invalid("title", "a title of 1 to 200 characters"));
         }
         if input.body.len() > 4000 {
             return Err(invalid("body", "at most 4000 bytes"));
         }
-        let severity = input.severity.unwrap_or_else(|| "info".into());
-        if !matches!(severity.as_str(), "info" | "warning" | "critical") {
+        let severity = input.severity.as_deref().unwrap_or("info");
+        if !matches!(severity, "info" | "warning" | "critical") {
             return Err(invalid("severity", format!("unknown severity {severity:?}; info, warning or critical")));
         }
         if input.tags.len() > 10 {
@@ -124,44 +217,86 @@ impl Engine {
         if input.dedup_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
             return Err(invalid("dedup_key", "1 to 200 bytes"));
         }
-        let channels: Vec<String> = match only {
-            Some(name) => {
-                // Testing a channel is how a user says it works again.
-                self.channel(name)?;
-                self.store.set_setting(&gone_key(name), "").await?;
-                vec![name.to_string()]
-            }
-            None => {
-                let mut live = Vec::new();
-                for c in &self.cfg.channels {
-                    if self.store.get_setting(&gone_key(&c.name)).await?.is_none_or(|v| v.is_empty()) {
-                        live.push(c.name.clone());
-                    }
-                }
-                live
-            }
-        };
-        let now = self.now();
-        if only.is_none()
-            && let Some(key) = &input.dedup_key
-            && let Some(earlier) = self.store.find_recent_notification(project, key, now - DEDUP_WINDOW_MS).await?
-        {
-            let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
-            return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
+        Ok(())
+    }
+
+    /// A project's (or a user's) own notification. A warning or critical one with a
+    /// `dedup_key` is also an incident (source `project`, subject `PROJECT/KEY`), open until the
+    /// project sends the same key with `resolve`: then the channels are told it is resolved.
+    pub async fn project_notify(
+        &self,
+        project: Option<&str>,
+        input: NotifyInput,
+        resolve: bool,
+    ) -> Result<Notified, EngineError> {
+        let subject = input.dedup_key.as_ref().map(|k| format!("{}/{k}", project.unwrap_or("-")));
+        if resolve {
+            let subject =
+                subject.ok_or_else(|| invalid("dedup_key", "resolve needs the dedup_key of what it resolves"))?;
+            let why =
+                if input.body.trim().is_empty() { "resolved by the project".to_string() } else { input.body.clone() };
+            return match self.resolve("project", &subject, &why).await? {
+                Some((_, Some(told))) => Ok(told),
+                Some((incident, None)) => Err(EngineError::Conflict(format!(
+                    "incident {} is resolved; its opening was never sent (maintenance or flapping), so nothing was sent now",
+                    incident.id
+                ))),
+                None => Err(EngineError::NotFound(format!(
+                    "no open incident with dedup_key {:?}; only warning or critical notifications with a dedup_key open one",
+                    input.dedup_key.unwrap_or_default()
+                ))),
+            };
         }
-        let n = NotificationRecord {
-            id: new_id(),
-            project: project.map(str::to_string),
-            title,
-            body: input.body,
-            severity,
-            tags: input.tags,
-            dedup_key: input.dedup_key,
-            created_at: now,
+        let level = input.severity.as_deref().map(Severity::parse).transpose().ok().flatten();
+        let incident = match (subject, level) {
+            (Some(subject), Some(level)) if level >= Severity::Warning => {
+                let now = self.now();
+                let record = agent_os_store::IncidentRecord {
+                    id: new_id(),
+                    source: "project".into(),
+                    subject,
+                    project: project.map(str::to_string),
+                    severity: level.as_str().into(),
+                    title: input.title.trim().to_string(),
+                    reason: if input.body.is_empty() { input.title.clone() } else { input.body.clone() },
+                    status: "open".into(),
+                    opened_at: now,
+                    resolved_at: None,
+                    acked_at: None,
+                    acked_by: None,
+                    changes: 1,
+                    flapping: false,
+                    notified: false,
+                    updated_at: now,
+                };
+                Some(self.validate(&input).map(|_| record)?)
+            }
+            _ => None,
         };
-        let deliveries = self.store.insert_notification(&n, &channels).await?;
-        self.deliveries_changed.notify_one();
-        Ok(Notified { notification: n, deliveries, deduplicated: false })
+        let mut input = input;
+        let stored = match incident {
+            Some(record) => {
+                let flapping = &self.cfg.alerting.flapping;
+                let since = self.now() - flapping.window.as_millis() as i64;
+                let change = self.store.raise_incident(&record, since, i64::from(flapping.changes)).await?;
+                let incident = match change {
+                    agent_os_store::IncidentChange::Opened(i) | agent_os_store::IncidentChange::Reopened(i) => i,
+                    agent_os_store::IncidentChange::Updated { incident, .. } => incident,
+                };
+                input.incident_id = Some(incident.id.clone());
+                Some(incident)
+            }
+            None => None,
+        };
+        input.source = Some("project".into());
+        let done = self.notify(project, input, None).await?;
+        if let Some(i) = stored
+            && !done.deduplicated
+            && done.notification.suppressed.is_none()
+        {
+            self.store.set_incident_notified(&i.id, true).await?;
+        }
+        Ok(done)
     }
 
     fn channel(&self, name: &str) -> Result<&Channel, EngineError> {
@@ -175,83 +310,208 @@ impl Engine {
         })
     }
 
+    /// Works the outbox: claims due deliveries and attempts each in its own task, so a
+    /// receiver that hangs until its timeout holds back no other; each outcome is stored as
+    /// soon as it is known. At most MAX_IN_FLIGHT attempts run at once.
     pub(super) async fn delivery_loop(self: Arc<Self>) {
         let mut stopping = self.stopping.subscribe();
+        let mut jobs = tokio::task::JoinSet::new();
         loop {
+            while jobs.try_join_next().is_some() {}
+            let room = MAX_IN_FLIGHT.saturating_sub(jobs.len()) as i64;
             let now = self.now();
-            match self.store.claim_deliveries(now, now + ATTEMPT_LEASE_MS, 16).await {
-                Ok(batch) => {
-                    for d in batch {
-                        let outcome = self.attempt_delivery(&d).await;
-                        if let Err(e) = self.store.finish_delivery(&outcome).await {
-                            tracing::warn!(error = %e, delivery = %d.id, "delivery outcome not stored; it is tried again");
-                        }
+            let mut failing = false;
+            if room > 0 {
+                match self.store.claim_deliveries(now, now + ATTEMPT_LEASE_MS, room).await {
+                    Ok(batch) => self.start_attempts(batch, &mut jobs),
+                    Err(e) => {
+                        failing = true;
+                        tracing::warn!(error = %e, "could not claim deliveries");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "could not claim deliveries"),
             }
-            let sleep = match self.store.next_delivery_due().await {
+            let sleep = match self.store.next_delivery_due(self.now()).await {
+                _ if failing => Duration::from_secs(1),
                 Ok(Some(at)) => Duration::from_millis((at - self.now()).clamp(0, 30_000) as u64),
                 _ => Duration::from_secs(30),
             };
-            if sleep.is_zero() {
+            if sleep.is_zero() && jobs.len() < MAX_IN_FLIGHT {
                 continue;
             }
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.deliveries_changed.notified() => {}
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
                 _ = stopping.changed() => return,
             }
         }
     }
 
+    /// One task per claimed delivery, and one per channel for its held deliveries (a digest).
+    fn start_attempts(self: &Arc<Self>, batch: Vec<DeliveryRecord>, jobs: &mut tokio::task::JoinSet<()>) {
+        let (held, single): (Vec<_>, Vec<_>) = batch.into_iter().partition(|d| d.status == "held");
+        for d in single {
+            let engine = self.clone();
+            jobs.spawn(async move {
+                let outcome = engine.attempt_delivery(&d).await;
+                engine.store_outcome(&outcome).await;
+            });
+        }
+        let mut by_channel: std::collections::BTreeMap<String, Vec<DeliveryRecord>> = Default::default();
+        for d in held {
+            by_channel.entry(d.channel.clone()).or_default().push(d);
+        }
+        for (name, rows) in by_channel {
+            let engine = self.clone();
+            jobs.spawn(async move {
+                let rows: Vec<&DeliveryRecord> = rows.iter().collect();
+                for outcome in engine.attempt_digest(&name, &rows).await {
+                    engine.store_outcome(&outcome).await;
+                }
+            });
+        }
+    }
+
+    async fn store_outcome(&self, outcome: &DeliveryOutcome) {
+        if let Err(e) = self.store.finish_delivery(outcome).await {
+            tracing::warn!(error = %e, delivery = %outcome.id, "delivery outcome not stored; it is tried again");
+        }
+    }
+
     /// One attempt at one delivery.
     async fn attempt_delivery(&self, d: &DeliveryRecord) -> DeliveryOutcome {
+        let Ok(ch) = self.channel(&d.channel) else {
+            return gave_up(&d.id, format!("channel {:?} is no longer in config.yaml", d.channel));
+        };
+        let Ok(Some(n)) = self.store.get_notification(&d.notification_id).await else {
+            let mut o = gave_up(&d.id, "the notification could not be read".into());
+            self.retry_later(&mut o, d.attempts, None);
+            return o;
+        };
+        let at = jiff::Timestamp::from_millisecond(n.created_at).map(|t| format!("{t:.3}")).unwrap_or_default();
+        let message = Message {
+            id: &n.id,
+            project: n.project.as_deref(),
+            title: &n.title,
+            body: &n.body,
+            severity: &n.severity,
+            tags: &n.tags,
+            at: &at,
+        };
+        let outcome = self.deliver(ch, &d.id, d.attempts, &message).await;
+        if outcome.status == "delivered" && n.source.as_deref() == Some("test") {
+            // A channel that answered a test works again.
+            if let Err(e) = self.resolve("channel", &ch.name, "a test notification was delivered").await {
+                tracing::warn!(error = %e, channel = %ch.name, "channel incident not resolved");
+            }
+        }
+        outcome
+    }
+
+    /// One attempt at the digest of a channel's held deliveries: one message listing them
+    /// all, whose outcome is each one's. It carries the idempotency key of its oldest delivery.
+    async fn attempt_digest(&self, channel: &str, rows: &[&DeliveryRecord]) -> Vec<DeliveryOutcome> {
+        let Ok(ch) = self.channel(channel) else {
+            return rows
+                .iter()
+                .map(|d| gave_up(&d.id, format!("channel {channel:?} is no longer in config.yaml")))
+                .collect();
+        };
+        let mut notes = Vec::new();
+        for d in rows {
+            if let Ok(Some(n)) = self.store.get_notification(&d.notification_id).await {
+                notes.push(n);
+            }
+        }
+        notes.sort_by_key(|n| n.created_at);
+        let why = rows[0].held.clone().unwrap_or_else(|| "held".into());
+        let worst = notes.iter().map(|n| Severity::parse(&n.severity).unwrap_or(Severity::Info)).max();
+        let mut body = String::new();
+        for n in &notes {
+            let at = jiff::Timestamp::from_millisecond(n.created_at).map(|t| t.strftime("%H:%M UTC").to_string());
+            let line = format!(
+                "• {} [{}] {}{}\n",
+                at.unwrap_or_default(),
+                n.severity,
+                n.title,
+                n.project.as_deref().map(|p| format!(" · {p}")).unwrap_or_default()
+            );
+            if body.len() + line.len() > 3500 {
+                body.push_str(&format!("… and {} more (agent-os notifications)\n", notes.len() - body.lines().count()));
+                break;
+            }
+            body.push_str(&line);
+        }
+        let key = rows.iter().map(|d| d.id.as_str()).min().unwrap_or_default().to_string();
+        let title = format!("{} notifications held ({why})", rows.len());
+        let at = jiff::Timestamp::now().to_string();
+        let message = Message {
+            id: &key,
+            project: None,
+            title: &title,
+            body: body.trim_end(),
+            severity: worst.unwrap_or(Severity::Info).as_str(),
+            tags: &[],
+            at: &at,
+        };
+        let attempts = rows.iter().map(|d| d.attempts).max().unwrap_or(1);
+        let outcome = self.deliver(ch, &key, attempts, &message).await;
+        rows.iter()
+            .map(|d| {
+                let mut o = outcome.clone();
+                o.id = d.id.clone();
+                if o.status == "pending" {
+                    // Retried as a digest again.
+                    o.status = "held".into();
+                }
+                o
+            })
+            .collect()
+    }
+
+    /// Sets `o` up for the next attempt after attempt number `attempts`, or gives up after the
+    /// last pause of RETRY_AFTER.
+    fn retry_later(&self, o: &mut DeliveryOutcome, attempts: i64, wait: Option<Duration>) {
+        match RETRY_AFTER.get((attempts.max(1) - 1) as usize) {
+            Some(after) => {
+                let pause = wait.unwrap_or(*after).min(RETRY_AFTER[RETRY_AFTER.len() - 1]);
+                o.status = "pending".into();
+                o.next_at = self.now() + pause.as_millis() as i64;
+            }
+            None => o.status = "failed".into(),
+        }
+    }
+
+    /// Sends `message` to `ch` once and says what came of it (`attempts` counts this one).
+    async fn deliver(&self, ch: &Channel, key: &str, attempts: i64, message: &Message<'_>) -> DeliveryOutcome {
         let now = self.now();
         let mut outcome = DeliveryOutcome {
-            id: d.id.clone(),
+            id: key.to_string(),
             status: "pending".into(),
             next_at: now,
             last_status: None,
             last_error: None,
             delivered_at: None,
         };
-        // `attempts` counts this one: after the last pause of RETRY_AFTER it has failed for good.
-        let retry = |o: &mut DeliveryOutcome, wait: Option<Duration>, why: String| {
-            o.last_error = Some(why);
-            match RETRY_AFTER.get((d.attempts.max(1) - 1) as usize) {
-                Some(after) => {
-                    let pause = wait.unwrap_or(*after).min(RETRY_AFTER[RETRY_AFTER.len() - 1]);
-                    o.next_at = now + pause.as_millis() as i64;
+        if ch.kind == channel::Kind::Email {
+            match crate::mail::send_mail(ch, message, key, self.cfg.allow_private_targets).await {
+                Ok(()) => {
+                    outcome.status = "delivered".into();
+                    outcome.delivered_at = Some(self.now());
                 }
-                None => o.status = "failed".into(),
+                Err(e) if e.retryable => {
+                    outcome.last_error = Some(e.message);
+                    self.retry_later(&mut outcome, attempts, None);
+                }
+                Err(e) => {
+                    outcome.status = "failed".into();
+                    outcome.last_error = Some(e.message);
+                }
             }
-        };
-        let Ok(ch) = self.channel(&d.channel) else {
-            outcome.status = "failed".into();
-            outcome.last_error = Some(format!("channel {:?} is no longer in config.yaml", d.channel));
             return outcome;
-        };
-        let Ok(Some(n)) = self.store.get_notification(&d.notification_id).await else {
-            retry(&mut outcome, None, "the notification could not be read".into());
-            return outcome;
-        };
-        let tags = n.tags.clone();
-        let at = jiff::Timestamp::from_millisecond(n.created_at).map(|t| format!("{t:.3}")).unwrap_or_default();
-        let body = channel::payload(
-            ch.kind,
-            ch.topic.as_deref(),
-            &Message {
-                id: &n.id,
-                project: n.project.as_deref(),
-                title: &n.title,
-                body: &n.body,
-                severity: &n.severity,
-                tags: &tags,
-                at: &at,
-            },
-        );
-        match self.post(ch, &d.id, &body).await {
+        }
+        let body = channel::payload(ch.kind, ch.topic.as_deref(), message);
+        match self.post(ch, key, &body).await {
             Ok(status) if (200..300).contains(&status) => {
                 outcome.status = "delivered".into();
                 outcome.last_status = Some(i64::from(status));
@@ -262,37 +522,63 @@ impl Engine {
                 outcome.status = "disabled".into();
                 outcome.last_status = Some(410);
                 outcome.last_error = Some("the receiver answered 410 Gone".into());
-                let event = NewEvent {
-                    id: new_id(),
-                    kind: "channel.gone".into(),
-                    project: None,
-                    subject: Some(ch.name.clone()),
-                    data: json!({"channel": ch.name, "endpoint": ch.display}).to_string(),
-                    at: now,
-                };
-                if let Err(e) = self.store.insert_event(&event).await {
-                    tracing::warn!(error = %e, "channel.gone not stored");
-                }
-                if let Err(e) = self.store.set_setting(&gone_key(&ch.name), &now.to_string()).await {
-                    tracing::warn!(error = %e, "channel not marked gone");
-                }
-                tracing::warn!(channel = %ch.name, "channel answered 410 Gone");
+                self.channel_gone(ch, now).await;
             }
             Ok(status) => {
                 outcome.last_status = Some(i64::from(status));
-                retry(&mut outcome, None, format!("the receiver answered {status}"));
+                outcome.last_error = Some(format!("the receiver answered {status}"));
+                self.retry_later(&mut outcome, attempts, None);
             }
             Err(Refused::RetryAfter(wait)) => {
                 outcome.last_status = Some(429);
-                retry(&mut outcome, Some(wait), "the receiver answered 429 Too Many Requests".into());
+                outcome.last_error = Some("the receiver answered 429 Too Many Requests".into());
+                self.retry_later(&mut outcome, attempts, Some(wait));
             }
             Err(Refused::Private(why)) => {
                 outcome.status = "failed".into();
                 outcome.last_error = Some(why);
             }
-            Err(Refused::Network(why)) => retry(&mut outcome, None, why),
+            Err(Refused::Network(why)) => {
+                outcome.last_error = Some(why);
+                self.retry_later(&mut outcome, attempts, None);
+            }
         }
         outcome
+    }
+
+    /// A receiver answered 410 Gone: the channel is marked gone (no more deliveries until a
+    /// test works), with its event and an incident.
+    async fn channel_gone(&self, ch: &Channel, now: i64) {
+        let event = NewEvent {
+            id: new_id(),
+            kind: "channel.gone".into(),
+            project: None,
+            subject: Some(ch.name.clone()),
+            data: json!({"channel": ch.name, "endpoint": ch.display}).to_string(),
+            at: now,
+        };
+        if let Err(e) = self.store.insert_event(&event).await {
+            tracing::warn!(error = %e, "channel.gone not stored");
+        }
+        if let Err(e) = self.store.set_setting(&gone_key(&ch.name), &now.to_string()).await {
+            tracing::warn!(error = %e, "channel not marked gone");
+        }
+        tracing::warn!(channel = %ch.name, "channel answered 410 Gone");
+        let alert = Alert {
+            source: "channel",
+            subject: ch.name.clone(),
+            project: None,
+            severity: Severity::Warning,
+            title: format!("Channel {} is gone", ch.name),
+            reason: format!(
+                "{} answered 410 Gone; nothing is sent there until `agent-os channel test {}` works",
+                ch.display, ch.name
+            ),
+            tags: Vec::new(),
+        };
+        if let Err(e) = Box::pin(self.raise(alert)).await {
+            tracing::warn!(error = %e, "channel incident not raised");
+        }
     }
 
     /// POSTs `body` to the channel: resolves its host, refuses private addresses unless allowed,
@@ -357,6 +643,18 @@ impl Engine {
             return Err(Refused::RetryAfter(wait));
         }
         Ok(status)
+    }
+}
+
+/// An outcome that is final at once.
+fn gave_up(id: &str, why: String) -> DeliveryOutcome {
+    DeliveryOutcome {
+        id: id.to_string(),
+        status: "failed".into(),
+        next_at: 0,
+        last_status: None,
+        last_error: Some(why),
+        delivered_at: None,
     }
 }
 

@@ -1,0 +1,189 @@
+//! A project's health: the worst of what its status probe says, what its HTTP health check
+//! finds, its checks, its failing tasks and its budget pause, each with the reason. When the
+//! probes (status and health check) find it degraded or down, a `health` incident opens; it
+//! resolves when they find it well again.
+
+use std::time::{Duration, Instant};
+
+use agent_os_core::alerting::Severity;
+use agent_os_core::manifest::HealthCheck;
+use agent_os_store::ProbeResult;
+
+use super::incidents::Alert;
+use super::{Engine, EngineError};
+use crate::project::LoadedProject;
+
+/// How well a project is, worst last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HealthState {
+    /// Nothing to judge by yet.
+    Unknown,
+    Ok,
+    Degraded,
+    Down,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Unknown => "unknown",
+            HealthState::Ok => "ok",
+            HealthState::Degraded => "degraded",
+            HealthState::Down => "down",
+        }
+    }
+}
+
+/// One thing that went into a project's health.
+#[derive(Clone, Debug)]
+pub struct HealthReason {
+    /// `status`, `health`, `check`, `run` or `budget`.
+    pub source: &'static str,
+    pub state: HealthState,
+    pub message: String,
+}
+
+/// A project's health with what it is made of, worst first.
+#[derive(Clone, Debug)]
+pub struct ProjectHealth {
+    pub state: HealthState,
+    pub reasons: Vec<HealthReason>,
+}
+
+/// What a stored probe result says about health.
+fn probe_state(r: &ProbeResult) -> HealthReason {
+    let source = if r.kind == "health" { "health" } else { "status" };
+    if !r.ok {
+        let why = r.error.clone().unwrap_or_else(|| "no answer".into());
+        let state = if source == "health" { HealthState::Down } else { HealthState::Degraded };
+        let what = if source == "health" { "health check failed" } else { "status probe failed" };
+        return HealthReason { source, state, message: format!("{what}: {why}") };
+    }
+    let state = match r.status.as_deref() {
+        Some("down") => HealthState::Down,
+        Some("degraded") => HealthState::Degraded,
+        _ => HealthState::Ok,
+    };
+    let message = r.message.clone().unwrap_or_else(|| r.status.clone().unwrap_or_else(|| "ok".into()));
+    HealthReason { source, state, message }
+}
+
+impl Engine {
+    /// The project's health now, with every reason that is not plain "ok" (or the ok ones when
+    /// everything is fine).
+    pub async fn project_health(&self, p: &LoadedProject) -> Result<ProjectHealth, EngineError> {
+        let mut reasons = Vec::new();
+        for r in self.store.latest_probe_results(&p.record.id).await? {
+            if r.kind == "status" || r.kind == "health" {
+                reasons.push(probe_state(&r));
+            }
+        }
+        for c in self.store.list_checks(Some(&p.record.name)).await? {
+            let state = match c.state.as_str() {
+                "down" => HealthState::Down,
+                "late" => HealthState::Degraded,
+                "up" => HealthState::Ok,
+                _ => continue,
+            };
+            reasons.push(HealthReason { source: "check", state, message: format!("check {} is {}", c.slug, c.state) });
+        }
+        for i in self.store.list_incidents(true, Some(&p.record.name), 100).await? {
+            if i.source == "run" {
+                reasons.push(HealthReason { source: "run", state: HealthState::Degraded, message: i.reason });
+            }
+        }
+        if let Some(pause) = self.store.get_pause(&p.record.name).await? {
+            reasons.push(HealthReason {
+                source: "budget",
+                state: HealthState::Degraded,
+                message: format!("paused: {}", pause.reason),
+            });
+        }
+        let state = reasons.iter().map(|r| r.state).max().unwrap_or(HealthState::Unknown);
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.state));
+        if state > HealthState::Ok {
+            reasons.retain(|r| r.state > HealthState::Ok);
+        }
+        Ok(ProjectHealth { state, reasons })
+    }
+
+    /// `GET` the project's health URL once and store what came of it.
+    pub async fn run_health_check(&self, p: &LoadedProject, h: &HealthCheck) {
+        let started = Instant::now();
+        let mut result = self.probe_result(p, "health", started);
+        let answer = self.health_get(h).await;
+        result.duration_ms = started.elapsed().as_millis() as i64;
+        match answer {
+            Ok(status) if status == h.expect => {
+                result.status = Some("ok".into());
+                result.message = Some(format!("GET {} answered {status}", h.url));
+            }
+            Ok(status) => {
+                result.ok = false;
+                result.status = Some("down".into());
+                result.error = Some(format!("GET {} answered {status}, expected {}", h.url, h.expect));
+            }
+            Err(e) => {
+                result.ok = false;
+                result.status = Some("down".into());
+                result.error = Some(format!("GET {}: {e}", h.url));
+            }
+        }
+        if let Err(e) = self.store.insert_probe_result(&result).await {
+            tracing::warn!(project = %p.record.name, error = %e, "could not store a health check result");
+        }
+        self.probes_changed(p).await;
+    }
+
+    async fn health_get(&self, h: &HealthCheck) -> Result<u16, String> {
+        // The user's own service, named in the user's own manifest: local addresses are the
+        // point here, unlike notification channels. Redirects are answers, not followed.
+        crate::plugin::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("agent-os/", env!("CARGO_PKG_VERSION"), " health-check"))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(h.timeout)
+            .connect_timeout(h.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = client.get(&h.url).send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!("no answer within {}", agent_os_core::format_duration(h.timeout))
+            } else {
+                e.to_string()
+            }
+        })?;
+        Ok(resp.status().as_u16())
+    }
+
+    /// After a status probe or health check: opens or resolves the project's `health` incident
+    /// from what the probes say now.
+    pub(super) async fn probes_changed(&self, p: &LoadedProject) {
+        let latest = match self.store.latest_probe_results(&p.record.id).await {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!(error = %e, "could not read probe results"),
+        };
+        let worst =
+            latest.iter().filter(|r| r.kind == "status" || r.kind == "health").map(probe_state).max_by_key(|r| r.state);
+        let name = &p.record.name;
+        let result = match worst {
+            Some(r) if r.state >= HealthState::Degraded => {
+                let alert = Alert {
+                    source: "health",
+                    subject: name.clone(),
+                    project: Some(name.clone()),
+                    severity: if r.state == HealthState::Down { Severity::Critical } else { Severity::Warning },
+                    title: format!("{name} is {}", r.state.as_str()),
+                    reason: r.message,
+                    tags: Vec::new(),
+                };
+                self.raise(alert).await.map(|_| ())
+            }
+            Some(_) => self.resolve("health", name, "its probes find it well again").await.map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(project = %name, error = %e, "health incident not recorded");
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Incidents: something broken, open until it recovers. Every source (a run that failed after
+//! its retries, a check late or down, an unhealthy project, a budget threshold, a project's own
+//! warning, a channel gone) raises and recovers through here, so each (source, subject) has one
+//! open incident, its channels hear once when it opens and once when it resolves, an incident
+//! that keeps coming back is folded into one and stops alerting (flapping), and nothing alerts
+//! inside a maintenance window.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_os_core::alerting::Severity;
+use agent_os_core::format_duration;
+use agent_os_core::id::new_id;
+use agent_os_store::{IncidentChange, IncidentRecord, MaintenanceRecord};
+
+use super::notify::{Notified, NotifyInput};
+use super::{Engine, EngineError};
+
+/// How often open incidents kept quiet by a maintenance window are looked at again.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// Something broken, as a source reports it.
+#[derive(Clone, Debug)]
+pub struct Alert {
+    /// `run`, `check`, `health`, `budget`, `project` or `channel`.
+    pub source: &'static str,
+    /// What within the source, e.g. `trading/rebalance`; one open incident per subject.
+    pub subject: String,
+    pub project: Option<String>,
+    pub severity: Severity,
+    pub title: String,
+    pub reason: String,
+    pub tags: Vec<String>,
+}
+
+/// A maintenance window in force.
+#[derive(Clone, Debug)]
+pub struct ActiveMaintenance {
+    pub until: i64,
+    pub reason: String,
+}
+
+impl Engine {
+    /// Opens (or updates) the incident for `alert` and tells the channels when that is news.
+    pub async fn raise(&self, alert: Alert) -> Result<IncidentRecord, EngineError> {
+        let now = self.now();
+        let flapping = &self.cfg.alerting.flapping;
+        let new = IncidentRecord {
+            id: new_id(),
+            source: alert.source.into(),
+            subject: alert.subject.clone(),
+            project: alert.project.clone(),
+            severity: alert.severity.as_str().into(),
+            title: alert.title.clone(),
+            reason: alert.reason.clone(),
+            status: "open".into(),
+            opened_at: now,
+            resolved_at: None,
+            acked_at: None,
+            acked_by: None,
+            changes: 1,
+            flapping: false,
+            notified: false,
+            updated_at: now,
+        };
+        let reopen_since = now - flapping.window.as_millis() as i64;
+        let change = self.store.raise_incident(&new, reopen_since, i64::from(flapping.changes)).await?;
+        let (incident, tell) = match change {
+            IncidentChange::Opened(i) => (i, Some(Tell::Opened)),
+            IncidentChange::Reopened(i) if i.flapping && i.notified => {
+                // Told once when it starts flapping; quiet after that.
+                let first = i.changes < i64::from(flapping.changes) + 2;
+                (i, first.then_some(Tell::Flapping))
+            }
+            IncidentChange::Reopened(i) if i.flapping => (i, None),
+            IncidentChange::Reopened(i) => (i, Some(Tell::Opened)),
+            IncidentChange::Updated { incident, escalated } => {
+                let tell = (escalated && incident.notified && incident.acked_at.is_none() && !incident.flapping)
+                    .then_some(Tell::Escalated);
+                (incident, tell)
+            }
+        };
+        if let Some(tell) = tell {
+            self.tell(&incident, tell, &alert.tags).await?;
+        }
+        Ok(incident)
+    }
+
+    /// Resolves the open incident of `source` and `subject`, telling the channels that heard
+    /// it open (with the notification that told them).
+    pub async fn resolve(
+        &self,
+        source: &str,
+        subject: &str,
+        reason: &str,
+    ) -> Result<Option<(IncidentRecord, Option<Notified>)>, EngineError> {
+        let Some(incident) = self.store.resolve_incident(source, subject, reason, self.now()).await? else {
+            return Ok(None);
+        };
+        let told = if incident.notified && !incident.flapping {
+            self.tell(&incident, Tell::Resolved, &[]).await?
+        } else {
+            None
+        };
+        Ok(Some((incident, told)))
+    }
+
+    /// Says someone is on it: acknowledged incidents do not tell of their escalation.
+    pub async fn ack_incident(&self, id: &str, by: &str) -> Result<IncidentRecord, EngineError> {
+        self.store
+            .ack_incident(id, by, self.now())
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no incident {id:?}; `agent-os incidents` lists them")))
+    }
+
+    pub async fn incidents(
+        &self,
+        open_only: bool,
+        project: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<IncidentRecord>, EngineError> {
+        Ok(self.store.list_incidents(open_only, project, limit).await?)
+    }
+
+    /// The maintenance window covering `project` (or everything) at `now`, from config.yaml or
+    /// set over the API.
+    pub async fn maintenance_at(
+        &self,
+        project: Option<&str>,
+        now: i64,
+    ) -> Result<Option<ActiveMaintenance>, EngineError> {
+        for m in &self.cfg.alerting.maintenance {
+            if m.covers(project)
+                && let Some(until) = m.active_until(now)
+            {
+                let reason = m.reason.clone().unwrap_or_else(|| "maintenance window in config.yaml".into());
+                return Ok(Some(ActiveMaintenance { until, reason }));
+            }
+        }
+        for m in self.store.list_maintenance(now).await? {
+            let covers = match (&m.project, project) {
+                (None, _) => true,
+                (Some(p), Some(q)) => p == q,
+                (Some(_), None) => false,
+            };
+            if covers && m.starts_at <= now {
+                let reason = m.reason.clone().unwrap_or_else(|| "maintenance window".into());
+                return Ok(Some(ActiveMaintenance { until: m.ends_at, reason }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets a maintenance window from `start` (default now) to `end`.
+    pub async fn start_maintenance(
+        &self,
+        project: Option<&str>,
+        start: Option<i64>,
+        end: i64,
+        reason: Option<String>,
+    ) -> Result<MaintenanceRecord, EngineError> {
+        let now = self.now();
+        let start = start.unwrap_or(now);
+        if end <= start || end <= now {
+            return Err(EngineError::Invalid {
+                field: Some("end".into()),
+                message: "the window must end after it starts, and in the future".into(),
+            });
+        }
+        if let Some(p) = project {
+            self.store
+                .get_project(p)
+                .await?
+                .ok_or_else(|| EngineError::NotFound(format!("no project {p:?}; `agent-os projects` lists them")))?;
+        }
+        if reason.as_ref().is_some_and(|r| r.len() > 500) {
+            return Err(EngineError::Invalid { field: Some("reason".into()), message: "at most 500 bytes".into() });
+        }
+        let m = MaintenanceRecord {
+            id: new_id(),
+            project: project.map(str::to_string),
+            starts_at: start,
+            ends_at: end,
+            reason,
+            created_at: now,
+        };
+        self.store.insert_maintenance(&m).await?;
+        Ok(m)
+    }
+
+    pub async fn end_maintenance(&self, id: &str) -> Result<MaintenanceRecord, EngineError> {
+        let m = self
+            .store
+            .end_maintenance(id, self.now())
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no maintenance window {id:?}")))?;
+        self.alerts_changed.notify_one();
+        Ok(m)
+    }
+
+    /// Maintenance windows set over the API that have not ended.
+    pub async fn maintenance_windows(&self) -> Result<Vec<MaintenanceRecord>, EngineError> {
+        Ok(self.store.list_maintenance(self.now()).await?)
+    }
+
+    /// Tells the channels about an incident, unless a maintenance window covers it (then it is
+    /// told when the window ends, if it is still open).
+    async fn tell(&self, i: &IncidentRecord, tell: Tell, tags: &[String]) -> Result<Option<Notified>, EngineError> {
+        let now = self.now();
+        if self.maintenance_at(i.project.as_deref(), now).await?.is_some() {
+            if matches!(tell, Tell::Opened) {
+                self.store.set_incident_notified(&i.id, false).await?;
+            }
+            return Ok(None);
+        }
+        let (title, body, severity) = match tell {
+            Tell::Opened => (i.title.clone(), i.reason.clone(), i.severity.clone()),
+            Tell::Escalated => (format!("Now {}: {}", i.severity, i.title), i.reason.clone(), i.severity.clone()),
+            Tell::Flapping => (
+                format!("Flapping: {}", i.title),
+                format!(
+                    "opened {} times within {}; no more alerts about it until it settles. Last: {}",
+                    (i.changes + 1) / 2,
+                    format_duration(self.cfg.alerting.flapping.window),
+                    i.reason
+                ),
+                i.severity.clone(),
+            ),
+            Tell::Resolved => {
+                let took = Duration::from_millis((i.resolved_at.unwrap_or(now) - i.opened_at).max(0) as u64);
+                (
+                    format!("Resolved: {}", i.title),
+                    format!("{} (open for {})", i.reason, format_duration(Duration::from_secs(took.as_secs().max(1)))),
+                    "info".to_string(),
+                )
+            }
+        };
+        let mut all_tags = vec![format!("incident:{}", i.source)];
+        all_tags.extend(tags.iter().take(8).cloned());
+        let input = NotifyInput {
+            title: truncate(&title, 200),
+            body: truncate(&body, 4000),
+            severity: Some(severity),
+            tags: all_tags,
+            dedup_key: None,
+            source: Some(i.source.clone()),
+            incident_id: Some(i.id.clone()),
+        };
+        let told = self.notify(i.project.as_deref(), input, None).await?;
+        if matches!(tell, Tell::Opened) {
+            self.store.set_incident_notified(&i.id, true).await?;
+        }
+        Ok(Some(told))
+    }
+
+    /// Tells the channels about incidents a maintenance window kept quiet once it is over.
+    pub(super) async fn alert_loop(self: Arc<Self>) {
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            if let Err(e) = self.sweep_incidents().await {
+                tracing::warn!(error = %e, "could not look at open incidents");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = self.alerts_changed.notified() => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    }
+
+    pub async fn sweep_incidents(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        for i in self.store.list_incidents(true, None, 1000).await? {
+            if i.source == "budget" && budget_period_over(&i.subject, i.opened_at, now) {
+                self.resolve("budget", &i.subject, "a new budget period began").await?;
+                continue;
+            }
+            if !i.notified && !i.flapping && self.maintenance_at(i.project.as_deref(), now).await?.is_none() {
+                self.tell(&i, Tell::Opened, &[]).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// Sources ----------------------------------------------------------------------------------
+
+impl Engine {
+    /// A run reached its end: a failure after its retries raises the task's incident, a
+    /// success resolves it.
+    pub(super) async fn run_ended(&self, run: &agent_os_store::RunRecord) {
+        let subject = format!("{}/{}", run.project, run.task);
+        let result = match run.status.as_str() {
+            "succeeded" => self.resolve("run", &subject, &format!("run {} succeeded", run.id)).await.map(|_| ()),
+            "failed" | "timed_out" => {
+                let what = if run.status == "timed_out" { "timed out" } else { "failed" };
+                let attempts = if run.attempt > 1 { format!(" after {} attempts", run.attempt) } else { String::new() };
+                let error = run.error.as_deref().map(|e| format!(": {}", truncate(e, 500))).unwrap_or_default();
+                let alert = Alert {
+                    source: "run",
+                    subject: subject.clone(),
+                    project: Some(run.project.clone()),
+                    severity: Severity::Warning,
+                    title: format!("{subject} {what}"),
+                    reason: format!("run {} {what}{attempts}{error}", run.id),
+                    tags: Vec::new(),
+                };
+                self.raise(alert).await.map(|_| ())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(run = %run.id, error = %e, "run incident not recorded");
+        }
+    }
+
+    /// A check changed state: late opens its incident as a warning, down makes it critical,
+    /// up resolves it.
+    pub(super) async fn check_changed(&self, project: &str, slug: &str, state: &str, why: &str) {
+        let subject = format!("{project}/{slug}");
+        let result = match state {
+            "up" => self.resolve("check", &subject, "a ping arrived").await.map(|_| ()),
+            "late" | "down" => {
+                let alert = Alert {
+                    source: "check",
+                    subject: subject.clone(),
+                    project: Some(project.to_string()),
+                    severity: if state == "down" { Severity::Critical } else { Severity::Warning },
+                    title: format!("{subject} is {state}"),
+                    reason: why.to_string(),
+                    tags: Vec::new(),
+                };
+                self.raise(alert).await.map(|_| ())
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(check = %subject, error = %e, "check incident not recorded");
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Tell {
+    Opened,
+    Escalated,
+    Flapping,
+    Resolved,
+}
+
+/// Whether the budget period a budget incident (subject `PROJECT/PERIOD[:SERVICE]`) was opened
+/// in is over.
+fn budget_period_over(subject: &str, opened_at: i64, now: i64) -> bool {
+    let period = subject.split_once('/').map(|(_, rest)| rest.split(':').next().unwrap_or(rest));
+    match period.map(agent_os_core::budget::Period::parse) {
+        Some(Ok(p)) => p.bounds(now).0 > opened_at,
+        _ => false,
+    }
+}
+
+fn truncate(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_string();
+    }
+    let mut end = max_bytes - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

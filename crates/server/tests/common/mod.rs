@@ -1,0 +1,325 @@
+//! Test support shared by the server's integration tests: a real in-process server on an
+//! ephemeral port with its own SQLite file, the misbehaving fixture project, and `Sink`, a local
+//! HTTP receiver that records what notification channels send and answers as told.
+
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use serde_json::{Value, json};
+
+use agent_os_engine::secrets::{TokenKind, new_token, token_record};
+use agent_os_engine::{Engine, EngineConfig, SystemClock};
+use agent_os_store::{SqlStore, Store, StoreOptions, sqlite_url};
+
+pub struct TestServer {
+    pub url: String,
+    pub admin: String,
+    pub engine: Arc<Engine>,
+    pub http: reqwest::Client,
+    pub home: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
+    agent_os_engine::plugin::install_crypto_provider();
+    let home = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(&StoreOptions::new(sqlite_url(&home.path().join("agent-os.db"))), 1).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (admin, hash) = new_token(TokenKind::Admin);
+    store.insert_token(&token_record(TokenKind::Admin, "test", hash, None, 1)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut cfg = EngineConfig::new(agent_os_core::id::new_id(), url.clone(), home.path().join("run"));
+    cfg.kill_grace = Duration::from_millis(500);
+    cfg.probes_enabled = false;
+    tune(&mut cfg);
+    let engine = Engine::start(store, Arc::new(SystemClock), cfg).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opts = agent_os_server::ServerOptions { max_body_bytes: 64 * 1024 };
+    tokio::spawn(agent_os_server::run(listener, engine.clone(), opts, async move {
+        let _ = stopped.await;
+    }));
+    TestServer { url, admin, engine, http: reqwest::Client::new(), home, _stop: stop }
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+impl TestServer {
+    pub async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.req(reqwest::Method::GET, path, Some(&self.admin), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.req(reqwest::Method::POST, path, Some(&self.admin), Some(body)).await
+    }
+
+    pub async fn add(&self, dir: &Path) -> Value {
+        let (s, v) = self.post("/api/v1/projects", json!({"path": dir.display().to_string()})).await;
+        assert_eq!(s, 201, "{v}");
+        v
+    }
+
+    /// Starts a run and waits for it to end.
+    pub async fn run(&self, project: &str, task: &str, input: Value) -> Value {
+        let (s, run) = self.post("/api/v1/runs", json!({"project": project, "task": task, "input": input})).await;
+        assert_eq!(s, 201, "{run}");
+        self.wait(run["id"].as_str().unwrap()).await
+    }
+
+    pub async fn wait(&self, id: &str) -> Value {
+        let (s, run) = self.get(&format!("/api/v1/runs/{id}/wait?timeout=60s")).await;
+        assert_eq!(s, 200, "{run}");
+        run
+    }
+
+    pub async fn log(&self, id: &str) -> String {
+        let (s, v) = self.get(&format!("/api/v1/runs/{id}/logs")).await;
+        assert_eq!(s, 200, "{v}");
+        v["chunks"].as_array().unwrap().iter().map(|c| c["data"].as_str().unwrap().to_string()).collect()
+    }
+}
+
+pub const FIXTURE: &str = r#"name: fixture
+description: tasks that misbehave on purpose
+env_file: .env
+keys:
+  OPENAI_API_KEY: { service: openai, key_name: fixture-openai }
+tasks:
+  echo:
+    run: [python3, echo.py]
+  fail:
+    run: "echo failing >&2; exit 3"
+    retries: 2
+    retry_delay: 50ms
+  no_retry:
+    run: "echo giving up; exit 78"
+    retries: 3
+    retry_delay: 50ms
+  flaky:
+    run: [sh, flaky.sh]
+    retries: 3
+    retry_delay: 50ms
+  slow:
+    run: "sleep 30 & echo $! > grandchild.pid; sleep 30"
+    timeout: 1s
+    kill_grace: 500ms
+  sleeper:
+    run: "sleep 30 & echo $! > sleeper.pid; echo started; wait"
+  missing:
+    run: [no-such-program-for-agent-os]
+  secrets:
+    run: [sh, secrets.sh]
+  chatty:
+    run: "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"
+  bad_outputs:
+    run: "printf '[1,2]' > \"$AGENT_OS_OUTPUT\""
+  cost:
+    run: [python3, cost_push.py]
+  envdump:
+    run: [env]
+status: { run: [sh, status.sh], every: 1s }
+cost: { run: [python3, cost_probe.py], every: 1s }
+schedule: { run: [sh, schedule.sh] }
+schedules:
+  - { task: echo, cron: "*/15 * * * *", timezone: Europe/Berlin }
+"#;
+
+pub fn fixture(dir: &Path) -> PathBuf {
+    let root = dir.join("fixture");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), FIXTURE).unwrap();
+    std::fs::write(
+        root.join("schedule.sh"),
+        "cat > /dev/null; echo '{\"schedules\": [{\"task\": \"echo\", \"cron\": \"0 5 * * *\", \"managed_by\": \"github\", \"description\": \"nightly workflow\"}, {\"task\": \"nope\", \"cron\": \"0 5 * * *\"}]}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("echo.py"),
+        "import json, os, sys\ndata = json.load(sys.stdin)\nprint('got', json.dumps(data, sort_keys=True), flush=True)\nprint('to stderr', file=sys.stderr)\nwith open(os.environ['AGENT_OS_OUTPUT'], 'w') as f:\n    json.dump({'echo': data, 'env': sorted(os.environ), 'cwd': os.getcwd()}, f)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("flaky.sh"),
+        "n=$(cat attempts 2>/dev/null || echo 0); n=$((n+1)); echo $n > attempts\necho attempt $n\n[ $n -ge 3 ]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("secrets.sh"), "echo \"key sk-proj-abcdefghijklmnopqrstuvwxyz0123\"\necho \"mine $AGENT_OS_TOKEN\"\necho \"header Authorization: Bearer abcdef0123456789\"\n").unwrap();
+    std::fs::write(
+        root.join("status.sh"),
+        "cat > /dev/null; echo '{\"status\": \"degraded\", \"message\": \"disk 91% full\"}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("cost_probe.py"),
+        "import json, sys\nreq = json.load(sys.stdin)\nassert req['op'] == 'report_cost' and req['protocol'] == 1\nsince = int(req['since'] or 0)\nrecords = [{'service': 'openai', 'amount': '0.5', 'idempotency_key': f'p{i}', 'at': '2026-01-01T00:00:00Z'} for i in range(3)]\nprint(json.dumps({'records': records[since:], 'cursor': str(len(records))}))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("cost_push.py"),
+        "import json, os, urllib.request\nbody = json.dumps({'service': 'openai', 'key_name': 'fixture-openai', 'amount': '0.0123', 'tokens_in': 100, 'idempotency_key': 'run-' + os.environ['AGENT_OS_RUN_ID']}).encode()\nreq = urllib.request.Request(os.environ['AGENT_OS_URL'] + '/api/v1/costs', data=body, method='POST', headers={'Authorization': 'Bearer ' + os.environ['AGENT_OS_TOKEN'], 'Content-Type': 'application/json'})\nprint(urllib.request.urlopen(req, timeout=5).read().decode())\n",
+    )
+    .unwrap();
+    root
+}
+
+/// What a receiver got: the method, path, every header (names in lower case) and the JSON body
+/// (`null` when it was not JSON).
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+impl Received {
+    /// A header's value, or "" when it was not sent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(&name.to_ascii_lowercase()).map_or("", String::as_str)
+    }
+
+    /// The `Idempotency-Key`: the delivery's id.
+    pub fn key(&self) -> &str {
+        self.header("idempotency-key")
+    }
+}
+
+/// A local receiver that records every request and answers as told: a list of statuses, one per
+/// request (the last one repeats), with `Retry-After: 1` on 429, the given `Location` on a 3xx,
+/// and each answer held back by `delay` (to outlast a sender's timeout). A request is recorded
+/// when it arrives, before the delay.
+#[derive(Clone, Default)]
+pub struct Sink {
+    pub seen: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Mutex<Vec<u16>>>,
+    location: Option<String>,
+    delay: Duration,
+}
+
+impl Sink {
+    /// A receiver on 127.0.0.1 answering `answers`, and its base URL.
+    pub async fn start(answers: &[u16]) -> (Sink, String) {
+        Sink::answering(answers).listen("127.0.0.1:0").await.expect("a receiver on 127.0.0.1")
+    }
+
+    pub fn answering(answers: &[u16]) -> Sink {
+        assert!(!answers.is_empty(), "a receiver needs at least one answer");
+        Sink { answers: Arc::new(Mutex::new(answers.to_vec())), ..Default::default() }
+    }
+
+    /// Sends `Location: location` with every 3xx answer.
+    pub fn redirecting_to(self, location: &str) -> Sink {
+        Sink { location: Some(location.into()), ..self }
+    }
+
+    /// Holds every answer back this long.
+    pub fn delayed(self, delay: Duration) -> Sink {
+        Sink { delay, ..self }
+    }
+
+    /// Serves on `addr` (`127.0.0.1:0`, `[::1]:0`, …); the base URL is `http://ADDR:PORT`.
+    pub async fn listen(self, addr: &str) -> std::io::Result<(Sink, String)> {
+        async fn receive(
+            State(s): State<Sink>,
+            method: Method,
+            uri: Uri,
+            h: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> (StatusCode, HeaderMap, String) {
+            let headers = h
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect();
+            s.seen.lock().unwrap().push(Received {
+                method: method.to_string(),
+                path: uri.path().to_string(),
+                headers,
+                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            });
+            let status = {
+                let mut a = s.answers.lock().unwrap();
+                if a.len() > 1 { a.remove(0) } else { a[0] }
+            };
+            tokio::time::sleep(s.delay).await;
+            let mut headers = HeaderMap::new();
+            if status == 429 {
+                headers.insert("retry-after", "1".parse().unwrap());
+            }
+            if (300..400).contains(&status)
+                && let Some(to) = &s.location
+            {
+                headers.insert("location", to.parse().unwrap());
+            }
+            (StatusCode::from_u16(status).unwrap(), headers, String::new())
+        }
+        let app = axum::Router::new().fallback(axum::routing::any(receive)).with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Ok((self, url))
+    }
+
+    /// What it has received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Polls the delivery log (`GET /api/v1/notifications`, newest first) until `done` holds for it,
+/// for at most `within`, and returns it.
+pub async fn wait_log(s: &TestServer, within: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let (st, list) = s.get("/api/v1/notifications").await;
+        assert_eq!(st, 200, "{list}");
+        if done(&list) {
+            return list;
+        }
+        if std::time::Instant::now() > until {
+            panic!("{what} within {within:?}: {list:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The newest notification sent to any channel, once its first delivery has `status`. Newest
+/// "sent to any channel", because Agent OS also records notifications of its own (an incident
+/// about a gone channel, say) that may go nowhere.
+pub async fn wait_delivery(s: &TestServer, status: &str) -> Value {
+    fn newest_sent(list: &Value) -> Option<&Value> {
+        list.as_array()?.iter().find(|n| n["deliveries"].as_array().is_some_and(|d| !d.is_empty()))
+    }
+    let list = wait_log(s, Duration::from_secs(10), &format!("a delivery should become {status}"), |l| {
+        newest_sent(l).is_some_and(|n| n["deliveries"][0]["status"] == status)
+    })
+    .await;
+    newest_sent(&list).cloned().unwrap_or_default()
+}
