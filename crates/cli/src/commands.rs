@@ -158,7 +158,7 @@ pub enum CostCmd {
 
 #[derive(Args)]
 pub struct NotifyArgs {
-    #[arg(long)]
+    #[arg(long, default_value = "", required_unless_present = "resolve")]
     pub title: String,
     #[arg(long, default_value = "")]
     pub body: String,
@@ -168,9 +168,13 @@ pub struct NotifyArgs {
     /// A tag (repeat for more).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-    /// Notifications with the same key within 10 minutes count once.
+    /// Notifications with the same key within 10 minutes count once; a warning or critical
+    /// one with a key also opens an incident, open until `--resolve`.
     #[arg(long)]
     pub dedup_key: Option<String>,
+    /// Resolve the incident opened under --dedup-key (the channels are told).
+    #[arg(long, requires = "dedup_key")]
+    pub resolve: bool,
     /// The project it is about (a project token's own project is always used).
     #[arg(long)]
     pub project: Option<String>,
@@ -283,14 +287,14 @@ pub fn connect(home_flag: Option<&Path>, url: Option<String>, token: Option<Stri
     Ok(Client::new(url, token))
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
 use agent_os_core::url::encode_component as enc;
 
-fn query(pairs: &[(&str, Option<String>)]) -> String {
+pub(crate) fn query(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v)))).collect();
     if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
@@ -606,10 +610,12 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
         }
         ClientCommand::Budget(b) => budget(c, b).await,
         ClientCommand::Notify(n) => {
-            let body = json!({"project": n.project, "title": n.title, "body": n.body, "severity": n.severity, "tags": n.tags, "dedup_key": n.dedup_key});
+            let body = json!({"project": n.project, "title": n.title, "body": n.body, "severity": n.severity, "tags": n.tags, "dedup_key": n.dedup_key, "resolve": n.resolve});
             let v: agent_os_server::NotificationView = c.post("/api/v1/notifications", &body).await?;
             if n.json {
                 print_json(&v)?;
+            } else if let Some(why) = &v.suppressed {
+                println!("stored as {}, not sent: {why}", v.id);
             } else if v.deduplicated {
                 println!("already sent as {} (same dedup key within 10 minutes)", v.id);
             } else if v.deliveries.is_empty() {

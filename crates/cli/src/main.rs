@@ -7,6 +7,8 @@ mod commands;
 mod discover;
 mod exec;
 mod home;
+mod inbox;
+mod incidents;
 mod init;
 mod keys;
 mod lease;
@@ -125,6 +127,17 @@ enum Command {
     /// Notification channels: list, or send a test.
     #[command(subcommand)]
     Channel(commands::ChannelCmd),
+    /// Incidents, newest first: failed runs, late or down checks, unhealthy projects, budget
+    /// thresholds, projects' own warnings.
+    Incidents(incidents::IncidentsArgs),
+    /// Acknowledge an incident: someone is on it.
+    Ack(incidents::AckArgs),
+    /// Projects' health: the worst of status probe, health check, checks, failing tasks and
+    /// budget pause, with the reasons.
+    Health(incidents::HealthArgs),
+    /// Maintenance windows, during which nothing alerts.
+    #[command(subcommand)]
+    Maintenance(incidents::MaintenanceCmd),
     /// Budgets: list, set, remove, and resume a project a budget paused.
     #[command(subcommand)]
     Budget(commands::BudgetCmd),
@@ -208,7 +221,12 @@ fn cron_next(expr: &str, tz: &str, after: Option<&str>, count: usize, json: bool
 }
 
 fn flags(a: &ServeArgs) -> serve::ServeFlags {
-    serve::ServeFlags { bind: a.bind.clone(), database_url: a.database_url.clone(), public_url: a.public_url.clone() }
+    serve::ServeFlags {
+        bind: a.bind.clone(),
+        database_url: a.database_url.clone(),
+        public_url: a.public_url.clone(),
+        vars: Default::default(),
+    }
 }
 
 fn init_tracing() {
@@ -268,6 +286,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
             Ok(lease::run(a, &client).await)
         }
+        Command::Incidents(a) => {
+            incidents::incidents(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, a).await
+        }
+        Command::Ack(a) => {
+            incidents::ack(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, a).await
+        }
+        Command::Health(a) => {
+            incidents::health(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, a).await
+        }
+        Command::Maintenance(m) => {
+            incidents::maintenance(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, m)
+                .await
+        }
         Command::Keys(k) => {
             let client = match k.needs_server() {
                 true => Some(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?),
@@ -318,6 +349,10 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Cron(_)
         | Command::Exec(_)
         | Command::Lease(_)
+        | Command::Incidents(_)
+        | Command::Ack(_)
+        | Command::Health(_)
+        | Command::Maintenance(_)
         | Command::Keys(_)
         | Command::Init(_) => C::Nothing,
     }

@@ -20,6 +20,9 @@ pub struct ServeFlags {
     pub bind: Option<String>,
     pub database_url: Option<String>,
     pub public_url: Option<String>,
+    /// `${VAR}` values for channel URLs that the process provides itself (the demo's inbox
+    /// port); the environment is read for the rest.
+    pub vars: std::collections::HashMap<String, String>,
 }
 
 /// A server that is up: the engine, the bound address and what to tell the user.
@@ -127,10 +130,13 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     ecfg.resources = config.resources.clone().into_iter().collect();
     ecfg.budgets = config.budgets.clone();
     ecfg.allow_private_targets = config.allow_private_targets;
+    ecfg.alerting = config.alerting.clone();
     for (name, url) in &config.channels {
-        let resolved = agent_os_core::channel::expand(url, &|var| std::env::var(var).ok())
-            .and_then(|u| agent_os_core::channel::parse(name, &u))
-            .map_err(|e| anyhow::anyhow!("config.yaml: notifications.channels.{name}: {e}"))?;
+        let resolved = agent_os_core::channel::expand(url, &|var| {
+            flags.vars.get(var).cloned().or_else(|| std::env::var(var).ok())
+        })
+        .and_then(|u| agent_os_core::channel::parse(name, &u))
+        .map_err(|e| anyhow::anyhow!("config.yaml: notifications.channels.{name}: {e}"))?;
         ecfg.channels.push(resolved);
     }
     ecfg.max_concurrent_runs = config.max_concurrent_runs as usize;
@@ -234,7 +240,12 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
         std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
         std::fs::write(&config, DEMO_CONFIG).with_context(|| format!("cannot write {}", config.display()))?;
     }
-    let running = start(&home, flags).await?;
+    // The inbox the demo config's `inbox` channel points at.
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    let inbox_port = crate::inbox::start(&home).await?;
+    let mut flags = flags.clone();
+    flags.vars.insert("AGENT_OS_DEMO_INBOX_PORT".into(), inbox_port.to_string());
+    let running = start(&home, &flags).await?;
     let projects_dir = home.join("projects");
     let roots = write_examples(&projects_dir)?;
     let mut names = Vec::new();
@@ -255,6 +266,7 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
     println!("home: {}", home.display());
     println!("admin token: {token}");
     println!("example projects: {} (in {})", names.join(", "), projects_dir.display());
+    println!("alerts land in the inbox: {}", crate::inbox::inbox_path(&home).display());
     println!();
     println!("Try, in another terminal:");
     println!("  export AGENT_OS_HOME={}", home.display());
@@ -264,6 +276,10 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
     println!("  agent-os project list");
     println!("  agent-os run trading scan_market --input '{{\"symbols\": [\"BTC\", \"ETH\"]}}' --wait");
     println!("  agent-os runs");
+    println!(
+        "  agent-os run trading scan_market --input '{{\"fail\": true}}' --wait   # an incident, told to the inbox"
+    );
+    println!("  agent-os incidents --open");
     println!(
         "  curl -s -H \"Authorization: Bearer $(python3 -c 'import json;print(json.load(open(\"{}\"))[\"token\"])')\" {}/api/v1/projects",
         home::client_config_path(&home).display(),

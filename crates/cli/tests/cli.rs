@@ -383,6 +383,73 @@ fn a_run_survives_kill_9_of_the_server() {
     assert_eq!(listed["runs"].as_array().unwrap().len(), 1, "acknowledged work is neither lost nor duplicated");
 }
 
+/// Lines of the demo's inbox that contain `what`, waiting up to `within` for the first.
+fn inbox_lines(home: &Path, what: &str, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(home.join("inbox.jsonl")).unwrap_or_default();
+        let found: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|n| n["title"].as_str().is_some_and(|t| t.contains(what)))
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_demos_failures_and_a_missed_check_reach_its_inbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let s = Server::start_cmd("demo", &home, &[], &[]);
+    assert!(s.output().contains("alerts land in the inbox"), "{}", s.output());
+
+    let fail = cli(&home, &["run", "trading", "scan_market", "--input", r#"{"fail": true}"#, "--wait"]);
+    assert_eq!(fail.status.code(), Some(1));
+    let failed = inbox_lines(&home, "trading/scan_market failed", Duration::from_secs(20));
+    assert_eq!(failed.len(), 1, "told once");
+    assert_eq!((failed[0]["project"].as_str(), failed[0]["severity"].as_str()), (Some("trading"), Some("warning")));
+
+    // The price-feed worker pings once, then stops: 30 s later the check is late.
+    let checks = json(&cli(&home, &["checks", "--json"]));
+    let feed = checks.as_array().unwrap().iter().find(|c| c["slug"] == "price-feed").expect("the price-feed check");
+    let ping = feed["ping_url"].as_str().unwrap();
+    let (base, path) = ping.split_at(ping.find("/ping/").unwrap());
+    assert_eq!(http_get(base, path).map(|(st, _)| st), Some(200));
+    let late = inbox_lines(&home, "trading/price-feed is late", Duration::from_secs(60));
+    assert_eq!(late.len(), 1, "the missed ping reaches the inbox");
+
+    let open = json(&cli(&home, &["incidents", "--open", "--json"]));
+    let subjects: Vec<&str> = open.as_array().unwrap().iter().map(|i| i["subject"].as_str().unwrap()).collect();
+    assert!(subjects.contains(&"trading/scan_market") && subjects.contains(&"trading/price-feed"), "{subjects:?}");
+    let run_incident = open.as_array().unwrap().iter().find(|i| i["subject"] == "trading/scan_market").unwrap();
+    let acked = json(&cli(&home, &["ack", run_incident["id"].as_str().unwrap(), "--by", "me", "--json"]));
+    assert_eq!(acked["acked_by"], "me");
+    let table = ok(&cli(&home, &["incidents"]));
+    assert!(table.starts_with("ID") && table.contains("acked by me"), "{table}");
+    let health = ok(&cli(&home, &["health", "trading"]));
+    assert!(health.contains("check price-feed is"), "{health}");
+    let started =
+        ok(&cli(&home, &["maintenance", "start", "--project", "trading", "--for", "1h", "--reason", "upgrade"]));
+    assert!(started.starts_with("maintenance ") && started.contains("for trading"), "{started}");
+    let listed = ok(&cli(&home, &["maintenance", "list"]));
+    assert!(listed.contains("upgrade") && listed.contains("nightly memory rebuild"), "{listed}");
+    assert!(s.output().contains("inbox: [warning] trading/scan_market failed · trading"), "{}", s.output());
+
+    // A project's own warning opens an incident its `--resolve` closes, both told to the inbox.
+    let warn =
+        ["notify", "--project", "trading", "--title", "Feed stale", "--severity", "warning", "--dedup-key", "feed"];
+    assert!(ok(&cli(&home, &warn)).contains("queued for inbox"));
+    let resolved = ok(&cli(&home, &["notify", "--project", "trading", "--dedup-key", "feed", "--resolve"]));
+    assert!(resolved.contains("queued for inbox"), "{resolved}");
+    assert_eq!(inbox_lines(&home, "Resolved: Feed stale", Duration::from_secs(10)).len(), 1);
+    let again = cli(&home, &["notify", "--project", "trading", "--dedup-key", "feed", "--resolve"]);
+    assert_eq!(again.status.code(), Some(1), "nothing open any more");
+}
+
 #[test]
 fn the_demo_runs_every_example_project() {
     let tmp = tempfile::tempdir().unwrap();
