@@ -440,13 +440,22 @@ fn the_demos_failures_and_a_missed_check_reach_its_inbox() {
     assert!(s.output().contains("inbox: [warning] trading/scan_market failed · trading"), "{}", s.output());
 
     // A project's own warning opens an incident its `--resolve` closes, both told to the inbox.
-    let warn =
-        ["notify", "--project", "trading", "--title", "Feed stale", "--severity", "warning", "--dedup-key", "feed"];
+    let warn = [
+        "notify",
+        "--project",
+        "image-workflow",
+        "--title",
+        "Feed stale",
+        "--severity",
+        "warning",
+        "--dedup-key",
+        "feed",
+    ];
     assert!(ok(&cli(&home, &warn)).contains("queued for inbox"));
-    let resolved = ok(&cli(&home, &["notify", "--project", "trading", "--dedup-key", "feed", "--resolve"]));
+    let resolved = ok(&cli(&home, &["notify", "--project", "image-workflow", "--dedup-key", "feed", "--resolve"]));
     assert!(resolved.contains("queued for inbox"), "{resolved}");
     assert_eq!(inbox_lines(&home, "Resolved: Feed stale", Duration::from_secs(10)).len(), 1);
-    let again = cli(&home, &["notify", "--project", "trading", "--dedup-key", "feed", "--resolve"]);
+    let again = cli(&home, &["notify", "--project", "image-workflow", "--dedup-key", "feed", "--resolve"]);
     assert_eq!(again.status.code(), Some(1), "nothing open any more");
 }
 
