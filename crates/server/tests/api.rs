@@ -1348,6 +1348,20 @@ async fn a_gone_channel_is_disabled_and_private_targets_are_refused_unless_allow
     let (_, later) = s.post("/api/v1/notifications", json!({"title": "after"})).await;
     assert_eq!(later["deliveries"], json!([]), "nothing goes to a gone channel: {later}");
     assert_eq!(gone.seen.lock().unwrap().len(), 1);
+    let (_, open) = s.get("/api/v1/incidents?open=true").await;
+    assert_eq!((open[0]["source"].as_str(), open[0]["subject"].as_str()), (Some("channel"), Some("old")), "{open}");
+    // A test that is delivered again says the channel works: its incident resolves.
+    gone.answers.lock().unwrap()[0] = 200;
+    let (st, _) = s.post("/api/v1/channels/old/test", json!({})).await;
+    assert_eq!(st, 201);
+    wait_delivery(&s, "delivered").await;
+    for _ in 0..100 {
+        if s.get("/api/v1/incidents?open=true").await.1 == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.get("/api/v1/incidents?open=true").await.1, json!([]), "the channel incident is resolved");
 
     // Without allow_private_targets, 127.0.0.1 is never called.
     let (sink, url) = Sink::start(&[200]).await;

@@ -219,7 +219,7 @@ impl Received {
 #[derive(Clone, Default)]
 pub struct Sink {
     pub seen: Arc<Mutex<Vec<Received>>>,
-    answers: Arc<Mutex<Vec<u16>>>,
+    pub answers: Arc<Mutex<Vec<u16>>>,
     location: Option<String>,
     delay: Duration,
 }
