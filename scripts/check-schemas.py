@@ -8,9 +8,12 @@
 3. each example project, copied to a scratch directory, has its tasks run once and its probes
    asked with proper requests, in the scrubbed environment Agent OS gives them; every answer is
    validated against its response schema;
-4. the JSON and YAML examples in docs/ validate, and the signature check in
+4. every examples/workflows/*.yaml validates against the workflow schema, and passes the checks
+   Agent OS makes beyond the schema (the file is named after the workflow, steps run tasks the
+   example projects declare, `needs` names steps of the same workflow);
+5. the JSON and YAML examples in docs/ validate, and the signature check in
    docs/plugin-protocol.md accepts good signatures and refuses bad ones;
-5. deliberately bad documents are rejected.
+6. deliberately bad documents are rejected.
 
 Needs the `jsonschema` and `PyYAML` packages (pip install jsonschema pyyaml). Exits non-zero
 when anything fails; the last line is "N passed, M failed".
@@ -40,6 +43,7 @@ except ImportError as e:
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
 EXAMPLES = ROOT / "examples" / "projects"
+WORKFLOWS = ROOT / "examples" / "workflows"
 DOCS = ROOT / "docs"
 
 # Inputs for tasks that cannot run on {}.
@@ -153,6 +157,44 @@ def check_manifest(project_dir):
     check(".env" in ignored, f"{name}: .gitignore keeps .env out of git")
     check((project_dir / ".env.example").is_file(), f"{name}: has a .env.example")
     return manifest
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+class Yaml12Loader(yaml.SafeLoader):
+    """Reads YAML as Agent OS reads workflows: only true/false are booleans, so `on:` is a key."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def load_workflow(text):
+    return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def check_workflow(path, tasks):
+    """`tasks` maps each example project to its declared task names."""
+    label = f"workflows/{path.name}"
+    try:
+        workflow = load_workflow(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        check(False, f"{label} parses", e)
+        return
+    if not expect_valid("workflow.schema.json", workflow, f"{label} matches the workflow schema"):
+        return
+    check(workflow["name"] == path.stem, f"{label}: the workflow is named after its file")
+    runs = [s["run"].strip() for s in workflow["steps"] if "run" in s]
+    unknown = [r for r in runs if r.partition(".")[2] not in tasks.get(r.partition(".")[0], ())]
+    check(runs and not unknown, f"{label}: steps run tasks the example projects declare", f"unknown: {unknown}")
+    ids = [s["id"] for s in workflow["steps"]]
+    needs = [n for s in workflow["steps"] for n in ([s["needs"]] if isinstance(s.get("needs"), str) else s.get("needs", []))]
+    check(len(set(ids)) == len(ids) and set(needs) <= set(ids), f"{label}: step ids are unique and needs name them",
+          f"ids {ids}, needs {needs}")
 
 
 # --- running tasks and probes -------------------------------------------------------------
@@ -282,6 +324,11 @@ def plugin_schema_for(document):
 
 
 def check_docs():
+    for i, block in enumerate(fenced_blocks(DOCS / "workflows.md", "yaml")):
+        if block.startswith("# workflows/"):
+            name = block.splitlines()[0].removeprefix("# ")
+            expect_valid("workflow.schema.json", load_workflow(block), f"docs/workflows.md: {name} is valid")
+
     for i, block in enumerate(fenced_blocks(DOCS / "manifest.md", "yaml")):
         if block.startswith("# agent-os.yaml"):
             expect_valid("manifest.schema.json", yaml.safe_load(block), f"docs/manifest.md: full example {i} is valid")
@@ -419,7 +466,58 @@ GOOD_PLUGIN_DOCUMENTS = [
 ]
 
 
+def workflow(*steps, **extra):
+    return {"name": "demo", "on": {"manual": None}, "steps": list(steps) or [{"id": "a", "wait": "1m"}], **extra}
+
+
+BAD_WORKFLOWS = [
+    ("a misspelt field", workflow({"id": "a", "run": "trading.scan_market", "timout": "5m"})),
+    ("a missing name", {"on": {"manual": None}, "steps": [{"id": "a", "wait": "1m"}]}),
+    ("an upper-case name", workflow(name="Demo")),
+    ("no trigger", workflow(on={})),
+    ("an unknown trigger", workflow(on={"cron": "0 * * * *"})),
+    ("no steps", {"name": "demo", "on": {"manual": None}, "steps": []}),
+    ("a step without an action", workflow({"id": "a", "timeout": "5m"})),
+    ("a step with two actions", workflow({"id": "a", "run": "trading.scan_market", "wait": "1m"})),
+    ("`with` on an emit step", workflow({"id": "a", "emit": {"type": "demo.done"}, "with": {"x": 1}})),
+    ("run without a task", workflow({"id": "a", "run": "trading"})),
+    ("an upper-case step id", workflow({"id": "Scan", "wait": "1m"})),
+    ("an `if` written as a template", workflow({"id": "a", "if": "{{ inputs.go }}", "wait": "1m"})),
+    ("an emitted type with a star", workflow({"id": "a", "emit": {"type": "demo.*"}})),
+    ("an emitted type of one part", workflow({"id": "a", "emit": {"type": "done"}})),
+    ("a pattern with a star inside", workflow(on={"event": {"type": "trading*"}})),
+    ("a webhook secret instead of its variable", workflow(on={"webhook": {"secret_env": "whsec_abc123"}})),
+    ("an input default of the wrong type", workflow(on={"manual": {"inputs": {"n": {"type": "integer", "default": 2.5}}}})),
+    ("an input without a type", workflow(on={"manual": {"inputs": {"n": {"default": 2}}}})),
+    ("a dashed input name", workflow(on={"manual": {"inputs": {"max-items": {"type": "integer"}}}})),
+    ("an unknown status", workflow(on={"workflow": {"name": "nightly", "status": ["crashed"]}})),
+    ("a bare-number timeout", workflow(timeout=30)),
+    ("a zero wait", workflow({"id": "a", "wait": "0s"})),
+    ("21 attempts", workflow({"id": "a", "wait": "1m", "retry": {"attempts": 21}})),
+    ("a retry without attempts", workflow({"id": "a", "wait": "1m", "retry": {"delay": "5s"}})),
+    ("max_parallel 0", workflow({"id": "a", "for_each": {"items": "inputs.list", "max_parallel": 0}, "wait": "1m"})),
+    ("concurrency limit 0", workflow(concurrency={"limit": 0})),
+    ("an unknown on_limit", workflow(concurrency={"on_limit": "cancel"})),
+    ("an unknown severity", workflow({"id": "a", "notify": {"title": "x", "severity": "urgent"}})),
+    ("a notification without a title", workflow({"id": "a", "notify": {"body": "x"}})),
+    ("a templated tag", workflow({"id": "a", "notify": {"title": "x", "tags": ["{{ item }}"]}})),
+    ("a wait for nothing", workflow({"id": "a", "wait": {"timeout": "1h"}})),
+]
+
+GOOD_WORKFLOWS = [
+    ("the smallest workflow", workflow()),
+    ("several schedules", workflow(on={"schedule": [{"cron": "0 9 * * 1-5"}, {"cron": "@daily", "timezone": "Europe/Berlin"}]})),
+    ("every event", workflow(on={"event": {"type": "*"}, "webhook": {"secret_env": "HOOK_SECRET"}})),
+    ("a boolean if and a prefix wait", workflow({"id": "a", "if": False, "wait": {"event": {"type": "approval.*"}}})),
+    ("needs as one string", workflow({"id": "a", "wait": "1m"}, {"id": "b", "needs": "a", "workflow": "other"})),
+]
+
+
 def check_refusals():
+    for label, document in BAD_WORKFLOWS:
+        expect_invalid("workflow.schema.json", document, f"workflow with {label}")
+    for label, document in GOOD_WORKFLOWS:
+        expect_valid("workflow.schema.json", document, f"accepts workflow: {label}")
     for label, document in BAD_MANIFESTS:
         expect_invalid("manifest.schema.json", document, f"manifest with {label}")
     for label, document in GOOD_MANIFESTS:
@@ -433,10 +531,16 @@ def check_refusals():
 def main():
     projects = sorted(p for p in EXAMPLES.iterdir() if (p / "agent-os.yaml").is_file()) if EXAMPLES.is_dir() else []
     check(len(projects) >= 3, "found the example projects", [p.name for p in projects])
+    tasks = {}
     for project_dir in projects:
         manifest = check_manifest(project_dir)
         if manifest:
+            tasks[manifest["name"]] = set(manifest.get("tasks", {}))
             exercise(project_dir, manifest)
+    workflows = sorted(WORKFLOWS.glob("*.yaml")) if WORKFLOWS.is_dir() else []
+    check(workflows, "found the example workflows")
+    for path in workflows:
+        check_workflow(path, tasks)
     check_docs()
     check_refusals()
     print(f"{passed} passed, {failed} failed")

@@ -14,6 +14,7 @@ mod keys;
 mod lease;
 mod serve;
 mod table;
+mod workflows;
 
 use std::path::PathBuf;
 
@@ -92,6 +93,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Emit an event (`event emit TYPE`); the workflows it triggers start.
+    #[command(subcommand)]
+    Event(workflows::EventCmd),
+    /// Workflows: list, show, run (--wait), runs, run-status ID, cancel ID, reload, validate FILE….
+    #[command(subcommand)]
+    Workflow(workflows::WorkflowCmd),
     /// Run a job under a check: ping start, run it, ping its exit status with the tail of its
     /// output, exit with its status (for crontab, launchd, Railway).
     Exec(exec::ExecArgs),
@@ -299,6 +306,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             incidents::maintenance(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, m)
                 .await
         }
+        Command::Event(e) => {
+            workflows::event(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, e).await
+        }
+        Command::Workflow(w) => {
+            workflows::workflow(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, w).await
+        }
         Command::Keys(k) => {
             let client = match k.needs_server() {
                 true => Some(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?),
@@ -354,6 +367,8 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Health(_)
         | Command::Maintenance(_)
         | Command::Keys(_)
+        | Command::Event(_)
+        | Command::Workflow(_)
         | Command::Init(_) => C::Nothing,
     }
 }

@@ -131,6 +131,9 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     ecfg.budgets = config.budgets.clone();
     ecfg.allow_private_targets = config.allow_private_targets;
     ecfg.alerting = config.alerting.clone();
+    let workflows = home.join("workflows");
+    std::fs::create_dir_all(&workflows).with_context(|| format!("cannot create {}", workflows.display()))?;
+    ecfg.workflows_dir = Some(workflows);
     for (name, url) in &config.channels {
         let resolved = agent_os_core::channel::expand(url, &|var| {
             flags.vars.get(var).cloned().or_else(|| std::env::var(var).ok())
@@ -222,6 +225,12 @@ pub fn write_examples(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(roots.into_iter().collect())
 }
 
+/// `examples/workflows`.
+const DEMO_WORKFLOWS: [(&str, &str); 2] = [
+    ("volatility-to-memories.yaml", include_str!("../../../examples/workflows/volatility-to-memories.yaml")),
+    ("market-watch.yaml", include_str!("../../../examples/workflows/market-watch.yaml")),
+];
+
 /// `examples/config.yaml`.
 const DEMO_CONFIG: &str = include_str!("../../../examples/config.yaml");
 
@@ -260,6 +269,16 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
             Err(e) => bail!("cannot register the example project {}: {e}", root.display()),
         }
     }
+    // The example workflows, unless the home has its own version of one.
+    for (file, text) in DEMO_WORKFLOWS {
+        let path = home.join("workflows").join(file);
+        if !path.exists() {
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    for e in running.engine.load_workflows().await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        eprintln!("workflow not loaded: {}", e.message);
+    }
     let token =
         home::read_client_config(&home).and_then(|c| c.token).unwrap_or_else(|| "(see AGENT_OS_ADMIN_TOKEN)".into());
     println!("Agent OS demo {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
@@ -280,6 +299,10 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
         "  agent-os run trading scan_market --input '{{\"fail\": true}}' --wait   # an incident, told to the inbox"
     );
     println!("  agent-os incidents --open");
+    println!(
+        "  agent-os run trading scan_market --input '{{\"force_spike\": \"ETH\"}}' --wait   # a spike event starts volatility-to-memories"
+    );
+    println!("  agent-os workflow runs");
     println!(
         "  curl -s -H \"Authorization: Bearer $(python3 -c 'import json;print(json.load(open(\"{}\"))[\"token\"])')\" {}/api/v1/projects",
         home::client_config_path(&home).display(),

@@ -119,9 +119,8 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("`${{{name}}}` is not a variable name"));
         }
-        let value = lookup(name).ok_or_else(|| {
-            format!("${{{name}}} is not set in Agent OS's environment (or its own .env); set it, or write the value")
-        })?;
+        let value = lookup(name)
+            .ok_or_else(|| format!("${{{name}}} is not set in Agent OS's environment; set it, or write the value"))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }

@@ -567,8 +567,7 @@ impl Config {
             };
             // Checked with placeholder values: the real ones are read from the environment
             // when the server starts, and never written anywhere.
-            let probe = crate::channel::expand(&url, &|_| Some("x0".into()))
-                .and_then(|u| crate::channel::parse(&name, &u).map(|_| ()));
+            let probe = check_channel_url(&name, &url);
             let named = crate::name::check_task_name(&name).map_err(|e| e.replace("task name", "channel name"));
             if let Err(e) = named.and(probe) {
                 push_err(
@@ -577,7 +576,7 @@ impl Config {
                     entry.referenced,
                     path,
                     e,
-                    "e.g. discord://${DISCORD_WEBHOOK_ID}/${DISCORD_WEBHOOK_TOKEN}",
+                    "see docs/alerting.md#channels for the URL of each kind",
                 );
             }
             c.alerting.channels.insert(name.clone(), rules);
@@ -691,6 +690,24 @@ fn push_err(
         message,
         hint: (!hint.is_empty()).then(|| hint.to_string()),
     })
+}
+
+/// Checks a channel URL as written, before its `${VAR}`s are known: it must parse with some
+/// plausible value for them (digits for a Discord id, a `whsec_` secret for `secret=`).
+fn check_channel_url(name: &str, url: &str) -> Result<(), String> {
+    let mut first_error = None;
+    for placeholder in ["0", "whsec_cGxhY2Vob2xkZXIta2V5"] {
+        match crate::channel::expand(url, &|_| Some(placeholder.into())).and_then(|u| crate::channel::parse(name, &u)) {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+        if !url.contains("${") {
+            break;
+        }
+    }
+    Err(first_error.unwrap_or_default())
 }
 
 /// Reports each name in `names` that is not a declared channel.

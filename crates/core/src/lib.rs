@@ -21,6 +21,7 @@ pub mod resource;
 pub mod run;
 pub mod timeline;
 pub mod url;
+pub mod workflow;
 pub mod yaml;
 
 pub use duration::{format_duration, parse_duration};

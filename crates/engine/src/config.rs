@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub allow_private_targets: bool,
     /// Routes, channel rules, flapping and maintenance windows from config.yaml.
     pub alerting: agent_os_core::alerting::Alerting,
+    /// Where workflow files are read from (`HOME/workflows`); none: no workflows.
+    pub workflows_dir: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -68,6 +70,7 @@ impl EngineConfig {
             channels: Vec::new(),
             allow_private_targets: false,
             alerting: Default::default(),
+            workflows_dir: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod notify;
 pub mod resources;
 pub mod scheduler;
+pub mod workflows;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -137,10 +138,18 @@ pub struct Engine {
     schedule_table: tokio::sync::Mutex<scheduler::ScheduleTable>,
     /// Pings on their way to the store, written in groups (one transaction for all waiting).
     ping_writer: mpsc::Sender<monitor::PingJob>,
+    /// Events to store, group-committed by one writer task.
+    event_writer: mpsc::Sender<workflows::EventJob>,
     /// Wakes the delivery loop: a notification was stored.
     deliveries_changed: Notify,
     /// Wakes the incident sweep (a maintenance window ended early).
     alerts_changed: Notify,
+    /// Loaded workflows and the plans of active runs.
+    workflows: workflows::Registry,
+    /// Wakes the workflow loop (an event, a new run).
+    workflows_changed: Notify,
+    /// The workflow files as last seen (path, modified), to notice edits.
+    workflow_stamp: Mutex<Vec<(std::path::PathBuf, Option<std::time::SystemTime>)>>,
     /// Wakes lease requests: a hold was released.
     resources_changed: Notify,
     /// Wakes the check monitor: a ping arrived or checks changed.
@@ -172,8 +181,10 @@ impl Engine {
         std::fs::create_dir_all(cfg.runtime_dir.join("outputs"))
             .map_err(|e| EngineError::Unavailable(format!("cannot create {}: {e}", cfg.runtime_dir.display())))?;
         let (ping_writer, pings) = mpsc::channel(4096);
+        let (event_writer, events) = mpsc::channel(4096);
         let engine = Arc::new(Engine {
             ping_writer,
+            event_writer,
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1))),
             store,
             clock,
@@ -193,6 +204,9 @@ impl Engine {
             resources_changed: Notify::new(),
             deliveries_changed: Notify::new(),
             alerts_changed: Notify::new(),
+            workflows: Default::default(),
+            workflows_changed: Notify::new(),
+            workflow_stamp: Mutex::new(Vec::new()),
             run_durations: Histogram::new(RUN_BUCKETS),
             cfg,
         });
@@ -206,6 +220,7 @@ impl Engine {
             engine.sync_checks(&p).await?;
         }
         tokio::spawn(engine.clone().ping_loop(pings));
+        tokio::spawn(engine.clone().event_loop(events));
         tokio::spawn(engine.clone().dispatch_loop());
         // On SQLite this is the only node: an attempt left in flight was cut off by a crash,
         // and is made again at once (with the same idempotency key).
@@ -217,6 +232,7 @@ impl Engine {
         }
         tokio::spawn(engine.clone().delivery_loop());
         tokio::spawn(engine.clone().alert_loop());
+        tokio::spawn(engine.clone().workflow_loop());
         tokio::spawn(engine.clone().heartbeat_loop());
         if engine.cfg.probes_enabled {
             tokio::spawn(engine.clone().probe_loop());

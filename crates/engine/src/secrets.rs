@@ -1,5 +1,6 @@
 //! Agent OS's own credentials: API tokens (only their SHA-256 hashes are stored) and the
-//! Standard Webhooks signing secrets used towards HTTP plugins.
+//! Standard Webhooks signatures: made towards HTTP plugins, checked on the inbound webhooks that
+//! start workflows.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -109,6 +110,49 @@ pub fn sign_webhook(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Resu
     Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
 }
 
+/// How far a webhook's timestamp may be from now, either way, in seconds (Standard Webhooks'
+/// tolerance): an old message cannot be replayed once its id is forgotten, and a clock far ahead
+/// is refused too.
+pub const WEBHOOK_TOLERANCE_S: u64 = 5 * 60;
+
+/// Checks an inbound message signed per Standard Webhooks: `timestamp` (seconds, from the
+/// `webhook-timestamp` header) within [`WEBHOOK_TOLERANCE_S`] of `now` (seconds), and at least
+/// one `v1,<base64>` entry of the space-separated `webhook-signature` header equal to the HMAC of
+/// `"<id>.<timestamp>.<body>"` under `secret` (several entries let a sender rotate its secret).
+/// Signatures are compared in constant time. The error says what failed, for the log; it is not
+/// meant for the sender.
+pub fn verify_webhook(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+    signatures_header: &str,
+    now: i64,
+) -> Result<(), String> {
+    if now.abs_diff(timestamp) > WEBHOOK_TOLERANCE_S {
+        return Err(format!("timestamp {timestamp} is more than 5 minutes from now ({now})"));
+    }
+    let expected = sign_webhook(secret, id, timestamp, body)?;
+    let expected = expected.strip_prefix("v1,").unwrap_or(&expected).as_bytes();
+    let candidates: Vec<&str> =
+        signatures_header.split_whitespace().filter_map(|entry| entry.strip_prefix("v1,")).collect();
+    if candidates.is_empty() {
+        return Err("webhook-signature holds no v1,<base64> entry".into());
+    }
+    // Every candidate is compared, so the time taken does not tell which one (if any) matched.
+    let matched = candidates.iter().fold(false, |found, c| found | constant_time_eq(c.as_bytes(), expected));
+    if matched { Ok(()) } else { Err("no signature matches".into()) }
+}
+
+/// Byte equality in time that depends on the lengths only, not on where the bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +178,62 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const AT: i64 = 1614265330;
+
+    fn signed(secret: &str, body: &[u8]) -> String {
+        sign_webhook(secret, "msg_1", AT, body).unwrap()
+    }
+
+    #[test]
+    fn webhooks_verify_when_signed_with_the_secret() {
+        let other = new_signing_secret();
+        let good = signed(SECRET, BODY);
+        let tampered: &[u8] = br#"{"test": 2432232315}"#;
+        // (what, signed timestamp, body, signature header, now, accepted)
+        let cases = [
+            ("valid", AT, BODY, good.clone(), AT + 10, true),
+            ("rotated: the second signature is valid", AT, BODY, format!("{} {good}", signed(&other, BODY)), AT, true),
+            ("rotated: the first signature is valid", AT, BODY, format!("{good} {}", signed(&other, BODY)), AT, true),
+            ("wrong secret", AT, BODY, signed(&other, BODY), AT, false),
+            ("tampered body", AT, tampered, good.clone(), AT, false),
+            ("timestamp 5 minutes old is still fine", AT, BODY, good.clone(), AT + 300, true),
+            ("old timestamp", AT, BODY, good.clone(), AT + 301, false),
+            ("future timestamp", AT, BODY, good.clone(), AT - 301, false),
+            ("signature for another timestamp", AT + 1, BODY, good.clone(), AT, false),
+            ("empty header", AT, BODY, String::new(), AT, false),
+            ("no version", AT, BODY, good.trim_start_matches("v1,").to_string(), AT, false),
+            ("other version", AT, BODY, good.replacen("v1,", "v2,", 1), AT, false),
+            ("truncated", AT, BODY, good[..good.len() - 2].to_string(), AT, false),
+            ("garbage", AT, BODY, "v1, v1,,, ,".into(), AT, false),
+        ];
+        for (what, ts, body, header, now, ok) in cases {
+            let got = verify_webhook(SECRET, "msg_1", ts, body, &header, now);
+            assert_eq!(got.is_ok(), ok, "{what}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_verification_survives_extreme_timestamps() {
+        let err = verify_webhook(SECRET, "msg_1", i64::MIN, BODY, &signed(SECRET, BODY), i64::MAX).unwrap_err();
+        assert!(err.contains("5 minutes"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_secret_is_an_error_not_a_panic() {
+        let err = verify_webhook("whsec_not base64!", "msg_1", AT, BODY, &signed(SECRET, BODY), AT).unwrap_err();
+        assert!(err.contains("base64"), "{err}");
+    }
+
+    #[test]
+    fn constant_time_comparison_is_equality() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]

@@ -175,7 +175,7 @@ pub async fn list_notifications(
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct ChannelView {
     pub name: String,
-    /// `discord`, `slack` or `json`.
+    /// `discord`, `slack`, `ntfy`, `email` or `json`.
     pub kind: String,
     /// The address with its secret parts masked.
     pub endpoint: String,
@@ -553,7 +553,12 @@ pub async fn project_health(
             .into_iter()
             .map(|r| HealthHistoryView {
                 at: views::time(r.at),
-                state: if r.ok { r.status.clone().unwrap_or_else(|| "ok".into()) } else { "down".into() },
+                state: match (r.ok, r.kind.as_str()) {
+                    (true, _) => r.status.clone().unwrap_or_else(|| "ok".into()),
+                    // A status probe that could not be asked says little: degraded, as in the reasons.
+                    (false, "status") => "degraded".into(),
+                    (false, _) => "down".into(),
+                },
                 message: r.error.or(r.message),
                 kind: r.kind,
                 duration_ms: r.duration_ms,

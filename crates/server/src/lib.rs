@@ -10,6 +10,7 @@ mod error;
 mod metrics;
 mod routes;
 pub mod views;
+mod workflows;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,6 +32,10 @@ pub use error::{ApiError, ErrorBody};
 pub use routes::{
     AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
     EventView, Health, Registered, Timeline,
+};
+pub use workflows::{
+    EmittedEvent, WebhookAccepted, WorkflowDetail, WorkflowInputView, WorkflowLoadError, WorkflowRunDetail,
+    WorkflowRunView, WorkflowStepDef, WorkflowStepView, WorkflowValid, WorkflowView, WorkflowsReloaded,
 };
 
 /// Shared by every handler.
@@ -68,6 +73,8 @@ impl Default for ServerOptions {
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
+        workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
+        workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
     ),
     modifiers(&BearerAuth)
 )]
@@ -145,7 +152,15 @@ pub fn router(state: AppState) -> Router {
         .route("/resources/{name}/leases", post(routes::take_lease))
         .route("/resources/{name}/leases/{id}/renew", post(routes::renew_lease))
         .route("/resources/{name}/leases/{id}", axum::routing::delete(routes::release_lease))
-        .route("/events", get(routes::list_events))
+        .route("/events", get(routes::list_events).post(workflows::emit_event))
+        .route("/workflows", get(workflows::list_workflows))
+        .route("/workflows/reload", post(workflows::reload_workflows))
+        .route("/workflows/validate", post(workflows::validate_workflow))
+        .route("/workflows/runs", get(workflows::list_workflow_runs))
+        .route("/workflows/runs/{id}", get(workflows::get_workflow_run))
+        .route("/workflows/runs/{id}/cancel", post(workflows::cancel_workflow_run))
+        .route("/workflows/{name}", get(workflows::get_workflow))
+        .route("/workflows/{name}/runs", post(workflows::start_workflow))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .fallback(not_found)
@@ -155,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(routes::healthz))
         .route("/ping/{*parts}", get(routes::ping).head(routes::ping).post(routes::ping))
+        .route("/hooks/{workflow}", post(workflows::receive_webhook))
         .route(
             "/metrics",
             get(metrics_endpoint).route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate)),

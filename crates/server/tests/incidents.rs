@@ -405,3 +405,37 @@ async fn a_budget_threshold_opens_a_budget_incident() {
     assert_eq!(open.len(), 1, "80 % and 100 % are the same incident");
     assert_eq!((open[0]["source"].as_str(), open[0]["subject"].as_str()), (Some("budget"), Some("trading/monthly")));
 }
+
+#[tokio::test]
+async fn whoever_heard_an_incident_open_or_escalate_hears_it_resolve_whatever_the_routes_say() {
+    let (team, team_url) = Sink::start(&[200]).await;
+    let (phone, phone_url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(json_channel("team", &team_url));
+        c.channels.push(json_channel("phone", &phone_url));
+        c.alerting.routing.routes.push(Route {
+            severity: Some(Severity::Critical),
+            channels: vec!["phone".into()],
+            ..Default::default()
+        });
+        c.alerting.routing.default = Some(vec!["team".into()]);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&trading(dir.path(), "checks:\n  - { slug: nightly, every: 1s, grace: 1s }\n")).await;
+    let (_, checks) = s.get("/api/v1/checks").await;
+    let ping = checks[0]["ping_url"].as_str().unwrap().to_string();
+    reqwest::get(&ping).await.unwrap();
+    // Late (a warning) goes to team; down (critical) to phone and to team, which heard it open.
+    let to_team = received(&team, 2).await;
+    assert_eq!(to_team[1].body["title"], "Now critical: trading/nightly is down");
+    assert_eq!(received(&phone, 1).await[0].body["title"], "Now critical: trading/nightly is down");
+    reqwest::get(&ping).await.unwrap();
+    assert_eq!(received(&team, 3).await[2].body["title"], "Resolved: trading/nightly is down");
+    assert_eq!(
+        received(&phone, 2).await[1].body["title"],
+        "Resolved: trading/nightly is down",
+        "an info message, routed to phone all the same"
+    );
+}

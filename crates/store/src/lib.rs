@@ -10,6 +10,7 @@
 mod migrate;
 mod model;
 mod sql;
+mod workflows;
 
 pub use model::*;
 pub use sql::{Backend, Durability, SqlStore, StoreOptions, redact_url, sqlite_url};
@@ -260,11 +261,44 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first; `open_only` leaves resolved ones out.
     async fn list_incidents(&self, open_only: bool, project: Option<&str>, limit: i64) -> Result<Vec<IncidentRecord>>;
     async fn set_incident_notified(&self, id: &str, notified: bool) -> Result<()>;
+    /// The channels the notifications about an incident went (or are going) to.
+    async fn incident_channels(&self, incident_id: &str) -> Result<Vec<String>>;
     async fn insert_maintenance(&self, m: &MaintenanceRecord) -> Result<()>;
     /// Windows that have not ended at `now`.
     async fn list_maintenance(&self, now: i64) -> Result<Vec<MaintenanceRecord>>;
     /// Ends a window at `at` (if it had not ended); returns it.
     async fn end_maintenance(&self, id: &str, at: i64) -> Result<Option<MaintenanceRecord>>;
+
+    // Events and workflows -----------------------------------------------------------------
+    /// Stores events; one whose idempotency key was seen before is not stored again, and the
+    /// earlier one is returned with `false`.
+    async fn emit_events(&self, events: &[(NewEvent, Option<String>)]) -> Result<Vec<(EventRecord, bool)>>;
+    /// Events the workflow router has not looked at yet, oldest first.
+    async fn unrouted_events(&self, limit: i64) -> Result<Vec<EventRecord>>;
+    async fn mark_routed(&self, ids: &[String], at: i64) -> Result<()>;
+    /// Events at or after `since`, oldest first (for steps waiting for one).
+    async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<EventRecord>>;
+    /// Stores a workflow run, unless one of the workflow has the same trigger key: then that
+    /// one is returned with `false`.
+    async fn insert_workflow_run(&self, r: &WorkflowRunRecord) -> Result<(WorkflowRunRecord, bool)>;
+    async fn get_workflow_run(&self, id: &str) -> Result<Option<WorkflowRunRecord>>;
+    /// Newest first; `active_only`: queued and running.
+    async fn list_workflow_runs(
+        &self,
+        workflow: Option<&str>,
+        active_only: bool,
+        limit: i64,
+    ) -> Result<Vec<WorkflowRunRecord>>;
+    /// Stores a run's status, outputs, error and times.
+    async fn update_workflow_run(&self, r: &WorkflowRunRecord) -> Result<()>;
+    async fn workflow_steps(&self, run_id: &str) -> Result<Vec<StepRecord>>;
+    /// Stores step states (insert or replace), in one transaction.
+    async fn put_steps(&self, steps: &[StepRecord]) -> Result<()>;
+    /// Queues a step's task run and records it on the step in one transaction, so a crash
+    /// cannot leave a run the step does not know (and start it twice).
+    async fn start_step_task(&self, step: &StepRecord, run: &NewRun) -> Result<RunRecord>;
+    /// Records a webhook message id for a workflow; false when it was seen before (a replay).
+    async fn receive_webhook(&self, workflow: &str, webhook_id: &str, at: i64) -> Result<bool>;
 
     // Nodes and settings -------------------------------------------------------------------
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;

@@ -27,6 +27,7 @@ const SQLITE: &[Migration] = &[
     Migration { version: 6, name: "budgets", sql: include_str!("../migrations/sqlite/0006_budgets.sql") },
     Migration { version: 7, name: "notifications", sql: include_str!("../migrations/sqlite/0007_notifications.sql") },
     Migration { version: 8, name: "incidents", sql: include_str!("../migrations/sqlite/0008_incidents.sql") },
+    Migration { version: 9, name: "workflows", sql: include_str!("../migrations/sqlite/0009_workflows.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -46,6 +47,7 @@ const POSTGRES: &[Migration] = &[
     Migration { version: 6, name: "budgets", sql: include_str!("../migrations/postgres/0006_budgets.sql") },
     Migration { version: 7, name: "notifications", sql: include_str!("../migrations/postgres/0007_notifications.sql") },
     Migration { version: 8, name: "incidents", sql: include_str!("../migrations/postgres/0008_incidents.sql") },
+    Migration { version: 9, name: "workflows", sql: include_str!("../migrations/postgres/0009_workflows.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

@@ -81,8 +81,8 @@ pub fn sqlite_url(path: &Path) -> String {
 /// itself, and skipping BEGIN/COMMIT saves two round trips to SQLite's connection thread.
 pub struct SqlStore {
     backend: Backend,
-    write: AnyPool,
-    read: AnyPool,
+    pub(crate) write: AnyPool,
+    pub(crate) read: AnyPool,
 }
 
 fn backend_of(url: &str) -> Result<Backend> {
@@ -170,7 +170,7 @@ impl SqlStore {
         Ok(store)
     }
 
-    async fn tx(&self) -> Result<Transaction<'static, Any>> {
+    pub(crate) async fn tx(&self) -> Result<Transaction<'static, Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.write.begin().await?,
@@ -219,7 +219,7 @@ async fn checkpoint_loop(pool: AnyPool) {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
@@ -293,6 +293,29 @@ fn check_from(r: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
         state_changed_at: r.try_get(17)?,
         created_at: r.try_get(18)?,
     })
+}
+
+/// Stores a queued run inside `tx`.
+pub(crate) async fn insert_run_tx(tx: &mut Transaction<'static, Any>, run: &NewRun) -> Result<RunRecord> {
+    let row = sqlx::query(concat!(
+        "INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for, resources, priority) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $8, $9, $10, $11, $12) RETURNING ",
+        run_cols!()
+    ))
+    .bind(&run.id)
+    .bind(&run.project_id)
+    .bind(&run.project)
+    .bind(&run.task)
+    .bind(&run.input)
+    .bind(run.max_attempts)
+    .bind(&run.trigger)
+    .bind(run.now)
+    .bind(&run.concurrency_key)
+    .bind(run.scheduled_for)
+    .bind(join_names(&run.resources))
+    .bind(run.priority)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(run_from(&row)?)
 }
 
 async fn insert_event(tx: &mut Transaction<'static, Any>, e: &NewEvent) -> Result<()> {
@@ -430,7 +453,7 @@ fn cost_from(r: &AnyRow) -> Result<CostRecord, sqlx::Error> {
     })
 }
 
-fn all<T>(rows: Vec<AnyRow>, f: impl Fn(&AnyRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>> {
+pub(crate) fn all<T>(rows: Vec<AnyRow>, f: impl Fn(&AnyRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>> {
     rows.iter().map(|r| f(r).map_err(StoreError::from)).collect()
 }
 
@@ -954,25 +977,10 @@ impl Store for SqlStore {
     }
 
     async fn insert_run(&self, run: &NewRun) -> Result<RunRecord> {
-        let row = sqlx::query(concat!(
-            "INSERT INTO runs (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before, concurrency_key, scheduled_for, resources, priority) VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $8, $9, $10, $11, $12) RETURNING ",
-            run_cols!()
-        ))
-        .bind(&run.id)
-        .bind(&run.project_id)
-        .bind(&run.project)
-        .bind(&run.task)
-        .bind(&run.input)
-        .bind(run.max_attempts)
-        .bind(&run.trigger)
-        .bind(run.now)
-        .bind(&run.concurrency_key)
-        .bind(run.scheduled_for)
-        .bind(join_names(&run.resources))
-        .bind(run.priority)
-        .fetch_one(&self.write)
-        .await?;
-        Ok(run_from(&row)?)
+        let mut tx = self.tx().await?;
+        let stored = insert_run_tx(&mut tx, run).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -1894,6 +1902,59 @@ impl Store for SqlStore {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
+    async fn emit_events(&self, events: &[(NewEvent, Option<String>)]) -> Result<Vec<(EventRecord, bool)>> {
+        self.wf_emit_events(events).await
+    }
+
+    async fn unrouted_events(&self, limit: i64) -> Result<Vec<EventRecord>> {
+        self.wf_unrouted_events(limit).await
+    }
+
+    async fn mark_routed(&self, ids: &[String], at: i64) -> Result<()> {
+        self.wf_mark_routed(ids, at).await
+    }
+
+    async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<EventRecord>> {
+        self.wf_events_since(since, limit).await
+    }
+
+    async fn insert_workflow_run(&self, r: &WorkflowRunRecord) -> Result<(WorkflowRunRecord, bool)> {
+        self.wf_insert_run(r).await
+    }
+
+    async fn get_workflow_run(&self, id: &str) -> Result<Option<WorkflowRunRecord>> {
+        self.wf_get_run(id).await
+    }
+
+    async fn list_workflow_runs(
+        &self,
+        workflow: Option<&str>,
+        active_only: bool,
+        limit: i64,
+    ) -> Result<Vec<WorkflowRunRecord>> {
+        self.wf_list_runs(workflow, active_only, limit).await
+    }
+
+    async fn update_workflow_run(&self, r: &WorkflowRunRecord) -> Result<()> {
+        self.wf_update_run(r).await
+    }
+
+    async fn workflow_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.wf_steps(run_id).await
+    }
+
+    async fn put_steps(&self, steps: &[StepRecord]) -> Result<()> {
+        self.wf_put_steps(steps).await
+    }
+
+    async fn start_step_task(&self, step: &StepRecord, run: &NewRun) -> Result<RunRecord> {
+        self.wf_start_step_task(step, run).await
+    }
+
+    async fn receive_webhook(&self, workflow: &str, webhook_id: &str, at: i64) -> Result<bool> {
+        self.wf_receive_webhook(workflow, webhook_id, at).await
+    }
+
     async fn raise_incident(
         &self,
         new: &IncidentRecord,
@@ -1955,7 +2016,8 @@ impl Store for SqlStore {
                 inc.title = new.title.clone();
                 inc.reason = new.reason.clone();
                 inc.updated_at = new.updated_at;
-                let done = sqlx::query("UPDATE incidents SET status = 'open', resolved_at = NULL, acked_at = NULL, acked_by = NULL, changes = $2, flapping = $3, severity = $4, title = $5, reason = $6, updated_at = $7 WHERE id = $1")
+                inc.opened_at = new.opened_at;
+                let done = sqlx::query("UPDATE incidents SET status = 'open', resolved_at = NULL, acked_at = NULL, acked_by = NULL, changes = $2, flapping = $3, severity = $4, title = $5, reason = $6, updated_at = $7, opened_at = $7 WHERE id = $1")
                     .bind(&inc.id)
                     .bind(inc.changes)
                     .bind(i64::from(inc.flapping))
@@ -2067,6 +2129,14 @@ impl Store for SqlStore {
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+
+    async fn incident_channels(&self, incident_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT d.channel FROM deliveries d JOIN notifications n ON n.id = d.notification_id WHERE n.incident_id = $1 ORDER BY d.channel")
+            .bind(incident_id)
+            .fetch_all(&self.read)
+            .await?;
+        all(rows, |r| r.try_get(0))
     }
 
     async fn insert_maintenance(&self, m: &MaintenanceRecord) -> Result<()> {

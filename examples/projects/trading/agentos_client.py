@@ -221,6 +221,31 @@ def push_cost(record):
         return False
 
 
+def emit_event(event_type, data, idempotency_key):
+    """Tells Agent OS that something happened (`trading.volatility_spike`), with the run token:
+    workflows in Agent OS decide what follows. The key makes a retried attempt's event count
+    once. Never fails the task.
+    """
+    url = os.environ.get("AGENT_OS_URL")
+    token = os.environ.get("AGENT_OS_TOKEN")
+    if not url or not token:
+        warn(f"AGENT_OS_URL or AGENT_OS_TOKEN not set; {event_type} not sent")
+        return False
+    body = {"type": event_type, "data": data, "idempotency_key": idempotency_key}
+    request = urllib.request.Request(
+        url.rstrip("/") + "/api/v1/events",
+        data=json.dumps(body).encode("utf-8"),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError) as e:
+        warn(f"could not send {event_type} to Agent OS ({e})")
+        return False
+
+
 def read_usage(since):
     """Usage-log records after cursor `since` (the number of lines already returned)."""
     try:

@@ -163,6 +163,11 @@ impl Server {
         self.home.path().join("agent-os.db")
     }
 
+    /// The server's home directory.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("serve.log")).unwrap_or_default()
     }

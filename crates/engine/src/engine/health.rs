@@ -148,10 +148,14 @@ impl Engine {
             .map_err(|e| e.to_string())?;
         let resp = client.get(&h.url).send().await.map_err(|e| {
             if e.is_timeout() {
-                format!("no answer within {}", agent_os_core::format_duration(h.timeout))
-            } else {
-                e.to_string()
+                return format!("no answer within {}", agent_os_core::format_duration(h.timeout));
             }
+            // reqwest's own text hides the cause (connection refused, DNS); name the deepest.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
         })?;
         Ok(resp.status().as_u16())
     }

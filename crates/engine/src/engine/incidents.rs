@@ -107,6 +107,11 @@ impl Engine {
 
     /// Says someone is on it: acknowledged incidents do not tell of their escalation.
     pub async fn ack_incident(&self, id: &str, by: &str) -> Result<IncidentRecord, EngineError> {
+        if let Some(i) = self.store.get_incident(id).await?
+            && i.status != "open"
+        {
+            return Err(EngineError::Conflict(format!("incident {id} is already resolved; nothing to acknowledge")));
+        }
         self.store
             .ack_incident(id, by, self.now())
             .await?
@@ -168,10 +173,9 @@ impl Engine {
             });
         }
         if let Some(p) = project {
-            self.store
-                .get_project(p)
-                .await?
-                .ok_or_else(|| EngineError::NotFound(format!("no project {p:?}; `agent-os projects` lists them")))?;
+            self.store.get_project(p).await?.ok_or_else(|| {
+                EngineError::NotFound(format!("no project {p:?}; `agent-os project list` shows them"))
+            })?;
         }
         if reason.as_ref().is_some_and(|r| r.len() > 500) {
             return Err(EngineError::Invalid { field: Some("reason".into()), message: "at most 500 bytes".into() });
@@ -207,7 +211,9 @@ impl Engine {
     /// told when the window ends, if it is still open).
     async fn tell(&self, i: &IncidentRecord, tell: Tell, tags: &[String]) -> Result<Option<Notified>, EngineError> {
         let now = self.now();
-        if self.maintenance_at(i.project.as_deref(), now).await?.is_some() {
+        // A resolution of what the channels heard is told even inside a window: it alerts no
+        // one, and without it they would believe it still broken.
+        if !matches!(tell, Tell::Resolved) && self.maintenance_at(i.project.as_deref(), now).await?.is_some() {
             if matches!(tell, Tell::Opened) {
                 self.store.set_incident_notified(&i.id, false).await?;
             }
@@ -237,6 +243,11 @@ impl Engine {
         };
         let mut all_tags = vec![format!("incident:{}", i.source)];
         all_tags.extend(tags.iter().take(8).cloned());
+        // Whoever heard it open hears what follows, whatever the routes say of the new message.
+        let also_to = match tell {
+            Tell::Opened => Vec::new(),
+            _ => self.store.incident_channels(&i.id).await?,
+        };
         let input = NotifyInput {
             title: truncate(&title, 200),
             body: truncate(&body, 4000),
@@ -245,6 +256,7 @@ impl Engine {
             dedup_key: None,
             source: Some(i.source.clone()),
             incident_id: Some(i.id.clone()),
+            also_to,
         };
         let told = self.notify(i.project.as_deref(), input, None).await?;
         if matches!(tell, Tell::Opened) {

@@ -56,6 +56,9 @@ pub struct NotifyInput {
     pub source: Option<String>,
     /// The incident it tells about.
     pub incident_id: Option<String>,
+    /// Channels it must also reach, whatever the routes say (those that heard an incident
+    /// open hear it resolve).
+    pub also_to: Vec<String>,
 }
 
 /// What `notify` did.
@@ -149,8 +152,14 @@ impl Engine {
                     }
                 }
                 let routed = Routed { project, source: &source, severity: level, tags: &input.tags };
+                let mut chosen = self.cfg.alerting.routing.channels(&live, &routed);
+                for c in &input.also_to {
+                    if live.contains(c) && !chosen.contains(c) {
+                        chosen.push(c.clone());
+                    }
+                }
                 let mut planned = Vec::new();
-                for name in self.cfg.alerting.routing.channels(&live, &routed) {
+                for name in chosen {
                     let held = self.hold(&name, level, now).await?;
                     planned.push(PlannedDelivery { channel: name, held });
                 }
@@ -246,6 +255,15 @@ impl Engine {
                     input.dedup_key.unwrap_or_default()
                 ))),
             };
+        }
+        // A repeat within the dedup window is the same message: it changes no incident.
+        if let Some(key) = &input.dedup_key
+            && let Some(earlier) =
+                self.store.find_recent_notification(project, key, self.now() - DEDUP_WINDOW_MS).await?
+        {
+            self.validate(&input)?;
+            let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
+            return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
         }
         let level = input.severity.as_deref().map(Severity::parse).transpose().ok().flatten();
         let incident = match (subject, level) {

@@ -69,6 +69,11 @@ def scan(data):
         aos.say("no spikes")
 
     scanned_at = aos.rfc3339(aos.now_utc())
+    # Each spike is an event in Agent OS: its workflows (volatility-to-memories) take it from here.
+    for symbol in spikes:
+        data = {"symbol": symbol, "move": volatility[symbol], "magnitude": abs(volatility[symbol]),
+                "threshold": threshold, "scanned_at": scanned_at}
+        aos.emit_event("trading.volatility_spike", data, f"{aos.run_id()}-spike-{symbol}")
     summary = {"at": scanned_at, "volatility": volatility, "spikes": spikes, "threshold": threshold}
     aos.VAR.mkdir(parents=True, exist_ok=True)
     (aos.VAR / "last_scan.json").write_text(json.dumps(summary) + "\n", encoding="utf-8")

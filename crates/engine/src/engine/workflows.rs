@@ -1,0 +1,1281 @@
+//! Workflows, executed durably. The workflow files in the home's `workflows/` directory are
+//! loaded (and reloaded) into a registry; events are routed to the workflows they trigger; and
+//! `workflow_loop` advances every active run from what the store says: each step's state is a
+//! row, a step's task run is queued in the same transaction that records it on the step, and
+//! every decision is made again from the rows after a restart. So a completed step never runs
+//! again, a running step's task run is the one it started (retried by the runner's own
+//! policy), and waits and timers resume where they were.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use agent_os_core::expr::{Expr, render_value};
+use agent_os_core::id::new_id;
+use agent_os_core::workflow::{self, Action, Catalog, InputType, OnLimit, Step, Trigger, Wait, Workflow};
+use agent_os_store::{EventRecord, NewEvent, RunRecord, StepRecord, WorkflowRunRecord};
+use serde_json::{Map, Value, json};
+
+use super::notify::NotifyInput;
+use super::{Engine, EngineError};
+
+/// The whole step, as opposed to one item of a for_each.
+const WHOLE: i64 = -1;
+/// The longest the loop sleeps without looking again.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// A workflow file as loaded.
+#[derive(Debug)]
+pub struct LoadedWorkflow {
+    pub def: Workflow,
+    /// The file's text: a run keeps the text it started with.
+    pub source: String,
+    pub path: PathBuf,
+}
+
+/// The workflows of this node, by name.
+#[derive(Default)]
+pub struct Registry {
+    by_name: RwLock<BTreeMap<String, Arc<LoadedWorkflow>>>,
+    /// Parsed definitions of active runs, by run id.
+    plans: RwLock<HashMap<String, Arc<Workflow>>>,
+    /// The last slot each scheduled workflow fired (ms), by workflow and cron.
+    slots: std::sync::Mutex<HashMap<(String, String), i64>>,
+}
+
+/// Most missed slots `catch_up: all` fires after downtime (as for project schedules).
+const MAX_CATCH_UP: usize = 100;
+
+/// A workflow file that could not be loaded, with every error in it.
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// An event to store, and where to say what became of it.
+pub(crate) type EventJob =
+    ((NewEvent, Option<String>), tokio::sync::oneshot::Sender<Result<(EventRecord, bool), String>>);
+
+/// Most events one transaction carries.
+const EVENT_GROUP: usize = 256;
+
+/// How a run is started.
+#[derive(Debug, Clone, Default)]
+pub struct StartWorkflow {
+    /// `event`, `webhook`, `schedule`, `manual` or `workflow`.
+    pub trigger: String,
+    /// One run per key and workflow (an event id, a webhook id, a parent step).
+    pub trigger_key: Option<String>,
+    pub event: Option<Value>,
+    pub inputs: Value,
+    pub parent: Option<(String, String)>,
+}
+
+/// The projects and workflows validation checks names against.
+struct EngineCatalog {
+    tasks: BTreeMap<String, Vec<String>>,
+    workflows: Vec<String>,
+}
+
+impl Catalog for EngineCatalog {
+    fn tasks(&self, project: &str) -> Option<Vec<String>> {
+        self.tasks.get(project).cloned()
+    }
+    fn projects(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+    fn workflows(&self) -> Vec<String> {
+        self.workflows.clone()
+    }
+}
+
+fn event_json(e: &EventRecord) -> Value {
+    json!({
+        "id": e.id,
+        "type": e.kind,
+        "project": e.project,
+        "subject": e.subject,
+        "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
+        "at": jiff::Timestamp::from_millisecond(e.at).map(|t| t.to_string()).unwrap_or_default(),
+    })
+}
+
+fn terminal(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "skipped" | "cancelled" | "timed_out")
+}
+
+impl Engine {
+    async fn catalog(&self, workflow_names: Vec<String>) -> EngineCatalog {
+        let mut tasks = BTreeMap::new();
+        if let Ok(projects) = self.projects().await {
+            for p in projects {
+                tasks.insert(p.record.name.clone(), p.manifest.tasks.keys().cloned().collect());
+            }
+        }
+        EngineCatalog { tasks, workflows: workflow_names }
+    }
+
+    /// Reads every `*.yaml` in the workflows directory. Valid files replace the registry; a file
+    /// with errors is reported and keeps the previous version of its workflow (if any) loaded.
+    /// Runs already started keep the definition they started with.
+    pub async fn load_workflows(&self) -> Result<Vec<LoadError>, EngineError> {
+        let Some(dir) = self.cfg.workflows_dir.clone() else { return Ok(Vec::new()) };
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => files.push((path, text)),
+                        Err(err) => tracing::warn!(path = %path.display(), error = %err, "workflow file not read"),
+                    }
+                }
+            }
+        }
+        files.sort();
+        let names: Vec<String> =
+            files.iter().filter_map(|(p, _)| p.file_stem().map(|s| s.to_string_lossy().into_owned())).collect();
+        let catalog = self.catalog(names).await;
+        let mut errors = Vec::new();
+        let mut loaded = BTreeMap::new();
+        for (path, text) in files {
+            let file = path.display().to_string();
+            match workflow::parse(&file, &text, &catalog) {
+                Ok(def) => {
+                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    if def.name != stem {
+                        errors.push(LoadError {
+                            path: path.clone(),
+                            message: format!("{file}: declares name {:?}; name the file {}.yaml", def.name, def.name),
+                        });
+                        continue;
+                    }
+                    loaded.insert(def.name.clone(), Arc::new(LoadedWorkflow { def, source: text, path }));
+                }
+                Err(e) => errors.push(LoadError { path, message: e.to_string() }),
+            }
+        }
+        if let Ok(mut reg) = self.workflows.by_name.write() {
+            for e in &errors {
+                // A broken edit keeps the last good version running.
+                let stem = e.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                if let Some(old) = reg.get(&stem) {
+                    loaded.entry(stem).or_insert_with(|| old.clone());
+                }
+            }
+            *reg = loaded;
+        }
+        Ok(errors)
+    }
+
+    pub fn workflow_list(&self) -> Vec<Arc<LoadedWorkflow>> {
+        self.workflows.by_name.read().map(|r| r.values().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn workflow(&self, name: &str) -> Result<Arc<LoadedWorkflow>, EngineError> {
+        let reg = self.workflows.by_name.read().map_err(|_| EngineError::Unavailable("registry poisoned".into()))?;
+        reg.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = reg.keys().map(String::as_str).collect();
+            let hint = agent_os_core::manifest::suggest(name, &known)
+                .map(|k| format!("; did you mean {k:?}?"))
+                .unwrap_or_else(|| {
+                    if known.is_empty() { String::new() } else { format!("; known: {}", known.join(", ")) }
+                });
+            EngineError::NotFound(format!("no workflow {name:?}{hint}"))
+        })
+    }
+
+    /// Validates one file against the registered projects and the loaded workflows.
+    pub async fn validate_workflow(&self, file: &str, text: &str) -> Result<Workflow, String> {
+        let mut names: Vec<String> = self.workflow_list().iter().map(|w| w.def.name.clone()).collect();
+        if let Some(stem) = Path::new(file).file_stem() {
+            names.push(stem.to_string_lossy().into_owned());
+        }
+        let catalog = self.catalog(names).await;
+        workflow::parse(file, text, &catalog).map_err(|e| e.to_string())
+    }
+
+    /// Stores an event (once per idempotency key) and wakes the workflow router.
+    pub async fn emit_event(
+        &self,
+        project: Option<&str>,
+        kind: &str,
+        data: Value,
+        idempotency_key: Option<String>,
+    ) -> Result<(EventRecord, bool), EngineError> {
+        let invalid = |field: &str, message: String| EngineError::Invalid { field: Some(field.into()), message };
+        if kind.is_empty()
+            || kind.len() > 100
+            || !kind.split('.').all(|p| {
+                !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            })
+        {
+            return Err(invalid(
+                "type",
+                format!("{kind:?} is not an event type; dotted lowercase words, e.g. trading.volatility_spike"),
+            ));
+        }
+        if !data.is_object() {
+            return Err(invalid("data", "data must be a JSON object".into()));
+        }
+        let text = data.to_string();
+        if text.len() > 256 * 1024 {
+            return Err(invalid("data", "at most 256 KiB".into()));
+        }
+        if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+            return Err(invalid("idempotency_key", "1 to 200 bytes".into()));
+        }
+        let e = NewEvent {
+            id: new_id(),
+            kind: kind.into(),
+            project: project.map(str::to_string),
+            subject: None,
+            data: text,
+            at: self.now(),
+        };
+        let (done, stored) = tokio::sync::oneshot::channel();
+        self.event_writer
+            .send(((e, idempotency_key), done))
+            .await
+            .map_err(|_| EngineError::Unavailable("Agent OS is shutting down; send the event again".into()))?;
+        let stored = stored
+            .await
+            .map_err(|_| EngineError::Unavailable("the event was not stored; send it again".into()))?
+            .map_err(EngineError::Unavailable)?;
+        self.workflows_changed.notify_one();
+        Ok(stored)
+    }
+
+    /// Writes events as they come, every event waiting at that moment in one transaction
+    /// (group commit); each is answered only after its transaction commits.
+    pub(super) async fn event_loop(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<EventJob>) {
+        while let Some(first) = jobs.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < EVENT_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let events: Vec<(NewEvent, Option<String>)> = batch.iter().map(|(e, _)| e.clone()).collect();
+            match self.store.emit_events(&events).await {
+                Ok(stored) => {
+                    for ((_, reply), result) in batch.into_iter().zip(stored) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, events = events.len(), "events not stored");
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err("the database is not available".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a run of `name` (or finds the run its trigger key already started).
+    pub async fn start_workflow(&self, name: &str, start: StartWorkflow) -> Result<WorkflowRunRecord, EngineError> {
+        let w = self.workflow(name)?;
+        let inputs = check_inputs(&w.def, start.inputs)?;
+        let now = self.now();
+        let ctx = json!({"event": start.event.clone().unwrap_or(Value::Null), "inputs": inputs});
+        let key = match &w.def.concurrency {
+            Some(c) => Some(match c.key.render(&ctx) {
+                Ok(Value::String(s)) => s,
+                Ok(v) => v.to_string(),
+                Err(e) => {
+                    return Err(EngineError::Invalid { field: Some("concurrency.key".into()), message: e.to_string() });
+                }
+            }),
+            None => None,
+        };
+        let record = WorkflowRunRecord {
+            id: new_id(),
+            workflow: name.into(),
+            definition: w.source.clone(),
+            status: "queued".into(),
+            trigger: start.trigger,
+            trigger_key: start.trigger_key,
+            event: start.event.map(|e| e.to_string()),
+            inputs: inputs.to_string(),
+            outputs: None,
+            error: None,
+            concurrency_key: key,
+            parent_run_id: start.parent.as_ref().map(|p| p.0.clone()),
+            parent_step: start.parent.map(|p| p.1),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            deadline_at: None,
+        };
+        let (run, _) = self.store.insert_workflow_run(&record).await?;
+        self.workflows_changed.notify_one();
+        Ok(run)
+    }
+
+    /// Cancels a workflow run: its running task runs are cancelled, the rest does not start.
+    pub async fn cancel_workflow_run(&self, id: &str) -> Result<WorkflowRunRecord, EngineError> {
+        let mut run = self
+            .store
+            .get_workflow_run(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no workflow run {id:?}")))?;
+        if terminal(&run.status) {
+            return Ok(run);
+        }
+        self.stop_steps(&run, "cancelled").await?;
+        run.status = "cancelled".into();
+        run.error = Some("cancelled".into());
+        run.finished_at = Some(self.now());
+        self.finish_workflow_run(&run).await?;
+        Ok(run)
+    }
+
+    pub(super) async fn workflow_loop(self: Arc<Self>) {
+        let mut stopping = self.stopping.subscribe();
+        let mut runs_changed = self.runs_changed.subscribe();
+        let mut last_errors: Vec<String> = Vec::new();
+        let mut last_load: Option<std::time::Instant> = None;
+        loop {
+            // Picks up edited files (runs in progress keep their definition), and tries files
+            // with errors again: a project they name may have been registered since.
+            if last_load.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                if self.workflow_files_changed() || !last_errors.is_empty() {
+                    let errors: Vec<String> = match self.load_workflows().await {
+                        Ok(errors) => errors.into_iter().map(|e| e.message).collect(),
+                        Err(e) => vec![e.to_string()],
+                    };
+                    if errors != last_errors {
+                        for e in &errors {
+                            tracing::warn!(error = %e, "workflow not loaded");
+                        }
+                    }
+                    last_errors = errors;
+                }
+                last_load = Some(std::time::Instant::now());
+            }
+            let mut next: Option<i64> = None;
+            match self.fire_workflow_schedules().await {
+                Ok(Some(at)) => next = Some(at),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "workflow schedules not fired"),
+            }
+            if let Err(e) = self.route_events().await {
+                tracing::warn!(error = %e, "events not routed to workflows");
+            }
+            match self.store.list_workflow_runs(None, true, 10_000).await {
+                Ok(active) => {
+                    for run in active {
+                        match self.advance(run).await {
+                            Ok(Some(at)) => next = Some(next.map_or(at, |n: i64| n.min(at))),
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "workflow run not advanced"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "workflow runs not read"),
+            }
+            let sleep = next
+                .map(|at| Duration::from_millis((at - self.now()).max(0) as u64))
+                .unwrap_or(MAX_SLEEP)
+                .min(MAX_SLEEP);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = runs_changed.changed() => {}
+                _ = self.workflows_changed.notified() => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    }
+
+    fn workflow_files_changed(&self) -> bool {
+        let Some(dir) = &self.cfg.workflows_dir else { return false };
+        let stamp: Vec<(PathBuf, Option<std::time::SystemTime>)> = std::fs::read_dir(dir)
+            .map(|entries| {
+                let mut v: Vec<_> =
+                    entries.flatten().map(|e| (e.path(), e.metadata().ok().and_then(|m| m.modified().ok()))).collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default();
+        let mut last = self.workflow_stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == stamp {
+            return false;
+        }
+        *last = stamp;
+        true
+    }
+
+    /// Starts the runs of scheduled workflows whose slot has come, once per (workflow, slot)
+    /// across nodes (the slot is the run's trigger key), with the trigger's catch-up and
+    /// overlap policies. Returns when the next slot is due.
+    async fn fire_workflow_schedules(&self) -> Result<Option<i64>, EngineError> {
+        let now = self.now();
+        let mut next: Option<i64> = None;
+        for w in self.workflow_list() {
+            for t in &w.def.triggers {
+                let Trigger::Schedule { cron, timezone, catch_up, overlap } = t else { continue };
+                let (Ok(parsed), Ok(tz)) =
+                    (agent_os_core::cron::Cron::parse(cron), agent_os_core::cron::zone(timezone))
+                else {
+                    continue;
+                };
+                let key = (w.def.name.clone(), cron.clone());
+                let last = match self.workflows.slots.lock().ok().and_then(|m| m.get(&key).copied()) {
+                    Some(l) => l,
+                    None => {
+                        // After a restart: the last slot a run was started for, else now.
+                        let runs = self.store.list_workflow_runs(Some(&w.def.name), false, 200).await?;
+                        let stored = runs
+                            .iter()
+                            .filter_map(|r| r.trigger_key.as_deref()?.strip_prefix("schedule:")?.parse::<i64>().ok())
+                            .max();
+                        stored.unwrap_or(now)
+                    }
+                };
+                let mut due = Vec::new();
+                let mut after = last;
+                while let Some(slot) =
+                    jiff::Timestamp::from_millisecond(after).ok().and_then(|t| parsed.next_after(&tz, t))
+                {
+                    let slot = slot.as_millisecond();
+                    if slot > now {
+                        next = Some(next.map_or(slot, |n: i64| n.min(slot)));
+                        break;
+                    }
+                    due.push(slot);
+                    after = slot;
+                    if due.len() > MAX_CATCH_UP * 10 {
+                        break;
+                    }
+                }
+                let fire: Vec<i64> = match catch_up.as_str() {
+                    // Only a slot that is due now (within a minute), none missed while down.
+                    "skip" => due.iter().copied().rfind(|s| now - s < 60_000).into_iter().collect(),
+                    "all" => due.iter().rev().take(MAX_CATCH_UP).rev().copied().collect(),
+                    _ => due.last().copied().into_iter().collect(),
+                };
+                if let Some(l) = due.last()
+                    && let Ok(mut m) = self.workflows.slots.lock()
+                {
+                    m.insert(key.clone(), *l);
+                } else if let Ok(mut m) = self.workflows.slots.lock() {
+                    m.entry(key.clone()).or_insert(last);
+                }
+                for slot in fire {
+                    let active = self.store.list_workflow_runs(Some(&w.def.name), true, 100).await?;
+                    if !active.is_empty() {
+                        match overlap.as_str() {
+                            "skip" => {
+                                tracing::info!(workflow = %w.def.name, slot, "slot skipped: a run is still active");
+                                continue;
+                            }
+                            "replace" => {
+                                for r in &active {
+                                    self.cancel_workflow_run(&r.id).await?;
+                                }
+                            }
+                            // queue: waits behind the active run; allow: runs beside it.
+                            _ => {}
+                        }
+                    }
+                    let at = jiff::Timestamp::from_millisecond(slot).map(|t| t.to_string()).unwrap_or_default();
+                    let start = StartWorkflow {
+                        trigger: "schedule".into(),
+                        trigger_key: Some(format!("schedule:{slot}")),
+                        event: Some(
+                            json!({"type": "schedule", "data": {"slot": at, "cron": cron, "timezone": timezone}}),
+                        ),
+                        inputs: json!({}),
+                        parent: None,
+                    };
+                    self.start_workflow(&w.def.name, start).await?;
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Starts the runs the new events trigger, once per (workflow, event).
+    async fn route_events(&self) -> Result<(), EngineError> {
+        loop {
+            let events = self.store.unrouted_events(500).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            let workflows = self.workflow_list();
+            for e in &events {
+                let ev = event_json(e);
+                for w in &workflows {
+                    if let Some(trigger) = event_trigger(&w.def, e, &ev) {
+                        let start = StartWorkflow {
+                            trigger: trigger.into(),
+                            trigger_key: Some(format!("event:{}", e.id)),
+                            event: Some(ev.clone()),
+                            inputs: json!({}),
+                            parent: None,
+                        };
+                        if let Err(err) = self.start_workflow(&w.def.name, start).await {
+                            tracing::warn!(workflow = %w.def.name, event = %e.id, error = %err, "workflow not started");
+                        }
+                    }
+                }
+            }
+            let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+            self.store.mark_routed(&ids, self.now()).await?;
+        }
+    }
+
+    /// The plan of a run: parsed once from the text it started with.
+    async fn plan(&self, run: &WorkflowRunRecord) -> Result<Arc<Workflow>, String> {
+        if let Some(p) = self.workflows.plans.read().ok().and_then(|m| m.get(&run.id).cloned()) {
+            return Ok(p);
+        }
+        let mut names: Vec<String> = self.workflow_list().iter().map(|w| w.def.name.clone()).collect();
+        names.push(run.workflow.clone());
+        let catalog = self.catalog(names).await;
+        let def = workflow::parse(&format!("{}.yaml", run.workflow), &run.definition, &catalog)
+            .map_err(|e| format!("its definition no longer validates: {e}"))?;
+        let def = Arc::new(def);
+        if let Ok(mut m) = self.workflows.plans.write() {
+            m.insert(run.id.clone(), def.clone());
+        }
+        Ok(def)
+    }
+
+    /// Moves one run on as far as it can go now; returns when it next needs looking at (a
+    /// timer), if any.
+    async fn advance(&self, mut run: WorkflowRunRecord) -> Result<Option<i64>, EngineError> {
+        let now = self.now();
+        let def = match self.plan(&run).await {
+            Ok(d) => d,
+            Err(why) => {
+                run.status = "failed".into();
+                run.error = Some(why);
+                run.finished_at = Some(now);
+                self.finish_workflow_run(&run).await?;
+                return Ok(None);
+            }
+        };
+        if run.status == "queued" {
+            if !self.may_start(&def, &run).await? {
+                return Ok(None);
+            }
+            run.status = "running".into();
+            run.started_at = Some(now);
+            run.deadline_at = def.timeout.map(|t| now + t.as_millis() as i64);
+            self.store.update_workflow_run(&run).await?;
+        }
+        if run.status != "running" {
+            return Ok(None);
+        }
+        if run.deadline_at.is_some_and(|d| now >= d) {
+            self.stop_steps(&run, "the workflow timed out").await?;
+            run.status = "timed_out".into();
+            run.error =
+                Some(format!("timed out after {}", agent_os_core::format_duration(def.timeout.unwrap_or_default())));
+            run.finished_at = Some(now);
+            self.finish_workflow_run(&run).await?;
+            return Ok(None);
+        }
+        let mut rows: HashMap<(String, i64), StepRecord> =
+            self.store.workflow_steps(&run.id).await?.into_iter().map(|s| ((s.step_id.clone(), s.item), s)).collect();
+        let mut next = run.deadline_at;
+        let mut wake = |at: i64| next = Some(next.map_or(at, |n| n.min(at)));
+        // Repeat while something finished at once (an emit, a skip), so a chain of quick steps
+        // goes through in one pass.
+        loop {
+            let mut progressed = false;
+            for step in def.topological_order() {
+                let whole = rows.get(&(step.id.clone(), WHOLE)).cloned();
+                let updated = match whole {
+                    None if step
+                        .needs
+                        .iter()
+                        .all(|n| rows.get(&(n.clone(), WHOLE)).is_some_and(|r| terminal(&r.status))) =>
+                    {
+                        let ctx = context(&run, &def, &rows);
+                        self.begin_step(&run, &def, step, &rows, &ctx).await?
+                    }
+                    None => None,
+                    Some(s) if !terminal(&s.status) => {
+                        let ctx = context(&run, &def, &rows);
+                        self.poll_step(&run, step, s, &mut rows, &ctx).await?
+                    }
+                    Some(_) => None,
+                };
+                if let Some(s) = updated {
+                    if terminal(&s.status) {
+                        progressed = true;
+                    }
+                    if let Some(at) = s.wake_at.filter(|_| !terminal(&s.status)) {
+                        wake(at);
+                    }
+                    rows.insert((s.step_id.clone(), s.item), s);
+                } else if let Some(s) = rows.get(&(step.id.clone(), WHOLE))
+                    && let Some(at) = s.wake_at.filter(|_| !terminal(&s.status))
+                {
+                    wake(at);
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let done = def.steps.iter().all(|s| rows.get(&(s.id.clone(), WHOLE)).is_some_and(|r| terminal(&r.status)));
+        if done {
+            let failed = def.steps.iter().find(|s| {
+                !s.continue_on_error
+                    && rows
+                        .get(&(s.id.clone(), WHOLE))
+                        .is_some_and(|r| matches!(r.status.as_str(), "failed" | "cancelled"))
+            });
+            match failed {
+                Some(s) => {
+                    let why = rows.get(&(s.id.clone(), WHOLE)).and_then(|r| r.error.clone()).unwrap_or_default();
+                    run.status = "failed".into();
+                    run.error = Some(format!("step {} failed: {why}", s.id));
+                }
+                None => {
+                    let ctx = context(&run, &def, &rows);
+                    let mut outputs = Map::new();
+                    let mut error = None;
+                    for (k, t) in &def.outputs {
+                        match t.render(&ctx) {
+                            Ok(v) => {
+                                outputs.insert(k.clone(), v);
+                            }
+                            Err(e) => error = Some(format!("outputs.{k}: {e}")),
+                        }
+                    }
+                    run.status = if error.is_some() { "failed" } else { "succeeded" }.into();
+                    run.error = error;
+                    run.outputs = Some(Value::Object(outputs).to_string());
+                }
+            }
+            run.finished_at = Some(self.now());
+            self.finish_workflow_run(&run).await?;
+            return Ok(None);
+        }
+        Ok(next)
+    }
+
+    /// Whether a queued run may start under its concurrency limit (applying `skip` and
+    /// `cancel_running`).
+    async fn may_start(&self, def: &Workflow, run: &WorkflowRunRecord) -> Result<bool, EngineError> {
+        let queued_slot = run.trigger == "schedule"
+            && def.triggers.iter().any(|t| matches!(t, Trigger::Schedule { overlap, .. } if overlap == "queue"));
+        if def.concurrency.is_none() && !queued_slot {
+            return Ok(true);
+        }
+        let active = self.store.list_workflow_runs(Some(&run.workflow), true, 10_000).await?;
+        if queued_slot && active.iter().any(|r| r.status == "running" && r.id != run.id) {
+            return Ok(false);
+        }
+        let Some(c) = &def.concurrency else { return Ok(true) };
+        let running: Vec<&WorkflowRunRecord> = active
+            .iter()
+            .filter(|r| r.status == "running" && r.id != run.id && r.concurrency_key == run.concurrency_key)
+            .collect();
+        if (running.len() as u32) < c.limit {
+            // Runs queued earlier under the same key go first.
+            let earlier = active.iter().any(|r| {
+                r.status == "queued"
+                    && r.id != run.id
+                    && r.concurrency_key == run.concurrency_key
+                    && (r.created_at, &r.id) < (run.created_at, &run.id)
+            });
+            return Ok(!earlier || c.on_limit != OnLimit::Queue);
+        }
+        match c.on_limit {
+            OnLimit::Queue => Ok(false),
+            OnLimit::Skip => {
+                let mut r = run.clone();
+                r.status = "skipped".into();
+                r.error = Some(format!(
+                    "{} run(s) with concurrency key {:?} already running (limit {})",
+                    running.len(),
+                    run.concurrency_key.clone().unwrap_or_default(),
+                    c.limit
+                ));
+                r.finished_at = Some(self.now());
+                self.finish_workflow_run(&r).await?;
+                Ok(false)
+            }
+            OnLimit::CancelRunning => {
+                for other in running {
+                    self.cancel_workflow_run(&other.id).await?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// A step with no row yet: waits for its needs, then is skipped or started.
+    async fn begin_step(
+        &self,
+        run: &WorkflowRunRecord,
+        def: &Workflow,
+        step: &Step,
+        rows: &HashMap<(String, i64), StepRecord>,
+        ctx: &Value,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        let mut blocked = None;
+        for n in &step.needs {
+            match rows.get(&(n.clone(), WHOLE)) {
+                Some(r) if terminal(&r.status) => {
+                    // A skipped need is done (its `if` said so); a failed one stops the steps
+                    // after it unless it may fail.
+                    let tolerated = def.step(n).is_some_and(|s| s.continue_on_error);
+                    if matches!(r.status.as_str(), "failed" | "cancelled" | "timed_out") && !tolerated {
+                        blocked.get_or_insert(format!("skipped because {n} failed"));
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+        let now = self.now();
+        let mut s = StepRecord {
+            run_id: run.id.clone(),
+            step_id: step.id.clone(),
+            item: WHOLE,
+            status: "running".into(),
+            attempt: 1,
+            task_run_id: None,
+            child_run_id: None,
+            outputs: None,
+            error: None,
+            wake_at: None,
+            started_at: Some(now),
+            finished_at: None,
+        };
+        if let Some(why) = blocked {
+            return self.settle(s, "skipped", None, Some(why)).await.map(Some);
+        }
+        if let Some(cond) = &step.condition {
+            match cond.is_true(ctx) {
+                Ok(true) => {}
+                Ok(false) => return self.settle(s, "skipped", None, Some("its if: was false".into())).await.map(Some),
+                Err(e) => return self.settle(s, "failed", None, Some(format!("if: {e}"))).await.map(Some),
+            }
+        }
+        if step.for_each.is_some() {
+            // The step row stands for all its items; they start in poll_step.
+            s.wake_at = Some(now);
+            self.store.put_steps(std::slice::from_ref(&s)).await?;
+            return Ok(Some(s));
+        }
+        self.start_action(run, step, s, ctx).await.map(Some)
+    }
+
+    /// Does what a step (or one for_each item, `s.item` ≥ 0) does, from its first attempt or a
+    /// retry.
+    async fn start_action(
+        &self,
+        run: &WorkflowRunRecord,
+        step: &Step,
+        mut s: StepRecord,
+        ctx: &Value,
+    ) -> Result<StepRecord, EngineError> {
+        let now = self.now();
+        s.status = "running".into();
+        s.wake_at = step.timeout.map(|t| now + t.as_millis() as i64);
+        s.started_at = Some(now);
+        match &step.action {
+            Action::Run { project, task, with } => {
+                let input = match render_value(with, ctx) {
+                    Ok(v) if v.is_object() => v,
+                    Ok(v) => {
+                        return self
+                            .settle(s, "failed", None, Some(format!("with: renders to {v}, not an object")))
+                            .await;
+                    }
+                    Err(e) => return self.settle(s, "failed", None, Some(format!("with: {e}"))).await,
+                };
+                let new_run = match self.step_task_run(project, task, input, &run.id, &step.id, s.item).await {
+                    Ok(r) => r,
+                    Err(e) => return self.settle(s, "failed", None, Some(e.to_string())).await,
+                };
+                let stored = self.store.start_step_task(&s, &new_run).await?;
+                s.task_run_id = Some(stored.id);
+                self.runs_changed.send_modify(|v| *v += 1);
+                self.wake.notify_one();
+                Ok(s)
+            }
+            Action::Emit { event_type, data } => match render_value(data, ctx) {
+                Ok(data) => {
+                    let key = format!("workflow:{}:{}:{}", run.id, step.id, s.item);
+                    let project = None;
+                    match self.emit_event(project, event_type, data, Some(key)).await {
+                        Ok((e, _)) => self.settle(s, "succeeded", Some(event_json(&e)), None).await,
+                        Err(e) => self.settle(s, "failed", None, Some(e.to_string())).await,
+                    }
+                }
+                Err(e) => self.settle(s, "failed", None, Some(format!("data: {e}"))).await,
+            },
+            Action::Wait(Wait::Duration(d)) => {
+                s.status = "waiting".into();
+                s.wake_at = Some(now + d.as_millis() as i64);
+                self.store.put_steps(std::slice::from_ref(&s)).await?;
+                Ok(s)
+            }
+            Action::Wait(Wait::Event { timeout, .. }) => {
+                s.status = "waiting".into();
+                s.wake_at = timeout.map(|t| now + t.as_millis() as i64);
+                self.store.put_steps(std::slice::from_ref(&s)).await?;
+                Ok(s)
+            }
+            Action::Workflow { name, inputs } => {
+                let inputs = match render_value(inputs, ctx) {
+                    Ok(v) => v,
+                    Err(e) => return self.settle(s, "failed", None, Some(format!("inputs: {e}"))).await,
+                };
+                let start = StartWorkflow {
+                    trigger: "workflow".into(),
+                    trigger_key: Some(format!("step:{}:{}:{}:{}", run.id, step.id, s.item, s.attempt)),
+                    event: None,
+                    inputs,
+                    parent: Some((run.id.clone(), step.id.clone())),
+                };
+                match Box::pin(self.start_workflow(name, start)).await {
+                    Ok(child) => {
+                        s.child_run_id = Some(child.id);
+                        self.store.put_steps(std::slice::from_ref(&s)).await?;
+                        Ok(s)
+                    }
+                    Err(e) => self.settle(s, "failed", None, Some(e.to_string())).await,
+                }
+            }
+            Action::Notify { title, body, severity, tags } => {
+                let render = |t: &str| match render_value(&Value::String(t.into()), ctx) {
+                    Ok(Value::String(s)) => Ok(s),
+                    Ok(v) => Ok(v.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let (title, body) = match (render(title), render(body)) {
+                    (Ok(t), Ok(b)) => (t, b),
+                    (Err(e), _) | (_, Err(e)) => return self.settle(s, "failed", None, Some(e)).await,
+                };
+                let input = NotifyInput {
+                    title,
+                    body,
+                    severity: Some(severity.clone()),
+                    tags: tags.clone(),
+                    dedup_key: Some(format!("workflow:{}:{}:{}", run.id, step.id, s.item)),
+                    source: Some("workflow".into()),
+                    incident_id: None,
+                    also_to: Vec::new(),
+                };
+                match self.notify(None, input, None).await {
+                    Ok(n) => self.settle(s, "succeeded", Some(json!({"notification": n.notification.id})), None).await,
+                    Err(e) => self.settle(s, "failed", None, Some(e.to_string())).await,
+                }
+            }
+        }
+    }
+
+    /// Looks at a step (or item) in progress: its task run, its timer, its child run, the
+    /// events it waits for, or its for_each items.
+    async fn poll_step(
+        &self,
+        run: &WorkflowRunRecord,
+        step: &Step,
+        s: StepRecord,
+        rows: &mut HashMap<(String, i64), StepRecord>,
+        ctx: &Value,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        if s.item == WHOLE
+            && let Some(fe) = &step.for_each
+        {
+            return self.poll_for_each(run, step, &fe.items, fe.max_parallel, s, rows, ctx).await;
+        }
+        self.poll_one(run, step, s, ctx).await
+    }
+
+    async fn poll_one(
+        &self,
+        run: &WorkflowRunRecord,
+        step: &Step,
+        mut s: StepRecord,
+        ctx: &Value,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        let now = self.now();
+        if s.status == "retrying" {
+            if s.wake_at.is_some_and(|w| now < w) {
+                return Ok(None);
+            }
+            s.attempt += 1;
+            s.task_run_id = None;
+            s.child_run_id = None;
+            s.error = None;
+            let ctx = with_item(ctx, step, &s);
+            return self.start_action(run, step, s, &ctx).await.map(Some);
+        }
+        match &step.action {
+            Action::Run { .. } => {
+                let Some(task_run) = s.task_run_id.clone() else {
+                    // Recorded without its run (cannot happen: they are stored together).
+                    return self.fail_or_retry(step, s, "its task run is missing".into()).await.map(Some);
+                };
+                let Some(r) = self.store.get_run(&task_run).await? else {
+                    return self.fail_or_retry(step, s, "its task run is missing".into()).await.map(Some);
+                };
+                if s.wake_at.is_some_and(|w| now >= w) && !terminal_run(&r) {
+                    let _ = self.cancel_run(&r.id).await;
+                    let why =
+                        format!("timed out after {}", agent_os_core::format_duration(step.timeout.unwrap_or_default()));
+                    return self.fail_or_retry(step, s, why).await.map(Some);
+                }
+                match r.status.as_str() {
+                    "succeeded" => {
+                        let outputs =
+                            r.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(json!({}));
+                        self.settle(s, "succeeded", Some(outputs), None).await.map(Some)
+                    }
+                    "failed" | "timed_out" => {
+                        let why = format!("run {} {}: {}", r.id, r.status, r.error.clone().unwrap_or_default());
+                        self.fail_or_retry(step, s, why).await.map(Some)
+                    }
+                    "cancelled" => {
+                        self.settle(s, "cancelled", None, Some(format!("run {} was cancelled", r.id))).await.map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            }
+            Action::Wait(Wait::Duration(_)) => {
+                if s.wake_at.is_some_and(|w| now >= w) {
+                    return self.settle(s, "succeeded", Some(json!({})), None).await.map(Some);
+                }
+                Ok(None)
+            }
+            Action::Wait(Wait::Event { pattern, filter, .. }) => {
+                let since = s.started_at.unwrap_or(now);
+                for e in self.store.events_since(since, 1000).await? {
+                    if !workflow::type_matches(pattern, &e.kind) {
+                        continue;
+                    }
+                    let ev = event_json(&e);
+                    let mut c = ctx.clone();
+                    c["event"] = ev.clone();
+                    if filter.as_ref().is_none_or(|f| f.is_true(&c).unwrap_or(false)) {
+                        return self.settle(s, "succeeded", Some(ev), None).await.map(Some);
+                    }
+                }
+                if s.wake_at.is_some_and(|w| now >= w) {
+                    return self.fail_or_retry(step, s, format!("no {pattern} event came in time")).await.map(Some);
+                }
+                Ok(None)
+            }
+            Action::Workflow { .. } => {
+                let Some(child) = s.child_run_id.clone() else { return Ok(None) };
+                let Some(c) = self.store.get_workflow_run(&child).await? else { return Ok(None) };
+                match c.status.as_str() {
+                    "succeeded" => {
+                        let outputs =
+                            c.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(json!({}));
+                        self.settle(s, "succeeded", Some(outputs), None).await.map(Some)
+                    }
+                    status if terminal(status) => {
+                        let why = format!("workflow run {} {status}: {}", c.id, c.error.unwrap_or_default());
+                        self.fail_or_retry(step, s, why).await.map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            }
+            // Finished when they started.
+            Action::Emit { .. } | Action::Notify { .. } => Ok(None),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn poll_for_each(
+        &self,
+        run: &WorkflowRunRecord,
+        step: &Step,
+        items: &Expr,
+        max_parallel: u32,
+        mut whole: StepRecord,
+        rows: &mut HashMap<(String, i64), StepRecord>,
+        ctx: &Value,
+    ) -> Result<Option<StepRecord>, EngineError> {
+        let list = match items.eval(ctx) {
+            Ok(Value::Array(a)) => a,
+            Ok(v) => {
+                return self
+                    .settle(whole, "failed", None, Some(format!("for_each: {v} is not a list")))
+                    .await
+                    .map(Some);
+            }
+            Err(e) => return self.settle(whole, "failed", None, Some(format!("for_each: {e}"))).await.map(Some),
+        };
+        let mut active = 0;
+        let mut finished = 0;
+        let mut first_failure = None;
+        let mut wake: Option<i64> = None;
+        for (i, _) in list.iter().enumerate() {
+            let key = (step.id.clone(), i as i64);
+            let Some(mut r) = rows.get(&key).cloned() else { continue };
+            if !terminal(&r.status) {
+                let item_ctx = with_item(ctx, step, &r);
+                if let Some(updated) = self.poll_one(run, step, r.clone(), &item_ctx).await? {
+                    r = updated;
+                    rows.insert(key.clone(), r.clone());
+                }
+            }
+            if terminal(&r.status) {
+                finished += 1;
+                if r.status != "succeeded" && first_failure.is_none() {
+                    first_failure = Some(format!("item {i}: {}", r.error.clone().unwrap_or_else(|| r.status.clone())));
+                }
+            } else {
+                active += 1;
+                if let Some(w) = r.wake_at {
+                    wake = Some(wake.map_or(w, |x: i64| x.min(w)));
+                }
+            }
+        }
+        for (i, _) in list.iter().enumerate() {
+            if active >= max_parallel as usize {
+                break;
+            }
+            let key = (step.id.clone(), i as i64);
+            if rows.contains_key(&key) {
+                continue;
+            }
+            let s = StepRecord { item: i as i64, ..whole.clone() };
+            let item_ctx = with_item(ctx, step, &s);
+            let started = self.start_action(run, step, s, &item_ctx).await?;
+            if terminal(&started.status) {
+                finished += 1;
+            } else {
+                active += 1;
+            }
+            rows.insert(key, started);
+        }
+        if finished == list.len() {
+            let outputs: Vec<Value> = (0..list.len())
+                .map(|i| {
+                    rows.get(&(step.id.clone(), i as i64))
+                        .and_then(|r| r.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()))
+                        .unwrap_or(Value::Null)
+                })
+                .collect();
+            return match first_failure {
+                Some(why) => self.settle(whole, "failed", Some(Value::Array(outputs)), Some(why)).await.map(Some),
+                None => self.settle(whole, "succeeded", Some(Value::Array(outputs)), None).await.map(Some),
+            };
+        }
+        whole.wake_at = wake;
+        Ok(Some(whole))
+    }
+
+    /// A failed attempt: retried after the step's pause while attempts remain, else failed.
+    async fn fail_or_retry(&self, step: &Step, mut s: StepRecord, why: String) -> Result<StepRecord, EngineError> {
+        if (s.attempt as u32) < step.retry.attempts {
+            let pause = workflow::retry_pause(&step.retry, s.attempt as u32 + 1);
+            s.status = "retrying".into();
+            s.error = Some(why);
+            s.wake_at = Some(self.now() + pause.as_millis() as i64);
+            self.store.put_steps(std::slice::from_ref(&s)).await?;
+            return Ok(s);
+        }
+        self.settle(s, "failed", None, Some(why)).await
+    }
+
+    /// Stores a step's end.
+    async fn settle(
+        &self,
+        mut s: StepRecord,
+        status: &str,
+        outputs: Option<Value>,
+        error: Option<String>,
+    ) -> Result<StepRecord, EngineError> {
+        s.status = status.into();
+        s.outputs = outputs.map(|o| o.to_string());
+        s.error = error;
+        s.wake_at = None;
+        s.finished_at = Some(self.now());
+        self.store.put_steps(std::slice::from_ref(&s)).await?;
+        Ok(s)
+    }
+
+    /// Cancels what a run has in progress.
+    async fn stop_steps(&self, run: &WorkflowRunRecord, why: &str) -> Result<(), EngineError> {
+        let mut stopped = Vec::new();
+        for mut s in self.store.workflow_steps(&run.id).await? {
+            if terminal(&s.status) {
+                continue;
+            }
+            if let Some(r) = &s.task_run_id {
+                let _ = self.cancel_run(r).await;
+            }
+            if let Some(c) = &s.child_run_id {
+                let _ = Box::pin(self.cancel_workflow_run(c)).await;
+            }
+            s.status = "cancelled".into();
+            s.error = Some(why.into());
+            s.finished_at = Some(self.now());
+            stopped.push(s);
+        }
+        self.store.put_steps(&stopped).await?;
+        Ok(())
+    }
+
+    /// Stores a run's end and announces it as an event (`workflow.succeeded`, …), which is
+    /// how `on: workflow:` triggers see it.
+    async fn finish_workflow_run(&self, run: &WorkflowRunRecord) -> Result<(), EngineError> {
+        self.store.update_workflow_run(run).await?;
+        if let Ok(mut m) = self.workflows.plans.write() {
+            m.remove(&run.id);
+        }
+        let data = json!({
+            "workflow": run.workflow,
+            "run": run.id,
+            "status": run.status,
+            "outputs": run.outputs.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
+            "error": run.error,
+        });
+        let kind = format!("workflow.{}", run.status);
+        self.emit_event(None, &kind, data, Some(format!("workflow-end:{}", run.id))).await?;
+        Ok(())
+    }
+
+    /// A queued task run for a step, as `start_run` would make it (same checks), with the
+    /// trigger naming the workflow run and step.
+    async fn step_task_run(
+        &self,
+        project: &str,
+        task: &str,
+        input: Value,
+        run_id: &str,
+        step_id: &str,
+        item: i64,
+    ) -> Result<agent_os_store::NewRun, EngineError> {
+        let p = self.project(project).await?;
+        let t = p
+            .manifest
+            .task(task)
+            .ok_or_else(|| EngineError::NotFound(format!("project {project:?} has no task {task:?}")))?;
+        self.check_resources(&p.record.name, t)?;
+        self.refuse_if_paused(&p.record.name).await?;
+        let trigger = if item == WHOLE {
+            format!("workflow:{run_id}/{step_id}")
+        } else {
+            format!("workflow:{run_id}/{step_id}[{item}]")
+        };
+        Ok(super::task_run(&p, t, input.to_string(), &trigger, self.now()))
+    }
+}
+
+fn terminal_run(r: &RunRecord) -> bool {
+    matches!(r.status.as_str(), "succeeded" | "failed" | "timed_out" | "cancelled")
+}
+
+/// The trigger an event fires in a workflow, if any: `event` (type and filter), `workflow`
+/// (another workflow's end).
+fn event_trigger(def: &Workflow, e: &EventRecord, ev: &Value) -> Option<&'static str> {
+    for t in &def.triggers {
+        match t {
+            Trigger::Event { pattern, filter } if workflow::type_matches(pattern, &e.kind) => {
+                let ctx = json!({ "event": ev });
+                if filter.as_ref().is_none_or(|f| f.is_true(&ctx).unwrap_or(false)) {
+                    return Some("event");
+                }
+            }
+            Trigger::Workflow { name, statuses } => {
+                if let Some(status) = e.kind.strip_prefix("workflow.")
+                    && ev["data"]["workflow"] == *name
+                    && (statuses.is_empty() || statuses.iter().any(|s| s == status))
+                    && *name != def.name
+                {
+                    return Some("workflow");
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The expression context of a run: `event`, `inputs` and each finished step's `outputs`.
+fn context(run: &WorkflowRunRecord, def: &Workflow, rows: &HashMap<(String, i64), StepRecord>) -> Value {
+    let mut steps = Map::new();
+    for s in &def.steps {
+        if let Some(r) = rows.get(&(s.id.clone(), WHOLE)) {
+            let outputs =
+                r.outputs.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()).unwrap_or(Value::Null);
+            steps.insert(s.id.clone(), json!({"status": r.status, "outputs": outputs, "error": r.error}));
+        }
+    }
+    json!({
+        "event": run.event.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()).unwrap_or(Value::Null),
+        "inputs": serde_json::from_str::<Value>(&run.inputs).unwrap_or(json!({})),
+        "steps": steps,
+    })
+}
+
+/// The context of one for_each item: `item` and `index` added.
+fn with_item(ctx: &Value, step: &Step, s: &StepRecord) -> Value {
+    if s.item == WHOLE || step.for_each.is_none() {
+        return ctx.clone();
+    }
+    let Some(fe) = &step.for_each else { return ctx.clone() };
+    let item = match fe.items.eval(ctx) {
+        Ok(Value::Array(a)) => a.get(s.item as usize).cloned().unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let mut c = ctx.clone();
+    c["item"] = item;
+    c["index"] = json!(s.item);
+    c
+}
+
+/// Manual inputs checked against their declarations, defaults filled in.
+fn check_inputs(def: &Workflow, given: Value) -> Result<Value, EngineError> {
+    let invalid = |field: String, message: String| EngineError::Invalid { field: Some(field), message };
+    let mut given = match given {
+        Value::Null => Map::new(),
+        Value::Object(m) => m,
+        _ => return Err(invalid("inputs".into(), "inputs must be a JSON object".into())),
+    };
+    for k in given.keys() {
+        if !def.inputs.contains_key(k) && !def.inputs.is_empty() {
+            let known: Vec<&str> = def.inputs.keys().map(String::as_str).collect();
+            return Err(invalid(
+                format!("inputs.{k}"),
+                format!("{} takes no input {k:?}; it takes {}", def.name, known.join(", ")),
+            ));
+        }
+    }
+    for (name, decl) in &def.inputs {
+        match given.get(name) {
+            None => {
+                if let Some(d) = &decl.default {
+                    given.insert(name.clone(), d.clone());
+                } else if decl.required {
+                    return Err(invalid(format!("inputs.{name}"), format!("{} needs the input {name:?}", def.name)));
+                }
+            }
+            Some(v) => {
+                let ok = match decl.kind {
+                    InputType::String => v.is_string(),
+                    InputType::Number => v.is_number(),
+                    InputType::Integer => v.is_i64() || v.is_u64(),
+                    InputType::Boolean => v.is_boolean(),
+                    InputType::Object => v.is_object(),
+                    InputType::Array => v.is_array(),
+                };
+                if !ok {
+                    return Err(invalid(
+                        format!("inputs.{name}"),
+                        format!("{name} must be of type {:?}", decl.kind).to_lowercase(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Value::Object(given))
+}
