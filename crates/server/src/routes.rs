@@ -924,11 +924,10 @@ pub async fn list_events(
         return Err(ApiError::bad_request("limit must be between 1 and 1000").field("limit"));
     }
     let own = scoped_project(&st, &caller, None).await?;
-    let events = st.engine.store().list_events(q.kind.as_deref(), limit).await?;
+    let events = st.engine.store().list_events(q.kind.as_deref(), own.as_deref(), limit).await?;
     Ok(Json(
         events
             .into_iter()
-            .filter(|e| own.is_none() || e.project == own)
             .map(|e| EventView {
                 id: e.id,
                 kind: e.kind,

@@ -526,13 +526,14 @@ pub struct WorkflowRunQuery {
     pub limit: Option<i64>,
 }
 
-/// Workflow runs, newest first.
+/// Workflow runs, newest first (admin: a run carries data of every project it touched).
 #[utoipa::path(get, path = "/api/v1/workflows/runs", tag = "workflows", params(WorkflowRunQuery), responses((status = 200, body = [WorkflowRunView]), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_workflow_runs(
     State(st): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiQuery(q): ApiQuery<WorkflowRunQuery>,
 ) -> ApiResult<Json<Vec<WorkflowRunView>>> {
+    caller.require_admin()?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 500").field("limit"));
@@ -541,13 +542,14 @@ pub async fn list_workflow_runs(
     Ok(Json(runs.into_iter().map(run_view).collect()))
 }
 
-/// One workflow run with its steps.
+/// One workflow run with its steps (admin).
 #[utoipa::path(get, path = "/api/v1/workflows/runs/{id}", tag = "workflows", params(("id" = String, Path)), responses((status = 200, body = WorkflowRunDetail), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_workflow_run(
     State(st): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorkflowRunDetail>> {
+    caller.require_admin()?;
     let run = st
         .engine
         .store()
@@ -689,9 +691,8 @@ pub async fn receive_webhook(
         Ok(_) => return Err(ApiError::bad_request("the body must be a JSON object").field("body")),
         Err(e) => return Err(ApiError::bad_request(format!("invalid JSON body: {e}")).field("body")),
     };
-    if !st.engine.store().receive_webhook(&workflow, id, st.engine.now()).await? {
-        return Ok((StatusCode::OK, Json(WebhookAccepted { duplicate: true, run_id: None })));
-    }
+    // The run's trigger key is the webhook id: a replay finds the run it started (and a start
+    // that failed stores nothing, so the sender's retry can succeed).
     let start = StartWorkflow {
         trigger: "webhook".into(),
         trigger_key: Some(format!("webhook:{id}")),
@@ -699,6 +700,9 @@ pub async fn receive_webhook(
         inputs: json!({}),
         parent: None,
     };
-    let run = st.engine.start_workflow(&workflow, start).await?;
+    let (run, created) = st.engine.start_workflow_once(&workflow, start).await?;
+    if !created {
+        return Ok((StatusCode::OK, Json(WebhookAccepted { duplicate: true, run_id: Some(run.id) })));
+    }
     Ok((StatusCode::ACCEPTED, Json(WebhookAccepted { duplicate: false, run_id: Some(run.id) })))
 }

@@ -227,7 +227,7 @@ async fn signed_webhooks_start_a_run_once_and_everything_else_is_refused() {
     // The same message again (a retry or a replay): nothing new starts.
     let (st, dup) = signed_hook(&s, "hooked", &secret, "msg_1", now_s(), body).await;
     assert_eq!(st, 200, "{dup}");
-    assert_eq!(dup, json!({"duplicate": true}));
+    assert_eq!(dup, json!({"duplicate": true, "run_id": run_id}), "the replay names the run it started");
     assert_eq!(workflow_runs(&s, "hooked").await.len(), 1);
 
     // A rotated secret: the old signature first, the new one second.

@@ -201,7 +201,13 @@ pub trait Store: Send + Sync + 'static {
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.
     async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool>;
-    async fn list_events(&self, kind_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>>;
+    /// Newest first; `project` keeps that project's events only.
+    async fn list_events(
+        &self,
+        kind_prefix: Option<&str>,
+        project: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>>;
     /// Stores an event on its own.
     async fn insert_event(&self, e: &NewEvent) -> Result<()>;
 
@@ -289,8 +295,9 @@ pub trait Store: Send + Sync + 'static {
         active_only: bool,
         limit: i64,
     ) -> Result<Vec<WorkflowRunRecord>>;
-    /// Stores a run's status, outputs, error and times.
-    async fn update_workflow_run(&self, r: &WorkflowRunRecord) -> Result<()>;
+    /// Stores a run's status, outputs, error and times, unless it has already ended (a run
+    /// ends once); false when it had.
+    async fn update_workflow_run(&self, r: &WorkflowRunRecord) -> Result<bool>;
     async fn workflow_steps(&self, run_id: &str) -> Result<Vec<StepRecord>>;
     /// Stores step states (insert or replace), in one transaction.
     async fn put_steps(&self, steps: &[StepRecord]) -> Result<()>;

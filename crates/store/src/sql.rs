@@ -1935,7 +1935,7 @@ impl Store for SqlStore {
         self.wf_list_runs(workflow, active_only, limit).await
     }
 
-    async fn update_workflow_run(&self, r: &WorkflowRunRecord) -> Result<()> {
+    async fn update_workflow_run(&self, r: &WorkflowRunRecord) -> Result<bool> {
         self.wf_update_run(r).await
     }
 
@@ -2430,10 +2430,16 @@ impl Store for SqlStore {
         Ok(true)
     }
 
-    async fn list_events(&self, kind_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {
-        let rows = sqlx::query("SELECT id, type, project, subject, data, at FROM events WHERE ($1 IS NULL OR type LIKE $1 || '%') ORDER BY at DESC, id DESC LIMIT $2")
+    async fn list_events(
+        &self,
+        kind_prefix: Option<&str>,
+        project: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query("SELECT id, type, project, subject, data, at FROM events WHERE ($1 IS NULL OR type LIKE $1 || '%') AND ($3 IS NULL OR project = $3) ORDER BY at DESC, id DESC LIMIT $2")
             .bind(kind_prefix)
             .bind(limit.clamp(1, 1000))
+            .bind(project)
             .fetch_all(&self.read)
             .await?;
         all(rows, |r| {

@@ -227,8 +227,8 @@ impl SqlStore {
         all(rows, wf_run_from)
     }
 
-    pub(crate) async fn wf_update_run(&self, r: &WorkflowRunRecord) -> Result<()> {
-        sqlx::query("UPDATE workflow_runs SET status = $2, outputs = $3, error = $4, started_at = $5, finished_at = $6, deadline_at = $7 WHERE id = $1")
+    pub(crate) async fn wf_update_run(&self, r: &WorkflowRunRecord) -> Result<bool> {
+        let done = sqlx::query("UPDATE workflow_runs SET status = $2, outputs = $3, error = $4, started_at = $5, finished_at = $6, deadline_at = $7 WHERE id = $1 AND status IN ('queued', 'running')")
             .bind(&r.id)
             .bind(&r.status)
             .bind(&r.outputs)
@@ -238,7 +238,7 @@ impl SqlStore {
             .bind(r.deadline_at)
             .execute(&self.write)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     pub(crate) async fn wf_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {

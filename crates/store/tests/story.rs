@@ -513,7 +513,7 @@ async fn story(s: &dyn Store) {
         !s.set_check_state(&first.id, "late", &event("check.late", 31)).await.unwrap(),
         "no event without a change"
     );
-    let events = s.list_events(Some("check."), 10).await.unwrap();
+    let events = s.list_events(Some("check."), None, 10).await.unwrap();
     assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["check.late", "check.up"]);
 
     // A group of pings in one transaction: each check's row ends as its last ping says, with
@@ -539,7 +539,7 @@ async fn story(s: &dyn Store) {
         (after.state.as_str(), after.last_ping_at, after.last_duration_ms, after.state_changed_at),
         ("up", Some(41), Some(7), Some(41))
     );
-    assert_eq!(s.list_events(Some("check.up"), 10).await.unwrap().len(), 2);
+    assert_eq!(s.list_events(Some("check.up"), None, 10).await.unwrap().len(), 2);
 
     // Nodes and settings.
     let node = NodeRecord { id: "n1".into(), hostname: "h".into(), pid: 1, started_at: 1, heartbeat_at: 1 };

@@ -42,6 +42,8 @@ pub struct Registry {
     plans: RwLock<HashMap<String, Arc<Workflow>>>,
     /// The last slot each scheduled workflow fired (ms), by workflow and cron.
     slots: std::sync::Mutex<HashMap<(String, String), i64>>,
+    /// Held while a run is advanced or cancelled.
+    advancing: tokio::sync::Mutex<()>,
 }
 
 /// Most missed slots `catch_up: all` fires after downtime (as for project schedules).
@@ -206,10 +208,11 @@ impl Engine {
         idempotency_key: Option<String>,
     ) -> Result<(EventRecord, bool), EngineError> {
         let invalid = |field: &str, message: String| EngineError::Invalid { field: Some(field.into()), message };
-        if kind.is_empty()
-            || kind.len() > 100
+        if kind.len() > 128
+            || kind.split('.').count() < 2
             || !kind.split('.').all(|p| {
-                !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
             })
         {
             return Err(invalid(
@@ -278,8 +281,20 @@ impl Engine {
 
     /// Starts a run of `name` (or finds the run its trigger key already started).
     pub async fn start_workflow(&self, name: &str, start: StartWorkflow) -> Result<WorkflowRunRecord, EngineError> {
+        Ok(self.start_workflow_once(name, start).await?.0)
+    }
+
+    /// The same, saying whether the run is new (false: its trigger key had started one).
+    pub async fn start_workflow_once(
+        &self,
+        name: &str,
+        start: StartWorkflow,
+    ) -> Result<(WorkflowRunRecord, bool), EngineError> {
         let w = self.workflow(name)?;
-        let inputs = check_inputs(&w.def, start.inputs)?;
+        // Typed inputs are what a person or a calling workflow gives; an event, a webhook or a
+        // slot gives none, and gets the defaults.
+        let given = matches!(start.trigger.as_str(), "manual" | "workflow");
+        let inputs = check_inputs(&w.def, start.inputs, given)?;
         let now = self.now();
         let ctx = json!({"event": start.event.clone().unwrap_or(Value::Null), "inputs": inputs});
         let key = match &w.def.concurrency {
@@ -311,13 +326,18 @@ impl Engine {
             finished_at: None,
             deadline_at: None,
         };
-        let (run, _) = self.store.insert_workflow_run(&record).await?;
+        let (run, created) = self.store.insert_workflow_run(&record).await?;
         self.workflows_changed.notify_one();
-        Ok(run)
+        Ok((run, created))
     }
 
     /// Cancels a workflow run: its running task runs are cancelled, the rest does not start.
     pub async fn cancel_workflow_run(&self, id: &str) -> Result<WorkflowRunRecord, EngineError> {
+        let _turn = self.workflows.advancing.lock().await;
+        self.cancel_run_locked(id).await
+    }
+
+    async fn cancel_run_locked(&self, id: &str) -> Result<WorkflowRunRecord, EngineError> {
         let mut run = self
             .store
             .get_workflow_run(id)
@@ -369,6 +389,12 @@ impl Engine {
             match self.store.list_workflow_runs(None, true, 10_000).await {
                 Ok(active) => {
                     for run in active {
+                        // One run at a time, and never beside a cancel: a run ends once.
+                        let _turn = self.workflows.advancing.lock().await;
+                        let Ok(Some(run)) = self.store.get_workflow_run(&run.id).await else { continue };
+                        if terminal(&run.status) {
+                            continue;
+                        }
                         match self.advance(run).await {
                             Ok(Some(at)) => next = Some(next.map_or(at, |n: i64| n.min(at))),
                             Ok(None) => {}
@@ -707,7 +733,7 @@ impl Engine {
             }
             OnLimit::CancelRunning => {
                 for other in running {
-                    self.cancel_workflow_run(&other.id).await?;
+                    self.cancel_run_locked(&other.id).await?;
                 }
                 Ok(true)
             }
@@ -1113,7 +1139,7 @@ impl Engine {
                 let _ = self.cancel_run(r).await;
             }
             if let Some(c) = &s.child_run_id {
-                let _ = Box::pin(self.cancel_workflow_run(c)).await;
+                let _ = Box::pin(self.cancel_run_locked(c)).await;
             }
             s.status = "cancelled".into();
             s.error = Some(why.into());
@@ -1127,7 +1153,10 @@ impl Engine {
     /// Stores a run's end and announces it as an event (`workflow.succeeded`, …), which is
     /// how `on: workflow:` triggers see it.
     async fn finish_workflow_run(&self, run: &WorkflowRunRecord) -> Result<(), EngineError> {
-        self.store.update_workflow_run(run).await?;
+        if !self.store.update_workflow_run(run).await? {
+            // It had ended meanwhile (a cancel through another node): that end stands.
+            return Ok(());
+        }
         if let Ok(mut m) = self.workflows.plans.write() {
             m.remove(&run.id);
         }
@@ -1234,7 +1263,7 @@ fn with_item(ctx: &Value, step: &Step, s: &StepRecord) -> Value {
 }
 
 /// Manual inputs checked against their declarations, defaults filled in.
-fn check_inputs(def: &Workflow, given: Value) -> Result<Value, EngineError> {
+fn check_inputs(def: &Workflow, given: Value, required: bool) -> Result<Value, EngineError> {
     let invalid = |field: String, message: String| EngineError::Invalid { field: Some(field), message };
     let mut given = match given {
         Value::Null => Map::new(),
@@ -1255,7 +1284,7 @@ fn check_inputs(def: &Workflow, given: Value) -> Result<Value, EngineError> {
             None => {
                 if let Some(d) = &decl.default {
                     given.insert(name.clone(), d.clone());
-                } else if decl.required {
+                } else if decl.required && required {
                     return Err(invalid(format!("inputs.{name}"), format!("{} needs the input {name:?}", def.name)));
                 }
             }
