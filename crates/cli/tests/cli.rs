@@ -460,6 +460,57 @@ fn the_demos_failures_and_a_missed_check_reach_its_inbox() {
 }
 
 #[test]
+fn a_spike_in_the_demo_runs_the_example_workflow_across_projects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let _s = Server::start_cmd("demo", &home, &[], &[]);
+    let list = json(&cli(&home, &["workflow", "list", "--json"]));
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["market-watch", "volatility-to-memories"], "{list}");
+
+    // trading's scan emits trading.volatility_spike; the workflow asks cortana and tells the inbox.
+    let scan = cli(
+        &home,
+        &["run", "trading", "scan_market", "--input", r#"{"symbols": ["BTC", "ETH"], "force_spike": "ETH"}"#, "--wait"],
+    );
+    assert_eq!(scan.status.code(), Some(0), "{}", String::from_utf8_lossy(&scan.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let runs = json(&cli(&home, &["workflow", "runs", "volatility-to-memories", "--json"]));
+        let ended =
+            runs.as_array().unwrap().iter().find(|r| r["status"] != "queued" && r["status"] != "running").cloned();
+        if let Some(r) = ended {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the workflow did not end: {runs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["event"]["data"]["symbol"], "ETH", "{run}");
+    let detail = json(&cli(&home, &["workflow", "run-status", run["id"].as_str().unwrap(), "--json"]));
+    let steps: Vec<(&str, &str)> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step_id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert!(steps.contains(&("recall", "succeeded")) && steps.contains(&("tell", "succeeded")), "{detail}");
+    // Each step's task ran through its own project: the runs list shows them with the workflow.
+    let runs = json(&cli(&home, &["runs", "--json"]));
+    let by_workflow: Vec<String> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["trigger"].as_str().is_some_and(|t| t.starts_with("workflow:")))
+        .map(|r| format!("{}.{}", r["project"].as_str().unwrap(), r["task"].as_str().unwrap()))
+        .collect();
+    assert!(by_workflow.contains(&"cortana.query_memories".to_string()), "{by_workflow:?}");
+    assert_eq!(inbox_lines(&home, "ETH moved", Duration::from_secs(10)).len(), 1, "the notify step reached the inbox");
+    let events = json(&cli(&home, &["events", "--type", "agent-os.summary_ready", "--json"]));
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+}
+
+#[test]
 fn the_demo_runs_every_example_project() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");

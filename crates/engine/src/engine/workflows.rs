@@ -359,6 +359,8 @@ impl Engine {
         let mut runs_changed = self.runs_changed.subscribe();
         let mut last_errors: Vec<String> = Vec::new();
         let mut last_load: Option<std::time::Instant> = None;
+        let mut last_route = std::time::Instant::now();
+        let mut woken_by_events = true;
         loop {
             // Picks up edited files (runs in progress keep their definition), and tries files
             // with errors again: a project they name may have been registered since.
@@ -383,9 +385,17 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "workflow schedules not fired"),
             }
-            if let Err(e) = self.route_events().await {
+            // Events posted here wake the loop; those Agent OS stores on its own (a check going
+            // down) and other nodes' are found within a second.
+            if (woken_by_events || last_route.elapsed() >= MAX_SLEEP)
+                && let Err(e) = self.route_events().await
+            {
                 tracing::warn!(error = %e, "events not routed to workflows");
             }
+            if woken_by_events || last_route.elapsed() >= MAX_SLEEP {
+                last_route = std::time::Instant::now();
+            }
+            woken_by_events = false;
             match self.store.list_workflow_runs(None, true, 10_000).await {
                 Ok(active) => {
                     for run in active {
@@ -411,7 +421,7 @@ impl Engine {
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = runs_changed.changed() => {}
-                _ = self.workflows_changed.notified() => {}
+                _ = self.workflows_changed.notified() => woken_by_events = true,
                 _ = stopping.changed() => return,
             }
         }
