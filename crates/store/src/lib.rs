@@ -283,7 +283,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unrouted_events(&self, limit: i64) -> Result<Vec<EventRecord>>;
     async fn mark_routed(&self, ids: &[String], at: i64) -> Result<()>;
     /// Events at or after `since`, oldest first (for steps waiting for one).
-    async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<EventRecord>>;
+    /// Events whose type starts with `type_prefix` (any, without one) stored at or after `since`,
+    /// oldest first (for steps waiting for one).
+    async fn events_since(&self, since: i64, type_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>>;
     /// Stores a workflow run, unless one of the workflow has the same trigger key: then that
     /// one is returned with `false`.
     async fn insert_workflow_run(&self, r: &WorkflowRunRecord) -> Result<(WorkflowRunRecord, bool)>;

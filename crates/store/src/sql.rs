@@ -1914,8 +1914,8 @@ impl Store for SqlStore {
         self.wf_mark_routed(ids, at).await
     }
 
-    async fn events_since(&self, since: i64, limit: i64) -> Result<Vec<EventRecord>> {
-        self.wf_events_since(since, limit).await
+    async fn events_since(&self, since: i64, type_prefix: Option<&str>, limit: i64) -> Result<Vec<EventRecord>> {
+        self.wf_events_since(since, type_prefix, limit).await
     }
 
     async fn insert_workflow_run(&self, r: &WorkflowRunRecord) -> Result<(WorkflowRunRecord, bool)> {

@@ -146,14 +146,18 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(crate) async fn wf_events_since(&self, since: i64, limit: i64) -> Result<Vec<EventRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, type, project, subject, data, at FROM events WHERE at >= $1 ORDER BY at, id LIMIT $2",
-        )
-        .bind(since)
-        .bind(limit.clamp(1, 10_000))
-        .fetch_all(&self.read)
-        .await?;
+    pub(crate) async fn wf_events_since(
+        &self,
+        since: i64,
+        type_prefix: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query("SELECT id, type, project, subject, data, at FROM events WHERE at >= $1 AND ($3 IS NULL OR type LIKE $3 || '%') ORDER BY at, id LIMIT $2")
+            .bind(since)
+            .bind(limit.clamp(1, 10_000))
+            .bind(type_prefix)
+            .fetch_all(&self.read)
+            .await?;
         all(rows, event_from)
     }
 

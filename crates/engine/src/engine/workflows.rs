@@ -20,6 +20,9 @@ use serde_json::{Map, Value, json};
 use super::notify::NotifyInput;
 use super::{Engine, EngineError};
 
+/// How a step skipped because a step before it failed says so (and passes it on).
+const SKIPPED_BY_FAILURE: &str = "skipped because ";
+
 /// The whole step, as opposed to one item of a for_each.
 const WHOLE: i64 = -1;
 /// The longest the loop sleeps without looking again.
@@ -766,8 +769,12 @@ impl Engine {
                     // A skipped need is done (its `if` said so); a failed one stops the steps
                     // after it unless it may fail.
                     let tolerated = def.step(n).is_some_and(|s| s.continue_on_error);
-                    if matches!(r.status.as_str(), "failed" | "cancelled" | "timed_out") && !tolerated {
-                        blocked.get_or_insert(format!("skipped because {n} failed"));
+                    let failed_before =
+                        r.status == "skipped" && r.error.as_deref().is_some_and(|e| e.starts_with(SKIPPED_BY_FAILURE));
+                    if (matches!(r.status.as_str(), "failed" | "cancelled" | "timed_out") && !tolerated)
+                        || failed_before
+                    {
+                        blocked.get_or_insert(format!("{SKIPPED_BY_FAILURE}{n} failed"));
                     }
                 }
                 _ => return Ok(None),
@@ -854,13 +861,18 @@ impl Engine {
             },
             Action::Wait(Wait::Duration(d)) => {
                 s.status = "waiting".into();
-                s.wake_at = Some(now + d.as_millis() as i64);
+                // Woken at the end of the pause or at the step's timeout, whichever is first.
+                s.wake_at = Some(now + d.as_millis() as i64).min(s.wake_at).or(Some(now + d.as_millis() as i64));
                 self.store.put_steps(std::slice::from_ref(&s)).await?;
                 Ok(s)
             }
             Action::Wait(Wait::Event { timeout, .. }) => {
                 s.status = "waiting".into();
-                s.wake_at = timeout.map(|t| now + t.as_millis() as i64);
+                let own = timeout.map(|t| now + t.as_millis() as i64);
+                s.wake_at = match (own, s.wake_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 self.store.put_steps(std::slice::from_ref(&s)).await?;
                 Ok(s)
             }
@@ -950,6 +962,19 @@ impl Engine {
             let ctx = with_item(ctx, step, &s);
             return self.start_action(run, step, s, &ctx).await.map(Some);
         }
+        if let (Some(t), Some(started)) = (step.timeout, s.started_at)
+            && now >= started + t.as_millis() as i64
+            && !matches!(step.action, Action::Emit { .. } | Action::Notify { .. })
+        {
+            if let Some(r) = &s.task_run_id {
+                let _ = self.cancel_run(r).await;
+            }
+            if let Some(c) = &s.child_run_id {
+                let _ = Box::pin(self.cancel_run_locked(c)).await;
+            }
+            let why = format!("timed out after {}", agent_os_core::format_duration(t));
+            return self.fail_or_retry(step, s, why).await.map(Some);
+        }
         match &step.action {
             Action::Run { .. } => {
                 let Some(task_run) = s.task_run_id.clone() else {
@@ -981,15 +1006,19 @@ impl Engine {
                     _ => Ok(None),
                 }
             }
-            Action::Wait(Wait::Duration(_)) => {
-                if s.wake_at.is_some_and(|w| now >= w) {
+            Action::Wait(Wait::Duration(d)) => {
+                if s.started_at.is_some_and(|st| now >= st + d.as_millis() as i64) {
                     return self.settle(s, "succeeded", Some(json!({})), None).await.map(Some);
                 }
                 Ok(None)
             }
-            Action::Wait(Wait::Event { pattern, filter, .. }) => {
+            Action::Wait(Wait::Event { pattern, filter, timeout }) => {
                 let since = s.started_at.unwrap_or(now);
-                for e in self.store.events_since(since, 1000).await? {
+                // Only events of the awaited type are read (a `*` or `prefix.*` pattern reads by
+                // prefix), so other traffic cannot push the awaited one out of reach.
+                let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
+                let prefix = (!prefix.is_empty()).then_some(prefix);
+                for e in self.store.events_since(since, prefix, 1000).await? {
                     if !workflow::type_matches(pattern, &e.kind) {
                         continue;
                     }
@@ -1000,7 +1029,9 @@ impl Engine {
                         return self.settle(s, "succeeded", Some(ev), None).await.map(Some);
                     }
                 }
-                if s.wake_at.is_some_and(|w| now >= w) {
+                if let (Some(t), Some(st)) = (timeout, s.started_at)
+                    && now >= st + t.as_millis() as i64
+                {
                     return self.fail_or_retry(step, s, format!("no {pattern} event came in time")).await.map(Some);
                 }
                 Ok(None)
