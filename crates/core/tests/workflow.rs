@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_os_core::manifest::Manifest;
-use agent_os_core::workflow::{Action, Backoff, Catalog, InputType, OnLimit, Retry, Trigger, Wait, parse};
+use agent_os_core::workflow::{
+    Action, Backoff, Catalog, InputType, OnLimit, Retry, StaticCatalog, Trigger, Wait, parse,
+};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -30,29 +32,11 @@ impl Catalog for TestCatalog {
     }
 }
 
-/// The example projects' real tasks, read from their manifests.
-struct ExampleCatalog {
-    tasks: BTreeMap<String, Vec<String>>,
-    workflows: Vec<String>,
-}
-
-impl Catalog for ExampleCatalog {
-    fn tasks(&self, project: &str) -> Option<Vec<String>> {
-        self.tasks.get(project).cloned()
-    }
-    fn projects(&self) -> Vec<String> {
-        self.tasks.keys().cloned().collect()
-    }
-    fn workflows(&self) -> Vec<String> {
-        self.workflows.clone()
-    }
-}
-
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-fn example_catalog(workflows: &[&str]) -> ExampleCatalog {
+fn example_catalog(workflows: &[&str]) -> StaticCatalog {
     let mut tasks = BTreeMap::new();
     for entry in std::fs::read_dir(repo().join("examples/projects")).unwrap() {
         let path = entry.unwrap().path().join("agent-os.yaml");
@@ -61,7 +45,7 @@ fn example_catalog(workflows: &[&str]) -> ExampleCatalog {
             tasks.insert(m.name.clone(), m.tasks.keys().cloned().collect());
         }
     }
-    ExampleCatalog { tasks, workflows: workflows.iter().map(|w| w.to_string()).collect() }
+    StaticCatalog { tasks, workflows: workflows.iter().map(|w| w.to_string()).collect() }
 }
 
 /// The DSL as first specified, every feature once.

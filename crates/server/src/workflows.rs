@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use agent_os_core::workflow::{Action, InputType, Trigger, Wait, Workflow};
+use agent_os_core::workflow::{Action, Trigger, Wait, Workflow};
 use agent_os_engine::engine::workflows::{LoadedWorkflow, StartWorkflow};
 use agent_os_engine::secrets::verify_webhook;
 use agent_os_store::{StepRecord, WorkflowRunRecord};
@@ -180,17 +180,6 @@ fn workflow_view(w: &LoadedWorkflow) -> WorkflowView {
     }
 }
 
-fn input_type(t: InputType) -> &'static str {
-    match t {
-        InputType::String => "string",
-        InputType::Number => "number",
-        InputType::Integer => "integer",
-        InputType::Boolean => "boolean",
-        InputType::Object => "object",
-        InputType::Array => "array",
-    }
-}
-
 /// The `if:` and `for_each:` of each step as the file writes them (the plan keeps them only
 /// parsed), by step id. Steps may be a list of objects with an `id` or a map by id.
 fn written_expressions(text: &str) -> HashMap<String, (Option<String>, Option<String>)> {
@@ -248,7 +237,7 @@ fn workflow_detail(w: &LoadedWorkflow) -> WorkflowDetail {
             .iter()
             .map(|(name, d)| WorkflowInputView {
                 name: name.clone(),
-                kind: input_type(d.kind).into(),
+                kind: d.kind.as_str().into(),
                 required: d.required,
                 default: d.default.clone(),
                 description: d.description.clone(),

@@ -60,6 +60,50 @@ pub enum InputType {
     Array,
 }
 
+impl InputType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Number => "number",
+            InputType::Integer => "integer",
+            InputType::Boolean => "boolean",
+            InputType::Object => "object",
+            InputType::Array => "array",
+        }
+    }
+
+    /// Whether a JSON value has this type.
+    pub fn admits(self, v: &Value) -> bool {
+        match self {
+            InputType::String => v.is_string(),
+            InputType::Number => v.is_number(),
+            InputType::Integer => v.is_i64() || v.is_u64(),
+            InputType::Boolean => v.is_boolean(),
+            InputType::Object => v.is_object(),
+            InputType::Array => v.is_array(),
+        }
+    }
+}
+
+/// A catalog held in memory: projects with their task names, and workflow names.
+#[derive(Clone, Debug, Default)]
+pub struct StaticCatalog {
+    pub tasks: BTreeMap<String, Vec<String>>,
+    pub workflows: Vec<String>,
+}
+
+impl Catalog for StaticCatalog {
+    fn tasks(&self, project: &str) -> Option<Vec<String>> {
+        self.tasks.get(project).cloned()
+    }
+    fn projects(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+    fn workflows(&self) -> Vec<String> {
+        self.workflows.clone()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputDecl {
     pub kind: InputType,

@@ -45,24 +45,15 @@ impl Engine {
     pub async fn raise(&self, alert: Alert) -> Result<IncidentRecord, EngineError> {
         let now = self.now();
         let flapping = &self.cfg.alerting.flapping;
-        let new = IncidentRecord {
-            id: new_id(),
-            source: alert.source.into(),
-            subject: alert.subject.clone(),
-            project: alert.project.clone(),
-            severity: alert.severity.as_str().into(),
-            title: alert.title.clone(),
-            reason: alert.reason.clone(),
-            status: "open".into(),
-            opened_at: now,
-            resolved_at: None,
-            acked_at: None,
-            acked_by: None,
-            changes: 1,
-            flapping: false,
-            notified: false,
-            updated_at: now,
-        };
+        let new = open_incident(
+            alert.source,
+            &alert.subject,
+            alert.project.as_deref(),
+            alert.severity,
+            &alert.title,
+            &alert.reason,
+            now,
+        );
         let reopen_since = now - flapping.window.as_millis() as i64;
         let change = self.store.raise_incident(&new, reopen_since, i64::from(flapping.changes)).await?;
         let (incident, tell) = match change {
@@ -367,6 +358,36 @@ fn budget_period_over(subject: &str, opened_at: i64, now: i64) -> bool {
     match period.map(agent_os_core::budget::Period::parse) {
         Some(Ok(p)) => p.bounds(now).0 > opened_at,
         _ => false,
+    }
+}
+
+/// A new open incident, as raising one stores it.
+pub(super) fn open_incident(
+    source: &str,
+    subject: &str,
+    project: Option<&str>,
+    severity: Severity,
+    title: &str,
+    reason: &str,
+    now: i64,
+) -> IncidentRecord {
+    IncidentRecord {
+        id: new_id(),
+        source: source.into(),
+        subject: subject.into(),
+        project: project.map(str::to_string),
+        severity: severity.as_str().into(),
+        title: title.into(),
+        reason: reason.into(),
+        status: "open".into(),
+        opened_at: now,
+        resolved_at: None,
+        acked_at: None,
+        acked_by: None,
+        changes: 1,
+        flapping: false,
+        notified: false,
+        updated_at: now,
     }
 }
 

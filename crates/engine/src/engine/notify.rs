@@ -269,24 +269,16 @@ impl Engine {
         let incident = match (subject, level) {
             (Some(subject), Some(level)) if level >= Severity::Warning => {
                 let now = self.now();
-                let record = agent_os_store::IncidentRecord {
-                    id: new_id(),
-                    source: "project".into(),
-                    subject,
-                    project: project.map(str::to_string),
-                    severity: level.as_str().into(),
-                    title: input.title.trim().to_string(),
-                    reason: if input.body.is_empty() { input.title.clone() } else { input.body.clone() },
-                    status: "open".into(),
-                    opened_at: now,
-                    resolved_at: None,
-                    acked_at: None,
-                    acked_by: None,
-                    changes: 1,
-                    flapping: false,
-                    notified: false,
-                    updated_at: now,
-                };
+                let reason = if input.body.is_empty() { input.title.clone() } else { input.body.clone() };
+                let record = super::incidents::open_incident(
+                    "project",
+                    &subject,
+                    project,
+                    level,
+                    input.title.trim(),
+                    &reason,
+                    now,
+                );
                 Some(self.validate(&input).map(|_| record)?)
             }
             _ => None,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use agent_os_core::expr::{Expr, render_value};
 use agent_os_core::id::new_id;
-use agent_os_core::workflow::{self, Action, Catalog, InputType, OnLimit, Step, Trigger, Wait, Workflow};
+use agent_os_core::workflow::{self, Action, OnLimit, StaticCatalog, Step, Trigger, Wait, Workflow};
 use agent_os_store::{EventRecord, NewEvent, RunRecord, StepRecord, WorkflowRunRecord};
 use serde_json::{Map, Value, json};
 
@@ -78,24 +78,6 @@ pub struct StartWorkflow {
     pub parent: Option<(String, String)>,
 }
 
-/// The projects and workflows validation checks names against.
-struct EngineCatalog {
-    tasks: BTreeMap<String, Vec<String>>,
-    workflows: Vec<String>,
-}
-
-impl Catalog for EngineCatalog {
-    fn tasks(&self, project: &str) -> Option<Vec<String>> {
-        self.tasks.get(project).cloned()
-    }
-    fn projects(&self) -> Vec<String> {
-        self.tasks.keys().cloned().collect()
-    }
-    fn workflows(&self) -> Vec<String> {
-        self.workflows.clone()
-    }
-}
-
 fn event_json(e: &EventRecord) -> Value {
     json!({
         "id": e.id,
@@ -112,14 +94,14 @@ fn terminal(status: &str) -> bool {
 }
 
 impl Engine {
-    async fn catalog(&self, workflow_names: Vec<String>) -> EngineCatalog {
+    async fn catalog(&self, workflow_names: Vec<String>) -> StaticCatalog {
         let mut tasks = BTreeMap::new();
         if let Ok(projects) = self.projects().await {
             for p in projects {
                 tasks.insert(p.record.name.clone(), p.manifest.tasks.keys().cloned().collect());
             }
         }
-        EngineCatalog { tasks, workflows: workflow_names }
+        StaticCatalog { tasks, workflows: workflow_names }
     }
 
     /// Reads every `*.yaml` in the workflows directory. Valid files replace the registry; a file
@@ -1330,18 +1312,10 @@ fn check_inputs(def: &Workflow, given: Value, required: bool) -> Result<Value, E
                 }
             }
             Some(v) => {
-                let ok = match decl.kind {
-                    InputType::String => v.is_string(),
-                    InputType::Number => v.is_number(),
-                    InputType::Integer => v.is_i64() || v.is_u64(),
-                    InputType::Boolean => v.is_boolean(),
-                    InputType::Object => v.is_object(),
-                    InputType::Array => v.is_array(),
-                };
-                if !ok {
+                if !decl.kind.admits(v) {
                     return Err(invalid(
                         format!("inputs.{name}"),
-                        format!("{name} must be of type {:?}", decl.kind).to_lowercase(),
+                        format!("{name} must be of type {}", decl.kind.as_str()),
                     ));
                 }
             }

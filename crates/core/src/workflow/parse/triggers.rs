@@ -245,9 +245,9 @@ fn input(r: &mut Report<'_>, node: &Node, path: &str) -> Option<InputDecl> {
         Some(n) => {
             let value = r.json(n, &f.path("default"))?;
             if let Some(kind) = kind
-                && !has_type(&value, kind)
+                && !kind.admits(&value)
             {
-                let name = type_name(kind);
+                let name = kind.as_str();
                 let message = format!("the default is {}, but the input is declared as {name}", json_kind(&value));
                 r.at(
                     n.pos,
@@ -262,28 +262,6 @@ fn input(r: &mut Report<'_>, node: &Node, path: &str) -> Option<InputDecl> {
         None => None,
     };
     Some(InputDecl { kind: kind?, required: required?, default, description: description? })
-}
-
-fn has_type(v: &Value, kind: InputType) -> bool {
-    match kind {
-        InputType::String => v.is_string(),
-        InputType::Number => v.is_number(),
-        InputType::Integer => v.is_i64() || v.is_u64(),
-        InputType::Boolean => v.is_boolean(),
-        InputType::Object => v.is_object(),
-        InputType::Array => v.is_array(),
-    }
-}
-
-fn type_name(kind: InputType) -> &'static str {
-    match kind {
-        InputType::String => "string",
-        InputType::Number => "number",
-        InputType::Integer => "integer",
-        InputType::Boolean => "boolean",
-        InputType::Object => "object",
-        InputType::Array => "array",
-    }
 }
 
 fn json_kind(v: &Value) -> &'static str {
