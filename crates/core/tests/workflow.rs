@@ -440,15 +440,14 @@ wf.yaml:6:69: steps[0].with.again: a step cannot read its own outputs
         "event without event trigger",
         r#"name: demo
 on:
-  schedule: { cron: "*/15 * * * *" }
   manual: { inputs: { symbol: { type: string, default: ETH } } }
 steps:
   - id: recall
     run: cortana.query_memories
     with: { query: "{{ event.data.symbol }} volatility" }
 "#,
-        r#"wf.yaml:8:24: steps[0].with.query: `event` is not available: no trigger of this workflow brings an event
-  hint: manual runs have `inputs` instead (declare them under on.manual.inputs); events come with an event, webhook or workflow trigger"#,
+        r#"wf.yaml:7:24: steps[0].with.query: `event` is not available: no trigger of this workflow brings an event
+  hint: manual runs have `inputs` instead (declare them under on.manual.inputs); events come with an event, schedule, webhook or workflow trigger"#,
     ),
     (
         "unknown input",
@@ -747,7 +746,7 @@ steps:
     needs: [recal]
     run: cortana.summarize
     with: { memories: "{{ steps.recall.outputs.items }}" }
-outputs: { text: "{{ event.data.text }}" }
+outputs: { text: "{{ inputs.text }}" }
 "#;
     let err = parse("wf.yaml", text, &TestCatalog).unwrap_err();
     let places: Vec<(u64, &str)> = err.0.iter().map(|e| (e.line, e.path.as_str())).collect();

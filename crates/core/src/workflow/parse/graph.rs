@@ -187,7 +187,7 @@ pub(super) fn check_event_reads<'u>(r: &mut Report<'_>, uses: impl Iterator<Item
                 "`event` is not available: no trigger of this workflow brings an event",
                 Some(
                     "manual runs have `inputs` instead (declare them under on.manual.inputs); events come with \
-                     an event, webhook or workflow trigger"
+                     an event, schedule, webhook or workflow trigger"
                         .into(),
                 ),
             );

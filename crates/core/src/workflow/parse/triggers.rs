@@ -58,6 +58,8 @@ pub(super) fn triggers(r: &mut Report<'_>, node: &Node, own: &str, catalog: &dyn
                 }
             }
             "schedule" => {
+                // A slot's run sees `event.data.slot` (and the cron and zone).
+                out.gives_event = true;
                 for (n, p) in many(r, value, &path) {
                     if let Some(t) = schedule(r, n, &p) {
                         out.list.push(t);
