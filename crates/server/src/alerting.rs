@@ -362,6 +362,19 @@ pub struct MaintenanceView {
     pub active: bool,
 }
 
+fn maintenance_view(m: agent_os_store::MaintenanceRecord, now: i64) -> MaintenanceView {
+    MaintenanceView {
+        active: m.starts_at <= now && now < m.ends_at,
+        id: Some(m.id),
+        project: m.project,
+        starts_at: Some(views::time(m.starts_at)),
+        ends_at: Some(views::time(m.ends_at)),
+        recurring: None,
+        reason: m.reason,
+        origin: "api".into(),
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceBody {
@@ -381,22 +394,8 @@ pub struct MaintenanceBody {
 pub async fn list_maintenance(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<MaintenanceView>>> {
     caller.require_admin()?;
     let now = st.engine.now();
-    let mut out: Vec<MaintenanceView> = st
-        .engine
-        .maintenance_windows()
-        .await?
-        .into_iter()
-        .map(|m| MaintenanceView {
-            active: m.starts_at <= now && now < m.ends_at,
-            id: Some(m.id),
-            project: m.project,
-            starts_at: Some(views::time(m.starts_at)),
-            ends_at: Some(views::time(m.ends_at)),
-            recurring: None,
-            reason: m.reason,
-            origin: "api".into(),
-        })
-        .collect();
+    let mut out: Vec<MaintenanceView> =
+        st.engine.maintenance_windows().await?.into_iter().map(|m| maintenance_view(m, now)).collect();
     for m in &st.engine.config().alerting.maintenance {
         let (starts_at, ends_at, recurring) = match &m.window {
             agent_os_core::alerting::Window::Fixed { start, end } => {
@@ -451,19 +450,7 @@ pub async fn start_maintenance(
     };
     let m = st.engine.start_maintenance(b.project.as_deref(), start, end, b.reason).await?;
     let now = st.engine.now();
-    Ok((
-        StatusCode::CREATED,
-        Json(MaintenanceView {
-            active: m.starts_at <= now && now < m.ends_at,
-            id: Some(m.id),
-            project: m.project,
-            starts_at: Some(views::time(m.starts_at)),
-            ends_at: Some(views::time(m.ends_at)),
-            recurring: None,
-            reason: m.reason,
-            origin: "api".into(),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(maintenance_view(m, now))))
 }
 
 /// End a maintenance window now.

@@ -306,8 +306,6 @@ pub trait Store: Send + Sync + 'static {
     /// Queues a step's task run and records it on the step in one transaction, so a crash
     /// cannot leave a run the step does not know (and start it twice).
     async fn start_step_task(&self, step: &StepRecord, run: &NewRun) -> Result<RunRecord>;
-    /// Records a webhook message id for a workflow; false when it was seen before (a replay).
-    async fn receive_webhook(&self, workflow: &str, webhook_id: &str, at: i64) -> Result<bool>;
 
     // Nodes and settings -------------------------------------------------------------------
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;

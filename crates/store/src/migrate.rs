@@ -28,6 +28,11 @@ const SQLITE: &[Migration] = &[
     Migration { version: 7, name: "notifications", sql: include_str!("../migrations/sqlite/0007_notifications.sql") },
     Migration { version: 8, name: "incidents", sql: include_str!("../migrations/sqlite/0008_incidents.sql") },
     Migration { version: 9, name: "workflows", sql: include_str!("../migrations/sqlite/0009_workflows.sql") },
+    Migration {
+        version: 10,
+        name: "drop_webhook_receipts",
+        sql: include_str!("../migrations/sqlite/0010_drop_webhook_receipts.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -48,6 +53,11 @@ const POSTGRES: &[Migration] = &[
     Migration { version: 7, name: "notifications", sql: include_str!("../migrations/postgres/0007_notifications.sql") },
     Migration { version: 8, name: "incidents", sql: include_str!("../migrations/postgres/0008_incidents.sql") },
     Migration { version: 9, name: "workflows", sql: include_str!("../migrations/postgres/0009_workflows.sql") },
+    Migration {
+        version: 10,
+        name: "drop_webhook_receipts",
+        sql: include_str!("../migrations/postgres/0010_drop_webhook_receipts.sql"),
+    },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

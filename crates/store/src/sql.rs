@@ -1951,10 +1951,6 @@ impl Store for SqlStore {
         self.wf_start_step_task(step, run).await
     }
 
-    async fn receive_webhook(&self, workflow: &str, webhook_id: &str, at: i64) -> Result<bool> {
-        self.wf_receive_webhook(workflow, webhook_id, at).await
-    }
-
     async fn raise_incident(
         &self,
         new: &IncidentRecord,
@@ -2442,16 +2438,7 @@ impl Store for SqlStore {
             .bind(project)
             .fetch_all(&self.read)
             .await?;
-        all(rows, |r| {
-            Ok(NewEvent {
-                id: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                project: r.try_get(2)?,
-                subject: r.try_get(3)?,
-                data: r.try_get(4)?,
-                at: r.try_get(5)?,
-            })
-        })
+        all(rows, crate::workflows::event_from)
     }
 
     async fn upsert_node(&self, n: &NodeRecord) -> Result<()> {

@@ -57,7 +57,8 @@ fn step_from(r: &AnyRow) -> Result<StepRecord, sqlx::Error> {
     })
 }
 
-fn event_from(r: &AnyRow) -> Result<EventRecord, sqlx::Error> {
+/// An `events` row selected as `id, type, project, subject, data, at`.
+pub(crate) fn event_from(r: &AnyRow) -> Result<EventRecord, sqlx::Error> {
     Ok(EventRecord {
         id: r.try_get(0)?,
         kind: r.try_get(1)?,
@@ -274,19 +275,5 @@ impl SqlStore {
         put_step(&mut tx, &s).await?;
         tx.commit().await?;
         Ok(stored)
-    }
-
-    pub(crate) async fn wf_receive_webhook(&self, workflow: &str, webhook_id: &str, at: i64) -> Result<bool> {
-        let done = sqlx::query("INSERT INTO webhook_receipts (workflow, webhook_id, at) VALUES ($1, $2, $3)")
-            .bind(workflow)
-            .bind(webhook_id)
-            .bind(at)
-            .execute(&self.write)
-            .await;
-        match done {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use agent_os_core::expr::{Expr, render_value};
 use agent_os_core::id::new_id;
 use agent_os_core::workflow::{self, Action, OnLimit, StaticCatalog, Step, Trigger, Wait, Workflow};
-use agent_os_store::{EventRecord, NewEvent, RunRecord, StepRecord, WorkflowRunRecord};
+use agent_os_store::{EventRecord, NewEvent, StepRecord, WorkflowRunRecord};
 use serde_json::{Map, Value, json};
 
 use super::notify::NotifyInput;
@@ -966,12 +966,6 @@ impl Engine {
                 let Some(r) = self.store.get_run(&task_run).await? else {
                     return self.fail_or_retry(step, s, "its task run is missing".into()).await.map(Some);
                 };
-                if s.wake_at.is_some_and(|w| now >= w) && !terminal_run(&r) {
-                    let _ = self.cancel_run(&r.id).await;
-                    let why =
-                        format!("timed out after {}", agent_os_core::format_duration(step.timeout.unwrap_or_default()));
-                    return self.fail_or_retry(step, s, why).await.map(Some);
-                }
                 match r.status.as_str() {
                     "succeeded" => {
                         let outputs =
@@ -1220,10 +1214,6 @@ impl Engine {
         };
         Ok(super::task_run(&p, t, input.to_string(), &trigger, self.now()))
     }
-}
-
-fn terminal_run(r: &RunRecord) -> bool {
-    matches!(r.status.as_str(), "succeeded" | "failed" | "timed_out" | "cancelled")
 }
 
 /// The trigger an event fires in a workflow, if any: `event` (type and filter), `workflow`
