@@ -128,6 +128,9 @@ pub struct Engine {
     runs_changed: watch::Sender<u64>,
     /// Bumped whenever log lines are stored.
     logs_changed: watch::Sender<u64>,
+    /// Bumped when something a live view shows changes besides runs and logs: workflow runs and
+    /// steps, incidents, costs, events, notifications.
+    state_changed: watch::Sender<u64>,
     /// Set when the node stops claiming work.
     stopping: watch::Sender<bool>,
     /// Wakes the scheduler: a project (and so its schedules) was added, changed or removed.
@@ -195,6 +198,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             runs_changed: watch::channel(0).0,
             logs_changed: watch::channel(0).0,
+            state_changed: watch::channel(0).0,
             stopping: watch::channel(false).0,
             probing: Mutex::new(HashSet::new()),
             schedules_changed: Notify::new(),
@@ -267,6 +271,17 @@ impl Engine {
 
     pub fn subscribe_logs(&self) -> watch::Receiver<u64> {
         self.logs_changed.subscribe()
+    }
+
+    /// Changes of workflow runs, incidents, costs, events and notifications (see also
+    /// [`Engine::subscribe_runs`]).
+    pub fn subscribe_state(&self) -> watch::Receiver<u64> {
+        self.state_changed.subscribe()
+    }
+
+    /// Tells live views that something they may show has changed.
+    pub(crate) fn touch(&self) {
+        self.state_changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Stops claiming runs and ends waits, so the HTTP server can drain quickly.
@@ -630,6 +645,7 @@ impl Engine {
             records.push(validate(input, &prefix, &ctx)?);
         }
         let counted = self.store.insert_costs(&records).await?;
+        self.touch();
         self.check_budgets(project).await?;
         Ok(counted)
     }

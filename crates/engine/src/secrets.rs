@@ -144,8 +144,58 @@ pub fn verify_webhook(
     if matched { Ok(()) } else { Err("no signature matches".into()) }
 }
 
+/// PBKDF2-HMAC-SHA256 iterations for a new dashboard password (OWASP's 2023 figure).
+pub const PASSWORD_ITERATIONS: u32 = 600_000;
+
+/// The shortest dashboard password accepted.
+pub const PASSWORD_MIN_LEN: usize = 12;
+
+/// The stored form of a dashboard password: `pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>`.
+pub fn hash_password(password: &str) -> String {
+    hash_password_with(password, &random_bytes::<16>(), PASSWORD_ITERATIONS)
+}
+
+fn hash_password_with(password: &str, salt: &[u8], iterations: u32) -> String {
+    let key = pbkdf2_sha256(password.as_bytes(), salt, iterations);
+    format!("pbkdf2-sha256${iterations}${}${}", hex::encode(salt), hex::encode(key))
+}
+
+/// Whether `password` matches `stored` (from [`hash_password`]); a malformed `stored` matches nothing.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    let mut parts = stored.split('$');
+    let (Some("pbkdf2-sha256"), Some(iter), Some(salt), Some(hash), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let (Ok(iterations), Ok(salt), Ok(hash)) = (iter.parse::<u32>(), hex::decode(salt), hex::decode(hash)) else {
+        return false;
+    };
+    if iterations == 0 || iterations > 10_000_000 {
+        return false;
+    }
+    constant_time_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &hash)
+}
+
+/// PBKDF2 (RFC 8018) with HMAC-SHA256, one 32-byte block.
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let prf = Hmac::<Sha256>::new_from_slice(password).expect("HMAC takes a key of any length");
+    let mut mac = prf.clone();
+    mac.update(salt);
+    mac.update(&1u32.to_be_bytes());
+    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
+    let mut out = u;
+    for _ in 1..iterations {
+        let mut mac = prf.clone();
+        mac.update(&u);
+        u = mac.finalize().into_bytes().into();
+        out.iter_mut().zip(u.iter()).for_each(|(o, x)| *o ^= x);
+    }
+    out
+}
+
 /// Byte equality in time that depends on the lengths only, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -156,6 +206,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pbkdf2_matches_the_rfc_7914_vector() {
+        // RFC 7914 section 11: PBKDF2-HMAC-SHA256, P="passwd", S="salt", c=1, first 32 bytes.
+        let key = pbkdf2_sha256(b"passwd", b"salt", 1);
+        assert_eq!(hex::encode(key), "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
+        let stored = hash_password_with("correct horse battery", b"0123456789abcdef", 1000);
+        assert!(verify_password("correct horse battery", &stored));
+        assert!(!verify_password("correct horse batterz", &stored));
+        assert!(!verify_password("x", "pbkdf2-sha256$0$00$00"));
+        assert!(!verify_password("x", "garbage"));
+    }
 
     #[test]
     fn tokens_are_distinct_and_hashed() {

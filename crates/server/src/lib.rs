@@ -6,6 +6,7 @@
 mod alerting;
 mod auth;
 mod body;
+pub mod dashboard;
 mod error;
 mod metrics;
 mod routes;
@@ -110,8 +111,12 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint; see /api/openapi.json")
+async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let browser = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if browser {
+        return dashboard::not_found_page();
+    }
+    ApiError::not_found("no such endpoint; see /api/openapi.json").into_response()
 }
 
 /// All routes, with auth on `/api/v1` and request metrics everywhere.
@@ -168,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .nest("/api/v1", api)
+        .merge(dashboard::routes(state.clone()))
         .route("/healthz", get(routes::healthz))
         .route("/ping/{*parts}", get(routes::ping).head(routes::ping).post(routes::ping))
         .route("/hooks/{workflow}", post(workflows::receive_webhook))

@@ -9,6 +9,7 @@
 
 mod migrate;
 mod model;
+mod sessions;
 mod sql;
 mod workflows;
 
@@ -310,6 +311,14 @@ pub trait Store: Send + Sync + 'static {
     // Nodes and settings -------------------------------------------------------------------
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;
     async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>>;
+    // Dashboard sessions. Revoking an admin token ends the sessions it logged in.
+    async fn insert_session(&self, s: &SessionRecord) -> Result<()>;
+    /// The session with this id hash, unless it has expired.
+    async fn find_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>>;
+    async fn delete_session(&self, id: &str) -> Result<bool>;
+    /// Ends every session that logged in this way (`token`, `password`), or all of them.
+    async fn delete_sessions(&self, via: Option<&str>) -> Result<u64>;
+
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
 }

@@ -33,6 +33,7 @@ const SQLITE: &[Migration] = &[
         name: "drop_webhook_receipts",
         sql: include_str!("../migrations/sqlite/0010_drop_webhook_receipts.sql"),
     },
+    Migration { version: 11, name: "dashboard", sql: include_str!("../migrations/sqlite/0011_dashboard.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -58,6 +59,7 @@ const POSTGRES: &[Migration] = &[
         name: "drop_webhook_receipts",
         sql: include_str!("../migrations/postgres/0010_drop_webhook_receipts.sql"),
     },
+    Migration { version: 11, name: "dashboard", sql: include_str!("../migrations/postgres/0011_dashboard.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

@@ -208,6 +208,19 @@ pub struct TokenRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// A dashboard login; `id` is the SHA-256 of the cookie value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub csrf: String,
+    /// `token` or `password`.
+    pub via: String,
+    /// The admin token a token login used.
+    pub token_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// One observation of a status, cost or schedule probe.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeResult {

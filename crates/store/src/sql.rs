@@ -21,6 +21,9 @@ use std::collections::HashMap;
 const WAITER_TTL_MS: i64 = 10_000;
 use crate::{Result, Store, StoreError};
 
+/// A UTC day in milliseconds: the cost rollup's bucket.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
 /// Which database engine a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -1436,11 +1439,14 @@ impl Store for SqlStore {
     }
 
     async fn revoke_token(&self, id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.tx().await?;
         let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)
             .bind(now)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM dashboard_sessions WHERE token_id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1454,11 +1460,17 @@ impl Store for SqlStore {
     }
 
     async fn revoke_admin_tokens_except(&self, keep_id: &str, now: i64) -> Result<()> {
+        let mut tx = self.tx().await?;
         sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE kind = 'admin' AND id <> $1 AND revoked_at IS NULL")
             .bind(keep_id)
             .bind(now)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM dashboard_sessions WHERE via = 'token' AND (token_id IS NULL OR token_id <> $1)")
+            .bind(keep_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1555,7 +1567,25 @@ impl Store for SqlStore {
             .bind(c.created_at)
             .execute(&mut *tx)
             .await?;
-            accepted += done.rows_affected() as i64;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            accepted += 1;
+            sqlx::query(concat!(
+                "INSERT INTO cost_daily (project, service, day, currency, amount_nanos, records, tokens_in, tokens_out) ",
+                "VALUES ($1, $2, $3, $4, $5, 1, $6, $7) ON CONFLICT (project, service, day, currency) DO UPDATE SET ",
+                "amount_nanos = cost_daily.amount_nanos + excluded.amount_nanos, records = cost_daily.records + 1, ",
+                "tokens_in = cost_daily.tokens_in + excluded.tokens_in, tokens_out = cost_daily.tokens_out + excluded.tokens_out"
+            ))
+            .bind(&c.project)
+            .bind(&c.service)
+            .bind(c.at.div_euclid(DAY_MS) * DAY_MS)
+            .bind(&c.currency)
+            .bind(c.amount_nanos)
+            .bind(c.tokens_in.unwrap_or(0))
+            .bind(c.tokens_out.unwrap_or(0))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok((accepted, records.len() as i64 - accepted))
@@ -2468,6 +2498,22 @@ impl Store for SqlStore {
             })
         })
         .transpose()
+    }
+
+    async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
+        self.sess_insert(s).await
+    }
+
+    async fn find_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>> {
+        self.sess_find(id, now).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool> {
+        self.sess_delete(id).await
+    }
+
+    async fn delete_sessions(&self, via: Option<&str>) -> Result<u64> {
+        self.sess_delete_via(via).await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {

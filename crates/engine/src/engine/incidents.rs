@@ -56,6 +56,7 @@ impl Engine {
         );
         let reopen_since = now - flapping.window.as_millis() as i64;
         let change = self.store.raise_incident(&new, reopen_since, i64::from(flapping.changes)).await?;
+        self.touch();
         let (incident, tell) = match change {
             IncidentChange::Opened(i) => (i, Some(Tell::Opened)),
             IncidentChange::Reopened(i) if i.flapping && i.notified => {
@@ -85,7 +86,11 @@ impl Engine {
         subject: &str,
         reason: &str,
     ) -> Result<Option<(IncidentRecord, Option<Notified>)>, EngineError> {
-        let Some(incident) = self.store.resolve_incident(source, subject, reason, self.now()).await? else {
+        let resolved = self.store.resolve_incident(source, subject, reason, self.now()).await?;
+        if resolved.is_some() {
+            self.touch();
+        }
+        let Some(incident) = resolved else {
             return Ok(None);
         };
         let told = if incident.notified && !incident.flapping {
@@ -103,10 +108,9 @@ impl Engine {
         {
             return Err(EngineError::Conflict(format!("incident {id} is already resolved; nothing to acknowledge")));
         }
-        self.store
-            .ack_incident(id, by, self.now())
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no incident {id:?}; `agent-os incidents` lists them")))
+        let acked = self.store.ack_incident(id, by, self.now()).await?;
+        self.touch();
+        acked.ok_or_else(|| EngineError::NotFound(format!("no incident {id:?}; `agent-os incidents` lists them")))
     }
 
     pub async fn incidents(

@@ -180,6 +180,7 @@ impl Engine {
             suppressed,
         };
         let deliveries = self.store.insert_notification(&n, &planned).await?;
+        self.touch();
         self.deliveries_changed.notify_one();
         Ok(Notified { notification: n, deliveries, deduplicated: false })
     }
@@ -289,6 +290,7 @@ impl Engine {
                 let flapping = &self.cfg.alerting.flapping;
                 let since = self.now() - flapping.window.as_millis() as i64;
                 let change = self.store.raise_incident(&record, since, i64::from(flapping.changes)).await?;
+                self.touch();
                 let incident = match change {
                     agent_os_store::IncidentChange::Opened(i) | agent_os_store::IncidentChange::Reopened(i) => i,
                     agent_os_store::IncidentChange::Updated { incident, .. } => incident,

@@ -250,6 +250,7 @@ impl Engine {
             let events: Vec<(NewEvent, Option<String>)> = batch.iter().map(|(e, _)| e.clone()).collect();
             match self.store.emit_events(&events).await {
                 Ok(stored) => {
+                    self.touch();
                     for ((_, reply), result) in batch.into_iter().zip(stored) {
                         let _ = reply.send(Ok(result));
                     }
@@ -312,6 +313,7 @@ impl Engine {
             deadline_at: None,
         };
         let (run, created) = self.store.insert_workflow_run(&record).await?;
+        self.touch();
         self.workflows_changed.notify_one();
         Ok((run, created))
     }
@@ -589,6 +591,7 @@ impl Engine {
             run.started_at = Some(now);
             run.deadline_at = def.timeout.map(|t| now + t.as_millis() as i64);
             self.store.update_workflow_run(&run).await?;
+            self.touch();
         }
         if run.status != "running" {
             return Ok(None);
@@ -791,6 +794,7 @@ impl Engine {
             // The step row stands for all its items; they start in poll_step.
             s.wake_at = Some(now);
             self.store.put_steps(std::slice::from_ref(&s)).await?;
+            self.touch();
             return Ok(Some(s));
         }
         self.start_action(run, step, s, ctx).await.map(Some)
@@ -846,6 +850,7 @@ impl Engine {
                 // Woken at the end of the pause or at the step's timeout, whichever is first.
                 s.wake_at = Some(now + d.as_millis() as i64).min(s.wake_at).or(Some(now + d.as_millis() as i64));
                 self.store.put_steps(std::slice::from_ref(&s)).await?;
+                self.touch();
                 Ok(s)
             }
             Action::Wait(Wait::Event { timeout, .. }) => {
@@ -856,6 +861,7 @@ impl Engine {
                     (a, b) => a.or(b),
                 };
                 self.store.put_steps(std::slice::from_ref(&s)).await?;
+                self.touch();
                 Ok(s)
             }
             Action::Workflow { name, inputs } => {
@@ -874,6 +880,7 @@ impl Engine {
                     Ok(child) => {
                         s.child_run_id = Some(child.id);
                         self.store.put_steps(std::slice::from_ref(&s)).await?;
+                        self.touch();
                         Ok(s)
                     }
                     Err(e) => self.settle(s, "failed", None, Some(e.to_string())).await,
@@ -1123,6 +1130,7 @@ impl Engine {
             s.error = Some(why);
             s.wake_at = Some(self.now() + pause.as_millis() as i64);
             self.store.put_steps(std::slice::from_ref(&s)).await?;
+            self.touch();
             return Ok(s);
         }
         self.settle(s, "failed", None, Some(why)).await
@@ -1142,6 +1150,7 @@ impl Engine {
         s.wake_at = None;
         s.finished_at = Some(self.now());
         self.store.put_steps(std::slice::from_ref(&s)).await?;
+        self.touch();
         Ok(s)
     }
 
@@ -1164,13 +1173,16 @@ impl Engine {
             stopped.push(s);
         }
         self.store.put_steps(&stopped).await?;
+        self.touch();
         Ok(())
     }
 
     /// Stores a run's end and announces it as an event (`workflow.succeeded`, …), which is
     /// how `on: workflow:` triggers see it.
     async fn finish_workflow_run(&self, run: &WorkflowRunRecord) -> Result<(), EngineError> {
-        if !self.store.update_workflow_run(run).await? {
+        let updated = self.store.update_workflow_run(run).await?;
+        self.touch();
+        if !updated {
             // It had ended meanwhile (a cancel through another node): that end stands.
             return Ok(());
         }

@@ -1,0 +1,316 @@
+//! The dashboard's page shell and the small pieces every page is built from. Everything is
+//! rendered with maud, which escapes every value it interpolates; `PreEscaped` is used only
+//! for markup produced here (SVG built from escaped parts).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::assets;
+use super::session::Session;
+
+/// The sections of the navigation bar.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Nav {
+    Overview,
+    Schedules,
+    Runs,
+    Workflows,
+    Events,
+    Costs,
+    Incidents,
+    Resources,
+    Settings,
+}
+
+const NAV: &[(Nav, &str, &str)] = &[
+    (Nav::Overview, "/", "Overview"),
+    (Nav::Schedules, "/schedules", "Schedules"),
+    (Nav::Runs, "/runs", "Runs"),
+    (Nav::Workflows, "/workflows", "Workflows"),
+    (Nav::Events, "/events", "Events"),
+    (Nav::Costs, "/costs", "Costs"),
+    (Nav::Incidents, "/incidents", "Incidents"),
+    (Nav::Resources, "/resources", "Resources"),
+    (Nav::Settings, "/settings", "Settings"),
+];
+
+/// A page being built: a title, its place in the navigation, and its parts in order. Parts
+/// marked live are re-fetched (as `?_fragment=NAME`) when the server says something changed.
+pub struct Page {
+    title: String,
+    nav: Nav,
+    parts: Vec<(Option<&'static str>, Markup)>,
+}
+
+impl Page {
+    pub fn new(title: impl Into<String>, nav: Nav) -> Self {
+        Page { title: title.into(), nav, parts: Vec::new() }
+    }
+
+    /// A part that stays as rendered.
+    pub fn add(mut self, m: Markup) -> Self {
+        self.parts.push((None, m));
+        self
+    }
+
+    /// A part kept current while the page is open.
+    pub fn live(mut self, name: &'static str, m: Markup) -> Self {
+        self.parts.push((Some(name), m));
+        self
+    }
+
+    /// The whole page, or only the live part a script asked for.
+    pub fn respond(self, session: &Session, fragment: Option<&str>) -> Response {
+        if let Some(name) = fragment {
+            return match self.parts.into_iter().find(|(n, _)| *n == Some(name)) {
+                Some((_, m)) => html_response(m.into_string()),
+                None => error_page(StatusCode::NOT_FOUND, &format!("this page has no live part {name:?}")),
+            };
+        }
+        let body = html! {
+            @for (name, part) in &self.parts {
+                @match name {
+                    Some(n) => div.live id={"live-" (n)} data-live=(n) { (part) },
+                    None => (part),
+                }
+            }
+        };
+        shell(&self.title, Some(self.nav), Some(session), body)
+    }
+}
+
+fn html_response(body: String) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn shell(title: &str, nav: Option<Nav>, session: Option<&Session>, body: Markup) -> Response {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                @if let Some(s) = session { meta name="csrf-token" content=(s.csrf); }
+                title { (title) " · Agent OS" }
+                link rel="stylesheet" href=(assets::url("app.css"));
+                link rel="icon" href=(assets::url("favicon.svg")) type="image/svg+xml";
+                script src=(assets::url("app.js")) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                @if let Some(current) = nav {
+                    header.top {
+                        a.brand href="/" { "Agent OS" }
+                        nav aria-label="Sections" {
+                            ul {
+                                @for (n, href, label) in NAV {
+                                    li { a href=(href) aria-current=[(*n == current).then_some("page")] { (label) } }
+                                }
+                            }
+                        }
+                        @if let Some(s) = session {
+                            form.logout method="post" action="/logout" {
+                                (csrf_field(s))
+                                button.link type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                    main id="main" tabindex="-1" {
+                        h1 { (title) }
+                        (body)
+                    }
+                } @else {
+                    (body)
+                }
+            }
+        }
+    };
+    html_response(page.into_string())
+}
+
+/// A page without navigation (the login page).
+pub fn bare_page(title: &str, body: Markup) -> Response {
+    shell(title, None, None, body)
+}
+
+/// An error as a page: what went wrong and where to go.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = html! {
+        main.login id="main" {
+            h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+            p role="alert" { (message) }
+            p { a href="/" { "Back to the overview" } }
+        }
+    };
+    let mut r = shell(status.canonical_reason().unwrap_or("Error"), None, None, body);
+    *r.status_mut() = status;
+    r
+}
+
+/// The hidden form field every state-changing form carries.
+pub fn csrf_field(s: &Session) -> Markup {
+    html! { input type="hidden" name="_csrf" value=(s.csrf); }
+}
+
+/// A one-button form that posts to `action` (POST-redirect-GET).
+pub fn post_button(s: &Session, action: &str, label: &str, class: &str, confirm: Option<&str>) -> Markup {
+    html! {
+        form.inline method="post" action=(action) data-confirm=[confirm] {
+            (csrf_field(s))
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+/// A time: UTC in the markup (and on hover), turned into the viewer's zone by the script.
+pub fn time_ms(ms: i64) -> Markup {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => {
+            let iso = format!("{t:.0}");
+            let utc = t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+            html! { time datetime=(iso) title=(utc) { (utc) } }
+        }
+        Err(_) => html! { "—" },
+    }
+}
+
+/// A time given as RFC 3339 text (as the API views hold it).
+pub fn time_str(s: &str) -> Markup {
+    match s.parse::<jiff::Timestamp>() {
+        Ok(t) => time_ms(t.as_millisecond()),
+        Err(_) => html! { (s) },
+    }
+}
+
+pub fn opt_time_str(s: Option<&str>) -> Markup {
+    match s {
+        Some(s) => time_str(s),
+        None => html! { span.muted { "—" } },
+    }
+}
+
+/// A duration in words a person reads at a glance: `850 ms`, `4.2 s`, `3 min 5 s`, `2 h 10 min`.
+pub fn duration_ms(ms: i64) -> String {
+    let ms = ms.max(0);
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+        3_600_000..=86_399_999 => format!("{} h {} min", ms / 3_600_000, (ms % 3_600_000) / 60_000),
+        _ => format!("{} d {} h", ms / 86_400_000, (ms % 86_400_000) / 3_600_000),
+    }
+}
+
+/// An amount of money from nanos: `$12.34` for USD, `0.0042 EUR` otherwise; small amounts keep
+/// enough digits to be seen.
+pub fn money(nanos: i64, currency: &str) -> String {
+    let v = nanos as f64 / 1e9;
+    let digits = if v != 0.0 && v.abs() < 0.01 { 4 } else { 2 };
+    match currency {
+        "USD" => format!("${v:.digits$}"),
+        "EUR" => format!("€{v:.digits$}"),
+        "GBP" => format!("£{v:.digits$}"),
+        c => format!("{v:.digits$} {c}"),
+    }
+}
+
+/// A status as a coloured badge with its word (colour is never the only signal).
+pub fn badge(status: &str) -> Markup {
+    let tone = match status {
+        "succeeded" | "ok" | "up" | "resolved" | "delivered" | "new" | "active" => "good",
+        "running" | "queued" | "waiting" | "pending" | "started" | "held" | "acknowledged" | "scheduled" => "info",
+        "late" | "degraded" | "warning" | "paused" | "skipped" | "cancelled" | "suppressed" | "flapping" => "warn",
+        "failed" | "timed_out" | "down" | "critical" | "open" | "error" | "dead" | "gone" => "bad",
+        _ => "neutral",
+    };
+    html! { span class={"badge " (tone)} { (status.replace('_', " ")) } }
+}
+
+/// What an empty list says: what it would show and what to do to fill it.
+pub fn empty(what: &str, next: Markup) -> Markup {
+    html! {
+        div.empty {
+            p { strong { (what) } }
+            p { (next) }
+        }
+    }
+}
+
+/// Older/newer links for keyset pagination: `next` is the cursor of the following page.
+pub fn pager(base: &str, query: &[(&str, Option<&str>)], cursor_name: &str, next: Option<&str>, first: bool) -> Markup {
+    let mut params: Vec<String> = query
+        .iter()
+        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| format!("{k}={}", super::session::urlencode(v))))
+        .collect();
+    let newest = if params.is_empty() { base.to_string() } else { format!("{base}?{}", params.join("&")) };
+    let older = next.map(|n| {
+        params.push(format!("{cursor_name}={}", super::session::urlencode(n)));
+        format!("{base}?{}", params.join("&"))
+    });
+    html! {
+        nav.pager aria-label="Pages" {
+            @if !first { a href=(newest) { "← Newest" } }
+            @if let Some(o) = older { a href=(o) rel="next" { "Older →" } }
+        }
+    }
+}
+
+/// A small labelled figure for the top of a page.
+pub fn stat(label: &str, value: Markup) -> Markup {
+    html! { div.stat { span.label { (label) } span.value { (value) } } }
+}
+
+/// JSON shown for reading, pretty-printed and escaped.
+pub fn json_block(v: &serde_json::Value) -> Markup {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    html! { pre.json { code { (text) } } }
+}
+
+/// Raw markup built by this module's callers from escaped parts (SVG).
+pub fn trusted(svg: String) -> Markup {
+    PreEscaped(svg)
+}
+
+/// Escapes text for hand-built SVG/XML.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_money_read_well() {
+        assert_eq!(duration_ms(850), "850 ms");
+        assert_eq!(duration_ms(4200), "4.2 s");
+        assert_eq!(duration_ms(185_000), "3 min 5 s");
+        assert_eq!(duration_ms(7_800_000), "2 h 10 min");
+        assert_eq!(money(12_340_000_000, "USD"), "$12.34");
+        assert_eq!(money(4_200_000, "USD"), "$0.0042");
+        assert_eq!(money(1_000_000_000, "JPY"), "1.00 JPY");
+    }
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        let m = badge("<script>");
+        assert!(!m.into_string().contains("<script>"));
+    }
+}
