@@ -5,11 +5,19 @@
 //! offers is an API call made for the logged-in admin.
 
 mod assets;
+mod costs;
+mod events;
+mod incidents;
 mod live;
 mod overview;
+mod project;
+mod resources;
 mod runs;
+mod schedules;
 pub mod session;
+mod settings;
 mod ui;
+mod workflows;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request};
@@ -70,6 +78,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/runs/{id}/log", get(runs::log))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/retry", post(runs::retry))
+        .merge(project::routes())
+        .merge(schedules::routes())
+        .merge(events::routes())
+        .merge(resources::routes())
+        .merge(workflows::routes())
+        .merge(costs::routes())
+        .merge(incidents::routes())
+        .merge(settings::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, session::require));
     Router::new()
         .merge(pages)

@@ -323,3 +323,88 @@ pub async fn wait_delivery(s: &TestServer, status: &str) -> Value {
     .await;
     newest_sent(&list).cloned().unwrap_or_default()
 }
+
+/// A logged-in dashboard browser: the session cookie and the page's CSRF token, with
+/// redirects left to the test to see.
+pub struct Browser {
+    pub base: String,
+    pub cookie: String,
+    pub csrf: String,
+    pub http: reqwest::Client,
+}
+
+/// What a dashboard request answered.
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl TestServer {
+    /// Logs in to the dashboard with the admin token.
+    pub async fn browser(&self) -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let resp = http
+            .post(format!("{}/login", self.url))
+            .form(&[("secret", self.admin.as_str()), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 303, "login should redirect");
+        let set = resp.headers().get("set-cookie").expect("a session cookie").to_str().unwrap().to_string();
+        let cookie = set.split(';').next().unwrap().to_string();
+        let mut b = Browser { base: self.url.clone(), cookie, csrf: String::new(), http };
+        let home = b.get("/").await;
+        assert_eq!(home.status, 200, "{}", home.body);
+        b.csrf = meta_csrf(&home.body).expect("pages carry the CSRF token");
+        b
+    }
+}
+
+/// The CSRF token a page carries in `<meta name="csrf-token">`.
+pub fn meta_csrf(html: &str) -> Option<String> {
+    let at = html.find(r#"name="csrf-token" content=""#)? + r#"name="csrf-token" content=""#.len();
+    Some(html[at..].split('"').next()?.to_string())
+}
+
+impl Browser {
+    async fn page(resp: reqwest::Response) -> Page {
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        let headers = resp.headers().clone();
+        Page { status, location, headers, body: resp.text().await.unwrap() }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        Self::page(resp).await
+    }
+
+    /// Posts a form with the session's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("_csrf", &self.csrf));
+        self.post_raw(path, &all).await
+    }
+
+    /// Posts a form exactly as given (no CSRF token added).
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        Self::page(resp).await
+    }
+}
