@@ -192,6 +192,7 @@ impl Running {
 pub async fn serve(home: &Path, flags: &ServeFlags) -> Result<()> {
     let running = start(home, flags).await?;
     println!("Agent OS {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
+    println!("dashboard: {}/ (log in with the admin token)", running.url.trim_end_matches('/'));
     println!("home: {}", home.display());
     if let Some(token) = &running.new_admin_token {
         println!(
@@ -284,6 +285,7 @@ pub async fn demo(home: Option<&Path>, flags: &ServeFlags) -> Result<()> {
     println!("Agent OS demo {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
     println!("home: {}", home.display());
     println!("admin token: {token}");
+    println!("dashboard: open {}/ in a browser and log in with the admin token", running.url.trim_end_matches('/'));
     println!("example projects: {} (in {})", names.join(", "), projects_dir.display());
     println!("alerts land in the inbox: {}", crate::inbox::inbox_path(&home).display());
     println!();

@@ -119,7 +119,7 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
 }
 
 /// The first instant of this month, UTC, as RFC 3339 (budgets' months are UTC too).
-fn month_start(now: i64) -> String {
+pub fn month_start(now: i64) -> String {
     let t = jiff::Timestamp::from_millisecond(now).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let d = t.to_zoned(jiff::tz::TimeZone::UTC).date();
     format!("{:04}-{:02}-01T00:00:00Z", d.year(), d.month())

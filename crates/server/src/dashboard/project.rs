@@ -1,9 +1,316 @@
-//! (being written)
+//! One project: health and why, tasks with a run form, schedules and checks, recent runs,
+//! spend this month and budgets, health history, the key audit, and its manifest (with any
+//! secret-shaped text redacted).
 
 use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use maud::{Markup, html};
 
+use super::session::Session;
+use super::ui::{self, Nav, Page};
+use super::{Fragment, PageResult};
 use crate::AppState;
+use crate::alerting::{self, HealthQuery};
+use crate::auth::Caller;
+use crate::body::{ApiQuery, OptionalJson};
+use crate::routes::{self, AuditView, RunQuery, ScheduleQuery, SummaryQuery};
+use crate::views::ProjectView;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/projects/{name}", get(page))
+        .route("/projects/{name}/reload", post(reload))
+        .route("/projects/{name}/resume", post(resume))
+}
+
+async fn page(
+    State(st): State<AppState>,
+    session: Session,
+    fragment: Fragment,
+    Path(name): Path<String>,
+) -> PageResult {
+    let admin = || (State(st.clone()), Caller::Admin);
+    let (s, c) = admin();
+    let view = routes::get_project(s, c, Path(name.clone())).await?.0;
+    let (s, c) = admin();
+    let health =
+        alerting::project_health(s, c, Path(name.clone()), ApiQuery(HealthQuery { history: Some(20) })).await?.0;
+    let (s, c) = admin();
+    let runs = routes::list_runs(
+        s,
+        c,
+        ApiQuery(RunQuery { project: Some(name.clone()), task: None, status: None, before: None, limit: Some(15) }),
+    )
+    .await?
+    .0;
+    let (s, c) = admin();
+    let checks = routes::list_checks(s, c, ApiQuery(ScheduleQuery { project: Some(name.clone()) })).await?.0;
+    let (s, c) = admin();
+    let spend = routes::cost_summary(
+        s,
+        c,
+        ApiQuery(SummaryQuery {
+            by: Some("service".into()),
+            from: Some(super::overview::month_start(st.engine.now())),
+            to: None,
+            project: Some(name.clone()),
+            service: None,
+        }),
+    )
+    .await?
+    .0;
+    let (s, c) = admin();
+    let budgets = routes::list_budgets(s, c, ApiQuery(ScheduleQuery { project: Some(name.clone()) })).await?.0;
+    let (s, c) = admin();
+    let audit = routes::project_audit(s, c, Path(name.clone())).await?.0;
+    let manifest = st.engine.project(&name).await?.record.manifest.clone();
+
+    let head = html! {
+        div.actions {
+            (ui::badge(&health.state))
+            @for r in health.reasons.iter().filter(|r| r.state != "ok").take(4) {
+                span.small { strong { (r.source) ": " } (r.message) }
+            }
+        }
+        @if !view.description.is_empty() { p { (view.description) } }
+        div.actions {
+            (ui::post_button(&session, &format!("/projects/{name}/reload"), "Reload manifest", "", None))
+            @if budgets.iter().any(|b| b.paused.is_some()) {
+                (ui::post_button(&session, &format!("/projects/{name}/resume"), "Resume project", "primary", Some("Resume this project's runs although its budget is spent?")))
+            }
+            a href={"/runs?project=" (super::session::urlencode(&name))} { "All runs →" }
+        }
+    };
+    let spent = html! {
+        h2 { "This month" }
+        @if spend.groups.is_empty() {
+            p.muted { "Nothing reported this month. A task reports costs with POST /api/v1/costs; a cost probe in the manifest is read on its own." }
+        } @else {
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Service" } th.num { "Spent" } th.num.hide-narrow { "Records" } th.num.hide-narrow { "Tokens in / out" } } }
+                    tbody {
+                        @for g in &spend.groups {
+                            tr { td { (g.group) } td.num { (ui::money(g.amount_nanos, &g.currency)) } td.num.hide-narrow { (g.records) } td.num.hide-narrow { (g.tokens_in) " / " (g.tokens_out) } }
+                        }
+                    }
+                }
+            }
+        }
+        @for b in &budgets {
+            p.small {
+                "Budget (" (b.period) (if b.service.is_empty() { String::new() } else { format!(", {}", b.service) }) "): "
+                (b.spent) " of " (b.limit) " " (b.currency) ", " (format!("{:.0}", b.percent)) " %, forecast " (b.forecast)
+                @if let Some(p) = &b.paused { " " (ui::badge("paused")) " " (p) }
+            }
+        }
+    };
+    Ok(Page::new(name.clone(), Nav::Overview)
+        .live("head", head)
+        .add(tasks(&session, &view))
+        .add(schedules(&view, &checks))
+        .add(html! { h2 { "Recent runs" } })
+        .live("runs", recent_runs(&runs.runs))
+        .live("spend", spent)
+        .add(health_history(&health))
+        .add(audit_part(&audit))
+        .add(about(&view, &manifest))
+        .respond(&session, fragment.name()))
+}
+
+fn tasks(session: &Session, v: &ProjectView) -> Markup {
+    html! {
+        h2 { "Tasks" }
+        @if v.tasks.is_empty() {
+            (ui::empty("This project declares no tasks.", html! { "Add one under " code { "tasks:" } " in its " code { "agent-os.yaml" } ", then reload." }))
+        }
+        div.grid {
+            @for t in &v.tasks {
+                article.card {
+                    h3 { (t.name) }
+                    @if !t.description.is_empty() { p.small { (t.description) } }
+                    @if let Some(run) = &t.run { p.small.mono { (agent_os_core::redact::redact_shapes(run)) } }
+                    p.small.muted {
+                        "timeout " (t.timeout_ms.map(|ms| ui::duration_ms(ms as i64)).unwrap_or_else(|| "default".into()))
+                        " · retries " (t.retries)
+                    }
+                    form.run-task.stack method="post" action="/runs" {
+                        (ui::csrf_field(session))
+                        input type="hidden" name="project" value=(v.name);
+                        input type="hidden" name="task" value=(t.name);
+                        label for={"input-" (t.name)} { "Input (a JSON object, optional)" }
+                        textarea id={"input-" (t.name)} name="input" rows="2" placeholder="{}" {}
+                        div { button.primary type="submit" { "Run" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
+    html! {
+        h2 { "Schedules and checks" }
+        @if v.schedules.is_empty() && checks.is_empty() {
+            (ui::empty("No schedules.", html! {
+                "Give a task a " code { "schedule:" } " in the manifest, or register the project's own cron, launchd or Railway jobs with "
+                code { "agent-os schedules discover DIR --register" } "."
+            }))
+        } @else {
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Task" } th { "When" } th.hide-narrow { "Kept by" } th { "State" } th { "Next" } } }
+                    tbody {
+                        @for s in &v.schedules {
+                            tr class=[(s.late || s.down).then_some("flag")] {
+                                td { (s.task) }
+                                td.mono { (s.cron) " " span.muted { (s.timezone) } }
+                                td.hide-narrow { (s.managed_by) }
+                                td { (ui::badge(&s.state)) @if s.late { " " (ui::badge("late")) } }
+                                td { @if let Some(n) = s.next.first() { (ui::time_str(n)) } @else { span.muted { "—" } } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !checks.is_empty() {
+                h3 { "Heartbeat checks" }
+                div.table-wrap {
+                    table {
+                        thead { tr { th { "Check" } th { "State" } th { "Last ping" } th.hide-narrow { "Ping URL" } } }
+                        tbody {
+                            @for c in checks {
+                                tr class=[(c.state == "late" || c.state == "down").then_some("flag")] {
+                                    td { (c.slug) @if !c.description.is_empty() { br; span.small.muted { (c.description) } } }
+                                    td { (ui::badge(&c.state)) }
+                                    td { (ui::opt_time_str(c.last_ping_at.as_deref())) }
+                                    td.hide-narrow { details { summary { "show" } code.small { (c.ping_url) } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn recent_runs(runs: &[crate::views::RunView]) -> Markup {
+    if runs.is_empty() {
+        return ui::empty("No runs yet.", html! { "Use a task's Run button above." });
+    }
+    html! {
+        div.table-wrap {
+            table {
+                thead { tr { th { "Task" } th { "State" } th.hide-narrow { "Trigger" } th { "Since" } th.num.hide-narrow { "Attempt" } } }
+                tbody { (super::overview::run_rows(runs)) }
+            }
+        }
+    }
+}
+
+fn health_history(h: &alerting::ProjectHealthView) -> Markup {
+    html! {
+        h2 { "Health history" }
+        @if h.history.is_empty() {
+            p.muted { "No status probe or health check has reported yet. Declare " code { "probes.status" } " or " code { "health:" } " in the manifest." }
+        } @else {
+            div.table-wrap {
+                table {
+                    thead { tr { th { "When" } th { "Probe" } th { "State" } th.hide-narrow { "Message" } th.num { "Took" } } }
+                    tbody {
+                        @for e in &h.history {
+                            tr { td { (ui::time_str(&e.at)) } td { (e.kind) } td { (ui::badge(&e.state)) } td.hide-narrow { (e.message.as_deref().unwrap_or("")) } td.num { (ui::duration_ms(e.duration_ms)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn audit_part(a: &AuditView) -> Markup {
+    let field = |f: &serde_json::Value, k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    html! {
+        h2 { "Credential audit" }
+        @if !a.audited {
+            p.muted { "A hosted project has no directory here; its keys stay with it." }
+        } @else if a.findings.is_empty() {
+            p { (ui::badge("ok")) " Its " code { ".env" } " and manifest agree, with no findings (checked " (ui::time_str(&a.checked_at)) ")." }
+        } @else {
+            p { (a.errors) " errors, " (a.warnings) " warnings (values are never read into the report)." }
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Severity" } th { "Finding" } th.hide-narrow { "Where" } th { "Fix" } } }
+                    tbody {
+                        @for f in &a.findings {
+                            tr {
+                                td { (ui::badge(&field(f, "severity"))) }
+                                td { (field(f, "message")) }
+                                td.hide-narrow.mono { (field(f, "file")) @if let Some(l) = f.get("line").and_then(|v| v.as_u64()) { ":" (l) } }
+                                td { (field(f, "fix")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn about(v: &ProjectView, manifest: &str) -> Markup {
+    html! {
+        h2 { "About" }
+        dl.facts {
+            dt { "Transport" } dd { (v.transport) }
+            @if let Some(r) = &v.root { dt { "Directory" } dd.mono { (r) } }
+            @if let Some(u) = &v.plugin_url { dt { "Plugin" } dd.mono { (origin_of(u)) } }
+            @if let Some(e) = &v.env_file { dt { "Env file" } dd.mono { (e) " " span.muted { "(values never read by Agent OS)" } } }
+            dt { "Keys" } dd {
+                @if v.keys.is_empty() { span.muted { "none declared" } }
+                @for (i, k) in v.keys.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    code { (k.variable) } " (" (k.service) ")"
+                }
+            }
+            dt { "Registered" } dd { (ui::time_str(&v.created_at)) }
+            dt { "Updated" } dd { (ui::time_str(&v.updated_at)) }
+        }
+        details {
+            summary { "Manifest" }
+            pre { code { (agent_os_core::redact::redact_shapes(manifest)) } }
+        }
+    }
+}
+
+/// Scheme, host and port of a URL: the rest may carry a credential.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if scheme.is_empty() { host.to_string() } else { format!("{scheme}://{host}") }
+}
+
+async fn reload(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
+    let _ = routes::reload_project(State(st), Caller::Admin, Path(name.clone()), OptionalJson(None)).await?;
+    Ok(Redirect::to(&format!("/projects/{}", super::session::urlencode(&name))).into_response())
+}
+
+async fn resume(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
+    routes::resume_project(State(st), Caller::Admin, Path(name.clone())).await?;
+    Ok(Redirect::to(&format!("/projects/{}", super::session::urlencode(&name))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_origin_of_a_plugin_url_is_shown() {
+        assert_eq!(
+            super::origin_of("https://user:pw@api.example.test:8443/p?token=x"),
+            "https://api.example.test:8443"
+        );
+        assert_eq!(super::origin_of("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
+    }
 }

@@ -200,10 +200,15 @@ pub fn duration_ms(ms: i64) -> String {
     match ms {
         0..=999 => format!("{ms} ms"),
         1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
-        60_000..=3_599_999 => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
-        3_600_000..=86_399_999 => format!("{} h {} min", ms / 3_600_000, (ms % 3_600_000) / 60_000),
-        _ => format!("{} d {} h", ms / 86_400_000, (ms % 86_400_000) / 3_600_000),
+        60_000..=3_599_999 => two(ms / 60_000, "min", (ms % 60_000) / 1000, "s"),
+        3_600_000..=86_399_999 => two(ms / 3_600_000, "h", (ms % 3_600_000) / 60_000, "min"),
+        _ => two(ms / 86_400_000, "d", (ms % 86_400_000) / 3_600_000, "h"),
     }
+}
+
+/// `3 min 5 s`, or `10 min` when the smaller unit is zero.
+fn two(big: i64, big_unit: &str, small: i64, small_unit: &str) -> String {
+    if small == 0 { format!("{big} {big_unit}") } else { format!("{big} {big_unit} {small} {small_unit}") }
 }
 
 /// An amount of money from nanos: `$12.34` for USD, `0.0042 EUR` otherwise; small amounts keep
@@ -302,6 +307,7 @@ mod tests {
         assert_eq!(duration_ms(4200), "4.2 s");
         assert_eq!(duration_ms(185_000), "3 min 5 s");
         assert_eq!(duration_ms(7_800_000), "2 h 10 min");
+        assert_eq!(duration_ms(600_000), "10 min");
         assert_eq!(money(12_340_000_000, "USD"), "$12.34");
         assert_eq!(money(4_200_000, "USD"), "$0.0042");
         assert_eq!(money(1_000_000_000, "JPY"), "1.00 JPY");
