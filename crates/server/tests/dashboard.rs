@@ -239,6 +239,14 @@ async fn the_overview_and_project_page_show_the_projects_state() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(found, "the failed run's incident should be on the overview");
+    // All live parts at once, as the script asks for them.
+    let all = b.get("/?_fragment=*").await;
+    assert_eq!(all.status, 200);
+    let parts: serde_json::Value = serde_json::from_str(&all.body).unwrap();
+    for name in ["stats", "projects", "running", "incidents"] {
+        assert!(parts[name].as_str().is_some_and(|h| !h.is_empty()), "{name} in {parts}");
+    }
+    assert!(parts["projects"].as_str().unwrap().contains("/projects/fixture"));
     let project = b.get("/projects/fixture").await;
     for task in ["echo", "fail", "no_retry", "envdump"] {
         assert!(project.body.contains(&format!(r#"name="task" value="{task}""#)), "a run form for {task}");

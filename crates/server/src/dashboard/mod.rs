@@ -57,7 +57,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Fragment {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
-        Ok(Fragment(q.split('&').find_map(|kv| kv.strip_prefix("_fragment=").map(str::to_string))))
+        let name = q.split('&').find_map(|kv| kv.strip_prefix("_fragment="));
+        Ok(Fragment(name.map(|n| if n == "%2A" { "*".to_string() } else { n.to_string() })))
     }
 }
 

@@ -60,8 +60,20 @@ impl Page {
         self
     }
 
-    /// The whole page, or only the live part a script asked for.
+    /// The whole page, only the live part a script asked for, or (`*`) all live parts as JSON.
     pub fn respond(self, session: &Session, fragment: Option<&str>) -> Response {
+        if fragment == Some("*") {
+            // Every live part at once, as {name: html}: one render per change for the whole page.
+            let parts: serde_json::Map<String, serde_json::Value> = self
+                .parts
+                .into_iter()
+                .filter_map(|(n, m)| n.map(|n| (n.to_string(), serde_json::Value::String(m.into_string()))))
+                .collect();
+            let mut r = serde_json::Value::Object(parts).to_string().into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
         if let Some(name) = fragment {
             return match self.parts.into_iter().find(|(n, _)| *n == Some(name)) {
                 Some((_, m)) => html_response(m.into_string()),

@@ -25,26 +25,31 @@
     if (msg && !window.confirm(msg)) e.preventDefault();
   });
 
-  // Live parts: one event stream says "something changed"; each part re-fetches itself.
-  function refresh(el) {
+  // Live parts: one event stream says "something changed"; the page then asks for all of its
+  // live parts at once (?_fragment=*, a JSON object of name -> HTML) and swaps them in.
+  function refresh() {
+    var parts = document.querySelectorAll("[data-live]");
+    if (!parts.length) return Promise.resolve();
     var url = new URL(window.location.href);
-    url.searchParams.set("_fragment", el.dataset.live);
-    el.setAttribute("aria-busy", "true");
+    url.searchParams.set("_fragment", "*");
+    parts.forEach(function (el) { el.setAttribute("aria-busy", "true"); });
     return fetch(url, { credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } })
       .then(function (r) {
         if (r.status === 401) { window.location.reload(); return null; }
-        return r.ok ? r.text() : null;
+        return r.ok ? r.json() : null;
       })
-      .then(function (html) {
-        el.removeAttribute("aria-busy");
-        if (html === null) return;
-        var active = document.activeElement;
-        var keepFocus = active && el.contains(active) && active.id;
-        el.innerHTML = html;
-        localize(el);
-        if (keepFocus) { var again = document.getElementById(keepFocus); if (again) again.focus(); }
+      .then(function (map) {
+        parts.forEach(function (el) {
+          el.removeAttribute("aria-busy");
+          if (!map || typeof map[el.dataset.live] !== "string") return;
+          var active = document.activeElement;
+          var keepFocus = active && el.contains(active) && active.id;
+          el.innerHTML = map[el.dataset.live];
+          localize(el);
+          if (keepFocus) { var again = document.getElementById(keepFocus); if (again) again.focus(); }
+        });
       })
-      .catch(function () { el.removeAttribute("aria-busy"); });
+      .catch(function () { parts.forEach(function (el) { el.removeAttribute("aria-busy"); }); });
   }
 
   function startLive() {
@@ -57,7 +62,7 @@
       var wait = Math.max(0, 1000 - (Date.now() - last));
       pending = setTimeout(function () {
         pending = null; last = Date.now();
-        parts.forEach(refresh);
+        refresh();
       }, wait);
     });
   }
@@ -84,7 +89,7 @@
       });
       source.addEventListener("end", function () {
         source.close();
-        document.querySelectorAll("[data-live]").forEach(refresh);
+        refresh();
       });
     });
   }
