@@ -130,8 +130,8 @@ fn projects(cards: &[Card]) -> Markup {
         return ui::empty(
             "No projects yet.",
             html! {
-                "Register one with " code { "agent-os register PATH" } " (a directory holding "
-                code { "agent-os.yaml" } "), or try " code { "agent-os demo" } " for two example projects."
+                "Register one with " code { "agent-os project add PATH" } " (a directory holding "
+                code { "agent-os.yaml" } "), or try " code { "agent-os demo" } " for three example projects."
             },
         );
     }
@@ -158,8 +158,9 @@ fn projects(cards: &[Card]) -> Markup {
                     }
                     @for b in &c.budgets {
                         p.small {
-                            "Budget " (b.service.is_empty().then_some("").unwrap_or(&b.service)) " "
-                            (b.spent) " of " (b.limit) " " (b.currency) " (" (format!("{:.0}", b.percent)) " %)"
+                            "Budget" @if !b.service.is_empty() { " (" (b.service) ")" } ": "
+                            (ui::amount(&b.spent, &b.currency)) " of " (ui::amount(&b.limit, &b.currency))
+                            " (" (format!("{:.0}", b.percent)) " %)"
                             @if b.paused.is_some() { " " (ui::badge("paused")) }
                         }
                         (meter(b.percent))

@@ -102,7 +102,8 @@ async fn page(
         @for b in &budgets {
             p.small {
                 "Budget (" (b.period) (if b.service.is_empty() { String::new() } else { format!(", {}", b.service) }) "): "
-                (b.spent) " of " (b.limit) " " (b.currency) ", " (format!("{:.0}", b.percent)) " %, forecast " (b.forecast)
+                (ui::amount(&b.spent, &b.currency)) " of " (ui::amount(&b.limit, &b.currency)) ", " (format!("{:.0}", b.percent))
+                " %, forecast " (ui::amount(&b.forecast, &b.currency))
                 @if let Some(p) = &b.paused { " " (ui::badge("paused")) " " (p) }
             }
         }

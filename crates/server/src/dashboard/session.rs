@@ -196,8 +196,8 @@ fn login_form(has_password: bool, next: Option<&str>, error: Option<&str>, statu
                 button.primary type="submit" { "Log in" }
             }
             p.muted.small {
-                "The admin token was printed when Agent OS first started (and is in "
-                code { "HOME/admin-token" } " for the demo). "
+                "The admin token was printed when Agent OS first started; the local CLI keeps it in "
+                code { "HOME/client.json" } ". "
                 "An admin can set a password with " code { "agent-os dashboard password" } "."
             }
         }

@@ -236,6 +236,14 @@ pub fn money(nanos: i64, currency: &str) -> String {
     }
 }
 
+/// An exact decimal amount as the API gives it (`"12.5"`), shown as [`money`].
+pub fn amount(decimal: &str, currency: &str) -> String {
+    match agent_os_core::cost::parse_amount(decimal) {
+        Ok(nanos) => money(nanos, currency),
+        Err(_) => format!("{decimal} {currency}"),
+    }
+}
+
 /// A status as a coloured badge with its word (colour is never the only signal).
 pub fn badge(status: &str) -> Markup {
     let tone = match status {
