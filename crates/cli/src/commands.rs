@@ -1069,7 +1069,11 @@ async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
             if *json {
                 print_json(&t)?;
             } else {
-                println!("token for project {} (shown once; Agent OS keeps only its hash):\n{}", t.project, t.token);
+                println!(
+                    "token for project {} (shown once; Agent OS keeps only its hash):\n{}",
+                    t.project.as_deref().unwrap_or("-"),
+                    t.token
+                );
             }
         }
         TokenCmd::List { json } => {

@@ -908,11 +908,16 @@ pub struct EventQuery {
     /// Only types starting with this, e.g. `check.`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// Only this project's events.
+    pub project: Option<String>,
+    /// The id of the last event of the previous page: only older events come back.
+    pub before: Option<String>,
     /// 1 to 1000 (default 100).
     pub limit: Option<i64>,
 }
 
-/// Stored events, newest first (a project token sees its own project's).
+/// Stored events, newest first (a project token sees its own project's); page with `before`,
+/// the id of the last event seen.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery), responses((status = 200, body = [EventView])), security(("bearer" = [])))]
 pub async fn list_events(
     State(st): State<AppState>,
@@ -923,8 +928,9 @@ pub async fn list_events(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000").field("limit"));
     }
-    let own = scoped_project(&st, &caller, None).await?;
-    let events = st.engine.store().list_events(q.kind.as_deref(), own.as_deref(), limit).await?;
+    let project = scoped_project(&st, &caller, q.project).await?;
+    let events =
+        st.engine.store().list_events(q.kind.as_deref(), project.as_deref(), q.before.as_deref(), limit).await?;
     Ok(Json(
         events
             .into_iter()
@@ -985,10 +991,12 @@ pub async fn ping(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenBody {
-    /// The project the token acts for.
-    pub project: String,
+    /// The project a project token acts for (required for one, refused for an admin token).
+    pub project: Option<String>,
     /// A label, e.g. `railway-cron`.
     pub name: Option<String>,
+    /// `project` (default) or `admin` (acts for everything, as the first admin token does).
+    pub kind: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -996,8 +1004,16 @@ pub struct CreatedToken {
     pub id: String,
     /// The token itself; shown only here, once (Agent OS stores only its hash).
     pub token: String,
-    pub project: String,
+    /// `project` or `admin`.
+    #[serde(default = "project_kind")]
+    pub kind: String,
+    /// The project a project token acts for; none for an admin token.
+    pub project: Option<String>,
     pub name: String,
+}
+
+fn project_kind() -> String {
+    "project".into()
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenBody, responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
@@ -1007,16 +1023,34 @@ pub async fn create_token(
     JsonBody(body): JsonBody<CreateTokenBody>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     caller.require_admin()?;
-    let p = st.engine.project(&body.project).await?;
     let name = body.name.unwrap_or_default();
     if name.len() > 100 {
         return Err(ApiError::bad_request("name is longer than 100 characters").field("name"));
     }
-    let (token, hash) = new_token(TokenKind::Project);
-    let record = token_record(TokenKind::Project, &name, hash, Some(p.record.id.clone()), st.engine.now());
+    let (kind, project) = match (body.kind.as_deref().unwrap_or("project"), body.project) {
+        ("project", Some(p)) => {
+            let p = st.engine.project(&p).await?;
+            (TokenKind::Project, Some((p.record.id.clone(), p.record.name.clone())))
+        }
+        ("project", None) => {
+            return Err(ApiError::bad_request("a project token needs the project it acts for").field("project"));
+        }
+        ("admin", None) => (TokenKind::Admin, None),
+        ("admin", Some(_)) => {
+            return Err(
+                ApiError::bad_request("an admin token acts for every project; leave project out").field("project")
+            );
+        }
+        (other, _) => {
+            return Err(ApiError::bad_request(format!("kind is project or admin, not {other:?}")).field("kind"));
+        }
+    };
+    let (token, hash) = new_token(kind);
+    let record = token_record(kind, &name, hash, project.as_ref().map(|p| p.0.clone()), st.engine.now());
     let id = record.id.clone();
     st.engine.store().insert_token(&record).await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { id, token, project: p.record.name.clone(), name })))
+    let kind = record.kind.clone();
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, token, kind, project: project.map(|p| p.1), name })))
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]

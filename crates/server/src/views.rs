@@ -437,6 +437,8 @@ pub struct TokenView {
     pub name: String,
     pub project: Option<String>,
     pub created_at: String,
+    /// When it stops working on its own; none: never.
+    pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
 }
 
@@ -448,6 +450,7 @@ impl TokenView {
             name: t.name,
             project,
             created_at: time(t.created_at),
+            expires_at: opt_time(t.expires_at),
             revoked_at: opt_time(t.revoked_at),
         }
     }

@@ -200,7 +200,7 @@ fn written_expressions(text: &str) -> HashMap<String, (Option<String>, Option<St
     steps.into_iter().map(|(id, s)| (id, (scalar(&s["if"]), scalar(&s["for_each"])))).collect()
 }
 
-fn step_defs(def: &Workflow, text: &str) -> Vec<WorkflowStepDef> {
+pub(crate) fn step_defs(def: &Workflow, text: &str) -> Vec<WorkflowStepDef> {
     let written = written_expressions(text);
     def.steps
         .iter()

@@ -143,6 +143,17 @@ pub trait Store: Send + Sync + 'static {
     /// project is skipped. Returns (accepted, duplicates).
     async fn insert_costs(&self, records: &[NewCost]) -> Result<(i64, i64)>;
     async fn list_costs(&self, filter: &CostFilter) -> Result<Vec<CostRecord>>;
+    /// One page of the records spent in `[from, to)` (ms), oldest first by (`at`, `id`), after
+    /// the record `after` names (its `at` and `id`): a keyset cursor, so an export reads a month
+    /// of records a page at a time without ever skipping or repeating one.
+    async fn cost_page(
+        &self,
+        project: Option<&str>,
+        from: i64,
+        to: i64,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<CostRecord>>;
     /// Exact totals per group and currency, summed by the database.
     async fn cost_totals(&self, filter: &CostTotalsFilter, by: CostGroup) -> Result<Vec<CostTotal>>;
 
@@ -202,11 +213,13 @@ pub trait Store: Send + Sync + 'static {
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.
     async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool>;
-    /// Newest first; `project` keeps that project's events only.
+    /// Newest first; `project` keeps that project's events only. `before` (an event's id) is a
+    /// keyset cursor: only events older than that one come back (none for an unknown id).
     async fn list_events(
         &self,
         kind_prefix: Option<&str>,
         project: Option<&str>,
+        before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EventRecord>>;
     /// Stores an event on its own.

@@ -34,6 +34,12 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_drop_webhook_receipts.sql"),
     },
     Migration { version: 11, name: "dashboard", sql: include_str!("../migrations/sqlite/0011_dashboard.sql") },
+    Migration {
+        version: 12,
+        name: "dashboard_indexes",
+        sql: include_str!("../migrations/sqlite/0012_dashboard_indexes.sql"),
+    },
+    Migration { version: 13, name: "list_indexes", sql: include_str!("../migrations/sqlite/0013_list_indexes.sql") },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -60,6 +66,12 @@ const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0010_drop_webhook_receipts.sql"),
     },
     Migration { version: 11, name: "dashboard", sql: include_str!("../migrations/postgres/0011_dashboard.sql") },
+    Migration {
+        version: 12,
+        name: "dashboard_indexes",
+        sql: include_str!("../migrations/postgres/0012_dashboard_indexes.sql"),
+    },
+    Migration { version: 13, name: "list_indexes", sql: include_str!("../migrations/postgres/0013_list_indexes.sql") },
 ];
 
 /// FNV-1a over the text: enough to notice an edited migration.

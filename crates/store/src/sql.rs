@@ -456,6 +456,24 @@ fn cost_from(r: &AnyRow) -> Result<CostRecord, sqlx::Error> {
     })
 }
 
+/// `select` with a condition for each filter that is given (`column op $n`, the values to bind
+/// in order), then `order` and `LIMIT $last`. Leaving out the filters not given, rather than
+/// writing `($1 IS NULL OR column = $1)`, lets the planner use the index each combination has:
+/// SQLite cannot see through such an `OR`, and a rare status would then scan every row.
+fn filtered<'a>(select: &str, conditions: &[(&str, &'a Option<String>)], order: &str) -> (String, Vec<&'a str>) {
+    let mut sql = String::from(select);
+    let mut args = Vec::new();
+    for (column_op, value) in conditions {
+        if let Some(v) = value {
+            args.push(v.as_str());
+            sql.push_str(if args.len() == 1 { " WHERE " } else { " AND " });
+            sql.push_str(&format!("{column_op}${}", args.len()));
+        }
+    }
+    sql.push_str(&format!(" {order} LIMIT ${}", args.len() + 1));
+    (sql, args)
+}
+
 pub(crate) fn all<T>(rows: Vec<AnyRow>, f: impl Fn(&AnyRow) -> Result<T, sqlx::Error>) -> Result<Vec<T>> {
     rows.iter().map(|r| f(r).map_err(StoreError::from)).collect()
 }
@@ -995,18 +1013,14 @@ impl Store for SqlStore {
     }
 
     async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            run_cols!(),
-            " FROM runs WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR task = $2) AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-        ))
-        .bind(&f.project)
-        .bind(&f.task)
-        .bind(&f.status)
-        .bind(&f.before)
-        .bind(f.limit.clamp(1, 1000))
-        .fetch_all(&self.read)
-        .await?;
+        let conditions =
+            [("project = ", &f.project), ("task = ", &f.task), ("status = ", &f.status), ("id < ", &f.before)];
+        let (sql, args) = filtered(concat!("SELECT ", run_cols!(), " FROM runs"), &conditions, "ORDER BY id DESC");
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        let rows = q.bind(f.limit.clamp(1, 1000)).fetch_all(&self.read).await?;
         all(rows, run_from)
     }
 
@@ -1432,9 +1446,14 @@ impl Store for SqlStore {
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query(concat!("SELECT ", token_cols!(), " FROM tokens WHERE kind <> 'run' ORDER BY id"))
-            .fetch_all(&self.read)
-            .await?;
+        // Run tokens (one per attempt) far outnumber these: read the two kinds from the index.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_cols!(),
+            " FROM tokens WHERE kind IN ('admin', 'project') ORDER BY id"
+        ))
+        .fetch_all(&self.read)
+        .await?;
         all(rows, token_from)
     }
 
@@ -1591,39 +1610,97 @@ impl Store for SqlStore {
         Ok((accepted, records.len() as i64 - accepted))
     }
 
-    async fn list_costs(&self, f: &CostFilter) -> Result<Vec<CostRecord>> {
+    async fn cost_page(
+        &self,
+        project: Option<&str>,
+        from: i64,
+        to: i64,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<CostRecord>> {
+        // Without a cursor the page starts at `from`; `id > ''` holds for every record.
+        let (start, after_id) = match after {
+            Some((at, id)) => (at.max(from), if at >= from { id } else { "" }),
+            None => (from, ""),
+        };
         let rows = sqlx::query(concat!(
             "SELECT ",
             cost_cols!(),
-            " FROM cost_records WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR run_id = $2) ORDER BY at DESC, id DESC LIMIT $3"
+            " FROM cost_records WHERE ($1 IS NULL OR project = $1) AND at >= $2 AND at < $3 AND (at > $2 OR id > $4) ORDER BY at, id LIMIT $5"
         ))
-        .bind(&f.project)
-        .bind(&f.run_id)
-        .bind(f.limit.clamp(1, 10_000))
+        .bind(project)
+        .bind(start)
+        .bind(to)
+        .bind(after_id)
+        .bind(limit.clamp(1, 10_000))
         .fetch_all(&self.read)
         .await?;
         all(rows, cost_from)
     }
 
-    async fn cost_totals(&self, f: &CostTotalsFilter, by: CostGroup) -> Result<Vec<CostTotal>> {
-        macro_rules! totals {
-            ($group:literal) => {
-                concat!(
-                    "SELECT ",
-                    $group,
-                    ", currency, CAST(SUM(amount_nanos) AS BIGINT), COUNT(*), CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT), CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT) FROM cost_records WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2) AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) GROUP BY 1, 2 ORDER BY 1, 2"
-                )
-            };
+    async fn list_costs(&self, f: &CostFilter) -> Result<Vec<CostRecord>> {
+        let conditions = [("project = ", &f.project), ("run_id = ", &f.run_id)];
+        let (sql, args) =
+            filtered(concat!("SELECT ", cost_cols!(), " FROM cost_records"), &conditions, "ORDER BY at DESC, id DESC");
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
         }
-        let sql = match by {
-            CostGroup::Project => totals!("project"),
-            CostGroup::Service => totals!("service"),
-            CostGroup::Key => totals!("COALESCE(key_name, '')"),
-            CostGroup::Model => totals!("COALESCE(model, '')"),
-            CostGroup::Day => totals!("CAST(at / 86400000 AS BIGINT) * 86400000"),
+        let rows = q.bind(f.limit.clamp(1, 10_000)).fetch_all(&self.read).await?;
+        all(rows, cost_from)
+    }
+
+    async fn cost_totals(&self, f: &CostTotalsFilter, by: CostGroup) -> Result<Vec<CostTotal>> {
+        /// The UTC days wholly inside [from, to) and not before 1970, as [first, last); an empty
+        /// range at `to` when there is none.
+        fn whole_days(from: i64, to: i64) -> (i64, i64) {
+            let day = i128::from(DAY_MS);
+            let first = (i128::from(from.max(0)) + day - 1).div_euclid(day) * day;
+            let last = i128::from(to).div_euclid(day) * day;
+            if first < last { (first as i64, last as i64) } else { (to, to) }
+        }
+        // The records' own columns for each grouping; the daily rollup holds project, service
+        // and day (and currency) only, so key and model are summed from the records.
+        let (raw_group, daily_group) = match by {
+            CostGroup::Project => ("project", Some("project")),
+            CostGroup::Service => ("service", Some("service")),
+            CostGroup::Key => ("COALESCE(key_name, '')", None),
+            CostGroup::Model => ("COALESCE(model, '')", None),
+            CostGroup::Day => ("CAST(at / 86400000 AS BIGINT) * 86400000", Some("day")),
         };
-        let rows =
-            sqlx::query(sql).bind(&f.project).bind(&f.service).bind(f.from).bind(f.to).fetch_all(&self.read).await?;
+        let (from, to) = (f.from.unwrap_or(i64::MIN), f.to.unwrap_or(i64::MAX));
+        // Whole UTC days inside [from, to) come from `cost_daily` (kept by `insert_costs` in the
+        // same transaction as the records); the partial days at either edge, and anything before
+        // 1970 (whose day the rollup and SQL's division round differently), from the records.
+        // The parts are added up by the database, grouped and ordered as one scan would be.
+        let (days_from, days_to) = match daily_group {
+            Some(_) => whole_days(from, to),
+            None => (to, to),
+        };
+        let raw = |range: &str| {
+            format!(
+                "SELECT {raw_group} AS g, currency AS c, SUM(amount_nanos) AS a, COUNT(*) AS n, SUM(COALESCE(tokens_in, 0)) AS ti, SUM(COALESCE(tokens_out, 0)) AS tx FROM cost_records WHERE {range} AND ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2) GROUP BY 1, 2"
+            )
+        };
+        let mut parts = vec![raw("at >= $3 AND at < $5"), raw("at >= $6 AND at < $4")];
+        if let Some(g) = daily_group {
+            parts.push(format!(
+                "SELECT {g} AS g, currency AS c, SUM(amount_nanos) AS a, SUM(records) AS n, SUM(tokens_in) AS ti, SUM(tokens_out) AS tx FROM cost_daily WHERE day >= $5 AND day < $6 AND ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2) GROUP BY 1, 2"
+            ));
+        }
+        let sql = format!(
+            "SELECT g, c, CAST(SUM(a) AS BIGINT), CAST(SUM(n) AS BIGINT), CAST(SUM(ti) AS BIGINT), CAST(SUM(tx) AS BIGINT) FROM ({}) parts GROUP BY g, c ORDER BY g, c",
+            parts.join(" UNION ALL ")
+        );
+        let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql))
+            .bind(&f.project)
+            .bind(&f.service)
+            .bind(from)
+            .bind(to)
+            .bind(days_from)
+            .bind(days_to)
+            .fetch_all(&self.read)
+            .await?;
         all(rows, |r| {
             let group = match by {
                 CostGroup::Day => r.try_get::<i64, _>(0)?.to_string(),
@@ -1852,15 +1929,17 @@ impl Store for SqlStore {
     }
 
     async fn list_notifications(&self, project: Option<&str>, limit: i64) -> Result<Vec<NotificationRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            notification_cols!(),
-            " FROM notifications WHERE ($1 IS NULL OR project = $1) ORDER BY created_at DESC, id DESC LIMIT $2"
-        ))
-        .bind(project)
-        .bind(limit.clamp(1, 1000))
-        .fetch_all(&self.read)
-        .await?;
+        let project = project.map(str::to_string);
+        let (sql, args) = filtered(
+            concat!("SELECT ", notification_cols!(), " FROM notifications"),
+            &[("project = ", &project)],
+            "ORDER BY created_at DESC, id DESC",
+        );
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        let rows = q.bind(limit.clamp(1, 1000)).fetch_all(&self.read).await?;
         all(rows, notification_from)
     }
 
@@ -1873,15 +1952,17 @@ impl Store for SqlStore {
     }
 
     async fn list_deliveries(&self, notification_id: Option<&str>, limit: i64) -> Result<Vec<DeliveryRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            delivery_cols!(),
-            " FROM deliveries WHERE ($1 IS NULL OR notification_id = $1) ORDER BY id DESC LIMIT $2"
-        ))
-        .bind(notification_id)
-        .bind(limit.clamp(1, 1000))
-        .fetch_all(&self.read)
-        .await?;
+        let notification_id = notification_id.map(str::to_string);
+        let (sql, args) = filtered(
+            concat!("SELECT ", delivery_cols!(), " FROM deliveries"),
+            &[("notification_id = ", &notification_id)],
+            "ORDER BY id DESC",
+        );
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        let rows = q.bind(limit.clamp(1, 1000)).fetch_all(&self.read).await?;
         all(rows, delivery_from)
     }
 
@@ -2135,16 +2216,23 @@ impl Store for SqlStore {
     }
 
     async fn list_incidents(&self, open_only: bool, project: Option<&str>, limit: i64) -> Result<Vec<IncidentRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            incident_cols!(),
-            " FROM incidents WHERE ($1 = 0 OR status = 'open') AND ($2 IS NULL OR project = $2) ORDER BY opened_at DESC, id DESC LIMIT $3"
-        ))
-        .bind(i64::from(open_only))
-        .bind(project)
-        .bind(limit.clamp(1, 1000))
-        .fetch_all(&self.read)
-        .await?;
+        // The open ones in a statement of their own, which the partial index of open incidents
+        // serves however many resolved ones have piled up (`($1 = 0 OR status = 'open')` would
+        // read them all).
+        let sql = if open_only {
+            concat!(
+                "SELECT ",
+                incident_cols!(),
+                " FROM incidents WHERE status = 'open' AND ($1 IS NULL OR project = $1) ORDER BY opened_at DESC, id DESC LIMIT $2"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                incident_cols!(),
+                " FROM incidents WHERE ($1 IS NULL OR project = $1) ORDER BY opened_at DESC, id DESC LIMIT $2"
+            )
+        };
+        let rows = sqlx::query(sql).bind(project).bind(limit.clamp(1, 1000)).fetch_all(&self.read).await?;
         all(rows, incident_from)
     }
 
@@ -2460,14 +2548,66 @@ impl Store for SqlStore {
         &self,
         kind_prefix: Option<&str>,
         project: Option<&str>,
+        before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EventRecord>> {
-        let rows = sqlx::query("SELECT id, type, project, subject, data, at FROM events WHERE ($1 IS NULL OR type LIKE $1 || '%') AND ($3 IS NULL OR project = $3) ORDER BY at DESC, id DESC LIMIT $2")
-            .bind(kind_prefix)
-            .bind(limit.clamp(1, 1000))
-            .bind(project)
-            .fetch_all(&self.read)
-            .await?;
+        let cursor = match before {
+            None => None,
+            Some(id) => {
+                let row =
+                    sqlx::query("SELECT at FROM events WHERE id = $1").bind(id).fetch_optional(&self.read).await?;
+                match row {
+                    Some(r) => Some((r.try_get::<i64, _>(0)?, id)),
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        // Only the filters given are written, so each combination reads from its index (see
+        // `filtered`). The type prefix is exact and case-sensitive, which `LIKE` (case-insensitive,
+        // with `_` and `%` as wildcards) was not; on SQLite it is a range an index can serve.
+        let prefix = kind_prefix.filter(|p| !p.is_empty());
+        let mut sql = String::from("SELECT id, type, project, subject, data, at FROM events WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        // SQLite compares text byte by byte, so the range is exact there; PostgreSQL's collation
+        // may not be, so it compares the type's start instead.
+        let range = self.backend == Backend::Sqlite;
+        if prefix.is_some() {
+            if range {
+                sql.push_str(&format!(" AND type >= ${} AND type < ${}", next(), next()));
+            } else {
+                let k = next();
+                sql.push_str(&format!(" AND left(type, length(${k})) = ${k}"));
+            }
+        }
+        if project.is_some() {
+            sql.push_str(&format!(" AND project = ${}", next()));
+        }
+        if cursor.is_some() {
+            // After the cursor event in (at, id) order; `at <= cursor` on its own lets the index
+            // start the scan at the cursor instead of walking every newer event.
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(" AND at <= ${a} AND (at < ${b} OR id < ${c})"));
+        }
+        sql.push_str(&format!(" ORDER BY at DESC, id DESC LIMIT ${}", next()));
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        if let Some(p) = prefix {
+            q = q.bind(p.to_string());
+            if range {
+                q = q.bind(format!("{p}\u{10FFFF}"));
+            }
+        }
+        if let Some(p) = project {
+            q = q.bind(p.to_string());
+        }
+        if let Some((at, id)) = cursor {
+            q = q.bind(at).bind(at).bind(id.to_string());
+        }
+        let q = q.bind(limit.clamp(1, 1000));
+        let rows = q.fetch_all(&self.read).await?;
         all(rows, crate::workflows::event_from)
     }
 

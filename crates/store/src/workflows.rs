@@ -219,16 +219,33 @@ impl SqlStore {
         active_only: bool,
         limit: i64,
     ) -> Result<Vec<WorkflowRunRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            wf_run_cols!(),
-            " FROM workflow_runs WHERE ($1 IS NULL OR workflow = $1) AND ($2 = 0 OR status IN ('queued', 'running')) ORDER BY created_at DESC, id DESC LIMIT $3"
-        ))
-        .bind(workflow)
-        .bind(i64::from(active_only))
-        .bind(limit.clamp(1, 10_000))
-        .fetch_all(&self.read)
-        .await?;
+        // One statement per shape, without `($1 IS NULL OR …)`, so each reads its index newest
+        // first (SQLite cannot use an index through such an `OR`).
+        let active = if active_only { " AND status IN ('queued', 'running')" } else { "" };
+        let rows = match workflow {
+            Some(w) => {
+                let sql = format!(
+                    concat!(
+                        "SELECT ",
+                        wf_run_cols!(),
+                        " FROM workflow_runs WHERE workflow = $1{} ORDER BY created_at DESC, id DESC LIMIT $2"
+                    ),
+                    active
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(w).bind(limit.clamp(1, 10_000)).fetch_all(&self.read).await?
+            }
+            None => {
+                let sql = format!(
+                    concat!(
+                        "SELECT ",
+                        wf_run_cols!(),
+                        " FROM workflow_runs WHERE 1 = 1{} ORDER BY created_at DESC, id DESC LIMIT $1"
+                    ),
+                    active
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit.clamp(1, 10_000)).fetch_all(&self.read).await?
+            }
+        };
         all(rows, wf_run_from)
     }
 

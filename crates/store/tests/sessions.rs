@@ -98,7 +98,7 @@ async fn sessions_on_postgres() {
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
     let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
     {
-        let store = SqlStore::open(&StoreOptions::new(&format!("{base}/{name}")), 1_000).await.expect("open postgres");
+        let store = SqlStore::open(&StoreOptions::new(format!("{base}/{name}")), 1_000).await.expect("open postgres");
         story(&store).await;
         store.close().await;
     }

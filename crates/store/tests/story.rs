@@ -513,8 +513,11 @@ async fn story(s: &dyn Store) {
         !s.set_check_state(&first.id, "late", &event("check.late", 31)).await.unwrap(),
         "no event without a change"
     );
-    let events = s.list_events(Some("check."), None, 10).await.unwrap();
+    let events = s.list_events(Some("check."), None, None, 10).await.unwrap();
     assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["check.late", "check.up"]);
+    let older = s.list_events(Some("check."), None, Some(&events[0].id), 10).await.unwrap();
+    assert_eq!(older.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["check.up"], "the page after the cursor");
+    assert!(s.list_events(None, None, Some("no-such-event"), 10).await.unwrap().is_empty());
 
     // A group of pings in one transaction: each check's row ends as its last ping says, with
     // the last duration any of them had, and every state change's event.
@@ -539,7 +542,19 @@ async fn story(s: &dyn Store) {
         (after.state.as_str(), after.last_ping_at, after.last_duration_ms, after.state_changed_at),
         ("up", Some(41), Some(7), Some(41))
     );
-    assert_eq!(s.list_events(Some("check.up"), None, 10).await.unwrap().len(), 2);
+    assert_eq!(s.list_events(Some("check.up"), None, None, 10).await.unwrap().len(), 2);
+    // A type prefix is exact: `_` and `%` are themselves, and case counts. A project filter
+    // keeps that project's events.
+    for (kind, project) in [("mix_a.x", "p1"), ("mixba.y", "p1"), ("MIX_A.z", "p2"), ("mix%a.w", "p2")] {
+        let mut e = event(kind, 50);
+        e.project = Some(project.into());
+        s.insert_event(&e).await.unwrap();
+    }
+    let kinds = |v: Vec<EventRecord>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(kinds(s.list_events(Some("mix_a."), None, None, 10).await.unwrap()), ["mix_a.x"]);
+    assert_eq!(kinds(s.list_events(Some("mix%"), None, None, 10).await.unwrap()), ["mix%a.w"]);
+    assert_eq!(kinds(s.list_events(Some("mix"), Some("p2"), None, 10).await.unwrap()), ["mix%a.w"]);
+    assert_eq!(s.list_events(None, Some("p1"), None, 10).await.unwrap().len(), 2);
 
     // Nodes and settings.
     let node = NodeRecord { id: "n1".into(), hostname: "h".into(), pid: 1, started_at: 1, heartbeat_at: 1 };

@@ -52,6 +52,8 @@ pub struct Server {
     pub url: String,
     pub token: String,
     home: tempfile::TempDir,
+    bin: PathBuf,
+    database_url: Option<String>,
 }
 
 impl Server {
@@ -66,21 +68,20 @@ impl Server {
             std::fs::write(home.path().join("config.yaml"), text)?;
         }
         let token = random_hex(24)?;
-        let log = std::fs::File::create(home.path().join("serve.log"))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve").arg("--home").arg(home.path()).args(["--bind", "127.0.0.1:0"]);
-        if let Some(url) = database_url {
-            cmd.args(["--database-url", url]);
-        }
-        cmd.env("AGENT_OS_ADMIN_TOKEN", &token)
-            .env_remove("AGENT_OS_DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut server = Server { child, url: String::new(), token, home };
+        let child = spawn(bin, home.path(), database_url, &token)?;
+        let (bin, database_url) = (bin.to_path_buf(), database_url.map(str::to_string));
+        let mut server = Server { child, url: String::new(), token, home, bin, database_url };
         server.wait_ready().await.map_err(|e| anyhow!("{e}\n--- serve.log ---\n{}", server.log()))?;
         Ok(server)
+    }
+
+    /// Stops the server and starts it again in the same home, with the same database and token
+    /// (e.g. after the bench wrote to its database directly).
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        std::fs::remove_file(self.home.path().join("client.json")).ok();
+        self.child = spawn(&self.bin, self.home.path(), self.database_url.as_deref(), &self.token)?;
+        self.wait_ready().await.map_err(|e| anyhow!("{e}\n--- serve.log ---\n{}", self.log()))
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
@@ -190,6 +191,22 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `agent-os serve` in `home` on a free loopback port, its output appended to `serve.log`.
+fn spawn(bin: &Path, home: &Path, database_url: Option<&str>, token: &str) -> Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(home.join("serve.log"))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve").arg("--home").arg(home).args(["--bind", "127.0.0.1:0"]);
+    if let Some(url) = database_url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.env("AGENT_OS_ADMIN_TOKEN", token)
+        .env_remove("AGENT_OS_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))
 }
 
 impl Drop for Server {

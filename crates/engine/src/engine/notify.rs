@@ -385,8 +385,11 @@ impl Engine {
     }
 
     async fn store_outcome(&self, outcome: &DeliveryOutcome) {
-        if let Err(e) = self.store.finish_delivery(outcome).await {
-            tracing::warn!(error = %e, delivery = %outcome.id, "delivery outcome not stored; it is tried again");
+        match self.store.finish_delivery(outcome).await {
+            Ok(()) => self.touch(),
+            Err(e) => {
+                tracing::warn!(error = %e, delivery = %outcome.id, "delivery outcome not stored; it is tried again")
+            }
         }
     }
 
@@ -640,7 +643,8 @@ impl Engine {
             Refused::Network(format!(
                 "{}: {}",
                 ch.display,
-                if e.is_timeout() { "timed out".to_string() } else { e.to_string() }
+                // Without the URL: a channel's path or query is often its secret.
+                if e.is_timeout() { "timed out".to_string() } else { e.without_url().to_string() }
             ))
         })?;
         let status = resp.status().as_u16();
