@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod dashboard;
 mod discover;
 mod exec;
 mod home;
@@ -151,6 +152,9 @@ enum Command {
     /// Create, list or revoke API tokens.
     #[command(subcommand)]
     Token(commands::TokenCmd),
+    /// The web dashboard: `dashboard password` sets its login password (read from stdin) or clears it.
+    #[command(subcommand)]
+    Dashboard(dashboard::DashboardCmd),
     /// Cron tools: `cron next EXPR` prints when an expression fires (no server needed).
     #[command(subcommand)]
     Cron(CronCmd),
@@ -306,6 +310,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             incidents::maintenance(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, m)
                 .await
         }
+        Command::Dashboard(d) => {
+            dashboard::run(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, d).await
+        }
         Command::Event(e) => {
             workflows::event(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, e).await
         }
@@ -366,6 +373,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Ack(_)
         | Command::Health(_)
         | Command::Maintenance(_)
+        | Command::Dashboard(_)
         | Command::Keys(_)
         | Command::Event(_)
         | Command::Workflow(_)

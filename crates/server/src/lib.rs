@@ -7,6 +7,7 @@ mod alerting;
 mod auth;
 mod body;
 pub mod dashboard;
+mod dashboard_api;
 mod error;
 mod metrics;
 mod routes;
@@ -74,6 +75,7 @@ impl Default for ServerOptions {
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
+        dashboard_api::put_password, dashboard_api::delete_password,
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
         workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
     ),
@@ -168,6 +170,10 @@ pub fn router(state: AppState) -> Router {
         .route("/workflows/{name}/runs", post(workflows::start_workflow))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
+        .route(
+            "/dashboard/password",
+            axum::routing::put(dashboard_api::put_password).delete(dashboard_api::delete_password),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
