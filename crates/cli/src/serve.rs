@@ -192,7 +192,7 @@ impl Running {
 pub async fn serve(home: &Path, flags: &ServeFlags) -> Result<()> {
     let running = start(home, flags).await?;
     println!("Agent OS {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
-    println!("dashboard: {}/ (log in with the admin token)", running.url.trim_end_matches('/'));
+    println!("dashboard: {}/", running.url.trim_end_matches('/'));
     println!("home: {}", home.display());
     if let Some(token) = &running.new_admin_token {
         println!(

@@ -62,7 +62,7 @@ fn fill(route: &str) -> String {
     while let Some(a) = rest.find('{') {
         s.push_str(&rest[..a]);
         let b = rest[a..].find('}').unwrap() + a;
-        s.push_str("x");
+        s.push('x');
         rest = &rest[b + 1..];
     }
     s.push_str(rest);
@@ -199,6 +199,12 @@ async fn hostile_text_is_escaped_on_every_page() {
         }
         let page = b.get(&path).await;
         assert!(page.status < 500, "GET {path}: {} {}", page.status, page.body);
+        let html = page.headers.get("content-type").is_some_and(|t| t.to_str().unwrap().starts_with("text/html"));
+        if !html {
+            // A download (the costs CSV) carries the data as stored; it is never rendered.
+            assert_eq!(page.headers["x-content-type-options"], "nosniff", "GET {path}");
+            continue;
+        }
         assert!(!page.body.contains("<script>alert"), "GET {path} let a script through");
         assert!(!page.body.contains("<img src=x"), "GET {path} let an element through");
         if page.status == 200 {
@@ -271,10 +277,6 @@ async fn runs_filter_and_page_and_a_run_can_be_cancelled_and_run_again() {
     s.run("fixture", "no_retry", json!({})).await;
     let b = s.browser().await;
     let failed = b.get("/runs?status=failed").await;
-    assert_eq!(
-        failed.body.matches(r#"href="/runs/0"#).count() + failed.body.matches(r#"href="/runs/"#).count() > 0,
-        true
-    );
     assert!(failed.body.contains("fixture.no_retry") && !failed.body.contains("fixture.echo"), "{}", failed.body);
     let bad = b.get("/runs?status=nonsense").await;
     assert_eq!(bad.status, 400);

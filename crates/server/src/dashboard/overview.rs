@@ -248,7 +248,10 @@ fn next_fires(t: &crate::Timeline) -> Markup {
     if t.fires.is_empty() {
         return ui::empty(
             "Nothing is scheduled in the next 24 hours.",
-            html! { "Add " code { "schedule:" } " to a task in a project's manifest, or let Agent OS find the project's cron, launchd or Railway jobs." },
+            html! {
+                "List them under " code { "schedules:" } " in a project's manifest (" code { "- { task: NAME, cron: \"0 9 * * *\" }" } "), or register the cron, launchd or Railway jobs a project keeps with "
+                code { "agent-os schedules discover DIR --register" } "."
+            },
         );
     }
     let clashing: std::collections::HashSet<usize> =

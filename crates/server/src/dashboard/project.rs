@@ -156,7 +156,7 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
         h2 { "Schedules and checks" }
         @if v.schedules.is_empty() && checks.is_empty() {
             (ui::empty("No schedules.", html! {
-                "Give a task a " code { "schedule:" } " in the manifest, or register the project's own cron, launchd or Railway jobs with "
+                "List them under " code { "schedules:" } " in the manifest, or register the project's own cron, launchd or Railway jobs with "
                 code { "agent-os schedules discover DIR --register" } "."
             }))
         } @else {
@@ -178,16 +178,16 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
             }
             @if !checks.is_empty() {
                 h3 { "Heartbeat checks" }
+                p.small.muted { "A check's ping URL is its secret, so it is not shown here; " code { "agent-os checks" } " prints it." }
                 div.table-wrap {
                     table {
-                        thead { tr { th { "Check" } th { "State" } th { "Last ping" } th.hide-narrow { "Ping URL" } } }
+                        thead { tr { th { "Check" } th { "State" } th { "Last ping" } } }
                         tbody {
                             @for c in checks {
                                 tr class=[(c.state == "late" || c.state == "down").then_some("flag")] {
                                     td { (c.slug) @if !c.description.is_empty() { br; span.small.muted { (c.description) } } }
                                     td { (ui::badge(&c.state)) }
                                     td { (ui::opt_time_str(c.last_ping_at.as_deref())) }
-                                    td.hide-narrow { details { summary { "show" } code.small { (c.ping_url) } } }
                                 }
                             }
                         }

@@ -178,7 +178,7 @@ pub struct LoginQuery {
 }
 
 pub async fn login_page(State(st): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
-    let has_password = matches!(st.engine.store().get_setting(PASSWORD_SETTING).await, Ok(Some(_)));
+    let has_password = matches!(st.engine.store().get_setting(PASSWORD_SETTING).await, Ok(Some(v)) if !v.is_empty());
     login_form(has_password, q.next.as_deref(), None, StatusCode::OK)
 }
 
@@ -232,7 +232,7 @@ fn note_failure() {
 
 pub async fn login(State(st): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
     let store = st.engine.store();
-    let has_password = matches!(store.get_setting(PASSWORD_SETTING).await, Ok(Some(_)));
+    let has_password = matches!(store.get_setting(PASSWORD_SETTING).await, Ok(Some(v)) if !v.is_empty());
     let next = form.next.as_deref();
     if cross_site(&headers) {
         return login_form(

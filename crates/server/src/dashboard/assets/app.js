@@ -27,6 +27,15 @@
 
   // Live parts: one event stream says "something changed"; the page then asks for all of its
   // live parts at once (?_fragment=*, a JSON object of name -> HTML) and swaps them in.
+  // What a <details> is about, so one opened by the reader stays open across a refresh.
+  function detailsKey(d) {
+    var holder = d.closest("[id],[data-event],[data-incident],[data-step],[data-channel]");
+    var who = holder ? (holder.id || holder.getAttribute("data-event") || holder.getAttribute("data-incident") ||
+      holder.getAttribute("data-step") || holder.getAttribute("data-channel")) : "";
+    var summary = d.querySelector("summary");
+    return who + "|" + (summary ? summary.textContent : "");
+  }
+
   function refresh() {
     var parts = document.querySelectorAll("[data-live]");
     if (!parts.length) return Promise.resolve();
@@ -44,7 +53,10 @@
           if (!map || typeof map[el.dataset.live] !== "string") return;
           var active = document.activeElement;
           var keepFocus = active && el.contains(active) && active.id;
+          var open = {};
+          el.querySelectorAll("details[open]").forEach(function (d) { open[detailsKey(d)] = true; });
           el.innerHTML = map[el.dataset.live];
+          el.querySelectorAll("details").forEach(function (d) { if (open[detailsKey(d)]) d.open = true; });
           localize(el);
           if (keepFocus) { var again = document.getElementById(keepFocus); if (again) again.focus(); }
         });
