@@ -7,6 +7,9 @@
 //! `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
 
 use agent_os_store::*;
+
+mod common;
+use common::PgDatabase;
 use sqlx::Row;
 
 const DAY: i64 = 86_400_000;
@@ -316,36 +319,15 @@ async fn dashboard_queries_equal_a_scan_on_sqlite() {
 
 #[tokio::test]
 async fn dashboard_queries_equal_a_scan_on_postgres() {
-    let admin_url = match std::env::var("AGENT_OS_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but AGENT_OS_TEST_POSTGRES_URL is not set: the PostgreSQL test must run in CI");
-            }
-            eprintln!(
-                "NOTE: the PostgreSQL dashboard queries test was not run: set AGENT_OS_TEST_POSTGRES_URL=postgres://…"
-            );
-            return;
-        }
-    };
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL is unreachable");
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url).to_string();
     for story in 0..2 {
-        let name = format!("aos_test_{}", agent_os_core::id::new_id().replace('-', ""));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-        let url = format!("{base}/{name}");
+        let Some(db) = PgDatabase::create().await else { return };
         if story == 0 {
-            rollup_on(&url).await;
+            rollup_on(&db.url).await;
         } else {
-            let store = SqlStore::open(&StoreOptions::new(&url), 1_000).await.expect("open postgres");
+            let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
             filter_story(&store).await;
             store.close().await;
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&admin)
-            .await
-            .unwrap();
+        db.drop_it().await;
     }
-    admin.close().await;
 }

@@ -4,6 +4,9 @@
 
 use agent_os_store::*;
 
+mod common;
+use common::PgDatabase;
+
 const NOW: i64 = 1_764_000_000_000;
 
 fn token(id: &str) -> TokenRecord {
@@ -82,29 +85,9 @@ async fn sessions_on_sqlite() {
 
 #[tokio::test]
 async fn sessions_on_postgres() {
-    let admin_url = match std::env::var("AGENT_OS_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but AGENT_OS_TEST_POSTGRES_URL is not set: the PostgreSQL test must run in CI");
-            }
-            eprintln!("NOTE: the PostgreSQL session test was not run: set AGENT_OS_TEST_POSTGRES_URL=postgres://…");
-            return;
-        }
-    };
-    sqlx::any::install_default_drivers();
-    let name = format!("aos_test_{}", agent_os_core::id::new_id().replace('-', ""));
-    let admin = sqlx::AnyPool::connect(&admin_url).await.expect("PostgreSQL is unreachable");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
-    {
-        let store = SqlStore::open(&StoreOptions::new(format!("{base}/{name}")), 1_000).await.expect("open postgres");
-        story(&store).await;
-        store.close().await;
-    }
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
+    let Some(db) = PgDatabase::create().await else { return };
+    let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
+    story(&store).await;
+    store.close().await;
+    db.drop_it().await;
 }

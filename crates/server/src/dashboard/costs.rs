@@ -90,10 +90,6 @@ fn today(now_ms: i64) -> Date {
         .date()
 }
 
-fn some(v: &Option<String>) -> Option<String> {
-    v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
 /// The range the filter asks for, or this month and why the asked one could not be used.
 fn resolve(f: &CostsFilter, today: Date) -> (Range, Option<String>) {
     let month = || {
@@ -105,13 +101,13 @@ fn resolve(f: &CostsFilter, today: Date) -> (Range, Option<String>) {
         from: today.checked_sub((days - 1).days()).unwrap_or(today),
         to: today.tomorrow().unwrap_or(today),
     };
-    let custom = some(&f.from).is_some() || some(&f.to).is_some();
+    let custom = ui::given(&f.from).is_some() || ui::given(&f.to).is_some();
     match f.range.as_deref().map(str::trim) {
         Some("7d") => (back(7, "7d"), None),
         Some("30d") => (back(30, "30d"), None),
         Some("custom") | None | Some("") if custom || f.range.as_deref() == Some("custom") => {
             let parse = |v: &Option<String>, what: &str| -> Result<Date, String> {
-                let text = some(v).ok_or_else(|| format!("give the {what} day of the custom range"))?;
+                let text = ui::given(v).ok_or_else(|| format!("give the {what} day of the custom range"))?;
                 text.parse::<Date>().map_err(|_| format!("{text:?} is not a day such as 2026-11-01"))
             };
             let checked = parse(&f.from, "first").and_then(|from| {
@@ -154,7 +150,7 @@ pub async fn page(
 ) -> PageResult {
     let today = today(st.engine.now());
     let (range, problem) = resolve(&f, today);
-    let project = some(&f.project);
+    let project = ui::given(&f.project);
     let by_day = summary(&st, "day", &range, &project).await?;
     let by_project = summary(&st, "project", &range, &project).await?;
     let by_service = summary(&st, "service", &range, &project).await?;
@@ -206,14 +202,9 @@ fn filters(f: &CostsFilter, r: &Range, project: Option<&str>, projects: &[String
                     }
                 }
             }
-            label { "From" input type="date" name="from" value=[custom.then(|| r.from.to_string()).or_else(|| some(&f.from))]; }
-            label { "To" input type="date" name="to" value=[custom.then(|| r.last_day().to_string()).or_else(|| some(&f.to))]; }
-            label { "Project"
-                select name="project" {
-                    option value="" { "All" }
-                    @for p in projects { option value=(p) selected[project == Some(p.as_str())] { (p) } }
-                }
-            }
+            label { "From" input type="date" name="from" value=[custom.then(|| r.from.to_string()).or_else(|| ui::given(&f.from))]; }
+            label { "To" input type="date" name="to" value=[custom.then(|| r.last_day().to_string()).or_else(|| ui::given(&f.to))]; }
+            (ui::project_select(projects.iter().map(String::as_str), project))
             button type="submit" { "Show" }
         }
         p.small.muted { "From and To are used when the range is “From … to …”. Days are UTC." }
@@ -445,21 +436,6 @@ fn amount(text: &str, currency: &str) -> String {
     }
 }
 
-/// A horizontal bar for a budget's percentage (an SVG: the page allows no inline styles).
-fn meter(percent: f64) -> Markup {
-    let w = percent.clamp(0.0, 100.0);
-    let tone = if percent >= 100.0 {
-        "var(--bad)"
-    } else if percent >= 80.0 {
-        "var(--warn)"
-    } else {
-        "var(--good)"
-    };
-    ui::trusted(format!(
-        r#"<svg class="budget-meter" viewBox="0 0 100 6" width="100" height="6" preserveAspectRatio="none" aria-hidden="true"><rect width="100" height="6" rx="3" fill="var(--neutral-bg)"/><rect width="{w:.2}" height="6" rx="3" fill="{tone}"/></svg>"#
-    ))
-}
-
 fn budget_table(session: &Session, budgets: &[BudgetView]) -> Markup {
     if budgets.is_empty() {
         return ui::empty(
@@ -489,7 +465,7 @@ fn budget_table(session: &Session, budgets: &[BudgetView]) -> Markup {
                             td.hide-narrow { (b.period) br; span.small.muted { "until " (ui::time_str(&b.period_end)) } }
                             td.num { (amount(&b.spent, &b.currency)) }
                             td.num { (amount(&b.limit, &b.currency)) }
-                            td.used { span.pct { (format!("{:.0}", b.percent)) " %" } " " (meter(b.percent)) }
+                            td.used { span.pct { (format!("{:.0}", b.percent)) " %" } " " (ui::meter(b.percent)) }
                             td.num.hide-narrow { (amount(&b.forecast, &b.currency)) }
                             td.hide-narrow.small {
                                 @for (i, t) in b.thresholds.iter().enumerate() {
@@ -569,7 +545,7 @@ pub struct CsvQuery {
 }
 
 fn instant(v: &Option<String>, field: &str) -> Result<Option<i64>, ApiError> {
-    let Some(t) = some(v) else { return Ok(None) };
+    let Some(t) = ui::given(v) else { return Ok(None) };
     if let Ok(ts) = t.parse::<jiff::Timestamp>() {
         return Ok(Some(ts.as_millisecond()));
     }
@@ -649,7 +625,7 @@ pub async fn csv(State(st): State<AppState>, _session: Session, Query(q): Query<
     if to <= from {
         return Err(ApiError::bad_request("`to` must be after `from`").field("to").into());
     }
-    let project = some(&q.project);
+    let project = ui::given(&q.project);
     let day =
         |ms: i64| jiff::Timestamp::from_millisecond(ms).map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date().to_string());
     let (first, last) = (day(from).unwrap_or_default(), day(to - 1).unwrap_or_default());

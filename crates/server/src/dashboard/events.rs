@@ -39,18 +39,15 @@ pub struct EventsFilter {
     limit: Option<String>,
 }
 
-fn some(v: &Option<String>) -> Option<String> {
-    v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
 pub async fn list(
     State(st): State<AppState>,
     session: Session,
     fragment: Fragment,
     Query(f): Query<EventsFilter>,
 ) -> PageResult {
-    let (kind, project, before) = (some(&f.kind), some(&f.project), some(&f.before));
-    let limit = some(&f.limit).and_then(|l| l.parse::<i64>().ok()).filter(|l| SIZES.contains(l)).unwrap_or(SIZES[0]);
+    let (kind, project, before) = (ui::given(&f.kind), ui::given(&f.project), ui::given(&f.before));
+    let limit =
+        ui::given(&f.limit).and_then(|l| l.parse::<i64>().ok()).filter(|l| SIZES.contains(l)).unwrap_or(SIZES[0]);
     let events = routes::list_events(
         State(st.clone()),
         Caller::Admin,
@@ -92,14 +89,7 @@ pub async fn list(
                 @for t in OWN_TYPES { option value=(t) {} }
                 @for p in &projects { option value={ (p.record.name) "." } {} }
             }
-            label { "Project"
-                select name="project" {
-                    option value="" { "All" }
-                    @for p in &projects {
-                        option value=(p.record.name) selected[project.as_deref() == Some(p.record.name.as_str())] { (p.record.name) }
-                    }
-                }
-            }
+            (ui::project_select(projects.iter().map(|p| p.record.name.as_str()), project.as_deref()))
             label { "Per page"
                 select name="limit" {
                     @for n in SIZES.iter().copied() { option value=(n) selected[n == limit] { (n) } }

@@ -81,12 +81,7 @@ pub async fn page(
                     option value="open" selected[open_only] { "Open only" }
                 }
             }
-            label { "Project"
-                select name="project" {
-                    option value="" { "All" }
-                    @for p in &projects { option value=(p) selected[project.as_deref() == Some(p.as_str())] { (p) } }
-                }
-            }
+            (ui::project_select(projects.iter().map(String::as_str), project.as_deref()))
             button type="submit" { "Filter" }
             @if open_only || project.is_some() { a href="/incidents" { "Clear" } }
         }

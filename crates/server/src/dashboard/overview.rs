@@ -163,27 +163,12 @@ fn projects(cards: &[Card]) -> Markup {
                             " (" (format!("{:.0}", b.percent)) " %)"
                             @if b.paused.is_some() { " " (ui::badge("paused")) }
                         }
-                        (meter(b.percent))
+                        (ui::meter(b.percent))
                     }
                 }
             }
         }
     }
-}
-
-/// A horizontal bar for a percentage (an SVG, as the page allows no inline styles).
-fn meter(percent: f64) -> Markup {
-    let w = percent.clamp(0.0, 100.0);
-    let tone = if percent >= 100.0 {
-        "var(--bad)"
-    } else if percent >= 80.0 {
-        "var(--warn)"
-    } else {
-        "var(--good)"
-    };
-    ui::trusted(format!(
-        r#"<svg viewBox="0 0 100 6" width="100%" height="6" preserveAspectRatio="none" role="img" aria-label="{w:.0} percent of the budget"><rect width="100" height="6" rx="3" fill="var(--neutral-bg)"/><rect width="{w:.2}" height="6" rx="3" fill="{tone}"/></svg>"#
-    ))
 }
 
 pub fn run_rows(runs: &[RunView]) -> Markup {

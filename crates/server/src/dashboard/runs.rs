@@ -30,17 +30,14 @@ pub struct RunsFilter {
     before: Option<String>,
 }
 
-fn some(v: &Option<String>) -> Option<String> {
-    v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
 pub async fn list(
     State(st): State<AppState>,
     session: Session,
     fragment: Fragment,
     Query(f): Query<RunsFilter>,
 ) -> PageResult {
-    let (project, task, status, before) = (some(&f.project), some(&f.task), some(&f.status), some(&f.before));
+    let (project, task, status, before) =
+        (ui::given(&f.project), ui::given(&f.task), ui::given(&f.status), ui::given(&f.before));
     let list = routes::list_runs(
         State(st.clone()),
         Caller::Admin,
@@ -57,14 +54,7 @@ pub async fn list(
     let projects = st.engine.projects().await?;
     let filters = html! {
         form.filters method="get" action="/runs" role="search" {
-            label { "Project"
-                select name="project" {
-                    option value="" { "All" }
-                    @for p in &projects {
-                        option value=(p.record.name) selected[project.as_deref() == Some(p.record.name.as_str())] { (p.record.name) }
-                    }
-                }
-            }
+            (ui::project_select(projects.iter().map(|p| p.record.name.as_str()), project.as_deref()))
             label { "Task" input type="text" name="task" value=[task.as_deref()] placeholder="any" size="14"; }
             label { "Status"
                 select name="status" {

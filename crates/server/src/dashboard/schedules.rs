@@ -99,14 +99,7 @@ pub async fn page(
     let projects = st.engine.projects().await?;
     let filters = html! {
         form.filters method="get" action="/schedules" role="search" {
-            label { "Project"
-                select name="project" {
-                    option value="" { "All" }
-                    @for p in &projects {
-                        option value=(p.record.name) selected[project.as_deref() == Some(p.record.name.as_str())] { (p.record.name) }
-                    }
-                }
-            }
+            (ui::project_select(projects.iter().map(|p| p.record.name.as_str()), project.as_deref()))
             label { "Timeline"
                 select name="range" {
                     option value="24h" selected[!f.week()] { "Next 24 hours" }

@@ -285,6 +285,39 @@ pub fn pager(base: &str, query: &[(&str, Option<&str>)], cursor_name: &str, next
     }
 }
 
+/// A query parameter as given, trimmed; `None` when absent or blank (an empty filter field).
+pub fn given(v: &Option<String>) -> Option<String> {
+    v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The "Project" filter of a page's GET form: every project, the chosen one selected.
+pub fn project_select<'a>(projects: impl IntoIterator<Item = &'a str>, chosen: Option<&str>) -> Markup {
+    html! {
+        label { "Project"
+            select name="project" {
+                option value="" { "All" }
+                @for p in projects { option value=(p) selected[chosen == Some(p)] { (p) } }
+            }
+        }
+    }
+}
+
+/// A budget's use as a thin bar: green, amber from 80 %, red from 100 % (the percentage is
+/// always written beside it; the bar is decoration).
+pub fn meter(percent: f64) -> Markup {
+    let w = percent.clamp(0.0, 100.0);
+    let tone = if percent >= 100.0 {
+        "var(--bad)"
+    } else if percent >= 80.0 {
+        "var(--warn)"
+    } else {
+        "var(--good)"
+    };
+    trusted(format!(
+        r#"<svg class="budget-meter" viewBox="0 0 100 6" width="100" height="6" preserveAspectRatio="none" aria-hidden="true"><rect width="100" height="6" fill="var(--neutral-bg)"/><rect width="{w:.2}" height="6" fill="{tone}"/></svg>"#
+    ))
+}
+
 /// A small labelled figure for the top of a page.
 pub fn stat(label: &str, value: Markup) -> Markup {
     html! { div.stat { span.label { (label) } span.value { (value) } } }
