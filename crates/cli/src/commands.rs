@@ -238,10 +238,13 @@ pub enum BudgetCmd {
 
 #[derive(Subcommand)]
 pub enum TokenCmd {
-    /// Create a token that acts only for one project.
+    /// Create a token that acts only for one project (--project), or another admin token (--admin).
     Create {
+        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        project: Option<String>,
+        /// An admin token: acts for everything and logs in to the dashboard.
         #[arg(long)]
-        project: String,
+        admin: bool,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -1064,16 +1067,16 @@ async fn logs(c: &Client, a: &LogsArgs) -> Result<u8> {
 
 async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
     match cmd {
-        TokenCmd::Create { project, name, json } => {
-            let t: CreatedToken = c.post("/api/v1/tokens", &json!({"project": project, "name": name})).await?;
+        TokenCmd::Create { project, admin, name, json } => {
+            let kind = if *admin { "admin" } else { "project" };
+            let t: CreatedToken =
+                c.post("/api/v1/tokens", &json!({"project": project, "name": name, "kind": kind})).await?;
             if *json {
                 print_json(&t)?;
+            } else if let Some(p) = &t.project {
+                println!("token for project {p} (shown once; Agent OS keeps only its hash):\n{}", t.token);
             } else {
-                println!(
-                    "token for project {} (shown once; Agent OS keeps only its hash):\n{}",
-                    t.project.as_deref().unwrap_or("-"),
-                    t.token
-                );
+                println!("admin token (shown once; Agent OS keeps only its hash):\n{}", t.token);
             }
         }
         TokenCmd::List { json } => {

@@ -276,6 +276,20 @@ fn a_user_drives_projects_and_runs_from_the_command_line() {
     let tokens = ok(&cli(&home, &["token", "list"]));
     assert!(tokens.contains("railway") && !tokens.contains(tok));
     ok(&cli(&home, &["token", "revoke", created["id"].as_str().unwrap()]));
+    // A second admin token acts for everything; one asks for --project or --admin, not both.
+    let admin = json(&cli(&home, &["token", "create", "--admin", "--name", "laptop", "--json"]));
+    assert_eq!(admin["kind"], "admin");
+    assert!(admin["project"].is_null());
+    let all = Command::new(BIN)
+        .args(["project", "list", "--token"])
+        .arg(admin["token"].as_str().unwrap())
+        .env("AGENT_OS_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(all.status.success() && String::from_utf8_lossy(&all.stdout).contains("fixture"));
+    assert!(!cli(&home, &["token", "create", "--admin", "--project", "fixture"]).status.success());
+    assert!(!cli(&home, &["token", "create"]).status.success());
+    ok(&cli(&home, &["token", "revoke", admin["id"].as_str().unwrap()]));
 
     // A broken manifest is reported with its place; nothing changes.
     std::fs::write(root.join("agent-os.yaml"), "name: fixture\ntasks:\n  a:\n    run: a.sh\n    timeout: 30\n")
