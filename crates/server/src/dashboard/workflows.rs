@@ -548,7 +548,7 @@ fn run_summary(session: &Session, d: &WorkflowRunDetail, defs: &[WorkflowStepDef
             dt { "Finished" } dd { (ui::opt_time_str(r.finished_at.as_deref())) }
             @if let Some(ms) = took(r) { dt { "Took" } dd { (ui::duration_ms(ms)) } }
             @if let Some(t) = &r.deadline_at { @if going { dt { "Times out" } dd { (ui::time_str(t)) } } }
-            @if let Some(k) = &r.concurrency_key { dt { "Concurrency key" } dd.mono { (k) } }
+            @if let Some(k) = r.concurrency_key.as_ref().filter(|k| !k.is_empty()) { dt { "Concurrency key" } dd.mono { (k) } }
             @if let Some(e) = &r.error { dt { "Error" } dd { (e) } }
         }
         h2 { "Steps" }
