@@ -153,9 +153,13 @@ async fn bench(plan: &Plan) -> Result<()> {
         "/schedules?range=7d".into(),
         "/workflows".into(),
         "/events".into(),
+        // Event filters that match few events: each reads its own index.
+        "/events?project=nobody".into(),
+        "/events?type=nothing.".into(),
         "/costs".into(),
         "/costs?range=30d".into(),
         "/incidents".into(),
+        "/incidents?project=image-workflow".into(),
         "/resources".into(),
         "/settings".into(),
     ];
