@@ -93,10 +93,20 @@ unsafe extern "C" {
 
 /// A minimal HTTP/1.1 GET, to check health without the CLI.
 fn http_get(url: &str, path: &str) -> Option<(u16, String)> {
+    http(url, "GET", path, "")
+}
+
+/// A minimal HTTP/1.1 request with a form body (empty for none): the status and the body.
+fn http(url: &str, method: &str, path: &str, form: &str) -> Option<(u16, String)> {
     let addr = url.strip_prefix("http://")?;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -111,6 +121,22 @@ fn cli(home: &Path, args: &[&str]) -> Output {
         .env_remove("AGENT_OS_TOKEN")
         .output()
         .unwrap()
+}
+
+/// Runs `agent-os ARGS` against the home's server with `stdin` as its input.
+fn cli_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("AGENT_OS_HOME", home)
+        .env_remove("AGENT_OS_URL")
+        .env_remove("AGENT_OS_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn ok(o: &Output) -> String {
@@ -1012,4 +1038,44 @@ fn a_notification_in_flight_when_the_server_is_killed_is_delivered_after_the_res
     let keys: Vec<String> = keys.lock().unwrap().iter().map(|r| r.key.clone()).collect();
     assert_eq!(keys.len(), 2, "at least once: the cut-off attempt and the one after the restart");
     assert_eq!(keys[0], keys[1], "both with the same idempotency key, so the receiver can drop one");
+}
+
+/// `agent-os dashboard password` as a user runs it: the password comes from stdin (never the
+/// command line), logs in to the dashboard, and `--clear` takes it away again.
+#[test]
+fn the_dashboard_password_is_read_from_stdin_and_cleared_with_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let s = Server::start(&home, &[], &[]);
+    let url = s.url().unwrap();
+    // What logging in to the dashboard with a secret answers: 303 when it lets the browser in.
+    let login = |secret: &str| {
+        http(&url, "POST", "/login", &format!("secret={}&next=%2F", secret.replace(' ', "+"))).unwrap().0
+    };
+    let text =
+        |o: &Output| (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
+
+    // A password is never an argument: it would land in the shell's history.
+    let o = cli_stdin(&home, &["dashboard", "password", "correct horse battery"], "");
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+
+    let o = cli_stdin(&home, &["dashboard", "password"], "too short\n");
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("at least 12 characters") && err.contains("password"), "{err}");
+    assert_eq!(login("too short"), 401);
+
+    let o = cli_stdin(&home, &["dashboard", "password"], "");
+    assert_eq!(o.status.code(), Some(1), "an empty stdin sets nothing: {:?}", text(&o));
+
+    let o = cli_stdin(&home, &["dashboard", "password"], "correct horse battery\n");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("dashboard password set"), "{out}");
+    assert!(!out.contains("correct horse") && !err.contains("correct horse"), "the password is never echoed");
+    assert_eq!(login("correct horse battery"), 303, "the password logs in");
+
+    let o = cli_stdin(&home, &["dashboard", "password", "--clear"], "");
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(login("correct horse battery"), 401, "a cleared password no longer logs in");
 }

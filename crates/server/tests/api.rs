@@ -840,21 +840,10 @@ async fn discovered_schedules_register_all_or_nothing_and_survive_reloads() {
     assert_eq!(st, 404);
 }
 
-fn openai_limits(concurrency: Option<u32>, rate: Option<(u32, u64, u32)>) -> agent_os_core::resource::Limits {
-    agent_os_core::resource::Limits {
-        concurrency,
-        rate: rate.map(|(count, secs, burst)| agent_os_core::resource::Rate {
-            count,
-            per: Duration::from_secs(secs),
-            burst,
-        }),
-    }
-}
-
 #[tokio::test]
 async fn runs_wait_for_a_resource_and_say_why() {
     let s = start_with(|c| {
-        c.resources.insert("openai".into(), openai_limits(Some(1), None));
+        c.resources.insert("openai".into(), limits(Some(1), None));
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -920,8 +909,8 @@ async fn runs_wait_for_a_resource_and_say_why() {
 #[tokio::test]
 async fn leases_queue_renew_release_and_explain_refusals() {
     let s = start_with(|c| {
-        c.resources.insert("openai".into(), openai_limits(Some(1), None));
-        c.resources.insert("search".into(), openai_limits(None, Some((1, 60, 1))));
+        c.resources.insert("openai".into(), limits(Some(1), None));
+        c.resources.insert("search".into(), limits(None, Some((1, 60, 1))));
     })
     .await;
     let (st, lease) = s.post("/api/v1/resources/openai/leases", json!({"ttl": "30s", "label": "railway scan"})).await;
@@ -994,8 +983,8 @@ async fn leases_queue_renew_release_and_explain_refusals() {
 #[tokio::test]
 async fn sixteen_clients_never_hold_a_concurrency_one_resource_together_and_a_rate_is_never_exceeded() {
     let s = start_with(|c| {
-        c.resources.insert("openai".into(), openai_limits(Some(1), None));
-        c.resources.insert("api".into(), openai_limits(None, Some((20, 1, 3))));
+        c.resources.insert("openai".into(), limits(Some(1), None));
+        c.resources.insert("api".into(), limits(None, Some((20, 1, 3))));
     })
     .await;
     let run_for = Duration::from_secs(3);

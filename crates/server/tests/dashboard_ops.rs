@@ -248,17 +248,6 @@ async fn events_pager_goes_to_older_events() {
     assert_eq!(unknown, json!([]));
 }
 
-fn limits(concurrency: Option<u32>, rate: Option<(u32, u64, u32)>) -> agent_os_core::resource::Limits {
-    agent_os_core::resource::Limits {
-        concurrency,
-        rate: rate.map(|(count, secs, burst)| agent_os_core::resource::Rate {
-            count,
-            per: Duration::from_secs(secs),
-            burst,
-        }),
-    }
-}
-
 #[tokio::test]
 async fn resources_page_shows_limits_holders_and_waiters() {
     let s = start_with(|c| {

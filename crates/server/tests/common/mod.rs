@@ -408,3 +408,15 @@ impl Browser {
         Self::page(resp).await
     }
 }
+
+/// Resource limits for a test: a concurrency and a rate of (count, per seconds, burst).
+pub fn limits(concurrency: Option<u32>, rate: Option<(u32, u64, u32)>) -> agent_os_core::resource::Limits {
+    agent_os_core::resource::Limits {
+        concurrency,
+        rate: rate.map(|(count, secs, burst)| agent_os_core::resource::Rate {
+            count,
+            per: Duration::from_secs(secs),
+            burst,
+        }),
+    }
+}
