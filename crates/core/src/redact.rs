@@ -94,10 +94,12 @@ pub fn redact_shapes(text: &str) -> String {
 /// (for `Bearer <token>`, the token only). Used to find secrets without rewriting the text.
 pub fn find_shapes(text: &str) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
-    let mut spans = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let boundary = i == 0 || !token_char(bytes[i - 1]);
+        // The end of a secret is a boundary too: once it is masked, what follows it starts a
+        // word, so a secret written right after another one must not go through unmasked.
+        let boundary = i == 0 || !token_char(bytes[i - 1]) || spans.last().is_some_and(|&(_, end)| end == i);
         if boundary {
             if let Some(end) = match_shape(bytes, i) {
                 spans.push((i, end));
@@ -196,6 +198,23 @@ mod tests {
         }
         masked.push_str(&text[at..]);
         assert_eq!(masked, redact_shapes(text));
+    }
+
+    #[test]
+    fn a_secret_right_after_another_secret_is_masked_too() {
+        // An AWS key id ends at the first character outside A-Z0-9, which may start the next
+        // secret; masking only the first left the second readable after the mask.
+        let cases = [
+            ("AKIAABCDEFGHIJKLMNOPsk-proj-abcdefghijklmnopqrstu", "[REDACTED][REDACTED]"),
+            ("AKIAABCDEFGHIJKLMNOPbearer\tXYZisk-usag12345", "[REDACTED]bearer\t[REDACTED]"),
+            ("AKIAABCDEFGHIJKLMNOPghp_abcdefghijklmnopqrstuvwxyz", "[REDACTED][REDACTED]"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_shapes(input), want, "{input}");
+            assert!(find_shapes(&redact_shapes(input)).is_empty(), "{input}");
+        }
+        // Still no match inside a word.
+        assert_eq!(redact_shapes("xAKIAABCDEFGHIJKLMNOP"), "xAKIAABCDEFGHIJKLMNOP");
     }
 
     #[test]
