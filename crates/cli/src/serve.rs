@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use agent_os_core::config::Config;
+use agent_os_engine::engine::notify::TargetProblem;
 use agent_os_engine::secrets::{TokenKind, hash_token, new_token, token_record};
 use agent_os_engine::{Clock, Engine, EngineConfig, SystemClock};
 use agent_os_store::{Durability, SqlStore, Store, StoreOptions, redact_url, sqlite_url};
@@ -48,6 +49,42 @@ fn load_config(home: &Path) -> Result<Config> {
     }
 }
 
+/// The config's channels with their `${VAR}`s resolved, each address checked against the
+/// private-address rule (docs/config.md): a channel that every delivery would refuse stops the
+/// start; a name that does not resolve now is only a warning.
+async fn channels(home: &Path, config: &Config, flags: &ServeFlags) -> Result<Vec<agent_os_core::channel::Channel>> {
+    let file = home.join("config.yaml");
+    let mut channels = Vec::new();
+    for (name, url) in &config.channels {
+        let resolved = agent_os_core::channel::expand(url, &|var| {
+            flags.vars.get(var).cloned().or_else(|| std::env::var(var).ok())
+        })
+        .and_then(|u| agent_os_core::channel::parse(name, &u))
+        .map_err(|e| anyhow::anyhow!("{}: notifications.channels.{name}: {e}", file.display()))?;
+        channels.push(resolved);
+    }
+    let problems =
+        agent_os_engine::engine::notify::check_channel_targets(&channels, config.allow_private_targets).await;
+    let mut refused = Vec::new();
+    for (name, problem) in problems {
+        match problem {
+            TargetProblem::Refused(why) => refused.push(format!(
+                "{}: notifications.channels.{name}: {why} (for a receiver on this machine or your own network), \
+                 or point the channel at a public address",
+                file.display()
+            )),
+            TargetProblem::Unresolved(why) => eprintln!(
+                "warning: {}: notifications.channels.{name}: {why}; each delivery resolves it again",
+                file.display()
+            ),
+        }
+    }
+    if !refused.is_empty() {
+        bail!("{}", refused.join("\n"));
+    }
+    Ok(channels)
+}
+
 /// Ensures an admin token exists. `AGENT_OS_ADMIN_TOKEN` sets it (and retires the others);
 /// otherwise one is generated on first start. Returns a newly generated token.
 async fn admin_token(store: &dyn Store, now: i64) -> Result<(Option<String>, Option<String>)> {
@@ -81,6 +118,8 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     home::ensure(home)?;
     let lock = home::lock(home)?;
     let config = load_config(home)?;
+    // Channels are checked before anything is created: a config that cannot work stops here.
+    let channels = channels(home, &config, flags).await?;
     let clock = SystemClock;
     let now = clock.now_ms();
 
@@ -134,14 +173,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let workflows = home.join("workflows");
     std::fs::create_dir_all(&workflows).with_context(|| format!("cannot create {}", workflows.display()))?;
     ecfg.workflows_dir = Some(workflows);
-    for (name, url) in &config.channels {
-        let resolved = agent_os_core::channel::expand(url, &|var| {
-            flags.vars.get(var).cloned().or_else(|| std::env::var(var).ok())
-        })
-        .and_then(|u| agent_os_core::channel::parse(name, &u))
-        .map_err(|e| anyhow::anyhow!("config.yaml: notifications.channels.{name}: {e}"))?;
-        ecfg.channels.push(resolved);
-    }
+    ecfg.channels = channels;
     ecfg.max_concurrent_runs = config.max_concurrent_runs as usize;
     ecfg.default_timeout = config.default_timeout;
     ecfg.kill_grace = config.kill_grace;

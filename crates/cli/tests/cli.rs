@@ -1001,6 +1001,74 @@ fn notify_and_channel_test_from_the_command_line() {
     );
 }
 
+/// A delivery connects to the very address it checked: a proxy named in the server's
+/// environment would resolve the channel's name again, after the check (an SSRF around the
+/// private-address rule), so channels never use one.
+#[test]
+fn a_delivery_never_goes_through_a_proxy_from_the_environment() {
+    let (port, seen) = receiver(Duration::ZERO);
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.yaml"),
+        format!(
+            "notifications:\n  allow_private_targets: true\n  channels:\n    hook: \"json://127.0.0.1:{port}/in\"\n"
+        ),
+    )
+    .unwrap();
+    let env: Vec<(&str, &str)> = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
+        .into_iter()
+        .map(|k| (k, proxy_url.as_str()))
+        .chain([("NO_PROXY", ""), ("no_proxy", "")])
+        .collect();
+    let _s = Server::start(&home, &env, &[]);
+    let tested = cli(&home, &["channel", "test", "hook"]);
+    assert_eq!(tested.status.code(), Some(0), "{}", String::from_utf8_lossy(&tested.stderr));
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "the receiver itself got the test: {got:?}");
+    assert_eq!(got[0].line, "POST /in HTTP/1.1");
+    let proxied = proxy.accept().map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(proxied, Err(std::io::ErrorKind::WouldBlock), "nothing connected to the proxy");
+}
+
+/// A channel that every delivery would refuse stops the start, naming the file, the channel
+/// and the fix, before anything is created; a name that does not resolve now only warns.
+#[test]
+fn a_channel_refused_by_the_private_address_rule_stops_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("config.yaml");
+    std::fs::write(
+        &config,
+        "notifications:\n  channels:\n    hook: \"json://127.0.0.1:9/in\"\n    later: \"json://agent-os-test.invalid/in\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["serve", "--home"]).arg(&home).args(["--bind", "127.0.0.1:0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let place = format!("{}: notifications.channels.hook: ", config.display());
+    assert!(stderr.contains(&place), "{stderr}");
+    assert!(stderr.contains("resolves to 127.0.0.1, a private or local address (loopback"), "{stderr}");
+    assert!(stderr.contains("set notifications.allow_private_targets: true"), "{stderr}");
+    assert!(stderr.contains("notifications.channels.later: cannot resolve agent-os-test.invalid"), "{stderr}");
+    assert!(!home.join("agent-os.db").exists(), "nothing was created");
+
+    // Unresolved now is not a reason to stay down; the refused channel allowed is fine too.
+    std::fs::write(&config, "notifications:\n  channels:\n    later: \"json://agent-os-test.invalid/in\"\n").unwrap();
+    drop(Server::start(&home, &[], &[]));
+    std::fs::write(
+        &config,
+        "notifications:\n  allow_private_targets: true\n  channels:\n    hook: \"json://127.0.0.1:9/in\"\n",
+    )
+    .unwrap();
+    drop(Server::start(&home, &[], &[]));
+}
+
 #[test]
 fn a_notification_in_flight_when_the_server_is_killed_is_delivered_after_the_restart() {
     // The receiver holds its first answer for 3 s, time to kill the server mid-attempt.

@@ -2,6 +2,7 @@
 //! policy, cost amounts, secret redaction and identifiers. Nothing here does I/O, spawns, sleeps
 //! or is async; every layer above builds on these types.
 
+pub mod address;
 pub mod alerting;
 pub mod budget;
 pub mod channel;

@@ -183,6 +183,8 @@ impl Engine {
     ) -> Result<Arc<Engine>, EngineError> {
         std::fs::create_dir_all(cfg.runtime_dir.join("outputs"))
             .map_err(|e| EngineError::Unavailable(format!("cannot create {}: {e}", cfg.runtime_dir.display())))?;
+        let http = HttpPlugins::new()
+            .map_err(|e| EngineError::Unavailable(format!("cannot set up the HTTP client for plugins: {e}")))?;
         let (ping_writer, pings) = mpsc::channel(4096);
         let (event_writer, events) = mpsc::channel(4096);
         let engine = Arc::new(Engine {
@@ -191,7 +193,7 @@ impl Engine {
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1))),
             store,
             clock,
-            http: HttpPlugins::new(),
+            http,
             hostname: hostname(),
             projects: RwLock::new(HashMap::new()),
             wake: Notify::new(),

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::engine::notify::is_private;
+use crate::engine::notify::{first_special, refused_target};
 
 /// Everything up to the server's answer to the message itself; with `QUIT_WAIT`, a send takes
 /// at most 30 s.
@@ -103,12 +103,8 @@ async fn deliver(ch: &Channel, t: &EmailTarget, data: &str, allow_private: bool)
     if addrs.is_empty() {
         return Err(retry(format!("{} resolves to no address", t.host)));
     }
-    if !allow_private && let Some(private) = addrs.iter().find(|a| is_private(a.ip())) {
-        return Err(fail(format!(
-            "{} resolves to {}, a private or local address; set notifications.allow_private_targets: true to allow it",
-            ch.display,
-            private.ip()
-        )));
+    if !allow_private && let Some((ip, kind)) = first_special(&addrs) {
+        return Err(fail(refused_target(&ch.display, ip, kind)));
     }
     let mut last = String::new();
     let mut stream = None;

@@ -98,15 +98,16 @@ pub fn install_crypto_provider() {
 }
 
 impl HttpPlugins {
-    pub fn new() -> Self {
+    /// The signed client. A client that cannot be built is an error: reqwest's default client
+    /// would follow redirects, which plugin calls must never do.
+    pub fn new() -> Result<Self, reqwest::Error> {
         install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("agent-os/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        HttpPlugins { client }
+            .build()?;
+        Ok(HttpPlugins { client })
     }
 
     fn signed(
@@ -173,12 +174,6 @@ impl HttpPlugins {
         let v = read_json(resp, &url).await?;
         serde_json::from_value(v)
             .map_err(|e| CallError::new(format!("POST {url}: answer does not follow the protocol: {e}"), false))
-    }
-}
-
-impl Default for HttpPlugins {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

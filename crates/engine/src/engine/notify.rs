@@ -4,9 +4,10 @@
 //! delivery's id travels as `Idempotency-Key`, the same on every retry, so a receiver can drop
 //! a duplicate sent after a crash.
 //!
-//! Outbound addresses are resolved and refused when they point at this machine or a private
-//! network (unless `allow_private_targets`), the checked address is the one connected to, and
-//! redirects are not followed.
+//! Outbound addresses are resolved and refused when they are special-purpose addresses
+//! (`core::address`: this machine, a private network, …) unless `allow_private_targets`; the
+//! checked address is the one connected to (never through a proxy from the environment), and
+//! redirects are not followed. `check_channel_targets` applies the same rule once at start.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -79,32 +80,88 @@ fn gone_key(channel: &str) -> String {
     format!("channel.gone.{channel}")
 }
 
-/// Whether an address is this machine, a private network or otherwise not the internet.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
+/// The first of `addrs` that a channel may not reach (this machine, a private network or
+/// another special-purpose address: `core::address`), with what it is.
+pub fn first_special(addrs: &[SocketAddr]) -> Option<(IpAddr, &'static str)> {
+    addrs.iter().find_map(|a| agent_os_core::address::special_purpose(a.ip()).map(|kind| (a.ip(), kind)))
+}
+
+/// Why a channel that resolves to a special address is refused, and how to allow it.
+pub fn refused_target(display: &str, ip: IpAddr, kind: &str) -> String {
+    format!(
+        "{display} resolves to {ip}, a private or local address ({kind}); set notifications.allow_private_targets: true to allow it"
+    )
+}
+
+/// What the check at start found wrong with a channel's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetProblem {
+    /// Its host is (or resolves to) an address channels may not reach: every delivery would
+    /// be refused. The message says which address and how to allow it.
+    Refused(String),
+    /// Its host did not resolve now (the network may be down); deliveries resolve it again.
+    Unresolved(String),
+}
+
+/// How long the check at start waits for one name to resolve.
+const START_RESOLVE_WAIT: Duration = Duration::from_secs(5);
+
+/// The host and port a channel connects to: its SMTP server, or its endpoint's host.
+fn channel_target(ch: &Channel) -> Result<(String, u16), String> {
+    if let Some(mail) = &ch.email {
+        return Ok((mail.host.clone(), mail.port));
+    }
+    let url = reqwest::Url::parse(&ch.endpoint).map_err(|e| format!("bad endpoint: {e}"))?;
+    let host = url.host_str().ok_or("the endpoint names no host")?;
+    Ok((host.trim_matches(['[', ']']).to_string(), url.port_or_known_default().unwrap_or(443)))
+}
+
+/// Checks, once at start, every channel's address against the rule deliveries apply: each
+/// host is resolved (all at once, each within a few seconds), and a channel whose host is or
+/// resolves to a special-purpose address is `Refused` unless `allow_private`. A name that does
+/// not resolve now is only `Unresolved`: a server must start while the network is down.
+/// Deliveries check again, so a name that changes its address later is still refused.
+pub async fn check_channel_targets(channels: &[Channel], allow_private: bool) -> Vec<(String, TargetProblem)> {
+    if allow_private {
+        return Vec::new();
+    }
+    let mut checks = tokio::task::JoinSet::new();
+    for (i, ch) in channels.iter().enumerate() {
+        let (display, target) = (ch.display.clone(), channel_target(ch));
+        checks.spawn(async move { (i, check_target(&display, target).await) });
+    }
+    let mut found = Vec::new();
+    while let Some(done) = checks.join_next().await {
+        match done {
+            Ok((i, Some(problem))) => found.push((i, problem)),
+            Ok((_, None)) => {}
+            Err(e) => found.push((usize::MAX, TargetProblem::Unresolved(format!("the check stopped: {e}")))),
         }
     }
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(i, p)| (channels.get(i).map(|c| c.name.clone()).unwrap_or_default(), p)).collect()
+}
+
+async fn check_target(display: &str, target: Result<(String, u16), String>) -> Option<TargetProblem> {
+    let (host, port) = match target {
+        Ok(t) => t,
+        Err(e) => return Some(TargetProblem::Refused(format!("{display}: {e}"))),
+    };
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout(START_RESOLVE_WAIT, tokio::net::lookup_host((host.as_str(), port))).await {
+            Ok(Ok(addrs)) => addrs.collect(),
+            Ok(Err(e)) => return Some(TargetProblem::Unresolved(format!("cannot resolve {host}: {e}"))),
+            Err(_) => {
+                return Some(TargetProblem::Unresolved(format!(
+                    "cannot resolve {host}: no answer within {} s",
+                    START_RESOLVE_WAIT.as_secs()
+                )));
+            }
+        };
+    if addrs.is_empty() {
+        return Some(TargetProblem::Unresolved(format!("{host} resolves to no address")));
+    }
+    first_special(&addrs).map(|(ip, kind)| TargetProblem::Refused(refused_target(display, ip, kind)))
 }
 
 impl Engine {
@@ -600,21 +657,18 @@ impl Engine {
     /// and connects to the very address it checked.
     async fn post(&self, ch: &Channel, key: &str, body: &serde_json::Value) -> Result<u16, Refused> {
         let url = reqwest::Url::parse(&ch.endpoint).map_err(|e| Refused::Private(format!("bad endpoint: {e}")))?;
-        let host = url.host_str().ok_or_else(|| Refused::Private("the endpoint names no host".into()))?.to_string();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        let (host, port) = channel_target(ch).map_err(Refused::Private)?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| Refused::Network(format!("cannot resolve {host}: {e}")))?
             .collect();
         let Some(addr) = addrs.first().copied() else {
             return Err(Refused::Network(format!("{host} resolves to no address")));
         };
-        if !self.cfg.allow_private_targets && addrs.iter().any(|a| is_private(a.ip())) {
-            return Err(Refused::Private(format!(
-                "{} resolves to {}, a private or local address; set notifications.allow_private_targets: true to allow it",
-                ch.display,
-                addr.ip()
-            )));
+        if !self.cfg.allow_private_targets
+            && let Some((ip, kind)) = first_special(&addrs)
+        {
+            return Err(Refused::Private(refused_target(&ch.display, ip, kind)));
         }
         crate::plugin::install_crypto_provider();
         let client = reqwest::Client::builder()
@@ -622,6 +676,9 @@ impl Engine {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
             .resolve(&host, addr)
+            // An HTTP(S)_PROXY from the environment would resolve the name again, after the
+            // check: the checked address is the one connected to, so no proxy.
+            .no_proxy()
             .build()
             .map_err(|e| Refused::Network(e.to_string()))?;
         let bytes = serde_json::to_vec(body).map_err(|e| Refused::Private(e.to_string()))?;
@@ -687,26 +744,32 @@ enum Refused {
 mod tests {
     use super::*;
 
-    #[test]
-    fn local_and_private_addresses_are_recognised() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
+    #[tokio::test]
+    async fn channels_the_private_address_rule_refuses_are_found_at_start() {
+        let channels: Vec<Channel> = [
+            ("hook", "json://127.0.0.1:9/in"),
+            ("mail", "mailto://localhost:2525?to=ops@example.com&tls=off"),
+            ("meta", "jsons://169.254.169.254/latest"),
+            ("nat64", "json://[64:ff9b::7f00:1]:8080/in"),
+            ("later", "json://agent-os-test.invalid/in"),
+        ]
+        .iter()
+        .map(|(name, url)| channel::parse(name, url).unwrap())
+        .collect();
+        let found = check_channel_targets(&channels, false).await;
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["hook", "mail", "meta", "nat64", "later"], "{found:?}");
+        for (name, problem) in &found[..4] {
+            let TargetProblem::Refused(why) = problem else { panic!("{name}: {problem:?}") };
+            assert!(why.contains("a private or local address") && why.contains("allow_private_targets"), "{why}");
         }
-        for ip in ["162.159.128.233", "8.8.8.8", "2606:4700::1111"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
-        }
+        assert!(
+            matches!(&found[0].1, TargetProblem::Refused(w) if w.contains("127.0.0.1, a private or local address (loopback"))
+        );
+        assert!(matches!(&found[2].1, TargetProblem::Refused(w) if w.contains("(link-local")));
+        assert!(
+            matches!(&found[4].1, TargetProblem::Unresolved(w) if w.contains("cannot resolve agent-os-test.invalid"))
+        );
+        assert!(check_channel_targets(&channels, true).await.is_empty(), "allowed: nothing to say");
     }
 }
