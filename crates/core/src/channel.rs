@@ -280,8 +280,8 @@ fn parse_mail(name: &str, scheme: &str, rest: &str) -> Result<Channel, String> {
     let login = match userinfo {
         Some(u) => {
             let (user, password) = u.split_once(':').ok_or("mailto credentials are USER:PASSWORD")?;
-            let user = percent_decode(user).map_err(|e| format!("the mailto user name: {e}"))?;
-            let password = percent_decode(password).map_err(|e| format!("the mailto password: {e}"))?;
+            let user = crate::url::decode_component(user).map_err(|e| format!("the mailto user name: {e}"))?;
+            let password = crate::url::decode_component(password).map_err(|e| format!("the mailto password: {e}"))?;
             if user.is_empty() || password.is_empty() {
                 return Err("mailto credentials are USER:PASSWORD, neither empty".into());
             }
@@ -298,7 +298,7 @@ fn parse_mail(name: &str, scheme: &str, rest: &str) -> Result<Channel, String> {
     let (mut to, mut from, mut tls) = (Vec::<String>::new(), None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value).map_err(|e| format!("parameter {key}=: {e}"))?;
+        let value = crate::url::decode_component(value).map_err(|e| format!("parameter {key}=: {e}"))?;
         match key {
             "to" => {
                 for address in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
@@ -443,26 +443,6 @@ pub fn is_address(s: &str) -> bool {
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).filter(|h| h.chars().all(|c| c.is_ascii_hexdigit()));
-            let byte = hex
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("a % is not followed by two hex digits; write a literal % as %25")?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the percent-encoding is not UTF-8".to_string())
-}
-
 /// Standard base64 (for a Basic authorization header).
 fn base64_encode(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -8,29 +8,30 @@ pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
 /// when millions of records are summed.
 pub const MAX_AMOUNT_NANOS: i64 = 1_000_000_000 * NANOS_PER_UNIT;
 
-/// Parses a non-negative decimal such as `"0.0123"` or `"12"` into nano-units. At most nine
-/// fractional digits; no exponent, sign, or thousands separators.
-pub fn parse_amount(text: &str) -> Result<i64, String> {
-    let s = text.trim();
+/// Parses a non-negative plain decimal such as `"0.0123"` or `"12"` into nano-units: digits,
+/// then optionally a point and more digits. At most nine fractional digits; no spaces, sign,
+/// exponent, thousands separators, leading point (`.5`) or trailing point (`1.`), so an amount
+/// means the same to every reader of the ledger.
+pub fn parse_amount(s: &str) -> Result<i64, String> {
     if s.is_empty() {
         return Err("amount is empty; write a decimal such as \"0.25\"".into());
     }
-    if s.starts_with('-') {
+    if s.trim_start().starts_with('-') {
         return Err(format!("amount {s:?} is negative; costs are never negative"));
     }
     let (whole, frac) = match s.split_once('.') {
-        Some((w, f)) => (w, f),
-        None => (s, ""),
+        Some((w, f)) => (w, Some(f)),
+        None => (s, None),
     };
-    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
-        return Err(format!("amount {s:?} is not a plain decimal; write e.g. \"0.25\""));
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || frac.is_some_and(|f| !digits(f)) {
+        return Err(format!("amount {s:?} is not a plain decimal; write e.g. \"0.25\", \"1\" or \"1.5\""));
     }
+    let frac = frac.unwrap_or("");
     if frac.len() > 9 {
         return Err(format!("amount {s:?} has more than 9 decimal places"));
     }
-    let whole: i64 =
-        if whole.is_empty() { 0 } else { whole.parse().map_err(|_| format!("amount {s:?} is too large"))? };
+    let whole: i64 = whole.parse().map_err(|_| format!("amount {s:?} is too large"))?;
     let mut frac_nanos: i64 = 0;
     for (i, b) in frac.bytes().enumerate() {
         frac_nanos += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
@@ -82,14 +83,32 @@ mod tests {
     fn parses_decimals_exactly() {
         assert_eq!(parse_amount("0.0123"), Ok(12_300_000));
         assert_eq!(parse_amount("12"), Ok(12 * NANOS_PER_UNIT));
-        assert_eq!(parse_amount(".5"), Ok(500_000_000));
+        assert_eq!(parse_amount("0.5"), Ok(500_000_000));
+        assert_eq!(parse_amount("1.5"), Ok(1_500_000_000));
         assert_eq!(parse_amount("0.000000001"), Ok(1));
         assert_eq!(parse_amount("1000000000"), Ok(MAX_AMOUNT_NANOS));
     }
 
     #[test]
-    fn refuses_bad_amounts() {
-        for bad in ["", "-1", "1e3", "1,000", "abc", ".", "0.0000000001", "1000000001", "NaN"] {
+    fn amounts_that_are_not_plain_decimals_are_refused() {
+        for bad in [
+            "",
+            "-1",
+            "1e3",
+            "1,000",
+            "abc",
+            ".",
+            "0.0000000001",
+            "1000000001",
+            "NaN",
+            "+1",
+            " 1",
+            "1 ",
+            "1.",
+            ".5",
+            "1..2",
+            " -1",
+        ] {
             assert!(parse_amount(bad).is_err(), "{bad:?}");
         }
     }

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// The longest duration accepted (100 years): added to any time Agent OS handles, it stays far
+/// inside both the millisecond integers times are stored as and the calendar's year 9999.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
 /// Parses a duration such as `30m`, `1h30m`, `90s`, `250ms` or `2d`. A bare number is refused,
 /// because `30` could mean seconds or minutes.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -38,8 +42,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .checked_add(number.saturating_mul(millis_per_unit))
             .ok_or_else(|| format!("bad duration {text:?}: too large"))?;
     }
-    if total > u64::MAX as u128 / 2 {
-        return Err(format!("bad duration {text:?}: too large"));
+    if total > MAX_DURATION.as_millis() {
+        return Err(format!("bad duration {text:?}: longer than 36500d (100 years), the longest accepted"));
     }
     Ok(Duration::from_millis(total as u64))
 }
@@ -88,6 +92,13 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
+    }
+
+    #[test]
+    fn durations_past_a_hundred_years_are_refused() {
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
+        assert!(parse_duration("36500d1ms").unwrap_err().contains("longer than 36500d"));
+        assert!(parse_duration("100000000d").unwrap_err().contains("longer than 36500d"));
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub fn validate(input: &CostInput, prefix: &str, ctx: &CostContext<'_>) -> Resul
             ts.as_millisecond()
         }
     };
+    if at < 0 {
+        return Err(err("at", "is before 1970-01-01T00:00:00Z".into()));
+    }
     if at > ctx.now + 86_400_000 {
         return Err(err("at", "is more than a day in the future".into()));
     }

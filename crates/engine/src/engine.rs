@@ -8,6 +8,7 @@
 //! their process groups and ends them as lost.
 
 pub mod budgets;
+mod group;
 pub mod health;
 pub mod incidents;
 pub mod monitor;

@@ -433,18 +433,14 @@ pub async fn start_maintenance(
     JsonBody(b): JsonBody<MaintenanceBody>,
 ) -> ApiResult<(StatusCode, Json<MaintenanceView>)> {
     caller.require_admin()?;
-    let at = |field: &str, t: &str| {
-        t.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|_| {
-            ApiError::bad_request(format!("{t:?} is not an RFC 3339 time, e.g. 2026-12-01T02:00:00Z")).field(field)
-        })
-    };
+    let at = |field: &str, t: &str| crate::edge::time_param(t, field).map(|t| t.as_millisecond());
     let start = b.start.as_deref().map(|t| at("start", t)).transpose()?;
     let from = start.unwrap_or_else(|| st.engine.now());
     let end = match (&b.end, &b.duration) {
         (Some(e), None) => at("end", e)?,
         (None, Some(d)) => {
             let d = agent_os_core::parse_duration(d).map_err(|e| ApiError::bad_request(e).field("duration"))?;
-            from + d.as_millis() as i64
+            crate::edge::after(from, d, "duration")?
         }
         _ => return Err(ApiError::bad_request("give end or duration (e.g. \"2h\"), not both").field("end")),
     };

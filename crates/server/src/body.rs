@@ -1,5 +1,6 @@
-//! Request bodies: JSON only, strictly typed, size-limited. A wrong content type is 415, a
-//! body over the limit is 413, malformed JSON is 400 with the place of the error.
+//! Request bodies: JSON only, strictly typed, size-limited. A wrong content type (or a charset
+//! other than UTF-8) is 415, a body over the limit is 413, malformed JSON is 400 with the place
+//! of the error, and so is a string holding NUL (`\u0000`), which no text field may contain.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
@@ -26,10 +27,20 @@ async fn read(state: &AppState, req: Request, required: bool) -> Result<Option<b
     if bytes.is_empty() && !required {
         return Ok(None);
     }
-    let is_json = content_type.as_deref().is_some_and(|ct| {
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        mime.eq_ignore_ascii_case("application/json")
-    });
+    let mut params = content_type.as_deref().unwrap_or("").split(';');
+    let is_json = params.next().is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    // JSON is UTF-8 (RFC 8259); a body declared in another charset would be read wrongly.
+    let charset = params.filter_map(|p| p.split_once('=')).find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"));
+    if let Some((_, v)) = charset {
+        let v = v.trim().trim_matches('"');
+        if !v.eq_ignore_ascii_case("utf-8") && !v.eq_ignore_ascii_case("utf8") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("send the body as UTF-8 JSON: charset={v} is not accepted (give charset=utf-8 or none)"),
+            ));
+        }
+    }
     if !is_json {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -52,6 +63,15 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A NUL can only arrive escaped; only a body that holds the escape is looked at twice.
+    if bytes.windows(6).any(|w| w == br"\u0000")
+        && let Ok(tree) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_at(&tree, String::new())
+    {
+        let place = if field.is_empty() { "the body".to_string() } else { field.clone() };
+        let err = ApiError::bad_request(format!("{place} holds a NUL character (\\u0000), which no text may contain"));
+        return Err(if field.is_empty() { err } else { err.field(field) });
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
         let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).map(str::to_string);
@@ -61,6 +81,24 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             None => err,
         }
     })
+}
+
+/// The place (`records[3].idempotency_key`) of the first string or key holding NUL.
+fn nul_at(v: &serde_json::Value, place: String) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0').then_some(place),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| nul_at(item, format!("{place}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let here = if place.is_empty() {
+                k.replace('\0', "\u{FFFD}")
+            } else {
+                format!("{place}.{}", k.replace('\0', "\u{FFFD}"))
+            };
+            if k.contains('\0') { Some(here) } else { nul_at(item, here) }
+        }),
+        _ => None,
+    }
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {

@@ -8,6 +8,7 @@ mod auth;
 mod body;
 pub mod dashboard;
 mod dashboard_api;
+mod edge;
 mod error;
 mod metrics;
 mod routes;
@@ -190,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(edge::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

@@ -692,12 +692,12 @@ pub async fn remove_discovered(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TimelineQuery {
-    /// Start of the window (RFC 3339; default now).
+    /// Start of the window (RFC 3339, 1970-01-01T00:00:00Z to 9999-12-30T22:00:00Z; default now).
     pub from: Option<String>,
     /// End of the window (RFC 3339; default 24 h after `from`; at most 31 days after it).
     pub to: Option<String>,
     /// Fires of different projects this close together that share a service are flagged
-    /// (e.g. `5m`, the default).
+    /// (e.g. `5m`, the default; at most `1d`).
     pub window: Option<String>,
     pub project: Option<String>,
 }
@@ -742,24 +742,31 @@ pub async fn schedule_timeline(
 ) -> ApiResult<Json<Timeline>> {
     const MAX_FIRES: usize = 10_000;
     let project = scoped_project(&st, &caller, q.project).await?;
-    let parse = |v: &Option<String>, field: &str| -> ApiResult<Option<jiff::Timestamp>> {
-        v.as_deref()
-            .map(|t| {
-                t.parse::<jiff::Timestamp>()
-                    .map_err(|_| ApiError::bad_request(format!("{t:?} is not an RFC 3339 time")).field(field))
-            })
-            .transpose()
+    let from = match &q.from {
+        Some(t) => crate::edge::time_param(t, "from")?,
+        None => crate::edge::bounded(jiff::Timestamp::from_millisecond(st.engine.now()).unwrap_or_default(), "from")?,
     };
-    let from = parse(&q.from, "from")?
-        .unwrap_or_else(|| jiff::Timestamp::from_millisecond(st.engine.now()).unwrap_or_default());
-    let to = parse(&q.to, "to")?.unwrap_or_else(|| from + jiff::SignedDuration::from_hours(24));
+    // Near the end of time the default window ends there, rather than past it.
+    let to = match &q.to {
+        Some(t) => crate::edge::time_param(t, "to")?,
+        None => from
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .unwrap_or(crate::edge::LATEST)
+            .min(crate::edge::LATEST),
+    };
     if to <= from || to.duration_since(from) > jiff::SignedDuration::from_hours(31 * 24) {
         return Err(ApiError::bad_request("`to` must be after `from` and at most 31 days later").field("to"));
     }
     let window = match &q.window {
         None => 300_000,
         Some(w) => {
-            agent_os_core::parse_duration(w).map_err(|e| ApiError::bad_request(e).field("window"))?.as_millis() as i64
+            let d = agent_os_core::parse_duration(w).map_err(|e| ApiError::bad_request(e).field("window"))?;
+            if d > std::time::Duration::from_secs(24 * 3600) {
+                return Err(
+                    ApiError::bad_request(format!("window {w:?} is longer than 1d; give at most 1d")).field("window")
+                );
+            }
+            d.as_millis() as i64
         }
     };
     // What each (project, task) shares with others: its project's declared services, and the
@@ -782,7 +789,8 @@ pub async fn schedule_timeline(
         else {
             continue;
         };
-        let mut t = from - jiff::SignedDuration::from_nanos(1);
+        // Fires at `from` itself count; `from` is never the earliest instant jiff knows.
+        let mut t = from.checked_sub(jiff::SignedDuration::from_nanos(1)).unwrap_or(from);
         while let Some(next) = cron.next_after(&tz, t) {
             if next >= to {
                 break;
@@ -960,7 +968,9 @@ pub async fn ping(
     use agent_os_core::check::PingKind;
     use agent_os_engine::engine::monitor::PingTarget;
     let plain = |status: StatusCode, text: &'static str| {
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        let mut resp = (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+        resp.extensions_mut().insert(crate::edge::PlainText);
+        resp
     };
     let rid = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("rid=").map(str::to_string)));
     let is_id = |s: &str| agent_os_core::id::looks_like_id(s) && s.contains('-');
@@ -973,7 +983,10 @@ pub async fn ping(
     };
     let Some(kind) = PingKind::parse(action) else { return plain(StatusCode::NOT_FOUND, "not found") };
     let text = (!body.is_empty()).then(|| {
-        String::from_utf8_lossy(&body[..body.len().min(agent_os_engine::engine::monitor::MAX_PING_BODY)]).into_owned()
+        // A log is kept as readable text: bytes that are not UTF-8, and NUL (which PostgreSQL
+        // cannot store), become U+FFFD rather than cost the ping.
+        String::from_utf8_lossy(&body[..body.len().min(agent_os_engine::engine::monitor::MAX_PING_BODY)])
+            .replace('\0', "\u{FFFD}")
     });
     let remote = headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|v| v.chars().take(200).collect());
     match st.engine.ping(target, kind, rid, text, remote).await {
@@ -1215,17 +1228,7 @@ pub struct SummaryQuery {
 
 /// An RFC 3339 instant or a calendar date (midnight UTC), as ms.
 fn instant(v: &Option<String>, field: &str) -> ApiResult<Option<i64>> {
-    let Some(t) = v else { return Ok(None) };
-    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
-        return Ok(Some(ts.as_millisecond()));
-    }
-    t.parse::<jiff::civil::Date>()
-        .ok()
-        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| Some(z.timestamp().as_millisecond()))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("{t:?} is not an RFC 3339 time or a date such as 2026-11-01")).field(field)
-        })
+    v.as_deref().map(|t| crate::edge::instant_param(t, field)).transpose()
 }
 
 /// Exact totals of the cost ledger, grouped, per currency (amounts in different currencies are

@@ -11,6 +11,8 @@ mod migrate;
 mod model;
 mod sessions;
 mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod workflows;
 
 pub use model::*;
@@ -31,6 +33,18 @@ pub enum StoreError {
     Migration(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// The database refused what was asked (a constraint, a value it cannot store), as
+    /// opposed to being unreachable: asking again without the offending part can succeed.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::Conflict(_) => true,
+            StoreError::Database(e) => matches!(e, sqlx::Error::Database(_) | sqlx::Error::Encode(_)),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

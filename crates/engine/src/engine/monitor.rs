@@ -311,7 +311,8 @@ impl Engine {
 
     /// Writes pings as they come, every ping waiting at that moment in one transaction: under
     /// load a commit carries many pings (group commit), alone a ping is written at once. A
-    /// ping is answered only after its transaction commits.
+    /// ping is answered only after its transaction commits; one the database refuses fails
+    /// alone (`group::write_group`).
     pub(super) async fn ping_loop(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<PingJob>) {
         while let Some(first) = jobs.recv().await {
             let mut batch = vec![first];
@@ -322,12 +323,15 @@ impl Engine {
                 }
             }
             let updates: Vec<PingUpdate> = batch.iter().map(|(u, _)| u.clone()).collect();
-            let result = self.store.record_pings(&updates).await.map_err(|e| {
-                tracing::warn!(error = %e, pings = updates.len(), "pings not stored");
-                "the database is not available".to_string()
-            });
-            for (_, reply) in batch {
-                let _ = reply.send(result.clone());
+            let store = &self.store;
+            let results = super::group::write_group(
+                &updates,
+                |g| async move { store.record_pings(g).await.map(|()| vec![(); g.len()]) },
+                "pings",
+            )
+            .await;
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
         }
     }

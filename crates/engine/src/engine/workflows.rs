@@ -237,7 +237,8 @@ impl Engine {
     }
 
     /// Writes events as they come, every event waiting at that moment in one transaction
-    /// (group commit); each is answered only after its transaction commits.
+    /// (group commit); each is answered only after its transaction commits. An event the
+    /// database refuses fails alone (`group::write_group`).
     pub(super) async fn event_loop(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<EventJob>) {
         while let Some(first) = jobs.recv().await {
             let mut batch = vec![first];
@@ -248,19 +249,12 @@ impl Engine {
                 }
             }
             let events: Vec<(NewEvent, Option<String>)> = batch.iter().map(|(e, _)| e.clone()).collect();
-            match self.store.emit_events(&events).await {
-                Ok(stored) => {
-                    self.touch();
-                    for ((_, reply), result) in batch.into_iter().zip(stored) {
-                        let _ = reply.send(Ok(result));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, events = events.len(), "events not stored");
-                    for (_, reply) in batch {
-                        let _ = reply.send(Err("the database is not available".into()));
-                    }
-                }
+            let results = super::group::write_group(&events, |g| self.store.emit_events(g), "events").await;
+            if results.iter().any(Result::is_ok) {
+                self.touch();
+            }
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
         }
     }

@@ -545,17 +545,7 @@ pub struct CsvQuery {
 }
 
 fn instant(v: &Option<String>, field: &str) -> Result<Option<i64>, ApiError> {
-    let Some(t) = ui::given(v) else { return Ok(None) };
-    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
-        return Ok(Some(ts.as_millisecond()));
-    }
-    match t.parse::<Date>() {
-        Ok(d) => Ok(Some(day_ms(d))),
-        Err(_) => {
-            Err(ApiError::bad_request(format!("{field}: {t:?} is not a day such as 2026-11-01 or an RFC 3339 time"))
-                .field(field))
-        }
-    }
+    ui::given(v).map(|t| crate::edge::instant_param(&t, field)).transpose()
 }
 
 pub const CSV_HEADER: &str =

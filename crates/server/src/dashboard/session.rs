@@ -116,6 +116,14 @@ pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Re
         if !secrets::constant_time_eq(given.as_bytes(), session.csrf.as_bytes()) {
             return csrf_refused("the form carried no valid CSRF token");
         }
+        if let Some(field) = std::str::from_utf8(&bytes).ok().and_then(crate::edge::nul_field) {
+            return ui::error_page(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "The field {field:?} holds a NUL character, which no text may contain. Go back and remove it."
+                ),
+            );
+        }
         Body::from(bytes)
     } else {
         body

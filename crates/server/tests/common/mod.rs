@@ -27,9 +27,19 @@ pub struct TestServer {
 }
 
 pub async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
+    start_at(None, tune).await
+}
+
+/// The same server on the PostgreSQL database at `url` (see `agent_os_store::testing`).
+pub async fn start_on(url: &str) -> TestServer {
+    start_at(Some(url), |_| {}).await
+}
+
+async fn start_at(database_url: Option<&str>, tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
     agent_os_engine::plugin::install_crypto_provider();
     let home = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&StoreOptions::new(sqlite_url(&home.path().join("agent-os.db"))), 1).await.unwrap();
+    let url = database_url.map_or_else(|| sqlite_url(&home.path().join("agent-os.db")), str::to_string);
+    let store = SqlStore::open(&StoreOptions::new(url), 1).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
     let (admin, hash) = new_token(TokenKind::Admin);
     store.insert_token(&token_record(TokenKind::Admin, "test", hash, None, 1)).await.unwrap();
