@@ -1541,7 +1541,7 @@ pub async fn project_audit(
     let target = agent_os_engine::audit::AuditTarget { name: name.clone(), root, manifest: p.manifest.clone() };
     let home = st.engine.config().runtime_dir.parent().map(std::path::Path::to_path_buf);
     let findings = tokio::task::spawn_blocking(move || {
-        agent_os_engine::audit::audit(&[target], &agent_os_engine::audit::AuditOptions { home })
+        agent_os_engine::audit::audit(&[target], &agent_os_engine::audit::AuditOptions { home, shared: Vec::new() })
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the audit did not finish"))?;
