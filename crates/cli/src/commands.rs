@@ -1114,9 +1114,14 @@ async fn schedule_action(c: &Client, sub: &crate::discover::SchedulesSub) -> Res
         S::Pause(t) => (t, "pause"),
         S::Resume(t) => (t, "resume"),
         S::Run(t) => (t, "run"),
-        S::Forget { project, name } => {
-            c.delete(&format!("/api/v1/projects/{}/schedules/{}", enc(project), enc(name))).await?;
-            println!("schedule {name:?} of project {project:?} is no longer watched (its check is gone)");
+        S::Forget(f) => {
+            match &f.project {
+                Some(project) => {
+                    c.delete(&format!("/api/v1/projects/{}/schedules/{}", enc(project), enc(&f.schedule))).await?
+                }
+                None => c.delete(&format!("/api/v1/schedules/{}", enc(&f.schedule))).await?,
+            }
+            println!("schedule {} is no longer watched (its check is gone)", f.schedule);
             return Ok(0);
         }
         S::Discover(_) => return Ok(0),

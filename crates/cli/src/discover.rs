@@ -44,14 +44,18 @@ pub enum SchedulesSub {
     Resume(ScheduleTarget),
     /// Run a schedule's task now, outside its slots.
     Run(ScheduleTarget),
-    /// Remove a schedule registered with `discover --register`.
-    Forget {
-        /// The project it was registered for.
-        #[arg(long)]
-        project: String,
-        /// Its name (the TASK column of `agent-os schedules`).
-        name: String,
-    },
+    /// Remove a schedule registered with `discover --register` (by id, or PROJECT/NAME).
+    Forget(ForgetArgs),
+}
+
+#[derive(Args)]
+pub struct ForgetArgs {
+    /// The schedule's id (first column of `agent-os schedules`) or PROJECT/NAME; with
+    /// `--project`, its name alone.
+    pub schedule: String,
+    /// The project it was registered for (then SCHEDULE is its name).
+    #[arg(long)]
+    pub project: Option<String>,
 }
 
 #[derive(Args)]
@@ -117,6 +121,12 @@ pub async fn run(a: &DiscoverArgs, client: Option<&Client>) -> u8 {
     {
         findings.extend(discover::discover_file(CRONTAB_L, &text));
     }
+    // Before the machine's zone stands in for it: such a job follows the clock of whichever
+    // machine runs it, which the manifest may state better.
+    let from_machine: Vec<bool> = findings
+        .iter()
+        .map(|f| matches!(&f.outcome, Outcome::Schedule { timezone, .. } if timezone.as_str() == LOCAL))
+        .collect();
     local_zone(&mut findings, &mut walk.notes);
     for note in &walk.notes {
         eprintln!("note: {note}");
@@ -136,9 +146,11 @@ pub async fn run(a: &DiscoverArgs, client: Option<&Client>) -> u8 {
     }
     match (a.register, client) {
         (false, _) => 0,
-        (true, Some(c)) => match register(c, &findings, a.project.as_deref(), a.json).await {
-            Ok((code, registered)) if a.json => {
-                let all = serde_json::json!({ "findings": findings, "registered": registered });
+        (true, Some(c)) => match register(c, &findings, &from_machine, a.project.as_deref(), a.json).await {
+            Ok((code, done)) if a.json => {
+                let (recognised, registered): (Vec<_>, Vec<_>) = done.into_iter().partition(|s| s.source == "manifest");
+                let all =
+                    serde_json::json!({ "findings": findings, "registered": registered, "recognised": recognised });
                 println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
                 code
             }
@@ -157,22 +169,17 @@ pub async fn run(a: &DiscoverArgs, client: Option<&Client>) -> u8 {
     }
 }
 
-/// A schedule name from what it runs: the script's name (`python3 jobs/rebalance.py` →
-/// `rebalance`), else the program's, else the scheduler and line.
+/// A schedule name from what it runs (docs/cli.md): the script's name (`python3
+/// jobs/rebalance.py` → `rebalance`), else the program's (`cd ~/newsletter && npm run send` →
+/// `npm`; a directory `cd` goes to is not a program), else the scheduler and line.
 pub fn name_for(f: &Finding) -> String {
-    let words: Vec<&str> = f.command.split_whitespace().filter(|w| !w.contains('=') && !w.starts_with('-')).collect();
-    const WRAPPERS: [&str; 14] =
-        ["cd", "&&", ";", "sh", "bash", "zsh", "env", "nice", "exec", "python", "python3", "node", "ruby", "uv"];
-    let script = words.iter().find(|w| {
-        let base = w.rsplit('/').next().unwrap_or(w);
-        base.rsplit_once('.').is_some_and(|(_, ext)| ["py", "sh", "js", "ts", "rb", "pl", "mjs"].contains(&ext))
-    });
-    let program = words.iter().find(|w| !WRAPPERS.contains(&w.rsplit('/').next().unwrap_or(w)) && !w.ends_with('/'));
-    let pick = script.or(program).map(|w| {
-        let base = w.rsplit('/').next().unwrap_or(w);
-        base.split_once('.').map_or(base, |(stem, _)| stem)
+    let runs = discover::what_it_runs(&f.command);
+    let pick = runs.script.or(runs.program).map(|w| {
+        let base = w.trim_end_matches('/').rsplit('/').next().unwrap_or(&w).to_string();
+        base.split_once('.').map_or(base.clone(), |(stem, _)| stem.to_string())
     });
     let mut name: String = pick
+        .as_deref()
         .unwrap_or("")
         .chars()
         .map(|c| c.to_ascii_lowercase())
@@ -198,16 +205,29 @@ fn owner<'a>(source: &str, projects: &'a [agent_os_server::views::ProjectView]) 
         .map(|(_, name)| name)
 }
 
+/// The names of `project`'s checks that its manifest declares: a registered schedule may not
+/// take one.
+async fn manifest_checks(c: &Client, project: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let q = agent_os_core::url::encode_component(project);
+    let checks: Vec<agent_os_server::CheckView> = c.get(&format!("/api/v1/checks?project={q}")).await?;
+    let schedules: Vec<agent_os_server::views::ScheduleView> = c.get(&format!("/api/v1/schedules?project={q}")).await?;
+    let discovered: std::collections::BTreeSet<&str> =
+        schedules.iter().filter(|s| s.source == "discovered").map(|s| s.task.as_str()).collect();
+    Ok(checks.into_iter().map(|c| c.slug).filter(|s| !discovered.contains(s.as_str())).collect())
+}
+
 async fn register(
     c: &Client,
     findings: &[Finding],
+    from_machine: &[bool],
     project: Option<&str>,
     json: bool,
 ) -> anyhow::Result<(u8, Vec<agent_os_server::views::ScheduleView>)> {
     let projects: Vec<agent_os_server::views::ProjectView> = c.get("/api/v1/projects").await?;
     let mut batches: std::collections::BTreeMap<String, Vec<agent_os_server::DiscoveredEntry>> = Default::default();
+    let mut taken: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
     let mut code = 0;
-    for f in findings {
+    for (i, f) in findings.iter().enumerate() {
         let Outcome::Schedule { cron, timezone } = &f.outcome else { continue };
         let Some(target) = project.or_else(|| owner(&f.source, &projects)) else {
             eprintln!(
@@ -217,11 +237,15 @@ async fn register(
             code = 1;
             continue;
         };
+        if !taken.contains_key(target) {
+            taken.insert(target.to_string(), manifest_checks(c, target).await?);
+        }
+        let in_manifest = &taken[target];
         let batch = batches.entry(target.to_string()).or_default();
         let base = name_for(f);
         let mut name = base.clone();
         let mut n = 2;
-        while batch.iter().any(|e| e.name == name) {
+        while batch.iter().any(|e| e.name == name) || in_manifest.contains(&name) {
             name = format!("{base}-{n}");
             n += 1;
         }
@@ -232,6 +256,8 @@ async fn register(
             timezone: (timezone != LOCAL).then(|| timezone.clone()),
             managed_by: f.managed_by.to_string(),
             description: format!("{command} ({}:{})", f.source, f.line),
+            command: (!f.command.is_empty()).then(|| f.command.clone()),
+            zone_from_machine: from_machine.get(i).copied().unwrap_or(false),
         });
     }
     let mut registered = Vec::new();
@@ -248,12 +274,25 @@ async fn register(
             }
         }
     }
-    if !json && !registered.is_empty() {
+    let recognised: Vec<&agent_os_server::views::ScheduleView> =
+        registered.iter().filter(|s| s.source == "manifest").collect();
+    if !json && !recognised.is_empty() {
+        println!();
+        println!("Already in the manifest (watched by its check; nothing registered):");
+        let rows: Vec<Vec<String>> = recognised
+            .iter()
+            .map(|s| vec![s.project.clone(), s.task.clone(), s.cron.clone(), s.timezone.clone(), s.managed_by.clone()])
+            .collect();
+        print!("{}", table::render(&["PROJECT", "TASK", "CRON", "ZONE", "MANAGED BY"], &rows));
+    }
+    let new: Vec<&agent_os_server::views::ScheduleView> =
+        registered.iter().filter(|s| s.source != "manifest").collect();
+    if !json && !new.is_empty() {
         println!();
         println!(
             "Registered (each is watched by a check; make the job ping its URL, or wrap it with `agent-os exec --check NAME --project PROJECT -- …`):"
         );
-        let rows: Vec<Vec<String>> = registered
+        let rows: Vec<Vec<String>> = new
             .iter()
             .map(|s| {
                 let url = s.check.as_ref().map(|c| c.ping_url.clone()).unwrap_or_default();
@@ -531,5 +570,27 @@ mod tests {
         assert_eq!(name_for(&f("sh -c ./run_nightly.sh")), "run_nightly");
         assert_eq!(name_for(&f("")), "cron-7");
         assert_eq!(name_for(&f("cd / && ...")), "cron-7", "nothing usable is left");
+    }
+
+    #[test]
+    fn a_directory_cd_goes_to_is_not_the_program_a_schedule_is_named_after() {
+        let f = |command: &str| Finding {
+            source: "crontab".into(),
+            line: 3,
+            managed_by: "cron",
+            command: command.into(),
+            outcome: Outcome::Schedule { cron: "0 9 * * 1".into(), timezone: "UTC".into() },
+        };
+        assert_eq!(name_for(&f("cd /home/me/newsletter && npm run send")), "npm");
+        assert_eq!(name_for(&f("cd \"$HOME/my site\" && make deploy >> /var/log/deploy.sh 2>&1")), "make");
+        assert_eq!(
+            name_for(&f("cd \"$HOME/projects/image-workflow\" && ./scripts/backup.sh >> \"$HOME/x.log\" 2>&1")),
+            "backup"
+        );
+        assert_eq!(
+            name_for(&f("/bin/sh /Users/you/cortana/scripts/automation/run_daily_update.sh")),
+            "run_daily_update"
+        );
+        assert_eq!(name_for(&f("bash -c 'cd /srv && exec ./nightly.py'")), "nightly");
     }
 }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use agent_os_core::Manifest;
+use agent_os_core::config::Config;
 use agent_os_core::envfile;
 use agent_os_core::manifest::MANIFEST_FILE;
 use agent_os_core::redact::redact_shapes;
@@ -47,6 +48,11 @@ pub struct AuditArgs {
     /// Exit 1 when a finding is at least this severe.
     #[arg(long, value_enum, default_value_t = FailOn::Error, value_name = "SEVERITY")]
     pub fail_on: FailOn,
+    /// A shared env file projects read or copied keys from (e.g. ~/agent_os/.env): a value a
+    /// project holds that is also in it is a shared key. Repeatable; remembered in config.yaml
+    /// (`keys.shared`), so later audits compare with it too.
+    #[arg(long = "shared", value_name = "FILE")]
+    pub shared: Vec<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,7 +179,11 @@ async fn run_audit(a: &AuditArgs, home: Option<&Path>, client: Option<&Client>) 
     for s in &skipped {
         eprintln!("skipped {}: {}", s.name, s.why);
     }
-    let opts = AuditOptions { home: home.map(Path::to_path_buf) };
+    let shared = match shared_files(&a.shared, home) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let opts = AuditOptions { home: home.map(Path::to_path_buf), shared };
     let audited = targets.clone();
     let findings = match tokio::task::spawn_blocking(move || audit::audit(&audited, &opts)).await {
         Ok(f) => f,
@@ -199,6 +209,106 @@ async fn run_audit(a: &AuditArgs, home: Option<&Path>, client: Option<&Client>) 
         FailOn::Error => Severity::Error,
     };
     u8::from(findings.iter().any(|f| f.severity >= fail_on))
+}
+
+/// `~/…` from the user's home; other paths as they are.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME").filter(|h| !h.is_empty())) {
+        (Some(rest), Some(user_home)) => PathBuf::from(user_home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The shared env files to compare the projects' keys with: those `keys.shared` in
+/// config.yaml names (a missing one is a note) and those given with `--shared` (each must be
+/// a file; new ones are remembered in config.yaml).
+fn shared_files(flags: &[PathBuf], home: Option<&Path>) -> Result<Vec<PathBuf>, u8> {
+    let config = home.map(|h| h.join("config.yaml"));
+    let text = config.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+    let configured = match (&config, &text) {
+        (Some(path), Some(text)) => match Config::parse(&path.display().to_string(), text) {
+            Ok(c) => c.shared_env_files,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(2);
+            }
+        },
+        _ => Vec::new(),
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for f in &configured {
+        match expand_home(f).canonicalize() {
+            Ok(p) if p.is_file() => out.push(p),
+            _ => eprintln!("note: keys.shared in config.yaml names {f}, which is not a file here; skipped"),
+        }
+    }
+    let mut new = Vec::new();
+    for f in flags {
+        match f.canonicalize() {
+            Ok(p) if p.is_file() => {
+                if !out.contains(&p) {
+                    out.push(p.clone());
+                    new.push(p);
+                }
+            }
+            _ => {
+                eprintln!(
+                    "error: --shared {}: not a file (name the shared env file itself, e.g. ~/agent_os/.env)",
+                    f.display()
+                );
+                return Err(2);
+            }
+        }
+    }
+    if let (Some(config), false) = (config, new.is_empty()) {
+        remember_shared(&config, text.as_deref(), &new);
+    }
+    Ok(out)
+}
+
+/// Adds `new` to `keys.shared` in config.yaml, appending a `keys:` section (creating the file
+/// from the default when there is none). A config that has a `keys:` section already is not
+/// rewritten: the note says what to add.
+fn remember_shared(config: &Path, text: Option<&str>, new: &[PathBuf]) {
+    let items: String =
+        new.iter().map(|p| format!("    - '{}'\n", p.display().to_string().replace('\'', "''"))).collect();
+    let text = text.unwrap_or(crate::home::DEFAULT_CONFIG);
+    let shown: Vec<String> = new.iter().map(|p| p.display().to_string()).collect();
+    if text.lines().any(|l| l.starts_with("keys:")) {
+        eprintln!(
+            "note: to compare with {} every time, add it under `keys: shared:` in {}",
+            shown.join(" and "),
+            config.display()
+        );
+        return;
+    }
+    let sep = if text.is_empty() || text.ends_with("\n\n") {
+        ""
+    } else if text.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    let updated = format!(
+        "{text}{sep}# Shared env files `agent-os keys audit` compares each project's keys with (added by --shared).\nkeys:\n  shared:\n{items}"
+    );
+    if Config::parse("config.yaml", &updated).is_err() {
+        eprintln!("note: could not add keys.shared to {}; add it by hand", config.display());
+        return;
+    }
+    // The home is private to its owner, as `serve` makes it.
+    if let Some(home) = config.parent()
+        && let Err(e) = crate::home::ensure(home)
+    {
+        eprintln!("note: {e:#}; add keys.shared by hand");
+        return;
+    }
+    let tmp = config.with_extension("yaml.tmp");
+    let written = std::fs::write(&tmp, &updated).and_then(|_| std::fs::rename(&tmp, config));
+    match written {
+        Ok(()) => eprintln!("remembered {} in {} (keys.shared)", shown.join(" and "), config.display()),
+        Err(e) => eprintln!("note: could not write {}: {e}; add keys.shared by hand", config.display()),
+    }
 }
 
 fn print_findings(targets: &[AuditTarget], home: Option<&Path>, findings: &[Finding]) {
@@ -402,6 +512,109 @@ fn env_names(path: &Path) -> Result<Vec<String>, String> {
     Ok(envfile::parse(&text).entries.into_iter().map(|e| e.key).filter(|k| seen.insert(k.clone())).collect())
 }
 
+/// Where `--apply` keeps the originals: under Agent OS's home, outside the project's work
+/// tree, so git never sees them (`HOME/backups/keys-migrate/PROJECT-TIME/`).
+fn backup_dir(home: Option<&Path>, project: &str) -> PathBuf {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    backup_root(home).join(format!("{project}-{stamp}"))
+}
+
+fn backup_root(home: Option<&Path>) -> PathBuf {
+    let base = home.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("agent-os"));
+    base.join("backups").join("keys-migrate")
+}
+
+/// Copies `file` (of the project at `root`) to its place under `dir`; returns the copy.
+fn back_up(file: &Path, root: &Path, dir: &Path) -> std::io::Result<PathBuf> {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    let backup = backup_path(&dir.join(rel));
+    if let Some(parent) = backup.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::copy(file, &backup)?;
+    Ok(backup)
+}
+
+/// The documents whose lines may tell the reader where keys come from.
+const DOCS: [&str; 4] = ["README.md", "CLAUDE.md", "AGENTS.md", ".cursorrules"];
+
+/// A line of the project's docs that names the shared env file, and the same line naming the
+/// project's own env file instead.
+struct DocEdit {
+    file: PathBuf,
+    /// 1-based.
+    line: usize,
+    old: String,
+    new: String,
+}
+
+/// Mentions of `shared` in `line`: any path that ends with its directory's name and its own
+/// (`agent_os/.env`, `~/agent_os/.env`, the full path), replaced by `own`; `None` when there
+/// is none.
+fn replace_mentions(line: &str, shared: &Path, own: &str) -> Option<String> {
+    let file = shared.file_name()?.to_str()?;
+    let dir = shared.parent()?.file_name()?.to_str()?;
+    let tail = format!("{dir}/{file}");
+    let path_char = |c: char| !c.is_whitespace() && !"`'\"()[]<>*,;".contains(c);
+    let mut out = String::new();
+    let mut rest = line;
+    let mut changed = false;
+    while let Some(i) = rest.find(&tail) {
+        let end = i + tail.len();
+        let after = &rest[end..];
+        let mut chars = after.chars();
+        let ends_here = match chars.next() {
+            None => true,
+            Some('.') => !chars.next().is_some_and(|c| c.is_alphanumeric()),
+            Some(c) => !(c.is_alphanumeric() || "_-/".contains(c)),
+        };
+        let start = rest[..i].char_indices().rev().take_while(|&(_, c)| path_char(c)).last().map_or(i, |(j, _)| j);
+        let prefix = &rest[start..i];
+        if ends_here && (prefix.is_empty() || prefix.ends_with('/')) {
+            out.push_str(&rest[..start]);
+            out.push_str(own);
+            changed = true;
+        } else {
+            out.push_str(&rest[..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// The lines of the project's README.md, CLAUDE.md, AGENTS.md and .cursorrules that send the
+/// reader to the shared env file.
+fn doc_edits(root: &Path, shared: &Path, own: &str) -> Vec<DocEdit> {
+    let mut out = Vec::new();
+    for name in DOCS {
+        let file = root.join(name);
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        for (n, line) in text.lines().enumerate() {
+            if let Some(new) = replace_mentions(line, shared, own) {
+                out.push(DocEdit { file: file.clone(), line: n + 1, old: line.to_string(), new });
+            }
+        }
+    }
+    out
+}
+
+/// `text` with the lines of `edits` replaced, line ends kept; `None` when one is no longer
+/// what it was.
+fn apply_doc_edits(text: &str, edits: &[&DocEdit]) -> Option<String> {
+    let mut lines: Vec<String> = text.split_inclusive('\n').map(str::to_string).collect();
+    for e in edits {
+        let line = lines.get_mut(e.line.checked_sub(1)?)?;
+        let body_len = line.trim_end_matches(['\n', '\r']).len();
+        if line[..body_len] != e.old {
+            return None;
+        }
+        *line = format!("{}{}", e.new, &line[body_len..]);
+    }
+    Some(lines.concat())
+}
+
 /// A free backup name next to `file`: `FILE.bak`, else `FILE.bak.2`, ….
 fn backup_path(file: &Path) -> PathBuf {
     let base = format!("{}.bak", file.display());
@@ -525,6 +738,16 @@ fn migrate(m: &MigrateArgs, home: Option<&Path>) -> u8 {
         Some(true) => println!(".gitignore: {env_rel} is already ignored"),
         None => println!(".gitignore: {} is not in a git work tree; nothing to ignore", target.root.display()),
     }
+    let docs = doc_edits(&target.root, &shared, &env_rel);
+    if !docs.is_empty() {
+        println!("Docs that send the reader to {} (each will name {env_rel} instead):", shared.display());
+        for d in &docs {
+            let rel = d.file.strip_prefix(&target.root).unwrap_or(&d.file).display().to_string();
+            println!("  {rel}:{}", d.line);
+            println!("    - {}", redact_shapes(d.old.trim_end()));
+            println!("    + {}", redact_shapes(d.new.trim_end()));
+        }
+    }
     let undeclared: Vec<&String> =
         used.iter().filter(|n| audit::credential_name(n) && !declared.contains(n.as_str())).collect();
     if !undeclared.is_empty() {
@@ -540,12 +763,16 @@ fn migrate(m: &MigrateArgs, home: Option<&Path>) -> u8 {
         let mut would = Vec::new();
         if !reads.is_empty() {
             would.push(format!(
-                "rewrite {} line{} in {} file{} (keeping each as FILE.bak)",
+                "rewrite {} line{} in {} file{} (keeping the originals under {})",
                 reads.len(),
                 if reads.len() == 1 { "" } else { "s" },
                 edited_files.len(),
-                if edited_files.len() == 1 { "" } else { "s" }
+                if edited_files.len() == 1 { "" } else { "s" },
+                backup_root(home).display()
             ));
+        }
+        if !docs.is_empty() {
+            would.push(format!("edit {} line{} of docs", docs.len(), if docs.len() == 1 { "" } else { "s" }));
         }
         if !to_add.is_empty() {
             would.push("write .env.example".into());
@@ -563,6 +790,7 @@ fn migrate(m: &MigrateArgs, home: Option<&Path>) -> u8 {
 
     // --apply
     let mut code = 0;
+    let backups = backup_dir(home, p);
     for file in &edited_files {
         let mine: Vec<&EnvRead> = reads.iter().filter(|r| r.file == *file).collect();
         let shown = file.strip_prefix(&target.root).unwrap_or(file).display().to_string();
@@ -576,12 +804,14 @@ fn migrate(m: &MigrateArgs, home: Option<&Path>) -> u8 {
             code = 1;
             continue;
         };
-        let backup = backup_path(file);
-        if let Err(e) = std::fs::copy(file, &backup) {
-            eprintln!("error: cannot back {shown} up to {}: {e}; left as it was", backup.display());
-            code = 1;
-            continue;
-        }
+        let backup = match back_up(file, &target.root, &backups) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot back {shown} up under {}: {e}; left as it was", backups.display());
+                code = 1;
+                continue;
+            }
+        };
         if let Err(e) = std::fs::write(file, new_text) {
             eprintln!("error: cannot write {shown}: {e} (the original is in {})", backup.display());
             code = 1;
@@ -593,6 +823,29 @@ fn migrate(m: &MigrateArgs, home: Option<&Path>) -> u8 {
             if mine.len() == 1 { "" } else { "s" },
             backup.display()
         );
+    }
+    let doc_files: BTreeSet<&Path> = docs.iter().map(|d| d.file.as_path()).collect();
+    for file in doc_files {
+        let mine: Vec<&DocEdit> = docs.iter().filter(|d| d.file == file).collect();
+        let shown = file.strip_prefix(&target.root).unwrap_or(file).display().to_string();
+        let Some(new_text) = std::fs::read_to_string(file).ok().and_then(|t| apply_doc_edits(&t, &mine)) else {
+            eprintln!("error: {shown} changed while migrating; left as it was, run migrate again");
+            code = 1;
+            continue;
+        };
+        let written = back_up(file, &target.root, &backups).and_then(|b| std::fs::write(file, new_text).map(|_| b));
+        match written {
+            Ok(b) => println!(
+                "edited {shown} ({} line{}; the original is in {})",
+                mine.len(),
+                if mine.len() == 1 { "" } else { "s" },
+                b.display()
+            ),
+            Err(e) => {
+                eprintln!("error: cannot edit {shown}: {e}");
+                code = 1;
+            }
+        }
     }
     if !to_add.is_empty() {
         let mut text = example_text.clone();
@@ -643,7 +896,7 @@ fn migrate(m: &MigrateArgs, home: Option<&Path>) -> u8 {
 
     // Audit again: the project must no longer read the shared file.
     println!();
-    let opts = AuditOptions { home: home.map(Path::to_path_buf) };
+    let opts = AuditOptions { home: home.map(Path::to_path_buf), shared: vec![shared.clone()] };
     let findings = audit::audit(std::slice::from_ref(&target), &opts);
     let ours: Vec<Finding> = findings.into_iter().filter(|f| f.project.as_deref() == Some(p.as_str())).collect();
     print_findings(std::slice::from_ref(&target), None, &ours);

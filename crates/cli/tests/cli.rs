@@ -836,9 +836,57 @@ fn discovered_schedules_are_registered_and_schedules_are_paused_from_the_command
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("kept by cron"));
 
+    // Forget takes PROJECT/NAME or the id, as pause and resume do, and still --project NAME.
+    ok(&cli(&home, &["schedules", "forget", "nightly/rotate-logs"]));
+    let list = json(&cli(&home, &["schedules", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let refused = cli(&home, &["schedules", "forget", "nightly/sync"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("comes from its manifest"), "{refused:?}");
+    ok(&cli(&home, &["schedules", "discover", "--register", root.to_str().unwrap()]));
+    let list = json(&cli(&home, &["schedules", "--json"]));
+    let id = list.as_array().unwrap().iter().find(|s| s["task"] == "rotate-logs").unwrap()["id"].clone();
+    ok(&cli(&home, &["schedules", "forget", id.as_str().unwrap()]));
+    ok(&cli(&home, &["schedules", "discover", "--register", root.to_str().unwrap()]));
     ok(&cli(&home, &["schedules", "forget", "--project", "nightly", "rotate-logs"]));
     let list = json(&cli(&home, &["schedules", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
+
+/// The README's tour on a machine whose zone is not the one the manifests state: the crontab
+/// entry and the launchd job the example manifests declare are recognised, not registered a
+/// second time beside them (which also failed half-way on the name of the manifest's check).
+#[test]
+fn discover_register_in_the_readme_tour_recognises_what_the_manifests_declare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let _s = Server::start_cmd("demo", &home, &[], &[]);
+    let projects = home.join("projects");
+    let register = || {
+        Command::new(BIN)
+            .args(["schedules", "discover", projects.to_str().unwrap(), "--register"])
+            .env("AGENT_OS_HOME", &home)
+            .env("TZ", "Etc/UTC")
+            .env_remove("AGENT_OS_URL")
+            .env_remove("AGENT_OS_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let before = json(&cli(&home, &["schedules", "--json"]));
+    for _ in 0..2 {
+        let out = register();
+        let stdout = ok(&out);
+        assert!(stdout.contains("Already in the manifest"), "{stdout}");
+        assert!(stdout.contains("image-workflow") && stdout.contains("backup"), "{stdout}");
+        assert!(stdout.contains("cortana") && stdout.contains("daily_update"), "{stdout}");
+        assert!(!stdout.contains("Registered"), "nothing is new: {stdout}");
+    }
+    let after = json(&cli(&home, &["schedules", "--json"]));
+    assert!(after.as_array().unwrap().iter().all(|s| s["source"] != "discovered"), "{after:#}");
+    assert_eq!(after.as_array().unwrap().len(), before.as_array().unwrap().len());
+    let checks = json(&cli(&home, &["checks", "--json"]));
+    let slugs: Vec<&str> = checks.as_array().unwrap().iter().filter_map(|c| c["slug"].as_str()).collect();
+    assert!(!slugs.contains(&"run_daily_update"), "no second check for cortana's job: {slugs:?}");
 }
 
 #[test]

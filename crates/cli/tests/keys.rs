@@ -268,9 +268,8 @@ fn a_script_exporting_a_shared_env_file_is_found_with_its_replacement() {
     assert_eq!(f[0]["file"], "scripts/automation/run_daily_update.sh");
     assert_eq!(f[0]["line"], 3);
     assert!(f[0]["message"].as_str().unwrap().contains(&format!("{}/.env", shared.display())));
-    let own = p.canonicalize().unwrap().join(".env");
     let fix = f[0]["fix"].as_str().unwrap();
-    assert!(fix.contains(&format!("export $(grep -v '^#' {} | xargs)", own.display())), "{fix}");
+    assert!(fix.contains(r#"export $(grep -v '^#' "$(dirname "$0")/../../.env" | xargs)"#), "{fix}");
     w.no_canary_in_files(&[]);
 }
 
@@ -507,7 +506,7 @@ fn migrating_off_a_shared_env_file_end_to_end() {
         &["-A"],
     );
     let script_path = p.join("scripts/automation/run_daily_update.sh");
-    let own = p.canonicalize().unwrap().join(".env");
+    let own = r#""$(dirname "$0")/../../.env""#;
     let shared_env = shared.join(".env").display().to_string();
     let project = p.display().to_string();
 
@@ -524,25 +523,25 @@ fn migrating_off_a_shared_env_file_end_to_end() {
     assert!(!shown.contains("TRADING_SYMBOLS"), "cortana does not use it: {shown}");
     assert!(shown.contains("scripts/automation/run_daily_update.sh:5"), "{shown}");
     assert!(shown.contains(&format!("- export $(grep -v '^#' {shared_env} | xargs)")), "{shown}");
-    assert!(shown.contains(&format!("+ export $(grep -v '^#' {} | xargs)", own.display())), "{shown}");
+    assert!(shown.contains(&format!("+ export $(grep -v '^#' {own} | xargs)")), "{shown}");
     assert!(shown.contains("Dry run: nothing was changed"), "{shown}");
     assert_eq!(std::fs::read_to_string(&script_path).unwrap(), script);
     for untouched in [".env.example", ".gitignore", "scripts/automation/run_daily_update.sh.bak"] {
         assert!(!p.join(untouched).exists(), "{untouched} written by a dry run");
     }
 
-    // --apply: the line is rewritten (backup kept), .env.example written, .env ignored.
+    // --apply: the line is rewritten (the original kept under Agent OS's home), .env.example
+    // written, .env ignored.
     let out = w.keys(&["migrate", "--from", &shared_env, "--project", &project, "--apply"]);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(shown.contains(&format!("cortana no longer reads {shared_env}")), "{shown}");
     let rewritten = std::fs::read_to_string(&script_path).unwrap();
-    assert_eq!(
-        rewritten,
-        script.replace(&format!("{shared_env} "), &format!("{} ", own.display())),
-        "only the one path changed"
-    );
-    assert_eq!(std::fs::read_to_string(p.join("scripts/automation/run_daily_update.sh.bak")).unwrap(), script);
+    assert_eq!(rewritten, script.replace(&format!("{shared_env} "), &format!("{own} ")), "only the one path changed");
+    let backups = backups_of(&w.home());
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(backups[0].ends_with("scripts/automation/run_daily_update.sh.bak"), "{backups:?}");
+    assert_eq!(std::fs::read_to_string(&backups[0]).unwrap(), script);
     let example = std::fs::read_to_string(p.join(".env.example")).unwrap();
     assert!(example.contains("OPENAI_API_KEY=replace-me") && example.contains("cortana-openai"), "{example}");
     assert!(example.contains("CORTANA_MODEL="), "{example}");
@@ -552,19 +551,192 @@ fn migrating_off_a_shared_env_file_end_to_end() {
     let out = w.keys(&["migrate", "--from", &shared_env, "--project", &project, "--apply"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(p.join(".gitignore")).unwrap(), "/.env\n");
-    assert!(!p.join("scripts/automation/run_daily_update.sh.bak.2").exists());
+    assert_eq!(backups_of(&w.home()).len(), 1, "nothing was rewritten again");
 
     // The audit no longer sees the shared file being read, and .env is ignored.
     let (_, after) = w.audit(&[&p], &[]);
     assert!(of(&after, "foreign-env-read").is_empty(), "{after:#?}");
     assert!(of(&after, "env-not-ignored").is_empty(), "{after:#?}");
 
-    w.no_canary_in_files(&[
-        script_path,
-        p.join("scripts/automation/run_daily_update.sh.bak"),
-        p.join(".env.example"),
-        p.join(".gitignore"),
-    ]);
+    let mut written = vec![script_path, p.join(".env.example"), p.join(".gitignore")];
+    written.extend(backups_of(&w.home()));
+    w.no_canary_in_files(&written);
+}
+
+/// Every file under `HOME/backups`.
+fn backups_of(home: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![home.join("backups")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.filter_map(Result::ok) {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `command` (as printed by the audit, starting with `agent-os`) through `sh -c`, with
+/// this build's binary first on PATH.
+fn run_printed(w: &World, command: &str) -> Output {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("PATH", path)
+        .env("HOME", w.user_home())
+        .env("AGENT_OS_HOME", w.home())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("AGENT_OS_URL")
+        .env_remove("AGENT_OS_TOKEN")
+        .output()
+        .unwrap();
+    w.no_canary("stdout", &out.stdout);
+    w.no_canary("stderr", &out.stderr);
+    out
+}
+
+/// The seed's case: a project's `.env` holds the very value of the legacy shared
+/// `agent_os/.env`, which is not Agent OS's home. `--shared` names it, and config.yaml
+/// remembers it for the audits after.
+#[test]
+fn a_key_copied_from_the_legacy_shared_env_file_is_found_once_it_is_named_with_shared() {
+    let w = World::new();
+    let shared = w.write("legacy files/agent_os", &[(".env", &format!("OPENAI_API_KEY={}\n", w.canary))]);
+    let env = format!("OPENAI_API_KEY={}\n", w.canary);
+    let p = w.repo(
+        "projects/Cortana personal AI",
+        &[("agent-os.yaml", &openai("cortana")), (".gitignore", ".env\n"), (".env", &env)],
+        &["agent-os.yaml", ".gitignore"],
+    );
+    let (_, findings) = w.audit(&[&p], &[]);
+    assert!(of(&findings, "shared-secret").is_empty(), "nothing to compare with yet: {findings:#?}");
+
+    let shared_env = shared.join(".env").display().to_string();
+    let (code, findings) = w.audit(&[&p], &["--shared", &shared_env]);
+    assert_eq!(code, 1);
+    let f = of(&findings, "shared-secret");
+    assert_eq!(f.len(), 1, "{findings:#?}");
+    let message = f[0]["message"].as_str().unwrap();
+    let canonical = shared.canonicalize().unwrap().join(".env");
+    assert!(message.contains(&format!("in the shared env file {}", canonical.display())), "{message}");
+    assert!(f[0]["fix"].as_str().unwrap().contains("and remove it from"), "{}", f[0]["fix"]);
+
+    // Remembered: the next audit compares with it without being told.
+    let config = std::fs::read_to_string(w.home().join("config.yaml")).unwrap();
+    assert!(config.contains("keys:\n  shared:\n") && config.contains(&canonical.display().to_string()), "{config}");
+    let (_, findings) = w.audit(&[&p], &[]);
+    assert_eq!(of(&findings, "shared-secret").len(), 1, "{findings:#?}");
+    // Named again, it is not added twice.
+    w.audit(&[&p], &["--shared", &shared_env]);
+    let again = std::fs::read_to_string(w.home().join("config.yaml")).unwrap();
+    assert_eq!(again, config);
+
+    let out = w.keys(&["audit", "--shared", "/nonexistent/agent_os/.env", &p.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--shared /nonexistent/agent_os/.env: not a file"), "{}", text(&out.stderr));
+    w.no_canary_in_files(&[w.home().join("config.yaml")]);
+}
+
+/// Paths with spaces, quotes and dollars in the commands the audit prints: pasted into a
+/// shell, they run.
+#[test]
+fn the_fix_commands_the_audit_prints_run_when_pasted_into_a_shell() {
+    let w = World::new();
+    let shared = w.write("agent_os", &[(".env", &format!("OPENAI_API_KEY={}\n", w.canary))]);
+    let script = format!("#!/bin/sh\nset -a; . {}/.env; set +a\n", shared.display());
+    let p = w.repo(
+        "projects/Cortana personal AI's $stuff",
+        &[("agent-os.yaml", &openai("cortana")), (".gitignore", ".env\n"), ("run.sh", &script)],
+        &["-A"],
+    );
+    let (_, findings) = w.audit(&[&p], &[]);
+    let f = of(&findings, "foreign-env-read");
+    assert_eq!(f.len(), 1, "{findings:#?}");
+    let fix = f[0]["fix"].as_str().unwrap();
+    let start = fix.find("`agent-os keys migrate").unwrap_or_else(|| panic!("{fix}")) + 1;
+    let command = &fix[start..start + fix[start..].find('`').unwrap()];
+    let out = run_printed(&w, command);
+    assert_eq!(out.status.code(), Some(0), "{command}\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(&format!("Migrating cortana ({})", p.canonicalize().unwrap().display())), "{shown}");
+}
+
+/// `--apply` on a project whose directory has spaces: the script reads its own `.env` by a
+/// path relative to itself (and does, run from anywhere), the originals are kept out of the
+/// work tree, and the README and CLAUDE.md lines that sent the reader to the shared file are
+/// offered, then edited.
+#[test]
+fn migrate_writes_a_script_relative_path_keeps_backups_out_of_git_and_edits_the_docs() {
+    let w = World::new();
+    let shared =
+        w.write("agent_os", &[(".env", &format!("OPENAI_API_KEY={}\nCORTANA_MODEL=shared-model\n", w.canary))]);
+    let script = format!("#!/bin/sh\nset -a; . {}/.env; set +a\necho \"model=$CORTANA_MODEL\"\n", shared.display());
+    let readme = "# Cortana\n\nKeys come from `~/agent_os/.env` (shared with the other projects).\nSee agent_os/.env.example for the names.\n";
+    let claude = "- Load keys with `source agent_os/.env` before running anything.\n- Use my_agent_os/.env never.\n";
+    let p = w.repo(
+        "projects/Cortana personal AI",
+        &[
+            ("agent-os.yaml", &openai("cortana")),
+            (".gitignore", ".env\n"),
+            ("scripts/automation/run_daily_update.sh", &script),
+            ("README.md", readme),
+            ("CLAUDE.md", claude),
+        ],
+        &["-A"],
+    );
+    std::fs::write(p.join(".env"), "CORTANA_MODEL=own-model\n").unwrap();
+    let shared_env = shared.join(".env").display().to_string();
+    let project = p.display().to_string();
+
+    let out = w.keys(&["migrate", "--from", &shared_env, "--project", &project]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(r#"+ set -a; . "$(dirname "$0")/../../.env"; set +a"#), "{shown}");
+    assert!(shown.contains("README.md:3"), "{shown}");
+    assert!(shown.contains("+ Keys come from `.env` (shared with the other projects)."), "{shown}");
+    assert!(shown.contains("CLAUDE.md:1") && !shown.contains("CLAUDE.md:2"), "{shown}");
+    assert!(!shown.contains("README.md:4"), "the example file is another file: {shown}");
+
+    let out = w.keys(&["migrate", "--from", &shared_env, "--project", &project, "--apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let script_path = p.join("scripts/automation/run_daily_update.sh");
+    let rewritten = std::fs::read_to_string(&script_path).unwrap();
+    assert!(rewritten.contains(r#"set -a; . "$(dirname "$0")/../../.env"; set +a"#), "{rewritten}");
+    // It reads the project's own file, wherever it is started from.
+    let run = Command::new("sh").arg(&script_path).current_dir("/").env("HOME", w.user_home()).output().unwrap();
+    assert_eq!(text(&run.stdout), "model=own-model\n", "{}", text(&run.stderr));
+
+    let readme_now = std::fs::read_to_string(p.join("README.md")).unwrap();
+    assert_eq!(readme_now, readme.replace("`~/agent_os/.env`", "`.env`"), "only the mention changed");
+    let claude_now = std::fs::read_to_string(p.join("CLAUDE.md")).unwrap();
+    assert_eq!(claude_now, claude.replace("source agent_os/.env", "source .env"));
+
+    // git sees the edits and the new files, and no backup.
+    let status = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(&p)
+        .env("HOME", w.user_home())
+        .output()
+        .unwrap();
+    let status = text(&status.stdout);
+    assert!(!status.contains(".bak"), "{status}");
+    assert!(
+        status.contains(" M scripts/automation/run_daily_update.sh") && status.contains(" M README.md"),
+        "{status}"
+    );
+    let backups = backups_of(&w.home());
+    assert_eq!(backups.len(), 3, "{backups:?}");
+    assert!(backups.iter().any(|b| std::fs::read_to_string(b).unwrap() == readme), "{backups:?}");
+    let mut written = vec![script_path, p.join("README.md"), p.join("CLAUDE.md"), p.join(".env.example")];
+    written.extend(backups);
+    w.no_canary_in_files(&written);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,15 @@ struct RawConfig {
     notifications: Option<RawNotifications>,
     #[serde(default)]
     maintenance: Option<Vec<Spanned<RawMaintenance>>>,
+    #[serde(default)]
+    keys: Option<RawKeys>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    #[serde(default)]
+    shared: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -273,6 +282,9 @@ pub struct Config {
     pub allow_private_targets: bool,
     /// Routes, channel rules, flapping and maintenance windows.
     pub alerting: Alerting,
+    /// Shared env files `agent-os keys audit` compares the projects' keys with (`keys.shared`):
+    /// absolute paths, or `~/…` for the user's home, as written.
+    pub shared_env_files: Vec<String>,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -295,6 +307,7 @@ impl Default for Config {
             channels: Default::default(),
             allow_private_targets: false,
             alerting: Alerting::default(),
+            shared_env_files: Vec::new(),
         }
     }
 }
@@ -670,6 +683,21 @@ impl Config {
                 });
             }
         }
+        for (i, f) in raw.keys.unwrap_or_default().shared.into_iter().enumerate() {
+            if !(f.value.starts_with('/') || f.value.starts_with("~/")) {
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: f.referenced.line().max(1),
+                    column: f.referenced.column().max(1),
+                    path: format!("keys.shared[{i}]"),
+                    message: format!("{:?} is not an absolute path", f.value),
+                    hint: Some(
+                        "write the shared env file's full path, or ~/… from your home, e.g. ~/agent_os/.env".into(),
+                    ),
+                });
+            }
+            c.shared_env_files.push(f.value);
+        }
         if errors.is_empty() { Ok(c) } else { Err(ManifestError(errors)) }
     }
 }
@@ -786,6 +814,15 @@ mod tests {
         assert_eq!(c.kill_grace, Duration::from_secs(3));
         assert_eq!(c.log_max_bytes, 4096);
         assert_eq!(c.max_body_bytes, 2048);
+    }
+
+    #[test]
+    fn shared_env_files_to_audit_against_are_absolute_or_from_home() {
+        let c =
+            Config::parse("c.yaml", "keys:\n  shared:\n    - ~/agent_os/.env\n    - '/srv/old shared/.env'\n").unwrap();
+        assert_eq!(c.shared_env_files, vec!["~/agent_os/.env".to_string(), "/srv/old shared/.env".to_string()]);
+        let e = Config::parse("c.yaml", "keys:\n  shared: [agent_os/.env]\n").unwrap_err().to_string();
+        assert!(e.contains("keys.shared[0]") && e.contains("not an absolute path"), "{e}");
     }
 
     #[test]

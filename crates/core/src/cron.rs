@@ -43,6 +43,13 @@ pub struct Cron {
     fixed: bool,
 }
 
+fn sorted(nth: &[(u8, u8)]) -> Vec<(u8, u8)> {
+    let mut v = nth.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Why an expression is not valid: the field and the token at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CronError {
@@ -166,6 +173,13 @@ fn field(idx: usize, text: &str, min: u32, max: u32, cron: &mut Cron) -> Result<
 }
 
 impl Cron {
+    /// Whether `other` fires at the same times, however each was written (`@daily` and
+    /// `0 0 * * *`, `1-5` and `mon-fri`).
+    pub fn fires_like(&self, other: &Cron) -> bool {
+        Cron { source: String::new(), nth: sorted(&self.nth), ..self.clone() }
+            == Cron { source: String::new(), nth: sorted(&other.nth), ..other.clone() }
+    }
+
     /// Parses an expression: five fields or an `@` alias.
     pub fn parse(expr: &str) -> Result<Cron, CronError> {
         let trimmed = expr.trim();
@@ -408,6 +422,16 @@ pub fn reference_next(c: &Cron, tz: &TimeZone, after: Timestamp, max_minutes: i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expressions_written_differently_fire_alike() {
+        let p = |e: &str| Cron::parse(e).unwrap();
+        assert!(p("@daily").fires_like(&p("0 0 * * *")));
+        assert!(p("0 9 * * 1-5").fires_like(&p("0 9 * * mon-fri")));
+        assert!(p("0 9 * * 1-5").fires_like(&p(" 0  9 * * 1,2,3,4,5")));
+        assert!(!p("0 9 * * 1-5").fires_like(&p("0 9 * * 1-6")));
+        assert!(!p("30 3 * * *").fires_like(&p("30 4 * * *")));
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -1285,9 +1285,254 @@ fn find_after(text: &str, from: (usize, usize), needle: &str) -> Option<(usize, 
     None
 }
 
+// ---------------------------------------------------------------------------------------------
+// What a job runs, and whether it is a manifest's task.
+
+/// What a job's command line runs, as far as its words tell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Runs {
+    /// The first script it names (a word ending in `.py`, `.sh`, `.js`, …), as written.
+    pub script: Option<String>,
+    /// The first program it starts that is not a wrapper (`env`, `nice`, `exec`…) nor a shell
+    /// or interpreter given a script; `cd` and its directory are never one.
+    pub program: Option<String>,
+    /// Every word of the commands it runs, quotes removed, without `cd` commands, variable
+    /// assignments and redirections.
+    pub words: Vec<String>,
+}
+
+/// Programs that run another program named after them.
+const WRAPPERS: [&str; 9] = ["env", "nice", "nohup", "exec", "time", "sudo", "command", "caffeinate", "flock"];
+/// Shells and interpreters: the program is what they are given.
+const INTERPRETERS: [&str; 14] =
+    ["sh", "bash", "zsh", "dash", "python", "python3", "node", "ruby", "perl", "uv", "deno", "bun", "php", "pipenv"];
+const SCRIPT_EXTENSIONS: [&str; 8] = ["py", "sh", "js", "ts", "rb", "pl", "mjs", "bash"];
+
+/// A command line in shell words, quotes removed, with the operators that separate commands
+/// (`&&`, `||`, `;`, `|`, `&`) and redirections (`>`, `>>`, `2>&1`, `<`) as words of their own.
+fn shell_words(command: &str) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = command.chars().peekable();
+    let flush = |word: &mut String, in_word: &mut bool, out: &mut Vec<(String, bool)>| {
+        if *in_word {
+            out.push((std::mem::take(word), false));
+            *in_word = false;
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                    word.push(q);
+                }
+            }
+            '"' => {
+                in_word = true;
+                while let Some(q) = chars.next() {
+                    match q {
+                        '"' => break,
+                        '\\' => {
+                            if let Some(n) = chars.next() {
+                                word.push(n);
+                            }
+                        }
+                        _ => word.push(q),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(n) = chars.next() {
+                    word.push(n);
+                }
+            }
+            c if c.is_whitespace() => flush(&mut word, &mut in_word, &mut out),
+            '&' | '|' | ';' | '>' | '<' => {
+                // A file descriptor number glued to a redirection (`2>`) belongs to it.
+                let fd = in_word && c != '&' && c != '|' && c != ';' && word.chars().all(|d| d.is_ascii_digit());
+                let mut op = if fd { std::mem::take(&mut word) } else { String::new() };
+                if !fd {
+                    flush(&mut word, &mut in_word, &mut out);
+                }
+                in_word = false;
+                op.push(c);
+                while let Some(&n) = chars.peek() {
+                    if "&|>".contains(n) || (op.ends_with(">&") && n.is_ascii_digit()) {
+                        op.push(n);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                out.push((op, true));
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    flush(&mut word, &mut in_word, &mut out);
+    out
+}
+
+fn base_name(word: &str) -> &str {
+    word.trim_end_matches('/').rsplit('/').next().unwrap_or(word)
+}
+
+fn is_script(word: &str) -> bool {
+    base_name(word).rsplit_once('.').is_some_and(|(stem, ext)| !stem.is_empty() && SCRIPT_EXTENSIONS.contains(&ext))
+}
+
+/// Reads what `command` runs: the script and program its schedule is named after, and its
+/// words, to compare with a manifest task's command.
+pub fn what_it_runs(command: &str) -> Runs {
+    let mut runs = Runs::default();
+    let mut segment: Vec<String> = Vec::new();
+    let mut redirect_target = false;
+    let mut words = shell_words(command);
+    words.push((";".into(), true));
+    for (word, operator) in words {
+        if redirect_target {
+            redirect_target = false;
+            if !operator {
+                continue;
+            }
+        }
+        if !operator {
+            segment.push(word);
+            continue;
+        }
+        if word.contains('>') || word.contains('<') {
+            // A redirection: the next word is a file, not something the job runs (`2>&1`
+            // names none).
+            redirect_target = !word.ends_with(|c: char| c.is_ascii_digit()) && !word.ends_with('-');
+            continue;
+        }
+        read_segment(std::mem::take(&mut segment), &mut runs);
+    }
+    runs
+}
+
+/// One simple command of a command line.
+fn read_segment(segment: Vec<String>, runs: &mut Runs) {
+    let mut rest = segment.into_iter().skip_while(|w| {
+        // `VAR=value` before the program.
+        w.split_once('=')
+            .is_some_and(|(name, _)| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    });
+    let Some(first) = rest.next() else { return };
+    if base_name(&first) == "cd" {
+        return;
+    }
+    let args: Vec<String> = rest.collect();
+    if ["sh", "bash", "zsh", "dash"].contains(&base_name(&first))
+        && let Some(i) = args.iter().position(|a| a == "-c")
+        && let Some(inner) = args.get(i + 1)
+    {
+        let inner = what_it_runs(inner);
+        runs.words.extend(inner.words);
+        runs.script = runs.script.take().or(inner.script);
+        runs.program = runs.program.take().or(inner.program);
+        return;
+    }
+    runs.words.push(first.clone());
+    runs.words.extend(args.iter().cloned());
+    let all: Vec<&String> = std::iter::once(&first).chain(&args).collect();
+    if runs.script.is_none() {
+        runs.script = all.iter().find(|w| !w.starts_with('-') && is_script(w)).map(|w| w.to_string());
+    }
+    if runs.program.is_none() {
+        runs.program = all
+            .iter()
+            .filter(|w| !w.starts_with('-') && !w.contains('=') && !w.chars().all(|c| c.is_ascii_digit()))
+            .find(|w| {
+                let base = base_name(w);
+                !WRAPPERS.contains(&base) && !INTERPRETERS.contains(&base) && !base.is_empty()
+            })
+            .map(|w| w.to_string());
+    }
+}
+
+/// The words of a manifest task's command, as [`what_it_runs`] reads them.
+fn task_runs(task: &crate::manifest::Command) -> Runs {
+    match task {
+        crate::manifest::Command::Shell(s) => what_it_runs(s),
+        crate::manifest::Command::Argv(argv) => {
+            what_it_runs(&argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "))
+        }
+    }
+}
+
+/// A path's parts, without `.` parts.
+fn parts(path: &str) -> Vec<&str> {
+    path.split('/').filter(|p| !p.is_empty() && *p != ".").collect()
+}
+
+/// Whether a job found by discovery runs the manifest task `task` (whose command runs in the
+/// project's directory): it names the same script (the job's path ends with the task's,
+/// `/Users/you/cortana/scripts/run.sh` runs `scripts/run.sh`), or the task's whole command
+/// appears in the job's, word for word (`cd ~/newsletter && npm run send` runs `npm run send`).
+pub fn runs_task(job: &str, task: &crate::manifest::Command) -> bool {
+    let job = what_it_runs(job);
+    let task = task_runs(task);
+    if let (Some(j), Some(t)) = (&job.script, &task.script) {
+        let (j, t) = (parts(j), parts(t));
+        return !t.is_empty() && j.ends_with(&t);
+    }
+    let strip = |w: &String| w.strip_prefix("./").unwrap_or(w).to_string();
+    let job_words: Vec<String> = job.words.iter().map(strip).collect();
+    let task_words: Vec<String> = task.words.iter().map(strip).collect();
+    !task_words.is_empty() && job_words.windows(task_words.len()).any(|w| w == task_words.as_slice())
+}
+
+/// Whether two zone names are the same zone by name (UTC's aliases are one zone).
+pub fn same_zone(a: &str, b: &str) -> bool {
+    const UTC: [&str; 8] = ["UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "Etc/Universal", "Universal"];
+    a == b || (UTC.contains(&a) && UTC.contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::Command;
+
+    #[test]
+    fn what_a_job_runs_skips_cd_redirections_and_wrappers() {
+        let r = what_it_runs("cd /home/me/newsletter && npm run send");
+        assert_eq!((r.script, r.program.as_deref()), (None, Some("npm")));
+        assert_eq!(r.words, ["npm", "run", "send"]);
+        let r = what_it_runs(
+            "cd \"$HOME/projects/image-workflow\" && ./scripts/backup.sh >> \"$HOME/Library/Logs/b.sh\" 2>&1",
+        );
+        assert_eq!(r.script.as_deref(), Some("./scripts/backup.sh"));
+        assert_eq!(r.words, ["./scripts/backup.sh"]);
+        let r = what_it_runs("PATH=/bin nice -n 5 /usr/local/bin/backup-db>/tmp/x.log");
+        assert_eq!(r.program.as_deref(), Some("/usr/local/bin/backup-db"));
+        let r = what_it_runs("bash -c 'cd /srv && exec python3 jobs/rebalance.py --live'");
+        assert_eq!(r.script.as_deref(), Some("jobs/rebalance.py"));
+    }
+
+    #[test]
+    fn a_job_runs_a_task_by_its_script_or_its_whole_command() {
+        let shell = |s: &str| Command::Shell(s.into());
+        let argv = |v: &[&str]| Command::Argv(v.iter().map(|s| s.to_string()).collect());
+        assert!(runs_task(
+            "/bin/sh /Users/you/cortana/scripts/automation/run_daily_update.sh",
+            &shell("scripts/automation/run_daily_update.sh")
+        ));
+        assert!(runs_task("cd ~/w && ./scripts/backup.sh >> log 2>&1", &argv(&["sh", "scripts/backup.sh"])));
+        assert!(!runs_task("/bin/sh /Users/you/other/backup.sh", &shell("scripts/backup.sh")));
+        assert!(runs_task("cd ~/newsletter && npm run send", &argv(&["npm", "run", "send"])));
+        assert!(!runs_task("cd ~/newsletter && npm run build", &argv(&["npm", "run", "send"])));
+        assert!(same_zone("UTC", "Etc/UTC") && !same_zone("UTC", "Europe/London"));
+    }
 
     fn cron_of(expr: &str) -> Result<String, String> {
         on_calendar(expr).map(|(c, _)| c)

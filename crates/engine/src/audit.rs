@@ -40,6 +40,9 @@ pub struct AuditOptions {
     /// Agent OS's home: its own `.env` is checked, and the fingerprint key lives at
     /// `HOME/audit.key`. Without it, a random key serves this run only.
     pub home: Option<PathBuf>,
+    /// Shared env files the projects used to read (`--shared`, `keys.shared` in config.yaml),
+    /// such as the seed's `agent_os/.env`: a project's value found in one is a shared key.
+    pub shared: Vec<PathBuf>,
 }
 
 /// How bad a finding is. `Warning < Error`, so `severity >= fail_on` reads naturally.
@@ -136,7 +139,7 @@ pub fn audit(targets: &[AuditTarget], opts: &AuditOptions) -> Vec<Finding> {
             undeclared(t, &entries, &mut findings);
             for e in entries.iter().filter(|e| comparable(&e.key, &e.value)) {
                 fingerprints.entry(fingerprint(&key, &e.value)).or_default().push(Holder {
-                    project: Some(t.name.clone()),
+                    owner: Owner::Project(t.name.clone()),
                     variable: e.key.clone(),
                     file: env_file_rel(&t.manifest).to_string(),
                     line: e.line as u64,
@@ -146,7 +149,7 @@ pub fn audit(targets: &[AuditTarget], opts: &AuditOptions) -> Vec<Finding> {
         }
         key_names(t, &mut findings);
         for read in foreign_reads(t, home, &mut findings) {
-            findings.push(read_finding(t, &read, home, &targets));
+            findings.push(read_finding(t, &read, home, &opts.shared, &targets));
         }
         secrets_in_git(t, &mut findings);
     }
@@ -157,13 +160,31 @@ pub fn audit(targets: &[AuditTarget], opts: &AuditOptions) -> Vec<Finding> {
             agent_os_env(&path, &entries, &targets, &mut findings);
             for e in entries.iter().filter(|e| comparable(&e.key, &e.value)) {
                 fingerprints.entry(fingerprint(&key, &e.value)).or_default().push(Holder {
-                    project: None,
+                    owner: Owner::AgentOs,
                     variable: e.key.clone(),
                     file: path.display().to_string(),
                     line: e.line as u64,
                     masked: mask(&e.value),
                 });
             }
+        }
+    }
+    let agent_os_env = home.map(|h| h.join(".env")).map(|p| p.canonicalize().unwrap_or(p));
+    let mut seen = BTreeSet::new();
+    for path in &opts.shared {
+        let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if agent_os_env.as_ref() == Some(&path) || !seen.insert(path.clone()) {
+            continue;
+        }
+        let Some(entries) = read_env(&path) else { continue };
+        for e in entries.iter().filter(|e| comparable(&e.key, &e.value)) {
+            fingerprints.entry(fingerprint(&key, &e.value)).or_default().push(Holder {
+                owner: Owner::Shared(path.display().to_string()),
+                variable: e.key.clone(),
+                file: path.display().to_string(),
+                line: e.line as u64,
+                masked: mask(&e.value),
+            });
         }
     }
     shared(&fingerprints, &targets, home, &mut findings);
@@ -379,7 +400,8 @@ fn env_check(t: &AuditTarget, findings: &mut Vec<Finding>) -> Option<Vec<envfile
                 line: None,
                 message: format!("{rel} is tracked by git: every key in it is in the repository's history"),
                 fix: format!(
-                    "`git rm --cached -- {rel}` and commit, make sure .gitignore lists it, then rotate every key it held (the old values stay in the history)"
+                    "`git rm --cached -- {}` and commit, make sure .gitignore lists it, then rotate every key it held (the old values stay in the history)",
+                    shell_quote(rel)
                 ),
             });
         }
@@ -392,7 +414,8 @@ fn env_check(t: &AuditTarget, findings: &mut Vec<Finding>) -> Option<Vec<envfile
                 line: None,
                 message: format!("git does not ignore {rel}: one `git add .` commits the project's keys"),
                 fix: format!(
-                    "add the line `/{rel}` to the project's .gitignore (check with `git check-ignore -v {rel}`)"
+                    "add the line `/{rel}` to the project's .gitignore (check with `git check-ignore -v {}`)",
+                    shell_quote(rel)
                 ),
             });
         }
@@ -509,7 +532,7 @@ fn agent_os_env(path: &Path, entries: &[envfile::EnvEntry], targets: &[AuditTarg
             ),
             fix: format!(
                 "move it {whom} in that project's own env file (`agent-os keys migrate --from {} --project DIR` shows the edits), then delete the line here and revoke the shared key",
-                path.display()
+                shell_quote(&path.display().to_string())
             ),
         });
     }
@@ -520,9 +543,18 @@ fn agent_os_env(path: &Path, entries: &[envfile::EnvEntry], targets: &[AuditTarg
 // ---------------------------------------------------------------------------------------------
 // The same secret in two places.
 
+/// Whose env file holds a value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Owner {
+    Project(String),
+    /// Agent OS's own `HOME/.env`.
+    AgentOs,
+    /// A shared env file named by `--shared` or `keys.shared`, by its path.
+    Shared(String),
+}
+
 struct Holder {
-    /// `None`: Agent OS's own env file.
-    project: Option<String>,
+    owner: Owner,
     variable: String,
     file: String,
     line: u64,
@@ -591,22 +623,34 @@ fn shared(
 ) {
     let mut out = Vec::new();
     for holders in fingerprints.values() {
-        let owners: BTreeSet<Option<&str>> = holders.iter().map(|h| h.project.as_deref()).collect();
+        let owners: BTreeSet<&Owner> = holders.iter().map(|h| &h.owner).collect();
         if owners.len() < 2 {
             continue;
         }
         for h in holders {
-            let Some(project) = &h.project else { continue };
+            let Owner::Project(project) = &h.owner else { continue };
             let others: Vec<String> = holders
                 .iter()
-                .filter(|o| o.project.as_ref() != Some(project))
-                .map(|o| match &o.project {
-                    Some(p) => format!("{p}'s {}", o.variable),
-                    None => format!("{} in Agent OS's own env file", o.variable),
+                .filter(|o| o.owner != h.owner)
+                .map(|o| match &o.owner {
+                    Owner::Project(p) => format!("{p}'s {}", o.variable),
+                    Owner::AgentOs => format!("{} in Agent OS's own env file", o.variable),
+                    Owner::Shared(file) => format!("{} in the shared env file {file}", o.variable),
                 })
                 .collect();
             let service = guess_service(&h.variable, "");
-            let with_home = holders.iter().any(|o| o.project.is_none());
+            let with_home = holders.iter().any(|o| o.owner == Owner::AgentOs);
+            let shared_files: BTreeSet<&str> = holders
+                .iter()
+                .filter_map(|o| match &o.owner {
+                    Owner::Shared(file) => Some(file.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let mut remove_from: Vec<String> = shared_files.iter().map(|f| f.to_string()).collect();
+            if let (true, Some(home)) = (with_home, home) {
+                remove_from.insert(0, home.join(".env").display().to_string());
+            }
             out.push(Finding {
                 severity: Severity::Error,
                 project: Some(project.clone()),
@@ -622,9 +666,10 @@ fn shared(
                 fix: format!(
                     "create a new {service} key named {project}-{service} for {project} alone, put it in {project}'s {}, and revoke the shared key once every project has its own{}",
                     h.file,
-                    match (with_home, home) {
-                        (true, Some(home)) => format!(" (and remove it from {})", home.join(".env").display()),
-                        _ => String::new(),
+                    if remove_from.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (and remove it from {})", remove_from.join(" and "))
                     }
                 ),
             });
@@ -652,6 +697,7 @@ fn foreign_reads(t: &AuditTarget, home: Option<&Path>, findings: &mut Vec<Findin
     for file in &walk.files {
         let Some(text) = read_text(file) else { continue };
         let dir = file.parent().unwrap_or(&t.root);
+        let shell = is_shell_script(file, &text);
         for (n, line) in text.lines().enumerate() {
             if !line.contains(".env") || is_comment(line) {
                 continue;
@@ -661,7 +707,10 @@ fn foreign_reads(t: &AuditTarget, home: Option<&Path>, findings: &mut Vec<Findin
                 if resolved.starts_with(&t.root) && agent_os_env.as_ref() != Some(&resolved) {
                     continue;
                 }
-                let new_path = shell_word(&own.display().to_string(), line, r.start);
+                let new_path = shell
+                    .then(|| script_relative(&own, file, line, r.start))
+                    .flatten()
+                    .unwrap_or_else(|| shell_word(&own.display().to_string(), line, r.start));
                 let replacement = format!("{}{new_path}{}", &line[..r.start], &line[r.end..]);
                 reads.push(EnvRead {
                     file: file.clone(),
@@ -678,7 +727,13 @@ fn foreign_reads(t: &AuditTarget, home: Option<&Path>, findings: &mut Vec<Findin
     reads
 }
 
-fn read_finding(t: &AuditTarget, read: &EnvRead, home: Option<&Path>, targets: &[AuditTarget]) -> Finding {
+fn read_finding(
+    t: &AuditTarget,
+    read: &EnvRead,
+    home: Option<&Path>,
+    shared: &[PathBuf],
+    targets: &[AuditTarget],
+) -> Finding {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let agent_os = home.is_some_and(|h| canon(&h.join(".env")) == read.resolved);
     let owner = targets.iter().find(|o| o.name != t.name && read.resolved.starts_with(&o.root));
@@ -686,6 +741,8 @@ fn read_finding(t: &AuditTarget, read: &EnvRead, home: Option<&Path>, targets: &
         " — Agent OS's own env file (HOME/.env): the shared-key anti-pattern. Agent OS's env file holds Agent OS's secrets only".to_string()
     } else if let Some(o) = owner {
         format!(" — project {}'s env file", o.name)
+    } else if shared.iter().any(|s| canon(s) == read.resolved) {
+        " — a shared env file (keys.shared)".to_string()
     } else {
         ", outside the project".to_string()
     };
@@ -704,8 +761,8 @@ fn read_finding(t: &AuditTarget, read: &EnvRead, home: Option<&Path>, targets: &
         fix: format!(
             "read the project's own {own} instead: `{}`; put this project's own keys there (`agent-os keys migrate --from {} --project {}` makes the edit)",
             agent_os_core::redact::redact_shapes(read.replacement.trim()),
-            read.resolved.display(),
-            t.root.display()
+            shell_quote(&read.resolved.display().to_string()),
+            shell_quote(&t.root.display().to_string())
         ),
     }
 }
@@ -872,6 +929,60 @@ fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// `word` as a POSIX shell reads it back: as it is when it holds only characters that need no
+/// quoting, else in single quotes (a `'` in it written `'\''`). Every path in a command this
+/// audit prints goes through it, so the command can be pasted whatever the path holds.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|c| c.is_ascii_alphanumeric() || b"/._-+@%,:=".contains(&c));
+    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
+/// Whether `file` is a shell script: by its extension, else by its `#!` line.
+fn is_shell_script(file: &Path, text: &str) -> bool {
+    match file.extension().and_then(OsStr::to_str) {
+        Some("sh" | "bash" | "zsh" | "envrc") => true,
+        Some(_) => false,
+        None => text.lines().next().is_some_and(|l| {
+            l.starts_with("#!")
+                && ["sh", "bash", "zsh", "dash"]
+                    .iter()
+                    .any(|s| l.ends_with(&format!("/{s}")) || l.ends_with(&format!(" {s}")))
+        }),
+    }
+}
+
+/// `to` relative to the directory `from` (both absolute, normalized): `../../.env`.
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to_parts: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to_parts).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to_parts[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+/// The project's own env file as a line of a shell script at `file` should name it: relative
+/// to the script (`"$(dirname "$0")/../../.env"`), so the project still works when its
+/// directory moves. `None` where that cannot be written (inside single quotes, or a path with
+/// characters double quotes do not keep).
+fn script_relative(own: &Path, file: &Path, line: &str, at: usize) -> Option<String> {
+    let rel = relative_path(file.parent()?, own);
+    let rel = rel.to_str()?;
+    if rel.contains(['"', '$', '`', '\\']) {
+        return None;
+    }
+    match at.checked_sub(1).map(|i| line.as_bytes()[i]) {
+        Some(b'\'') => None,
+        Some(b'"') => Some(format!("$(dirname \"$0\")/{rel}")),
+        _ => Some(format!("\"$(dirname \"$0\")/{rel}\"")),
+    }
 }
 
 /// `path` ready to stand where a word of `line` started at `at`: quoted when it needs quotes
@@ -1155,6 +1266,22 @@ fn in_work_tree(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_paths_are_quoted_for_a_posix_shell() {
+        assert_eq!(shell_quote("/home/me/cortana/.env"), "/home/me/cortana/.env");
+        assert_eq!(shell_quote("/Users/me/Cortana personal AI"), "'/Users/me/Cortana personal AI'");
+        assert_eq!(shell_quote("/a/it's $HOME"), "'/a/it'\\''s $HOME'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn paths_relative_to_a_script() {
+        let rel = |from: &str, to: &str| relative_path(Path::new(from), Path::new(to)).display().to_string();
+        assert_eq!(rel("/p/scripts/automation", "/p/.env"), "../../.env");
+        assert_eq!(rel("/p", "/p/.env"), ".env");
+        assert_eq!(rel("/p/scripts", "/p/config/.env"), "../config/.env");
+    }
 
     /// The paths found in `line`, as written, with where they lead from `/p/scripts` (HOME `/u`).
     fn found(line: &str) -> Vec<(String, String)> {

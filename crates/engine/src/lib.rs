@@ -21,7 +21,7 @@ pub use config::EngineConfig;
 pub use engine::budgets::BudgetInput;
 pub use engine::health::{HealthState, ProjectHealth};
 pub use engine::incidents::{ActiveMaintenance, Alert};
-pub use engine::monitor::DiscoveredSchedule;
+pub use engine::monitor::{DiscoveredSchedule, Registration};
 pub use engine::notify::{Notified, NotifyInput};
 pub use engine::resources::{LeaseOptions, explain_wait};
 pub use engine::scheduler::{ScheduleRef, schedule_ident};

@@ -70,7 +70,7 @@ impl Default for ServerOptions {
         routes::list_projects, routes::register_project, routes::get_project, routes::delete_project, routes::reload_project,
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
-        routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::list_checks, routes::list_events,
+        routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::forget_schedule, routes::list_checks, routes::list_events,
         routes::cost_summary, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project, routes::project_audit,
         alerting::post_notification, alerting::list_notifications, alerting::list_channels, alerting::test_channel,
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
@@ -145,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/schedules/{id}/pause", post(routes::pause_schedule))
         .route("/schedules/{id}/resume", post(routes::resume_schedule))
         .route("/schedules/{id}/run", post(routes::run_schedule))
+        .route("/schedules/{id}", axum::routing::delete(routes::forget_schedule))
         .route("/projects/{name}/schedules", post(routes::register_discovered))
         .route("/projects/{name}/schedules/{schedule}", axum::routing::delete(routes::remove_discovered))
         .route("/checks", get(routes::list_checks))

@@ -15,9 +15,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use agent_os_core::RunStatus;
-use agent_os_engine::RunRequest;
 use agent_os_engine::costs::CostInput;
 use agent_os_engine::secrets::{TokenKind, new_token, token_record};
+use agent_os_engine::{Registration, RunRequest};
 use agent_os_store::{CostFilter, RunFilter, RunRecord};
 
 use crate::AppState;
@@ -634,11 +634,20 @@ pub struct DiscoveredEntry {
     /// What it runs and where it was found.
     #[serde(default)]
     pub description: String,
+    /// The command the job runs: a job that runs a manifest task's command on the manifest's
+    /// cron is recognised as that schedule instead of registered beside it.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// `true` when the job's file names no zone (crontab, launchd): it follows its machine's
+    /// clock, so the manifest's zone is taken as its own when recognising it.
+    #[serde(default)]
+    pub zone_from_machine: bool,
 }
 
 /// Register schedules a project keeps elsewhere (found by discovery) without editing its
 /// manifest: each gets a check with ping URLs. All or none; a name registered again is
-/// replaced. They survive manifest reloads.
+/// replaced. They survive manifest reloads. One schedule object per entry, in order: the
+/// registered one, or the manifest's schedule that the entry was recognised as.
 #[utoipa::path(post, path = "/api/v1/projects/{name}/schedules", tag = "schedules", params(("name" = String, Path)), request_body = DiscoveredBody, responses((status = 201, body = [ScheduleView]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn register_discovered(
     State(st): State<AppState>,
@@ -657,22 +666,40 @@ pub async fn register_discovered(
             timezone: e.timezone,
             managed_by: e.managed_by,
             description: e.description,
+            command: e.command,
+            zone_from_machine: e.zone_from_machine,
         })
         .collect();
-    let names: Vec<String> = found.iter().map(|f| f.name.clone()).collect();
-    st.engine.register_discovered(&name, &found).await?;
+    let outcome = st.engine.register_discovered(&name, &found).await?;
     let ctx = ScheduleContext::load(&st.engine, Some(&name)).await?;
     let now = st.engine.now();
-    let views = st
-        .engine
-        .store()
-        .list_schedules(Some(&name))
-        .await?
-        .into_iter()
-        .filter(|s| s.source == "discovered" && names.contains(&s.task))
-        .map(|s| ScheduleView::new(s, &ctx, now, 3))
+    let schedules = st.engine.store().list_schedules(Some(&name)).await?;
+    let views = outcome
+        .iter()
+        .filter_map(|done| {
+            schedules.iter().find(|s| match done {
+                Registration::Registered(n) => s.source == "discovered" && &s.task == n,
+                Registration::InManifest { task, cron, timezone } => {
+                    s.source == "manifest" && &s.task == task && &s.cron == cron && &s.timezone == timezone
+                }
+            })
+        })
+        .map(|s| ScheduleView::new(s.clone(), &ctx, now, 3))
         .collect();
     Ok((StatusCode::CREATED, Json(views)))
+}
+
+/// Remove a registered discovered schedule and its check, named by its id or PROJECT/NAME
+/// (URL-encoded), as pause and resume name schedules.
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "The schedule's id, or PROJECT/NAME")), responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn forget_schedule(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    schedule_for(&st, &caller, &id).await?;
+    st.engine.forget_schedule(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Remove a registered discovered schedule and its check.
@@ -1517,7 +1544,7 @@ pub async fn project_audit(
     let target = agent_os_engine::audit::AuditTarget { name: name.clone(), root, manifest: p.manifest.clone() };
     let home = st.engine.config().runtime_dir.parent().map(std::path::Path::to_path_buf);
     let findings = tokio::task::spawn_blocking(move || {
-        agent_os_engine::audit::audit(&[target], &agent_os_engine::audit::AuditOptions { home })
+        agent_os_engine::audit::audit(&[target], &agent_os_engine::audit::AuditOptions { home, shared: Vec::new() })
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the audit did not finish"))?;

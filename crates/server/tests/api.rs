@@ -840,6 +840,79 @@ async fn discovered_schedules_register_all_or_nothing_and_survive_reloads() {
     assert_eq!(st, 404);
 }
 
+/// A discovered job that is the manifest's own schedule kept elsewhere (same task or command,
+/// same cron; the machine's zone stands for the manifest's when the file names none) is
+/// recognised instead of registered beside it, and replaces an older registration of its name.
+#[tokio::test]
+async fn a_discovered_schedule_the_manifest_declares_is_recognised_not_duplicated() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("studio");
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    std::fs::write(root.join("scripts/backup.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: studio\ntasks:\n  backup: { run: scripts/backup.sh }\n  send: { run: [npm, run, send] }\nschedules:\n  - { task: backup, cron: \"30 3 * * *\", timezone: America/Los_Angeles, managed_by: cron }\n  - { task: send, cron: \"0 9 * * 1-5\", timezone: Europe/Paris, managed_by: launchd }\n",
+    )
+    .unwrap();
+    s.add(&root).await;
+    // An older registration, made before discovery recognised the job.
+    let old = json!({"name": "nightly", "cron": "0 1 * * *", "managed_by": "cron"});
+    let (st, v) = s.post("/api/v1/projects/studio/schedules", json!({"schedules": [old]})).await;
+    assert_eq!(st, 201, "{v}");
+
+    let entries = json!({"schedules": [
+        // The crontab names no zone: the machine discovery ran on is in UTC.
+        {"name": "nightly", "cron": "30 3 * * *", "timezone": "Etc/UTC", "zone_from_machine": true, "managed_by": "cron",
+         "command": "cd \"$HOME/studio\" && ./scripts/backup.sh >> \"$HOME/backup.log\" 2>&1"},
+        // By the task's name, written the other way.
+        {"name": "send", "cron": "0 9 * * mon-fri", "timezone": "Europe/Paris", "managed_by": "launchd"},
+        // By the task's command, inside a longer line.
+        {"name": "npm", "cron": "0 9 * * 1-5", "timezone": "Etc/UTC", "zone_from_machine": true, "managed_by": "cron",
+         "command": "cd /home/me/studio && npm run send"},
+        // A zone the file states must be the manifest's.
+        {"name": "backup-2", "cron": "30 3 * * *", "timezone": "Asia/Tokyo", "managed_by": "cron", "command": "./scripts/backup.sh"},
+        // Another cron is another job.
+        {"name": "backup-3", "cron": "30 4 * * *", "timezone": "Etc/UTC", "zone_from_machine": true, "managed_by": "cron", "command": "./scripts/backup.sh"}
+    ]});
+    let (st, v) = s.post("/api/v1/projects/studio/schedules", entries).await;
+    assert_eq!(st, 201, "{v}");
+    let got: Vec<(&str, &str)> =
+        v.as_array().unwrap().iter().map(|x| (x["task"].as_str().unwrap(), x["source"].as_str().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            ("backup", "manifest"),
+            ("send", "manifest"),
+            ("send", "manifest"),
+            ("backup-2", "discovered"),
+            ("backup-3", "discovered")
+        ]
+    );
+    let (_, list) = s.get("/api/v1/schedules?project=studio").await;
+    let discovered: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["source"] == "discovered")
+        .map(|x| x["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(discovered, ["backup-2", "backup-3"], "the old \"nightly\" registration is gone: {list:#}");
+
+    // Forgetting by id or PROJECT/NAME; a manifest schedule is not forgotten.
+    let id =
+        list.as_array().unwrap().iter().find(|x| x["task"] == "backup-2").unwrap()["id"].as_str().unwrap().to_string();
+    let (st, _) = s.req(reqwest::Method::DELETE, &format!("/api/v1/schedules/{id}"), Some(&s.admin), None).await;
+    assert_eq!(st, 204);
+    let (st, _) = s.req(reqwest::Method::DELETE, "/api/v1/schedules/studio%2Fbackup-3", Some(&s.admin), None).await;
+    assert_eq!(st, 204);
+    let (st, v) = s.req(reqwest::Method::DELETE, "/api/v1/schedules/studio%2Fbackup", Some(&s.admin), None).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("manifest"), "{v}");
+    let (st, _) = s.req(reqwest::Method::DELETE, "/api/v1/schedules/studio%2Fbackup-3", Some(&s.admin), None).await;
+    assert_eq!(st, 404);
+}
+
 #[tokio::test]
 async fn runs_wait_for_a_resource_and_say_why() {
     let s = start_with(|c| {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use agent_os_core::check::{CheckState, PingKind, Pings, evaluate};
 use agent_os_core::cron::{Cron, zone};
+use agent_os_core::discover::{runs_task, same_zone};
 use agent_os_core::id::new_id;
 use std::collections::HashSet;
 
@@ -39,6 +40,39 @@ pub struct DiscoveredSchedule {
     pub managed_by: String,
     /// What it runs and where it was found.
     pub description: String,
+    /// The command the job runs, as its file states it: recognises the manifest's task.
+    pub command: Option<String>,
+    /// The file names no zone: the job follows the clock of the machine it runs on, and
+    /// `timezone` is only the zone of the machine discovery ran on.
+    pub zone_from_machine: bool,
+}
+
+/// What became of one discovered schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Registered (or replaced) under this name.
+    Registered(String),
+    /// Already declared in the manifest: this schedule kept elsewhere, of this task, watches it.
+    InManifest { task: String, cron: String, timezone: String },
+}
+
+/// The schedule kept elsewhere of `p`'s manifest that `f` is, if any: the same cron (however
+/// written), the same task (by name, or because the job runs the task's command) and the same
+/// zone. A job whose file names no zone follows its machine's clock, which the manifest's zone
+/// states better than the machine discovery ran on, so any zone matches it.
+fn in_manifest<'a>(p: &'a LoadedProject, f: &DiscoveredSchedule) -> Option<&'a agent_os_core::manifest::Schedule> {
+    let cron = Cron::parse(&f.cron).ok()?;
+    let zone = f.timezone.as_deref().unwrap_or("UTC");
+    p.manifest.schedules.iter().filter(|s| s.check.is_some()).find(|s| {
+        let same_task = s.task == f.name
+            || s.check.as_deref() == Some(f.name.as_str())
+            || f.command.as_deref().is_some_and(|job| {
+                p.manifest.tasks.get(&s.task).and_then(|t| t.run.as_ref()).is_some_and(|run| runs_task(job, run))
+            });
+        same_task
+            && Cron::parse(&s.cron).is_ok_and(|c| c.fires_like(&cron))
+            && (f.zone_from_machine || same_zone(&s.timezone, zone))
+    })
 }
 
 /// A ping to store, and where to say whether it was.
@@ -137,12 +171,14 @@ impl Engine {
 
     /// Registers schedules found by discovery as schedules `project` keeps elsewhere, each
     /// watched by a check named after it. All are checked first: one bad entry registers none.
-    /// Registering a name again replaces it.
+    /// Registering a name again replaces it. One the manifest already declares ([`in_manifest`])
+    /// is recognised, not registered, and replaces a registration of its name. Returns what
+    /// became of each, in order.
     pub async fn register_discovered(
         &self,
         project: &str,
         found: &[DiscoveredSchedule],
-    ) -> Result<Arc<LoadedProject>, EngineError> {
+    ) -> Result<Vec<Registration>, EngineError> {
         let p = self.project(project).await?;
         if found.is_empty() || found.len() > MAX_DISCOVERED {
             return Err(EngineError::Invalid {
@@ -152,6 +188,7 @@ impl Engine {
         }
         let mut names = HashSet::new();
         let mut records = Vec::with_capacity(found.len());
+        let mut outcome = Vec::with_capacity(found.len());
         for (i, f) in found.iter().enumerate() {
             let bad = |field: &str, message: String| EngineError::Invalid {
                 field: Some(format!("schedules[{i}].{field}")),
@@ -160,6 +197,14 @@ impl Engine {
             check_task_name(&f.name).map_err(|e| bad("name", e.replace("task name", "schedule name")))?;
             if !names.insert(f.name.as_str()) {
                 return Err(bad("name", format!("{:?} is given twice", f.name)));
+            }
+            if let Some(s) = in_manifest(&p, f) {
+                outcome.push(Registration::InManifest {
+                    task: s.task.clone(),
+                    cron: s.cron.clone(),
+                    timezone: s.timezone.clone(),
+                });
+                continue;
             }
             if p.manifest.checks.iter().any(|c| c.slug == f.name) {
                 return Err(bad(
@@ -191,11 +236,39 @@ impl Engine {
                 source: "discovered".into(),
                 check_slug: Some(f.name.clone()),
             });
+            outcome.push(Registration::Registered(f.name.clone()));
         }
-        self.store.add_discovered_schedules(&p.record.id, &records).await?;
+        if !records.is_empty() {
+            self.store.add_discovered_schedules(&p.record.id, &records).await?;
+        }
+        // A registration made before the manifest declared the job (or before it was
+        // recognised) would watch it twice.
+        for (f, done) in found.iter().zip(&outcome) {
+            if matches!(done, Registration::InManifest { .. }) {
+                self.store.remove_discovered_schedule(&p.record.id, &f.name).await?;
+            }
+        }
         self.sync_checks(&p).await?;
         self.schedules_touched();
-        Ok(p)
+        Ok(outcome)
+    }
+
+    /// Removes a registered discovered schedule named by its id or `project/name`, as
+    /// [`Engine::find_schedule`] finds it.
+    pub async fn forget_schedule(&self, reference: &str) -> Result<(), EngineError> {
+        let s = self.find_schedule(reference).await?;
+        if s.record.source != "discovered" {
+            return Err(EngineError::Invalid {
+                field: None,
+                message: format!(
+                    "schedule {} of project {:?} comes from its {}, not from `schedules discover --register`; change it there",
+                    s.id,
+                    s.record.project,
+                    if s.record.source == "manifest" { "manifest" } else { "plugin" }
+                ),
+            });
+        }
+        self.remove_discovered(&s.record.project, &s.record.task).await
     }
 
     /// Removes a registered discovered schedule (and its check).
