@@ -241,9 +241,18 @@ fn flags(a: &ServeArgs) -> serve::ServeFlags {
 }
 
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGENT_OS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = log_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+}
+
+/// Whether the log is coloured: only on a terminal (a file or a service manager's journal
+/// would keep the escape codes as text), and never when `NO_COLOR` is set to anything but
+/// the empty string (<https://no-color.org>).
+fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn main() -> std::process::ExitCode {
@@ -378,5 +387,25 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Event(_)
         | Command::Workflow(_)
         | Command::Init(_) => C::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
+        let cases = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (false, None, false),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, want) in cases {
+            assert_eq!(log_colour(terminal, no_color.map(OsStr::new)), want, "{terminal} {no_color:?}");
+        }
     }
 }

@@ -13,6 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_agent-os");
 struct Server {
     child: Child,
     stdout: PathBuf,
+    /// Where its stderr (the log) goes: a file, as under a service manager.
+    stderr: PathBuf,
 }
 
 impl Server {
@@ -31,9 +33,11 @@ impl Server {
         for (k, v) in extra_env {
             c.env(k, v);
         }
-        c.stdout(Stdio::from(std::fs::File::create(&stdout).unwrap())).stderr(Stdio::null());
+        let stderr = home.with_extension(format!("{}.err", std::process::id()));
+        c.stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
         let child = c.spawn().unwrap();
-        let s = Server { child, stdout };
+        let s = Server { child, stdout, stderr };
         s.wait_ready();
         s
     }
@@ -84,6 +88,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
         let _ = std::fs::remove_file(&self.stdout);
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 
@@ -370,6 +375,22 @@ fn agent_os_environment_never_reaches_a_task() {
         let bytes = std::fs::read(home.join(file)).unwrap_or_default();
         assert!(!String::from_utf8_lossy(&bytes).contains(canary), "the canary is in {file}");
     }
+}
+
+#[test]
+fn the_server_log_has_no_colour_codes_when_stderr_is_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = fixture(tmp.path());
+    let mut s = Server::start(&home, &[("AGENT_OS_LOG", "debug"), ("NO_COLOR", "")], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    let run = json(&cli(&home, &["run", "fixture", "hello", "--wait", "--json"]));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(s.stop(), "the server stops cleanly");
+    let log = std::fs::read(&s.stderr).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.contains("DEBUG") && text.contains("attempt ended"), "the log was written: {text}");
+    assert!(!log.contains(&0x1b), "an escape code in the log: {text:?}");
 }
 
 #[test]

@@ -1059,7 +1059,9 @@ fn secrets_in_line(line: &str) -> Vec<(&'static str, String)> {
     }
     let mut taken: Vec<(usize, usize)> = Vec::new();
     for (s, e) in find_shapes(line) {
-        if plausible_secret(&line[s..e]) {
+        // A URL's password (`:…@`) is reported below as such, with its own placeholder rules.
+        let url_password_span = line[..s].ends_with(':') && line[e..].starts_with('@');
+        if !url_password_span && plausible_secret(&line[s..e]) {
             out.push(("a secret-shaped value", mask(&line[s..e])));
             taken.push((s, e));
         }

@@ -761,7 +761,7 @@ impl Engine {
         let (exit_code, error) = match &end {
             AttemptEnd::Succeeded => (Some(0), None),
             AttemptEnd::Failed { reason, .. } => {
-                (exit_code_of(reason), Some(agent_os_core::redact::redact_shapes(reason)))
+                (exit_code_of(reason), Some(Redactor::new([token.clone()]).redact(reason)))
             }
             AttemptEnd::TimedOut => (None, Some("timed out".into())),
             AttemptEnd::Cancelled => (None, Some("cancelled".into())),
@@ -852,8 +852,11 @@ impl Engine {
         let timeout = task.timeout.unwrap_or(self.cfg.default_timeout);
         let grace = task.kill_grace.unwrap_or(self.cfg.kill_grace);
 
+        // One redactor for everything the attempt produces: its log, its outputs and (in
+        // `execute`) its error.
+        let redactor = Redactor::new([token.to_string()]);
         let (sink, lines) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(self.clone().log_writer(run.id.clone(), lines, Redactor::new([token.to_string()])));
+        let writer = tokio::spawn(self.clone().log_writer(run.id.clone(), lines, redactor.clone()));
         let input: Value = serde_json::from_str(&run.input).unwrap_or_else(|_| json!({}));
         if run.attempt > 1 {
             let _ = sink.send((Stream::System, format!("attempt {} of {}\n", run.attempt, run.max_attempts)));
@@ -953,7 +956,8 @@ impl Engine {
         };
         drop(sink);
         let _ = writer.await;
-        result
+        let (end, outputs) = result;
+        (end, outputs.map(|v| redactor.redact_json(v)))
     }
 
     fn exit_to_end(

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use agent_os_core::cron::Cron;
 use agent_os_core::manifest::Command;
+use agent_os_core::redact::redact_shapes;
 use agent_os_engine::schedule_ident;
 use agent_os_engine::{Engine, LoadedProject};
 use agent_os_store::{
@@ -40,7 +41,8 @@ pub struct KeyView {
 pub struct TaskView {
     pub name: String,
     pub description: String,
-    /// The command line or argv (joined by spaces); absent for HTTP plugins.
+    /// The command line or argv (joined by spaces), secret-shaped text redacted; absent for
+    /// HTTP plugins.
     pub run: Option<String>,
     /// Timeout in milliseconds (absent: the server default applies).
     pub timeout_ms: Option<u64>,
@@ -272,9 +274,11 @@ impl ProjectView {
                 .map(|t| TaskView {
                     name: t.name.clone(),
                     description: t.description.clone(),
+                    // A command line may carry a secret (`psql postgres://u:PASS@h`): shown
+                    // redacted, like everything else a project wrote.
                     run: t.run.as_ref().map(|c| match c {
-                        Command::Shell(s) => s.clone(),
-                        Command::Argv(v) => v.join(" "),
+                        Command::Shell(s) => redact_shapes(s),
+                        Command::Argv(v) => redact_shapes(&v.join(" ")),
                     }),
                     timeout_ms: t.timeout.map(|d| d.as_millis() as u64),
                     retries: t.retries,

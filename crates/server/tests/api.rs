@@ -265,6 +265,168 @@ async fn secrets_in_output_are_redacted_before_storage() {
     }
 }
 
+/// Secrets of every shape redaction knows, as a leaky project would print or write them.
+const LEAKS: [&str; 7] = [
+    "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123",
+    "sk_live_51HxLeakyStripeKey0123456789",
+    "WebhookT0ken_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefghijklmnopqrstuv",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsZWFreSJ9.c2lnbmF0dXJlLW9mLXRoZS1sZWFreS1qd3Q",
+    "HunterTwoDbPass",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYLEAKYKEY01",
+    "Aosr0nly",
+];
+
+/// A project whose task writes each of [`LEAKS`] to its log and to its outputs, and one of
+/// whose tasks carries a password on its command line.
+fn leaky_project(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("leaky");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: leaky\ntasks:\n  leak: { run: [python3, leak.py] }\n  dump: { run: \"pg_dump postgres://app:CmdLinePass1@db/prod\" }\n",
+    )
+    .unwrap();
+    let [openai, stripe, discord, jwt, db, aws, _] = LEAKS;
+    std::fs::write(
+        root.join("leak.py"),
+        format!(
+            r#"import json, os
+lines = {{
+    "openai": "{openai}",
+    "stripe": "key {stripe}",
+    "discord": "https://discord.com/api/webhooks/123456789012345678/{discord}",
+    "jwt": "Cookie: session={jwt}",
+    "db": "postgres://app:{db}@db.internal:5432/prod",
+    "aws": "aws_secret_access_key = {aws}",
+    "token": os.environ["AGENT_OS_TOKEN"],
+}}
+for line in lines.values():
+    print(line)
+with open(os.environ["AGENT_OS_OUTPUT"], "w") as f:
+    json.dump({{"leaked": lines, "list": list(lines.values())}}, f)
+"#
+        ),
+    )
+    .unwrap();
+    root
+}
+
+fn assert_no_leak(what: &str, text: &str) {
+    for secret in &LEAKS[..6] {
+        assert!(!text.contains(secret), "{secret} is in {what}: {text}");
+    }
+    assert!(!text.contains("aosr_"), "the run's token is in {what}: {text}");
+}
+
+#[tokio::test]
+async fn task_outputs_are_redacted_before_they_are_stored() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&leaky_project(dir.path())).await;
+    let run = s.run("leaky", "leak", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let id = run["id"].as_str().unwrap();
+
+    let (_, shown) = s.get(&format!("/api/v1/runs/{id}")).await;
+    let outputs = &shown["outputs"];
+    assert_eq!(outputs["leaked"]["openai"], "[REDACTED]", "{outputs}");
+    assert_eq!(outputs["leaked"]["stripe"], "key [REDACTED]");
+    assert_eq!(outputs["leaked"]["discord"], "https://discord.com/api/webhooks/[REDACTED]");
+    assert_eq!(outputs["leaked"]["jwt"], "Cookie: session=[REDACTED]");
+    assert_eq!(outputs["leaked"]["db"], "postgres://app:[REDACTED]@db.internal:5432/prod");
+    assert_eq!(outputs["leaked"]["aws"], "aws_secret_access_key = [REDACTED]");
+    assert_eq!(outputs["leaked"]["token"], "[REDACTED]");
+    assert_eq!(outputs["list"].as_array().map(Vec::len), Some(7), "the structure is kept: {outputs}");
+    assert_no_leak("the run", &shown.to_string());
+    let (_, list) = s.get("/api/v1/runs?project=leaky").await;
+    assert_no_leak("the run list", &list.to_string());
+    let log = s.log(id).await;
+    assert_eq!(log.matches("[REDACTED]").count(), 7, "{log}");
+    assert_no_leak("the log", &log);
+
+    // Nor anywhere in the database files.
+    for file in ["agent-os.db", "agent-os.db-wal"] {
+        let bytes = std::fs::read(s.home.path().join(file)).unwrap_or_default();
+        assert_no_leak(file, &String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[tokio::test]
+async fn project_views_show_task_command_lines_redacted() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&leaky_project(dir.path())).await;
+    for path in ["/api/v1/projects", "/api/v1/projects/leaky"] {
+        let (st, v) = s.get(path).await;
+        assert_eq!(st, 200, "{v}");
+        let text = v.to_string();
+        assert!(!text.contains("CmdLinePass1"), "{path}: {text}");
+        assert!(text.contains("pg_dump postgres://app:[REDACTED]@db/prod"), "{path}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_http_plugins_outputs_log_and_error_are_redacted() {
+    use axum::extract::Path as UrlPath;
+    use axum::routing::post;
+    async fn task(UrlPath(name): UrlPath<String>) -> axum::Json<Value> {
+        let [openai, stripe, _, jwt, db, ..] = LEAKS;
+        axum::Json(if name == "fail" {
+            json!({"status": "failed", "error": format!("cannot reach postgres://app:{db}@db/prod"), "retryable": false})
+        } else {
+            json!({"status": "succeeded", "outputs": {"key": stripe, "nested": [{"jwt": jwt}]}, "log": format!("using {openai}\n")})
+        })
+    }
+    let app = axum::Router::new().route("/agent-os/tasks/{name}", post(task));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = start().await;
+    let manifest =
+        format!("name: hosted\nplugin: {{ url: http://{addr}/agent-os }}\ntasks:\n  ok: {{}}\n  fail: {{}}\n");
+    let (st, reg) = s.post("/api/v1/projects", json!({"manifest": manifest})).await;
+    assert_eq!(st, 201, "{reg}");
+    let run = s.run("hosted", "ok", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["outputs"], json!({"key": "[REDACTED]", "nested": [{"jwt": "[REDACTED]"}]}));
+    assert_eq!(s.log(run["id"].as_str().unwrap()).await, "using [REDACTED]\n");
+    let failed = s.run("hosted", "fail", json!({})).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"], "cannot reach postgres://app:[REDACTED]@db/prod");
+    for file in ["agent-os.db", "agent-os.db-wal"] {
+        let bytes = std::fs::read(s.home.path().join(file)).unwrap_or_default();
+        assert_no_leak(file, &String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[tokio::test]
+async fn notifications_and_events_a_project_sends_are_redacted() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&leaky_project(dir.path())).await;
+    let [openai, stripe, discord, ..] = LEAKS;
+    let (st, n) = s
+        .post(
+            "/api/v1/notifications",
+            json!({"project": "leaky", "title": format!("key {openai}"), "body": format!("hook https://discord.com/api/webhooks/123456789012345678/{discord}"), "severity": "warning", "dedup_key": "leak"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{n}");
+    assert_eq!(n["title"], "key [REDACTED]", "{n}");
+    assert_eq!(n["body"], "hook https://discord.com/api/webhooks/[REDACTED]");
+    let (st, e) = s.post("/api/v1/events", json!({"type": "leaky.leaked", "data": {"stripe": stripe}})).await;
+    assert_eq!(st, 201, "{e}");
+    let (_, events) = s.get("/api/v1/events?type=leaky.").await;
+    assert_eq!(events[0]["data"]["stripe"], "[REDACTED]", "{events}");
+    let (_, incidents) = s.get("/api/v1/incidents").await;
+    assert_no_leak("the incidents", &incidents.to_string());
+    for file in ["agent-os.db", "agent-os.db-wal"] {
+        let bytes = std::fs::read(s.home.path().join(file)).unwrap_or_default();
+        assert_no_leak(file, &String::from_utf8_lossy(&bytes));
+    }
+}
+
 #[tokio::test]
 async fn a_long_log_keeps_its_tail_and_says_what_was_dropped() {
     let s = start_with(|c| c.log_max_bytes = 16 * 1024).await;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use agent_os_core::alerting::Severity;
 use agent_os_core::manifest::HealthCheck;
+use agent_os_core::redact::redact_shapes;
 use agent_os_store::ProbeResult;
 
 use super::incidents::Alert;
@@ -129,6 +130,9 @@ impl Engine {
                 result.error = Some(format!("GET {}: {e}", h.url));
             }
         }
+        // The URL may carry user information (`https://u:PASS@host/health`).
+        result.message = result.message.map(|m| redact_shapes(&m));
+        result.error = result.error.map(|m| redact_shapes(&m));
         if let Err(e) = self.store.insert_probe_result(&result).await {
             tracing::warn!(project = %p.record.name, error = %e, "could not store a health check result");
         }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use agent_os_core::alerting::{Routed, Severity};
 use agent_os_core::channel::{self, Channel, Message};
 use agent_os_core::id::new_id;
+use agent_os_core::redact::redact_shapes;
 use agent_os_store::{DeliveryOutcome, DeliveryRecord, NewEvent, NotificationRecord, PlannedDelivery};
 use serde_json::json;
 
@@ -68,6 +69,16 @@ pub struct Notified {
     pub deliveries: Vec<DeliveryRecord>,
     /// True when an earlier notification with the same `dedup_key` stood for this one.
     pub deduplicated: bool,
+}
+
+impl NotifyInput {
+    /// The message with secret-shaped text in its title and body masked: a notification is
+    /// stored, shown and sent out, so it is redacted like task output.
+    fn redacted(mut self) -> Self {
+        self.title = redact_shapes(&self.title);
+        self.body = redact_shapes(&self.body);
+        self
+    }
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> EngineError {
@@ -173,6 +184,7 @@ impl Engine {
         only: Option<&str>,
     ) -> Result<Notified, EngineError> {
         self.validate(&input)?;
+        let input = input.redacted();
         let title = input.title.trim().to_string();
         let severity = input.severity.clone().unwrap_or_else(|| "info".into());
         let now = self.now();
@@ -296,6 +308,7 @@ impl Engine {
         input: NotifyInput,
         resolve: bool,
     ) -> Result<Notified, EngineError> {
+        let input = input.redacted();
         let subject = input.dedup_key.as_ref().map(|k| format!("{}/{k}", project.unwrap_or("-")));
         if resolve {
             let subject =

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use agent_os_core::expr::{Expr, render_value};
 use agent_os_core::id::new_id;
+use agent_os_core::redact::Redactor;
 use agent_os_core::workflow::{self, Action, OnLimit, StaticCatalog, Step, Trigger, Wait, Workflow};
 use agent_os_store::{EventRecord, NewEvent, StepRecord, WorkflowRunRecord};
 use serde_json::{Map, Value, json};
@@ -208,7 +209,8 @@ impl Engine {
         if !data.is_object() {
             return Err(invalid("data", "data must be a JSON object".into()));
         }
-        let text = data.to_string();
+        // Event data is stored, shown and handed to workflows: redacted like task output.
+        let text = Redactor::default().redact_json(data).to_string();
         if text.len() > 256 * 1024 {
             return Err(invalid("data", "at most 256 KiB".into()));
         }

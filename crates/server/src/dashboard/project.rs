@@ -132,7 +132,7 @@ fn tasks(session: &Session, v: &ProjectView) -> Markup {
                 article.card {
                     h3 { (t.name) }
                     @if !t.description.is_empty() { p.small { (t.description) } }
-                    @if let Some(run) = &t.run { p.small.mono { (agent_os_core::redact::redact_shapes(run)) } }
+                    @if let Some(run) = &t.run { p.small.mono { (run) } }
                     p.small.muted {
                         "timeout " (t.timeout_ms.map(|ms| ui::duration_ms(ms as i64)).unwrap_or_else(|| "default".into()))
                         " · retries " (t.retries)
