@@ -11,7 +11,7 @@ use agent_os_core::config::Config;
 use agent_os_engine::engine::notify::TargetProblem;
 use agent_os_engine::secrets::{TokenKind, hash_token, new_token, token_record};
 use agent_os_engine::{Clock, Engine, EngineConfig, SystemClock};
-use agent_os_store::{Durability, SqlStore, Store, StoreOptions, redact_url, sqlite_url};
+use agent_os_store::{Durability, SqlStore, Store, StoreError, StoreOptions, redact_url, sqlite_url};
 
 use crate::home::{self, ClientConfig};
 
@@ -86,31 +86,32 @@ async fn channels(home: &Path, config: &Config, flags: &ServeFlags) -> Result<Ve
 }
 
 /// Ensures an admin token exists. `AGENT_OS_ADMIN_TOKEN` sets it (and retires the others);
-/// otherwise one is generated on first start. Returns a newly generated token.
+/// otherwise one is generated on first start. Returns a newly generated token. Servers that
+/// start together on one PostgreSQL database take turns in the store, so each finds the token
+/// the first one stored (and only one token is generated).
 async fn admin_token(store: &dyn Store, now: i64) -> Result<(Option<String>, Option<String>)> {
     if let Some(given) = std::env::var("AGENT_OS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()) {
         if given.len() < 24 {
             bail!("AGENT_OS_ADMIN_TOKEN is too short: use at least 24 random characters");
         }
-        let hash = hash_token(&given);
-        let id = match store.find_token(&hash).await? {
-            Some(t) if t.revoked_at.is_none() && t.kind == "admin" => t.id,
-            Some(_) => bail!("AGENT_OS_ADMIN_TOKEN matches a revoked or non-admin token; choose a new value"),
-            None => {
-                let record = token_record(TokenKind::Admin, "from AGENT_OS_ADMIN_TOKEN", hash, None, now);
-                store.insert_token(&record).await?;
-                record.id
+        let record = token_record(TokenKind::Admin, "from AGENT_OS_ADMIN_TOKEN", hash_token(&given), None, now);
+        match store.set_admin_token(&record, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                bail!("AGENT_OS_ADMIN_TOKEN matches a revoked or non-admin token; choose a new value")
             }
-        };
-        store.revoke_admin_tokens_except(&id, now).await?;
+            Err(e) => return Err(e.into()),
+        }
         return Ok((None, Some(given)));
     }
-    if store.count_admin_tokens().await? > 0 {
-        return Ok((None, None));
-    }
     let (token, hash) = new_token(TokenKind::Admin);
-    store.insert_token(&token_record(TokenKind::Admin, "generated on first start", hash, None, now)).await?;
-    Ok((Some(token.clone()), Some(token)))
+    if store
+        .insert_first_admin_token(&token_record(TokenKind::Admin, "generated on first start", hash, None, now))
+        .await?
+    {
+        return Ok((Some(token.clone()), Some(token)));
+    }
+    Ok((None, None))
 }
 
 /// Opens everything and binds the listener, but does not serve yet.
@@ -148,9 +149,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let store =
         SqlStore::open(&opts, now).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
     let store: Arc<dyn Store> = Arc::new(store);
-    if store.get_setting("install_id").await?.is_none() {
-        store.set_setting("install_id", &agent_os_core::id::new_id()).await?;
-    }
+    store.init_setting("install_id", &agent_os_core::id::new_id()).await?;
     let (new_admin_token, known_token) = admin_token(store.as_ref(), now).await?;
 
     let public_url = flags
@@ -217,6 +216,8 @@ impl Running {
         agent_os_server::run(listener, self.engine.clone(), opts, stop).await?;
         eprintln!("stopping: waiting up to 10s for running tasks");
         self.engine.shutdown(Duration::from_secs(10)).await;
+        // Last: on SQLite this truncates the write-ahead log, so the next start reads nothing back.
+        self.engine.store().close().await;
         Ok(())
     }
 }

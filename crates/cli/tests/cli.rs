@@ -23,6 +23,13 @@ impl Server {
     }
 
     fn start_cmd(cmd: &str, home: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut s = Self::spawn(cmd, home, extra_env, args);
+        s.wait_ready();
+        s
+    }
+
+    /// Starts the process without waiting for it to answer (to start several at once).
+    fn spawn(cmd: &str, home: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Server {
         let stdout = home.with_extension(format!("{}.out", std::process::id()));
         let mut c = Command::new(BIN);
         c.arg(cmd).arg("--home").arg(home).arg("--bind").arg("127.0.0.1:0").args(args);
@@ -37,9 +44,7 @@ impl Server {
         c.stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
         let child = c.spawn().unwrap();
-        let s = Server { child, stdout, stderr };
-        s.wait_ready();
-        s
+        Server { child, stdout, stderr }
     }
 
     /// The URL this server announced on its first line of output.
@@ -49,15 +54,22 @@ impl Server {
         Some(line.rsplit(' ').next()?.to_string())
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.url().is_some_and(|u| http_get(&u, "/healthz").is_some_and(|(s, _)| s == 200)) {
                 return;
             }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited ({status}) before it answered; output: {}{}", self.output(), self.errors());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server did not come up; output: {}", self.output());
+        panic!("server did not come up; output: {}{}", self.output(), self.errors());
+    }
+
+    fn errors(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     fn output(&self) -> String {
@@ -645,27 +657,51 @@ fn the_demo_runs_every_example_project() {
     assert_eq!(budgets.as_array().unwrap().len(), 2, "{budgets}");
 }
 
-#[test]
-fn the_same_binary_runs_on_postgresql() {
-    let Ok(base) = std::env::var("AGENT_OS_TEST_POSTGRES_URL") else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but AGENT_OS_TEST_POSTGRES_URL is not set");
-        }
-        eprintln!("NOTE: PostgreSQL run not tried: set AGENT_OS_TEST_POSTGRES_URL");
-        return;
-    };
-    let name = format!("aos_cli_{}", std::process::id());
-    let psql = |sql: &str| {
+/// A database made for one test on the PostgreSQL server that `AGENT_OS_TEST_POSTGRES_URL`
+/// names, dropped with the guard; `None` (with a note) when no server is named outside CI.
+struct PgDatabase {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create(name: &str) -> Option<PgDatabase> {
+        let Ok(base) = std::env::var("AGENT_OS_TEST_POSTGRES_URL") else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but AGENT_OS_TEST_POSTGRES_URL is not set");
+            }
+            eprintln!("NOTE: PostgreSQL run not tried: set AGENT_OS_TEST_POSTGRES_URL");
+            return None;
+        };
+        let name = format!("{name}_{}", std::process::id());
+        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        let db = PgDatabase { base, name, url };
+        db.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name));
+        db.psql(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    fn psql(&self, sql: &str) {
         let o = Command::new("psql")
-            .arg(&base)
+            .arg(&self.base)
             .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("psql is needed for this test");
         assert!(o.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    psql(&format!("CREATE DATABASE {name}"));
-    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        self.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+#[test]
+fn the_same_binary_runs_on_postgresql() {
+    let Some(db) = PgDatabase::create("aos_cli") else { return };
+    let url = db.url.clone();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let root = fixture(tmp.path());
@@ -690,7 +726,78 @@ fn the_same_binary_runs_on_postgresql() {
         let hello = json(&cli(&home, &["run", "fixture", "hello", "--wait", "--json"]));
         assert_eq!(hello["status"], "succeeded");
     }
-    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+/// Servers started at the same moment on a fresh PostgreSQL database: each must migrate or wait
+/// for the one migrating, and find the admin token another stored, not fail on a duplicate.
+/// (8 servers: each keeps 8 connections open, and PostgreSQL allows 100 by default.)
+#[test]
+fn servers_started_together_on_a_fresh_postgresql_database_all_come_up() {
+    const SERVERS: usize = 8;
+    let tmp = tempfile::tempdir().unwrap();
+    let start_together = |db: &PgDatabase, wave: &str, env: &[(&str, &str)]| -> Vec<(PathBuf, Server)> {
+        let homes: Vec<PathBuf> = (0..SERVERS).map(|i| tmp.path().join(format!("{wave}-{i}"))).collect();
+        let mut servers: Vec<(PathBuf, Server)> = homes
+            .into_iter()
+            .map(|home| {
+                let s = Server::spawn("serve", &home, env, &["--database-url", &db.url]);
+                (home, s)
+            })
+            .collect();
+        for (_, s) in &mut servers {
+            s.wait_ready();
+        }
+        servers
+    };
+
+    // With the same AGENT_OS_ADMIN_TOKEN (fake, made here): all up, all accept it, one token.
+    let Some(db) = PgDatabase::create("aos_cli_together") else { return };
+    let admin = format!("aosa_{}", "5eed".repeat(12));
+    let mut servers = start_together(&db, "given", &[("AGENT_OS_ADMIN_TOKEN", &admin)]);
+    for (home, _) in &servers {
+        assert_eq!(json(&cli(home, &["project", "list", "--json"])), serde_json::json!([]), "{}", home.display());
+    }
+    let tokens = json(&cli(&servers[0].0, &["token", "list", "--json"]));
+    let live: Vec<&Value> =
+        tokens.as_array().unwrap().iter().filter(|t| t["kind"] == "admin" && t["revoked_at"].is_null()).collect();
+    assert_eq!(live.len(), 1, "one admin token for all the servers: {tokens}");
+    for (home, s) in &mut servers {
+        assert!(s.stop(), "{} stops cleanly: {}", home.display(), s.errors());
+    }
+    drop(db);
+
+    // Without it: all up, and exactly one of them generated (and showed) the admin token.
+    let Some(db) = PgDatabase::create("aos_cli_together_gen") else { return };
+    let mut servers = start_together(&db, "generated", &[]);
+    let shown = servers.iter().filter(|(_, s)| s.output().contains("admin token (shown once")).count();
+    assert_eq!(shown, 1, "one server generates the admin token, the others find it");
+    let (home, _) = servers.iter().find(|(_, s)| s.output().contains("admin token (shown once")).unwrap();
+    let tokens = json(&cli(home, &["token", "list", "--json"]));
+    assert_eq!(tokens.as_array().unwrap().iter().filter(|t| t["kind"] == "admin").count(), 1, "{tokens}");
+    for (_, s) in &mut servers {
+        assert!(s.stop());
+    }
+}
+
+/// A SIGTERM closes the database: SQLite's write-ahead log is truncated instead of being left
+/// for the next start to read back.
+#[test]
+fn a_stopped_server_leaves_no_sqlite_wal_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = fixture(tmp.path());
+    let mut s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    let hello = json(&cli(&home, &["run", "fixture", "hello", "--wait", "--json"]));
+    assert_eq!(hello["status"], "succeeded");
+    let wal = home.join("agent-os.db-wal");
+    let size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(size() > 0, "the running server writes to its WAL");
+    assert!(s.stop(), "{}", s.errors());
+    assert_eq!(size(), 0, "the WAL is empty (or gone) once the server has stopped");
+    // And the next start finds everything in the database file.
+    let _s = Server::start(&home, &[], &[]);
+    assert_eq!(json(&cli(&home, &["runs", "show", hello["id"].as_str().unwrap(), "--json"]))["status"], "succeeded");
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub mod testing;
 mod workflows;
 
 pub use model::*;
-pub use sql::{Backend, Durability, SqlStore, StoreOptions, redact_url, sqlite_url};
+pub use sql::{Backend, Durability, SqlStore, StoreOptions, WAL_LIMIT_BYTES, redact_url, sqlite_url};
 
 use async_trait::async_trait;
 
@@ -144,6 +144,13 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes every admin token but `keep_id` (when the admin token is set from outside).
     async fn revoke_admin_tokens_except(&self, keep_id: &str, now: i64) -> Result<()>;
     async fn count_admin_tokens(&self) -> Result<i64>;
+    /// At start, with `AGENT_OS_ADMIN_TOKEN`: stores `t` unless its hash is already there, and
+    /// revokes every other admin token. Servers starting together take turns, so the second
+    /// finds what the first stored. `Conflict` when the hash is a revoked or non-admin token's.
+    async fn set_admin_token(&self, t: &TokenRecord, now: i64) -> Result<()>;
+    /// At start, without `AGENT_OS_ADMIN_TOKEN`: stores `t` only when no admin token is live
+    /// (false when one is). Servers starting together take turns, so one token is made.
+    async fn insert_first_admin_token(&self, t: &TokenRecord) -> Result<bool>;
 
     // Probes -------------------------------------------------------------------------------
     async fn insert_probe_result(&self, r: &ProbeResult) -> Result<()>;
@@ -348,4 +355,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Stores `value` unless `key` has one already; returns the value kept (the first writer's).
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Lets go of the database, the last call of a stopping node. SQLite truncates its
+    /// write-ahead log first, so the next start has nothing to read back.
+    async fn close(&self);
 }

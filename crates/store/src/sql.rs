@@ -4,6 +4,10 @@
 //! every write transaction starts with `BEGIN IMMEDIATE` so it never has to upgrade a read lock)
 //! and a few reader connections. PostgreSQL uses one pool and row locks (`FOR UPDATE SKIP
 //! LOCKED`) so several nodes can claim runs from the same queue.
+//!
+//! SQLite's write-ahead log is kept bounded by [`wal_keeper`]: a checkpoint that merely copies
+//! pages back never lets the log start over while readers keep coming, so past
+//! [`WAL_LIMIT_BYTES`] the keeper waits its turn as the writer and truncates it.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -53,6 +57,13 @@ pub enum Durability {
     Full,
 }
 
+/// The size past which SQLite's write-ahead log is truncated (see [`wal_keeper`]).
+///
+/// Large enough that under a steady load the truncating checkpoint (which holds writes back
+/// while it finishes) runs about once a second at most; small enough that the log stays a
+/// fraction of a typical database and a start after a crash reads it back in milliseconds.
+pub const WAL_LIMIT_BYTES: u64 = 64 << 20;
+
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     /// `sqlite://PATH?mode=rwc` or `postgres://…`.
@@ -60,11 +71,19 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// Pool size for PostgreSQL, and SQLite's reader pool.
     pub max_connections: u32,
+    /// SQLite only: the bound on the write-ahead log, [`WAL_LIMIT_BYTES`] unless a test
+    /// wants to reach it quickly.
+    pub wal_limit_bytes: u64,
 }
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        StoreOptions { url: url.into(), durability: Durability::Normal, max_connections: 8 }
+        StoreOptions {
+            url: url.into(),
+            durability: Durability::Normal,
+            max_connections: 8,
+            wal_limit_bytes: WAL_LIMIT_BYTES,
+        }
     }
 }
 
@@ -86,6 +105,9 @@ pub struct SqlStore {
     backend: Backend,
     pub(crate) write: AnyPool,
     pub(crate) read: AnyPool,
+    /// SQLite's [`wal_keeper`] task, kept so that closing the store stops it before the last
+    /// checkpoint, and a keeper that died (a panic) is reported then.
+    wal_keeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn backend_of(url: &str) -> Result<Backend> {
@@ -130,21 +152,28 @@ impl SqlStore {
                 // Checkpoints are taken by a background task (below), not by whichever commit
                 // happens to fill the WAL: a checkpoint syncs the database file, and doing it on
                 // the writer's commit path made one commit in a few hundred take 20 ms.
-                let pragmas: &'static str = if sync == "FULL" {
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -2000; PRAGMA wal_autocheckpoint = 0"
-                } else {
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -2000; PRAGMA wal_autocheckpoint = 0"
-                };
+                // `journal_size_limit` cuts the file back whenever the log starts over.
+                let pragmas: Vec<String> = vec![
+                    "PRAGMA busy_timeout = 10000".into(),
+                    "PRAGMA foreign_keys = ON".into(),
+                    format!("PRAGMA synchronous = {sync}"),
+                    "PRAGMA cache_size = -2000".into(),
+                    "PRAGMA wal_autocheckpoint = 0".into(),
+                    format!("PRAGMA journal_size_limit = {}", opts.wal_limit_bytes),
+                ];
+                let pragmas: std::sync::Arc<[String]> = pragmas.into();
                 let pool = |max: u32| {
+                    let pragmas = pragmas.clone();
                     AnyPoolOptions::new()
                         .max_connections(max)
                         .min_connections(0)
                         .idle_timeout(Some(Duration::from_secs(60)))
                         .acquire_timeout(Duration::from_secs(30))
                         .after_connect(move |conn, _| {
+                            let pragmas = pragmas.clone();
                             Box::pin(async move {
-                                for p in pragmas.split("; ") {
-                                    conn.execute(sqlx::AssertSqlSafe(p)).await?;
+                                for p in pragmas.iter() {
+                                    conn.execute(sqlx::AssertSqlSafe(p.clone())).await?;
                                 }
                                 Ok(())
                             })
@@ -154,8 +183,9 @@ impl SqlStore {
                 // WAL is a property of the file; set it once through the writer.
                 sqlx::query("PRAGMA journal_mode = WAL").fetch_all(&write).await?;
                 let read = pool(opts.max_connections.clamp(1, 4)).connect_with(connect).await?;
-                tokio::spawn(checkpoint_loop(read.clone()));
-                SqlStore { backend, write, read }
+                let wal = wal_path(&write).await?;
+                let keeper = tokio::spawn(wal_keeper(write.clone(), read.clone(), wal, opts.wal_limit_bytes));
+                SqlStore { backend, write, read, wal_keeper: std::sync::Mutex::new(Some(keeper)) }
             }
             Backend::Postgres => {
                 // Keep a few connections open: opening one (with TLS negotiation) takes ~100 ms.
@@ -166,7 +196,7 @@ impl SqlStore {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(connect)
                     .await?;
-                SqlStore { backend, write: pool.clone(), read: pool }
+                SqlStore { backend, write: pool.clone(), read: pool, wal_keeper: std::sync::Mutex::new(None) }
             }
         };
         crate::migrate::run(&store.write, backend, now).await?;
@@ -196,30 +226,130 @@ impl SqlStore {
         Ok(tx)
     }
 
-    /// Closes the pools (tests and shutdown).
+    /// A write transaction for what every node does once as it starts (the admin token, the
+    /// budgets of `config.yaml`): on PostgreSQL, nodes starting together take turns (an advisory
+    /// lock held to the commit), so each sees what the one before it wrote instead of racing
+    /// it to the same insert. SQLite's single writer already makes them take turns.
+    async fn startup_tx(&self) -> Result<Transaction<'static, Any>> {
+        let mut tx = self.tx().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7700002)").execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Closes the pools (tests and shutdown). On SQLite the keeper stops first and the WAL is
+    /// truncated, so a stopped server leaves no log behind to be read back at the next start.
     pub async fn close(&self) {
+        let keeper = self.wal_keeper.lock().ok().and_then(|mut k| k.take());
+        if let Some(keeper) = keeper {
+            keeper.abort();
+            if let Err(e) = keeper.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "the WAL keeper had died");
+            }
+            if let Err(e) = checkpoint(&self.write, Checkpoint::Truncate).await {
+                tracing::warn!(error = %e, "the WAL could not be truncated at shutdown");
+            }
+        }
         self.write.close().await;
         self.read.close().await;
     }
 }
 
-/// Moves the SQLite WAL into the database file once a second, from a reader connection, so
-/// commits never wait for it. PASSIVE never blocks the writer or readers; it does what it can.
-async fn checkpoint_loop(pool: AnyPool) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// The `-wal` file next to the database (`None` for a database without a file).
+async fn wal_path(pool: &AnyPool) -> Result<Option<std::path::PathBuf>> {
+    let rows = sqlx::query("PRAGMA database_list").fetch_all(pool).await?;
+    for r in rows {
+        let name: String = r.try_get(1)?;
+        let file: Option<String> = r.try_get(2)?;
+        if name == "main" {
+            return Ok(file.filter(|f| !f.is_empty()).map(|f| format!("{f}-wal").into()));
+        }
+    }
+    Ok(None)
+}
+
+/// SQLite's checkpoint modes that Agent OS uses.
+#[derive(Clone, Copy)]
+enum Checkpoint {
+    /// Copies what it can without waiting for anyone.
+    Passive,
+    /// Waits for the writer and the readers of the log, copies everything, cuts the file to 0.
+    Truncate,
+}
+
+/// Runs a checkpoint; true when it finished (SQLite's `busy` column is 0).
+async fn checkpoint<'c, E: Executor<'c, Database = Any>>(on: E, mode: Checkpoint) -> Result<bool, sqlx::Error> {
+    let sql = match mode {
+        Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
+    let row = sqlx::query(sql).fetch_one(on).await?;
+    Ok(row.try_get::<i64, _>(0)? == 0)
+}
+
+/// How often the keeper looks at the WAL's size: a stat, cheap enough to do often, so that
+/// under heavy writing the log passes its bound by little before it is cut.
+const WAL_LOOK_EVERY: Duration = Duration::from_millis(250);
+
+/// Keeps SQLite's WAL small without putting checkpoints on the commit path.
+///
+/// Once a second a PASSIVE checkpoint, from a reader connection, copies what it can into the
+/// database file; it never blocks anyone. But it cannot make the log *start over*: SQLite
+/// rewinds the WAL only when a writer finds every page copied back and no reader still using
+/// the log, and with readers always busy that moment never comes, so the file grew to GBs
+/// under load. So when the file passes `limit`, the keeper takes the writer connection (no
+/// write is in flight and none can start) and runs a TRUNCATE checkpoint: it copies the rest,
+/// waits (at most a second) for the readers that still use the log to finish their
+/// statement, and cuts the file to zero. Readers are never long-lived (every statement
+/// releases its snapshot), so the wait is short; if it runs out, the keeper tries again.
+async fn wal_keeper(write: AnyPool, read: AnyPool, wal: Option<std::path::PathBuf>, limit: u64) {
+    let mut tick = tokio::time::interval(WAL_LOOK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let passive_every = (Duration::from_secs(1).as_millis() / WAL_LOOK_EVERY.as_millis()).max(1) as u64;
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        if pool.is_closed() {
+        ticks += 1;
+        if write.is_closed() || read.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&pool).await {
-            if pool.is_closed() {
+        let size = wal.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+        let outcome = if size > limit {
+            // Copy what can be copied without blocking anyone first: writes then wait only for
+            // the tail written since.
+            let truncated = match checkpoint(&read, Checkpoint::Passive).await {
+                Ok(_) => truncate_wal(&write).await,
+                Err(e) => Err(e),
+            };
+            truncated.map(|done| {
+                if !done {
+                    tracing::warn!(bytes = size, "the WAL is past its bound and readers kept it busy; trying again");
+                }
+            })
+        } else if ticks % passive_every == 0 {
+            checkpoint(&read, Checkpoint::Passive).await.map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Err(e) = outcome {
+            if write.is_closed() || read.is_closed() {
                 return;
             }
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
+}
+
+/// A TRUNCATE checkpoint on the writer connection, waiting at most a second for readers.
+async fn truncate_wal(write: &AnyPool) -> Result<bool, sqlx::Error> {
+    let mut conn = write.acquire().await?;
+    conn.execute("PRAGMA busy_timeout = 1000").await?;
+    let done = checkpoint(&mut *conn, Checkpoint::Truncate).await;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    done
 }
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -296,6 +426,42 @@ fn check_from(r: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
         state_changed_at: r.try_get(17)?,
         created_at: r.try_get(18)?,
     })
+}
+
+async fn insert_token_on<'c, E: Executor<'c, Database = Any>>(on: E, t: &TokenRecord) -> Result<()> {
+    sqlx::query(concat!("INSERT INTO tokens (", token_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        .bind(&t.id)
+        .bind(&t.kind)
+        .bind(&t.name)
+        .bind(&t.project_id)
+        .bind(&t.run_id)
+        .bind(&t.hash)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.revoked_at)
+        .execute(on)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("that token is already registered".into())
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
+async fn revoke_admin_tokens_except_tx(tx: &mut Transaction<'static, Any>, keep_id: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE kind = 'admin' AND id <> $1 AND revoked_at IS NULL")
+        .bind(keep_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM dashboard_sessions WHERE via = 'token' AND (token_id IS NULL OR token_id <> $1)")
+        .bind(keep_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Stores a queued run inside `tx`.
@@ -1415,26 +1581,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
-        sqlx::query(concat!("INSERT INTO tokens (", token_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
-            .bind(&t.id)
-            .bind(&t.kind)
-            .bind(&t.name)
-            .bind(&t.project_id)
-            .bind(&t.run_id)
-            .bind(&t.hash)
-            .bind(t.created_at)
-            .bind(t.expires_at)
-            .bind(t.revoked_at)
-            .execute(&self.write)
-            .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("that token is already registered".into())
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(())
+        insert_token_on(&self.write, t).await
     }
 
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
@@ -1480,17 +1627,42 @@ impl Store for SqlStore {
 
     async fn revoke_admin_tokens_except(&self, keep_id: &str, now: i64) -> Result<()> {
         let mut tx = self.tx().await?;
-        sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE kind = 'admin' AND id <> $1 AND revoked_at IS NULL")
-            .bind(keep_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM dashboard_sessions WHERE via = 'token' AND (token_id IS NULL OR token_id <> $1)")
-            .bind(keep_id)
-            .execute(&mut *tx)
-            .await?;
+        revoke_admin_tokens_except_tx(&mut tx, keep_id, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn set_admin_token(&self, t: &TokenRecord, now: i64) -> Result<()> {
+        let mut tx = self.startup_tx().await?;
+        let found = sqlx::query(concat!("SELECT ", token_cols!(), " FROM tokens WHERE hash = $1"))
+            .bind(&t.hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let keep = match found.as_ref().map(token_from).transpose()? {
+            Some(k) if k.kind == "admin" && k.revoked_at.is_none() => k.id,
+            Some(_) => return Err(StoreError::Conflict("that token is revoked or is not an admin token".into())),
+            None => {
+                insert_token_on(&mut *tx, t).await?;
+                t.id.clone()
+            }
+        };
+        revoke_admin_tokens_except_tx(&mut tx, &keep, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_first_admin_token(&self, t: &TokenRecord) -> Result<bool> {
+        let mut tx = self.startup_tx().await?;
+        let live: i64 = sqlx::query("SELECT COUNT(*) FROM tokens WHERE kind = 'admin' AND revoked_at IS NULL")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if live > 0 {
+            return Ok(false);
+        }
+        insert_token_on(&mut *tx, t).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn count_admin_tokens(&self) -> Result<i64> {
@@ -1738,7 +1910,7 @@ impl Store for SqlStore {
     }
 
     async fn sync_config_budgets(&self, budgets: &[BudgetRecord]) -> Result<()> {
-        let mut tx = self.tx().await?;
+        let mut tx = self.startup_tx().await?;
         let kept: Vec<(String, String, String, String)> =
             sqlx::query("SELECT id, project, service, period FROM budgets WHERE source = 'config'")
                 .fetch_all(&mut *tx)
@@ -2659,6 +2831,20 @@ impl Store for SqlStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(&self.read).await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.write)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_one(&self.write).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn close(&self) {
+        SqlStore::close(self).await
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> Result<()> {

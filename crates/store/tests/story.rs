@@ -303,6 +303,19 @@ async fn story(s: &dyn Store) {
     assert!(s.revoke_token("t2", 12).await.unwrap());
     assert!(!s.revoke_token("t2", 13).await.unwrap(), "revoking twice reports nothing done");
     assert_eq!(s.list_tokens().await.unwrap().len(), 2, "run tokens are not listed");
+    // At start: a generated admin token only when none is live; a given one stored once, even
+    // when several servers give it (their inserts take turns), and the others revoked.
+    assert!(s.insert_first_admin_token(&tok("t4", "admin", None)).await.unwrap());
+    assert!(!s.insert_first_admin_token(&tok("t5", "admin", None)).await.unwrap(), "one is live already");
+    s.set_admin_token(&tok("t6", "admin", None), 14).await.unwrap();
+    s.set_admin_token(&TokenRecord { id: "t6-again".into(), ..tok("t6", "admin", None) }, 15).await.unwrap();
+    assert_eq!(s.count_admin_tokens().await.unwrap(), 1);
+    assert_eq!(s.find_token("hash-t6").await.unwrap().unwrap().id, "t6", "the first insert is kept");
+    assert_eq!(s.find_token("hash-t4").await.unwrap().unwrap().revoked_at, Some(14));
+    assert!(
+        matches!(s.set_admin_token(&tok("t1", "admin", None), 16).await, Err(StoreError::Conflict(_))),
+        "a revoked token does not come back"
+    );
 
     // Probes: the newest result per kind.
     for (i, status) in ["ok", "down"].iter().enumerate() {
@@ -522,6 +535,8 @@ async fn story(s: &dyn Store) {
     s.upsert_node(&NodeRecord { heartbeat_at: 9, ..node.clone() }).await.unwrap();
     assert_eq!(s.get_node("n1").await.unwrap().unwrap().heartbeat_at, 9);
     assert_eq!(s.get_setting("install_id").await.unwrap(), None);
+    assert_eq!(s.init_setting("first_start", "a").await.unwrap(), "a");
+    assert_eq!(s.init_setting("first_start", "b").await.unwrap(), "a", "the first value is kept");
     s.set_setting("install_id", "abc").await.unwrap();
     s.set_setting("install_id", "def").await.unwrap();
     assert_eq!(s.get_setting("install_id").await.unwrap().as_deref(), Some("def"));
