@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use agent_os_server::views::{CostView, LogChunkView, LogView, ProjectView, RunList, RunView, ScheduleView, TokenView};
-use agent_os_server::{CostsAccepted, CreatedToken, Registered};
+use agent_os_server::{CostsAccepted, CreatedToken, Registered, SigningSecretView};
 
 use crate::client::Client;
 use crate::home;
@@ -41,6 +41,28 @@ pub enum ProjectCmd {
     /// Re-read a project's agent-os.yaml.
     Reload {
         name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or rotate a hosted project's signing secret (admin token).
+    #[command(subcommand)]
+    Secret(SecretCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SecretCmd {
+    /// Show the secret requests to the project's endpoint are signed with.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new secret; the old one still signs requests during the grace period.
+    Rotate {
+        name: String,
+        /// How long requests also carry a signature under the old secret (`0s` after a leak).
+        #[arg(long, default_value = "24h")]
+        grace: String,
         #[arg(long)]
         json: bool,
     },
@@ -725,7 +747,11 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
                     abs.display()
                 );
                 if let Some(secret) = r.signing_secret {
-                    println!("signing secret for its HTTP plugin (shown once): {secret}");
+                    println!("signing secret for its HTTP plugin: {secret}");
+                    println!(
+                        "  configure it in the project so it accepts Agent OS's requests (`agent-os project secret show {}` shows it again)",
+                        r.project.name
+                    );
                 }
             }
         }
@@ -802,8 +828,34 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
                 println!("reloaded {} ({} tasks, {} schedules)", p.name, p.tasks.len(), p.schedules.len());
             }
         }
+        ProjectCmd::Secret(SecretCmd::Show { name, json }) => {
+            let s: SigningSecretView = c.get(&format!("/api/v1/projects/{}/signing-secret", enc(name))).await?;
+            print_secret(&s, *json, false)?;
+        }
+        ProjectCmd::Secret(SecretCmd::Rotate { name, grace, json }) => {
+            let s: SigningSecretView = c
+                .post(&format!("/api/v1/projects/{}/signing-secret/rotate", enc(name)), &json!({"grace": grace}))
+                .await?;
+            print_secret(&s, *json, true)?;
+        }
     }
     Ok(0)
+}
+
+fn print_secret(s: &SigningSecretView, json: bool, rotated: bool) -> Result<()> {
+    if json {
+        return print_json(s);
+    }
+    println!("{}", s.signing_secret);
+    let what = if rotated { "new signing secret" } else { "signing secret" };
+    match &s.previous_valid_until {
+        Some(until) => eprintln!(
+            "{} of {}; requests also carry a signature under the previous secret until {until}: configure the new one in the project before then",
+            what, s.project
+        ),
+        None => eprintln!("{what} of {}: the project verifies Agent OS's requests with it", s.project),
+    }
+    Ok(())
 }
 
 fn print_project(p: &ProjectView) {

@@ -70,7 +70,7 @@ pub struct RegisterBody {
 pub struct Registered {
     pub project: ProjectView,
     /// The Standard Webhooks secret requests to the plugin are signed with (HTTP transport);
-    /// shown only here, once.
+    /// shown here and again (admin) by `GET /api/v1/projects/{name}/signing-secret`.
     pub signing_secret: Option<String>,
 }
 

@@ -53,6 +53,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<ProjectRecord>;
     async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>>;
+    /// Replaces the signing secret of an HTTP plugin project (a rotation).
+    async fn set_signing_secret(&self, name: &str, secret: &str, now: i64) -> Result<ProjectRecord>;
     async fn get_project_by_id(&self, id: &str) -> Result<Option<ProjectRecord>>;
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>>;
     /// Removes a project with its schedules, probes and tokens. Its runs and costs stay as

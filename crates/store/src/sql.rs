@@ -923,6 +923,20 @@ impl Store for SqlStore {
         Ok(project)
     }
 
+    async fn set_signing_secret(&self, name: &str, secret: &str, now: i64) -> Result<ProjectRecord> {
+        let row = sqlx::query(concat!(
+            "UPDATE projects SET signing_secret = $2, updated_at = $3 WHERE name = $1 RETURNING ",
+            project_cols!()
+        ))
+        .bind(name)
+        .bind(secret)
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("project {name:?}")))?;
+        Ok(project_from(&row)?)
+    }
+
     async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>> {
         let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE name = $1"))
             .bind(name)
