@@ -334,6 +334,35 @@ fn a_user_drives_projects_and_runs_from_the_command_line() {
 }
 
 #[test]
+fn project_secret_show_and_rotate_give_a_hosted_project_its_signing_secret_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let _s = Server::start(&home, &[], &[]);
+    let root = tmp.path().join("hosted");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: hosted\nplugin: { url: http://127.0.0.1:9/agent-os }\n").unwrap();
+    let added = ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    let first =
+        added.split_whitespace().find(|w| w.starts_with("whsec_")).expect("the secret at registration").to_string();
+    assert!(added.contains("`agent-os project secret show hosted` shows it again"), "{added}");
+
+    let shown = cli(&home, &["project", "secret", "show", "hosted"]);
+    assert_eq!(ok(&shown).trim(), first, "stdout holds the secret alone, for scripts");
+    let rotated = cli(&home, &["project", "secret", "rotate", "hosted", "--grace", "1h"]);
+    let second = ok(&rotated).trim().to_string();
+    assert!(second.starts_with("whsec_") && second != first, "{second}");
+    let note = String::from_utf8_lossy(&rotated.stderr);
+    assert!(note.contains("previous secret until"), "{note}");
+    let v = json(&cli(&home, &["project", "secret", "show", "hosted", "--json"]));
+    assert_eq!(v["signing_secret"], second.as_str());
+    assert!(v["previous_valid_until"].is_string(), "{v}");
+
+    let bad = cli(&home, &["project", "secret", "rotate", "hosted", "--grace", "9d"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("at most 7d"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+#[test]
 fn agent_os_environment_never_reaches_a_task() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
