@@ -716,7 +716,8 @@ pub struct FireView {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct CollisionView {
     /// The service both projects use (from their declared keys), or `resource NAME` when both
-    /// tasks hold the same named resource.
+    /// tasks hold the same named resource; one collision names all the fires share
+    /// (`openai (service and resource)`).
     pub service: String,
     /// Indices into `fires`.
     pub fires: Vec<usize>,
