@@ -397,8 +397,10 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                     .iter()
                     .map(|r| {
                         let limit = r.concurrency.map_or("-".to_string(), |c| format!("{}/{c}", r.holders.len()));
+                        // The limit, then its token bucket: how many starts it allows at once
+                        // (the burst) and how many of those are left now.
                         let rate = match (&r.rate, r.tokens, r.burst) {
-                            (Some(rate), Some(t), Some(b)) => format!("{rate} ({t:.1}/{b} left)"),
+                            (Some(rate), Some(t), Some(b)) => format!("{rate}, burst {b}: {t:.1} left now"),
                             _ => "-".into(),
                         };
                         let holders: Vec<&str> = r.holders.iter().map(|h| h.label.as_str()).collect();
@@ -412,7 +414,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         ]
                     })
                     .collect();
-                print!("{}", render(&["RESOURCE", "HELD", "RATE", "HOLDERS", "WAITING (IN ORDER)"], &rows));
+                print!("{}", render(&["RESOURCE", "HELD/MAX", "RATE LIMIT", "HOLDERS", "WAITING (IN ORDER)"], &rows));
             }
             Ok(0)
         }
@@ -571,11 +573,15 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                             x.key_name.clone().unwrap_or_default(),
                             format!("{} {}", x.amount, x.currency),
                             x.model.clone().unwrap_or_default(),
+                            x.run_id.clone().unwrap_or_else(|| "-".into()),
                             x.source.clone(),
                         ]
                     })
                     .collect();
-                print!("{}", render(&["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "SOURCE"], &rows));
+                print!(
+                    "{}",
+                    render(&["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "RUN", "SOURCE"], &rows)
+                );
             }
             Ok(0)
         }

@@ -629,6 +629,12 @@ fn the_demo_runs_every_example_project() {
         "{costs:?}"
     );
     assert!(costs.iter().any(|c| c["project"] == "cortana" && c["key_name"] == "cortana-openai"), "{costs:?}");
+    // The table attributes each cost to its run, as the README promises.
+    let table = ok(&cli(&home, &["costs"]));
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    assert!(header.contains(&"RUN"), "{table}");
+    let scan_id = scan["id"].as_str().unwrap();
+    assert!(table.lines().any(|l| l.contains("trading-openai") && l.contains(scan_id)), "{table}");
     // cortana's 22:00 Los Angeles job and trading's 06:00 UTC scan both call OpenAI at once.
     let upcoming = ok(&cli(&home, &["schedules", "--upcoming", "2d"]));
     assert!(upcoming.starts_with("AT (ZONE TIME)") && upcoming.contains("scan_market"), "{upcoming}");
@@ -642,6 +648,10 @@ fn the_demo_runs_every_example_project() {
     let resources = json(&cli(&home, &["resources", "--json"]));
     assert_eq!((resources[0]["name"].as_str(), resources[0]["concurrency"].as_i64()), (Some("openai"), Some(1)));
     assert_eq!(resources[0]["rate"], "60/min");
+    // The table says what the rate's figures are, not a bare `60/min (1.4/5 left)`.
+    let table = ok(&cli(&home, &["resources"]));
+    assert!(table.contains("RATE LIMIT") && table.contains("60/min, burst "), "{table}");
+    assert!(table.contains(" left now"), "{table}");
     assert_eq!(scan["resources"], serde_json::json!(["openai"]), "scan_market held openai while it ran");
     let report = json(&cli(&home, &["cost", "report", "--by", "project", "--json"]));
     let projects: Vec<&str> =
