@@ -608,6 +608,7 @@ scenario('8. every page renders cleanly (screenshots in target/e2e)', async (t) 
   }
   const pages = [
     ['overview', '/'],
+    ['projects', '/projects'],
     ['project', '/projects/trading'],
     ['run', ctx.runId ? `/runs/${ctx.runId}` : null],
     ['runs', '/runs'],
@@ -661,6 +662,42 @@ scenario('8. every page renders cleanly (screenshots in target/e2e)', async (t) 
       assert.ok(width <= 375, `expected the overview to fit a 375 px wide screen without scrolling sideways, it is ${width} px wide`);
       await shot(p, 'overview-phone');
       p.check('the overview on a phone');
+    } finally {
+      await phone.close();
+    }
+  });
+
+  await sub(t, "project and schedules pages at a phone's width (390×844)", async () => {
+    const phone = await ctx.browser.newContext({ viewport: { width: 390, height: 844 }, storageState: state, isMobile: true, hasTouch: true });
+    /** Fails unless every element `selector` finds lies inside the 390 px wide viewport. */
+    const inView = async (p, selector, what) => {
+      const boxes = await p.locator(selector).evaluateAll((els) => els.map((e) => {
+        const r = e.getBoundingClientRect();
+        return { left: r.left, right: r.right, width: r.width };
+      }));
+      assert.ok(boxes.length > 0, `expected ${what} (${selector}) on the page`);
+      for (const b of boxes) {
+        assert.ok(b.width > 0 && b.left >= 0 && b.right <= 390, `expected ${what} within the 390 px screen, it spans ${Math.round(b.left)}..${Math.round(b.right)} px`);
+      }
+    };
+    try {
+      const p = await openPage(phone);
+      await visit(p, '/projects/trading', 'the project page on a phone');
+      await inView(p, 'table.checks td.check-state', "each check's state");
+      await inView(p, 'table.checks td.last-ping', "each check's last ping");
+      const current = await p.locator('header.top a[aria-current="page"]').textContent();
+      assert.equal(current?.trim(), 'Projects', 'a project page belongs to Projects in the navigation, not Overview');
+      const width = await p.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 390, `expected the project page to fit 390 px without scrolling sideways, it is ${width} px wide`);
+      await shot(p, 'project-phone');
+      await visit(p, '/schedules', 'the schedules page on a phone');
+      await inView(p, 'table.schedules td.next-fire', "each schedule's next fire");
+      await inView(p, 'table.schedules td.schedule-actions', "each schedule's actions");
+      await shot(p, 'schedules-phone');
+      await visit(p, '/projects', 'the projects list on a phone');
+      await inView(p, 'main table a[href^="/projects/"]', 'each project');
+      await shot(p, 'projects-phone');
+      p.check('the narrow pages');
     } finally {
       await phone.close();
     }

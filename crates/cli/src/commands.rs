@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use agent_os_server::views::{CostView, LogChunkView, LogView, ProjectView, RunList, RunView, ScheduleView, TokenView};
-use agent_os_server::{CostsAccepted, CreatedToken, Registered};
+use agent_os_server::{CostsAccepted, CreatedToken, Registered, SigningSecretView};
 
 use crate::client::Client;
 use crate::home;
@@ -41,6 +41,28 @@ pub enum ProjectCmd {
     /// Re-read a project's agent-os.yaml.
     Reload {
         name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or rotate a hosted project's signing secret (admin token).
+    #[command(subcommand)]
+    Secret(SecretCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SecretCmd {
+    /// Show the secret requests to the project's endpoint are signed with.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new secret; the old one still signs requests during the grace period.
+    Rotate {
+        name: String,
+        /// How long requests also carry a signature under the old secret (`0s` after a leak).
+        #[arg(long, default_value = "24h")]
+        grace: String,
         #[arg(long)]
         json: bool,
     },
@@ -375,8 +397,10 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                     .iter()
                     .map(|r| {
                         let limit = r.concurrency.map_or("-".to_string(), |c| format!("{}/{c}", r.holders.len()));
+                        // The limit, then its token bucket: how many starts it allows at once
+                        // (the burst) and how many of those are left now.
                         let rate = match (&r.rate, r.tokens, r.burst) {
-                            (Some(rate), Some(t), Some(b)) => format!("{rate} ({t:.1}/{b} left)"),
+                            (Some(rate), Some(t), Some(b)) => format!("{rate}, burst {b}: {t:.1} left now"),
                             _ => "-".into(),
                         };
                         let holders: Vec<&str> = r.holders.iter().map(|h| h.label.as_str()).collect();
@@ -390,7 +414,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         ]
                     })
                     .collect();
-                print!("{}", render(&["RESOURCE", "HELD", "RATE", "HOLDERS", "WAITING (IN ORDER)"], &rows));
+                print!("{}", render(&["RESOURCE", "HELD/MAX", "RATE LIMIT", "HOLDERS", "WAITING (IN ORDER)"], &rows));
             }
             Ok(0)
         }
@@ -549,11 +573,15 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                             x.key_name.clone().unwrap_or_default(),
                             format!("{} {}", x.amount, x.currency),
                             x.model.clone().unwrap_or_default(),
+                            x.run_id.clone().unwrap_or_else(|| "-".into()),
                             x.source.clone(),
                         ]
                     })
                     .collect();
-                print!("{}", render(&["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "SOURCE"], &rows));
+                print!(
+                    "{}",
+                    render(&["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "RUN", "SOURCE"], &rows)
+                );
             }
             Ok(0)
         }
@@ -725,7 +753,11 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
                     abs.display()
                 );
                 if let Some(secret) = r.signing_secret {
-                    println!("signing secret for its HTTP plugin (shown once): {secret}");
+                    println!("signing secret for its HTTP plugin: {secret}");
+                    println!(
+                        "  configure it in the project so it accepts Agent OS's requests (`agent-os project secret show {}` shows it again)",
+                        r.project.name
+                    );
                 }
             }
         }
@@ -802,8 +834,34 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
                 println!("reloaded {} ({} tasks, {} schedules)", p.name, p.tasks.len(), p.schedules.len());
             }
         }
+        ProjectCmd::Secret(SecretCmd::Show { name, json }) => {
+            let s: SigningSecretView = c.get(&format!("/api/v1/projects/{}/signing-secret", enc(name))).await?;
+            print_secret(&s, *json, false)?;
+        }
+        ProjectCmd::Secret(SecretCmd::Rotate { name, grace, json }) => {
+            let s: SigningSecretView = c
+                .post(&format!("/api/v1/projects/{}/signing-secret/rotate", enc(name)), &json!({"grace": grace}))
+                .await?;
+            print_secret(&s, *json, true)?;
+        }
     }
     Ok(0)
+}
+
+fn print_secret(s: &SigningSecretView, json: bool, rotated: bool) -> Result<()> {
+    if json {
+        return print_json(s);
+    }
+    println!("{}", s.signing_secret);
+    let what = if rotated { "new signing secret" } else { "signing secret" };
+    match &s.previous_valid_until {
+        Some(until) => eprintln!(
+            "{} of {}; requests also carry a signature under the previous secret until {until}: configure the new one in the project before then",
+            what, s.project
+        ),
+        None => eprintln!("{what} of {}: the project verifies Agent OS's requests with it", s.project),
+    }
+    Ok(())
 }
 
 fn print_project(p: &ProjectView) {

@@ -351,6 +351,35 @@ fn a_user_drives_projects_and_runs_from_the_command_line() {
 }
 
 #[test]
+fn project_secret_show_and_rotate_give_a_hosted_project_its_signing_secret_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let _s = Server::start(&home, &[], &[]);
+    let root = tmp.path().join("hosted");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: hosted\nplugin: { url: http://127.0.0.1:9/agent-os }\n").unwrap();
+    let added = ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    let first =
+        added.split_whitespace().find(|w| w.starts_with("whsec_")).expect("the secret at registration").to_string();
+    assert!(added.contains("`agent-os project secret show hosted` shows it again"), "{added}");
+
+    let shown = cli(&home, &["project", "secret", "show", "hosted"]);
+    assert_eq!(ok(&shown).trim(), first, "stdout holds the secret alone, for scripts");
+    let rotated = cli(&home, &["project", "secret", "rotate", "hosted", "--grace", "1h"]);
+    let second = ok(&rotated).trim().to_string();
+    assert!(second.starts_with("whsec_") && second != first, "{second}");
+    let note = String::from_utf8_lossy(&rotated.stderr);
+    assert!(note.contains("previous secret until"), "{note}");
+    let v = json(&cli(&home, &["project", "secret", "show", "hosted", "--json"]));
+    assert_eq!(v["signing_secret"], second.as_str());
+    assert!(v["previous_valid_until"].is_string(), "{v}");
+
+    let bad = cli(&home, &["project", "secret", "rotate", "hosted", "--grace", "9d"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("at most 7d"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+#[test]
 fn agent_os_environment_never_reaches_a_task() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
@@ -633,6 +662,12 @@ fn the_demo_runs_every_example_project() {
         "{costs:?}"
     );
     assert!(costs.iter().any(|c| c["project"] == "cortana" && c["key_name"] == "cortana-openai"), "{costs:?}");
+    // The table attributes each cost to its run, as the README promises.
+    let table = ok(&cli(&home, &["costs"]));
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    assert!(header.contains(&"RUN"), "{table}");
+    let scan_id = scan["id"].as_str().unwrap();
+    assert!(table.lines().any(|l| l.contains("trading-openai") && l.contains(scan_id)), "{table}");
     // cortana's 22:00 Los Angeles job and trading's 06:00 UTC scan both call OpenAI at once.
     let upcoming = ok(&cli(&home, &["schedules", "--upcoming", "2d"]));
     assert!(upcoming.starts_with("AT (ZONE TIME)") && upcoming.contains("scan_market"), "{upcoming}");
@@ -646,6 +681,10 @@ fn the_demo_runs_every_example_project() {
     let resources = json(&cli(&home, &["resources", "--json"]));
     assert_eq!((resources[0]["name"].as_str(), resources[0]["concurrency"].as_i64()), (Some("openai"), Some(1)));
     assert_eq!(resources[0]["rate"], "60/min");
+    // The table says what the rate's figures are, not a bare `60/min (1.4/5 left)`.
+    let table = ok(&cli(&home, &["resources"]));
+    assert!(table.contains("RATE LIMIT") && table.contains("60/min, burst "), "{table}");
+    assert!(table.contains(" left now"), "{table}");
     assert_eq!(scan["resources"], serde_json::json!(["openai"]), "scan_market held openai while it ran");
     let report = json(&cli(&home, &["cost", "report", "--by", "project", "--json"]));
     let projects: Vec<&str> =

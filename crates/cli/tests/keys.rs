@@ -186,6 +186,18 @@ fn an_env_file_git_does_not_ignore_is_an_error() {
 }
 
 #[test]
+fn a_hosted_manifest_that_declares_keys_is_not_told_its_env_file_is_missing() {
+    let w = World::new();
+    let keys = "keys:\n  OPENAI_API_KEY: { service: openai, key_name: NAME-openai }\n";
+    let hosted = format!("name: h\nplugin: {{ url: https://h.example.com/agent-os }}\n{}", keys.replace("NAME", "h"));
+    let h = w.write("h", &[("agent-os.yaml", &hosted)]);
+    let local = w.write("l", &[("agent-os.yaml", &format!("name: l\n{}", keys.replace("NAME", "l")))]);
+    let (_, findings) = w.audit(&[&h, &local], &[]);
+    let missing: Vec<&str> = of(&findings, "env-missing").iter().map(|f| f["project"].as_str().unwrap()).collect();
+    assert_eq!(missing, ["l"], "only the local project keeps its keys in an env file: {findings:#?}");
+}
+
+#[test]
 fn a_tracked_env_file_is_an_error_that_says_to_rotate() {
     let w = World::new();
     let env = format!("OPENAI_API_KEY={}\n", w.canary);

@@ -51,6 +51,26 @@ pub fn collisions(fires: &[Fire], window_ms: i64) -> Vec<Collision> {
         flush(&mut group, &mut out);
     }
     out.sort_by_key(|c| (fires[c.fires[0]].at, c.service.clone()));
+    merge_same_fires(out)
+}
+
+/// One collision per group of fires: the same fires sharing a service and a resource (often
+/// of the same name, `openai` and `resource openai`) are one collision naming both.
+fn merge_same_fires(found: Vec<Collision>) -> Vec<Collision> {
+    let mut out: Vec<Collision> = Vec::with_capacity(found.len());
+    for c in found {
+        match out.iter_mut().find(|o| o.fires == c.fires) {
+            Some(o) => {
+                let resource_of_service = c.service.strip_prefix("resource ") == Some(o.service.as_str());
+                o.service = if resource_of_service {
+                    format!("{} (service and resource)", o.service)
+                } else {
+                    format!("{}, {}", o.service, c.service)
+                };
+            }
+            None => out.push(c),
+        }
+    }
     out
 }
 
@@ -65,6 +85,23 @@ mod tests {
             task: "t".into(),
             services: services.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn the_same_fires_sharing_a_service_and_its_resource_are_one_collision() {
+        let fires = vec![
+            fire(0, "trading", &["openai", "resource openai"]),
+            fire(60_000, "cortana", &["openai", "resource openai", "discord"]),
+            fire(90_000, "trading", &["discord"]),
+        ];
+        let c = collisions(&fires, 300_000);
+        assert_eq!(
+            c,
+            vec![
+                Collision { service: "openai (service and resource)".into(), fires: vec![0, 1] },
+                Collision { service: "discord".into(), fires: vec![1, 2] },
+            ]
+        );
     }
 
     #[test]

@@ -364,7 +364,9 @@ pub fn guess_service(name: &str, value: &str) -> String {
 fn env_check(t: &AuditTarget, findings: &mut Vec<Finding>) -> Option<Vec<envfile::EnvEntry>> {
     let rel = env_file_rel(&t.manifest);
     let path = t.root.join(rel);
-    let declared = t.manifest.env_file.is_some() || !t.manifest.keys.is_empty();
+    // A hosted project's keys live on its host: naming them says nothing of a local env file.
+    let hosted = matches!(t.manifest.transport, agent_os_core::manifest::Transport::Http { .. });
+    let declared = t.manifest.env_file.is_some() || (!t.manifest.keys.is_empty() && !hosted);
     let exists = path.is_file();
     if !exists && declared {
         let fill = if t.manifest.keys.is_empty() { "adjust its settings" } else { "fill in this project's own keys" };

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod notify;
 pub mod resources;
 pub mod scheduler;
+pub mod signing;
 pub mod workflows;
 
 use std::collections::{HashMap, HashSet};
@@ -484,7 +485,9 @@ impl Engine {
     async fn refresh_plugin_schedules(&self, p: &LoadedProject) {
         let Some(probe) = p.manifest.schedule_probe.clone() else { return };
         let started = Instant::now();
-        let answer = plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None).await;
+        let secrets = self.signing_secrets(p).await;
+        let answer =
+            plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None, &secrets).await;
         let mut result = self.probe_result(p, "schedule", started);
         match answer.and_then(|v| {
             serde_json::from_value::<plugin::ScheduleAnswer>(v).map_err(|e| plugin::CallError {
@@ -922,10 +925,10 @@ impl Engine {
             }
             Transport::Http { url } => {
                 let body = json!({"protocol": PROTOCOL, "project": run.project, "task": run.task, "run_id": run.id, "attempt": run.attempt, "input": input});
-                let secret = project.record.signing_secret.clone().unwrap_or_default();
+                let secrets = self.signing_secrets(&project).await;
                 let mut stop_watch = stop.clone();
                 let attempt_key = format!("{}.{}", run.id, run.attempt);
-                let call = self.http.run_task(url, &secret, &run.task, &body, &attempt_key, timeout);
+                let call = self.http.run_task(url, &secrets, &run.task, &body, &attempt_key, timeout);
                 tokio::select! {
                     answer = call => match answer {
                         Ok(a) => {
@@ -1253,7 +1256,9 @@ impl Engine {
                 ("report_cost", self.store.get_project(&p.record.name).await.ok().flatten().and_then(|r| r.cost_cursor))
             }
         };
-        let answer = plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref()).await;
+        let secrets = self.signing_secrets(p).await;
+        let answer =
+            plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref(), &secrets).await;
         let mut result = self.probe_result(p, kind, started);
         match answer {
             Err(e) => {

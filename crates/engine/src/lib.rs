@@ -25,5 +25,6 @@ pub use engine::monitor::{DiscoveredSchedule, Registration};
 pub use engine::notify::{Notified, NotifyInput};
 pub use engine::resources::{LeaseOptions, explain_wait};
 pub use engine::scheduler::{ScheduleRef, schedule_ident};
+pub use engine::signing::SigningSecret;
 pub use engine::{Engine, EngineError, RunRequest};
 pub use project::LoadedProject;

@@ -110,16 +110,24 @@ impl HttpPlugins {
         Ok(HttpPlugins { client })
     }
 
+    /// Signs a request with each of `secrets` (the current one first; during a rotation's
+    /// grace also the previous one): Standard Webhooks lists several signatures separated by
+    /// spaces, and a receiver accepts the request when one of them verifies.
     fn signed(
         &self,
         req: reqwest::RequestBuilder,
-        secret: &str,
+        secrets: &[String],
         msg_id: &str,
         body: &[u8],
     ) -> Result<reqwest::RequestBuilder, CallError> {
         let ts =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let sig = sign_webhook(secret, msg_id, ts, body).map_err(|e| CallError::new(e, false))?;
+        let sigs = secrets
+            .iter()
+            .map(|secret| sign_webhook(secret, msg_id, ts, body))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CallError::new(e, false))?;
+        let sig = sigs.join(" ");
         Ok(req
             .header("webhook-id", msg_id)
             .header("webhook-timestamp", ts.to_string())
@@ -127,13 +135,14 @@ impl HttpPlugins {
     }
 
     /// `GET {url}/{path}` with a signature; the JSON answer.
-    pub async fn get(&self, base: &str, secret: &str, path: &str, timeout: Duration) -> Result<Value, CallError> {
+    pub async fn get(&self, base: &str, secrets: &[String], path: &str, timeout: Duration) -> Result<Value, CallError> {
         let url = format!("{base}/{path}");
-        let req = self.signed(self.client.get(&url).timeout(timeout), secret, &agent_os_core::id::new_id(), b"")?;
+        let req = self.signed(self.client.get(&url).timeout(timeout), secrets, &agent_os_core::id::new_id(), b"")?;
         let resp = req.send().await.map_err(|e| CallError::new(format!("GET {url}: {}", error_chain(&e)), true))?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(CallError::new(format!("GET {url}: HTTP {status}"), status.is_server_error()));
+            let why = format!("GET {url}: HTTP {status}{}", refused_hint(status));
+            return Err(CallError::new(why, status.is_server_error()));
         }
         read_json(resp, &url).await
     }
@@ -143,7 +152,7 @@ impl HttpPlugins {
     pub async fn run_task(
         &self,
         base: &str,
-        secret: &str,
+        secrets: &[String],
         task: &str,
         body: &Value,
         attempt_key: &str,
@@ -159,7 +168,7 @@ impl HttpPlugins {
             .header("content-type", "application/json")
             .header("idempotency-key", &msg_id)
             .body(bytes.clone());
-        let resp = self.signed(req, secret, &msg_id, &bytes)?.send().await.map_err(|e| {
+        let resp = self.signed(req, secrets, &msg_id, &bytes)?.send().await.map_err(|e| {
             let timed_out = e.is_timeout();
             CallError::new(
                 format!("POST {url}: {}", if timed_out { "timed out".into() } else { error_chain(&e) }),
@@ -169,7 +178,7 @@ impl HttpPlugins {
         let status = resp.status();
         if !status.is_success() {
             let retryable = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
-            return Err(CallError::new(format!("POST {url}: HTTP {status}"), retryable));
+            return Err(CallError::new(format!("POST {url}: HTTP {status}{}", refused_hint(status)), retryable));
         }
         let v = read_json(resp, &url).await?;
         serde_json::from_value(v)
@@ -188,6 +197,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// What a 401 or 403 from a plugin most often means: the project does not check our
+/// signatures with the right secret yet (a new project, or a rotation it has not followed).
+fn refused_hint(status: reqwest::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 | 403 => {
+            " (the project does not accept Agent OS's signature yet: configure the signing secret shown at registration; `agent-os project secret show PROJECT` shows it again)"
+        }
+        _ => "",
+    }
+}
+
 async fn read_json(resp: reqwest::Response, url: &str) -> Result<Value, CallError> {
     let bytes = resp.bytes().await.map_err(|e| CallError::new(format!("{url}: {e}"), true))?;
     if bytes.len() > MAX_ANSWER_BYTES {
@@ -204,6 +224,7 @@ pub async fn ask_probe(
     probe: &Probe,
     public_url: &str,
     since: Option<&str>,
+    secrets: &[String],
 ) -> Result<Value, CallError> {
     let name = &project.record.name;
     match (&probe.run, &project.record.plugin_url, project.root()) {
@@ -233,14 +254,13 @@ pub async fn ask_probe(
             }
         }
         (None, Some(url), _) => {
-            let secret = project.record.signing_secret.as_deref().unwrap_or_default();
             let path = match (op, since) {
                 ("get_status", _) => "status".to_string(),
                 ("get_schedule", _) => "schedule".to_string(),
                 (_, Some(c)) => format!("cost?since={}", agent_os_core::url::encode_component(c)),
                 (_, None) => "cost".to_string(),
             };
-            http.get(url, secret, &path, probe.timeout).await
+            http.get(url, secrets, &path, probe.timeout).await
         }
         _ => Err(CallError::new("the probe has nothing to run for this project", false)),
     }

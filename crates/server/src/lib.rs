@@ -12,6 +12,7 @@ mod edge;
 mod error;
 mod metrics;
 mod routes;
+mod signing;
 pub mod views;
 mod workflows;
 
@@ -36,6 +37,7 @@ pub use routes::{
     AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
     EventView, Health, Registered, Timeline,
 };
+pub use signing::SigningSecretView;
 pub use workflows::{
     EmittedEvent, WebhookAccepted, WorkflowDetail, WorkflowInputView, WorkflowLoadError, WorkflowRunDetail,
     WorkflowRunView, WorkflowStepDef, WorkflowStepView, WorkflowValid, WorkflowView, WorkflowsReloaded,
@@ -68,6 +70,7 @@ impl Default for ServerOptions {
     info(title = "Agent OS API", description = "Orchestrate work across your own projects. Every /api/v1 call needs `Authorization: Bearer <token>`."),
     paths(
         routes::list_projects, routes::register_project, routes::get_project, routes::delete_project, routes::reload_project,
+        signing::show_signing_secret, signing::rotate_signing_secret,
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::forget_schedule, routes::list_checks, routes::list_events,
@@ -128,6 +131,8 @@ pub fn router(state: AppState) -> Router {
         .route("/projects", get(routes::list_projects).post(routes::register_project))
         .route("/projects/{name}", get(routes::get_project).delete(routes::delete_project))
         .route("/projects/{name}/reload", post(routes::reload_project))
+        .route("/projects/{name}/signing-secret", get(signing::show_signing_secret))
+        .route("/projects/{name}/signing-secret/rotate", post(signing::rotate_signing_secret))
         .route("/runs", get(routes::list_runs).post(routes::start_run))
         .route("/runs/{id}", get(routes::get_run))
         .route("/runs/{id}/wait", get(routes::wait_run))

@@ -70,7 +70,7 @@ pub struct RegisterBody {
 pub struct Registered {
     pub project: ProjectView,
     /// The Standard Webhooks secret requests to the plugin are signed with (HTTP transport);
-    /// shown only here, once.
+    /// shown here and again (admin) by `GET /api/v1/projects/{name}/signing-secret`.
     pub signing_secret: Option<String>,
 }
 
@@ -743,7 +743,8 @@ pub struct FireView {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct CollisionView {
     /// The service both projects use (from their declared keys), or `resource NAME` when both
-    /// tasks hold the same named resource.
+    /// tasks hold the same named resource; one collision names all the fires share
+    /// (`openai (service and resource)`).
     pub service: String,
     /// Indices into `fires`.
     pub fires: Vec<usize>,

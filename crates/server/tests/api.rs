@@ -717,6 +717,112 @@ async fn http_plugins_get_signed_requests_and_run_tasks() {
     assert_eq!(v["tasks"][0]["retries"], 1);
 }
 
+/// A hosted project's status endpoint that answers 401 unless one of the request's signatures
+/// verifies under the secret it holds (none at first, as a project just registered).
+async fn verifying_plugin() -> (Arc<Mutex<Option<String>>>, std::net::SocketAddr) {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    async fn status(State(secret): State<Arc<Mutex<Option<String>>>>, h: HeaderMap) -> (StatusCode, axum::Json<Value>) {
+        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let ts = header("webhook-timestamp").parse().unwrap_or(0);
+        let ok = secret.lock().unwrap().as_deref().is_some_and(|secret| {
+            agent_os_engine::secrets::verify_webhook(
+                secret,
+                &header("webhook-id"),
+                ts,
+                b"",
+                &header("webhook-signature"),
+                now,
+            )
+            .is_ok()
+        });
+        if ok {
+            (StatusCode::OK, axum::Json(json!({"status": "ok"})))
+        } else {
+            (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "bad signature"})))
+        }
+    }
+    let secret = Arc::new(Mutex::new(None));
+    let app = axum::Router::new().route("/agent-os/status", axum::routing::get(status)).with_state(secret.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (secret, addr)
+}
+
+/// The status probe's latest result for `project`: ok, and the error if any.
+async fn status_probe(s: &TestServer, project: &str) -> (bool, String) {
+    let p = s.engine.project(project).await.unwrap();
+    s.engine.run_probe(&p, "status").await;
+    let (_, view) = s.get(&format!("/api/v1/projects/{project}")).await;
+    let probe = view["probes"].as_array().unwrap().iter().find(|x| x["kind"] == "status").unwrap().clone();
+    (probe["ok"] == true, probe["error"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test]
+async fn a_hosted_project_refusing_our_signature_is_told_how_to_get_the_secret() {
+    let (plugin, addr) = verifying_plugin().await;
+    let s = start().await;
+    let manifest = format!("name: trading\nplugin: {{ url: http://{addr}/agent-os }}\nstatus: {{ every: 1h }}\n");
+    let (st, reg) = s.post("/api/v1/projects", json!({"manifest": manifest})).await;
+    assert_eq!(st, 201, "{reg}");
+    let (ok, error) = status_probe(&s, "trading").await;
+    assert!(!ok);
+    assert!(error.contains("HTTP 401") && error.contains("agent-os project secret show"), "{error}");
+    let (_, health) = s.get("/api/v1/projects/trading/health").await;
+    assert!(health["reasons"][0]["message"].as_str().unwrap().contains("configure the signing secret"), "{health}");
+
+    let (st, shown) = s.get("/api/v1/projects/trading/signing-secret").await;
+    assert_eq!(st, 200, "{shown}");
+    assert_eq!(shown["signing_secret"], reg["signing_secret"], "the secret of the registration, shown again");
+    assert_eq!(shown["previous_valid_until"], Value::Null);
+    *plugin.lock().unwrap() = shown["signing_secret"].as_str().map(str::to_string);
+    assert_eq!(status_probe(&s, "trading").await, (true, String::new()));
+}
+
+#[tokio::test]
+async fn project_secret_rotate_keeps_the_old_secret_valid_for_its_grace_only() {
+    let (plugin, addr) = verifying_plugin().await;
+    let s = start().await;
+    let manifest = format!("name: trading\nplugin: {{ url: http://{addr}/agent-os }}\nstatus: {{ every: 1h }}\n");
+    let (_, reg) = s.post("/api/v1/projects", json!({"manifest": manifest})).await;
+    let first = reg["signing_secret"].as_str().unwrap().to_string();
+    *plugin.lock().unwrap() = Some(first.clone());
+
+    let (st, rotated) = s.post("/api/v1/projects/trading/signing-secret/rotate", json!({"grace": "1h"})).await;
+    assert_eq!(st, 200, "{rotated}");
+    let second = rotated["signing_secret"].as_str().unwrap().to_string();
+    assert!(second.starts_with("whsec_") && second != first);
+    assert!(rotated["previous_valid_until"].is_string(), "{rotated}");
+    assert!(status_probe(&s, "trading").await.0, "the project still holding the old secret is served");
+    *plugin.lock().unwrap() = Some(second.clone());
+    assert!(status_probe(&s, "trading").await.0, "and so is the project that took the new one");
+
+    // After a leak: no grace, the old secret signs nothing more.
+    let (st, third) = s.post("/api/v1/projects/trading/signing-secret/rotate", json!({"grace": "0s"})).await;
+    assert_eq!((st, third["previous_valid_until"].clone()), (200, Value::Null), "{third}");
+    assert!(!status_probe(&s, "trading").await.0, "the second secret no longer verifies");
+    let (_, shown) = s.get("/api/v1/projects/trading/signing-secret").await;
+    assert_eq!(shown["signing_secret"], third["signing_secret"]);
+
+    // Admin only; a bad grace names its field; a command project has no secret.
+    let (_, tok) = s.post("/api/v1/tokens", json!({"project": "trading", "name": "ci"})).await;
+    let token = tok["token"].as_str().unwrap().to_string();
+    let (st, v) = s.req(reqwest::Method::GET, "/api/v1/projects/trading/signing-secret", Some(&token), None).await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = s
+        .req(reqwest::Method::POST, "/api/v1/projects/trading/signing-secret/rotate", Some(&token), Some(json!({})))
+        .await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = s.post("/api/v1/projects/trading/signing-secret/rotate", json!({"grace": "8d"})).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("grace")), "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let (st, v) = s.get("/api/v1/projects/fixture/signing-secret").await;
+    assert_eq!(st, 409, "{v}");
+}
+
 #[tokio::test]
 async fn malformed_queries_and_methods_get_the_error_shape() {
     let s = start().await;

@@ -309,3 +309,112 @@ async fn resources_page_says_how_to_declare_one() {
             && page.body.contains("resources: [openai]")
     );
 }
+
+#[tokio::test]
+async fn project_pages_belong_to_projects_which_lists_every_project() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    s.add(&project(dir.path(), "alpha", 7)).await;
+    let b = s.browser().await;
+    let list = b.get("/projects").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    for name in ["fixture", "alpha"] {
+        assert!(list.body.contains(&format!(r#"<a href="/projects/{name}">{name}</a>"#)), "{}", list.body);
+    }
+    let page = b.get("/projects/alpha").await;
+    assert!(page.body.contains(r#"<a href="/projects" aria-current="page">Projects</a>"#), "{}", page.body);
+    assert!(!page.body.contains(r#"<a href="/" aria-current="page">"#), "a project page is not the overview");
+}
+
+#[tokio::test]
+async fn health_history_shows_repeated_results_once_with_their_count() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let p = s.engine.project("fixture").await.unwrap();
+    for _ in 0..4 {
+        s.engine.run_probe(&p, "status").await;
+    }
+    let body = s.browser().await.get("/projects/fixture").await.body;
+    let history = &body[body.find("Health history").unwrap()..];
+    let history = &history[..history.find("</table>").unwrap()];
+    assert_eq!(history.matches("disk 91% full").count(), 1, "four identical results, one line: {history}");
+    assert!(history.contains(r#"data-repeats="4""#) && history.contains("×4 since"), "{history}");
+}
+
+#[tokio::test]
+async fn late_or_down_on_schedules_counts_a_down_heartbeat_check_of_its_own() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("worker");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: worker\nchecks:\n  - { slug: feed, every: 1s, grace: 1s }\n")
+        .unwrap();
+    s.add(&root).await;
+    let (_, checks) = s.get("/api/v1/checks").await;
+    reqwest::get(checks[0]["ping_url"].as_str().unwrap()).await.unwrap();
+    // The check goes late, then down, once its period and grace pass.
+    for _ in 0..100 {
+        let (_, checks) = s.get("/api/v1/checks").await;
+        if checks[0]["state"] == "down" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = s.browser().await.get("/schedules").await.body;
+    let stat = &body[body.find("Late or down").unwrap()..];
+    let value = &stat[..stat.find("</div>").unwrap()];
+    assert!(value.contains(">1<"), "the down check counts: {value}");
+    let lone = &body[body.find("lone-checks").unwrap_or_else(|| panic!("no list of lone checks: {body}"))..];
+    assert!(lone.contains(r#"<a href="/projects/worker">worker</a>/feed"#), "{lone}");
+}
+
+#[tokio::test]
+async fn a_service_and_its_resource_shared_by_the_same_fires_are_one_collision() {
+    let s = start_with(|c| {
+        c.resources.insert("openai".into(), limits(Some(1), None));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, minute) in [("alpha", 7), ("beta", 8)] {
+        let root = dir.path().join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("agent-os.yaml"),
+            format!("name: {name}\nkeys:\n  OPENAI_API_KEY: {{ service: openai, key_name: {name}-openai }}\ntasks:\n  nightly: {{ run: \"true\", resources: [openai] }}\nschedules:\n  - {{ task: nightly, cron: \"{minute} 4 * * *\", managed_by: cron }}\n"),
+        )
+        .unwrap();
+        s.add(&root).await;
+    }
+    let body = s.browser().await.get("/schedules").await.body;
+    let table = &body[body.find("table class=\"collisions\"").unwrap_or_else(|| panic!("{body}"))..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr class=\"flag\"").count(), 1, "{table}");
+    assert!(table.contains("openai (service and resource)"), "{table}");
+}
+
+#[tokio::test]
+async fn a_hosted_project_page_shows_and_rotates_its_signing_secret_on_a_post_only() {
+    let s = start().await;
+    let manifest = "name: hosted\nplugin: { url: http://127.0.0.1:9/agent-os }\n";
+    let (st, reg) = s.post("/api/v1/projects", json!({"manifest": manifest})).await;
+    assert_eq!(st, 201, "{reg}");
+    let first = reg["signing_secret"].as_str().unwrap();
+    let b = s.browser().await;
+    let page = b.get("/projects/hosted").await;
+    assert!(page.body.contains(">Show secret<") && page.body.contains(">Rotate secret<"), "{}", page.body);
+    assert!(!page.body.contains(first), "a page a GET opens never holds the secret");
+
+    let shown = b.post("/projects/hosted/secret", &[]).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(shown.body.contains(first), "{}", shown.body);
+    assert_eq!(b.post_raw("/projects/hosted/secret", &[]).await.status, 403, "no CSRF token, no secret");
+
+    let rotated = b.post("/projects/hosted/secret/rotate", &[]).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let (_, now) = s.get("/api/v1/projects/hosted/signing-secret").await;
+    let second = now["signing_secret"].as_str().unwrap();
+    assert_ne!(second, first);
+    assert!(rotated.body.contains(second) && rotated.body.contains("previous secret until"), "{}", rotated.body);
+}

@@ -439,3 +439,126 @@ async fn whoever_heard_an_incident_open_or_escalate_hears_it_resolve_whatever_th
         "an info message, routed to phone all the same"
     );
 }
+
+/// Sets a daily budget of 0.10 USD for `trading` with `thresholds` and `on_exceed`.
+async fn daily_budget(s: &TestServer, thresholds: &[i64], on_exceed: &str) {
+    let (st, b) = s
+        .req(
+            reqwest::Method::PUT,
+            "/api/v1/budgets",
+            Some(&s.admin),
+            Some(json!({"project": "trading", "period": "daily", "amount": "0.10", "thresholds": thresholds, "on_exceed": on_exceed})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+}
+
+async fn spend(s: &TestServer, amount: &str, key: &str) {
+    let (st, c) = s
+        .post(
+            "/api/v1/costs",
+            json!({"project": "trading", "service": "openai", "amount": amount, "idempotency_key": key}),
+        )
+        .await;
+    assert!((200..300).contains(&st), "{c}");
+}
+
+#[tokio::test]
+async fn a_cost_that_crosses_two_thresholds_is_told_once_at_the_highest() {
+    let (sink, url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(json_channel("team", &url));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&trading(dir.path(), "")).await;
+    daily_budget(&s, &[50, 80, 100], "alert").await;
+    spend(&s, "0.042", "a").await;
+    // 42 % to 84 %: past 50 and 80 at once.
+    spend(&s, "0.042", "b").await;
+    let got = received(&sink, 1).await;
+    assert_eq!(got[0].body["title"], "trading has used 80% of its daily budget", "{}", got[0].body);
+    let body = got[0].body["body"].as_str().unwrap();
+    assert!(body.starts_with("0.084 USD of 0.10 USD spent (84 %)"), "{body}");
+    let (_, events) = s.get("/api/v1/events?type=budget.").await;
+    assert_eq!(events.as_array().unwrap().len(), 1, "one event for one cost: {events}");
+    assert_eq!(
+        (events[0]["data"]["threshold"].as_i64(), events[0]["data"]["crossed"].clone()),
+        (Some(80), json!([50, 80]))
+    );
+    let (_, budgets) = s.get("/api/v1/budgets").await;
+    assert_eq!(budgets[0]["crossed"], json!([50, 80]), "both are marked, so 50 is never told later");
+    spend(&s, "0.002", "c").await;
+    spend(&s, "0.02", "d").await;
+    let got = received(&sink, 2).await;
+    assert_eq!(got[1].body["title"], "Now critical: trading has used 100% of its daily budget");
+}
+
+#[tokio::test]
+async fn a_higher_threshold_crossed_later_is_told_at_the_same_severity() {
+    let (sink, url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(json_channel("team", &url));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&trading(dir.path(), "")).await;
+    daily_budget(&s, &[50, 80, 100], "alert").await;
+    spend(&s, "0.06", "a").await;
+    spend(&s, "0.025", "b").await;
+    let got = received(&sink, 2).await;
+    assert_eq!(got[0].body["title"], "trading has used 50% of its daily budget");
+    assert_eq!(
+        got[1].body["title"], "trading has used 80% of its daily budget",
+        "80 % is news, though still a warning"
+    );
+    assert!(got[1].body["body"].as_str().unwrap().contains("(85 %)"), "{}", got[1].body);
+    assert_eq!(incidents(&s, "?open=true").await.len(), 1, "one incident all along");
+}
+
+#[tokio::test]
+async fn budget_resume_rewords_the_incident_that_said_the_project_is_paused() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&trading(dir.path(), "")).await;
+    daily_budget(&s, &[100], "pause").await;
+    spend(&s, "0.12", "a").await;
+    let open = incidents(&s, "?open=true").await;
+    assert!(open[0]["reason"].as_str().unwrap().contains("the project is paused until"), "{}", open[0]);
+    let (_, health) = s.get("/api/v1/projects/trading/health").await;
+    assert!(health.to_string().contains("paused: its daily budget"), "{health}");
+
+    let (st, _) = s.post("/api/v1/projects/trading/resume", json!({})).await;
+    assert_eq!(st, 204);
+    let open = incidents(&s, "?open=true").await;
+    assert_eq!(open.len(), 1, "the budget is still used up: {open:?}");
+    let reason = open[0]["reason"].as_str().unwrap();
+    assert!(!reason.contains("paused until"), "{reason}");
+    assert!(reason.contains("resumed by hand and runs again"), "{reason}");
+    let (_, health) = s.get("/api/v1/projects/trading/health").await;
+    assert!(!health.to_string().contains("paused:"), "health follows the pause: {health}");
+}
+
+#[tokio::test]
+async fn a_project_with_an_open_critical_incident_is_not_all_well() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&trading(dir.path(), "")).await;
+    let b = s.browser().await;
+    assert!(b.get("/").await.body.contains("Nothing reported yet."));
+    let (st, n) = s
+        .post(
+            "/api/v1/notifications",
+            json!({"project": "trading", "title": "exchange API rejects our key", "severity": "critical", "dedup_key": "exchange-key"}),
+        )
+        .await;
+    assert!((200..300).contains(&st), "{n}");
+    let (_, health) = s.get("/api/v1/projects/trading/health").await;
+    assert_eq!(health["state"], "down", "{health}");
+    assert!(health.to_string().contains("exchange API rejects our key"), "{health}");
+    let page = b.get("/").await.body;
+    assert!(!page.contains("All well.") && !page.contains("Nothing reported yet."), "{page}");
+    assert!(page.contains("exchange API rejects our key"), "{page}");
+}

@@ -67,6 +67,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<ProjectRecord>;
     async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>>;
+    /// Replaces the signing secret of an HTTP plugin project (a rotation).
+    async fn set_signing_secret(&self, name: &str, secret: &str, now: i64) -> Result<ProjectRecord>;
     async fn get_project_by_id(&self, id: &str) -> Result<Option<ProjectRecord>>;
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>>;
     /// Removes a project with its schedules, probes and tokens. Its runs and costs stay as
@@ -185,13 +187,15 @@ pub trait Store: Send + Sync + 'static {
     async fn sync_config_budgets(&self, budgets: &[BudgetRecord]) -> Result<()>;
     async fn list_budgets(&self, project: Option<&str>) -> Result<Vec<BudgetRecord>>;
     async fn delete_budget(&self, id: &str) -> Result<bool>;
-    /// Records that a budget crossed `threshold` in the period starting at `period_start`, with
-    /// its event; false (and nothing stored) when it already had.
+    /// Records that a budget crossed each of `thresholds` (ascending) in the period starting at
+    /// `period_start`. The event (and the pause) belong to the highest, the last: they are stored
+    /// and true returned only when that one is new, so one cost that crosses several thresholds
+    /// is told once, at the highest.
     async fn mark_budget(
         &self,
         budget_id: &str,
         period_start: i64,
-        threshold: i64,
+        thresholds: &[i64],
         event: &NewEvent,
         pause: Option<&PauseRecord>,
     ) -> Result<bool>;

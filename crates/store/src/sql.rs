@@ -1089,6 +1089,20 @@ impl Store for SqlStore {
         Ok(project)
     }
 
+    async fn set_signing_secret(&self, name: &str, secret: &str, now: i64) -> Result<ProjectRecord> {
+        let row = sqlx::query(concat!(
+            "UPDATE projects SET signing_secret = $2, updated_at = $3 WHERE name = $1 RETURNING ",
+            project_cols!()
+        ))
+        .bind(name)
+        .bind(secret)
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("project {name:?}")))?;
+        Ok(project_from(&row)?)
+    }
+
     async fn get_project(&self, name: &str) -> Result<Option<ProjectRecord>> {
         let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE name = $1"))
             .bind(name)
@@ -1968,19 +1982,26 @@ impl Store for SqlStore {
         &self,
         budget_id: &str,
         period_start: i64,
-        threshold: i64,
+        thresholds: &[i64],
         event: &NewEvent,
         pause: Option<&PauseRecord>,
     ) -> Result<bool> {
+        let Some(highest) = thresholds.last() else { return Ok(false) };
         let mut tx = self.tx().await?;
-        let marked = sqlx::query("INSERT INTO budget_marks (budget_id, period_start, threshold, at) VALUES ($1, $2, $3, $4) ON CONFLICT (budget_id, period_start, threshold) DO NOTHING")
-            .bind(budget_id)
-            .bind(period_start)
-            .bind(threshold)
-            .bind(event.at)
-            .execute(&mut *tx)
-            .await?;
-        if marked.rows_affected() == 0 {
+        let mut highest_is_new = false;
+        for threshold in thresholds {
+            let marked = sqlx::query("INSERT INTO budget_marks (budget_id, period_start, threshold, at) VALUES ($1, $2, $3, $4) ON CONFLICT (budget_id, period_start, threshold) DO NOTHING")
+                .bind(budget_id)
+                .bind(period_start)
+                .bind(threshold)
+                .bind(event.at)
+                .execute(&mut *tx)
+                .await?;
+            highest_is_new = threshold == highest && marked.rows_affected() == 1;
+        }
+        if !highest_is_new {
+            // Lower thresholds newly marked (thresholds edited) are not news after a higher one.
+            tx.commit().await?;
             return Ok(false);
         }
         insert_event(&mut tx, event).await?;

@@ -142,64 +142,49 @@ impl Engine {
             .sum())
     }
 
-    /// Measures the project's budgets after new costs; raises each crossed threshold's event
-    /// once per period and pauses the project where a budget says so.
+    /// Measures the project's budgets after new costs. Every threshold crossed is marked once
+    /// per period, but only the highest is told (event, incident, pause): a cost that takes the
+    /// spend from 42 % to 84 % of 50/80/100 says 80 %, not 50 %.
     pub(crate) async fn check_budgets(&self, project: &str) -> Result<(), EngineError> {
         for s in self.budget_status(Some(project)).await? {
             let b = &s.budget;
-            for threshold in &s.crossed {
-                let now = self.now();
-                let scope = if b.service.is_empty() { String::new() } else { format!(" for {}", b.service) };
-                let limit = format!("{} {}", format_amount(b.amount_nanos), b.currency);
-                let spent = format!("{} {}", format_amount(s.spent_nanos), b.currency);
-                let pause = (*threshold >= 100 && b.on_exceed == "pause").then(|| PauseRecord {
-                    project: b.project.clone(),
-                    reason: format!("its {} budget{scope} of {limit} is used up ({spent} spent)", b.period),
-                    budget_id: Some(b.id.clone()),
-                    since: now,
-                    until: Some(s.period_end),
-                });
-                let event = NewEvent {
-                    id: new_id(),
-                    kind: "budget.threshold".into(),
-                    project: Some(b.project.clone()),
-                    subject: Some(format!(
-                        "{}{}",
-                        b.period,
-                        if b.service.is_empty() { String::new() } else { format!(":{}", b.service) }
-                    )),
-                    data: json!({
-                        "budget": b.id, "project": b.project, "service": b.service, "period": b.period,
-                        "threshold": threshold, "limit": format_amount(b.amount_nanos),
-                        "spent": format_amount(s.spent_nanos), "forecast": format_amount(s.forecast_nanos),
-                        "currency": b.currency, "paused": pause.is_some(),
-                    })
-                    .to_string(),
-                    at: now,
-                };
-                let marked = self.store.mark_budget(&b.id, s.period_start, *threshold, &event, pause.as_ref()).await?;
-                if marked && pause.is_some() {
-                    tracing::warn!(project = %b.project, "paused by its budget");
-                    self.schedules_touched();
-                }
-                if marked {
-                    let alert = Alert {
-                        source: "budget",
-                        subject: format!("{}/{}", b.project, event.subject.clone().unwrap_or_default()),
-                        project: Some(b.project.clone()),
-                        severity: if *threshold >= 100 { Severity::Critical } else { Severity::Warning },
-                        title: format!("{} has used {threshold}% of its {} budget{scope}", b.project, b.period),
-                        reason: format!(
-                            "{spent} of {limit} spent; forecast {} {}{}",
-                            format_amount(s.forecast_nanos),
-                            b.currency,
-                            if pause.is_some() { "; the project is paused until `agent-os budget resume`" } else { "" }
-                        ),
-                        tags: Vec::new(),
-                    };
-                    self.raise(alert).await?;
-                }
+            let Some(&threshold) = s.crossed.last() else { continue };
+            let now = self.now();
+            let pause = (threshold >= 100 && b.on_exceed == "pause").then(|| PauseRecord {
+                project: b.project.clone(),
+                reason: format!(
+                    "its {} budget{} of {} is used up ({} spent)",
+                    b.period,
+                    scope(b),
+                    money(b.amount_nanos, &b.currency),
+                    money(s.spent_nanos, &b.currency)
+                ),
+                budget_id: Some(b.id.clone()),
+                since: now,
+                until: Some(s.period_end),
+            });
+            let event = NewEvent {
+                id: new_id(),
+                kind: "budget.threshold".into(),
+                project: Some(b.project.clone()),
+                subject: Some(budget_subject(b)),
+                data: json!({
+                    "budget": b.id, "project": b.project, "service": b.service, "period": b.period,
+                    "threshold": threshold, "crossed": s.crossed, "percent": percent(s.spent_nanos, b.amount_nanos),
+                    "limit": format_amount(b.amount_nanos), "spent": format_amount(s.spent_nanos),
+                    "forecast": format_amount(s.forecast_nanos), "currency": b.currency, "paused": pause.is_some(),
+                })
+                .to_string(),
+                at: now,
+            };
+            if !self.store.mark_budget(&b.id, s.period_start, &s.crossed, &event, pause.as_ref()).await? {
+                continue;
             }
+            if pause.is_some() {
+                tracing::warn!(project = %b.project, "paused by its budget");
+                self.schedules_touched();
+            }
+            self.raise(budget_alert(&s, threshold, pause.is_some(), true)).await?;
         }
         Ok(())
     }
@@ -233,7 +218,68 @@ impl Engine {
             return Err(EngineError::NotFound(format!("project {project:?} is not paused")));
         }
         self.schedules_touched();
+        // The open budget incidents said "paused until resumed": they now say what holds.
+        let open = self.store.list_incidents(true, Some(project), 100).await?;
+        for s in self.budget_status(Some(project)).await? {
+            let subject = format!("{}/{}", s.budget.project, budget_subject(&s.budget));
+            if let Some(&threshold) = s.crossed.last()
+                && open.iter().any(|i| i.source == "budget" && i.subject == subject)
+            {
+                self.raise(budget_alert(&s, threshold, false, false)).await?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// A budget incident's subject within its project: `PERIOD[:SERVICE]`.
+fn budget_subject(b: &BudgetRecord) -> String {
+    if b.service.is_empty() { b.period.clone() } else { format!("{}:{}", b.period, b.service) }
+}
+
+fn scope(b: &BudgetRecord) -> String {
+    if b.service.is_empty() { String::new() } else { format!(" for {}", b.service) }
+}
+
+fn money(nanos: i64, currency: &str) -> String {
+    format!("{} {currency}", format_amount(nanos))
+}
+
+/// How much of `limit` is spent, in whole percent (rounded down, so 99.9 % is not "100 %").
+fn percent(spent: i64, limit: i64) -> i64 {
+    if limit <= 0 {
+        return 0;
+    }
+    i64::try_from(i128::from(spent) * 100 / i128::from(limit)).unwrap_or(i64::MAX)
+}
+
+/// The incident of a budget that has crossed `threshold`, worded from its state now: whether it
+/// pauses the project is said only while it does. `worse` tells the channels of a higher
+/// threshold than the open incident's.
+fn budget_alert(s: &BudgetStatus, threshold: i64, paused: bool, worse: bool) -> Alert {
+    let b = &s.budget;
+    let after = if paused {
+        "; the project is paused until the period ends or `agent-os budget resume`".to_string()
+    } else if threshold >= 100 && b.on_exceed == "pause" {
+        "; the project was resumed by hand and runs again".to_string()
+    } else {
+        String::new()
+    };
+    Alert {
+        source: "budget",
+        subject: format!("{}/{}", b.project, budget_subject(b)),
+        project: Some(b.project.clone()),
+        severity: if threshold >= 100 { Severity::Critical } else { Severity::Warning },
+        title: format!("{} has used {threshold}% of its {} budget{}", b.project, b.period, scope(b)),
+        reason: format!(
+            "{} of {} spent ({} %); forecast {}{after}",
+            money(s.spent_nanos, &b.currency),
+            money(b.amount_nanos, &b.currency),
+            percent(s.spent_nanos, b.amount_nanos),
+            money(s.forecast_nanos, &b.currency),
+        ),
+        tags: Vec::new(),
+        worse,
     }
 }
 

@@ -1,5 +1,6 @@
 //! A project's health: the worst of what its status probe says, what its HTTP health check
-//! finds, its checks, its failing tasks and its budget pause, each with the reason. When the
+//! finds, its checks, its open incidents (failing tasks, budgets, its own warnings) and its
+//! budget pause, each with the reason. When the
 //! probes (status and health check) find it degraded or down, a `health` incident opens; it
 //! resolves when they find it well again.
 
@@ -38,7 +39,8 @@ impl HealthState {
 /// One thing that went into a project's health.
 #[derive(Clone, Debug)]
 pub struct HealthReason {
-    /// `status`, `health`, `check`, `run` or `budget`.
+    /// `status`, `health`, `check`, `run`, `budget`, `project` (the project's own incident) or
+    /// `incident` (any other open incident of the project).
     pub source: &'static str,
     pub state: HealthState,
     pub message: String,
@@ -88,12 +90,23 @@ impl Engine {
             };
             reasons.push(HealthReason { source: "check", state, message: format!("check {} is {}", c.slug, c.state) });
         }
+        // Every open incident of the project counts, so a project is never "well" while one
+        // is open. Checks and probes are judged from their state now, above; their incidents
+        // would say the same twice.
         for i in self.store.list_incidents(true, Some(&p.record.name), 100).await? {
-            if i.source == "run" {
-                reasons.push(HealthReason { source: "run", state: HealthState::Degraded, message: i.reason });
-            }
+            let (source, message) = match i.source.as_str() {
+                "check" | "health" => continue,
+                "run" => ("run", i.reason),
+                "budget" => ("budget", i.title),
+                "project" => ("project", i.title),
+                _ => ("incident", i.title),
+            };
+            // Only the project itself can say it is down; anything else open degrades it.
+            let state =
+                if source == "project" && i.severity == "critical" { HealthState::Down } else { HealthState::Degraded };
+            reasons.push(HealthReason { source, state, message });
         }
-        if let Some(pause) = self.store.get_pause(&p.record.name).await? {
+        if let Some(pause) = self.pause_of(&p.record.name).await? {
             reasons.push(HealthReason {
                 source: "budget",
                 state: HealthState::Degraded,
@@ -184,6 +197,7 @@ impl Engine {
                     title: format!("{name} is {}", r.state.as_str()),
                     reason: r.message,
                     tags: Vec::new(),
+                    worse: false,
                 };
                 self.raise(alert).await.map(|_| ())
             }

@@ -31,6 +31,9 @@ pub struct Alert {
     pub title: String,
     pub reason: String,
     pub tags: Vec<String>,
+    /// The open incident got worse at the same severity in a way its channels should hear (a
+    /// budget past a higher threshold); a rise in severity is told anyway.
+    pub worse: bool,
 }
 
 /// A maintenance window in force.
@@ -67,8 +70,12 @@ impl Engine {
             IncidentChange::Reopened(i) if i.flapping => (i, None),
             IncidentChange::Reopened(i) => (i, Some(Tell::Opened)),
             IncidentChange::Updated { incident, escalated } => {
-                let tell = (escalated && incident.notified && incident.acked_at.is_none() && !incident.flapping)
-                    .then_some(Tell::Escalated);
+                let heard = incident.notified && incident.acked_at.is_none() && !incident.flapping;
+                let tell = match (escalated, alert.worse) {
+                    (true, _) if heard => Some(Tell::Escalated),
+                    (false, true) if heard => Some(Tell::Worse),
+                    _ => None,
+                };
                 (incident, tell)
             }
         };
@@ -217,6 +224,7 @@ impl Engine {
         let (title, body, severity) = match tell {
             Tell::Opened => (i.title.clone(), i.reason.clone(), i.severity.clone()),
             Tell::Escalated => (format!("Now {}: {}", i.severity, i.title), i.reason.clone(), i.severity.clone()),
+            Tell::Worse => (i.title.clone(), i.reason.clone(), i.severity.clone()),
             Tell::Flapping => (
                 format!("Flapping: {}", i.title),
                 format!(
@@ -311,6 +319,7 @@ impl Engine {
                     title: format!("{subject} {what}"),
                     reason: format!("run {} {what}{attempts}{error}", run.id),
                     tags: Vec::new(),
+                    worse: false,
                 };
                 self.raise(alert).await.map(|_| ())
             }
@@ -336,6 +345,7 @@ impl Engine {
                     title: format!("{subject} is {state}"),
                     reason: why.to_string(),
                     tags: Vec::new(),
+                    worse: false,
                 };
                 self.raise(alert).await.map(|_| ())
             }
@@ -351,6 +361,7 @@ impl Engine {
 enum Tell {
     Opened,
     Escalated,
+    Worse,
     Flapping,
     Resolved,
 }

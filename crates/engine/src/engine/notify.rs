@@ -660,6 +660,7 @@ impl Engine {
                 ch.display, ch.name
             ),
             tags: Vec::new(),
+            worse: false,
         };
         if let Err(e) = Box::pin(self.raise(alert)).await {
             tracing::warn!(error = %e, "channel incident not raised");

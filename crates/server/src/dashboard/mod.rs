@@ -11,6 +11,7 @@ mod incidents;
 mod live;
 mod overview;
 mod project;
+mod projects;
 mod resources;
 mod runs;
 mod schedules;
@@ -79,6 +80,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/runs/{id}/log", get(runs::log))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/runs/{id}/retry", post(runs::retry))
+        .route("/projects", get(projects::page))
         .merge(project::routes())
         .merge(schedules::routes())
         .merge(events::routes())

@@ -178,7 +178,7 @@ pub fn run_rows(runs: &[RunView]) -> Markup {
                 td { a href={"/runs/" (r.id)} { (r.project) "." (r.task) } }
                 td { (ui::badge(&r.status)) @if let Some(w) = &r.waiting_for { br; span.small.muted { (w) } } }
                 td.hide-narrow { (r.trigger) }
-                td { (ui::opt_time_str(r.started_at.as_deref().or(Some(r.queued_at.as_str())))) }
+                td data-label="since" { (ui::opt_time_str(r.started_at.as_deref().or(Some(r.queued_at.as_str())))) }
                 td.num.hide-narrow { (r.attempt) "/" (r.max_attempts) }
             }
         }
@@ -194,7 +194,7 @@ fn run_table(running: &[RunView], queued: &[RunView]) -> Markup {
     }
     html! {
         div.table-wrap {
-            table {
+            table.cards {
                 thead { tr { th { "Task" } th { "State" } th.hide-narrow { "Trigger" } th { "Since" } th.num.hide-narrow { "Attempt" } } }
                 tbody { (run_rows(running)) (run_rows(queued)) }
             }

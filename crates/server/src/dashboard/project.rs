@@ -23,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{name}", get(page))
         .route("/projects/{name}/reload", post(reload))
         .route("/projects/{name}/resume", post(resume))
+        .route("/projects/{name}/secret", post(show_secret))
+        .route("/projects/{name}/secret/rotate", post(rotate_secret))
 }
 
 async fn page(
@@ -108,7 +110,7 @@ async fn page(
             }
         }
     };
-    Ok(Page::new(name.clone(), Nav::Overview)
+    Ok(Page::new(name.clone(), Nav::Projects)
         .live("head", head)
         .add(tasks(&session, &view))
         .add(schedules(&view, &checks))
@@ -118,6 +120,7 @@ async fn page(
         .add(health_history(&health))
         .add(audit_part(&audit))
         .add(about(&view, &manifest))
+        .add(signing_part(&session, &view))
         .respond(&session, fragment.name()))
 }
 
@@ -161,7 +164,7 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
             }))
         } @else {
             div.table-wrap {
-                table {
+                table.cards {
                     thead { tr { th { "Task" } th { "When" } th.hide-narrow { "Kept by" } th { "State" } th { "Next" } } }
                     tbody {
                         @for s in &v.schedules {
@@ -170,7 +173,7 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                                 td.mono { (s.cron) " " span.muted { (s.timezone) } }
                                 td.hide-narrow { (s.managed_by) }
                                 td { (ui::badge(&s.state)) @if s.late { " " (ui::badge("late")) } }
-                                td { @if let Some(n) = s.next.first() { (ui::time_str(n)) } @else { span.muted { "—" } } }
+                                td data-label="next" { @if let Some(n) = s.next.first() { (ui::time_str(n)) } @else { span.muted { "—" } } }
                             }
                         }
                     }
@@ -180,14 +183,14 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                 h3 { "Heartbeat checks" }
                 p.small.muted { "A check's ping URL is its secret, so it is not shown here; " code { "agent-os checks" } " prints it." }
                 div.table-wrap {
-                    table {
+                    table.cards.checks {
                         thead { tr { th { "Check" } th { "State" } th { "Last ping" } } }
                         tbody {
                             @for c in checks {
                                 tr class=[(c.state == "late" || c.state == "down").then_some("flag")] {
                                     td { (c.slug) @if !c.description.is_empty() { br; span.small.muted { (c.description) } } }
-                                    td { (ui::badge(&c.state)) }
-                                    td { (ui::opt_time_str(c.last_ping_at.as_deref())) }
+                                    td.check-state { (ui::badge(&c.state)) }
+                                    td.last-ping data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
                                 }
                             }
                         }
@@ -204,12 +207,30 @@ fn recent_runs(runs: &[crate::views::RunView]) -> Markup {
     }
     html! {
         div.table-wrap {
-            table {
+            table.cards {
                 thead { tr { th { "Task" } th { "State" } th.hide-narrow { "Trigger" } th { "Since" } th.num.hide-narrow { "Attempt" } } }
                 tbody { (super::overview::run_rows(runs)) }
             }
         }
     }
+}
+
+/// Results in a row that say the same (probe, state, message) shown once, with how many and
+/// since when: a probe every minute that keeps saying "ok" is one line, not twenty.
+fn health_runs(history: &[alerting::HealthHistoryView]) -> Vec<(&alerting::HealthHistoryView, usize, &str)> {
+    let mut out: Vec<(&alerting::HealthHistoryView, usize, &str)> = Vec::new();
+    for e in history {
+        match out.last_mut() {
+            Some((first, n, oldest))
+                if first.kind == e.kind && first.state == e.state && first.message == e.message =>
+            {
+                *n += 1;
+                *oldest = &e.at;
+            }
+            _ => out.push((e, 1, &e.at)),
+        }
+    }
+    out
 }
 
 fn health_history(h: &alerting::ProjectHealthView) -> Markup {
@@ -219,11 +240,20 @@ fn health_history(h: &alerting::ProjectHealthView) -> Markup {
             p.muted { "No status probe or health check has reported yet. Declare " code { "probes.status" } " or " code { "health:" } " in the manifest." }
         } @else {
             div.table-wrap {
-                table {
-                    thead { tr { th { "When" } th { "Probe" } th { "State" } th.hide-narrow { "Message" } th.num { "Took" } } }
+                table.cards.health-history {
+                    thead { tr { th { "When" } th { "Probe" } th { "State" } th.hide-narrow { "Message" } th.num.hide-narrow { "Took" } } }
                     tbody {
-                        @for e in &h.history {
-                            tr { td { (ui::time_str(&e.at)) } td { (e.kind) } td { (ui::badge(&e.state)) } td.hide-narrow { (e.message.as_deref().unwrap_or("")) } td.num { (ui::duration_ms(e.duration_ms)) } }
+                        @for (e, n, oldest) in health_runs(&h.history) {
+                            tr {
+                                td {
+                                    (ui::time_str(&e.at))
+                                    @if n > 1 { br; span.small.muted data-repeats=(n) { "×" (n) " since " (ui::time_str(oldest)) } }
+                                }
+                                td { (e.kind) }
+                                td { (ui::badge(&e.state)) }
+                                td.hide-narrow { (e.message.as_deref().unwrap_or("")) }
+                                td.num.hide-narrow { (ui::duration_ms(e.duration_ms)) }
+                            }
                         }
                     }
                 }
@@ -284,6 +314,50 @@ fn about(v: &ProjectView, manifest: &str) -> Markup {
             pre { code { (agent_os_core::redact::redact_shapes(manifest)) } }
         }
     }
+}
+
+/// A hosted project's signing secret: shown (or rotated) on a POST only, so it is never in a
+/// page a GET can fetch again from a cache or history.
+fn signing_part(session: &Session, v: &ProjectView) -> Markup {
+    if v.transport != "http" {
+        return html! {};
+    }
+    let base = format!("/projects/{}/secret", super::session::urlencode(&v.name));
+    html! {
+        h2 { "Signing secret" }
+        p.small.muted {
+            "Agent OS signs every request to the project's endpoint (Standard Webhooks); the project must check the signature with this secret. "
+            "Rotating keeps the old secret valid for 24 hours (requests carry both signatures), or use "
+            code { "agent-os project secret rotate " (v.name) " --grace 0s" } " after a leak."
+        }
+        div.actions {
+            (ui::post_button(session, &base, "Show secret", "", None))
+            (ui::post_button(session, &format!("{base}/rotate"), "Rotate secret", "", Some("Make a new signing secret? The old one stays valid for 24 hours.")))
+        }
+    }
+}
+
+async fn show_secret(State(st): State<AppState>, session: Session, Path(name): Path<String>) -> PageResult {
+    let s = crate::signing::show_signing_secret(State(st), Caller::Admin, Path(name)).await?.0;
+    Ok(secret_page(&session, &s, false))
+}
+
+async fn rotate_secret(State(st): State<AppState>, session: Session, Path(name): Path<String>) -> PageResult {
+    let s = crate::signing::rotate_signing_secret(State(st), Caller::Admin, Path(name), OptionalJson(None)).await?.0;
+    Ok(secret_page(&session, &s, true))
+}
+
+fn secret_page(session: &Session, s: &crate::signing::SigningSecretView, rotated: bool) -> axum::response::Response {
+    Page::new(format!("Signing secret of {}", s.project), Nav::Projects)
+        .add(html! {
+            p { @if rotated { "A new secret was made. " } "Configure it in the project so it accepts Agent OS's requests:" }
+            pre.secret { code { (s.signing_secret) } }
+            @if let Some(until) = &s.previous_valid_until {
+                p.small { "Requests also carry a signature under the previous secret until " (ui::time_str(until)) "." }
+            }
+            p { a href={"/projects/" (super::session::urlencode(&s.project))} { "← Back to " (s.project) } }
+        })
+        .respond(session, None)
 }
 
 /// Scheme, host and port of a URL: the rest may carry a credential.

@@ -83,7 +83,17 @@ pub async fn page(
         routes::list_schedules(State(st.clone()), Caller::Admin, ApiQuery(ScheduleQuery { project: project.clone() }))
             .await?
             .0;
-    let table = schedule_table(&session, &f, &schedules);
+    let checks =
+        routes::list_checks(State(st.clone()), Caller::Admin, ApiQuery(ScheduleQuery { project: project.clone() }))
+            .await?
+            .0;
+    // Heartbeat checks of their own (not watching a listed schedule) count as late or down too.
+    let watching: HashSet<&str> = schedules.iter().filter_map(|s| s.check.as_ref().map(|c| c.id.as_str())).collect();
+    let lone: Vec<&routes::CheckView> = checks
+        .iter()
+        .filter(|c| (c.state == "late" || c.state == "down") && !watching.contains(c.id.as_str()))
+        .collect();
+    let table = schedule_table(&session, &f, &schedules, &lone);
     // The live part is re-fetched on every change; the timeline is not part of it.
     if fragment.name().is_some() {
         return Ok(Page::new("Schedules", Nav::Schedules).live("schedules", table).respond(&session, fragment.name()));
@@ -117,8 +127,13 @@ pub async fn page(
         .respond(&session, fragment.name()))
 }
 
-fn schedule_table(session: &Session, f: &SchedulesFilter, schedules: &[ScheduleView]) -> Markup {
-    if schedules.is_empty() {
+fn schedule_table(
+    session: &Session,
+    f: &SchedulesFilter,
+    schedules: &[ScheduleView],
+    lone: &[&routes::CheckView],
+) -> Markup {
+    if schedules.is_empty() && lone.is_empty() {
         return ui::empty(
             if f.project().is_some() { "This project has no schedules." } else { "No schedules yet." },
             html! {
@@ -131,7 +146,7 @@ fn schedule_table(session: &Session, f: &SchedulesFilter, schedules: &[ScheduleV
         );
     }
     let managed = schedules.iter().filter(|s| s.managed_by == "agent-os").count();
-    let flagged = schedules.iter().filter(|s| s.late || s.down).count();
+    let flagged = schedules.iter().filter(|s| s.late || s.down).count() + lone.len();
     let paused = schedules.iter().filter(|s| s.paused).count();
     html! {
         div.stats {
@@ -141,8 +156,24 @@ fn schedule_table(session: &Session, f: &SchedulesFilter, schedules: &[ScheduleV
             (ui::stat("Late or down", html! { (flagged) }))
             @if paused > 0 { (ui::stat("Paused", html! { (paused) })) }
         }
+        @if !lone.is_empty() {
+            div.table-wrap {
+                table.cards.lone-checks aria-label="Heartbeat checks late or down" {
+                    thead { tr { th scope="col" { "Heartbeat check" } th scope="col" { "State" } th scope="col" { "Last ping" } } }
+                    tbody {
+                        @for c in lone {
+                            tr.flag {
+                                td { a href={"/projects/" (urlencode(&c.project))} { (c.project) } "/" (c.slug) }
+                                td { (ui::badge(&c.state)) }
+                                td data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         div.table-wrap {
-            table.schedules {
+            table.cards.schedules {
                 thead {
                     tr {
                         th scope="col" { "Schedule" }
@@ -150,7 +181,7 @@ fn schedule_table(session: &Session, f: &SchedulesFilter, schedules: &[ScheduleV
                         th.hide-narrow scope="col" { "Kept by" }
                         th scope="col" { "State" }
                         th scope="col" { "Next fire" }
-                        th.hide-narrow scope="col" { "Last run or ping" }
+                        th scope="col" { "Last run or ping" }
                         th scope="col" { "Actions" }
                     }
                 }
@@ -161,20 +192,20 @@ fn schedule_table(session: &Session, f: &SchedulesFilter, schedules: &[ScheduleV
                                 a href={"/projects/" (s.project)} { (s.project) } "." (s.task)
                                 @if !s.description.is_empty() { div.small.muted.hide-narrow { (s.description) } }
                             }
-                            td { code { (s.cron) } br; span.small.muted { (s.timezone) } }
+                            td { code { (s.cron) } " " span.small.muted { (s.timezone) } }
                             td.hide-narrow {
                                 @if s.managed_by == "agent-os" { "Agent OS" } @else { (s.managed_by) }
                                 br; span.small.muted { (s.source) }
                             }
                             td { (state_badges(s)) }
-                            td {
+                            td.next-fire data-label="next" {
                                 @match s.next.first() {
                                     Some(n) => (ui::time_str(n)),
                                     None => span.muted { "never" },
                                 }
                             }
-                            td.hide-narrow { (last(s)) }
-                            td { (actions(session, f, s)) }
+                            td { (last(s)) }
+                            td.schedule-actions { (actions(session, f, s)) }
                         }
                     }
                 }

@@ -13,6 +13,7 @@ use super::session::Session;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Nav {
     Overview,
+    Projects,
     Schedules,
     Runs,
     Workflows,
@@ -25,6 +26,7 @@ pub enum Nav {
 
 const NAV: &[(Nav, &str, &str)] = &[
     (Nav::Overview, "/", "Overview"),
+    (Nav::Projects, "/projects", "Projects"),
     (Nav::Schedules, "/schedules", "Schedules"),
     (Nav::Runs, "/runs", "Runs"),
     (Nav::Workflows, "/workflows", "Workflows"),
