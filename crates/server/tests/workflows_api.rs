@@ -90,12 +90,6 @@ async fn reload(s: &TestServer) -> Value {
     r
 }
 
-async fn project_token(s: &TestServer, project: &str) -> String {
-    let (st, tok) = s.post("/api/v1/tokens", json!({"project": project, "name": "test"})).await;
-    assert_eq!(st, 201, "{tok}");
-    tok["token"].as_str().unwrap().to_string()
-}
-
 async fn wait_workflow_run(s: &TestServer, id: &str) -> Value {
     let until = std::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -420,3 +420,10 @@ pub fn limits(concurrency: Option<u32>, rate: Option<(u32, u64, u32)>) -> agent_
         }),
     }
 }
+
+/// Makes a project token for `project` and returns its value.
+pub async fn project_token(s: &TestServer, project: &str) -> String {
+    let (st, tok) = s.post("/api/v1/tokens", json!({"project": project, "name": "test"})).await;
+    assert_eq!(st, 201, "{tok}");
+    tok["token"].as_str().unwrap().to_string()
+}
