@@ -27,6 +27,14 @@ pub struct TestServer {
 }
 
 pub async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
+    start_with_options(tune, agent_os_server::ServerOptions { max_body_bytes: 64 * 1024, ..Default::default() }).await
+}
+
+/// A server with its engine tuned and its own server options.
+pub async fn start_with_options(
+    tune: impl FnOnce(&mut EngineConfig),
+    opts: agent_os_server::ServerOptions,
+) -> TestServer {
     agent_os_engine::plugin::install_crypto_provider();
     let home = tempfile::tempdir().unwrap();
     let store = SqlStore::open(&StoreOptions::new(sqlite_url(&home.path().join("agent-os.db"))), 1).await.unwrap();
@@ -41,7 +49,6 @@ pub async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
     tune(&mut cfg);
     let engine = Engine::start(store, Arc::new(SystemClock), cfg).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = agent_os_server::ServerOptions { max_body_bytes: 64 * 1024 };
     tokio::spawn(agent_os_server::run(listener, engine.clone(), opts, async move {
         let _ = stopped.await;
     }));
@@ -426,4 +433,14 @@ pub async fn project_token(s: &TestServer, project: &str) -> String {
     let (st, tok) = s.post("/api/v1/tokens", json!({"project": project, "name": "test"})).await;
     assert_eq!(st, 201, "{tok}");
     tok["token"].as_str().unwrap().to_string()
+}
+
+/// An HTTP client whose connections come from `local` (any 127.x.y.z reaches a server on
+/// 127.0.0.1), so one test can play several clients; redirects are left to the test.
+pub fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
