@@ -403,8 +403,12 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                             (Some(rate), Some(t), Some(b)) => format!("{rate}, burst {b}: {t:.1} left now"),
                             _ => "-".into(),
                         };
-                        let holders: Vec<&str> = r.holders.iter().map(|h| h.label.as_str()).collect();
-                        let waiters: Vec<&str> = r.waiters.iter().map(|w| w.label.as_str()).collect();
+                        // Others' holders come without a label (another project's, or an admin lease): named by kind.
+                        let name = |label: &Option<String>, kind: &str| {
+                            label.clone().unwrap_or_else(|| format!("(someone else's {kind})"))
+                        };
+                        let holders: Vec<String> = r.holders.iter().map(|h| name(&h.label, &h.kind)).collect();
+                        let waiters: Vec<String> = r.waiters.iter().map(|w| name(&w.label, &w.kind)).collect();
                         vec![
                             r.name.clone(),
                             limit,

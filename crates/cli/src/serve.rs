@@ -206,7 +206,10 @@ impl Running {
     /// Serves until SIGINT/SIGTERM, then lets running tasks finish (up to 10 s) and stops.
     pub async fn serve(mut self) -> Result<()> {
         let listener = self.listener.take().context("server already started")?;
-        let opts = agent_os_server::ServerOptions { max_body_bytes: self.config.max_body_bytes as usize };
+        let opts = agent_os_server::ServerOptions {
+            max_body_bytes: self.config.max_body_bytes as usize,
+            trusted_proxies: self.config.trusted_proxies.clone(),
+        };
         let engine = self.engine.clone();
         let stop = async move {
             shutdown_signal().await;

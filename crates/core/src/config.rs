@@ -258,6 +258,8 @@ struct RawRuns {
 struct RawApi {
     #[serde(default)]
     max_body_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// Validated settings.
@@ -274,6 +276,8 @@ pub struct Config {
     pub max_retry_delay: Duration,
     pub log_max_bytes: u64,
     pub max_body_bytes: u64,
+    /// Proxies whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
+    pub trusted_proxies: Vec<crate::net::IpRange>,
     /// Named resources and their limits.
     pub resources: std::collections::BTreeMap<String, Limits>,
     pub budgets: Vec<BudgetDecl>,
@@ -302,6 +306,7 @@ impl Default for Config {
             max_retry_delay: Duration::from_secs(600),
             log_max_bytes: 1024 * 1024,
             max_body_bytes: 1024 * 1024,
+            trusted_proxies: Vec::new(),
             resources: Default::default(),
             budgets: Vec::new(),
             channels: Default::default(),
@@ -405,7 +410,21 @@ impl Config {
             }
             c.log_max_bytes = l.value;
         }
-        if let Some(b) = raw.api.and_then(|a| a.max_body_bytes) {
+        let api = raw.api.unwrap_or_default();
+        for p in api.trusted_proxies.unwrap_or_default() {
+            match crate::net::IpRange::parse(&p.value) {
+                Ok(r) => c.trusted_proxies.push(r),
+                Err(message) => errors.push(SourceError {
+                    file: file.into(),
+                    line: p.referenced.line(),
+                    column: p.referenced.column(),
+                    path: "api.trusted_proxies".into(),
+                    message,
+                    hint: Some("list only the proxies in front of Agent OS, e.g. [127.0.0.1, 10.0.0.0/8]".into()),
+                }),
+            }
+        }
+        if let Some(b) = api.max_body_bytes {
             if b.value < 1024 {
                 errors.push(SourceError {
                     file: file.into(),
@@ -823,6 +842,16 @@ mod tests {
         assert_eq!(c.shared_env_files, vec!["~/agent_os/.env".to_string(), "/srv/old shared/.env".to_string()]);
         let e = Config::parse("c.yaml", "keys:\n  shared: [agent_os/.env]\n").unwrap_err().to_string();
         assert!(e.contains("keys.shared[0]") && e.contains("not an absolute path"), "{e}");
+    }
+
+    #[test]
+    fn reads_trusted_proxies_and_names_a_bad_one() {
+        let c = Config::parse("c.yaml", "api:\n  trusted_proxies: [127.0.0.1, 10.0.0.0/8]\n").unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8"]);
+        let e = Config::parse("c.yaml", "api:\n  trusted_proxies: [10.0.0.0/33]\n").unwrap_err().to_string();
+        assert!(e.contains("c.yaml:2:21: api.trusted_proxies:"), "{e}");
+        assert!(e.contains("prefix length"), "{e}");
     }
 
     #[test]

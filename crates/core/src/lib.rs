@@ -17,6 +17,7 @@ pub mod expr;
 pub mod id;
 pub mod manifest;
 pub mod name;
+pub mod net;
 pub mod redact;
 pub mod resource;
 pub mod run;

@@ -26,6 +26,34 @@ pub struct Limits {
     pub rate: Option<Rate>,
 }
 
+/// Whose holders and waiters a caller may act on and see in full. A lease belongs to whoever
+/// took it: the admin, or a project (its project token and its runs' tokens act for it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceScope {
+    /// Renews and releases any lease, and sees every holder and waiter.
+    Admin,
+    /// Acts only on the leases of this project (by name), and sees only its own in full.
+    Project(String),
+}
+
+impl ResourceScope {
+    /// Whether a holder or waiter of `project` (`None`: taken by the admin) is the caller's.
+    pub fn owns(&self, project: Option<&str>) -> bool {
+        match self {
+            ResourceScope::Admin => true,
+            ResourceScope::Project(p) => project == Some(p.as_str()),
+        }
+    }
+
+    /// The project the caller is limited to (`None` for the admin).
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            ResourceScope::Admin => None,
+            ResourceScope::Project(p) => Some(p),
+        }
+    }
+}
+
 /// A token bucket: `count` acquisitions per `per`, with up to `burst` at once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rate {

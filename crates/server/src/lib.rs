@@ -10,6 +10,7 @@ pub mod dashboard;
 mod dashboard_api;
 mod edge;
 mod error;
+mod limit;
 mod metrics;
 mod routes;
 mod signing;
@@ -51,17 +52,25 @@ pub struct AppState {
     pub http: Arc<metrics::HttpMetrics>,
     /// Flips to true when the server shuts down, so live log streams end.
     pub closing: watch::Receiver<bool>,
+    /// Recent failed dashboard logins, per client, to slow down guessing (see `limit`).
+    pub login_failures: Arc<limit::FailureLimiter>,
+    /// Recent inbound webhooks that did not verify, per client and workflow.
+    pub webhook_failures: Arc<limit::FailureLimiter>,
+    /// Proxies whose `X-Forwarded-For` names the client (`api.trusted_proxies`).
+    pub trusted_proxies: Arc<[agent_os_core::net::IpRange]>,
 }
 
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` names the client; empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<agent_os_core::net::IpRange>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_body_bytes: 1024 * 1024 }
+        ServerOptions { max_body_bytes: 1024 * 1024, trusted_proxies: Vec::new() }
     }
 }
 
@@ -221,8 +230,12 @@ pub async fn run(
         max_body_bytes: opts.max_body_bytes,
         http: Arc::new(metrics::HttpMetrics::default()),
         closing,
+        login_failures: Arc::new(limit::FailureLimiter::new(limit::LOGIN)),
+        webhook_failures: Arc::new(limit::FailureLimiter::new(limit::WEBHOOK)),
+        trusted_proxies: opts.trusted_proxies.into(),
     };
-    let app = router(state);
+    // The peer's address is what failures are counted by (`limit::client_of`).
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -15,6 +15,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use agent_os_core::RunStatus;
+use agent_os_core::resource::ResourceScope;
 use agent_os_engine::costs::CostInput;
 use agent_os_engine::secrets::{TokenKind, new_token, token_record};
 use agent_os_engine::{Registration, RunRequest};
@@ -251,7 +252,8 @@ pub async fn list_runs(
             }
             if let Some(snap) = &snapshot {
                 let limits = &st.engine.config().resources;
-                view.waiting_for = Some(agent_os_engine::explain_wait(snap, limits, &resources, &id, now));
+                let scope = run_reader(&caller, &view.project);
+                view.waiting_for = Some(agent_os_engine::explain_wait(snap, limits, &resources, &id, now, &scope));
             }
         }
         views.push(view);
@@ -269,9 +271,15 @@ async fn visible_run(st: &AppState, caller: &Caller, id: &str) -> ApiResult<RunR
     Ok(run)
 }
 
-async fn with_attempts(st: &AppState, run: RunRecord) -> ApiResult<RunView> {
+/// How a run's wait reason may name the holders ahead of it: in full for the admin, otherwise
+/// as the run's own project (the only one a scoped token can read runs of) may see them.
+fn run_reader(caller: &Caller, run_project: &str) -> ResourceScope {
+    if caller.is_admin() { ResourceScope::Admin } else { ResourceScope::Project(run_project.to_string()) }
+}
+
+async fn with_attempts(st: &AppState, caller: &Caller, run: RunRecord) -> ApiResult<RunView> {
     let attempts = st.engine.store().list_attempts(&run.id).await?;
-    let waiting_for = st.engine.run_wait_reason(&run).await;
+    let waiting_for = st.engine.run_wait_reason(&run, &run_reader(caller, &run.project)).await;
     let mut view = RunView::from(run);
     view.waiting_for = waiting_for;
     view.attempts = attempts.into_iter().map(AttemptView::from).collect();
@@ -281,7 +289,7 @@ async fn with_attempts(st: &AppState, run: RunRecord) -> ApiResult<RunView> {
 #[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_run(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<RunView>> {
     let run = visible_run(&st, &caller, &id).await?;
-    Ok(Json(with_attempts(&st, run).await?))
+    Ok(Json(with_attempts(&st, &caller, run).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -305,7 +313,7 @@ pub async fn wait_run(
         Some(t) => agent_os_core::parse_duration(&t).map_err(|e| ApiError::bad_request(e).field("timeout"))?,
     };
     let run = st.engine.wait_run(&id, timeout.min(Duration::from_secs(300))).await?;
-    Ok(Json(with_attempts(&st, run).await?))
+    Ok(Json(with_attempts(&st, &caller, run).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path)), responses((status = 200, body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
@@ -1149,11 +1157,22 @@ pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
 
 // Resources and leases ---------------------------------------------------------------------
 
-/// Every declared resource: limits, holders, waiters in serving order, rate-bucket level.
+/// Whose leases a caller acts on: the admin any; a project token, or a run token of one of
+/// the project's runs, its project's.
+async fn resource_scope(st: &AppState, caller: &Caller) -> ApiResult<ResourceScope> {
+    Ok(match scoped_project(st, caller, None).await? {
+        Some(project) => ResourceScope::Project(project),
+        None => ResourceScope::Admin,
+    })
+}
+
+/// Every declared resource: limits, holders, waiters in serving order, rate-bucket level. A
+/// project's token sees other holders and waiters without their id, project and label.
 #[utoipa::path(get, path = "/api/v1/resources", tag = "resources", responses((status = 200, body = [ResourceView])), security(("bearer" = [])))]
-pub async fn list_resources(State(st): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<ResourceView>>> {
+pub async fn list_resources(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ResourceView>>> {
+    let scope = resource_scope(&st, &caller).await?;
     let snap = st.engine.resource_snapshot().await?;
-    Ok(Json(ResourceView::all(&st.engine.config().resources, &snap, st.engine.now())))
+    Ok(Json(ResourceView::all(&st.engine.config().resources, &snap, st.engine.now(), &scope)))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -1187,10 +1206,8 @@ pub async fn take_lease(
     OptionalJson(body): OptionalJson<LeaseBody>,
 ) -> ApiResult<(StatusCode, Json<LeaseView>)> {
     let body = body.unwrap_or_default();
-    let project = match caller.project_id() {
-        Some(id) => st.engine.store().get_project_by_id(id).await?.map(|p| p.name),
-        None => None,
-    };
+    // A token whose project is gone is refused here rather than taking a lease nobody owns.
+    let project = resource_scope(&st, &caller).await?.project().map(str::to_string);
     let hold = st
         .engine
         .acquire_lease(agent_os_engine::LeaseOptions {
@@ -1212,11 +1229,12 @@ pub struct RenewBody {
     pub ttl: Option<String>,
 }
 
-/// Extend a lease. `404` once it has expired or been released: take a new one.
+/// Extend a lease. `404` once it has expired or been released (take a new one), or when it is
+/// not the caller's: only its taker's project (or the admin) may renew it.
 #[utoipa::path(post, path = "/api/v1/resources/{name}/leases/{id}/renew", tag = "resources", params(("name" = String, Path), ("id" = String, Path)), request_body = RenewBody, responses((status = 200, body = LeaseView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn renew_lease(
     State(st): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((name, id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<RenewBody>,
 ) -> ApiResult<Json<LeaseView>> {
@@ -1224,17 +1242,20 @@ pub async fn renew_lease(
         Some(t) => Some(agent_os_core::parse_duration(&t).map_err(|e| ApiError::bad_request(e).field("ttl"))?),
         None => None,
     };
-    Ok(Json(LeaseView::from(st.engine.renew_lease(&name, &id, ttl).await?)))
+    let scope = resource_scope(&st, &caller).await?;
+    Ok(Json(LeaseView::from(st.engine.renew_lease(&name, &id, &scope, ttl).await?)))
 }
 
-/// Release a lease.
+/// Release a lease: `404` when it is not the caller's (only its taker's project, or the admin,
+/// may release it).
 #[utoipa::path(delete, path = "/api/v1/resources/{name}/leases/{id}", tag = "resources", params(("name" = String, Path), ("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn release_lease(
     State(st): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    st.engine.release_lease(&name, &id).await?;
+    let scope = resource_scope(&st, &caller).await?;
+    st.engine.release_lease(&name, &id, &scope).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

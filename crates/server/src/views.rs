@@ -524,12 +524,14 @@ pub struct ResourceView {
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct HolderView {
-    /// The run id or the lease id.
-    pub id: String,
+    /// The run id or the lease id (null when it is not the caller's: see `project`).
+    pub id: Option<String>,
     /// `run` or `lease`.
     pub kind: String,
+    /// The holder's project (null for an admin lease). A project's token sees id, project and
+    /// label of its own project's holders only; the others show null.
     pub project: Option<String>,
-    pub label: String,
+    pub label: Option<String>,
     pub priority: i64,
     pub since: String,
     pub expires_at: Option<String>,
@@ -537,10 +539,11 @@ pub struct HolderView {
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct WaiterView {
-    pub id: String,
+    /// Null when it is not the caller's, as for holders.
+    pub id: Option<String>,
     pub kind: String,
     pub project: Option<String>,
-    pub label: String,
+    pub label: Option<String>,
     pub priority: i64,
     pub since: String,
 }
@@ -574,12 +577,16 @@ impl From<agent_os_store::HoldRecord> for LeaseView {
 }
 
 impl ResourceView {
-    /// Every declared resource with its holders and waiters (in serving order) at `now`.
+    /// Every declared resource with its holders and waiters (in serving order) at `now`, as
+    /// `scope` may see them: another's id (which would let it renew or release a lease), project
+    /// and label are left out.
     pub fn all(
         limits: &HashMap<String, agent_os_core::resource::Limits>,
         snap: &agent_os_store::ResourceSnapshot,
         now: i64,
+        scope: &agent_os_core::resource::ResourceScope,
     ) -> Vec<ResourceView> {
+        let shown = |project: &Option<String>, value: &String| scope.owns(project.as_deref()).then(|| value.clone());
         let mut names: Vec<&String> = limits.keys().collect();
         names.sort();
         names
@@ -605,10 +612,10 @@ impl ResourceView {
                         .iter()
                         .filter(|h| &h.resource == name)
                         .map(|h| HolderView {
-                            id: h.holder.clone(),
+                            id: shown(&h.project, &h.holder),
                             kind: h.kind.clone(),
-                            project: h.project.clone(),
-                            label: h.label.clone(),
+                            project: h.project.as_ref().and_then(|p| shown(&h.project, p)),
+                            label: shown(&h.project, &h.label),
                             priority: h.priority,
                             since: time(h.acquired_at),
                             expires_at: opt_time(h.expires_at),
@@ -617,10 +624,10 @@ impl ResourceView {
                     waiters: waiters
                         .into_iter()
                         .map(|w| WaiterView {
-                            id: w.id.clone(),
+                            id: shown(&w.project, &w.id),
                             kind: w.kind.clone(),
-                            project: w.project.clone(),
-                            label: w.label.clone(),
+                            project: w.project.as_ref().and_then(|p| shown(&w.project, p)),
+                            label: shown(&w.project, &w.label),
                             priority: w.priority,
                             since: time(w.since),
                         })

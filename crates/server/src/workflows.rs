@@ -4,6 +4,7 @@
 //! them needs the admin token; any token may read them.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -18,12 +19,12 @@ use agent_os_engine::engine::workflows::{LoadedWorkflow, StartWorkflow};
 use agent_os_engine::secrets::verify_webhook;
 use agent_os_store::{StepRecord, WorkflowRunRecord};
 
-use crate::AppState;
 use crate::auth::Caller;
 use crate::body::{ApiQuery, JsonBody, OptionalJson};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::routes::{EventView, scoped_project};
 use crate::views;
+use crate::{AppState, limit};
 
 // Events -----------------------------------------------------------------------------------
 
@@ -584,12 +585,50 @@ fn refused() -> ApiError {
 /// `webhook-signature` header holds one or more `v1,<base64 HMAC-SHA256>` of
 /// `"<webhook-id>.<webhook-timestamp>.<body>"` under the secret in the environment variable its
 /// `webhook` trigger names. The body, a JSON object, is the event's `data`. `202` with the run;
-/// `200` with `duplicate: true` for a webhook id seen before; `401` for anything unverified.
-#[utoipa::path(post, path = "/hooks/{workflow}", tag = "workflows", params(("workflow" = String, Path), ("webhook-id" = String, Header), ("webhook-timestamp" = i64, Header, description = "seconds since the epoch"), ("webhook-signature" = String, Header, description = "space-separated `v1,<base64>` entries")), request_body(content = Object, description = "a JSON object: the event's data"), responses((status = 202, body = WebhookAccepted), (status = 200, body = WebhookAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+/// `200` with `duplicate: true` for a webhook id seen before; `401` for anything unverified;
+/// `429` (with `Retry-After`) after too many unverified ones from one client or for one workflow.
+#[utoipa::path(post, path = "/hooks/{workflow}", tag = "workflows", params(("workflow" = String, Path), ("webhook-id" = String, Header), ("webhook-timestamp" = i64, Header, description = "seconds since the epoch"), ("webhook-signature" = String, Header, description = "space-separated `v1,<base64>` entries")), request_body(content = Object, description = "a JSON object: the event's data"), responses((status = 202, body = WebhookAccepted), (status = 200, body = WebhookAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn receive_webhook(
     State(st): State<AppState>,
+    limit::Client(client): limit::Client,
     Path(workflow): Path<String>,
     headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    // Failures count per workflow (its secret); names that are no workflow share one count,
+    // so made-up names cannot fill the limiter.
+    let credential = if st.engine.workflow(&workflow).is_ok() { workflow.as_str() } else { "(no such workflow)" };
+    if let Err(refused) = st.webhook_failures.check(client, credential, Instant::now()) {
+        let wait = refused.retry_after_secs();
+        let whom = match refused.over {
+            limit::Over::Client => "from this address",
+            limit::Over::Credential => "for this workflow",
+            limit::Over::Total => "in all",
+        };
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many webhooks that did not verify {whom} in the last minute; try again in {wait} s"),
+        )
+        .into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
+        return resp;
+    }
+    match verify_and_start(&st, &workflow, &headers, body).await {
+        Ok(accepted) => accepted.into_response(),
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                st.webhook_failures.note_failure(client, credential, Instant::now());
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn verify_and_start(
+    st: &AppState,
+    workflow: &str,
+    headers: &HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<WebhookAccepted>)> {
     let limit = st.max_body_bytes;
@@ -623,7 +662,7 @@ pub async fn receive_webhook(
     let Ok(timestamp) = timestamp.parse::<i64>() else {
         return Err(refuse("the webhook-timestamp is not a number of seconds"));
     };
-    let Ok(w) = st.engine.workflow(&workflow) else { return Err(refuse("no such workflow")) };
+    let Ok(w) = st.engine.workflow(workflow) else { return Err(refuse("no such workflow")) };
     let secret_envs: Vec<&str> = w
         .def
         .triggers
@@ -689,7 +728,7 @@ pub async fn receive_webhook(
         inputs: json!({}),
         parent: None,
     };
-    let (run, created) = st.engine.start_workflow_once(&workflow, start).await?;
+    let (run, created) = st.engine.start_workflow_once(workflow, start).await?;
     if !created {
         return Ok((StatusCode::OK, Json(WebhookAccepted { duplicate: true, run_id: Some(run.id) })));
     }

@@ -1321,6 +1321,142 @@ async fn leases_queue_renew_release_and_explain_refusals() {
     assert!(v["error"]["message"].as_str().unwrap().contains("did you mean \"openai\""), "{v}");
 }
 
+/// A project whose `lease` task renews, then releases, the lease named in its input with its
+/// own run token, and reports the two statuses as outputs.
+fn lease_project(dir: &Path, name: &str) -> std::path::PathBuf {
+    let root = dir.join(name);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        format!("name: {name}\ntasks:\n  lease: {{ run: [python3, lease.py] }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("lease.py"),
+        "import json, os, sys, urllib.request, urllib.error\nlease = json.load(sys.stdin)['lease']\nbase = os.environ['AGENT_OS_URL'] + '/api/v1/resources/gpu/leases/' + lease\ndef call(method, path, body):\n    req = urllib.request.Request(base + path, data=body, method=method, headers={'Authorization': 'Bearer ' + os.environ['AGENT_OS_TOKEN'], 'Content-Type': 'application/json'})\n    try:\n        return urllib.request.urlopen(req, timeout=5).status\n    except urllib.error.HTTPError as e:\n        return e.code\nout = {'renew': call('POST', '/renew', b'{}'), 'release': call('DELETE', '', None)}\nwith open(os.environ['AGENT_OS_OUTPUT'], 'w') as f:\n    json.dump(out, f)\n",
+    )
+    .unwrap();
+    root
+}
+
+#[tokio::test]
+async fn project_token_cannot_release_or_renew_another_projects_lease() {
+    let s = start_with(|c| {
+        c.resources.insert("gpu".into(), limits(Some(1), None));
+        c.resources.insert("cpu".into(), limits(None, None));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&lease_project(dir.path(), "alpha")).await;
+    s.add(&lease_project(dir.path(), "beta")).await;
+    let (alpha, beta) = (project_token(&s, "alpha").await, project_token(&s, "beta").await);
+    let (p, d) = (reqwest::Method::POST, reqwest::Method::DELETE);
+    let (st, lease) =
+        s.req(p.clone(), "/api/v1/resources/gpu/leases", Some(&alpha), Some(json!({"label": "nightly train"}))).await;
+    assert_eq!(st, 201, "{lease}");
+    let id = lease["id"].as_str().unwrap().to_string();
+    let (renew, release) =
+        (format!("/api/v1/resources/gpu/leases/{id}/renew"), format!("/api/v1/resources/gpu/leases/{id}"));
+
+    // Beta's project token: neither renew nor release; the answer is the one an unknown id gets.
+    let (st, v) = s.req(p.clone(), &renew, Some(&beta), Some(json!({}))).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")), "{v}");
+    let (st, v) = s.req(d.clone(), &release, Some(&beta), None).await;
+    assert_eq!(st, 404, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("held by project \"beta\""), "{v}");
+    // Beta's run token neither.
+    let run = s.run("beta", "lease", json!({"lease": id})).await;
+    assert_eq!(run["outputs"], json!({"renew": 404, "release": 404}), "{run}");
+    // So alpha still holds the concurrency-1 resource, and beta cannot take it.
+    let (st, v) = s.req(p.clone(), "/api/v1/resources/gpu/leases", Some(&beta), Some(json!({}))).await;
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["error"]["message"], "waiting for gpu: 1/1 held by another project's lease", "{v}");
+    // Nor does another resource's name, even for the admin.
+    let (st, _) = s.req(d.clone(), &format!("/api/v1/resources/cpu/leases/{id}"), Some(&s.admin), None).await;
+    assert_eq!(st, 404);
+    let (st, _) =
+        s.req(p.clone(), &format!("/api/v1/resources/cpu/leases/{id}/renew"), Some(&s.admin), Some(json!({}))).await;
+    assert_eq!(st, 404);
+
+    // Alpha's runs act for alpha: its run token renews and releases alpha's lease.
+    let run = s.run("alpha", "lease", json!({"lease": id})).await;
+    assert_eq!(run["outputs"], json!({"renew": 200, "release": 204}), "{run}");
+
+    // A lease the admin took is the admin's: no project token reaches it; the admin's does, and
+    // the admin may also end any project's lease.
+    let (_, admins) = s.post("/api/v1/resources/gpu/leases", json!({})).await;
+    let admins = admins["id"].as_str().unwrap().to_string();
+    assert_eq!(s.req(d.clone(), &format!("/api/v1/resources/gpu/leases/{admins}"), Some(&alpha), None).await.0, 404);
+    assert_eq!(s.req(d.clone(), &format!("/api/v1/resources/gpu/leases/{admins}"), Some(&s.admin), None).await.0, 204);
+    let (_, lease) = s.req(p.clone(), "/api/v1/resources/gpu/leases", Some(&alpha), Some(json!({}))).await;
+    let id = lease["id"].as_str().unwrap();
+    assert_eq!(s.req(d.clone(), &format!("/api/v1/resources/gpu/leases/{id}"), Some(&alpha), None).await.0, 204);
+}
+
+#[tokio::test]
+async fn resources_list_shows_other_projects_leases_without_ids_or_labels() {
+    let s = start_with(|c| {
+        c.resources.insert("gpu".into(), limits(Some(1), None));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&lease_project(dir.path(), "alpha")).await;
+    s.add(&lease_project(dir.path(), "beta")).await;
+    let (alpha, beta) = (project_token(&s, "alpha").await, project_token(&s, "beta").await);
+    let p = reqwest::Method::POST;
+    let (_, lease) =
+        s.req(p.clone(), "/api/v1/resources/gpu/leases", Some(&alpha), Some(json!({"label": "nightly train"}))).await;
+    let id = lease["id"].as_str().unwrap().to_string();
+    // Beta waits in line (a lease request waiting as a row) while we look.
+    let (http, url, beta2) = (s.http.clone(), s.url.clone(), beta.clone());
+    let waiter = tokio::spawn(async move {
+        http.post(format!("{url}/api/v1/resources/gpu/leases"))
+            .bearer_auth(beta2)
+            .json(&json!({"wait": "20s", "label": "beta batch"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let everything = loop {
+        let (_, r) = s.get("/api/v1/resources").await;
+        if r[0]["waiters"].as_array().is_some_and(|w| !w.is_empty()) {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "beta never joined the line: {r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let g = reqwest::Method::GET;
+    // The admin sees everything.
+    assert_eq!(everything[0]["holders"][0]["id"], id.as_str());
+    assert_eq!(everything[0]["holders"][0]["label"], "nightly train");
+    assert_eq!(everything[0]["waiters"][0]["label"], "beta batch");
+    // Beta sees that gpu is held, not by whom nor with what id; its own request in full.
+    let (_, r) = s.req(g.clone(), "/api/v1/resources", Some(&beta), None).await;
+    let holder = &r[0]["holders"][0];
+    assert_eq!((holder["kind"].as_str(), holder["id"].as_str()), (Some("lease"), None), "{r}");
+    assert!(holder["label"].is_null() && holder["project"].is_null(), "{r}");
+    assert!(!r.to_string().contains(&id) && !r.to_string().contains("nightly"), "{r}");
+    assert_eq!(
+        (r[0]["waiters"][0]["label"].as_str(), r[0]["waiters"][0]["project"].as_str()),
+        (Some("beta batch"), Some("beta"))
+    );
+    // Alpha sees its own lease in full, and beta's request without its id or label.
+    let (_, r) = s.req(g.clone(), "/api/v1/resources", Some(&alpha), None).await;
+    assert_eq!(
+        (r[0]["holders"][0]["id"].as_str(), r[0]["holders"][0]["label"].as_str()),
+        (Some(id.as_str()), Some("nightly train"))
+    );
+    assert!(r[0]["waiters"][0]["id"].is_null() && r[0]["waiters"][0]["label"].is_null(), "{r}");
+
+    let (st, _) =
+        s.req(reqwest::Method::DELETE, &format!("/api/v1/resources/gpu/leases/{id}"), Some(&alpha), None).await;
+    assert_eq!(st, 204);
+    assert_eq!(waiter.await.unwrap(), 201, "beta gets it once alpha lets go");
+}
+
 #[tokio::test]
 async fn sixteen_clients_never_hold_a_concurrency_one_resource_together_and_a_rate_is_never_exceeded() {
     let s = start_with(|c| {

@@ -391,3 +391,59 @@ async fn logout_ends_the_session_and_the_login_page_refuses_other_tokens() {
         .unwrap();
     assert_eq!(r.headers()["location"], "/");
 }
+
+/// Posts a login as `client`; the status and the `Retry-After` header, if any.
+async fn try_login(
+    s: &TestServer,
+    client: &reqwest::Client,
+    secret: &str,
+    forwarded_for: Option<&str>,
+) -> (u16, Option<String>) {
+    let mut r = client.post(format!("{}/login", s.url)).form(&[("secret", secret), ("next", "/")]);
+    if let Some(f) = forwarded_for {
+        r = r.header("x-forwarded-for", f);
+    }
+    let resp = r.send().await.unwrap();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (resp.status().as_u16(), retry)
+}
+
+#[tokio::test]
+async fn failed_logins_from_another_client_do_not_lock_out_the_admin() {
+    let s = start().await;
+    let attacker = client_from("127.0.0.2");
+    for i in 0..10 {
+        assert_eq!(try_login(&s, &attacker, &format!("guess {i}"), None).await.0, 401, "guess {i}");
+    }
+    let (st, retry) = try_login(&s, &attacker, "guess 11", None).await;
+    assert_eq!(st, 429);
+    assert!(retry.is_some_and(|r| (1..=60).contains(&r.parse::<u64>().unwrap())), "Retry-After in seconds");
+    // Even the right token is not tried for the client over its limit…
+    assert_eq!(try_login(&s, &attacker, &s.admin, None).await.0, 429);
+    // …while the admin on another address logs in, and another client still gets its answers.
+    assert_eq!(try_login(&s, &client_from("127.0.0.1"), &s.admin, None).await.0, 303);
+    assert_eq!(try_login(&s, &client_from("127.0.0.3"), "a typo", None).await.0, 401);
+    // Writing X-Forwarded-For changes nothing when no proxy is trusted: the peer is the client.
+    assert_eq!(try_login(&s, &attacker, "guess 12", Some("198.51.100.1")).await.0, 429);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    let opts = agent_os_server::ServerOptions {
+        max_body_bytes: 64 * 1024,
+        trusted_proxies: vec![agent_os_core::net::IpRange::parse("127.0.0.1").unwrap()],
+    };
+    let s = start_with_options(|_| {}, opts).await;
+    let proxy = client_from("127.0.0.1");
+    for i in 0..10 {
+        assert_eq!(try_login(&s, &proxy, &format!("guess {i}"), Some("203.0.113.7")).await.0, 401);
+    }
+    assert_eq!(try_login(&s, &proxy, "guess 11", Some("203.0.113.7")).await.0, 429);
+    // The same proxy, for another client: the right login goes through.
+    assert_eq!(try_login(&s, &proxy, &s.admin, Some("203.0.113.8")).await.0, 303);
+    // A client that prepends a made-up address is still known by what the proxy appended.
+    assert_eq!(try_login(&s, &proxy, &s.admin, Some("192.0.2.99, 203.0.113.7")).await.0, 429);
+    // A peer that is not a trusted proxy is the client, whatever it forwards.
+    let direct = client_from("127.0.0.4");
+    assert_eq!(try_login(&s, &direct, &s.admin, Some("203.0.113.7")).await.0, 303);
+}

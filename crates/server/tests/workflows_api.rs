@@ -90,12 +90,6 @@ async fn reload(s: &TestServer) -> Value {
     r
 }
 
-async fn project_token(s: &TestServer, project: &str) -> String {
-    let (st, tok) = s.post("/api/v1/tokens", json!({"project": project, "name": "test"})).await;
-    assert_eq!(st, 201, "{tok}");
-    tok["token"].as_str().unwrap().to_string()
-}
-
 async fn wait_workflow_run(s: &TestServer, id: &str) -> Value {
     let until = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -417,4 +411,60 @@ async fn validate_reports_every_error_of_a_broken_file() {
     assert_eq!(r["errors"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["errors"][0]["file"].as_str().unwrap().ends_with("broken.yaml"), "{r}");
     assert!(r["errors"][0]["message"].as_str().unwrap().contains("no steps"), "{r}");
+}
+
+#[tokio::test]
+async fn another_clients_unverified_webhooks_do_not_refuse_a_signed_one() {
+    const LIMITED: &str = r#"name: limited
+on:
+  webhook: { secret_env: AGENT_OS_TEST_LIMITED_HOOK_SECRET }
+steps:
+  - id: announce
+    emit:
+      type: limited.received
+"#;
+    let secret = new_signing_secret();
+    // SAFETY: as above; this variable is read by this test's workflow alone.
+    unsafe { std::env::set_var("AGENT_OS_TEST_LIMITED_HOOK_SECRET", &secret) };
+    let (s, _dir) = server_with(&[("limited.yaml", LIMITED)]).await;
+    reload(&s).await;
+    let forged = |client: reqwest::Client, id: String| {
+        let url = format!("{}/hooks/limited", s.url);
+        async move {
+            let sig = sign_webhook(&new_signing_secret(), &id, now_s(), b"{}").unwrap();
+            let resp = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", now_s().to_string())
+                .header("webhook-signature", sig)
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (resp.status().as_u16(), retry, resp.text().await.unwrap())
+        }
+    };
+    let attacker = client_from("127.0.0.2");
+    for i in 0..60 {
+        assert_eq!(forged(attacker.clone(), format!("forged_{i}")).await.0, 401, "forgery {i}");
+    }
+    let (st, retry, body) = forged(attacker.clone(), "forged_61".into()).await;
+    assert_eq!(st, 429, "{body}");
+    assert!(body.contains("rate_limited") && body.contains("from this address"), "{body}");
+    assert!(retry.is_some(), "Retry-After is set");
+    // The real sender, on another address, is still heard.
+    let sig = sign_webhook(&secret, "real_1", now_s(), b"{}").unwrap();
+    let resp = client_from("127.0.0.1")
+        .post(format!("{}/hooks/limited", s.url))
+        .header("content-type", "application/json")
+        .header("webhook-id", "real_1")
+        .header("webhook-timestamp", now_s().to_string())
+        .header("webhook-signature", sig)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202, "{}", resp.text().await.unwrap());
 }

@@ -119,10 +119,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<LeaseAttempt>;
     /// Leaves the line (a lease request that gave up).
     async fn drop_lease_waiter(&self, id: &str) -> Result<()>;
-    /// Extends a lease that has not expired by `ttl_ms` (default: the lease's own) from `now`;
-    /// `None` if it has expired or never was.
-    async fn renew_lease(&self, id: &str, ttl_ms: Option<i64>, now: i64) -> Result<Option<HoldRecord>>;
-    async fn release_lease(&self, id: &str, now: i64) -> Result<bool>;
+    /// Extends lease `id` on `resource`, if it has not expired and `scope` owns it, by `ttl_ms`
+    /// (default: the lease's own) from `now`; `None` otherwise (expired, never was, another's).
+    async fn renew_lease(
+        &self,
+        id: &str,
+        resource: &str,
+        scope: &agent_os_core::resource::ResourceScope,
+        ttl_ms: Option<i64>,
+        now: i64,
+    ) -> Result<Option<HoldRecord>>;
+    /// Ends lease `id` on `resource` if it has not expired and `scope` owns it; `false` otherwise.
+    async fn release_lease(
+        &self,
+        id: &str,
+        resource: &str,
+        scope: &agent_os_core::resource::ResourceScope,
+        now: i64,
+    ) -> Result<bool>;
     async fn resource_snapshot(&self, now: i64) -> Result<ResourceSnapshot>;
     /// Attempts still marked running (for crash recovery).
     async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>>;

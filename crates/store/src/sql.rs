@@ -1338,25 +1338,48 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn renew_lease(&self, id: &str, ttl_ms: Option<i64>, now: i64) -> Result<Option<HoldRecord>> {
+    async fn renew_lease(
+        &self,
+        id: &str,
+        resource: &str,
+        scope: &agent_os_core::resource::ResourceScope,
+        ttl_ms: Option<i64>,
+        now: i64,
+    ) -> Result<Option<HoldRecord>> {
+        // The owner is part of the match, so a check and its write cannot come apart.
         let row = sqlx::query(concat!(
-            "UPDATE resource_holds SET ttl_ms = COALESCE($3, ttl_ms), expires_at = $2 + COALESCE($3, ttl_ms) WHERE holder = $1 AND kind = 'lease' AND expires_at > $2 RETURNING ",
+            "UPDATE resource_holds SET ttl_ms = COALESCE($3, ttl_ms), expires_at = $2 + COALESCE($3, ttl_ms)",
+            " WHERE holder = $1 AND kind = 'lease' AND expires_at > $2 AND resource = $4 AND ($5 IS NULL OR project = $5)",
+            " RETURNING ",
             hold_cols!()
         ))
         .bind(id)
         .bind(now)
         .bind(ttl_ms)
+        .bind(resource)
+        .bind(scope.project())
         .fetch_optional(&self.write)
         .await?;
         Ok(row.as_ref().map(hold_from).transpose()?)
     }
 
-    async fn release_lease(&self, id: &str, now: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM resource_holds WHERE holder = $1 AND kind = 'lease' AND expires_at > $2")
-            .bind(id)
-            .bind(now)
-            .execute(&self.write)
-            .await?;
+    async fn release_lease(
+        &self,
+        id: &str,
+        resource: &str,
+        scope: &agent_os_core::resource::ResourceScope,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(concat!(
+            "DELETE FROM resource_holds WHERE holder = $1 AND kind = 'lease' AND expires_at > $2",
+            " AND resource = $3 AND ($4 IS NULL OR project = $4)"
+        ))
+        .bind(id)
+        .bind(now)
+        .bind(resource)
+        .bind(scope.project())
+        .execute(&self.write)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -2,7 +2,7 @@
 //! `AGENT_OS_TEST_POSTGRES_URL` names a server (CI always sets it; with `CI=true` and no URL the
 //! PostgreSQL test fails rather than skips).
 
-use agent_os_core::resource::{Limits, Rate};
+use agent_os_core::resource::{Limits, Rate, ResourceScope};
 use agent_os_store::*;
 
 mod common;
@@ -675,7 +675,7 @@ async fn resource_story(s: &dyn Store) {
     };
     assert_eq!((hold.expires_at, hold.ttl_ms), (Some(2_300), Some(1_000)));
     assert!(s.resource_snapshot(1_300).await.unwrap().waiters.is_empty(), "a granted request leaves the line");
-    let renewed = s.renew_lease("L1", None, 2_000).await.unwrap().unwrap();
+    let renewed = s.renew_lease("L1", "openai", &ResourceScope::Admin, None, 2_000).await.unwrap().unwrap();
     assert_eq!(renewed.expires_at, Some(3_000));
     assert!(matches!(
         s.acquire_lease(&lease("L2", 50, 2_000), &l, 2_000).await.unwrap(),
@@ -683,9 +683,24 @@ async fn resource_story(s: &dyn Store) {
     ));
     // Expired leases are reclaimed; renewing one is refused.
     assert!(matches!(s.acquire_lease(&lease("L2", 50, 2_000), &l, 3_000).await.unwrap(), LeaseAttempt::Granted(_)));
-    assert!(s.renew_lease("L1", None, 3_001).await.unwrap().is_none());
-    assert!(!s.release_lease("L1", 3_001).await.unwrap());
-    assert!(s.release_lease("L2", 3_001).await.unwrap());
+    assert!(s.renew_lease("L1", "openai", &ResourceScope::Admin, None, 3_001).await.unwrap().is_none());
+    assert!(!s.release_lease("L1", "openai", &ResourceScope::Admin, 3_001).await.unwrap());
+    // A lease is its taker's: another project can neither renew nor release it, nor can it be
+    // reached under another resource's name.
+    let beta = ResourceScope::Project("beta".into());
+    assert!(s.renew_lease("L2", "openai", &beta, None, 3_001).await.unwrap().is_none());
+    assert!(!s.release_lease("L2", "openai", &beta, 3_001).await.unwrap());
+    assert!(s.renew_lease("L2", "gpu", &ResourceScope::Admin, None, 3_001).await.unwrap().is_none());
+    assert!(!s.release_lease("L2", "gpu", &ResourceScope::Admin, 3_001).await.unwrap());
+    assert!(s.release_lease("L2", "openai", &ResourceScope::Admin, 3_001).await.unwrap());
+    let mut alphas = lease("A1", 50, 3_002);
+    alphas.project = Some("alpha".into());
+    assert!(matches!(s.acquire_lease(&alphas, &l, 3_002).await.unwrap(), LeaseAttempt::Granted(_)));
+    let alpha = ResourceScope::Project("alpha".into());
+    assert!(s.renew_lease("A1", "openai", &beta, None, 3_003).await.unwrap().is_none());
+    assert!(!s.release_lease("A1", "openai", &beta, 3_003).await.unwrap());
+    assert_eq!(s.renew_lease("A1", "openai", &alpha, None, 3_003).await.unwrap().unwrap().expires_at, Some(4_003));
+    assert!(s.release_lease("A1", "openai", &alpha, 3_004).await.unwrap());
 
     // A rate bucket's level is stored: the burst, then one per second.
     let rated = limits(None, Some((1, 1, 2)));

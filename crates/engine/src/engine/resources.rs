@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use agent_os_core::id::new_id;
-use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY, allocate};
+use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY, ResourceScope, allocate};
 use agent_os_store::{Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceSnapshot, RunRecord};
 
 use super::{Engine, EngineError};
@@ -117,7 +117,8 @@ impl Engine {
                     if left.is_zero() {
                         self.store.drop_lease_waiter(&req.id).await?;
                         self.wake.notify_one();
-                        let why = self.explain(std::slice::from_ref(&o.resource), &req.id).await;
+                        let scope = o.project.clone().map_or(ResourceScope::Admin, ResourceScope::Project);
+                        let why = self.explain(std::slice::from_ref(&o.resource), &req.id, &scope).await;
                         return Err(match blocked_by {
                             Blocked::Rate => EngineError::RateLimited(why),
                             Blocked::Concurrency | Blocked::Queue => EngineError::Conflict(why),
@@ -141,11 +142,13 @@ impl Engine {
         Ok(allocate(&snap.waiters(), &self.cfg.resources, &snap.usage(), now).granted.contains(&req.id))
     }
 
-    /// Extends a lease by `ttl` (default: its own) from now.
+    /// Extends a lease `scope` owns by `ttl` (default: its own) from now. Another's lease
+    /// answers as an unknown one, so its id is no use to anyone else.
     pub async fn renew_lease(
         &self,
         resource: &str,
         id: &str,
+        scope: &ResourceScope,
         ttl: Option<Duration>,
     ) -> Result<HoldRecord, EngineError> {
         self.known_resource(resource)?;
@@ -155,18 +158,23 @@ impl Engine {
                 message: "ttl must be between 1s and 24h".into(),
             });
         }
-        match self.store.renew_lease(id, ttl.map(|t| t.as_millis() as i64), self.now()).await? {
-            Some(h) if h.resource == resource => Ok(h),
-            _ => Err(EngineError::NotFound(format!(
-                "no lease {id:?} on {resource:?}: it expired or was released; take a new one"
+        match self.store.renew_lease(id, resource, scope, ttl.map(|t| t.as_millis() as i64), self.now()).await? {
+            Some(h) => Ok(h),
+            None => Err(EngineError::NotFound(format!(
+                "no lease {id:?} on {resource:?}{}: it expired or was released; take a new one",
+                held_by(scope)
             ))),
         }
     }
 
-    pub async fn release_lease(&self, resource: &str, id: &str) -> Result<(), EngineError> {
+    /// Ends a lease `scope` owns; another's answers as an unknown one.
+    pub async fn release_lease(&self, resource: &str, id: &str, scope: &ResourceScope) -> Result<(), EngineError> {
         self.known_resource(resource)?;
-        if !self.store.release_lease(id, self.now()).await? {
-            return Err(EngineError::NotFound(format!("no lease {id:?} on {resource:?}: it expired or was released")));
+        if !self.store.release_lease(id, resource, scope, self.now()).await? {
+            return Err(EngineError::NotFound(format!(
+                "no lease {id:?} on {resource:?}{}: it expired or was released",
+                held_by(scope)
+            )));
         }
         self.resources_changed.notify_waiters();
         self.wake.notify_one();
@@ -178,16 +186,33 @@ impl Engine {
     }
 
     /// Why a waiter (a queued run or a lease request) waits, e.g. "waiting for openai: 1/1
-    /// held by trading.rebalance".
-    pub async fn explain(&self, resources: &[String], waiter: &str) -> String {
+    /// held by trading.rebalance", as `scope` may read it.
+    pub async fn explain(&self, resources: &[String], waiter: &str, scope: &ResourceScope) -> String {
         let Ok(snap) = self.resource_snapshot().await else { return "waiting for resources".into() };
-        explain_wait(&snap, &self.cfg.resources, resources, waiter, self.now())
+        explain_wait(&snap, &self.cfg.resources, resources, waiter, self.now(), scope)
     }
 
-    /// The reason a queued run waits, if it waits for resources.
-    pub async fn run_wait_reason(&self, run: &RunRecord) -> Option<String> {
+    /// The reason a queued run waits, if it waits for resources, as `scope` may read it.
+    pub async fn run_wait_reason(&self, run: &RunRecord, scope: &ResourceScope) -> Option<String> {
         (run.status == "queued" && !run.resources.is_empty() && run.not_before <= self.now()).then_some(())?;
-        Some(self.explain(&run.resources, &run.id).await)
+        Some(self.explain(&run.resources, &run.id, scope).await)
+    }
+}
+
+/// Says whose leases were looked at, for a project's "not found".
+fn held_by(scope: &ResourceScope) -> String {
+    scope.project().map(|p| format!(" held by project {p:?}")).unwrap_or_default()
+}
+
+/// How a holder is named to `scope`: by its label when it is the reader's, otherwise only by
+/// what it is (another project's label could name its machines or jobs).
+fn holder_name(h: &HoldRecord, scope: &ResourceScope) -> String {
+    if scope.owns(h.project.as_deref()) {
+        h.label.clone()
+    } else if h.project.is_some() {
+        format!("another project's {}", h.kind)
+    } else {
+        "an admin lease".into()
     }
 }
 
@@ -198,6 +223,7 @@ pub fn explain_wait(
     resources: &[String],
     waiter: &str,
     now: i64,
+    scope: &ResourceScope,
 ) -> String {
     let mut parts = Vec::new();
     for r in resources {
@@ -209,7 +235,7 @@ pub fn explain_wait(
         if let Some(c) = l.concurrency
             && holders.len() as u32 >= c
         {
-            let names: Vec<&str> = holders.iter().map(|h| h.label.as_str()).collect();
+            let names: Vec<String> = holders.iter().map(|h| holder_name(h, scope)).collect();
             parts.push(format!("{r}: {}/{c} held by {}", holders.len(), names.join(", ")));
             continue;
         }

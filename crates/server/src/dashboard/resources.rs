@@ -118,8 +118,12 @@ fn resource(r: &ResourceView) -> Markup {
     }
 }
 
-/// Who: a run links to its page; a lease shows its label.
-fn who(kind: &str, id: &str, label: &str) -> Markup {
+/// Who: a run links to its page; a lease shows its label. (The dashboard reads as the admin,
+/// who sees every id and label; a holder without them is named by its kind alone.)
+fn who(kind: &str, id: Option<&str>, label: Option<&str>) -> Markup {
+    let (Some(id), Some(label)) = (id, label) else {
+        return html! { span.muted { "someone else's " (kind) } };
+    };
     html! {
         @if kind == "run" {
             a href={"/runs/" (id)} { (label) } " " span.small.muted { "run" }
@@ -136,8 +140,8 @@ fn holders(hs: &[HolderView]) -> Markup {
                 thead { tr { th scope="col" { "Holder" } th.hide-narrow scope="col" { "Project" } th.num.hide-narrow scope="col" { "Priority" } th scope="col" { "Since" } th scope="col" { "Expires" } } }
                 tbody {
                     @for h in hs {
-                        tr data-holder=(h.id) {
-                            td { (who(&h.kind, &h.id, &h.label)) }
+                        tr data-holder=(h.id.as_deref().unwrap_or("")) {
+                            td { (who(&h.kind, h.id.as_deref(), h.label.as_deref())) }
                             td.hide-narrow { (h.project.as_deref().unwrap_or("—")) }
                             td.num.hide-narrow { (h.priority) }
                             td { (ui::time_str(&h.since)) }
@@ -162,9 +166,9 @@ fn waiters(ws: &[WaiterView]) -> Markup {
                 thead { tr { th.num scope="col" { "Turn" } th scope="col" { "Waiter" } th.hide-narrow scope="col" { "Project" } th.num.hide-narrow scope="col" { "Priority" } th scope="col" { "Waiting since" } } }
                 tbody {
                     @for (i, w) in ws.iter().take(MAX_WAITERS).enumerate() {
-                        tr data-waiter=(w.id) {
+                        tr data-waiter=(w.id.as_deref().unwrap_or("")) {
                             td.num { (i + 1) }
-                            td { (who(&w.kind, &w.id, &w.label)) }
+                            td { (who(&w.kind, w.id.as_deref(), w.label.as_deref())) }
                             td.hide-narrow { (w.project.as_deref().unwrap_or("—")) }
                             td.num.hide-narrow { (w.priority) }
                             td { (ui::time_str(&w.since)) }

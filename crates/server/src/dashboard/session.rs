@@ -4,7 +4,6 @@
 //! or the password an admin set, logs in. Revoking the admin token a session came from, or
 //! changing the password, ends the sessions that used it.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Form;
@@ -21,7 +20,7 @@ use agent_os_engine::secrets::{self, TokenKind, hash_token};
 use agent_os_store::SessionRecord;
 
 use super::ui;
-use crate::AppState;
+use crate::{AppState, limit};
 
 pub const COOKIE: &str = "agentos_session";
 /// The settings key holding the dashboard password's hash.
@@ -221,24 +220,34 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// Failed logins in the current minute, across all clients: a password can only be guessed slowly.
-static FAILURES: Mutex<(Option<Instant>, u32)> = Mutex::new((None, 0));
-const MAX_FAILURES_PER_MINUTE: u32 = 10;
-
-fn too_many_failures() -> bool {
-    let f = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
-    f.0.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) && f.1 >= MAX_FAILURES_PER_MINUTE
+/// Which secret a login tries, for the limit per credential: a password can be guessed, a
+/// token cannot, so a storm of password guesses must not hold up a login with the admin token.
+fn credential_tried(secret: &str) -> &'static str {
+    if ["aosa_", "aosp_", "aosr_"].iter().any(|p| secret.starts_with(p)) { "token" } else { "password" }
 }
 
-fn note_failure() {
-    let mut f = FAILURES.lock().unwrap_or_else(|e| e.into_inner());
-    if f.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-        *f = (Some(Instant::now()), 0);
-    }
-    f.1 += 1;
+fn too_many_failures(has_password: bool, next: Option<&str>, refused: limit::Limited) -> Response {
+    let wait = refused.retry_after_secs();
+    let msg = match refused.over {
+        limit::Over::Client => {
+            format!("Too many failed logins from this address in the last minute; try again in {wait} s.")
+        }
+        limit::Over::Credential => format!(
+            "Too many failed password logins in the last minute; try again in {wait} s (the admin token still logs in)."
+        ),
+        limit::Over::Total => format!("Too many failed logins in the last minute; try again in {wait} s."),
+    };
+    let mut resp = login_form(has_password, next, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    resp
 }
 
-pub async fn login(State(st): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+pub async fn login(
+    State(st): State<AppState>,
+    limit::Client(client): limit::Client,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let store = st.engine.store();
     let has_password = matches!(store.get_setting(PASSWORD_SETTING).await, Ok(Some(v)) if !v.is_empty());
     let next = form.next.as_deref();
@@ -250,20 +259,16 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, Form(form): F
             StatusCode::FORBIDDEN,
         );
     }
-    if too_many_failures() {
-        return login_form(
-            has_password,
-            next,
-            Some("Too many failed logins in the last minute; wait a minute and try again."),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
     let secret = form.secret.trim();
+    let credential = credential_tried(secret);
+    if let Err(refused) = st.login_failures.check(client, credential, Instant::now()) {
+        return too_many_failures(has_password, next, refused);
+    }
     let now = st.engine.now();
     let via = match login_as(&st, secret, now).await {
         Ok(Some(v)) => v,
         Ok(None) => {
-            note_failure();
+            st.login_failures.note_failure(client, credential, Instant::now());
             let msg = if secret.starts_with("aosp_") || secret.starts_with("aosr_") {
                 "That is a project or run token; the dashboard needs the admin token."
             } else if has_password {

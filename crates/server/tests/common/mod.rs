@@ -27,15 +27,31 @@ pub struct TestServer {
 }
 
 pub async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
-    start_at(None, tune).await
+    start_with_options(tune, default_options()).await
+}
+
+fn default_options() -> agent_os_server::ServerOptions {
+    agent_os_server::ServerOptions { max_body_bytes: 64 * 1024, ..Default::default() }
 }
 
 /// The same server on the PostgreSQL database at `url` (see `agent_os_store::testing`).
 pub async fn start_on(url: &str) -> TestServer {
-    start_at(Some(url), |_| {}).await
+    start_at(Some(url), |_| {}, default_options()).await
 }
 
-async fn start_at(database_url: Option<&str>, tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
+/// A server with its engine tuned and its own server options.
+pub async fn start_with_options(
+    tune: impl FnOnce(&mut EngineConfig),
+    opts: agent_os_server::ServerOptions,
+) -> TestServer {
+    start_at(None, tune, opts).await
+}
+
+async fn start_at(
+    database_url: Option<&str>,
+    tune: impl FnOnce(&mut EngineConfig),
+    opts: agent_os_server::ServerOptions,
+) -> TestServer {
     agent_os_engine::plugin::install_crypto_provider();
     let home = tempfile::tempdir().unwrap();
     let url = database_url.map_or_else(|| sqlite_url(&home.path().join("agent-os.db")), str::to_string);
@@ -51,7 +67,6 @@ async fn start_at(database_url: Option<&str>, tune: impl FnOnce(&mut EngineConfi
     tune(&mut cfg);
     let engine = Engine::start(store, Arc::new(SystemClock), cfg).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = agent_os_server::ServerOptions { max_body_bytes: 64 * 1024 };
     tokio::spawn(agent_os_server::run(listener, engine.clone(), opts, async move {
         let _ = stopped.await;
     }));
@@ -429,4 +444,21 @@ pub fn limits(concurrency: Option<u32>, rate: Option<(u32, u64, u32)>) -> agent_
             burst,
         }),
     }
+}
+
+/// Makes a project token for `project` and returns its value.
+pub async fn project_token(s: &TestServer, project: &str) -> String {
+    let (st, tok) = s.post("/api/v1/tokens", json!({"project": project, "name": "test"})).await;
+    assert_eq!(st, 201, "{tok}");
+    tok["token"].as_str().unwrap().to_string()
+}
+
+/// An HTTP client whose connections come from `local` (any 127.x.y.z reaches a server on
+/// 127.0.0.1), so one test can play several clients; redirects are left to the test.
+pub fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
