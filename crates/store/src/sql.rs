@@ -329,7 +329,7 @@ async fn wal_keeper(write: AnyPool, read: AnyPool, wal: Option<std::path::PathBu
                     tracing::warn!(bytes = size, "the WAL is past its bound and readers kept it busy; trying again");
                 }
             })
-        } else if ticks % passive_every == 0 {
+        } else if ticks.is_multiple_of(passive_every) {
             checkpoint(&read, Checkpoint::Passive).await.map(|_| ())
         } else {
             Ok(())
