@@ -149,6 +149,7 @@ pub async fn post_notification(
 pub struct NotificationQuery {
     pub project: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -272,6 +273,7 @@ pub struct IncidentQuery {
     pub open: bool,
     pub project: Option<String>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -314,7 +316,7 @@ pub struct AckBody {
 
 /// Acknowledge an incident: someone is on it. It stays open until it recovers; its
 /// escalation is no longer sent.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/ack", tag = "incidents", params(("id" = String, Path)), request_body(content = AckBody, description = "optional"), responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/ack", tag = "incidents", params(("id" = String, Path)), request_body(content = Option<AckBody>, description = "optional"), responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn ack_incident(
     State(st): State<AppState>,
     caller: Caller,
@@ -504,6 +506,7 @@ pub struct ProjectHealthView {
 #[serde(deny_unknown_fields)]
 pub struct HealthQuery {
     /// History entries, 0 to 500 (default 20).
+    #[param(minimum = 0, maximum = 500)]
     pub history: Option<i64>,
 }
 
