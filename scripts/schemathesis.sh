@@ -72,14 +72,17 @@ echo "server: $url (home $home)"
 # - DELETE /api/v1/projects/{name}: deleting the example projects (the document's examples name
 #   them) would leave every later project, run and schedule operation with nothing but 404s.
 set +e
-timeout --kill-after=10 "$((MAX_TIME + 60))" schemathesis --config-file scripts/schemathesis.toml run "$url/api/openapi.json" \
+# Run from the temporary home, so schemathesis's own files (.schemathesis/) go with it.
+config="$PWD/scripts/schemathesis.toml"
+cd "$home"
+timeout --kill-after=10 "$((MAX_TIME + 60))" schemathesis --config-file "$config" run "$url/api/openapi.json" \
   --url "$url" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,positive_data_acceptance,negative_data_rejection \
   --phases examples,coverage,fuzzing \
   --max-examples "$MAX_EXAMPLES" \
   --max-time "$MAX_TIME" \
-  --request-timeout 20 \
+  --request-timeout 60 \
   --generation-database none \
   --exclude-operation-id revoke_token \
   --exclude-operation-id delete_project \

@@ -119,7 +119,7 @@ fn notification_view(
 /// `dedup_key` in the last 10 minutes stands for it. With `resolve: true`, resolves the
 /// incident the `dedup_key` opened and answers with the "resolved" notification (`404` when
 /// none is open).
-#[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications", request_body = NotifyBody, responses((status = 201, body = NotificationView), (status = 200, body = NotificationView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications", request_body = NotifyBody, responses((status = 201, body = NotificationView), (status = 200, body = NotificationView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "the project named is not registered", body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn post_notification(
     State(st): State<AppState>,
     caller: Caller,
@@ -428,7 +428,7 @@ pub async fn list_maintenance(State(st): State<AppState>, caller: Caller) -> Api
 
 /// Start (or plan) a maintenance window: nothing about the project (or anything, without one)
 /// alerts inside it. Incidents opened meanwhile are told when it ends, if still open.
-#[utoipa::path(post, path = "/api/v1/maintenance", tag = "incidents", request_body = MaintenanceBody, responses((status = 201, body = MaintenanceView), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/maintenance", tag = "incidents", request_body = MaintenanceBody, responses((status = 201, body = MaintenanceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "the project named is not registered", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn start_maintenance(
     State(st): State<AppState>,
     caller: Caller,

@@ -291,6 +291,7 @@ pub async fn get_run(State(st): State<AppState>, caller: Caller, Path(id): Path<
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// How long to wait for the run to end, e.g. `30s` (at most 5m; default 30s).
+    #[param(pattern = "^([0-9]{1,6}(ms|s|m|h|d))+$", max_length = 32)]
     pub timeout: Option<String>,
 }
 
@@ -325,6 +326,7 @@ pub async fn cancel_run(
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Only chunks after this sequence number (default 0).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// At most this many chunks, 1 to 10000 (default 1000).
     #[param(minimum = 1, maximum = 10000)]
@@ -631,11 +633,13 @@ pub struct DiscoveredBody {
 #[serde(deny_unknown_fields)]
 pub struct DiscoveredEntry {
     /// Its name within the project; also the slug of the check that watches it.
+    #[schema(min_length = 1, max_length = 63)]
     pub name: String,
     pub cron: String,
     /// IANA zone (default UTC).
     pub timezone: Option<String>,
     /// `cron`, `launchd`, `systemd`, `railway` or `github`.
+    #[schema(pattern = "^(cron|launchd|systemd|railway|github)$")]
     pub managed_by: String,
     /// What it runs and where it was found.
     #[serde(default)]

@@ -36,7 +36,7 @@ pub struct EmitBody {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]*(\\.[a-z0-9][a-z0-9_-]*)+$", max_length = 128)]
     pub kind: String,
     /// A JSON object (default `{}`), at most 256 KiB.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
     /// 1 to 100 bytes. The same key from the same caller (the admin token, or a project's
     /// tokens) stores the event once; a repeat answers with the earlier event.
@@ -475,7 +475,7 @@ async fn run_detail(st: &AppState, run: WorkflowRunRecord) -> ApiResult<Workflow
 pub struct StartWorkflowBody {
     /// The workflow's inputs, a JSON object (checked against its declarations; defaults filled
     /// in).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub inputs: Option<Value>,
 }
 

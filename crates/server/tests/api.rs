@@ -1505,4 +1505,7 @@ async fn openapi_says_which_fields_may_be_null_and_which_bodies_are_optional() {
     }
     let (st, v) = s.req(reqwest::Method::POST, "/api/v1/projects/fixture/reload", Some(&s.admin), None).await;
     assert_eq!(st, 200, "a reload without a body: {v}");
+    let (st, v) =
+        s.req(reqwest::Method::POST, "/api/v1/projects/fixture/reload", Some(&s.admin), Some(Value::Null)).await;
+    assert_eq!(st, 200, "a JSON null is no body too: {v}");
 }
