@@ -310,7 +310,8 @@ pub async fn get_incident(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
-    /// Who is on it (default: the kind of token used).
+    /// Who is on it, 1 to 100 bytes (default: the kind of token used).
+    #[schema(min_length = 1, max_length = 100)]
     pub by: Option<String>,
 }
 

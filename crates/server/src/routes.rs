@@ -291,7 +291,6 @@ pub async fn get_run(State(st): State<AppState>, caller: Caller, Path(id): Path<
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// How long to wait for the run to end, e.g. `30s` (at most 5m; default 30s).
-    #[param(pattern = "^([0-9]{1,6}(ms|s|m|h|d))+$", max_length = 32)]
     pub timeout: Option<String>,
 }
 

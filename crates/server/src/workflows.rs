@@ -40,6 +40,7 @@ pub struct EmitBody {
     pub data: Option<Value>,
     /// 1 to 100 bytes. The same key from the same caller (the admin token, or a project's
     /// tokens) stores the event once; a repeat answers with the earlier event.
+    #[schema(min_length = 1, max_length = 100)]
     pub idempotency_key: Option<String>,
 }
 
