@@ -180,7 +180,7 @@ async fn failures_retry_per_policy_and_exit_78_stops_retrying() {
     let dir = tempfile::tempdir().unwrap();
     s.add(&fixture(dir.path())).await;
 
-    let run = s.run("fixture", "no_retry", json!({})).await;
+    let run = s.run("fixture", "fail", json!({})).await;
     assert_eq!(run["status"], "failed");
     assert_eq!(run["exit_code"], 3);
     assert_eq!(run["attempt"], 3, "one try plus two retries");
