@@ -119,7 +119,7 @@ fn notification_view(
 /// `dedup_key` in the last 10 minutes stands for it. With `resolve: true`, resolves the
 /// incident the `dedup_key` opened and answers with the "resolved" notification (`404` when
 /// none is open).
-#[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications", request_body = NotifyBody, responses((status = 201, body = NotificationView), (status = 200, body = NotificationView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications", request_body = NotifyBody, responses((status = 201, body = NotificationView), (status = 200, body = NotificationView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "the project named is not registered", body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn post_notification(
     State(st): State<AppState>,
     caller: Caller,
@@ -149,6 +149,7 @@ pub async fn post_notification(
 pub struct NotificationQuery {
     pub project: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -272,6 +273,7 @@ pub struct IncidentQuery {
     pub open: bool,
     pub project: Option<String>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -308,13 +310,14 @@ pub async fn get_incident(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
-    /// Who is on it (default: the kind of token used).
+    /// Who is on it, 1 to 100 bytes (default: the kind of token used).
+    #[schema(min_length = 1, max_length = 100)]
     pub by: Option<String>,
 }
 
 /// Acknowledge an incident: someone is on it. It stays open until it recovers; its
 /// escalation is no longer sent.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/ack", tag = "incidents", params(("id" = String, Path)), request_body(content = AckBody, description = "optional"), responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/ack", tag = "incidents", params(("id" = String, Path)), request_body(content = Option<AckBody>, description = "optional"), responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn ack_incident(
     State(st): State<AppState>,
     caller: Caller,
@@ -426,7 +429,7 @@ pub async fn list_maintenance(State(st): State<AppState>, caller: Caller) -> Api
 
 /// Start (or plan) a maintenance window: nothing about the project (or anything, without one)
 /// alerts inside it. Incidents opened meanwhile are told when it ends, if still open.
-#[utoipa::path(post, path = "/api/v1/maintenance", tag = "incidents", request_body = MaintenanceBody, responses((status = 201, body = MaintenanceView), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/maintenance", tag = "incidents", request_body = MaintenanceBody, responses((status = 201, body = MaintenanceView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "the project named is not registered", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn start_maintenance(
     State(st): State<AppState>,
     caller: Caller,
@@ -500,6 +503,7 @@ pub struct ProjectHealthView {
 #[serde(deny_unknown_fields)]
 pub struct HealthQuery {
     /// History entries, 0 to 500 (default 20).
+    #[param(minimum = 0, maximum = 500)]
     pub history: Option<i64>,
 }
 

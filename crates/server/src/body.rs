@@ -12,7 +12,7 @@ use crate::error::ApiError;
 /// A JSON request body.
 pub struct JsonBody<T>(pub T);
 
-/// A JSON request body that may be absent (empty).
+/// A JSON request body that may be absent (empty, or the JSON `null`).
 pub struct OptionalJson<T>(pub Option<T>);
 
 async fn read(state: &AppState, req: Request, required: bool) -> Result<Option<bytes_::Bytes>, ApiError> {
@@ -116,7 +116,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         match read(state, req, false).await? {
             None => Ok(OptionalJson(None)),
-            Some(bytes) => Ok(OptionalJson(Some(parse(&bytes)?))),
+            // A JSON `null` is no body too, as the document's optional body allows.
+            Some(bytes) => Ok(OptionalJson(parse::<Option<T>>(&bytes)?)),
         }
     }
 }

@@ -23,6 +23,7 @@ const PASSWORD_MAX_BYTES: usize = 1024;
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     /// At least 12 characters, at most 1,024 bytes, with no spaces at either end.
+    #[schema(min_length = 12)]
     pub password: String,
 }
 

@@ -92,9 +92,69 @@ impl Default for ServerOptions {
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
         workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 struct ApiDoc;
+
+/// Adds to every operation the error answers that come from the shared layers rather than
+/// from its handler, so no annotation has to remember them: `401` from the bearer-token check
+/// of `/api/v1`, `400` from the path, query and body extractors (a malformed or out-of-range
+/// value, a NUL character), `404` for an operation with a path parameter (nothing by that
+/// name or id), and `413`/`415` from the JSON body reader. An operation's own description of
+/// a status wins over these.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in operations.into_iter().flatten() {
+                let has_path_param = path.contains('{');
+                let has_input = op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some();
+                let api = path.starts_with("/api/v1/");
+                let mut common = Vec::new();
+                // Any /api/v1 request can carry a query string the operation does not take.
+                if has_input || api {
+                    common.push(("400", "the request is malformed or a value is out of range; `field` names it"));
+                }
+                if api {
+                    common.push(("401", "no bearer token, or one that is unknown, revoked or expired"));
+                }
+                if has_path_param {
+                    common.push(("404", "nothing has that name or id"));
+                }
+                if op.request_body.is_some() {
+                    common.push(("413", "the body is larger than the server's limit"));
+                    common.push(("415", "the body is not sent as `Content-Type: application/json`"));
+                }
+                for (status, description) in common {
+                    if !op.responses.responses.contains_key(status) {
+                        op.responses.responses.insert(status.to_string(), error(description).into());
+                    }
+                }
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 

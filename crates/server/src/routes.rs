@@ -133,7 +133,7 @@ pub struct ReloadBody {
     pub manifest: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/projects/{name}/reload", tag = "projects", params(("name" = String, Path)), request_body(content = ReloadBody, description = "optional"), responses((status = 200, body = ProjectView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/projects/{name}/reload", tag = "projects", params(("name" = String, Path)), request_body(content = Option<ReloadBody>, description = "optional"), responses((status = 200, body = ProjectView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn reload_project(
     State(st): State<AppState>,
     caller: Caller,
@@ -191,10 +191,12 @@ pub struct RunQuery {
     pub project: Option<String>,
     pub task: Option<String>,
     /// queued, running, succeeded, failed, timed_out or cancelled.
+    #[param(pattern = "^(queued|running|succeeded|failed|timed_out|cancelled)$")]
     pub status: Option<String>,
     /// The `next` value of the previous page.
     pub before: Option<String>,
     /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -331,8 +333,10 @@ pub async fn cancel_run(
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Only chunks after this sequence number (default 0).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
-    /// At most this many chunks (default 1000).
+    /// At most this many chunks, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
@@ -531,6 +535,7 @@ pub struct CostQuery {
     pub project: Option<String>,
     pub run: Option<String>,
     /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -625,6 +630,8 @@ pub async fn run_schedule(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoveredBody {
+    /// 1 to 500 schedules.
+    #[schema(min_items = 1, max_items = 500)]
     pub schedules: Vec<DiscoveredEntry>,
 }
 
@@ -633,11 +640,13 @@ pub struct DiscoveredBody {
 #[serde(deny_unknown_fields)]
 pub struct DiscoveredEntry {
     /// Its name within the project; also the slug of the check that watches it.
+    #[schema(min_length = 1, max_length = 63)]
     pub name: String,
     pub cron: String,
     /// IANA zone (default UTC).
     pub timezone: Option<String>,
     /// `cron`, `launchd`, `systemd`, `railway` or `github`.
+    #[schema(pattern = "^(cron|launchd|systemd|railway|github)$")]
     pub managed_by: String,
     /// What it runs and where it was found.
     #[serde(default)]
@@ -728,8 +737,10 @@ pub async fn remove_discovered(
 #[serde(deny_unknown_fields)]
 pub struct TimelineQuery {
     /// Start of the window (RFC 3339, 1970-01-01T00:00:00Z to 9999-12-30T22:00:00Z; default now).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End of the window (RFC 3339; default 24 h after `from`; at most 31 days after it).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Fires of different projects this close together that share a service are flagged
     /// (e.g. `5m`, the default; at most `1d`).
@@ -957,6 +968,7 @@ pub struct EventQuery {
     /// The id of the last event of the previous page: only older events come back.
     pub before: Option<String>,
     /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -1198,7 +1210,7 @@ fn duration_field(v: &Option<String>, field: &str, default: std::time::Duration)
 /// Take a lease on a resource for a job Agent OS does not run (a Railway cron job, a launchd
 /// script). Waits in line up to `wait`; then `409` (held by others) or `429` (rate used up),
 /// with who holds it.
-#[utoipa::path(post, path = "/api/v1/resources/{name}/leases", tag = "resources", params(("name" = String, Path)), request_body = LeaseBody, responses((status = 201, body = LeaseView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/resources/{name}/leases", tag = "resources", params(("name" = String, Path)), request_body(content = Option<LeaseBody>, description = "optional: without one, the lease lives 10 minutes and does not wait"), responses((status = 201, body = LeaseView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn take_lease(
     State(st): State<AppState>,
     caller: Caller,
@@ -1231,7 +1243,7 @@ pub struct RenewBody {
 
 /// Extend a lease. `404` once it has expired or been released (take a new one), or when it is
 /// not the caller's: only its taker's project (or the admin) may renew it.
-#[utoipa::path(post, path = "/api/v1/resources/{name}/leases/{id}/renew", tag = "resources", params(("name" = String, Path), ("id" = String, Path)), request_body = RenewBody, responses((status = 200, body = LeaseView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/resources/{name}/leases/{id}/renew", tag = "resources", params(("name" = String, Path), ("id" = String, Path)), request_body(content = Option<RenewBody>, description = "optional: without one, the lease keeps its ttl"), responses((status = 200, body = LeaseView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn renew_lease(
     State(st): State<AppState>,
     caller: Caller,
@@ -1266,6 +1278,7 @@ pub async fn release_lease(
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// project, service, key, model, day or month (UTC; default project).
+    #[param(pattern = "^(project|service|key|model|day|month)$")]
     pub by: Option<String>,
     /// Start, inclusive (RFC 3339 or a date, 2026-11-01).
     pub from: Option<String>,
@@ -1465,6 +1478,7 @@ pub struct BudgetBody {
     /// Only this service's spend (default: all of the project's).
     pub service: Option<String>,
     /// `daily` or `monthly` (UTC).
+    #[schema(pattern = "^(daily|monthly)$")]
     pub period: String,
     /// Decimal text, e.g. `"50.00"`.
     pub amount: String,

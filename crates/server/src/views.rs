@@ -332,7 +332,7 @@ pub struct RunView {
     #[schema(value_type = Object)]
     pub input: Value,
     /// The JSON object the task wrote to `AGENT_OS_OUTPUT`, or null.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub outputs: Value,
     pub exit_code: Option<i64>,
     pub error: Option<String>,

@@ -34,12 +34,14 @@ pub struct EmitBody {
     /// Dotted lower-case words, e.g. `trading.volatility_spike`. A project's (or run's) token
     /// may only emit types that start with its project's name and a dot.
     #[serde(rename = "type")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]*(\\.[a-z0-9][a-z0-9_-]*)+$", max_length = 128)]
     pub kind: String,
     /// A JSON object (default `{}`), at most 256 KiB.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
     /// 1 to 100 bytes. The same key from the same caller (the admin token, or a project's
     /// tokens) stores the event once; a repeat answers with the earlier event.
+    #[schema(min_length = 1, max_length = 100)]
     pub idempotency_key: Option<String>,
 }
 
@@ -134,7 +136,7 @@ pub struct WorkflowInputView {
     #[serde(rename = "type")]
     pub kind: String,
     pub required: bool,
-    #[schema(value_type = Object)]
+    /// The value used when the input is not given: any JSON value, or null for none.
     pub default: Option<Value>,
     pub description: String,
 }
@@ -305,7 +307,8 @@ pub async fn reload_workflows(State(st): State<AppState>, caller: Caller) -> Api
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
     /// The file's name, for the error messages; its stem must be the workflow's name. Nothing
-    /// is read from it.
+    /// is read from it. 1 to 255 bytes.
+    #[schema(min_length = 1, max_length = 255)]
     pub file: String,
     /// The file's text.
     pub text: String,
@@ -375,12 +378,11 @@ pub struct WorkflowRunView {
     /// What started it (an event id, a webhook id, a parent step); one run per key.
     pub trigger_key: Option<String>,
     /// The event that started it (`type`, `data`, …), or null.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub event: Value,
     #[schema(value_type = Object)]
     pub inputs: Value,
-    /// The run's outputs once it succeeded, or null.
-    #[schema(value_type = Object)]
+    /// The run's outputs once it succeeded (any JSON value its `outputs:` make), or null.
     pub outputs: Value,
     pub error: Option<String>,
     pub concurrency_key: Option<String>,
@@ -415,7 +417,7 @@ pub struct WorkflowStepView {
     pub task_run_id: Option<String>,
     /// The workflow run of a `workflow` step.
     pub child_run_id: Option<String>,
-    #[schema(value_type = Object)]
+    /// What the step produced (any JSON value), or null.
     pub outputs: Value,
     pub error: Option<String>,
     pub started_at: Option<String>,
@@ -475,13 +477,13 @@ async fn run_detail(st: &AppState, run: WorkflowRunRecord) -> ApiResult<Workflow
 pub struct StartWorkflowBody {
     /// The workflow's inputs, a JSON object (checked against its declarations; defaults filled
     /// in).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub inputs: Option<Value>,
 }
 
 /// Start a run of a workflow that has a `manual` trigger (admin). `409` for a workflow without
 /// one.
-#[utoipa::path(post, path = "/api/v1/workflows/{name}/runs", tag = "workflows", params(("name" = String, Path)), request_body(content = StartWorkflowBody, description = "optional"), responses((status = 201, body = WorkflowRunView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/workflows/{name}/runs", tag = "workflows", params(("name" = String, Path)), request_body(content = Option<StartWorkflowBody>, description = "optional: without one, the run has no inputs but the defaults"), responses((status = 201, body = WorkflowRunView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn start_workflow(
     State(st): State<AppState>,
     caller: Caller,
@@ -513,6 +515,7 @@ pub struct WorkflowRunQuery {
     /// Only this workflow's runs.
     pub workflow: Option<String>,
     /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -1866,3 +1866,123 @@ async fn json_channels_are_signed_per_standard_webhooks() {
     let want = agent_os_engine::secrets::sign_webhook(&secret, &id, ts.parse().unwrap(), &raw).unwrap();
     assert_eq!(signature, want, "a receiver can verify it with any Standard Webhooks library");
 }
+
+/// The operations of the served OpenAPI document: (method, path, operation).
+fn openapi_operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("a path item") {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                out.push((method.clone(), path.clone(), op.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn openapi_documents_the_error_answers_every_operation_can_give() {
+    let s = start().await;
+    let (st, doc) = s.req(reqwest::Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(st, 200);
+    let ops = openapi_operations(&doc);
+    assert!(ops.len() >= 59, "{} operations", ops.len());
+    for (method, path, op) in &ops {
+        let documented = |status: &str| op["responses"].get(status).is_some();
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let api = path.starts_with("/api/v1/");
+        if api {
+            assert!(documented("401"), "{method} {path} does not document 401");
+            assert!(documented("400"), "{method} {path} does not document 400");
+        }
+        if params.iter().any(|p| p["in"] == "path") {
+            assert!(documented("404"), "{method} {path} does not document 404");
+        }
+        if op.get("requestBody").is_some() {
+            for status in ["400", "413", "415"] {
+                assert!(documented(status), "{method} {path} takes a body but does not document {status}");
+            }
+        }
+        if !api {
+            continue;
+        }
+        // The server agrees: without a token every operation answers a documented 401, and a
+        // body that is not JSON a documented status, with the JSON error shape.
+        let concrete = path
+            .replace("/api/v1", "")
+            .split('/')
+            .map(|p| if p.starts_with('{') { "x" } else { p })
+            .collect::<Vec<_>>()
+            .join("/");
+        let url = format!("{}/api/v1{concrete}", s.url);
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let resp = s.http.request(m.clone(), &url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{method} {path} without a token");
+        if op.get("requestBody").is_some() {
+            let resp = s
+                .http
+                .request(m, &url)
+                .bearer_auth(&s.admin)
+                .header("content-type", "text/plain")
+                .body("not json")
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16().to_string();
+            let body: Value = resp.json().await.unwrap();
+            assert!(documented(&status), "{method} {path} answered an undocumented {status} to a text body: {body}");
+            assert!(body["error"]["code"].is_string(), "{method} {path}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn openapi_says_which_fields_may_be_null_and_which_bodies_are_optional() {
+    let s = start().await;
+    let (_, doc) = s.req(reqwest::Method::GET, "/api/openapi.json", None, None).await;
+    let schemas = &doc["components"]["schemas"];
+    let admits_null = |schema: &Value| match &schema["type"] {
+        Value::Null => schema.get("$ref").is_none(),
+        Value::String(t) => t == "null",
+        Value::Array(types) => types.iter().any(|t| t == "null"),
+        _ => false,
+    };
+    for (schema, field) in [
+        ("RunView", "outputs"),
+        ("WorkflowRunView", "event"),
+        ("WorkflowRunView", "outputs"),
+        ("WorkflowStepView", "outputs"),
+        ("WorkflowInputView", "default"),
+    ] {
+        let f = &schemas[schema]["properties"][field];
+        assert!(admits_null(f), "{schema}.{field} must admit null: {f}");
+    }
+    // A workflow input's default and a run's outputs are any JSON value, not only objects.
+    for (schema, field) in [("WorkflowInputView", "default"), ("WorkflowRunView", "outputs")] {
+        let f = &schemas[schema]["properties"][field];
+        assert!(f.get("type").is_none(), "{schema}.{field} may be any JSON value: {f}");
+    }
+    // The server does send null: a run that wrote no outputs.
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let run = s.run("fixture", "no_retry", json!({})).await;
+    assert!(run["outputs"].is_null(), "{run}");
+
+    // Operations whose body may be left out say so, and the server agrees.
+    for (method, path) in [
+        ("post", "/api/v1/projects/{name}/reload"),
+        ("post", "/api/v1/resources/{name}/leases"),
+        ("post", "/api/v1/resources/{name}/leases/{id}/renew"),
+        ("post", "/api/v1/incidents/{id}/ack"),
+        ("post", "/api/v1/workflows/{name}/runs"),
+    ] {
+        let body = &doc["paths"][path][method]["requestBody"];
+        assert!(body.is_object(), "{method} {path} documents its body");
+        assert_ne!(body["required"], true, "{method} {path}: the body is optional");
+    }
+    let (st, v) = s.req(reqwest::Method::POST, "/api/v1/projects/fixture/reload", Some(&s.admin), None).await;
+    assert_eq!(st, 200, "a reload without a body: {v}");
+    let (st, v) =
+        s.req(reqwest::Method::POST, "/api/v1/projects/fixture/reload", Some(&s.admin), Some(Value::Null)).await;
+    assert_eq!(st, 200, "a JSON null is no body too: {v}");
+}
