@@ -132,6 +132,13 @@ fn mask(secret: &str) -> String {
     if secret.len() <= 6 { "…".into() } else { format!("{}…", &secret[..3]) }
 }
 
+/// Whether `v` is an `http(s)://` address with a host: `base=http://` alone would leave the
+/// service's path to stand where the host belongs.
+fn has_host(v: &str) -> bool {
+    let rest = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.trim_start_matches('/').is_empty() && !r.starts_with('/'))
+}
+
 /// The URL's query: `base=` (another address for the service: a proxy, or a local test sink)
 /// and `secret=` (a Standard Webhooks secret, json channels).
 fn split_query(rest: &str) -> Result<(&str, Option<String>, Option<String>), String> {
@@ -139,9 +146,7 @@ fn split_query(rest: &str) -> Result<(&str, Option<String>, Option<String>), Str
     let (mut base, mut secret) = (None, None);
     for pair in query.split('&') {
         match pair.split_once('=') {
-            Some(("base", v)) if v.starts_with("http://") || v.starts_with("https://") => {
-                base = Some(v.trim_end_matches('/').to_string())
-            }
+            Some(("base", v)) if has_host(v) => base = Some(v.trim_end_matches('/').to_string()),
             Some(("secret", v)) if v.starts_with("whsec_") && v.len() > 10 => secret = Some(v.to_string()),
             _ => {
                 return Err(format!("unknown or bad parameter {pair:?}; read are base=http(s)://… and secret=whsec_…"));
@@ -539,6 +544,15 @@ pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_address_without_a_host_is_refused() {
+        for url in ["slack://T000/B000/XXXXsecret?base=http://", "discord://1/tok?base=https:///x", "slack://T/B/s?base=http:"] {
+            let e = parse("ops", url).unwrap_err();
+            assert!(e.contains("base=http(s)://"), "{url}: {e}");
+        }
+        assert!(parse("ops", "slack://T000/B000/XXXXsecret?base=http://127.0.0.1:9").is_ok());
+    }
 
     #[test]
     fn urls_become_endpoints_with_their_secrets_masked_for_display() {
