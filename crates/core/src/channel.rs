@@ -547,7 +547,9 @@ mod tests {
 
     #[test]
     fn a_base_address_without_a_host_is_refused() {
-        for url in ["slack://T000/B000/XXXXsecret?base=http://", "discord://1/tok?base=https:///x", "slack://T/B/s?base=http:"] {
+        for url in
+            ["slack://T000/B000/XXXXsecret?base=http://", "discord://1/tok?base=https:///x", "slack://T/B/s?base=http:"]
+        {
             let e = parse("ops", url).unwrap_err();
             assert!(e.contains("base=http(s)://"), "{url}: {e}");
         }
