@@ -108,6 +108,20 @@ unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
 
+/// A home under `dir` whose config.yaml sends notifications to a JSON receiver on `port`.
+fn home_with_hook(dir: &Path, port: u16) -> PathBuf {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.yaml"),
+        format!(
+            "notifications:\n  allow_private_targets: true\n  channels:\n    hook: \"json://127.0.0.1:{port}/in\"\n"
+        ),
+    )
+    .unwrap();
+    home
+}
+
 /// A minimal HTTP/1.1 GET, to check health without the CLI.
 fn http_get(url: &str, path: &str) -> Option<(u16, String)> {
     http(url, "GET", path, "")
@@ -1226,15 +1240,7 @@ fn a_delivery_never_goes_through_a_proxy_from_the_environment() {
     proxy.set_nonblocking(true).unwrap();
     let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.yaml"),
-        format!(
-            "notifications:\n  allow_private_targets: true\n  channels:\n    hook: \"json://127.0.0.1:{port}/in\"\n"
-        ),
-    )
-    .unwrap();
+    let home = home_with_hook(tmp.path(), port);
     let env: Vec<(&str, &str)> = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
         .into_iter()
         .map(|k| (k, proxy_url.as_str()))
@@ -1289,15 +1295,7 @@ fn a_notification_in_flight_when_the_server_is_killed_is_delivered_after_the_res
     // The receiver holds its first answer for 3 s, time to kill the server mid-attempt.
     let (port, keys) = receiver(Duration::from_secs(3));
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(
-        home.join("config.yaml"),
-        format!(
-            "notifications:\n  allow_private_targets: true\n  channels:\n    hook: \"json://127.0.0.1:{port}/in\"\n"
-        ),
-    )
-    .unwrap();
+    let home = home_with_hook(tmp.path(), port);
     let mut s = Server::start(&home, &[], &[]);
     ok(&cli(&home, &["notify", "--title", "nightly backup failed"]));
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -440,6 +440,21 @@ async fn whoever_heard_an_incident_open_or_escalate_hears_it_resolve_whatever_th
     );
 }
 
+/// A server telling a `team` sink, with `trading` registered and a daily budget of 0.10 USD
+/// that alerts at 50, 80 and 100 %.
+async fn trading_with_daily_budget() -> (Sink, TestServer, tempfile::TempDir) {
+    let (sink, url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(json_channel("team", &url));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&trading(dir.path(), "")).await;
+    daily_budget(&s, &[50, 80, 100], "alert").await;
+    (sink, s, dir)
+}
+
 /// Sets a daily budget of 0.10 USD for `trading` with `thresholds` and `on_exceed`.
 async fn daily_budget(s: &TestServer, thresholds: &[i64], on_exceed: &str) {
     let (st, b) = s
@@ -465,15 +480,7 @@ async fn spend(s: &TestServer, amount: &str, key: &str) {
 
 #[tokio::test]
 async fn a_cost_that_crosses_two_thresholds_is_told_once_at_the_highest() {
-    let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
-        c.allow_private_targets = true;
-        c.channels.push(json_channel("team", &url));
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    s.add(&trading(dir.path(), "")).await;
-    daily_budget(&s, &[50, 80, 100], "alert").await;
+    let (sink, s, _dir) = trading_with_daily_budget().await;
     spend(&s, "0.042", "a").await;
     // 42 % to 84 %: past 50 and 80 at once.
     spend(&s, "0.042", "b").await;
@@ -497,15 +504,7 @@ async fn a_cost_that_crosses_two_thresholds_is_told_once_at_the_highest() {
 
 #[tokio::test]
 async fn a_higher_threshold_crossed_later_is_told_at_the_same_severity() {
-    let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
-        c.allow_private_targets = true;
-        c.channels.push(json_channel("team", &url));
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    s.add(&trading(dir.path(), "")).await;
-    daily_budget(&s, &[50, 80, 100], "alert").await;
+    let (sink, s, _dir) = trading_with_daily_budget().await;
     spend(&s, "0.06", "a").await;
     spend(&s, "0.025", "b").await;
     let got = received(&sink, 2).await;
