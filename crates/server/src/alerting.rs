@@ -317,7 +317,7 @@ pub struct AckBody {
 
 /// Acknowledge an incident: someone is on it. It stays open until it recovers; its
 /// escalation is no longer sent.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/ack", tag = "incidents", params(("id" = String, Path)), request_body(content = Option<AckBody>, description = "optional"), responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/ack", tag = "incidents", params(("id" = String, Path)), request_body(content = Option<AckBody>, description = "optional"), responses((status = 200, body = IncidentView), (status = 404, body = ErrorBody), (status = 409, description = "the incident is already resolved", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn ack_incident(
     State(st): State<AppState>,
     caller: Caller,

@@ -97,11 +97,14 @@ impl Default for ServerOptions {
 struct ApiDoc;
 
 /// Adds to every operation the error answers that come from the shared layers rather than
-/// from its handler, so no annotation has to remember them: `401` from the bearer-token check
-/// of `/api/v1`, `400` from the path, query and body extractors (a malformed or out-of-range
-/// value, a NUL character), `404` for an operation with a path parameter (nothing by that
-/// name or id), and `413`/`415` from the JSON body reader. An operation's own description of
-/// a status wins over these.
+/// from its handler, so no annotation has to remember them: `401` and `403` from the
+/// bearer-token check of `/api/v1` (no valid token; a project token where the admin's is
+/// needed, or one naming another project), `400` from the path, query and body extractors (a
+/// malformed or out-of-range value, a NUL character), `404` for an operation with a path
+/// parameter (nothing by that name or id), `413`/`415` from the JSON body reader, and `503`
+/// when the database cannot be reached or the server is shutting down. An operation's own
+/// description of a status wins over these. The server's tests check every answer they get
+/// against this document.
 struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
@@ -138,6 +141,8 @@ impl utoipa::Modify for CommonResponses {
                 }
                 if api {
                     common.push(("401", "no bearer token, or one that is unknown, revoked or expired"));
+                    common.push(("403", "the token may not do this: the admin's alone, or another project's"));
+                    common.push(("503", "the database is not available, or the server is shutting down; try again"));
                 }
                 if has_path_param {
                     common.push(("404", "nothing has that name or id"));

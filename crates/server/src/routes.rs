@@ -160,7 +160,7 @@ pub struct StartRunBody {
     pub trigger: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/runs", tag = "runs", request_body = StartRunBody, responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs", request_body = StartRunBody, responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the project is paused by its budget", body = ErrorBody), (status = 415, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn start_run(
     State(st): State<AppState>,
     caller: Caller,
@@ -616,7 +616,7 @@ pub async fn resume_schedule(
 
 /// Run a schedule's task now ("run now"): uses up no slot; with `overlap: queue` or `replace`
 /// it waits for a run of the schedule still going.
-#[utoipa::path(post, path = "/api/v1/schedules/{id}/run", tag = "schedules", params(("id" = String, Path)), responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/run", tag = "schedules", params(("id" = String, Path)), responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the project is paused by its budget", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn run_schedule(
     State(st): State<AppState>,
     caller: Caller,

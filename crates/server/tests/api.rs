@@ -1892,7 +1892,9 @@ async fn openapi_documents_the_error_answers_every_operation_can_give() {
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
         let api = path.starts_with("/api/v1/");
         if api {
-            assert!(documented("401"), "{method} {path} does not document 401");
+            for status in ["401", "403", "503"] {
+                assert!(documented(status), "{method} {path} does not document {status}");
+            }
             assert!(documented("400"), "{method} {path} does not document 400");
         }
         if params.iter().any(|p| p["in"] == "path") {

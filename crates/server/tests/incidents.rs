@@ -340,6 +340,9 @@ async fn a_project_opens_and_resolves_its_own_incident_by_dedup_key() {
     let (st, e) =
         s.post("/api/v1/notifications", json!({"project": "trading", "dedup_key": "feed", "resolve": true})).await;
     assert_eq!(st, 404, "nothing open any more: {e}");
+    // Acknowledging what has recovered is a documented conflict, not a change.
+    let (st, e) = s.post(&format!("/api/v1/incidents/{}/ack", open[0]["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!((st, e["error"]["code"].as_str()), (409, Some("conflict")), "{e}");
     let (st, e) = s.post("/api/v1/notifications", json!({"resolve": true})).await;
     assert_eq!((st, e["error"]["field"].as_str()), (400, Some("dedup_key")), "{e}");
 }
