@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod cost;
 pub mod cron;
+pub mod csv;
 pub mod discover;
 pub mod duration;
 pub mod envfile;

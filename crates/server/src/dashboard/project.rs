@@ -82,7 +82,7 @@ async fn page(
             @if budgets.iter().any(|b| b.paused.is_some()) {
                 (ui::post_button(&session, &format!("/projects/{name}/resume"), "Resume project", "primary", Some("Resume this project's runs although its budget is spent?")))
             }
-            a href={"/runs?project=" (super::session::urlencode(&name))} { "All runs →" }
+            a href={"/runs?project=" (agent_os_core::url::encode_component(&name))} { "All runs →" }
         }
     };
     let spent = html! {
@@ -322,7 +322,7 @@ fn signing_part(session: &Session, v: &ProjectView) -> Markup {
     if v.transport != "http" {
         return html! {};
     }
-    let base = format!("/projects/{}/secret", super::session::urlencode(&v.name));
+    let base = format!("/projects/{}/secret", agent_os_core::url::encode_component(&v.name));
     html! {
         h2 { "Signing secret" }
         p.small.muted {
@@ -355,7 +355,7 @@ fn secret_page(session: &Session, s: &crate::signing::SigningSecretView, rotated
             @if let Some(until) = &s.previous_valid_until {
                 p.small { "Requests also carry a signature under the previous secret until " (ui::time_str(until)) "." }
             }
-            p { a href={"/projects/" (super::session::urlencode(&s.project))} { "← Back to " (s.project) } }
+            p { a href={"/projects/" (agent_os_core::url::encode_component(&s.project))} { "← Back to " (s.project) } }
         })
         .respond(session, None)
 }
@@ -370,12 +370,12 @@ fn origin_of(url: &str) -> String {
 
 async fn reload(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
     let _ = routes::reload_project(State(st), Caller::Admin, Path(name.clone()), OptionalJson(None)).await?;
-    Ok(Redirect::to(&format!("/projects/{}", super::session::urlencode(&name))).into_response())
+    Ok(Redirect::to(&format!("/projects/{}", agent_os_core::url::encode_component(&name))).into_response())
 }
 
 async fn resume(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
     routes::resume_project(State(st), Caller::Admin, Path(name.clone())).await?;
-    Ok(Redirect::to(&format!("/projects/{}", super::session::urlencode(&name))).into_response())
+    Ok(Redirect::to(&format!("/projects/{}", agent_os_core::url::encode_component(&name))).into_response())
 }
 
 #[cfg(test)]

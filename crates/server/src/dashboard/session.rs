@@ -154,19 +154,8 @@ fn to_login(req: &Request) -> Response {
         return (StatusCode::UNAUTHORIZED, "log in again: the session has ended").into_response();
     }
     let next = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let target = format!("/login?next={}", urlencode(next));
+    let target = format!("/login?next={}", agent_os_core::url::encode_component(next));
     Redirect::to(&target).into_response()
-}
-
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Only a path on this site may be returned to after logging in.
