@@ -373,6 +373,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Stores `value` only while `key` still holds `expected`; whether it did.
+    async fn replace_setting(&self, key: &str, expected: &str, value: &str) -> Result<bool>;
     /// Stores `value` unless `key` has one already; returns the value kept (the first writer's).
     async fn init_setting(&self, key: &str, value: &str) -> Result<String>;
 

@@ -2901,6 +2901,16 @@ impl Store for SqlStore {
         .await?;
         Ok(())
     }
+
+    async fn replace_setting(&self, key: &str, expected: &str, value: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE settings SET value = $3 WHERE key = $1 AND value = $2")
+            .bind(key)
+            .bind(expected)
+            .bind(value)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 #[cfg(test)]

@@ -315,9 +315,20 @@ async fn login_as(
     }
     let Some(stored) = store.get_setting(PASSWORD_SETTING).await? else { return Ok(None) };
     let secret = secret.to_string();
+    let checked = stored.clone();
     // Stretching takes a few hundred milliseconds: off the async threads.
-    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&secret, &stored)).await.unwrap_or(false);
-    Ok(ok.then_some(("password", None)))
+    let found = tokio::task::spawn_blocking(move || secrets::verify_password(&secret, &checked))
+        .await
+        .unwrap_or(secrets::PasswordMatch::No);
+    match found {
+        secrets::PasswordMatch::No => Ok(None),
+        secrets::PasswordMatch::Yes => Ok(Some(("password", None))),
+        secrets::PasswordMatch::YesRehash(new) => {
+            // Only over the hash just checked: a password changed meanwhile stays changed.
+            store.replace_setting(PASSWORD_SETTING, &stored, &new).await?;
+            Ok(Some(("password", None)))
+        }
+    }
 }
 
 pub async fn logout(State(st): State<AppState>, session: Session, headers: HeaderMap) -> Response {
