@@ -333,8 +333,13 @@ pub struct WorkflowInvalid {
 }
 
 fn invalid_workflow(errors: String) -> Response {
-    let error =
-        ErrorDetail { code: "invalid_workflow".into(), message: errors.clone(), field: None, errors: Vec::new() };
+    let error = ErrorDetail {
+        code: "invalid_workflow".into(),
+        message: errors.clone(),
+        field: None,
+        errors: Vec::new(),
+        request_id: None,
+    };
     (StatusCode::UNPROCESSABLE_ENTITY, Json(WorkflowInvalid { valid: false, errors, error })).into_response()
 }
 
