@@ -448,12 +448,7 @@ fn launchd_command(program: Option<&plist::Value>, args: Option<&plist::Value>) 
     if words.is_empty() {
         return None;
     }
-    Some(words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "))
-}
-
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
-    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+    Some(words.iter().map(|w| crate::shell::quote(w)).collect::<Vec<_>>().join(" "))
 }
 
 /// One `StartCalendarInterval` dict: minute, hour, day, month, weekday; `None` is every value.
@@ -1191,7 +1186,7 @@ fn task_runs(task: &crate::manifest::Command) -> Runs {
     match task {
         crate::manifest::Command::Shell(s) => what_it_runs(s),
         crate::manifest::Command::Argv(argv) => {
-            what_it_runs(&argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "))
+            what_it_runs(&argv.iter().map(|w| crate::shell::quote(w)).collect::<Vec<_>>().join(" "))
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod net;
 pub mod redact;
 pub mod resource;
 pub mod run;
+pub mod shell;
 pub mod timeline;
 pub mod url;
 pub mod workflow;

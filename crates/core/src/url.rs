@@ -51,6 +51,15 @@ pub fn parse_http(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// The host and port of an address as written (`scheme://user:pw@host:port/path` gives
+/// `host:port`), without its user information, path or query, which may carry a credential.
+/// The text need not be a valid URL: this is for showing where an address points.
+pub fn host_of(text: &str) -> &str {
+    let after = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+    authority.rsplit_once('@').map_or(authority, |(_, host)| host)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -68,6 +77,16 @@ mod tests {
         assert!(super::decode_component("%zz").is_err());
         assert!(super::decode_component("%2").is_err());
         assert!(super::decode_component("é%").is_err(), "a % at the end after a multi-byte character");
+    }
+
+    #[test]
+    fn the_host_of_an_address_leaves_its_credentials_out() {
+        assert_eq!(
+            super::host_of("https://user:pw@hooks.example.test:8443/services/SECRET"),
+            "hooks.example.test:8443"
+        );
+        assert_eq!(super::host_of("smtp://smtp.example.com:587"), "smtp.example.com:587");
+        assert_eq!(super::host_of("a:b@example.com?x"), "example.com");
     }
 
     #[test]

@@ -362,10 +362,11 @@ fn secret_page(session: &Session, s: &crate::signing::SigningSecretView, rotated
 
 /// Scheme, host and port of a URL: the rest may carry a credential.
 fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    if scheme.is_empty() { host.to_string() } else { format!("{scheme}://{host}") }
+    let host = agent_os_core::url::host_of(url);
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://{host}"),
+        None => host.to_string(),
+    }
 }
 
 async fn reload(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
