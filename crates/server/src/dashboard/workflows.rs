@@ -12,7 +12,9 @@ use axum::{Form, Router};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
 
-use super::session::{Session, urlencode};
+use agent_os_core::url::encode_component as urlencode;
+
+use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
 use crate::AppState;
