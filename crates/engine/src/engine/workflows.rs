@@ -241,8 +241,20 @@ impl Engine {
     /// Writes events as they come, every event waiting at that moment in one transaction
     /// (group commit); each is answered only after its transaction commits. An event the
     /// database refuses fails alone (`group::write_group`).
-    pub(super) async fn event_loop(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<EventJob>) {
-        while let Some(first) = jobs.recv().await {
+    pub(super) async fn event_loop(
+        self: Arc<Self>,
+        jobs: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<EventJob>>>,
+    ) {
+        // The queue outlives the loop: a loop started again after a panic goes on with it.
+        let mut jobs = jobs.lock().await;
+        let closing = self.loops.closing().clone();
+        loop {
+            // What is queued is written before the loop stops at the end of a shutdown.
+            let first = tokio::select! {
+                biased;
+                Some(job) = jobs.recv() => job,
+                _ = closing.cancelled() => return,
+            };
             let mut batch = vec![first];
             while batch.len() < EVENT_GROUP {
                 match jobs.try_recv() {
