@@ -61,3 +61,12 @@ pub async fn eventually<T>(what: &str, within: Duration, mut check: impl AsyncFn
         nap(Duration::from_millis(20)).await;
     }
 }
+
+/// Store options for a test on held time: a query waits for a free connection as long as it
+/// takes. The pool's 30 s wait is a tokio timer, so one advance of more than that while a query
+/// waits (the SQLite writer is one connection) would fail the query at once.
+pub fn store_options(url: impl Into<String>) -> agent_os_store::StoreOptions {
+    let mut opts = agent_os_store::StoreOptions::new(url);
+    opts.acquire_timeout = Duration::from_secs(365 * 24 * 3600);
+    opts
+}

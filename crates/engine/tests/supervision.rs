@@ -7,16 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_os_engine::testing::{eventually, hold_time};
+use agent_os_engine::testing::{eventually, hold_time, store_options};
 use agent_os_engine::{Engine, EngineConfig, EngineError, Loop, LoopHealth, RunRequest, TokioClock};
-use agent_os_store::{SqlStore, StoreOptions, sqlite_url};
+use agent_os_store::{SqlStore, sqlite_url};
 use serde_json::json;
 
 const START: i64 = 1_795_000_000_000;
 const REAL: Duration = Duration::from_secs(15);
 
 async fn engine(dir: &Path) -> Arc<Engine> {
-    let store = SqlStore::open(&StoreOptions::new(sqlite_url(&dir.join("agent-os.db"))), START).await.unwrap();
+    let store = SqlStore::open(&store_options(sqlite_url(&dir.join("agent-os.db"))), START).await.unwrap();
     let mut cfg = EngineConfig::new(agent_os_core::id::new_id(), "http://127.0.0.1:9".into(), dir.join("run"));
     cfg.probes_enabled = false;
     cfg.schedules_enabled = false;

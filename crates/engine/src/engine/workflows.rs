@@ -443,7 +443,7 @@ impl Engine {
     /// Starts the runs of scheduled workflows whose slot has come, once per (workflow, slot)
     /// across nodes (the slot is the run's trigger key), with the trigger's catch-up and
     /// overlap policies. Returns when the next slot is due.
-    async fn fire_workflow_schedules(&self) -> Result<Option<i64>, EngineError> {
+    pub async fn fire_workflow_schedules(&self) -> Result<Option<i64>, EngineError> {
         let now = self.now();
         let mut next: Option<i64> = None;
         for w in self.workflow_list() {
