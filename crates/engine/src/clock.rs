@@ -44,4 +44,3 @@ impl Clock for TokioClock {
         self.start_ms + tokio::time::Instant::now().duration_since(self.start).as_millis() as i64
     }
 }
-
