@@ -1479,6 +1479,8 @@ async fn resources_list_shows_other_projects_leases_without_ids_or_labels() {
     assert_eq!(waiter.await.unwrap(), 201, "beta gets it once alpha lets go");
 }
 
+// Real time on purpose: sixteen clients hammer the real server for 3 s, and the rate is
+// checked against the wall-clock times they got their leases at.
 #[tokio::test]
 async fn sixteen_clients_never_hold_a_concurrency_one_resource_together_and_a_rate_is_never_exceeded() {
     let s = start_with(|c| {
