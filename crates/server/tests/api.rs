@@ -584,6 +584,38 @@ async fn runs_list_filters_and_pages() {
     assert!(m.contains("agent_os_queue_depth 0"), "{m}");
 }
 
+// On held time: the dead loop's backoff passes when the test moves the clock.
+#[tokio::test(start_paused = true)]
+async fn healthz_and_metrics_show_an_engine_loop_that_died_until_it_runs_again() {
+    let s = start_held(|_| {}).await;
+    let (st, m) = s.get("/metrics").await;
+    assert_eq!(st, 200);
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains("agent_os_engine_loop_up{loop=\"dispatch\"} 1"), "{m}");
+    assert!(m.contains("agent_os_engine_loop_restarts_total{loop=\"dispatch\"} 0"), "{m}");
+
+    s.engine.inject_panic(agent_os_engine::Loop::Dispatch);
+    let health = eventually("healthz should say the loop is down", Duration::from_secs(10), async || {
+        let (st, v) = s.req(reqwest::Method::GET, "/healthz", None, None).await;
+        (st == 503).then_some(v)
+    })
+    .await;
+    assert_eq!(health["status"], "engine loop down, to be started again: dispatch", "{health}");
+    let (_, m) = s.get("/metrics").await;
+    assert!(m.as_str().unwrap().contains("agent_os_engine_loop_up{loop=\"dispatch\"} 0"), "{m}");
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    eventually("healthz should be ok again", Duration::from_secs(10), async || {
+        let (st, _) = s.req(reqwest::Method::GET, "/healthz", None, None).await;
+        (st == 200).then_some(())
+    })
+    .await;
+    let (_, m) = s.get("/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(m.contains("agent_os_engine_loop_up{loop=\"dispatch\"} 1"), "{m}");
+    assert!(m.contains("agent_os_engine_loop_restarts_total{loop=\"dispatch\"} 1"), "{m}");
+}
+
 #[tokio::test]
 async fn probes_store_status_and_costs_without_counting_twice() {
     let s = start().await;
