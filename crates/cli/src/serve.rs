@@ -203,7 +203,9 @@ async fn shutdown_signal() {
 }
 
 impl Running {
-    /// Serves until SIGINT/SIGTERM, then lets running tasks finish (up to 10 s) and stops.
+    /// Serves until SIGINT/SIGTERM, then lets running tasks finish (up to 10 s) and stops. When
+    /// the engine stops on its own (a loop that could not be kept running), the server stops
+    /// the same way and this returns the reason, so the process exits non-zero.
     pub async fn serve(mut self) -> Result<()> {
         let listener = self.listener.take().context("server already started")?;
         let opts = agent_os_server::ServerOptions {
@@ -213,7 +215,10 @@ impl Running {
         };
         let engine = self.engine.clone();
         let stop = async move {
-            shutdown_signal().await;
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                why = engine.failed() => eprintln!("error: the engine stopped: {why}"),
+            }
             // Stop claiming work and end long waits first, so the HTTP server drains quickly.
             engine.begin_shutdown();
         };
@@ -222,7 +227,10 @@ impl Running {
         self.engine.shutdown(Duration::from_secs(10)).await;
         // Last: on SQLite this truncates the write-ahead log, so the next start reads nothing back.
         self.engine.store().close().await;
-        Ok(())
+        match self.engine.failure() {
+            Some(why) => bail!("Agent OS stopped because {why}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The real `agent-os` binary: `serve` and `demo` as separate processes, and the client
 //! commands a user types. Includes the kill -9 story and the scrubbed-environment canary.
+//! They run on real time: the server is another process, which no test clock reaches.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -280,6 +281,33 @@ fn serve_writes_the_client_config_and_shows_the_admin_token_once() {
     assert!(!with_old.status.success());
     assert!(String::from_utf8_lossy(&with_old.stderr).contains("unknown, revoked or expired"));
     ok(&Command::new(BIN).args(["project", "list", "--token", given]).env("AGENT_OS_HOME", &home).output().unwrap());
+}
+
+/// An engine loop that dies and may not be started again (the heartbeat) stops the server, which
+/// exits non-zero and says why. The binary built for these tests has the engine's `testing`
+/// feature, which makes the loop named by `AGENT_OS_TEST_LOOP_PANIC` panic once it runs.
+#[test]
+fn serve_exits_non_zero_when_an_engine_loop_dies_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut s = Server::spawn("serve", &home, &[("AGENT_OS_TEST_LOOP_PANIC", "heartbeat")], &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(status)) = s.child.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server should stop: {}{}", s.output(), s.errors());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let errors = s.errors();
+    assert_eq!(status.code(), Some(1), "{errors}");
+    assert!(errors.contains("engine loop died and is not started again"), "logged at error level: {errors}");
+    assert!(
+        errors.contains(
+            "error: Agent OS stopped because the heartbeat loop panicked: fault injected into the heartbeat loop"
+        ),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -1,8 +1,5 @@
 //! The clock, injected so tests can control time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-
 /// Wall-clock time in milliseconds since the Unix epoch, UTC.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
@@ -18,22 +15,32 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to (tests).
-#[derive(Clone, Debug, Default)]
-pub struct FakeClock(Arc<AtomicI64>);
+/// Wall-clock time that follows tokio's clock from a fixed start: `start_ms` plus the time
+/// tokio's clock has moved since the clock was made. Running free it keeps pace with the system
+/// clock; in a test that pauses tokio's time, `tokio::time::advance` moves `now_ms` and every
+/// timer of the engine together (see `testing::hold_time`), so a retry's delay, a grace period
+/// or a schedule's next slot can be reached without waiting for it.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+    start_ms: i64,
+}
 
-impl FakeClock {
-    pub fn new(start_ms: i64) -> Self {
-        FakeClock(Arc::new(AtomicI64::new(start_ms)))
+impl TokioClock {
+    /// A clock that reads `start_ms` now. Must be made inside a tokio runtime when its time
+    /// is paused, so that it follows that runtime's clock.
+    pub fn starting_at(start_ms: i64) -> Self {
+        TokioClock { start: tokio::time::Instant::now(), start_ms }
     }
 
-    pub fn advance_ms(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+    /// A clock that starts at the system clock's time.
+    pub fn starting_now() -> Self {
+        Self::starting_at(SystemClock.now_ms())
     }
 }
 
-impl Clock for FakeClock {
+impl Clock for TokioClock {
     fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.start_ms + tokio::time::Instant::now().duration_since(self.start).as_millis() as i64
     }
 }

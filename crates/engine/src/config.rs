@@ -31,8 +31,8 @@ pub struct EngineConfig {
     pub poll_every: Duration,
     /// Whether probes are polled (tests switch them off when they want quiet).
     pub probes_enabled: bool,
-    /// Whether the scheduler fires managed schedules by itself (tests with a fake clock call
-    /// `Engine::schedule_tick` instead).
+    /// Whether the scheduler fires managed schedules by itself (tests that tick the scheduler
+    /// call `Engine::schedule_tick` themselves).
     pub schedules_enabled: bool,
     /// Named resources and their limits (`resources:` in config.yaml).
     pub resources: std::collections::HashMap<String, agent_os_core::resource::Limits>,

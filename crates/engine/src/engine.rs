@@ -16,6 +16,7 @@ pub mod notify;
 pub mod resources;
 pub mod scheduler;
 pub mod signing;
+pub mod supervisor;
 pub mod workflows;
 
 use std::collections::{HashMap, HashSet};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use agent_os_core::manifest::{MANIFEST_FILE, Manifest, Transport, check_schedule};
 use agent_os_core::redact::{Redactor, redact_shapes};
@@ -44,6 +46,7 @@ use crate::process::{SIGKILL, SIGTERM, is_our_group, signal_group};
 use crate::project::{LoadError, LoadedProject, load_dir};
 use crate::runner::{Exit, ProcessSpec, Stream, base_env, read_outputs, run_process};
 use crate::secrets::{TokenKind, new_signing_secret, new_token, random_fraction, token_record};
+use supervisor::{Loop, panic_message};
 
 /// What callers of the engine act on.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +164,11 @@ pub struct Engine {
     checks_changed: Notify,
     /// Probes currently in flight, so a slow probe is not started twice.
     probing: Mutex<HashSet<(String, &'static str)>>,
+    /// The background loops, their supervisor and health (`supervisor`).
+    loops: supervisor::Loops,
+    /// The tasks of the runs executing on this node and their helpers (log writers, cancel
+    /// watchers): shutdown waits on them.
+    tasks: TaskTracker,
     pub run_durations: Histogram,
 }
 
@@ -205,6 +213,8 @@ impl Engine {
             state_changed: watch::channel(0).0,
             stopping: watch::channel(false).0,
             probing: Mutex::new(HashSet::new()),
+            loops: supervisor::Loops::new(),
+            tasks: TaskTracker::new(),
             schedules_changed: Notify::new(),
             schedules_dirty: std::sync::atomic::AtomicBool::new(true),
             schedule_table: tokio::sync::Mutex::new(scheduler::ScheduleTable::default()),
@@ -227,9 +237,6 @@ impl Engine {
         for p in engine.projects().await? {
             engine.sync_checks(&p).await?;
         }
-        tokio::spawn(engine.clone().ping_loop(pings));
-        tokio::spawn(engine.clone().event_loop(events));
-        tokio::spawn(engine.clone().dispatch_loop());
         // On SQLite this is the only node: an attempt left in flight was cut off by a crash,
         // and is made again at once (with the same idempotency key).
         if engine.store.backend() == agent_os_store::Backend::Sqlite {
@@ -238,16 +245,20 @@ impl Engine {
                 tracing::warn!(deliveries = released, "notification deliveries cut off by a crash are tried again");
             }
         }
-        tokio::spawn(engine.clone().delivery_loop());
-        tokio::spawn(engine.clone().alert_loop());
-        tokio::spawn(engine.clone().workflow_loop());
-        tokio::spawn(engine.clone().heartbeat_loop());
-        if engine.cfg.probes_enabled {
-            tokio::spawn(engine.clone().probe_loop());
-        }
-        if engine.cfg.schedules_enabled {
-            tokio::spawn(engine.clone().schedule_loop());
-            tokio::spawn(engine.clone().monitor_loop());
+        let loops = Loop::ALL.into_iter().filter(|l| match l {
+            Loop::Probe => engine.cfg.probes_enabled,
+            Loop::Schedule | Loop::Monitor => engine.cfg.schedules_enabled,
+            _ => true,
+        });
+        let inputs = supervisor::Inputs {
+            pings: Arc::new(tokio::sync::Mutex::new(pings)),
+            events: Arc::new(tokio::sync::Mutex::new(events)),
+        };
+        engine.supervise(loops.collect(), inputs);
+        #[cfg(feature = "testing")]
+        if let Some(l) = std::env::var("AGENT_OS_TEST_LOOP_PANIC").ok().and_then(|name| Loop::parse(&name)) {
+            // The binary's tests make a loop die this way (feature `testing` only).
+            engine.inject_panic(l);
         }
         Ok(engine)
     }
@@ -295,22 +306,28 @@ impl Engine {
     }
 
     /// Stops claiming runs, gives running tasks `grace` to finish, then interrupts the rest
-    /// (they are retried, without using up a retry, when a node picks them up again).
+    /// (they are retried, without using up a retry, when a node picks them up again). Waits on
+    /// the runs' tasks themselves, then stops the loops and joins them.
     pub async fn shutdown(&self, grace: Duration) {
         self.begin_shutdown();
-        let deadline = Instant::now() + grace;
-        while self.running_here() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if let Ok(running) = self.running.lock() {
-            for stop in running.values() {
-                stop.send_replace(Some(Stop::Interrupt));
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            if let Ok(running) = self.running.lock() {
+                for stop in running.values() {
+                    stop.send_replace(Some(Stop::Interrupt));
+                }
+            }
+            let kill = self.cfg.kill_grace + Duration::from_secs(2);
+            if tokio::time::timeout(kill, self.tasks.wait()).await.is_err() {
+                tracing::warn!(
+                    tasks = self.tasks.len(),
+                    "run tasks still going after their interruption; stopping anyway"
+                );
             }
         }
-        let deadline = Instant::now() + self.cfg.kill_grace + Duration::from_secs(2);
-        while self.running_here() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // The loops last: the runs that just ended still raise incidents and store events
+        // through them.
+        self.stop_loops(Duration::from_secs(5)).await;
     }
 
     // Projects ---------------------------------------------------------------------------
@@ -726,8 +743,13 @@ impl Engine {
         for (run, token) in runs.into_iter().zip(tokens) {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
             let engine = self.clone();
-            tokio::spawn(async move {
-                engine.execute(run, token).await;
+            self.tasks.spawn(async move {
+                // In a task of its own, so that a panic in it is noticed here and the attempt
+                // ended rather than left running.
+                let executing = tokio::spawn(engine.clone().execute(run.clone(), token)).await;
+                if let Err(e) = executing {
+                    engine.execute_died(&run, e).await;
+                }
                 drop(permit);
                 engine.wake.notify_one();
                 engine.resources_changed.notify_waiters();
@@ -739,7 +761,7 @@ impl Engine {
         n
     }
 
-    async fn execute(self: &Arc<Self>, run: RunRecord, token: String) {
+    async fn execute(self: Arc<Self>, run: RunRecord, token: String) {
         let started = Instant::now();
         let (stop_tx, stop_rx) = watch::channel(None);
         if let Ok(mut running) = self.running.lock() {
@@ -748,11 +770,9 @@ impl Engine {
         // With several nodes, a cancel may arrive through another node's API: look for the
         // flag in the store while the attempt runs.
         let watcher = (self.store.backend() == agent_os_store::Backend::Postgres)
-            .then(|| tokio::spawn(self.clone().watch_cancel(run.id.clone())));
+            .then(|| AbortOnDropHandle::new(self.tasks.spawn(self.clone().watch_cancel(run.id.clone()))));
         let (end, outputs) = self.attempt(&run, &token, stop_rx).await;
-        if let Some(w) = watcher {
-            w.abort();
-        }
+        drop(watcher);
         if let Ok(mut running) = self.running.lock() {
             running.remove(&run.id);
         }
@@ -859,7 +879,7 @@ impl Engine {
         // `execute`) its error.
         let redactor = Redactor::new([token.to_string()]);
         let (sink, lines) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(self.clone().log_writer(run.id.clone(), lines, redactor.clone()));
+        let writer = self.tasks.spawn(self.clone().log_writer(run.id.clone(), lines, redactor.clone()));
         let input: Value = serde_json::from_str(&run.input).unwrap_or_else(|_| json!({}));
         if run.attempt > 1 {
             let _ = sink.send((Stream::System, format!("attempt {} of {}\n", run.attempt, run.max_attempts)));
@@ -889,13 +909,13 @@ impl Engine {
                 }
                 let (cancel_tx, cancel_rx) = watch::channel(false);
                 let mut stop_watch = stop.clone();
-                let forward = tokio::spawn(async move {
+                let forward = AbortOnDropHandle::new(tokio::spawn(async move {
                     let stopped = stop_watch.wait_for(Option::is_some).await.is_ok();
                     if stopped {
                         let _ = cancel_tx.send(true);
                     }
-                });
-                let store = self.store.clone();
+                }));
+                let (store, tasks) = (self.store.clone(), self.tasks.clone());
                 let (run_id, attempt) = (run.id.clone(), run.attempt);
                 let spec = ProcessSpec {
                     root,
@@ -908,14 +928,14 @@ impl Engine {
                 let exit = run_process(spec, sink.clone(), cancel_rx, async move |pid, start| {
                     // Recorded for crash recovery, off the task's critical path: if it lands
                     // after the attempt ended it only annotates a finished attempt.
-                    tokio::spawn(async move {
+                    tasks.spawn(async move {
                         if let Err(e) = store.set_attempt_process(&run_id, attempt, pid, start).await {
                             tracing::warn!(error = %e, "could not record the task's process");
                         }
                     });
                 })
                 .await;
-                forward.abort();
+                drop(forward);
                 let stop_reason = *stop.borrow();
                 let outcome = self.exit_to_end(exit, stop_reason, timeout, &output_path);
                 if let (AttemptEnd::Failed { reason, .. }, _) = &outcome {
@@ -1129,28 +1149,7 @@ impl Engine {
                 }
                 note.push_str("; its process group was still running and has been killed");
             }
-            let now = self.now();
-            let _ = self
-                .store
-                .append_log(
-                    &run.id,
-                    &[NewLogChunk { stream: "system".into(), at: now, data: format!("{note}\n") }],
-                    self.cfg.log_max_bytes,
-                )
-                .await;
-            let retry = run.attempt < run.max_attempts && !run.cancel_requested;
-            let finish = FinishAttempt {
-                run_id: run.id.clone(),
-                attempt: attempt.attempt,
-                attempt_status: RunStatus::Failed.as_str().into(),
-                retry_at: retry.then_some(now),
-                extra_attempt: false,
-                exit_code: None,
-                error: Some(note),
-                outputs: None,
-                now,
-            };
-            match self.store.finish_attempt(&finish).await {
+            match self.end_lost(&run, attempt.attempt, note).await {
                 Ok(_) => recovered += 1,
                 Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -1162,6 +1161,50 @@ impl Engine {
             self.wake.notify_one();
         }
         Ok(recovered)
+    }
+
+    /// Ends an attempt that will not end by itself as failed, with `note` in its log and as
+    /// its error; the run is retried at once if it has attempts left.
+    async fn end_lost(&self, run: &RunRecord, attempt: i64, note: String) -> Result<RunRecord, StoreError> {
+        let now = self.now();
+        let _ = self
+            .store
+            .append_log(
+                &run.id,
+                &[NewLogChunk { stream: "system".into(), at: now, data: format!("{note}\n") }],
+                self.cfg.log_max_bytes,
+            )
+            .await;
+        let retry = run.attempt < run.max_attempts && !run.cancel_requested;
+        let finish = FinishAttempt {
+            run_id: run.id.clone(),
+            attempt,
+            attempt_status: RunStatus::Failed.as_str().into(),
+            retry_at: retry.then_some(now),
+            extra_attempt: false,
+            exit_code: None,
+            error: Some(note),
+            outputs: None,
+            now,
+        };
+        self.store.finish_attempt(&finish).await
+    }
+
+    /// The task executing `run` panicked: said loudly, and the attempt is ended (retried if it
+    /// has attempts left) rather than left running until the next start.
+    async fn execute_died(&self, run: &RunRecord, e: tokio::task::JoinError) {
+        let why = if e.is_panic() { panic_message(e.into_panic()) } else { "it was cancelled".into() };
+        tracing::error!(run = %run.id, attempt = run.attempt, panic = %why, "the task executing a run died");
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&run.id);
+        }
+        let note = format!("lost: Agent OS failed while running attempt {}", run.attempt);
+        if let Err(e) = self.end_lost(run, run.attempt, note).await
+            && !matches!(e, StoreError::Conflict(_))
+        {
+            tracing::warn!(run = %run.id, error = %e, "could not record the end of an attempt");
+        }
+        self.runs_changed.send_modify(|v| *v += 1);
     }
 
     // Probes -----------------------------------------------------------------------------
@@ -1184,7 +1227,16 @@ impl Engine {
     async fn probe_loop(self: Arc<Self>) {
         let mut next: HashMap<(String, &'static str), i64> = HashMap::new();
         let mut stopping = self.stopping.subscribe();
+        // The probes in flight; those still going when the loop stops are dropped with it.
+        let mut in_flight = tokio::task::JoinSet::new();
         loop {
+            while let Some(done) = in_flight.try_join_next() {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(panic = %panic_message(e.into_panic()), "a probe panicked");
+                }
+            }
             if let Ok(projects) = self.projects().await {
                 let now = self.now();
                 for p in projects {
@@ -1210,7 +1262,7 @@ impl Engine {
                         if fresh {
                             let engine = self.clone();
                             let p = p.clone();
-                            tokio::spawn(async move {
+                            in_flight.spawn(async move {
                                 // Frees the probe's slot even if the probe task panics.
                                 struct Slot(Arc<Engine>, (String, &'static str));
                                 impl Drop for Slot {

@@ -15,8 +15,10 @@ pub mod process;
 pub mod project;
 pub mod runner;
 pub mod secrets;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::EngineConfig;
 pub use engine::budgets::BudgetInput;
 pub use engine::health::{HealthState, ProjectHealth};
@@ -26,5 +28,6 @@ pub use engine::notify::{Notified, NotifyInput};
 pub use engine::resources::{LeaseOptions, explain_wait};
 pub use engine::scheduler::{ScheduleRef, schedule_ident};
 pub use engine::signing::SigningSecret;
+pub use engine::supervisor::{Loop, LoopHealth};
 pub use engine::{Engine, EngineError, RunRequest};
 pub use project::LoadedProject;

@@ -224,10 +224,15 @@ pub async fn run_process(
     // ends only once it has.
     if group_alive(pid) {
         signal_group(pid, SIGKILL);
-        let deadline = std::time::Instant::now() + Duration::from_secs(2);
-        while group_alive(pid) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // The kernel's reaping takes real time whatever tokio's clock says (tests hold it
+        // still), so this waits on a blocking thread, by the wall clock.
+        let _ = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while group_alive(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+        .await;
     }
     for h in [out, err].into_iter().flatten() {
         if tokio::time::timeout(Duration::from_secs(5), h).await.is_err() {

@@ -64,6 +64,15 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
     let _ = writeln!(out, "agent_os_runs_executing {}", st.engine.running_here());
     out.push_str("# HELP agent_os_run_duration_seconds Time from a run's first start to its end.\n# TYPE agent_os_run_duration_seconds histogram\n");
     st.engine.run_durations.render(&mut out, "agent_os_run_duration_seconds", "");
+    let loops = st.engine.loop_health();
+    out.push_str("# HELP agent_os_engine_loop_up Whether an engine loop is running (0: died, waiting to be started again, or stopped).\n# TYPE agent_os_engine_loop_up gauge\n");
+    for l in &loops {
+        let _ = writeln!(out, "agent_os_engine_loop_up{{loop=\"{}\"}} {}", l.name, u8::from(l.running));
+    }
+    out.push_str("# HELP agent_os_engine_loop_restarts_total Times an engine loop died and was started again.\n# TYPE agent_os_engine_loop_restarts_total counter\n");
+    for l in &loops {
+        let _ = writeln!(out, "agent_os_engine_loop_restarts_total{{loop=\"{}\"}} {}", l.name, l.restarts);
+    }
     if let Ok(routes) = st.http.routes.lock() {
         let mut keys: Vec<_> = routes.keys().cloned().collect();
         keys.sort();

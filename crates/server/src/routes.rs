@@ -1146,21 +1146,34 @@ pub async fn revoke_token(State(st): State<AppState>, caller: Caller, Path(id): 
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or what is wrong.
     pub status: String,
     pub version: String,
     /// `sqlite` or `postgres`.
     pub database: String,
 }
 
-/// Liveness and database reachability; needs no token.
+/// Liveness, database reachability and the engine's loops; needs no token. 503 when the
+/// database does not answer, the engine stopped on its own, or one of its loops died and waits
+/// to be started again.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
-    let ok = st.engine.store().get_setting("install_id").await.is_ok();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let down: Vec<&str> =
+        st.engine.loop_health().into_iter().filter(|l| !l.running && l.last_death.is_some()).map(|l| l.name).collect();
+    let problem = if st.engine.store().get_setting("install_id").await.is_err() {
+        Some("database unavailable".to_string())
+    } else if let Some(why) = st.engine.failure() {
+        Some(format!("engine stopped: {why}"))
+    } else if !down.is_empty() {
+        Some(format!("engine loop down, to be started again: {}", down.join(", ")))
+    } else {
+        None
+    };
+    let status = if problem.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
         Json(Health {
-            status: if ok { "ok" } else { "database unavailable" }.into(),
+            status: problem.unwrap_or_else(|| "ok".into()),
             version: env!("CARGO_PKG_VERSION").into(),
             database: st.engine.store().backend().as_str().into(),
         }),

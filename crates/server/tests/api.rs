@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use agent_os_engine::testing::{eventually, nap};
+
 mod common;
 use common::*;
 
@@ -582,6 +584,38 @@ async fn runs_list_filters_and_pages() {
     assert!(m.contains("agent_os_queue_depth 0"), "{m}");
 }
 
+// On held time: the dead loop's backoff passes when the test moves the clock.
+#[tokio::test(start_paused = true)]
+async fn healthz_and_metrics_show_an_engine_loop_that_died_until_it_runs_again() {
+    let s = start_held(|_| {}).await;
+    let (st, m) = s.get("/metrics").await;
+    assert_eq!(st, 200);
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains("agent_os_engine_loop_up{loop=\"dispatch\"} 1"), "{m}");
+    assert!(m.contains("agent_os_engine_loop_restarts_total{loop=\"dispatch\"} 0"), "{m}");
+
+    s.engine.inject_panic(agent_os_engine::Loop::Dispatch);
+    let health = eventually("healthz should say the loop is down", Duration::from_secs(10), async || {
+        let (st, v) = s.req(reqwest::Method::GET, "/healthz", None, None).await;
+        (st == 503).then_some(v)
+    })
+    .await;
+    assert_eq!(health["status"], "engine loop down, to be started again: dispatch", "{health}");
+    let (_, m) = s.get("/metrics").await;
+    assert!(m.as_str().unwrap().contains("agent_os_engine_loop_up{loop=\"dispatch\"} 0"), "{m}");
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    eventually("healthz should be ok again", Duration::from_secs(10), async || {
+        let (st, _) = s.req(reqwest::Method::GET, "/healthz", None, None).await;
+        (st == 200).then_some(())
+    })
+    .await;
+    let (_, m) = s.get("/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(m.contains("agent_os_engine_loop_up{loop=\"dispatch\"} 1"), "{m}");
+    assert!(m.contains("agent_os_engine_loop_restarts_total{loop=\"dispatch\"} 1"), "{m}");
+}
+
 #[tokio::test]
 async fn probes_store_status_and_costs_without_counting_twice() {
     let s = start().await;
@@ -903,9 +937,10 @@ async fn the_timeline_shows_every_fire_and_flags_collisions() {
     assert_eq!((st, v["error"]["field"].as_str()), (400, Some("to")));
 }
 
-#[tokio::test]
+// On held time: the check's period and grace pass when the test moves the clock.
+#[tokio::test(start_paused = true)]
 async fn external_schedules_are_watched_through_healthchecks_style_pings() {
-    let s = start().await;
+    let s = start_held(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("nightly");
     std::fs::create_dir(&root).unwrap();
@@ -949,8 +984,21 @@ async fn external_schedules_are_watched_through_healthchecks_style_pings() {
 
     // A period check pinged once, then silent: late after 2 s, down after 3 s.
     assert_eq!(http.get(&heartbeat_slug_url).send().await.unwrap().status().as_u16(), 200);
-    tokio::time::sleep(Duration::from_millis(3600)).await;
+    let state = async |want: &str| {
+        eventually(&format!("the heartbeat check should be {want}"), Duration::from_secs(10), async || {
+            let (_, after) = s.get("/api/v1/checks?project=nightly").await;
+            (after[1]["state"] == want).then_some(after)
+        })
+        .await
+    };
+    tokio::time::advance(Duration::from_millis(1_999)).await;
+    nap(Duration::from_millis(200)).await;
     let (_, after) = s.get("/api/v1/checks?project=nightly").await;
+    assert_eq!(after[1]["state"], "up", "not late yet: {after}");
+    tokio::time::advance(Duration::from_millis(101)).await;
+    state("late").await;
+    tokio::time::advance(Duration::from_millis(1_500)).await;
+    let after = state("down").await;
     assert_eq!(after[1]["state"], "down", "{after}");
 
     let (_, events) = s.get("/api/v1/events?type=check.").await;
@@ -977,9 +1025,10 @@ async fn external_schedules_are_watched_through_healthchecks_style_pings() {
     assert_eq!(reloaded[0]["ping_url"], backup_url.as_str());
 }
 
-#[tokio::test]
+// On held time: the runs' durations are exactly the time the test lets pass.
+#[tokio::test(start_paused = true)]
 async fn concurrent_runs_of_a_job_pair_start_and_finish_by_run_id() {
-    let s = start().await;
+    let s = start_held(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("pairs");
     std::fs::create_dir(&root).unwrap();
@@ -993,9 +1042,9 @@ async fn concurrent_runs_of_a_job_pair_start_and_finish_by_run_id() {
         async move { http.get(u).send().await.unwrap().status().as_u16() }
     };
     assert_eq!(ping(format!("{url}/start?rid=aaaa")).await, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::advance(Duration::from_millis(600)).await;
     assert_eq!(ping(format!("{url}/start?rid=bbbb")).await, 200);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::advance(Duration::from_millis(100)).await;
     assert_eq!(ping(format!("{url}?rid=aaaa")).await, 200);
     let (_, checks) = s.get("/api/v1/checks?project=pairs").await;
     let duration = checks[0]["last_duration_ms"].as_i64().unwrap();
@@ -1192,7 +1241,7 @@ async fn runs_wait_for_a_resource_and_say_why() {
     std::fs::create_dir(&root).unwrap();
     std::fs::write(
         root.join("agent-os.yaml"),
-        "name: res\ntasks:\n  hog: { run: \"sleep 30\", resources: [openai] }\n  quick: { run: \"true\", resources: [openai], priority: 80 }\n",
+        "name: res\ntasks:\n  hog: { run: \"sleep 30\", resources: [openai] }\n  quick: { run: \"true\", resources: [openai], priority: 80 }\n  free: { run: \"true\" }\n",
     )
     .unwrap();
     s.add(&root).await;
@@ -1206,7 +1255,9 @@ async fn runs_wait_for_a_resource_and_say_why() {
     }
     let (_, quick) = s.post("/api/v1/runs", json!({"project": "res", "task": "quick"})).await;
     let quick_id = quick["id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A run that needs nothing, queued after it, goes through: the dispatcher has looked at the
+    // queue since, and left the quick run waiting.
+    assert_eq!(s.run("res", "free", json!({})).await["status"], "succeeded");
     let (_, waiting) = s.get(&format!("/api/v1/runs/{quick_id}")).await;
     assert_eq!(waiting["status"], "queued");
     assert_eq!(waiting["priority"], 80);
@@ -1278,8 +1329,11 @@ async fn leases_queue_renew_release_and_explain_refusals() {
             .unwrap();
         (r.status().as_u16(), std::time::Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, resources) = s.get("/api/v1/resources").await;
+    let resources = eventually("the waiter should be in line", Duration::from_secs(10), async || {
+        let (_, resources) = s.get("/api/v1/resources").await;
+        (!resources[0]["waiters"].as_array().unwrap().is_empty()).then_some(resources)
+    })
+    .await;
     assert_eq!(resources[0]["waiters"].as_array().unwrap().len(), 1, "{resources}");
     let (st, renewed) = s.post(&format!("/api/v1/resources/openai/leases/{id}/renew"), json!({"ttl": "1m"})).await;
     assert_eq!((st, renewed["ttl_ms"].as_i64()), (200, Some(60_000)));
@@ -1457,6 +1511,8 @@ async fn resources_list_shows_other_projects_leases_without_ids_or_labels() {
     assert_eq!(waiter.await.unwrap(), 201, "beta gets it once alpha lets go");
 }
 
+// Real time on purpose: sixteen clients hammer the real server for 3 s, and the rate is
+// checked against the wall-clock times they got their leases at.
 #[tokio::test]
 async fn sixteen_clients_never_hold_a_concurrency_one_resource_together_and_a_rate_is_never_exceeded() {
     let s = start_with(|c| {

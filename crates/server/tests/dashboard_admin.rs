@@ -370,7 +370,8 @@ async fn send_test_delivers_to_the_channel_and_the_page_says_so() {
 
     let refused = b.post_raw("/settings/channels/team/test", &[]).await;
     assert_eq!(refused.status, 403);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, log) = s.get("/api/v1/notifications").await;
+    assert_eq!(log, serde_json::json!([]), "a refused test stores nothing to send");
     assert!(sink.received().is_empty(), "a refused test sends nothing");
 
     let sent = b.post("/settings/channels/team/test", &[]).await;

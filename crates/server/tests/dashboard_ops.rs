@@ -276,8 +276,12 @@ async fn resources_page_shows_limits_holders_and_waiters() {
     assert_eq!(st, 201, "{lease}");
     let (_, run) = s.post("/api/v1/runs", json!({"project": "res", "task": "ask"})).await;
     let run_id = run["id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let page = b.get("/resources?_fragment=resources").await;
+    let page =
+        agent_os_engine::testing::eventually("the run should wait in line", Duration::from_secs(10), async || {
+            let page = b.get("/resources?_fragment=resources").await;
+            page.body.contains("Waiting, in serving order").then_some(page)
+        })
+        .await;
     assert!(page.body.contains("1 of 1 held") && page.body.contains(">full</span>"), "{}", page.body);
     assert!(!page.body.contains("<script>alert"), "a lease's label is escaped");
     assert!(page.body.contains("&lt;script&gt;alert(3)&lt;/script&gt; cron"));
@@ -343,9 +347,10 @@ async fn health_history_shows_repeated_results_once_with_their_count() {
     assert!(history.contains(r#"data-repeats="4""#) && history.contains("×4 since"), "{history}");
 }
 
-#[tokio::test]
+// On held time: the check's period and grace pass when the test moves the clock.
+#[tokio::test(start_paused = true)]
 async fn late_or_down_on_schedules_counts_a_down_heartbeat_check_of_its_own() {
-    let s = start().await;
+    let s = start_held(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("worker");
     std::fs::create_dir_all(&root).unwrap();
@@ -354,14 +359,13 @@ async fn late_or_down_on_schedules_counts_a_down_heartbeat_check_of_its_own() {
     s.add(&root).await;
     let (_, checks) = s.get("/api/v1/checks").await;
     reqwest::get(checks[0]["ping_url"].as_str().unwrap()).await.unwrap();
-    // The check goes late, then down, once its period and grace pass.
-    for _ in 0..100 {
+    // The check goes down once its period and grace pass.
+    tokio::time::advance(Duration::from_millis(2_100)).await;
+    agent_os_engine::testing::eventually("the check should go down", Duration::from_secs(10), async || {
         let (_, checks) = s.get("/api/v1/checks").await;
-        if checks[0]["state"] == "down" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (checks[0]["state"] == "down").then_some(())
+    })
+    .await;
     let body = s.browser().await.get("/schedules").await.body;
     let stat = &body[body.find("Late or down").unwrap()..];
     let value = &stat[..stat.find("</div>").unwrap()];

@@ -3,11 +3,12 @@
 //! address checks, redirects, each service's request shape, retries after a 5xx or a timeout,
 //! and fan-out to several channels.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use agent_os_core::channel::{self, Channel};
+use agent_os_engine::testing::nap;
 
 mod common;
 use common::*;
@@ -50,10 +51,6 @@ fn delivery<'a>(n: &'a Value, channel: &str) -> &'a Value {
 fn millis(t: &Value) -> i64 {
     let text = t.as_str().unwrap_or_else(|| panic!("not a time: {t}"));
     text.parse::<jiff::Timestamp>().unwrap_or_else(|e| panic!("{text}: {e}")).as_millisecond()
-}
-
-fn now_millis() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 /// Notification `id` in the delivery log, if it is there.
@@ -243,18 +240,19 @@ async fn discord_content_is_cut_visibly_at_its_limit_and_mentions_nobody() {
     assert_eq!(got[0].body["allowed_mentions"], json!({"parse": []}), "@everyone pings no one");
 }
 
-#[tokio::test]
+// On held time: the 10 s pause before the retry passes when the test says so.
+#[tokio::test(start_paused = true)]
 async fn a_5xx_answer_leaves_the_delivery_pending_for_a_retry_ten_seconds_later() {
     let (sink, url) = Sink::start(&[500]).await;
-    let s = start_with(|c| {
+    let s = start_held(|c| {
         c.allow_private_targets = true;
         c.channels.push(chan("hook", &format!("json://{}/in", authority(&url))));
     })
     .await;
-    let before = now_millis();
+    let before = s.engine.now();
     let n = notify(&s, json!({"title": "server error"})).await;
     let n = wait_for(&s, &n, Duration::from_secs(10), "the attempt should be recorded", |n| attempted(n, "hook")).await;
-    let after = now_millis();
+    let after = s.engine.now();
     let d = delivery(&n, "hook");
     assert_eq!(
         (d["status"].as_str(), d["attempts"].as_i64(), d["last_status"].as_i64()),
@@ -268,20 +266,45 @@ async fn a_5xx_answer_leaves_the_delivery_pending_for_a_retry_ten_seconds_later(
         (before + 10_000..=after + 10_000).contains(&next),
         "next attempt at {next}, attempt in [{before}, {after}]"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    nap(Duration::from_millis(300)).await;
     assert_eq!(sink.received().len(), 1, "no retry before its time");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    arrived(&sink, 2).await;
+    let n = wait_for(&s, &n, Duration::from_secs(10), "the retry should be recorded", |n| {
+        millis(&delivery(n, "hook")["next_at"]) > next
+    })
+    .await;
+    assert_eq!(delivery(&n, "hook")["attempts"], 2, "the retry came at its time: {n}");
 }
 
-#[tokio::test]
+/// Waits (real time) until `sink` has received `n` requests.
+async fn arrived(sink: &Sink, n: usize) {
+    agent_os_engine::testing::eventually("the request should arrive", Duration::from_secs(10), async || {
+        (sink.received().len() >= n).then_some(())
+    })
+    .await;
+}
+
+// On held time: the receiver's silence and the sender's 10 s timeout are tokio timers, which
+// pass when the test moves the clock.
+#[tokio::test(start_paused = true)]
 async fn a_receiver_that_never_answers_times_out_after_ten_seconds() {
     let (sink, url) = Sink::answering(&[200]).delayed(Duration::from_secs(120)).listen("127.0.0.1:0").await.unwrap();
-    let s = start_with(|c| {
+    let s = start_held(|c| {
         c.allow_private_targets = true;
         c.channels.push(chan("hook", &format!("json://{}/in", authority(&url))));
     })
     .await;
-    let posted = Instant::now();
+    let posted = tokio::time::Instant::now();
     let n = notify(&s, json!({"title": "anyone there?"})).await;
+    arrived(&sink, 1).await;
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    nap(Duration::from_millis(300)).await;
+    let (_, list) = s.get("/api/v1/notifications").await;
+    let waiting = list.as_array().unwrap().iter().find(|l| l["id"] == n["id"]).unwrap();
+    assert!(!attempted(waiting, "hook"), "still waiting for the answer just before 10 s: {waiting}");
+    tokio::time::advance(Duration::from_millis(1)).await;
     let n = wait_for(&s, &n, Duration::from_secs(20), "the attempt should time out", |n| attempted(n, "hook")).await;
     assert!(posted.elapsed() >= Duration::from_secs(10), "gave up after {:?}", posted.elapsed());
     let d = delivery(&n, "hook");
@@ -297,22 +320,26 @@ async fn a_receiver_that_never_answers_times_out_after_ten_seconds() {
 /// Regression: the retry pause was counted from the start of an attempt, so an attempt that
 /// timed out after 10 s was due again the moment it ended, and a receiver that hangs was called
 /// again at once.
-#[tokio::test]
+// On held time, like the test above.
+#[tokio::test(start_paused = true)]
 async fn a_timed_out_attempt_waits_its_full_pause_before_the_retry() {
     let (sink, url) = Sink::answering(&[200]).delayed(Duration::from_secs(120)).listen("127.0.0.1:0").await.unwrap();
-    let s = start_with(|c| {
+    let s = start_held(|c| {
         c.allow_private_targets = true;
         c.channels.push(chan("hook", &format!("json://{}/in", authority(&url))));
     })
     .await;
     let n = notify(&s, json!({"title": "anyone there?"})).await;
+    arrived(&sink, 1).await;
+    tokio::time::advance(Duration::from_secs(10)).await;
     let n = wait_for(&s, &n, Duration::from_secs(20), "the attempt should time out", |n| attempted(n, "hook")).await;
-    let timed_out = now_millis();
+    let timed_out = s.engine.now();
     let d = delivery(&n, "hook");
     assert_eq!((d["status"].as_str(), d["attempts"].as_i64()), (Some("pending"), Some(1)), "{d}");
     let next = millis(&d["next_at"]);
     assert!(next >= timed_out + 9_000, "the retry is due {} ms after the timeout, not 10 s", next - timed_out);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::advance(Duration::from_secs(2)).await;
+    nap(Duration::from_millis(300)).await;
     assert_eq!(sink.received().len(), 1, "called again right after the timeout");
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_os_core::alerting::{ChannelRules, QuietHours, Route, Severity, Throttle};
+use agent_os_engine::testing::nap;
 use common::*;
 use serde_json::{Value, json};
 
@@ -28,15 +29,16 @@ fn trading(dir: &Path, extra: &str) -> PathBuf {
     root
 }
 
-/// Waits until the receiver holds `n` requests, then a moment more to see that no more come.
+/// Waits until the receiver holds `n` requests, then a moment more to see that no more come
+/// (real time, so it also serves tests on held time).
 async fn received(sink: &Sink, n: usize) -> Vec<Received> {
     for _ in 0..200 {
         if sink.received().len() >= n {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        nap(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    nap(Duration::from_millis(300)).await;
     let got = sink.received();
     assert_eq!(got.len(), n, "{:#?}", got.iter().map(|r| r.body["title"].clone()).collect::<Vec<_>>());
     got
@@ -107,10 +109,11 @@ async fn a_failing_task_opens_one_incident_told_once_and_resolved_with_its_durat
     assert_eq!(log[0]["source"], "run");
 }
 
-#[tokio::test]
+// On held time: the check's period and grace pass when the test moves the clock.
+#[tokio::test(start_paused = true)]
 async fn a_missed_check_alerts_late_then_down_and_resolves_on_the_next_ping() {
     let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
+    let s = start_held(|c| {
         c.allow_private_targets = true;
         c.channels.push(json_channel("team", &url));
     })
@@ -122,6 +125,9 @@ async fn a_missed_check_alerts_late_then_down_and_resolves_on_the_next_ping() {
     let ping = checks[0]["ping_url"].as_str().unwrap().to_string();
     assert_eq!(reqwest::get(&ping).await.unwrap().status(), 200);
 
+    tokio::time::advance(Duration::from_millis(1_100)).await;
+    received(&sink, 1).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
     let told = received(&sink, 2).await;
     assert_eq!(told[0].body["title"], "trading/nightly is late");
     assert_eq!(told[0].body["severity"], "warning");
@@ -175,11 +181,12 @@ async fn an_incident_that_keeps_coming_back_is_one_incident_and_stops_alerting()
     assert_eq!((all[0]["flapping"].as_bool(), all[0]["changes"].as_i64()), (Some(true), Some(7)));
 }
 
-#[tokio::test]
+// On held time: the throttle's window ends when the test moves the clock.
+#[tokio::test(start_paused = true)]
 async fn routes_choose_channels_and_a_throttle_folds_the_rest_into_one_digest() {
     let (team, team_url) = Sink::start(&[200]).await;
     let (phone, phone_url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
+    let s = start_held(|c| {
         c.allow_private_targets = true;
         c.channels.push(json_channel("team", &team_url));
         c.channels.push(json_channel("phone", &phone_url));
@@ -214,6 +221,9 @@ async fn routes_choose_channels_and_a_throttle_folds_the_rest_into_one_digest() 
             assert_eq!((d["status"].as_str(), d["held"].as_str()), (Some("held"), Some("throttle")), "{d}");
         }
     }
+    received(&team, 2).await;
+    // The held ones wait until the oldest counted message leaves the window: 2 s and 1 ms.
+    tokio::time::advance(Duration::from_millis(2_001)).await;
     let got = received(&team, 3).await;
     assert_eq!((got[0].body["title"].as_str(), got[1].body["title"].as_str()), (Some("note 0"), Some("note 1")));
     assert_eq!(got[2].body["title"], "3 notifications held (throttle)");
@@ -347,11 +357,12 @@ async fn a_project_opens_and_resolves_its_own_incident_by_dedup_key() {
     assert_eq!((st, e["error"]["field"].as_str()), (400, Some("dedup_key")), "{e}");
 }
 
-#[tokio::test]
+// On held time: each second the test lets pass makes one round of probes.
+#[tokio::test(start_paused = true)]
 async fn a_failing_health_check_makes_the_project_down_until_it_answers_again() {
     let (svc, svc_url) = Sink::start(&[503, 503, 200]).await;
     let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
+    let s = start_held(|c| {
         c.allow_private_targets = true;
         c.probes_enabled = true;
         c.channels.push(json_channel("team", &url));
@@ -359,12 +370,22 @@ async fn a_failing_health_check_makes_the_project_down_until_it_answers_again() 
     .await;
     let dir = tempfile::tempdir().unwrap();
     s.add(&trading(dir.path(), &format!("health: {{ url: \"{svc_url}/healthz\", every: 1s, timeout: 2s }}\n"))).await;
+    let next_round = async |asked: usize| {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        agent_os_engine::testing::eventually("the health check should be asked", Duration::from_secs(10), async || {
+            (svc.received().len() >= asked).then_some(())
+        })
+        .await;
+    };
+    next_round(1).await;
     let got = received(&sink, 1).await;
     assert_eq!(
         (got[0].body["title"].as_str(), got[0].body["severity"].as_str()),
         (Some("trading is down"), Some("critical"))
     );
     assert!(got[0].body["body"].as_str().unwrap().contains("answered 503, expected 200"), "{}", got[0].body);
+    next_round(2).await;
+    next_round(3).await;
     let got = received(&sink, 2).await;
     assert_eq!(got[1].body["title"], "Resolved: trading is down");
     let (_, health) = s.get("/api/v1/projects/trading/health?history=10").await;
@@ -409,11 +430,12 @@ async fn a_budget_threshold_opens_a_budget_incident() {
     assert_eq!((open[0]["source"].as_str(), open[0]["subject"].as_str()), (Some("budget"), Some("trading/monthly")));
 }
 
-#[tokio::test]
+// On held time, like the missed check above.
+#[tokio::test(start_paused = true)]
 async fn whoever_heard_an_incident_open_or_escalate_hears_it_resolve_whatever_the_routes_say() {
     let (team, team_url) = Sink::start(&[200]).await;
     let (phone, phone_url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
+    let s = start_held(|c| {
         c.allow_private_targets = true;
         c.channels.push(json_channel("team", &team_url));
         c.channels.push(json_channel("phone", &phone_url));
@@ -431,6 +453,9 @@ async fn whoever_heard_an_incident_open_or_escalate_hears_it_resolve_whatever_th
     let ping = checks[0]["ping_url"].as_str().unwrap().to_string();
     reqwest::get(&ping).await.unwrap();
     // Late (a warning) goes to team; down (critical) to phone and to team, which heard it open.
+    tokio::time::advance(Duration::from_millis(1_100)).await;
+    received(&team, 1).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
     let to_team = received(&team, 2).await;
     assert_eq!(to_team[1].body["title"], "Now critical: trading/nightly is down");
     assert_eq!(received(&phone, 1).await[0].body["title"], "Now critical: trading/nightly is down");

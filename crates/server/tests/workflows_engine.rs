@@ -2,6 +2,10 @@
 //! fixture project whose tasks are real processes that log what they were given and when, and
 //! runs started, fed events, cancelled and watched through the HTTP API only. Each test proves
 //! one part of "How a run goes" in docs/workflows.md.
+//!
+//! These tests keep real time (not `start_held`): the fixture's tasks are processes that sleep
+//! and log wall-clock times (`time.time()`), and the tests compare those with the engine's
+//! retry delays, waits and timeouts, which held time would move without them.
 
 mod common;
 use common::*;

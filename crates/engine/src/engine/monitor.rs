@@ -386,8 +386,20 @@ impl Engine {
     /// load a commit carries many pings (group commit), alone a ping is written at once. A
     /// ping is answered only after its transaction commits; one the database refuses fails
     /// alone (`group::write_group`).
-    pub(super) async fn ping_loop(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<PingJob>) {
-        while let Some(first) = jobs.recv().await {
+    pub(super) async fn ping_loop(
+        self: Arc<Self>,
+        jobs: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<PingJob>>>,
+    ) {
+        // The queue outlives the loop: a loop started again after a panic goes on with it.
+        let mut jobs = jobs.lock().await;
+        let closing = self.loops.closing().clone();
+        loop {
+            // What is queued is written before the loop stops at the end of a shutdown.
+            let first = tokio::select! {
+                biased;
+                Some(job) = jobs.recv() => job,
+                _ = closing.cancelled() => return,
+            };
             let mut batch = vec![first];
             while batch.len() < PING_GROUP {
                 match jobs.try_recv() {

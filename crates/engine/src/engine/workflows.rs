@@ -241,8 +241,20 @@ impl Engine {
     /// Writes events as they come, every event waiting at that moment in one transaction
     /// (group commit); each is answered only after its transaction commits. An event the
     /// database refuses fails alone (`group::write_group`).
-    pub(super) async fn event_loop(self: Arc<Self>, mut jobs: tokio::sync::mpsc::Receiver<EventJob>) {
-        while let Some(first) = jobs.recv().await {
+    pub(super) async fn event_loop(
+        self: Arc<Self>,
+        jobs: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<EventJob>>>,
+    ) {
+        // The queue outlives the loop: a loop started again after a panic goes on with it.
+        let mut jobs = jobs.lock().await;
+        let closing = self.loops.closing().clone();
+        loop {
+            // What is queued is written before the loop stops at the end of a shutdown.
+            let first = tokio::select! {
+                biased;
+                Some(job) = jobs.recv() => job,
+                _ = closing.cancelled() => return,
+            };
             let mut batch = vec![first];
             while batch.len() < EVENT_GROUP {
                 match jobs.try_recv() {
@@ -431,7 +443,7 @@ impl Engine {
     /// Starts the runs of scheduled workflows whose slot has come, once per (workflow, slot)
     /// across nodes (the slot is the run's trigger key), with the trigger's catch-up and
     /// overlap policies. Returns when the next slot is due.
-    async fn fire_workflow_schedules(&self) -> Result<Option<i64>, EngineError> {
+    pub async fn fire_workflow_schedules(&self) -> Result<Option<i64>, EngineError> {
         let now = self.now();
         let mut next: Option<i64> = None;
         for w in self.workflow_list() {

@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
 use agent_os_engine::secrets::{TokenKind, new_token, token_record};
-use agent_os_engine::{Engine, EngineConfig, SystemClock};
+use agent_os_engine::testing::{HeldTime, hold_time, nap, store_options};
+use agent_os_engine::{Clock, Engine, EngineConfig, SystemClock, TokioClock};
 use agent_os_store::{SqlStore, Store, StoreOptions, sqlite_url};
 
 pub struct TestServer {
@@ -24,6 +25,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub home: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// Set for a server on held time ([`start_held`]).
+    _time: Option<HeldTime>,
 }
 
 pub async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
@@ -36,7 +39,15 @@ fn default_options() -> agent_os_server::ServerOptions {
 
 /// The same server on the PostgreSQL database at `url` (see `agent_os_store::testing`).
 pub async fn start_on(url: &str) -> TestServer {
-    start_at(Some(url), |_| {}, default_options()).await
+    start_at(Some(url), |_| {}, default_options(), false).await
+}
+
+/// A server on held time (`agent_os_engine::testing`): its engine reads tokio's clock, which
+/// only `tokio::time::advance` moves, so grace periods, retries and timeouts pass when the test
+/// says so. For tests with `#[tokio::test(start_paused = true)]`; wait for what the server
+/// does with `nap` (never `tokio::time::sleep`, which would wait forever).
+pub async fn start_held(tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
+    start_at(None, tune, default_options(), true).await
 }
 
 /// A server with its engine tuned and its own server options.
@@ -44,18 +55,21 @@ pub async fn start_with_options(
     tune: impl FnOnce(&mut EngineConfig),
     opts: agent_os_server::ServerOptions,
 ) -> TestServer {
-    start_at(None, tune, opts).await
+    start_at(None, tune, opts, false).await
 }
 
 async fn start_at(
     database_url: Option<&str>,
     tune: impl FnOnce(&mut EngineConfig),
     opts: agent_os_server::ServerOptions,
+    held: bool,
 ) -> TestServer {
     agent_os_engine::plugin::install_crypto_provider();
+    let time = held.then(hold_time);
     let home = tempfile::tempdir().unwrap();
     let url = database_url.map_or_else(|| sqlite_url(&home.path().join("agent-os.db")), str::to_string);
-    let store = SqlStore::open(&StoreOptions::new(url), 1).await.unwrap();
+    let store_opts = if held { store_options(url) } else { StoreOptions::new(url) };
+    let store = SqlStore::open(&store_opts, 1).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
     let (admin, hash) = new_token(TokenKind::Admin);
     store.insert_token(&token_record(TokenKind::Admin, "test", hash, None, 1)).await.unwrap();
@@ -65,12 +79,13 @@ async fn start_at(
     cfg.kill_grace = Duration::from_millis(500);
     cfg.probes_enabled = false;
     tune(&mut cfg);
-    let engine = Engine::start(store, Arc::new(SystemClock), cfg).await.unwrap();
+    let clock: Arc<dyn Clock> = if held { Arc::new(TokioClock::starting_now()) } else { Arc::new(SystemClock) };
+    let engine = Engine::start(store, clock, cfg).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(agent_os_server::run(listener, engine.clone(), opts, async move {
         let _ = stopped.await;
     }));
-    TestServer { url, admin, engine, http: reqwest::Client::new(), home, _stop: stop }
+    TestServer { url, admin, engine, http: reqwest::Client::new(), home, _stop: stop, _time: time }
 }
 
 /// Every answer a test sees from an operation of the OpenAPI document must be one the document
@@ -357,7 +372,7 @@ pub async fn wait_log(s: &TestServer, within: Duration, what: &str, done: impl F
         if std::time::Instant::now() > until {
             panic!("{what} within {within:?}: {list:#}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        nap(Duration::from_millis(50)).await;
     }
 }
 

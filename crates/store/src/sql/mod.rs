@@ -134,6 +134,10 @@ pub struct StoreOptions {
     /// SQLite only: the bound on the write-ahead log, [`WAL_LIMIT_BYTES`] unless a test
     /// wants to reach it quickly.
     pub wal_limit_bytes: u64,
+    /// How long a query waits for a free connection before it fails: 30 s. Tests that move a
+    /// paused tokio clock on by more than that (`agent_os_engine::testing`) make it longer,
+    /// since a query waiting while they do would otherwise fail at once.
+    pub acquire_timeout: Duration,
 }
 
 impl StoreOptions {
@@ -143,6 +147,7 @@ impl StoreOptions {
             durability: Durability::Normal,
             max_connections: 8,
             wal_limit_bytes: WAL_LIMIT_BYTES,
+            acquire_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -228,7 +233,7 @@ impl SqlStore {
                         .max_connections(max)
                         .min_connections(0)
                         .idle_timeout(Some(Duration::from_secs(60)))
-                        .acquire_timeout(Duration::from_secs(30))
+                        .acquire_timeout(opts.acquire_timeout)
                         .after_connect(move |conn, _| {
                             let pragmas = pragmas.clone();
                             Box::pin(async move {
@@ -253,7 +258,7 @@ impl SqlStore {
                     .max_connections(opts.max_connections.max(2))
                     .min_connections(opts.max_connections.max(2))
                     .idle_timeout(None)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(opts.acquire_timeout)
                     .connect_with(connect)
                     .await?;
                 SqlStore { backend, write: pool.clone(), read: pool, wal_keeper: std::sync::Mutex::new(None) }
