@@ -273,11 +273,16 @@ impl Engine {
             incident_id: Some(i.id.clone()),
             also_to,
         };
-        let told = self.notify(i.project.as_deref(), input, None).await?;
-        if matches!(tell, Tell::Opened) {
-            self.store.set_incident_notified(&i.id, true).await?;
+        // The opening is told once: a raise and the sweep can both find it untold.
+        let opening = matches!(tell, Tell::Opened);
+        if opening && !self.store.claim_incident_notice(&i.id).await? {
+            return Ok(None);
         }
-        Ok(Some(told))
+        let told = self.notify(i.project.as_deref(), input, None).await;
+        if opening && told.is_err() {
+            self.store.set_incident_notified(&i.id, false).await?;
+        }
+        Ok(Some(told?))
     }
 
     /// Tells the channels about incidents a maintenance window kept quiet once it is over.

@@ -367,14 +367,17 @@ impl Engine {
             None => None,
         };
         input.source = Some("project".into());
-        let done = self.notify(project, input, None).await?;
-        if let Some(i) = stored
-            && !done.deduplicated
-            && done.notification.suppressed.is_none()
-        {
-            self.store.set_incident_notified(&i.id, true).await?;
+        // Claimed before it is sent, so the incident sweep does not tell the same opening.
+        let claimed = match &stored {
+            Some(i) => self.store.claim_incident_notice(&i.id).await?,
+            None => false,
+        };
+        let done = self.notify(project, input, None).await;
+        let told = done.as_ref().is_ok_and(|d| !d.deduplicated && d.notification.suppressed.is_none());
+        if let Some(i) = stored.filter(|_| claimed && !told) {
+            self.store.set_incident_notified(&i.id, false).await?;
         }
-        Ok(done)
+        done
     }
 
     fn channel(&self, name: &str) -> Result<&Channel, EngineError> {

@@ -33,6 +33,9 @@ pub trait IncidentStore: Send + Sync {
     /// Newest first; `open_only` leaves resolved ones out.
     async fn list_incidents(&self, open_only: bool, project: Option<&str>, limit: i64) -> Result<Vec<IncidentRecord>>;
     async fn set_incident_notified(&self, id: &str, notified: bool) -> Result<()>;
+    /// Marks an incident told if it was not: whether this call did. Whoever gets `true` sends
+    /// the opening notification, so two tellers at once (a raise and the sweep) send one.
+    async fn claim_incident_notice(&self, id: &str) -> Result<bool>;
     /// The channels the notifications about an incident went (or are going) to.
     async fn incident_channels(&self, incident_id: &str) -> Result<Vec<String>>;
 
@@ -238,6 +241,14 @@ impl IncidentStore for SqlStore {
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+
+    async fn claim_incident_notice(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE incidents SET notified = 1 WHERE id = $1 AND notified = 0")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn incident_channels(&self, incident_id: &str) -> Result<Vec<String>> {
