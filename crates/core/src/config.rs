@@ -7,8 +7,10 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::alerting::{
-    Alerting, ChannelRules, Flapping, Maintenance, QuietHours, Route, Severity, Throttle, Window, parse_clock,
+    Alerting, ChannelRules, Flapping, IncidentSource, Maintenance, QuietHours, Route, Severity, Throttle, Window,
+    parse_clock,
 };
+use crate::budget::OnExceed;
 use crate::duration::parse_duration;
 use crate::manifest::ManifestError;
 use crate::resource::{Limits, Rate, parse_rate};
@@ -223,8 +225,7 @@ pub struct BudgetDecl {
     pub amount_nanos: i64,
     pub currency: String,
     pub thresholds: Vec<i64>,
-    /// `alert` or `pause`.
-    pub on_exceed: String,
+    pub on_exceed: OnExceed,
 }
 
 #[derive(Deserialize, Default)]
@@ -533,12 +534,11 @@ impl Config {
                 None => crate::budget::DEFAULT_THRESHOLDS.to_vec(),
             };
             let on_exceed = match &v.on_exceed {
-                Some(o) if o.value != "alert" && o.value != "pause" => {
+                Some(o) => o.value.parse().unwrap_or_else(|_| {
                     err(o.referenced, "on_exceed", format!("unknown action {:?}", o.value), "alert or pause");
-                    "alert".to_string()
-                }
-                Some(o) => o.value.clone(),
-                None => "alert".into(),
+                    OnExceed::Alert
+                }),
+                None => OnExceed::Alert,
             };
             if let Err(e) = crate::name::check_project_name(&v.project) {
                 err(b.referenced, "project", e, "the name of a registered project");
@@ -565,10 +565,10 @@ impl Config {
                         let timezone = q.timezone.unwrap_or_else(|| "UTC".into());
                         let parsed = parse_clock(&q.from)
                             .and_then(|from| parse_clock(&q.to).map(|to| (from, to)))
-                            .and_then(|ft| crate::cron::zone(&timezone).map(|_| ft))
+                            .and_then(|ft| crate::cron::Zone::parse(&timezone).map(|tz| (ft, tz)))
                             .and_then(|ft| q.except.as_deref().map(Severity::parse).transpose().map(|e| (ft, e)));
                         match parsed {
-                            Ok(((from, to), except)) => {
+                            Ok((((from, to), timezone), except)) => {
                                 rules.quiet_hours = Some(QuietHours { from, to, timezone, except })
                             }
                             Err(e) => push_err(
@@ -626,17 +626,18 @@ impl Config {
                     None
                 }
             };
-            let sources = v.when.source.list();
-            for s in &sources {
-                if !crate::alerting::SOURCES.contains(&s.as_str()) {
-                    push_err(
+            let mut sources = Vec::new();
+            for s in v.when.source.list() {
+                match s.parse::<IncidentSource>() {
+                    Ok(source) => sources.push(source),
+                    Err(_) => push_err(
                         &mut errors,
                         file,
                         r.referenced,
                         format!("{path}.match.source"),
                         format!("unknown source {s:?}"),
-                        &format!("one of {}", crate::alerting::SOURCES.join(", ")),
-                    );
+                        &format!("one of {}", IncidentSource::SPELLINGS.join(", ")),
+                    ),
                 }
             }
             c.alerting.routing.routes.push(Route {
@@ -787,8 +788,7 @@ fn maintenance_window(m: RawMaintenance) -> Result<Maintenance, String> {
     let window = match (m.cron, m.duration, m.start, m.end) {
         (Some(cron), Some(duration), None, None) => {
             let cron = crate::cron::Cron::parse(&cron).map_err(|e| format!("cron: {e}"))?;
-            let timezone = m.timezone.unwrap_or_else(|| "UTC".into());
-            crate::cron::zone(&timezone)?;
+            let timezone = crate::cron::Zone::parse(m.timezone.as_deref().unwrap_or("UTC"))?;
             let duration = parse_duration(&duration).map_err(|e| format!("duration: {e}"))?;
             Window::Recurring { cron, timezone, duration }
         }
@@ -944,7 +944,7 @@ maintenance:
         assert_eq!(a.routing.routes[1].projects, ["trading", "cortana"]);
         assert_eq!(
             (a.routing.routes[1].sources.clone(), a.routing.routes[1].tags.clone()),
-            (vec!["check".to_string()], vec!["eth".to_string()])
+            (vec![IncidentSource::Check], vec!["eth".to_string()])
         );
         assert_eq!(a.routing.default.as_deref(), Some(&["team".to_string()][..]));
         assert_eq!(a.flapping, Flapping { changes: 3, window: Duration::from_secs(1800) });

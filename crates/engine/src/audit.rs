@@ -22,13 +22,14 @@ use agent_os_core::Manifest;
 use agent_os_core::envfile;
 use agent_os_core::redact::find_shapes;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::runner;
 
 /// A project to audit: its name, its canonical root directory and its manifest.
 #[derive(Clone, Debug)]
+
 pub struct AuditTarget {
     pub name: String,
     pub root: PathBuf,
@@ -46,7 +47,7 @@ pub struct AuditOptions {
 }
 
 /// How bad a finding is. `Warning < Error`, so `severity >= fail_on` reads naturally.
-#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warning,

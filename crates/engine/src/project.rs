@@ -10,6 +10,7 @@ use agent_os_store::ProjectRecord;
 
 /// A registered project with its validated manifest.
 #[derive(Clone, Debug)]
+
 pub struct LoadedProject {
     pub record: ProjectRecord,
     pub manifest: Manifest,
@@ -23,7 +24,7 @@ impl LoadedProject {
     }
 
     pub fn root(&self) -> Option<&Path> {
-        self.record.root.as_deref().map(Path::new)
+        self.record.transport.root().map(Path::new)
     }
 }
 

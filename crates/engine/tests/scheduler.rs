@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use agent_os_core::run::RunStatus;
 use agent_os_engine::clock::FakeClock;
 use agent_os_engine::{Engine, EngineConfig};
 use agent_os_store::{RunFilter, SqlStore, StoreOptions, sqlite_url};
@@ -132,7 +133,7 @@ async fn runs_of(e: &Engine, task: &str) -> Vec<agent_os_store::RunRecord> {
 }
 
 /// Waits (real time) until the run has `status`.
-async fn wait_status(e: &Engine, id: &str, status: &str) -> agent_os_store::RunRecord {
+async fn wait_status(e: &Engine, id: &str, status: RunStatus) -> agent_os_store::RunRecord {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let run = e.store().get_run(id).await.unwrap().unwrap();
@@ -155,7 +156,7 @@ async fn a_queued_slot_waits_for_the_previous_run_and_the_queue_holds_one() {
     e.schedule_tick().await.unwrap();
     let first = runs_of(&e, "busy").await.remove(0);
     assert_eq!(first.scheduled_for, Some(ms("2026-11-25T10:01:00Z")));
-    wait_status(&e, &first.id, "running").await;
+    wait_status(&e, &first.id, RunStatus::Running).await;
 
     clock.advance_ms(60_000);
     e.schedule_tick().await.unwrap();
@@ -166,13 +167,13 @@ async fn a_queued_slot_waits_for_the_previous_run_and_the_queue_holds_one() {
     let second = runs[1].clone();
     assert_eq!(second.scheduled_for, Some(ms("2026-11-25T10:02:00Z")));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(e.store().get_run(&second.id).await.unwrap().unwrap().status, "queued", "it waits");
+    assert_eq!(e.store().get_run(&second.id).await.unwrap().unwrap().status, RunStatus::Queued, "it waits");
 
     e.cancel_run(&first.id).await.unwrap();
-    wait_status(&e, &first.id, "cancelled").await;
-    wait_status(&e, &second.id, "running").await;
+    wait_status(&e, &first.id, RunStatus::Cancelled).await;
+    wait_status(&e, &second.id, RunStatus::Running).await;
     e.cancel_run(&second.id).await.unwrap();
-    wait_status(&e, &second.id, "cancelled").await;
+    wait_status(&e, &second.id, RunStatus::Cancelled).await;
 }
 
 #[tokio::test]
@@ -185,16 +186,16 @@ async fn a_replacing_slot_cancels_the_previous_run() {
     clock.advance_ms(60_000);
     e.schedule_tick().await.unwrap();
     let first = runs_of(&e, "busy").await.remove(0);
-    wait_status(&e, &first.id, "running").await;
+    wait_status(&e, &first.id, RunStatus::Running).await;
     clock.advance_ms(60_000);
     e.schedule_tick().await.unwrap();
     let second = runs_of(&e, "busy").await.remove(1);
-    wait_status(&e, &first.id, "cancelled").await;
-    let second = wait_status(&e, &second.id, "running").await;
+    wait_status(&e, &first.id, RunStatus::Cancelled).await;
+    let second = wait_status(&e, &second.id, RunStatus::Running).await;
     let first = e.store().get_run(&first.id).await.unwrap().unwrap();
     assert!(second.started_at >= first.finished_at, "the new run starts once the old one has ended");
     e.cancel_run(&second.id).await.unwrap();
-    wait_status(&e, &second.id, "cancelled").await;
+    wait_status(&e, &second.id, RunStatus::Cancelled).await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_os_core::workflow::TriggerKind;
 use agent_os_engine::clock::FakeClock;
 use agent_os_engine::{Clock, Engine, EngineConfig};
 use agent_os_store::{SqlStore, StoreOptions, sqlite_url};
@@ -33,7 +34,7 @@ async fn slots(e: &Engine, within: Duration, want: usize) -> Vec<i64> {
             .unwrap()
             .iter()
             .map(|r| {
-                assert_eq!(r.trigger, "schedule");
+                assert_eq!(r.trigger, TriggerKind::Schedule);
                 r.trigger_key.as_deref().unwrap().strip_prefix("schedule:").unwrap().parse().unwrap()
             })
             .collect();

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use agent_os_core::token::LoginVia;
 use agent_os_engine::secrets::{PASSWORD_MIN_LEN, hash_password};
 
 use crate::AppState;
@@ -17,6 +18,7 @@ use crate::dashboard::session::PASSWORD_SETTING;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// A password longer than this is surely a mistake (a pasted file), not a passphrase.
+
 const PASSWORD_MAX_BYTES: usize = 1024;
 
 #[derive(Deserialize, ToSchema)]
@@ -59,7 +61,7 @@ pub async fn set_password(st: &AppState, password: String) -> ApiResult<()> {
     })?;
     let store = st.engine.store();
     store.set_setting(PASSWORD_SETTING, &hash).await?;
-    store.delete_sessions(Some("password")).await?;
+    store.delete_sessions(Some(LoginVia::Password)).await?;
     Ok(())
 }
 
@@ -68,7 +70,7 @@ pub async fn set_password(st: &AppState, password: String) -> ApiResult<()> {
 pub async fn clear_password(st: &AppState) -> ApiResult<()> {
     let store = st.engine.store();
     store.set_setting(PASSWORD_SETTING, "").await?;
-    store.delete_sessions(Some("password")).await?;
+    store.delete_sessions(Some(LoginVia::Password)).await?;
     Ok(())
 }
 

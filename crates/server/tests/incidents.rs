@@ -7,11 +7,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_os_core::alerting::{ChannelRules, QuietHours, Route, Severity, Throttle};
 use common::*;
 use serde_json::{Value, json};
 
+use agent_os_core::alerting::{ChannelRules, QuietHours, Route, Severity, Throttle};
+
 /// A json channel named `name` to the receiver at `url`.
+
 fn json_channel(name: &str, url: &str) -> agent_os_core::channel::Channel {
     agent_os_core::channel::parse(name, &format!("json://{}/{name}", url.trim_start_matches("http://"))).unwrap()
 }
@@ -241,7 +243,7 @@ async fn quiet_hours_hold_deliveries_until_they_end_and_let_critical_through() {
                 quiet_hours: Some(QuietHours {
                     from: (minute + 1440 - 1) % 1440,
                     to: (minute + 2) % 1440,
-                    timezone: "UTC".into(),
+                    timezone: agent_os_core::cron::Zone::utc(),
                     except: Some(Severity::Critical),
                 }),
                 ..Default::default()

@@ -141,7 +141,7 @@ pub trait Store: Send + Sync + 'static {
     /// Attempts still marked running (for crash recovery).
     async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>>;
     /// Runs per status, for metrics.
-    async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>>;
+    async fn count_runs_by_status(&self) -> Result<Vec<(agent_os_core::run::RunStatus, i64)>>;
     /// The earliest `not_before` of queued runs, so the dispatcher knows when to wake.
     async fn next_due(&self) -> Result<Option<i64>>;
 
@@ -173,7 +173,12 @@ pub trait Store: Send + Sync + 'static {
     /// The newest result of each probe kind of a project.
     async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>>;
     /// Results of the given probe kinds, newest first (a project's health history).
-    async fn probe_history(&self, project_id: &str, kinds: &[&str], limit: i64) -> Result<Vec<ProbeResult>>;
+    async fn probe_history(
+        &self,
+        project_id: &str,
+        kinds: &[agent_os_core::manifest::ProbeKind],
+        limit: i64,
+    ) -> Result<Vec<ProbeResult>>;
 
     // Costs --------------------------------------------------------------------------------
     /// Stores all records or none; a record whose idempotency key is already stored for its
@@ -224,7 +229,7 @@ pub trait Store: Send + Sync + 'static {
     /// (false, with nothing written, when this node or another already had).
     async fn fire_slots(&self, fires: &[SlotFire], now: i64) -> Result<Vec<bool>>;
     /// The id and status of the run started by the schedule's most recent fired slot, if any.
-    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>>;
+    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, agent_os_core::run::RunStatus)>>;
     /// Every schedule the scheduler has seen, with its newest run.
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
     /// Records that new schedules start counting from `slot` (existing ones are not moved).
@@ -251,7 +256,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores several pings, in order, in one transaction (a group commit).
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.
-    async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool>;
+    async fn set_check_state(
+        &self,
+        check_id: &str,
+        state: agent_os_core::check::CheckState,
+        event: &NewEvent,
+    ) -> Result<bool>;
     /// Newest first; `project` keeps that project's events only. `before` (an event's id) is a
     /// keyset cursor: only events older than that one come back (none for an unknown id).
     async fn list_events(
@@ -309,7 +319,7 @@ pub trait Store: Send + Sync + 'static {
     /// Resolves the open incident of `source` and `subject`, if there is one.
     async fn resolve_incident(
         &self,
-        source: &str,
+        source: agent_os_core::alerting::IncidentSource,
         subject: &str,
         reason: &str,
         at: i64,
@@ -369,7 +379,7 @@ pub trait Store: Send + Sync + 'static {
     async fn find_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>>;
     async fn delete_session(&self, id: &str) -> Result<bool>;
     /// Ends every session that logged in this way (`token`, `password`), or all of them.
-    async fn delete_sessions(&self, via: Option<&str>) -> Result<u64>;
+    async fn delete_sessions(&self, via: Option<agent_os_core::token::LoginVia>) -> Result<u64>;
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;

@@ -55,7 +55,7 @@ impl SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn sess_delete_via(&self, via: Option<&str>) -> Result<u64> {
+    pub(crate) async fn sess_delete_via(&self, via: Option<agent_os_core::token::LoginVia>) -> Result<u64> {
         let done = sqlx::query("DELETE FROM dashboard_sessions WHERE $1 IS NULL OR via = $1")
             .bind(via)
             .execute(&self.write)

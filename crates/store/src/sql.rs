@@ -17,11 +17,16 @@ use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
+use agent_os_core::alerting::{DeliveryStatus, IncidentStatus};
+use agent_os_core::budget::Period;
+use agent_os_core::resource::{Bucket, HolderKind, Limits, Usage, Waiter, allocate};
+use agent_os_core::token::TokenKind;
+
 use crate::model::*;
-use agent_os_core::resource::{Bucket, Limits, Usage, Waiter, allocate};
 use std::collections::HashMap;
 
 /// A lease request that stops asking is forgotten after this long.
+
 const WAITER_TTL_MS: i64 = 10_000;
 use crate::{Result, Store, StoreError};
 
@@ -511,11 +516,8 @@ fn project_from(r: &AnyRow) -> Result<ProjectRecord, sqlx::Error> {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
         description: r.try_get(2)?,
-        transport: r.try_get(3)?,
-        root: r.try_get(4)?,
-        plugin_url: r.try_get(5)?,
+        transport: ProjectTransport::from_row(r)?,
         manifest: r.try_get(6)?,
-        signing_secret: r.try_get(7)?,
         cost_cursor: r.try_get(8)?,
         created_at: r.try_get(9)?,
         updated_at: r.try_get(10)?,
@@ -734,7 +736,7 @@ async fn load_waiters(tx: &mut Transaction<'static, Any>, now: i64) -> Result<Ve
         let task: String = r.try_get(5)?;
         out.push(WaiterRecord {
             id: r.try_get(0)?,
-            kind: "run".into(),
+            kind: HolderKind::Run,
             resources: split_names(r.try_get::<Option<String>, _>(1)?.as_deref()),
             label: format!("{project}.{task}"),
             project: Some(project),
@@ -751,7 +753,7 @@ async fn load_waiters(tx: &mut Transaction<'static, Any>, now: i64) -> Result<Ve
     for r in rows {
         out.push(WaiterRecord {
             id: r.try_get(0)?,
-            kind: "lease".into(),
+            kind: HolderKind::Lease,
             resources: split_names(Some(&r.try_get::<String, _>(1)?)),
             project: r.try_get(2)?,
             label: r.try_get(3)?,
@@ -989,14 +991,6 @@ fn maintenance_from(r: &AnyRow) -> Result<MaintenanceRecord, sqlx::Error> {
     })
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 2,
-        "warning" => 1,
-        _ => 0,
-    }
-}
-
 fn delivery_from(r: &AnyRow) -> Result<DeliveryRecord, sqlx::Error> {
     Ok(DeliveryRecord {
         id: r.try_get(0)?,
@@ -1038,11 +1032,11 @@ impl Store for SqlStore {
         .bind(&p.id)
         .bind(&p.name)
         .bind(&p.description)
-        .bind(&p.transport)
-        .bind(&p.root)
-        .bind(&p.plugin_url)
+        .bind(p.transport.columns().0)
+        .bind(p.transport.columns().1)
+        .bind(p.transport.columns().2)
         .bind(&p.manifest)
-        .bind(&p.signing_secret)
+        .bind(p.transport.columns().3)
         .bind(now)
         .execute(&mut *tx)
         .await;
@@ -1193,8 +1187,9 @@ impl Store for SqlStore {
     }
 
     async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
+        let status = f.status.map(|s| s.to_string());
         let conditions =
-            [("project = ", &f.project), ("task = ", &f.task), ("status = ", &f.status), ("id < ", &f.before)];
+            [("project = ", &f.project), ("task = ", &f.task), ("status = ", &status), ("id < ", &f.before)];
         let (sql, args) = filtered(concat!("SELECT ", run_cols!(), " FROM runs"), &conditions, "ORDER BY id DESC");
         let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
         for a in args {
@@ -1233,7 +1228,7 @@ impl Store for SqlStore {
             if runs.len() as i64 >= limit {
                 break;
             }
-            let Some(w) = waiters.iter().find(|w| &w.id == id && w.kind == "run") else { continue };
+            let Some(w) = waiters.iter().find(|w| &w.id == id && w.kind == HolderKind::Run) else { continue };
             let row = sqlx::query(concat!(
                 "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1) WHERE id = $2 AND status = 'queued' RETURNING ",
                 run_cols!()
@@ -1249,7 +1244,7 @@ impl Store for SqlStore {
                     &HoldRecord {
                         holder: id.clone(),
                         resource: resource.clone(),
-                        kind: "run".into(),
+                        kind: HolderKind::Run,
                         project: w.project.clone(),
                         label: w.label.clone(),
                         priority: w.priority,
@@ -1318,7 +1313,7 @@ impl Store for SqlStore {
         let hold = HoldRecord {
             holder: req.id.clone(),
             resource: req.resource.clone(),
-            kind: "lease".into(),
+            kind: HolderKind::Lease,
             project: req.project.clone(),
             label: req.label.clone(),
             priority: req.priority,
@@ -1529,7 +1524,7 @@ impl Store for SqlStore {
         all(rows, |r| Ok((run_from(r)?, attempt_from(r, 23)?)))
     }
 
-    async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>> {
+    async fn count_runs_by_status(&self) -> Result<Vec<(agent_os_core::run::RunStatus, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
             .fetch_all(&self.read)
             .await?;
@@ -1676,7 +1671,7 @@ impl Store for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         let keep = match found.as_ref().map(token_from).transpose()? {
-            Some(k) if k.kind == "admin" && k.revoked_at.is_none() => k.id,
+            Some(k) if k.kind == TokenKind::Admin && k.revoked_at.is_none() => k.id,
             Some(_) => return Err(StoreError::Conflict("that token is revoked or is not an admin token".into())),
             None => {
                 insert_token_on(&mut *tx, t).await?;
@@ -1732,7 +1727,7 @@ impl Store for SqlStore {
 
     async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>> {
         let mut out = Vec::new();
-        for kind in ["status", "cost", "schedule", "health"] {
+        for kind in agent_os_core::manifest::ProbeKind::ALL {
             let row = sqlx::query(concat!(
                 "SELECT ",
                 probe_cols!(),
@@ -1749,7 +1744,12 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn probe_history(&self, project_id: &str, kinds: &[&str], limit: i64) -> Result<Vec<ProbeResult>> {
+    async fn probe_history(
+        &self,
+        project_id: &str,
+        kinds: &[agent_os_core::manifest::ProbeKind],
+        limit: i64,
+    ) -> Result<Vec<ProbeResult>> {
         let mut out = Vec::new();
         for kind in kinds {
             let rows = sqlx::query(concat!(
@@ -1948,7 +1948,7 @@ impl Store for SqlStore {
 
     async fn sync_config_budgets(&self, budgets: &[BudgetRecord]) -> Result<()> {
         let mut tx = self.startup_tx().await?;
-        let kept: Vec<(String, String, String, String)> =
+        let kept: Vec<(String, String, String, Period)> =
             sqlx::query("SELECT id, project, service, period FROM budgets WHERE source = 'config'")
                 .fetch_all(&mut *tx)
                 .await?
@@ -2112,7 +2112,7 @@ impl Store for SqlStore {
                 id: agent_os_core::id::new_id(),
                 notification_id: n.id.clone(),
                 channel: p.channel.clone(),
-                status: if p.held.is_some() { "held" } else { "pending" }.into(),
+                status: if p.held.is_some() { DeliveryStatus::Held } else { DeliveryStatus::Pending },
                 attempts: 0,
                 next_at: p.held.as_ref().map_or(n.created_at, |(until, _)| *until),
                 last_status: None,
@@ -2297,9 +2297,9 @@ impl Store for SqlStore {
             .await?;
             if let Some(row) = open {
                 let mut inc = incident_from(&row)?;
-                let escalated = severity_rank(&new.severity) > severity_rank(&inc.severity);
+                let escalated = new.severity > inc.severity;
                 if escalated {
-                    inc.severity = new.severity.clone();
+                    inc.severity = new.severity;
                 }
                 inc.reason = new.reason.clone();
                 inc.title = new.title.clone();
@@ -2329,13 +2329,13 @@ impl Store for SqlStore {
             .await?;
             if let Some(row) = recent {
                 let mut inc = incident_from(&row)?;
-                inc.status = "open".into();
+                inc.status = IncidentStatus::Open;
                 inc.resolved_at = None;
                 inc.acked_at = None;
                 inc.acked_by = None;
                 inc.changes += 1;
                 inc.flapping = inc.flapping || inc.changes >= flap_changes;
-                inc.severity = new.severity.clone();
+                inc.severity = new.severity;
                 inc.title = new.title.clone();
                 inc.reason = new.reason.clone();
                 inc.updated_at = new.updated_at;
@@ -2380,7 +2380,7 @@ impl Store for SqlStore {
                 Ok(_) => {
                     tx.commit().await?;
                     let mut inc = new.clone();
-                    inc.status = "open".into();
+                    inc.status = IncidentStatus::Open;
                     inc.changes = 1;
                     return Ok(IncidentChange::Opened(inc));
                 }
@@ -2393,7 +2393,7 @@ impl Store for SqlStore {
 
     async fn resolve_incident(
         &self,
-        source: &str,
+        source: agent_os_core::alerting::IncidentSource,
         subject: &str,
         reason: &str,
         at: i64,
@@ -2516,7 +2516,7 @@ impl Store for SqlStore {
         Ok(claimed)
     }
 
-    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>> {
+    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, agent_os_core::run::RunStatus)>> {
         let row = sqlx::query("SELECT r.id, r.status FROM schedule_slots s JOIN runs r ON r.id = s.run_id WHERE s.schedule_key = $1 ORDER BY s.slot DESC LIMIT 1")
             .bind(key)
             .fetch_optional(&self.read)
@@ -2744,7 +2744,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool> {
+    async fn set_check_state(
+        &self,
+        check_id: &str,
+        state: agent_os_core::check::CheckState,
+        event: &NewEvent,
+    ) -> Result<bool> {
         let mut tx = self.tx().await?;
         let changed = sqlx::query("UPDATE checks SET state = $2, state_changed_at = $3 WHERE id = $1 AND state <> $2")
             .bind(check_id)
@@ -2868,7 +2873,7 @@ impl Store for SqlStore {
         self.sess_delete(id).await
     }
 
-    async fn delete_sessions(&self, via: Option<&str>) -> Result<u64> {
+    async fn delete_sessions(&self, via: Option<agent_os_core::token::LoginVia>) -> Result<u64> {
         self.sess_delete_via(via).await
     }
 

@@ -8,22 +8,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_os_core::alerting::Severity;
+use agent_os_core::alerting::{IncidentSource, IncidentStatus, NotificationSource, Severity};
+use agent_os_core::check::CheckState;
 use agent_os_core::format_duration;
 use agent_os_core::id::new_id;
+use agent_os_core::run::RunStatus;
 use agent_os_store::{IncidentChange, IncidentRecord, MaintenanceRecord};
 
 use super::notify::{Notified, NotifyInput};
 use super::{Engine, EngineError};
 
 /// How often open incidents kept quiet by a maintenance window are looked at again.
+
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Something broken, as a source reports it.
 #[derive(Clone, Debug)]
 pub struct Alert {
-    /// `run`, `check`, `health`, `budget`, `project` or `channel`.
-    pub source: &'static str,
+    pub source: IncidentSource,
     /// What within the source, e.g. `trading/rebalance`; one open incident per subject.
     pub subject: String,
     pub project: Option<String>,
@@ -89,7 +91,7 @@ impl Engine {
     /// it open (with the notification that told them).
     pub async fn resolve(
         &self,
-        source: &str,
+        source: IncidentSource,
         subject: &str,
         reason: &str,
     ) -> Result<Option<(IncidentRecord, Option<Notified>)>, EngineError> {
@@ -111,7 +113,7 @@ impl Engine {
     /// Says someone is on it: acknowledged incidents do not tell of their escalation.
     pub async fn ack_incident(&self, id: &str, by: &str) -> Result<IncidentRecord, EngineError> {
         if let Some(i) = self.store.get_incident(id).await?
-            && i.status != "open"
+            && i.status != IncidentStatus::Open
         {
             return Err(EngineError::Conflict(format!("incident {id} is already resolved; nothing to acknowledge")));
         }
@@ -222,9 +224,9 @@ impl Engine {
             return Ok(None);
         }
         let (title, body, severity) = match tell {
-            Tell::Opened => (i.title.clone(), i.reason.clone(), i.severity.clone()),
-            Tell::Escalated => (format!("Now {}: {}", i.severity, i.title), i.reason.clone(), i.severity.clone()),
-            Tell::Worse => (i.title.clone(), i.reason.clone(), i.severity.clone()),
+            Tell::Opened => (i.title.clone(), i.reason.clone(), i.severity),
+            Tell::Escalated => (format!("Now {}: {}", i.severity, i.title), i.reason.clone(), i.severity),
+            Tell::Worse => (i.title.clone(), i.reason.clone(), i.severity),
             Tell::Flapping => (
                 format!("Flapping: {}", i.title),
                 format!(
@@ -233,14 +235,14 @@ impl Engine {
                     format_duration(self.cfg.alerting.flapping.window),
                     i.reason
                 ),
-                i.severity.clone(),
+                i.severity,
             ),
             Tell::Resolved => {
                 let took = Duration::from_millis((i.resolved_at.unwrap_or(now) - i.opened_at).max(0) as u64);
                 (
                     format!("Resolved: {}", i.title),
                     format!("{} (open for {})", i.reason, format_duration(Duration::from_secs(took.as_secs().max(1)))),
-                    "info".to_string(),
+                    Severity::Info,
                 )
             }
         };
@@ -257,7 +259,7 @@ impl Engine {
             severity: Some(severity),
             tags: all_tags,
             dedup_key: None,
-            source: Some(i.source.clone()),
+            source: Some(NotificationSource::from(i.source)),
             incident_id: Some(i.id.clone()),
             also_to,
         };
@@ -286,8 +288,8 @@ impl Engine {
     pub async fn sweep_incidents(&self) -> Result<(), EngineError> {
         let now = self.now();
         for i in self.store.list_incidents(true, None, 1000).await? {
-            if i.source == "budget" && budget_period_over(&i.subject, i.opened_at, now) {
-                self.resolve("budget", &i.subject, "a new budget period began").await?;
+            if i.source == IncidentSource::Budget && budget_period_over(&i.subject, i.opened_at, now) {
+                self.resolve(IncidentSource::Budget, &i.subject, "a new budget period began").await?;
                 continue;
             }
             if !i.notified && !i.flapping && self.maintenance_at(i.project.as_deref(), now).await?.is_none() {
@@ -305,14 +307,16 @@ impl Engine {
     /// success resolves it.
     pub(super) async fn run_ended(&self, run: &agent_os_store::RunRecord) {
         let subject = format!("{}/{}", run.project, run.task);
-        let result = match run.status.as_str() {
-            "succeeded" => self.resolve("run", &subject, &format!("run {} succeeded", run.id)).await.map(|_| ()),
-            "failed" | "timed_out" => {
-                let what = if run.status == "timed_out" { "timed out" } else { "failed" };
+        let result = match run.status {
+            RunStatus::Succeeded => {
+                self.resolve(IncidentSource::Run, &subject, &format!("run {} succeeded", run.id)).await.map(|_| ())
+            }
+            RunStatus::Failed | RunStatus::TimedOut => {
+                let what = if run.status == RunStatus::TimedOut { "timed out" } else { "failed" };
                 let attempts = if run.attempt > 1 { format!(" after {} attempts", run.attempt) } else { String::new() };
                 let error = run.error.as_deref().map(|e| format!(": {}", truncate(e, 500))).unwrap_or_default();
                 let alert = Alert {
-                    source: "run",
+                    source: IncidentSource::Run,
                     subject: subject.clone(),
                     project: Some(run.project.clone()),
                     severity: Severity::Warning,
@@ -332,16 +336,16 @@ impl Engine {
 
     /// A check changed state: late opens its incident as a warning, down makes it critical,
     /// up resolves it.
-    pub(super) async fn check_changed(&self, project: &str, slug: &str, state: &str, why: &str) {
+    pub(super) async fn check_changed(&self, project: &str, slug: &str, state: CheckState, why: &str) {
         let subject = format!("{project}/{slug}");
         let result = match state {
-            "up" => self.resolve("check", &subject, "a ping arrived").await.map(|_| ()),
-            "late" | "down" => {
+            CheckState::Up => self.resolve(IncidentSource::Check, &subject, "a ping arrived").await.map(|_| ()),
+            CheckState::Late | CheckState::Down => {
                 let alert = Alert {
-                    source: "check",
+                    source: IncidentSource::Check,
                     subject: subject.clone(),
                     project: Some(project.to_string()),
-                    severity: if state == "down" { Severity::Critical } else { Severity::Warning },
+                    severity: if state == CheckState::Down { Severity::Critical } else { Severity::Warning },
                     title: format!("{subject} is {state}"),
                     reason: why.to_string(),
                     tags: Vec::new(),
@@ -349,7 +353,7 @@ impl Engine {
                 };
                 self.raise(alert).await.map(|_| ())
             }
-            _ => Ok(()),
+            CheckState::New => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(check = %subject, error = %e, "check incident not recorded");
@@ -370,7 +374,7 @@ enum Tell {
 /// in is over.
 fn budget_period_over(subject: &str, opened_at: i64, now: i64) -> bool {
     let period = subject.split_once('/').map(|(_, rest)| rest.split(':').next().unwrap_or(rest));
-    match period.map(agent_os_core::budget::Period::parse) {
+    match period.map(str::parse::<agent_os_core::budget::Period>) {
         Some(Ok(p)) => p.bounds(now).0 > opened_at,
         _ => false,
     }
@@ -378,7 +382,7 @@ fn budget_period_over(subject: &str, opened_at: i64, now: i64) -> bool {
 
 /// A new open incident, as raising one stores it.
 pub(super) fn open_incident(
-    source: &str,
+    source: IncidentSource,
     subject: &str,
     project: Option<&str>,
     severity: Severity,
@@ -388,13 +392,13 @@ pub(super) fn open_incident(
 ) -> IncidentRecord {
     IncidentRecord {
         id: new_id(),
-        source: source.into(),
+        source,
         subject: subject.into(),
         project: project.map(str::to_string),
-        severity: severity.as_str().into(),
+        severity,
         title: title.into(),
         reason: reason.into(),
-        status: "open".into(),
+        status: IncidentStatus::Open,
         opened_at: now,
         resolved_at: None,
         acked_at: None,

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use agent_os_core::id::new_id;
 use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY, ResourceScope, allocate};
+use agent_os_core::run::RunStatus;
 use agent_os_store::{Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceSnapshot, RunRecord};
 
 use super::{Engine, EngineError};
 
 /// Bounds of a lease's time to live and of how long a request may wait.
+
 pub const MIN_TTL: Duration = Duration::from_secs(1);
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -194,7 +196,7 @@ impl Engine {
 
     /// The reason a queued run waits, if it waits for resources, as `scope` may read it.
     pub async fn run_wait_reason(&self, run: &RunRecord, scope: &ResourceScope) -> Option<String> {
-        (run.status == "queued" && !run.resources.is_empty() && run.not_before <= self.now()).then_some(())?;
+        (run.status == RunStatus::Queued && !run.resources.is_empty() && run.not_before <= self.now()).then_some(())?;
         Some(self.explain(&run.resources, &run.id, scope).await)
     }
 }

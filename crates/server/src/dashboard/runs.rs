@@ -125,7 +125,7 @@ pub async fn detail(
     .0;
     let chunks = st.engine.store().read_log(&id, 0, 2000).await?;
     let after = chunks.last().map_or(0, |c| c.seq);
-    let finished = is_terminal(&run.status);
+    let finished = run.status.is_terminal();
     let log = html! {
         h2 { "Log" }
         @if run.log_dropped_bytes > 0 { p.small.muted { (run.log_dropped_bytes) " bytes of the oldest output were dropped to keep the log under its cap." } }
@@ -145,12 +145,8 @@ pub async fn detail(
         .respond(&session, fragment.name()))
 }
 
-fn is_terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "timed_out" | "cancelled")
-}
-
 fn summary(session: &Session, r: &RunView, costs: &[crate::views::CostView]) -> Markup {
-    let finished = is_terminal(&r.status);
+    let finished = r.status.is_terminal();
     html! {
         div.actions {
             (ui::badge(&r.status))

@@ -13,6 +13,9 @@ use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use agent_os_core::check::CheckState;
+use agent_os_core::manifest::{ManagedBy, ScheduleStatus};
+
 use super::session::{Session, urlencode};
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
@@ -91,7 +94,7 @@ pub async fn page(
     let watching: HashSet<&str> = schedules.iter().filter_map(|s| s.check.as_ref().map(|c| c.id.as_str())).collect();
     let lone: Vec<&routes::CheckView> = checks
         .iter()
-        .filter(|c| (c.state == "late" || c.state == "down") && !watching.contains(c.id.as_str()))
+        .filter(|c| (c.state == CheckState::Late || c.state == CheckState::Down) && !watching.contains(c.id.as_str()))
         .collect();
     let table = schedule_table(&session, &f, &schedules, &lone);
     // The live part is re-fetched on every change; the timeline is not part of it.
@@ -145,7 +148,7 @@ fn schedule_table(
             },
         );
     }
-    let managed = schedules.iter().filter(|s| s.managed_by == "agent-os").count();
+    let managed = schedules.iter().filter(|s| s.managed_by == ManagedBy::AgentOs).count();
     let flagged = schedules.iter().filter(|s| s.late || s.down).count() + lone.len();
     let paused = schedules.iter().filter(|s| s.paused).count();
     html! {
@@ -194,7 +197,7 @@ fn schedule_table(
                             }
                             td { code { (s.cron) } " " span.small.muted { (s.timezone) } }
                             td.hide-narrow {
-                                @if s.managed_by == "agent-os" { "Agent OS" } @else { (s.managed_by) }
+                                @if s.managed_by == ManagedBy::AgentOs { "Agent OS" } @else { (s.managed_by) }
                                 br; span.small.muted { (s.source) }
                             }
                             td { (state_badges(s)) }
@@ -216,15 +219,17 @@ fn schedule_table(
 
 /// The state as a word, with late or down said in words too (the row is also highlighted).
 fn state_badges(s: &ScheduleView) -> Markup {
-    let state = match s.state.as_str() {
-        "failing" => html! { span class="badge bad" { "failing" } },
-        "unwatched" => html! { span class="badge neutral" title="no check watches this schedule" { "unwatched" } },
+    let state = match s.state {
+        ScheduleStatus::Failing => html! { span class="badge bad" { (s.state) } },
+        ScheduleStatus::Unwatched => {
+            html! { span class="badge neutral" title="no check watches this schedule" { (s.state) } }
+        }
         other => ui::badge(other),
     };
     html! {
         (state)
-        @if s.late && s.state != "late" { " " (ui::badge("late")) }
-        @if s.down && s.state != "down" && s.state != "failing" { " " (ui::badge("down")) }
+        @if s.late && s.state != ScheduleStatus::Late { " " (ui::badge(ScheduleStatus::Late)) }
+        @if s.down && s.state != ScheduleStatus::Down && s.state != ScheduleStatus::Failing { " " (ui::badge(ScheduleStatus::Down)) }
     }
 }
 
@@ -241,13 +246,13 @@ fn last(s: &ScheduleView) -> Markup {
             },
             None => html! { span.small.muted { "no ping yet (check " code { (c.slug) } ")" } },
         },
-        None if s.managed_by == "agent-os" => html! { span.small.muted { "no run yet" } },
+        None if s.managed_by == ManagedBy::AgentOs => html! { span.small.muted { "no run yet" } },
         None => html! { span.small.muted { "not watched" } },
     }
 }
 
 fn actions(session: &Session, f: &SchedulesFilter, s: &ScheduleView) -> Markup {
-    if s.managed_by != "agent-os" {
+    if s.managed_by != ManagedBy::AgentOs {
         return html! { span.small.muted { "fired by " (s.managed_by) } };
     }
     let name = format!("{}.{}", s.project, s.task);
@@ -329,7 +334,7 @@ fn timeline_section(f: &SchedulesFilter, t: &Timeline, no_schedules: bool) -> Ma
                                 td {
                                     @if let Some(first) = c.fires.first().and_then(|i| t.fires.get(*i)) { (ui::time_str(&first.at)) }
                                 }
-                                td { (ui::badge("collides")) " " (c.service) }
+                                td { (ui::badge(ui::Word::Collides)) " " (c.service) }
                                 td {
                                     ul.plain {
                                         @for fire in c.fires.iter().filter_map(|i| t.fires.get(*i)) {
@@ -532,7 +537,7 @@ mod tests {
             task: task.into(),
             cron: "* * * * *".into(),
             timezone: "UTC".into(),
-            managed_by: "agent-os".into(),
+            managed_by: ManagedBy::AgentOs,
         }
     }
 
