@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use agent_os_core::alerting::DeliveryStatus;
 use agent_os_core::manifest::{ManagedBy, ProbeKind};
 use agent_os_core::resource::HolderKind;
-use agent_os_core::run::RunStatus;
+use agent_os_core::run::{LogStream, RunStatus};
 use agent_os_server::views::{CostView, LogChunkView, LogView, ProjectView, RunList, RunView, ScheduleView, TokenView};
 use agent_os_server::{CostsAccepted, CreatedToken, Registered, SigningSecretView};
 
@@ -725,8 +725,8 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             if *json {
                 print_json(&d)?;
             }
-            match d.status.as_str() {
-                "delivered" => {
+            match d.status {
+                DeliveryStatus::Delivered => {
                     if !json {
                         println!("delivered to {name}");
                     }
@@ -959,7 +959,7 @@ async fn start_run(c: &Client, a: &RunArgs) -> Result<u8> {
                 Duration::from_secs(90),
             )
             .await?;
-        if !matches!(run.status.as_str(), "queued" | "running") {
+        if run.status.is_terminal() {
             break;
         }
     }
@@ -1057,18 +1057,18 @@ async fn runs(c: &Client, a: &RunsArgs) -> Result<u8> {
 
 fn emit(chunk: &LogChunkView) {
     use std::io::Write;
-    match chunk.stream.as_str() {
-        "stdout" => {
+    match chunk.stream {
+        LogStream::Stdout => {
             let mut out = std::io::stdout();
             let _ = out.write_all(chunk.data.as_bytes());
             let _ = out.flush();
         }
-        "system" => {
+        LogStream::System => {
             for line in chunk.data.lines() {
                 eprintln!("[agent-os] {line}");
             }
         }
-        _ => {
+        LogStream::Stderr => {
             let mut err = std::io::stderr();
             let _ = err.write_all(chunk.data.as_bytes());
         }

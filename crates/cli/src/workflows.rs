@@ -182,7 +182,7 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
             let mut pause = Duration::from_millis(200);
             let run = loop {
                 let r: WorkflowRunDetail = c.get(&path).await?;
-                if !matches!(r.run.status.as_str(), "queued" | "running") {
+                if r.run.status.is_terminal() {
                     break r;
                 }
                 tokio::time::sleep(pause).await;

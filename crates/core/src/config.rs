@@ -14,6 +14,7 @@ use crate::budget::OnExceed;
 use crate::duration::parse_duration;
 use crate::manifest::ManifestError;
 use crate::resource::{Limits, Rate, parse_rate};
+use crate::text::text_enum;
 use crate::yaml::{self, SourceError};
 
 #[derive(Deserialize, Default)]
@@ -263,14 +264,22 @@ struct RawApi {
     trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
+text_enum! {
+    /// How SQLite commits: `normal` survives a crash of Agent OS, `full` also a power loss.
+    pub enum Durability("durability") {
+        Normal = "normal",
+        Full = "full",
+    }
+}
+
 /// Validated settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub bind: String,
     pub public_url: Option<String>,
     pub database_url: Option<String>,
-    /// `normal` or `full` (SQLite only).
-    pub durability: String,
+    /// SQLite only.
+    pub durability: Durability,
     pub max_concurrent_runs: u32,
     pub default_timeout: Duration,
     pub kill_grace: Duration,
@@ -300,7 +309,7 @@ impl Default for Config {
             bind: DEFAULT_BIND.into(),
             public_url: None,
             database_url: None,
-            durability: "normal".into(),
+            durability: Durability::Normal,
             max_concurrent_runs: 16,
             default_timeout: Duration::from_secs(3600),
             kill_grace: Duration::from_secs(10),
@@ -362,15 +371,15 @@ impl Config {
         }
         c.database_url = raw.database_url;
         if let Some(d) = raw.durability {
-            if d.value != "normal" && d.value != "full" {
-                at(
+            match d.value.parse() {
+                Ok(durability) => c.durability = durability,
+                Err(_) => at(
                     d.referenced,
                     "durability",
                     format!("unknown durability {:?}", d.value),
                     "normal (survives a crash of Agent OS) or full (also survives power loss, slower)",
-                );
+                ),
             }
-            c.durability = d.value;
         }
         let mut duration = |v: &Option<Spanned<String>>, path: &str, target: &mut Duration| {
             if let Some(v) = v {

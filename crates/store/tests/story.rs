@@ -937,3 +937,106 @@ async fn incidents_on_sqlite_and_postgres() {
         db.drop_it().await;
     }
 }
+
+/// Binds each value of a closed set and reads it back through the database: the same text
+/// goes in and comes out, as the set's own type and as plain text.
+async fn round_trip<T>(pool: &sqlx::AnyPool, all: &[T])
+where
+    T: Copy + std::fmt::Debug + PartialEq + std::fmt::Display + sqlx::Type<sqlx::Any>,
+    T: for<'q> sqlx::Encode<'q, sqlx::Any> + for<'r> sqlx::Decode<'r, sqlx::Any> + Send + 'static,
+{
+    use sqlx::Row;
+    for &value in all {
+        let row = sqlx::query("SELECT CAST($1 AS TEXT), CAST($1 AS TEXT)").bind(value).fetch_one(pool).await.unwrap();
+        assert_eq!(row.try_get::<T, _>(0).unwrap(), value);
+        assert_eq!(row.try_get::<String, _>(1).unwrap(), value.to_string());
+    }
+}
+
+/// Every closed set a record holds is stored as its text and read back as itself; a row that
+/// holds a text no value has (written by hand, or by a newer version) is an error naming it,
+/// and so is an HTTP project without its signing secret.
+async fn typed_columns_story(s: &dyn Store, pool: &sqlx::AnyPool) {
+    use agent_os_core::{alerting, budget, check, cost, health, manifest, resource, run, token, workflow};
+    round_trip(pool, run::RunStatus::ALL).await;
+    round_trip(pool, run::LogStream::ALL).await;
+    round_trip(pool, check::CheckState::ALL).await;
+    round_trip(pool, check::CheckKind::ALL).await;
+    let pings: Vec<check::PingKind> =
+        [check::PingKind::Success, check::PingKind::Start, check::PingKind::Fail, check::PingKind::Log]
+            .into_iter()
+            .chain((0..=255).map(check::PingKind::Exit))
+            .collect();
+    round_trip(pool, &pings).await;
+    round_trip(pool, alerting::Severity::ALL).await;
+    round_trip(pool, alerting::IncidentSource::ALL).await;
+    round_trip(pool, alerting::NotificationSource::ALL).await;
+    round_trip(pool, alerting::IncidentStatus::ALL).await;
+    round_trip(pool, alerting::DeliveryStatus::ALL).await;
+    round_trip(pool, alerting::HoldReason::ALL).await;
+    round_trip(pool, budget::Period::ALL).await;
+    round_trip(pool, budget::OnExceed::ALL).await;
+    round_trip(pool, budget::BudgetSource::ALL).await;
+    round_trip(pool, cost::CostSource::ALL).await;
+    round_trip(pool, health::HealthState::ALL).await;
+    round_trip(pool, manifest::ManagedBy::ALL).await;
+    round_trip(pool, manifest::ScheduleSource::ALL).await;
+    round_trip(pool, manifest::ProbeKind::ALL).await;
+    round_trip(pool, manifest::ProbeStatus::ALL).await;
+    round_trip(pool, manifest::TransportKind::ALL).await;
+    round_trip(pool, resource::HolderKind::ALL).await;
+    round_trip(pool, token::TokenKind::ALL).await;
+    round_trip(pool, token::LoginVia::ALL).await;
+    round_trip(pool, workflow::WorkflowRunStatus::ALL).await;
+    round_trip(pool, workflow::StepStatus::ALL).await;
+    round_trip(pool, workflow::TriggerKind::ALL).await;
+
+    // Both transports survive the trip through their columns.
+    let local = s.insert_project(&project("local"), &[], 1_000).await.unwrap();
+    assert_eq!(local.transport, ProjectTransport::Command { root: "/home/u/local".into() });
+    let hosted = NewProject {
+        transport: ProjectTransport::Http {
+            url: "https://hosted.example.com/agent-os".into(),
+            secret: "whsec_c2VjcmV0".into(),
+            root: None,
+        },
+        ..project("hosted")
+    };
+    let stored = s.insert_project(&hosted, &[], 1_000).await.unwrap();
+    assert_eq!(stored.transport, hosted.transport);
+    assert_eq!(s.get_project("hosted").await.unwrap().unwrap().transport, hosted.transport);
+
+    // A status no version of Agent OS writes is refused where the row is read, by name.
+    let run = s.insert_run(&new_run(&local, "t", 2_000, 1)).await.unwrap();
+    sqlx::query("UPDATE runs SET status = 'done' WHERE id = $1").bind(&run.id).execute(pool).await.unwrap();
+    let e = s.get_run(&run.id).await.unwrap_err().to_string();
+    assert!(e.contains(r#"unknown run status "done""#), "{e}");
+    assert!(e.contains("queued, running, succeeded, failed, timed_out or cancelled"), "{e}");
+    assert!(s.list_runs(&RunFilter { limit: 10, ..Default::default() }).await.is_err(), "not skipped, not a panic");
+
+    // An HTTP project without its signing secret cannot be read as one.
+    sqlx::query("UPDATE projects SET signing_secret = NULL WHERE name = 'hosted'").execute(pool).await.unwrap();
+    let e = s.get_project("hosted").await.unwrap_err().to_string();
+    assert!(e.contains("an HTTP project is stored without its signing secret"), "{e}");
+}
+
+#[tokio::test]
+async fn typed_columns_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir.path().join("agent-os.db"));
+    let store = SqlStore::open(&StoreOptions::new(url.clone()), 1_000).await.expect("open sqlite");
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    typed_columns_story(&store, &pool).await;
+    pool.close().await;
+    store.close().await;
+    if let Some(db) = PgDatabase::create().await {
+        {
+            let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
+            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+            typed_columns_story(&store, &pool).await;
+            pool.close().await;
+            store.close().await;
+        }
+        db.drop_it().await;
+    }
+}

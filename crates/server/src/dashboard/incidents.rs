@@ -52,7 +52,7 @@ pub async fn page(
     fragment: Fragment,
     Query(f): Query<IncidentsFilter>,
 ) -> PageResult {
-    let open_only = f.show.as_deref() == Some("open");
+    let open_only = f.show.as_deref().map(str::parse) == Some(Ok(IncidentStatus::Open));
     let project = f.project.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
     let limit = f.limit.as_deref().and_then(|l| l.parse::<i64>().ok()).unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let query = |open: bool| IncidentQuery { open, project: project.clone(), limit: Some(limit) };

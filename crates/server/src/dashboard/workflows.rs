@@ -632,7 +632,7 @@ fn step_details(s: &WorkflowStepView, def: Option<&WorkflowStepDef>) -> Markup {
     html! {
         @if let Some(t) = &s.task_run_id { div { "Task run " a.mono href={"/runs/" (urlencode(t))} { (t) } } }
         @if let Some(c) = &s.child_run_id { div { "Workflow run " a.mono href=(run_href(c)) { (c) } } }
-        @if matches!(s.status.as_str(), "waiting" | "retrying") {
+        @if matches!(s.status, StepStatus::Waiting | StepStatus::Retrying) {
             @if let Some(d) = def.filter(|d| d.kind == ActionKind::Wait) { div.small { "Waiting for " (d.target) } }
             @if let Some(w) = &s.wake_at { div.small { "Looks again at " (ui::time_str(w)) } }
         }
