@@ -1,81 +1,50 @@
-//! Schema migrations, embedded in the binary, one directory per backend.
+//! Schema migrations: one directory per backend, embedded in the binary by the build script
+//! (the files are the list) and applied by sqlx's migrator, each file whole, in its own
+//! transaction, recorded in `_sqlx_migrations` with its checksum, so an edited released
+//! migration is refused rather than silently skipped.
 //!
-//! A migration runs once, inside a transaction, and its checksum is recorded; a released
-//! migration whose text changed is refused rather than silently skipped.
+//! Databases made before the migrator recorded their versions in `schema_migrations`, with a
+//! checksum of their own. Opening one adopts it once: each version recorded there is checked
+//! against its file as before and recorded as applied in `_sqlx_migrations`. From then on
+//! `schema_migrations` holds only [`MOVED`], a version higher than any release before the
+//! migrator knew, so such an older Agent OS refuses the database (as newer than it knows)
+//! instead of running on a schema it cannot see.
 
-use sqlx::{Any, AnyPool, Row};
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Row, SqlSafeStr};
 
 use crate::sql::Backend;
 use crate::{Result, StoreError};
 
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sql: &'static str,
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// The table sqlx's migrator keeps.
+const TABLE: &str = "_sqlx_migrations";
+
+/// What `schema_migrations` says once the migrator keeps the versions.
+const MOVED: i64 = 1_000_000_000;
+
+fn files(backend: Backend) -> &'static [(i64, &'static str, &'static str)] {
+    match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    }
 }
 
-const SQLITE: &[Migration] = &[
-    Migration { version: 1, name: "foundation", sql: include_str!("../migrations/sqlite/0001_foundation.sql") },
-    Migration { version: 2, name: "schedule_slots", sql: include_str!("../migrations/sqlite/0002_schedule_slots.sql") },
-    Migration { version: 3, name: "checks", sql: include_str!("../migrations/sqlite/0003_checks.sql") },
-    Migration {
-        version: 4,
-        name: "schedule_control",
-        sql: include_str!("../migrations/sqlite/0004_schedule_control.sql"),
-    },
-    Migration { version: 5, name: "resources", sql: include_str!("../migrations/sqlite/0005_resources.sql") },
-    Migration { version: 6, name: "budgets", sql: include_str!("../migrations/sqlite/0006_budgets.sql") },
-    Migration { version: 7, name: "notifications", sql: include_str!("../migrations/sqlite/0007_notifications.sql") },
-    Migration { version: 8, name: "incidents", sql: include_str!("../migrations/sqlite/0008_incidents.sql") },
-    Migration { version: 9, name: "workflows", sql: include_str!("../migrations/sqlite/0009_workflows.sql") },
-    Migration {
-        version: 10,
-        name: "drop_webhook_receipts",
-        sql: include_str!("../migrations/sqlite/0010_drop_webhook_receipts.sql"),
-    },
-    Migration { version: 11, name: "dashboard", sql: include_str!("../migrations/sqlite/0011_dashboard.sql") },
-    Migration {
-        version: 12,
-        name: "dashboard_indexes",
-        sql: include_str!("../migrations/sqlite/0012_dashboard_indexes.sql"),
-    },
-    Migration { version: 13, name: "list_indexes", sql: include_str!("../migrations/sqlite/0013_list_indexes.sql") },
-];
+fn migrator(backend: Backend) -> Migrator {
+    let migrations = files(backend)
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
 
-const POSTGRES: &[Migration] = &[
-    Migration { version: 1, name: "foundation", sql: include_str!("../migrations/postgres/0001_foundation.sql") },
-    Migration {
-        version: 2,
-        name: "schedule_slots",
-        sql: include_str!("../migrations/postgres/0002_schedule_slots.sql"),
-    },
-    Migration { version: 3, name: "checks", sql: include_str!("../migrations/postgres/0003_checks.sql") },
-    Migration {
-        version: 4,
-        name: "schedule_control",
-        sql: include_str!("../migrations/postgres/0004_schedule_control.sql"),
-    },
-    Migration { version: 5, name: "resources", sql: include_str!("../migrations/postgres/0005_resources.sql") },
-    Migration { version: 6, name: "budgets", sql: include_str!("../migrations/postgres/0006_budgets.sql") },
-    Migration { version: 7, name: "notifications", sql: include_str!("../migrations/postgres/0007_notifications.sql") },
-    Migration { version: 8, name: "incidents", sql: include_str!("../migrations/postgres/0008_incidents.sql") },
-    Migration { version: 9, name: "workflows", sql: include_str!("../migrations/postgres/0009_workflows.sql") },
-    Migration {
-        version: 10,
-        name: "drop_webhook_receipts",
-        sql: include_str!("../migrations/postgres/0010_drop_webhook_receipts.sql"),
-    },
-    Migration { version: 11, name: "dashboard", sql: include_str!("../migrations/postgres/0011_dashboard.sql") },
-    Migration {
-        version: 12,
-        name: "dashboard_indexes",
-        sql: include_str!("../migrations/postgres/0012_dashboard_indexes.sql"),
-    },
-    Migration { version: 13, name: "list_indexes", sql: include_str!("../migrations/postgres/0013_list_indexes.sql") },
-];
-
-/// FNV-1a over the text: enough to notice an edited migration.
-fn checksum(text: &str) -> String {
+/// FNV-1a over the text: the checksum `schema_migrations` kept.
+fn legacy_checksum(text: &str) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in text.bytes() {
         h ^= u64::from(b);
@@ -84,82 +53,91 @@ fn checksum(text: &str) -> String {
     format!("{h:016x}")
 }
 
-/// Statements of a migration file: split on `;` at line ends, comments dropped.
-fn statements(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in sql.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("--") || trimmed.is_empty() {
-            continue;
-        }
-        current.push_str(line);
-        current.push('\n');
-        if trimmed.ends_with(';') {
-            out.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current);
-    }
-    out
+fn newer(version: i64) -> StoreError {
+    StoreError::Migration(format!(
+        "the database is at schema version {version}, newer than this Agent OS knows; upgrade Agent OS"
+    ))
+}
+
+fn edited(version: i64, description: &str) -> StoreError {
+    StoreError::Migration(format!("migration {version} ({description}) differs from the one applied to this database"))
 }
 
 pub(crate) async fn run(pool: &AnyPool, backend: Backend, now: i64) -> Result<()> {
-    let migrations = match backend {
-        Backend::Sqlite => SQLITE,
-        Backend::Postgres => POSTGRES,
-    };
-    let begin = match backend {
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        Backend::Postgres => "BEGIN",
-    };
-    let mut tx = pool.begin_with(begin).await?;
+    let migrator = migrator(backend);
+    adopt(pool, backend, &migrator, now).await?;
+    migrator.run(pool).await.map_err(|e| match e {
+        MigrateError::Execute(e) => StoreError::Database(e),
+        MigrateError::VersionMismatch(v) => {
+            edited(v, migrator.iter().find(|m| m.version == v).map_or("", |m| &m.description))
+        }
+        MigrateError::VersionMissing(v) => StoreError::Migration(format!(
+            "the database records migration {v}, which this Agent OS does not have; upgrade Agent OS"
+        )),
+        other => StoreError::Migration(other.to_string()),
+    })
+}
+
+/// Adopts the versions `schema_migrations` recorded (once), leaves [`MOVED`] there, and
+/// refuses a database newer than this binary. Nodes starting together on PostgreSQL take turns.
+async fn adopt(pool: &AnyPool, backend: Backend, migrator: &Migrator, now: i64) -> Result<()> {
+    let known = files(backend);
+    let newest_known = known.last().map_or(0, |m| m.0);
+    let mut tx = pool.begin_with(backend.begin()).await?;
     if backend == Backend::Postgres {
-        // Several nodes may start at once; one migrates, the others wait for it.
         sqlx::query("SELECT pg_advisory_xact_lock(7700001)").execute(&mut *tx).await?;
     }
     sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS schema_migrations
+             (version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)",
     )
     .execute(&mut *tx)
     .await?;
-    let applied =
-        sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version").fetch_all(&mut *tx).await?;
-    let applied: Vec<(i64, String)> = applied
+    Migrate::ensure_migrations_table(&mut *tx, TABLE).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+    let legacy: Vec<(i64, String)> = sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await?
         .iter()
-        .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+        .map(|row| Ok((row.try_get("version")?, row.try_get("checksum")?)))
         .collect::<Result<_, sqlx::Error>>()?;
-    if let Some((newest, _)) = applied.last()
-        && *newest > migrations.last().map_or(0, |m| m.version)
+    let recorded: Vec<i64> = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("version"))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let adopted = legacy.iter().any(|(version, _)| *version == MOVED);
+    let legacy_newest = legacy.iter().map(|(version, _)| *version).filter(|v| *v != MOVED).max();
+    if let Some(newest) = recorded.last().copied().max(legacy_newest)
+        && newest > newest_known
     {
-        return Err(StoreError::Migration(format!(
-            "the database is at schema version {newest}, newer than this Agent OS knows; upgrade Agent OS"
-        )));
+        return Err(newer(newest));
     }
-    for m in migrations {
-        let sum = checksum(m.sql);
-        if let Some((_, stored)) = applied.iter().find(|(v, _)| *v == m.version) {
-            if *stored != sum {
-                return Err(StoreError::Migration(format!(
-                    "migration {} ({}) differs from the one applied to this database",
-                    m.version, m.name
-                )));
-            }
-            continue;
-        }
-        for stmt in statements(m.sql) {
-            sqlx::query::<Any>(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
-        }
-        sqlx::query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(sum)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
+    if adopted {
+        return Ok(());
     }
+    // A database from before the migrator (or a new one): check what it recorded as the
+    // migrations of the time did, then record it the migrator's way.
+    for (version, checksum) in &legacy {
+        let Some(m) = migrator.iter().find(|m| m.version == *version) else {
+            return Err(StoreError::Migration(format!(
+                "the database records migration {version}, which this Agent OS does not have; upgrade Agent OS"
+            )));
+        };
+        if legacy_checksum(m.sql.as_str()) != *checksum {
+            return Err(edited(*version, &m.description));
+        }
+        if !recorded.contains(version) {
+            Migrate::skip(&mut *tx, TABLE, m).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        }
+    }
+    sqlx::query("DELETE FROM schema_migrations").execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, '', $3)")
+        .bind(MOVED)
+        .bind(format!("versions are kept in {TABLE}"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -169,16 +147,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_statements() {
-        let s = statements("-- c\nCREATE TABLE a (x INTEGER);\n\nCREATE INDEX i\n  ON a(x);\n");
-        assert_eq!(s.len(), 2);
-        assert!(s[1].contains("ON a(x);"));
+    fn both_backends_define_the_same_versions() {
+        let a: Vec<i64> = SQLITE.iter().map(|m| m.0).collect();
+        let b: Vec<i64> = POSTGRES.iter().map(|m| m.0).collect();
+        assert_eq!(a, b);
     }
 
     #[test]
-    fn both_backends_define_the_same_versions() {
-        let a: Vec<i64> = SQLITE.iter().map(|m| m.version).collect();
-        let b: Vec<i64> = POSTGRES.iter().map(|m| m.version).collect();
-        assert_eq!(a, b);
+    fn the_files_are_the_list_in_version_order() {
+        assert_eq!(SQLITE[0].0, 1);
+        assert_eq!(SQLITE[0].1, "foundation");
+        assert_eq!(SQLITE[1].1, "schedule slots");
+        assert!(SQLITE.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(SQLITE[0].2.contains("CREATE TABLE"));
     }
 }

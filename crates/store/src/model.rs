@@ -699,17 +699,6 @@ pub struct IncidentRecord {
     pub updated_at: i64,
 }
 
-/// What raising an incident did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum IncidentChange {
-    /// A new incident.
-    Opened(IncidentRecord),
-    /// One resolved within the flapping window, open again.
-    Reopened(IncidentRecord),
-    /// Already open; `escalated` when its severity rose.
-    Updated { incident: IncidentRecord, escalated: bool },
-}
-
 /// A maintenance window set over the API or the CLI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MaintenanceRecord {

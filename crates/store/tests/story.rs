@@ -789,6 +789,47 @@ async fn resource_race(store: std::sync::Arc<SqlStore>) {
     assert_eq!((total, all.len()), (40, 40), "every run ran, once");
 }
 
+/// Incidents are stored, found open or lately resolved, and written over only as they were read:
+/// the engine's decisions (`engine::incidents`) lean on that.
+async fn incident_rows_story(s: &dyn Store) {
+    let a = incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 1_000);
+    assert!(s.insert_incident(&a).await.unwrap());
+    let twin = incident(IncidentSource::Check, "trading/nightly", Severity::Critical, 1_100);
+    assert!(!s.insert_incident(&twin).await.unwrap(), "one open incident per source and subject");
+    let open = s.find_open_incident(IncidentSource::Check, "trading/nightly").await.unwrap().unwrap();
+    assert_eq!(open, a);
+    assert!(s.find_open_incident(IncidentSource::Check, "trading/other").await.unwrap().is_none());
+
+    let critical = IncidentRecord { severity: Severity::Critical, updated_at: 2_000, ..open.clone() };
+    assert!(s.replace_incident(&critical, &open).await.unwrap());
+    let stale = IncidentRecord { reason: "stale".into(), ..open.clone() };
+    assert!(!s.replace_incident(&stale, &open).await.unwrap(), "the incident changed since it was read");
+    assert_eq!(s.get_incident(&a.id).await.unwrap().unwrap(), critical);
+    s.ack_incident(&a.id, "ana", 2_100).await.unwrap();
+    let unacked = IncidentRecord { reason: "before the ack".into(), ..critical.clone() };
+    assert!(!s.replace_incident(&unacked, &critical).await.unwrap(), "an acknowledgement is a change too");
+
+    let acked = s.get_incident(&a.id).await.unwrap().unwrap();
+    let resolved =
+        IncidentRecord { status: IncidentStatus::Resolved, resolved_at: Some(3_000), changes: 2, ..acked.clone() };
+    assert!(s.replace_incident(&resolved, &acked).await.unwrap());
+    assert!(s.find_open_incident(IncidentSource::Check, "trading/nightly").await.unwrap().is_none());
+    assert_eq!(
+        s.last_resolved_incident(IncidentSource::Check, "trading/nightly", 3_000).await.unwrap(),
+        Some(resolved.clone())
+    );
+    assert!(s.last_resolved_incident(IncidentSource::Check, "trading/nightly", 3_001).await.unwrap().is_none());
+
+    // Opening it again loses to an incident of its key opened meanwhile.
+    let newer = incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 4_000);
+    assert!(s.insert_incident(&newer).await.unwrap());
+    let again = IncidentRecord { status: IncidentStatus::Open, resolved_at: None, changes: 3, ..resolved.clone() };
+    assert!(!s.replace_incident(&again, &resolved).await.unwrap());
+    assert_eq!(s.find_open_incident(IncidentSource::Check, "trading/nightly").await.unwrap().unwrap().id, newer.id);
+    s.set_incident_notified(&newer.id, true).await.unwrap();
+    assert!(s.get_incident(&newer.id).await.unwrap().unwrap().notified);
+}
+
 fn incident(source: IncidentSource, subject: &str, severity: Severity, at: i64) -> IncidentRecord {
     IncidentRecord {
         id: agent_os_core::id::new_id(),
@@ -810,72 +851,8 @@ fn incident(source: IncidentSource, subject: &str, severity: Severity, at: i64) 
     }
 }
 
-/// Incidents open once per subject, escalate, resolve, come back within the window as the same
-/// incident and turn flapping; notifications are held for digests; maintenance windows end.
-async fn incident_story(s: &dyn Store) {
-    let a = incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 1_000);
-    let first = s.raise_incident(&a, 0, 4).await.unwrap();
-    let IncidentChange::Opened(opened) = first else { panic!("{first:?}") };
-    assert_eq!((opened.id.as_str(), opened.changes), (a.id.as_str(), 1));
-    // A second raise of the same subject is the same incident; a higher severity escalates it.
-    let again = s
-        .raise_incident(&incident(IncidentSource::Check, "trading/nightly", Severity::Critical, 2_000), 0, 4)
-        .await
-        .unwrap();
-    let IncidentChange::Updated { incident: updated, escalated: true } = again else { panic!("{again:?}") };
-    assert_eq!((updated.id.as_str(), updated.severity.as_str()), (a.id.as_str(), "critical"));
-    let same = s
-        .raise_incident(&incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 2_500), 0, 4)
-        .await
-        .unwrap();
-    assert!(
-        matches!(same, IncidentChange::Updated { escalated: false, ref incident } if incident.severity == Severity::Critical)
-    );
-    // Another subject is another incident.
-    let other = s
-        .raise_incident(&incident(IncidentSource::Run, "trading/flaky", Severity::Warning, 2_600), 0, 4)
-        .await
-        .unwrap();
-    assert!(matches!(other, IncidentChange::Opened(_)));
-
-    s.set_incident_notified(&a.id, true).await.unwrap();
-    let acked = s.ack_incident(&a.id, "ana", 2_700).await.unwrap().unwrap();
-    assert_eq!((acked.acked_by.as_deref(), acked.notified), (Some("ana"), true));
-    s.ack_incident(&a.id, "bo", 2_800).await.unwrap();
-    assert_eq!(s.get_incident(&a.id).await.unwrap().unwrap().acked_by.as_deref(), Some("ana"), "the first ack stays");
-
-    let resolved =
-        s.resolve_incident(IncidentSource::Check, "trading/nightly", "pinged", 3_000).await.unwrap().unwrap();
-    assert_eq!((resolved.status.as_str(), resolved.resolved_at, resolved.changes), ("resolved", Some(3_000), 2));
-    assert!(s.resolve_incident(IncidentSource::Check, "trading/nightly", "again", 3_100).await.unwrap().is_none());
-    // Back within the window: the same incident, open again, its ack cleared; then flapping.
-    let back = s
-        .raise_incident(&incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 4_000), 2_000, 4)
-        .await
-        .unwrap();
-    let IncidentChange::Reopened(back) = back else { panic!("{back:?}") };
-    assert_eq!((back.id.as_str(), back.changes, back.flapping, back.acked_at), (a.id.as_str(), 3, false, None));
-    s.resolve_incident(IncidentSource::Check, "trading/nightly", "pinged", 4_500).await.unwrap();
-    let IncidentChange::Reopened(flapping) = s
-        .raise_incident(&incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 5_000), 4_000, 4)
-        .await
-        .unwrap()
-    else {
-        panic!("not reopened")
-    };
-    assert_eq!((flapping.changes, flapping.flapping), (5, true));
-    s.resolve_incident(IncidentSource::Check, "trading/nightly", "pinged", 5_500).await.unwrap();
-    // After the window, a new incident.
-    let fresh = s
-        .raise_incident(&incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 90_000), 60_000, 4)
-        .await
-        .unwrap();
-    assert!(matches!(fresh, IncidentChange::Opened(ref i) if i.id != a.id));
-    let open = s.list_incidents(true, Some("trading"), 10).await.unwrap();
-    assert_eq!(open.len(), 2);
-    assert_eq!(s.list_incidents(false, None, 10).await.unwrap().len(), 3);
-    assert!(s.list_incidents(false, Some("cortana"), 10).await.unwrap().is_empty());
-
+/// Notifications are held for digests; maintenance windows end.
+async fn outbox_story(s: &dyn Store) {
     // Held deliveries: claimed with the pending ones once due; throttle counting skips them.
     let n = NotificationRecord {
         id: agent_os_core::id::new_id(),
@@ -925,13 +902,16 @@ async fn incident_story(s: &dyn Store) {
 }
 
 #[tokio::test]
-async fn incidents_on_sqlite_and_postgres() {
+async fn incidents_and_the_outbox_on_sqlite_and_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    incident_story(&sqlite_store(&dir).await).await;
+    let sqlite = sqlite_store(&dir).await;
+    incident_rows_story(&sqlite).await;
+    outbox_story(&sqlite).await;
     if let Some(db) = PgDatabase::create().await {
         {
             let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
-            incident_story(&store).await;
+            incident_rows_story(&store).await;
+            outbox_story(&store).await;
             store.close().await;
         }
         db.drop_it().await;

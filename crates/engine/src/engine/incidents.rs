@@ -4,6 +4,11 @@
 //! open incident, its channels hear once when it opens and once when it resolves, an incident
 //! that keeps coming back is folded into one and stops alerting (flapping), and nothing alerts
 //! inside a maintenance window.
+//!
+//! What raising or resolving does to the stored incident is decided here too
+//! ([`raise_incident`], [`resolve_incident`]): the store only reads the incident and writes
+//! the decision, and refuses the write if the incident changed meanwhile, which sends the
+//! decision back to be made again from the incident as it now is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +18,7 @@ use agent_os_core::check::CheckState;
 use agent_os_core::format_duration;
 use agent_os_core::id::new_id;
 use agent_os_core::run::RunStatus;
-use agent_os_store::{IncidentChange, IncidentRecord, MaintenanceRecord};
+use agent_os_store::{IncidentRecord, MaintenanceRecord, Store, StoreError};
 
 use super::notify::{Notified, NotifyInput};
 use super::{Engine, EngineError};
@@ -59,9 +64,7 @@ impl Engine {
             &alert.reason,
             now,
         );
-        let reopen_since = now - flapping.window.as_millis() as i64;
-        let change = self.store.raise_incident(&new, reopen_since, i64::from(flapping.changes)).await?;
-        self.touch();
+        let change = self.store_raise(&new).await?;
         let (incident, tell) = match change {
             IncidentChange::Opened(i) => (i, Some(Tell::Opened)),
             IncidentChange::Reopened(i) if i.flapping && i.notified => {
@@ -87,6 +90,15 @@ impl Engine {
         Ok(incident)
     }
 
+    /// Stores `new` as raised: opened, opened again or updated, by the configured flapping rule.
+    pub(super) async fn store_raise(&self, new: &IncidentRecord) -> Result<IncidentChange, EngineError> {
+        let flapping = &self.cfg.alerting.flapping;
+        let reopen_since = new.opened_at - flapping.window.as_millis() as i64;
+        let change = raise_incident(&*self.store, new, reopen_since, i64::from(flapping.changes)).await?;
+        self.touch();
+        Ok(change)
+    }
+
     /// Resolves the open incident of `source` and `subject`, telling the channels that heard
     /// it open (with the notification that told them).
     pub async fn resolve(
@@ -95,7 +107,7 @@ impl Engine {
         subject: &str,
         reason: &str,
     ) -> Result<Option<(IncidentRecord, Option<Notified>)>, EngineError> {
-        let resolved = self.store.resolve_incident(source, subject, reason, self.now()).await?;
+        let resolved = resolve_incident(&*self.store, source, subject, reason, self.now()).await?;
         if resolved.is_some() {
             self.touch();
         }
@@ -297,6 +309,117 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+// What raising and resolving do -------------------------------------------------------------
+
+/// What raising an incident did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IncidentChange {
+    /// A new incident.
+    Opened(IncidentRecord),
+    /// One resolved within the flapping window, open again.
+    Reopened(IncidentRecord),
+    /// Already open; `escalated` when its severity rose.
+    Updated { incident: IncidentRecord, escalated: bool },
+}
+
+/// How often a raise or a resolution decides again when the incident changed under it.
+const DECIDE_AGAIN: usize = 4;
+
+/// Raises `new` (an open incident, as a source reports it): the open incident of its source
+/// and subject takes its title and reason, and its severity when higher; else one resolved at
+/// or after `reopen_since` is opened again, flapping from `flap_changes` changes; else `new`
+/// is opened.
+pub async fn raise_incident(
+    store: &dyn Store,
+    new: &IncidentRecord,
+    reopen_since: i64,
+    flap_changes: i64,
+) -> Result<IncidentChange, StoreError> {
+    for _ in 0..DECIDE_AGAIN {
+        if let Some(open) = store.find_open_incident(new.source, &new.subject).await? {
+            let (updated, escalated) = raised_again(&open, new);
+            if store.replace_incident(&updated, &open).await? {
+                return Ok(IncidentChange::Updated { incident: updated, escalated });
+            }
+            continue;
+        }
+        if let Some(resolved) = store.last_resolved_incident(new.source, &new.subject, reopen_since).await? {
+            let reopened = reopened(&resolved, new, flap_changes);
+            if store.replace_incident(&reopened, &resolved).await? {
+                return Ok(IncidentChange::Reopened(reopened));
+            }
+            continue;
+        }
+        if store.insert_incident(new).await? {
+            return Ok(IncidentChange::Opened(new.clone()));
+        }
+    }
+    Err(StoreError::Conflict(format!("incident {}/{} kept changing while it was raised", new.source, new.subject)))
+}
+
+/// Resolves the open incident of `source` and `subject`, if there is one, counting the change.
+pub async fn resolve_incident(
+    store: &dyn Store,
+    source: IncidentSource,
+    subject: &str,
+    reason: &str,
+    at: i64,
+) -> Result<Option<IncidentRecord>, StoreError> {
+    for _ in 0..DECIDE_AGAIN {
+        let Some(open) = store.find_open_incident(source, subject).await? else { return Ok(None) };
+        let resolved = resolved(&open, reason, at);
+        if store.replace_incident(&resolved, &open).await? {
+            return Ok(Some(resolved));
+        }
+    }
+    Err(StoreError::Conflict(format!("incident {source}/{subject} kept changing while it was resolved")))
+}
+
+/// The open incident raised again: the latest title, reason and time, and the higher severity.
+fn raised_again(open: &IncidentRecord, new: &IncidentRecord) -> (IncidentRecord, bool) {
+    let escalated = new.severity > open.severity;
+    let mut updated = open.clone();
+    if escalated {
+        updated.severity = new.severity;
+    }
+    updated.title = new.title.clone();
+    updated.reason = new.reason.clone();
+    updated.updated_at = new.updated_at;
+    (updated, escalated)
+}
+
+/// A resolved incident opened again as `new`: a change more, flapping once it has changed
+/// `flap_changes` times, its acknowledgement gone (the new failure is not known to anyone yet).
+fn reopened(resolved: &IncidentRecord, new: &IncidentRecord, flap_changes: i64) -> IncidentRecord {
+    let changes = resolved.changes + 1;
+    IncidentRecord {
+        status: IncidentStatus::Open,
+        resolved_at: None,
+        acked_at: None,
+        acked_by: None,
+        changes,
+        flapping: resolved.flapping || changes >= flap_changes,
+        severity: new.severity,
+        title: new.title.clone(),
+        reason: new.reason.clone(),
+        opened_at: new.opened_at,
+        updated_at: new.updated_at,
+        ..resolved.clone()
+    }
+}
+
+/// The open incident resolved at `at`: a change more.
+fn resolved(open: &IncidentRecord, reason: &str, at: i64) -> IncidentRecord {
+    IncidentRecord {
+        status: IncidentStatus::Resolved,
+        resolved_at: Some(at),
+        reason: reason.into(),
+        changes: open.changes + 1,
+        updated_at: at,
+        ..open.clone()
     }
 }
 

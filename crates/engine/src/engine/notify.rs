@@ -20,7 +20,7 @@ use agent_os_core::redact::redact_shapes;
 use agent_os_store::{DeliveryOutcome, DeliveryRecord, NewEvent, NotificationRecord, PlannedDelivery};
 use serde_json::json;
 
-use super::incidents::Alert;
+use super::incidents::{Alert, IncidentChange};
 use super::{Engine, EngineError};
 
 /// When a failed delivery is tried again, after its 1st, 2nd, … attempt; after the last, it
@@ -360,13 +360,9 @@ impl Engine {
         let mut input = input;
         let stored = match incident {
             Some(record) => {
-                let flapping = &self.cfg.alerting.flapping;
-                let since = self.now() - flapping.window.as_millis() as i64;
-                let change = self.store.raise_incident(&record, since, i64::from(flapping.changes)).await?;
-                self.touch();
-                let incident = match change {
-                    agent_os_store::IncidentChange::Opened(i) | agent_os_store::IncidentChange::Reopened(i) => i,
-                    agent_os_store::IncidentChange::Updated { incident, .. } => incident,
+                let incident = match self.store_raise(&record).await? {
+                    IncidentChange::Opened(i) | IncidentChange::Reopened(i) => i,
+                    IncidentChange::Updated { incident, .. } => incident,
                 };
                 input.incident_id = Some(incident.id.clone());
                 Some(incident)
