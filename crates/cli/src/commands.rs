@@ -22,7 +22,6 @@ use crate::home;
 use crate::table::{duration_ms, render, short_time};
 
 #[derive(Subcommand)]
-
 pub enum ProjectCmd {
     /// Register the project in a directory (it holds agent-os.yaml).
     Add {

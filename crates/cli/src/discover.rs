@@ -20,7 +20,6 @@ use crate::table;
 /// `agent-os schedules`: the server's list, or `schedules discover`.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
-
 pub struct SchedulesArgs {
     #[command(subcommand)]
     pub sub: Option<SchedulesSub>,

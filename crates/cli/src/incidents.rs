@@ -13,7 +13,6 @@ use agent_os_core::url::encode_component as enc;
 use agent_os_server::{IncidentView, MaintenanceView};
 
 #[derive(Args)]
-
 pub struct IncidentsArgs {
     /// Only open incidents.
     #[arg(long)]

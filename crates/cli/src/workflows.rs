@@ -18,7 +18,6 @@ use agent_os_server::{
 };
 
 #[derive(Subcommand)]
-
 pub enum EventCmd {
     /// Emit an event; the workflows it triggers start. A project's token may only emit types
     /// starting with its project's name and a dot.

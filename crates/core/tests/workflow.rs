@@ -16,7 +16,6 @@ use proptest::prelude::*;
 use serde_json::json;
 
 /// Two projects and one other workflow, as the broken-file table below expects.
-
 struct TestCatalog;
 
 impl Catalog for TestCatalog {

@@ -29,7 +29,6 @@ use crate::runner;
 
 /// A project to audit: its name, its canonical root directory and its manifest.
 #[derive(Clone, Debug)]
-
 pub struct AuditTarget {
     pub name: String,
     pub root: PathBuf,

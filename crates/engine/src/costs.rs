@@ -11,7 +11,6 @@ use agent_os_store::NewCost;
 /// Unknown fields are kept in `extra`: a cost probe's answer may carry fields a later protocol
 /// version adds (and they are ignored), while the API refuses them to catch typos.
 #[derive(Clone, Debug, Deserialize)]
-
 pub struct CostInput {
     /// Optional; must name the project the token acts for.
     #[serde(default)]

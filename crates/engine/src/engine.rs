@@ -50,7 +50,6 @@ use crate::secrets::{TokenKind, new_signing_secret, new_token, random_fraction, 
 
 /// What callers of the engine act on.
 #[derive(Debug, thiserror::Error)]
-
 pub enum EngineError {
     #[error("{0}")]
     NotFound(String),

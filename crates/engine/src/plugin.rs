@@ -16,7 +16,6 @@ use agent_os_core::manifest::Probe;
 use agent_os_store::ProjectTransport;
 
 /// The protocol version Agent OS speaks.
-
 pub const PROTOCOL: u32 = 1;
 
 /// Largest probe answer read.

@@ -10,7 +10,6 @@ use agent_os_store::ProjectRecord;
 
 /// A registered project with its validated manifest.
 #[derive(Clone, Debug)]
-
 pub struct LoadedProject {
     pub record: ProjectRecord,
     pub manifest: Manifest,

@@ -18,7 +18,6 @@ use agent_os_core::manifest::Command;
 use crate::process::{SIGKILL, SIGTERM, group_alive, process_start_time, signal_group};
 
 /// Variables of Agent OS's own environment a task may see. Nothing else passes.
-
 pub const PASSED_THROUGH: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
 
 /// Longest line kept whole; longer lines are split.

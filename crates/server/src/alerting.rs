@@ -23,7 +23,6 @@ use crate::views;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-
 pub struct NotifyBody {
     /// With the admin token: the project it is about (optional). A project token's own project
     /// is always used.

@@ -18,7 +18,6 @@ use crate::dashboard::session::PASSWORD_SETTING;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// A password longer than this is surely a mistake (a pasted file), not a passphrase.
-
 const PASSWORD_MAX_BYTES: usize = 1024;
 
 #[derive(Deserialize, ToSchema)]

@@ -25,7 +25,6 @@ use agent_os_store::{
 };
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
-
 pub fn time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| format!("{t:.3}")).unwrap_or_default()
 }

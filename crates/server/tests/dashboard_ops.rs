@@ -13,7 +13,6 @@ use agent_os_core::manifest::ProbeKind;
 
 /// A project with two tasks, a schedule Agent OS fires and one kept by cron (watched by a
 /// check), both using the `openai` service.
-
 fn project(dir: &std::path::Path, name: &str, minute: u32) -> std::path::PathBuf {
     let root = dir.join(name);
     std::fs::create_dir_all(&root).unwrap();

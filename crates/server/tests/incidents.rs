@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use agent_os_core::alerting::{ChannelRules, QuietHours, Route, Severity, Throttle};
 
 /// A json channel named `name` to the receiver at `url`.
-
 fn json_channel(name: &str, url: &str) -> agent_os_core::channel::Channel {
     agent_os_core::channel::parse(name, &format!("json://{}/{name}", url.trim_start_matches("http://"))).unwrap()
 }

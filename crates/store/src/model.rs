@@ -19,7 +19,6 @@ use agent_os_core::workflow::{StepStatus, TriggerKind, WorkflowRunStatus};
 /// How Agent OS reaches a project's plugin. An HTTP project always has its signing secret, and
 /// a command project its directory: neither can be stored or loaded without them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-
 pub enum ProjectTransport {
     /// Programs in the project's directory (canonical root).
     Command { root: String },

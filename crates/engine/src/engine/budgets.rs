@@ -16,7 +16,6 @@ use super::{Engine, EngineError};
 
 /// A budget set over the API.
 #[derive(Clone, Debug)]
-
 pub struct BudgetInput {
     pub project: String,
     pub service: Option<String>,

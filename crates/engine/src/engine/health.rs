@@ -20,7 +20,6 @@ pub use agent_os_core::health::{HealthSource, HealthState};
 
 /// One thing that went into a project's health.
 #[derive(Clone, Debug)]
-
 pub struct HealthReason {
     pub source: HealthSource,
     pub state: HealthState,

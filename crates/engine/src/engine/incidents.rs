@@ -24,7 +24,6 @@ use super::notify::{Notified, NotifyInput};
 use super::{Engine, EngineError};
 
 /// How often open incidents kept quiet by a maintenance window are looked at again.
-
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Something broken, as a source reports it.

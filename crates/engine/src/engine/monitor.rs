@@ -20,7 +20,6 @@ use super::{Engine, EngineError};
 use crate::project::LoadedProject;
 
 /// Longest a ping body kept as the ping's log.
-
 pub const MAX_PING_BODY: usize = 100 * 1024;
 
 /// The longest the monitor sleeps without looking again.

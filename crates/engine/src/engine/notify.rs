@@ -25,7 +25,6 @@ use super::{Engine, EngineError};
 
 /// When a failed delivery is tried again, after its 1st, 2nd, … attempt; after the last, it
 /// has failed for good (about 10.5 hours in all).
-
 pub const RETRY_AFTER: [Duration; 7] = [
     Duration::from_secs(10),
     Duration::from_secs(60),

@@ -12,7 +12,6 @@ use agent_os_store::{Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceSn
 use super::{Engine, EngineError};
 
 /// Bounds of a lease's time to live and of how long a request may wait.
-
 pub const MIN_TTL: Duration = Duration::from_secs(1);
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);

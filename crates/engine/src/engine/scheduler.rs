@@ -26,7 +26,6 @@ use crate::secrets::random_fraction;
 
 /// With `catch_up: skip`, a slot still counts as on time this long after it passed (the tick
 /// that fires it may run a little late).
-
 const ON_TIME: i64 = 60_000;
 
 /// The longest the scheduler sleeps without looking again (a safety net for clock jumps).

@@ -27,7 +27,6 @@ use super::notify::NotifyInput;
 use super::{Engine, EngineError};
 
 /// How a step skipped because a step before it failed says so (and passes it on).
-
 const SKIPPED_BY_FAILURE: &str = "skipped because ";
 
 /// The whole step, as opposed to one item of a for_each.
@@ -893,7 +892,7 @@ impl Engine {
                 let input = NotifyInput {
                     title,
                     body,
-                    severity: Some(severity.clone()),
+                    severity: Some(*severity),
                     tags: tags.clone(),
                     dedup_key: Some(format!("workflow:{}:{}:{}", run.id, step.id, s.item)),
                     source: Some(NotificationSource::Workflow),

@@ -24,7 +24,6 @@ use crate::auth::Caller;
 use crate::body::{ApiQuery, JsonBody, OptionalJson};
 
 /// Rows shown unless "show more" asks for more; the API's own ceiling is the most.
-
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 /// Notifications in the delivery log below (each with its deliveries).
@@ -176,7 +175,7 @@ fn incident_row(session: &Session, i: &IncidentView) -> Markup {
         tr id={"i-" (i.id)} data-incident=(i.id) class=[(is_open && i.acked_by.is_none()).then_some("flag")] {
             td {
                 div.incident-state {
-                    (ui::badge(&i.severity)) " " (ui::badge(&i.status))
+                    (ui::badge(i.severity)) " " (ui::badge(i.status))
                     @if i.flapping { " " (ui::badge(ui::Word::Flapping)) }
                 }
                 strong { (i.title) }
@@ -317,7 +316,7 @@ fn notification_list(list: &[NotificationView], channels: &[Channel]) -> Markup 
                         tr data-notification=(n.id) {
                             td { (ui::time_str(&n.created_at)) }
                             td {
-                                (ui::badge(&n.severity)) " " strong { (n.title) }
+                                (ui::badge(n.severity)) " " strong { (n.title) }
                                 @if let Some(s) = &n.source { br; span.small.muted { "from " (s) } }
                             }
                             td.hide-narrow { (n.project.as_deref().unwrap_or("—")) }
@@ -331,7 +330,7 @@ fn notification_list(list: &[NotificationView], channels: &[Channel]) -> Markup 
                                     ul.deliveries {
                                         @for d in &n.deliveries {
                                             li {
-                                                strong { (d.channel) } " " (ui::badge(&d.status))
+                                                strong { (d.channel) } " " (ui::badge(d.status))
                                                 " " span.small.muted { (d.attempts) @if d.attempts == 1 { " attempt" } @else { " attempts" } }
                                                 @if let Some(h) = &d.held { " " span.small { "held for a digest (" (h) ")" } }
                                                 @if let (Some(next), true) = (&d.next_at, d.status == DeliveryStatus::Pending) {

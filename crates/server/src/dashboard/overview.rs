@@ -20,7 +20,6 @@ use crate::views::RunView;
 use crate::{AppState, BudgetView, CostGroupView};
 
 /// One project's card.
-
 struct Card {
     name: String,
     description: String,
@@ -188,7 +187,7 @@ pub fn run_rows(runs: &[RunView]) -> Markup {
         @for r in runs {
             tr {
                 td { a href={"/runs/" (r.id)} { (r.project) "." (r.task) } }
-                td { (ui::badge(&r.status)) @if let Some(w) = &r.waiting_for { br; span.small.muted { (w) } } }
+                td { (ui::badge(r.status)) @if let Some(w) = &r.waiting_for { br; span.small.muted { (w) } } }
                 td.hide-narrow { (r.trigger) }
                 td data-label="since" { (ui::opt_time_str(r.started_at.as_deref().or(Some(r.queued_at.as_str())))) }
                 td.num.hide-narrow { (r.attempt) "/" (r.max_attempts) }
@@ -228,7 +227,7 @@ pub fn incident_list(incidents: &[IncidentView]) -> Markup {
                 tbody {
                     @for i in incidents {
                         tr {
-                            td { (ui::badge(&i.severity)) @if i.flapping { " " (ui::badge(ui::Word::Flapping)) } }
+                            td { (ui::badge(i.severity)) @if i.flapping { " " (ui::badge(ui::Word::Flapping)) } }
                             td { a href={"/incidents#i-" (i.id)} { (i.title) } br; span.small.muted { (i.reason) } }
                             td.hide-narrow { (i.project.as_deref().unwrap_or("—")) }
                             td { (ui::time_str(&i.opened_at)) }

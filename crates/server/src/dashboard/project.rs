@@ -75,7 +75,7 @@ async fn page(
 
     let head = html! {
         div.actions {
-            (ui::badge(&health.state))
+            (ui::badge(health.state))
             @for r in health.reasons.iter().filter(|r| r.state != HealthState::Ok).take(4) {
                 span.small { strong { (r.source) ": " } (r.message) }
             }
@@ -176,7 +176,7 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                                 td { (s.task) }
                                 td.mono { (s.cron) " " span.muted { (s.timezone) } }
                                 td.hide-narrow { (s.managed_by) }
-                                td { (ui::badge(&s.state)) @if s.late { " " (ui::badge(ScheduleStatus::Late)) } }
+                                td { (ui::badge(s.state)) @if s.late { " " (ui::badge(ScheduleStatus::Late)) } }
                                 td data-label="next" { @if let Some(n) = s.next.first() { (ui::time_str(n)) } @else { span.muted { "—" } } }
                             }
                         }
@@ -193,7 +193,7 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                             @for c in checks {
                                 tr class=[(c.state == CheckState::Late || c.state == CheckState::Down).then_some("flag")] {
                                     td { (c.slug) @if !c.description.is_empty() { br; span.small.muted { (c.description) } } }
-                                    td.check-state { (ui::badge(&c.state)) }
+                                    td.check-state { (ui::badge(c.state)) }
                                     td.last-ping data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
                                 }
                             }
@@ -254,7 +254,7 @@ fn health_history(h: &alerting::ProjectHealthView) -> Markup {
                                     @if n > 1 { br; span.small.muted data-repeats=(n) { "×" (n) " since " (ui::time_str(oldest)) } }
                                 }
                                 td { (e.kind) }
-                                td { (ui::badge(&e.state)) }
+                                td { (ui::badge(e.state)) }
                                 td.hide-narrow { (e.message.as_deref().unwrap_or("")) }
                                 td.num.hide-narrow { (ui::duration_ms(e.duration_ms)) }
                             }

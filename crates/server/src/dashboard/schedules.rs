@@ -167,7 +167,7 @@ fn schedule_table(
                         @for c in lone {
                             tr.flag {
                                 td { a href={"/projects/" (urlencode(&c.project))} { (c.project) } "/" (c.slug) }
-                                td { (ui::badge(&c.state)) }
+                                td { (ui::badge(c.state)) }
                                 td data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
                             }
                         }
@@ -236,7 +236,7 @@ fn state_badges(s: &ScheduleView) -> Markup {
 fn last(s: &ScheduleView) -> Markup {
     if let Some(r) = &s.last_run {
         let at = r.finished_at.as_deref().or(r.started_at.as_deref()).unwrap_or(&r.slot);
-        return html! { a href={"/runs/" (r.id)} { (ui::badge(&r.status)) } " " span.small { (ui::time_str(at)) } };
+        return html! { a href={"/runs/" (r.id)} { (ui::badge(r.status)) } " " span.small { (ui::time_str(at)) } };
     }
     match &s.check {
         Some(c) => match &c.last_ping_at {

@@ -32,7 +32,6 @@ use agent_os_engine::secrets::PASSWORD_MIN_LEN;
 use agent_os_store::DeliveryRecord;
 
 /// Revoked tokens listed (newest first); older ones stay in `agent-os token list`.
-
 const REVOKED_SHOWN: usize = 20;
 /// How long "Send test" waits for the first attempt before showing the page.
 const TEST_WAIT: Duration = Duration::from_secs(5);
@@ -216,7 +215,7 @@ fn channel_section(st: &AppState, session: &Session, channels: &[ChannelView], t
         @for d in tested {
             @let failed = !matches!(d.status, DeliveryStatus::Delivered | DeliveryStatus::Pending | DeliveryStatus::Held);
             div.flash.error[failed] role="status" data-test-result=(d.status) {
-                "Test to " strong { (d.channel) } ": " (ui::badge(&d.status))
+                "Test to " strong { (d.channel) } ": " (ui::badge(d.status))
                 @match d.status {
                     DeliveryStatus::Delivered => { " The receiver accepted it." }
                     DeliveryStatus::Pending | DeliveryStatus::Held => { " Not through yet (attempt " (d.attempts) "); the delivery log on " a href="/incidents#notifications" { "Incidents" } " follows it." }

@@ -19,7 +19,6 @@ use super::session::Session;
 
 /// The sections of the navigation bar.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-
 pub enum Nav {
     Overview,
     Projects,

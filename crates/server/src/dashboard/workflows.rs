@@ -27,7 +27,6 @@ use crate::workflows::{
 };
 
 /// Runs listed on the workflows page and on a workflow's page.
-
 const RECENT_RUNS: i64 = 25;
 
 pub fn routes() -> Router<AppState> {
@@ -95,7 +94,7 @@ fn workflow_table(workflows: &[WorkflowView], last: &HashMap<String, WorkflowRun
                             td {
                                 @match last.get(&w.name) {
                                     Some(r) => {
-                                        a href=(run_href(&r.id)) { (ui::badge(&r.status)) }
+                                        a href=(run_href(&r.id)) { (ui::badge(r.status)) }
                                         br; span.small.muted { (ui::time_str(&r.created_at)) }
                                     }
                                     None => span.muted { "never run" },
@@ -268,7 +267,7 @@ fn run_table(runs: &[WorkflowRunView], show_workflow: bool) -> Markup {
                         tr data-run=(r.id) {
                             td.mono.small { a href=(run_href(&r.id)) { (r.id) } }
                             @if show_workflow { td { a href=(workflow_href(&r.workflow)) { (r.workflow) } } }
-                            td { (ui::badge(&r.status)) }
+                            td { (ui::badge(r.status)) }
                             td.hide-narrow { (r.trigger) }
                             td { (ui::opt_time_str(r.started_at.as_deref().or(Some(r.created_at.as_str())))) }
                             td.num.hide-narrow { @if let Some(ms) = took(r) { (ui::duration_ms(ms)) } @else { span.muted { "—" } } }
@@ -562,7 +561,7 @@ fn run_summary(session: &Session, d: &WorkflowRunDetail, defs: &[WorkflowStepDef
         .collect();
     html! {
         div.actions {
-            span.run-status data-run-status=(r.status) { (ui::badge(&r.status)) }
+            span.run-status data-run-status=(r.status) { (ui::badge(r.status)) }
             @if going {
                 (ui::post_button(session, &format!("{}/cancel", run_href(&r.id)), "Cancel run", "danger", Some("Cancel this workflow run? Its running task runs are cancelled.")))
             }
@@ -608,7 +607,7 @@ fn run_summary(session: &Session, d: &WorkflowRunDetail, defs: &[WorkflowStepDef
                         @for item in d.steps.iter().filter(|s| s.step_id == *id && s.item.is_some()) {
                             tr.item data-step-item={ (id) "#" (item.item.unwrap_or(0)) } {
                                 td.mono { "↳ item " (item.item.unwrap_or(0)) }
-                                td { (ui::badge(&item.status)) }
+                                td { (ui::badge(item.status)) }
                                 td.num { (item.attempt) }
                                 td.hide-narrow { (ui::opt_time_str(item.started_at.as_deref())) }
                                 td.hide-narrow { (ui::opt_time_str(item.finished_at.as_deref())) }

@@ -14,7 +14,6 @@ use crate::{Result, StoreError};
 
 /// Checks and pings. Every method commits before it returns.
 #[async_trait]
-
 pub trait CheckStore: Send + Sync {
     /// The project's ping key (for slug ping URLs), set to `candidate` if it has none.
     async fn ensure_ping_key(&self, project_id: &str, candidate: &str) -> Result<String>;

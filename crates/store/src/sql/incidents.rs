@@ -15,7 +15,6 @@ use crate::model::{IncidentRecord, MaintenanceRecord};
 
 /// Incidents and maintenance windows. Every method commits before it returns.
 #[async_trait]
-
 pub trait IncidentStore: Send + Sync {
     /// The open incident of `source` and `subject`, if there is one.
     async fn find_open_incident(&self, source: IncidentSource, subject: &str) -> Result<Option<IncidentRecord>>;

@@ -14,7 +14,6 @@ use crate::model::{DeliveryOutcome, DeliveryRecord, NotificationRecord, PlannedD
 
 /// Notifications and their deliveries. Every method commits before it returns.
 #[async_trait]
-
 pub trait NotificationStore: Send + Sync {
     /// The newest notification of `project` with `dedup_key` created at or after `since`.
     async fn find_recent_notification(
@@ -153,7 +152,7 @@ impl NotificationStore for SqlStore {
                 last_status: None,
                 last_error: None,
                 delivered_at: None,
-                held: p.held.as_ref().map(|(_, why)| why.clone()),
+                held: p.held.map(|(_, why)| why),
             };
             sqlx::query(
                 "INSERT INTO deliveries (id, notification_id, channel, status, attempts, next_at, held)

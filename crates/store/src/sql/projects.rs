@@ -14,7 +14,6 @@ use crate::{Result, StoreError};
 
 /// Registered projects and their probe results. Every method commits before it returns.
 #[async_trait]
-
 pub trait ProjectStore: Send + Sync {
     /// Registers a project with the schedules its manifest declares.
     async fn insert_project(&self, p: &NewProject, schedules: &[NewSchedule], now: i64) -> Result<ProjectRecord>;

@@ -20,7 +20,6 @@ use crate::model::{
 
 /// Holders and waiters of resources. Every method commits before it returns.
 #[async_trait]
-
 pub trait ResourceStore: Send + Sync {
     /// Claims up to `limit` due runs that need resources, deciding who goes with
     /// `core::resource::allocate` inside the claim's transaction (PostgreSQL nodes take turns),

@@ -17,7 +17,6 @@ use crate::{Result, StoreError};
 /// Task runs, their attempts and logs, and the nodes that run them. Every method commits
 /// before it returns.
 #[async_trait]
-
 pub trait RunStore: Send + Sync {
     async fn insert_run(&self, run: &NewRun) -> Result<RunRecord>;
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;

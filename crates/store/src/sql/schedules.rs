@@ -13,7 +13,6 @@ use crate::model::{NewSchedule, ScheduleRecord, ScheduleState, SlotFire, SlotRun
 
 /// Declared schedules and the scheduler's slots. Every method commits before it returns.
 #[async_trait]
-
 pub trait ScheduleStore: Send + Sync {
     /// Every project's schedules (or one project's), in manifest order.
     async fn list_schedules(&self, project: Option<&str>) -> Result<Vec<ScheduleRecord>>;

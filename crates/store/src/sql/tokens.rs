@@ -14,7 +14,6 @@ use crate::{Result, StoreError};
 
 /// Tokens and dashboard sessions. Every method commits before it returns.
 #[async_trait]
-
 pub trait TokenStore: Send + Sync {
     async fn insert_token(&self, t: &TokenRecord) -> Result<()>;
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
