@@ -321,6 +321,27 @@ pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// What a list command prints: the API's JSON with `--json`; else `empty` (what to do to have
+/// something) when the list is empty, or a table of one row per item under `header`.
+pub(crate) fn print_list<T: serde::Serialize>(
+    json: bool,
+    list: &[T],
+    empty: &str,
+    header: &[&str],
+    row: impl FnMut(&T) -> Vec<String>,
+) -> Result<()> {
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("{empty}");
+    } else {
+        let rows: Vec<Vec<String>> = list.iter().map(row).collect();
+        print!("{}", render(header, &rows));
+    }
+    Ok(())
+}
+
 use agent_os_core::url::encode_component as enc;
 
 pub(crate) fn query(pairs: &[(&str, Option<String>)]) -> String {
@@ -390,141 +411,109 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
         ClientCommand::ScheduleAction(sub) => schedule_action(c, sub).await,
         ClientCommand::Resources { json } => {
             let list: Vec<agent_os_server::views::ResourceView> = c.get("/api/v1/resources").await?;
-            if json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!(
-                    "no resources: declare them under `resources:` in config.yaml, e.g. openai: {{ concurrency: 1, rate: 60/min }}"
-                );
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|r| {
-                        let limit = r.concurrency.map_or("-".to_string(), |c| format!("{}/{c}", r.holders.len()));
-                        // The limit, then its token bucket: how many starts it allows at once
-                        // (the burst) and how many of those are left now.
-                        let rate = match (&r.rate, r.tokens, r.burst) {
-                            (Some(rate), Some(t), Some(b)) => format!("{rate}, burst {b}: {t:.1} left now"),
-                            _ => "-".into(),
-                        };
-                        // Others' holders come without a label (another project's, or an admin lease): named by kind.
-                        let name = |label: &Option<String>, kind: &HolderKind| {
-                            label.clone().unwrap_or_else(|| format!("(someone else's {kind})"))
-                        };
-                        let holders: Vec<String> = r.holders.iter().map(|h| name(&h.label, &h.kind)).collect();
-                        let waiters: Vec<String> = r.waiters.iter().map(|w| name(&w.label, &w.kind)).collect();
-                        vec![
-                            r.name.clone(),
-                            limit,
-                            rate,
-                            if holders.is_empty() { "-".into() } else { holders.join(", ") },
-                            if waiters.is_empty() { "-".into() } else { waiters.join(", ") },
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["RESOURCE", "HELD/MAX", "RATE LIMIT", "HOLDERS", "WAITING (IN ORDER)"], &rows));
-            }
+            print_list(
+                json,
+                &list,
+                "no resources: declare them under `resources:` in config.yaml, e.g. openai: { concurrency: 1, rate: 60/min }",
+                &["RESOURCE", "HELD/MAX", "RATE LIMIT", "HOLDERS", "WAITING (IN ORDER)"],
+                |r| {
+                    let limit = r.concurrency.map_or("-".to_string(), |c| format!("{}/{c}", r.holders.len()));
+                    // The limit, then its token bucket: how many starts it allows at once
+                    // (the burst) and how many of those are left now.
+                    let rate = match (&r.rate, r.tokens, r.burst) {
+                        (Some(rate), Some(t), Some(b)) => format!("{rate}, burst {b}: {t:.1} left now"),
+                        _ => "-".into(),
+                    };
+                    // Others' holders come without a label (another project's, or an admin lease): named by kind.
+                    let name = |label: &Option<String>, kind: &HolderKind| {
+                        label.clone().unwrap_or_else(|| format!("(someone else's {kind})"))
+                    };
+                    let holders: Vec<String> = r.holders.iter().map(|h| name(&h.label, &h.kind)).collect();
+                    let waiters: Vec<String> = r.waiters.iter().map(|w| name(&w.label, &w.kind)).collect();
+                    vec![
+                        r.name.clone(),
+                        limit,
+                        rate,
+                        if holders.is_empty() { "-".into() } else { holders.join(", ") },
+                        if waiters.is_empty() { "-".into() } else { waiters.join(", ") },
+                    ]
+                },
+            )?;
             Ok(0)
         }
         ClientCommand::Schedules { project, json, upcoming: None } => {
             let list: Vec<ScheduleView> =
                 c.get(&format!("/api/v1/schedules{}", query(&[("project", project.map(str::to_string))]))).await?;
-            if json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no schedules yet: declare them under `schedules:` in a project's agent-os.yaml");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|s| {
-                        let next = match (s.paused, s.next.first()) {
-                            (true, _) => "(paused)".into(),
-                            (false, Some(t)) => t.replace('T', " "),
-                            (false, None) => "-".into(),
-                        };
-                        let mut state = s.state.to_string();
-                        if s.late && s.managed_by == ManagedBy::AgentOs {
-                            state.push_str(", behind");
+            print_list(
+                json,
+                &list,
+                "no schedules yet: declare them under `schedules:` in a project's agent-os.yaml",
+                &["ID", "PROJECT", "TASK", "CRON", "TIMEZONE", "MANAGED BY", "NEXT (ZONE TIME)", "STATE", "LAST (UTC)"],
+                |s| {
+                    let next = match (s.paused, s.next.first()) {
+                        (true, _) => "(paused)".into(),
+                        (false, Some(t)) => t.replace('T', " "),
+                        (false, None) => "-".into(),
+                    };
+                    let mut state = s.state.to_string();
+                    if s.late && s.managed_by == ManagedBy::AgentOs {
+                        state.push_str(", behind");
+                    }
+                    if s.late || s.down {
+                        state = format!("{} !", state.to_uppercase());
+                    }
+                    let last = match (&s.last_run, &s.check) {
+                        (Some(r), _) => {
+                            format!("{} {}", r.status, r.slot.get(..16).unwrap_or(&r.slot).replace('T', " "))
                         }
-                        if s.late || s.down {
-                            state = format!("{} !", state.to_uppercase());
-                        }
-                        let last = match (&s.last_run, &s.check) {
-                            (Some(r), _) => {
-                                format!("{} {}", r.status, r.slot.get(..16).unwrap_or(&r.slot).replace('T', " "))
-                            }
-                            (None, Some(c)) => c
-                                .last_ping_at
-                                .as_deref()
-                                .map(|t| format!("ping {}", t.get(..16).unwrap_or(t).replace('T', " ")))
-                                .unwrap_or_else(|| "no ping yet".into()),
-                            (None, None) => "-".into(),
-                        };
-                        vec![
-                            s.id.clone(),
-                            s.project.clone(),
-                            s.task.clone(),
-                            s.cron.clone(),
-                            s.timezone.clone(),
-                            s.managed_by.to_string(),
-                            next,
-                            state,
-                            last,
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    render(
-                        &[
-                            "ID",
-                            "PROJECT",
-                            "TASK",
-                            "CRON",
-                            "TIMEZONE",
-                            "MANAGED BY",
-                            "NEXT (ZONE TIME)",
-                            "STATE",
-                            "LAST (UTC)"
-                        ],
-                        &rows
-                    )
-                );
-            }
+                        (None, Some(c)) => c
+                            .last_ping_at
+                            .as_deref()
+                            .map(|t| format!("ping {}", t.get(..16).unwrap_or(t).replace('T', " ")))
+                            .unwrap_or_else(|| "no ping yet".into()),
+                        (None, None) => "-".into(),
+                    };
+                    vec![
+                        s.id.clone(),
+                        s.project.clone(),
+                        s.task.clone(),
+                        s.cron.clone(),
+                        s.timezone.clone(),
+                        s.managed_by.to_string(),
+                        next,
+                        state.to_string(),
+                        last,
+                    ]
+                },
+            )?;
             Ok(0)
         }
         ClientCommand::Checks { project, json } => {
             let list: Vec<agent_os_server::CheckView> =
                 c.get(&format!("/api/v1/checks{}", query(&[("project", project.map(str::to_string))]))).await?;
-            if json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!(
-                    "no checks yet: schedules a project keeps elsewhere (managed_by: cron, launchd, railway, …) get one each"
-                );
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|x| {
-                        let expect = match (&x.cron, x.period_ms) {
-                            (Some(cron), _) => format!("{cron} {}", x.timezone.as_deref().unwrap_or("")),
-                            (None, Some(ms)) => {
-                                format!("every {}", agent_os_core::format_duration(Duration::from_millis(ms as u64)))
-                            }
-                            _ => "-".into(),
-                        };
-                        vec![
-                            x.project.clone(),
-                            x.slug.clone(),
-                            x.state.as_str().to_uppercase(),
-                            expect,
-                            x.last_ping_at.as_deref().map(short_time).unwrap_or_else(|| "never".into()),
-                            x.ping_url.clone(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["PROJECT", "CHECK", "STATE", "EXPECTED", "LAST PING (UTC)", "PING URL"], &rows));
-            }
+            print_list(
+                json,
+                &list,
+                "no checks yet: schedules a project keeps elsewhere (managed_by: cron, launchd, railway, …) get one each",
+                &["PROJECT", "CHECK", "STATE", "EXPECTED", "LAST PING (UTC)", "PING URL"],
+                |x| {
+                    let expect = match (&x.cron, x.period_ms) {
+                        (Some(cron), _) => format!("{cron} {}", x.timezone.as_deref().unwrap_or("")),
+                        (None, Some(ms)) => {
+                            format!("every {}", agent_os_core::format_duration(Duration::from_millis(ms as u64)))
+                        }
+                        _ => "-".into(),
+                    };
+                    vec![
+                        x.project.clone(),
+                        x.slug.clone(),
+                        x.state.as_str().to_uppercase(),
+                        expect,
+                        x.last_ping_at.as_deref().map(short_time).unwrap_or_else(|| "never".into()),
+                        x.ping_url.clone(),
+                    ]
+                },
+            )?;
             Ok(0)
         }
         ClientCommand::Events { kind, limit, json } => {
@@ -534,25 +523,15 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                     query(&[("type", kind.map(str::to_string)), ("limit", Some(limit.to_string()))])
                 ))
                 .await?;
-            if json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no events yet");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            short_time(&e.at),
-                            e.kind.clone(),
-                            e.project.clone().unwrap_or_default(),
-                            e.subject.clone().unwrap_or_default(),
-                            e.data.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["AT (UTC)", "TYPE", "PROJECT", "SUBJECT", "REASON"], &rows));
-            }
+            print_list(json, &list, "no events yet", &["AT (UTC)", "TYPE", "PROJECT", "SUBJECT", "REASON"], |e| {
+                vec![
+                    short_time(&e.at),
+                    e.kind.clone(),
+                    e.project.clone().unwrap_or_default(),
+                    e.subject.clone().unwrap_or_default(),
+                    e.data.get("reason").and_then(|r| r.as_str()).unwrap_or("").to_string(),
+                ]
+            })?;
             Ok(0)
         }
         ClientCommand::Costs(a) => {
@@ -566,31 +545,24 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                     ])
                 ))
                 .await?;
-            if a.json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no costs reported yet");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|x| {
-                        vec![
-                            short_time(&x.at),
-                            x.project.clone(),
-                            x.service.clone(),
-                            x.key_name.clone().unwrap_or_default(),
-                            format!("{} {}", x.amount, x.currency),
-                            x.model.clone().unwrap_or_default(),
-                            x.run_id.clone().unwrap_or_else(|| "-".into()),
-                            x.source.to_string(),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    render(&["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "RUN", "SOURCE"], &rows)
-                );
-            }
+            print_list(
+                a.json,
+                &list,
+                "no costs reported yet",
+                &["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "RUN", "SOURCE"],
+                |x| {
+                    vec![
+                        short_time(&x.at),
+                        x.project.clone(),
+                        x.service.clone(),
+                        x.key_name.clone().unwrap_or_default(),
+                        format!("{} {}", x.amount, x.currency),
+                        x.model.clone().unwrap_or_default(),
+                        x.run_id.clone().unwrap_or_else(|| "-".into()),
+                        x.source.to_string(),
+                    ]
+                },
+            )?;
             Ok(0)
         }
         ClientCommand::Cost(CostCmd::Add { project, service, amount, currency, key_name, model, idempotency_key }) => {
@@ -611,18 +583,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             if *json {
                 print_json(&r)?;
             } else if *csv {
-                println!("{by},currency,amount,records,tokens_in,tokens_out");
-                for g in &r.groups {
-                    println!(
-                        "{},{},{},{},{},{}",
-                        csv_field(&g.group),
-                        g.currency,
-                        g.amount,
-                        g.records,
-                        g.tokens_in,
-                        g.tokens_out
-                    );
-                }
+                print!("{}", report_csv(by, &r));
             } else if r.groups.is_empty() {
                 println!("no costs recorded in that period");
             } else {
@@ -668,43 +629,34 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
         ClientCommand::Notifications { project, json } => {
             let list: Vec<agent_os_server::NotificationView> =
                 c.get(&format!("/api/v1/notifications{}", query(&[("project", project.map(str::to_string))]))).await?;
-            if json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no notifications yet: `agent-os notify --title …` or POST /api/v1/notifications");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|n| {
-                        let deliveries: Vec<String> = n
-                            .deliveries
-                            .iter()
-                            .map(|d| format!("{} {} ({}×)", d.channel, d.status, d.attempts))
-                            .collect();
-                        vec![
-                            short_time(&n.created_at),
-                            n.project.clone().unwrap_or_else(|| "-".into()),
-                            n.severity.to_string(),
-                            n.title.clone(),
-                            if deliveries.is_empty() { "-".into() } else { deliveries.join(", ") },
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["AT (UTC)", "PROJECT", "SEVERITY", "TITLE", "DELIVERIES"], &rows));
-            }
+            print_list(
+                json,
+                &list,
+                "no notifications yet: `agent-os notify --title …` or POST /api/v1/notifications",
+                &["AT (UTC)", "PROJECT", "SEVERITY", "TITLE", "DELIVERIES"],
+                |n| {
+                    let deliveries: Vec<String> =
+                        n.deliveries.iter().map(|d| format!("{} {} ({}×)", d.channel, d.status, d.attempts)).collect();
+                    vec![
+                        short_time(&n.created_at),
+                        n.project.clone().unwrap_or_else(|| "-".into()),
+                        n.severity.to_string(),
+                        n.title.clone(),
+                        if deliveries.is_empty() { "-".into() } else { deliveries.join(", ") },
+                    ]
+                },
+            )?;
             Ok(0)
         }
         ClientCommand::Channel(ChannelCmd::List { json }) => {
             let list: Vec<agent_os_server::ChannelView> = c.get("/api/v1/channels").await?;
-            if *json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no channels: add them under notifications.channels in config.yaml");
-            } else {
-                let rows: Vec<Vec<String>> =
-                    list.iter().map(|ch| vec![ch.name.clone(), ch.kind.clone(), ch.endpoint.clone()]).collect();
-                print!("{}", render(&["NAME", "KIND", "ENDPOINT"], &rows));
-            }
+            print_list(
+                *json,
+                &list,
+                "no channels: add them under notifications.channels in config.yaml",
+                &["NAME", "KIND", "ENDPOINT"],
+                |ch| vec![ch.name.clone(), ch.kind.clone(), ch.endpoint.clone()],
+            )?;
             Ok(0)
         }
         ClientCommand::Channel(ChannelCmd::Test { name, json }) => {
@@ -771,38 +723,32 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
         }
         ProjectCmd::List { json } => {
             let list: Vec<ProjectView> = c.get("/api/v1/projects").await?;
-            if *json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!(
-                    "no projects yet: add one with `agent-os project add PATH` (the directory holds agent-os.yaml)"
-                );
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|p| {
-                        let status = p
-                            .probes
-                            .iter()
-                            .find(|x| x.kind == ProbeKind::Status)
-                            .map(|x| match (x.ok, x.status) {
-                                (true, Some(status)) => status.to_string(),
-                                (true, None) => String::new(),
-                                (false, _) => "probe failed".into(),
-                            })
-                            .unwrap_or_else(|| "-".into());
-                        vec![
-                            p.name.clone(),
-                            p.transport.to_string(),
-                            p.tasks.len().to_string(),
-                            p.schedules.len().to_string(),
-                            status,
-                            p.description.clone(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["NAME", "TRANSPORT", "TASKS", "SCHEDULES", "STATUS", "DESCRIPTION"], &rows));
-            }
+            print_list(
+                *json,
+                &list,
+                "no projects yet: add one with `agent-os project add PATH` (the directory holds agent-os.yaml)",
+                &["NAME", "TRANSPORT", "TASKS", "SCHEDULES", "STATUS", "DESCRIPTION"],
+                |p| {
+                    let status = p
+                        .probes
+                        .iter()
+                        .find(|x| x.kind == ProbeKind::Status)
+                        .map(|x| match (x.ok, x.status) {
+                            (true, Some(status)) => status.to_string(),
+                            (true, None) => String::new(),
+                            (false, _) => "probe failed".into(),
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    vec![
+                        p.name.clone(),
+                        p.transport.to_string(),
+                        p.tasks.len().to_string(),
+                        p.schedules.len().to_string(),
+                        status.to_string(),
+                        p.description.clone(),
+                    ]
+                },
+            )?;
         }
         ProjectCmd::Show { name, json } => {
             let p: ProjectView = c.get(&format!("/api/v1/projects/{}", enc(name))).await?;
@@ -1223,9 +1169,25 @@ fn tokens(g: &agent_os_server::CostGroupView) -> String {
     if g.tokens_in == 0 && g.tokens_out == 0 { "-".into() } else { format!("{}/{}", g.tokens_in, g.tokens_out) }
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+/// `cost report --csv`: a header and one line per group, through the dashboard export's writer
+/// (a group a spreadsheet would run as a formula is disarmed).
+fn report_csv(by: &str, r: &agent_os_server::CostSummary) -> String {
+    let mut out = agent_os_core::csv::record(&[by, "currency", "amount", "records", "tokens_in", "tokens_out"]);
+    out.push('\n');
+    for g in &r.groups {
+        let (records, tokens_in, tokens_out) =
+            (g.records.to_string(), g.tokens_in.to_string(), g.tokens_out.to_string());
+        out.push_str(&agent_os_core::csv::record(&[
+            &g.group,
+            &g.currency,
+            &g.amount,
+            &records,
+            &tokens_in,
+            &tokens_out,
+        ]));
+        out.push('\n');
+    }
+    out
 }
 
 async fn budget(c: &Client, cmd: &BudgetCmd) -> Result<u8> {
@@ -1233,45 +1195,25 @@ async fn budget(c: &Client, cmd: &BudgetCmd) -> Result<u8> {
         BudgetCmd::List { project, json } => {
             let list: Vec<agent_os_server::BudgetView> =
                 c.get(&format!("/api/v1/budgets{}", query(&[("project", project.clone())]))).await?;
-            if *json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no budgets: `agent-os budget set --project P --amount 50` or `budgets:` in config.yaml");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|b| {
-                        vec![
-                            b.id.clone(),
-                            b.project.clone(),
-                            if b.service.is_empty() { "(all)".into() } else { b.service.clone() },
-                            b.period.to_string(),
-                            format!("{} / {} {}", b.spent, b.limit, b.currency),
-                            format!("{:.1}%", b.percent),
-                            format!("{} {}", b.forecast, b.currency),
-                            b.on_exceed.to_string(),
-                            b.paused.clone().map(|p| format!("PAUSED: {p}")).unwrap_or_else(|| "-".into()),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    render(
-                        &[
-                            "ID",
-                            "PROJECT",
-                            "SERVICE",
-                            "PERIOD",
-                            "SPENT / LIMIT",
-                            "USED",
-                            "FORECAST",
-                            "ON EXCEED",
-                            "STATE"
-                        ],
-                        &rows
-                    )
-                );
-            }
+            print_list(
+                *json,
+                &list,
+                "no budgets: `agent-os budget set --project P --amount 50` or `budgets:` in config.yaml",
+                &["ID", "PROJECT", "SERVICE", "PERIOD", "SPENT / LIMIT", "USED", "FORECAST", "ON EXCEED", "STATE"],
+                |b| {
+                    vec![
+                        b.id.clone(),
+                        b.project.clone(),
+                        if b.service.is_empty() { "(all)".into() } else { b.service.clone() },
+                        b.period.to_string(),
+                        format!("{} / {} {}", b.spent, b.limit, b.currency),
+                        format!("{:.1}%", b.percent),
+                        format!("{} {}", b.forecast, b.currency),
+                        b.on_exceed.to_string(),
+                        b.paused.clone().map(|p| format!("PAUSED: {p}")).unwrap_or_else(|| "-".into()),
+                    ]
+                },
+            )?;
             Ok(0)
         }
         BudgetCmd::Set { project, service, period, amount, currency, thresholds, on_exceed, json } => {
@@ -1304,5 +1246,43 @@ async fn budget(c: &Client, cmd: &BudgetCmd) -> Result<u8> {
             println!("project {project} may spend again");
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cost_report_csv_disarms_formulas() {
+        let group = |name: &str| agent_os_server::CostGroupView {
+            group: name.into(),
+            currency: "USD".into(),
+            amount: "1.5".into(),
+            amount_nanos: 1_500_000_000,
+            records: 2,
+            tokens_in: 10,
+            tokens_out: 20,
+        };
+        let r = agent_os_server::CostSummary {
+            by: agent_os_core::cost::GroupBy::Model,
+            from: None,
+            to: None,
+            groups: ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "gpt, mini"].into_iter().map(group).collect(),
+            totals: Vec::new(),
+        };
+        let csv = report_csv("model", &r);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "model,currency,amount,records,tokens_in,tokens_out",
+                "\"'=HYPERLINK(\"\"x\"\")\",USD,1.5,2,10,20",
+                "'+1,USD,1.5,2,10,20",
+                "'-2,USD,1.5,2,10,20",
+                "'@SUM(A1),USD,1.5,2,10,20",
+                "\"gpt, mini\",USD,1.5,2,10,20",
+            ]
+        );
     }
 }

@@ -120,4 +120,5 @@ pub const DEFAULT_CONFIG: &str = "# Agent OS settings (docs/config.md). Every li
 #   max_retry_delay: 10m\n\
 #   log_max_bytes: 1048576\n\
 # api:\n\
-#   max_body_bytes: 1048576\n";
+#   max_body_bytes: 1048576\n\
+#   request_timeout: 30s            # longest a call or page may take (waits and streams excepted)\n";

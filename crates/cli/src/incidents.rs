@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::client::Client;
-use crate::commands::{print_json, query};
+use crate::commands::{print_json, print_list, query};
 use crate::table::{render, short_time};
 use agent_os_core::alerting::IncidentStatus;
 use agent_os_core::url::encode_component as enc;
@@ -82,39 +82,28 @@ pub async fn incidents(c: &Client, a: &IncidentsArgs) -> Result<u8> {
         ("limit", Some(a.limit.to_string())),
     ]);
     let list: Vec<IncidentView> = c.get(&format!("/api/v1/incidents{q}")).await?;
-    if a.json {
-        print_json(&list)?;
-        return Ok(0);
-    }
-    if list.is_empty() {
-        println!("{}", if a.open { "no open incidents" } else { "no incidents yet" });
-        return Ok(0);
-    }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|i| {
-            let mut state = i.status.to_string();
-            if i.flapping {
-                state.push_str(", flapping");
-            }
-            if let Some(by) = &i.acked_by {
-                state.push_str(&format!(", acked by {by}"));
-            }
-            if i.status == IncidentStatus::Open && !i.notified {
-                state.push_str(", not yet told");
-            }
-            vec![
-                i.id.clone(),
-                short_time(&i.opened_at),
-                took(i.duration_s),
-                i.severity.to_string(),
-                state,
-                i.title.clone(),
-                i.reason.clone(),
-            ]
-        })
-        .collect();
-    print!("{}", render(&["ID", "OPENED (UTC)", "FOR", "SEVERITY", "STATE", "TITLE", "REASON"], &rows));
+    let empty = if a.open { "no open incidents" } else { "no incidents yet" };
+    print_list(a.json, &list, empty, &["ID", "OPENED (UTC)", "FOR", "SEVERITY", "STATE", "TITLE", "REASON"], |i| {
+        let mut state = i.status.to_string();
+        if i.flapping {
+            state.push_str(", flapping");
+        }
+        if let Some(by) = &i.acked_by {
+            state.push_str(&format!(", acked by {by}"));
+        }
+        if i.status == IncidentStatus::Open && !i.notified {
+            state.push_str(", not yet told");
+        }
+        vec![
+            i.id.clone(),
+            short_time(&i.opened_at),
+            took(i.duration_s),
+            i.severity.to_string(),
+            state.to_string(),
+            i.title.clone(),
+            i.reason.clone(),
+        ]
+    })?;
     Ok(0)
 }
 
@@ -141,31 +130,27 @@ pub async fn maintenance(c: &Client, m: &MaintenanceCmd) -> Result<u8> {
     match m {
         MaintenanceCmd::List { json } => {
             let list: Vec<MaintenanceView> = c.get("/api/v1/maintenance").await?;
-            if *json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no maintenance windows: `agent-os maintenance start --for 2h [--project P]`");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|w| {
-                        vec![
-                            w.id.clone().unwrap_or_else(|| "(config)".into()),
-                            w.project.clone().unwrap_or_else(|| "everything".into()),
-                            w.recurring.clone().unwrap_or_else(|| {
-                                format!(
-                                    "{} → {}",
-                                    w.starts_at.as_deref().map(short_time).unwrap_or_default(),
-                                    w.ends_at.as_deref().map(short_time).unwrap_or_default()
-                                )
-                            }),
-                            if w.active { "now".into() } else { "-".into() },
-                            w.reason.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["ID", "COVERS", "WHEN (UTC)", "ACTIVE", "REASON"], &rows));
-            }
+            print_list(
+                *json,
+                &list,
+                "no maintenance windows: `agent-os maintenance start --for 2h [--project P]`",
+                &["ID", "COVERS", "WHEN (UTC)", "ACTIVE", "REASON"],
+                |w| {
+                    vec![
+                        w.id.clone().unwrap_or_else(|| "(config)".into()),
+                        w.project.clone().unwrap_or_else(|| "everything".into()),
+                        w.recurring.clone().unwrap_or_else(|| {
+                            format!(
+                                "{} → {}",
+                                w.starts_at.as_deref().map(short_time).unwrap_or_default(),
+                                w.ends_at.as_deref().map(short_time).unwrap_or_default()
+                            )
+                        }),
+                        if w.active { "now".into() } else { "-".into() },
+                        w.reason.clone().unwrap_or_default(),
+                    ]
+                },
+            )?;
             Ok(0)
         }
         MaintenanceCmd::Start { project, duration, start, end, reason, json } => {

@@ -120,7 +120,11 @@ pub fn run(a: &InitArgs) -> u8 {
         if plan.steps.iter().all(|s| matches!(s.change, Change::Unchanged(_))) {
             println!("Nothing to do: the project is already set up.");
         } else {
-            let dir = a.dir.as_ref().map(|d| format!(" {}", shell_word(&d.to_string_lossy()))).unwrap_or_default();
+            let dir = a
+                .dir
+                .as_ref()
+                .map(|d| format!(" {}", agent_os_core::shell::quote(&d.to_string_lossy())))
+                .unwrap_or_default();
             let name = a.name.as_ref().map(|n| format!(" --name {n}")).unwrap_or_default();
             println!("Nothing was written. To apply this plan: agent-os init{dir}{name} --yes");
         }
@@ -153,7 +157,7 @@ pub fn run(a: &InitArgs) -> u8 {
     );
     println!(
         "then register the project on the server's machine: agent-os project add {}",
-        shell_word(&root.to_string_lossy())
+        agent_os_core::shell::quote(&root.to_string_lossy())
     );
     0
 }
@@ -551,15 +555,6 @@ fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
     let mut f = OpenOptions::new().append(true).open(path)?;
     f.write_all(text.as_bytes())
-}
-
-/// A path as one shell word, quoted when it needs to be.
-fn shell_word(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 #[cfg(test)]

@@ -212,6 +212,7 @@ impl Running {
         let opts = agent_os_server::ServerOptions {
             max_body_bytes: self.config.max_body_bytes as usize,
             trusted_proxies: self.config.trusted_proxies.clone(),
+            request_timeout: self.config.request_timeout,
         };
         let engine = self.engine.clone();
         let stop = async move {

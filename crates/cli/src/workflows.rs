@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ServerError};
-use crate::commands::{print_json, query};
+use crate::commands::{print_json, print_list, query};
 use crate::table::{duration_ms, render, short_time};
 use agent_os_core::url::encode_component as enc;
 use agent_os_core::workflow::WorkflowRunStatus;
@@ -135,19 +135,13 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
     match cmd {
         WorkflowCmd::List { json } => {
             let list: Vec<WorkflowView> = c.get("/api/v1/workflows").await?;
-            if *json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no workflows loaded: put NAME.yaml files in the home's workflows/ directory");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|w| {
-                        vec![w.name.clone(), w.triggers.join("; "), w.step_count.to_string(), w.description.clone()]
-                    })
-                    .collect();
-                print!("{}", render(&["NAME", "TRIGGERS", "STEPS", "DESCRIPTION"], &rows));
-            }
+            print_list(
+                *json,
+                &list,
+                "no workflows loaded: put NAME.yaml files in the home's workflows/ directory",
+                &["NAME", "TRIGGERS", "STEPS", "DESCRIPTION"],
+                |w| vec![w.name.clone(), w.triggers.join("; "), w.step_count.to_string(), w.description.clone()],
+            )?;
             Ok(0)
         }
         WorkflowCmd::Show { name, json } => {
@@ -197,27 +191,23 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
         WorkflowCmd::Runs { name, limit, json } => {
             let q = query(&[("workflow", name.clone()), ("limit", Some(limit.to_string()))]);
             let list: Vec<WorkflowRunView> = c.get(&format!("/api/v1/workflows/runs{q}")).await?;
-            if *json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no workflow runs yet");
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.id.clone(),
-                            r.workflow.clone(),
-                            r.status.to_string(),
-                            r.trigger.to_string(),
-                            short_time(&r.created_at),
-                            duration_ms(took(r.started_at.as_deref(), r.finished_at.as_deref())),
-                            r.error.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", render(&["ID", "WORKFLOW", "STATUS", "TRIGGER", "CREATED (UTC)", "TOOK", "ERROR"], &rows));
-            }
+            print_list(
+                *json,
+                &list,
+                "no workflow runs yet",
+                &["ID", "WORKFLOW", "STATUS", "TRIGGER", "CREATED (UTC)", "TOOK", "ERROR"],
+                |r| {
+                    vec![
+                        r.id.clone(),
+                        r.workflow.clone(),
+                        r.status.to_string(),
+                        r.trigger.to_string(),
+                        short_time(&r.created_at),
+                        duration_ms(took(r.started_at.as_deref(), r.finished_at.as_deref())),
+                        r.error.clone().unwrap_or_default(),
+                    ]
+                },
+            )?;
             Ok(0)
         }
         WorkflowCmd::RunStatus { id, json } => {

@@ -5,6 +5,8 @@
 //! Secrets come from Agent OS's own environment through `${VAR}` references, resolved by the
 //! caller's lookup; a channel URL in `config.yaml` never has to hold one.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 /// Discord's limit on a message's `content`.
@@ -135,8 +137,7 @@ fn mask(secret: &str) -> String {
 /// Whether `v` is an `http(s)://` address with a host: `base=http://` alone would leave the
 /// service's path to stand where the host belongs.
 fn has_host(v: &str) -> bool {
-    let rest = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://"));
-    rest.is_some_and(|r| !r.trim_start_matches('/').is_empty() && !r.starts_with('/'))
+    crate::url::parse_http(v).is_ok()
 }
 
 /// The URL's query: `base=` (another address for the service: a proxy, or a local test sink)
@@ -244,7 +245,7 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
             let authorization = match credentials {
                 Some(c) => {
                     let (user, password) = c.split_once(':').ok_or("ntfy credentials are USER:PASSWORD")?;
-                    Some(format!("Basic {}", base64_encode(format!("{user}:{password}").as_bytes())))
+                    Some(format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))))
                 }
                 None => None,
             };
@@ -445,25 +446,6 @@ pub fn is_address(s: &str) -> bool {
         None => is_domain(domain),
     };
     s.len() <= 254 && local_ok && domain_ok
-}
-
-/// Decodes `%XX` escapes; the result must be UTF-8.
-/// Standard base64 (for a Basic authorization header).
-fn base64_encode(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// `text` cut to `limit` characters, saying so at its end.

@@ -262,6 +262,8 @@ struct RawApi {
     max_body_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     trusted_proxies: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    request_timeout: Option<Spanned<String>>,
 }
 
 text_enum! {
@@ -288,6 +290,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Proxies whose `X-Forwarded-For` names the client (empty: the TCP peer is the client).
     pub trusted_proxies: Vec<crate::net::IpRange>,
+    /// How long an API call or page may take before the server stops it (`api.request_timeout`).
+    pub request_timeout: Duration,
     /// Named resources and their limits.
     pub resources: std::collections::BTreeMap<String, Limits>,
     pub budgets: Vec<BudgetDecl>,
@@ -303,6 +307,9 @@ pub struct Config {
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
 
+/// How long a request may take by default (`api.request_timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -317,6 +324,7 @@ impl Default for Config {
             log_max_bytes: 1024 * 1024,
             max_body_bytes: 1024 * 1024,
             trusted_proxies: Vec::new(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             resources: Default::default(),
             budgets: Vec::new(),
             channels: Default::default(),
@@ -394,6 +402,8 @@ impl Config {
         duration(&runs.default_timeout, "runs.default_timeout", &mut c.default_timeout);
         duration(&runs.kill_grace, "runs.kill_grace", &mut c.kill_grace);
         duration(&runs.max_retry_delay, "runs.max_retry_delay", &mut c.max_retry_delay);
+        let api = raw.api.unwrap_or_default();
+        duration(&api.request_timeout, "api.request_timeout", &mut c.request_timeout);
         if let Some(m) = runs.max_concurrent {
             if m.value == 0 || m.value > 1024 {
                 errors.push(SourceError {
@@ -420,7 +430,6 @@ impl Config {
             }
             c.log_max_bytes = l.value;
         }
-        let api = raw.api.unwrap_or_default();
         for p in api.trusted_proxies.unwrap_or_default() {
             match crate::net::IpRange::parse(&p.value) {
                 Ok(r) => c.trusted_proxies.push(r),
@@ -851,6 +860,15 @@ mod tests {
         assert_eq!(c.shared_env_files, vec!["~/agent_os/.env".to_string(), "/srv/old shared/.env".to_string()]);
         let e = Config::parse("c.yaml", "keys:\n  shared: [agent_os/.env]\n").unwrap_err().to_string();
         assert!(e.contains("keys.shared[0]") && e.contains("not an absolute path"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_request_timeout_and_refuses_zero() {
+        assert_eq!(Config::default().request_timeout, Duration::from_secs(30));
+        let c = Config::parse("c.yaml", "api:\n  request_timeout: 2m\n").unwrap();
+        assert_eq!(c.request_timeout, Duration::from_secs(120));
+        let e = Config::parse("c.yaml", "api:\n  request_timeout: 0s\n").unwrap_err().to_string();
+        assert!(e.contains("c.yaml:2:20: api.request_timeout: must be more than zero"), "{e}");
     }
 
     #[test]

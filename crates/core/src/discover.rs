@@ -283,15 +283,17 @@ fn crontab_command(rest: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // launchd
 
-/// A launchd job (XML property list). `StartCalendarInterval` (a dict, or an array of dicts of
-/// `Minute`, `Hour`, `Day`, `Weekday`, `Month`; a missing key means every value) becomes cron,
-/// one finding per dict unless the dicts differ in one key only, when they merge into one list.
-/// launchd documents these semantics as crontab's, so a dict with both `Day` and `Weekday`
-/// fires on either, as cron does. `StartInterval` counts from when the job was loaded, so it is
-/// never a wall-clock schedule. The zone is the machine's ([`LOCAL`]).
+/// A launchd job (XML property list, read by the `plist` crate). `StartCalendarInterval` (a
+/// dict, or an array of dicts of `Minute`, `Hour`, `Day`, `Weekday`, `Month`; a missing key
+/// means every value) becomes cron, one finding per dict unless the dicts differ in one key
+/// only, when they merge into one list. launchd documents these semantics as crontab's, so a
+/// dict with both `Day` and `Weekday` fires on either, as cron does. `StartInterval` counts from
+/// when the job was loaded, so it is never a wall-clock schedule. The zone is the machine's
+/// ([`LOCAL`]). A finding's line is that of its key.
 ///
-/// A property list this reader cannot read is reported only when it mentions a schedule key;
-/// other property lists (app settings, `Info.plist`) are not launchd jobs.
+/// A property list that cannot be read, or that nests deeper than [`PLIST_MAX_DEPTH`], is
+/// reported only when it mentions a schedule key; other property lists (app settings,
+/// `Info.plist`) are not launchd jobs.
 pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
     let mentions_schedule = text.contains("StartCalendarInterval") || text.contains("StartInterval");
     if text.starts_with("bplist") {
@@ -301,28 +303,26 @@ pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
         let reason = "a binary property list; convert it with `plutil -convert xml1 FILE` to read its schedule";
         return vec![finding(source, 1, ManagedBy::Launchd, "", refused(reason))];
     }
-    let root = match plist::parse(text) {
+    let root = plist_depth(text)
+        .and_then(|()| plist::Value::from_reader_xml(text.as_bytes()).map_err(|e| plist_error(text, &e)));
+    let root = match root {
         Ok(root) => root,
-        Err(e) if mentions_schedule => {
-            let reason = format!("cannot read this property list: {}", e.message);
-            return vec![finding(source, e.line, ManagedBy::Launchd, "", refused(reason))];
+        Err((line, message)) if mentions_schedule => {
+            let reason = format!("cannot read this property list: {message}");
+            return vec![finding(source, line, ManagedBy::Launchd, "", refused(reason))];
         }
         Err(_) => return Vec::new(),
     };
-    let plist::Value::Dict(job) = &root else {
+    let Some(job) = root.as_dictionary() else {
         return Vec::new();
     };
-    let get = |key: &str| job.iter().find(|e| e.key == key);
-    let command = launchd_command(get("Program").map(|e| &e.value), get("ProgramArguments").map(|e| &e.value))
-        .or_else(|| match get("Label").map(|e| &e.value) {
-            Some(plist::Value::String(label)) => Some(label.clone()),
-            _ => None,
-        })
+    let command = launchd_command(job.get("Program"), job.get("ProgramArguments"))
+        .or_else(|| job.get("Label").and_then(plist::Value::as_string).map(str::to_string))
         .unwrap_or_default();
     let mut out = Vec::new();
-    if let Some(entry) = get("StartCalendarInterval") {
-        let at = entry.line;
-        let dicts: Vec<&plist::Value> = match &entry.value {
+    if let Some(value) = job.get("StartCalendarInterval") {
+        let at = key_line(text, "StartCalendarInterval");
+        let dicts: Vec<&plist::Value> = match value {
             plist::Value::Array(items) => items.iter().collect(),
             other => vec![other],
         };
@@ -352,36 +352,100 @@ pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
             }
         }
     }
-    if let Some(entry) = get("StartInterval") {
-        let reason = match &entry.value {
-            plist::Value::Integer(s) if *s > 0 => format!(
+    if let Some(value) = job.get("StartInterval") {
+        let reason = match value.as_signed_integer() {
+            Some(s) if s > 0 => format!(
                 "runs every {s} s ({}) counted from when launchd loaded it; not a wall-clock schedule",
-                crate::format_duration(std::time::Duration::from_secs(*s as u64))
+                crate::format_duration(std::time::Duration::from_secs(s as u64))
             ),
             _ => "StartInterval is not a positive integer number of seconds".to_string(),
         };
-        out.push(finding(source, entry.line, ManagedBy::Launchd, &command, refused(reason)));
+        out.push(finding(source, key_line(text, "StartInterval"), ManagedBy::Launchd, &command, refused(reason)));
     }
     out
+}
+
+/// How deep a property list may nest `dict`s and `array`s. A launchd job needs three levels;
+/// the bound keeps a hostile file from costing unbounded stack when its value is dropped.
+pub const PLIST_MAX_DEPTH: usize = 32;
+
+/// Refuses, with its line, the first `<dict>` or `<array>` nested deeper than
+/// [`PLIST_MAX_DEPTH`]. Only the nesting is looked at; the `plist` crate reads the rest.
+fn plist_depth(text: &str) -> Result<(), (u64, String)> {
+    let mut depth = 0usize;
+    for (at, _) in text.match_indices('<') {
+        let tag = &text[at + 1..];
+        let (closing, tag) = match tag.strip_prefix('/') {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let end = tag.find(|c: char| c == '>' || c == '/' || c.is_whitespace()).unwrap_or(tag.len());
+        if !matches!(&tag[..end], "dict" | "array") {
+            continue;
+        }
+        let empty = tag[end..].split('>').next().is_some_and(|attributes| attributes.trim_end().ends_with('/'));
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else if !empty {
+            depth += 1;
+            if depth > PLIST_MAX_DEPTH {
+                return Err((line_at(text, at), format!("nested deeper than {PLIST_MAX_DEPTH} levels")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The line and a readable message of the `plist` crate's error, whose text is the error's
+/// kind and its byte offset (`InvalidIntegerString (offset 181)`).
+fn plist_error(text: &str, e: &plist::Error) -> (u64, String) {
+    let shown = e.to_string();
+    let (kind, offset) = match shown.rsplit_once(" (offset ") {
+        Some((kind, rest)) => (kind, rest.trim_end_matches(')').parse::<usize>().ok()),
+        None => (shown.as_str(), None),
+    };
+    // `UnexpectedEventType { expected: Integer, found: String }` reads as
+    // "unexpected event type (expected: integer, found: string)".
+    let mut message = String::new();
+    let mut previous = ' ';
+    for c in kind.chars() {
+        if c.is_ascii_uppercase() && previous.is_ascii_lowercase() {
+            message.push(' ');
+        }
+        message.push(match c {
+            '{' => '(',
+            '}' => ')',
+            c => c.to_ascii_lowercase(),
+        });
+        previous = c;
+    }
+    let message = message.replace("( ", "(").replace(" )", ")").replace("xml", "XML").replace("utf8", "UTF-8");
+    let line = offset.map_or(1, |at| line_at(text, at.min(text.len())));
+    (line, message)
+}
+
+/// The 1-based line of byte `at`.
+fn line_at(text: &str, at: usize) -> u64 {
+    text.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+}
+
+/// The line of the first `<key>` naming `key` (the `plist` crate keeps no positions).
+fn key_line(text: &str, key: &str) -> u64 {
+    text.match_indices("<key>")
+        .find(|(at, open)| {
+            let rest = &text[at + open.len()..];
+            rest.find("</key>").is_some_and(|end| rest[..end].trim() == key)
+        })
+        .map_or(1, |(at, _)| line_at(text, at))
 }
 
 /// `Program` and/or `ProgramArguments` as one shell-quoted line. With both, launchd runs
 /// `Program` with `ProgramArguments` as its argv, whose first item is only the name it sees.
 fn launchd_command(program: Option<&plist::Value>, args: Option<&plist::Value>) -> Option<String> {
-    let program = match program {
-        Some(plist::Value::String(p)) => Some(p.clone()),
-        _ => None,
-    };
-    let args: Option<Vec<String>> = match args {
-        Some(plist::Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                plist::Value::String(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect(),
-        _ => None,
-    };
+    let program = program.and_then(plist::Value::as_string).map(str::to_string);
+    let args: Option<Vec<String>> = args
+        .and_then(plist::Value::as_array)
+        .and_then(|items| items.iter().map(|v| v.as_string().map(str::to_string)).collect());
     let words: Vec<String> = match (program, args) {
         (Some(p), Some(a)) => std::iter::once(p).chain(a.into_iter().skip(1)).collect(),
         (Some(p), None) => vec![p],
@@ -391,12 +455,7 @@ fn launchd_command(program: Option<&plist::Value>, args: Option<&plist::Value>) 
     if words.is_empty() {
         return None;
     }
-    Some(words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "))
-}
-
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
-    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+    Some(words.iter().map(|w| crate::shell::quote(w)).collect::<Vec<_>>().join(" "))
 }
 
 /// One `StartCalendarInterval` dict: minute, hour, day, month, weekday; `None` is every value.
@@ -438,19 +497,18 @@ fn list(values: &[i64]) -> String {
 fn calendar(v: &plist::Value) -> Result<Calendar, String> {
     const KEYS: [(&str, i64, i64); 5] =
         [("Minute", 0, 59), ("Hour", 0, 23), ("Day", 1, 31), ("Month", 1, 12), ("Weekday", 0, 7)];
-    let plist::Value::Dict(entries) = v else {
+    let Some(entries) = v.as_dictionary() else {
         return Err("StartCalendarInterval holds something other than a dict of integers".into());
     };
     let mut fields: [Option<Vec<i64>>; 5] = Default::default();
-    for e in entries {
-        let Some(i) = KEYS.iter().position(|(k, _, _)| *k == e.key) else {
+    for (name, value) in entries {
+        let Some(i) = KEYS.iter().position(|(k, _, _)| k == name) else {
             return Err(format!(
-                "unknown key {:?} in StartCalendarInterval (launchd reads Minute, Hour, Day, Weekday and Month)",
-                e.key
+                "unknown key {name:?} in StartCalendarInterval (launchd reads Minute, Hour, Day, Weekday and Month)"
             ));
         };
         let (key, lo, hi) = KEYS[i];
-        let plist::Value::Integer(n) = e.value else {
+        let Some(n) = value.as_signed_integer() else {
             return Err(format!("StartCalendarInterval {key} is not an integer"));
         };
         if n < lo || n > hi {
@@ -486,322 +544,6 @@ fn merge(all: &[Calendar]) -> Option<Calendar> {
     let mut merged = first;
     merged.0[i] = Some(values);
     Some(merged)
-}
-
-/// A small, strict reader for XML property lists: `plist`, `dict`, `array`, `key`, `string`,
-/// `integer`, `true` and `false`, with comments, the XML declaration and the DOCTYPE skipped.
-/// Anything else (`real`, `date`, `data`, CDATA, attributes outside `plist`) is refused with
-/// its line, as is nesting deeper than [`plist::MAX_DEPTH`].
-mod plist {
-    pub const MAX_DEPTH: usize = 32;
-
-    #[derive(Debug)]
-    pub enum Value {
-        Dict(Vec<Entry>),
-        Array(Vec<Value>),
-        String(String),
-        Integer(i64),
-        /// `<true/>` or `<false/>`; no key discovery reads is a boolean.
-        Bool,
-    }
-
-    #[derive(Debug)]
-    pub struct Entry {
-        pub key: String,
-        /// The line of `<key>`.
-        pub line: u64,
-        pub value: Value,
-    }
-
-    #[derive(Debug)]
-    pub struct Error {
-        pub line: u64,
-        pub message: String,
-    }
-
-    #[derive(PartialEq, Eq)]
-    enum TagKind {
-        Open,
-        Close,
-        Empty,
-    }
-
-    struct Tag {
-        name: String,
-        kind: TagKind,
-        line: u64,
-    }
-
-    struct Reader<'a> {
-        text: &'a str,
-        pos: usize,
-        line_starts: Vec<usize>,
-    }
-
-    pub fn parse(text: &str) -> Result<Value, Error> {
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        let mut r = Reader { text, pos: 0, line_starts };
-        r.skip_misc()?;
-        let open = r.tag()?;
-        if open.name != "plist" || open.kind != TagKind::Open {
-            return Err(r.err_at(open.line, format!("expected <plist>, found <{}>", open.name)));
-        }
-        r.skip_misc()?;
-        let tag = r.tag()?;
-        let root = r.value(tag, 0)?;
-        r.skip_misc()?;
-        let close = r.tag()?;
-        if close.name != "plist" || close.kind != TagKind::Close {
-            return Err(r.err_at(close.line, format!("expected </plist>, found <{}>", close.name)));
-        }
-        r.skip_misc()?;
-        if r.pos < r.text.len() {
-            return Err(r.err("text after </plist>"));
-        }
-        Ok(root)
-    }
-
-    impl<'a> Reader<'a> {
-        fn line(&self) -> u64 {
-            self.line_at(self.pos)
-        }
-
-        fn line_at(&self, pos: usize) -> u64 {
-            self.line_starts.partition_point(|&s| s <= pos) as u64
-        }
-
-        fn err(&self, message: impl Into<String>) -> Error {
-            Error { line: self.line(), message: message.into() }
-        }
-
-        fn err_at(&self, line: u64, message: impl Into<String>) -> Error {
-            Error { line, message: message.into() }
-        }
-
-        fn rest(&self) -> &'a str {
-            &self.text[self.pos..]
-        }
-
-        /// Skips blanks, comments, processing instructions and the DOCTYPE.
-        fn skip_misc(&mut self) -> Result<(), Error> {
-            loop {
-                let trimmed = self.rest().trim_start();
-                self.pos = self.text.len() - trimmed.len();
-                let (end, what) = if trimmed.starts_with("<?") {
-                    (trimmed.find("?>").map(|i| i + 2), "<?")
-                } else if trimmed.starts_with("<!--") {
-                    (trimmed.find("-->").map(|i| i + 3), "<!--")
-                } else if trimmed.starts_with("<!DOCTYPE") {
-                    (doctype_end(trimmed), "<!DOCTYPE")
-                } else {
-                    return Ok(());
-                };
-                match end {
-                    Some(end) => self.pos += end,
-                    None => return Err(self.err(format!("{what} is never closed"))),
-                }
-            }
-        }
-
-        fn tag(&mut self) -> Result<Tag, Error> {
-            let line = self.line();
-            let rest = self.rest();
-            if !rest.starts_with('<') {
-                return Err(if rest.is_empty() {
-                    self.err("the document ends too early")
-                } else {
-                    self.err("expected an element")
-                });
-            }
-            if rest.starts_with("<!") {
-                return Err(self.err("CDATA and declarations inside the document are not supported"));
-            }
-            let mut quote = None;
-            let mut end = None;
-            for (i, c) in rest.char_indices().skip(1) {
-                match (quote, c) {
-                    (Some(q), c) if c == q => quote = None,
-                    (Some(_), _) => {}
-                    (None, '"' | '\'') => quote = Some(c),
-                    (None, '>') => {
-                        end = Some(i);
-                        break;
-                    }
-                    (None, '<') => break,
-                    _ => {}
-                }
-            }
-            let Some(end) = end else {
-                return Err(self.err("an element's tag is never closed with >"));
-            };
-            let inner = &rest[1..end];
-            self.pos += end + 1;
-            let (kind, inner) = if let Some(name) = inner.strip_prefix('/') {
-                (TagKind::Close, name.trim())
-            } else if let Some(name) = inner.strip_suffix('/') {
-                (TagKind::Empty, name.trim())
-            } else {
-                (TagKind::Open, inner.trim())
-            };
-            let (name, attributes) = match inner.find(char::is_whitespace) {
-                Some(i) => (&inner[..i], inner[i..].trim()),
-                None => (inner, ""),
-            };
-            if name.is_empty() {
-                return Err(self.err_at(line, "an element has no name"));
-            }
-            if !attributes.is_empty() && (name != "plist" || kind == TagKind::Close) {
-                return Err(self.err_at(line, format!("<{name}> has attributes, which property lists do not use")));
-            }
-            Ok(Tag { name: name.to_string(), kind, line })
-        }
-
-        /// The text up to the next `<`, with entities decoded.
-        fn text_content(&mut self) -> Result<String, Error> {
-            let rest = self.rest();
-            let end = rest.find('<').unwrap_or(rest.len());
-            let raw = &rest[..end];
-            let line = self.line();
-            self.pos += end;
-            decode(raw).map_err(|m| self.err_at(line, m))
-        }
-
-        fn close(&mut self, name: &str) -> Result<(), Error> {
-            let tag = self.tag()?;
-            if tag.name != name || tag.kind != TagKind::Close {
-                return Err(self.err_at(tag.line, format!("expected </{name}>, found <{}>", tag.name)));
-            }
-            Ok(())
-        }
-
-        fn value(&mut self, tag: Tag, depth: usize) -> Result<Value, Error> {
-            if depth > MAX_DEPTH {
-                return Err(self.err_at(tag.line, format!("nested deeper than {MAX_DEPTH} levels")));
-            }
-            let line = tag.line;
-            if tag.kind == TagKind::Close {
-                return Err(self.err_at(line, format!("unexpected </{}>", tag.name)));
-            }
-            let empty = tag.kind == TagKind::Empty;
-            let value = match tag.name.as_str() {
-                "dict" | "array" if empty => {
-                    if tag.name == "dict" {
-                        Value::Dict(Vec::new())
-                    } else {
-                        Value::Array(Vec::new())
-                    }
-                }
-                "dict" => {
-                    let mut entries = Vec::new();
-                    loop {
-                        self.skip_misc()?;
-                        let t = self.tag()?;
-                        if t.name == "dict" && t.kind == TagKind::Close {
-                            break;
-                        }
-                        if t.name != "key" || t.kind != TagKind::Open {
-                            return Err(self.err_at(t.line, format!("expected <key> in a dict, found <{}>", t.name)));
-                        }
-                        let key = self.text_content()?;
-                        self.close("key")?;
-                        self.skip_misc()?;
-                        let vt = self.tag()?;
-                        let value = self.value(vt, depth + 1)?;
-                        entries.push(Entry { key, line: t.line, value });
-                    }
-                    Value::Dict(entries)
-                }
-                "array" => {
-                    let mut items = Vec::new();
-                    loop {
-                        self.skip_misc()?;
-                        let t = self.tag()?;
-                        if t.name == "array" && t.kind == TagKind::Close {
-                            break;
-                        }
-                        items.push(self.value(t, depth + 1)?);
-                    }
-                    Value::Array(items)
-                }
-                "string" if empty => Value::String(String::new()),
-                "string" => {
-                    let s = self.text_content()?;
-                    self.close("string")?;
-                    Value::String(s)
-                }
-                "integer" if !empty => {
-                    let s = self.text_content()?;
-                    self.close("integer")?;
-                    let n = s
-                        .trim()
-                        .parse::<i64>()
-                        .map_err(|_| self.err_at(line, format!("<integer> {:?} is not a whole number", s.trim())))?;
-                    Value::Integer(n)
-                }
-                "true" | "false" if empty => Value::Bool,
-                "key" => return Err(self.err_at(line, "<key> outside a dict")),
-                "integer" | "true" | "false" => {
-                    return Err(self.err_at(line, format!("<{}> in an unexpected form", tag.name)));
-                }
-                other => {
-                    return Err(self.err_at(
-                        line,
-                        format!(
-                            "<{other}> is not supported (this reader knows dict, array, key, string, integer, true and false)"
-                        ),
-                    ));
-                }
-            };
-            Ok(value)
-        }
-    }
-
-    /// The end of a DOCTYPE, past an internal subset in brackets if there is one.
-    fn doctype_end(s: &str) -> Option<usize> {
-        let mut depth = 0usize;
-        let mut quote = None;
-        for (i, c) in s.char_indices() {
-            match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, '"' | '\'') => quote = Some(c),
-                (None, '[') => depth += 1,
-                (None, ']') => depth = depth.saturating_sub(1),
-                (None, '>') if depth == 0 => return Some(i + 1),
-                _ => {}
-            }
-        }
-        None
-    }
-
-    fn decode(raw: &str) -> Result<String, String> {
-        let mut out = String::with_capacity(raw.len());
-        let mut rest = raw;
-        while let Some(i) = rest.find('&') {
-            out.push_str(&rest[..i]);
-            rest = &rest[i..];
-            let end = rest.find(';').ok_or("an & is not followed by an entity such as &amp;")?;
-            let entity = &rest[1..end];
-            let c = match entity {
-                "lt" => '<',
-                "gt" => '>',
-                "amp" => '&',
-                "quot" => '"',
-                "apos" => '\'',
-                e if e.starts_with("#x") || e.starts_with("#X") => {
-                    u32::from_str_radix(&e[2..], 16).ok().and_then(char::from_u32).ok_or("a bad character reference")?
-                }
-                e if e.starts_with('#') => {
-                    e[1..].parse::<u32>().ok().and_then(char::from_u32).ok_or("a bad character reference")?
-                }
-                _ => return Err(format!("unknown entity &{entity};")),
-            };
-            out.push(c);
-            rest = &rest[end + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1153,69 +895,44 @@ pub fn discover_railway_json(source: &str, text: &str) -> Vec<Finding> {
 }
 
 /// `railway.toml`: the `[deploy]` table's `cronSchedule` and `startCommand` (also written as
-/// dotted keys). A small reader for `[table]` and `key = "string"` lines; other lines are
-/// skipped.
+/// dotted keys), read by the `toml` crate. A file that is not TOML is reported only when it
+/// mentions `cronSchedule`, at the line of the error.
 pub fn discover_railway_toml(source: &str, text: &str) -> Vec<Finding> {
-    let mut table = String::new();
-    let mut schedule: Option<(u64, Result<String, String>)> = None;
-    let mut command = String::new();
-    for (n, raw) in numbered(text) {
-        let line = raw.trim();
-        if line.starts_with('[') && !line.starts_with("[[") {
-            if let Some(end) = line.find(']') {
-                table = line[1..end].trim().trim_matches('"').to_string();
-            }
-            continue;
+    let root = match toml::de::DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) if text.contains("cronSchedule") => {
+            let line = e.span().map_or(1, |span| line_at(text, span.start.min(text.len())));
+            let reason = format!("cannot read railway.toml: {}", e.message());
+            return vec![finding(source, line, ManagedBy::Railway, "", refused(reason))];
         }
-        let Some((key, value)) = line.split_once('=') else { continue };
-        let key = key.trim().trim_matches('"');
-        let full = if table.is_empty() { key.to_string() } else { format!("{table}.{key}") };
-        match full.as_str() {
-            "deploy.cronSchedule" => schedule = Some((n, toml_string(value.trim()))),
-            "deploy.startCommand" => command = toml_string(value.trim()).unwrap_or_default(),
-            _ => {}
-        }
-    }
+        Err(_) => return Vec::new(),
+    };
+    let Some((_, toml::de::DeValue::Table(deploy))) = toml_entry(root.get_ref(), "deploy") else {
+        return Vec::new();
+    };
+    let command = match toml_entry(deploy, "startCommand") {
+        Some((_, toml::de::DeValue::String(c))) => c.to_string(),
+        _ => String::new(),
+    };
+    let Some((span, schedule)) = toml_entry(deploy, "cronSchedule") else {
+        return Vec::new();
+    };
+    let line = line_at(text, span.start.min(text.len()));
     match schedule {
-        None => Vec::new(),
-        Some((_, Ok(s))) if s.trim().is_empty() => Vec::new(),
-        Some((n, Ok(s))) => {
-            vec![finding(source, n, ManagedBy::Railway, &command, checked_cron(&s, "UTC", Some("Railway")))]
+        toml::de::DeValue::String(s) if s.trim().is_empty() => Vec::new(),
+        toml::de::DeValue::String(s) => {
+            vec![finding(source, line, ManagedBy::Railway, &command, checked_cron(s, "UTC", Some("Railway")))]
         }
-        Some((n, Err(why))) => {
-            vec![finding(source, n, ManagedBy::Railway, &command, refused(format!("cronSchedule: {why}")))]
-        }
+        _ => vec![finding(source, line, ManagedBy::Railway, &command, refused("cronSchedule: not a quoted string"))],
     }
 }
 
-/// A TOML basic (`"…"`, with escapes) or literal (`'…'`) string, a comment allowed after it.
-fn toml_string(value: &str) -> Result<String, String> {
-    let mut chars = value.chars();
-    let quote = chars.next().filter(|c| *c == '"' || *c == '\'').ok_or("not a quoted string")?;
-    let mut out = String::new();
-    let mut closed = false;
-    while let Some(c) = chars.next() {
-        match c {
-            c if c == quote => {
-                closed = true;
-                break;
-            }
-            '\\' if quote == '"' => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('"') => out.push('"'),
-                Some('\\') => out.push('\\'),
-                Some(other) => return Err(format!("unsupported escape \\{other}")),
-                None => break,
-            },
-            c => out.push(c),
-        }
-    }
-    let after = chars.as_str().trim();
-    if !closed || !(after.is_empty() || after.starts_with('#')) {
-        return Err("not a single-line string".into());
-    }
-    Ok(out)
+/// The span of `name`'s key in `table`, and its value.
+fn toml_entry<'a, 'i>(
+    table: &'a toml::de::DeTable<'i>,
+    name: &str,
+) -> Option<(std::ops::Range<usize>, &'a toml::de::DeValue<'i>)> {
+    table.iter().find(|(key, _)| key.get_ref() == name).map(|(key, value)| (key.span(), value.get_ref()))
 }
 
 fn line_of(text: &str, needle: &str) -> Option<u64> {
@@ -1484,7 +1201,7 @@ fn task_runs(task: &crate::manifest::Command) -> Runs {
     match task {
         crate::manifest::Command::Shell(s) => what_it_runs(s),
         crate::manifest::Command::Argv(argv) => {
-            what_it_runs(&argv.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "))
+            what_it_runs(&argv.iter().map(|w| crate::shell::quote(w)).collect::<Vec<_>>().join(" "))
         }
     }
 }

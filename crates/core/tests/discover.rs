@@ -238,17 +238,13 @@ fn launchd_intervals_and_unreadable_lists_are_refused() {
             "runs every 900 s (15m) counted from when launchd loaded it; not a wall-clock schedule",
         )],
     );
+    // A <real> where launchd wants an integer: the list reads, the calendar does not.
     expect(
         "launchd/com.example.timeout.plist",
         "launchd",
-        &[(
-            14,
-            "",
-            "!",
-            "cannot read this property list: <real> is not supported (this reader knows dict, array, key, string, integer, true and false)",
-        )],
+        &[(11, "/Users/you/bin/check", "!", "StartCalendarInterval Minute is not an integer")],
     );
-    // Not a launchd job: no schedule keys, and a <real> the reader refuses; nothing to report.
+    // Not a launchd job: no schedule keys; nothing to report.
     expect("launchd/Info.plist", "launchd", &[]);
     let binary = "bplist00\u{d1}\u{1}\u{2}_\u{10}\u{15}StartCalendarInterval";
     expect_rows(
@@ -261,12 +257,19 @@ fn launchd_intervals_and_unreadable_lists_are_refused() {
 fn launchd_reader_is_strict_and_says_where() {
     let doc =
         |body: &str| format!("<?xml version=\"1.0\"?>\n<plist version=\"1.0\">\n<dict>\n{body}\n</dict>\n</plist>\n");
+    // (body, line, message): errors of the property list at their place, values of the wrong
+    // kind at their key's line.
     let cases = [
-        ("<key>StartInterval</key>\n<integer>ten</integer>", 5, r#"<integer> "ten" is not a whole number"#),
-        ("<key>StartInterval</key>\n<date>2026-01-01T00:00:00Z</date>", 5, "<date> is not supported"),
-        ("<key>StartInterval</key>\n<integer attr=\"1\">60</integer>", 5, "has attributes"),
-        ("<key>StartInterval</key>\n<integer>60</integer>\n<string>stray</string>", 6, "expected <key> in a dict"),
-        ("<key>StartInterval</key>\n<string>&bogus;</string>", 5, "unknown entity &bogus;"),
+        (
+            "<key>StartInterval</key>\n<integer>ten</integer>",
+            5,
+            "cannot read this property list: invalid integer string",
+        ),
+        ("<key>StartInterval</key>\n<date>2026-01-01T00:00:00Z</date>", 4, "StartInterval is not a positive integer"),
+        ("<key>StartInterval</key>\n<string>&bogus;</string>", 4, "StartInterval is not a positive integer"),
+        ("<key>StartInterval</key>\n<integer>60</integer>\n<frob/>", 6, "unknown XML element"),
+        ("<key>StartInterval</key>\n<integer>60</integer>\n</array>", 6, "invalid XML syntax"),
+        ("<key>StartInterval</key>\n<integer>60</integer>\n<string>stray</string>", 1, "unexpected event type"),
     ];
     for (body, line, message) in cases {
         let found = discover_launchd("bad.plist", &doc(body));

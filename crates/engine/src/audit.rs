@@ -933,13 +933,9 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// `word` as a POSIX shell reads it back: as it is when it holds only characters that need no
-/// quoting, else in single quotes (a `'` in it written `'\''`). Every path in a command this
-/// audit prints goes through it, so the command can be pasted whatever the path holds.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty() && word.bytes().all(|c| c.is_ascii_alphanumeric() || b"/._-+@%,:=".contains(&c));
-    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
-}
+/// Every path in a command this audit prints goes through the one shell quoting, so the
+/// command can be pasted whatever the path holds.
+pub use agent_os_core::shell::quote as shell_quote;
 
 /// Whether `file` is a shell script: by its extension, else by its `#!` line.
 fn is_shell_script(file: &Path, text: &str) -> bool {

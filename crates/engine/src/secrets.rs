@@ -65,6 +65,12 @@ pub fn new_signing_secret() -> String {
 /// The `webhook-signature` value for a message per the Standard Webhooks scheme:
 /// `v1,<base64(HMAC-SHA256(key, "<id>.<timestamp>.<body>"))>`.
 pub fn sign_webhook(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+    let mac = webhook_mac(secret, id, timestamp, body)?;
+    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+}
+
+/// The HMAC-SHA256 of `"<id>.<timestamp>.<body>"` under a `whsec_` secret, not yet finalized.
+fn webhook_mac(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Hmac<Sha256>, String> {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
         .map_err(|_| "signing secret is not valid base64".to_string())?;
@@ -74,7 +80,7 @@ pub fn sign_webhook(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Resu
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Ok(mac)
 }
 
 /// How far a webhook's timestamp may be from now, either way, in seconds (Standard Webhooks'
@@ -99,36 +105,91 @@ pub fn verify_webhook(
     if now.abs_diff(timestamp) > WEBHOOK_TOLERANCE_S {
         return Err(format!("timestamp {timestamp} is more than 5 minutes from now ({now})"));
     }
-    let expected = sign_webhook(secret, id, timestamp, body)?;
-    let expected = expected.strip_prefix("v1,").unwrap_or(&expected).as_bytes();
+    let mac = webhook_mac(secret, id, timestamp, body)?;
     let candidates: Vec<&str> =
         signatures_header.split_whitespace().filter_map(|entry| entry.strip_prefix("v1,")).collect();
     if candidates.is_empty() {
         return Err("webhook-signature holds no v1,<base64> entry".into());
     }
-    // Every candidate is compared, so the time taken does not tell which one (if any) matched.
-    let matched = candidates.iter().fold(false, |found, c| found | constant_time_eq(c.as_bytes(), expected));
+    // Every candidate is checked (by hmac's constant-time `verify_slice`), so the time taken
+    // does not tell which one, if any, matched. One that is not base64 matches nothing.
+    let matched = candidates.iter().fold(false, |found, c| {
+        let given = STANDARD.decode(c).unwrap_or_default();
+        found | mac.clone().verify_slice(&given).is_ok()
+    });
     if matched { Ok(()) } else { Err("no signature matches".into()) }
 }
 
 /// PBKDF2-HMAC-SHA256 iterations for a new dashboard password (OWASP's 2023 figure).
 pub const PASSWORD_ITERATIONS: u32 = 600_000;
 
+/// The most iterations a stored hash may ask for: a hash is ours, but a corrupted or planted
+/// one must not hold a login thread for minutes.
+const PASSWORD_MAX_ITERATIONS: u32 = 10_000_000;
+
 /// The shortest dashboard password accepted.
 pub const PASSWORD_MIN_LEN: usize = 12;
 
-/// The stored form of a dashboard password: `pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>`.
+/// The stored form of a dashboard password: a PHC string,
+/// `$pbkdf2-sha256$i=600000,l=32$<salt>$<hash>` (salt and hash in unpadded base64).
 pub fn hash_password(password: &str) -> String {
     hash_password_with(password, &random_bytes::<16>(), PASSWORD_ITERATIONS)
 }
 
 fn hash_password_with(password: &str, salt: &[u8], iterations: u32) -> String {
-    let key = pbkdf2_sha256(password.as_bytes(), salt, iterations);
-    format!("pbkdf2-sha256${iterations}${}${}", hex::encode(salt), hex::encode(key))
+    use pbkdf2::password_hash::{PasswordHasher, SaltString};
+    let params = pbkdf2::Params { rounds: iterations, output_length: 32 };
+    // A 16-byte salt and a 32-byte output are within every bound the PHC format sets.
+    let salt = SaltString::encode_b64(salt).expect("a 16-byte salt encodes");
+    pbkdf2::Pbkdf2
+        .hash_password_customized(
+            password.as_bytes(),
+            Some(pbkdf2::Algorithm::Pbkdf2Sha256.ident()),
+            None,
+            params,
+            &salt,
+        )
+        .expect("PBKDF2-SHA256 with 32 bytes of output hashes any password")
+        .to_string()
 }
 
-/// Whether `password` matches `stored` (from [`hash_password`]); a malformed `stored` matches nothing.
-pub fn verify_password(password: &str, stored: &str) -> bool {
+/// What checking a password against its stored hash found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PasswordMatch {
+    /// Wrong password, or a stored value that is no hash we made.
+    No,
+    Yes,
+    /// Right, and stored in an older form: store this new hash instead.
+    YesRehash(String),
+}
+
+/// Whether `password` matches `stored`: a PHC string from [`hash_password`], or the form
+/// stored before it, `pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>`, which still logs in
+/// and asks to be rehashed. A malformed `stored` matches nothing.
+pub fn verify_password(password: &str, stored: &str) -> PasswordMatch {
+    if stored.starts_with('$') {
+        return if verify_phc(password, stored) { PasswordMatch::Yes } else { PasswordMatch::No };
+    }
+    if verify_hex_form(password, stored) {
+        PasswordMatch::YesRehash(hash_password(password))
+    } else {
+        PasswordMatch::No
+    }
+}
+
+fn verify_phc(password: &str, stored: &str) -> bool {
+    use pbkdf2::password_hash::{PasswordHash, PasswordVerifier};
+    let Ok(hash) = PasswordHash::new(stored) else { return false };
+    let iterations = hash.params.get_decimal("i").unwrap_or(0);
+    if iterations == 0 || iterations > PASSWORD_MAX_ITERATIONS {
+        return false;
+    }
+    // The hash names its algorithm; only PBKDF2 is accepted, and the comparison is the
+    // crate's, in constant time.
+    pbkdf2::Pbkdf2.verify_password(password.as_bytes(), &hash).is_ok()
+}
+
+fn verify_hex_form(password: &str, stored: &str) -> bool {
     let mut parts = stored.split('$');
     let (Some("pbkdf2-sha256"), Some(iter), Some(salt), Some(hash), None) =
         (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
@@ -138,36 +199,18 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     let (Ok(iterations), Ok(salt), Ok(hash)) = (iter.parse::<u32>(), hex::decode(salt), hex::decode(hash)) else {
         return false;
     };
-    if iterations == 0 || iterations > 10_000_000 {
+    if iterations == 0 || iterations > PASSWORD_MAX_ITERATIONS || hash.len() != 32 {
         return false;
     }
-    constant_time_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &hash)
+    let key = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), &salt, iterations);
+    constant_time_eq(&key, &hash)
 }
 
-/// PBKDF2 (RFC 8018) with HMAC-SHA256, one 32-byte block.
-fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let prf = Hmac::<Sha256>::new_from_slice(password).expect("HMAC takes a key of any length");
-    let mut mac = prf.clone();
-    mac.update(salt);
-    mac.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
-    let mut out = u;
-    for _ in 1..iterations {
-        let mut mac = prf.clone();
-        mac.update(&u);
-        u = mac.finalize().into_bytes().into();
-        out.iter_mut().zip(u.iter()).for_each(|(o, x)| *o ^= x);
-    }
-    out
-}
-
-/// Byte equality in time that depends on the lengths only, not on where the bytes differ.
+/// Byte equality in time that depends on the lengths only, not on where the bytes differ
+/// (`subtle`'s comparison).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
@@ -177,13 +220,35 @@ mod tests {
     #[test]
     fn pbkdf2_matches_the_rfc_7914_vector() {
         // RFC 7914 section 11: PBKDF2-HMAC-SHA256, P="passwd", S="salt", c=1, first 32 bytes.
-        let key = pbkdf2_sha256(b"passwd", b"salt", 1);
+        let key = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(b"passwd", b"salt", 1);
         assert_eq!(hex::encode(key), "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
         let stored = hash_password_with("correct horse battery", b"0123456789abcdef", 1000);
-        assert!(verify_password("correct horse battery", &stored));
-        assert!(!verify_password("correct horse batterz", &stored));
-        assert!(!verify_password("x", "pbkdf2-sha256$0$00$00"));
-        assert!(!verify_password("x", "garbage"));
+        assert!(stored.starts_with("$pbkdf2-sha256$i=1000,l=32$"), "{stored}");
+        assert_eq!(verify_password("correct horse battery", &stored), PasswordMatch::Yes);
+        assert_eq!(verify_password("correct horse batterz", &stored), PasswordMatch::No);
+        assert_eq!(verify_password("x", "pbkdf2-sha256$0$00$00"), PasswordMatch::No);
+        assert_eq!(verify_password("x", "garbage"), PasswordMatch::No);
+        assert_eq!(
+            verify_password("x", "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"),
+            PasswordMatch::No
+        );
+        let greedy = stored.replace("i=1000", "i=4000000000");
+        assert_eq!(verify_password("correct horse battery", &greedy), PasswordMatch::No, "too many iterations");
+    }
+
+    #[test]
+    fn a_password_stored_in_the_old_hex_form_still_matches_and_asks_for_a_rehash() {
+        // The form stored before PHC strings: pbkdf2-sha256$<iterations>$<salt hex>$<hash hex>.
+        let salt = b"0123456789abcdef";
+        let key = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(b"correct horse battery", salt, 1000);
+        let old = format!("pbkdf2-sha256$1000${}${}", hex::encode(salt), hex::encode(key));
+        let PasswordMatch::YesRehash(new) = verify_password("correct horse battery", &old) else {
+            panic!("the old form no longer verifies");
+        };
+        assert!(new.starts_with("$pbkdf2-sha256$i=600000,l=32$"), "{new}");
+        assert_eq!(verify_password("correct horse battery", &new), PasswordMatch::Yes);
+        assert_eq!(verify_password("correct horse batterz", &old), PasswordMatch::No);
+        assert_eq!(verify_password("correct horse battery", &old.replace("$1000$", "$0$")), PasswordMatch::No);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! other than UTF-8) is 415, a body over the limit is 413, malformed JSON is 400 with the place
 //! of the error, and so is a string holding NUL (`\u0000`), which no text field may contain.
 
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -15,19 +16,33 @@ pub struct JsonBody<T>(pub T);
 /// A JSON request body that may be absent (empty, or the JSON `null`).
 pub struct OptionalJson<T>(pub Option<T>);
 
-async fn read(state: &AppState, req: Request, required: bool) -> Result<Option<bytes_::Bytes>, ApiError> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let declared_len =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    let limit = state.max_body_bytes;
-    if declared_len.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large(limit))?;
+async fn read(state: &AppState, req: Request, required: bool) -> Result<Option<Bytes>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = within_limit(&parts.headers, body, state.max_body_bytes).await?;
     if bytes.is_empty() && !required {
         return Ok(None);
     }
-    let mut params = content_type.as_deref().unwrap_or("").split(';');
+    require_json(&parts.headers)?;
+    Ok(Some(bytes))
+}
+
+/// The whole body, refused with 413 when it is declared (`Content-Length`) or found larger than
+/// `limit` bytes. The inbound webhook reads its body with this too: it checks the signature over
+/// the raw bytes before it looks at what they are.
+pub async fn within_limit(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared_len =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared_len.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large(limit))
+}
+
+/// Refuses with 415 a body not declared as `application/json`, or declared in a charset other
+/// than UTF-8.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let mut params = content_type.unwrap_or("").split(';');
     let is_json = params.next().is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
     // JSON is UTF-8 (RFC 8259); a body declared in another charset would be read wrongly.
     let charset = params.filter_map(|p| p.split_once('=')).find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"));
@@ -47,11 +62,11 @@ async fn read(state: &AppState, req: Request, required: bool) -> Result<Option<b
             "unsupported_media_type",
             format!(
                 "send the body as JSON with Content-Type: application/json (got {})",
-                content_type.as_deref().unwrap_or("no content type")
+                content_type.unwrap_or("no content type")
             ),
         ));
     }
-    Ok(Some(bytes))
+    Ok(())
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -133,8 +148,4 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             .map(|q| ApiQuery(q.0))
             .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
     }
-}
-
-mod bytes_ {
-    pub use axum::body::Bytes;
 }

@@ -14,6 +14,9 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub errors: Vec<agent_os_core::yaml::SourceError>,
+    /// The request's id, on answers the server gives up on (a panic, a timeout), so a report
+    /// can point at the log lines of that request.
+    pub request_id: Option<String>,
 }
 
 /// Body of every error response.
@@ -26,7 +29,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `conflict`, `rate_limited`, `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `invalid_manifest`, `unavailable`.
+    /// `invalid_manifest`, `unavailable`, `timeout`, `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one (`input`, `records[3].amount`).
@@ -35,6 +38,10 @@ pub struct ErrorDetail {
     /// Every problem of an invalid manifest, with its place.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<SourcePlace>,
+    /// The request's id (its `X-Request-Id` answer header), on a `500` or a timeout's `503`:
+    /// quote it when reporting the failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -50,7 +57,7 @@ pub struct SourcePlace {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, errors: Vec::new() }
+        ApiError { status, code, message: message.into(), field: None, errors: Vec::new(), request_id: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -59,6 +66,11 @@ impl ApiError {
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    pub fn request_id(mut self, id: Option<String>) -> Self {
+        self.request_id = id;
         self
     }
 
@@ -124,6 +136,7 @@ impl IntoResponse for ApiError {
                         hint: e.hint,
                     })
                     .collect(),
+                request_id: self.request_id,
             },
         };
         (self.status, axum::Json(body)).into_response()

@@ -19,6 +19,7 @@ mod workflows;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -58,19 +59,29 @@ pub struct AppState {
     pub webhook_failures: Arc<limit::FailureLimiter>,
     /// Proxies whose `X-Forwarded-For` names the client (`api.trusted_proxies`).
     pub trusted_proxies: Arc<[agent_os_core::net::IpRange]>,
+    /// How long a handler may take to answer (`api.request_timeout`; see `edge::deadline`).
+    pub request_timeout: Duration,
 }
 
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub max_body_bytes: usize,
-    /// Proxies whose `X-Forwarded-For` names the client; empty: the TCP peer is the client.
+    /// Proxies whose `X-Forwarded-For` (and `X-Request-Id`) is believed; empty: the TCP peer
+    /// is the client.
     pub trusted_proxies: Vec<agent_os_core::net::IpRange>,
+    /// How long a handler may take to answer before it is stopped with a `503` (`timeout`);
+    /// the long polls and streamed answers are bounded otherwise (`edge::LONG_POLLS`).
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { max_body_bytes: 1024 * 1024, trusted_proxies: Vec::new() }
+        ServerOptions {
+            max_body_bytes: 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            request_timeout: agent_os_core::config::DEFAULT_REQUEST_TIMEOUT,
+        }
     }
 }
 
@@ -101,8 +112,9 @@ struct ApiDoc;
 /// bearer-token check of `/api/v1` (no valid token; a project token where the admin's is
 /// needed, or one naming another project), `400` from the path, query and body extractors (a
 /// malformed or out-of-range value, a NUL character), `404` for an operation with a path
-/// parameter (nothing by that name or id), `413`/`415` from the JSON body reader, and `503`
-/// when the database cannot be reached or the server is shutting down. An operation's own
+/// parameter (nothing by that name or id), `413`/`415` from the JSON body reader, `500` for a
+/// handler's panic (caught at the edge), and `503` when the database cannot be reached, the
+/// server is shutting down or the request ran past `api.request_timeout`. An operation's own
 /// description of a status wins over these. The server's tests check every answer they get
 /// against this document.
 struct CommonResponses;
@@ -142,8 +154,15 @@ impl utoipa::Modify for CommonResponses {
                 if api {
                     common.push(("401", "no bearer token, or one that is unknown, revoked or expired"));
                     common.push(("403", "the token may not do this: the admin's alone, or another project's"));
-                    common.push(("503", "the database is not available, or the server is shutting down; try again"));
                 }
+                common.push((
+                    "500",
+                    "a defect in Agent OS stopped this request (`internal`); `request_id` names it in the log",
+                ));
+                common.push((
+                    "503",
+                    "the database is not available, or the server is shutting down (`unavailable`), or the request took longer than `api.request_timeout` and was stopped (`timeout`); try again",
+                ));
                 if has_path_param {
                     common.push(("404", "nothing has that name or id"));
                 }
@@ -199,7 +218,8 @@ async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
     ApiError::not_found("no such endpoint; see /api/openapi.json").into_response()
 }
 
-/// All routes, with auth on `/api/v1` and request metrics everywhere.
+/// All routes, with auth on `/api/v1`, and the edge's layers (request ids, tracing, time limit,
+/// compression, metrics, the error shape) around every one.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/projects", get(routes::list_projects).post(routes::register_project))
@@ -258,7 +278,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    Router::new()
+    let routes = Router::new()
         .nest("/api/v1", api)
         .merge(dashboard::routes(state.clone()))
         .route("/healthz", get(routes::healthz))
@@ -271,9 +291,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(edge::guard))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .with_state(state)
+        .with_state(state.clone());
+    let edge = edge::Edge { request_timeout: state.request_timeout, trusted_proxies: state.trusted_proxies.clone() };
+    edge::layers(routes, edge, state.http.clone())
 }
 
 async fn metrics_endpoint(State(st): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
@@ -298,6 +318,7 @@ pub async fn run(
         login_failures: Arc::new(limit::FailureLimiter::new(limit::LOGIN)),
         webhook_failures: Arc::new(limit::FailureLimiter::new(limit::WEBHOOK)),
         trusted_proxies: opts.trusted_proxies.into(),
+        request_timeout: opts.request_timeout,
     };
     // The peer's address is what failures are counted by (`limit::client_of`).
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, State};
@@ -28,14 +28,14 @@ struct Route {
 }
 
 /// Middleware: counts and times every request by method and route pattern.
-pub async fn track(State(st): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
+pub async fn track(State(http): State<Arc<HttpMetrics>>, req: axum::extract::Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_string();
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let resp = next.run(req).await;
     let elapsed = started.elapsed().as_secs_f64();
-    if let Ok(mut routes) = st.http.routes.lock() {
+    if let Ok(mut routes) = http.routes.lock() {
         let r = routes
             .entry((method, route))
             .or_insert_with(|| Route { by_status: HashMap::new(), latency: Histogram::new(HTTP_BUCKETS) });

@@ -339,8 +339,13 @@ pub struct WorkflowInvalid {
 }
 
 fn invalid_workflow(errors: String) -> Response {
-    let error =
-        ErrorDetail { code: "invalid_workflow".into(), message: errors.clone(), field: None, errors: Vec::new() };
+    let error = ErrorDetail {
+        code: "invalid_workflow".into(),
+        message: errors.clone(),
+        field: None,
+        errors: Vec::new(),
+        request_id: None,
+    };
     (StatusCode::UNPROCESSABLE_ENTITY, Json(WorkflowInvalid { valid: false, errors, error })).into_response()
 }
 
@@ -643,20 +648,7 @@ async fn verify_and_start(
     headers: &HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<WebhookAccepted>)> {
-    let limit = st.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than the limit of {limit} bytes (api.max_body_bytes in config.yaml)"),
-        )
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let body = crate::body::within_limit(headers, body, st.max_body_bytes).await?;
 
     let refuse = |why: &str| {
         tracing::info!(workflow = %workflow, reason = why, "webhook refused");
@@ -715,17 +707,8 @@ async fn verify_and_start(
         return Err(refuse(&why));
     }
 
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the webhook's body as JSON with Content-Type: application/json",
-        ));
-    }
+    // Only a verified sender learns what is wrong with its body.
+    crate::body::require_json(headers)?;
     let data: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return Err(ApiError::bad_request("the body must be a JSON object").field("body")),

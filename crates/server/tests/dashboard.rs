@@ -432,6 +432,7 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
     let opts = agent_os_server::ServerOptions {
         max_body_bytes: 64 * 1024,
         trusted_proxies: vec![agent_os_core::net::IpRange::parse("127.0.0.1").unwrap()],
+        ..Default::default()
     };
     let s = start_with_options(|_| {}, opts).await;
     let proxy = client_from("127.0.0.1");

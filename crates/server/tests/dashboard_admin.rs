@@ -314,6 +314,25 @@ async fn the_dashboard_password_logs_in_and_changing_it_ends_only_password_sessi
     assert_eq!(login(&s, "another long password").await.err(), Some(401));
 }
 
+/// A password hash stored before hashes became PHC strings (`pbkdf2-sha256$ITER$SALT$HASH`,
+/// hex) still logs in, and that login stores the password again in the PHC form.
+#[tokio::test]
+async fn a_password_hashed_in_the_old_form_still_logs_in_and_is_rehashed() {
+    let s = start().await;
+    // PBKDF2-HMAC-SHA256 of "correct horse battery", salt "0123456789abcdef", 1000 rounds.
+    let old = "pbkdf2-sha256$1000$30313233343536373839616263646566$05500b18c982fcaffc10b12b739560271c8f140a40ac8651090b2a8c4819589e";
+    let store = s.engine.store();
+    store.set_setting("dashboard.password", old).await.unwrap();
+    assert_eq!(login(&s, "correct horse batterz").await.err(), Some(401), "a wrong password is refused");
+    assert_eq!(store.get_setting("dashboard.password").await.unwrap().as_deref(), Some(old), "kept as it was");
+
+    login(&s, "correct horse battery").await.expect("the old hash logs in");
+    let new = store.get_setting("dashboard.password").await.unwrap().unwrap();
+    assert!(new.starts_with("$pbkdf2-sha256$i=600000,l=32$"), "rehashed: {new}");
+    login(&s, "correct horse battery").await.expect("the new hash logs in");
+    assert_eq!(login(&s, "correct horse batterz").await.err(), Some(401));
+}
+
 #[tokio::test]
 async fn channel_rows_show_kind_and_host_but_never_the_secret() {
     let s = start_with(|c| {

@@ -2,7 +2,8 @@
 //! end of the calendar, NUL in any text, charsets, malformed paths, oversized bodies and cost
 //! amounts get a 4xx in the JSON error shape, never a panic, a dropped connection or a 503; and
 //! one bad member of a group write does not fail its neighbours. The stories that depend on the
-//! database run on SQLite and, with `AGENT_OS_TEST_POSTGRES_URL`, on PostgreSQL.
+//! database run on SQLite and, with `AGENT_OS_TEST_POSTGRES_URL`, on PostgreSQL. The edge's
+//! layers are here too: request ids, the time limit's documented 503, and gzip for pages.
 
 use std::path::Path;
 
@@ -311,4 +312,74 @@ async fn nul_in_a_dashboard_form_field_is_refused_naming_it() {
     assert!(page.body.contains("The field &quot;reason&quot; holds a NUL character"), "{}", page.body);
     let (_, windows) = s.get("/api/v1/maintenance").await;
     assert!(windows.as_array().unwrap().iter().all(|m| m["origin"] != "api"), "nothing stored: {windows}");
+}
+
+fn request_id_of(resp: &reqwest::Response) -> String {
+    resp.headers().get("x-request-id").expect("every answer carries its request id").to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_only_a_trusted_proxy_may_choose_it() {
+    let s = start().await;
+    let ask = |s: &TestServer, id: Option<&'static str>| {
+        let mut req = s.http.get(format!("{}/healthz", s.url));
+        if let Some(id) = id {
+            req = req.header("x-request-id", id);
+        }
+        req.send()
+    };
+    let made = request_id_of(&ask(&s, None).await.unwrap());
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+    assert_ne!(request_id_of(&ask(&s, None).await.unwrap()), made);
+    let (st, v) = s.get("/api/v1/projects/nope").await;
+    assert_eq!((st, error_code(&v)), (404, "not_found"), "{v}");
+    assert_ne!(request_id_of(&ask(&s, Some("from-a-client")).await.unwrap()), "from-a-client");
+
+    let opts = agent_os_server::ServerOptions {
+        trusted_proxies: vec![agent_os_core::net::IpRange::parse("127.0.0.1").unwrap()],
+        ..Default::default()
+    };
+    let behind_proxy = start_with_options(|_| {}, opts).await;
+    assert_eq!(request_id_of(&ask(&behind_proxy, Some("proxy-7f3a")).await.unwrap()), "proxy-7f3a");
+    assert_eq!(request_id_of(&ask(&behind_proxy, Some("not one token")).await.unwrap()).len(), 36);
+}
+
+#[tokio::test]
+async fn a_request_past_the_time_limit_is_the_documented_503_naming_it() {
+    // One millisecond: hashing a dashboard password (600,000 PBKDF2 rounds) never fits.
+    let opts =
+        agent_os_server::ServerOptions { request_timeout: std::time::Duration::from_millis(1), ..Default::default() };
+    let s = start_with_options(|_| {}, opts).await;
+    let resp = s
+        .http
+        .put(format!("{}/api/v1/dashboard/password", s.url))
+        .bearer_auth(&s.admin)
+        .json(&json!({"password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    let id = request_id_of(&resp);
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_documented("put".into(), "/api/v1/dashboard/password", status, &text);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((status, error_code(&v)), (503, "timeout"), "{v}");
+    assert_eq!(v["error"]["request_id"], id.as_str(), "{v}");
+}
+
+#[tokio::test]
+async fn pages_and_assets_are_gzipped_for_a_client_that_asks() {
+    let s = start().await;
+    for path in ["/login", "/assets/app.css", "/assets/app.js"] {
+        let plain = s.http.get(format!("{}{path}", s.url)).send().await.unwrap();
+        assert!(plain.headers().get("content-encoding").is_none(), "{path}: not asked for");
+        let plain = plain.bytes().await.unwrap();
+        let gz = s.http.get(format!("{}{path}", s.url)).header("accept-encoding", "gzip").send().await.unwrap();
+        assert_eq!(gz.status().as_u16(), 200, "{path}");
+        assert_eq!(gz.headers()["content-encoding"], "gzip", "{path}");
+        let gz = gz.bytes().await.unwrap();
+        assert!(gz.starts_with(&[0x1f, 0x8b]) && gz.len() < plain.len(), "{path}: {} of {}", gz.len(), plain.len());
+    }
+    let api = s.http.get(format!("{}/api/v1/projects", s.url)).bearer_auth(&s.admin).header("accept-encoding", "gzip");
+    assert!(api.send().await.unwrap().headers().get("content-encoding").is_none(), "JSON goes as it is");
 }

@@ -548,6 +548,11 @@ async fn story(s: &dyn Store) {
     s.set_setting("install_id", "abc").await.unwrap();
     s.set_setting("install_id", "def").await.unwrap();
     assert_eq!(s.get_setting("install_id").await.unwrap().as_deref(), Some("def"));
+    assert!(!s.replace_setting("install_id", "abc", "ghi").await.unwrap(), "a stale expectation writes nothing");
+    assert!(s.replace_setting("install_id", "def", "ghi").await.unwrap());
+    assert_eq!(s.get_setting("install_id").await.unwrap().as_deref(), Some("ghi"));
+    assert!(!s.replace_setting("absent", "", "x").await.unwrap(), "nothing to replace");
+    assert_eq!(s.get_setting("absent").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -16,9 +16,10 @@ use jiff::civil::Date;
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use agent_os_core::url::encode_component as urlencode;
 use agent_os_store::{CostRecord, Store};
 
-use super::session::{Session, urlencode};
+use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
 use crate::auth::Caller;
@@ -551,26 +552,6 @@ fn instant(v: &Option<String>, field: &str) -> Result<Option<i64>, ApiError> {
 pub const CSV_HEADER: &str =
     "at,project,service,key_name,model,tokens_in,tokens_out,amount,currency,run_id,idempotency_key\r\n";
 
-/// One CSV field: a value a spreadsheet would take for a formula (starting with `=`, `+`, `-`,
-/// `@`, a tab or a carriage return) gets a leading `'`; a value with a quote, comma or line
-/// break is quoted, its quotes doubled.
-fn csv_field(out: &mut String, v: &str) {
-    let guard = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let quote = v.contains([',', '"', '\n', '\r']);
-    if quote {
-        out.push('"');
-    }
-    if guard {
-        out.push('\'');
-    }
-    if quote {
-        out.push_str(&v.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(v);
-    }
-}
-
 fn csv_row(out: &mut String, c: &CostRecord) {
     let tokens = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
     let fields = [
@@ -586,12 +567,7 @@ fn csv_row(out: &mut String, c: &CostRecord) {
         c.run_id.clone().unwrap_or_default(),
         c.idempotency_key.clone(),
     ];
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, f);
-    }
+    out.push_str(&agent_os_core::csv::record(&fields));
     out.push_str("\r\n");
 }
 
@@ -672,25 +648,6 @@ pub async fn csv(State(st): State<AppState>, _session: Session, Query(q): Query<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field(v: &str) -> String {
-        let mut s = String::new();
-        csv_field(&mut s, v);
-        s
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_disarmed() {
-        assert_eq!(field("openai"), "openai");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(field("=SUM(A1)"), "'=SUM(A1)");
-        assert_eq!(field("+1"), "'+1");
-        assert_eq!(field("@cmd"), "'@cmd");
-        assert_eq!(field("-2,3"), "\"'-2,3\"");
-        assert_eq!(field("0.5"), "0.5");
-    }
 
     #[test]
     fn ranges_are_whole_utc_days() {

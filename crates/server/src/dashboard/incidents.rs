@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use agent_os_core::alerting::{DeliveryStatus, IncidentStatus};
 use agent_os_core::channel::Channel;
+use agent_os_core::url::encode_component as urlencode;
 
-use super::session::{Session, urlencode};
+use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
 use crate::AppState;
@@ -383,9 +384,7 @@ pub(super) fn scrub(text: &str, channels: &[Channel]) -> String {
 
 /// The host (and port) of an address, without user information, path or query.
 pub(super) fn host_of(endpoint: &str) -> String {
-    let after = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
-    let authority = after.split(['/', '?', '#']).next().unwrap_or("");
-    authority.rsplit_once('@').map_or(authority, |(_, host)| host).to_string()
+    agent_os_core::url::host_of(endpoint).to_string()
 }
 
 /// Acknowledges an incident for the logged-in admin (recorded as "admin").

@@ -86,7 +86,7 @@ async fn page(
             @if budgets.iter().any(|b| b.paused.is_some()) {
                 (ui::post_button(&session, &format!("/projects/{name}/resume"), "Resume project", "primary", Some("Resume this project's runs although its budget is spent?")))
             }
-            a href={"/runs?project=" (super::session::urlencode(&name))} { "All runs →" }
+            a href={"/runs?project=" (agent_os_core::url::encode_component(&name))} { "All runs →" }
         }
     };
     let spent = html! {
@@ -334,7 +334,7 @@ fn signing_part(session: &Session, v: &ProjectView) -> Markup {
     if v.transport != TransportKind::Http {
         return html! {};
     }
-    let base = format!("/projects/{}/secret", super::session::urlencode(&v.name));
+    let base = format!("/projects/{}/secret", agent_os_core::url::encode_component(&v.name));
     html! {
         h2 { "Signing secret" }
         p.small.muted {
@@ -367,27 +367,28 @@ fn secret_page(session: &Session, s: &crate::signing::SigningSecretView, rotated
             @if let Some(until) = &s.previous_valid_until {
                 p.small { "Requests also carry a signature under the previous secret until " (ui::time_str(until)) "." }
             }
-            p { a href={"/projects/" (super::session::urlencode(&s.project))} { "← Back to " (s.project) } }
+            p { a href={"/projects/" (agent_os_core::url::encode_component(&s.project))} { "← Back to " (s.project) } }
         })
         .respond(session, None)
 }
 
 /// Scheme, host and port of a URL: the rest may carry a credential.
 fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    if scheme.is_empty() { host.to_string() } else { format!("{scheme}://{host}") }
+    let host = agent_os_core::url::host_of(url);
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://{host}"),
+        None => host.to_string(),
+    }
 }
 
 async fn reload(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
     let _ = routes::reload_project(State(st), Caller::Admin, Path(name.clone()), OptionalJson(None)).await?;
-    Ok(Redirect::to(&format!("/projects/{}", super::session::urlencode(&name))).into_response())
+    Ok(Redirect::to(&format!("/projects/{}", agent_os_core::url::encode_component(&name))).into_response())
 }
 
 async fn resume(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
     routes::resume_project(State(st), Caller::Admin, Path(name.clone())).await?;
-    Ok(Redirect::to(&format!("/projects/{}", super::session::urlencode(&name))).into_response())
+    Ok(Redirect::to(&format!("/projects/{}", agent_os_core::url::encode_component(&name))).into_response())
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
             .collect();
         rows.push(html! {
             tr {
-                td { a href={"/projects/" (super::session::urlencode(&p.record.name))} { (p.record.name) }
+                td { a href={"/projects/" (agent_os_core::url::encode_component(&p.record.name))} { (p.record.name) }
                     @if !p.record.description.is_empty() { br; span.small.muted { (p.record.description) } } }
                 td { (ui::badge(health.state))
                     @if let Some(r) = why { br; span.small { strong { (r.source) ": " } (r.message) } } }

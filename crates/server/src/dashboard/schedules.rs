@@ -15,8 +15,9 @@ use serde::Deserialize;
 
 use agent_os_core::check::CheckState;
 use agent_os_core::manifest::{ManagedBy, ScheduleStatus};
+use agent_os_core::url::encode_component as urlencode;
 
-use super::session::{Session, urlencode};
+use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
 use crate::auth::Caller;

@@ -155,19 +155,8 @@ fn to_login(req: &Request) -> Response {
         return (StatusCode::UNAUTHORIZED, "log in again: the session has ended").into_response();
     }
     let next = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let target = format!("/login?next={}", urlencode(next));
+    let target = format!("/login?next={}", agent_os_core::url::encode_component(next));
     Redirect::to(&target).into_response()
-}
-
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Only a path on this site may be returned to after logging in.
@@ -328,9 +317,20 @@ async fn login_as(
     }
     let Some(stored) = store.get_setting(PASSWORD_SETTING).await? else { return Ok(None) };
     let secret = secret.to_string();
+    let checked = stored.clone();
     // Stretching takes a few hundred milliseconds: off the async threads.
-    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&secret, &stored)).await.unwrap_or(false);
-    Ok(ok.then_some((LoginVia::Password, None)))
+    let found = tokio::task::spawn_blocking(move || secrets::verify_password(&secret, &checked))
+        .await
+        .unwrap_or(secrets::PasswordMatch::No);
+    match found {
+        secrets::PasswordMatch::No => Ok(None),
+        secrets::PasswordMatch::Yes => Ok(Some((LoginVia::Password, None))),
+        secrets::PasswordMatch::YesRehash(new) => {
+            // Only over the hash just checked: a password changed meanwhile stays changed.
+            store.replace_setting(PASSWORD_SETTING, &stored, &new).await?;
+            Ok(Some((LoginVia::Password, None)))
+        }
+    }
 }
 
 pub async fn logout(State(st): State<AppState>, session: Session, headers: HeaderMap) -> Response {

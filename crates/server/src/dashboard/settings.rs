@@ -15,7 +15,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::incidents::{host_of, scrub};
-use super::session::{Session, urlencode};
+use agent_os_core::url::encode_component as urlencode;
+
+use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
 use crate::AppState;

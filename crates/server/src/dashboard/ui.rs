@@ -403,11 +403,13 @@ pub fn empty(what: &str, next: Markup) -> Markup {
 pub fn pager(base: &str, query: &[(&str, Option<&str>)], cursor_name: &str, next: Option<&str>, first: bool) -> Markup {
     let mut params: Vec<String> = query
         .iter()
-        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| format!("{k}={}", super::session::urlencode(v))))
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty()).map(|v| format!("{k}={}", agent_os_core::url::encode_component(v)))
+        })
         .collect();
     let newest = if params.is_empty() { base.to_string() } else { format!("{base}?{}", params.join("&")) };
     let older = next.map(|n| {
-        params.push(format!("{cursor_name}={}", super::session::urlencode(n)));
+        params.push(format!("{cursor_name}={}", agent_os_core::url::encode_component(n)));
         format!("{base}?{}", params.join("&"))
     });
     html! {

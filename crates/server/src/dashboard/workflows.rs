@@ -12,9 +12,10 @@ use axum::{Form, Router};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
 
+use agent_os_core::url::encode_component as urlencode;
 use agent_os_core::workflow::{ActionKind, InputType, StepStatus, TriggerKind};
 
-use super::session::{Session, urlencode};
+use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
 use crate::AppState;

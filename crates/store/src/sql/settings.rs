@@ -12,6 +12,8 @@ use crate::Result;
 pub trait SettingStore: Send + Sync {
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Stores `value` only while `key` still holds `expected`; whether it did.
+    async fn replace_setting(&self, key: &str, expected: &str, value: &str) -> Result<bool>;
     /// Stores `value` unless `key` has one already; returns the value kept (the first writer's).
     async fn init_setting(&self, key: &str, value: &str) -> Result<String>;
 }
@@ -33,6 +35,16 @@ impl SettingStore for SqlStore {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    async fn replace_setting(&self, key: &str, expected: &str, value: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE settings SET value = $3 WHERE key = $1 AND value = $2")
+            .bind(key)
+            .bind(expected)
+            .bind(value)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn init_setting(&self, key: &str, value: &str) -> Result<String> {
