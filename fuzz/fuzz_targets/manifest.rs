@@ -15,14 +15,17 @@ fuzz_target!(|data: &[u8]| {
         Ok(m) => {
             assert!(!m.name.is_empty());
             for s in &m.schedules {
-                if let Err(e) = check_schedule(&m.tasks, &s.task, &s.cron, &s.timezone, &s.managed_by) {
-                    panic!("an accepted manifest holds a schedule the scheduler refuses: {e}");
+                let (expr, zone) = (s.cron.source(), s.timezone.name());
+                match check_schedule(&m.tasks, &s.task, expr, zone, s.managed_by.as_str()) {
+                    Ok((again, _, _)) => assert_eq!(again, s.cron, "the schedule's cron reads back as written"),
+                    Err(e) => panic!("an accepted manifest holds a schedule the scheduler refuses: {e}"),
                 }
             }
             for c in &m.checks {
-                if let Expect::Cron { cron: expr, timezone } = &c.expect {
+                if let Expect::Cron { cron: parsed, timezone } = &c.expect {
+                    let (expr, zone) = (parsed.source(), timezone.name());
                     assert!(Cron::parse(expr).is_ok(), "check {} has the cron {expr:?}", c.slug);
-                    assert!(cron::zone(timezone).is_ok(), "check {} has the zone {timezone:?}", c.slug);
+                    assert!(cron::zone(zone).is_ok(), "check {} has the zone {zone:?}", c.slug);
                 }
             }
             for (name, task) in &m.tasks {

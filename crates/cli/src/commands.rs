@@ -10,6 +10,10 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use agent_os_core::alerting::DeliveryStatus;
+use agent_os_core::manifest::{ManagedBy, ProbeKind};
+use agent_os_core::resource::HolderKind;
+use agent_os_core::run::{LogStream, RunStatus};
 use agent_os_server::views::{CostView, LogChunkView, LogView, ProjectView, RunList, RunView, ScheduleView, TokenView};
 use agent_os_server::{CostsAccepted, CreatedToken, Registered, SigningSecretView};
 
@@ -355,7 +359,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             let run: RunView = c.post(&format!("/api/v1/runs/{}/cancel", enc(run_id)), &json!({})).await?;
             if json {
                 print_json(&run)?;
-            } else if run.status == "running" {
+            } else if run.status == RunStatus::Running {
                 println!("run {} is stopping (SIGTERM sent to its process group)", run.id);
             } else {
                 println!("run {} is {}", run.id, run.status);
@@ -391,7 +395,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                 .enumerate()
                 .map(|(i, f)| {
                     let note = flagged.get(&i).map(|s| format!("collides: {}", s.join(", "))).unwrap_or_default();
-                    vec![f.at.replace('T', " "), f.project.clone(), f.task.clone(), f.managed_by.clone(), note]
+                    vec![f.at.replace('T', " "), f.project.clone(), f.task.clone(), f.managed_by.to_string(), note]
                 })
                 .collect();
             if rows.is_empty() {
@@ -421,7 +425,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         _ => "-".into(),
                     };
                     // Others' holders come without a label (another project's, or an admin lease): named by kind.
-                    let name = |label: &Option<String>, kind: &str| {
+                    let name = |label: &Option<String>, kind: &HolderKind| {
                         label.clone().unwrap_or_else(|| format!("(someone else's {kind})"))
                     };
                     let holders: Vec<String> = r.holders.iter().map(|h| name(&h.label, &h.kind)).collect();
@@ -451,8 +455,8 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         (false, Some(t)) => t.replace('T', " "),
                         (false, None) => "-".into(),
                     };
-                    let mut state = s.state.clone();
-                    if s.late && s.managed_by == "agent-os" {
+                    let mut state = s.state.to_string();
+                    if s.late && s.managed_by == ManagedBy::AgentOs {
                         state.push_str(", behind");
                     }
                     if s.late || s.down {
@@ -475,9 +479,9 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         s.task.clone(),
                         s.cron.clone(),
                         s.timezone.clone(),
-                        s.managed_by.clone(),
+                        s.managed_by.to_string(),
                         next,
-                        state,
+                        state.to_string(),
                         last,
                     ]
                 },
@@ -503,7 +507,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                     vec![
                         x.project.clone(),
                         x.slug.clone(),
-                        x.state.to_uppercase(),
+                        x.state.as_str().to_uppercase(),
                         expect,
                         x.last_ping_at.as_deref().map(short_time).unwrap_or_else(|| "never".into()),
                         x.ping_url.clone(),
@@ -555,7 +559,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         format!("{} {}", x.amount, x.currency),
                         x.model.clone().unwrap_or_default(),
                         x.run_id.clone().unwrap_or_else(|| "-".into()),
-                        x.source.clone(),
+                        x.source.to_string(),
                     ]
                 },
             )?;
@@ -636,7 +640,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                     vec![
                         short_time(&n.created_at),
                         n.project.clone().unwrap_or_else(|| "-".into()),
-                        n.severity.clone(),
+                        n.severity.to_string(),
                         n.title.clone(),
                         if deliveries.is_empty() { "-".into() } else { deliveries.join(", ") },
                     ]
@@ -663,7 +667,7 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             for _ in 0..50 {
                 let list: Vec<agent_os_server::NotificationView> = c.get("/api/v1/notifications?limit=20").await?;
                 last = list.into_iter().find(|n| n.id == v.id).and_then(|n| n.deliveries.into_iter().next());
-                if last.as_ref().is_some_and(|d| d.status != "pending" || d.last_error.is_some()) {
+                if last.as_ref().is_some_and(|d| d.status != DeliveryStatus::Pending || d.last_error.is_some()) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -672,8 +676,8 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             if *json {
                 print_json(&d)?;
             }
-            match d.status.as_str() {
-                "delivered" => {
+            match d.status {
+                DeliveryStatus::Delivered => {
                     if !json {
                         println!("delivered to {name}");
                     }
@@ -728,15 +732,19 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
                     let status = p
                         .probes
                         .iter()
-                        .find(|x| x.kind == "status")
-                        .map(|x| if x.ok { x.status.clone().unwrap_or_default() } else { "probe failed".into() })
+                        .find(|x| x.kind == ProbeKind::Status)
+                        .map(|x| match (x.ok, x.status) {
+                            (true, Some(status)) => status.to_string(),
+                            (true, None) => String::new(),
+                            (false, _) => "probe failed".into(),
+                        })
                         .unwrap_or_else(|| "-".into());
                     vec![
                         p.name.clone(),
-                        p.transport.clone(),
+                        p.transport.to_string(),
                         p.tasks.len().to_string(),
                         p.schedules.len().to_string(),
-                        status,
+                        status.to_string(),
                         p.description.clone(),
                     ]
                 },
@@ -851,7 +859,8 @@ fn print_project(p: &ProjectView) {
     }
     for probe in &p.probes {
         let what = if probe.ok {
-            format!("{} {}", probe.status.as_deref().unwrap_or("ok"), probe.message.as_deref().unwrap_or(""))
+            let status = probe.status.unwrap_or(agent_os_core::manifest::ProbeStatus::Ok);
+            format!("{status} {}", probe.message.as_deref().unwrap_or(""))
         } else {
             format!("failed: {}", probe.error.as_deref().unwrap_or(""))
         };
@@ -895,7 +904,7 @@ async fn start_run(c: &Client, a: &RunArgs) -> Result<u8> {
                 Duration::from_secs(90),
             )
             .await?;
-        if !matches!(run.status.as_str(), "queued" | "running") {
+        if run.status.is_terminal() {
             break;
         }
     }
@@ -904,7 +913,7 @@ async fn start_run(c: &Client, a: &RunArgs) -> Result<u8> {
     } else {
         print_run(&run);
     }
-    Ok(if run.status == "succeeded" { 0 } else { 1 })
+    Ok(if run.status == RunStatus::Succeeded { 0 } else { 1 })
 }
 
 fn print_run(r: &RunView) {
@@ -977,7 +986,7 @@ async fn runs(c: &Client, a: &RunsArgs) -> Result<u8> {
                 r.id.clone(),
                 r.project.clone(),
                 r.task.clone(),
-                r.status.clone(),
+                r.status.to_string(),
                 format!("{}/{}", r.attempt, r.max_attempts),
                 short_time(&r.queued_at),
                 duration_ms(r.duration_ms),
@@ -993,18 +1002,18 @@ async fn runs(c: &Client, a: &RunsArgs) -> Result<u8> {
 
 fn emit(chunk: &LogChunkView) {
     use std::io::Write;
-    match chunk.stream.as_str() {
-        "stdout" => {
+    match chunk.stream {
+        LogStream::Stdout => {
             let mut out = std::io::stdout();
             let _ = out.write_all(chunk.data.as_bytes());
             let _ = out.flush();
         }
-        "system" => {
+        LogStream::System => {
             for line in chunk.data.lines() {
                 eprintln!("[agent-os] {line}");
             }
         }
-        _ => {
+        LogStream::Stderr => {
             let mut err = std::io::stderr();
             let _ = err.write_all(chunk.data.as_bytes());
         }
@@ -1097,7 +1106,7 @@ async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
                     .map(|t| {
                         vec![
                             t.id.clone(),
-                            t.kind.clone(),
+                            t.kind.to_string(),
                             t.project.clone().unwrap_or_else(|| "-".into()),
                             t.name.clone(),
                             short_time(&t.created_at),
@@ -1196,11 +1205,11 @@ async fn budget(c: &Client, cmd: &BudgetCmd) -> Result<u8> {
                         b.id.clone(),
                         b.project.clone(),
                         if b.service.is_empty() { "(all)".into() } else { b.service.clone() },
-                        b.period.clone(),
+                        b.period.to_string(),
                         format!("{} / {} {}", b.spent, b.limit, b.currency),
                         format!("{:.1}%", b.percent),
                         format!("{} {}", b.forecast, b.currency),
-                        b.on_exceed.clone(),
+                        b.on_exceed.to_string(),
                         b.paused.clone().map(|p| format!("PAUSED: {p}")).unwrap_or_else(|| "-".into()),
                     ]
                 },
@@ -1256,7 +1265,7 @@ mod tests {
             tokens_out: 20,
         };
         let r = agent_os_server::CostSummary {
-            by: "model".into(),
+            by: agent_os_core::cost::GroupBy::Model,
             from: None,
             to: None,
             groups: ["=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "gpt, mini"].into_iter().map(group).collect(),

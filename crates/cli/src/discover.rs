@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_os_core::discover::{self, CRONTAB_L, Finding, LOCAL, Outcome};
+use agent_os_core::manifest::ScheduleSource;
 use agent_os_engine::runner;
 use clap::{Args, Subcommand};
 
@@ -148,7 +149,8 @@ pub async fn run(a: &DiscoverArgs, client: Option<&Client>) -> u8 {
         (false, _) => 0,
         (true, Some(c)) => match register(c, &findings, &from_machine, a.project.as_deref(), a.json).await {
             Ok((code, done)) if a.json => {
-                let (recognised, registered): (Vec<_>, Vec<_>) = done.into_iter().partition(|s| s.source == "manifest");
+                let (recognised, registered): (Vec<_>, Vec<_>) =
+                    done.into_iter().partition(|s| s.source == ScheduleSource::Manifest);
                 let all =
                     serde_json::json!({ "findings": findings, "registered": registered, "recognised": recognised });
                 println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
@@ -212,7 +214,7 @@ async fn manifest_checks(c: &Client, project: &str) -> anyhow::Result<std::colle
     let checks: Vec<agent_os_server::CheckView> = c.get(&format!("/api/v1/checks?project={q}")).await?;
     let schedules: Vec<agent_os_server::views::ScheduleView> = c.get(&format!("/api/v1/schedules?project={q}")).await?;
     let discovered: std::collections::BTreeSet<&str> =
-        schedules.iter().filter(|s| s.source == "discovered").map(|s| s.task.as_str()).collect();
+        schedules.iter().filter(|s| s.source == ScheduleSource::Discovered).map(|s| s.task.as_str()).collect();
     Ok(checks.into_iter().map(|c| c.slug).filter(|s| !discovered.contains(s.as_str())).collect())
 }
 
@@ -275,18 +277,20 @@ async fn register(
         }
     }
     let recognised: Vec<&agent_os_server::views::ScheduleView> =
-        registered.iter().filter(|s| s.source == "manifest").collect();
+        registered.iter().filter(|s| s.source == ScheduleSource::Manifest).collect();
     if !json && !recognised.is_empty() {
         println!();
         println!("Already in the manifest (watched by its check; nothing registered):");
         let rows: Vec<Vec<String>> = recognised
             .iter()
-            .map(|s| vec![s.project.clone(), s.task.clone(), s.cron.clone(), s.timezone.clone(), s.managed_by.clone()])
+            .map(|s| {
+                vec![s.project.clone(), s.task.clone(), s.cron.clone(), s.timezone.clone(), s.managed_by.to_string()]
+            })
             .collect();
         print!("{}", table::render(&["PROJECT", "TASK", "CRON", "ZONE", "MANAGED BY"], &rows));
     }
     let new: Vec<&agent_os_server::views::ScheduleView> =
-        registered.iter().filter(|s| s.source != "manifest").collect();
+        registered.iter().filter(|s| s.source != ScheduleSource::Manifest).collect();
     if !json && !new.is_empty() {
         println!();
         println!(
@@ -542,6 +546,7 @@ fn print_human(findings: &[Finding], paths: &[PathBuf], walk: &Walk) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_os_core::manifest::ManagedBy;
 
     #[test]
     fn long_commands_are_shortened() {
@@ -561,7 +566,7 @@ mod tests {
         let f = |command: &str| Finding {
             source: "crontab".into(),
             line: 7,
-            managed_by: "cron",
+            managed_by: ManagedBy::Cron,
             command: command.into(),
             outcome: Outcome::Schedule { cron: "* * * * *".into(), timezone: "UTC".into() },
         };
@@ -577,7 +582,7 @@ mod tests {
         let f = |command: &str| Finding {
             source: "crontab".into(),
             line: 3,
-            managed_by: "cron",
+            managed_by: ManagedBy::Cron,
             command: command.into(),
             outcome: Outcome::Schedule { cron: "0 9 * * 1".into(), timezone: "UTC".into() },
         };

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::client::Client;
 use crate::commands::{print_json, print_list, query};
 use crate::table::{render, short_time};
+use agent_os_core::alerting::IncidentStatus;
 use agent_os_core::url::encode_component as enc;
 use agent_os_server::{IncidentView, MaintenanceView};
 
@@ -83,22 +84,22 @@ pub async fn incidents(c: &Client, a: &IncidentsArgs) -> Result<u8> {
     let list: Vec<IncidentView> = c.get(&format!("/api/v1/incidents{q}")).await?;
     let empty = if a.open { "no open incidents" } else { "no incidents yet" };
     print_list(a.json, &list, empty, &["ID", "OPENED (UTC)", "FOR", "SEVERITY", "STATE", "TITLE", "REASON"], |i| {
-        let mut state = i.status.clone();
+        let mut state = i.status.to_string();
         if i.flapping {
             state.push_str(", flapping");
         }
         if let Some(by) = &i.acked_by {
             state.push_str(&format!(", acked by {by}"));
         }
-        if i.status == "open" && !i.notified {
+        if i.status == IncidentStatus::Open && !i.notified {
             state.push_str(", not yet told");
         }
         vec![
             i.id.clone(),
             short_time(&i.opened_at),
             took(i.duration_s),
-            i.severity.clone(),
-            state,
+            i.severity.to_string(),
+            state.to_string(),
             i.title.clone(),
             i.reason.clone(),
         ]
@@ -210,7 +211,7 @@ pub async fn health(c: &Client, a: &HealthArgs) -> Result<u8> {
         .iter()
         .map(|h| {
             let why: Vec<String> = h.reasons.iter().map(|r| format!("{}: {}", r.source, r.message)).collect();
-            vec![h.project.clone(), h.state.clone(), if why.is_empty() { "-".into() } else { why.join("; ") }]
+            vec![h.project.clone(), h.state.to_string(), if why.is_empty() { "-".into() } else { why.join("; ") }]
         })
         .collect();
     print!("{}", render(&["PROJECT", "HEALTH", "WHY"], &rows));
@@ -224,8 +225,8 @@ pub async fn health(c: &Client, a: &HealthArgs) -> Result<u8> {
             .map(|e| {
                 vec![
                     short_time(&e.at),
-                    e.kind.clone(),
-                    e.state.clone(),
+                    e.kind.to_string(),
+                    e.state.to_string(),
                     format!("{} ms", e.duration_ms),
                     e.message.clone().unwrap_or_default(),
                 ]

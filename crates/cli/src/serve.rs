@@ -145,7 +145,10 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
         .or_else(|| config.database_url.clone())
         .unwrap_or_else(|| sqlite_url(&home.join("agent-os.db")));
     let mut opts = StoreOptions::new(url.clone());
-    opts.durability = if config.durability == "full" { Durability::Full } else { Durability::Normal };
+    opts.durability = match config.durability {
+        agent_os_core::config::Durability::Full => Durability::Full,
+        agent_os_core::config::Durability::Normal => Durability::Normal,
+    };
     let store =
         SqlStore::open(&opts, now).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
     let store: Arc<dyn Store> = Arc::new(store);

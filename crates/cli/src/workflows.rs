@@ -11,6 +11,7 @@ use crate::client::{Client, ServerError};
 use crate::commands::{print_json, print_list, query};
 use crate::table::{duration_ms, render, short_time};
 use agent_os_core::url::encode_component as enc;
+use agent_os_core::workflow::WorkflowRunStatus;
 use agent_os_server::{
     EmittedEvent, WorkflowDetail, WorkflowRunDetail, WorkflowRunView, WorkflowStepView, WorkflowValid, WorkflowView,
     WorkflowsReloaded,
@@ -174,7 +175,7 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
             let mut pause = Duration::from_millis(200);
             let run = loop {
                 let r: WorkflowRunDetail = c.get(&path).await?;
-                if !matches!(r.run.status.as_str(), "queued" | "running") {
+                if r.run.status.is_terminal() {
                     break r;
                 }
                 tokio::time::sleep(pause).await;
@@ -185,7 +186,7 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
             } else {
                 print_run(&run);
             }
-            Ok(if run.run.status == "succeeded" { 0 } else { 1 })
+            Ok(if run.run.status == WorkflowRunStatus::Succeeded { 0 } else { 1 })
         }
         WorkflowCmd::Runs { name, limit, json } => {
             let q = query(&[("workflow", name.clone()), ("limit", Some(limit.to_string()))]);
@@ -199,8 +200,8 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
                     vec![
                         r.id.clone(),
                         r.workflow.clone(),
-                        r.status.clone(),
-                        r.trigger.clone(),
+                        r.status.to_string(),
+                        r.trigger.to_string(),
                         short_time(&r.created_at),
                         duration_ms(took(r.started_at.as_deref(), r.finished_at.as_deref())),
                         r.error.clone().unwrap_or_default(),
@@ -309,7 +310,7 @@ fn print_workflow(c: &Client, w: &WorkflowDetail) {
             .map(|i| {
                 vec![
                     i.name.clone(),
-                    i.kind.clone(),
+                    i.kind.to_string(),
                     if i.required { "yes".into() } else { "no".into() },
                     i.default.as_ref().map(Value::to_string).unwrap_or_default(),
                     i.description.clone(),
@@ -330,7 +331,7 @@ fn print_workflow(c: &Client, w: &WorkflowDetail) {
             };
             vec![
                 s.id.clone(),
-                s.kind.clone(),
+                s.kind.to_string(),
                 s.target.clone(),
                 s.needs.join(", "),
                 s.condition.clone().unwrap_or_default(),
@@ -392,7 +393,7 @@ fn print_run(d: &WorkflowRunDetail) {
             vec![
                 s.step_id.clone(),
                 s.item.map(|i| i.to_string()).unwrap_or_default(),
-                s.status.clone(),
+                s.status.to_string(),
                 s.attempt.to_string(),
                 duration_ms(took(s.started_at.as_deref(), s.finished_at.as_deref())),
                 step_detail(s),

@@ -7,37 +7,96 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::cron::{Cron, zone};
+use crate::cron::{Cron, Zone};
+use crate::text::text_enum;
 
-/// How bad an alert is; routes match "at least".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
+text_enum! {
+    /// How bad an alert is; routes match "at least".
+    #[derive(PartialOrd, Ord)]
+    pub enum Severity("severity") {
+        Info = "info",
+        Warning = "warning",
+        Critical = "critical",
+    }
 }
 
 impl Severity {
     pub fn parse(text: &str) -> Result<Severity, String> {
-        match text {
-            "info" => Ok(Severity::Info),
-            "warning" => Ok(Severity::Warning),
-            "critical" => Ok(Severity::Critical),
-            other => Err(format!("unknown severity {other:?}; info, warning or critical")),
-        }
+        text.parse().map_err(|e: crate::text::UnknownValue| e.to_string())
     }
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
+text_enum! {
+    /// Where incidents come from; routes match on it.
+    pub enum IncidentSource("source") {
+        Run = "run",
+        Check = "check",
+        Health = "health",
+        Budget = "budget",
+        Project = "project",
+        Channel = "channel",
+    }
+}
+
+text_enum! {
+    /// What raised a notification: a project or user (`project`), a channel test, or the
+    /// source of the incident it tells about.
+    pub enum NotificationSource("notification source") {
+        Run = "run",
+        Check = "check",
+        Health = "health",
+        Budget = "budget",
+        Project = "project",
+        Channel = "channel",
+        /// A workflow's `notify` step.
+        Workflow = "workflow",
+        Test = "test",
+    }
+}
+
+impl From<IncidentSource> for NotificationSource {
+    fn from(s: IncidentSource) -> Self {
+        match s {
+            IncidentSource::Run => NotificationSource::Run,
+            IncidentSource::Check => NotificationSource::Check,
+            IncidentSource::Health => NotificationSource::Health,
+            IncidentSource::Budget => NotificationSource::Budget,
+            IncidentSource::Project => NotificationSource::Project,
+            IncidentSource::Channel => NotificationSource::Channel,
         }
     }
 }
 
-/// Where incidents come from; also what a notification's `source` says.
-pub const SOURCES: [&str; 6] = ["run", "check", "health", "budget", "project", "channel"];
+text_enum! {
+    /// Whether an incident is still going on.
+    pub enum IncidentStatus("incident status") {
+        Open = "open",
+        Resolved = "resolved",
+    }
+}
+
+text_enum! {
+    /// Where one notification's delivery to one channel stands.
+    pub enum DeliveryStatus("delivery status") {
+        /// Due to be attempted (again).
+        Pending = "pending",
+        /// Waiting for a digest (quiet hours, throttle).
+        Held = "held",
+        Delivered = "delivered",
+        /// Gave up.
+        Failed = "failed",
+        /// The channel is gone.
+        Disabled = "disabled",
+    }
+}
+
+text_enum! {
+    /// Why a delivery waits for a digest.
+    pub enum HoldReason("hold reason") {
+        QuietHours = "quiet hours",
+        Throttle = "throttle",
+    }
+}
 
 /// Hours of the day, in a zone, during which a channel is only written to in a digest sent when
 /// they end. `except` lets alerts of that severity or worse through.
@@ -46,7 +105,7 @@ pub struct QuietHours {
     /// Minutes after local midnight.
     pub from: u16,
     pub to: u16,
-    pub timezone: String,
+    pub timezone: Zone,
     pub except: Option<Severity>,
 }
 
@@ -68,7 +127,7 @@ impl QuietHours {
         if self.except.is_some_and(|e| severity >= e) || self.from == self.to {
             return None;
         }
-        let tz = zone(&self.timezone).ok()?;
+        let tz = self.timezone.tz();
         let here = Timestamp::from_millisecond(now).ok()?.to_zoned(tz.clone());
         let minute = (here.hour() as u16) * 60 + here.minute() as u16;
         let quiet = if self.from < self.to {
@@ -83,7 +142,7 @@ impl QuietHours {
         if minute >= self.to {
             day = day.tomorrow().ok()?;
         }
-        let end = day.at((self.to / 60) as i8, (self.to % 60) as i8, 0, 0).to_zoned(tz).ok()?;
+        let end = day.at((self.to / 60) as i8, (self.to % 60) as i8, 0, 0).to_zoned(tz.clone()).ok()?;
         Some(end.timestamp().as_millisecond())
     }
 }
@@ -109,7 +168,7 @@ pub struct Route {
     /// Any of these projects (empty: any).
     pub projects: Vec<String>,
     /// Any of these sources (empty: any).
-    pub sources: Vec<String>,
+    pub sources: Vec<IncidentSource>,
     /// At least this severity.
     pub severity: Option<Severity>,
     /// At least one of these tags (empty: any).
@@ -122,7 +181,7 @@ pub struct Route {
 #[derive(Clone, Copy, Debug)]
 pub struct Routed<'a> {
     pub project: Option<&'a str>,
-    pub source: &'a str,
+    pub source: NotificationSource,
     pub severity: Severity,
     pub tags: &'a [String],
 }
@@ -130,7 +189,7 @@ pub struct Routed<'a> {
 impl Route {
     pub fn matches(&self, m: &Routed) -> bool {
         (self.projects.is_empty() || m.project.is_some_and(|p| self.projects.iter().any(|x| x == p)))
-            && (self.sources.is_empty() || self.sources.iter().any(|s| s == m.source))
+            && (self.sources.is_empty() || self.sources.iter().any(|s| NotificationSource::from(*s) == m.source))
             && self.severity.is_none_or(|s| m.severity >= s)
             && (self.tags.is_empty() || self.tags.iter().any(|t| m.tags.contains(t)))
     }
@@ -188,7 +247,7 @@ pub enum Window {
     /// From `start` to `end`, ms since the epoch.
     Fixed { start: i64, end: i64 },
     /// Starting at each fire of `cron` in `timezone`, lasting `duration`.
-    Recurring { cron: Cron, timezone: String, duration: Duration },
+    Recurring { cron: Cron, timezone: Zone, duration: Duration },
 }
 
 /// A time during which nothing about `project` (or anything, without one) alerts.
@@ -205,12 +264,11 @@ impl Maintenance {
         match &self.window {
             Window::Fixed { start, end } => (*start <= now && now < *end).then_some(*end),
             Window::Recurring { cron, timezone, duration } => {
-                let tz = zone(timezone).ok()?;
                 let len = duration.as_millis() as i64;
                 // The latest fire at or before `now` is the first fire after `now - len - 1`, when
                 // it is not later than `now`.
                 let from = Timestamp::from_millisecond(now - len - 1).ok()?;
-                let fire = cron.next_after(&tz, from)?.as_millisecond();
+                let fire = cron.next_after(timezone.tz(), from)?.as_millisecond();
                 (fire <= now && now < fire + len).then_some(fire + len)
             }
         }
@@ -249,7 +307,7 @@ mod tests {
         let q = QuietHours {
             from: parse_clock("22:00").unwrap(),
             to: parse_clock("07:00").unwrap(),
-            timezone: "Europe/Berlin".into(),
+            timezone: Zone::parse("Europe/Berlin").unwrap(),
             except: Some(Severity::Critical),
         };
         // 23:30 in Berlin (UTC+1 in November) is quiet until 07:00 the next morning.
@@ -259,7 +317,7 @@ mod tests {
         assert_eq!(q.held_until(at("2026-11-26T06:00:00Z"), Severity::Info), None, "07:00 is no longer quiet");
         assert_eq!(q.held_until(at("2026-11-25T12:00:00Z"), Severity::Info), None);
         assert_eq!(q.held_until(at("2026-11-25T22:30:00Z"), Severity::Critical), None, "critical passes");
-        let day = QuietHours { from: 9 * 60, to: 17 * 60, timezone: "UTC".into(), except: None };
+        let day = QuietHours { from: 9 * 60, to: 17 * 60, timezone: Zone::utc(), except: None };
         assert_eq!(day.held_until(at("2026-11-25T10:00:00Z"), Severity::Critical), Some(at("2026-11-25T17:00:00Z")));
         for bad in ["7:00", "24:00", "12:60", "noon"] {
             assert!(parse_clock(bad).is_err(), "{bad}");
@@ -283,15 +341,25 @@ mod tests {
             default: Some(vec!["log".into()]),
         };
         let tags = ["audit".to_string()];
-        let m = |project, severity, tags: &'static [String]| Routed { project, source: "run", severity, tags };
+        let m = |project, severity, tags: &'static [String]| Routed {
+            project,
+            source: NotificationSource::Run,
+            severity,
+            tags,
+        };
         let no_tags: &'static [String] = &[];
         assert_eq!(routing.channels(&all, &m(Some("trading"), Severity::Critical, no_tags)), ["team", "phone"]);
         assert_eq!(routing.channels(&all, &m(Some("trading"), Severity::Info, no_tags)), ["team"]);
         assert_eq!(routing.channels(&all, &m(Some("cortana"), Severity::Info, no_tags)), ["log"], "the default");
-        let tagged = Routed { project: Some("cortana"), source: "project", severity: Severity::Info, tags: &tags };
+        let tagged = Routed {
+            project: Some("cortana"),
+            source: NotificationSource::Project,
+            severity: Severity::Info,
+            tags: &tags,
+        };
         assert_eq!(routing.channels(&all, &tagged), ["log"]);
         assert_eq!(Routing::default().channels(&all, &tagged), all, "no rules: everywhere");
-        let sources = Route { sources: vec!["check".into()], ..Default::default() };
+        let sources = Route { sources: vec![IncidentSource::Check], ..Default::default() };
         assert!(!sources.matches(&m(None, Severity::Info, no_tags)));
     }
 
@@ -309,7 +377,7 @@ mod tests {
             project: None,
             window: Window::Recurring {
                 cron: Cron::parse("0 3 * * *").unwrap(),
-                timezone: "Europe/Berlin".into(),
+                timezone: Zone::parse("Europe/Berlin").unwrap(),
                 duration: Duration::from_secs(3600),
             },
             reason: Some("backups".into()),

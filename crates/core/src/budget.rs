@@ -5,29 +5,38 @@
 use jiff::civil::Date;
 use jiff::{Timestamp, tz::TimeZone};
 
+use crate::text::text_enum;
+
 /// Thresholds in percent when a budget names none.
 pub const DEFAULT_THRESHOLDS: [i64; 3] = [50, 80, 100];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Period {
-    Daily,
-    Monthly,
+text_enum! {
+    /// A budget's UTC calendar period.
+    pub enum Period("period") {
+        Daily = "daily",
+        Monthly = "monthly",
+    }
+}
+
+text_enum! {
+    /// What happens when a budget is spent: an alert only, or a pause of the project's spending.
+    pub enum OnExceed("action") {
+        Alert = "alert",
+        Pause = "pause",
+    }
+}
+
+text_enum! {
+    /// Where a budget was set: `config.yaml` (kept in step with it) or the API.
+    pub enum BudgetSource("budget source") {
+        Config = "config",
+        Api = "api",
+    }
 }
 
 impl Period {
     pub fn parse(s: &str) -> Result<Period, String> {
-        match s {
-            "daily" => Ok(Period::Daily),
-            "monthly" => Ok(Period::Monthly),
-            other => Err(format!("unknown period {other:?}; daily or monthly")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Daily => "daily",
-            Period::Monthly => "monthly",
-        }
+        s.parse().map_err(|e: crate::text::UnknownValue| e.to_string())
     }
 
     /// The UTC period holding `now` (ms): its start and end (exclusive).

@@ -4,36 +4,27 @@
 
 use std::time::Duration;
 
-use crate::cron::Cron;
 use crate::manifest::Expect;
+use crate::text::text_enum;
+use crate::text::{UnknownValue, text_serde, text_sqlx};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckState {
-    /// Never pinged: nothing is expected yet.
-    New,
-    Up,
-    /// Past due, still within grace.
-    Late,
-    Down,
+text_enum! {
+    /// The state of a check.
+    pub enum CheckState("check state") {
+        /// Never pinged: nothing is expected yet.
+        New = "new",
+        Up = "up",
+        /// Past due, still within grace.
+        Late = "late",
+        Down = "down",
+    }
 }
 
-impl CheckState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckState::New => "new",
-            CheckState::Up => "up",
-            CheckState::Late => "late",
-            CheckState::Down => "down",
-        }
-    }
-
-    pub fn parse(s: &str) -> CheckState {
-        match s {
-            "up" => CheckState::Up,
-            "late" => CheckState::Late,
-            "down" => CheckState::Down,
-            _ => CheckState::New,
-        }
+text_enum! {
+    /// How a check's expectation is stored: a period, or a cron expression in a zone.
+    pub enum CheckKind("check kind") {
+        Period = "period",
+        Cron = "cron",
     }
 }
 
@@ -61,14 +52,9 @@ impl PingKind {
         }
     }
 
+    /// As stored and shown: `success`, `start`, `fail`, `exit N` or `log`.
     pub fn as_str(self) -> String {
-        match self {
-            PingKind::Success => "success".into(),
-            PingKind::Start => "start".into(),
-            PingKind::Fail => "fail".into(),
-            PingKind::Exit(n) => format!("exit {n}"),
-            PingKind::Log => "log".into(),
-        }
+        self.to_string()
     }
 
     /// True for a ping that reports the job failed.
@@ -82,6 +68,45 @@ impl PingKind {
     }
 }
 
+impl std::fmt::Display for PingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PingKind::Success => f.write_str("success"),
+            PingKind::Start => f.write_str("start"),
+            PingKind::Fail => f.write_str("fail"),
+            PingKind::Exit(n) => write!(f, "exit {n}"),
+            PingKind::Log => f.write_str("log"),
+        }
+    }
+}
+
+impl std::str::FromStr for PingKind {
+    type Err = UnknownValue;
+
+    /// The stored form, [`PingKind::as_str`]'s (not the ping URL's, which [`PingKind::parse`] reads).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "success" => Ok(PingKind::Success),
+            "start" => Ok(PingKind::Start),
+            "fail" => Ok(PingKind::Fail),
+            "log" => Ok(PingKind::Log),
+            _ => s
+                .strip_prefix("exit ")
+                .and_then(|n| n.parse::<u8>().ok())
+                .filter(|n| s == format!("exit {n}"))
+                .map(PingKind::Exit)
+                .ok_or_else(|| UnknownValue {
+                    what: "ping kind",
+                    value: s.to_string(),
+                    expected: &["success", "start", "fail", "exit 0-255", "log"],
+                }),
+        }
+    }
+}
+
+text_serde!(PingKind);
+text_sqlx!(PingKind);
+
 /// What a check knows of its pings (all times in ms since the epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pings {
@@ -93,13 +118,9 @@ pub struct Pings {
 }
 
 /// The state of a check at `now`, and when it would next change without a ping.
-pub fn evaluate(
-    expect: &Expect,
-    cron: Option<(&Cron, &jiff::tz::TimeZone)>,
-    grace: Duration,
-    pings: &Pings,
-    now: i64,
-) -> (CheckState, Option<i64>) {
+/// `expect` is `None` when the expectation cannot be read (a stored cron that no longer
+/// parses): a check that was pinged is then up, with nothing due.
+pub fn evaluate(expect: Option<&Expect>, grace: Duration, pings: &Pings, now: i64) -> (CheckState, Option<i64>) {
     let grace = grace.as_millis() as i64;
     let Some(last) = pings.last_finish.or(pings.running_since) else {
         return (CheckState::New, None);
@@ -111,12 +132,13 @@ pub fn evaluate(
     if pings.last_failed {
         return (CheckState::Down, None);
     }
-    let expected = match (expect, cron) {
-        (Expect::Period(p), _) => Some(last + p.as_millis() as i64),
-        (Expect::Cron { .. }, Some((c, tz))) => {
-            jiff::Timestamp::from_millisecond(last).ok().and_then(|t| c.next_after(tz, t)).map(|t| t.as_millisecond())
-        }
-        (Expect::Cron { .. }, None) => None,
+    let expected = match expect {
+        Some(Expect::Period(p)) => Some(last + p.as_millis() as i64),
+        Some(Expect::Cron { cron, timezone }) => jiff::Timestamp::from_millisecond(last)
+            .ok()
+            .and_then(|t| cron.next_after(timezone.tz(), t))
+            .map(|t| t.as_millisecond()),
+        None => None,
     };
     match expected {
         None => (CheckState::Up, None),
@@ -129,6 +151,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cron::{Cron, Zone};
 
     const MIN: i64 = 60_000;
 
@@ -140,13 +163,13 @@ mod tests {
     fn period_checks_go_up_late_down() {
         let e = Expect::Period(Duration::from_secs(3600));
         let g = Duration::from_secs(600);
-        assert_eq!(evaluate(&e, None, g, &pings(None, false, None), 0), (CheckState::New, None));
+        assert_eq!(evaluate(Some(&e), g, &pings(None, false, None), 0), (CheckState::New, None));
         let p = pings(Some(0), false, None);
-        assert_eq!(evaluate(&e, None, g, &p, 30 * MIN), (CheckState::Up, Some(60 * MIN + 1)));
-        assert_eq!(evaluate(&e, None, g, &p, 65 * MIN), (CheckState::Late, Some(70 * MIN + 1)));
-        assert_eq!(evaluate(&e, None, g, &p, 71 * MIN).0, CheckState::Down);
+        assert_eq!(evaluate(Some(&e), g, &p, 30 * MIN), (CheckState::Up, Some(60 * MIN + 1)));
+        assert_eq!(evaluate(Some(&e), g, &p, 65 * MIN), (CheckState::Late, Some(70 * MIN + 1)));
+        assert_eq!(evaluate(Some(&e), g, &p, 71 * MIN).0, CheckState::Down);
         assert_eq!(
-            evaluate(&e, None, g, &pings(Some(0), true, None), 1).0,
+            evaluate(Some(&e), g, &pings(Some(0), true, None), 1).0,
             CheckState::Down,
             "a failure ping is down at once"
         );
@@ -156,51 +179,20 @@ mod tests {
     fn a_start_without_a_finish_is_down_after_grace() {
         let e = Expect::Period(Duration::from_secs(3600));
         let p = pings(Some(0), false, Some(10 * MIN));
-        assert_eq!(evaluate(&e, None, Duration::from_secs(300), &p, 14 * MIN).0, CheckState::Up);
-        assert_eq!(evaluate(&e, None, Duration::from_secs(300), &p, 16 * MIN).0, CheckState::Down);
+        assert_eq!(evaluate(Some(&e), Duration::from_secs(300), &p, 14 * MIN).0, CheckState::Up);
+        assert_eq!(evaluate(Some(&e), Duration::from_secs(300), &p, 16 * MIN).0, CheckState::Down);
     }
 
     #[test]
     fn cron_checks_expect_the_next_fire() {
-        let c = Cron::parse("0 22 * * *").unwrap();
-        let tz = crate::cron::zone("UTC").unwrap();
+        let e = Expect::Cron { cron: Cron::parse("0 22 * * *").unwrap(), timezone: Zone::parse("UTC").unwrap() };
         let day = 86_400_000;
         let last = 22 * 3600 * 1000; // 1970-01-01 22:00 UTC
         let p = pings(Some(last), false, None);
         let g = Duration::from_secs(600);
-        assert_eq!(
-            evaluate(
-                &Expect::Cron { cron: "0 22 * * *".into(), timezone: "UTC".into() },
-                Some((&c, &tz)),
-                g,
-                &p,
-                last + day - 1
-            )
-            .0,
-            CheckState::Up
-        );
-        assert_eq!(
-            evaluate(
-                &Expect::Cron { cron: "0 22 * * *".into(), timezone: "UTC".into() },
-                Some((&c, &tz)),
-                g,
-                &p,
-                last + day + 5 * MIN
-            )
-            .0,
-            CheckState::Late
-        );
-        assert_eq!(
-            evaluate(
-                &Expect::Cron { cron: "0 22 * * *".into(), timezone: "UTC".into() },
-                Some((&c, &tz)),
-                g,
-                &p,
-                last + day + 11 * MIN
-            )
-            .0,
-            CheckState::Down
-        );
+        assert_eq!(evaluate(Some(&e), g, &p, last + day - 1).0, CheckState::Up);
+        assert_eq!(evaluate(Some(&e), g, &p, last + day + 5 * MIN).0, CheckState::Late);
+        assert_eq!(evaluate(Some(&e), g, &p, last + day + 11 * MIN).0, CheckState::Down);
     }
 
     #[test]

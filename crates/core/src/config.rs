@@ -7,11 +7,14 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::alerting::{
-    Alerting, ChannelRules, Flapping, Maintenance, QuietHours, Route, Severity, Throttle, Window, parse_clock,
+    Alerting, ChannelRules, Flapping, IncidentSource, Maintenance, QuietHours, Route, Severity, Throttle, Window,
+    parse_clock,
 };
+use crate::budget::OnExceed;
 use crate::duration::parse_duration;
 use crate::manifest::ManifestError;
 use crate::resource::{Limits, Rate, parse_rate};
+use crate::text::text_enum;
 use crate::yaml::{self, SourceError};
 
 #[derive(Deserialize, Default)]
@@ -223,8 +226,7 @@ pub struct BudgetDecl {
     pub amount_nanos: i64,
     pub currency: String,
     pub thresholds: Vec<i64>,
-    /// `alert` or `pause`.
-    pub on_exceed: String,
+    pub on_exceed: OnExceed,
 }
 
 #[derive(Deserialize, Default)]
@@ -264,14 +266,22 @@ struct RawApi {
     request_timeout: Option<Spanned<String>>,
 }
 
+text_enum! {
+    /// How SQLite commits: `normal` survives a crash of Agent OS, `full` also a power loss.
+    pub enum Durability("durability") {
+        Normal = "normal",
+        Full = "full",
+    }
+}
+
 /// Validated settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub bind: String,
     pub public_url: Option<String>,
     pub database_url: Option<String>,
-    /// `normal` or `full` (SQLite only).
-    pub durability: String,
+    /// SQLite only.
+    pub durability: Durability,
     pub max_concurrent_runs: u32,
     pub default_timeout: Duration,
     pub kill_grace: Duration,
@@ -306,7 +316,7 @@ impl Default for Config {
             bind: DEFAULT_BIND.into(),
             public_url: None,
             database_url: None,
-            durability: "normal".into(),
+            durability: Durability::Normal,
             max_concurrent_runs: 16,
             default_timeout: Duration::from_secs(3600),
             kill_grace: Duration::from_secs(10),
@@ -369,15 +379,15 @@ impl Config {
         }
         c.database_url = raw.database_url;
         if let Some(d) = raw.durability {
-            if d.value != "normal" && d.value != "full" {
-                at(
+            match d.value.parse() {
+                Ok(durability) => c.durability = durability,
+                Err(_) => at(
                     d.referenced,
                     "durability",
                     format!("unknown durability {:?}", d.value),
                     "normal (survives a crash of Agent OS) or full (also survives power loss, slower)",
-                );
+                ),
             }
-            c.durability = d.value;
         }
         let mut duration = |v: &Option<Spanned<String>>, path: &str, target: &mut Duration| {
             if let Some(v) = v {
@@ -542,12 +552,11 @@ impl Config {
                 None => crate::budget::DEFAULT_THRESHOLDS.to_vec(),
             };
             let on_exceed = match &v.on_exceed {
-                Some(o) if o.value != "alert" && o.value != "pause" => {
+                Some(o) => o.value.parse().unwrap_or_else(|_| {
                     err(o.referenced, "on_exceed", format!("unknown action {:?}", o.value), "alert or pause");
-                    "alert".to_string()
-                }
-                Some(o) => o.value.clone(),
-                None => "alert".into(),
+                    OnExceed::Alert
+                }),
+                None => OnExceed::Alert,
             };
             if let Err(e) = crate::name::check_project_name(&v.project) {
                 err(b.referenced, "project", e, "the name of a registered project");
@@ -574,10 +583,10 @@ impl Config {
                         let timezone = q.timezone.unwrap_or_else(|| "UTC".into());
                         let parsed = parse_clock(&q.from)
                             .and_then(|from| parse_clock(&q.to).map(|to| (from, to)))
-                            .and_then(|ft| crate::cron::zone(&timezone).map(|_| ft))
+                            .and_then(|ft| crate::cron::Zone::parse(&timezone).map(|tz| (ft, tz)))
                             .and_then(|ft| q.except.as_deref().map(Severity::parse).transpose().map(|e| (ft, e)));
                         match parsed {
-                            Ok(((from, to), except)) => {
+                            Ok((((from, to), timezone), except)) => {
                                 rules.quiet_hours = Some(QuietHours { from, to, timezone, except })
                             }
                             Err(e) => push_err(
@@ -635,17 +644,18 @@ impl Config {
                     None
                 }
             };
-            let sources = v.when.source.list();
-            for s in &sources {
-                if !crate::alerting::SOURCES.contains(&s.as_str()) {
-                    push_err(
+            let mut sources = Vec::new();
+            for s in v.when.source.list() {
+                match s.parse::<IncidentSource>() {
+                    Ok(source) => sources.push(source),
+                    Err(_) => push_err(
                         &mut errors,
                         file,
                         r.referenced,
                         format!("{path}.match.source"),
                         format!("unknown source {s:?}"),
-                        &format!("one of {}", crate::alerting::SOURCES.join(", ")),
-                    );
+                        &format!("one of {}", IncidentSource::SPELLINGS.join(", ")),
+                    ),
                 }
             }
             c.alerting.routing.routes.push(Route {
@@ -796,8 +806,7 @@ fn maintenance_window(m: RawMaintenance) -> Result<Maintenance, String> {
     let window = match (m.cron, m.duration, m.start, m.end) {
         (Some(cron), Some(duration), None, None) => {
             let cron = crate::cron::Cron::parse(&cron).map_err(|e| format!("cron: {e}"))?;
-            let timezone = m.timezone.unwrap_or_else(|| "UTC".into());
-            crate::cron::zone(&timezone)?;
+            let timezone = crate::cron::Zone::parse(m.timezone.as_deref().unwrap_or("UTC"))?;
             let duration = parse_duration(&duration).map_err(|e| format!("duration: {e}"))?;
             Window::Recurring { cron, timezone, duration }
         }
@@ -962,7 +971,7 @@ maintenance:
         assert_eq!(a.routing.routes[1].projects, ["trading", "cortana"]);
         assert_eq!(
             (a.routing.routes[1].sources.clone(), a.routing.routes[1].tags.clone()),
-            (vec!["check".to_string()], vec!["eth".to_string()])
+            (vec![IncidentSource::Check], vec!["eth".to_string()])
         );
         assert_eq!(a.routing.default.as_deref(), Some(&["team".to_string()][..]));
         assert_eq!(a.flapping, Flapping { changes: 3, window: Duration::from_secs(1800) });

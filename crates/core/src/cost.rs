@@ -1,6 +1,30 @@
 //! Money as exact decimals: amounts are parsed from decimal strings into integer nano-units
 //! (10⁻⁹ of the currency unit), so totals are exact sums of integers, never floats.
 
+use crate::text::text_enum;
+
+text_enum! {
+    /// How a cost record reached the ledger: pushed over the API, or pulled by the cost probe.
+    pub enum CostSource("cost source") {
+        Api = "api",
+        Probe = "probe",
+    }
+}
+
+text_enum! {
+    /// What cost totals are grouped by.
+    pub enum GroupBy("grouping") {
+        Project = "project",
+        Service = "service",
+        Key = "key",
+        Model = "model",
+        /// UTC calendar days.
+        Day = "day",
+        /// UTC calendar months (rolled up from days).
+        Month = "month",
+    }
+}
+
 /// Nano-units per currency unit.
 pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
 

@@ -377,6 +377,35 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
     })
 }
 
+/// An IANA time zone looked up once, with its name as written: plans hold this rather than the
+/// name, so nothing looks the zone up again on use. The name is what is stored, shown and part
+/// of a schedule's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    name: String,
+    tz: TimeZone,
+}
+
+impl Zone {
+    /// Looks `name` up ([`zone`]'s rules: a zone name, never a fixed offset).
+    pub fn parse(name: &str) -> Result<Zone, String> {
+        Ok(Zone { tz: zone(name)?, name: name.to_string() })
+    }
+
+    pub fn utc() -> Zone {
+        Zone { name: "UTC".into(), tz: TimeZone::UTC }
+    }
+
+    /// The name as written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn tz(&self) -> &TimeZone {
+        &self.tz
+    }
+}
+
 /// Weekday helper for tests and reports.
 pub fn weekday_name(w: Weekday) -> &'static str {
     DAYS[w.to_sunday_zero_offset() as usize]

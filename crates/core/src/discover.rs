@@ -15,6 +15,7 @@
 use serde::Serialize;
 
 use crate::cron::{self, Cron};
+use crate::manifest::ManagedBy;
 
 /// The zone of a schedule that follows the machine's clock; the caller replaces it.
 pub const LOCAL: &str = "local";
@@ -30,7 +31,7 @@ pub struct Finding {
     /// 1-based line of the entry, key or value that defines the schedule.
     pub line: u64,
     /// `cron`, `launchd`, `systemd`, `railway` or `github`.
-    pub managed_by: &'static str,
+    pub managed_by: ManagedBy,
     /// What it runs, as the source states it; empty when the source does not say.
     pub command: String,
     #[serde(flatten)]
@@ -123,7 +124,7 @@ pub fn discover_file(path: &str, text: &str) -> Vec<Finding> {
     }
 }
 
-fn finding(source: &str, line: u64, managed_by: &'static str, command: &str, outcome: Outcome) -> Finding {
+fn finding(source: &str, line: u64, managed_by: ManagedBy, command: &str, outcome: Outcome) -> Finding {
     Finding { source: source.to_string(), line, managed_by, command: command.to_string(), outcome }
 }
 
@@ -223,7 +224,7 @@ pub fn discover_crontab(source: &str, text: &str, system: bool) -> Vec<Finding> 
             let zone = cron_tz.as_deref().unwrap_or(LOCAL);
             checked_cron(&fields.join(" "), zone, Some("cron"))
         };
-        out.push(finding(source, n, "cron", &command, outcome));
+        out.push(finding(source, n, ManagedBy::Cron, &command, outcome));
     }
     out
 }
@@ -300,7 +301,7 @@ pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
             return Vec::new();
         }
         let reason = "a binary property list; convert it with `plutil -convert xml1 FILE` to read its schedule";
-        return vec![finding(source, 1, "launchd", "", refused(reason))];
+        return vec![finding(source, 1, ManagedBy::Launchd, "", refused(reason))];
     }
     let root = plist_depth(text)
         .and_then(|()| plist::Value::from_reader_xml(text.as_bytes()).map_err(|e| plist_error(text, &e)));
@@ -308,7 +309,7 @@ pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
         Ok(root) => root,
         Err((line, message)) if mentions_schedule => {
             let reason = format!("cannot read this property list: {message}");
-            return vec![finding(source, line, "launchd", "", refused(reason))];
+            return vec![finding(source, line, ManagedBy::Launchd, "", refused(reason))];
         }
         Err(_) => return Vec::new(),
     };
@@ -327,12 +328,18 @@ pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
         };
         let specs: Vec<Result<Calendar, String>> = dicts.into_iter().map(calendar).collect();
         if specs.is_empty() {
-            out.push(finding(source, at, "launchd", &command, refused("StartCalendarInterval is an empty array")));
+            out.push(finding(
+                source,
+                at,
+                ManagedBy::Launchd,
+                &command,
+                refused("StartCalendarInterval is an empty array"),
+            ));
         }
         let translated: Option<Vec<Calendar>> = specs.iter().map(|s| s.as_ref().ok().cloned()).collect();
         match translated.and_then(|all| merge(&all)) {
             Some(merged) => {
-                out.push(finding(source, at, "launchd", &command, checked_cron(&merged.cron(), LOCAL, None)));
+                out.push(finding(source, at, ManagedBy::Launchd, &command, checked_cron(&merged.cron(), LOCAL, None)));
             }
             None => {
                 for spec in specs {
@@ -340,7 +347,7 @@ pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
                         Ok(c) => checked_cron(&c.cron(), LOCAL, None),
                         Err(reason) => refused(reason),
                     };
-                    out.push(finding(source, at, "launchd", &command, outcome));
+                    out.push(finding(source, at, ManagedBy::Launchd, &command, outcome));
                 }
             }
         }
@@ -353,7 +360,7 @@ pub fn discover_launchd(source: &str, text: &str) -> Vec<Finding> {
             ),
             _ => "StartInterval is not a positive integer number of seconds".to_string(),
         };
-        out.push(finding(source, key_line(text, "StartInterval"), "launchd", &command, refused(reason)));
+        out.push(finding(source, key_line(text, "StartInterval"), ManagedBy::Launchd, &command, refused(reason)));
     }
     out
 }
@@ -633,7 +640,7 @@ pub fn discover_systemd(source: &str, text: &str) -> Vec<Finding> {
                 };
                 refused(format!("{key}={value} runs {from}, not on a wall-clock schedule"))
             };
-            finding(source, line, "systemd", &command, outcome)
+            finding(source, line, ManagedBy::Systemd, &command, outcome)
         })
         .collect()
 }
@@ -868,7 +875,7 @@ pub fn discover_railway_json(source: &str, text: &str) -> Vec<Finding> {
         Ok(v) => v,
         Err(e) if text.contains("cronSchedule") => {
             let reason = format!("cannot read railway.json: {e}");
-            return vec![finding(source, e.line() as u64, "railway", "", refused(reason))];
+            return vec![finding(source, e.line() as u64, ManagedBy::Railway, "", refused(reason))];
         }
         Err(_) => return Vec::new(),
     };
@@ -879,9 +886,11 @@ pub fn discover_railway_json(source: &str, text: &str) -> Vec<Finding> {
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(serde_json::Value::String(s)) if s.trim().is_empty() => Vec::new(),
         Some(serde_json::Value::String(s)) => {
-            vec![finding(source, line, "railway", command, checked_cron(s, "UTC", Some("Railway")))]
+            vec![finding(source, line, ManagedBy::Railway, command, checked_cron(s, "UTC", Some("Railway")))]
         }
-        Some(_) => vec![finding(source, line, "railway", command, refused("deploy.cronSchedule is not a string"))],
+        Some(_) => {
+            vec![finding(source, line, ManagedBy::Railway, command, refused("deploy.cronSchedule is not a string"))]
+        }
     }
 }
 
@@ -894,7 +903,7 @@ pub fn discover_railway_toml(source: &str, text: &str) -> Vec<Finding> {
         Err(e) if text.contains("cronSchedule") => {
             let line = e.span().map_or(1, |span| line_at(text, span.start.min(text.len())));
             let reason = format!("cannot read railway.toml: {}", e.message());
-            return vec![finding(source, line, "railway", "", refused(reason))];
+            return vec![finding(source, line, ManagedBy::Railway, "", refused(reason))];
         }
         Err(_) => return Vec::new(),
     };
@@ -912,9 +921,9 @@ pub fn discover_railway_toml(source: &str, text: &str) -> Vec<Finding> {
     match schedule {
         toml::de::DeValue::String(s) if s.trim().is_empty() => Vec::new(),
         toml::de::DeValue::String(s) => {
-            vec![finding(source, line, "railway", &command, checked_cron(s, "UTC", Some("Railway")))]
+            vec![finding(source, line, ManagedBy::Railway, &command, checked_cron(s, "UTC", Some("Railway")))]
         }
-        _ => vec![finding(source, line, "railway", &command, refused("cronSchedule: not a quoted string"))],
+        _ => vec![finding(source, line, ManagedBy::Railway, &command, refused("cronSchedule: not a quoted string"))],
     }
 }
 
@@ -945,7 +954,7 @@ pub fn discover_github(source: &str, text: &str) -> Vec<Finding> {
         Err(e) if text.contains("cron") && text.contains("schedule") => {
             let line = e.location().map(|l| l.line()).unwrap_or(1);
             let reason = format!("cannot read the workflow: {e}");
-            return vec![finding(source, line, "github", &format!("GitHub workflow {file}"), refused(reason))];
+            return vec![finding(source, line, ManagedBy::Github, &format!("GitHub workflow {file}"), refused(reason))];
         }
         Err(_) => return Vec::new(),
     };
@@ -960,13 +969,19 @@ pub fn discover_github(source: &str, text: &str) -> Vec<Finding> {
         .map(|(n, _)| n)
         .unwrap_or(1);
     let serde_json::Value::Array(items) = schedule else {
-        return vec![finding(source, schedule_line, "github", &command, refused("on.schedule is not a list"))];
+        return vec![finding(source, schedule_line, ManagedBy::Github, &command, refused("on.schedule is not a list"))];
     };
     let mut cursor = (0usize, 0usize);
     let mut out = Vec::new();
     for item in items {
         let Some(cron_value) = item.get("cron").and_then(|c| c.as_str()) else {
-            out.push(finding(source, schedule_line, "github", &command, refused("a schedule item has no cron string")));
+            out.push(finding(
+                source,
+                schedule_line,
+                ManagedBy::Github,
+                &command,
+                refused("a schedule item has no cron string"),
+            ));
             continue;
         };
         let line = match find_after(text, cursor, cron_value) {
@@ -981,7 +996,7 @@ pub fn discover_github(source: &str, text: &str) -> Vec<Finding> {
             Some(serde_json::Value::String(z)) => checked_cron(cron_value, z.trim(), Some("GitHub")),
             Some(_) => refused("timezone is not a string"),
         };
-        out.push(finding(source, line, "github", &command, outcome));
+        out.push(finding(source, line, ManagedBy::Github, &command, outcome));
     }
     out
 }

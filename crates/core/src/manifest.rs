@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::cron::{Cron, Zone};
 use crate::duration::parse_duration;
 use crate::name::{check_project_name, check_task_name};
+use crate::text::text_enum;
 use crate::yaml::{self, Pos, SourceError};
 
 /// The file name Agent OS looks for at a project's root.
@@ -29,8 +31,90 @@ pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// Most retries a task may ask for.
 pub const MAX_RETRIES: u32 = 20;
 
-/// Where a schedule is fired from.
-pub const MANAGERS: [&str; 6] = ["agent-os", "railway", "launchd", "cron", "systemd", "github"];
+text_enum! {
+    /// Where a schedule is fired from: Agent OS itself, or a scheduler the project keeps.
+    pub enum ManagedBy("scheduler") {
+        AgentOs = "agent-os",
+        Railway = "railway",
+        Launchd = "launchd",
+        Cron = "cron",
+        Systemd = "systemd",
+        Github = "github",
+    }
+}
+
+text_enum! {
+    /// Where a stored schedule came from.
+    pub enum ScheduleSource("schedule source") {
+        /// The manifest's `schedules:`.
+        Manifest = "manifest",
+        /// The plugin's `get_schedule` answer.
+        Plugin = "plugin",
+        /// Registered from `schedules discover`; survives manifest reloads.
+        Discovered = "discovered",
+    }
+}
+
+text_enum! {
+    /// What the API says of a schedule: for one Agent OS fires, its last run (or that it is
+    /// paused or has none yet); for one kept elsewhere, the state of its check.
+    pub enum ScheduleStatus("schedule state") {
+        /// No run yet, or a check never pinged.
+        New = "new",
+        Queued = "queued",
+        Running = "running",
+        /// The last run succeeded.
+        Ok = "ok",
+        /// The last run failed or timed out.
+        Failing = "failing",
+        Cancelled = "cancelled",
+        Paused = "paused",
+        Up = "up",
+        Late = "late",
+        Down = "down",
+        /// Kept elsewhere and watched by no check.
+        Unwatched = "unwatched",
+    }
+}
+
+impl From<crate::check::CheckState> for ScheduleStatus {
+    fn from(s: crate::check::CheckState) -> Self {
+        use crate::check::CheckState;
+        match s {
+            CheckState::New => ScheduleStatus::New,
+            CheckState::Up => ScheduleStatus::Up,
+            CheckState::Late => ScheduleStatus::Late,
+            CheckState::Down => ScheduleStatus::Down,
+        }
+    }
+}
+
+text_enum! {
+    /// What a probe asks (or, for `health`, the HTTP health check).
+    pub enum ProbeKind("probe kind") {
+        Status = "status",
+        Cost = "cost",
+        Schedule = "schedule",
+        Health = "health",
+    }
+}
+
+text_enum! {
+    /// What a status probe (or a health check: `ok` or `down`) says of the project.
+    pub enum ProbeStatus("probe status") {
+        Ok = "ok",
+        Degraded = "degraded",
+        Down = "down",
+    }
+}
+
+text_enum! {
+    /// The kind of a project's plugin transport, as stored and shown.
+    pub enum TransportKind("transport") {
+        Command = "command",
+        Http = "http",
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Raw spec: what the YAML says, nothing checked beyond its shape.
@@ -238,10 +322,10 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> TransportKind {
         match self {
-            Transport::Command => "command",
-            Transport::Http { .. } => "http",
+            Transport::Command => TransportKind::Command,
+            Transport::Http { .. } => TransportKind::Http,
         }
     }
 }
@@ -316,9 +400,9 @@ pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
     pub task: String,
-    pub cron: String,
-    pub timezone: String,
-    pub managed_by: String,
+    pub cron: Cron,
+    pub timezone: Zone,
+    pub managed_by: ManagedBy,
     pub description: String,
     /// Slots missed while Agent OS was down (managed schedules only).
     pub catch_up: CatchUp,
@@ -347,37 +431,39 @@ pub enum Expect {
     /// At least once per period.
     Period(Duration),
     /// At each fire of a cron expression in a zone.
-    Cron { cron: String, timezone: String },
+    Cron { cron: Cron, timezone: Zone },
 }
 
 /// Grace of a check that names none.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(15 * 60);
 
-/// Slots missed while Agent OS was not running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CatchUp {
-    /// Drop them; fire only slots that come while running.
-    Skip,
-    /// Fire the most recent missed slot once (the default).
-    Latest,
-    /// Fire every missed slot, oldest first, up to [`MAX_CATCH_UP`].
-    All,
+text_enum! {
+    /// Slots missed while Agent OS was not running.
+    pub enum CatchUp("catch_up") {
+        /// Drop them; fire only slots that come while running.
+        Skip = "skip",
+        /// Fire the most recent missed slot once (the default).
+        Latest = "latest",
+        /// Fire every missed slot, oldest first, up to [`MAX_CATCH_UP`].
+        All = "all",
+    }
 }
 
 /// Most missed slots `catch_up: all` fires after downtime.
 pub const MAX_CATCH_UP: usize = 100;
 
-/// A slot that comes while the schedule's previous run is still queued or running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Overlap {
-    /// Record the slot as skipped (the default).
-    Skip,
-    /// Queue the new run: it starts when the previous one ends.
-    Queue,
-    /// Cancel the previous run and start the new one.
-    Replace,
-    /// Start another run anyway.
-    Allow,
+text_enum! {
+    /// A slot that comes while the schedule's previous run is still queued or running.
+    pub enum Overlap("overlap") {
+        /// Record the slot as skipped (the default).
+        Skip = "skip",
+        /// Queue the new run: it starts when the previous one ends.
+        Queue = "queue",
+        /// Cancel the previous run and start the new one.
+        Replace = "replace",
+        /// Start another run anyway.
+        Allow = "allow",
+    }
 }
 
 /// All problems found in one manifest.
@@ -609,7 +695,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
     let health = raw.health.as_ref().and_then(|h| health_check(c, h));
 
     let mut schedules = Vec::new();
-    let mut checks: Vec<(Pos, String, CheckDecl)> = Vec::new();
+    let mut checks: Vec<(Pos, String, String, Option<CheckDecl>)> = Vec::new();
     for (i, s) in raw.schedules.iter().enumerate() {
         let path = format!("schedules[{i}]");
         let v = &s.value;
@@ -628,37 +714,38 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                 Some(&hint),
             );
         }
-        if let Err(e) = check_cron_shape(&v.cron.value) {
+        let cron = Cron::parse(&v.cron.value).map_err(|e| {
             c.at(
                 v.cron.referenced.into(),
                 format!("{path}.cron"),
-                e,
+                e.to_string(),
                 Some("five fields: minute hour day-of-month month day-of-week, e.g. \"0 22 * * *\", or @daily"),
             );
-        }
-        let timezone = v.timezone.as_ref().map(|t| t.value.clone()).unwrap_or_else(|| "UTC".into());
-        if let Some(tz) = &v.timezone
-            && let Err(e) = check_zone_name(&tz.value)
-        {
-            c.at(
-                tz.referenced.into(),
-                format!("{path}.timezone"),
-                e,
-                Some("use an IANA zone name such as Europe/Berlin or America/Los_Angeles"),
-            );
-        }
-        let managed_by = v.managed_by.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| "agent-os".into());
-        if let Some(m) = &v.managed_by
-            && !MANAGERS.contains(&m.value.as_str())
-        {
-            c.at(
-                m.referenced.into(),
-                format!("{path}.managed_by"),
-                format!("unknown scheduler {:?}", m.value),
-                Some(&format!("one of: {}", MANAGERS.join(", "))),
-            );
-        }
-        let managed = managed_by == "agent-os";
+        });
+        let timezone = match &v.timezone {
+            None => Ok(Zone::utc()),
+            Some(tz) => Zone::parse(&tz.value).map_err(|e| {
+                c.at(
+                    tz.referenced.into(),
+                    format!("{path}.timezone"),
+                    e,
+                    Some("use an IANA zone name such as Europe/Berlin or America/Los_Angeles"),
+                );
+            }),
+        };
+        let managed_by = match &v.managed_by {
+            None => Some(ManagedBy::AgentOs),
+            Some(m) => m.value.parse().ok().or_else(|| {
+                c.at(
+                    m.referenced.into(),
+                    format!("{path}.managed_by"),
+                    format!("unknown scheduler {:?}", m.value),
+                    Some(&format!("one of: {}", ManagedBy::SPELLINGS.join(", "))),
+                );
+                None
+            }),
+        };
+        let managed = managed_by == Some(ManagedBy::AgentOs);
         let mut policy = |raw: &Option<Spanned<String>>, field: &str, allowed: &[&str]| -> Option<String> {
             let r = raw.as_ref()?;
             if !managed {
@@ -681,17 +768,10 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             }
             Some(r.value.clone())
         };
-        let catch_up = match policy(&v.catch_up, "catch_up", &["skip", "latest", "all"]).as_deref() {
-            Some("skip") => CatchUp::Skip,
-            Some("all") => CatchUp::All,
-            _ => CatchUp::Latest,
-        };
-        let overlap = match policy(&v.overlap, "overlap", &["skip", "queue", "replace", "allow"]).as_deref() {
-            Some("allow") => Overlap::Allow,
-            Some("queue") => Overlap::Queue,
-            Some("replace") => Overlap::Replace,
-            _ => Overlap::Skip,
-        };
+        let catch_up =
+            policy(&v.catch_up, "catch_up", CatchUp::SPELLINGS).and_then(|c| c.parse().ok()).unwrap_or(CatchUp::Latest);
+        let overlap =
+            policy(&v.overlap, "overlap", Overlap::SPELLINGS).and_then(|o| o.parse().ok()).unwrap_or(Overlap::Skip);
         let jitter = c.duration(&v.jitter, format!("{path}.jitter"));
         let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
         if managed {
@@ -716,15 +796,18 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             {
                 c.at(x.referenced.into(), format!("{path}.check"), e.replace("task name", "check slug"), None);
             }
+            let expect =
+                cron.clone().ok().zip(timezone.clone().ok()).map(|(cron, timezone)| Expect::Cron { cron, timezone });
             checks.push((
                 s.referenced.into(),
                 path.to_string(),
-                CheckDecl {
+                slug.clone(),
+                expect.map(|expect| CheckDecl {
                     slug,
-                    expect: Expect::Cron { cron: v.cron.value.trim().to_string(), timezone: timezone.clone() },
+                    expect,
                     grace,
                     description: v.description.clone().unwrap_or_default(),
-                },
+                }),
             ));
         }
         if let (Some(j), false) = (&v.jitter, managed) {
@@ -735,17 +818,20 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                 None,
             );
         }
-        schedules.push(Schedule {
-            task: v.task.value.clone(),
-            cron: v.cron.value.trim().to_string(),
-            timezone,
-            managed_by,
-            description: v.description.clone().unwrap_or_default(),
-            catch_up,
-            overlap,
-            jitter,
-            check: check_slug,
-        });
+        // With an error the manifest is refused, so a schedule that did not parse is not needed.
+        if let (Ok(cron), Ok(timezone), Some(managed_by)) = (cron, timezone, managed_by) {
+            schedules.push(Schedule {
+                task: v.task.value.clone(),
+                cron,
+                timezone,
+                managed_by,
+                description: v.description.clone().unwrap_or_default(),
+                catch_up,
+                overlap,
+                jitter,
+                check: check_slug,
+            });
+        }
     }
 
     for (i, k) in raw.checks.iter().enumerate() {
@@ -756,18 +842,19 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         }
         let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
         let expect = match (&v.every, &v.cron) {
-            (Some(_), None) => c.duration(&v.every, format!("{path}.every")).map(Expect::Period),
+            (Some(_), None) => c.duration(&v.every, format!("{path}.every")).map(|d| Some(Expect::Period(d))),
             (None, Some(cron)) => {
-                if let Err(e) = check_cron_shape(&cron.value) {
-                    c.at(cron.referenced.into(), format!("{path}.cron"), e, None);
-                }
-                let timezone = v.timezone.as_ref().map(|t| t.value.clone()).unwrap_or_else(|| "UTC".into());
-                if let Some(tz) = &v.timezone
-                    && let Err(e) = check_zone_name(&tz.value)
-                {
-                    c.at(tz.referenced.into(), format!("{path}.timezone"), e, None);
-                }
-                Some(Expect::Cron { cron: cron.value.trim().to_string(), timezone })
+                let cron = Cron::parse(&cron.value).map_err(|e| {
+                    c.at(cron.referenced.into(), format!("{path}.cron"), e.to_string(), None);
+                });
+                let timezone = match &v.timezone {
+                    None => Ok(Zone::utc()),
+                    Some(tz) => Zone::parse(&tz.value).map_err(|e| {
+                        c.at(tz.referenced.into(), format!("{path}.timezone"), e, None);
+                    }),
+                };
+                // Refused with the errors above when either did not parse.
+                Some(cron.ok().zip(timezone.ok()).map(|(cron, timezone)| Expect::Cron { cron, timezone }))
             }
             _ => {
                 c.at(
@@ -783,27 +870,28 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             checks.push((
                 k.referenced.into(),
                 path,
-                CheckDecl {
+                v.slug.value.clone(),
+                expect.map(|expect| CheckDecl {
                     slug: v.slug.value.clone(),
                     expect,
                     grace,
                     description: v.description.clone().unwrap_or_default(),
-                },
+                }),
             ));
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    for (pos, path, check) in &checks {
-        if !seen.insert(check.slug.clone()) {
+    for (pos, path, slug, _) in &checks {
+        if !seen.insert(slug.clone()) {
             c.at(
                 *pos,
                 path.clone(),
-                format!("two checks share the slug {:?}", check.slug),
+                format!("two checks share the slug {slug:?}"),
                 Some("give one of the schedules `check: another-name`"),
             );
         }
     }
-    let checks = checks.into_iter().map(|(_, _, check)| check).collect();
+    let checks = checks.into_iter().filter_map(|(_, _, _, check)| check).collect();
 
     Manifest {
         name: raw.name.value.clone(),
@@ -915,33 +1003,25 @@ fn health_check(c: &mut Collector<'_>, h: &Spanned<RawHealth>) -> Option<HealthC
     Some(HealthCheck { url: url.to_string(), every, timeout, expect })
 }
 
-/// Checks one schedule a plugin reported through `get_schedule`, as the manifest's are checked.
+/// Checks one schedule a plugin reported through `get_schedule`, as the manifest's are checked,
+/// and gives its parsed expression, zone and scheduler.
 pub fn check_schedule(
     tasks: &BTreeMap<String, Task>,
     task: &str,
     cron: &str,
     timezone: &str,
     managed_by: &str,
-) -> Result<(), String> {
+) -> Result<(Cron, Zone, ManagedBy), String> {
     if !tasks.contains_key(task) {
         return Err(format!("unknown task {task:?}"));
     }
-    check_cron_shape(cron)?;
-    check_zone_name(timezone)?;
-    if !MANAGERS.contains(&managed_by) {
-        return Err(format!("unknown scheduler {managed_by:?}; one of: {}", MANAGERS.join(", ")));
-    }
-    Ok(())
-}
-
-/// Checks a cron expression with the scheduler's own parser.
-fn check_cron_shape(expr: &str) -> Result<(), String> {
-    crate::cron::Cron::parse(expr).map(|_| ()).map_err(|e| e.to_string())
-}
-
-/// Refuses fixed offsets and unknown names: schedules keep IANA zone names so DST is right.
-fn check_zone_name(tz: &str) -> Result<(), String> {
-    crate::cron::zone(tz).map(|_| ())
+    let cron = Cron::parse(cron).map_err(|e| e.to_string())?;
+    // Schedules keep IANA zone names (never fixed offsets) so DST is right.
+    let zone = Zone::parse(timezone)?;
+    let managed_by = managed_by
+        .parse()
+        .map_err(|_| format!("unknown scheduler {managed_by:?}; one of: {}", ManagedBy::SPELLINGS.join(", ")))?;
+    Ok((cron, zone, managed_by))
 }
 
 /// The closest of `known` to `word`, if it is close enough to be a likely typo.

@@ -11,12 +11,23 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::text::text_enum;
+
 /// Waiting this long raises a waiter's priority by one.
 pub const AGING_MS: i64 = 6_000;
 
 /// Priorities go from 0 to this; 50 when none is given.
 pub const MAX_PRIORITY: i64 = 100;
 pub const DEFAULT_PRIORITY: i64 = 50;
+
+text_enum! {
+    /// Who holds or waits for a resource: a run of a task, or a lease taken by a job Agent OS
+    /// does not run.
+    pub enum HolderKind("holder kind") {
+        Run = "run",
+        Lease = "lease",
+    }
+}
 
 /// The limits of one resource, from the config's `resources:`.
 #[derive(Clone, Debug, PartialEq)]

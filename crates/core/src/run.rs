@@ -3,43 +3,25 @@
 //! A run moves queued → running → succeeded | failed | timed_out | cancelled. A failed or
 //! timed-out attempt with retries left sends the run back to queued with a `not_before` time.
 
-use std::fmt;
 use std::time::Duration;
 
-/// The state of a task run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
+use crate::text::text_enum;
+
+text_enum! {
+    /// The state of a task run (and of each of its attempts).
+    pub enum RunStatus("run status") {
+        Queued = "queued",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        TimedOut = "timed_out",
+        Cancelled = "cancelled",
+    }
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::TimedOut,
-        RunStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::TimedOut => "timed_out",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
+        s.parse().ok()
     }
 
     /// True for states a run never leaves.
@@ -48,9 +30,13 @@ impl RunStatus {
     }
 }
 
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+text_enum! {
+    /// Which stream of a run's log a chunk came from.
+    pub enum LogStream("log stream") {
+        Stdout = "stdout",
+        Stderr = "stderr",
+        /// Agent OS's own notes in a run's log ("timed out after 5m; sending SIGTERM").
+        System = "system",
     }
 }
 
@@ -109,8 +95,11 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for st in RunStatus::ALL {
+        for &st in RunStatus::ALL {
             assert_eq!(RunStatus::parse(st.as_str()), Some(st));
+        }
+        for &s in LogStream::ALL {
+            assert_eq!(s.as_str().parse(), Ok(s));
         }
         assert_eq!(RunStatus::parse("done"), None);
         assert!(RunStatus::TimedOut.is_terminal());

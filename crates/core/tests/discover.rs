@@ -62,7 +62,7 @@ fn expect(path: &str, managed_by: &str, expected: &[Row<'_>]) {
     let findings = found(path);
     for f in &findings {
         assert_eq!(f.source, path);
-        assert_eq!(f.managed_by, managed_by, "{path}:{}", f.line);
+        assert_eq!(f.managed_by.as_str(), managed_by, "{path}:{}", f.line);
     }
     let want: Vec<(u64, String, String, String)> =
         expected.iter().map(|(l, c, x, z)| (*l, c.to_string(), x.to_string(), z.to_string())).collect();

@@ -40,8 +40,8 @@ fn accepts_the_documented_shape() {
     assert_eq!(m.status.as_ref().unwrap().every, Duration::from_secs(300));
     assert_eq!(m.cost.as_ref().unwrap().every, Duration::from_secs(3600));
     assert_eq!(m.schedules.len(), 1);
-    assert_eq!(m.schedules[0].managed_by, "launchd");
-    assert_eq!(m.schedules[0].timezone, "America/Los_Angeles");
+    assert_eq!(m.schedules[0].managed_by, agent_os_core::manifest::ManagedBy::Launchd);
+    assert_eq!(m.schedules[0].timezone.name(), "America/Los_Angeles");
     assert_eq!(m.transport, Transport::Command);
 }
 

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use agent_os_core::manifest::Manifest;
+use agent_os_core::alerting::Severity;
+use agent_os_core::cron::{Cron, Zone};
+use agent_os_core::manifest::{CatchUp, Manifest, Overlap};
 use agent_os_core::workflow::{
-    Action, Backoff, Catalog, InputType, OnLimit, Retry, StaticCatalog, Trigger, Wait, parse,
+    Action, Backoff, Catalog, InputType, OnLimit, Retry, StaticCatalog, Trigger, Wait, WorkflowRunStatus, parse,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -100,15 +102,18 @@ fn the_specified_example_parses() {
     assert_eq!(
         w.triggers[1],
         Trigger::Schedule {
-            cron: "*/15 * * * *".into(),
-            timezone: "Europe/Berlin".into(),
-            catch_up: "latest".into(),
-            overlap: "skip".into()
+            cron: Cron::parse("*/15 * * * *").unwrap(),
+            timezone: Zone::parse("Europe/Berlin").unwrap(),
+            catch_up: CatchUp::Latest,
+            overlap: Overlap::Skip
         }
     );
     assert_eq!(w.triggers[2], Trigger::Webhook { secret_env: "TRADINGVIEW_WEBHOOK_SECRET".into() });
     assert_eq!(w.triggers[3], Trigger::Manual);
-    assert_eq!(w.triggers[4], Trigger::Workflow { name: "nightly-backup".into(), statuses: vec!["failed".into()] });
+    assert_eq!(
+        w.triggers[4],
+        Trigger::Workflow { name: "nightly-backup".into(), statuses: vec![WorkflowRunStatus::Failed] }
+    );
     assert!(w.manual());
     let symbol = &w.inputs["symbol"];
     assert_eq!((symbol.kind, symbol.required), (InputType::String, true));
@@ -152,7 +157,7 @@ fn the_specified_example_parses() {
         Action::Notify {
             title: "Spike on {{ event.data.symbol }}".into(),
             body: "See the summary".into(),
-            severity: "warning".into(),
+            severity: Severity::Warning,
             tags: vec!["eth".into()]
         }
     );
@@ -186,12 +191,12 @@ steps:
         w.triggers,
         [
             Trigger::Schedule {
-                cron: "@daily".into(),
-                timezone: "UTC".into(),
-                catch_up: "latest".into(),
-                overlap: "skip".into()
+                cron: Cron::parse("@daily").unwrap(),
+                timezone: Zone::parse("UTC").unwrap(),
+                catch_up: CatchUp::Latest,
+                overlap: Overlap::Skip
             },
-            Trigger::Workflow { name: "nightly-backup".into(), statuses: vec!["succeeded".into()] },
+            Trigger::Workflow { name: "nightly-backup".into(), statuses: vec![WorkflowRunStatus::Succeeded] },
             Trigger::Manual,
         ]
     );
@@ -209,7 +214,7 @@ steps:
     assert_eq!(ping.needs, ["fan"]);
     assert_eq!(
         ping.action,
-        Action::Notify { title: "Done".into(), body: String::new(), severity: "info".into(), tags: Vec::new() }
+        Action::Notify { title: "Done".into(), body: String::new(), severity: Severity::Info, tags: Vec::new() }
     );
     assert_eq!(ping.retry, Retry { attempts: 2, backoff: Backoff::Fixed, delay: Duration::from_secs(5) });
 }

@@ -22,7 +22,7 @@ use agent_os_core::Manifest;
 use agent_os_core::envfile;
 use agent_os_core::redact::find_shapes;
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::runner;
@@ -46,7 +46,7 @@ pub struct AuditOptions {
 }
 
 /// How bad a finding is. `Warning < Error`, so `severity >= fail_on` reads naturally.
-#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warning,

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use agent_os_core::cost::{check_currency, parse_amount};
+use agent_os_core::cost::{CostSource, check_currency, parse_amount};
 use agent_os_store::NewCost;
 
 /// One cost record as received.
@@ -50,7 +50,7 @@ pub struct CostContext<'a> {
     pub project_id: &'a str,
     pub project: &'a str,
     pub run_id: Option<&'a str>,
-    pub source: &'a str,
+    pub source: CostSource,
     pub now: i64,
 }
 
@@ -133,7 +133,7 @@ pub fn validate(input: &CostInput, prefix: &str, ctx: &CostContext<'_>) -> Resul
         model: text_field(&format!("{prefix}model"), &input.model, 128)?,
         at,
         idempotency_key,
-        source: ctx.source.to_string(),
+        source: ctx.source,
         metadata,
         created_at: ctx.now,
     })
@@ -144,7 +144,13 @@ mod tests {
     use super::*;
 
     fn ctx() -> CostContext<'static> {
-        CostContext { project_id: "p1", project: "trading", run_id: Some("r1"), source: "api", now: 1_700_000_000_000 }
+        CostContext {
+            project_id: "p1",
+            project: "trading",
+            run_id: Some("r1"),
+            source: CostSource::Api,
+            now: 1_700_000_000_000,
+        }
     }
 
     fn input(v: Value) -> CostInput {

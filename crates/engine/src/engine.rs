@@ -28,13 +28,16 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use agent_os_core::manifest::{MANIFEST_FILE, Manifest, Transport, check_schedule};
+use agent_os_core::cost::CostSource;
+use agent_os_core::manifest::{
+    MANIFEST_FILE, Manifest, ProbeKind, ProbeStatus, ScheduleSource, Transport, check_schedule,
+};
 use agent_os_core::redact::{Redactor, redact_shapes};
-use agent_os_core::run::{AttemptEnd, EXIT_NO_RETRY, retry_delay};
+use agent_os_core::run::{AttemptEnd, EXIT_NO_RETRY, LogStream, retry_delay};
 use agent_os_core::{ManifestError, RunStatus, id::new_id};
 use agent_os_store::{
-    FinishAttempt, NewLogChunk, NewProject, NewRun, NewSchedule, NodeRecord, ProbeResult, RunRecord, Store, StoreError,
-    TokenRecord,
+    FinishAttempt, NewLogChunk, NewProject, NewRun, NewSchedule, NodeRecord, ProbeResult, ProjectTransport, RunRecord,
+    Store, StoreError, TokenRecord,
 };
 
 use crate::clock::Clock;
@@ -163,7 +166,7 @@ pub struct Engine {
     /// Wakes the check monitor: a ping arrived or checks changed.
     checks_changed: Notify,
     /// Probes currently in flight, so a slow probe is not started twice.
-    probing: Mutex<HashSet<(String, &'static str)>>,
+    probing: Mutex<HashSet<(String, ProbeKind)>>,
     /// The background loops, their supervisor and health (`supervisor`).
     loops: supervisor::Loops,
     /// The tasks of the runs executing on this node and their helpers (log writers, cancel
@@ -336,8 +339,14 @@ impl Engine {
     pub async fn register_path(&self, dir: &Path) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
         let (root, text, manifest) = load_dir(dir)?;
         self.check_manifest_resources(&manifest)?;
-        let secret = matches!(manifest.transport, Transport::Http { .. }).then(new_signing_secret);
-        self.insert(manifest, text, Some(root.display().to_string()), secret).await
+        let root = root.display().to_string();
+        let transport = match &manifest.transport {
+            Transport::Http { url } => {
+                ProjectTransport::Http { url: url.clone(), secret: new_signing_secret(), root: Some(root) }
+            }
+            Transport::Command => ProjectTransport::Command { root },
+        };
+        self.insert(manifest, text, transport).await
     }
 
     /// Registers a hosted project from its manifest text; only the HTTP transport is allowed,
@@ -345,35 +354,33 @@ impl Engine {
     pub async fn register_hosted(&self, text: &str) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
         let manifest = Manifest::parse(MANIFEST_FILE, text)?;
         self.check_manifest_resources(&manifest)?;
-        if manifest.transport == Transport::Command {
+        let Transport::Http { url } = &manifest.transport else {
             return Err(EngineError::Invalid {
                 field: Some("manifest.plugin".into()),
                 message: "a project registered over the API must name its HTTP endpoint (plugin: { url: … }); command tasks are only allowed for projects an admin adds from a local path (agent-os project add PATH)".into(),
             });
-        }
-        self.insert(manifest, text.to_string(), None, Some(new_signing_secret())).await
+        };
+        let transport = ProjectTransport::Http { url: url.clone(), secret: new_signing_secret(), root: None };
+        self.insert(manifest, text.to_string(), transport).await
     }
 
+    /// Stores a project; gives its signing secret (HTTP transport), shown this once.
     async fn insert(
         &self,
         manifest: Manifest,
         text: String,
-        root: Option<String>,
-        secret: Option<String>,
+        transport: ProjectTransport,
     ) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
-        let plugin_url = match &manifest.transport {
-            Transport::Http { url } => Some(url.clone()),
-            Transport::Command => None,
+        let secret = match &transport {
+            ProjectTransport::Http { secret, .. } => Some(secret.clone()),
+            ProjectTransport::Command { .. } => None,
         };
         let new = NewProject {
             id: new_id(),
             name: manifest.name.clone(),
             description: manifest.description.clone(),
-            transport: manifest.transport.kind().into(),
-            root,
-            plugin_url,
+            transport,
             manifest: text,
-            signing_secret: secret.clone(),
         };
         let schedules = manifest_schedules(&manifest);
         let record = self.store.insert_project(&new, &schedules, self.now()).await?;
@@ -429,7 +436,7 @@ impl Engine {
                 ),
             });
         }
-        if manifest.transport.kind() != current.record.transport {
+        if manifest.transport.kind() != current.record.transport.kind() {
             return Err(EngineError::Invalid {
                 field: Some("plugin".into()),
                 message: "the transport changed; remove the project and add it again".into(),
@@ -502,10 +509,10 @@ impl Engine {
     async fn refresh_plugin_schedules(&self, p: &LoadedProject) {
         let Some(probe) = p.manifest.schedule_probe.clone() else { return };
         let started = Instant::now();
-        let secrets = self.signing_secrets(p).await;
+        let previous = self.previous_signing_secret(p).await;
         let answer =
-            plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None, &secrets).await;
-        let mut result = self.probe_result(p, "schedule", started);
+            plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None, previous).await;
+        let mut result = self.probe_result(p, ProbeKind::Schedule, started);
         match answer.and_then(|v| {
             serde_json::from_value::<plugin::ScheduleAnswer>(v).map_err(|e| plugin::CallError {
                 message: format!("answer does not follow the protocol: {e}"),
@@ -519,13 +526,13 @@ impl Engine {
                     let tz = s.timezone.clone().unwrap_or_else(|| "UTC".into());
                     let by = s.managed_by.clone().unwrap_or_else(|| "agent-os".into());
                     match check_schedule(&p.manifest.tasks, &s.task, &s.cron, &tz, &by) {
-                        Ok(()) => schedules.push(NewSchedule {
+                        Ok((_, _, managed_by)) => schedules.push(NewSchedule {
                             task: s.task.clone(),
                             cron: s.cron.clone(),
                             timezone: tz,
-                            managed_by: by,
+                            managed_by,
                             description: s.description.clone().unwrap_or_default(),
-                            source: "plugin".into(),
+                            source: ScheduleSource::Plugin,
                             check_slug: None,
                         }),
                         Err(e) => problems.push(format!("schedules[{i}]: {e}")),
@@ -637,7 +644,7 @@ impl Engine {
             changes.borrow_and_update();
             let run =
                 self.store.get_run(id).await?.ok_or_else(|| EngineError::NotFound(format!("run {id:?} not found")))?;
-            let terminal = RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal);
+            let terminal = run.status.is_terminal();
             if terminal || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
             }
@@ -661,7 +668,8 @@ impl Engine {
     ) -> Result<(i64, i64), EngineError> {
         let p = self.project(project).await?;
         let now = self.now();
-        let ctx = CostContext { project_id: &p.record.id, project: &p.record.name, run_id, source: "api", now };
+        let ctx =
+            CostContext { project_id: &p.record.id, project: &p.record.name, run_id, source: CostSource::Api, now };
         let mut records = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             let prefix = if batch { format!("records[{i}].") } else { String::new() };
@@ -804,7 +812,7 @@ impl Engine {
         let finish = FinishAttempt {
             run_id: run.id.clone(),
             attempt: run.attempt,
-            attempt_status: end.status().as_str().into(),
+            attempt_status: end.status(),
             retry_at,
             exit_code,
             error,
@@ -814,7 +822,7 @@ impl Engine {
         };
         match self.store.finish_attempt(&finish).await {
             Ok(done) => {
-                if RunStatus::parse(&done.status).is_some_and(RunStatus::is_terminal) {
+                if done.status.is_terminal() {
                     let total = done.finished_at.unwrap_or(now) - done.started_at.unwrap_or(now);
                     self.run_durations.observe(total.max(0) as f64 / 1000.0);
                     self.run_ended(&done).await;
@@ -945,10 +953,14 @@ impl Engine {
             }
             Transport::Http { url } => {
                 let body = json!({"protocol": PROTOCOL, "project": run.project, "task": run.task, "run_id": run.id, "attempt": run.attempt, "input": input});
-                let secrets = self.signing_secrets(&project).await;
+                let Some(keys) = self.signing_keys(&project).await else {
+                    drop(sink);
+                    let _ = writer.await;
+                    return fail("the project has no signing secret; remove it and add it again".into());
+                };
                 let mut stop_watch = stop.clone();
                 let attempt_key = format!("{}.{}", run.id, run.attempt);
-                let call = self.http.run_task(url, &secrets, &run.task, &body, &attempt_key, timeout);
+                let call = self.http.run_task(url, &keys, &run.task, &body, &attempt_key, timeout);
                 tokio::select! {
                     answer = call => match answer {
                         Ok(a) => {
@@ -957,7 +969,8 @@ impl Engine {
                                     let _ = sink.send((Stream::Stdout, line.to_string()));
                                 }
                             }
-                            if a.status == "succeeded" {
+                            // Anything but `succeeded` is a failure, as the protocol says.
+                            if a.status.parse() == Ok(RunStatus::Succeeded) {
                                 match a.outputs {
                                     None | Some(Value::Null) => (AttemptEnd::Succeeded, None),
                                     Some(v @ Value::Object(_)) => (AttemptEnd::Succeeded, Some(v)),
@@ -1043,10 +1056,8 @@ impl Engine {
             let data = redactor.redact(&line);
             size += data.len();
             match batch.last_mut() {
-                Some(last) if last.stream == stream.as_str() && last.data.len() < BATCH_BYTES => {
-                    last.data.push_str(&data)
-                }
-                _ => batch.push(NewLogChunk { stream: stream.as_str().into(), at: self.now(), data }),
+                Some(last) if last.stream == stream && last.data.len() < BATCH_BYTES => last.data.push_str(&data),
+                _ => batch.push(NewLogChunk { stream, at: self.now(), data }),
             }
             if size >= BATCH_BYTES {
                 self.flush_log(&run_id, &mut batch).await;
@@ -1171,7 +1182,7 @@ impl Engine {
             .store
             .append_log(
                 &run.id,
-                &[NewLogChunk { stream: "system".into(), at: now, data: format!("{note}\n") }],
+                &[NewLogChunk { stream: LogStream::System, at: now, data: format!("{note}\n") }],
                 self.cfg.log_max_bytes,
             )
             .await;
@@ -1179,7 +1190,7 @@ impl Engine {
         let finish = FinishAttempt {
             run_id: run.id.clone(),
             attempt,
-            attempt_status: RunStatus::Failed.as_str().into(),
+            attempt_status: RunStatus::Failed,
             retry_at: retry.then_some(now),
             extra_attempt: false,
             exit_code: None,
@@ -1209,11 +1220,11 @@ impl Engine {
 
     // Probes -----------------------------------------------------------------------------
 
-    fn probe_result(&self, p: &LoadedProject, kind: &str, started: Instant) -> ProbeResult {
+    fn probe_result(&self, p: &LoadedProject, kind: ProbeKind, started: Instant) -> ProbeResult {
         ProbeResult {
             id: new_id(),
             project_id: p.record.id.clone(),
-            kind: kind.into(),
+            kind,
             at: self.now(),
             ok: true,
             duration_ms: started.elapsed().as_millis() as i64,
@@ -1225,7 +1236,7 @@ impl Engine {
     }
 
     async fn probe_loop(self: Arc<Self>) {
-        let mut next: HashMap<(String, &'static str), i64> = HashMap::new();
+        let mut next: HashMap<(String, ProbeKind), i64> = HashMap::new();
         let mut stopping = self.stopping.subscribe();
         // The probes in flight; those still going when the loop stops are dropped with it.
         let mut in_flight = tokio::task::JoinSet::new();
@@ -1241,17 +1252,17 @@ impl Engine {
                 let now = self.now();
                 for p in projects {
                     let kinds = [
-                        ("status", &p.manifest.status),
-                        ("cost", &p.manifest.cost),
-                        ("schedule", &p.manifest.schedule_probe),
+                        (ProbeKind::Status, &p.manifest.status),
+                        (ProbeKind::Cost, &p.manifest.cost),
+                        (ProbeKind::Schedule, &p.manifest.schedule_probe),
                     ];
                     let health_every = p.manifest.health.as_ref().map(|h| h.every);
                     let probes = kinds.into_iter().map(|(kind, probe)| (kind, probe.as_ref().map(|p| p.every)));
-                    for (kind, every) in probes.chain([("health", health_every)]) {
+                    for (kind, every) in probes.chain([(ProbeKind::Health, health_every)]) {
                         let Some(every) = every else { continue };
                         let key = (p.record.id.clone(), kind);
                         // The schedule probe was just asked at registration; the others start now.
-                        let first = if kind == "schedule" { now + every.as_millis() as i64 } else { now };
+                        let first = if kind == ProbeKind::Schedule { now + every.as_millis() as i64 } else { now };
                         let due = *next.entry(key.clone()).or_insert(first);
                         if now < due {
                             continue;
@@ -1264,7 +1275,7 @@ impl Engine {
                             let p = p.clone();
                             in_flight.spawn(async move {
                                 // Frees the probe's slot even if the probe task panics.
-                                struct Slot(Arc<Engine>, (String, &'static str));
+                                struct Slot(Arc<Engine>, (String, ProbeKind));
                                 impl Drop for Slot {
                                     fn drop(&mut self) {
                                         if let Ok(mut s) = self.0.probing.lock() {
@@ -1273,14 +1284,14 @@ impl Engine {
                                     }
                                 }
                                 let _slot = Slot(engine.clone(), (p.record.id.clone(), kind));
-                                if kind == "schedule" {
-                                    engine.refresh_plugin_schedules(&p).await;
-                                } else if kind == "health" {
-                                    if let Some(h) = &p.manifest.health {
-                                        engine.run_health_check(&p, h).await;
+                                match kind {
+                                    ProbeKind::Schedule => engine.refresh_plugin_schedules(&p).await,
+                                    ProbeKind::Health => {
+                                        if let Some(h) = &p.manifest.health {
+                                            engine.run_health_check(&p, h).await;
+                                        }
                                     }
-                                } else {
-                                    engine.run_probe(&p, kind).await;
+                                    ProbeKind::Status | ProbeKind::Cost => engine.run_probe(&p, kind).await,
                                 }
                             });
                         }
@@ -1294,23 +1305,21 @@ impl Engine {
         }
     }
 
-    /// Asks one probe of a project and stores what it said (failures included).
-    pub async fn run_probe(&self, p: &LoadedProject, kind: &'static str) {
-        let probe = match kind {
-            "status" => p.manifest.status.clone(),
-            _ => p.manifest.cost.clone(),
-        };
+    /// Asks the status or cost probe of a project and stores what it said (failures included).
+    pub async fn run_probe(&self, p: &LoadedProject, kind: ProbeKind) {
+        let status = kind == ProbeKind::Status;
+        let probe = if status { p.manifest.status.clone() } else { p.manifest.cost.clone() };
         let Some(probe) = probe else { return };
         let started = Instant::now();
-        let (op, since) = match kind {
-            "status" => ("get_status", None),
-            _ => {
+        let (op, since) = match status {
+            true => ("get_status", None),
+            false => {
                 ("report_cost", self.store.get_project(&p.record.name).await.ok().flatten().and_then(|r| r.cost_cursor))
             }
         };
-        let secrets = self.signing_secrets(p).await;
+        let previous = self.previous_signing_secret(p).await;
         let answer =
-            plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref(), &secrets).await;
+            plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref(), previous).await;
         let mut result = self.probe_result(p, kind, started);
         match answer {
             Err(e) => {
@@ -1320,7 +1329,7 @@ impl Engine {
             Ok(v) => {
                 // A project's answer is untrusted text like task output: redact, then bound.
                 result.body = Some(truncate_chars(&redact_shapes(&v.to_string()), 64 * 1024));
-                let outcome = if kind == "status" {
+                let outcome = if status {
                     self.take_status(&mut result, v)
                 } else {
                     self.take_costs(p, since.as_deref(), v).await
@@ -1335,7 +1344,7 @@ impl Engine {
         if let Err(e) = self.store.insert_probe_result(&result).await {
             tracing::warn!(project = %p.record.name, error = %e, "could not store a probe result");
         }
-        if kind == "status" {
+        if status {
             self.probes_changed(p).await;
         }
     }
@@ -1343,10 +1352,11 @@ impl Engine {
     fn take_status(&self, result: &mut ProbeResult, v: Value) -> Result<(), String> {
         let answer: plugin::StatusAnswer =
             serde_json::from_value(v).map_err(|e| format!("status answer does not follow the protocol: {e}"))?;
-        if !["ok", "degraded", "down"].contains(&answer.status.as_str()) {
-            return Err(format!("status must be ok, degraded or down, not {:?}", answer.status));
-        }
-        result.status = Some(answer.status);
+        let status: ProbeStatus = answer
+            .status
+            .parse()
+            .map_err(|_| format!("status must be ok, degraded or down, not {:?}", answer.status))?;
+        result.status = Some(status);
         result.message = answer.message.map(|m| truncate_chars(&redact_shapes(&m), 500));
         Ok(())
     }
@@ -1361,7 +1371,7 @@ impl Engine {
             project_id: &p.record.id,
             project: &p.record.name,
             run_id: None,
-            source: "probe",
+            source: CostSource::Probe,
             now: self.now(),
         };
         let mut records = Vec::with_capacity(answer.records.len());
@@ -1437,11 +1447,11 @@ fn manifest_schedules(m: &Manifest) -> Vec<NewSchedule> {
         .iter()
         .map(|s| NewSchedule {
             task: s.task.clone(),
-            cron: s.cron.clone(),
-            timezone: s.timezone.clone(),
-            managed_by: s.managed_by.clone(),
+            cron: s.cron.source().to_string(),
+            timezone: s.timezone.name().to_string(),
+            managed_by: s.managed_by,
             description: s.description.clone(),
-            source: "manifest".into(),
+            source: ScheduleSource::Manifest,
             check_slug: s.check.clone(),
         })
         .collect()

@@ -13,6 +13,7 @@ use crate::project::LoadedProject;
 use crate::runner::{Exit, ProcessSpec, base_env, run_captured};
 use crate::secrets::sign_webhook;
 use agent_os_core::manifest::Probe;
+use agent_os_store::ProjectTransport;
 
 /// The protocol version Agent OS speaks.
 pub const PROTOCOL: u32 = 1;
@@ -97,6 +98,22 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// What a request to an HTTP plugin is signed with: the project's current secret, which an
+/// HTTP project always has (`ProjectTransport::Http`), and during a rotation's grace the
+/// previous one too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeys {
+    pub current: String,
+    pub previous: Option<String>,
+}
+
+impl SigningKeys {
+    /// The current secret first.
+    fn all(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.current.as_str()).chain(self.previous.as_deref())
+    }
+}
+
 impl HttpPlugins {
     /// The signed client. A client that cannot be built is an error: reqwest's default client
     /// would follow redirects, which plugin calls must never do.
@@ -110,20 +127,20 @@ impl HttpPlugins {
         Ok(HttpPlugins { client })
     }
 
-    /// Signs a request with each of `secrets` (the current one first; during a rotation's
-    /// grace also the previous one): Standard Webhooks lists several signatures separated by
-    /// spaces, and a receiver accepts the request when one of them verifies.
+    /// Signs a request with each of `keys` (the current one first; during a rotation's grace
+    /// also the previous one): Standard Webhooks lists several signatures separated by spaces,
+    /// and a receiver accepts the request when one of them verifies.
     fn signed(
         &self,
         req: reqwest::RequestBuilder,
-        secrets: &[String],
+        keys: &SigningKeys,
         msg_id: &str,
         body: &[u8],
     ) -> Result<reqwest::RequestBuilder, CallError> {
         let ts =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let sigs = secrets
-            .iter()
+        let sigs = keys
+            .all()
             .map(|secret| sign_webhook(secret, msg_id, ts, body))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CallError::new(e, false))?;
@@ -135,9 +152,9 @@ impl HttpPlugins {
     }
 
     /// `GET {url}/{path}` with a signature; the JSON answer.
-    pub async fn get(&self, base: &str, secrets: &[String], path: &str, timeout: Duration) -> Result<Value, CallError> {
+    pub async fn get(&self, base: &str, keys: &SigningKeys, path: &str, timeout: Duration) -> Result<Value, CallError> {
         let url = format!("{base}/{path}");
-        let req = self.signed(self.client.get(&url).timeout(timeout), secrets, &agent_os_core::id::new_id(), b"")?;
+        let req = self.signed(self.client.get(&url).timeout(timeout), keys, &agent_os_core::id::new_id(), b"")?;
         let resp = req.send().await.map_err(|e| CallError::new(format!("GET {url}: {}", error_chain(&e)), true))?;
         let status = resp.status();
         if !status.is_success() {
@@ -152,7 +169,7 @@ impl HttpPlugins {
     pub async fn run_task(
         &self,
         base: &str,
-        secrets: &[String],
+        keys: &SigningKeys,
         task: &str,
         body: &Value,
         attempt_key: &str,
@@ -168,7 +185,7 @@ impl HttpPlugins {
             .header("content-type", "application/json")
             .header("idempotency-key", &msg_id)
             .body(bytes.clone());
-        let resp = self.signed(req, secrets, &msg_id, &bytes)?.send().await.map_err(|e| {
+        let resp = self.signed(req, keys, &msg_id, &bytes)?.send().await.map_err(|e| {
             let timed_out = e.is_timeout();
             CallError::new(
                 format!("POST {url}: {}", if timed_out { "timed out".into() } else { error_chain(&e) }),
@@ -216,7 +233,8 @@ async fn read_json(resp: reqwest::Response, url: &str) -> Result<Value, CallErro
     serde_json::from_slice(&bytes).map_err(|e| CallError::new(format!("{url}: answer is not JSON: {e}"), false))
 }
 
-/// Asks a project's probe (`status`, `cost` or `schedule`) over its transport.
+/// Asks a project's probe (`status`, `cost` or `schedule`) over its transport; an HTTP request
+/// is signed with the project's secret and, during a rotation's grace, `previous_secret`.
 pub async fn ask_probe(
     http: &HttpPlugins,
     project: &LoadedProject,
@@ -224,10 +242,10 @@ pub async fn ask_probe(
     probe: &Probe,
     public_url: &str,
     since: Option<&str>,
-    secrets: &[String],
+    previous_secret: Option<String>,
 ) -> Result<Value, CallError> {
     let name = &project.record.name;
-    match (&probe.run, &project.record.plugin_url, project.root()) {
+    match (&probe.run, &project.record.transport, project.root()) {
         (Some(cmd), _, Some(root)) => {
             let mut env = base_env();
             env.push(("AGENT_OS_URL".into(), public_url.to_string()));
@@ -253,14 +271,15 @@ pub async fn ask_probe(
                 }
             }
         }
-        (None, Some(url), _) => {
+        (None, ProjectTransport::Http { url, secret, .. }, _) => {
             let path = match (op, since) {
                 ("get_status", _) => "status".to_string(),
                 ("get_schedule", _) => "schedule".to_string(),
                 (_, Some(c)) => format!("cost?since={}", agent_os_core::url::encode_component(c)),
                 (_, None) => "cost".to_string(),
             };
-            http.get(url, secrets, &path, probe.timeout).await
+            let keys = SigningKeys { current: secret.clone(), previous: previous_secret };
+            http.get(url, &keys, &path, probe.timeout).await
         }
         _ => Err(CallError::new("the probe has nothing to run for this project", false)),
     }

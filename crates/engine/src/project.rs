@@ -23,7 +23,7 @@ impl LoadedProject {
     }
 
     pub fn root(&self) -> Option<&Path> {
-        self.record.root.as_deref().map(Path::new)
+        self.record.transport.root().map(Path::new)
     }
 }
 

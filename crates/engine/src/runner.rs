@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use agent_os_core::manifest::Command;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
+
+use agent_os_core::manifest::Command;
 
 use crate::process::{SIGKILL, SIGTERM, group_alive, process_start_time, signal_group};
 
@@ -32,24 +33,8 @@ pub fn base_env() -> Vec<(String, String)> {
     env
 }
 
-/// Which stream a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-    /// Agent OS's own notes in a run's log ("timed out after 5m; sending SIGTERM").
-    System,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-            Stream::System => "system",
-        }
-    }
-}
+/// Which stream a line came from (core's spelling, stored with each log chunk).
+pub use agent_os_core::run::LogStream as Stream;
 
 /// Where output lines go as they arrive.
 pub type LogSink = mpsc::UnboundedSender<(Stream, String)>;

@@ -7,40 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-/// Kinds of API token, by the prefix that makes them recognisable (and redactable).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenKind {
-    Admin,
-    Project,
-    Run,
-}
-
-impl TokenKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenKind::Admin => "admin",
-            TokenKind::Project => "project",
-            TokenKind::Run => "run",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TokenKind> {
-        match s {
-            "admin" => Some(TokenKind::Admin),
-            "project" => Some(TokenKind::Project),
-            "run" => Some(TokenKind::Run),
-            _ => None,
-        }
-    }
-
-    fn prefix(self) -> &'static str {
-        match self {
-            TokenKind::Admin => "aosa_",
-            TokenKind::Project => "aosp_",
-            TokenKind::Run => "aosr_",
-        }
-    }
-}
+pub use agent_os_core::token::TokenKind;
 
 /// `n` bytes from the operating system's random source.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -73,7 +40,7 @@ pub fn token_record(
 ) -> agent_os_store::TokenRecord {
     agent_os_store::TokenRecord {
         id: agent_os_core::id::new_id(),
-        kind: kind.as_str().into(),
+        kind,
         name: name.into(),
         project_id,
         run_id: None,

@@ -2,20 +2,21 @@
 //! store (`engine::incidents::{raise_incident, resolve_incident}`), told on SQLite always and on
 //! PostgreSQL when `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
 
+use agent_os_core::alerting::{IncidentSource, IncidentStatus, Severity};
 use agent_os_engine::engine::incidents::{IncidentChange, raise_incident, resolve_incident};
 use agent_os_store::testing::PgDatabase;
 use agent_os_store::{IncidentRecord, SqlStore, Store, StoreOptions, sqlite_url};
 
-fn incident(source: &str, subject: &str, severity: &str, at: i64) -> IncidentRecord {
+fn incident(source: IncidentSource, subject: &str, severity: Severity, at: i64) -> IncidentRecord {
     IncidentRecord {
         id: agent_os_core::id::new_id(),
-        source: source.into(),
+        source,
         subject: subject.into(),
         project: Some("trading".into()),
-        severity: severity.into(),
+        severity,
         title: format!("{subject} broke"),
         reason: format!("reason at {at}"),
-        status: "open".into(),
+        status: IncidentStatus::Open,
         opened_at: at,
         resolved_at: None,
         acked_at: None,
@@ -30,20 +31,26 @@ fn incident(source: &str, subject: &str, severity: &str, at: i64) -> IncidentRec
 /// Incidents open once per subject, escalate, resolve, come back within the window as the same
 /// incident and turn flapping.
 async fn incident_story(s: &dyn Store) {
-    let a = incident("check", "trading/nightly", "warning", 1_000);
+    let a = incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 1_000);
     let first = raise_incident(s, &a, 0, 4).await.unwrap();
     let IncidentChange::Opened(opened) = first else { panic!("{first:?}") };
     assert_eq!((opened.id.as_str(), opened.changes), (a.id.as_str(), 1));
     // A second raise of the same subject is the same incident; a higher severity escalates it.
-    let again = raise_incident(s, &incident("check", "trading/nightly", "critical", 2_000), 0, 4).await.unwrap();
+    let again = raise_incident(s, &incident(IncidentSource::Check, "trading/nightly", Severity::Critical, 2_000), 0, 4)
+        .await
+        .unwrap();
     let IncidentChange::Updated { incident: updated, escalated: true } = again else { panic!("{again:?}") };
     assert_eq!((updated.id.as_str(), updated.severity.as_str()), (a.id.as_str(), "critical"));
-    let same = raise_incident(s, &incident("check", "trading/nightly", "warning", 2_500), 0, 4).await.unwrap();
+    let same = raise_incident(s, &incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 2_500), 0, 4)
+        .await
+        .unwrap();
     assert!(
-        matches!(same, IncidentChange::Updated { escalated: false, ref incident } if incident.severity == "critical")
+        matches!(same, IncidentChange::Updated { escalated: false, ref incident } if incident.severity == Severity::Critical)
     );
     // Another subject is another incident.
-    let other = raise_incident(s, &incident("run", "trading/flaky", "warning", 2_600), 0, 4).await.unwrap();
+    let other = raise_incident(s, &incident(IncidentSource::Run, "trading/flaky", Severity::Warning, 2_600), 0, 4)
+        .await
+        .unwrap();
     assert!(matches!(other, IncidentChange::Opened(_)));
 
     s.set_incident_notified(&a.id, true).await.unwrap();
@@ -52,23 +59,32 @@ async fn incident_story(s: &dyn Store) {
     s.ack_incident(&a.id, "bo", 2_800).await.unwrap();
     assert_eq!(s.get_incident(&a.id).await.unwrap().unwrap().acked_by.as_deref(), Some("ana"), "the first ack stays");
 
-    let resolved = resolve_incident(s, "check", "trading/nightly", "pinged", 3_000).await.unwrap().unwrap();
+    let resolved =
+        resolve_incident(s, IncidentSource::Check, "trading/nightly", "pinged", 3_000).await.unwrap().unwrap();
     assert_eq!((resolved.status.as_str(), resolved.resolved_at, resolved.changes), ("resolved", Some(3_000), 2));
-    assert!(resolve_incident(s, "check", "trading/nightly", "again", 3_100).await.unwrap().is_none());
+    assert!(resolve_incident(s, IncidentSource::Check, "trading/nightly", "again", 3_100).await.unwrap().is_none());
     // Back within the window: the same incident, open again, its ack cleared; then flapping.
-    let back = raise_incident(s, &incident("check", "trading/nightly", "warning", 4_000), 2_000, 4).await.unwrap();
+    let back =
+        raise_incident(s, &incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 4_000), 2_000, 4)
+            .await
+            .unwrap();
     let IncidentChange::Reopened(back) = back else { panic!("{back:?}") };
     assert_eq!((back.id.as_str(), back.changes, back.flapping, back.acked_at), (a.id.as_str(), 3, false, None));
-    resolve_incident(s, "check", "trading/nightly", "pinged", 4_500).await.unwrap();
+    resolve_incident(s, IncidentSource::Check, "trading/nightly", "pinged", 4_500).await.unwrap();
     let IncidentChange::Reopened(flapping) =
-        raise_incident(s, &incident("check", "trading/nightly", "warning", 5_000), 4_000, 4).await.unwrap()
+        raise_incident(s, &incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 5_000), 4_000, 4)
+            .await
+            .unwrap()
     else {
         panic!("not reopened")
     };
     assert_eq!((flapping.changes, flapping.flapping), (5, true));
-    resolve_incident(s, "check", "trading/nightly", "pinged", 5_500).await.unwrap();
+    resolve_incident(s, IncidentSource::Check, "trading/nightly", "pinged", 5_500).await.unwrap();
     // After the window, a new incident.
-    let fresh = raise_incident(s, &incident("check", "trading/nightly", "warning", 90_000), 60_000, 4).await.unwrap();
+    let fresh =
+        raise_incident(s, &incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 90_000), 60_000, 4)
+            .await
+            .unwrap();
     assert!(matches!(fresh, IncidentChange::Opened(ref i) if i.id != a.id));
     let open = s.list_incidents(true, Some("trading"), 10).await.unwrap();
     assert_eq!(open.len(), 2);

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_os_core::run::RunStatus;
 use agent_os_engine::testing::{eventually, hold_time, store_options};
 use agent_os_engine::{Clock, Engine, EngineConfig, TokioClock};
 use agent_os_store::{RunFilter, SqlStore, sqlite_url};
@@ -149,7 +150,7 @@ async fn wait_executing(e: &Engine, id: &str) -> agent_os_store::RunRecord {
 }
 
 /// Waits (real time) until the run has `status`.
-async fn wait_status(e: &Engine, id: &str, status: &str) -> agent_os_store::RunRecord {
+async fn wait_status(e: &Engine, id: &str, status: RunStatus) -> agent_os_store::RunRecord {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let run = e.store().get_run(id).await.unwrap().unwrap();
@@ -194,13 +195,13 @@ async fn a_queued_slot_waits_for_the_previous_run_and_the_queue_holds_one() {
     );
     let claimed = e.store().claim_runs("another-node", e.now(), 1, &[token]).await.unwrap();
     assert!(claimed.is_empty(), "it waits: {claimed:?} {:?}", runs_of(&e, "busy").await);
-    assert_eq!(e.store().get_run(&second.id).await.unwrap().unwrap().status, "queued", "it waits");
+    assert_eq!(e.store().get_run(&second.id).await.unwrap().unwrap().status, RunStatus::Queued, "it waits");
 
     e.cancel_run(&first.id).await.unwrap();
-    wait_status(&e, &first.id, "cancelled").await;
+    wait_status(&e, &first.id, RunStatus::Cancelled).await;
     wait_executing(&e, &second.id).await;
     e.cancel_run(&second.id).await.unwrap();
-    wait_status(&e, &second.id, "cancelled").await;
+    wait_status(&e, &second.id, RunStatus::Cancelled).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,12 +219,12 @@ async fn a_replacing_slot_cancels_the_previous_run() {
     advance_ms(60_000).await;
     e.schedule_tick().await.unwrap();
     let second = runs_of(&e, "busy").await.remove(1);
-    wait_status(&e, &first.id, "cancelled").await;
+    wait_status(&e, &first.id, RunStatus::Cancelled).await;
     let second = wait_executing(&e, &second.id).await;
     let first = e.store().get_run(&first.id).await.unwrap().unwrap();
     assert!(second.started_at >= first.finished_at, "the new run starts once the old one has ended");
     e.cancel_run(&second.id).await.unwrap();
-    wait_status(&e, &second.id, "cancelled").await;
+    wait_status(&e, &second.id, RunStatus::Cancelled).await;
 }
 
 #[tokio::test(start_paused = true)]

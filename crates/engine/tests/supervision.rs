@@ -3,6 +3,7 @@
 //! the engine; shutdown joins the runs' tasks and the loops. Time is held (`testing`), so
 //! the backoffs pass when the test says so.
 
+use agent_os_core::run::RunStatus;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,7 @@ async fn run_ok(e: &Engine) -> String {
     let run = e.start_run(req).await.unwrap();
     eventually("the run should succeed", REAL, async || {
         let run = e.store().get_run(&run.id).await.unwrap().unwrap();
-        (run.status == "succeeded").then_some(run.id)
+        (run.status == RunStatus::Succeeded).then_some(run.id)
     })
     .await
 }
@@ -80,7 +81,7 @@ async fn a_loop_that_panics_is_started_again_after_a_backoff_and_its_work_goes_o
     assert_eq!(back.restarts, 1);
     eventually("the waiting run should succeed", REAL, async || {
         let run = e.store().get_run(&waiting.id).await.unwrap().unwrap();
-        (run.status == "succeeded").then_some(())
+        (run.status == RunStatus::Succeeded).then_some(())
     })
     .await;
     run_ok(&e).await;

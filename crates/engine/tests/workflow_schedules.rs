@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_os_core::workflow::TriggerKind;
 use agent_os_engine::testing::{eventually, hold_time, store_options};
 use agent_os_engine::{Engine, EngineConfig, TokioClock};
 use agent_os_store::{SqlStore, sqlite_url};
@@ -34,7 +35,7 @@ async fn slots(e: &Engine) -> Vec<i64> {
         .unwrap()
         .iter()
         .map(|r| {
-            assert_eq!(r.trigger, "schedule");
+            assert_eq!(r.trigger, TriggerKind::Schedule);
             r.trigger_key.as_deref().unwrap().strip_prefix("schedule:").unwrap().parse().unwrap()
         })
         .collect();

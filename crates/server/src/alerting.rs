@@ -6,6 +6,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use agent_os_core::alerting::{
+    DeliveryStatus, HoldReason, IncidentSource, IncidentStatus, NotificationSource, Severity,
+};
+use agent_os_core::health::{HealthSource, HealthState};
+use agent_os_core::manifest::{ProbeKind, ProbeStatus};
+
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body::{ApiQuery, JsonBody, OptionalJson};
@@ -44,13 +50,15 @@ pub struct NotificationView {
     pub project: Option<String>,
     pub title: String,
     pub body: String,
-    pub severity: String,
+    #[schema(value_type = String)]
+    pub severity: Severity,
     pub tags: Vec<String>,
     pub dedup_key: Option<String>,
     pub created_at: String,
     /// `project` (sent by a project or user), `test`, or the source of the incident it tells
     /// about: `run`, `check`, `health`, `budget`, `channel`.
-    pub source: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub source: Option<NotificationSource>,
     pub incident_id: Option<String>,
     /// Why no channel got it (a maintenance window).
     pub suppressed: Option<String>,
@@ -67,12 +75,14 @@ pub struct DeliveryView {
     pub channel: String,
     /// `pending`, `held` (for a digest after quiet hours or a throttle), `delivered`, `failed`
     /// (gave up) or `disabled` (the receiver said 410 Gone).
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: DeliveryStatus,
     pub attempts: i64,
     /// When the next attempt is due (pending and held only).
     pub next_at: Option<String>,
     /// Why it was held for a digest: `quiet hours` or `throttle`.
-    pub held: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub held: Option<HoldReason>,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
@@ -80,7 +90,7 @@ pub struct DeliveryView {
 
 fn delivery_view(d: agent_os_store::DeliveryRecord) -> DeliveryView {
     DeliveryView {
-        next_at: (d.status == "pending" || d.status == "held").then(|| views::time(d.next_at)),
+        next_at: matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Held).then(|| views::time(d.next_at)),
         held: d.held,
         id: d.id,
         channel: d.channel,
@@ -130,10 +140,16 @@ pub async fn post_notification(
         (None, Some(p)) => Some(st.engine.project(&p).await?.record.name.clone()),
         (None, None) => None,
     };
+    let severity = b
+        .severity
+        .as_deref()
+        .map(Severity::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e).field("severity"))?;
     let input = agent_os_engine::NotifyInput {
         title: b.title,
         body: b.body,
-        severity: b.severity,
+        severity,
         tags: b.tags,
         dedup_key: b.dedup_key,
         ..Default::default()
@@ -219,16 +235,19 @@ pub async fn test_channel(
 pub struct IncidentView {
     pub id: String,
     /// `run`, `check`, `health`, `budget`, `project` or `channel`.
-    pub source: String,
+    #[schema(value_type = String)]
+    pub source: IncidentSource,
     /// What it is about within its source, e.g. `trading/rebalance`.
     pub subject: String,
     pub project: Option<String>,
-    pub severity: String,
+    #[schema(value_type = String)]
+    pub severity: Severity,
     pub title: String,
     /// The latest reason given.
     pub reason: String,
     /// `open` or `resolved`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: IncidentStatus,
     pub opened_at: String,
     pub resolved_at: Option<String>,
     /// How long it was (or has been) open, in seconds.
@@ -410,7 +429,12 @@ pub async fn list_maintenance(State(st): State<AppState>, caller: Caller) -> Api
             agent_os_core::alerting::Window::Recurring { cron, timezone, duration } => (
                 None,
                 m.active_until(now).map(views::time),
-                Some(format!("{} {timezone} for {}", cron.source(), agent_os_core::format_duration(*duration))),
+                Some(format!(
+                    "{} {} for {}",
+                    cron.source(),
+                    timezone.name(),
+                    agent_os_core::format_duration(*duration)
+                )),
             ),
         };
         out.push(MaintenanceView {
@@ -470,9 +494,11 @@ pub async fn end_maintenance(
 pub struct HealthReasonView {
     /// `status` (the plugin's status probe), `health` (the HTTP health check), `check`, `run`
     /// or `budget`.
-    pub source: String,
+    #[schema(value_type = String)]
+    pub source: HealthSource,
     /// `ok`, `degraded` or `down`.
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: HealthState,
     pub message: String,
 }
 
@@ -480,9 +506,11 @@ pub struct HealthReasonView {
 pub struct HealthHistoryView {
     pub at: String,
     /// `status` or `health`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: ProbeKind,
     /// `ok`, `degraded` or `down` (`down` when the probe itself failed).
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: ProbeStatus,
     pub message: Option<String>,
     pub duration_ms: i64,
 }
@@ -491,7 +519,8 @@ pub struct HealthHistoryView {
 pub struct ProjectHealthView {
     pub project: String,
     /// The worst of its reasons: `unknown` (nothing to judge by yet), `ok`, `degraded` or `down`.
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: HealthState,
     /// Why, worst first (only the ones that are not ok, unless all are).
     pub reasons: Vec<HealthReasonView>,
     /// Its status probe and health check results, newest first.
@@ -526,25 +555,25 @@ pub async fn project_health(
     let history = if limit == 0 {
         Vec::new()
     } else {
-        st.engine.store().probe_history(&p.record.id, &["status", "health"], limit).await?
+        st.engine.store().probe_history(&p.record.id, &[ProbeKind::Status, ProbeKind::Health], limit).await?
     };
     Ok(Json(ProjectHealthView {
         project: p.record.name.clone(),
-        state: health.state.as_str().into(),
+        state: health.state,
         reasons: health
             .reasons
             .into_iter()
-            .map(|r| HealthReasonView { source: r.source.into(), state: r.state.as_str().into(), message: r.message })
+            .map(|r| HealthReasonView { source: r.source, state: r.state, message: r.message })
             .collect(),
         history: history
             .into_iter()
             .map(|r| HealthHistoryView {
                 at: views::time(r.at),
-                state: match (r.ok, r.kind.as_str()) {
-                    (true, _) => r.status.clone().unwrap_or_else(|| "ok".into()),
+                state: match (r.ok, r.kind) {
+                    (true, _) => r.status.unwrap_or(ProbeStatus::Ok),
                     // A status probe that could not be asked says little: degraded, as in the reasons.
-                    (false, "status") => "degraded".into(),
-                    (false, _) => "down".into(),
+                    (false, ProbeKind::Status) => ProbeStatus::Degraded,
+                    (false, _) => ProbeStatus::Down,
                 },
                 message: r.error.or(r.message),
                 kind: r.kind,

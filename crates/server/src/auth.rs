@@ -91,10 +91,10 @@ pub async fn authenticate(
         Some(r) if r.revoked_at.is_none() && r.expires_at.is_none_or(|e| e > now) => r,
         _ => return Err(ApiError::unauthorized("the token is unknown, revoked or expired")),
     };
-    let caller = match (TokenKind::parse(&record.kind), record.project_id, record.run_id) {
-        (Some(TokenKind::Admin), _, _) => Caller::Admin,
-        (Some(TokenKind::Project), Some(project_id), _) => Caller::Project { project_id },
-        (Some(TokenKind::Run), Some(project_id), Some(run_id)) => Caller::Run { project_id, run_id },
+    let caller = match (record.kind, record.project_id, record.run_id) {
+        (TokenKind::Admin, _, _) => Caller::Admin,
+        (TokenKind::Project, Some(project_id), _) => Caller::Project { project_id },
+        (TokenKind::Run, Some(project_id), Some(run_id)) => Caller::Run { project_id, run_id },
         _ => return Err(ApiError::unauthorized("the token is not usable")),
     };
     req.extensions_mut().insert(caller);

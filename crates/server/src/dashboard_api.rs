@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use agent_os_core::token::LoginVia;
 use agent_os_engine::secrets::{PASSWORD_MIN_LEN, hash_password};
 
 use crate::AppState;
@@ -59,7 +60,7 @@ pub async fn set_password(st: &AppState, password: String) -> ApiResult<()> {
     })?;
     let store = st.engine.store();
     store.set_setting(PASSWORD_SETTING, &hash).await?;
-    store.delete_sessions(Some("password")).await?;
+    store.delete_sessions(Some(LoginVia::Password)).await?;
     Ok(())
 }
 
@@ -68,7 +69,7 @@ pub async fn set_password(st: &AppState, password: String) -> ApiResult<()> {
 pub async fn clear_password(st: &AppState) -> ApiResult<()> {
     let store = st.engine.store();
     store.set_setting(PASSWORD_SETTING, "").await?;
-    store.delete_sessions(Some("password")).await?;
+    store.delete_sessions(Some(LoginVia::Password)).await?;
     Ok(())
 }
 

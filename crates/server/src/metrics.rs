@@ -54,10 +54,10 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
     let counts = st.engine.store().count_runs_by_status().await?;
     out.push_str("# HELP agent_os_runs Task runs by state.\n# TYPE agent_os_runs gauge\n");
     for status in RunStatus::ALL {
-        let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+        let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "agent_os_runs{{status=\"{}\"}} {n}", status.as_str());
     }
-    let queued = counts.iter().find(|(s, _)| s == "queued").map_or(0, |(_, n)| *n);
+    let queued = counts.iter().find(|(s, _)| *s == RunStatus::Queued).map_or(0, |(_, n)| *n);
     out.push_str("# HELP agent_os_queue_depth Runs waiting to start.\n# TYPE agent_os_queue_depth gauge\n");
     let _ = writeln!(out, "agent_os_queue_depth {queued}");
     out.push_str("# HELP agent_os_runs_executing Runs executing on this node.\n# TYPE agent_os_runs_executing gauge\n");

@@ -15,6 +15,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use agent_os_core::RunStatus;
+use agent_os_core::budget::{BudgetSource, OnExceed, Period};
+use agent_os_core::check::{CheckKind, CheckState};
+use agent_os_core::manifest::{ManagedBy, ScheduleSource};
 use agent_os_core::resource::ResourceScope;
 use agent_os_engine::costs::CostInput;
 use agent_os_engine::secrets::{TokenKind, new_token, token_record};
@@ -222,30 +225,29 @@ pub async fn list_runs(
     caller: Caller,
     ApiQuery(q): ApiQuery<RunQuery>,
 ) -> ApiResult<Json<RunList>> {
-    if let Some(s) = &q.status
-        && RunStatus::parse(s).is_none()
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown status {s:?}; use queued, running, succeeded, failed, timed_out or cancelled"
-        ))
-        .field("status"));
-    }
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(s.parse::<RunStatus>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "unknown status {s:?}; use {}",
+                agent_os_core::text::one_of(RunStatus::SPELLINGS)
+            ))
+            .field("status")
+        })?),
+    };
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 500").field("limit"));
     }
     let project = scoped_project(&st, &caller, q.project).await?;
-    let runs = st
-        .engine
-        .store()
-        .list_runs(&RunFilter { project, task: q.task, status: q.status, before: q.before, limit })
-        .await?;
+    let runs =
+        st.engine.store().list_runs(&RunFilter { project, task: q.task, status, before: q.before, limit }).await?;
     let next = (runs.len() as i64 == limit).then(|| runs.last().map(|r| r.id.clone())).flatten();
     let mut views = Vec::with_capacity(runs.len());
     let mut snapshot = None;
     let now = st.engine.now();
     for r in runs {
-        let waiting = r.status == "queued" && !r.resources.is_empty() && r.not_before <= now;
+        let waiting = r.status == RunStatus::Queued && !r.resources.is_empty() && r.not_before <= now;
         let (resources, id) = (r.resources.clone(), r.id.clone());
         let mut view = RunView::from(r);
         if waiting {
@@ -370,7 +372,7 @@ pub async fn run_logs(
     }
     let chunks = st.engine.store().read_log(&id, after, limit).await?;
     let next_after = chunks.last().map_or(after, |c| c.seq);
-    let finished = RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal);
+    let finished = run.status.is_terminal();
     Ok(Json(LogView {
         run_id: id,
         chunks: chunks.into_iter().map(LogChunkView::from).collect(),
@@ -431,7 +433,7 @@ fn log_stream(
                 Err(_) => return None,
             }
             match store.get_run(&s.id).await {
-                Ok(Some(run)) if RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal) => {
+                Ok(Some(run)) if run.status.is_terminal() => {
                     let data = serde_json::to_string(&RunView::from(run)).unwrap_or_default();
                     s.queue.push_back(Event::default().event("end").data(data));
                     s.done = true;
@@ -695,9 +697,12 @@ pub async fn register_discovered(
         .iter()
         .filter_map(|done| {
             schedules.iter().find(|s| match done {
-                Registration::Registered(n) => s.source == "discovered" && &s.task == n,
+                Registration::Registered(n) => s.source == ScheduleSource::Discovered && &s.task == n,
                 Registration::InManifest { task, cron, timezone } => {
-                    s.source == "manifest" && &s.task == task && &s.cron == cron && &s.timezone == timezone
+                    s.source == ScheduleSource::Manifest
+                        && &s.task == task
+                        && &s.cron == cron
+                        && &s.timezone == timezone
                 }
             })
         })
@@ -756,7 +761,8 @@ pub struct FireView {
     pub task: String,
     pub cron: String,
     pub timezone: String,
-    pub managed_by: String,
+    #[schema(value_type = String)]
+    pub managed_by: ManagedBy,
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
@@ -862,7 +868,7 @@ pub async fn schedule_timeline(
                 task: s.task.clone(),
                 cron: s.cron.clone(),
                 timezone: s.timezone.clone(),
-                managed_by: s.managed_by.clone(),
+                managed_by: s.managed_by,
             };
             fires.push((fire, view));
             t = next;
@@ -891,9 +897,11 @@ pub struct CheckView {
     pub project: String,
     pub slug: String,
     /// `new`, `up`, `late` or `down`.
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: CheckState,
     /// `period` or `cron`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: CheckKind,
     pub period_ms: Option<i64>,
     pub cron: Option<String>,
     pub timezone: Option<String>,
@@ -1067,14 +1075,15 @@ pub struct CreatedToken {
     pub token: String,
     /// `project` or `admin`.
     #[serde(default = "project_kind")]
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: TokenKind,
     /// The project a project token acts for; none for an admin token.
     pub project: Option<String>,
     pub name: String,
 }
 
-fn project_kind() -> String {
-    "project".into()
+fn project_kind() -> TokenKind {
+    TokenKind::Project
 }
 
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenBody, responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
@@ -1088,29 +1097,35 @@ pub async fn create_token(
     if name.len() > 100 {
         return Err(ApiError::bad_request("name is longer than 100 characters").field("name"));
     }
-    let (kind, project) = match (body.kind.as_deref().unwrap_or("project"), body.project) {
-        ("project", Some(p)) => {
+    let kind = match body.kind.as_deref() {
+        None => TokenKind::Project,
+        // Run tokens are made for an attempt, never asked for.
+        Some(k) => k
+            .parse()
+            .ok()
+            .filter(|k| *k != TokenKind::Run)
+            .ok_or_else(|| ApiError::bad_request(format!("kind is project or admin, not {k:?}")).field("kind"))?,
+    };
+    let (kind, project) = match (kind, body.project) {
+        (TokenKind::Project, Some(p)) => {
             let p = st.engine.project(&p).await?;
             (TokenKind::Project, Some((p.record.id.clone(), p.record.name.clone())))
         }
-        ("project", None) => {
+        (TokenKind::Project, None) => {
             return Err(ApiError::bad_request("a project token needs the project it acts for").field("project"));
         }
-        ("admin", None) => (TokenKind::Admin, None),
-        ("admin", Some(_)) => {
+        (_, None) => (TokenKind::Admin, None),
+        (_, Some(_)) => {
             return Err(
                 ApiError::bad_request("an admin token acts for every project; leave project out").field("project")
             );
-        }
-        (other, _) => {
-            return Err(ApiError::bad_request(format!("kind is project or admin, not {other:?}")).field("kind"));
         }
     };
     let (token, hash) = new_token(kind);
     let record = token_record(kind, &name, hash, project.as_ref().map(|p| p.0.clone()), st.engine.now());
     let id = record.id.clone();
     st.engine.store().insert_token(&record).await?;
-    let kind = record.kind.clone();
+    let kind = record.kind;
     Ok((StatusCode::CREATED, Json(CreatedToken { id, token, kind, project: project.map(|p| p.1), name })))
 }
 
@@ -1314,20 +1329,24 @@ pub async fn cost_summary(
     caller: Caller,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Json<CostSummary>> {
+    use agent_os_core::cost::GroupBy;
     use agent_os_store::CostGroup;
-    let by = q.by.clone().unwrap_or_else(|| "project".into());
-    let group = match by.as_str() {
-        "project" => CostGroup::Project,
-        "service" => CostGroup::Service,
-        "key" => CostGroup::Key,
-        "model" => CostGroup::Model,
-        "day" | "month" => CostGroup::Day,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "cannot group by {other:?}; use project, service, key, model, day or month"
+    let by = match q.by.as_deref() {
+        None => GroupBy::Project,
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "cannot group by {text:?}; use {}",
+                agent_os_core::text::one_of(GroupBy::SPELLINGS)
             ))
-            .field("by"));
-        }
+            .field("by")
+        })?,
+    };
+    let group = match by {
+        GroupBy::Project => CostGroup::Project,
+        GroupBy::Service => CostGroup::Service,
+        GroupBy::Key => CostGroup::Key,
+        GroupBy::Model => CostGroup::Model,
+        GroupBy::Day | GroupBy::Month => CostGroup::Day,
     };
     let (from, to) = (instant(&q.from, "from")?, instant(&q.to, "to")?);
     if let (Some(f), Some(t)) = (from, to)
@@ -1338,12 +1357,12 @@ pub async fn cost_summary(
     let project = scoped_project(&st, &caller, q.project).await?;
     let filter = agent_os_store::CostTotalsFilter { project, service: q.service, from, to };
     let mut totals = st.engine.store().cost_totals(&filter, group).await?;
-    if by == "day" || by == "month" {
+    if matches!(by, GroupBy::Day | GroupBy::Month) {
         for t in &mut totals {
             let day = t.group.parse::<i64>().ok().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
             let date = day.map(|d| d.to_zoned(jiff::tz::TimeZone::UTC).date());
-            t.group = match (date, by.as_str()) {
-                (Some(d), "month") => format!("{:04}-{:02}", d.year(), d.month()),
+            t.group = match (date, by) {
+                (Some(d), GroupBy::Month) => format!("{:04}-{:02}", d.year(), d.month()),
                 (Some(d), _) => d.to_string(),
                 (None, _) => t.group.clone(),
             };
@@ -1391,7 +1410,8 @@ pub async fn cost_summary(
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct CostSummary {
-    pub by: String,
+    #[schema(value_type = String)]
+    pub by: agent_os_core::cost::GroupBy,
     pub from: Option<String>,
     pub to: Option<String>,
     pub groups: Vec<CostGroupView>,
@@ -1421,14 +1441,17 @@ pub struct BudgetView {
     /// Empty for all of the project's services.
     pub service: String,
     /// `daily` or `monthly` (UTC).
-    pub period: String,
+    #[schema(value_type = String)]
+    pub period: Period,
     pub limit: String,
     pub currency: String,
     pub thresholds: Vec<i64>,
     /// `alert` or `pause`.
-    pub on_exceed: String,
+    #[schema(value_type = String)]
+    pub on_exceed: OnExceed,
     /// `config` or `api`.
-    pub source: String,
+    #[schema(value_type = String)]
+    pub source: BudgetSource,
     pub period_start: String,
     pub period_end: String,
     pub spent: String,

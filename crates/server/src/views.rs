@@ -7,14 +7,21 @@ use utoipa::ToSchema;
 
 use std::collections::HashMap;
 
+use agent_os_core::check::CheckState;
+use agent_os_core::cost::CostSource;
 use agent_os_core::cron::Cron;
-use agent_os_core::manifest::Command;
+use agent_os_core::manifest::{
+    Command, ManagedBy, ProbeKind, ProbeStatus, ScheduleSource, ScheduleStatus, TransportKind,
+};
 use agent_os_core::redact::redact_shapes;
+use agent_os_core::resource::HolderKind;
+use agent_os_core::run::{LogStream, RunStatus};
+use agent_os_core::token::TokenKind;
 use agent_os_engine::schedule_ident;
 use agent_os_engine::{Engine, LoadedProject};
 use agent_os_store::{
-    AttemptRecord, CheckRecord, CostRecord, LogChunk, ProbeResult, RunRecord, ScheduleRecord, ScheduleState,
-    TokenRecord,
+    AttemptRecord, CheckRecord, CostRecord, LogChunk, ProbeResult, ProjectTransport, RunRecord, ScheduleRecord,
+    ScheduleState, TokenRecord,
 };
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
@@ -58,17 +65,20 @@ pub struct ScheduleView {
     pub cron: String,
     pub timezone: String,
     /// `agent-os`, `railway`, `launchd`, `cron`, `systemd` or `github`.
-    pub managed_by: String,
+    #[schema(value_type = String)]
+    pub managed_by: ManagedBy,
     pub description: String,
     /// `manifest`, `plugin` or `discovered`.
-    pub source: String,
+    #[schema(value_type = String)]
+    pub source: ScheduleSource,
     /// The next fire times (RFC 3339 with the zone's offset), by Debian cron's rules.
     pub next: Vec<String>,
     pub paused: bool,
     /// Schedules Agent OS fires: `new` (no run yet), `queued`, `running`, `ok`, `failing`,
     /// `cancelled` or `paused`. Schedules kept elsewhere: their check's `new`, `up`, `late` or
     /// `down`, or `unwatched` when no check watches them.
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: ScheduleStatus,
     /// A slot passed without its run (managed: the scheduler is more than a minute behind;
     /// elsewhere: the check is late).
     pub late: bool,
@@ -83,7 +93,8 @@ pub struct ScheduleView {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct ScheduleRunView {
     pub id: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RunStatus,
     /// The slot it was fired for.
     pub slot: String,
     pub started_at: Option<String>,
@@ -94,7 +105,8 @@ pub struct ScheduleRunView {
 pub struct ScheduleCheckView {
     pub id: String,
     pub slug: String,
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: CheckState,
     pub ping_url: String,
     pub last_ping_at: Option<String>,
     pub last_duration_ms: Option<i64>,
@@ -134,14 +146,15 @@ impl ScheduleView {
     /// The view of a stored schedule with its next `count` fire times after `now` (ms).
     pub fn new(s: ScheduleRecord, ctx: &ScheduleContext, now: i64, count: usize) -> Self {
         let (key, id) = schedule_ident(&s);
+        // The stored text, read once for this view.
         let parsed = Cron::parse(&s.cron).ok().zip(agent_os_core::cron::zone(&s.timezone).ok());
         let next = next_fires(parsed.as_ref(), now, count);
-        let managed = s.managed_by == "agent-os";
+        let managed = s.managed_by == ManagedBy::AgentOs;
         let stored = ctx.states.get(&key);
         let paused = managed && stored.is_some_and(|st| st.paused);
         let last_run = stored.and_then(|st| st.last_run.as_ref()).map(|r| ScheduleRunView {
             id: r.run_id.clone(),
-            status: r.status.clone(),
+            status: r.status,
             slot: time(r.slot),
             started_at: opt_time(r.started_at),
             finished_at: opt_time(r.finished_at),
@@ -154,18 +167,20 @@ impl ScheduleView {
                     .and_then(|t| cron.next_after(tz, t))
                     .is_some_and(|due| due.as_millisecond() + SCHEDULER_SLACK < now)
             });
-            let state = match (paused, last_run.as_ref().map(|r| r.status.as_str())) {
-                (true, _) => "paused",
-                (false, None) => "new",
-                (false, Some("succeeded")) => "ok",
-                (false, Some(status @ ("queued" | "running" | "cancelled"))) => status,
-                (false, Some(_)) => "failing",
+            let state = match (paused, last_run.as_ref().map(|r| r.status)) {
+                (true, _) => ScheduleStatus::Paused,
+                (false, None) => ScheduleStatus::New,
+                (false, Some(RunStatus::Succeeded)) => ScheduleStatus::Ok,
+                (false, Some(RunStatus::Queued)) => ScheduleStatus::Queued,
+                (false, Some(RunStatus::Running)) => ScheduleStatus::Running,
+                (false, Some(RunStatus::Cancelled)) => ScheduleStatus::Cancelled,
+                (false, Some(RunStatus::Failed | RunStatus::TimedOut)) => ScheduleStatus::Failing,
             };
-            (state.to_string(), behind, state == "failing")
+            (state, behind, state == ScheduleStatus::Failing)
         } else {
             match check {
-                Some(c) => (c.state.clone(), c.state == "late", c.state == "down"),
-                None => ("unwatched".to_string(), false, false),
+                Some(c) => (c.state.into(), c.state == CheckState::Late, c.state == CheckState::Down),
+                None => (ScheduleStatus::Unwatched, false, false),
             }
         };
         ScheduleView {
@@ -186,7 +201,7 @@ impl ScheduleView {
             check: check.map(|c| ScheduleCheckView {
                 id: c.id.clone(),
                 slug: c.slug.clone(),
-                state: c.state.clone(),
+                state: c.state,
                 ping_url: format!("{}/ping/{}", ctx.base_url, c.id),
                 last_ping_at: opt_time(c.last_ping_at),
                 last_duration_ms: c.last_duration_ms,
@@ -198,12 +213,14 @@ impl ScheduleView {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct ProbeView {
     /// `status`, `cost` or `schedule`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: ProbeKind,
     pub at: String,
     pub ok: bool,
     pub duration_ms: i64,
     /// For status probes: `ok`, `degraded` or `down`.
-    pub status: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub status: Option<ProbeStatus>,
     pub message: Option<String>,
     pub error: Option<String>,
 }
@@ -227,7 +244,8 @@ pub struct ProjectView {
     pub name: String,
     pub description: String,
     /// `command` or `http`.
-    pub transport: String,
+    #[schema(value_type = String)]
+    pub transport: TransportKind,
     /// The project's directory (local projects).
     pub root: Option<String>,
     /// The plugin endpoint (hosted projects).
@@ -255,9 +273,12 @@ impl ProjectView {
         ProjectView {
             name: p.record.name.clone(),
             description: p.record.description.clone(),
-            transport: p.record.transport.clone(),
-            root: p.record.root.clone(),
-            plugin_url: p.record.plugin_url.clone(),
+            transport: p.record.transport.kind(),
+            root: p.record.transport.root().map(str::to_string),
+            plugin_url: match &p.record.transport {
+                ProjectTransport::Http { url, .. } => Some(url.clone()),
+                ProjectTransport::Command { .. } => None,
+            },
             env_file: m.env_file.clone(),
             keys: m
                 .keys
@@ -295,7 +316,8 @@ impl ProjectView {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct AttemptView {
     pub attempt: i64,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RunStatus,
     pub node: String,
     pub pid: Option<i64>,
     pub started_at: String,
@@ -325,7 +347,8 @@ pub struct RunView {
     pub project: String,
     pub task: String,
     /// `queued`, `running`, `succeeded`, `failed`, `timed_out` or `cancelled`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RunStatus,
     /// Number of the current or last attempt (0 before the first starts).
     pub attempt: i64,
     pub max_attempts: i64,
@@ -370,7 +393,7 @@ impl From<RunRecord> for RunView {
             _ => None,
         };
         RunView {
-            not_before: (r.status == "queued" && (r.attempt > 0 || r.not_before > r.queued_at))
+            not_before: (r.status == RunStatus::Queued && (r.attempt > 0 || r.not_before > r.queued_at))
                 .then(|| time(r.not_before)),
             scheduled_for: opt_time(r.scheduled_for),
             resources: r.resources,
@@ -410,7 +433,8 @@ pub struct RunList {
 pub struct LogChunkView {
     pub seq: i64,
     /// `stdout`, `stderr` or `system`.
-    pub stream: String,
+    #[schema(value_type = String)]
+    pub stream: LogStream,
     pub at: String,
     pub data: String,
 }
@@ -437,7 +461,8 @@ pub struct LogView {
 pub struct TokenView {
     pub id: String,
     /// `admin` or `project`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: TokenKind,
     pub name: String,
     pub project: Option<String>,
     pub created_at: String,
@@ -476,7 +501,8 @@ pub struct CostView {
     pub at: String,
     pub idempotency_key: String,
     /// `api` or `probe`.
-    pub source: String,
+    #[schema(value_type = String)]
+    pub source: CostSource,
 }
 
 impl From<CostRecord> for CostView {
@@ -527,7 +553,8 @@ pub struct HolderView {
     /// The run id or the lease id (null when it is not the caller's: see `project`).
     pub id: Option<String>,
     /// `run` or `lease`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: HolderKind,
     /// The holder's project (null for an admin lease). A project's token sees id, project and
     /// label of its own project's holders only; the others show null.
     pub project: Option<String>,
@@ -541,7 +568,8 @@ pub struct HolderView {
 pub struct WaiterView {
     /// Null when it is not the caller's, as for holders.
     pub id: Option<String>,
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: HolderKind,
     pub project: Option<String>,
     pub label: Option<String>,
     pub priority: i64,
@@ -613,7 +641,7 @@ impl ResourceView {
                         .filter(|h| &h.resource == name)
                         .map(|h| HolderView {
                             id: shown(&h.project, &h.holder),
-                            kind: h.kind.clone(),
+                            kind: h.kind,
                             project: h.project.as_ref().and_then(|p| shown(&h.project, p)),
                             label: shown(&h.project, &h.label),
                             priority: h.priority,
@@ -625,7 +653,7 @@ impl ResourceView {
                         .into_iter()
                         .map(|w| WaiterView {
                             id: shown(&w.project, &w.id),
-                            kind: w.kind.clone(),
+                            kind: w.kind,
                             project: w.project.as_ref().and_then(|p| shown(&w.project, p)),
                             label: shown(&w.project, &w.label),
                             priority: w.priority,

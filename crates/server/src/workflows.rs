@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use agent_os_core::workflow::{Action, Trigger, Wait, Workflow};
+use agent_os_core::workflow::{
+    Action, ActionKind, InputType, StepStatus, Trigger, TriggerKind, Wait, Workflow, WorkflowRunStatus,
+};
 use agent_os_engine::engine::workflows::{LoadedWorkflow, StartWorkflow};
 use agent_os_engine::secrets::verify_webhook;
 use agent_os_store::{StepRecord, WorkflowRunRecord};
@@ -134,7 +136,8 @@ pub struct WorkflowInputView {
     pub name: String,
     /// `string`, `number`, `integer`, `boolean`, `object` or `array`.
     #[serde(rename = "type")]
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: InputType,
     pub required: bool,
     /// The value used when the input is not given: any JSON value, or null for none.
     pub default: Option<Value>,
@@ -146,7 +149,8 @@ pub struct WorkflowStepDef {
     pub id: String,
     pub needs: Vec<String>,
     /// `run`, `emit`, `wait`, `workflow` or `notify`.
-    pub kind: String,
+    #[schema(value_type = String)]
+    pub kind: ActionKind,
     /// What it acts on: `cortana.query_memories` (run), the event type (emit), `10m` or
     /// `event trading.*` (wait), the workflow's name (workflow), the title (notify).
     pub target: String,
@@ -165,11 +169,13 @@ fn trigger_summary(t: &Trigger) -> String {
         Trigger::Event { pattern, filter } => {
             format!("event {pattern}{}", if filter.is_some() { " (filtered)" } else { "" })
         }
-        Trigger::Schedule { cron, timezone, .. } => format!("schedule {cron} {timezone}"),
-        Trigger::Webhook { .. } => "webhook".into(),
-        Trigger::Manual => "manual".into(),
+        Trigger::Schedule { cron, timezone, .. } => format!("schedule {} {}", cron.source(), timezone.name()),
+        Trigger::Webhook { .. } | Trigger::Manual => t.kind().to_string(),
         Trigger::Workflow { name, statuses } if statuses.is_empty() => format!("workflow {name}"),
-        Trigger::Workflow { name, statuses } => format!("workflow {name} ({})", statuses.join(", ")),
+        Trigger::Workflow { name, statuses } => {
+            let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+            format!("workflow {name} ({})", statuses.join(", "))
+        }
     }
 }
 
@@ -208,19 +214,19 @@ pub(crate) fn step_defs(def: &Workflow, text: &str) -> Vec<WorkflowStepDef> {
     def.steps
         .iter()
         .map(|s| {
-            let (kind, target) = match &s.action {
-                Action::Run { project, task, .. } => ("run", format!("{project}.{task}")),
-                Action::Emit { event_type, .. } => ("emit", event_type.clone()),
-                Action::Wait(Wait::Duration(d)) => ("wait", agent_os_core::format_duration(*d)),
-                Action::Wait(Wait::Event { pattern, .. }) => ("wait", format!("event {pattern}")),
-                Action::Workflow { name, .. } => ("workflow", name.clone()),
-                Action::Notify { title, .. } => ("notify", title.clone()),
+            let target = match &s.action {
+                Action::Run { project, task, .. } => format!("{project}.{task}"),
+                Action::Emit { event_type, .. } => event_type.clone(),
+                Action::Wait(Wait::Duration(d)) => agent_os_core::format_duration(*d),
+                Action::Wait(Wait::Event { pattern, .. }) => format!("event {pattern}"),
+                Action::Workflow { name, .. } => name.clone(),
+                Action::Notify { title, .. } => title.clone(),
             };
             let (condition, for_each) = written.get(&s.id).cloned().unwrap_or_default();
             WorkflowStepDef {
                 id: s.id.clone(),
                 needs: s.needs.clone(),
-                kind: kind.into(),
+                kind: s.action.kind(),
                 target,
                 condition: condition.or_else(|| s.condition.as_ref().map(|_| "(a condition)".into())),
                 for_each: for_each.or_else(|| s.for_each.as_ref().map(|_| "(a list)".into())),
@@ -240,7 +246,7 @@ fn workflow_detail(w: &LoadedWorkflow) -> WorkflowDetail {
             .iter()
             .map(|(name, d)| WorkflowInputView {
                 name: name.clone(),
-                kind: d.kind.as_str().into(),
+                kind: d.kind,
                 required: d.required,
                 default: d.default.clone(),
                 description: d.description.clone(),
@@ -377,9 +383,11 @@ pub struct WorkflowRunView {
     pub id: String,
     pub workflow: String,
     /// `queued`, `running`, `succeeded`, `failed`, `cancelled`, `timed_out` or `skipped`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: WorkflowRunStatus,
     /// `event`, `webhook`, `schedule`, `manual` or `workflow`.
-    pub trigger: String,
+    #[schema(value_type = String)]
+    pub trigger: TriggerKind,
     /// What started it (an event id, a webhook id, a parent step); one run per key.
     pub trigger_key: Option<String>,
     /// The event that started it (`type`, `data`, …), or null.
@@ -416,7 +424,8 @@ pub struct WorkflowStepView {
     /// The item of a for_each (from 0); null for the step itself.
     pub item: Option<i64>,
     /// `running`, `waiting`, `retrying`, `succeeded`, `failed`, `skipped` or `cancelled`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: StepStatus,
     pub attempt: i64,
     /// The task run of a `run` step.
     pub task_run_id: Option<String>,
@@ -508,7 +517,7 @@ pub async fn start_workflow(
         ));
     }
     let inputs = b.unwrap_or_default().inputs.unwrap_or_else(|| json!({}));
-    let start = StartWorkflow { trigger: "manual".into(), inputs, ..Default::default() };
+    let start = StartWorkflow { trigger: TriggerKind::Manual, inputs, trigger_key: None, event: None, parent: None };
     let run = st.engine.start_workflow(&name, start).await?;
     Ok((StatusCode::CREATED, Json(run_view(run))))
 }
@@ -708,7 +717,7 @@ async fn verify_and_start(
     // The run's trigger key is the webhook id: a replay finds the run it started (and a start
     // that failed stores nothing, so the sender's retry can succeed).
     let start = StartWorkflow {
-        trigger: "webhook".into(),
+        trigger: TriggerKind::Webhook,
         trigger_key: Some(format!("webhook:{id}")),
         event: Some(json!({"type": "webhook", "id": id, "data": data})),
         inputs: json!({}),

@@ -12,6 +12,9 @@ use agent_os_engine::testing::{eventually, nap};
 mod common;
 use common::*;
 
+use agent_os_core::manifest::ProbeKind;
+use agent_os_core::run::RunStatus;
+
 fn alive(pid: i64) -> bool {
     // A zombie is not alive: it has been killed and waits only to be reaped.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -622,9 +625,9 @@ async fn probes_store_status_and_costs_without_counting_twice() {
     let dir = tempfile::tempdir().unwrap();
     s.add(&fixture(dir.path())).await;
     let p = s.engine.project("fixture").await.unwrap();
-    s.engine.run_probe(&p, "status").await;
-    s.engine.run_probe(&p, "cost").await;
-    s.engine.run_probe(&p, "cost").await;
+    s.engine.run_probe(&p, ProbeKind::Status).await;
+    s.engine.run_probe(&p, ProbeKind::Cost).await;
+    s.engine.run_probe(&p, ProbeKind::Cost).await;
     let (_, view) = s.get("/api/v1/projects/fixture").await;
     let probes = view["probes"].as_array().unwrap();
     let status = probes.iter().find(|x| x["kind"] == "status").unwrap();
@@ -739,7 +742,7 @@ async fn http_plugins_get_signed_requests_and_run_tasks() {
         assert_eq!(seen[0].2["protocol"], 1);
     }
     let p = s.engine.project("trading").await.unwrap();
-    s.engine.run_probe(&p, "status").await;
+    s.engine.run_probe(&p, ProbeKind::Status).await;
     let (_, view) = s.get("/api/v1/projects/trading").await;
     assert_eq!(view["probes"][0]["status"], "ok", "{view}");
 
@@ -788,7 +791,7 @@ async fn verifying_plugin() -> (Arc<Mutex<Option<String>>>, std::net::SocketAddr
 /// The status probe's latest result for `project`: ok, and the error if any.
 async fn status_probe(s: &TestServer, project: &str) -> (bool, String) {
     let p = s.engine.project(project).await.unwrap();
-    s.engine.run_probe(&p, "status").await;
+    s.engine.run_probe(&p, ProbeKind::Status).await;
     let (_, view) = s.get(&format!("/api/v1/projects/{project}")).await;
     let probe = view["probes"].as_array().unwrap().iter().find(|x| x["kind"] == "status").unwrap().clone();
     (probe["ok"] == true, probe["error"].as_str().unwrap_or("").to_string())
@@ -889,7 +892,7 @@ async fn a_shutdown_interrupts_runs_without_using_up_their_retries() {
     s.engine.shutdown(Duration::from_millis(200)).await;
     assert!(!alive(pid), "the interrupted task's processes are stopped");
     let run = s.engine.store().get_run(&id).await.unwrap().unwrap();
-    assert_eq!(run.status, "queued", "an interrupted run goes back to the queue");
+    assert_eq!(run.status, RunStatus::Queued, "an interrupted run goes back to the queue");
     assert_eq!((run.attempt, run.max_attempts), (1, 2), "and keeps its retries");
     let attempts = s.engine.store().list_attempts(&id).await.unwrap();
     assert!(attempts[0].error.as_deref().unwrap_or("").starts_with("interrupted"), "{attempts:?}");

@@ -9,6 +9,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
+use agent_os_core::manifest::ProbeKind;
+
 /// A project with two tasks, a schedule Agent OS fires and one kept by cron (watched by a
 /// check), both using the `openai` service.
 fn project(dir: &std::path::Path, name: &str, minute: u32) -> std::path::PathBuf {
@@ -338,7 +340,7 @@ async fn health_history_shows_repeated_results_once_with_their_count() {
     s.add(&fixture(dir.path())).await;
     let p = s.engine.project("fixture").await.unwrap();
     for _ in 0..4 {
-        s.engine.run_probe(&p, "status").await;
+        s.engine.run_probe(&p, ProbeKind::Status).await;
     }
     let body = s.browser().await.get("/projects/fixture").await.body;
     let history = &body[body.find("Health history").unwrap()..];

@@ -1,4 +1,90 @@
 //! Records as stored. Plain data; the engine and server turn them into their own views.
+//!
+//! Every closed set of values a record holds is one of core's enums (statuses, kinds,
+//! sources…), read and bound as TEXT through their `sqlx` impls: a row is decoded once, here
+//! at the database edge, and a row holding an unknown text is an error naming it.
+
+use agent_os_core::alerting::{
+    DeliveryStatus, HoldReason, IncidentSource, IncidentStatus, NotificationSource, Severity,
+};
+use agent_os_core::budget::{BudgetSource, OnExceed, Period};
+use agent_os_core::check::{CheckKind, CheckState, PingKind};
+use agent_os_core::cost::CostSource;
+use agent_os_core::manifest::{ManagedBy, ProbeKind, ProbeStatus, ScheduleSource, TransportKind};
+use agent_os_core::resource::HolderKind;
+use agent_os_core::run::{LogStream, RunStatus};
+use agent_os_core::token::{LoginVia, TokenKind};
+use agent_os_core::workflow::{StepStatus, TriggerKind, WorkflowRunStatus};
+
+/// How Agent OS reaches a project's plugin. An HTTP project always has its signing secret, and
+/// a command project its directory: neither can be stored or loaded without them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectTransport {
+    /// Programs in the project's directory (canonical root).
+    Command { root: String },
+    /// The project's own endpoint; every request is signed with `secret` (Standard Webhooks,
+    /// `whsec_…`). `root` is the directory it was registered from, if it was (admin only).
+    Http { url: String, secret: String, root: Option<String> },
+}
+
+impl ProjectTransport {
+    pub fn kind(&self) -> TransportKind {
+        match self {
+            ProjectTransport::Command { .. } => TransportKind::Command,
+            ProjectTransport::Http { .. } => TransportKind::Http,
+        }
+    }
+
+    /// The directory the project was registered from.
+    pub fn root(&self) -> Option<&str> {
+        match self {
+            ProjectTransport::Command { root } => Some(root),
+            ProjectTransport::Http { root, .. } => root.as_deref(),
+        }
+    }
+
+    /// The columns `transport`, `root`, `plugin_url` and `signing_secret`: the one place this
+    /// type meets its stored form.
+    pub fn columns(&self) -> (TransportKind, Option<&str>, Option<&str>, Option<&str>) {
+        match self {
+            ProjectTransport::Command { root } => (TransportKind::Command, Some(root), None, None),
+            ProjectTransport::Http { url, secret, root } => {
+                (TransportKind::Http, root.as_deref(), Some(url), Some(secret))
+            }
+        }
+    }
+
+    /// Reads the transport from a project row (by column name).
+    pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<ProjectTransport, sqlx::Error> {
+        use sqlx::Row;
+        ProjectTransport::from_columns(
+            r.try_get("transport")?,
+            r.try_get("root")?,
+            r.try_get("plugin_url")?,
+            r.try_get("signing_secret")?,
+        )
+        .map_err(|e| sqlx::Error::ColumnDecode { index: "transport".into(), source: e.into() })
+    }
+
+    /// Back from those columns; a row that breaks the rule (an HTTP project without its URL or
+    /// secret, a command project without its directory) is an error, not a project.
+    pub fn from_columns(
+        kind: TransportKind,
+        root: Option<String>,
+        url: Option<String>,
+        secret: Option<String>,
+    ) -> Result<ProjectTransport, String> {
+        match (kind, root, url, secret) {
+            (TransportKind::Command, Some(root), _, _) => Ok(ProjectTransport::Command { root }),
+            (TransportKind::Command, None, _, _) => Err("a command project is stored without its directory".into()),
+            (TransportKind::Http, root, Some(url), Some(secret)) if !secret.is_empty() => {
+                Ok(ProjectTransport::Http { url, secret, root })
+            }
+            (TransportKind::Http, _, None, _) => Err("an HTTP project is stored without its plugin URL".into()),
+            (TransportKind::Http, _, _, _) => Err("an HTTP project is stored without its signing secret".into()),
+        }
+    }
+}
 
 /// A project to register.
 #[derive(Clone, Debug)]
@@ -6,15 +92,9 @@ pub struct NewProject {
     pub id: String,
     pub name: String,
     pub description: String,
-    /// `command` or `http`.
-    pub transport: String,
-    /// Canonical root directory (command transport only).
-    pub root: Option<String>,
-    pub plugin_url: Option<String>,
+    pub transport: ProjectTransport,
     /// The manifest text as registered; re-validated when loaded.
     pub manifest: String,
-    /// Standard Webhooks secret (`whsec_…`) used to sign requests to an HTTP plugin.
-    pub signing_secret: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -22,11 +102,8 @@ pub struct ProjectRecord {
     pub id: String,
     pub name: String,
     pub description: String,
-    pub transport: String,
-    pub root: Option<String>,
-    pub plugin_url: Option<String>,
+    pub transport: ProjectTransport,
     pub manifest: String,
-    pub signing_secret: Option<String>,
     pub cost_cursor: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -38,10 +115,9 @@ pub struct NewSchedule {
     pub task: String,
     pub cron: String,
     pub timezone: String,
-    pub managed_by: String,
+    pub managed_by: ManagedBy,
     pub description: String,
-    /// `manifest`, `plugin` or `discovered` (registered from `schedules discover`).
-    pub source: String,
+    pub source: ScheduleSource,
     /// The check watching a schedule kept elsewhere (its slug).
     pub check_slug: Option<String>,
 }
@@ -54,9 +130,9 @@ pub struct ScheduleRecord {
     pub task: String,
     pub cron: String,
     pub timezone: String,
-    pub managed_by: String,
+    pub managed_by: ManagedBy,
     pub description: String,
-    pub source: String,
+    pub source: ScheduleSource,
     pub check_slug: Option<String>,
 }
 
@@ -75,7 +151,7 @@ pub struct ScheduleState {
 pub struct SlotRun {
     pub slot: i64,
     pub run_id: String,
-    pub status: String,
+    pub status: RunStatus,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
 }
@@ -110,7 +186,7 @@ pub struct RunRecord {
     pub project_id: String,
     pub project: String,
     pub task: String,
-    pub status: String,
+    pub status: RunStatus,
     pub input: String,
     pub outputs: Option<String>,
     /// Number of the current (or last) attempt; 0 before the first starts.
@@ -136,7 +212,7 @@ pub struct RunRecord {
 pub struct AttemptRecord {
     pub run_id: String,
     pub attempt: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub node_id: String,
     pub pid: Option<i64>,
     /// Start time of the process (clock ticks since boot), to tell it from a later process
@@ -154,7 +230,7 @@ pub struct FinishAttempt {
     pub run_id: String,
     pub attempt: i64,
     /// Final status of the attempt.
-    pub attempt_status: String,
+    pub attempt_status: RunStatus,
     /// `Some(t)`: the run goes back to queued, due at `t`. `None`: the run ends with
     /// `attempt_status`.
     pub retry_at: Option<i64>,
@@ -171,7 +247,7 @@ pub struct FinishAttempt {
 pub struct RunFilter {
     pub project: Option<String>,
     pub task: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// Only runs with an id below this one (the previous page's last id).
     pub before: Option<String>,
     pub limit: i64,
@@ -179,8 +255,7 @@ pub struct RunFilter {
 
 #[derive(Clone, Debug)]
 pub struct NewLogChunk {
-    /// `stdout`, `stderr` or `system` (Agent OS's own notes, e.g. "killed after timeout").
-    pub stream: String,
+    pub stream: LogStream,
     pub at: i64,
     pub data: String,
 }
@@ -188,7 +263,7 @@ pub struct NewLogChunk {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogChunk {
     pub seq: i64,
-    pub stream: String,
+    pub stream: LogStream,
     pub at: i64,
     pub data: String,
 }
@@ -197,8 +272,7 @@ pub struct LogChunk {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenRecord {
     pub id: String,
-    /// `admin`, `project` or `run`.
-    pub kind: String,
+    pub kind: TokenKind,
     pub name: String,
     pub project_id: Option<String>,
     pub run_id: Option<String>,
@@ -213,8 +287,7 @@ pub struct TokenRecord {
 pub struct SessionRecord {
     pub id: String,
     pub csrf: String,
-    /// `token` or `password`.
-    pub via: String,
+    pub via: LoginVia,
     /// The admin token a token login used.
     pub token_id: Option<String>,
     pub created_at: i64,
@@ -226,13 +299,12 @@ pub struct SessionRecord {
 pub struct ProbeResult {
     pub id: String,
     pub project_id: String,
-    /// `status`, `cost`, `schedule` or `health` (an HTTP health check).
-    pub kind: String,
+    pub kind: ProbeKind,
     pub at: i64,
     pub ok: bool,
     pub duration_ms: i64,
     /// For status probes: `ok`, `degraded` or `down`; for health checks `ok` or `down`.
-    pub status: Option<String>,
+    pub status: Option<ProbeStatus>,
     pub message: Option<String>,
     /// The probe's JSON answer, as received (bounded).
     pub body: Option<String>,
@@ -255,8 +327,7 @@ pub struct NewCost {
     pub model: Option<String>,
     pub at: i64,
     pub idempotency_key: String,
-    /// `api` or `probe`.
-    pub source: String,
+    pub source: CostSource,
     pub metadata: Option<String>,
     pub created_at: i64,
 }
@@ -275,7 +346,7 @@ pub struct CostRecord {
     pub model: Option<String>,
     pub at: i64,
     pub idempotency_key: String,
-    pub source: String,
+    pub source: CostSource,
     pub metadata: Option<String>,
 }
 
@@ -300,8 +371,7 @@ pub struct NodeRecord {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewCheck {
     pub slug: String,
-    /// `period` or `cron`.
-    pub kind: String,
+    pub kind: CheckKind,
     pub period_ms: Option<i64>,
     pub cron: Option<String>,
     pub timezone: Option<String>,
@@ -317,13 +387,13 @@ pub struct CheckRecord {
     pub project: String,
     pub ping_key: Option<String>,
     pub slug: String,
-    pub kind: String,
+    pub kind: CheckKind,
     pub period_ms: Option<i64>,
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub grace_ms: i64,
     pub description: String,
-    pub state: String,
+    pub state: CheckState,
     pub last_finish_at: Option<i64>,
     pub last_failed: bool,
     pub running_since: Option<i64>,
@@ -339,7 +409,7 @@ pub struct PingUpdate {
     pub id: String,
     pub check_id: String,
     pub at: i64,
-    pub kind: String,
+    pub kind: PingKind,
     pub rid: Option<String>,
     pub duration_ms: Option<i64>,
     pub body: Option<String>,
@@ -347,7 +417,7 @@ pub struct PingUpdate {
     pub last_finish_at: Option<i64>,
     pub last_failed: bool,
     pub running_since: Option<i64>,
-    pub state: String,
+    pub state: CheckState,
     /// Set when the state changed.
     pub event: Option<NewEvent>,
 }
@@ -403,8 +473,7 @@ pub struct HoldRecord {
     /// The run id or the lease id.
     pub holder: String,
     pub resource: String,
-    /// `run` or `lease`.
-    pub kind: String,
+    pub kind: HolderKind,
     pub project: Option<String>,
     /// `project.task` for a run; the caller's label for a lease.
     pub label: String,
@@ -420,8 +489,7 @@ pub struct HoldRecord {
 #[derive(Clone, Debug, PartialEq)]
 pub struct WaiterRecord {
     pub id: String,
-    /// `run` or `lease`.
-    pub kind: String,
+    pub kind: HolderKind,
     pub resources: Vec<String>,
     pub project: Option<String>,
     pub label: String,
@@ -518,16 +586,13 @@ pub struct BudgetRecord {
     pub project: String,
     /// `""` for every service of the project.
     pub service: String,
-    /// `daily` or `monthly` (UTC).
-    pub period: String,
+    pub period: Period,
     pub amount_nanos: i64,
     pub currency: String,
     /// Percentages, ascending.
     pub thresholds: Vec<i64>,
-    /// `alert` or `pause`.
-    pub on_exceed: String,
-    /// `config` or `api`.
-    pub source: String,
+    pub on_exceed: OnExceed,
+    pub source: BudgetSource,
     pub created_at: i64,
 }
 
@@ -559,13 +624,11 @@ pub struct NotificationRecord {
     pub project: Option<String>,
     pub title: String,
     pub body: String,
-    /// `info`, `warning` or `critical`.
-    pub severity: String,
+    pub severity: Severity,
     pub tags: Vec<String>,
     pub dedup_key: Option<String>,
     pub created_at: i64,
-    /// What raised it: `project` (sent by a project or user), `test`, or an incident's source.
-    pub source: Option<String>,
+    pub source: Option<NotificationSource>,
     /// The incident it tells about.
     pub incident_id: Option<String>,
     /// Why it was kept back from every channel (a maintenance window).
@@ -577,7 +640,7 @@ pub struct NotificationRecord {
 pub struct PlannedDelivery {
     pub channel: String,
     /// `(until, why)`: held for a digest sent at `until`.
-    pub held: Option<(i64, String)>,
+    pub held: Option<(i64, HoldReason)>,
 }
 
 /// One notification on its way to one channel.
@@ -587,24 +650,22 @@ pub struct DeliveryRecord {
     pub id: String,
     pub notification_id: String,
     pub channel: String,
-    /// `pending`, `held` (waiting for a digest), `delivered`, `failed` (gave up) or
-    /// `disabled` (the channel is gone).
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_at: i64,
     /// The receiver's last HTTP status.
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at: Option<i64>,
-    /// Why it was held for a digest (`quiet hours`, `throttle`), if it was.
-    pub held: Option<String>,
+    /// Why it was held for a digest, if it was.
+    pub held: Option<HoldReason>,
 }
 
 /// What an attempt came to.
 #[derive(Clone, Debug)]
 pub struct DeliveryOutcome {
     pub id: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub next_at: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
@@ -615,17 +676,15 @@ pub struct DeliveryOutcome {
 #[derive(Clone, Debug, PartialEq)]
 pub struct IncidentRecord {
     pub id: String,
-    /// `run`, `check`, `health`, `budget`, `project` or `channel`.
-    pub source: String,
+    pub source: IncidentSource,
     /// What it is about within the source, e.g. `trading/rebalance`.
     pub subject: String,
     pub project: Option<String>,
-    pub severity: String,
+    pub severity: Severity,
     pub title: String,
     /// The latest reason given.
     pub reason: String,
-    /// `open` or `resolved`.
-    pub status: String,
+    pub status: IncidentStatus,
     pub opened_at: i64,
     pub resolved_at: Option<i64>,
     pub acked_at: Option<i64>,
@@ -657,10 +716,8 @@ pub struct WorkflowRunRecord {
     pub workflow: String,
     /// The workflow file's text when the run was started: a run keeps it to the end.
     pub definition: String,
-    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`, `timed_out` or `skipped`.
-    pub status: String,
-    /// `event`, `webhook`, `schedule`, `manual` or `workflow`.
-    pub trigger: String,
+    pub status: WorkflowRunStatus,
+    pub trigger: TriggerKind,
     /// What started it (an event id, a webhook id, a parent step): one run per key.
     pub trigger_key: Option<String>,
     /// The triggering event as JSON (`type`, `data`, …).
@@ -684,8 +741,7 @@ pub struct StepRecord {
     pub run_id: String,
     pub step_id: String,
     pub item: i64,
-    /// `running`, `waiting`, `retrying`, `succeeded`, `failed`, `skipped` or `cancelled`.
-    pub status: String,
+    pub status: StepStatus,
     pub attempt: i64,
     pub task_run_id: Option<String>,
     pub child_run_id: Option<String>,

@@ -6,6 +6,8 @@
 //! filtered list, newest first. Told on SQLite always and on PostgreSQL when
 //! `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
 
+use agent_os_core::cost::CostSource;
+use agent_os_core::run::RunStatus;
 use agent_os_store::*;
 
 mod common;
@@ -70,7 +72,7 @@ fn record(rng: &mut Rng, n: usize) -> NewCost {
         model: (rng.below(3) > 0).then(|| rng.pick(&["gpt-4o", "claude", "Mini"]).to_string()),
         at: time(rng),
         idempotency_key: format!("k{n}"),
-        source: "api".into(),
+        source: CostSource::Api,
         metadata: None,
         created_at: BASE,
     }
@@ -189,11 +191,8 @@ async fn filter_story(store: &SqlStore) {
             id: agent_os_core::id::new_id(),
             name: name.into(),
             description: String::new(),
-            transport: "command".into(),
-            root: Some(format!("/home/u/{name}")),
-            plugin_url: None,
+            transport: ProjectTransport::Command { root: format!("/home/u/{name}") },
             manifest: format!("name: {name}\n"),
-            signing_secret: None,
         };
         projects.push(store.insert_project(&p, &[], 1).await.unwrap());
     }
@@ -234,7 +233,7 @@ async fn filter_story(store: &SqlStore) {
                 model: None,
                 at: 5_000 - i * 7 % 50,
                 idempotency_key: format!("c{i}"),
-                source: "api".into(),
+                source: CostSource::Api,
                 metadata: None,
                 created_at: 5_000,
             }])
@@ -249,12 +248,12 @@ async fn filter_story(store: &SqlStore) {
     let mut seen_some = 0;
     for project in pick(&[None, Some("trading"), Some("cortana"), Some("nobody")]) {
         for task in pick(&[None, Some("scan"), Some("sync")]) {
-            for status in pick(&[None, Some("queued"), Some("cancelled"), Some("running")]) {
+            for status in [None, Some(RunStatus::Queued), Some(RunStatus::Cancelled), Some(RunStatus::Running)] {
                 for before in [None, Some(cursor.clone())] {
                     let f = RunFilter {
                         project: project.clone(),
                         task: task.clone(),
-                        status: status.clone(),
+                        status,
                         before: before.clone(),
                         limit: 7,
                     };
@@ -262,7 +261,7 @@ async fn filter_story(store: &SqlStore) {
                         .iter()
                         .filter(|r| project.as_ref().is_none_or(|p| &r.project == p))
                         .filter(|r| task.as_ref().is_none_or(|t| &r.task == t))
-                        .filter(|r| status.as_ref().is_none_or(|s| &r.status == s))
+                        .filter(|r| status.is_none_or(|s| r.status == s))
                         .filter(|r| before.as_ref().is_none_or(|b| &r.id < b))
                         .take(7)
                         .map(|r| r.id.clone())

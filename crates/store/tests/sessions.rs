@@ -2,6 +2,7 @@
 //! (a revoked admin token, a rotation, a changed password). Told on SQLite always and on
 //! PostgreSQL when `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
 
+use agent_os_core::token::{LoginVia, TokenKind};
 use agent_os_store::*;
 
 mod common;
@@ -12,7 +13,7 @@ const NOW: i64 = 1_764_000_000_000;
 fn token(id: &str) -> TokenRecord {
     TokenRecord {
         id: id.into(),
-        kind: "admin".into(),
+        kind: TokenKind::Admin,
         name: id.into(),
         project_id: None,
         run_id: None,
@@ -23,11 +24,11 @@ fn token(id: &str) -> TokenRecord {
     }
 }
 
-fn session(id: &str, via: &str, token_id: Option<&str>, expires_at: i64) -> SessionRecord {
+fn session(id: &str, via: LoginVia, token_id: Option<&str>, expires_at: i64) -> SessionRecord {
     SessionRecord {
         id: id.into(),
         csrf: format!("csrf-{id}"),
-        via: via.into(),
+        via,
         token_id: token_id.map(str::to_string),
         created_at: NOW,
         expires_at,
@@ -39,11 +40,11 @@ async fn story(store: &SqlStore) {
         store.insert_token(&token(t)).await.unwrap();
     }
     let later = NOW + 3_600_000;
-    store.insert_session(&session("s-a", "token", Some("a"), later)).await.unwrap();
-    store.insert_session(&session("s-b", "token", Some("b"), later)).await.unwrap();
-    store.insert_session(&session("s-keep", "token", Some("keep"), later)).await.unwrap();
-    store.insert_session(&session("s-pw", "password", None, later)).await.unwrap();
-    store.insert_session(&session("s-old", "token", Some("keep"), NOW - 1)).await.unwrap();
+    store.insert_session(&session("s-a", LoginVia::Token, Some("a"), later)).await.unwrap();
+    store.insert_session(&session("s-b", LoginVia::Token, Some("b"), later)).await.unwrap();
+    store.insert_session(&session("s-keep", LoginVia::Token, Some("keep"), later)).await.unwrap();
+    store.insert_session(&session("s-pw", LoginVia::Password, None, later)).await.unwrap();
+    store.insert_session(&session("s-old", LoginVia::Token, Some("keep"), NOW - 1)).await.unwrap();
 
     let found = store.find_session("s-a", NOW).await.unwrap().expect("a live session is found");
     assert_eq!(found.csrf, "csrf-s-a");
@@ -58,7 +59,7 @@ async fn story(store: &SqlStore) {
     assert!(store.find_session("s-b", NOW).await.unwrap().is_some());
 
     // A changed password ends the password sessions only.
-    assert_eq!(store.delete_sessions(Some("password")).await.unwrap(), 1);
+    assert_eq!(store.delete_sessions(Some(LoginVia::Password)).await.unwrap(), 1);
     assert!(store.find_session("s-pw", NOW).await.unwrap().is_none());
     assert!(store.find_session("s-b", NOW).await.unwrap().is_some());
 
@@ -70,7 +71,7 @@ async fn story(store: &SqlStore) {
     // Logging out ends one session; a new login sweeps the expired ones.
     assert!(store.delete_session("s-keep").await.unwrap());
     assert!(!store.delete_session("s-keep").await.unwrap());
-    store.insert_session(&session("s-new", "password", None, later)).await.unwrap();
+    store.insert_session(&session("s-new", LoginVia::Password, None, later)).await.unwrap();
     assert_eq!(store.delete_sessions(None).await.unwrap(), 1, "only the new one was left");
 }
 

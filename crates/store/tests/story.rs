@@ -2,7 +2,13 @@
 //! `AGENT_OS_TEST_POSTGRES_URL` names a server (CI always sets it; with `CI=true` and no URL the
 //! PostgreSQL test fails rather than skips).
 
+use agent_os_core::alerting::{HoldReason, IncidentSource, IncidentStatus, NotificationSource, Severity};
+use agent_os_core::check::{CheckKind, CheckState, PingKind};
+use agent_os_core::cost::CostSource;
+use agent_os_core::manifest::{ManagedBy, ProbeKind, ProbeStatus, ScheduleSource};
 use agent_os_core::resource::{Limits, Rate, ResourceScope};
+use agent_os_core::run::{LogStream, RunStatus};
+use agent_os_core::token::TokenKind;
 use agent_os_store::*;
 
 mod common;
@@ -18,11 +24,8 @@ fn project(name: &str) -> NewProject {
         id: agent_os_core::id::new_id(),
         name: name.into(),
         description: "Personal AI memory".into(),
-        transport: "command".into(),
-        root: Some(format!("/home/u/{name}")),
-        plugin_url: None,
+        transport: ProjectTransport::Command { root: format!("/home/u/{name}") },
         manifest: format!("name: {name}\n"),
-        signing_secret: None,
     }
 }
 
@@ -31,9 +34,9 @@ fn schedule(task: &str) -> NewSchedule {
         task: task.into(),
         cron: "0 22 * * *".into(),
         timezone: "America/Los_Angeles".into(),
-        managed_by: "launchd".into(),
+        managed_by: ManagedBy::Launchd,
         description: String::new(),
-        source: "manifest".into(),
+        source: ScheduleSource::Manifest,
         check_slug: Some(task.into()),
     }
 }
@@ -69,14 +72,14 @@ async fn fire(s: &dyn Store, key: &str, slot: i64, run: Option<&NewRun>, outcome
 /// Ends a run the quick way: a queued one is cancelled, a running one succeeds.
 async fn end_run(s: &dyn Store, id: &str) {
     let run = s.get_run(id).await.unwrap().unwrap();
-    if run.status == "queued" {
+    if run.status == RunStatus::Queued {
         s.request_cancel(id, run.queued_at + 1).await.unwrap();
         return;
     }
     s.finish_attempt(&FinishAttempt {
         run_id: id.into(),
         attempt: run.attempt,
-        attempt_status: "succeeded".into(),
+        attempt_status: RunStatus::Succeeded,
         retry_at: None,
         exit_code: Some(0),
         error: None,
@@ -116,13 +119,13 @@ async fn story(s: &dyn Store) {
 
     // A run: queued, claimed once, retried, finished.
     let run = s.insert_run(&new_run(&cortana, "daily_update", 3_000, 2)).await.unwrap();
-    assert_eq!(run.status, "queued");
+    assert_eq!(run.status, RunStatus::Queued);
     assert_eq!(run.attempt, 0);
     assert_eq!(s.next_due().await.unwrap(), Some(3_000));
     assert!(s.claim_runs("node-a", 2_999, 10, &[]).await.unwrap().is_empty(), "not due yet");
     let run_token = TokenRecord {
         id: "claim-token".into(),
-        kind: "run".into(),
+        kind: TokenKind::Run,
         name: String::new(),
         project_id: None,
         run_id: None,
@@ -137,7 +140,7 @@ async fn story(s: &dyn Store) {
     let t = s.find_token("hash-claim").await.unwrap().expect("the claim stored the run's token");
     assert_eq!((t.run_id.as_deref(), t.project_id.as_deref()), (Some(run.id.as_str()), Some(cortana.id.as_str())));
     assert!(s.find_token("hash-unused").await.unwrap().is_none(), "tokens beyond the claimed runs are not stored");
-    assert_eq!(claimed[0].status, "running");
+    assert_eq!(claimed[0].status, RunStatus::Running);
     assert_eq!(claimed[0].attempt, 1);
     assert!(s.claim_runs("node-b", 3_000, 10, &[]).await.unwrap().is_empty(), "claimed twice");
     s.set_attempt_process(&run.id, 1, 4242, Some(99)).await.unwrap();
@@ -150,7 +153,7 @@ async fn story(s: &dyn Store) {
         .finish_attempt(&FinishAttempt {
             run_id: run.id.clone(),
             attempt: 1,
-            attempt_status: "failed".into(),
+            attempt_status: RunStatus::Failed,
             retry_at: Some(5_000),
             exit_code: Some(1),
             error: Some("exit status 1".into()),
@@ -160,7 +163,7 @@ async fn story(s: &dyn Store) {
         })
         .await
         .unwrap();
-    assert_eq!(retried.status, "queued");
+    assert_eq!(retried.status, RunStatus::Queued);
     assert_eq!(retried.not_before, 5_000);
     assert_eq!(
         s.find_token("hash-claim").await.unwrap().unwrap().revoked_at,
@@ -171,7 +174,7 @@ async fn story(s: &dyn Store) {
         .finish_attempt(&FinishAttempt {
             run_id: run.id.clone(),
             attempt: 1,
-            attempt_status: "failed".into(),
+            attempt_status: RunStatus::Failed,
             retry_at: None,
             exit_code: Some(1),
             error: None,
@@ -187,7 +190,7 @@ async fn story(s: &dyn Store) {
         .finish_attempt(&FinishAttempt {
             run_id: run.id.clone(),
             attempt: 2,
-            attempt_status: "succeeded".into(),
+            attempt_status: RunStatus::Succeeded,
             retry_at: None,
             exit_code: Some(0),
             error: None,
@@ -197,7 +200,7 @@ async fn story(s: &dyn Store) {
         })
         .await
         .unwrap();
-    assert_eq!(done.status, "succeeded");
+    assert_eq!(done.status, RunStatus::Succeeded);
     assert_eq!(done.finished_at, Some(5_100));
     assert_eq!(done.started_at, Some(3_000), "started_at is the first attempt's start");
     assert_eq!(done.outputs.as_deref(), Some("{\"count\":3}"));
@@ -208,17 +211,17 @@ async fn story(s: &dyn Store) {
     // Cancel: a queued run ends at once; a running one is flagged and its retry is refused.
     let q = s.insert_run(&new_run(&trading, "scan", 6_000, 1)).await.unwrap();
     let c = s.request_cancel(&q.id, 6_001).await.unwrap();
-    assert_eq!(c.status, "cancelled");
+    assert_eq!(c.status, RunStatus::Cancelled);
     let r = s.insert_run(&new_run(&trading, "scan", 6_100, 3)).await.unwrap();
     s.claim_runs("node-a", 6_100, 10, &[]).await.unwrap();
     let flagged = s.request_cancel(&r.id, 6_200).await.unwrap();
-    assert_eq!(flagged.status, "running");
+    assert_eq!(flagged.status, RunStatus::Running);
     assert!(flagged.cancel_requested);
     let ended = s
         .finish_attempt(&FinishAttempt {
             run_id: r.id.clone(),
             attempt: 1,
-            attempt_status: "failed".into(),
+            attempt_status: RunStatus::Failed,
             retry_at: Some(7_000),
             exit_code: None,
             error: Some("terminated".into()),
@@ -228,7 +231,7 @@ async fn story(s: &dyn Store) {
         })
         .await
         .unwrap();
-    assert_eq!(ended.status, "cancelled", "a requested cancel wins over a retry");
+    assert_eq!(ended.status, RunStatus::Cancelled, "a requested cancel wins over a retry");
     assert!(matches!(s.request_cancel("nope", 1).await, Err(StoreError::NotFound(_))));
 
     // Listing with filters and pagination, newest first.
@@ -258,14 +261,14 @@ async fn story(s: &dyn Store) {
         .unwrap();
     assert_eq!(page2.len(), 3);
     let succeeded =
-        s.list_runs(&RunFilter { status: Some("succeeded".into()), limit: 10, ..Default::default() }).await.unwrap();
+        s.list_runs(&RunFilter { status: Some(RunStatus::Succeeded), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(succeeded.len(), 1);
     let counts = s.count_runs_by_status().await.unwrap();
-    assert!(counts.contains(&("queued".to_string(), 5)), "{counts:?}");
-    assert!(counts.contains(&("cancelled".to_string(), 2)), "{counts:?}");
+    assert!(counts.contains(&(RunStatus::Queued, 5)), "{counts:?}");
+    assert!(counts.contains(&(RunStatus::Cancelled, 2)), "{counts:?}");
 
     // Logs keep the tail under the cap and count what they dropped.
-    let chunk = |d: &str| NewLogChunk { stream: "stdout".into(), at: 9_000, data: d.into() };
+    let chunk = |d: &str| NewLogChunk { stream: LogStream::Stdout, at: 9_000, data: d.into() };
     s.append_log(&run.id, &[chunk("aaaa\n"), chunk("bbbb\n")], 12).await.unwrap();
     s.append_log(&run.id, &[chunk("cccc\n")], 12).await.unwrap();
     let log = s.read_log(&run.id, 0, 100).await.unwrap();
@@ -279,9 +282,9 @@ async fn story(s: &dyn Store) {
     assert_eq!(log.iter().map(|c| c.data.len()).sum::<usize>(), 12, "one oversized chunk keeps its tail");
 
     // Tokens: stored by hash, revocable, run tokens end with their run.
-    let tok = |id: &str, kind: &str, run: Option<&str>| TokenRecord {
+    let tok = |id: &str, kind: TokenKind, run: Option<&str>| TokenRecord {
         id: id.into(),
-        kind: kind.into(),
+        kind,
         name: String::new(),
         project_id: Some(trading.id.clone()),
         run_id: run.map(str::to_string),
@@ -290,10 +293,10 @@ async fn story(s: &dyn Store) {
         expires_at: None,
         revoked_at: None,
     };
-    s.insert_token(&tok("t1", "admin", None)).await.unwrap();
-    s.insert_token(&tok("t2", "admin", None)).await.unwrap();
-    s.insert_token(&tok("t3", "run", Some(&r.id))).await.unwrap();
-    assert!(s.insert_token(&tok("t1", "admin", None)).await.is_err());
+    s.insert_token(&tok("t1", TokenKind::Admin, None)).await.unwrap();
+    s.insert_token(&tok("t2", TokenKind::Admin, None)).await.unwrap();
+    s.insert_token(&tok("t3", TokenKind::Run, Some(&r.id))).await.unwrap();
+    assert!(s.insert_token(&tok("t1", TokenKind::Admin, None)).await.is_err());
     assert_eq!(s.count_admin_tokens().await.unwrap(), 2);
     s.revoke_admin_tokens_except("t2", 10).await.unwrap();
     assert_eq!(s.count_admin_tokens().await.unwrap(), 1);
@@ -305,28 +308,28 @@ async fn story(s: &dyn Store) {
     assert_eq!(s.list_tokens().await.unwrap().len(), 2, "run tokens are not listed");
     // At start: a generated admin token only when none is live; a given one stored once, even
     // when several servers give it (their inserts take turns), and the others revoked.
-    assert!(s.insert_first_admin_token(&tok("t4", "admin", None)).await.unwrap());
-    assert!(!s.insert_first_admin_token(&tok("t5", "admin", None)).await.unwrap(), "one is live already");
-    s.set_admin_token(&tok("t6", "admin", None), 14).await.unwrap();
-    s.set_admin_token(&TokenRecord { id: "t6-again".into(), ..tok("t6", "admin", None) }, 15).await.unwrap();
+    assert!(s.insert_first_admin_token(&tok("t4", TokenKind::Admin, None)).await.unwrap());
+    assert!(!s.insert_first_admin_token(&tok("t5", TokenKind::Admin, None)).await.unwrap(), "one is live already");
+    s.set_admin_token(&tok("t6", TokenKind::Admin, None), 14).await.unwrap();
+    s.set_admin_token(&TokenRecord { id: "t6-again".into(), ..tok("t6", TokenKind::Admin, None) }, 15).await.unwrap();
     assert_eq!(s.count_admin_tokens().await.unwrap(), 1);
     assert_eq!(s.find_token("hash-t6").await.unwrap().unwrap().id, "t6", "the first insert is kept");
     assert_eq!(s.find_token("hash-t4").await.unwrap().unwrap().revoked_at, Some(14));
     assert!(
-        matches!(s.set_admin_token(&tok("t1", "admin", None), 16).await, Err(StoreError::Conflict(_))),
+        matches!(s.set_admin_token(&tok("t1", TokenKind::Admin, None), 16).await, Err(StoreError::Conflict(_))),
         "a revoked token does not come back"
     );
 
     // Probes: the newest result per kind.
-    for (i, status) in ["ok", "down"].iter().enumerate() {
+    for (i, status) in [ProbeStatus::Ok, ProbeStatus::Down].into_iter().enumerate() {
         s.insert_probe_result(&ProbeResult {
             id: agent_os_core::id::new_id(),
             project_id: cortana.id.clone(),
-            kind: "status".into(),
+            kind: ProbeKind::Status,
             at: 100 + i as i64,
             ok: true,
             duration_ms: 3,
-            status: Some(status.to_string()),
+            status: Some(status),
             message: None,
             body: None,
             error: None,
@@ -336,7 +339,7 @@ async fn story(s: &dyn Store) {
     }
     let latest = s.latest_probe_results(&cortana.id).await.unwrap();
     assert_eq!(latest.len(), 1);
-    assert_eq!(latest[0].status.as_deref(), Some("down"));
+    assert_eq!(latest[0].status, Some(ProbeStatus::Down));
 
     // Costs: exact, all-or-nothing, duplicates by idempotency key count once.
     let cost = |key: &str, nanos: i64| NewCost {
@@ -353,7 +356,7 @@ async fn story(s: &dyn Store) {
         model: Some("gpt-4o-mini".into()),
         at: 50,
         idempotency_key: key.into(),
-        source: "api".into(),
+        source: CostSource::Api,
         metadata: None,
         created_at: 50,
     };
@@ -385,7 +388,7 @@ async fn story(s: &dyn Store) {
     assert!(s.get_run(&again.id).await.unwrap().is_none(), "and its duplicate run is not stored");
     let fired = s.get_run(&slot_run.id).await.unwrap().unwrap();
     assert_eq!((fired.status.as_str(), fired.not_before, fired.trigger.as_str()), ("queued", 205, "schedule"));
-    assert_eq!(s.last_schedule_run(key).await.unwrap(), Some((slot_run.id.clone(), "queued".to_string())));
+    assert_eq!(s.last_schedule_run(key).await.unwrap(), Some((slot_run.id.clone(), RunStatus::Queued)));
     assert!(fire(s, key, 150, None, "skipped", 203).await);
     assert_eq!(last_slot(s, key).await, Some(200), "the last slot never moves back");
     let states = s.schedule_states().await.unwrap();
@@ -420,7 +423,7 @@ async fn story(s: &dyn Store) {
     end_run(s, &k2.id).await;
 
     // Discovered schedules survive manifest reloads; registering one again replaces it.
-    let found = NewSchedule { source: "discovered".into(), managed_by: "cron".into(), ..schedule("backup") };
+    let found = NewSchedule { source: ScheduleSource::Discovered, managed_by: ManagedBy::Cron, ..schedule("backup") };
     s.add_discovered_schedules(&cortana.id, std::slice::from_ref(&found)).await.unwrap();
     s.add_discovered_schedules(&cortana.id, &[NewSchedule { cron: "5 1 * * *".into(), ..found.clone() }])
         .await
@@ -438,7 +441,7 @@ async fn story(s: &dyn Store) {
     assert_eq!(s.ensure_ping_key(&cortana.id, "pk-other").await.unwrap(), key_a, "the ping key never changes");
     let check = |slug: &str, grace: i64| NewCheck {
         slug: slug.into(),
-        kind: "cron".into(),
+        kind: CheckKind::Cron,
         period_ms: None,
         cron: Some("0 22 * * *".into()),
         timezone: Some("UTC".into()),
@@ -463,7 +466,7 @@ async fn story(s: &dyn Store) {
         id: agent_os_core::id::new_id(),
         check_id: first.id.clone(),
         at: 20,
-        kind: "success".into(),
+        kind: PingKind::Success,
         rid: None,
         duration_ms: Some(5),
         body: Some("done".into()),
@@ -471,7 +474,7 @@ async fn story(s: &dyn Store) {
         last_finish_at: Some(20),
         last_failed: false,
         running_since: None,
-        state: "up".into(),
+        state: CheckState::Up,
         event: Some(event("check.up", 20)),
     }])
     .await
@@ -481,9 +484,9 @@ async fn story(s: &dyn Store) {
         (up.state.as_str(), up.last_ping_at, up.last_duration_ms, up.state_changed_at),
         ("up", Some(20), Some(5), Some(20))
     );
-    assert!(s.set_check_state(&first.id, "late", &event("check.late", 30)).await.unwrap());
+    assert!(s.set_check_state(&first.id, CheckState::Late, &event("check.late", 30)).await.unwrap());
     assert!(
-        !s.set_check_state(&first.id, "late", &event("check.late", 31)).await.unwrap(),
+        !s.set_check_state(&first.id, CheckState::Late, &event("check.late", 31)).await.unwrap(),
         "no event without a change"
     );
     let events = s.list_events(Some("check."), None, None, 10).await.unwrap();
@@ -494,11 +497,11 @@ async fn story(s: &dyn Store) {
 
     // A group of pings in one transaction: each check's row ends as its last ping says, with
     // the last duration any of them had, and every state change's event.
-    let ping = |at: i64, duration_ms: Option<i64>, state: &str, ev: Option<NewEvent>| PingUpdate {
+    let ping = |at: i64, duration_ms: Option<i64>, state: CheckState, ev: Option<NewEvent>| PingUpdate {
         id: agent_os_core::id::new_id(),
         check_id: first.id.clone(),
         at,
-        kind: "success".into(),
+        kind: PingKind::Success,
         rid: None,
         duration_ms,
         body: None,
@@ -506,10 +509,15 @@ async fn story(s: &dyn Store) {
         last_finish_at: Some(at),
         last_failed: false,
         running_since: None,
-        state: state.into(),
+        state,
         event: ev,
     };
-    s.record_pings(&[ping(40, Some(7), "up", Some(event("check.up", 40))), ping(41, None, "up", None)]).await.unwrap();
+    s.record_pings(&[
+        ping(40, Some(7), CheckState::Up, Some(event("check.up", 40))),
+        ping(41, None, CheckState::Up, None),
+    ])
+    .await
+    .unwrap();
     let after = s.get_check(&first.id).await.unwrap().unwrap();
     assert_eq!(
         (after.state.as_str(), after.last_ping_at, after.last_duration_ms, after.state_changed_at),
@@ -789,15 +797,15 @@ async fn resource_race(store: std::sync::Arc<SqlStore>) {
 /// Incidents are stored, found open or lately resolved, and written over only as they were read:
 /// the engine's decisions (`engine::incidents`) lean on that.
 async fn incident_rows_story(s: &dyn Store) {
-    let a = incident("check", "trading/nightly", "warning", 1_000);
+    let a = incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 1_000);
     assert!(s.insert_incident(&a).await.unwrap());
-    let twin = incident("check", "trading/nightly", "critical", 1_100);
+    let twin = incident(IncidentSource::Check, "trading/nightly", Severity::Critical, 1_100);
     assert!(!s.insert_incident(&twin).await.unwrap(), "one open incident per source and subject");
-    let open = s.find_open_incident("check", "trading/nightly").await.unwrap().unwrap();
+    let open = s.find_open_incident(IncidentSource::Check, "trading/nightly").await.unwrap().unwrap();
     assert_eq!(open, a);
-    assert!(s.find_open_incident("check", "trading/other").await.unwrap().is_none());
+    assert!(s.find_open_incident(IncidentSource::Check, "trading/other").await.unwrap().is_none());
 
-    let critical = IncidentRecord { severity: "critical".into(), updated_at: 2_000, ..open.clone() };
+    let critical = IncidentRecord { severity: Severity::Critical, updated_at: 2_000, ..open.clone() };
     assert!(s.replace_incident(&critical, &open).await.unwrap());
     let stale = IncidentRecord { reason: "stale".into(), ..open.clone() };
     assert!(!s.replace_incident(&stale, &open).await.unwrap(), "the incident changed since it was read");
@@ -807,32 +815,36 @@ async fn incident_rows_story(s: &dyn Store) {
     assert!(!s.replace_incident(&unacked, &critical).await.unwrap(), "an acknowledgement is a change too");
 
     let acked = s.get_incident(&a.id).await.unwrap().unwrap();
-    let resolved = IncidentRecord { status: "resolved".into(), resolved_at: Some(3_000), changes: 2, ..acked.clone() };
+    let resolved =
+        IncidentRecord { status: IncidentStatus::Resolved, resolved_at: Some(3_000), changes: 2, ..acked.clone() };
     assert!(s.replace_incident(&resolved, &acked).await.unwrap());
-    assert!(s.find_open_incident("check", "trading/nightly").await.unwrap().is_none());
-    assert_eq!(s.last_resolved_incident("check", "trading/nightly", 3_000).await.unwrap(), Some(resolved.clone()));
-    assert!(s.last_resolved_incident("check", "trading/nightly", 3_001).await.unwrap().is_none());
+    assert!(s.find_open_incident(IncidentSource::Check, "trading/nightly").await.unwrap().is_none());
+    assert_eq!(
+        s.last_resolved_incident(IncidentSource::Check, "trading/nightly", 3_000).await.unwrap(),
+        Some(resolved.clone())
+    );
+    assert!(s.last_resolved_incident(IncidentSource::Check, "trading/nightly", 3_001).await.unwrap().is_none());
 
     // Opening it again loses to an incident of its key opened meanwhile.
-    let newer = incident("check", "trading/nightly", "warning", 4_000);
+    let newer = incident(IncidentSource::Check, "trading/nightly", Severity::Warning, 4_000);
     assert!(s.insert_incident(&newer).await.unwrap());
-    let again = IncidentRecord { status: "open".into(), resolved_at: None, changes: 3, ..resolved.clone() };
+    let again = IncidentRecord { status: IncidentStatus::Open, resolved_at: None, changes: 3, ..resolved.clone() };
     assert!(!s.replace_incident(&again, &resolved).await.unwrap());
-    assert_eq!(s.find_open_incident("check", "trading/nightly").await.unwrap().unwrap().id, newer.id);
+    assert_eq!(s.find_open_incident(IncidentSource::Check, "trading/nightly").await.unwrap().unwrap().id, newer.id);
     s.set_incident_notified(&newer.id, true).await.unwrap();
     assert!(s.get_incident(&newer.id).await.unwrap().unwrap().notified);
 }
 
-fn incident(source: &str, subject: &str, severity: &str, at: i64) -> IncidentRecord {
+fn incident(source: IncidentSource, subject: &str, severity: Severity, at: i64) -> IncidentRecord {
     IncidentRecord {
         id: agent_os_core::id::new_id(),
-        source: source.into(),
+        source,
         subject: subject.into(),
         project: Some("trading".into()),
-        severity: severity.into(),
+        severity,
         title: format!("{subject} broke"),
         reason: format!("reason at {at}"),
-        status: "open".into(),
+        status: IncidentStatus::Open,
         opened_at: at,
         resolved_at: None,
         acked_at: None,
@@ -852,20 +864,20 @@ async fn outbox_story(s: &dyn Store) {
         project: Some("trading".into()),
         title: "t".into(),
         body: String::new(),
-        severity: "info".into(),
+        severity: Severity::Info,
         tags: vec![],
         dedup_key: None,
         created_at: 10_000,
-        source: Some("project".into()),
+        source: Some(NotificationSource::Project),
         incident_id: None,
         suppressed: None,
     };
     let planned = [
         PlannedDelivery { channel: "team".into(), held: None },
-        PlannedDelivery { channel: "phone".into(), held: Some((20_000, "quiet hours".into())) },
+        PlannedDelivery { channel: "phone".into(), held: Some((20_000, HoldReason::QuietHours)) },
     ];
     let ds = s.insert_notification(&n, &planned).await.unwrap();
-    assert_eq!((ds[1].status.as_str(), ds[1].next_at, ds[1].held.as_deref()), ("held", 20_000, Some("quiet hours")));
+    assert_eq!((ds[1].status.as_str(), ds[1].next_at, ds[1].held), ("held", 20_000, Some(HoldReason::QuietHours)));
     assert_eq!(s.channel_sends_since("team", 9_000).await.unwrap(), (1, Some(10_000)));
     assert_eq!(s.channel_sends_since("phone", 9_000).await.unwrap().0, 0, "held ones do not count");
     let now = s.claim_deliveries(10_000, 70_000, 10).await.unwrap();
@@ -875,7 +887,7 @@ async fn outbox_story(s: &dyn Store) {
     let later = s.claim_deliveries(20_000, 80_000, 10).await.unwrap();
     assert_eq!(later.iter().map(|d| (d.channel.as_str(), d.status.as_str())).collect::<Vec<_>>(), [("phone", "held")]);
     let stored = s.get_notification(&n.id).await.unwrap().unwrap();
-    assert_eq!(stored.source.as_deref(), Some("project"));
+    assert_eq!(stored.source, Some(NotificationSource::Project));
 
     // Maintenance windows.
     let m = MaintenanceRecord {
@@ -905,6 +917,109 @@ async fn incidents_and_the_outbox_on_sqlite_and_postgres() {
             let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
             incident_rows_story(&store).await;
             outbox_story(&store).await;
+            store.close().await;
+        }
+        db.drop_it().await;
+    }
+}
+
+/// Binds each value of a closed set and reads it back through the database: the same text
+/// goes in and comes out, as the set's own type and as plain text.
+async fn round_trip<T>(pool: &sqlx::AnyPool, all: &[T])
+where
+    T: Copy + std::fmt::Debug + PartialEq + std::fmt::Display + sqlx::Type<sqlx::Any>,
+    T: for<'q> sqlx::Encode<'q, sqlx::Any> + for<'r> sqlx::Decode<'r, sqlx::Any> + Send + 'static,
+{
+    use sqlx::Row;
+    for &value in all {
+        let row = sqlx::query("SELECT CAST($1 AS TEXT), CAST($1 AS TEXT)").bind(value).fetch_one(pool).await.unwrap();
+        assert_eq!(row.try_get::<T, _>(0).unwrap(), value);
+        assert_eq!(row.try_get::<String, _>(1).unwrap(), value.to_string());
+    }
+}
+
+/// Every closed set a record holds is stored as its text and read back as itself; a row that
+/// holds a text no value has (written by hand, or by a newer version) is an error naming it,
+/// and so is an HTTP project without its signing secret.
+async fn typed_columns_story(s: &dyn Store, pool: &sqlx::AnyPool) {
+    use agent_os_core::{alerting, budget, check, cost, health, manifest, resource, run, token, workflow};
+    round_trip(pool, run::RunStatus::ALL).await;
+    round_trip(pool, run::LogStream::ALL).await;
+    round_trip(pool, check::CheckState::ALL).await;
+    round_trip(pool, check::CheckKind::ALL).await;
+    let pings: Vec<check::PingKind> =
+        [check::PingKind::Success, check::PingKind::Start, check::PingKind::Fail, check::PingKind::Log]
+            .into_iter()
+            .chain((0..=255).map(check::PingKind::Exit))
+            .collect();
+    round_trip(pool, &pings).await;
+    round_trip(pool, alerting::Severity::ALL).await;
+    round_trip(pool, alerting::IncidentSource::ALL).await;
+    round_trip(pool, alerting::NotificationSource::ALL).await;
+    round_trip(pool, alerting::IncidentStatus::ALL).await;
+    round_trip(pool, alerting::DeliveryStatus::ALL).await;
+    round_trip(pool, alerting::HoldReason::ALL).await;
+    round_trip(pool, budget::Period::ALL).await;
+    round_trip(pool, budget::OnExceed::ALL).await;
+    round_trip(pool, budget::BudgetSource::ALL).await;
+    round_trip(pool, cost::CostSource::ALL).await;
+    round_trip(pool, health::HealthState::ALL).await;
+    round_trip(pool, manifest::ManagedBy::ALL).await;
+    round_trip(pool, manifest::ScheduleSource::ALL).await;
+    round_trip(pool, manifest::ProbeKind::ALL).await;
+    round_trip(pool, manifest::ProbeStatus::ALL).await;
+    round_trip(pool, manifest::TransportKind::ALL).await;
+    round_trip(pool, resource::HolderKind::ALL).await;
+    round_trip(pool, token::TokenKind::ALL).await;
+    round_trip(pool, token::LoginVia::ALL).await;
+    round_trip(pool, workflow::WorkflowRunStatus::ALL).await;
+    round_trip(pool, workflow::StepStatus::ALL).await;
+    round_trip(pool, workflow::TriggerKind::ALL).await;
+
+    // Both transports survive the trip through their columns.
+    let local = s.insert_project(&project("local"), &[], 1_000).await.unwrap();
+    assert_eq!(local.transport, ProjectTransport::Command { root: "/home/u/local".into() });
+    let hosted = NewProject {
+        transport: ProjectTransport::Http {
+            url: "https://hosted.example.com/agent-os".into(),
+            secret: "whsec_c2VjcmV0".into(),
+            root: None,
+        },
+        ..project("hosted")
+    };
+    let stored = s.insert_project(&hosted, &[], 1_000).await.unwrap();
+    assert_eq!(stored.transport, hosted.transport);
+    assert_eq!(s.get_project("hosted").await.unwrap().unwrap().transport, hosted.transport);
+
+    // A status no version of Agent OS writes is refused where the row is read, by name.
+    let run = s.insert_run(&new_run(&local, "t", 2_000, 1)).await.unwrap();
+    sqlx::query("UPDATE runs SET status = 'done' WHERE id = $1").bind(&run.id).execute(pool).await.unwrap();
+    let e = s.get_run(&run.id).await.unwrap_err().to_string();
+    assert!(e.contains(r#"unknown run status "done""#), "{e}");
+    assert!(e.contains("queued, running, succeeded, failed, timed_out or cancelled"), "{e}");
+    assert!(s.list_runs(&RunFilter { limit: 10, ..Default::default() }).await.is_err(), "not skipped, not a panic");
+
+    // An HTTP project without its signing secret cannot be read as one.
+    sqlx::query("UPDATE projects SET signing_secret = NULL WHERE name = 'hosted'").execute(pool).await.unwrap();
+    let e = s.get_project("hosted").await.unwrap_err().to_string();
+    assert!(e.contains("an HTTP project is stored without its signing secret"), "{e}");
+}
+
+#[tokio::test]
+async fn typed_columns_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir.path().join("agent-os.db"));
+    let store = SqlStore::open(&StoreOptions::new(url.clone()), 1_000).await.expect("open sqlite");
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    typed_columns_story(&store, &pool).await;
+    pool.close().await;
+    store.close().await;
+    if let Some(db) = PgDatabase::create().await {
+        {
+            let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
+            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+            typed_columns_story(&store, &pool).await;
+            pool.close().await;
             store.close().await;
         }
         db.drop_it().await;

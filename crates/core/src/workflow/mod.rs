@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::cron::{Cron, Zone};
 use crate::expr::{Expr, Template};
+use crate::manifest::{CatchUp, Overlap};
+use crate::text::text_enum;
 
 mod parse;
 pub use parse::{Catalog, parse};
@@ -39,39 +42,108 @@ pub enum Trigger {
     /// and, when given, whose `filter` is true (roots: `event`).
     Event { pattern: String, filter: Option<Expr> },
     /// A managed schedule, with the scheduling policies of project schedules.
-    Schedule { cron: String, timezone: String, catch_up: String, overlap: String },
+    Schedule { cron: Cron, timezone: Zone, catch_up: CatchUp, overlap: Overlap },
     /// `POST /hooks/<workflow>`, signed per Standard Webhooks with the secret in Agent OS's own
     /// environment variable `secret_env`; the body becomes `event.data`.
     Webhook { secret_env: String },
     /// Started by a user (CLI, API), with `Workflow::inputs`.
     Manual,
     /// Another workflow's run ending with one of `statuses` (`succeeded`, `failed`, …).
-    Workflow { name: String, statuses: Vec<String> },
+    Workflow { name: String, statuses: Vec<WorkflowRunStatus> },
 }
 
-/// The type of a manual input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InputType {
-    String,
-    Number,
-    Integer,
-    Boolean,
-    Object,
-    Array,
+impl Trigger {
+    pub fn kind(&self) -> TriggerKind {
+        match self {
+            Trigger::Event { .. } => TriggerKind::Event,
+            Trigger::Schedule { .. } => TriggerKind::Schedule,
+            Trigger::Webhook { .. } => TriggerKind::Webhook,
+            Trigger::Manual => TriggerKind::Manual,
+            Trigger::Workflow { .. } => TriggerKind::Workflow,
+        }
+    }
+}
+
+text_enum! {
+    /// What started a workflow run.
+    pub enum TriggerKind("trigger") {
+        Event = "event",
+        Schedule = "schedule",
+        Webhook = "webhook",
+        Manual = "manual",
+        Workflow = "workflow",
+    }
+}
+
+text_enum! {
+    /// The state of a workflow run.
+    pub enum WorkflowRunStatus("workflow run status") {
+        Queued = "queued",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        TimedOut = "timed_out",
+        /// Never started (its concurrency limit said so).
+        Skipped = "skipped",
+    }
+}
+
+impl WorkflowRunStatus {
+    /// The statuses a `workflow:` trigger may wait for: how a run that started can end.
+    pub const ENDINGS: [WorkflowRunStatus; 4] = [
+        WorkflowRunStatus::Succeeded,
+        WorkflowRunStatus::Failed,
+        WorkflowRunStatus::Cancelled,
+        WorkflowRunStatus::TimedOut,
+    ];
+
+    /// True for states a run never leaves.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, WorkflowRunStatus::Queued | WorkflowRunStatus::Running)
+    }
+
+    /// True while the run waits or goes.
+    pub fn is_active(self) -> bool {
+        !self.is_terminal()
+    }
+}
+
+text_enum! {
+    /// The state of one step (or one item of a `for_each`) of a workflow run.
+    pub enum StepStatus("step status") {
+        Running = "running",
+        /// Waiting for something outside (an event, a time, a child run).
+        Waiting = "waiting",
+        /// Failed, with another attempt due at its wake time.
+        Retrying = "retrying",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Skipped = "skipped",
+        Cancelled = "cancelled",
+    }
+}
+
+impl StepStatus {
+    /// True for states a step never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled)
+    }
+}
+
+text_enum! {
+    /// The type of a manual input.
+    pub enum InputType("input type") {
+        String = "string",
+        Number = "number",
+        Integer = "integer",
+        Boolean = "boolean",
+        Object = "object",
+        Array = "array",
+    }
 }
 
 impl InputType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InputType::String => "string",
-            InputType::Number => "number",
-            InputType::Integer => "integer",
-            InputType::Boolean => "boolean",
-            InputType::Object => "object",
-            InputType::Array => "array",
-        }
-    }
-
     /// Whether a JSON value has this type.
     pub fn admits(self, v: &Value) -> bool {
         match self {
@@ -198,9 +270,32 @@ pub enum Action {
     Notify {
         title: String,
         body: String,
-        severity: String,
+        severity: crate::alerting::Severity,
         tags: Vec<String>,
     },
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Run { .. } => ActionKind::Run,
+            Action::Emit { .. } => ActionKind::Emit,
+            Action::Wait(_) => ActionKind::Wait,
+            Action::Workflow { .. } => ActionKind::Workflow,
+            Action::Notify { .. } => ActionKind::Notify,
+        }
+    }
+}
+
+text_enum! {
+    /// What a step does: the key of its action in the file.
+    pub enum ActionKind("action") {
+        Run = "run",
+        Emit = "emit",
+        Wait = "wait",
+        Workflow = "workflow",
+        Notify = "notify",
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -3,7 +3,8 @@
 //! period, and a budget with `on_exceed: pause` pauses the project at 100 %: its new runs,
 //! scheduled slots and leases are refused until the period ends or a user resumes it.
 
-use agent_os_core::budget::{Period, check_thresholds, forecast};
+use agent_os_core::alerting::{IncidentSource, Severity};
+use agent_os_core::budget::{BudgetSource, OnExceed, Period, check_thresholds, forecast};
 use agent_os_core::config::BudgetDecl;
 use agent_os_core::cost::{check_currency, format_amount, parse_amount};
 use agent_os_core::id::new_id;
@@ -12,7 +13,6 @@ use serde_json::json;
 
 use super::incidents::Alert;
 use super::{Engine, EngineError};
-use agent_os_core::alerting::Severity;
 
 /// A budget set over the API.
 #[derive(Clone, Debug)]
@@ -38,21 +38,17 @@ pub struct BudgetStatus {
     pub crossed: Vec<i64>,
 }
 
-fn period_of(b: &BudgetRecord) -> Period {
-    Period::parse(&b.period).unwrap_or(Period::Monthly)
-}
-
 pub fn record_of(d: &BudgetDecl, now: i64) -> BudgetRecord {
     BudgetRecord {
         id: new_id(),
         project: d.project.clone(),
         service: d.service.clone(),
-        period: d.period.as_str().into(),
+        period: d.period,
         amount_nanos: d.amount_nanos,
         currency: d.currency.clone(),
         thresholds: d.thresholds.clone(),
-        on_exceed: d.on_exceed.clone(),
-        source: "config".into(),
+        on_exceed: d.on_exceed,
+        source: BudgetSource::Config,
         created_at: now,
     }
 }
@@ -69,10 +65,12 @@ impl Engine {
         let thresholds =
             check_thresholds(&input.thresholds.unwrap_or_else(|| agent_os_core::budget::DEFAULT_THRESHOLDS.to_vec()))
                 .map_err(|e| bad("thresholds", e))?;
-        let on_exceed = input.on_exceed.unwrap_or_else(|| "alert".into());
-        if on_exceed != "alert" && on_exceed != "pause" {
-            return Err(bad("on_exceed", format!("unknown action {on_exceed:?}; alert or pause")));
-        }
+        let on_exceed = match input.on_exceed.as_deref() {
+            None => OnExceed::Alert,
+            Some(text) => {
+                text.parse().map_err(|e: agent_os_core::text::UnknownValue| bad("on_exceed", e.to_string()))?
+            }
+        };
         let service = input.service.unwrap_or_default();
         if service.len() > 64 {
             return Err(bad("service", "at most 64 bytes".into()));
@@ -84,12 +82,12 @@ impl Engine {
                 id: new_id(),
                 project: input.project.clone(),
                 service,
-                period: period.as_str().into(),
+                period,
                 amount_nanos,
                 currency,
                 thresholds,
                 on_exceed,
-                source: "api".into(),
+                source: BudgetSource::Api,
                 created_at: now,
             })
             .await?;
@@ -110,7 +108,7 @@ impl Engine {
         let now = self.now();
         let mut out = Vec::new();
         for b in self.store.list_budgets(project).await? {
-            let (start, end) = period_of(&b).bounds(now);
+            let (start, end) = b.period.bounds(now);
             let spent = self.spent(&b, start, end).await?;
             let crossed = b.thresholds.iter().copied().filter(|t| crossed(spent, b.amount_nanos, *t)).collect();
             out.push(BudgetStatus {
@@ -150,7 +148,7 @@ impl Engine {
             let b = &s.budget;
             let Some(&threshold) = s.crossed.last() else { continue };
             let now = self.now();
-            let pause = (threshold >= 100 && b.on_exceed == "pause").then(|| PauseRecord {
+            let pause = (threshold >= 100 && b.on_exceed == OnExceed::Pause).then(|| PauseRecord {
                 project: b.project.clone(),
                 reason: format!(
                     "its {} budget{} of {} is used up ({} spent)",
@@ -223,7 +221,7 @@ impl Engine {
         for s in self.budget_status(Some(project)).await? {
             let subject = format!("{}/{}", s.budget.project, budget_subject(&s.budget));
             if let Some(&threshold) = s.crossed.last()
-                && open.iter().any(|i| i.source == "budget" && i.subject == subject)
+                && open.iter().any(|i| i.source == IncidentSource::Budget && i.subject == subject)
             {
                 self.raise(budget_alert(&s, threshold, false, false)).await?;
             }
@@ -234,7 +232,7 @@ impl Engine {
 
 /// A budget incident's subject within its project: `PERIOD[:SERVICE]`.
 fn budget_subject(b: &BudgetRecord) -> String {
-    if b.service.is_empty() { b.period.clone() } else { format!("{}:{}", b.period, b.service) }
+    if b.service.is_empty() { b.period.to_string() } else { format!("{}:{}", b.period, b.service) }
 }
 
 fn scope(b: &BudgetRecord) -> String {
@@ -260,13 +258,13 @@ fn budget_alert(s: &BudgetStatus, threshold: i64, paused: bool, worse: bool) -> 
     let b = &s.budget;
     let after = if paused {
         "; the project is paused until the period ends or `agent-os budget resume`".to_string()
-    } else if threshold >= 100 && b.on_exceed == "pause" {
+    } else if threshold >= 100 && b.on_exceed == OnExceed::Pause {
         "; the project was resumed by hand and runs again".to_string()
     } else {
         String::new()
     };
     Alert {
-        source: "budget",
+        source: IncidentSource::Budget,
         subject: format!("{}/{}", b.project, budget_subject(b)),
         project: Some(b.project.clone()),
         severity: if threshold >= 100 { Severity::Critical } else { Severity::Warning },

@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use agent_os_core::alerting::Severity;
-use agent_os_core::manifest::HealthCheck;
+use agent_os_core::alerting::{IncidentSource, Severity};
+use agent_os_core::check::CheckState;
+use agent_os_core::manifest::{HealthCheck, ProbeKind, ProbeStatus};
 use agent_os_core::redact::redact_shapes;
 use agent_os_store::ProbeResult;
 
@@ -15,33 +16,12 @@ use super::incidents::Alert;
 use super::{Engine, EngineError};
 use crate::project::LoadedProject;
 
-/// How well a project is, worst last.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum HealthState {
-    /// Nothing to judge by yet.
-    Unknown,
-    Ok,
-    Degraded,
-    Down,
-}
-
-impl HealthState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthState::Unknown => "unknown",
-            HealthState::Ok => "ok",
-            HealthState::Degraded => "degraded",
-            HealthState::Down => "down",
-        }
-    }
-}
+pub use agent_os_core::health::{HealthSource, HealthState};
 
 /// One thing that went into a project's health.
 #[derive(Clone, Debug)]
 pub struct HealthReason {
-    /// `status`, `health`, `check`, `run`, `budget`, `project` (the project's own incident) or
-    /// `incident` (any other open incident of the project).
-    pub source: &'static str,
+    pub source: HealthSource,
     pub state: HealthState,
     pub message: String,
 }
@@ -55,19 +35,20 @@ pub struct ProjectHealth {
 
 /// What a stored probe result says about health.
 fn probe_state(r: &ProbeResult) -> HealthReason {
-    let source = if r.kind == "health" { "health" } else { "status" };
+    let health_check = r.kind == ProbeKind::Health;
+    let source = if health_check { HealthSource::Health } else { HealthSource::Status };
     if !r.ok {
         let why = r.error.clone().unwrap_or_else(|| "no answer".into());
-        let state = if source == "health" { HealthState::Down } else { HealthState::Degraded };
-        let what = if source == "health" { "health check failed" } else { "status probe failed" };
+        let state = if health_check { HealthState::Down } else { HealthState::Degraded };
+        let what = if health_check { "health check failed" } else { "status probe failed" };
         return HealthReason { source, state, message: format!("{what}: {why}") };
     }
-    let state = match r.status.as_deref() {
-        Some("down") => HealthState::Down,
-        Some("degraded") => HealthState::Degraded,
-        _ => HealthState::Ok,
+    let state = match r.status {
+        Some(ProbeStatus::Down) => HealthState::Down,
+        Some(ProbeStatus::Degraded) => HealthState::Degraded,
+        Some(ProbeStatus::Ok) | None => HealthState::Ok,
     };
-    let message = r.message.clone().unwrap_or_else(|| r.status.clone().unwrap_or_else(|| "ok".into()));
+    let message = r.message.clone().unwrap_or_else(|| r.status.unwrap_or(ProbeStatus::Ok).to_string());
     HealthReason { source, state, message }
 }
 
@@ -77,38 +58,45 @@ impl Engine {
     pub async fn project_health(&self, p: &LoadedProject) -> Result<ProjectHealth, EngineError> {
         let mut reasons = Vec::new();
         for r in self.store.latest_probe_results(&p.record.id).await? {
-            if r.kind == "status" || r.kind == "health" {
+            if r.kind == ProbeKind::Status || r.kind == ProbeKind::Health {
                 reasons.push(probe_state(&r));
             }
         }
         for c in self.store.list_checks(Some(&p.record.name)).await? {
-            let state = match c.state.as_str() {
-                "down" => HealthState::Down,
-                "late" => HealthState::Degraded,
-                "up" => HealthState::Ok,
-                _ => continue,
+            let state = match c.state {
+                CheckState::Down => HealthState::Down,
+                CheckState::Late => HealthState::Degraded,
+                CheckState::Up => HealthState::Ok,
+                CheckState::New => continue,
             };
-            reasons.push(HealthReason { source: "check", state, message: format!("check {} is {}", c.slug, c.state) });
+            reasons.push(HealthReason {
+                source: HealthSource::Check,
+                state,
+                message: format!("check {} is {}", c.slug, c.state),
+            });
         }
         // Every open incident of the project counts, so a project is never "well" while one
         // is open. Checks and probes are judged from their state now, above; their incidents
         // would say the same twice.
         for i in self.store.list_incidents(true, Some(&p.record.name), 100).await? {
-            let (source, message) = match i.source.as_str() {
-                "check" | "health" => continue,
-                "run" => ("run", i.reason),
-                "budget" => ("budget", i.title),
-                "project" => ("project", i.title),
-                _ => ("incident", i.title),
+            let (source, message) = match i.source {
+                IncidentSource::Check | IncidentSource::Health => continue,
+                IncidentSource::Run => (HealthSource::Run, i.reason),
+                IncidentSource::Budget => (HealthSource::Budget, i.title),
+                IncidentSource::Project => (HealthSource::Project, i.title),
+                IncidentSource::Channel => (HealthSource::Incident, i.title),
             };
             // Only the project itself can say it is down; anything else open degrades it.
-            let state =
-                if source == "project" && i.severity == "critical" { HealthState::Down } else { HealthState::Degraded };
+            let state = if source == HealthSource::Project && i.severity == Severity::Critical {
+                HealthState::Down
+            } else {
+                HealthState::Degraded
+            };
             reasons.push(HealthReason { source, state, message });
         }
         if let Some(pause) = self.pause_of(&p.record.name).await? {
             reasons.push(HealthReason {
-                source: "budget",
+                source: HealthSource::Budget,
                 state: HealthState::Degraded,
                 message: format!("paused: {}", pause.reason),
             });
@@ -124,22 +112,22 @@ impl Engine {
     /// `GET` the project's health URL once and store what came of it.
     pub async fn run_health_check(&self, p: &LoadedProject, h: &HealthCheck) {
         let started = Instant::now();
-        let mut result = self.probe_result(p, "health", started);
+        let mut result = self.probe_result(p, ProbeKind::Health, started);
         let answer = self.health_get(h).await;
         result.duration_ms = started.elapsed().as_millis() as i64;
         match answer {
             Ok(status) if status == h.expect => {
-                result.status = Some("ok".into());
+                result.status = Some(ProbeStatus::Ok);
                 result.message = Some(format!("GET {} answered {status}", h.url));
             }
             Ok(status) => {
                 result.ok = false;
-                result.status = Some("down".into());
+                result.status = Some(ProbeStatus::Down);
                 result.error = Some(format!("GET {} answered {status}, expected {}", h.url, h.expect));
             }
             Err(e) => {
                 result.ok = false;
-                result.status = Some("down".into());
+                result.status = Some(ProbeStatus::Down);
                 result.error = Some(format!("GET {}: {e}", h.url));
             }
         }
@@ -184,13 +172,16 @@ impl Engine {
             Ok(l) => l,
             Err(e) => return tracing::warn!(error = %e, "could not read probe results"),
         };
-        let worst =
-            latest.iter().filter(|r| r.kind == "status" || r.kind == "health").map(probe_state).max_by_key(|r| r.state);
+        let worst = latest
+            .iter()
+            .filter(|r| r.kind == ProbeKind::Status || r.kind == ProbeKind::Health)
+            .map(probe_state)
+            .max_by_key(|r| r.state);
         let name = &p.record.name;
         let result = match worst {
             Some(r) if r.state >= HealthState::Degraded => {
                 let alert = Alert {
-                    source: "health",
+                    source: IncidentSource::Health,
                     subject: name.clone(),
                     project: Some(name.clone()),
                     severity: if r.state == HealthState::Down { Severity::Critical } else { Severity::Warning },
@@ -201,7 +192,7 @@ impl Engine {
                 };
                 self.raise(alert).await.map(|_| ())
             }
-            Some(_) => self.resolve("health", name, "its probes find it well again").await.map(|_| ()),
+            Some(_) => self.resolve(IncidentSource::Health, name, "its probes find it well again").await.map(|_| ()),
             None => Ok(()),
         };
         if let Err(e) = result {

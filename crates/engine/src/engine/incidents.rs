@@ -13,9 +13,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_os_core::alerting::Severity;
+use agent_os_core::alerting::{IncidentSource, IncidentStatus, NotificationSource, Severity};
+use agent_os_core::check::CheckState;
 use agent_os_core::format_duration;
 use agent_os_core::id::new_id;
+use agent_os_core::run::RunStatus;
 use agent_os_store::{IncidentRecord, MaintenanceRecord, Store, StoreError};
 
 use super::notify::{Notified, NotifyInput};
@@ -27,8 +29,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// Something broken, as a source reports it.
 #[derive(Clone, Debug)]
 pub struct Alert {
-    /// `run`, `check`, `health`, `budget`, `project` or `channel`.
-    pub source: &'static str,
+    pub source: IncidentSource,
     /// What within the source, e.g. `trading/rebalance`; one open incident per subject.
     pub subject: String,
     pub project: Option<String>,
@@ -101,7 +102,7 @@ impl Engine {
     /// it open (with the notification that told them).
     pub async fn resolve(
         &self,
-        source: &str,
+        source: IncidentSource,
         subject: &str,
         reason: &str,
     ) -> Result<Option<(IncidentRecord, Option<Notified>)>, EngineError> {
@@ -123,7 +124,7 @@ impl Engine {
     /// Says someone is on it: acknowledged incidents do not tell of their escalation.
     pub async fn ack_incident(&self, id: &str, by: &str) -> Result<IncidentRecord, EngineError> {
         if let Some(i) = self.store.get_incident(id).await?
-            && i.status != "open"
+            && i.status != IncidentStatus::Open
         {
             return Err(EngineError::Conflict(format!("incident {id} is already resolved; nothing to acknowledge")));
         }
@@ -234,9 +235,9 @@ impl Engine {
             return Ok(None);
         }
         let (title, body, severity) = match tell {
-            Tell::Opened => (i.title.clone(), i.reason.clone(), i.severity.clone()),
-            Tell::Escalated => (format!("Now {}: {}", i.severity, i.title), i.reason.clone(), i.severity.clone()),
-            Tell::Worse => (i.title.clone(), i.reason.clone(), i.severity.clone()),
+            Tell::Opened => (i.title.clone(), i.reason.clone(), i.severity),
+            Tell::Escalated => (format!("Now {}: {}", i.severity, i.title), i.reason.clone(), i.severity),
+            Tell::Worse => (i.title.clone(), i.reason.clone(), i.severity),
             Tell::Flapping => (
                 format!("Flapping: {}", i.title),
                 format!(
@@ -245,14 +246,14 @@ impl Engine {
                     format_duration(self.cfg.alerting.flapping.window),
                     i.reason
                 ),
-                i.severity.clone(),
+                i.severity,
             ),
             Tell::Resolved => {
                 let took = Duration::from_millis((i.resolved_at.unwrap_or(now) - i.opened_at).max(0) as u64);
                 (
                     format!("Resolved: {}", i.title),
                     format!("{} (open for {})", i.reason, format_duration(Duration::from_secs(took.as_secs().max(1)))),
-                    "info".to_string(),
+                    Severity::Info,
                 )
             }
         };
@@ -269,17 +270,19 @@ impl Engine {
             severity: Some(severity),
             tags: all_tags,
             dedup_key: None,
-            source: Some(i.source.clone()),
+            source: Some(NotificationSource::from(i.source)),
             incident_id: Some(i.id.clone()),
             also_to,
         };
-        // The opening is told once: a raise and the sweep can both find it untold.
-        let opening = matches!(tell, Tell::Opened);
-        if opening && !self.store.claim_incident_notice(&i.id).await? {
+        // An opening the channels have not heard is claimed before it is told: a raise and the
+        // sweep can both find it untold, and only one of them tells it. (One opened again after
+        // the channels heard it stays heard, and the sweep leaves it alone.)
+        let claim = matches!(tell, Tell::Opened) && !i.notified;
+        if claim && !self.store.claim_incident_notice(&i.id).await? {
             return Ok(None);
         }
         let told = self.notify(i.project.as_deref(), input, None).await;
-        if opening && told.is_err() {
+        if claim && told.is_err() {
             self.store.set_incident_notified(&i.id, false).await?;
         }
         Ok(Some(told?))
@@ -303,8 +306,8 @@ impl Engine {
     pub async fn sweep_incidents(&self) -> Result<(), EngineError> {
         let now = self.now();
         for i in self.store.list_incidents(true, None, 1000).await? {
-            if i.source == "budget" && budget_period_over(&i.subject, i.opened_at, now) {
-                self.resolve("budget", &i.subject, "a new budget period began").await?;
+            if i.source == IncidentSource::Budget && budget_period_over(&i.subject, i.opened_at, now) {
+                self.resolve(IncidentSource::Budget, &i.subject, "a new budget period began").await?;
                 continue;
             }
             if !i.notified && !i.flapping && self.maintenance_at(i.project.as_deref(), now).await?.is_none() {
@@ -342,14 +345,14 @@ pub async fn raise_incident(
     flap_changes: i64,
 ) -> Result<IncidentChange, StoreError> {
     for _ in 0..DECIDE_AGAIN {
-        if let Some(open) = store.find_open_incident(&new.source, &new.subject).await? {
+        if let Some(open) = store.find_open_incident(new.source, &new.subject).await? {
             let (updated, escalated) = raised_again(&open, new);
             if store.replace_incident(&updated, &open).await? {
                 return Ok(IncidentChange::Updated { incident: updated, escalated });
             }
             continue;
         }
-        if let Some(resolved) = store.last_resolved_incident(&new.source, &new.subject, reopen_since).await? {
+        if let Some(resolved) = store.last_resolved_incident(new.source, &new.subject, reopen_since).await? {
             let reopened = reopened(&resolved, new, flap_changes);
             if store.replace_incident(&reopened, &resolved).await? {
                 return Ok(IncidentChange::Reopened(reopened));
@@ -366,7 +369,7 @@ pub async fn raise_incident(
 /// Resolves the open incident of `source` and `subject`, if there is one, counting the change.
 pub async fn resolve_incident(
     store: &dyn Store,
-    source: &str,
+    source: IncidentSource,
     subject: &str,
     reason: &str,
     at: i64,
@@ -383,10 +386,10 @@ pub async fn resolve_incident(
 
 /// The open incident raised again: the latest title, reason and time, and the higher severity.
 fn raised_again(open: &IncidentRecord, new: &IncidentRecord) -> (IncidentRecord, bool) {
-    let escalated = rank(&new.severity) > rank(&open.severity);
+    let escalated = new.severity > open.severity;
     let mut updated = open.clone();
     if escalated {
-        updated.severity = new.severity.clone();
+        updated.severity = new.severity;
     }
     updated.title = new.title.clone();
     updated.reason = new.reason.clone();
@@ -399,13 +402,13 @@ fn raised_again(open: &IncidentRecord, new: &IncidentRecord) -> (IncidentRecord,
 fn reopened(resolved: &IncidentRecord, new: &IncidentRecord, flap_changes: i64) -> IncidentRecord {
     let changes = resolved.changes + 1;
     IncidentRecord {
-        status: "open".into(),
+        status: IncidentStatus::Open,
         resolved_at: None,
         acked_at: None,
         acked_by: None,
         changes,
         flapping: resolved.flapping || changes >= flap_changes,
-        severity: new.severity.clone(),
+        severity: new.severity,
         title: new.title.clone(),
         reason: new.reason.clone(),
         opened_at: new.opened_at,
@@ -417,18 +420,13 @@ fn reopened(resolved: &IncidentRecord, new: &IncidentRecord, flap_changes: i64) 
 /// The open incident resolved at `at`: a change more.
 fn resolved(open: &IncidentRecord, reason: &str, at: i64) -> IncidentRecord {
     IncidentRecord {
-        status: "resolved".into(),
+        status: IncidentStatus::Resolved,
         resolved_at: Some(at),
         reason: reason.into(),
         changes: open.changes + 1,
         updated_at: at,
         ..open.clone()
     }
-}
-
-/// A severity's rank; what is not one ranks with `info`.
-fn rank(severity: &str) -> Severity {
-    Severity::parse(severity).unwrap_or(Severity::Info)
 }
 
 // Sources ----------------------------------------------------------------------------------
@@ -438,14 +436,16 @@ impl Engine {
     /// success resolves it.
     pub(super) async fn run_ended(&self, run: &agent_os_store::RunRecord) {
         let subject = format!("{}/{}", run.project, run.task);
-        let result = match run.status.as_str() {
-            "succeeded" => self.resolve("run", &subject, &format!("run {} succeeded", run.id)).await.map(|_| ()),
-            "failed" | "timed_out" => {
-                let what = if run.status == "timed_out" { "timed out" } else { "failed" };
+        let result = match run.status {
+            RunStatus::Succeeded => {
+                self.resolve(IncidentSource::Run, &subject, &format!("run {} succeeded", run.id)).await.map(|_| ())
+            }
+            RunStatus::Failed | RunStatus::TimedOut => {
+                let what = if run.status == RunStatus::TimedOut { "timed out" } else { "failed" };
                 let attempts = if run.attempt > 1 { format!(" after {} attempts", run.attempt) } else { String::new() };
                 let error = run.error.as_deref().map(|e| format!(": {}", truncate(e, 500))).unwrap_or_default();
                 let alert = Alert {
-                    source: "run",
+                    source: IncidentSource::Run,
                     subject: subject.clone(),
                     project: Some(run.project.clone()),
                     severity: Severity::Warning,
@@ -465,16 +465,16 @@ impl Engine {
 
     /// A check changed state: late opens its incident as a warning, down makes it critical,
     /// up resolves it.
-    pub(super) async fn check_changed(&self, project: &str, slug: &str, state: &str, why: &str) {
+    pub(super) async fn check_changed(&self, project: &str, slug: &str, state: CheckState, why: &str) {
         let subject = format!("{project}/{slug}");
         let result = match state {
-            "up" => self.resolve("check", &subject, "a ping arrived").await.map(|_| ()),
-            "late" | "down" => {
+            CheckState::Up => self.resolve(IncidentSource::Check, &subject, "a ping arrived").await.map(|_| ()),
+            CheckState::Late | CheckState::Down => {
                 let alert = Alert {
-                    source: "check",
+                    source: IncidentSource::Check,
                     subject: subject.clone(),
                     project: Some(project.to_string()),
-                    severity: if state == "down" { Severity::Critical } else { Severity::Warning },
+                    severity: if state == CheckState::Down { Severity::Critical } else { Severity::Warning },
                     title: format!("{subject} is {state}"),
                     reason: why.to_string(),
                     tags: Vec::new(),
@@ -482,7 +482,7 @@ impl Engine {
                 };
                 self.raise(alert).await.map(|_| ())
             }
-            _ => Ok(()),
+            CheckState::New => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!(check = %subject, error = %e, "check incident not recorded");
@@ -503,7 +503,7 @@ enum Tell {
 /// in is over.
 fn budget_period_over(subject: &str, opened_at: i64, now: i64) -> bool {
     let period = subject.split_once('/').map(|(_, rest)| rest.split(':').next().unwrap_or(rest));
-    match period.map(agent_os_core::budget::Period::parse) {
+    match period.map(str::parse::<agent_os_core::budget::Period>) {
         Some(Ok(p)) => p.bounds(now).0 > opened_at,
         _ => false,
     }
@@ -511,7 +511,7 @@ fn budget_period_over(subject: &str, opened_at: i64, now: i64) -> bool {
 
 /// A new open incident, as raising one stores it.
 pub(super) fn open_incident(
-    source: &str,
+    source: IncidentSource,
     subject: &str,
     project: Option<&str>,
     severity: Severity,
@@ -521,13 +521,13 @@ pub(super) fn open_incident(
 ) -> IncidentRecord {
     IncidentRecord {
         id: new_id(),
-        source: source.into(),
+        source,
         subject: subject.into(),
         project: project.map(str::to_string),
-        severity: severity.as_str().into(),
+        severity,
         title: title.into(),
         reason: reason.into(),
-        status: "open".into(),
+        status: IncidentStatus::Open,
         opened_at: now,
         resolved_at: None,
         acked_at: None,

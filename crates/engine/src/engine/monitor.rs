@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_os_core::check::{CheckState, PingKind, Pings, evaluate};
-use agent_os_core::cron::{Cron, zone};
-use agent_os_core::discover::{runs_task, same_zone};
-use agent_os_core::id::new_id;
 use std::collections::HashSet;
 
-use agent_os_core::manifest::{DEFAULT_GRACE, Expect, MANAGERS};
+use agent_os_core::check::{CheckKind, CheckState, PingKind, Pings, evaluate};
+use agent_os_core::cron::{Cron, Zone};
+use agent_os_core::discover::{runs_task, same_zone};
+use agent_os_core::id::new_id;
+use agent_os_core::manifest::{DEFAULT_GRACE, Expect, ManagedBy, ScheduleSource};
 use agent_os_core::name::check_task_name;
 use agent_os_store::{CheckRecord, NewCheck, NewEvent, NewSchedule, PingUpdate};
 use serde_json::json;
@@ -69,9 +69,7 @@ fn in_manifest<'a>(p: &'a LoadedProject, f: &DiscoveredSchedule) -> Option<&'a a
             || f.command.as_deref().is_some_and(|job| {
                 p.manifest.tasks.get(&s.task).and_then(|t| t.run.as_ref()).is_some_and(|run| runs_task(job, run))
             });
-        same_task
-            && Cron::parse(&s.cron).is_ok_and(|c| c.fires_like(&cron))
-            && (f.zone_from_machine || same_zone(&s.timezone, zone))
+        same_task && s.cron.fires_like(&cron) && (f.zone_from_machine || same_zone(s.timezone.name(), zone))
     })
 }
 
@@ -89,25 +87,24 @@ pub enum PingTarget<'a> {
     Slug { ping_key: &'a str, slug: &'a str },
 }
 
-fn expect_of(c: &CheckRecord) -> Expect {
-    match (c.kind.as_str(), c.period_ms, &c.cron, &c.timezone) {
-        ("period", Some(ms), _, _) => Expect::Period(Duration::from_millis(ms.max(0) as u64)),
-        (_, _, Some(cron), tz) => {
-            Expect::Cron { cron: cron.clone(), timezone: tz.clone().unwrap_or_else(|| "UTC".into()) }
+/// The expectation of a stored check, read from its row; `None` when its stored cron or zone
+/// no longer parses.
+fn expect_of(c: &CheckRecord) -> Option<Expect> {
+    match (c.kind, c.period_ms, &c.cron) {
+        (CheckKind::Period, Some(ms), _) => Some(Expect::Period(Duration::from_millis(ms.max(0) as u64))),
+        (_, _, Some(cron)) => {
+            let cron = Cron::parse(cron).ok()?;
+            let timezone = Zone::parse(c.timezone.as_deref().unwrap_or("UTC")).ok()?;
+            Some(Expect::Cron { cron, timezone })
         }
-        _ => Expect::Period(Duration::from_secs(u64::MAX / 4)),
+        _ => Some(Expect::Period(Duration::from_secs(u64::MAX / 4))),
     }
 }
 
 /// The state of a stored check at `now`, and when it would change next.
 fn state_of(c: &CheckRecord, pings: &Pings, now: i64) -> (CheckState, Option<i64>) {
-    let expect = expect_of(c);
-    let parsed = match &expect {
-        Expect::Cron { cron, timezone } => Cron::parse(cron).ok().zip(zone(timezone).ok()),
-        Expect::Period(_) => None,
-    };
     let grace = Duration::from_millis(c.grace_ms.max(0) as u64);
-    evaluate(&expect, parsed.as_ref().map(|(c, tz)| (c, tz)), grace, pings, now)
+    evaluate(expect_of(c).as_ref(), grace, pings, now)
 }
 
 fn event(c: &CheckRecord, state: CheckState, at: i64, why: &str) -> NewEvent {
@@ -134,12 +131,14 @@ impl Engine {
             .iter()
             .map(|c| {
                 let (kind, period_ms, cron, timezone) = match &c.expect {
-                    Expect::Period(d) => ("period", Some(d.as_millis() as i64), None, None),
-                    Expect::Cron { cron, timezone } => ("cron", None, Some(cron.clone()), Some(timezone.clone())),
+                    Expect::Period(d) => (CheckKind::Period, Some(d.as_millis() as i64), None, None),
+                    Expect::Cron { cron, timezone } => {
+                        (CheckKind::Cron, None, Some(cron.source().to_string()), Some(timezone.name().to_string()))
+                    }
                 };
                 NewCheck {
                     slug: c.slug.clone(),
-                    kind: kind.into(),
+                    kind,
                     period_ms,
                     cron,
                     timezone,
@@ -149,13 +148,13 @@ impl Engine {
             })
             .collect();
         for s in self.store.list_schedules(Some(&p.record.name)).await? {
-            if s.source == "discovered"
+            if s.source == ScheduleSource::Discovered
                 && let Some(slug) = s.check_slug
                 && !checks.iter().any(|c| c.slug == slug)
             {
                 checks.push(NewCheck {
                     slug,
-                    kind: "cron".into(),
+                    kind: CheckKind::Cron,
                     period_ms: None,
                     cron: Some(s.cron),
                     timezone: Some(s.timezone),
@@ -201,8 +200,8 @@ impl Engine {
             if let Some(s) = in_manifest(&p, f) {
                 outcome.push(Registration::InManifest {
                     task: s.task.clone(),
-                    cron: s.cron.clone(),
-                    timezone: s.timezone.clone(),
+                    cron: s.cron.source().to_string(),
+                    timezone: s.timezone.name().to_string(),
                 });
                 continue;
             }
@@ -214,16 +213,15 @@ impl Engine {
             }
             let timezone = f.timezone.clone().unwrap_or_else(|| "UTC".into());
             Cron::parse(&f.cron).map_err(|e| bad("cron", e.to_string()))?;
-            zone(&timezone).map_err(|e| bad("timezone", e))?;
-            if f.managed_by == "agent-os" || !MANAGERS.contains(&f.managed_by.as_str()) {
-                return Err(bad(
+            Zone::parse(&timezone).map_err(|e| bad("timezone", e))?;
+            let managed_by = f.managed_by.parse().ok().filter(|m| *m != ManagedBy::AgentOs).ok_or_else(|| {
+                let elsewhere: Vec<&str> =
+                    ManagedBy::ALL.iter().filter(|m| **m != ManagedBy::AgentOs).map(|m| m.as_str()).collect();
+                bad(
                     "managed_by",
-                    format!(
-                        "{:?} is not a scheduler kept elsewhere; one of: railway, launchd, cron, systemd, github",
-                        f.managed_by
-                    ),
-                ));
-            }
+                    format!("{:?} is not a scheduler kept elsewhere; one of: {}", f.managed_by, elsewhere.join(", ")),
+                )
+            })?;
             if f.description.len() > 2000 {
                 return Err(bad("description", "at most 2000 bytes".into()));
             }
@@ -231,9 +229,9 @@ impl Engine {
                 task: f.name.clone(),
                 cron: f.cron.trim().to_string(),
                 timezone,
-                managed_by: f.managed_by.clone(),
+                managed_by,
                 description: f.description.clone(),
-                source: "discovered".into(),
+                source: ScheduleSource::Discovered,
                 check_slug: Some(f.name.clone()),
             });
             outcome.push(Registration::Registered(f.name.clone()));
@@ -257,14 +255,12 @@ impl Engine {
     /// [`Engine::find_schedule`] finds it.
     pub async fn forget_schedule(&self, reference: &str) -> Result<(), EngineError> {
         let s = self.find_schedule(reference).await?;
-        if s.record.source != "discovered" {
+        if s.record.source != ScheduleSource::Discovered {
             return Err(EngineError::Invalid {
                 field: None,
                 message: format!(
                     "schedule {} of project {:?} comes from its {}, not from `schedules discover --register`; change it there",
-                    s.id,
-                    s.record.project,
-                    if s.record.source == "manifest" { "manifest" } else { "plugin" }
+                    s.id, s.record.project, s.record.source
                 ),
             });
         }
@@ -324,7 +320,7 @@ impl Engine {
                 }
             }
         }
-        let old = CheckState::parse(&check.state);
+        let old = check.state;
         let (state, _) = if kind == PingKind::Log { (old, None) } else { state_of(&check, &pings, now) };
         let why = match kind {
             PingKind::Fail => "the job reported a failure".to_string(),
@@ -347,7 +343,7 @@ impl Engine {
             id: new_id(),
             check_id: check.id.clone(),
             at: now,
-            kind: kind.as_str(),
+            kind,
             rid,
             duration_ms,
             body,
@@ -355,7 +351,7 @@ impl Engine {
             last_finish_at: pings.last_finish,
             last_failed: pings.last_failed,
             running_since: pings.running_since,
-            state: state.as_str().into(),
+            state,
             event: (state != old).then(|| event(&check, state, now, &why)),
         };
         self.ping_writer
@@ -368,10 +364,10 @@ impl Engine {
             .map_err(EngineError::Unavailable)?;
         self.checks_changed.notify_one();
         if state != old {
-            self.check_changed(&check.project, &check.slug, state.as_str(), &why).await;
+            self.check_changed(&check.project, &check.slug, state, &why).await;
         }
         Ok(CheckRecord {
-            state: state.as_str().into(),
+            state,
             last_finish_at: pings.last_finish,
             last_failed: pings.last_failed,
             running_since: pings.running_since,
@@ -433,7 +429,7 @@ impl Engine {
             if let Some(d) = due {
                 next = Some(next.map_or(d, |n: i64| n.min(d)));
             }
-            if state != CheckState::parse(&c.state) {
+            if state != c.state {
                 let why = match state {
                     CheckState::Late => "the expected ping did not come; within grace".to_string(),
                     CheckState::Down if pings.running_since.is_some() => {
@@ -442,8 +438,8 @@ impl Engine {
                     CheckState::Down => "the expected ping did not come within the grace time".to_string(),
                     _ => "re-evaluated".to_string(),
                 };
-                if self.store.set_check_state(&c.id, state.as_str(), &event(&c, state, now, &why)).await? {
-                    self.check_changed(&c.project, &c.slug, state.as_str(), &why).await;
+                if self.store.set_check_state(&c.id, state, &event(&c, state, now, &why)).await? {
+                    self.check_changed(&c.project, &c.slug, state, &why).await;
                 }
             }
         }

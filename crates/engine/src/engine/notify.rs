@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_os_core::alerting::{Routed, Severity};
+use agent_os_core::alerting::{DeliveryStatus, HoldReason, IncidentSource, NotificationSource, Routed, Severity};
 use agent_os_core::channel::{self, Channel, Message};
 use agent_os_core::id::new_id;
 use agent_os_core::redact::redact_shapes;
@@ -51,11 +51,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct NotifyInput {
     pub title: String,
     pub body: String,
-    pub severity: Option<String>,
+    /// `info` when not given.
+    pub severity: Option<Severity>,
     pub tags: Vec<String>,
     pub dedup_key: Option<String>,
-    /// What raised it (`project` when a project or user sends it; an incident's source).
-    pub source: Option<String>,
+    /// What raised it (`project` when not given: a project or user sent it).
+    pub source: Option<NotificationSource>,
     /// The incident it tells about.
     pub incident_id: Option<String>,
     /// Channels it must also reach, whatever the routes say (those that heard an incident
@@ -186,7 +187,7 @@ impl Engine {
         self.validate(&input)?;
         let input = input.redacted();
         let title = input.title.trim().to_string();
-        let severity = input.severity.clone().unwrap_or_else(|| "info".into());
+        let severity = input.severity.unwrap_or(Severity::Info);
         let now = self.now();
         if only.is_none()
             && let Some(key) = &input.dedup_key
@@ -195,12 +196,12 @@ impl Engine {
             let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
             return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
         }
-        let level = Severity::parse(&severity).unwrap_or(Severity::Info);
-        let source = input.source.unwrap_or_else(|| "project".into());
+        let level = severity;
+        let source = input.source.unwrap_or(NotificationSource::Project);
         // Incidents check maintenance themselves (and tell later); a project's own message is
         // kept back here.
         let suppressed = match only {
-            None if source == "project" => {
+            None if source == NotificationSource::Project => {
                 self.maintenance_at(project, now).await?.map(|m| format!("maintenance: {}", m.reason))
             }
             _ => None,
@@ -220,7 +221,7 @@ impl Engine {
                         live.push(c.name.clone());
                     }
                 }
-                let routed = Routed { project, source: &source, severity: level, tags: &input.tags };
+                let routed = Routed { project, source, severity: level, tags: &input.tags };
                 let mut chosen = self.cfg.alerting.routing.channels(&live, &routed);
                 for c in &input.also_to {
                     if live.contains(c) && !chosen.contains(c) {
@@ -244,7 +245,7 @@ impl Engine {
             tags: input.tags,
             dedup_key: input.dedup_key,
             created_at: now,
-            source: Some(if only.is_some() { "test".into() } else { source }),
+            source: Some(if only.is_some() { NotificationSource::Test } else { source }),
             incident_id: input.incident_id,
             suppressed,
         };
@@ -257,16 +258,21 @@ impl Engine {
     /// Whether a new message to `channel` waits for a digest: inside the channel's quiet hours
     /// (until they end), or over its throttle (until the oldest counted message leaves the
     /// window). `None`: it goes now.
-    async fn hold(&self, channel: &str, severity: Severity, now: i64) -> Result<Option<(i64, String)>, EngineError> {
+    async fn hold(
+        &self,
+        channel: &str,
+        severity: Severity,
+        now: i64,
+    ) -> Result<Option<(i64, HoldReason)>, EngineError> {
         let Some(rules) = self.cfg.alerting.channels.get(channel) else { return Ok(None) };
         if let Some(until) = rules.quiet_hours.as_ref().and_then(|q| q.held_until(now, severity)) {
-            return Ok(Some((until, "quiet hours".into())));
+            return Ok(Some((until, HoldReason::QuietHours)));
         }
         if let Some(t) = &rules.throttle {
             let per = t.per.as_millis() as i64;
             let (sent, oldest) = self.store.channel_sends_since(channel, now - per).await?;
             if sent >= i64::from(t.count) {
-                return Ok(Some((oldest.unwrap_or(now) + per + 1, "throttle".into())));
+                return Ok(Some((oldest.unwrap_or(now) + per + 1, HoldReason::Throttle)));
             }
         }
         Ok(None)
@@ -280,10 +286,6 @@ impl Engine {
         }
         if input.body.len() > 4000 {
             return Err(invalid("body", "at most 4000 bytes"));
-        }
-        let severity = input.severity.as_deref().unwrap_or("info");
-        if !matches!(severity, "info" | "warning" | "critical") {
-            return Err(invalid("severity", format!("unknown severity {severity:?}; info, warning or critical")));
         }
         if input.tags.len() > 10 {
             return Err(invalid("tags", "at most 10 tags"));
@@ -315,7 +317,7 @@ impl Engine {
                 subject.ok_or_else(|| invalid("dedup_key", "resolve needs the dedup_key of what it resolves"))?;
             let why =
                 if input.body.trim().is_empty() { "resolved by the project".to_string() } else { input.body.clone() };
-            return match self.resolve("project", &subject, &why).await? {
+            return match self.resolve(IncidentSource::Project, &subject, &why).await? {
                 Some((_, Some(told))) => Ok(told),
                 Some((incident, None)) => Err(EngineError::Conflict(format!(
                     "incident {} is resolved; its opening was never sent (maintenance or flapping), so nothing was sent now",
@@ -336,13 +338,13 @@ impl Engine {
             let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
             return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
         }
-        let level = input.severity.as_deref().map(Severity::parse).transpose().ok().flatten();
+        let level = input.severity;
         let incident = match (subject, level) {
             (Some(subject), Some(level)) if level >= Severity::Warning => {
                 let now = self.now();
                 let reason = if input.body.is_empty() { input.title.clone() } else { input.body.clone() };
                 let record = super::incidents::open_incident(
-                    "project",
+                    IncidentSource::Project,
                     &subject,
                     project,
                     level,
@@ -366,7 +368,7 @@ impl Engine {
             }
             None => None,
         };
-        input.source = Some("project".into());
+        input.source = Some(NotificationSource::Project);
         // Claimed before it is sent, so the incident sweep does not tell the same opening.
         let claimed = match &stored {
             Some(i) => self.store.claim_incident_notice(&i.id).await?,
@@ -430,7 +432,7 @@ impl Engine {
 
     /// One task per claimed delivery, and one per channel for its held deliveries (a digest).
     fn start_attempts(self: &Arc<Self>, batch: Vec<DeliveryRecord>, jobs: &mut tokio::task::JoinSet<()>) {
-        let (held, single): (Vec<_>, Vec<_>) = batch.into_iter().partition(|d| d.status == "held");
+        let (held, single): (Vec<_>, Vec<_>) = batch.into_iter().partition(|d| d.status == DeliveryStatus::Held);
         for d in single {
             let engine = self.clone();
             jobs.spawn(async move {
@@ -478,14 +480,14 @@ impl Engine {
             project: n.project.as_deref(),
             title: &n.title,
             body: &n.body,
-            severity: &n.severity,
+            severity: n.severity.as_str(),
             tags: &n.tags,
             at: &at,
         };
         let outcome = self.deliver(ch, &d.id, d.attempts, &message).await;
-        if outcome.status == "delivered" && n.source.as_deref() == Some("test") {
+        if outcome.status == DeliveryStatus::Delivered && n.source == Some(NotificationSource::Test) {
             // A channel that answered a test works again.
-            if let Err(e) = self.resolve("channel", &ch.name, "a test notification was delivered").await {
+            if let Err(e) = self.resolve(IncidentSource::Channel, &ch.name, "a test notification was delivered").await {
                 tracing::warn!(error = %e, channel = %ch.name, "channel incident not resolved");
             }
         }
@@ -508,8 +510,8 @@ impl Engine {
             }
         }
         notes.sort_by_key(|n| n.created_at);
-        let why = rows[0].held.clone().unwrap_or_else(|| "held".into());
-        let worst = notes.iter().map(|n| Severity::parse(&n.severity).unwrap_or(Severity::Info)).max();
+        let why = rows[0].held.map_or_else(|| "held".to_string(), |h| h.to_string());
+        let worst = notes.iter().map(|n| n.severity).max();
         let mut body = String::new();
         for n in &notes {
             let at = jiff::Timestamp::from_millisecond(n.created_at).map(|t| t.strftime("%H:%M UTC").to_string());
@@ -544,9 +546,9 @@ impl Engine {
             .map(|d| {
                 let mut o = outcome.clone();
                 o.id = d.id.clone();
-                if o.status == "pending" {
+                if o.status == DeliveryStatus::Pending {
                     // Retried as a digest again.
-                    o.status = "held".into();
+                    o.status = DeliveryStatus::Held;
                 }
                 o
             })
@@ -559,10 +561,10 @@ impl Engine {
         match RETRY_AFTER.get((attempts.max(1) - 1) as usize) {
             Some(after) => {
                 let pause = wait.unwrap_or(*after).min(RETRY_AFTER[RETRY_AFTER.len() - 1]);
-                o.status = "pending".into();
+                o.status = DeliveryStatus::Pending;
                 o.next_at = self.now() + pause.as_millis() as i64;
             }
-            None => o.status = "failed".into(),
+            None => o.status = DeliveryStatus::Failed,
         }
     }
 
@@ -571,7 +573,7 @@ impl Engine {
         let now = self.now();
         let mut outcome = DeliveryOutcome {
             id: key.to_string(),
-            status: "pending".into(),
+            status: DeliveryStatus::Pending,
             next_at: now,
             last_status: None,
             last_error: None,
@@ -580,7 +582,7 @@ impl Engine {
         if ch.kind == channel::Kind::Email {
             match crate::mail::send_mail(ch, message, key, self.cfg.allow_private_targets).await {
                 Ok(()) => {
-                    outcome.status = "delivered".into();
+                    outcome.status = DeliveryStatus::Delivered;
                     outcome.delivered_at = Some(self.now());
                 }
                 Err(e) if e.retryable => {
@@ -588,7 +590,7 @@ impl Engine {
                     self.retry_later(&mut outcome, attempts, None);
                 }
                 Err(e) => {
-                    outcome.status = "failed".into();
+                    outcome.status = DeliveryStatus::Failed;
                     outcome.last_error = Some(e.message);
                 }
             }
@@ -597,13 +599,13 @@ impl Engine {
         let body = channel::payload(ch.kind, ch.topic.as_deref(), message);
         match self.post(ch, key, &body).await {
             Ok(status) if (200..300).contains(&status) => {
-                outcome.status = "delivered".into();
+                outcome.status = DeliveryStatus::Delivered;
                 outcome.last_status = Some(i64::from(status));
                 outcome.delivered_at = Some(self.now());
             }
             Ok(410) => {
                 // The receiver says the endpoint is gone for good: stop sending there.
-                outcome.status = "disabled".into();
+                outcome.status = DeliveryStatus::Disabled;
                 outcome.last_status = Some(410);
                 outcome.last_error = Some("the receiver answered 410 Gone".into());
                 self.channel_gone(ch, now).await;
@@ -619,7 +621,7 @@ impl Engine {
                 self.retry_later(&mut outcome, attempts, Some(wait));
             }
             Err(Refused::Private(why)) => {
-                outcome.status = "failed".into();
+                outcome.status = DeliveryStatus::Failed;
                 outcome.last_error = Some(why);
             }
             Err(Refused::Network(why)) => {
@@ -649,7 +651,7 @@ impl Engine {
         }
         tracing::warn!(channel = %ch.name, "channel answered 410 Gone");
         let alert = Alert {
-            source: "channel",
+            source: IncidentSource::Channel,
             subject: ch.name.clone(),
             project: None,
             severity: Severity::Warning,
@@ -736,7 +738,7 @@ impl Engine {
 fn gave_up(id: &str, why: String) -> DeliveryOutcome {
     DeliveryOutcome {
         id: id.to_string(),
-        status: "failed".into(),
+        status: DeliveryStatus::Failed,
         next_at: 0,
         last_status: None,
         last_error: Some(why),

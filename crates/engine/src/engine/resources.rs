@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use agent_os_core::id::new_id;
 use agent_os_core::resource::{DEFAULT_PRIORITY, MAX_PRIORITY, ResourceScope, allocate};
+use agent_os_core::run::RunStatus;
 use agent_os_store::{Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceSnapshot, RunRecord};
 
 use super::{Engine, EngineError};
@@ -194,7 +195,7 @@ impl Engine {
 
     /// The reason a queued run waits, if it waits for resources, as `scope` may read it.
     pub async fn run_wait_reason(&self, run: &RunRecord, scope: &ResourceScope) -> Option<String> {
-        (run.status == "queued" && !run.resources.is_empty() && run.not_before <= self.now()).then_some(())?;
+        (run.status == RunStatus::Queued && !run.resources.is_empty() && run.not_before <= self.now()).then_some(())?;
         Some(self.explain(&run.resources, &run.id, scope).await)
     }
 }

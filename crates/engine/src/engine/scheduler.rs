@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use agent_os_core::cron::{Cron, zone};
+use agent_os_core::cron::{Cron, Zone};
 use agent_os_core::id::{new_id, schedule_id, schedule_key};
-use agent_os_core::manifest::{CatchUp, MAX_CATCH_UP, Overlap};
+use agent_os_core::manifest::{CatchUp, MAX_CATCH_UP, ManagedBy, Overlap, ScheduleSource};
+use agent_os_core::run::RunStatus;
 use agent_os_store::{NewRun, RunRecord, ScheduleRecord, SlotFire};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -145,14 +146,13 @@ impl Engine {
         let mut fresh = Vec::new();
         let mut add = |p: &crate::project::LoadedProject,
                        task: &str,
-                       cron: &str,
-                       timezone: &str,
+                       cron: &Cron,
+                       timezone: &Zone,
                        catch_up: CatchUp,
                        overlap: Overlap,
                        jitter: Option<Duration>| {
-            let (Ok(parsed), Ok(tz)) = (Cron::parse(cron), zone(timezone)) else { return };
             let Some(t) = p.manifest.task(task) else { return };
-            let key = schedule_key(&p.record.id, task, cron, timezone);
+            let key = schedule_key(&p.record.id, task, cron.source(), timezone.name());
             if !seen.insert(key.clone()) {
                 return;
             }
@@ -171,8 +171,8 @@ impl Engine {
                 max_attempts: i64::from(t.retries) + 1,
                 resources: t.resources.clone(),
                 priority: t.priority,
-                cron: parsed,
-                tz,
+                cron: cron.clone(),
+                tz: timezone.tz().clone(),
                 catch_up,
                 overlap,
                 jitter,
@@ -184,17 +184,19 @@ impl Engine {
             entries.push(entry);
         };
         for p in &projects {
-            for s in p.manifest.schedules.iter().filter(|s| s.managed_by == "agent-os") {
+            for s in p.manifest.schedules.iter().filter(|s| s.managed_by == ManagedBy::AgentOs) {
                 add(p, &s.task, &s.cron, &s.timezone, s.catch_up, s.overlap, s.jitter);
             }
         }
-        // Managed schedules a plugin reported through `get_schedule` take the defaults.
+        // Managed schedules a plugin reported through `get_schedule` take the defaults; their
+        // stored text is read once, here, as the table is built.
         for s in self.store.list_schedules(None).await? {
-            if s.source == "plugin"
-                && s.managed_by == "agent-os"
+            if s.source == ScheduleSource::Plugin
+                && s.managed_by == ManagedBy::AgentOs
                 && let Some(p) = by_id.get(s.project_id.as_str())
+                && let (Ok(cron), Ok(timezone)) = (Cron::parse(&s.cron), Zone::parse(&s.timezone))
             {
-                add(p, &s.task, &s.cron, &s.timezone, CatchUp::Latest, Overlap::Skip, None);
+                add(p, &s.task, &cron, &timezone, CatchUp::Latest, Overlap::Skip, None);
             }
         }
         if !fresh.is_empty() {
@@ -242,7 +244,7 @@ impl Engine {
             fires.push(skipped(newest, "missed"));
         }
         // A run queued by an earlier slot of this same decision counts as the previous run.
-        let mut queued_here: Option<(String, String)> = None;
+        let mut queued_here: Option<(String, RunStatus)> = None;
         for slot in to_fire {
             if paused.contains(&entry.project) {
                 fires.push(skipped(slot, "skipped: the project is paused by its budget"));
@@ -254,12 +256,11 @@ impl Engine {
                 (_, Some(q)) => Some(q.clone()),
                 _ => self.store.last_schedule_run(&entry.key).await?,
             };
-            let active = previous.as_ref().filter(|(_, status)| matches!(status.as_str(), "queued" | "running"));
+            let active =
+                previous.as_ref().filter(|(_, status)| matches!(status, RunStatus::Queued | RunStatus::Running));
             let skip = match (entry.overlap, active) {
                 (Overlap::Skip, Some(_)) => Some("skipped: the previous run is still going"),
-                (Overlap::Queue, Some((_, status))) if status == "queued" => {
-                    Some("skipped: a run of this schedule already waits")
-                }
+                (Overlap::Queue, Some((_, RunStatus::Queued))) => Some("skipped: a run of this schedule already waits"),
                 _ => None,
             };
             if let Some(why) = skip {
@@ -288,7 +289,7 @@ impl Engine {
                 priority: entry.priority,
                 now: now.max(slot) + jitter,
             };
-            queued_here = Some((run.id.clone(), "queued".into()));
+            queued_here = Some((run.id.clone(), RunStatus::Queued));
             fires.push(SlotFire { key: entry.key.clone(), slot, run: Some(run), outcome: "started".into() });
         }
         entry.set_last(newest);
@@ -347,7 +348,7 @@ impl Engine {
     /// not even after it resumes.
     pub async fn pause_schedule(&self, reference: &str, paused: bool) -> Result<ScheduleRef, EngineError> {
         let s = self.find_schedule(reference).await?;
-        if s.record.managed_by != "agent-os" {
+        if s.record.managed_by != ManagedBy::AgentOs {
             return Err(EngineError::Invalid {
                 field: None,
                 message: format!(
@@ -383,7 +384,9 @@ impl Engine {
             .manifest
             .schedules
             .iter()
-            .find(|m| m.task == s.record.task && m.cron == s.record.cron && m.timezone == s.record.timezone)
+            .find(|m| {
+                m.task == s.record.task && m.cron.source() == s.record.cron && m.timezone.name() == s.record.timezone
+            })
             .map_or(Overlap::Skip, |m| m.overlap);
         let run = NewRun {
             concurrency_key: matches!(overlap, Overlap::Queue | Overlap::Replace).then(|| s.key.clone()),

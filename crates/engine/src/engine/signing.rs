@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use agent_os_store::ProjectTransport;
+
+use crate::plugin::SigningKeys;
 use crate::project::LoadedProject;
 use crate::secrets::new_signing_secret;
 
@@ -61,16 +64,22 @@ impl Engine {
         Ok(SigningSecret { secret, previous_until })
     }
 
-    /// The secrets a request to the project is signed with: the current one, then the previous
-    /// one while its grace lasts.
-    pub(super) async fn signing_secrets(&self, p: &LoadedProject) -> Vec<String> {
-        let mut secrets: Vec<String> = p.record.signing_secret.iter().cloned().collect();
+    /// The previous secret while its grace lasts: requests are signed with it too.
+    pub(super) async fn previous_signing_secret(&self, p: &LoadedProject) -> Option<String> {
         match self.previous_secret(p).await {
-            Ok(Some((_, old))) => secrets.push(old),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(project = %p.record.name, error = %e, "previous signing secret not read"),
+            Ok(previous) => previous.map(|(_, old)| old),
+            Err(e) => {
+                tracing::warn!(project = %p.record.name, error = %e, "previous signing secret not read");
+                None
+            }
         }
-        secrets
+    }
+
+    /// What a request to the project is signed with; `None` for a command project, which has
+    /// no signing secret.
+    pub(super) async fn signing_keys(&self, p: &LoadedProject) -> Option<SigningKeys> {
+        let ProjectTransport::Http { secret, .. } = &p.record.transport else { return None };
+        Some(SigningKeys { current: secret.clone(), previous: self.previous_signing_secret(p).await })
     }
 
     async fn previous_secret(&self, p: &LoadedProject) -> Result<Option<(i64, String)>, EngineError> {
@@ -81,10 +90,11 @@ impl Engine {
 }
 
 fn current(p: &LoadedProject) -> Result<String, EngineError> {
-    p.record.signing_secret.clone().ok_or_else(|| {
-        EngineError::Conflict(format!(
+    match &p.record.transport {
+        ProjectTransport::Http { secret, .. } => Ok(secret.clone()),
+        ProjectTransport::Command { .. } => Err(EngineError::Conflict(format!(
             "project {:?} runs commands in its directory; only hosted projects (plugin: {{ url: … }}) have a signing secret",
             p.record.name
-        ))
-    })
+        ))),
+    }
 }

@@ -11,10 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use agent_os_core::alerting::NotificationSource;
 use agent_os_core::expr::{Expr, render_value};
 use agent_os_core::id::new_id;
+use agent_os_core::manifest::{CatchUp, Overlap};
 use agent_os_core::redact::Redactor;
-use agent_os_core::workflow::{self, Action, OnLimit, StaticCatalog, Step, Trigger, Wait, Workflow};
+use agent_os_core::run::RunStatus;
+use agent_os_core::workflow::{
+    self, Action, OnLimit, StaticCatalog, Step, StepStatus, Trigger, TriggerKind, Wait, Workflow, WorkflowRunStatus,
+};
 use agent_os_store::{EventRecord, NewEvent, StepRecord, WorkflowRunRecord};
 use serde_json::{Map, Value, json};
 
@@ -68,10 +73,9 @@ pub(crate) type EventJob =
 const EVENT_GROUP: usize = 256;
 
 /// How a run is started.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StartWorkflow {
-    /// `event`, `webhook`, `schedule`, `manual` or `workflow`.
-    pub trigger: String,
+    pub trigger: TriggerKind,
     /// One run per key and workflow (an event id, a webhook id, a parent step).
     pub trigger_key: Option<String>,
     pub event: Option<Value>,
@@ -88,10 +92,6 @@ fn event_json(e: &EventRecord) -> Value {
         "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
         "at": jiff::Timestamp::from_millisecond(e.at).map(|t| t.to_string()).unwrap_or_default(),
     })
-}
-
-fn terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "skipped" | "cancelled" | "timed_out")
 }
 
 impl Engine {
@@ -287,7 +287,7 @@ impl Engine {
         let w = self.workflow(name)?;
         // Typed inputs are what a person or a calling workflow gives; an event, a webhook or a
         // slot gives none, and gets the defaults.
-        let given = matches!(start.trigger.as_str(), "manual" | "workflow");
+        let given = matches!(start.trigger, TriggerKind::Manual | TriggerKind::Workflow);
         let inputs = check_inputs(&w.def, start.inputs, given)?;
         let now = self.now();
         let ctx = json!({"event": start.event.clone().unwrap_or(Value::Null), "inputs": inputs});
@@ -305,7 +305,7 @@ impl Engine {
             id: new_id(),
             workflow: name.into(),
             definition: w.source.clone(),
-            status: "queued".into(),
+            status: WorkflowRunStatus::Queued,
             trigger: start.trigger,
             trigger_key: start.trigger_key,
             event: start.event.map(|e| e.to_string()),
@@ -338,11 +338,11 @@ impl Engine {
             .get_workflow_run(id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("no workflow run {id:?}")))?;
-        if terminal(&run.status) {
+        if run.status.is_terminal() {
             return Ok(run);
         }
         self.stop_steps(&run, "cancelled").await?;
-        run.status = "cancelled".into();
+        run.status = WorkflowRunStatus::Cancelled;
         run.error = Some("cancelled".into());
         run.finished_at = Some(self.now());
         self.finish_workflow_run(&run).await?;
@@ -397,7 +397,7 @@ impl Engine {
                         // One run at a time, and never beside a cancel: a run ends once.
                         let _turn = self.workflows.advancing.lock().await;
                         let Ok(Some(run)) = self.store.get_workflow_run(&run.id).await else { continue };
-                        if terminal(&run.status) {
+                        if run.status.is_terminal() {
                             continue;
                         }
                         match self.advance(run).await {
@@ -449,12 +449,7 @@ impl Engine {
         for w in self.workflow_list() {
             for t in &w.def.triggers {
                 let Trigger::Schedule { cron, timezone, catch_up, overlap } = t else { continue };
-                let (Ok(parsed), Ok(tz)) =
-                    (agent_os_core::cron::Cron::parse(cron), agent_os_core::cron::zone(timezone))
-                else {
-                    continue;
-                };
-                let key = (w.def.name.clone(), cron.clone());
+                let key = (w.def.name.clone(), cron.source().to_string());
                 let last = match self.workflows.slots.lock().ok().and_then(|m| m.get(&key).copied()) {
                     Some(l) => l,
                     None => {
@@ -470,7 +465,7 @@ impl Engine {
                 let mut due = Vec::new();
                 let mut after = last;
                 while let Some(slot) =
-                    jiff::Timestamp::from_millisecond(after).ok().and_then(|t| parsed.next_after(&tz, t))
+                    jiff::Timestamp::from_millisecond(after).ok().and_then(|t| cron.next_after(timezone.tz(), t))
                 {
                     let slot = slot.as_millisecond();
                     if slot > now {
@@ -483,11 +478,11 @@ impl Engine {
                         break;
                     }
                 }
-                let fire: Vec<i64> = match catch_up.as_str() {
+                let fire: Vec<i64> = match catch_up {
                     // Only a slot that is due now (within a minute), none missed while down.
-                    "skip" => due.iter().copied().rfind(|s| now - s < 60_000).into_iter().collect(),
-                    "all" => due.iter().rev().take(MAX_CATCH_UP).rev().copied().collect(),
-                    _ => due.last().copied().into_iter().collect(),
+                    CatchUp::Skip => due.iter().copied().rfind(|s| now - s < 60_000).into_iter().collect(),
+                    CatchUp::All => due.iter().rev().take(MAX_CATCH_UP).rev().copied().collect(),
+                    CatchUp::Latest => due.last().copied().into_iter().collect(),
                 };
                 if let Some(l) = due.last()
                     && let Ok(mut m) = self.workflows.slots.lock()
@@ -499,27 +494,27 @@ impl Engine {
                 for slot in fire {
                     let active = self.store.list_workflow_runs(Some(&w.def.name), true, 100).await?;
                     if !active.is_empty() {
-                        match overlap.as_str() {
-                            "skip" => {
+                        match overlap {
+                            Overlap::Skip => {
                                 tracing::info!(workflow = %w.def.name, slot, "slot skipped: a run is still active");
                                 continue;
                             }
-                            "replace" => {
+                            Overlap::Replace => {
                                 for r in &active {
                                     self.cancel_workflow_run(&r.id).await?;
                                 }
                             }
-                            // queue: waits behind the active run; allow: runs beside it.
-                            _ => {}
+                            // Waits behind the active run, or runs beside it.
+                            Overlap::Queue | Overlap::Allow => {}
                         }
                     }
                     let at = jiff::Timestamp::from_millisecond(slot).map(|t| t.to_string()).unwrap_or_default();
                     let start = StartWorkflow {
-                        trigger: "schedule".into(),
+                        trigger: TriggerKind::Schedule,
                         trigger_key: Some(format!("schedule:{slot}")),
-                        event: Some(
-                            json!({"type": "schedule", "data": {"slot": at, "cron": cron, "timezone": timezone}}),
-                        ),
+                        event: Some(json!({"type": "schedule", "data": {
+                            "slot": at, "cron": cron.source(), "timezone": timezone.name()
+                        }})),
                         inputs: json!({}),
                         parent: None,
                     };
@@ -543,7 +538,7 @@ impl Engine {
                 for w in &workflows {
                     if let Some(trigger) = event_trigger(&w.def, e, &ev) {
                         let start = StartWorkflow {
-                            trigger: trigger.into(),
+                            trigger,
                             trigger_key: Some(format!("event:{}", e.id)),
                             event: Some(ev.clone()),
                             inputs: json!({}),
@@ -584,29 +579,29 @@ impl Engine {
         let def = match self.plan(&run).await {
             Ok(d) => d,
             Err(why) => {
-                run.status = "failed".into();
+                run.status = WorkflowRunStatus::Failed;
                 run.error = Some(why);
                 run.finished_at = Some(now);
                 self.finish_workflow_run(&run).await?;
                 return Ok(None);
             }
         };
-        if run.status == "queued" {
+        if run.status == WorkflowRunStatus::Queued {
             if !self.may_start(&def, &run).await? {
                 return Ok(None);
             }
-            run.status = "running".into();
+            run.status = WorkflowRunStatus::Running;
             run.started_at = Some(now);
             run.deadline_at = def.timeout.map(|t| now + t.as_millis() as i64);
             self.store.update_workflow_run(&run).await?;
             self.touch();
         }
-        if run.status != "running" {
+        if run.status != WorkflowRunStatus::Running {
             return Ok(None);
         }
         if run.deadline_at.is_some_and(|d| now >= d) {
             self.stop_steps(&run, "the workflow timed out").await?;
-            run.status = "timed_out".into();
+            run.status = WorkflowRunStatus::TimedOut;
             run.error =
                 Some(format!("timed out after {}", agent_os_core::format_duration(def.timeout.unwrap_or_default())));
             run.finished_at = Some(now);
@@ -627,28 +622,28 @@ impl Engine {
                     None if step
                         .needs
                         .iter()
-                        .all(|n| rows.get(&(n.clone(), WHOLE)).is_some_and(|r| terminal(&r.status))) =>
+                        .all(|n| rows.get(&(n.clone(), WHOLE)).is_some_and(|r| r.status.is_terminal())) =>
                     {
                         let ctx = context(&run, &def, &rows);
                         self.begin_step(&run, &def, step, &rows, &ctx).await?
                     }
                     None => None,
-                    Some(s) if !terminal(&s.status) => {
+                    Some(s) if !s.status.is_terminal() => {
                         let ctx = context(&run, &def, &rows);
                         self.poll_step(&run, step, s, &mut rows, &ctx).await?
                     }
                     Some(_) => None,
                 };
                 if let Some(s) = updated {
-                    if terminal(&s.status) {
+                    if s.status.is_terminal() {
                         progressed = true;
                     }
-                    if let Some(at) = s.wake_at.filter(|_| !terminal(&s.status)) {
+                    if let Some(at) = s.wake_at.filter(|_| !s.status.is_terminal()) {
                         wake(at);
                     }
                     rows.insert((s.step_id.clone(), s.item), s);
                 } else if let Some(s) = rows.get(&(step.id.clone(), WHOLE))
-                    && let Some(at) = s.wake_at.filter(|_| !terminal(&s.status))
+                    && let Some(at) = s.wake_at.filter(|_| !s.status.is_terminal())
                 {
                     wake(at);
                 }
@@ -657,18 +652,18 @@ impl Engine {
                 break;
             }
         }
-        let done = def.steps.iter().all(|s| rows.get(&(s.id.clone(), WHOLE)).is_some_and(|r| terminal(&r.status)));
+        let done = def.steps.iter().all(|s| rows.get(&(s.id.clone(), WHOLE)).is_some_and(|r| r.status.is_terminal()));
         if done {
             let failed = def.steps.iter().find(|s| {
                 !s.continue_on_error
                     && rows
                         .get(&(s.id.clone(), WHOLE))
-                        .is_some_and(|r| matches!(r.status.as_str(), "failed" | "cancelled"))
+                        .is_some_and(|r| matches!(r.status, StepStatus::Failed | StepStatus::Cancelled))
             });
             match failed {
                 Some(s) => {
                     let why = rows.get(&(s.id.clone(), WHOLE)).and_then(|r| r.error.clone()).unwrap_or_default();
-                    run.status = "failed".into();
+                    run.status = WorkflowRunStatus::Failed;
                     run.error = Some(format!("step {} failed: {why}", s.id));
                 }
                 None => {
@@ -683,7 +678,7 @@ impl Engine {
                             Err(e) => error = Some(format!("outputs.{k}: {e}")),
                         }
                     }
-                    run.status = if error.is_some() { "failed" } else { "succeeded" }.into();
+                    run.status = if error.is_some() { WorkflowRunStatus::Failed } else { WorkflowRunStatus::Succeeded };
                     run.error = error;
                     run.outputs = Some(Value::Object(outputs).to_string());
                 }
@@ -698,24 +693,26 @@ impl Engine {
     /// Whether a queued run may start under its concurrency limit (applying `skip` and
     /// `cancel_running`).
     async fn may_start(&self, def: &Workflow, run: &WorkflowRunRecord) -> Result<bool, EngineError> {
-        let queued_slot = run.trigger == "schedule"
-            && def.triggers.iter().any(|t| matches!(t, Trigger::Schedule { overlap, .. } if overlap == "queue"));
+        let queued_slot = run.trigger == TriggerKind::Schedule
+            && def.triggers.iter().any(|t| matches!(t, Trigger::Schedule { overlap: Overlap::Queue, .. }));
         if def.concurrency.is_none() && !queued_slot {
             return Ok(true);
         }
         let active = self.store.list_workflow_runs(Some(&run.workflow), true, 10_000).await?;
-        if queued_slot && active.iter().any(|r| r.status == "running" && r.id != run.id) {
+        if queued_slot && active.iter().any(|r| r.status == WorkflowRunStatus::Running && r.id != run.id) {
             return Ok(false);
         }
         let Some(c) = &def.concurrency else { return Ok(true) };
         let running: Vec<&WorkflowRunRecord> = active
             .iter()
-            .filter(|r| r.status == "running" && r.id != run.id && r.concurrency_key == run.concurrency_key)
+            .filter(|r| {
+                r.status == WorkflowRunStatus::Running && r.id != run.id && r.concurrency_key == run.concurrency_key
+            })
             .collect();
         if (running.len() as u32) < c.limit {
             // Runs queued earlier under the same key go first.
             let earlier = active.iter().any(|r| {
-                r.status == "queued"
+                r.status == WorkflowRunStatus::Queued
                     && r.id != run.id
                     && r.concurrency_key == run.concurrency_key
                     && (r.created_at, &r.id) < (run.created_at, &run.id)
@@ -726,7 +723,7 @@ impl Engine {
             OnLimit::Queue => Ok(false),
             OnLimit::Skip => {
                 let mut r = run.clone();
-                r.status = "skipped".into();
+                r.status = WorkflowRunStatus::Skipped;
                 r.error = Some(format!(
                     "{} run(s) with concurrency key {:?} already running (limit {})",
                     running.len(),
@@ -758,15 +755,13 @@ impl Engine {
         let mut blocked = None;
         for n in &step.needs {
             match rows.get(&(n.clone(), WHOLE)) {
-                Some(r) if terminal(&r.status) => {
+                Some(r) if r.status.is_terminal() => {
                     // A skipped need is done (its `if` said so); a failed one stops the steps
                     // after it unless it may fail.
                     let tolerated = def.step(n).is_some_and(|s| s.continue_on_error);
-                    let failed_before =
-                        r.status == "skipped" && r.error.as_deref().is_some_and(|e| e.starts_with(SKIPPED_BY_FAILURE));
-                    if (matches!(r.status.as_str(), "failed" | "cancelled" | "timed_out") && !tolerated)
-                        || failed_before
-                    {
+                    let failed_before = r.status == StepStatus::Skipped
+                        && r.error.as_deref().is_some_and(|e| e.starts_with(SKIPPED_BY_FAILURE));
+                    if (matches!(r.status, StepStatus::Failed | StepStatus::Cancelled) && !tolerated) || failed_before {
                         blocked.get_or_insert(format!("{SKIPPED_BY_FAILURE}{n} failed"));
                     }
                 }
@@ -778,7 +773,7 @@ impl Engine {
             run_id: run.id.clone(),
             step_id: step.id.clone(),
             item: WHOLE,
-            status: "running".into(),
+            status: StepStatus::Running,
             attempt: 1,
             task_run_id: None,
             child_run_id: None,
@@ -789,13 +784,15 @@ impl Engine {
             finished_at: None,
         };
         if let Some(why) = blocked {
-            return self.settle(s, "skipped", None, Some(why)).await.map(Some);
+            return self.settle(s, StepStatus::Skipped, None, Some(why)).await.map(Some);
         }
         if let Some(cond) = &step.condition {
             match cond.is_true(ctx) {
                 Ok(true) => {}
-                Ok(false) => return self.settle(s, "skipped", None, Some("its if: was false".into())).await.map(Some),
-                Err(e) => return self.settle(s, "failed", None, Some(format!("if: {e}"))).await.map(Some),
+                Ok(false) => {
+                    return self.settle(s, StepStatus::Skipped, None, Some("its if: was false".into())).await.map(Some);
+                }
+                Err(e) => return self.settle(s, StepStatus::Failed, None, Some(format!("if: {e}"))).await.map(Some),
             }
         }
         if step.for_each.is_some() {
@@ -818,7 +815,7 @@ impl Engine {
         ctx: &Value,
     ) -> Result<StepRecord, EngineError> {
         let now = self.now();
-        s.status = "running".into();
+        s.status = StepStatus::Running;
         s.wake_at = step.timeout.map(|t| now + t.as_millis() as i64);
         s.started_at = Some(now);
         match &step.action {
@@ -827,14 +824,14 @@ impl Engine {
                     Ok(v) if v.is_object() => v,
                     Ok(v) => {
                         return self
-                            .settle(s, "failed", None, Some(format!("with: renders to {v}, not an object")))
+                            .settle(s, StepStatus::Failed, None, Some(format!("with: renders to {v}, not an object")))
                             .await;
                     }
-                    Err(e) => return self.settle(s, "failed", None, Some(format!("with: {e}"))).await,
+                    Err(e) => return self.settle(s, StepStatus::Failed, None, Some(format!("with: {e}"))).await,
                 };
                 let new_run = match self.step_task_run(project, task, input, &run.id, &step.id, s.item).await {
                     Ok(r) => r,
-                    Err(e) => return self.settle(s, "failed", None, Some(e.to_string())).await,
+                    Err(e) => return self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
                 };
                 let stored = self.store.start_step_task(&s, &new_run).await?;
                 s.task_run_id = Some(stored.id);
@@ -847,14 +844,14 @@ impl Engine {
                     let key = format!("workflow:{}:{}:{}", run.id, step.id, s.item);
                     let project = None;
                     match self.emit_event(project, event_type, data, Some(key)).await {
-                        Ok((e, _)) => self.settle(s, "succeeded", Some(event_json(&e)), None).await,
-                        Err(e) => self.settle(s, "failed", None, Some(e.to_string())).await,
+                        Ok((e, _)) => self.settle(s, StepStatus::Succeeded, Some(event_json(&e)), None).await,
+                        Err(e) => self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
                     }
                 }
-                Err(e) => self.settle(s, "failed", None, Some(format!("data: {e}"))).await,
+                Err(e) => self.settle(s, StepStatus::Failed, None, Some(format!("data: {e}"))).await,
             },
             Action::Wait(Wait::Duration(d)) => {
-                s.status = "waiting".into();
+                s.status = StepStatus::Waiting;
                 // Woken at the end of the pause or at the step's timeout, whichever is first.
                 s.wake_at = Some(now + d.as_millis() as i64).min(s.wake_at).or(Some(now + d.as_millis() as i64));
                 self.store.put_steps(std::slice::from_ref(&s)).await?;
@@ -862,7 +859,7 @@ impl Engine {
                 Ok(s)
             }
             Action::Wait(Wait::Event { timeout, .. }) => {
-                s.status = "waiting".into();
+                s.status = StepStatus::Waiting;
                 let own = timeout.map(|t| now + t.as_millis() as i64);
                 s.wake_at = match (own, s.wake_at) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -875,10 +872,10 @@ impl Engine {
             Action::Workflow { name, inputs } => {
                 let inputs = match render_value(inputs, ctx) {
                     Ok(v) => v,
-                    Err(e) => return self.settle(s, "failed", None, Some(format!("inputs: {e}"))).await,
+                    Err(e) => return self.settle(s, StepStatus::Failed, None, Some(format!("inputs: {e}"))).await,
                 };
                 let start = StartWorkflow {
-                    trigger: "workflow".into(),
+                    trigger: TriggerKind::Workflow,
                     trigger_key: Some(format!("step:{}:{}:{}:{}", run.id, step.id, s.item, s.attempt)),
                     event: None,
                     inputs,
@@ -891,7 +888,7 @@ impl Engine {
                         self.touch();
                         Ok(s)
                     }
-                    Err(e) => self.settle(s, "failed", None, Some(e.to_string())).await,
+                    Err(e) => self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
                 }
             }
             Action::Notify { title, body, severity, tags } => {
@@ -902,21 +899,24 @@ impl Engine {
                 };
                 let (title, body) = match (render(title), render(body)) {
                     (Ok(t), Ok(b)) => (t, b),
-                    (Err(e), _) | (_, Err(e)) => return self.settle(s, "failed", None, Some(e)).await,
+                    (Err(e), _) | (_, Err(e)) => return self.settle(s, StepStatus::Failed, None, Some(e)).await,
                 };
                 let input = NotifyInput {
                     title,
                     body,
-                    severity: Some(severity.clone()),
+                    severity: Some(*severity),
                     tags: tags.clone(),
                     dedup_key: Some(format!("workflow:{}:{}:{}", run.id, step.id, s.item)),
-                    source: Some("workflow".into()),
+                    source: Some(NotificationSource::Workflow),
                     incident_id: None,
                     also_to: Vec::new(),
                 };
                 match self.notify(None, input, None).await {
-                    Ok(n) => self.settle(s, "succeeded", Some(json!({"notification": n.notification.id})), None).await,
-                    Err(e) => self.settle(s, "failed", None, Some(e.to_string())).await,
+                    Ok(n) => {
+                        self.settle(s, StepStatus::Succeeded, Some(json!({"notification": n.notification.id})), None)
+                            .await
+                    }
+                    Err(e) => self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
                 }
             }
         }
@@ -948,7 +948,7 @@ impl Engine {
         ctx: &Value,
     ) -> Result<Option<StepRecord>, EngineError> {
         let now = self.now();
-        if s.status == "retrying" {
+        if s.status == StepStatus::Retrying {
             if s.wake_at.is_some_and(|w| now < w) {
                 return Ok(None);
             }
@@ -981,25 +981,26 @@ impl Engine {
                 let Some(r) = self.store.get_run(&task_run).await? else {
                     return self.fail_or_retry(step, s, "its task run is missing".into()).await.map(Some);
                 };
-                match r.status.as_str() {
-                    "succeeded" => {
+                match r.status {
+                    RunStatus::Succeeded => {
                         let outputs =
                             r.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(json!({}));
-                        self.settle(s, "succeeded", Some(outputs), None).await.map(Some)
+                        self.settle(s, StepStatus::Succeeded, Some(outputs), None).await.map(Some)
                     }
-                    "failed" | "timed_out" => {
+                    RunStatus::Failed | RunStatus::TimedOut => {
                         let why = format!("run {} {}: {}", r.id, r.status, r.error.clone().unwrap_or_default());
                         self.fail_or_retry(step, s, why).await.map(Some)
                     }
-                    "cancelled" => {
-                        self.settle(s, "cancelled", None, Some(format!("run {} was cancelled", r.id))).await.map(Some)
-                    }
-                    _ => Ok(None),
+                    RunStatus::Cancelled => self
+                        .settle(s, StepStatus::Cancelled, None, Some(format!("run {} was cancelled", r.id)))
+                        .await
+                        .map(Some),
+                    RunStatus::Queued | RunStatus::Running => Ok(None),
                 }
             }
             Action::Wait(Wait::Duration(d)) => {
                 if s.started_at.is_some_and(|st| now >= st + d.as_millis() as i64) {
-                    return self.settle(s, "succeeded", Some(json!({})), None).await.map(Some);
+                    return self.settle(s, StepStatus::Succeeded, Some(json!({})), None).await.map(Some);
                 }
                 Ok(None)
             }
@@ -1017,7 +1018,7 @@ impl Engine {
                     let mut c = ctx.clone();
                     c["event"] = ev.clone();
                     if filter.as_ref().is_none_or(|f| f.is_true(&c).unwrap_or(false)) {
-                        return self.settle(s, "succeeded", Some(ev), None).await.map(Some);
+                        return self.settle(s, StepStatus::Succeeded, Some(ev), None).await.map(Some);
                     }
                 }
                 if let (Some(t), Some(st)) = (timeout, s.started_at)
@@ -1030,13 +1031,13 @@ impl Engine {
             Action::Workflow { .. } => {
                 let Some(child) = s.child_run_id.clone() else { return Ok(None) };
                 let Some(c) = self.store.get_workflow_run(&child).await? else { return Ok(None) };
-                match c.status.as_str() {
-                    "succeeded" => {
+                match c.status {
+                    WorkflowRunStatus::Succeeded => {
                         let outputs =
                             c.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(json!({}));
-                        self.settle(s, "succeeded", Some(outputs), None).await.map(Some)
+                        self.settle(s, StepStatus::Succeeded, Some(outputs), None).await.map(Some)
                     }
-                    status if terminal(status) => {
+                    status if status.is_terminal() => {
                         let why = format!("workflow run {} {status}: {}", c.id, c.error.unwrap_or_default());
                         self.fail_or_retry(step, s, why).await.map(Some)
                     }
@@ -1063,11 +1064,13 @@ impl Engine {
             Ok(Value::Array(a)) => a,
             Ok(v) => {
                 return self
-                    .settle(whole, "failed", None, Some(format!("for_each: {v} is not a list")))
+                    .settle(whole, StepStatus::Failed, None, Some(format!("for_each: {v} is not a list")))
                     .await
                     .map(Some);
             }
-            Err(e) => return self.settle(whole, "failed", None, Some(format!("for_each: {e}"))).await.map(Some),
+            Err(e) => {
+                return self.settle(whole, StepStatus::Failed, None, Some(format!("for_each: {e}"))).await.map(Some);
+            }
         };
         let mut active = 0;
         let mut finished = 0;
@@ -1076,17 +1079,18 @@ impl Engine {
         for (i, _) in list.iter().enumerate() {
             let key = (step.id.clone(), i as i64);
             let Some(mut r) = rows.get(&key).cloned() else { continue };
-            if !terminal(&r.status) {
+            if !r.status.is_terminal() {
                 let item_ctx = with_item(ctx, step, &r);
                 if let Some(updated) = self.poll_one(run, step, r.clone(), &item_ctx).await? {
                     r = updated;
                     rows.insert(key.clone(), r.clone());
                 }
             }
-            if terminal(&r.status) {
+            if r.status.is_terminal() {
                 finished += 1;
-                if r.status != "succeeded" && first_failure.is_none() {
-                    first_failure = Some(format!("item {i}: {}", r.error.clone().unwrap_or_else(|| r.status.clone())));
+                if r.status != StepStatus::Succeeded && first_failure.is_none() {
+                    first_failure =
+                        Some(format!("item {i}: {}", r.error.clone().unwrap_or_else(|| r.status.to_string())));
                 }
             } else {
                 active += 1;
@@ -1106,7 +1110,7 @@ impl Engine {
             let s = StepRecord { item: i as i64, ..whole.clone() };
             let item_ctx = with_item(ctx, step, &s);
             let started = self.start_action(run, step, s, &item_ctx).await?;
-            if terminal(&started.status) {
+            if started.status.is_terminal() {
                 finished += 1;
             } else {
                 active += 1;
@@ -1122,8 +1126,10 @@ impl Engine {
                 })
                 .collect();
             return match first_failure {
-                Some(why) => self.settle(whole, "failed", Some(Value::Array(outputs)), Some(why)).await.map(Some),
-                None => self.settle(whole, "succeeded", Some(Value::Array(outputs)), None).await.map(Some),
+                Some(why) => {
+                    self.settle(whole, StepStatus::Failed, Some(Value::Array(outputs)), Some(why)).await.map(Some)
+                }
+                None => self.settle(whole, StepStatus::Succeeded, Some(Value::Array(outputs)), None).await.map(Some),
             };
         }
         whole.wake_at = wake;
@@ -1134,25 +1140,25 @@ impl Engine {
     async fn fail_or_retry(&self, step: &Step, mut s: StepRecord, why: String) -> Result<StepRecord, EngineError> {
         if (s.attempt as u32) < step.retry.attempts {
             let pause = workflow::retry_pause(&step.retry, s.attempt as u32 + 1);
-            s.status = "retrying".into();
+            s.status = StepStatus::Retrying;
             s.error = Some(why);
             s.wake_at = Some(self.now() + pause.as_millis() as i64);
             self.store.put_steps(std::slice::from_ref(&s)).await?;
             self.touch();
             return Ok(s);
         }
-        self.settle(s, "failed", None, Some(why)).await
+        self.settle(s, StepStatus::Failed, None, Some(why)).await
     }
 
     /// Stores a step's end.
     async fn settle(
         &self,
         mut s: StepRecord,
-        status: &str,
+        status: StepStatus,
         outputs: Option<Value>,
         error: Option<String>,
     ) -> Result<StepRecord, EngineError> {
-        s.status = status.into();
+        s.status = status;
         s.outputs = outputs.map(|o| o.to_string());
         s.error = error;
         s.wake_at = None;
@@ -1166,7 +1172,7 @@ impl Engine {
     async fn stop_steps(&self, run: &WorkflowRunRecord, why: &str) -> Result<(), EngineError> {
         let mut stopped = Vec::new();
         for mut s in self.store.workflow_steps(&run.id).await? {
-            if terminal(&s.status) {
+            if s.status.is_terminal() {
                 continue;
             }
             if let Some(r) = &s.task_run_id {
@@ -1175,7 +1181,7 @@ impl Engine {
             if let Some(c) = &s.child_run_id {
                 let _ = Box::pin(self.cancel_run_locked(c)).await;
             }
-            s.status = "cancelled".into();
+            s.status = StepStatus::Cancelled;
             s.error = Some(why.into());
             s.finished_at = Some(self.now());
             stopped.push(s);
@@ -1238,22 +1244,22 @@ impl Engine {
 
 /// The trigger an event fires in a workflow, if any: `event` (type and filter), `workflow`
 /// (another workflow's end).
-fn event_trigger(def: &Workflow, e: &EventRecord, ev: &Value) -> Option<&'static str> {
+fn event_trigger(def: &Workflow, e: &EventRecord, ev: &Value) -> Option<TriggerKind> {
     for t in &def.triggers {
         match t {
             Trigger::Event { pattern, filter } if workflow::type_matches(pattern, &e.kind) => {
                 let ctx = json!({ "event": ev });
                 if filter.as_ref().is_none_or(|f| f.is_true(&ctx).unwrap_or(false)) {
-                    return Some("event");
+                    return Some(TriggerKind::Event);
                 }
             }
             Trigger::Workflow { name, statuses } => {
                 if let Some(status) = e.kind.strip_prefix("workflow.")
                     && ev["data"]["workflow"] == *name
-                    && (statuses.is_empty() || statuses.iter().any(|s| s == status))
+                    && (statuses.is_empty() || status.parse().is_ok_and(|s: WorkflowRunStatus| statuses.contains(&s)))
                     && *name != def.name
                 {
-                    return Some("workflow");
+                    return Some(TriggerKind::Workflow);
                 }
             }
             _ => {}

@@ -478,10 +478,10 @@ fn budget_table(session: &Session, budgets: &[BudgetView]) -> Markup {
                             td {
                                 @match &b.paused {
                                     Some(why) => {
-                                        (ui::badge("paused")) br; span.small { (why) } br;
+                                        (ui::badge(ui::Word::Paused)) br; span.small { (why) } br;
                                         (ui::post_button(session, &format!("/costs/resume/{}", urlencode(&b.project)), "Resume project", "primary", Some("Lift this project's budget pause?")))
                                     }
-                                    None => (ui::badge("active")),
+                                    None => (ui::badge(ui::Word::Active)),
                                 }
                             }
                         }

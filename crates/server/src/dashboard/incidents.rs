@@ -10,6 +10,8 @@ use axum::{Json, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use agent_os_core::alerting::{DeliveryStatus, IncidentStatus};
+use agent_os_core::channel::Channel;
 use agent_os_core::url::encode_component as urlencode;
 
 use super::session::Session;
@@ -21,7 +23,6 @@ use crate::alerting::{
 };
 use crate::auth::Caller;
 use crate::body::{ApiQuery, JsonBody, OptionalJson};
-use agent_os_core::channel::Channel;
 
 /// Rows shown unless "show more" asks for more; the API's own ceiling is the most.
 const DEFAULT_LIMIT: i64 = 50;
@@ -51,7 +52,7 @@ pub async fn page(
     fragment: Fragment,
     Query(f): Query<IncidentsFilter>,
 ) -> PageResult {
-    let open_only = f.show.as_deref() == Some("open");
+    let open_only = f.show.as_deref().map(str::parse) == Some(Ok(IncidentStatus::Open));
     let project = f.project.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
     let limit = f.limit.as_deref().and_then(|l| l.parse::<i64>().ok()).unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let query = |open: bool| IncidentQuery { open, project: project.clone(), limit: Some(limit) };
@@ -60,7 +61,11 @@ pub async fn page(
         Vec::new()
     } else {
         let recent = alerting::list_incidents(State(st.clone()), Caller::Admin, ApiQuery(query(false))).await?.0;
-        recent.into_iter().filter(|i| i.status != "open").take((limit - open.len() as i64) as usize).collect()
+        recent
+            .into_iter()
+            .filter(|i| i.status != IncidentStatus::Open)
+            .take((limit - open.len() as i64) as usize)
+            .collect()
     };
     // More may exist when a list came back full.
     let more = (open.len() + resolved.len()) as i64 >= limit && limit < MAX_LIMIT;
@@ -166,13 +171,13 @@ fn incident_table(
 }
 
 fn incident_row(session: &Session, i: &IncidentView) -> Markup {
-    let is_open = i.status == "open";
+    let is_open = i.status == IncidentStatus::Open;
     html! {
         tr id={"i-" (i.id)} data-incident=(i.id) class=[(is_open && i.acked_by.is_none()).then_some("flag")] {
             td {
                 div.incident-state {
-                    (ui::badge(&i.severity)) " " (ui::badge(&i.status))
-                    @if i.flapping { " " (ui::badge("flapping")) }
+                    (ui::badge(i.severity)) " " (ui::badge(i.status))
+                    @if i.flapping { " " (ui::badge(ui::Word::Flapping)) }
                 }
                 strong { (i.title) }
                 br;
@@ -244,7 +249,7 @@ fn maintenance_section(session: &Session, windows: &[MaintenanceView], projects:
                                     }
                                 }
                                 td {
-                                    @if w.active { (ui::badge("active")) } @else { (ui::badge("scheduled")) }
+                                    @if w.active { (ui::badge(ui::Word::Active)) } @else { (ui::badge(ui::Word::Scheduled)) }
                                     br;
                                     @match &w.id {
                                         Some(id) => (ui::post_button(
@@ -312,24 +317,24 @@ fn notification_list(list: &[NotificationView], channels: &[Channel]) -> Markup 
                         tr data-notification=(n.id) {
                             td { (ui::time_str(&n.created_at)) }
                             td {
-                                (ui::badge(&n.severity)) " " strong { (n.title) }
+                                (ui::badge(n.severity)) " " strong { (n.title) }
                                 @if let Some(s) = &n.source { br; span.small.muted { "from " (s) } }
                             }
                             td.hide-narrow { (n.project.as_deref().unwrap_or("—")) }
                             td {
                                 @if n.deliveries.is_empty() {
                                     @match &n.suppressed {
-                                        Some(why) => { (ui::badge("suppressed")) " " span.small { (why) } },
+                                        Some(why) => { (ui::badge(ui::Word::Suppressed)) " " span.small { (why) } },
                                         None => span.small.muted { "Sent to no channel: none is configured, or the routes chose none." },
                                     }
                                 } @else {
                                     ul.deliveries {
                                         @for d in &n.deliveries {
                                             li {
-                                                strong { (d.channel) } " " (ui::badge(&d.status))
+                                                strong { (d.channel) } " " (ui::badge(d.status))
                                                 " " span.small.muted { (d.attempts) @if d.attempts == 1 { " attempt" } @else { " attempts" } }
                                                 @if let Some(h) = &d.held { " " span.small { "held for a digest (" (h) ")" } }
-                                                @if let (Some(next), true) = (&d.next_at, d.status == "pending") {
+                                                @if let (Some(next), true) = (&d.next_at, d.status == DeliveryStatus::Pending) {
                                                     " " span.small.muted { "next " (ui::time_str(next)) }
                                                 }
                                                 @if let Some(e) = &d.last_error { br; span.small.error-text { (scrub(e, channels)) } }

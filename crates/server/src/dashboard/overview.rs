@@ -4,6 +4,11 @@
 use axum::extract::State;
 use maud::{Markup, html};
 
+use agent_os_core::alerting::Severity;
+use agent_os_core::budget::Period;
+use agent_os_core::health::{HealthSource, HealthState};
+use agent_os_core::run::RunStatus;
+
 use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
@@ -18,8 +23,8 @@ use crate::{AppState, BudgetView, CostGroupView};
 struct Card {
     name: String,
     description: String,
-    health: String,
-    reasons: Vec<(String, String)>,
+    health: HealthState,
+    reasons: Vec<(HealthSource, String)>,
     tasks: usize,
     spent: Vec<CostGroupView>,
     budgets: Vec<BudgetView>,
@@ -49,23 +54,29 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
         let name = p.record.name.clone();
         cards.push(Card {
             description: p.record.description.clone(),
-            health: health.state.as_str().to_string(),
+            health: health.state,
             reasons: health
                 .reasons
                 .iter()
-                .filter(|r| r.state.as_str() != "ok")
-                .map(|r| (r.source.to_string(), r.message.clone()))
+                .filter(|r| r.state != HealthState::Ok)
+                .map(|r| (r.source, r.message.clone()))
                 .collect(),
             tasks: p.manifest.tasks.len(),
             spent: spend.groups.iter().filter(|g| g.group == name).cloned().collect(),
-            budgets: budgets.iter().filter(|b| b.project == name && b.period == "monthly").cloned().collect(),
+            budgets: budgets.iter().filter(|b| b.project == name && b.period == Period::Monthly).cloned().collect(),
             name,
         });
     }
     let running = routes::list_runs(
         State(st.clone()),
         Caller::Admin,
-        ApiQuery(RunQuery { project: None, task: None, status: Some("running".into()), before: None, limit: Some(20) }),
+        ApiQuery(RunQuery {
+            project: None,
+            task: None,
+            status: Some(RunStatus::Running.to_string()),
+            before: None,
+            limit: Some(20),
+        }),
     )
     .await?
     .0
@@ -139,10 +150,10 @@ fn projects(cards: &[Card]) -> Markup {
         div.grid {
             @for c in cards {
                 article.card aria-labelledby={"p-" (c.name)} {
-                    h3 id={"p-" (c.name)} { a href={"/projects/" (c.name)} { (c.name) } (ui::badge(&c.health)) }
+                    h3 id={"p-" (c.name)} { a href={"/projects/" (c.name)} { (c.name) } (ui::badge(c.health)) }
                     @if !c.description.is_empty() { p.muted.small { (c.description) } }
                     @if c.reasons.is_empty() {
-                        p.small { @if c.health == "unknown" { "Nothing reported yet." } @else { "All well." } }
+                        p.small { @if c.health == HealthState::Unknown { "Nothing reported yet." } @else { "All well." } }
                     } @else {
                         ul.small {
                             @for (source, message) in c.reasons.iter().take(3) { li { strong { (source) ": " } (message) } }
@@ -161,7 +172,7 @@ fn projects(cards: &[Card]) -> Markup {
                             "Budget" @if !b.service.is_empty() { " (" (b.service) ")" } ": "
                             (ui::amount(&b.spent, &b.currency)) " of " (ui::amount(&b.limit, &b.currency))
                             " (" (format!("{:.0}", b.percent)) " %)"
-                            @if b.paused.is_some() { " " (ui::badge("paused")) }
+                            @if b.paused.is_some() { " " (ui::badge(ui::Word::Paused)) }
                         }
                         (ui::meter(b.percent))
                     }
@@ -176,7 +187,7 @@ pub fn run_rows(runs: &[RunView]) -> Markup {
         @for r in runs {
             tr {
                 td { a href={"/runs/" (r.id)} { (r.project) "." (r.task) } }
-                td { (ui::badge(&r.status)) @if let Some(w) = &r.waiting_for { br; span.small.muted { (w) } } }
+                td { (ui::badge(r.status)) @if let Some(w) = &r.waiting_for { br; span.small.muted { (w) } } }
                 td.hide-narrow { (r.trigger) }
                 td data-label="since" { (ui::opt_time_str(r.started_at.as_deref().or(Some(r.queued_at.as_str())))) }
                 td.num.hide-narrow { (r.attempt) "/" (r.max_attempts) }
@@ -216,7 +227,7 @@ pub fn incident_list(incidents: &[IncidentView]) -> Markup {
                 tbody {
                     @for i in incidents {
                         tr {
-                            td { (ui::badge(&i.severity)) @if i.flapping { " " (ui::badge("flapping")) } }
+                            td { (ui::badge(i.severity)) @if i.flapping { " " (ui::badge(ui::Word::Flapping)) } }
                             td { a href={"/incidents#i-" (i.id)} { (i.title) } br; span.small.muted { (i.reason) } }
                             td.hide-narrow { (i.project.as_deref().unwrap_or("—")) }
                             td { (ui::time_str(&i.opened_at)) }
@@ -251,7 +262,7 @@ fn next_fires(t: &crate::Timeline) -> Markup {
                             td { (ui::time_str(&f.at)) }
                             td { a href={"/projects/" (f.project)} { (f.project) } "." (f.task) }
                             td.hide-narrow { (f.managed_by) }
-                            td { @if clashing.contains(&i) { (ui::badge("warning")) " collides" } }
+                            td { @if clashing.contains(&i) { (ui::badge(Severity::Warning)) " collides" } }
                         }
                     }
                 }

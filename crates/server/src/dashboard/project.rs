@@ -2,6 +2,10 @@
 //! spend this month and budgets, health history, the key audit, and its manifest (with any
 //! secret-shaped text redacted).
 
+use agent_os_core::check::CheckState;
+use agent_os_core::health::HealthState;
+use agent_os_core::manifest::{ScheduleStatus, TransportKind};
+use agent_os_engine::audit::Severity as AuditSeverity;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
@@ -71,8 +75,8 @@ async fn page(
 
     let head = html! {
         div.actions {
-            (ui::badge(&health.state))
-            @for r in health.reasons.iter().filter(|r| r.state != "ok").take(4) {
+            (ui::badge(health.state))
+            @for r in health.reasons.iter().filter(|r| r.state != HealthState::Ok).take(4) {
                 span.small { strong { (r.source) ": " } (r.message) }
             }
         }
@@ -106,7 +110,7 @@ async fn page(
                 "Budget (" (b.period) (if b.service.is_empty() { String::new() } else { format!(", {}", b.service) }) "): "
                 (ui::amount(&b.spent, &b.currency)) " of " (ui::amount(&b.limit, &b.currency)) ", " (format!("{:.0}", b.percent))
                 " %, forecast " (ui::amount(&b.forecast, &b.currency))
-                @if let Some(p) = &b.paused { " " (ui::badge("paused")) " " (p) }
+                @if let Some(p) = &b.paused { " " (ui::badge(ui::Word::Paused)) " " (p) }
             }
         }
     };
@@ -172,7 +176,7 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                                 td { (s.task) }
                                 td.mono { (s.cron) " " span.muted { (s.timezone) } }
                                 td.hide-narrow { (s.managed_by) }
-                                td { (ui::badge(&s.state)) @if s.late { " " (ui::badge("late")) } }
+                                td { (ui::badge(s.state)) @if s.late { " " (ui::badge(ScheduleStatus::Late)) } }
                                 td data-label="next" { @if let Some(n) = s.next.first() { (ui::time_str(n)) } @else { span.muted { "—" } } }
                             }
                         }
@@ -187,9 +191,9 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                         thead { tr { th { "Check" } th { "State" } th { "Last ping" } } }
                         tbody {
                             @for c in checks {
-                                tr class=[(c.state == "late" || c.state == "down").then_some("flag")] {
+                                tr class=[(c.state == CheckState::Late || c.state == CheckState::Down).then_some("flag")] {
                                     td { (c.slug) @if !c.description.is_empty() { br; span.small.muted { (c.description) } } }
-                                    td.check-state { (ui::badge(&c.state)) }
+                                    td.check-state { (ui::badge(c.state)) }
                                     td.last-ping data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
                                 }
                             }
@@ -250,7 +254,7 @@ fn health_history(h: &alerting::ProjectHealthView) -> Markup {
                                     @if n > 1 { br; span.small.muted data-repeats=(n) { "×" (n) " since " (ui::time_str(oldest)) } }
                                 }
                                 td { (e.kind) }
-                                td { (ui::badge(&e.state)) }
+                                td { (ui::badge(e.state)) }
                                 td.hide-narrow { (e.message.as_deref().unwrap_or("")) }
                                 td.num.hide-narrow { (ui::duration_ms(e.duration_ms)) }
                             }
@@ -262,6 +266,14 @@ fn health_history(h: &alerting::ProjectHealthView) -> Markup {
     }
 }
 
+/// A finding's severity as a badge (the API sends findings as JSON).
+fn audit_badge(f: &serde_json::Value) -> Markup {
+    match f.get("severity").cloned().map(serde_json::from_value::<AuditSeverity>) {
+        Some(Ok(s)) => ui::badge(s),
+        _ => ui::badge(f.get("severity").and_then(|v| v.as_str()).unwrap_or("")),
+    }
+}
+
 fn audit_part(a: &AuditView) -> Markup {
     let field = |f: &serde_json::Value, k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     html! {
@@ -269,7 +281,7 @@ fn audit_part(a: &AuditView) -> Markup {
         @if !a.audited {
             p.muted { "A hosted project has no directory here; its keys stay with it." }
         } @else if a.findings.is_empty() {
-            p { (ui::badge("ok")) " Its " code { ".env" } " and manifest agree, with no findings (checked " (ui::time_str(&a.checked_at)) ")." }
+            p { (ui::badge(ui::Word::Ok)) " Its " code { ".env" } " and manifest agree, with no findings (checked " (ui::time_str(&a.checked_at)) ")." }
         } @else {
             p { (a.errors) " errors, " (a.warnings) " warnings (values are never read into the report)." }
             div.table-wrap {
@@ -278,7 +290,7 @@ fn audit_part(a: &AuditView) -> Markup {
                     tbody {
                         @for f in &a.findings {
                             tr {
-                                td { (ui::badge(&field(f, "severity"))) }
+                                td { (audit_badge(f)) }
                                 td { (field(f, "message")) }
                                 td.hide-narrow.mono { (field(f, "file")) @if let Some(l) = f.get("line").and_then(|v| v.as_u64()) { ":" (l) } }
                                 td { (field(f, "fix")) }
@@ -319,7 +331,7 @@ fn about(v: &ProjectView, manifest: &str) -> Markup {
 /// A hosted project's signing secret: shown (or rotated) on a POST only, so it is never in a
 /// page a GET can fetch again from a cache or history.
 fn signing_part(session: &Session, v: &ProjectView) -> Markup {
-    if v.transport != "http" {
+    if v.transport != TransportKind::Http {
         return html! {};
     }
     let base = format!("/projects/{}/secret", agent_os_core::url::encode_component(&v.name));

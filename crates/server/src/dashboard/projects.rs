@@ -4,6 +4,8 @@
 use axum::extract::State;
 use maud::html;
 
+use agent_os_store::ProjectTransport;
+
 use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
@@ -40,9 +42,9 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
             tr {
                 td { a href={"/projects/" (agent_os_core::url::encode_component(&p.record.name))} { (p.record.name) }
                     @if !p.record.description.is_empty() { br; span.small.muted { (p.record.description) } } }
-                td { (ui::badge(health.state.as_str()))
+                td { (ui::badge(health.state))
                     @if let Some(r) = why { br; span.small { strong { (r.source) ": " } (r.message) } } }
-                td.hide-narrow { (if p.record.transport == "http" { "hosted (HTTP)" } else { "local commands" }) }
+                td.hide-narrow { (if matches!(p.record.transport, ProjectTransport::Http { .. }) { "hosted (HTTP)" } else { "local commands" }) }
                 td.num.hide-narrow { (p.manifest.tasks.len()) }
                 td.num { @if spent.is_empty() { span.muted { "—" } } @else { (spent.join(" + ")) } }
             }

@@ -7,6 +7,8 @@ use axum::extract::State;
 use axum::routing::get;
 use maud::{Markup, html};
 
+use agent_os_core::resource::HolderKind;
+
 use super::session::Session;
 use super::ui::{self, Nav, Page};
 use super::{Fragment, PageResult};
@@ -72,10 +74,10 @@ fn resource(r: &ResourceView) -> Markup {
             h2 id=(id) {
                 (r.name) " "
                 @match r.concurrency {
-                    Some(c) if held as u64 >= u64::from(c) => (ui::badge("full")),
-                    _ if !r.waiters.is_empty() => (ui::badge("waiting")),
-                    _ if held > 0 => (ui::badge("held")),
-                    _ => (ui::badge("free")),
+                    Some(c) if held as u64 >= u64::from(c) => (ui::badge(ui::Word::Full)),
+                    _ if !r.waiters.is_empty() => (ui::badge(ui::Word::Waiting)),
+                    _ if held > 0 => (ui::badge(ui::Word::Held)),
+                    _ => (ui::badge(ui::Word::Free)),
                 }
             }
             dl.facts {
@@ -120,12 +122,12 @@ fn resource(r: &ResourceView) -> Markup {
 
 /// Who: a run links to its page; a lease shows its label. (The dashboard reads as the admin,
 /// who sees every id and label; a holder without them is named by its kind alone.)
-fn who(kind: &str, id: Option<&str>, label: Option<&str>) -> Markup {
+fn who(kind: HolderKind, id: Option<&str>, label: Option<&str>) -> Markup {
     let (Some(id), Some(label)) = (id, label) else {
         return html! { span.muted { "someone else's " (kind) } };
     };
     html! {
-        @if kind == "run" {
+        @if kind == HolderKind::Run {
             a href={"/runs/" (id)} { (label) } " " span.small.muted { "run" }
         } @else {
             (label) " " span.small.muted { "lease " span.mono { (id.get(..8).unwrap_or(id)) } }
@@ -141,7 +143,7 @@ fn holders(hs: &[HolderView]) -> Markup {
                 tbody {
                     @for h in hs {
                         tr data-holder=(h.id.as_deref().unwrap_or("")) {
-                            td { (who(&h.kind, h.id.as_deref(), h.label.as_deref())) }
+                            td { (who(h.kind, h.id.as_deref(), h.label.as_deref())) }
                             td.hide-narrow { (h.project.as_deref().unwrap_or("—")) }
                             td.num.hide-narrow { (h.priority) }
                             td { (ui::time_str(&h.since)) }
@@ -168,7 +170,7 @@ fn waiters(ws: &[WaiterView]) -> Markup {
                     @for (i, w) in ws.iter().take(MAX_WAITERS).enumerate() {
                         tr data-waiter=(w.id.as_deref().unwrap_or("")) {
                             td.num { (i + 1) }
-                            td { (who(&w.kind, w.id.as_deref(), w.label.as_deref())) }
+                            td { (who(w.kind, w.id.as_deref(), w.label.as_deref())) }
                             td.hide-narrow { (w.project.as_deref().unwrap_or("—")) }
                             td.num.hide-narrow { (w.priority) }
                             td { (ui::time_str(&w.since)) }

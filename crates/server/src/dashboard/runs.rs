@@ -84,7 +84,7 @@ pub async fn list(
                         @for r in &list.runs {
                             tr {
                                 td { a href={"/runs/" (r.id)} { (r.project) "." (r.task) } }
-                                td { (ui::badge(&r.status)) }
+                                td { (ui::badge(r.status)) }
                                 td.hide-narrow { (r.trigger) }
                                 td { (ui::time_str(&r.queued_at)) }
                                 td.num { @if let Some(d) = r.duration_ms { (ui::duration_ms(d)) } @else { span.muted { "—" } } }
@@ -125,7 +125,7 @@ pub async fn detail(
     .0;
     let chunks = st.engine.store().read_log(&id, 0, 2000).await?;
     let after = chunks.last().map_or(0, |c| c.seq);
-    let finished = is_terminal(&run.status);
+    let finished = run.status.is_terminal();
     let log = html! {
         h2 { "Log" }
         @if run.log_dropped_bytes > 0 { p.small.muted { (run.log_dropped_bytes) " bytes of the oldest output were dropped to keep the log under its cap." } }
@@ -145,15 +145,11 @@ pub async fn detail(
         .respond(&session, fragment.name()))
 }
 
-fn is_terminal(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "timed_out" | "cancelled")
-}
-
 fn summary(session: &Session, r: &RunView, costs: &[crate::views::CostView]) -> Markup {
-    let finished = is_terminal(&r.status);
+    let finished = r.status.is_terminal();
     html! {
         div.actions {
-            (ui::badge(&r.status))
+            (ui::badge(r.status))
             @if r.cancel_requested && !finished { span.muted.small { "cancelling…" } }
             @if !finished && !r.cancel_requested {
                 (ui::post_button(session, &format!("/runs/{}/cancel", r.id), "Cancel run", "danger", Some("Cancel this run?")))
@@ -195,7 +191,7 @@ fn summary(session: &Session, r: &RunView, costs: &[crate::views::CostView]) -> 
                         @for a in &r.attempts {
                             tr {
                                 td.num { (a.attempt) }
-                                td { (ui::badge(&a.status)) }
+                                td { (ui::badge(a.status)) }
                                 td { (ui::time_str(&a.started_at)) }
                                 td { (ui::opt_time_str(a.finished_at.as_deref())) }
                                 td.num { @if let Some(c) = a.exit_code { (c) } }

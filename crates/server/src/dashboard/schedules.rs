@@ -13,6 +13,8 @@ use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use agent_os_core::check::CheckState;
+use agent_os_core::manifest::{ManagedBy, ScheduleStatus};
 use agent_os_core::url::encode_component as urlencode;
 
 use super::session::Session;
@@ -93,7 +95,7 @@ pub async fn page(
     let watching: HashSet<&str> = schedules.iter().filter_map(|s| s.check.as_ref().map(|c| c.id.as_str())).collect();
     let lone: Vec<&routes::CheckView> = checks
         .iter()
-        .filter(|c| (c.state == "late" || c.state == "down") && !watching.contains(c.id.as_str()))
+        .filter(|c| (c.state == CheckState::Late || c.state == CheckState::Down) && !watching.contains(c.id.as_str()))
         .collect();
     let table = schedule_table(&session, &f, &schedules, &lone);
     // The live part is re-fetched on every change; the timeline is not part of it.
@@ -147,7 +149,7 @@ fn schedule_table(
             },
         );
     }
-    let managed = schedules.iter().filter(|s| s.managed_by == "agent-os").count();
+    let managed = schedules.iter().filter(|s| s.managed_by == ManagedBy::AgentOs).count();
     let flagged = schedules.iter().filter(|s| s.late || s.down).count() + lone.len();
     let paused = schedules.iter().filter(|s| s.paused).count();
     html! {
@@ -166,7 +168,7 @@ fn schedule_table(
                         @for c in lone {
                             tr.flag {
                                 td { a href={"/projects/" (urlencode(&c.project))} { (c.project) } "/" (c.slug) }
-                                td { (ui::badge(&c.state)) }
+                                td { (ui::badge(c.state)) }
                                 td data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
                             }
                         }
@@ -196,7 +198,7 @@ fn schedule_table(
                             }
                             td { code { (s.cron) } " " span.small.muted { (s.timezone) } }
                             td.hide-narrow {
-                                @if s.managed_by == "agent-os" { "Agent OS" } @else { (s.managed_by) }
+                                @if s.managed_by == ManagedBy::AgentOs { "Agent OS" } @else { (s.managed_by) }
                                 br; span.small.muted { (s.source) }
                             }
                             td { (state_badges(s)) }
@@ -218,22 +220,24 @@ fn schedule_table(
 
 /// The state as a word, with late or down said in words too (the row is also highlighted).
 fn state_badges(s: &ScheduleView) -> Markup {
-    let state = match s.state.as_str() {
-        "failing" => html! { span class="badge bad" { "failing" } },
-        "unwatched" => html! { span class="badge neutral" title="no check watches this schedule" { "unwatched" } },
+    let state = match s.state {
+        ScheduleStatus::Failing => html! { span class="badge bad" { (s.state) } },
+        ScheduleStatus::Unwatched => {
+            html! { span class="badge neutral" title="no check watches this schedule" { (s.state) } }
+        }
         other => ui::badge(other),
     };
     html! {
         (state)
-        @if s.late && s.state != "late" { " " (ui::badge("late")) }
-        @if s.down && s.state != "down" && s.state != "failing" { " " (ui::badge("down")) }
+        @if s.late && s.state != ScheduleStatus::Late { " " (ui::badge(ScheduleStatus::Late)) }
+        @if s.down && s.state != ScheduleStatus::Down && s.state != ScheduleStatus::Failing { " " (ui::badge(ScheduleStatus::Down)) }
     }
 }
 
 fn last(s: &ScheduleView) -> Markup {
     if let Some(r) = &s.last_run {
         let at = r.finished_at.as_deref().or(r.started_at.as_deref()).unwrap_or(&r.slot);
-        return html! { a href={"/runs/" (r.id)} { (ui::badge(&r.status)) } " " span.small { (ui::time_str(at)) } };
+        return html! { a href={"/runs/" (r.id)} { (ui::badge(r.status)) } " " span.small { (ui::time_str(at)) } };
     }
     match &s.check {
         Some(c) => match &c.last_ping_at {
@@ -243,13 +247,13 @@ fn last(s: &ScheduleView) -> Markup {
             },
             None => html! { span.small.muted { "no ping yet (check " code { (c.slug) } ")" } },
         },
-        None if s.managed_by == "agent-os" => html! { span.small.muted { "no run yet" } },
+        None if s.managed_by == ManagedBy::AgentOs => html! { span.small.muted { "no run yet" } },
         None => html! { span.small.muted { "not watched" } },
     }
 }
 
 fn actions(session: &Session, f: &SchedulesFilter, s: &ScheduleView) -> Markup {
-    if s.managed_by != "agent-os" {
+    if s.managed_by != ManagedBy::AgentOs {
         return html! { span.small.muted { "fired by " (s.managed_by) } };
     }
     let name = format!("{}.{}", s.project, s.task);
@@ -331,7 +335,7 @@ fn timeline_section(f: &SchedulesFilter, t: &Timeline, no_schedules: bool) -> Ma
                                 td {
                                     @if let Some(first) = c.fires.first().and_then(|i| t.fires.get(*i)) { (ui::time_str(&first.at)) }
                                 }
-                                td { (ui::badge("collides")) " " (c.service) }
+                                td { (ui::badge(ui::Word::Collides)) " " (c.service) }
                                 td {
                                     ul.plain {
                                         @for fire in c.fires.iter().filter_map(|i| t.fires.get(*i)) {
@@ -534,7 +538,7 @@ mod tests {
             task: task.into(),
             cron: "* * * * *".into(),
             timezone: "UTC".into(),
-            managed_by: "agent-os".into(),
+            managed_by: ManagedBy::AgentOs,
         }
     }
 

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use agent_os_core::token::LoginVia;
 use agent_os_engine::secrets::{self, TokenKind, hash_token};
 use agent_os_store::SessionRecord;
 
@@ -36,7 +37,7 @@ pub struct Session {
     pub csrf: String,
     /// The stored id (a hash of the cookie value).
     pub id: String,
-    pub via: String,
+    pub via: LoginVia,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -212,7 +213,8 @@ pub struct LoginForm {
 /// Which secret a login tries, for the limit per credential: a password can be guessed, a
 /// token cannot, so a storm of password guesses must not hold up a login with the admin token.
 fn credential_tried(secret: &str) -> &'static str {
-    if ["aosa_", "aosp_", "aosr_"].iter().any(|p| secret.starts_with(p)) { "token" } else { "password" }
+    let token = TokenKind::ALL.iter().any(|k| secret.starts_with(k.prefix()));
+    if token { LoginVia::Token.as_str() } else { LoginVia::Password.as_str() }
 }
 
 fn too_many_failures(has_password: bool, next: Option<&str>, refused: limit::Limited) -> Response {
@@ -280,7 +282,7 @@ pub async fn login(
     let record = SessionRecord {
         id: hash_token(&cookie),
         csrf: hex::encode(secrets::random_bytes::<32>()),
-        via: via.0.into(),
+        via: via.0,
         token_id: via.1,
         created_at: now,
         expires_at: now + SESSION_TTL.as_millis() as i64,
@@ -299,19 +301,19 @@ pub async fn login(
     resp
 }
 
-/// How `secret` logs in: `("token", Some(token id))` or `("password", None)`; `None` if it does not.
+/// How `secret` logs in: with a token (and its id) or the password; `None` if it does not.
 async fn login_as(
     st: &AppState,
     secret: &str,
     now: i64,
-) -> Result<Option<(&'static str, Option<String>)>, agent_os_store::StoreError> {
+) -> Result<Option<(LoginVia, Option<String>)>, agent_os_store::StoreError> {
     let store = st.engine.store();
     if secret.is_empty() {
         return Ok(None);
     }
     if let Some(t) = store.find_token(&hash_token(secret)).await? {
         let valid = t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now);
-        return Ok((valid && TokenKind::parse(&t.kind) == Some(TokenKind::Admin)).then_some(("token", Some(t.id))));
+        return Ok((valid && t.kind == TokenKind::Admin).then_some((LoginVia::Token, Some(t.id))));
     }
     let Some(stored) = store.get_setting(PASSWORD_SETTING).await? else { return Ok(None) };
     let secret = secret.to_string();
@@ -322,11 +324,11 @@ async fn login_as(
         .unwrap_or(secrets::PasswordMatch::No);
     match found {
         secrets::PasswordMatch::No => Ok(None),
-        secrets::PasswordMatch::Yes => Ok(Some(("password", None))),
+        secrets::PasswordMatch::Yes => Ok(Some((LoginVia::Password, None))),
         secrets::PasswordMatch::YesRehash(new) => {
             // Only over the hash just checked: a password changed meanwhile stays changed.
             store.replace_setting(PASSWORD_SETTING, &stored, &new).await?;
-            Ok(Some(("password", None)))
+            Ok(Some((LoginVia::Password, None)))
         }
     }
 }

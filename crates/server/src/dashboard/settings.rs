@@ -28,6 +28,8 @@ use crate::dashboard_api;
 use crate::error::ApiError;
 use crate::routes::{self, CreateTokenBody, CreatedToken};
 use crate::views::TokenView;
+use agent_os_core::alerting::DeliveryStatus;
+use agent_os_core::token::{LoginVia, TokenKind};
 use agent_os_engine::secrets::PASSWORD_MIN_LEN;
 use agent_os_store::DeliveryRecord;
 
@@ -87,7 +89,7 @@ pub async fn page(
             dt { "Node" } dd.mono { (st.engine.config().node_id) }
             dt { "Public URL" } dd.mono { (st.engine.config().public_url) }
             dt { "Projects" } dd { (projects.len()) " registered" }
-            dt { "This session" } dd { "logged in with " @if session.via == "password" { "the dashboard password" } @else { "an admin token" } }
+            dt { "This session" } dd { "logged in with " @if session.via == LoginVia::Password { "the dashboard password" } @else { "an admin token" } }
         }
     };
     Ok(Page::new("Settings", Nav::Settings)
@@ -115,7 +117,7 @@ fn token_section(session: &Session, tokens: &[TokenView], mine: Option<&str>, pr
     revoked.sort_by(|a, b| b.revoked_at.cmp(&a.revoked_at));
     let hidden = revoked.len().saturating_sub(REVOKED_SHOWN);
     revoked.truncate(REVOKED_SHOWN);
-    let admins = active.iter().filter(|t| t.kind == "admin").count();
+    let admins = active.iter().filter(|t| t.kind == TokenKind::Admin).count();
     html! {
         p.muted.small {
             "An admin token can do everything; a project token acts only for its project (for a job outside Agent OS "
@@ -149,8 +151,8 @@ fn token_section(session: &Session, tokens: &[TokenView], mine: Option<&str>, pr
                             td.hide-narrow { @match &t.expires_at { Some(e) => (ui::time_str(e)), None => span.muted { "never" } } }
                             td {
                                 @match &t.revoked_at {
-                                    Some(at) => { (ui::badge("revoked")) br; span.small { (ui::time_str(at)) } },
-                                    None => (ui::badge("active")),
+                                    Some(at) => { (ui::badge(ui::Word::Revoked)) br; span.small { (ui::time_str(at)) } },
+                                    None => (ui::badge(ui::Word::Active)),
                                 }
                             }
                             td {
@@ -202,7 +204,7 @@ fn revoke_warning(t: &TokenView, is_mine: bool, admins: usize) -> String {
     if is_mine {
         w.push_str(" This session logged in with it, so you will be logged out.");
     }
-    if t.kind == "admin" && admins <= 1 {
+    if t.kind == TokenKind::Admin && admins <= 1 {
         w.push_str(" It is the last admin token: only a restart with AGENT_OS_ADMIN_TOKEN set gives you one again.");
     }
     w
@@ -213,13 +215,13 @@ fn channel_section(st: &AppState, session: &Session, channels: &[ChannelView], t
     let host = |name: &str| config.iter().find(|c| c.name == name).map(|c| host_of(&c.endpoint)).unwrap_or_default();
     html! {
         @for d in tested {
-            @let failed = !matches!(d.status.as_str(), "delivered" | "pending" | "held");
+            @let failed = !matches!(d.status, DeliveryStatus::Delivered | DeliveryStatus::Pending | DeliveryStatus::Held);
             div.flash.error[failed] role="status" data-test-result=(d.status) {
-                "Test to " strong { (d.channel) } ": " (ui::badge(&d.status))
-                @match d.status.as_str() {
-                    "delivered" => { " The receiver accepted it." }
-                    "pending" | "held" => { " Not through yet (attempt " (d.attempts) "); the delivery log on " a href="/incidents#notifications" { "Incidents" } " follows it." }
-                    _ => { " It did not arrive." }
+                "Test to " strong { (d.channel) } ": " (ui::badge(d.status))
+                @match d.status {
+                    DeliveryStatus::Delivered => { " The receiver accepted it." }
+                    DeliveryStatus::Pending | DeliveryStatus::Held => { " Not through yet (attempt " (d.attempts) "); the delivery log on " a href="/incidents#notifications" { "Incidents" } " follows it." }
+                    DeliveryStatus::Failed | DeliveryStatus::Disabled => { " It did not arrive." }
                 }
                 @if let Some(e) = &d.last_error { br; span.small { (scrub(e, config)) } }
             }
@@ -255,7 +257,7 @@ fn channel_section(st: &AppState, session: &Session, channels: &[ChannelView], t
 }
 
 fn password_section(session: &Session, has_password: bool) -> Markup {
-    let this_one = session.via == "password";
+    let this_one = session.via == LoginVia::Password;
     html! {
         p {
             @if has_password {
@@ -304,11 +306,13 @@ pub struct CreateTokenForm {
 /// Makes a token and shows it, once, on a page that is never cached (no redirect: the value
 /// must not travel in a URL or survive in the history).
 pub async fn create_token(State(st): State<AppState>, session: Session, Form(f): Form<CreateTokenForm>) -> PageResult {
-    let kind = if f.kind.is_empty() { "project".to_string() } else { f.kind };
+    let kind = if f.kind.is_empty() { TokenKind::Project.to_string() } else { f.kind };
     let name = f.name.trim().to_string();
     let body = CreateTokenBody {
         // The project list is for project tokens; an admin token acts for all of them.
-        project: (kind == "project").then(|| f.project.trim().to_string()).filter(|p| !p.is_empty()),
+        project: (kind.parse() == Ok(TokenKind::Project))
+            .then(|| f.project.trim().to_string())
+            .filter(|p| !p.is_empty()),
         name: (!name.is_empty()).then_some(name),
         kind: Some(kind),
     };
@@ -351,7 +355,7 @@ pub async fn test_channel(State(st): State<AppState>, _session: Session, Path(na
     let until = tokio::time::Instant::now() + TEST_WAIT;
     while tokio::time::Instant::now() < until {
         let deliveries = st.engine.store().list_deliveries(Some(&n.id), 10).await?;
-        if deliveries.iter().all(|d| d.status != "pending" || d.last_error.is_some()) {
+        if deliveries.iter().all(|d| d.status != DeliveryStatus::Pending || d.last_error.is_some()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -369,7 +373,7 @@ pub struct PasswordForm {
 
 /// Where to go once the password sessions have ended: this one may be among them.
 fn after_password_change(session: &Session, done: &str) -> Response {
-    if session.via == "password" {
+    if session.via == LoginVia::Password {
         Redirect::to("/login").into_response()
     } else {
         Redirect::to(&format!("/settings?done={done}#password")).into_response()

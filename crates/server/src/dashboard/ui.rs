@@ -6,6 +6,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use agent_os_core::alerting::{DeliveryStatus, IncidentStatus, Severity};
+use agent_os_core::check::CheckState;
+use agent_os_core::health::HealthState;
+use agent_os_core::manifest::{ProbeStatus, ScheduleStatus};
+use agent_os_core::run::RunStatus;
+use agent_os_core::workflow::{StepStatus, WorkflowRunStatus};
+use agent_os_engine::audit::Severity as AuditSeverity;
+
 use super::assets;
 use super::session::Session;
 
@@ -247,15 +255,138 @@ pub fn amount(decimal: &str, currency: &str) -> String {
 }
 
 /// A status as a coloured badge with its word (colour is never the only signal).
-pub fn badge(status: &str) -> Markup {
-    let tone = match status {
-        "succeeded" | "ok" | "up" | "resolved" | "delivered" | "new" | "active" => "good",
-        "running" | "queued" | "waiting" | "pending" | "started" | "held" | "acknowledged" | "scheduled" => "info",
-        "late" | "degraded" | "warning" | "paused" | "skipped" | "cancelled" | "suppressed" | "flapping" => "warn",
-        "failed" | "timed_out" | "down" | "critical" | "open" | "error" | "dead" | "gone" => "bad",
-        _ => "neutral",
+pub fn badge(status: impl Badge) -> Markup {
+    html! { span class={"badge " (status.tone().class())} { (status.word().replace('_', " ")) } }
+}
+
+/// How a badge is coloured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Info,
+    Warn,
+    Bad,
+    Neutral,
+}
+
+impl Tone {
+    fn class(self) -> &'static str {
+        match self {
+            Tone::Good => "good",
+            Tone::Info => "info",
+            Tone::Warn => "warn",
+            Tone::Bad => "bad",
+            Tone::Neutral => "neutral",
+        }
+    }
+}
+
+/// Something shown as a badge: its word and the colour that goes with it. Each state type says
+/// its own colours, so a state can only be shown as one of its values.
+pub trait Badge {
+    fn word(&self) -> &str;
+    fn tone(&self) -> Tone;
+}
+
+impl<T: Badge + ?Sized> Badge for &T {
+    fn word(&self) -> &str {
+        (**self).word()
+    }
+    fn tone(&self) -> Tone {
+        (**self).tone()
+    }
+}
+
+/// Plain text, which says no state: neutral.
+impl Badge for str {
+    fn word(&self) -> &str {
+        self
+    }
+    fn tone(&self) -> Tone {
+        Tone::Neutral
+    }
+}
+
+/// The badges of core's states: each variant's colour.
+macro_rules! badges {
+    ($($ty:ty { $($variant:ident => $tone:ident),+ $(,)? })+) => {
+        $(impl Badge for $ty {
+            fn word(&self) -> &str {
+                self.as_str()
+            }
+            fn tone(&self) -> Tone {
+                match self {
+                    $(<$ty>::$variant => Tone::$tone),+
+                }
+            }
+        })+
     };
-    html! { span class={"badge " (tone)} { (status.replace('_', " ")) } }
+}
+
+badges! {
+    RunStatus { Queued => Info, Running => Info, Succeeded => Good, Failed => Bad, TimedOut => Bad, Cancelled => Warn }
+    WorkflowRunStatus {
+        Queued => Info, Running => Info, Succeeded => Good, Failed => Bad, Cancelled => Warn, TimedOut => Bad,
+        Skipped => Warn,
+    }
+    StepStatus {
+        Running => Info, Waiting => Info, Retrying => Neutral, Succeeded => Good, Failed => Bad, Skipped => Warn,
+        Cancelled => Warn,
+    }
+    CheckState { New => Good, Up => Good, Late => Warn, Down => Bad }
+    Severity { Info => Neutral, Warning => Warn, Critical => Bad }
+    IncidentStatus { Open => Bad, Resolved => Good }
+    DeliveryStatus { Pending => Info, Held => Info, Delivered => Good, Failed => Bad, Disabled => Neutral }
+    HealthState { Unknown => Neutral, Ok => Good, Degraded => Warn, Down => Bad }
+    ProbeStatus { Ok => Good, Degraded => Warn, Down => Bad }
+    ScheduleStatus {
+        New => Good, Queued => Info, Running => Info, Ok => Good, Failing => Neutral, Cancelled => Warn,
+        Paused => Warn, Up => Good, Late => Warn, Down => Bad, Unwatched => Neutral,
+    }
+    AuditSeverity { Warning => Warn, Error => Bad }
+    Word {
+        Ok => Good, Active => Good, Scheduled => Info, Waiting => Info, Held => Info, Paused => Warn,
+        Flapping => Warn, Suppressed => Warn, Error => Bad, Full => Neutral, Free => Neutral, Revoked => Neutral,
+        Collides => Neutral,
+    }
+}
+
+/// What the dashboard itself says of things in a badge (states of no record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Word {
+    Ok,
+    Active,
+    Scheduled,
+    Waiting,
+    Held,
+    Paused,
+    Flapping,
+    Suppressed,
+    Error,
+    Full,
+    Free,
+    Revoked,
+    Collides,
+}
+
+impl Word {
+    fn as_str(self) -> &'static str {
+        match self {
+            Word::Ok => "ok",
+            Word::Active => "active",
+            Word::Scheduled => "scheduled",
+            Word::Waiting => "waiting",
+            Word::Held => "held",
+            Word::Paused => "paused",
+            Word::Flapping => "flapping",
+            Word::Suppressed => "suppressed",
+            Word::Error => "error",
+            Word::Full => "full",
+            Word::Free => "free",
+            Word::Revoked => "revoked",
+            Word::Collides => "collides",
+        }
+    }
 }
 
 /// What an empty list says: what it would show and what to do to fill it.

@@ -13,6 +13,7 @@ use maud::{Markup, html};
 use serde_json::{Map, Value};
 
 use agent_os_core::url::encode_component as urlencode;
+use agent_os_core::workflow::{ActionKind, InputType, StepStatus, TriggerKind};
 
 use super::session::Session;
 use super::ui::{self, Nav, Page};
@@ -44,10 +45,6 @@ fn workflow_href(name: &str) -> String {
 
 fn run_href(id: &str) -> String {
     format!("/workflows/runs/{}", urlencode(id))
-}
-
-fn active(status: &str) -> bool {
-    matches!(status, "queued" | "running")
 }
 
 async fn recent_runs(st: &AppState, workflow: Option<&str>, limit: i64) -> Result<Vec<WorkflowRunView>, ApiError> {
@@ -98,7 +95,7 @@ fn workflow_table(workflows: &[WorkflowView], last: &HashMap<String, WorkflowRun
                             td {
                                 @match last.get(&w.name) {
                                     Some(r) => {
-                                        a href=(run_href(&r.id)) { (ui::badge(&r.status)) }
+                                        a href=(run_href(&r.id)) { (ui::badge(r.status)) }
                                         br; span.small.muted { (ui::time_str(&r.created_at)) }
                                     }
                                     None => span.muted { "never run" },
@@ -219,7 +216,7 @@ fn error_list(broken: &[BrokenFile]) -> Markup {
             p.small.muted { "Fix the file and save it; Agent OS tries it again within seconds." }
             @for b in broken {
                 article.card data-file=(b.file) {
-                    h3 { span.mono { (b.file) } (ui::badge("error")) }
+                    h3 { span.mono { (b.file) } (ui::badge(ui::Word::Error)) }
                     @if b.kept { p.small { "The last version that loaded is still in use until this one is fixed." } }
                     div.table-wrap {
                         table {
@@ -271,7 +268,7 @@ fn run_table(runs: &[WorkflowRunView], show_workflow: bool) -> Markup {
                         tr data-run=(r.id) {
                             td.mono.small { a href=(run_href(&r.id)) { (r.id) } }
                             @if show_workflow { td { a href=(workflow_href(&r.workflow)) { (r.workflow) } } }
-                            td { (ui::badge(&r.status)) }
+                            td { (ui::badge(r.status)) }
                             td.hide-narrow { (r.trigger) }
                             td { (ui::opt_time_str(r.started_at.as_deref().or(Some(r.created_at.as_str())))) }
                             td.num.hide-narrow { @if let Some(ms) = took(r) { (ui::duration_ms(ms)) } @else { span.muted { "—" } } }
@@ -296,7 +293,8 @@ pub async fn detail(
 ) -> PageResult {
     let w = wf::get_workflow(State(st.clone()), Caller::Admin, Path(name.clone())).await?.0;
     let runs = recent_runs(&st, Some(&w.workflow.name), RECENT_RUNS).await?;
-    let manual = w.workflow.triggers.iter().any(|t| t == "manual");
+    // A trigger without details is summed up by its kind alone.
+    let manual = w.workflow.triggers.iter().any(|t| t.parse() == Ok(TriggerKind::Manual));
     let nodes: Vec<dag::Node> = w
         .steps
         .iter()
@@ -394,22 +392,22 @@ fn input_field(i: &WorkflowInputView) -> Markup {
                 " " span.small.muted { (i.kind) }
                 @if i.required { " " span.required { "(required)" } }
             }
-            @match i.kind.as_str() {
-                "boolean" => {
+            @match i.kind {
+                InputType::Boolean => {
                     input type="checkbox" id=(id) name=(name) value="true" aria-describedby=[described.as_deref()]
                         checked[default == Some(&Value::Bool(true))];
                 }
-                "number" | "integer" => {
-                    input type="number" id=(id) name=(name) step=(if i.kind == "integer" { "1" } else { "any" })
+                InputType::Number | InputType::Integer => {
+                    input type="number" id=(id) name=(name) step=(if i.kind == InputType::Integer { "1" } else { "any" })
                         value=[text.as_deref()] required[i.required] aria-describedby=[described.as_deref()];
                 }
-                "object" | "array" => {
+                InputType::Object | InputType::Array => {
                     textarea id=(id) name=(name) rows="3" required[i.required] aria-describedby=[described.as_deref()]
-                        placeholder=(if i.kind == "object" { "{\"key\": \"value\"}" } else { "[\"a\", \"b\"]" }) {
+                        placeholder=(if i.kind == InputType::Object { "{\"key\": \"value\"}" } else { "[\"a\", \"b\"]" }) {
                         (text.as_deref().unwrap_or(""))
                     }
                 }
-                _ => {
+                InputType::String => {
                     input type="text" id=(id) name=(name) value=[text.as_deref()] required[i.required]
                         aria-describedby=[described.as_deref()];
                 }
@@ -426,27 +424,27 @@ fn form_inputs(decls: &[WorkflowInputView], fields: &[(String, String)]) -> Resu
     for d in decls {
         let key = format!("input.{}", d.name);
         let given = fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
-        if d.kind == "boolean" {
+        if d.kind == InputType::Boolean {
             out.insert(d.name.clone(), Value::Bool(given.is_some_and(|v| v == "true" || v == "on")));
             continue;
         }
         let Some(text) = given.filter(|t| !t.trim().is_empty()) else { continue };
         let bad = |what: &str| ApiError::bad_request(format!("input {}: {what}, got {text:?}", d.name)).field(&d.name);
-        let value = match d.kind.as_str() {
-            "integer" => Value::from(text.trim().parse::<i64>().map_err(|_| bad("expected a whole number"))?),
-            "number" => {
+        let value = match d.kind {
+            InputType::Integer => Value::from(text.trim().parse::<i64>().map_err(|_| bad("expected a whole number"))?),
+            InputType::Number => {
                 let n = text.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64);
                 Value::Number(n.ok_or_else(|| bad("expected a number"))?)
             }
-            "object" | "array" => {
+            InputType::Object | InputType::Array => {
                 let v: Value = serde_json::from_str(text).map_err(|e| bad(&format!("not valid JSON ({e})")))?;
-                let fits = if d.kind == "object" { v.is_object() } else { v.is_array() };
+                let fits = if d.kind == InputType::Object { v.is_object() } else { v.is_array() };
                 if !fits {
                     return Err(bad(&format!("expected a JSON {}", d.kind)));
                 }
                 v
             }
-            _ => Value::String(text.to_string()),
+            InputType::String | InputType::Boolean => Value::String(text.to_string()),
         };
         out.insert(d.name.clone(), value);
     }
@@ -504,14 +502,47 @@ pub async fn run_page(
         .respond(&session, fragment.name()))
 }
 
+/// A step's state on the run page: its row's status, or that it has not begun.
+#[derive(Clone, Copy)]
+enum StepShown {
+    Row(StepStatus),
+    /// No row yet: pending while the run goes, never started once it has ended.
+    NotBegun {
+        going: bool,
+    },
+}
+
+impl StepShown {
+    fn label(self) -> &'static str {
+        match self {
+            StepShown::Row(s) => s.as_str(),
+            StepShown::NotBegun { going: true } => "pending",
+            StepShown::NotBegun { going: false } => "not started",
+        }
+    }
+}
+
+impl ui::Badge for StepShown {
+    fn word(&self) -> &str {
+        self.label()
+    }
+    fn tone(&self) -> ui::Tone {
+        match self {
+            StepShown::Row(s) => s.tone(),
+            StepShown::NotBegun { going: true } => ui::Tone::Info,
+            StepShown::NotBegun { going: false } => ui::Tone::Neutral,
+        }
+    }
+}
+
 fn run_summary(session: &Session, d: &WorkflowRunDetail, defs: &[WorkflowStepDef]) -> Markup {
     let r = &d.run;
-    let going = active(&r.status);
+    let going = r.status.is_active();
     // The step's own row (not an item's) says its state.
     let whole: HashMap<&str, &WorkflowStepView> =
         d.steps.iter().filter(|s| s.item.is_none()).map(|s| (s.step_id.as_str(), s)).collect();
-    let not_begun = if going { "pending" } else { "not started" };
-    let state_of = |id: &str| whole.get(id).map_or(not_begun, |s| s.status.as_str());
+    let shown = |id: &str| whole.get(id).map_or(StepShown::NotBegun { going }, |s| StepShown::Row(s.status));
+    let state_of = |id: &str| shown(id).label();
     // Steps the definition names, then any the run has that it does not (an edited file).
     let mut order: Vec<(&str, Option<&WorkflowStepDef>)> = defs.iter().map(|s| (s.id.as_str(), Some(s))).collect();
     for s in &d.steps {
@@ -531,7 +562,7 @@ fn run_summary(session: &Session, d: &WorkflowRunDetail, defs: &[WorkflowStepDef
         .collect();
     html! {
         div.actions {
-            span.run-status data-run-status=(r.status) { (ui::badge(&r.status)) }
+            span.run-status data-run-status=(r.status) { (ui::badge(r.status)) }
             @if going {
                 (ui::post_button(session, &format!("{}/cancel", run_href(&r.id)), "Cancel run", "danger", Some("Cancel this workflow run? Its running task runs are cancelled.")))
             }
@@ -568,7 +599,7 @@ fn run_summary(session: &Session, d: &WorkflowRunDetail, defs: &[WorkflowStepDef
                         @let own = whole.get(id).copied();
                         tr data-step=(id) {
                             td.mono { (id) @if let Some(s) = def { br; span.small.muted { (s.kind) " " (s.target) } } }
-                            td { (ui::badge(state_of(id))) }
+                            td { (ui::badge(shown(id))) }
                             td.num { @if let Some(s) = own { (s.attempt) } }
                             td.hide-narrow { @if let Some(s) = own { (ui::opt_time_str(s.started_at.as_deref())) } }
                             td.hide-narrow { @if let Some(s) = own { (ui::opt_time_str(s.finished_at.as_deref())) } }
@@ -577,7 +608,7 @@ fn run_summary(session: &Session, d: &WorkflowRunDetail, defs: &[WorkflowStepDef
                         @for item in d.steps.iter().filter(|s| s.step_id == *id && s.item.is_some()) {
                             tr.item data-step-item={ (id) "#" (item.item.unwrap_or(0)) } {
                                 td.mono { "↳ item " (item.item.unwrap_or(0)) }
-                                td { (ui::badge(&item.status)) }
+                                td { (ui::badge(item.status)) }
                                 td.num { (item.attempt) }
                                 td.hide-narrow { (ui::opt_time_str(item.started_at.as_deref())) }
                                 td.hide-narrow { (ui::opt_time_str(item.finished_at.as_deref())) }
@@ -601,8 +632,8 @@ fn step_details(s: &WorkflowStepView, def: Option<&WorkflowStepDef>) -> Markup {
     html! {
         @if let Some(t) = &s.task_run_id { div { "Task run " a.mono href={"/runs/" (urlencode(t))} { (t) } } }
         @if let Some(c) = &s.child_run_id { div { "Workflow run " a.mono href=(run_href(c)) { (c) } } }
-        @if matches!(s.status.as_str(), "waiting" | "retrying") {
-            @if let Some(d) = def.filter(|d| d.kind == "wait") { div.small { "Waiting for " (d.target) } }
+        @if matches!(s.status, StepStatus::Waiting | StepStatus::Retrying) {
+            @if let Some(d) = def.filter(|d| d.kind == ActionKind::Wait) { div.small { "Waiting for " (d.target) } }
             @if let Some(w) = &s.wake_at { div.small { "Looks again at " (ui::time_str(w)) } }
         }
         @if let Some(e) = &s.error { div.small.error-text { (e) } }
@@ -827,20 +858,20 @@ mod tests {
 
     #[test]
     fn form_fields_become_typed_inputs() {
-        let decl = |name: &str, kind: &str| WorkflowInputView {
+        let decl = |name: &str, kind: InputType| WorkflowInputView {
             name: name.into(),
-            kind: kind.into(),
+            kind,
             required: false,
             default: None,
             description: String::new(),
         };
         let decls = [
-            decl("s", "string"),
-            decl("n", "integer"),
-            decl("f", "number"),
-            decl("b", "boolean"),
-            decl("o", "object"),
-            decl("e", "string"),
+            decl("s", InputType::String),
+            decl("n", InputType::Integer),
+            decl("f", InputType::Number),
+            decl("b", InputType::Boolean),
+            decl("o", InputType::Object),
+            decl("e", InputType::String),
         ];
         let fields: Vec<(String, String)> =
             [("input.s", "BTC"), ("input.n", "5"), ("input.f", "2.5"), ("input.o", "{\"a\": 1}"), ("input.e", "  ")]

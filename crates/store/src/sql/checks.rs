@@ -5,6 +5,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use agent_os_core::check::CheckState;
+
 use super::events::insert_event_tx;
 use super::{SqlStore, Tx, all, flag};
 use crate::model::{CheckRecord, NewCheck, NewEvent, PingUpdate};
@@ -26,7 +28,7 @@ pub trait CheckStore: Send + Sync {
     /// Stores several pings, in order, in one transaction (a group commit).
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.
-    async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool>;
+    async fn set_check_state(&self, check_id: &str, state: CheckState, event: &NewEvent) -> Result<bool>;
 }
 
 /// A check's columns with its project's name and ping key, from `checks c JOIN projects p`.
@@ -236,7 +238,7 @@ impl CheckStore for SqlStore {
         Ok(())
     }
 
-    async fn set_check_state(&self, check_id: &str, state: &str, event: &NewEvent) -> Result<bool> {
+    async fn set_check_state(&self, check_id: &str, state: CheckState, event: &NewEvent) -> Result<bool> {
         let mut tx = self.tx().await?;
         let changed = sqlx::query("UPDATE checks SET state = $2, state_changed_at = $3 WHERE id = $1 AND state <> $2")
             .bind(check_id)

@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use agent_os_core::alerting::IncidentSource;
+
 use super::{SqlStore, all, flag, is_unique_violation};
 use crate::Result;
 use crate::model::{IncidentRecord, MaintenanceRecord};
@@ -15,10 +17,15 @@ use crate::model::{IncidentRecord, MaintenanceRecord};
 #[async_trait]
 pub trait IncidentStore: Send + Sync {
     /// The open incident of `source` and `subject`, if there is one.
-    async fn find_open_incident(&self, source: &str, subject: &str) -> Result<Option<IncidentRecord>>;
+    async fn find_open_incident(&self, source: IncidentSource, subject: &str) -> Result<Option<IncidentRecord>>;
     /// The incident of `source` and `subject` resolved last, if it was resolved at or after
     /// `since`.
-    async fn last_resolved_incident(&self, source: &str, subject: &str, since: i64) -> Result<Option<IncidentRecord>>;
+    async fn last_resolved_incident(
+        &self,
+        source: IncidentSource,
+        subject: &str,
+        since: i64,
+    ) -> Result<Option<IncidentRecord>>;
     /// Stores a new incident; false (nothing stored) when one of its source and subject is
     /// already open.
     async fn insert_incident(&self, incident: &IncidentRecord) -> Result<bool>;
@@ -93,7 +100,7 @@ fn maintenance_from(row: &AnyRow) -> Result<MaintenanceRecord, sqlx::Error> {
 
 #[async_trait]
 impl IncidentStore for SqlStore {
-    async fn find_open_incident(&self, source: &str, subject: &str) -> Result<Option<IncidentRecord>> {
+    async fn find_open_incident(&self, source: IncidentSource, subject: &str) -> Result<Option<IncidentRecord>> {
         // On the writer, as the write that follows will be: on SQLite it sees every commit.
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -107,7 +114,12 @@ impl IncidentStore for SqlStore {
         Ok(row.as_ref().map(incident_from).transpose()?)
     }
 
-    async fn last_resolved_incident(&self, source: &str, subject: &str, since: i64) -> Result<Option<IncidentRecord>> {
+    async fn last_resolved_incident(
+        &self,
+        source: IncidentSource,
+        subject: &str,
+        since: i64,
+    ) -> Result<Option<IncidentRecord>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             incident_columns!(),

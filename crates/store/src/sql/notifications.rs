@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
+use agent_os_core::alerting::DeliveryStatus;
+
 use super::{SqlStore, all, fetch_filtered, filtered};
 use crate::Result;
 use crate::model::{DeliveryOutcome, DeliveryRecord, NotificationRecord, PlannedDelivery};
@@ -144,13 +146,13 @@ impl NotificationStore for SqlStore {
                 id: agent_os_core::id::new_id(),
                 notification_id: n.id.clone(),
                 channel: p.channel.clone(),
-                status: if p.held.is_some() { "held" } else { "pending" }.into(),
+                status: if p.held.is_some() { DeliveryStatus::Held } else { DeliveryStatus::Pending },
                 attempts: 0,
                 next_at: p.held.as_ref().map_or(n.created_at, |(until, _)| *until),
                 last_status: None,
                 last_error: None,
                 delivered_at: None,
-                held: p.held.as_ref().map(|(_, why)| why.clone()),
+                held: p.held.map(|(_, why)| why),
             };
             sqlx::query(
                 "INSERT INTO deliveries (id, notification_id, channel, status, attempts, next_at, held)

@@ -5,9 +5,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use agent_os_core::manifest::ProbeKind;
+
 use super::schedules::replace_manifest_schedules;
 use super::{SqlStore, all, flag, is_unique_violation};
-use crate::model::{NewProject, NewSchedule, ProbeResult, ProjectRecord};
+use crate::model::{NewProject, NewSchedule, ProbeResult, ProjectRecord, ProjectTransport};
 use crate::{Result, StoreError};
 
 /// Registered projects and their probe results. Every method commits before it returns.
@@ -38,7 +40,7 @@ pub trait ProjectStore: Send + Sync {
     /// The newest result of each probe kind of a project.
     async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>>;
     /// Results of the given probe kinds, newest first (a project's health history).
-    async fn probe_history(&self, project_id: &str, kinds: &[&str], limit: i64) -> Result<Vec<ProbeResult>>;
+    async fn probe_history(&self, project_id: &str, kinds: &[ProbeKind], limit: i64) -> Result<Vec<ProbeResult>>;
 }
 
 macro_rules! project_columns {
@@ -59,11 +61,8 @@ fn project_from(row: &AnyRow) -> Result<ProjectRecord, sqlx::Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
-        transport: row.try_get("transport")?,
-        root: row.try_get("root")?,
-        plugin_url: row.try_get("plugin_url")?,
+        transport: ProjectTransport::from_row(row)?,
         manifest: row.try_get("manifest")?,
-        signing_secret: row.try_get("signing_secret")?,
         cost_cursor: row.try_get("cost_cursor")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -86,7 +85,7 @@ fn probe_from(row: &AnyRow) -> Result<ProbeResult, sqlx::Error> {
 }
 
 /// The probe kinds whose newest result a project's view shows.
-const PROBE_KINDS: [&str; 4] = ["status", "cost", "schedule", "health"];
+const PROBE_KINDS: &[ProbeKind] = ProbeKind::ALL;
 
 #[async_trait]
 impl ProjectStore for SqlStore {
@@ -100,11 +99,11 @@ impl ProjectStore for SqlStore {
         .bind(&p.id)
         .bind(&p.name)
         .bind(&p.description)
-        .bind(&p.transport)
-        .bind(&p.root)
-        .bind(&p.plugin_url)
+        .bind(p.transport.columns().0)
+        .bind(p.transport.columns().1)
+        .bind(p.transport.columns().2)
         .bind(&p.manifest)
-        .bind(&p.signing_secret)
+        .bind(p.transport.columns().3)
         .bind(now)
         .execute(&mut *tx)
         .await;
@@ -260,7 +259,7 @@ impl ProjectStore for SqlStore {
         Ok(out)
     }
 
-    async fn probe_history(&self, project_id: &str, kinds: &[&str], limit: i64) -> Result<Vec<ProbeResult>> {
+    async fn probe_history(&self, project_id: &str, kinds: &[ProbeKind], limit: i64) -> Result<Vec<ProbeResult>> {
         let mut out = Vec::new();
         for kind in kinds {
             let rows = sqlx::query(concat!(

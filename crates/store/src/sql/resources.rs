@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use agent_os_core::resource::{Bucket, Limits, ResourceScope, Usage, Waiter, allocate};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+
+use agent_os_core::resource::{Bucket, HolderKind, Limits, ResourceScope, Usage, Waiter, allocate};
 
 use super::runs::{run_from, start_attempts};
 use super::{Backend, SqlStore, Tx, all, split_names};
@@ -98,7 +99,7 @@ async fn load_waiters(tx: &mut Tx, now: i64) -> Result<Vec<WaiterRecord>> {
         let task: String = row.try_get("task")?;
         out.push(WaiterRecord {
             id: row.try_get("id")?,
-            kind: "run".into(),
+            kind: HolderKind::Run,
             resources: split_names(row.try_get::<Option<String>, _>("resources")?.as_deref()),
             label: format!("{project}.{task}"),
             project: Some(project),
@@ -115,7 +116,7 @@ async fn load_waiters(tx: &mut Tx, now: i64) -> Result<Vec<WaiterRecord>> {
     for row in rows {
         out.push(WaiterRecord {
             id: row.try_get("id")?,
-            kind: "lease".into(),
+            kind: HolderKind::Lease,
             resources: split_names(Some(&row.try_get::<String, _>("resources")?)),
             project: row.try_get("project")?,
             label: row.try_get("label")?,
@@ -242,7 +243,7 @@ impl ResourceStore for SqlStore {
             if runs.len() as i64 >= limit {
                 break;
             }
-            let Some(w) = waiters.iter().find(|w| &w.id == id && w.kind == "run") else { continue };
+            let Some(w) = waiters.iter().find(|w| &w.id == id && w.kind == HolderKind::Run) else { continue };
             let row = sqlx::query(concat!(
                 "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1)
                  WHERE id = $2 AND status = 'queued'
@@ -258,7 +259,7 @@ impl ResourceStore for SqlStore {
                 let hold = HoldRecord {
                     holder: id.clone(),
                     resource: resource.clone(),
-                    kind: "run".into(),
+                    kind: HolderKind::Run,
                     project: w.project.clone(),
                     label: w.label.clone(),
                     priority: w.priority,
@@ -331,7 +332,7 @@ impl ResourceStore for SqlStore {
         let hold = HoldRecord {
             holder: req.id.clone(),
             resource: req.resource.clone(),
-            kind: "lease".into(),
+            kind: HolderKind::Lease,
             project: req.project.clone(),
             label: req.label.clone(),
             priority: req.priority,

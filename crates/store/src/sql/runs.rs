@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
+use agent_os_core::run::RunStatus;
+
 use super::{SqlStore, Tx, all, fetch_filtered, filtered, flag, join_names, split_names};
 use crate::model::{
     AttemptRecord, FinishAttempt, LogChunk, NewLogChunk, NewRun, NodeRecord, RunFilter, RunRecord, TokenRecord,
@@ -39,7 +41,7 @@ pub trait RunStore: Send + Sync {
     /// Attempts still marked running (for crash recovery).
     async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>>;
     /// Runs per status, for metrics.
-    async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>>;
+    async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, i64)>>;
     /// The earliest `not_before` of queued runs, so the dispatcher knows when to wake.
     async fn next_due(&self) -> Result<Option<i64>>;
 
@@ -215,8 +217,9 @@ impl RunStore for SqlStore {
     }
 
     async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
+        let status = f.status.map(|s| s.to_string());
         let conditions =
-            [("project = ", &f.project), ("task = ", &f.task), ("status = ", &f.status), ("id < ", &f.before)];
+            [("project = ", &f.project), ("task = ", &f.task), ("status = ", &status), ("id < ", &f.before)];
         let select = filtered(concat!("SELECT ", run_columns!(), " FROM runs"), &conditions, "ORDER BY id DESC");
         all(fetch_filtered(&self.read, select, f.limit.clamp(1, 1000)).await?, run_from)
     }
@@ -377,7 +380,7 @@ impl RunStore for SqlStore {
         all(rows, |row| Ok((run_from(row)?, running_attempt_from(row)?)))
     }
 
-    async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>> {
+    async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS runs FROM runs GROUP BY status ORDER BY status")
             .fetch_all(&self.read)
             .await?;

@@ -4,6 +4,8 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use agent_os_core::run::RunStatus;
+
 use super::runs::queue_run;
 use super::{SqlStore, Tx, all, flag};
 use crate::Result;
@@ -19,7 +21,7 @@ pub trait ScheduleStore: Send + Sync {
     /// (false, with nothing written, when this node or another already had).
     async fn fire_slots(&self, fires: &[SlotFire], now: i64) -> Result<Vec<bool>>;
     /// The id and status of the run started by the schedule's most recent fired slot, if any.
-    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>>;
+    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, RunStatus)>>;
     /// Every schedule the scheduler has seen, with its newest run.
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
     /// Records that new schedules start counting from `slot` (existing ones are not moved).
@@ -151,7 +153,7 @@ impl ScheduleStore for SqlStore {
         Ok(claimed)
     }
 
-    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, String)>> {
+    async fn last_schedule_run(&self, key: &str) -> Result<Option<(String, RunStatus)>> {
         let row = sqlx::query(
             "SELECT r.id, r.status FROM schedule_slots s JOIN runs r ON r.id = s.run_id
              WHERE s.schedule_key = $1

@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
+use agent_os_core::token::{LoginVia, TokenKind};
+
 use super::{SqlStore, Tx, all};
 use crate::model::{SessionRecord, TokenRecord};
 use crate::{Result, StoreError};
@@ -34,7 +36,7 @@ pub trait TokenStore: Send + Sync {
     async fn find_session(&self, id: &str, now: i64) -> Result<Option<SessionRecord>>;
     async fn delete_session(&self, id: &str) -> Result<bool>;
     /// Ends every session that logged in this way (`token`, `password`), or all of them.
-    async fn delete_sessions(&self, via: Option<&str>) -> Result<u64>;
+    async fn delete_sessions(&self, via: Option<LoginVia>) -> Result<u64>;
 }
 
 macro_rules! token_columns {
@@ -174,7 +176,7 @@ impl TokenStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         let keep = match found.as_ref().map(token_from).transpose()? {
-            Some(k) if k.kind == "admin" && k.revoked_at.is_none() => k.id,
+            Some(k) if k.kind == TokenKind::Admin && k.revoked_at.is_none() => k.id,
             Some(_) => return Err(StoreError::Conflict("that token is revoked or is not an admin token".into())),
             None => {
                 insert_token(&mut *tx, t).await?;
@@ -235,7 +237,7 @@ impl TokenStore for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_sessions(&self, via: Option<&str>) -> Result<u64> {
+    async fn delete_sessions(&self, via: Option<LoginVia>) -> Result<u64> {
         let done = sqlx::query("DELETE FROM dashboard_sessions WHERE $1 IS NULL OR via = $1")
             .bind(via)
             .execute(&self.write)

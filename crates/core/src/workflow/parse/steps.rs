@@ -2,6 +2,7 @@
 //! What depends on the other steps (needs that exist, cycles, outputs read too early) is
 //! checked afterwards, in `graph`.
 
+use crate::alerting::Severity;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -10,7 +11,7 @@ use super::exprs::{ITEM_ROOTS, STEP_ROOTS, Use};
 use super::node::{Fields, Node, Report, Yaml};
 use super::{Catalog, check_event_type, check_name, known_workflow};
 use crate::manifest::suggest;
-use crate::workflow::{Action, Backoff, ForEach, Retry, Step, Wait};
+use crate::workflow::{Action, ActionKind, Backoff, ForEach, Retry, Step, Wait};
 use crate::yaml::Pos;
 
 const STEP_KEYS: &[&str] = &[
@@ -28,8 +29,7 @@ const STEP_KEYS: &[&str] = &[
     "retry",
     "continue_on_error",
 ];
-pub(super) const ACTIONS: &[&str] = &["run", "emit", "wait", "workflow", "notify"];
-const SEVERITIES: &[&str] = &["info", "warning", "critical"];
+pub(super) const ACTIONS: &[&str] = ActionKind::SPELLINGS;
 /// Most attempts a step may have, counting the first.
 pub(super) const MAX_ATTEMPTS: i64 = 20;
 pub(super) const DEFAULT_MAX_PARALLEL: u32 = 10;
@@ -372,8 +372,8 @@ fn notify(r: &mut Report<'_>, node: &Node, path: &str, roots: &[&str], uses: &mu
         None => Some(String::new()),
     };
     let severity = match f.get("severity") {
-        Some(n) => r.choice(n, &f.path("severity"), "severity", SEVERITIES),
-        None => Some("info".to_string()),
+        Some(n) => r.choice(n, &f.path("severity"), "severity", Severity::SPELLINGS).and_then(|s| s.parse().ok()),
+        None => Some(Severity::Info),
     };
     let tags = match f.get("tags") {
         Some(n) => {

@@ -7,14 +7,16 @@ use serde_json::Value;
 use super::exprs::{TRIGGER_ROOTS, Use};
 use super::node::{Node, Report, Yaml, one_or_many};
 use super::{Catalog, check_event_type, check_variable, known_workflow};
-use crate::workflow::{InputDecl, InputType, Trigger};
+use crate::cron::Zone;
+use crate::manifest::{CatchUp, Overlap};
+use crate::workflow::{InputDecl, InputType, Trigger, TriggerKind, WorkflowRunStatus};
 
-const TRIGGER_KEYS: &[&str] = &["event", "schedule", "webhook", "manual", "workflow"];
-const CATCH_UP: &[&str] = &["skip", "latest", "all"];
-const OVERLAP: &[&str] = &["skip", "queue", "replace", "allow"];
-/// How a run of another workflow may end.
-pub(super) const STATUSES: &[&str] = &["succeeded", "failed", "cancelled", "timed_out"];
-const INPUT_TYPES: &[&str] = &["string", "number", "integer", "boolean", "object", "array"];
+const TRIGGER_KEYS: &[&str] = TriggerKind::SPELLINGS;
+/// The spellings of the statuses a `workflow:` trigger may wait for.
+pub(super) fn statuses() -> Vec<&'static str> {
+    WorkflowRunStatus::ENDINGS.iter().map(|s| s.as_str()).collect()
+}
+const INPUT_TYPES: &[&str] = InputType::SPELLINGS;
 
 pub(super) struct Triggers {
     pub(super) list: Vec<Trigger>,
@@ -138,30 +140,28 @@ fn schedule(r: &mut Report<'_>, node: &Node, path: &str) -> Option<Trigger> {
     let cron_hint = "five fields: minute hour day-of-month month day-of-week, e.g. \"0 22 * * *\", or @daily";
     let cron = r.required(&f, "cron", cron_hint).and_then(|n| {
         let text = r.string(n, &f.path("cron"), cron_hint)?;
-        if let Err(e) = crate::cron::Cron::parse(&text) {
-            r.at(n.pos, &f.path("cron"), e.to_string(), Some(cron_hint.into()));
-            return None;
-        }
-        Some(text.trim().to_string())
+        crate::cron::Cron::parse(&text)
+            .map_err(|e| r.at(n.pos, &f.path("cron"), e.to_string(), Some(cron_hint.into())))
+            .ok()
     });
     let zone_hint = "use an IANA zone name such as Europe/Berlin or America/Los_Angeles";
     let timezone = match f.get("timezone") {
-        Some(n) => r.string(n, &f.path("timezone"), zone_hint).and_then(|tz| match crate::cron::zone(tz.trim()) {
-            Ok(_) => Some(tz.trim().to_string()),
+        Some(n) => r.string(n, &f.path("timezone"), zone_hint).and_then(|tz| match Zone::parse(tz.trim()) {
+            Ok(zone) => Some(zone),
             Err(e) => {
                 r.at(n.pos, &f.path("timezone"), e, None);
                 None
             }
         }),
-        None => Some("UTC".to_string()),
+        None => Some(Zone::utc()),
     };
     let catch_up = match f.get("catch_up") {
-        Some(n) => r.choice(n, &f.path("catch_up"), "catch_up", CATCH_UP),
-        None => Some("latest".to_string()),
+        Some(n) => r.choice(n, &f.path("catch_up"), "catch_up", CatchUp::SPELLINGS).and_then(|c| c.parse().ok()),
+        None => Some(CatchUp::Latest),
     };
     let overlap = match f.get("overlap") {
-        Some(n) => r.choice(n, &f.path("overlap"), "overlap", OVERLAP),
-        None => Some("skip".to_string()),
+        Some(n) => r.choice(n, &f.path("overlap"), "overlap", Overlap::SPELLINGS).and_then(|o| o.parse().ok()),
+        None => Some(Overlap::Skip),
     };
     Some(Trigger::Schedule { cron: cron?, timezone: timezone?, catch_up: catch_up?, overlap: overlap? })
 }
@@ -177,22 +177,22 @@ fn workflow(r: &mut Report<'_>, node: &Node, path: &str, own: &str, catalog: &dy
         Some(n) => {
             let listed = r.names(n, &f.path("status"), "e.g. status: [failed, timed_out]")?;
             if listed.is_empty() {
-                let hint = format!("list one or more of: {}", STATUSES.join(", "));
+                let hint = format!("list one or more of: {}", statuses().join(", "));
                 r.at(n.pos, &f.path("status"), "the list is empty", Some(hint));
                 return None;
             }
-            let mut statuses: Vec<String> = Vec::new();
+            let mut chosen: Vec<WorkflowRunStatus> = Vec::new();
             let mut ok = true;
             for (_, n, p) in listed {
-                match r.choice(n, &p, "status", STATUSES) {
-                    Some(known) if !statuses.contains(&known) => statuses.push(known),
+                match r.choice(n, &p, "status", &statuses()).and_then(|s| s.parse().ok()) {
+                    Some(known) if !chosen.contains(&known) => chosen.push(known),
                     Some(_) => {}
                     None => ok = false,
                 }
             }
-            ok.then_some(statuses)?
+            ok.then_some(chosen)?
         }
-        None => vec!["succeeded".to_string()],
+        None => vec![WorkflowRunStatus::Succeeded],
     };
     Some(Trigger::Workflow { name: name?, statuses })
 }
@@ -225,16 +225,9 @@ fn input(r: &mut Report<'_>, node: &Node, path: &str) -> Option<InputDecl> {
     let example = "e.g. { type: string, required: true, description: Ticker symbol }";
     let f = r.mapping(node, path, &["type", "required", "default", "description"], false, example)?;
     let type_hint = format!("one of: {}", INPUT_TYPES.join(", "));
-    let kind = r.required(&f, "type", &type_hint).and_then(|n| {
-        Some(match r.choice(n, &f.path("type"), "input type", INPUT_TYPES)?.as_str() {
-            "string" => InputType::String,
-            "number" => InputType::Number,
-            "integer" => InputType::Integer,
-            "boolean" => InputType::Boolean,
-            "object" => InputType::Object,
-            _ => InputType::Array,
-        })
-    });
+    let kind = r
+        .required(&f, "type", &type_hint)
+        .and_then(|n| r.choice(n, &f.path("type"), "input type", INPUT_TYPES)?.parse::<InputType>().ok());
     let required = match f.get("required") {
         Some(n) => r.boolean(n, &f.path("required")),
         None => Some(false),
