@@ -1,0 +1,72 @@
+//! Checks and their pings, and events.
+
+use agent_os_core::check::{CheckKind, CheckState, PingKind};
+
+/// A check as declared (synced from the manifest).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewCheck {
+    pub slug: String,
+    pub kind: CheckKind,
+    pub period_ms: Option<i64>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub grace_ms: i64,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckRecord {
+    /// Also the secret part of its ping URL.
+    pub id: String,
+    pub project_id: String,
+    pub project: String,
+    pub ping_key: Option<String>,
+    pub slug: String,
+    pub kind: CheckKind,
+    pub period_ms: Option<i64>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub grace_ms: i64,
+    pub description: String,
+    pub state: CheckState,
+    pub last_finish_at: Option<i64>,
+    pub last_failed: bool,
+    pub running_since: Option<i64>,
+    pub last_ping_at: Option<i64>,
+    pub last_duration_ms: Option<i64>,
+    pub state_changed_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A ping to store, with the check's fields after it.
+#[derive(Clone, Debug)]
+pub struct PingUpdate {
+    pub id: String,
+    pub check_id: String,
+    pub at: i64,
+    pub kind: PingKind,
+    pub rid: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub body: Option<String>,
+    pub remote: Option<String>,
+    pub last_finish_at: Option<i64>,
+    pub last_failed: bool,
+    pub running_since: Option<i64>,
+    pub state: CheckState,
+    /// Set when the state changed.
+    pub event: Option<NewEvent>,
+}
+
+/// Something that happened (`check.down`, `run.failed`, …), stored for alerting and workflows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub id: String,
+    pub kind: String,
+    pub project: Option<String>,
+    pub subject: Option<String>,
+    /// A JSON object.
+    pub data: String,
+    pub at: i64,
+}
+
+pub type EventRecord = NewEvent;
