@@ -11,6 +11,7 @@
 //! half with PostgreSQL); `AGENT_OS_BENCH_QUICK=1` (or running it without `--bench`) runs a smoke
 //! version that still checks everything, on fewer leases and records. See docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,7 @@
 //! (or running it without `--bench`, as `cargo test --benches` does) runs a short smoke version
 //! that only proves the harness still works. See docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;

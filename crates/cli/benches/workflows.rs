@@ -10,6 +10,7 @@
 //! table. `cargo bench -p agent-os --bench workflows`; `AGENT_OS_BENCH_QUICK=1` runs a smoke
 //! version. See docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

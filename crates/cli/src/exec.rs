@@ -130,8 +130,12 @@ pub async fn run(a: &ExecArgs, client: Option<&crate::client::Client>) -> u8 {
             return 127;
         }
     };
-    let out = tokio::spawn(pump(child.stdout.take().expect("piped"), tokio::io::stdout()));
-    let err = tokio::spawn(pump(child.stderr.take().expect("piped"), tokio::io::stderr()));
+    // Both were asked for as pipes above, so both are there.
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return 127;
+    };
+    let out = tokio::spawn(pump(stdout, tokio::io::stdout()));
+    let err = tokio::spawn(pump(stderr, tokio::io::stderr()));
     let status = child.wait().await;
     let mut tail = out.await.unwrap_or_default();
     tail.extend(err.await.unwrap_or_default());

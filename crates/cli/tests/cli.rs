@@ -2,6 +2,7 @@
 //! commands a user types. Includes the kill -9 story and the scrubbed-environment canary.
 //! They run on real time: the server is another process, which no test clock reaches.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -4,6 +4,7 @@
 //! Without Chromium or the suite's npm packages it says what to install and passes, unless
 //! CI=true, where it fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

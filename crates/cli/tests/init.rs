@@ -1,6 +1,7 @@
 //! `agent-os init` as a user runs it: the real binary on project directories in temp dirs, with
 //! no server anywhere. A fake secret in `.env` must reach no output and no written file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,6 +3,7 @@
 //! every step's task run started exactly once (the interrupted one finishing on a retry of the
 //! same run), and no completed step run again.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

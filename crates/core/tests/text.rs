@@ -2,6 +2,7 @@
 //! (`as_str`/`FromStr`, `Display`, serde), its spelling is one of the set's, and a text that
 //! names no value is refused with an error naming it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::fmt::{Debug, Display};
 use std::str::FromStr;
 

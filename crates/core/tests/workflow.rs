@@ -2,6 +2,7 @@
 //! at once, each with its place, field path and a hint), the example files, and that no input
 //! makes the parser panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;

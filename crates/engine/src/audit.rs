@@ -568,8 +568,8 @@ fn comparable(name: &str, value: &str) -> bool {
     value.chars().count() >= MIN_SHARED_LEN && looks_like_credential(name, value) && !placeholder(value)
 }
 
+#[allow(clippy::expect_used, reason = "HMAC accepts a key of any length; 32 bytes never fails")]
 fn fingerprint(key: &[u8; 32], value: &str) -> [u8; 32] {
-    // HMAC accepts a key of any length; 32 bytes never fails.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(value.as_bytes());
     mac.finalize().into_bytes().into()

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 pub use agent_os_core::token::TokenKind;
 
 /// `n` bytes from the operating system's random source.
+#[allow(clippy::expect_used, reason = "without the OS random source no token or secret can be made safely")]
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
-    // The OS random source failing is not something Agent OS can work around safely.
     getrandom::fill(&mut buf).expect("operating system random source unavailable");
     buf
 }
@@ -136,10 +136,10 @@ pub fn hash_password(password: &str) -> String {
     hash_password_with(password, &random_bytes::<16>(), PASSWORD_ITERATIONS)
 }
 
+#[allow(clippy::expect_used, reason = "a 16-byte salt and a 32-byte output are within every PHC bound")]
 fn hash_password_with(password: &str, salt: &[u8], iterations: u32) -> String {
     use pbkdf2::password_hash::{PasswordHasher, SaltString};
     let params = pbkdf2::Params { rounds: iterations, output_length: 32 };
-    // A 16-byte salt and a 32-byte output are within every bound the PHC format sets.
     let salt = SaltString::encode_b64(salt).expect("a 16-byte salt encodes");
     pbkdf2::Pbkdf2
         .hash_password_customized(

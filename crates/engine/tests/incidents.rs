@@ -2,6 +2,7 @@
 //! store (`engine::incidents::{raise_incident, resolve_incident}`), told on SQLite always and on
 //! PostgreSQL when `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use agent_os_core::alerting::{IncidentSource, IncidentStatus, Severity};
 use agent_os_engine::engine::incidents::{IncidentChange, raise_incident, resolve_incident};
 use agent_os_store::testing::PgDatabase;

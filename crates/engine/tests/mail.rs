@@ -11,6 +11,7 @@
 //! `SSL_CERT_FILE` naming it, so that the client's ordinary certificate check trusts it there.
 //! Nothing outside Rust is needed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,7 @@
 //! clock follows tokio's, which only `tokio::time::advance` moves (`agent_os_engine::testing`);
 //! the tests call `schedule_tick` themselves.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

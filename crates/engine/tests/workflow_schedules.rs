@@ -3,6 +3,7 @@
 //! tokio's, which only `tokio::time::advance` moves (`agent_os_engine::testing`), so the
 //! workflow loop wakes for a slot exactly when the test says the slot has come.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The HTTP API against a real in-process server: real SQLite file, real HTTP on 127.0.0.1,
 //! real task processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! the sessions they made), channels listed without their secrets and sent a test, and the
 //! dashboard password set over the API and the settings page.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 mod common;
 
 use std::time::Duration;

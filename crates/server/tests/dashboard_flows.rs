@@ -4,6 +4,7 @@
 //! fields are escaped and disarmed for spreadsheets; hostile text comes out escaped; and a form
 //! without the CSRF token changes nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! show, that hostile text comes out escaped, the schedule actions and their CSRF guard, and
 //! the events pager.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! address checks, redirects, each service's request shape, retries after a 5xx or a timeout,
 //! and fan-out to several channels.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::time::Duration;
 
 use serde_json::{Value, json};

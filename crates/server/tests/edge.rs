@@ -5,6 +5,7 @@
 //! database run on SQLite and, with `AGENT_OS_TEST_POSTGRES_URL`, on PostgreSQL. The edge's
 //! layers are here too: request ids, the time limit's documented 503, and gzip for pages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::Path;
 
 use serde_json::{Value, json};

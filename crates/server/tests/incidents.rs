@@ -2,6 +2,7 @@
 //! shows what the channels hear (once on open, once on resolve, nothing while flapping or in
 //! maintenance); routes, throttles and quiet hours decide where and when.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! Events, workflows and signed inbound webhooks over HTTP, against a real in-process server
 //! whose workflows directory holds the files each test writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 mod common;
 use common::*;
 

@@ -7,6 +7,7 @@
 //! and log wall-clock times (`time.time()`), and the tests compare those with the engine's
 //! retry delays, waits and timeouts, which held time would move without them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 mod common;
 use common::*;
 

@@ -2,6 +2,8 @@
 //! binary): a fresh database on the PostgreSQL server named by `AGENT_OS_TEST_POSTGRES_URL`,
 //! so one test story runs on both backends. Test set-up fails loudly: these panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test set-up, never in the binary
+
 /// A fresh database on the PostgreSQL server named by the environment, dropped by `drop_it`.
 pub struct PgDatabase {
     admin_url: String,

@@ -2,6 +2,7 @@
 //! `AGENT_OS_TEST_POSTGRES_URL` names a server (CI always sets it; with `CI=true` and no URL the
 //! PostgreSQL test fails rather than skips).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use agent_os_core::alerting::{HoldReason, IncidentSource, IncidentStatus, NotificationSource, Severity};
 use agent_os_core::check::{CheckKind, CheckState, PingKind};
 use agent_os_core::cost::CostSource;

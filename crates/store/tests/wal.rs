@@ -1,6 +1,7 @@
 //! SQLite's write-ahead log stays bounded while readers and writers keep it busy, and a closed
 //! store leaves none behind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
