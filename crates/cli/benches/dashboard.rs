@@ -397,12 +397,12 @@ async fn seed(db: &Path, plan: &Plan, tasks: &[(String, String)], now: i64) -> R
         .bind(plan.runs / 10)
         .fetch_one(&mut conn)
         .await?
-        .try_get(0)?;
+        .try_get("id")?;
     let run: String = sqlx::query("SELECT id FROM runs WHERE id > ? AND status = 'failed' ORDER BY id LIMIT 1")
         .bind(format!("{:08x}", (start + span / 2) >> 16))
         .fetch_one(&mut conn)
         .await?
-        .try_get(0)?;
+        .try_get("id")?;
     conn.close().await?;
     Ok(Picks { deep_run, run })
 }

@@ -84,7 +84,13 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
     let queued = routes::list_runs(
         State(st.clone()),
         Caller::Admin,
-        ApiQuery(RunQuery { project: None, task: None, status: Some("queued".into()), before: None, limit: Some(20) }),
+        ApiQuery(RunQuery {
+            project: None,
+            task: None,
+            status: Some(RunStatus::Queued.as_str().into()),
+            before: None,
+            limit: Some(20),
+        }),
     )
     .await?
     .0

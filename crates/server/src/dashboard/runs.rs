@@ -1,6 +1,7 @@
 //! Runs: a filterable, paginated table; a run's page with its live log tail, attempts, input,
 //! outputs and cost; and the forms that start, cancel and retry runs.
 
+use agent_os_core::run::RunStatus;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,7 +20,6 @@ use crate::error::ApiError;
 use crate::routes::{self, CostQuery, LogQuery, RunQuery, StartRunBody};
 use crate::views::RunView;
 
-const STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "timed_out", "cancelled"];
 const PAGE: i64 = 50;
 
 #[derive(Deserialize, Default)]
@@ -59,7 +59,7 @@ pub async fn list(
             label { "Status"
                 select name="status" {
                     option value="" { "Any" }
-                    @for s in STATUSES { option value=(s) selected[status.as_deref() == Some(*s)] { (s.replace('_', " ")) } }
+                    @for s in RunStatus::SPELLINGS { option value=(s) selected[status.as_deref() == Some(*s)] { (s.replace('_', " ")) } }
                 }
             }
             button type="submit" { "Filter" }
