@@ -13,6 +13,7 @@
 //! `cargo bench -p agent-os --bench dashboard`; see docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

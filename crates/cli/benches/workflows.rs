@@ -11,6 +11,7 @@
 //! version. See docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

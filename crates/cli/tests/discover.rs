@@ -2,6 +2,7 @@
 //! example projects' schedule files and a few more, with no server anywhere.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::path::Path;
 use std::process::{Command, Output};
 

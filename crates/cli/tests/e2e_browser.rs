@@ -5,6 +5,7 @@
 //! CI=true, where it fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! no server anywhere. A fake secret in `.env` must reach no output and no written file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};

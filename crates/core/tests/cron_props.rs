@@ -2,6 +2,7 @@
 //! cron's rules, for generated expressions, around real DST transitions of several zones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use agent_os_core::cron::{Cron, reference_next, zone};
 use jiff::Timestamp;
 use proptest::prelude::*;

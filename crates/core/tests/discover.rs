@@ -3,6 +3,7 @@
 //! property tests: garbage and mangled fixtures never panic, and every cron produced parses.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use agent_os_core::cron::Cron;
 use agent_os_core::discover::{
     CRONTAB_L, Finding, Outcome, discover_crontab, discover_file, discover_github, discover_launchd, kind_of,

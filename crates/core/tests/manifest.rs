@@ -1,6 +1,7 @@
 //! The manifest shape from the foundation issue, and the errors users get for bad ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::time::Duration;
 
 use agent_os_core::manifest::{Command, Manifest, Transport};

@@ -3,6 +3,7 @@
 //! panic, and redacting twice changes nothing more.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use agent_os_core::redact::{MASK, Redactor, find_shapes, redact_shapes};
 use proptest::prelude::*;
 

@@ -3,6 +3,7 @@
 //! names no value is refused with an error naming it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::fmt::{Debug, Display};
 use std::str::FromStr;
 

@@ -3,6 +3,7 @@
 //! makes the parser panic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;

@@ -3,30 +3,22 @@
 //! PostgreSQL when `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
-use agent_os_core::alerting::{IncidentSource, IncidentStatus, Severity};
+
+use agent_os_core::alerting::{IncidentSource, Severity};
 use agent_os_engine::engine::incidents::{IncidentChange, raise_incident, resolve_incident};
 use agent_os_store::testing::PgDatabase;
 use agent_os_store::{IncidentRecord, SqlStore, Store, StoreOptions, sqlite_url};
 
 fn incident(source: IncidentSource, subject: &str, severity: Severity, at: i64) -> IncidentRecord {
-    IncidentRecord {
-        id: agent_os_core::id::new_id(),
+    IncidentRecord::opened(
         source,
-        subject: subject.into(),
-        project: Some("trading".into()),
+        subject,
+        Some("trading"),
         severity,
-        title: format!("{subject} broke"),
-        reason: format!("reason at {at}"),
-        status: IncidentStatus::Open,
-        opened_at: at,
-        resolved_at: None,
-        acked_at: None,
-        acked_by: None,
-        changes: 1,
-        flapping: false,
-        notified: false,
-        updated_at: at,
-    }
+        &format!("{subject} broke"),
+        &format!("reason at {at}"),
+        at,
+    )
 }
 
 /// Incidents open once per subject, escalate, resolve, come back within the window as the same

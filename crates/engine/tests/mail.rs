@@ -12,6 +12,7 @@
 //! Nothing outside Rust is needed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,7 @@
 //! the tests call `schedule_tick` themselves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! the backoffs pass when the test says so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use agent_os_core::run::RunStatus;
 use std::path::Path;
 use std::sync::Arc;

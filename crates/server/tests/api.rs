@@ -2,6 +2,7 @@
 //! real task processes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

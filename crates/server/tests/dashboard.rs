@@ -3,6 +3,7 @@
 //! escaped, and the overview, project and run pages show what the API knows.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 mod common;
 
 use std::time::Duration;

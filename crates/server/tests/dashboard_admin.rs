@@ -4,6 +4,7 @@
 //! dashboard password set over the API and the settings page.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 mod common;
 
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! without the CSRF token changes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 mod common;
 
 use std::time::Duration;

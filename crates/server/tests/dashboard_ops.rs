@@ -3,6 +3,7 @@
 //! the events pager.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 mod common;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! and fan-out to several channels.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -6,6 +6,7 @@
 //! layers are here too: request ids, the time limit's documented 503, and gzip for pages.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use std::path::Path;
 
 use serde_json::{Value, json};

@@ -3,6 +3,7 @@
 //! maintenance); routes, throttles and quiet hours decide where and when.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! whose workflows directory holds the files each test writes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 mod common;
 use common::*;
 

@@ -8,6 +8,7 @@
 //! retry delays, waits and timeouts, which held time would move without them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 mod common;
 use common::*;
 

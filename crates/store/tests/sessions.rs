@@ -3,6 +3,7 @@
 //! PostgreSQL when `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use agent_os_core::token::{LoginVia, TokenKind};
 use agent_os_store::*;
 

@@ -3,6 +3,7 @@
 //! PostgreSQL test fails rather than skips).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
+
 use agent_os_core::alerting::{HoldReason, IncidentSource, IncidentStatus, NotificationSource, Severity};
 use agent_os_core::check::{CheckKind, CheckState, PingKind};
 use agent_os_core::cost::CostSource;
@@ -837,24 +838,15 @@ async fn incident_rows_story(s: &dyn Store) {
 }
 
 fn incident(source: IncidentSource, subject: &str, severity: Severity, at: i64) -> IncidentRecord {
-    IncidentRecord {
-        id: agent_os_core::id::new_id(),
+    IncidentRecord::opened(
         source,
-        subject: subject.into(),
-        project: Some("trading".into()),
+        subject,
+        Some("trading"),
         severity,
-        title: format!("{subject} broke"),
-        reason: format!("reason at {at}"),
-        status: IncidentStatus::Open,
-        opened_at: at,
-        resolved_at: None,
-        acked_at: None,
-        acked_by: None,
-        changes: 1,
-        flapping: false,
-        notified: false,
-        updated_at: at,
-    }
+        &format!("{subject} broke"),
+        &format!("reason at {at}"),
+        at,
+    )
 }
 
 /// Notifications are held for digests; maintenance windows end.

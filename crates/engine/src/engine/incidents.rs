@@ -54,7 +54,7 @@ impl Engine {
     pub async fn raise(&self, alert: Alert) -> Result<IncidentRecord, EngineError> {
         let now = self.now();
         let flapping = &self.cfg.alerting.flapping;
-        let new = open_incident(
+        let new = IncidentRecord::opened(
             alert.source,
             &alert.subject,
             alert.project.as_deref(),
@@ -506,36 +506,6 @@ fn budget_period_over(subject: &str, opened_at: i64, now: i64) -> bool {
     match period.map(str::parse::<agent_os_core::budget::Period>) {
         Some(Ok(p)) => p.bounds(now).0 > opened_at,
         _ => false,
-    }
-}
-
-/// A new open incident, as raising one stores it.
-pub(super) fn open_incident(
-    source: IncidentSource,
-    subject: &str,
-    project: Option<&str>,
-    severity: Severity,
-    title: &str,
-    reason: &str,
-    now: i64,
-) -> IncidentRecord {
-    IncidentRecord {
-        id: new_id(),
-        source,
-        subject: subject.into(),
-        project: project.map(str::to_string),
-        severity,
-        title: title.into(),
-        reason: reason.into(),
-        status: IncidentStatus::Open,
-        opened_at: now,
-        resolved_at: None,
-        acked_at: None,
-        acked_by: None,
-        changes: 1,
-        flapping: false,
-        notified: false,
-        updated_at: now,
     }
 }
 

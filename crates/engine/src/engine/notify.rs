@@ -343,7 +343,7 @@ impl Engine {
             (Some(subject), Some(level)) if level >= Severity::Warning => {
                 let now = self.now();
                 let reason = if input.body.is_empty() { input.title.clone() } else { input.body.clone() };
-                let record = super::incidents::open_incident(
+                let record = agent_os_store::IncidentRecord::opened(
                     IncidentSource::Project,
                     &subject,
                     project,

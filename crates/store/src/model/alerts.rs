@@ -85,6 +85,39 @@ pub struct IncidentRecord {
     pub updated_at: i64,
 }
 
+impl IncidentRecord {
+    /// A new open incident of `source` and `subject`, opened at `now`: one change, not yet
+    /// told, not flapping.
+    pub fn opened(
+        source: IncidentSource,
+        subject: &str,
+        project: Option<&str>,
+        severity: Severity,
+        title: &str,
+        reason: &str,
+        now: i64,
+    ) -> Self {
+        IncidentRecord {
+            id: agent_os_core::id::new_id(),
+            source,
+            subject: subject.into(),
+            project: project.map(str::to_string),
+            severity,
+            title: title.into(),
+            reason: reason.into(),
+            status: IncidentStatus::Open,
+            opened_at: now,
+            resolved_at: None,
+            acked_at: None,
+            acked_by: None,
+            changes: 1,
+            flapping: false,
+            notified: false,
+            updated_at: now,
+        }
+    }
+}
+
 /// A maintenance window set over the API or the CLI.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MaintenanceRecord {
