@@ -3,6 +3,27 @@
 //! of failing every item that happened to share its transaction.
 
 use agent_os_store::StoreError;
+use tokio::sync::mpsc::Receiver;
+use tokio_util::sync::CancellationToken;
+
+/// The next group for a writer: waits for one job, then takes every job already queued, up to
+/// `max`. `None` once `closing` is cancelled and the queue is empty: what was queued before the
+/// end of a shutdown is still written.
+pub(crate) async fn next_group<J>(jobs: &mut Receiver<J>, closing: &CancellationToken, max: usize) -> Option<Vec<J>> {
+    let first = tokio::select! {
+        biased;
+        Some(job) = jobs.recv() => job,
+        _ = closing.cancelled() => return None,
+    };
+    let mut group = vec![first];
+    while group.len() < max {
+        match jobs.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
 
 /// Writes `items` with one call of `write`, one result per item in order. When the database
 /// refuses the group (not when it is unreachable) and the group has several items, each is

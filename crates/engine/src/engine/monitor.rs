@@ -389,20 +389,7 @@ impl Engine {
         // The queue outlives the loop: a loop started again after a panic goes on with it.
         let mut jobs = jobs.lock().await;
         let closing = self.loops.closing().clone();
-        loop {
-            // What is queued is written before the loop stops at the end of a shutdown.
-            let first = tokio::select! {
-                biased;
-                Some(job) = jobs.recv() => job,
-                _ = closing.cancelled() => return,
-            };
-            let mut batch = vec![first];
-            while batch.len() < PING_GROUP {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = super::group::next_group(&mut jobs, &closing, PING_GROUP).await {
             let updates: Vec<PingUpdate> = batch.iter().map(|(u, _)| u.clone()).collect();
             let store = &self.store;
             let results = super::group::write_group(
