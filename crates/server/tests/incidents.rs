@@ -65,15 +65,8 @@ async fn wait_incident(s: &TestServer, what: &str, ok: impl Fn(&[Value]) -> bool
 
 #[tokio::test]
 async fn a_failing_task_opens_one_incident_told_once_and_resolved_with_its_duration() {
-    let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
-        c.allow_private_targets = true;
-        c.channels.push(json_channel("team", &url));
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = trading(dir.path(), "");
-    s.add(&root).await;
+    let (sink, s, dir) = team_and_trading().await;
+    let root = dir.path().join("trading");
 
     for _ in 0..2 {
         let run = s.run("trading", "flaky", json!({})).await;
@@ -278,14 +271,7 @@ async fn quiet_hours_hold_deliveries_until_they_end_and_let_critical_through() {
 
 #[tokio::test]
 async fn nothing_alerts_in_a_maintenance_window_and_what_is_still_open_is_told_when_it_ends() {
-    let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
-        c.allow_private_targets = true;
-        c.channels.push(json_channel("team", &url));
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    s.add(&trading(dir.path(), "")).await;
+    let (sink, s, _dir) = team_and_trading().await;
     let (st, w) = s
         .post("/api/v1/maintenance", json!({"project": "trading", "duration": "1h", "reason": "exchange upgrade"}))
         .await;
@@ -331,14 +317,7 @@ async fn nothing_alerts_in_a_maintenance_window_and_what_is_still_open_is_told_w
 
 #[tokio::test]
 async fn a_project_opens_and_resolves_its_own_incident_by_dedup_key() {
-    let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
-        c.allow_private_targets = true;
-        c.channels.push(json_channel("team", &url));
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    s.add(&trading(dir.path(), "")).await;
+    let (sink, s, _dir) = team_and_trading().await;
     let warn = json!({"project": "trading", "title": "Feed stale", "body": "no ticks for 5 min", "severity": "warning", "dedup_key": "feed"});
     let (st, n) = s.post("/api/v1/notifications", warn.clone()).await;
     assert_eq!(st, 201, "{n}");
@@ -410,14 +389,7 @@ async fn a_failing_health_check_makes_the_project_down_until_it_answers_again() 
 
 #[tokio::test]
 async fn a_budget_threshold_opens_a_budget_incident() {
-    let (sink, url) = Sink::start(&[200]).await;
-    let s = start_with(|c| {
-        c.allow_private_targets = true;
-        c.channels.push(json_channel("team", &url));
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    s.add(&trading(dir.path(), "")).await;
+    let (sink, s, _dir) = team_and_trading().await;
     let (st, b) = s
         .req(
             reqwest::Method::PUT,
@@ -478,9 +450,9 @@ async fn whoever_heard_an_incident_open_or_escalate_hears_it_resolve_whatever_th
     );
 }
 
-/// A server telling a `team` sink, with `trading` registered and a daily budget of 0.10 USD
-/// that alerts at 50, 80 and 100 %.
-async fn trading_with_daily_budget() -> (Sink, TestServer, tempfile::TempDir) {
+/// A server telling every notification to a `team` sink, with `trading` registered from the
+/// returned directory (its root is `dir/trading`).
+async fn team_and_trading() -> (Sink, TestServer, tempfile::TempDir) {
     let (sink, url) = Sink::start(&[200]).await;
     let s = start_with(|c| {
         c.allow_private_targets = true;
@@ -489,6 +461,13 @@ async fn trading_with_daily_budget() -> (Sink, TestServer, tempfile::TempDir) {
     .await;
     let dir = tempfile::tempdir().unwrap();
     s.add(&trading(dir.path(), "")).await;
+    (sink, s, dir)
+}
+
+/// A server telling a `team` sink, with `trading` registered and a daily budget of 0.10 USD
+/// that alerts at 50, 80 and 100 %.
+async fn trading_with_daily_budget() -> (Sink, TestServer, tempfile::TempDir) {
+    let (sink, s, dir) = team_and_trading().await;
     daily_budget(&s, &[50, 80, 100], "alert").await;
     (sink, s, dir)
 }
