@@ -329,8 +329,8 @@ pub async fn get_incident(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
-    /// Who is on it, 1 to 100 bytes (default: the kind of token used).
-    #[schema(min_length = 1, max_length = 100)]
+    /// Who is on it, 1 to 100 characters, not only spaces (default: the kind of token used).
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub by: Option<String>,
 }
 
@@ -347,9 +347,7 @@ pub async fn ack_incident(
         allowed_for(&st, &caller, &i).await?;
     }
     let by = b.unwrap_or_default().by.unwrap_or_else(|| caller.label());
-    if by.trim().is_empty() || by.len() > 100 {
-        return Err(ApiError::bad_request("by: 1 to 100 bytes").field("by"));
-    }
+    crate::body::text_length("by", &by, 1, 100)?;
     let i = st.engine.ack_incident(&id, by.trim()).await?;
     Ok(Json(incident_view(i, st.engine.now())))
 }

@@ -149,3 +149,15 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
     }
 }
+
+/// Checks a text field's length as the OpenAPI document states it: in characters (Unicode
+/// scalar values, as JSON Schema's `minLength`/`maxLength` count them), not bytes, and, when
+/// `min` is at least 1, not blank (the document says so with the pattern `\S`).
+pub fn text_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = value.chars().count();
+    if n < min || n > max || (min > 0 && value.trim().is_empty()) {
+        let what = if min > 0 { format!("{min} to {max} characters, not only spaces") } else { format!("at most {max} characters") };
+        return Err(ApiError::bad_request(format!("{field}: {what}")).field(field));
+    }
+    Ok(())
+}

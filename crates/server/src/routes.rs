@@ -159,7 +159,8 @@ pub struct StartRunBody {
     /// A JSON object handed to the task on stdin (default `{}`).
     #[schema(value_type = Object)]
     pub input: Option<Value>,
-    /// Free text recorded as the run's trigger (default `api`).
+    /// Free text recorded as the run's trigger (default `api`), 1 to 64 characters.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     pub trigger: Option<String>,
 }
 
@@ -172,9 +173,7 @@ pub async fn start_run(
     let p = st.engine.project(&body.project).await?;
     caller.require_project(&p.record)?;
     let trigger = body.trigger.unwrap_or_else(|| "api".into());
-    if trigger.len() > 64 || trigger.is_empty() {
-        return Err(ApiError::bad_request("trigger must be 1 to 64 characters").field("trigger"));
-    }
+    crate::body::text_length("trigger", &trigger, 1, 64)?;
     let run = st
         .engine
         .start_run(RunRequest {
@@ -1062,9 +1061,11 @@ pub async fn ping(
 pub struct CreateTokenBody {
     /// The project a project token acts for (required for one, refused for an admin token).
     pub project: Option<String>,
-    /// A label, e.g. `railway-cron`.
+    /// A label, e.g. `railway-cron`, at most 100 characters.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     /// `project` (default) or `admin` (acts for everything, as the first admin token does).
+    #[schema(pattern = "^(project|admin)$")]
     pub kind: Option<String>,
 }
 
@@ -1094,9 +1095,7 @@ pub async fn create_token(
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     caller.require_admin()?;
     let name = body.name.unwrap_or_default();
-    if name.len() > 100 {
-        return Err(ApiError::bad_request("name is longer than 100 characters").field("name"));
-    }
+    crate::body::text_length("name", &name, 0, 100)?;
     let kind = match body.kind.as_deref() {
         None => TokenKind::Project,
         // Run tokens are made for an attempt, never asked for.

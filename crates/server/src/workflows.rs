@@ -41,7 +41,7 @@ pub struct EmitBody {
     /// A JSON object (default `{}`), at most 256 KiB.
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
-    /// 1 to 100 bytes. The same key from the same caller (the admin token, or a project's
+    /// 1 to 100 characters. The same key from the same caller (the admin token, or a project's
     /// tokens) stores the event once; a repeat answers with the earlier event.
     #[schema(min_length = 1, max_length = 100)]
     pub idempotency_key: Option<String>,
@@ -88,8 +88,8 @@ pub async fn emit_event(
     }
     let key = match b.idempotency_key {
         None => None,
-        Some(k) if k.is_empty() || k.len() > 100 => {
-            return Err(ApiError::bad_request("idempotency_key: 1 to 100 bytes").field("idempotency_key"));
+        Some(k) if k.is_empty() || k.chars().count() > 100 => {
+            return Err(ApiError::bad_request("idempotency_key: 1 to 100 characters").field("idempotency_key"));
         }
         // Keys are per caller, so one project's key never answers with another's event (nor
         // with an event Agent OS emitted under a key of its own).
@@ -313,8 +313,8 @@ pub async fn reload_workflows(State(st): State<AppState>, caller: Caller) -> Api
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
     /// The file's name, for the error messages; its stem must be the workflow's name. Nothing
-    /// is read from it. 1 to 255 bytes.
-    #[schema(min_length = 1, max_length = 255)]
+    /// is read from it. 1 to 255 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
     pub file: String,
     /// The file's text.
     pub text: String,
@@ -358,9 +358,7 @@ pub async fn validate_workflow(
     JsonBody(b): JsonBody<ValidateBody>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    if b.file.trim().is_empty() || b.file.len() > 255 {
-        return Err(ApiError::bad_request("file: the file's name, 1 to 255 bytes").field("file"));
-    }
+    crate::body::text_length("file", &b.file, 1, 255)?;
     let def = match st.engine.validate_workflow(&b.file, &b.text).await {
         Ok(def) => def,
         Err(errors) => return Ok(invalid_workflow(errors)),

@@ -385,3 +385,32 @@ async fn pages_and_assets_are_gzipped_for_a_client_that_asks() {
     let api = s.http.get(format!("{}/api/v1/projects", s.url)).bearer_auth(&s.admin).header("accept-encoding", "gzip");
     assert!(api.send().await.unwrap().headers().get("content-encoding").is_none(), "JSON goes as it is");
 }
+
+/// JSON Schema counts a text's length in characters; so does every check of a length the
+/// document states, so a value the document allows is never refused for its bytes, and a
+/// text the document says must hold something is refused when it is only spaces.
+#[tokio::test]
+async fn text_limits_count_characters_as_the_document_states_them() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let start_run = |trigger: String| s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo", "trigger": trigger}));
+
+    let (st, v) = start_run("é".repeat(64)).await;
+    assert_eq!(st, 201, "64 two-byte characters are within 1 to 64: {v}");
+    assert_eq!(v["trigger"], "é".repeat(64));
+    let (st, v) = start_run("é".repeat(65)).await;
+    assert_eq!((st, error_field(&v)), (400, "trigger"), "{v}");
+    let (st, v) = start_run("   ".into()).await;
+    assert_eq!((st, error_field(&v)), (400, "trigger"), "{v}");
+
+    let (st, v) = s.post("/api/v1/tokens", json!({"project": "fixture", "name": "ü".repeat(100)})).await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = s.post("/api/v1/tokens", json!({"project": "fixture", "name": "ü".repeat(101)})).await;
+    assert_eq!((st, error_field(&v)), (400, "name"), "{v}");
+
+    let (st, v) = s.post("/api/v1/events", json!({"type": "fixture.done", "idempotency_key": "ß".repeat(100)})).await;
+    assert!(st == 201 || st == 200, "{st} {v}");
+    let (st, v) = s.post("/api/v1/events", json!({"type": "fixture.done", "idempotency_key": "ß".repeat(101)})).await;
+    assert_eq!((st, error_field(&v)), (400, "idempotency_key"), "{v}");
+}

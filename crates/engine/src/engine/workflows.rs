@@ -214,8 +214,10 @@ impl Engine {
         if text.len() > 256 * 1024 {
             return Err(invalid("data", "at most 256 KiB".into()));
         }
-        if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
-            return Err(invalid("idempotency_key", "1 to 200 bytes".into()));
+        // The API's key is up to 100 characters (400 bytes) behind its caller's prefix
+        // (`project:NAME:`, at most 72 bytes); this bound is only a backstop.
+        if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 512) {
+            return Err(invalid("idempotency_key", "1 to 512 bytes".into()));
         }
         let e = NewEvent {
             id: new_id(),
