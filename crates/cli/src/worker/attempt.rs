@@ -32,7 +32,17 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// worker's running set; this records its end and takes it out of that set.
 pub async fn run(worker: Arc<Worker>, claimed: Claimed, public_url: String, stop: watch::Receiver<Option<Stop>>) {
     let key = claimed.key();
-    let end = match refusal(&worker, &claimed) {
+    let refused = refusal(&worker, &claimed);
+    let end = match refused {
+        _ if *stop.borrow() == Some(Stop::Interrupt) => End {
+            end: RunStatus::Failed,
+            exit_code: None,
+            error: Some(INTERRUPTED.into()),
+            retryable: true,
+            interrupted: true,
+            outputs: None,
+            last_seq: 0,
+        },
         Some(why) => {
             let now = now();
             worker.spool.append(&key, vec![(LogStream::System, now, format!("{why}\n"))]);

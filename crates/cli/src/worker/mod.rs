@@ -77,6 +77,9 @@ pub struct Worker {
     stopping: watch::Sender<bool>,
     /// Set when the worker stops delivering: the deliverers and loops end.
     done: watch::Sender<bool>,
+    /// True while a poll is out or its answer is being taken: a stopping worker waits for it
+    /// to be false before it interrupts its attempts, so that none starts after that.
+    polling: watch::Sender<bool>,
     /// Wakes a poll held with no free capacity: an attempt ended.
     freed: Notify,
     /// A reason to stop with its exit code (another protocol, a refused token).
@@ -150,6 +153,7 @@ pub async fn run(args: &WorkerArgs, token_flag: Option<String>, home_flag: Optio
         session: watch::channel(Session::default()).0,
         stopping: watch::channel(false).0,
         done: watch::channel(false).0,
+        polling: watch::channel(false).0,
         freed: Notify::new(),
         fatal: Mutex::new(None),
         attempts: TaskTracker::new(),
@@ -178,6 +182,7 @@ pub async fn run(args: &WorkerArgs, token_flag: Option<String>, home_flag: Optio
         _ = stopping.wait_for(|s| *s) => {}
     }
     worker.stopping.send_replace(true);
+    let _ = worker.polling.subscribe().wait_for(|p| !*p).await;
     worker.interrupt_all();
     worker.attempts.close();
     worker.attempts.wait().await;
@@ -464,7 +469,9 @@ impl Worker {
             tracing::error!(attempt = %key, error = %e, "cannot record an attempt in the spool; not running it");
             return;
         }
-        let (stop_tx, stop_rx) = watch::channel(None);
+        // Runs handed out as the worker began to stop end at once, interrupted (retried
+        // without using up an attempt).
+        let (stop_tx, stop_rx) = watch::channel(self.is_stopping().then_some(Stop::Interrupt));
         if let Ok(mut r) = self.running.lock() {
             r.insert(key.clone(), stop_tx);
         }
@@ -488,8 +495,14 @@ impl Worker {
             hostname: &self.hostname,
             capacity: self.capacity,
             projects: texts.iter().map(|(name, manifest)| ProjectManifest { name, manifest }).collect(),
-            running: self.running_keys(),
+            running: Vec::new(),
             pending: self.spool.pending(),
+        };
+        // An attempt whose end is recorded is pending, not running, even before it leaves the
+        // running set.
+        let hello = Hello {
+            running: self.running_keys().into_iter().filter(|k| !hello.pending.contains(k)).collect(),
+            ..hello
         };
         let answer = Arc::new(self.client.hello(&hello).await?);
         if let Ok(mut c) = self.cost_cursors.lock() {
@@ -565,22 +578,29 @@ impl Worker {
             let wait = Duration::from_millis(hello.poll_wait_ms.clamp(100, 120_000));
             let asked = Instant::now();
             session.borrow_and_update();
+            self.polling.send_replace(true);
             let poll = self.client.poll(&hello.worker_id, free, &running, wait);
             // A poll that can bring runs is never dropped mid-way (its runs would be claimed for
-            // nobody) unless the worker stops; one that cannot is dropped when a slot frees up.
+            // nobody) unless the worker stops or the server is found out of reach; one that
+            // cannot is dropped when a slot frees up. A stop is seen first.
             let answer = tokio::select! {
-                answer = poll => Some(answer),
-                _ = self.freed.notified(), if free == 0 => None,
+                biased;
                 _ = stopping.wait_for(|s| *s) => None,
                 _ = session.changed() => None,
+                _ = self.freed.notified(), if free == 0 => None,
+                answer = poll => Some(answer),
             };
-            let Some(answer) = answer else { continue };
+            let Some(answer) = answer else {
+                self.polling.send_replace(false);
+                continue;
+            };
             match answer {
                 Ok(answer) => {
                     let new_runs = !answer.runs.is_empty();
                     for claimed in answer.runs {
                         self.start_attempt(claimed, &hello.public_url);
                     }
+                    self.polling.send_replace(false);
                     let mut cancelled = false;
                     if let Ok(running) = self.running.lock() {
                         for key in &answer.cancel {
@@ -603,21 +623,27 @@ impl Worker {
                     }
                 }
                 Err(CallError::Unreachable(why)) => {
+                    self.polling.send_replace(false);
                     tracing::debug!(%why, "the poll found the server out of reach");
                     self.lost_contact(generation);
                 }
                 Err(e @ (CallError::Protocol(_) | CallError::Refused { status: 401 | 403, .. })) => {
+                    self.polling.send_replace(false);
                     self.call_refused(&e, "the poll");
                     return;
                 }
                 Err(e) => {
+                    self.polling.send_replace(false);
                     // The server does not know this worker as it was (say, its database was
                     // replaced): hello again, after a pause.
                     eprintln!("the server refused the poll ({e}); saying hello again");
                     self.lost_contact(generation);
                     let wait = backoff(failures);
                     failures = failures.saturating_add(1);
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stopping.wait_for(|s| *s) => {}
+                    }
                 }
             }
         }
