@@ -723,3 +723,20 @@ async fn watch_manifests(worker: Arc<Worker>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_to_thirty_with_jitter() {
+        for _ in 0..100 {
+            let first = backoff(0);
+            assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500), "{first:?}");
+            let third = backoff(2);
+            assert!(third >= Duration::from_secs(1) && third <= Duration::from_secs(2), "{third:?}");
+            let late = backoff(40);
+            assert!(late >= Duration::from_secs(15) && late <= Duration::from_secs(30), "{late:?}");
+        }
+    }
+}
