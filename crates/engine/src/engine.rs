@@ -350,7 +350,7 @@ impl Engine {
     ) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
         let secret = match &transport {
             ProjectTransport::Http { secret, .. } => Some(secret.clone()),
-            ProjectTransport::Command { .. } => None,
+            ProjectTransport::Command { .. } | ProjectTransport::Worker => None,
         };
         let new = NewProject {
             id: new_id(),

@@ -243,7 +243,7 @@ impl From<ProbeResult> for ProbeView {
 pub struct ProjectView {
     pub name: String,
     pub description: String,
-    /// `command` or `http`.
+    /// `command`, `http` or `worker` (served by `agent-os worker` processes).
     #[schema(value_type = String)]
     pub transport: TransportKind,
     /// The project's directory (local projects).
@@ -277,7 +277,7 @@ impl ProjectView {
             root: p.record.transport.root().map(str::to_string),
             plugin_url: match &p.record.transport {
                 ProjectTransport::Http { url, .. } => Some(url.clone()),
-                ProjectTransport::Command { .. } => None,
+                ProjectTransport::Command { .. } | ProjectTransport::Worker => None,
             },
             env_file: m.env_file.clone(),
             keys: m
