@@ -13,8 +13,11 @@ use agent_os_core::run::RunStatus;
 use super::Worker;
 use super::client::{AttemptRef, CallError, End};
 
-/// Most bytes of output in one request.
-const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Most bytes of output in one request: JSON escaping can make text up to six times longer,
+/// and the server's default body limit is 1 MiB.
+const MAX_BATCH_BYTES: usize = 128 * 1024;
+/// Most chunks in one request.
+const MAX_BATCH_CHUNKS: usize = 1000;
 
 pub async fn deliver(worker: Arc<Worker>, key: AttemptRef, wake: Arc<Notify>) {
     // Whether the end was already replaced once by a plain failure the server can take.
@@ -24,7 +27,7 @@ pub async fn deliver(worker: Arc<Worker>, key: AttemptRef, wake: Arc<Notify>) {
             break;
         }
         let Some((generation, hello)) = worker.connected().await else { break };
-        let chunks = worker.spool.unsent(&key, MAX_BATCH_BYTES);
+        let chunks = worker.spool.unsent(&key, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS);
         if let Some(last) = chunks.last().map(|c| c.seq) {
             match worker.client.logs(&hello.worker_id, &key, &chunks).await {
                 Ok(acked) => {

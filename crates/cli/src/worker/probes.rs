@@ -115,6 +115,7 @@ async fn ask(worker: &Worker, p: &LocalProject, kind: Kind, probe: &Probe, publi
         ask_command_probe(&p.root, p.name(), kind.op(), command, probe.timeout, public_url, since.as_deref()).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let (answer, error) = match answer {
+        Ok(serde_json::Value::Null) => (None, Some("the probe printed null, not an answer".to_string())),
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e.message)),
     };

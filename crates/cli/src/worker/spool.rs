@@ -214,14 +214,15 @@ impl Spool {
         Ok(())
     }
 
-    /// Chunks not yet acknowledged, oldest first, up to about `max_bytes` (at least one).
-    pub fn unsent(&self, key: &AttemptRef, max_bytes: usize) -> Vec<Chunk> {
+    /// Chunks not yet acknowledged, oldest first, up to about `max_bytes` and at most
+    /// `max_chunks` (at least one).
+    pub fn unsent(&self, key: &AttemptRef, max_bytes: usize, max_chunks: usize) -> Vec<Chunk> {
         let state = self.lock();
         let Some(e) = state.entries.get(key) else { return Vec::new() };
         let mut out = Vec::new();
         let mut size = 0;
         for c in &e.chunks {
-            if !out.is_empty() && size + c.data.len() > max_bytes {
+            if !out.is_empty() && (size + c.data.len() > max_bytes || out.len() >= max_chunks) {
                 break;
             }
             size += c.data.len();
@@ -354,8 +355,10 @@ mod tests {
         }
         let (spool, found) = Spool::open(dir.path(), ROOMY).unwrap();
         assert!(matches!(&found[..], [Found::Pending(k)] if *k == key), "{found:?}");
-        let unsent = spool.unsent(&key, 1024);
+        let unsent = spool.unsent(&key, 1024, 100);
         assert_eq!(unsent.iter().map(|c| (c.seq, c.data.as_str())).collect::<Vec<_>>(), [(2, "b\n"), (3, "c\n")]);
+        assert_eq!(spool.unsent(&key, 1024, 1).len(), 1, "at most as many chunks as asked");
+        assert_eq!(spool.unsent(&key, 1, 100).len(), 1, "at least one");
         spool.ack(&key, 3);
         let end = spool.end_to_send(&key).unwrap();
         assert_eq!(end.last_seq, 3);
@@ -392,10 +395,10 @@ mod tests {
         let line100 = "x".repeat(99) + "\n";
         spool.append(&key, vec![line(&line100), line(&line100), line(&line100), line(&line100)]);
         assert_eq!(spool.held_bytes(), 200);
-        assert_eq!(spool.unsent(&key, 1 << 20).len(), 2);
+        assert_eq!(spool.unsent(&key, 1 << 20, 100).len(), 2);
         spool.ack(&key, 2);
         spool.append(&key, vec![line("after\n")]);
-        let unsent = spool.unsent(&key, 1 << 20);
+        let unsent = spool.unsent(&key, 1 << 20, 100);
         assert_eq!(unsent.len(), 2, "{unsent:?}");
         assert_eq!(unsent[0].seq, 3, "numbers stay consecutive");
         assert_eq!(unsent[0].stream, LogStream::System);
@@ -415,6 +418,6 @@ mod tests {
             spool.append(&meta(run).key(), vec![line(&"y".repeat(100))]);
         }
         assert_eq!(spool.held_bytes(), 100);
-        assert!(spool.unsent(&meta("b").key(), 1 << 20).is_empty());
+        assert!(spool.unsent(&meta("b").key(), 1 << 20, 100).is_empty());
     }
 }
