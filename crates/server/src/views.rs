@@ -375,6 +375,10 @@ pub struct RunView {
     /// Why a queued run has not started, e.g. "waiting for openai: 1/1 held by trading.rebalance".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Why a queued run of a worker project waits: "no worker serving cortana is connected
+    /// (last seen 2026-12-06T10:00:00Z)", or that none ever connected; null otherwise.
+    #[serde(default)]
+    pub waiting: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// From the first start to the end, in milliseconds.
@@ -399,6 +403,7 @@ impl From<RunRecord> for RunView {
             resources: r.resources,
             priority: r.priority,
             waiting_for: None,
+            waiting: None,
             id: r.id,
             project: r.project,
             task: r.task,
@@ -460,11 +465,14 @@ pub struct LogView {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct TokenView {
     pub id: String,
-    /// `admin` or `project`.
+    /// `admin`, `project` or `worker`.
     #[schema(value_type = String)]
     pub kind: TokenKind,
     pub name: String,
     pub project: Option<String>,
+    /// The projects a worker token may serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
     pub created_at: String,
     /// When it stops working on its own; none: never.
     pub expires_at: Option<String>,
@@ -478,6 +486,7 @@ impl TokenView {
             kind: t.kind,
             name: t.name,
             project,
+            projects: Vec::new(),
             created_at: time(t.created_at),
             expires_at: opt_time(t.expires_at),
             revoked_at: opt_time(t.revoked_at),

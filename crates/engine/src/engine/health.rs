@@ -94,6 +94,9 @@ impl Engine {
             };
             reasons.push(HealthReason { source, state, message });
         }
+        if p.record.transport == agent_os_store::ProjectTransport::Worker {
+            reasons.push(self.worker_health(&p.record.name).await?);
+        }
         if let Some(pause) = self.pause_of(&p.record.name).await? {
             reasons.push(HealthReason {
                 source: HealthSource::Budget,
@@ -107,6 +110,19 @@ impl Engine {
             reasons.retain(|r| r.state > HealthState::Ok);
         }
         Ok(ProjectHealth { state, reasons })
+    }
+
+    /// A worker project's part of its health: fine while a worker serving it is connected,
+    /// degraded without one, down once that has lasted past `workers.grace` (its incident).
+    async fn worker_health(&self, name: &str) -> Result<HealthReason, EngineError> {
+        let (connected, last_seen) = self.worker_presence(name).await?;
+        if connected {
+            let message = format!("a worker serving {name} is connected");
+            return Ok(HealthReason { source: HealthSource::Worker, state: HealthState::Ok, message });
+        }
+        let open = self.store.find_open_incident(IncidentSource::Worker, name).await?.is_some();
+        let state = if open { HealthState::Down } else { HealthState::Degraded };
+        Ok(HealthReason { source: HealthSource::Worker, state, message: self.no_worker(name, last_seen) })
     }
 
     /// `GET` the project's health URL once and store what came of it.

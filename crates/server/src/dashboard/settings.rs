@@ -315,6 +315,7 @@ pub async fn create_token(State(st): State<AppState>, session: Session, Form(f):
             .filter(|p| !p.is_empty()),
         name: (!name.is_empty()).then_some(name),
         kind: Some(kind),
+        projects: None,
     };
     let (_, Json(t)) = routes::create_token(State(st), Caller::Admin, JsonBody(body)).await?;
     let mut resp = Page::new("Token created", Nav::Settings).add(created(&t)).respond(&session, None);

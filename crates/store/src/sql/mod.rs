@@ -33,7 +33,7 @@ macro_rules! run_columns {
 macro_rules! attempt_columns {
     () => {
         "run_id, attempt, status, node_id, pid, proc_start, started_at, finished_at, exit_code, error, worker_id,
-         seen_at"
+         seen_at, worker_seq"
     };
 }
 

@@ -99,6 +99,7 @@ pub(crate) fn attempt_from(row: &AnyRow) -> Result<AttemptRecord, sqlx::Error> {
         error: row.try_get("error")?,
         worker_id: row.try_get("worker_id")?,
         seen_at: row.try_get("seen_at")?,
+        worker_seq: row.try_get("worker_seq")?,
     })
 }
 
@@ -118,6 +119,7 @@ fn running_attempt_from(row: &AnyRow) -> Result<AttemptRecord, sqlx::Error> {
         error: row.try_get("a_error")?,
         worker_id: row.try_get("a_worker_id")?,
         seen_at: row.try_get("a_seen_at")?,
+        worker_seq: row.try_get("a_worker_seq")?,
     })
 }
 
@@ -133,7 +135,7 @@ macro_rules! running_attempts {
                     a.run_id AS a_run_id, a.attempt AS a_attempt, a.status AS a_status, a.node_id AS a_node_id,
                     a.pid AS a_pid, a.proc_start AS a_proc_start, a.started_at AS a_started_at,
                     a.finished_at AS a_finished_at, a.exit_code AS a_exit_code, a.error AS a_error,
-                    a.worker_id AS a_worker_id, a.seen_at AS a_seen_at
+                    a.worker_id AS a_worker_id, a.seen_at AS a_seen_at, a.worker_seq AS a_worker_seq
              FROM run_attempts a JOIN runs r ON r.id = a.run_id
              WHERE a.status = 'running' AND ",
             $on,

@@ -186,6 +186,20 @@ impl WorkerStore for SqlStore {
             return Ok(Vec::new());
         }
         let claimer = Claimer::Worker(projects);
+        // A worker asks every second while it waits: most times nothing is due, which a read
+        // finds without taking the write lock.
+        let due = format!(
+            "SELECT MIN(q.not_before) AS due FROM runs q WHERE q.status = 'queued' AND {}",
+            claimer.condition(1)
+        );
+        let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(due));
+        for name in claimer.names() {
+            query = query.bind(name);
+        }
+        let due: Option<i64> = query.fetch_one(&self.read).await?.try_get("due")?;
+        if due.is_none_or(|d| d > now) {
+            return Ok(Vec::new());
+        }
         let mut tx = self.tx().await?;
         let mut runs = claim_plain(&mut tx, self.backend, claimer, now, limit).await?;
         start_attempts(&mut tx, &runs, node_id, Some(worker_id), now, run_tokens).await?;
