@@ -22,8 +22,9 @@ const ADMIN: &str = "aosa_worker_tests_0123456789abcdef0123";
 /// How long the server stays down in the outage story.
 const SERVER_OUTAGE: Duration = Duration::from_secs(30);
 
-/// The server's worker timings in these tests: a worker silent for 3 s has lost its attempts.
-const SERVER_CONFIG: &str = "workers:\n  lost_after: 3s\n  grace: 20s\n";
+/// The server's worker timings in these tests: polls are held 1 s, and a worker silent for 3 s
+/// has lost its attempts.
+const SERVER_CONFIG: &str = "workers:\n  poll_wait: 1s\n  lost_after: 3s\n  grace: 20s\n";
 
 /// A port nobody listens on now, for a server that must come back on the same address.
 fn free_port() -> u16 {
@@ -59,10 +60,15 @@ struct Server {
 
 impl Server {
     fn start(home: &Path, database_url: Option<&str>) -> Server {
+        Self::start_with(home, database_url, SERVER_CONFIG)
+    }
+
+    /// The same with its own `config.yaml`.
+    fn start_with(home: &Path, database_url: Option<&str>, config_yaml: &str) -> Server {
         std::fs::create_dir_all(home).unwrap();
         let config = home.join("config.yaml");
         if !config.exists() {
-            std::fs::write(&config, SERVER_CONFIG).unwrap();
+            std::fs::write(&config, config_yaml).unwrap();
         }
         let mut s = Server {
             child: None,
@@ -100,7 +106,7 @@ impl Server {
     }
 
     async fn ready(&mut self) {
-        let http = reqwest::Client::new();
+        let http = client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -201,6 +207,12 @@ impl Drop for Worker {
     }
 }
 
+/// An HTTP client (reqwest is built without a default TLS provider).
+fn client() -> reqwest::Client {
+    agent_os_engine::plugin::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// The admin's view of one server's API.
 struct Api {
     http: reqwest::Client,
@@ -209,8 +221,7 @@ struct Api {
 
 impl Api {
     fn new(base: &str) -> Api {
-        agent_os_engine::plugin::install_crypto_provider();
-        Api { http: reqwest::Client::new(), base: base.to_string() }
+        Api { http: client(), base: base.to_string() }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -565,7 +576,10 @@ async fn kill_9_of_the_server_mid_run_delivers_the_result_once_after_its_restart
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_reconnects_by_itself_after_the_server_was_stopped_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&tmp.path().join("server"), None);
+    // After an outage this long the worker's back-off is up to 30 s; a restarted server waits
+    // lost_after before it judges, which must cover it (the default, 60 s, does).
+    let config = "workers:\n  poll_wait: 1s\n  lost_after: 45s\n";
+    let mut server = Server::start_with(&tmp.path().join("server"), None, config);
     server.ready().await;
     let api = Api::new(&server.url());
     let token = api.worker_token(&["counter"], "w").await;
