@@ -15,7 +15,7 @@ use agent_os_core::run::{AttemptEnd, LogStream, RunStatus};
 use agent_os_engine::command::{AttemptVars, CommandAttempt, INTERRUPTED, Stop, run_command};
 
 use super::Worker;
-use super::client::{AttemptRef, Claimed, End};
+use super::client::{AttemptRef, End, WorkerRun};
 
 /// Timeout of a task whose manifest sets none (as on a server with the default config).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -30,8 +30,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// Runs one claimed attempt to its end. The attempt is already in the spool and in the
 /// worker's running set; this records its end and takes it out of that set.
-pub async fn run(worker: Arc<Worker>, claimed: Claimed, public_url: String, stop: watch::Receiver<Option<Stop>>) {
-    let key = claimed.key();
+pub async fn run(worker: Arc<Worker>, claimed: WorkerRun, public_url: String, stop: watch::Receiver<Option<Stop>>) {
+    let key = AttemptRef::of(&claimed);
     let refused = refusal(&worker, &claimed);
     let end = match refused {
         _ if *stop.borrow() == Some(Stop::Interrupt) => End {
@@ -67,11 +67,11 @@ pub async fn run(worker: Arc<Worker>, claimed: Claimed, public_url: String, stop
 /// Runs the task as the local manifest declares it.
 async fn execute(
     worker: &Arc<Worker>,
-    claimed: &Claimed,
+    claimed: &WorkerRun,
     public_url: &str,
     stop: watch::Receiver<Option<Stop>>,
 ) -> End {
-    let key = claimed.key();
+    let key = AttemptRef::of(claimed);
     let failed = |why: String| End {
         end: RunStatus::Failed,
         exit_code: None,
@@ -226,7 +226,7 @@ pub fn now() -> String {
 
 /// Why this worker will not run `claimed`, if it will not: a project it does not serve, or a
 /// task its local manifest does not declare.
-pub fn refusal(worker: &Worker, claimed: &Claimed) -> Option<String> {
+pub fn refusal(worker: &Worker, claimed: &WorkerRun) -> Option<String> {
     let Some(project) = worker.project(&claimed.project) else {
         return Some(format!(
             "this worker ({}) does not serve project {:?}; it serves {}",

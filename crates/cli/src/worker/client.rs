@@ -1,27 +1,47 @@
-//! The worker's side of the wire (docs/worker-protocol.md): the requests it sends, the answers
-//! it reads, and what a failed call means for it — the server is out of reach (try again after
-//! saying hello), it speaks another protocol (stop), or it refused this one call.
+//! The worker's side of the wire (docs/worker-protocol.md): the requests it sends and the
+//! answers it reads, in the server's own wire types (`agent_os_server::workers`, so the two
+//! sides cannot drift apart), and what a failed call means for it — the server is out of
+//! reach (try again after saying hello), it speaks another protocol (stop), or it refused this
+//! one call.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use agent_os_core::run::{LogStream, RunStatus};
+use agent_os_engine::engine::workers::WORKER_PROTOCOL;
+pub use agent_os_server::workers::{
+    AttemptId, ChunkBody, EndAnswer, EndBody, HelloAnswer, HelloBody, HelloProject, LogsAnswer, LogsBody, ManifestBody,
+    PROTOCOL_HEADER, PollAnswer, PollBody, ProbeAnswer, ProbeBody, ProjectCursor, WorkerRun,
+};
 
-/// The protocol version this worker speaks.
-pub const PROTOCOL: u32 = 1;
-
-/// The header every worker request carries.
-pub const PROTOCOL_HEADER: &str = "Agent-OS-Worker-Protocol";
-
-/// One attempt of a run, as both sides name it.
+/// One attempt of a run, as both sides name it: the worker's key for its running set and its
+/// spool.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct AttemptRef {
     pub run_id: String,
     pub attempt: i64,
+}
+
+impl AttemptRef {
+    pub fn of(run: &WorkerRun) -> AttemptRef {
+        AttemptRef { run_id: run.run_id.clone(), attempt: run.attempt }
+    }
+}
+
+impl From<AttemptId> for AttemptRef {
+    fn from(a: AttemptId) -> Self {
+        AttemptRef { run_id: a.run_id, attempt: a.attempt }
+    }
+}
+
+impl From<AttemptRef> for AttemptId {
+    fn from(a: AttemptRef) -> Self {
+        AttemptId { run_id: a.run_id, attempt: a.attempt }
+    }
 }
 
 impl std::fmt::Display for AttemptRef {
@@ -30,70 +50,7 @@ impl std::fmt::Display for AttemptRef {
     }
 }
 
-#[derive(Serialize)]
-pub struct ProjectManifest<'a> {
-    pub name: &'a str,
-    pub manifest: &'a str,
-}
-
-#[derive(Serialize)]
-pub struct Hello<'a> {
-    pub name: &'a str,
-    pub version: &'a str,
-    pub hostname: &'a str,
-    pub capacity: usize,
-    pub projects: Vec<ProjectManifest<'a>>,
-    pub running: Vec<AttemptRef>,
-    pub pending: Vec<AttemptRef>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct HelloAnswer {
-    pub worker_id: String,
-    pub poll_wait_ms: u64,
-    pub public_url: String,
-    #[serde(default)]
-    pub projects: Vec<ProjectCursor>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct ProjectCursor {
-    pub name: String,
-    #[serde(default)]
-    pub cost_cursor: Option<String>,
-}
-
-/// A run the server claimed for this worker.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Claimed {
-    pub run_id: String,
-    pub attempt: i64,
-    pub project: String,
-    pub task: String,
-    #[serde(default)]
-    pub input: Value,
-    /// The attempt's run token (the task's `AGENT_OS_TOKEN`).
-    pub token: String,
-    pub max_attempts: i64,
-    #[serde(default)]
-    pub trigger: String,
-}
-
-impl Claimed {
-    pub fn key(&self) -> AttemptRef {
-        AttemptRef { run_id: self.run_id.clone(), attempt: self.attempt }
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct PollAnswer {
-    #[serde(default)]
-    pub runs: Vec<Claimed>,
-    #[serde(default)]
-    pub cancel: Vec<AttemptRef>,
-}
-
-/// One piece of an attempt's log, numbered from 1 per attempt.
+/// One piece of an attempt's log as the spool keeps it, numbered from 1 per attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     pub seq: i64,
@@ -103,7 +60,7 @@ pub struct Chunk {
     pub data: String,
 }
 
-/// How an attempt ended, as the worker reports it.
+/// How an attempt ended, as the spool keeps it until the server has it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct End {
     /// `succeeded`, `failed`, `timed_out` or `cancelled`.
@@ -116,39 +73,6 @@ pub struct End {
     pub outputs: Option<Value>,
     /// The last log chunk's number (0 for none).
     pub last_seq: i64,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct EndAnswer {
-    pub recorded: bool,
-    #[serde(default)]
-    pub run_status: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct Acked {
-    acked_seq: i64,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct CursorAnswer {
-    #[serde(default)]
-    pub cost_cursor: Option<String>,
-}
-
-/// A probe's result, as the worker sends it.
-#[derive(Serialize)]
-pub struct ProbeReport<'a> {
-    pub worker_id: &'a str,
-    pub project: &'a str,
-    /// `status`, `cost` or `schedule`.
-    pub kind: &'a str,
-    pub answer: Option<Value>,
-    pub error: Option<String>,
-    pub duration_ms: u64,
-    pub since: Option<&'a str>,
 }
 
 /// Why a call did not do what it asked.
@@ -230,7 +154,7 @@ impl Client {
             .http
             .request(method.clone(), &url)
             .bearer_auth(&self.token)
-            .header(PROTOCOL_HEADER, PROTOCOL.to_string())
+            .header(PROTOCOL_HEADER, WORKER_PROTOCOL.to_string())
             .timeout(timeout)
             .json(body)
             .send()
@@ -263,7 +187,7 @@ impl Client {
         Err(CallError::Refused { status: status.as_u16(), code, message, body })
     }
 
-    pub async fn hello(&self, hello: &Hello<'_>) -> Result<HelloAnswer, CallError> {
+    pub async fn hello(&self, hello: &HelloBody) -> Result<HelloAnswer, CallError> {
         self.call(reqwest::Method::POST, "/api/v1/worker/hello", hello, Duration::from_secs(60)).await
     }
 
@@ -275,32 +199,50 @@ impl Client {
         running: &[AttemptRef],
         wait: Duration,
     ) -> Result<PollAnswer, CallError> {
-        let body = json!({"worker_id": worker_id, "capacity": capacity, "running": running});
+        let body = PollBody {
+            worker_id: worker_id.to_string(),
+            capacity: capacity as i64,
+            running: running.iter().cloned().map(AttemptId::from).collect(),
+        };
         self.call(reqwest::Method::POST, "/api/v1/worker/poll", &body, wait + Duration::from_secs(15)).await
     }
 
-    pub async fn manifest(&self, worker_id: &str, name: &str, manifest: &str) -> Result<CursorAnswer, CallError> {
-        let path = format!("/api/v1/worker/projects/{}", agent_os_core::url::encode_component(name));
-        let body = json!({"worker_id": worker_id, "manifest": manifest});
+    pub async fn manifest(&self, worker_id: &str, name: &str, manifest: &str) -> Result<ProjectCursor, CallError> {
+        let path = format!("/api/v1/worker/projects/{}", enc(name));
+        let body = ManifestBody { worker_id: worker_id.to_string(), manifest: manifest.to_string() };
         self.call(reqwest::Method::PUT, &path, &body, Duration::from_secs(60)).await
     }
 
     /// Sends log chunks; the answer is the highest chunk the server holds for the attempt.
     pub async fn logs(&self, worker_id: &str, key: &AttemptRef, chunks: &[Chunk]) -> Result<i64, CallError> {
         let path = format!("/api/v1/worker/attempts/{}/{}/logs", enc(&key.run_id), key.attempt);
-        let body = json!({"worker_id": worker_id, "chunks": chunks});
-        let acked: Acked = self.call(reqwest::Method::POST, &path, &body, Duration::from_secs(60)).await?;
+        let body = LogsBody {
+            worker_id: worker_id.to_string(),
+            chunks: chunks
+                .iter()
+                .map(|c| ChunkBody { seq: c.seq, stream: c.stream, at: c.at.clone(), data: c.data.clone() })
+                .collect(),
+        };
+        let acked: LogsAnswer = self.call(reqwest::Method::POST, &path, &body, Duration::from_secs(60)).await?;
         Ok(acked.acked_seq)
     }
 
     pub async fn end(&self, worker_id: &str, key: &AttemptRef, end: &End) -> Result<EndAnswer, CallError> {
         let path = format!("/api/v1/worker/attempts/{}/{}/end", enc(&key.run_id), key.attempt);
-        let mut body = serde_json::to_value(end).unwrap_or(Value::Null);
-        body["worker_id"] = json!(worker_id);
+        let body = EndBody {
+            worker_id: worker_id.to_string(),
+            end: end.end,
+            exit_code: end.exit_code,
+            error: end.error.clone(),
+            retryable: end.retryable,
+            interrupted: end.interrupted,
+            outputs: end.outputs.clone(),
+            last_seq: end.last_seq,
+        };
         self.call(reqwest::Method::POST, &path, &body, Duration::from_secs(60)).await
     }
 
-    pub async fn probe(&self, report: &ProbeReport<'_>) -> Result<CursorAnswer, CallError> {
+    pub async fn probe(&self, report: &ProbeBody) -> Result<ProbeAnswer, CallError> {
         self.call(reqwest::Method::POST, "/api/v1/worker/probes", report, Duration::from_secs(60)).await
     }
 }
@@ -327,6 +269,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_refusal_shows_each_manifest_problem_with_its_place() {

@@ -56,7 +56,7 @@ pub async fn deliver(worker: Arc<Worker>, key: AttemptRef, wake: Arc<Notify>) {
                     if !answer.recorded {
                         tracing::info!(
                             attempt = %key,
-                            run_status = answer.run_status.as_deref().unwrap_or(""),
+                            run_status = %answer.run_status,
                             reason = answer.reason.as_deref().unwrap_or(""),
                             "the server had this attempt's end already"
                         );

@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use agent_os_engine::command::Stop;
 use agent_os_engine::process::{SIGKILL, SIGTERM, group_alive, is_our_group, signal_group};
 
-use client::{AttemptRef, CallError, Claimed, Client, Hello, HelloAnswer, ProjectManifest};
+use client::{AttemptId, AttemptRef, CallError, Client, HelloAnswer, HelloBody, HelloProject, WorkerRun};
 use projects::LocalProject;
 use spool::{Bounds, Found, Meta, Spool};
 
@@ -449,8 +449,8 @@ impl Worker {
 
     /// Starts a claimed run: into the running set and the spool first, so that every hello
     /// from now on lists it.
-    fn start_attempt(self: &Arc<Self>, claimed: Claimed, public_url: &str) {
-        let key = claimed.key();
+    fn start_attempt(self: &Arc<Self>, claimed: WorkerRun, public_url: &str) {
+        let key = AttemptRef::of(&claimed);
         if self.running.lock().map(|r| r.contains_key(&key)).unwrap_or(false) || self.spool.holds(&key) {
             tracing::warn!(attempt = %key, "the server handed out an attempt this worker already has; ignoring it");
             return;
@@ -489,20 +489,18 @@ impl Worker {
             .iter()
             .map(|p| (p.name().to_string(), accepted.get(p.name()).cloned().unwrap_or_else(|| p.text.clone())))
             .collect();
-        let hello = Hello {
-            name: &self.name,
-            version: env!("CARGO_PKG_VERSION"),
-            hostname: &self.hostname,
-            capacity: self.capacity,
-            projects: texts.iter().map(|(name, manifest)| ProjectManifest { name, manifest }).collect(),
-            running: Vec::new(),
-            pending: self.spool.pending(),
-        };
+        let pending = self.spool.pending();
         // An attempt whose end is recorded is pending, not running, even before it leaves the
         // running set.
-        let hello = Hello {
-            running: self.running_keys().into_iter().filter(|k| !hello.pending.contains(k)).collect(),
-            ..hello
+        let running = self.running_keys().into_iter().filter(|k| !pending.contains(k));
+        let hello = HelloBody {
+            name: self.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: self.hostname.clone(),
+            capacity: self.capacity as i64,
+            projects: texts.into_iter().map(|(name, manifest)| HelloProject { name, manifest }).collect(),
+            running: running.map(AttemptId::from).collect(),
+            pending: pending.into_iter().map(AttemptId::from).collect(),
         };
         let answer = Arc::new(self.client.hello(&hello).await?);
         if let Ok(mut c) = self.cost_cursors.lock() {
@@ -603,8 +601,8 @@ impl Worker {
                     self.polling.send_replace(false);
                     let mut cancelled = false;
                     if let Ok(running) = self.running.lock() {
-                        for key in &answer.cancel {
-                            if let Some(stop) = running.get(key)
+                        for key in answer.cancel.into_iter().map(AttemptRef::from) {
+                            if let Some(stop) = running.get(&key)
                                 && stop.borrow().is_none()
                             {
                                 stop.send_replace(Some(Stop::Cancel));

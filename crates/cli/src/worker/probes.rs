@@ -15,7 +15,7 @@ use agent_os_core::manifest::Probe;
 use agent_os_engine::plugin::ask_command_probe;
 
 use super::Worker;
-use super::client::{CallError, ProbeReport};
+use super::client::{CallError, ProbeBody};
 use super::projects::LocalProject;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -124,14 +124,14 @@ async fn ask(worker: &Worker, p: &LocalProject, kind: Kind, probe: &Probe, publi
         // Said to a server the worker has said hello to since: still its answer to send.
         tracing::debug!(project = p.name(), "probe answered across a reconnect");
     }
-    let report = ProbeReport {
-        worker_id: &hello.worker_id,
-        project: p.name(),
-        kind: kind.wire(),
+    let report = ProbeBody {
+        worker_id: hello.worker_id.clone(),
+        project: p.name().to_string(),
+        kind: kind.wire().to_string(),
         answer,
         error,
-        duration_ms,
-        since: since.as_deref(),
+        duration_ms: duration_ms as i64,
+        since,
     };
     match worker.client.probe(&report).await {
         Ok(answer) => {
