@@ -647,3 +647,76 @@ async fn on_postgresql_two_servers_and_two_workers_run_each_of_200_runs_once() {
     drop((one, two, first, second));
     db.drop_it().await;
 }
+
+/// Runs `agent-os worker ARGS` to its exit (within 30 s): the exit code and what it printed.
+fn worker_exit(args: &[&str], token: &str, home: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .arg("worker")
+        .args(args)
+        .arg("--home")
+        .arg(home)
+        .env("AGENT_OS_WORKER_TOKEN", token)
+        .env_remove("AGENT_OS_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the worker did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_the_server_refuses_or_cannot_trust_exits_saying_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = project(&tmp.path().join("p"), "notes", "name: notes\ntasks:\n  a: { run: echo a }\n", &[]);
+    let home = tmp.path().join("home");
+    let dir_arg = dir.display().to_string();
+    let token = "aosw_0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    // Plain HTTP to another machine, before anything is sent.
+    let (code, text) = worker_exit(&["--server", "http://10.255.255.1:7700", "--project", &dir_arg], token, &home);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("--allow-http") && text.contains("unencrypted"), "{text}");
+
+    // A token that does not allow the project.
+    let mut server = Server::start(&tmp.path().join("server"), None);
+    server.ready().await;
+    let api = Api::new(&server.url());
+    let other = api.worker_token(&["other"], "w").await;
+    let (code, text) = worker_exit(&["--server", &server.url(), "--project", &dir_arg, "--name", "w"], &other, &home);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("notes"), "the refusal names the project: {text}");
+
+    // A server that speaks another protocol: its message, and exit 2. No Agent OS server can be
+    // made to say this, so a listener answers every request with that refusal.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = s.read(&mut buf);
+            let body = r#"{"error":{"code":"worker_protocol","message":"this server speaks worker protocol 2, and the worker speaks 1; upgrade the worker or the server so both speak protocol 2"}}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, text) = worker_exit(&["--server", &url, "--project", &dir_arg], token, &home);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("upgrade the worker or the server so both speak protocol 2"), "{text}");
+}
