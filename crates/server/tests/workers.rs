@@ -603,9 +603,8 @@ async fn a_silent_worker_loses_its_attempts_but_not_in_the_servers_first_lost_af
 
     // Past it, the silent worker has lost the attempt: ended as lost, retried per the policy
     // (by the heartbeat loop's pass, every 10 s), on any worker of the project.
-    tokio::time::advance(Duration::from_secs(2)).await;
-    tokio::time::advance(Duration::from_secs(10)).await;
-    let run = eventually("the attempt is judged lost", Duration::from_secs(10), async || {
+    let run = eventually("the heartbeat loop's pass judges the attempt lost", Duration::from_secs(10), async || {
+        tokio::time::advance(Duration::from_secs(1)).await;
         let run = s.run_view(&id).await;
         (run["status"] == "queued").then_some(run)
     })
@@ -786,4 +785,36 @@ async fn probes_from_a_worker_are_taken_as_local_ones_are() {
     }
     let (st, _) = w.probe("trading", "status", json!({"status": "ok"}), Value::Null, Value::Null).await;
     assert_eq!(st, 403);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_dashboard_shows_workers_and_why_a_worker_projects_run_waits() {
+    let s = start_held(|cfg| {
+        cfg.workers.poll_wait = Duration::from_secs(5);
+        cfg.workers.lost_after = Duration::from_secs(60);
+    })
+    .await;
+    let _worker = s.worker("mac-mini", &[("cortana", CORTANA)]).await;
+    let b = s.browser().await;
+    let overview = b.get("/").await;
+    assert_eq!(overview.status, 200);
+    let workers = overview.body.split("Workers").nth(1).unwrap_or_default();
+    assert!(workers.contains("mac-mini") && workers.contains("connected"), "{}", overview.body);
+    assert!(workers.contains("href=\"/projects/cortana\"") && workers.contains("0/4"), "{workers}");
+
+    let page = b.get("/projects/cortana").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Served by") && page.body.contains("mac-mini.local"), "{}", page.body);
+    assert!(!page.body.contains("Reload manifest"), "a worker project changes only through its workers");
+
+    // The worker goes quiet: its project's page and the run say why the run waits.
+    let id = s.queue("cortana", "once").await;
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let page = b.get("/projects/cortana").await;
+    assert!(page.body.contains("No worker serving it is connected"), "{}", page.body);
+    assert!(page.body.contains("no worker serving cortana is connected (last seen"), "{}", page.body);
+    let overview = b.get("/").await;
+    assert!(overview.body.contains("not connected") && overview.body.contains("last seen"), "{}", overview.body);
+    let run = b.get(&format!("/runs/{id}")).await;
+    assert!(run.body.contains("no worker serving cortana is connected"), "{}", run.body);
 }
