@@ -422,6 +422,7 @@ async fn the_run_token_acts_for_the_task_until_its_attempt_ends() {
 
     let (st, v) = w.end(&id, 1, json!({"end": "succeeded", "exit_code": 0})).await;
     assert_eq!((st, v["recorded"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(s.run_view(&id).await["attempts"][0]["worker"], w.id.as_str(), "the attempt names its worker");
     let (st, _) = s.req(reqwest::Method::POST, "/api/v1/costs", Some(token), Some(cost)).await;
     assert_eq!(st, 401, "the token ends with its attempt");
 }
