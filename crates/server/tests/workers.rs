@@ -191,10 +191,12 @@ async fn a_worker_token_calls_only_the_worker_operations_of_its_projects() {
     let token = s.worker_token(&["cortana", "image-workflow"]).await;
 
     // Only the admin makes one, and it names its projects.
-    let (_, project_token) = s.post("/api/v1/tokens", json!({"kind": "worker", "projects": ["x"]})).await;
-    let project_token = project_token["token"].as_str().unwrap().to_string();
-    let (_, reg) = s.post("/api/v1/tokens", json!({"project": "missing"})).await;
-    assert!(reg["error"]["message"].as_str().is_some(), "{reg}");
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let scoped = project_token(&s, "fixture").await;
+    let ask = json!({"kind": "worker", "projects": ["fixture"]});
+    let (st, v) = s.req(reqwest::Method::POST, "/api/v1/tokens", Some(&scoped), Some(ask)).await;
+    assert_eq!(st, 403, "a project token makes no worker token: {v}");
     for (body, field) in [
         (json!({"kind": "worker"}), "projects"),
         (json!({"kind": "worker", "projects": []}), "projects"),
@@ -232,17 +234,21 @@ async fn a_worker_token_calls_only_the_worker_operations_of_its_projects() {
     let (st, v) = s.hello_as(&token, "w", &[("trading", "name: trading\ntasks: {}\n")], json!([]), json!([])).await;
     assert_eq!(st, 403, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("\"trading\""), "{v}");
-    let w = s.worker_with(&project_token, "other", &[]).await;
+    let elsewhere = s.worker_token(&["x"]).await;
+    let w = s.worker_with(&elsewhere, "other", &[]).await;
     let (st, v) = s
         .wreq(
             reqwest::Method::PUT,
             "/api/v1/worker/projects/cortana",
-            &project_token,
+            &elsewhere,
             Some("1"),
             Some(json!({"worker_id": w.id, "manifest": CORTANA})),
         )
         .await;
     assert_eq!(st, 403, "{v}");
+    // A project token is no worker's either.
+    let (st, _) = s.hello_as(&scoped, "w", &[], json!([]), json!([])).await;
+    assert_eq!(st, 403);
 
     // The protocol's header: missing, or another version, is refused with what to do.
     let hello = json!({"name": "w", "version": "1", "hostname": "h", "capacity": 1});
@@ -361,7 +367,19 @@ async fn hello_registers_worker_projects_from_their_manifests() {
 
 #[tokio::test]
 async fn two_workers_polling_at_once_never_get_the_same_run() {
-    let s = start_with(quick).await;
+    race_story(&start_with(quick).await).await;
+    if let Some(db) = agent_os_store::testing::PgDatabase::create().await {
+        let s = start_on_with(&db.url, quick).await;
+        race_story(&s).await;
+        s.engine.shutdown(Duration::from_secs(1)).await;
+        drop(s);
+        db.drop_it().await;
+    }
+}
+
+/// Two workers drain 30 runs at once; each run goes to one of them, with a token of its own,
+/// and an end and its log are stored on either database.
+async fn race_story(s: &TestServer) {
     let token = s.worker_token(&["cortana"]).await;
     let a = s.worker_with(&token, "a", &[("cortana", CORTANA)]).await;
     let b = s.worker_with(&token, "b", &[("cortana", CORTANA)]).await;
@@ -396,6 +414,16 @@ async fn two_workers_polling_at_once_never_get_the_same_run() {
     let (_, workers) = s.get("/api/v1/workers").await;
     let running: usize = workers.as_array().unwrap().iter().map(|w| w["running"].as_array().unwrap().len()).sum();
     assert_eq!(running, 30);
+    let (id, _) = &got_a.first().or(got_b.first()).unwrap().clone();
+    let owner = if got_a.iter().any(|(r, _)| r == id) { &a } else { &b };
+    let (st, v) = owner.logs(id, 1, json!([chunk(1, "done\n"), chunk(1, "again\n")])).await;
+    assert_eq!(st, 400, "{v}");
+    let (_, v) = owner.logs(id, 1, json!([chunk(1, "done\n")])).await;
+    assert_eq!(v["acked_seq"], 1);
+    owner.logs(id, 1, json!([chunk(1, "done\n")])).await;
+    let (_, v) = owner.end(id, 1, json!({"end": "succeeded", "exit_code": 0, "last_seq": 1})).await;
+    assert_eq!(v["run_status"], "succeeded", "{v}");
+    assert_eq!(s.log(id).await, "done\n");
 }
 
 #[tokio::test]
