@@ -319,6 +319,9 @@ pub struct AttemptView {
     #[schema(value_type = String)]
     pub status: RunStatus,
     pub node: String,
+    /// The id of the worker that ran it (attempts of worker projects; see `GET /api/v1/workers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     pub pid: Option<i64>,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -332,6 +335,7 @@ impl From<AttemptRecord> for AttemptView {
             attempt: a.attempt,
             status: a.status,
             node: a.node_id,
+            worker: a.worker_id,
             pid: a.pid,
             started_at: time(a.started_at),
             finished_at: opt_time(a.finished_at),

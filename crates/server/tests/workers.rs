@@ -191,10 +191,12 @@ async fn a_worker_token_calls_only_the_worker_operations_of_its_projects() {
     let token = s.worker_token(&["cortana", "image-workflow"]).await;
 
     // Only the admin makes one, and it names its projects.
-    let (_, project_token) = s.post("/api/v1/tokens", json!({"kind": "worker", "projects": ["x"]})).await;
-    let project_token = project_token["token"].as_str().unwrap().to_string();
-    let (_, reg) = s.post("/api/v1/tokens", json!({"project": "missing"})).await;
-    assert!(reg["error"]["message"].as_str().is_some(), "{reg}");
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let scoped = project_token(&s, "fixture").await;
+    let ask = json!({"kind": "worker", "projects": ["fixture"]});
+    let (st, v) = s.req(reqwest::Method::POST, "/api/v1/tokens", Some(&scoped), Some(ask)).await;
+    assert_eq!(st, 403, "a project token makes no worker token: {v}");
     for (body, field) in [
         (json!({"kind": "worker"}), "projects"),
         (json!({"kind": "worker", "projects": []}), "projects"),
@@ -232,17 +234,21 @@ async fn a_worker_token_calls_only_the_worker_operations_of_its_projects() {
     let (st, v) = s.hello_as(&token, "w", &[("trading", "name: trading\ntasks: {}\n")], json!([]), json!([])).await;
     assert_eq!(st, 403, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("\"trading\""), "{v}");
-    let w = s.worker_with(&project_token, "other", &[]).await;
+    let elsewhere = s.worker_token(&["x"]).await;
+    let w = s.worker_with(&elsewhere, "other", &[]).await;
     let (st, v) = s
         .wreq(
             reqwest::Method::PUT,
             "/api/v1/worker/projects/cortana",
-            &project_token,
+            &elsewhere,
             Some("1"),
             Some(json!({"worker_id": w.id, "manifest": CORTANA})),
         )
         .await;
     assert_eq!(st, 403, "{v}");
+    // A project token is no worker's either.
+    let (st, _) = s.hello_as(&scoped, "w", &[], json!([]), json!([])).await;
+    assert_eq!(st, 403);
 
     // The protocol's header: missing, or another version, is refused with what to do.
     let hello = json!({"name": "w", "version": "1", "hostname": "h", "capacity": 1});
@@ -361,7 +367,19 @@ async fn hello_registers_worker_projects_from_their_manifests() {
 
 #[tokio::test]
 async fn two_workers_polling_at_once_never_get_the_same_run() {
-    let s = start_with(quick).await;
+    race_story(&start_with(quick).await).await;
+    if let Some(db) = agent_os_store::testing::PgDatabase::create().await {
+        let s = start_on_with(&db.url, quick).await;
+        race_story(&s).await;
+        s.engine.shutdown(Duration::from_secs(1)).await;
+        drop(s);
+        db.drop_it().await;
+    }
+}
+
+/// Two workers drain 30 runs at once; each run goes to one of them, with a token of its own,
+/// and an end and its log are stored on either database.
+async fn race_story(s: &TestServer) {
     let token = s.worker_token(&["cortana"]).await;
     let a = s.worker_with(&token, "a", &[("cortana", CORTANA)]).await;
     let b = s.worker_with(&token, "b", &[("cortana", CORTANA)]).await;
@@ -396,6 +414,16 @@ async fn two_workers_polling_at_once_never_get_the_same_run() {
     let (_, workers) = s.get("/api/v1/workers").await;
     let running: usize = workers.as_array().unwrap().iter().map(|w| w["running"].as_array().unwrap().len()).sum();
     assert_eq!(running, 30);
+    let (id, _) = &got_a.first().or(got_b.first()).unwrap().clone();
+    let owner = if got_a.iter().any(|(r, _)| r == id) { &a } else { &b };
+    let (st, v) = owner.logs(id, 1, json!([chunk(1, "done\n"), chunk(1, "again\n")])).await;
+    assert_eq!(st, 400, "{v}");
+    let (_, v) = owner.logs(id, 1, json!([chunk(1, "done\n")])).await;
+    assert_eq!(v["acked_seq"], 1);
+    owner.logs(id, 1, json!([chunk(1, "done\n")])).await;
+    let (_, v) = owner.end(id, 1, json!({"end": "succeeded", "exit_code": 0, "last_seq": 1})).await;
+    assert_eq!(v["run_status"], "succeeded", "{v}");
+    assert_eq!(s.log(id).await, "done\n");
 }
 
 #[tokio::test]
@@ -422,6 +450,7 @@ async fn the_run_token_acts_for_the_task_until_its_attempt_ends() {
 
     let (st, v) = w.end(&id, 1, json!({"end": "succeeded", "exit_code": 0})).await;
     assert_eq!((st, v["recorded"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(s.run_view(&id).await["attempts"][0]["worker"], w.id.as_str(), "the attempt names its worker");
     let (st, _) = s.req(reqwest::Method::POST, "/api/v1/costs", Some(token), Some(cost)).await;
     assert_eq!(st, 401, "the token ends with its attempt");
 }
@@ -603,9 +632,8 @@ async fn a_silent_worker_loses_its_attempts_but_not_in_the_servers_first_lost_af
 
     // Past it, the silent worker has lost the attempt: ended as lost, retried per the policy
     // (by the heartbeat loop's pass, every 10 s), on any worker of the project.
-    tokio::time::advance(Duration::from_secs(2)).await;
-    tokio::time::advance(Duration::from_secs(10)).await;
-    let run = eventually("the attempt is judged lost", Duration::from_secs(10), async || {
+    let run = eventually("the heartbeat loop's pass judges the attempt lost", Duration::from_secs(10), async || {
+        tokio::time::advance(Duration::from_secs(1)).await;
         let run = s.run_view(&id).await;
         (run["status"] == "queued").then_some(run)
     })
@@ -786,4 +814,36 @@ async fn probes_from_a_worker_are_taken_as_local_ones_are() {
     }
     let (st, _) = w.probe("trading", "status", json!({"status": "ok"}), Value::Null, Value::Null).await;
     assert_eq!(st, 403);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_dashboard_shows_workers_and_why_a_worker_projects_run_waits() {
+    let s = start_held(|cfg| {
+        cfg.workers.poll_wait = Duration::from_secs(5);
+        cfg.workers.lost_after = Duration::from_secs(60);
+    })
+    .await;
+    let _worker = s.worker("mac-mini", &[("cortana", CORTANA)]).await;
+    let b = s.browser().await;
+    let overview = b.get("/").await;
+    assert_eq!(overview.status, 200);
+    let workers = overview.body.split("Workers").nth(1).unwrap_or_default();
+    assert!(workers.contains("mac-mini") && workers.contains("connected"), "{}", overview.body);
+    assert!(workers.contains("href=\"/projects/cortana\"") && workers.contains("0/4"), "{workers}");
+
+    let page = b.get("/projects/cortana").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Served by") && page.body.contains("mac-mini.local"), "{}", page.body);
+    assert!(!page.body.contains("Reload manifest"), "a worker project changes only through its workers");
+
+    // The worker goes quiet: its project's page and the run say why the run waits.
+    let id = s.queue("cortana", "once").await;
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let page = b.get("/projects/cortana").await;
+    assert!(page.body.contains("No worker serving it is connected"), "{}", page.body);
+    assert!(page.body.contains("no worker serving cortana is connected (last seen"), "{}", page.body);
+    let overview = b.get("/").await;
+    assert!(overview.body.contains("not connected") && overview.body.contains("last seen"), "{}", overview.body);
+    let run = b.get(&format!("/runs/{id}")).await;
+    assert!(run.body.contains("no worker serving cortana is connected"), "{}", run.body);
 }

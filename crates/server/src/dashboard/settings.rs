@@ -121,7 +121,8 @@ fn token_section(session: &Session, tokens: &[TokenView], mine: Option<&str>, pr
     html! {
         p.muted.small {
             "An admin token can do everything; a project token acts only for its project (for a job outside Agent OS "
-            "that starts runs or reports costs). A token's value is shown once, when it is made: Agent OS keeps only its hash."
+            "that starts runs or reports costs); a worker token serves its projects from another machine ("
+            code { "agent-os token create --worker --project NAME" } "). A token's value is shown once, when it is made: Agent OS keeps only its hash."
         }
         div.table-wrap {
             table.tokens {
@@ -146,7 +147,10 @@ fn token_section(session: &Session, tokens: &[TokenView], mine: Option<&str>, pr
                                 @if is_mine { br; span.small { "this session logged in with it" } }
                             }
                             td { (t.kind) }
-                            td { (t.project.as_deref().unwrap_or("—")) }
+                            td {
+                                @if !t.projects.is_empty() { (t.projects.join(", ")) }
+                                @else { (t.project.as_deref().unwrap_or("—")) }
+                            }
                             td.hide-narrow { (ui::time_str(&t.created_at)) }
                             td.hide-narrow { @match &t.expires_at { Some(e) => (ui::time_str(e)), None => span.muted { "never" } } }
                             td {
