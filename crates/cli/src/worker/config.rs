@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-/// The prefix of a worker token.
-const WORKER_TOKEN_PREFIX: &str = "aosw_";
+use agent_os_core::token::TokenKind;
 
 /// The environment variable a worker reads its token from (the service files set it).
 pub const TOKEN_ENV: &str = "AGENT_OS_WORKER_TOKEN";
@@ -112,9 +111,10 @@ pub fn settings(
     let token = token_flag.or(env_token).filter(|t| !t.is_empty()).with_context(|| {
         format!("no worker token: pass --token or set {TOKEN_ENV} (an admin makes one with `agent-os token create --worker --project NAME --name {name}`)")
     })?;
-    if !token.starts_with(WORKER_TOKEN_PREFIX) {
+    let prefix = TokenKind::Worker.prefix();
+    if !token.starts_with(prefix) {
         bail!(
-            "the token is not a worker token (those start with {WORKER_TOKEN_PREFIX}); an admin makes one with `agent-os token create --worker --project NAME --name {name}`"
+            "the token is not a worker token (those start with {prefix}); an admin makes one with `agent-os token create --worker --project NAME --name {name}`"
         );
     }
     let home = match home_flag {
