@@ -14,6 +14,7 @@ mod init;
 mod keys;
 mod lease;
 mod serve;
+mod service;
 mod table;
 mod workflows;
 
@@ -37,6 +38,12 @@ struct Cli {
     /// API token (client commands).
     #[arg(long, global = true, env = "AGENT_OS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Set the variables of FILE (KEY=value lines, nothing expanded) before the command starts;
+    /// it must come before the command. The services `agent-os service install` writes use it.
+    // Declared for the help and for clap to accept it; `main` reads it before clap parses
+    // (`service::env_file_arg`), so options that fall back to the environment see the file.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -158,6 +165,10 @@ enum Command {
     /// Cron tools: `cron next EXPR` prints when an expression fires (no server needed).
     #[command(subcommand)]
     Cron(CronCmd),
+    /// Run the server or a worker as a service of your session (launchd on macOS, systemd on
+    /// Linux): install, uninstall, status. No server needed.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
 }
@@ -256,7 +267,26 @@ fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> b
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(file) = service::env_file_arg(&args) {
+        match service::read_env_file(&file) {
+            Ok(read) => {
+                if let Some(w) = read.warning {
+                    eprintln!("{w}");
+                }
+                for (key, value) in read.vars {
+                    // SAFETY: nothing else runs yet: no runtime, no thread has been started, so
+                    // no one reads the environment while it changes.
+                    unsafe { std::env::set_var(key, value) };
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let cli = Cli::parse_from(args);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -302,6 +332,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exec::run(a, client.as_ref()).await)
         }
         Command::Init(a) => Ok(init::run(a)),
+        Command::Service(s) => Ok(service::run(s, cli.home.as_deref()).await),
         Command::Lease(a) => {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
             Ok(lease::run(a, &client).await)
@@ -386,7 +417,8 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Keys(_)
         | Command::Event(_)
         | Command::Workflow(_)
-        | Command::Init(_) => C::Nothing,
+        | Command::Init(_)
+        | Command::Service(_) => C::Nothing,
     }
 }
 
