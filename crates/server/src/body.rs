@@ -156,7 +156,11 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 pub fn text_length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = value.chars().count();
     if n < min || n > max || (min > 0 && value.trim().is_empty()) {
-        let what = if min > 0 { format!("{min} to {max} characters, not only spaces") } else { format!("at most {max} characters") };
+        let what = if min > 0 {
+            format!("{min} to {max} characters, not only spaces")
+        } else {
+            format!("at most {max} characters")
+        };
         return Err(ApiError::bad_request(format!("{field}: {what}")).field(field));
     }
     Ok(())

@@ -394,7 +394,8 @@ async fn text_limits_count_characters_as_the_document_states_them() {
     let s = start().await;
     let dir = tempfile::tempdir().unwrap();
     s.add(&fixture(dir.path())).await;
-    let start_run = |trigger: String| s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo", "trigger": trigger}));
+    let start_run =
+        |trigger: String| s.post("/api/v1/runs", json!({"project": "fixture", "task": "echo", "trigger": trigger}));
 
     let (st, v) = start_run("é".repeat(64)).await;
     assert_eq!(st, 201, "64 two-byte characters are within 1 to 64: {v}");
