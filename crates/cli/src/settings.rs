@@ -199,33 +199,72 @@ mod tests {
         move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
     }
 
+    /// One row of a precedence table: the flag, the file, the environment, whether the
+    /// platform's variables count (serve) or not (demo), and the value and source wanted.
+    struct Case<'a> {
+        flag: Option<&'a str>,
+        file: Option<&'a str>,
+        vars: &'a [(&'a str, &'a str)],
+        platform: bool,
+        want: &'a str,
+        source: Source,
+    }
+
     #[test]
     fn the_listen_address_is_the_flag_then_the_file_then_port_then_the_default() {
-        let with_port = env(&[("PORT", "8080")]);
-        let none = env(&[]);
-        let cases: [(Option<&str>, Option<&str>, &dyn Fn(&str) -> Option<String>, bool, &str, Source); 6] = [
-            (
-                Some("127.0.0.1:9000"),
-                Some("127.0.0.1:9001"),
-                &with_port,
-                true,
-                "127.0.0.1:9000",
-                Source::Flag("--bind"),
-            ),
-            (None, Some("127.0.0.1:9001"), &with_port, true, "127.0.0.1:9001", Source::ConfigFile),
-            (None, None, &with_port, true, "0.0.0.0:8080", Source::Env("PORT")),
-            (None, None, &none, true, "127.0.0.1:7700", Source::Default),
+        let port: &[(&str, &str)] = &[("PORT", "8080")];
+        let cases = [
+            Case {
+                flag: Some("127.0.0.1:9000"),
+                file: Some("127.0.0.1:9001"),
+                vars: port,
+                platform: true,
+                want: "127.0.0.1:9000",
+                source: Source::Flag("--bind"),
+            },
+            Case {
+                flag: None,
+                file: Some("127.0.0.1:9001"),
+                vars: port,
+                platform: true,
+                want: "127.0.0.1:9001",
+                source: Source::ConfigFile,
+            },
+            Case {
+                flag: None,
+                file: None,
+                vars: port,
+                platform: true,
+                want: "0.0.0.0:8080",
+                source: Source::Env("PORT"),
+            },
+            Case { flag: None, file: None, vars: &[], platform: true, want: "127.0.0.1:7700", source: Source::Default },
             // demo does not read a platform's variables.
-            (None, None, &with_port, false, "127.0.0.1:7700", Source::Default),
-            (Some("127.0.0.1:0"), None, &none, true, "127.0.0.1:0", Source::Flag("--bind")),
+            Case {
+                flag: None,
+                file: None,
+                vars: port,
+                platform: false,
+                want: "127.0.0.1:7700",
+                source: Source::Default,
+            },
+            Case {
+                flag: Some("127.0.0.1:0"),
+                file: None,
+                vars: &[],
+                platform: true,
+                want: "127.0.0.1:0",
+                source: Source::Flag("--bind"),
+            },
         ];
-        for (flag, config, lookup, platform, want, source) in cases {
+        for c in cases {
+            let lookup = env(c.vars);
             let mut notes = Vec::new();
-            let got = listen_address(flag, config, &Env::new(lookup, platform), &mut notes).unwrap();
-            assert_eq!(got, Chosen::new(want, source), "{flag:?} {config:?} {platform}");
+            let got = listen_address(c.flag, c.file, &Env::new(&lookup, c.platform), &mut notes).unwrap();
+            assert_eq!(got, Chosen::new(c.want, c.source), "{:?} {:?} {}", c.flag, c.file, c.platform);
             // A PORT that loses is told; one that wins or is not read is not.
             let told = notes.iter().any(|n| n.contains("PORT=8080 is set"));
-            assert_eq!(told, platform && lookup("PORT").is_some() && source != Source::Env("PORT"), "{notes:?}");
+            assert_eq!(told, c.platform && !c.vars.is_empty() && c.source != Source::Env("PORT"), "{notes:?}");
         }
     }
 
@@ -251,41 +290,61 @@ mod tests {
         let sqlite = "sqlite:///data/agent-os.db";
         let all = [("AGENT_OS_DATABASE_URL", "postgres://aos@env/aos"), ("DATABASE_URL", pg)];
         let platform_only = [("DATABASE_URL", pg)];
-        let cases: [(Option<&str>, Option<&str>, &[(&str, &str)], bool, &str, Source); 6] = [
-            (
-                Some("postgres://flag/x"),
-                Some("postgres://file/x"),
-                &all,
-                true,
-                "postgres://flag/x",
-                Source::Flag("--database-url"),
-            ),
-            (
-                None,
-                Some("postgres://file/x"),
-                &all,
-                true,
-                "postgres://aos@env/aos",
-                Source::Env("AGENT_OS_DATABASE_URL"),
-            ),
-            (None, Some("postgres://file/x"), &platform_only, true, "postgres://file/x", Source::ConfigFile),
-            (None, None, &platform_only, true, pg, Source::Env("DATABASE_URL")),
-            (None, None, &platform_only, false, sqlite, Source::Default),
-            (None, None, &[], true, sqlite, Source::Default),
+        let cases = [
+            Case {
+                flag: Some("postgres://flag/x"),
+                file: Some("postgres://file/x"),
+                vars: &all,
+                platform: true,
+                want: "postgres://flag/x",
+                source: Source::Flag("--database-url"),
+            },
+            Case {
+                flag: None,
+                file: Some("postgres://file/x"),
+                vars: &all,
+                platform: true,
+                want: "postgres://aos@env/aos",
+                source: Source::Env("AGENT_OS_DATABASE_URL"),
+            },
+            Case {
+                flag: None,
+                file: Some("postgres://file/x"),
+                vars: &platform_only,
+                platform: true,
+                want: "postgres://file/x",
+                source: Source::ConfigFile,
+            },
+            Case {
+                flag: None,
+                file: None,
+                vars: &platform_only,
+                platform: true,
+                want: pg,
+                source: Source::Env("DATABASE_URL"),
+            },
+            Case {
+                flag: None,
+                file: None,
+                vars: &platform_only,
+                platform: false,
+                want: sqlite,
+                source: Source::Default,
+            },
+            Case { flag: None, file: None, vars: &[], platform: true, want: sqlite, source: Source::Default },
         ];
-        for (flag, config, vars, platform, want, source) in cases {
-            let lookup = env(vars);
+        for c in cases {
+            let lookup = env(c.vars);
             let mut notes = Vec::new();
-            let got = database_url(flag, config, &Env::new(&lookup, platform), sqlite, &mut notes);
-            assert_eq!(got, Chosen::new(want, source), "{flag:?} {config:?} {vars:?}");
+            let got = database_url(c.flag, c.file, &Env::new(&lookup, c.platform), sqlite, &mut notes);
+            assert_eq!(got, Chosen::new(c.want, c.source), "{:?} {:?} {:?}", c.flag, c.file, c.vars);
+            // A platform's PostgreSQL that loses to something named for Agent OS is told.
             let told = notes.iter().any(|n| n.contains("DATABASE_URL is set, but"));
-            assert_eq!(
-                told,
-                platform
-                    && vars.iter().any(|(k, _)| *k == "DATABASE_URL")
-                    && source != Source::Env("DATABASE_URL")
-                    && source != Source::Default
-            );
+            let lost = c.platform
+                && c.vars.iter().any(|(k, _)| *k == "DATABASE_URL")
+                && c.source != Source::Env("DATABASE_URL")
+                && c.source != Source::Default;
+            assert_eq!(told, lost, "{notes:?}");
             assert!(notes.iter().all(|n| !n.contains("s3cret")), "{notes:?}");
         }
         let postgresql = [("DATABASE_URL", "postgresql://u@h/db")];

@@ -150,7 +150,7 @@ fn the_dockerfile_builds_the_release_binary_and_runs_it_unprivileged_with_its_ho
     assert_eq!(env.get("AGENT_OS_HOME").map(String::as_str), Some("/data"));
     let port = env.get("PORT").expect("PORT has a default");
     assert_eq!(&one(run, "EXPOSE").args, port, "EXPOSE the port it listens on");
-    for (k, _) in &env {
+    for k in env.keys() {
         let upper = k.to_ascii_uppercase();
         assert!(
             !["TOKEN", "SECRET", "PASSWORD", "DATABASE_URL", "KEY"].iter().any(|s| upper.contains(s)),
