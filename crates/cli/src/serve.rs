@@ -174,7 +174,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
         tracing::warn!("{warning}");
     }
     let origins = vec![
-        format!("listen address: {} ({})", bind.value, bind.source),
+        format!("listen address: {addr} ({})", bind.source),
         match database.source {
             settings::Source::Default => {
                 format!("database: the SQLite file {} (default)", home.join("agent-os.db").display())
