@@ -7,6 +7,7 @@ mod commands;
 mod dashboard;
 mod discover;
 mod exec;
+mod healthcheck;
 mod home;
 mod inbox;
 mod incidents;
@@ -15,6 +16,7 @@ mod keys;
 mod lease;
 mod serve;
 mod service;
+mod settings;
 mod table;
 mod workflows;
 
@@ -50,13 +52,16 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct ServeArgs {
-    /// Listen address (default 127.0.0.1:7700, or `bind` in config.yaml).
+    /// Listen address (else `bind` in config.yaml, else 0.0.0.0:$PORT when PORT is set (serve),
+    /// else 127.0.0.1:7700).
     #[arg(long, value_name = "ADDR:PORT")]
     bind: Option<String>,
-    /// sqlite://PATH or postgres://USER@HOST/DB (default: agent-os.db in the home).
-    #[arg(long, env = "AGENT_OS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    /// sqlite://PATH or postgres://USER@HOST/DB (else $AGENT_OS_DATABASE_URL, `database_url` in
+    /// config.yaml, a postgres:// $DATABASE_URL (serve), else agent-os.db in the home).
+    #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// URL tasks use to reach this server (default: the bound address).
+    /// URL tasks and browsers reach this server by (else $AGENT_OS_PUBLIC_URL, `public_url` in
+    /// config.yaml, else the listen address).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
 }
@@ -65,6 +70,9 @@ struct ServeArgs {
 enum Command {
     /// Run the Agent OS server (API, engine).
     Serve(ServeArgs),
+    /// Ask a server whether it is healthy (GET /healthz, no token): exit 0 when it answers 200,
+    /// 1 otherwise. For a container's HEALTHCHECK.
+    Healthcheck,
     /// Run the server with the example projects registered (in a fresh temporary home unless --home is given).
     Demo(ServeArgs),
     /// Register, list, inspect, reload or remove projects.
@@ -242,11 +250,12 @@ fn cron_next(expr: &str, tz: &str, after: Option<&str>, count: usize, json: bool
     0
 }
 
-fn flags(a: &ServeArgs) -> serve::ServeFlags {
+fn flags(a: &ServeArgs, platform_env: bool) -> serve::ServeFlags {
     serve::ServeFlags {
         bind: a.bind.clone(),
         database_url: a.database_url.clone(),
         public_url: a.public_url.clone(),
+        platform_env,
         vars: Default::default(),
     }
 }
@@ -308,18 +317,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(a) => {
             init_tracing();
             let home = home::resolve(cli.home.as_deref())?;
-            serve::serve(&home, &flags(a)).await?;
+            serve::serve(&home, &flags(a, true)).await?;
             Ok(0)
         }
         Command::Demo(a) => {
             init_tracing();
-            serve::demo(cli.home.as_deref(), &flags(a)).await?;
+            serve::demo(cli.home.as_deref(), &flags(a, false)).await?;
             Ok(0)
         }
         Command::Openapi => {
             println!("{}", agent_os_server::openapi_json());
             Ok(0)
         }
+        Command::Healthcheck => Ok(healthcheck::run(cli.home.as_deref(), cli.url.clone()).await),
         Command::Cron(CronCmd::Next { expr, tz, after, count, json }) => {
             Ok(cron_next(expr, tz, after.as_deref(), *count, *json))
         }
@@ -404,6 +414,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Notifications { project, json } => C::Notifications { project: project.as_deref(), json: *json },
         Command::Channel(ch) => C::Channel(ch),
         Command::Serve(_)
+        | Command::Healthcheck
         | Command::Demo(_)
         | Command::Openapi
         | Command::Cron(_)
