@@ -264,13 +264,20 @@ pub enum BudgetCmd {
 
 #[derive(Subcommand)]
 pub enum TokenCmd {
-    /// Create a token that acts only for one project (--project), or another admin token (--admin).
+    /// Create a token that acts only for one project (--project), another admin token
+    /// (--admin), or a worker's (--worker, with each --project it may serve).
     Create {
+        /// The project a project token acts for; with --worker, a project the worker may serve
+        /// (repeat it for several; they need not be registered yet).
         #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
-        project: Option<String>,
+        project: Vec<String>,
         /// An admin token: acts for everything and logs in to the dashboard.
         #[arg(long)]
         admin: bool,
+        /// A worker's token (for `agent-os worker`): it may call only the worker operations,
+        /// for the projects given with --project.
+        #[arg(long, conflicts_with = "admin")]
+        worker: bool,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -294,6 +301,7 @@ pub enum ClientCommand<'a> {
     Schedules { project: Option<&'a str>, json: bool, upcoming: Option<&'a str> },
     ScheduleAction(&'a crate::discover::SchedulesSub),
     Resources { json: bool },
+    Workers { json: bool },
     Checks { project: Option<&'a str>, json: bool },
     Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
@@ -409,6 +417,31 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             Ok(0)
         }
         ClientCommand::ScheduleAction(sub) => schedule_action(c, sub).await,
+        ClientCommand::Workers { json } => {
+            let list: Vec<agent_os_server::workers::WorkerView> = c.get("/api/v1/workers").await?;
+            print_list(
+                json,
+                &list,
+                "no workers yet: make a token (agent-os token create --worker --project NAME) and start agent-os worker with it",
+                &["WORKER", "HOST", "VERSION", "STATE", "PROJECTS", "RUNNING"],
+                |w| {
+                    let state = if w.connected {
+                        "connected".to_string()
+                    } else {
+                        format!("last seen {} UTC", short_time(&w.last_contact))
+                    };
+                    vec![
+                        w.name.clone(),
+                        w.hostname.clone(),
+                        w.version.clone(),
+                        state,
+                        w.projects.join(","),
+                        format!("{}/{}", w.running.len(), w.capacity),
+                    ]
+                },
+            )?;
+            Ok(0)
+        }
         ClientCommand::Resources { json } => {
             let list: Vec<agent_os_server::views::ResourceView> = c.get("/api/v1/resources").await?;
             print_list(
@@ -827,6 +860,9 @@ fn print_project(p: &ProjectView) {
     match (&p.root, &p.plugin_url) {
         (Some(root), _) => println!("  directory: {root}"),
         (_, Some(url)) => println!("  plugin:    {url}"),
+        _ if p.transport == agent_os_core::manifest::TransportKind::Worker => {
+            println!("  served by: workers (agent-os workers lists them)")
+        }
         _ => {}
     }
     if let Some(env) = &p.env_file {
@@ -1084,12 +1120,26 @@ async fn logs(c: &Client, a: &LogsArgs) -> Result<u8> {
 
 async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
     match cmd {
-        TokenCmd::Create { project, admin, name, json } => {
-            let kind = if *admin { "admin" } else { "project" };
-            let t: CreatedToken =
-                c.post("/api/v1/tokens", &json!({"project": project, "name": name, "kind": kind})).await?;
+        TokenCmd::Create { project, admin, worker, name, json } => {
+            let body = match (*admin, *worker, project.as_slice()) {
+                (true, _, _) => json!({"name": name, "kind": "admin"}),
+                (_, true, projects) => json!({"name": name, "kind": "worker", "projects": projects}),
+                (_, _, [one]) => json!({"name": name, "kind": "project", "project": one}),
+                _ => bail!("a project token acts for one project: give --project once (several are for --worker)"),
+            };
+            let t: CreatedToken = c.post("/api/v1/tokens", &body).await?;
             if *json {
                 print_json(&t)?;
+            } else if !t.projects.is_empty() {
+                println!(
+                    "worker token for {} (shown once; Agent OS keeps only its hash):\n{}",
+                    t.projects.join(", "),
+                    t.token
+                );
+                eprintln!(
+                    "start the worker with it in AGENT_OS_WORKER_TOKEN: agent-os worker --server {} --project DIR",
+                    c.base
+                );
             } else if let Some(p) = &t.project {
                 println!("token for project {p} (shown once; Agent OS keeps only its hash):\n{}", t.token);
             } else {
@@ -1107,7 +1157,11 @@ async fn token(c: &Client, cmd: &TokenCmd) -> Result<u8> {
                         vec![
                             t.id.clone(),
                             t.kind.to_string(),
-                            t.project.clone().unwrap_or_else(|| "-".into()),
+                            match (&t.project, t.projects.is_empty()) {
+                                (_, false) => t.projects.join(","),
+                                (Some(p), true) => p.clone(),
+                                (None, true) => "-".into(),
+                            },
                             t.name.clone(),
                             short_time(&t.created_at),
                             t.revoked_at.as_deref().map(short_time).unwrap_or_else(|| "-".into()),

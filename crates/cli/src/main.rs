@@ -133,6 +133,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Workers (agent-os worker) that serve projects: connected or when last seen, their
+    /// projects and what they run.
+    Workers {
+        #[arg(long)]
+        json: bool,
+    },
     /// List reported costs.
     Costs(commands::CostsArgs),
     /// Report a cost record.
@@ -406,6 +412,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Checks { project, json } => C::Checks { project: project.as_deref(), json: *json },
         Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
         Command::Resources { json } => C::Resources { json: *json },
+        Command::Workers { json } => C::Workers { json: *json },
         Command::Costs(c) => C::Costs(c),
         Command::Cost(c) => C::Cost(c),
         Command::Token(t) => C::Token(t),

@@ -206,6 +206,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     ecfg.kill_grace = config.kill_grace;
     ecfg.max_retry_delay = config.max_retry_delay;
     ecfg.log_max_bytes = config.log_max_bytes as i64;
+    ecfg.workers = config.workers;
     let engine = Engine::start(store, Arc::new(clock), ecfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Running {
         engine,

@@ -1392,3 +1392,76 @@ fn the_dashboard_password_is_read_from_stdin_and_cleared_with_clear() {
     assert!(o.status.success(), "{:?}", text(&o));
     assert_eq!(login("correct horse battery"), 401, "a cleared password no longer logs in");
 }
+
+/// A worker's request, as `agent-os worker` sends it: JSON, its token and the protocol's
+/// header. The status and the body.
+fn worker_post(url: &str, path: &str, token: &str, body: &Value) -> (u16, String) {
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.to_string();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAgent-OS-Worker-Protocol: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn worker_tokens_and_the_list_of_workers_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let s = Server::start(&home, &[], &[]);
+    let url = s.url().unwrap();
+
+    let created = json(&cli(
+        &home,
+        &[
+            "token",
+            "create",
+            "--worker",
+            "--project",
+            "cortana",
+            "--project",
+            "image-workflow",
+            "--name",
+            "mac-mini",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (created["kind"].as_str(), &created["projects"]),
+        (Some("worker"), &serde_json::json!(["cortana", "image-workflow"]))
+    );
+    let token = created["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("aosw_"), "{token}");
+    let plain = cli(&home, &["token", "create", "--worker", "--project", "cortana"]);
+    assert!(ok(&plain).contains("worker token for cortana (shown once"), "{plain:?}");
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("agent-os worker --server"), "{plain:?}");
+    let two = cli(&home, &["token", "create", "--project", "a", "--project", "b"]);
+    assert!(!two.status.success() && String::from_utf8_lossy(&two.stderr).contains("acts for one project"), "{two:?}");
+    assert!(!cli(&home, &["token", "create", "--worker", "--admin"]).status.success());
+    assert!(ok(&cli(&home, &["token", "list"])).contains("cortana,image-workflow"));
+
+    assert!(ok(&cli(&home, &["workers"])).contains("no workers yet"));
+    let manifest = "name: cortana\ntasks:\n  daily: { run: scripts/daily.sh }\n";
+    let hello = serde_json::json!({"name": "mac-mini", "version": "0.9.0", "hostname": "mac-mini.local", "capacity": 2,
+        "projects": [{"name": "cortana", "manifest": manifest}], "running": [], "pending": []});
+    let (status, body) = worker_post(&url, "/api/v1/worker/hello", &token, &hello);
+    assert_eq!(status, 200, "{body}");
+
+    let table = ok(&cli(&home, &["workers"]));
+    let row = table.lines().find(|l| l.starts_with("mac-mini")).unwrap_or_default();
+    for part in ["mac-mini.local", "0.9.0", "connected", "cortana", "0/2"] {
+        assert!(row.contains(part), "{part} in {table}");
+    }
+    let list = json(&cli(&home, &["workers", "--json"]));
+    assert_eq!((list[0]["name"].as_str(), list[0]["connected"].as_bool()), (Some("mac-mini"), Some(true)));
+    let shown = json(&cli(&home, &["project", "show", "cortana", "--json"]));
+    assert_eq!(shown["transport"], "worker");
+}

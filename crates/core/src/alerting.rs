@@ -35,6 +35,8 @@ text_enum! {
         Budget = "budget",
         Project = "project",
         Channel = "channel",
+        /// No worker serving a worker project has been connected for `workers.grace`.
+        Worker = "worker",
     }
 }
 
@@ -51,6 +53,8 @@ text_enum! {
         /// A workflow's `notify` step.
         Workflow = "workflow",
         Test = "test",
+        /// A worker project without a connected worker.
+        Worker = "worker",
     }
 }
 
@@ -63,6 +67,7 @@ impl From<IncidentSource> for NotificationSource {
             IncidentSource::Budget => NotificationSource::Budget,
             IncidentSource::Project => NotificationSource::Project,
             IncidentSource::Channel => NotificationSource::Channel,
+            IncidentSource::Worker => NotificationSource::Worker,
         }
     }
 }

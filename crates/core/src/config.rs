@@ -42,6 +42,19 @@ struct RawConfig {
     maintenance: Option<Vec<Spanned<RawMaintenance>>>,
     #[serde(default)]
     keys: Option<RawKeys>,
+    #[serde(default)]
+    workers: Option<RawWorkers>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    #[serde(default)]
+    poll_wait: Option<Spanned<String>>,
+    #[serde(default)]
+    lost_after: Option<Spanned<String>>,
+    #[serde(default)]
+    grace: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -274,6 +287,29 @@ text_enum! {
     }
 }
 
+/// How the server treats the workers (`agent-os worker`) that serve projects (`workers:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workers {
+    /// How long a worker's poll is held open when there is no work for it.
+    pub poll_wait: Duration,
+    /// A worker silent this long has lost the attempts it was running; also how long a
+    /// worker counts as connected after its last contact.
+    pub lost_after: Duration,
+    /// How long a worker project may go without a connected worker before it is a health
+    /// problem (an incident).
+    pub grace: Duration,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            poll_wait: Duration::from_secs(25),
+            lost_after: Duration::from_secs(60),
+            grace: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Validated settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -305,6 +341,8 @@ pub struct Config {
     /// Shared env files `agent-os keys audit` compares the projects' keys with (`keys.shared`):
     /// absolute paths, or `~/…` for the user's home, as written.
     pub shared_env_files: Vec<String>,
+    /// How workers are waited for and judged (`workers:`).
+    pub workers: Workers,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -333,6 +371,7 @@ impl Default for Config {
             allow_private_targets: false,
             alerting: Alerting::default(),
             shared_env_files: Vec::new(),
+            workers: Workers::default(),
         }
     }
 }
@@ -406,6 +445,30 @@ impl Config {
         duration(&runs.max_retry_delay, "runs.max_retry_delay", &mut c.max_retry_delay);
         let api = raw.api.unwrap_or_default();
         duration(&api.request_timeout, "api.request_timeout", &mut c.request_timeout);
+        let workers = raw.workers.unwrap_or_default();
+        duration(&workers.poll_wait, "workers.poll_wait", &mut c.workers.poll_wait);
+        duration(&workers.lost_after, "workers.lost_after", &mut c.workers.lost_after);
+        duration(&workers.grace, "workers.grace", &mut c.workers.grace);
+        if let Some(p) = &workers.poll_wait
+            && c.workers.poll_wait > Duration::from_secs(300)
+        {
+            at(p.referenced, "workers.poll_wait", "must be at most 5m".into(), "e.g. poll_wait: 25s");
+        }
+        // Only a setting given can break this (the defaults keep it).
+        if c.workers.lost_after <= c.workers.poll_wait
+            && let Some(place) = workers.lost_after.as_ref().or(workers.poll_wait.as_ref()).map(|v| v.referenced)
+        {
+            at(
+                place,
+                if workers.lost_after.is_some() { "workers.lost_after" } else { "workers.poll_wait" },
+                format!(
+                    "lost_after ({}) must be longer than poll_wait ({}): a worker waiting in a poll is still there",
+                    crate::format_duration(c.workers.lost_after),
+                    crate::format_duration(c.workers.poll_wait)
+                ),
+                "e.g. workers: { poll_wait: 25s, lost_after: 60s }",
+            );
+        }
         if let Some(m) = runs.max_concurrent {
             if m.value == 0 || m.value > 1024 {
                 errors.push(SourceError {
@@ -863,6 +926,35 @@ mod tests {
         assert_eq!(c.shared_env_files, vec!["~/agent_os/.env".to_string(), "/srv/old shared/.env".to_string()]);
         let e = Config::parse("c.yaml", "keys:\n  shared: [agent_os/.env]\n").unwrap_err().to_string();
         assert!(e.contains("keys.shared[0]") && e.contains("not an absolute path"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_workers_settings_and_names_bad_ones() {
+        let d = Config::default().workers;
+        assert_eq!(
+            (d.poll_wait, d.lost_after, d.grace),
+            (Duration::from_secs(25), Duration::from_secs(60), Duration::from_secs(600))
+        );
+        let c = Config::parse("c.yaml", "workers:\n  poll_wait: 5s\n  lost_after: 20s\n  grace: 2m\n").unwrap();
+        assert_eq!(
+            c.workers,
+            Workers {
+                poll_wait: Duration::from_secs(5),
+                lost_after: Duration::from_secs(20),
+                grace: Duration::from_secs(120)
+            }
+        );
+        let e = Config::parse("c.yaml", "workers:\n  lost_after: 10s\n").unwrap_err().to_string();
+        assert!(
+            e.contains("c.yaml:2:15: workers.lost_after: lost_after (10s) must be longer than poll_wait (25s)"),
+            "{e}"
+        );
+        let e = Config::parse("c.yaml", "workers:\n  poll_wait: 10m\n  lost_after: 1h\n").unwrap_err().to_string();
+        assert!(e.contains("workers.poll_wait: must be at most 5m"), "{e}");
+        let e = Config::parse("c.yaml", "workers:\n  grace: soon\n").unwrap_err().to_string();
+        assert!(e.contains("workers.grace"), "{e}");
+        let e = Config::parse("c.yaml", "workers:\n  wait: 1s\n").unwrap_err().to_string();
+        assert!(e.contains("wait"), "{e}");
     }
 
     #[test]

@@ -29,5 +29,7 @@ text_enum! {
         Project = "project",
         /// Any other open incident of the project.
         Incident = "incident",
+        /// Whether a worker serving the project is connected (worker projects).
+        Worker = "worker",
     }
 }

@@ -113,6 +113,8 @@ text_enum! {
     pub enum TransportKind("transport") {
         Command = "command",
         Http = "http",
+        /// Served by `agent-os worker` processes: command tasks run on the worker's machine.
+        Worker = "worker",
     }
 }
 

@@ -71,6 +71,7 @@ const SHAPES: &[Shape] = &[
     key("aosa_", 20, alnum),
     key("aosp_", 20, alnum),
     key("aosr_", 20, alnum),
+    key("aosw_", 20, alnum),
     key("ghp_", 20, alnum),
     key("gho_", 20, alnum),
     key("ghs_", 20, alnum),

@@ -11,16 +11,19 @@ text_enum! {
         Project = "project",
         /// Acts for one attempt of a run (and so for its project), revoked when it ends.
         Run = "run",
+        /// A worker's: may call only the worker operations, and only for the projects it names.
+        Worker = "worker",
     }
 }
 
 impl TokenKind {
-    /// The start of every token of this kind (`aosa_`, `aosp_`, `aosr_`).
+    /// The start of every token of this kind (`aosa_`, `aosp_`, `aosr_`, `aosw_`).
     pub fn prefix(self) -> &'static str {
         match self {
             TokenKind::Admin => "aosa_",
             TokenKind::Project => "aosp_",
             TokenKind::Run => "aosr_",
+            TokenKind::Worker => "aosw_",
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub alerting: agent_os_core::alerting::Alerting,
     /// Where workflow files are read from (`HOME/workflows`); none: no workflows.
     pub workflows_dir: Option<PathBuf>,
+    /// How long a worker's poll is held, when a silent worker has lost its attempts, and how
+    /// long a worker project may go without a worker (`workers:` in config.yaml).
+    pub workers: agent_os_core::config::Workers,
 }
 
 impl EngineConfig {
@@ -71,6 +74,7 @@ impl EngineConfig {
             allow_private_targets: false,
             alerting: Default::default(),
             workflows_dir: None,
+            workers: Default::default(),
         }
     }
 }

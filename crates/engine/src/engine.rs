@@ -17,6 +17,7 @@ pub mod resources;
 pub mod scheduler;
 pub mod signing;
 pub mod supervisor;
+pub mod workers;
 pub mod workflows;
 
 use std::collections::{HashMap, HashSet};
@@ -109,6 +110,19 @@ pub struct RunRequest {
 /// The reason recorded on an attempt cut short by a shutdown of Agent OS.
 const INTERRUPTED: &str = "interrupted: Agent OS shut down";
 
+/// How an attempt ended, as whoever ran it tells: this node's runner, an HTTP plugin, or a
+/// worker. [`Engine::finish_of`] turns it into what happens to the run.
+#[derive(Clone, Debug)]
+pub(crate) struct AttemptReport {
+    pub end: AttemptEnd,
+    /// The task's exit code, when it exited by itself (0 for a success).
+    pub exit_code: Option<i64>,
+    /// The attempt was cut short because Agent OS (or the worker running it) was stopping.
+    pub interrupted: bool,
+    /// What the task wrote to its outputs file (kept for a success only).
+    pub outputs: Option<Value>,
+}
+
 /// Why a running task is being stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -172,6 +186,9 @@ pub struct Engine {
     /// The tasks of the runs executing on this node and their helpers (log writers, cancel
     /// watchers): shutdown waits on them.
     tasks: TaskTracker,
+    /// When this node started (clock ms): workers are not judged lost until `workers.lost_after`
+    /// has passed since, as they had no chance to reach a server that was down.
+    started_at: i64,
     pub run_durations: Histogram,
 }
 
@@ -205,7 +222,7 @@ impl Engine {
             event_writer,
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1))),
             store,
-            clock,
+            clock: clock.clone(),
             http,
             hostname: hostname(),
             projects: RwLock::new(HashMap::new()),
@@ -229,6 +246,7 @@ impl Engine {
             workflows_changed: Notify::new(),
             workflow_stamp: Mutex::new(Vec::new()),
             run_durations: Histogram::new(RUN_BUCKETS),
+            started_at: clock.now_ms(),
             cfg,
         });
         engine.heartbeat().await?;
@@ -373,7 +391,7 @@ impl Engine {
     ) -> Result<(Arc<LoadedProject>, Option<String>), EngineError> {
         let secret = match &transport {
             ProjectTransport::Http { secret, .. } => Some(secret.clone()),
-            ProjectTransport::Command { .. } => None,
+            ProjectTransport::Command { .. } | ProjectTransport::Worker => None,
         };
         let new = NewProject {
             id: new_id(),
@@ -395,6 +413,14 @@ impl Engine {
     /// `text` (hosted projects). Runs already started keep the task definition they began with.
     pub async fn reload(&self, name: &str, text: Option<&str>) -> Result<Arc<LoadedProject>, EngineError> {
         let current = self.project(name).await?;
+        if current.record.transport == ProjectTransport::Worker {
+            return Err(EngineError::Invalid {
+                field: Some("manifest".into()),
+                message: format!(
+                    "project {name:?} is served by workers: it changes when one sends its manifest (edit {MANIFEST_FILE} on the worker's machine)"
+                ),
+            });
+        }
         let (text, manifest) = match (current.root(), text) {
             (Some(root), None) => {
                 let (_, text, manifest) = load_dir(root)?;
@@ -508,11 +534,27 @@ impl Engine {
 
     async fn refresh_plugin_schedules(&self, p: &LoadedProject) {
         let Some(probe) = p.manifest.schedule_probe.clone() else { return };
+        if p.record.transport == ProjectTransport::Worker {
+            // Its workers ask its schedule probe (after their hello and each change).
+            return;
+        }
         let started = Instant::now();
         let previous = self.previous_signing_secret(p).await;
         let answer =
             plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None, previous).await;
         let mut result = self.probe_result(p, ProbeKind::Schedule, started);
+        result.duration_ms = started.elapsed().as_millis() as i64;
+        self.take_schedules(p, answer, result).await;
+    }
+
+    /// Stores what a schedule probe answered (here or on a worker): the manifest's schedules
+    /// and the plugin's, each checked; the result says what was wrong.
+    pub(crate) async fn take_schedules(
+        &self,
+        p: &LoadedProject,
+        answer: Result<Value, plugin::CallError>,
+        mut result: ProbeResult,
+    ) {
         match answer.and_then(|v| {
             serde_json::from_value::<plugin::ScheduleAnswer>(v).map_err(|e| plugin::CallError {
                 message: format!("answer does not follow the protocol: {e}"),
@@ -788,38 +830,13 @@ impl Engine {
         // An attempt cut short by a shutdown of Agent OS is not the task's failure: it is
         // retried at once, and does not use up one of the task's retries.
         let interrupted = matches!(&end, AttemptEnd::Failed { reason, .. } if reason.starts_with(INTERRUPTED));
-        let retry = end.retryable() && (run.attempt < run.max_attempts || interrupted) && !run.cancel_requested;
-        let (exit_code, error) = match &end {
-            AttemptEnd::Succeeded => (Some(0), None),
-            AttemptEnd::Failed { reason, .. } => {
-                (exit_code_of(reason), Some(Redactor::new([token.clone()]).redact(reason)))
-            }
-            AttemptEnd::TimedOut => (None, Some("timed out".into())),
-            AttemptEnd::Cancelled => (None, Some("cancelled".into())),
-            AttemptEnd::Lost => (None, Some("lost".into())),
+        let exit_code = match &end {
+            AttemptEnd::Succeeded => Some(0),
+            AttemptEnd::Failed { reason, .. } => exit_code_of(reason),
+            _ => None,
         };
-        let retry_at = retry.then(|| {
-            if interrupted {
-                return now;
-            }
-            let project = self.projects.read().ok().and_then(|c| c.get(&run.project).cloned());
-            let base = project
-                .and_then(|p| p.manifest.task(&run.task).map(|t| t.retry_delay))
-                .unwrap_or(agent_os_core::manifest::DEFAULT_RETRY_DELAY);
-            now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis()
-                as i64
-        });
-        let finish = FinishAttempt {
-            run_id: run.id.clone(),
-            attempt: run.attempt,
-            attempt_status: end.status(),
-            retry_at,
-            exit_code,
-            error,
-            outputs: outputs.map(|v| v.to_string()),
-            now,
-            extra_attempt: interrupted && run.attempt >= run.max_attempts,
-        };
+        let report = AttemptReport { end, exit_code, interrupted, outputs };
+        let (finish, retry) = self.finish_of(&run, report, &Redactor::new([token.clone()]), now);
         match self.store.finish_attempt(&finish).await {
             Ok(done) => {
                 if done.status.is_terminal() {
@@ -835,6 +852,61 @@ impl Engine {
         if retry {
             self.wake.notify_one();
         }
+    }
+
+    /// What the end of an attempt does to its run, decided the same way wherever the attempt
+    /// ran (on this node, or on a worker): the attempt's status, its exit code, its error and
+    /// outputs redacted with `redactor`, and whether and when the run is tried again. A retry
+    /// follows the task's policy (attempts left, its delay doubling up to
+    /// `runs.max_retry_delay`); exit code 78 and a cancel requested are never retried; an
+    /// interrupted attempt (Agent OS or the worker was stopping) is retried at once and does
+    /// not use up an attempt. Also says whether the run goes back to the queue.
+    pub(crate) fn finish_of(
+        &self,
+        run: &RunRecord,
+        report: AttemptReport,
+        redactor: &Redactor,
+        now: i64,
+    ) -> (FinishAttempt, bool) {
+        let AttemptReport { end, exit_code, interrupted, outputs } = report;
+        let no_retry = exit_code == Some(i64::from(EXIT_NO_RETRY));
+        let retry =
+            end.retryable() && !no_retry && (run.attempt < run.max_attempts || interrupted) && !run.cancel_requested;
+        let error = match &end {
+            AttemptEnd::Succeeded => None,
+            AttemptEnd::Failed { reason, .. } => Some(redactor.redact(reason)),
+            AttemptEnd::TimedOut => Some("timed out".into()),
+            AttemptEnd::Cancelled => Some("cancelled".into()),
+            AttemptEnd::Lost => Some("lost".into()),
+        };
+        let retry_at = retry.then(|| {
+            if interrupted {
+                return now;
+            }
+            let project = self.projects.read().ok().and_then(|c| c.get(&run.project).cloned());
+            let base = project
+                .and_then(|p| p.manifest.task(&run.task).map(|t| t.retry_delay))
+                .unwrap_or(agent_os_core::manifest::DEFAULT_RETRY_DELAY);
+            now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis()
+                as i64
+        });
+        // Outputs count only for a success, and are the project's text like its log.
+        let outputs = match end {
+            AttemptEnd::Succeeded => outputs.map(|v| redactor.redact_json(v).to_string()),
+            _ => None,
+        };
+        let finish = FinishAttempt {
+            run_id: run.id.clone(),
+            attempt: run.attempt,
+            attempt_status: end.status(),
+            retry_at,
+            exit_code,
+            error,
+            outputs,
+            now,
+            extra_attempt: interrupted && retry && run.attempt >= run.max_attempts,
+        };
+        (finish, retry)
     }
 
     /// Polls the store for a cancel requested through another node.
@@ -1110,6 +1182,10 @@ impl Engine {
                     tracing::warn!(error = %e, "recovery pass failed");
                 }
             }
+            // Workers that went silent have lost what they ran; projects without one are unwell.
+            if let Err(e) = self.judge_workers().await {
+                tracing::warn!(error = %e, "the pass over workers failed");
+            }
         }
     }
 
@@ -1176,7 +1252,7 @@ impl Engine {
 
     /// Ends an attempt that will not end by itself as failed, with `note` in its log and as
     /// its error; the run is retried at once if it has attempts left.
-    async fn end_lost(&self, run: &RunRecord, attempt: i64, note: String) -> Result<RunRecord, StoreError> {
+    pub(crate) async fn end_lost(&self, run: &RunRecord, attempt: i64, note: String) -> Result<RunRecord, StoreError> {
         let now = self.now();
         let _ = self
             .store
@@ -1250,7 +1326,8 @@ impl Engine {
             }
             if let Ok(projects) = self.projects().await {
                 let now = self.now();
-                for p in projects {
+                // A worker project's probes run on its workers.
+                for p in projects.into_iter().filter(|p| p.record.transport != ProjectTransport::Worker) {
                     let kinds = [
                         (ProbeKind::Status, &p.manifest.status),
                         (ProbeKind::Cost, &p.manifest.cost),
@@ -1321,26 +1398,37 @@ impl Engine {
         let answer =
             plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref(), previous).await;
         let mut result = self.probe_result(p, kind, started);
+        result.duration_ms = started.elapsed().as_millis() as i64;
+        self.take_probe(p, kind, since.as_deref(), answer.map_err(|e| e.message), result).await;
+    }
+
+    /// Stores what a status or cost probe answered (here or on a worker), failures included:
+    /// a status goes to the project's health, costs to the ledger (and the cursor moves).
+    pub(crate) async fn take_probe(
+        &self,
+        p: &LoadedProject,
+        kind: ProbeKind,
+        since: Option<&str>,
+        answer: Result<Value, String>,
+        mut result: ProbeResult,
+    ) {
+        let status = kind == ProbeKind::Status;
         match answer {
             Err(e) => {
                 result.ok = false;
-                result.error = Some(redact_shapes(&e.message));
+                result.error = Some(redact_shapes(&e));
             }
             Ok(v) => {
                 // A project's answer is untrusted text like task output: redact, then bound.
                 result.body = Some(truncate_chars(&redact_shapes(&v.to_string()), 64 * 1024));
-                let outcome = if status {
-                    self.take_status(&mut result, v)
-                } else {
-                    self.take_costs(p, since.as_deref(), v).await
-                };
+                let outcome =
+                    if status { self.take_status(&mut result, v) } else { self.take_costs(p, since, v).await };
                 if let Err(e) = outcome {
                     result.ok = false;
                     result.error = Some(redact_shapes(&e));
                 }
             }
         }
-        result.duration_ms = started.elapsed().as_millis() as i64;
         if let Err(e) = self.store.insert_probe_result(&result).await {
             tracing::warn!(project = %p.record.name, error = %e, "could not store a probe result");
         }

@@ -1,6 +1,7 @@
 //! Who is calling: every `/api/v1` request carries `Authorization: Bearer <token>`. Admin
 //! tokens may do anything; a project token acts only for its project; a run token acts for
-//! its run's project while the run lasts.
+//! its run's project while the run lasts. A worker token calls only the worker operations
+//! (`workers::authenticate_worker`), never these.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -72,19 +73,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Middleware: resolves the bearer token into a [`Caller`] or answers 401.
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut req: axum::extract::Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+/// The token of `Authorization: Bearer <token>`, or the 401 that says how to send one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim).unwrap_or("");
     if token.is_empty() {
         return Err(ApiError::unauthorized(
             "missing bearer token: send Authorization: Bearer <token> (agent-os token create, or the admin token printed on first start)",
         ));
     }
+    Ok(token)
+}
+
+/// Middleware: resolves the bearer token into a [`Caller`] or answers 401; a worker token,
+/// which may call only the worker operations, is answered 403.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut req: axum::extract::Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = bearer(req.headers())?;
     let record = state.engine.store().find_token(&hash_token(token)).await?;
     let now = state.engine.now();
     let record = match record {
@@ -95,6 +103,11 @@ pub async fn authenticate(
         (TokenKind::Admin, _, _) => Caller::Admin,
         (TokenKind::Project, Some(project_id), _) => Caller::Project { project_id },
         (TokenKind::Run, Some(project_id), Some(run_id)) => Caller::Run { project_id, run_id },
+        (TokenKind::Worker, _, _) => {
+            return Err(ApiError::forbidden(
+                "a worker token may call only the worker operations (/api/v1/worker/…); use an admin or project token here",
+            ));
+        }
         _ => return Err(ApiError::unauthorized("the token is not usable")),
     };
     req.extensions_mut().insert(caller);

@@ -37,10 +37,13 @@ pub struct Edge {
 }
 
 /// Routes that wait on purpose, each up to a bound of its own: a run's `/wait` (its `timeout`,
-/// at most 5 minutes) and taking a lease (its `wait`, at most an hour). They are not held to
-/// [`Edge::request_timeout`].
-pub const LONG_POLLS: [(&str, Method); 2] =
-    [("/api/v1/runs/{id}/wait", Method::GET), ("/api/v1/resources/{name}/leases", Method::POST)];
+/// at most 5 minutes), taking a lease (its `wait`, at most an hour) and a worker's poll
+/// (`workers.poll_wait`, at most 5 minutes). They are not held to [`Edge::request_timeout`].
+pub const LONG_POLLS: [(&str, Method); 3] = [
+    ("/api/v1/runs/{id}/wait", Method::GET),
+    ("/api/v1/resources/{name}/leases", Method::POST),
+    ("/api/v1/worker/poll", Method::POST),
+];
 
 /// The header that carries a request's id, both ways.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -29,7 +29,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `conflict`, `rate_limited`, `method_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `invalid_manifest`, `unavailable`, `timeout`, `internal`.
+    /// `invalid_manifest`, `unavailable`, `timeout`, `internal`; for workers `worker_protocol` (a
+    /// protocol version this server does not speak) and `attempt_ended`.
     pub code: String,
     pub message: String,
     /// The request field at fault, when there is one (`input`, `records[3].amount`).

@@ -15,6 +15,7 @@ mod metrics;
 mod routes;
 mod signing;
 pub mod views;
+pub mod workers;
 mod workflows;
 
 use std::future::Future;
@@ -102,6 +103,7 @@ impl Default for ServerOptions {
         dashboard_api::put_password, dashboard_api::delete_password,
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
         workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
+        workers::hello, workers::put_project, workers::poll, workers::logs, workers::end, workers::probe, workers::list_workers,
     ),
     modifiers(&BearerAuth, &CommonResponses)
 )]
@@ -269,6 +271,7 @@ pub fn router(state: AppState) -> Router {
         .route("/workflows/runs/{id}/cancel", post(workflows::cancel_workflow_run))
         .route("/workflows/{name}", get(workflows::get_workflow))
         .route("/workflows/{name}/runs", post(workflows::start_workflow))
+        .route("/workers", get(workers::list_workers))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .route(
@@ -277,7 +280,19 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        // The worker operations come after the layer above, so they have their own: the
+        // protocol's header and a worker token.
+        .merge(
+            Router::new()
+                .route("/worker/hello", post(workers::hello))
+                .route("/worker/projects/{name}", axum::routing::put(workers::put_project))
+                .route("/worker/poll", post(workers::poll))
+                .route("/worker/attempts/{run_id}/{attempt}/logs", post(workers::logs))
+                .route("/worker/attempts/{run_id}/{attempt}/end", post(workers::end))
+                .route("/worker/probes", post(workers::probe))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), workers::authenticate_worker)),
+        );
     let routes = Router::new()
         .nest("/api/v1", api)
         .merge(dashboard::routes(state.clone()))

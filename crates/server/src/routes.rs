@@ -245,10 +245,22 @@ pub async fn list_runs(
     let mut views = Vec::with_capacity(runs.len());
     let mut snapshot = None;
     let now = st.engine.now();
+    // Why queued runs of worker projects wait, asked once per project.
+    let mut no_worker: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
     for r in runs {
         let waiting = r.status == RunStatus::Queued && !r.resources.is_empty() && r.not_before <= now;
         let (resources, id) = (r.resources.clone(), r.id.clone());
+        let worker_wait = match (r.status, no_worker.get(&r.project_id)) {
+            (RunStatus::Queued, Some(known)) => known.clone(),
+            (RunStatus::Queued, None) => {
+                let reason = st.engine.worker_wait_reason(&r).await;
+                no_worker.insert(r.project_id.clone(), reason.clone());
+                reason
+            }
+            _ => None,
+        };
         let mut view = RunView::from(r);
+        view.waiting = worker_wait;
         if waiting {
             if snapshot.is_none() {
                 snapshot = Some(st.engine.resource_snapshot().await?);
@@ -283,8 +295,10 @@ fn run_reader(caller: &Caller, run_project: &str) -> ResourceScope {
 async fn with_attempts(st: &AppState, caller: &Caller, run: RunRecord) -> ApiResult<RunView> {
     let attempts = st.engine.store().list_attempts(&run.id).await?;
     let waiting_for = st.engine.run_wait_reason(&run, &run_reader(caller, &run.project)).await;
+    let waiting = st.engine.worker_wait_reason(&run).await;
     let mut view = RunView::from(run);
     view.waiting_for = waiting_for;
+    view.waiting = waiting;
     view.attempts = attempts.into_iter().map(AttemptView::from).collect();
     Ok(view)
 }
@@ -1059,14 +1073,19 @@ pub async fn ping(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenBody {
-    /// The project a project token acts for (required for one, refused for an admin token).
+    /// The project a project token acts for (required for one, refused for the other kinds).
     pub project: Option<String>,
     /// A label, e.g. `railway-cron`, at most 100 characters.
     #[schema(max_length = 100)]
     pub name: Option<String>,
-    /// `project` (default) or `admin` (acts for everything, as the first admin token does).
-    #[schema(pattern = "^(project|admin)$")]
+    /// `project` (default), `admin` (acts for everything, as the first admin token does) or
+    /// `worker` (for `agent-os worker`: only the worker operations, for `projects`).
+    #[schema(pattern = "^(project|admin|worker)$")]
     pub kind: Option<String>,
+    /// The projects a worker token may serve (required for one, 1 to 100 names; they need not
+    /// be registered yet). Refused for the other kinds.
+    #[serde(default)]
+    pub projects: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -1078,8 +1097,11 @@ pub struct CreatedToken {
     #[serde(default = "project_kind")]
     #[schema(value_type = String)]
     pub kind: TokenKind,
-    /// The project a project token acts for; none for an admin token.
+    /// The project a project token acts for; none for the other kinds.
     pub project: Option<String>,
+    /// The projects a worker token may serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
     pub name: String,
 }
 
@@ -1099,12 +1121,19 @@ pub async fn create_token(
     let kind = match body.kind.as_deref() {
         None => TokenKind::Project,
         // Run tokens are made for an attempt, never asked for.
-        Some(k) => k
-            .parse()
-            .ok()
-            .filter(|k| *k != TokenKind::Run)
-            .ok_or_else(|| ApiError::bad_request(format!("kind is project or admin, not {k:?}")).field("kind"))?,
+        Some(k) => k.parse().ok().filter(|k| *k != TokenKind::Run).ok_or_else(|| {
+            ApiError::bad_request(format!("kind is project, admin or worker, not {k:?}")).field("kind")
+        })?,
     };
+    if kind == TokenKind::Worker {
+        return create_worker_token(&st, name, body.project, body.projects).await;
+    }
+    if body.projects.is_some() {
+        return Err(ApiError::bad_request(
+            "projects is for worker tokens (kind: worker); a project token names its one project in `project`",
+        )
+        .field("projects"));
+    }
     let (kind, project) = match (kind, body.project) {
         (TokenKind::Project, Some(p)) => {
             let p = st.engine.project(&p).await?;
@@ -1125,7 +1154,41 @@ pub async fn create_token(
     let id = record.id.clone();
     st.engine.store().insert_token(&record).await?;
     let kind = record.kind;
-    Ok((StatusCode::CREATED, Json(CreatedToken { id, token, kind, project: project.map(|p| p.1), name })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken { id, token, kind, project: project.map(|p| p.1), projects: Vec::new(), name }),
+    ))
+}
+
+/// A worker token: it may call only the worker operations, for `projects` (which need not be
+/// registered yet: the worker registers them).
+async fn create_worker_token(
+    st: &AppState,
+    name: String,
+    project: Option<String>,
+    projects: Option<Vec<String>>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    if project.is_some() {
+        return Err(ApiError::bad_request("a worker token names its projects in `projects`, a list").field("project"));
+    }
+    let mut projects = projects.unwrap_or_default();
+    if projects.is_empty() || projects.len() > 100 {
+        return Err(ApiError::bad_request(
+            "a worker token needs the projects it may serve: 1 to 100 names (agent-os token create --worker --project NAME)",
+        )
+        .field("projects"));
+    }
+    for (i, p) in projects.iter().enumerate() {
+        agent_os_core::name::check_project_name(p)
+            .map_err(|e| ApiError::bad_request(e).field(format!("projects[{i}]")))?;
+    }
+    projects.sort();
+    projects.dedup();
+    let (token, hash) = new_token(TokenKind::Worker);
+    let record = token_record(TokenKind::Worker, &name, hash, None, st.engine.now());
+    let id = record.id.clone();
+    st.engine.store().insert_worker_token(&record, &projects).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, token, kind: TokenKind::Worker, project: None, projects, name })))
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenView]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
@@ -1135,15 +1198,13 @@ pub async fn list_tokens(State(st): State<AppState>, caller: Caller) -> ApiResul
     let names: std::collections::HashMap<String, String> =
         store.list_projects().await?.into_iter().map(|p| (p.id, p.name)).collect();
     let tokens = store.list_tokens().await?;
-    Ok(Json(
-        tokens
-            .into_iter()
-            .map(|t| {
-                let project = t.project_id.as_ref().and_then(|id| names.get(id).cloned());
-                TokenView::new(t, project)
-            })
-            .collect(),
-    ))
+    let mut views = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        let project = t.project_id.as_ref().and_then(|id| names.get(id).cloned());
+        let projects = if t.kind == TokenKind::Worker { store.token_projects(&t.id).await? } else { Vec::new() };
+        views.push(TokenView { projects, ..TokenView::new(t, project) });
+    }
+    Ok(Json(views))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]

@@ -243,7 +243,7 @@ impl From<ProbeResult> for ProbeView {
 pub struct ProjectView {
     pub name: String,
     pub description: String,
-    /// `command` or `http`.
+    /// `command`, `http` or `worker` (served by `agent-os worker` processes).
     #[schema(value_type = String)]
     pub transport: TransportKind,
     /// The project's directory (local projects).
@@ -277,7 +277,7 @@ impl ProjectView {
             root: p.record.transport.root().map(str::to_string),
             plugin_url: match &p.record.transport {
                 ProjectTransport::Http { url, .. } => Some(url.clone()),
-                ProjectTransport::Command { .. } => None,
+                ProjectTransport::Command { .. } | ProjectTransport::Worker => None,
             },
             env_file: m.env_file.clone(),
             keys: m
@@ -319,6 +319,9 @@ pub struct AttemptView {
     #[schema(value_type = String)]
     pub status: RunStatus,
     pub node: String,
+    /// The id of the worker that ran it (attempts of worker projects; see `GET /api/v1/workers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     pub pid: Option<i64>,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -332,6 +335,7 @@ impl From<AttemptRecord> for AttemptView {
             attempt: a.attempt,
             status: a.status,
             node: a.node_id,
+            worker: a.worker_id,
             pid: a.pid,
             started_at: time(a.started_at),
             finished_at: opt_time(a.finished_at),
@@ -375,6 +379,10 @@ pub struct RunView {
     /// Why a queued run has not started, e.g. "waiting for openai: 1/1 held by trading.rebalance".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Why a queued run of a worker project waits: "no worker serving cortana is connected
+    /// (last seen 2026-12-06T10:00:00Z)", or that none ever connected; null otherwise.
+    #[serde(default)]
+    pub waiting: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// From the first start to the end, in milliseconds.
@@ -399,6 +407,7 @@ impl From<RunRecord> for RunView {
             resources: r.resources,
             priority: r.priority,
             waiting_for: None,
+            waiting: None,
             id: r.id,
             project: r.project,
             task: r.task,
@@ -460,11 +469,14 @@ pub struct LogView {
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct TokenView {
     pub id: String,
-    /// `admin` or `project`.
+    /// `admin`, `project` or `worker`.
     #[schema(value_type = String)]
     pub kind: TokenKind,
     pub name: String,
     pub project: Option<String>,
+    /// The projects a worker token may serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
     pub created_at: String,
     /// When it stops working on its own; none: never.
     pub expires_at: Option<String>,
@@ -478,6 +490,7 @@ impl TokenView {
             kind: t.kind,
             name: t.name,
             project,
+            projects: Vec::new(),
             created_at: time(t.created_at),
             expires_at: opt_time(t.expires_at),
             revoked_at: opt_time(t.revoked_at),

@@ -25,7 +25,7 @@ pub use model::*;
 pub use sql::{Backend, Durability, SqlStore, StoreOptions, WAL_LIMIT_BYTES, redact_url, sqlite_url};
 pub use sql::{
     BudgetStore, CheckStore, CostStore, EventStore, IncidentStore, NotificationStore, ProjectStore, ResourceStore,
-    RunStore, ScheduleStore, SettingStore, TokenStore, WorkflowStore,
+    RunStore, ScheduleStore, SettingStore, TokenStore, WorkerStore, WorkflowStore,
 };
 
 use async_trait::async_trait;
@@ -86,6 +86,7 @@ pub trait Store:
     + IncidentStore
     + TokenStore
     + SettingStore
+    + WorkerStore
 {
 }
 
@@ -104,5 +105,6 @@ impl<T> Store for T where
         + IncidentStore
         + TokenStore
         + SettingStore
+        + WorkerStore
 {
 }

@@ -185,12 +185,12 @@ async fn refusals(dir: &Path) {
     old_database(&url).await;
     run_sql(
         &url,
-        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (14, 'later', '', 1)",
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (999, 'later', '', 1)",
         None,
     )
     .await;
     let e = refusal(&url).await;
-    assert!(e.contains("schema version 14, newer than this Agent OS knows"), "{e}");
+    assert!(e.contains("schema version 999, newer than this Agent OS knows"), "{e}");
 
     let url = sqlite_url(&dir.join("recorded.db"));
     SqlStore::open(&StoreOptions::new(&url), 1_000).await.unwrap().close().await;

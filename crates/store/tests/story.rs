@@ -1018,3 +1018,214 @@ async fn typed_columns_on_sqlite_and_postgres() {
         db.drop_it().await;
     }
 }
+
+fn worker_project(name: &str) -> NewProject {
+    NewProject { transport: ProjectTransport::Worker, ..project(name) }
+}
+
+fn token(id: &str, kind: TokenKind) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        kind,
+        name: String::new(),
+        project_id: None,
+        run_id: None,
+        hash: format!("hash-{id}"),
+        created_at: 1_000,
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
+fn worker(id: &str, token_id: &str, name: &str, projects: &[&str], now: i64) -> WorkerRecord {
+    WorkerRecord {
+        id: id.into(),
+        token_id: token_id.into(),
+        name: name.into(),
+        hostname: format!("{name}.local"),
+        version: "0.9.0".into(),
+        capacity: 4,
+        projects: projects.iter().map(|p| p.to_string()).collect(),
+        first_seen: now,
+        last_contact: now,
+    }
+}
+
+async fn worker_story(s: &dyn Store) {
+    // A worker token names its projects, which need not exist yet.
+    s.insert_worker_token(
+        &token("wt", TokenKind::Worker),
+        &["image-workflow".into(), "cortana".into(), "cortana".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.token_projects("wt").await.unwrap(), ["cortana", "image-workflow"]);
+    assert!(s.token_projects("nope").await.unwrap().is_empty());
+    let kinds: Vec<TokenKind> = s.list_tokens().await.unwrap().into_iter().map(|t| t.kind).collect();
+    assert!(kinds.contains(&TokenKind::Worker), "worker tokens are listed: {kinds:?}");
+
+    // A worker is keyed by (token, name): saying hello again keeps its id and first sighting.
+    let w = s.upsert_worker(&worker("w1", "wt", "mac-mini", &["cortana"], 1_000)).await.unwrap();
+    assert_eq!(w.projects, ["cortana"]);
+    let again = s
+        .upsert_worker(&WorkerRecord {
+            capacity: 2,
+            ..worker("w1-new", "wt", "mac-mini", &["cortana", "image-workflow"], 1_500)
+        })
+        .await
+        .unwrap();
+    assert_eq!((again.id.as_str(), again.first_seen, again.last_contact), ("w1", 1_000, 1_500));
+    assert_eq!((again.capacity, again.projects.len()), (2, 2));
+    s.upsert_worker(&worker("w2", "wt", "laptop", &["cortana"], 1_500)).await.unwrap();
+    let names: Vec<String> = s.list_workers().await.unwrap().into_iter().map(|w| w.name).collect();
+    assert_eq!(names, ["laptop", "mac-mini"]);
+
+    // Worker projects are stored without a root or URL and read back as such.
+    let cortana = s.insert_project(&worker_project("cortana"), &[], 1_000).await.unwrap();
+    assert_eq!(cortana.transport, ProjectTransport::Worker);
+    assert_eq!(s.get_project("cortana").await.unwrap().unwrap().transport, ProjectTransport::Worker);
+    let images = s.insert_project(&worker_project("image-workflow"), &[], 1_000).await.unwrap();
+    let local = s.insert_project(&project("trading"), &[], 1_000).await.unwrap();
+
+    // The server's claim and wake-up leave worker projects' runs alone; a worker claims only
+    // runs of the projects it asks for.
+    let mine = s.insert_run(&new_run(&cortana, "daily_update", 2_000, 2)).await.unwrap();
+    let theirs = s.insert_run(&new_run(&images, "backup", 2_000, 1)).await.unwrap();
+    let here = s.insert_run(&new_run(&local, "scan", 2_500, 1)).await.unwrap();
+    assert_eq!(s.next_due().await.unwrap(), Some(2_500), "the dispatcher does not wake for worker runs");
+    let claimed = s.claim_runs("node-a", 3_000, 10, &[]).await.unwrap();
+    assert_eq!(claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [here.id.as_str()]);
+    let limits = limits(Some(1), None);
+    let cortana_only = ["cortana".to_string()];
+    let got = s
+        .claim_worker_runs("w1", "node-a", &cortana_only, 3_000, 10, &[token("run-1", TokenKind::Run)], &limits)
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [mine.id.as_str()]);
+    let t = s.find_token("hash-run-1").await.unwrap().expect("the claim stored the run token");
+    assert_eq!(t.run_id.as_deref(), Some(mine.id.as_str()));
+    assert!(s.claim_worker_runs("w2", "node-a", &cortana_only, 3_000, 10, &[], &limits).await.unwrap().is_empty());
+    assert!(s.claim_worker_runs("w2", "node-a", &[], 3_000, 10, &[], &limits).await.unwrap().is_empty());
+    assert_eq!(s.get_run(&theirs.id).await.unwrap().unwrap().status, RunStatus::Queued);
+
+    // Recovery sees only the nodes' attempts; the workers' are listed apart, with their worker.
+    let nodes: Vec<String> = s.running_attempts().await.unwrap().into_iter().map(|(r, _)| r.id).collect();
+    assert_eq!(nodes, [here.id.as_str()]);
+    let on_workers = s.running_worker_attempts().await.unwrap();
+    assert_eq!(on_workers.len(), 1);
+    assert_eq!((on_workers[0].1.worker_id.as_deref(), on_workers[0].1.seen_at), (Some("w1"), Some(3_000)));
+    s.touch_worker("w1", &[(mine.id.clone(), 1), ("other".into(), 1)], 4_000).await.unwrap();
+    s.touch_worker("w2", &[(mine.id.clone(), 1)], 4_100).await.unwrap();
+    let a = s.get_attempt(&mine.id, 1).await.unwrap().unwrap();
+    assert_eq!(a.seen_at, Some(4_000), "only its own worker marks an attempt seen");
+    assert_eq!(s.get_worker("w1").await.unwrap().unwrap().last_contact, 4_000);
+    s.touch_worker("w1", &[], 3_900).await.unwrap();
+    assert_eq!(s.get_worker("w1").await.unwrap().unwrap().last_contact, 4_000, "contact never goes back");
+    assert!(s.get_attempt(&mine.id, 2).await.unwrap().is_none());
+
+    // A worker's log is stored once per sequence number, within the cap.
+    let chunk = |seq: i64, data: &str| WorkerLogChunk { seq, stream: LogStream::Stdout, at: 4_000, data: data.into() };
+    let log = s.append_worker_log(&mine.id, 1, "w1", &[chunk(1, "one\n"), chunk(2, "two\n")], 1_000_000, 4_000).await;
+    assert_eq!(log.unwrap(), WorkerLog::Stored { acked_seq: 2 });
+    let repeat = s
+        .append_worker_log(
+            &mine.id,
+            1,
+            "w1",
+            &[chunk(1, "one\n"), chunk(2, "two\n"), chunk(3, "three\n")],
+            1_000_000,
+            4_100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(repeat, WorkerLog::Stored { acked_seq: 3 });
+    let stored: Vec<String> = s.read_log(&mine.id, 0, 100).await.unwrap().into_iter().map(|c| c.data).collect();
+    assert_eq!(stored, ["one\n", "two\n", "three\n"], "a repeat stores nothing twice");
+    assert_eq!(s.get_attempt(&mine.id, 1).await.unwrap().unwrap().seen_at, Some(4_100));
+    let nothing = s.append_worker_log(&mine.id, 1, "w1", &[chunk(2, "two\n")], 1_000_000, 4_200).await.unwrap();
+    assert_eq!(nothing, WorkerLog::Stored { acked_seq: 3 });
+    let big = "x".repeat(40);
+    s.append_worker_log(&mine.id, 1, "w1", &[chunk(4, &big)], 32, 4_300).await.unwrap();
+    let run = s.get_run(&mine.id).await.unwrap().unwrap();
+    assert!(run.log_bytes <= 32 && run.log_dropped > 0, "the cap holds: {run:?}");
+    let wrong = s.append_worker_log(&mine.id, 1, "w2", &[chunk(5, "x")], 1_000_000, 4_400).await;
+    assert!(matches!(wrong, Err(StoreError::NotFound(_))), "another worker's attempt: {wrong:?}");
+    let missing = s.append_worker_log(&mine.id, 9, "w1", &[chunk(1, "x")], 1_000_000, 4_400).await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+
+    // Once ended, the attempt takes no more log, and says where its mark stands.
+    s.finish_attempt(&FinishAttempt {
+        run_id: mine.id.clone(),
+        attempt: 1,
+        attempt_status: RunStatus::Failed,
+        retry_at: Some(5_000),
+        exit_code: None,
+        error: Some("lost".into()),
+        outputs: None,
+        now: 4_500,
+        extra_attempt: false,
+    })
+    .await
+    .unwrap();
+    let ended = s.append_worker_log(&mine.id, 1, "w1", &[chunk(5, "late\n")], 1_000_000, 4_600).await.unwrap();
+    assert_eq!(ended, WorkerLog::Ended { acked_seq: 4 });
+    assert!(s.running_worker_attempts().await.unwrap().is_empty());
+
+    // A run that needs a resource is claimed by its worker through the resource line, and
+    // never by the server's.
+    let mut gpu = new_run(&images, "render", 6_000, 1);
+    gpu.resources = vec!["openai".into()];
+    let gpu = s.insert_run(&gpu).await.unwrap();
+    assert!(s.claim_resource_runs("node-a", 6_000, 10, &[], &limits).await.unwrap().runs.is_empty());
+    let images_only = ["image-workflow".to_string()];
+    let got = s.claim_worker_runs("w1", "node-a", &images_only, 6_000, 10, &[], &limits).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    assert!(ids.contains(&gpu.id.as_str()) && ids.contains(&theirs.id.as_str()), "{ids:?}");
+    let snapshot = s.resource_snapshot(6_000).await.unwrap();
+    assert_eq!(snapshot.holds.iter().map(|h| h.holder.as_str()).collect::<Vec<_>>(), [gpu.id.as_str()]);
+}
+
+async fn worker_claim_race(store: std::sync::Arc<SqlStore>) {
+    let p = store.insert_project(&worker_project("race-w"), &[], 1).await.unwrap();
+    for i in 0..200 {
+        store.insert_run(&new_run(&p, "t", i, 1)).await.unwrap();
+    }
+    let mut handles = Vec::new();
+    for n in 0..4 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move {
+            let (projects, me, none) = (["race-w".to_string()], format!("w{n}"), Default::default());
+            let mut got = Vec::new();
+            loop {
+                let batch = s.claim_worker_runs(&me, "node", &projects, 1_000, 7, &[], &none).await.unwrap();
+                if batch.is_empty() {
+                    break got;
+                }
+                got.extend(batch.into_iter().map(|r| r.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((total, all.len()), (200, 200), "a run was handed to two workers");
+}
+
+#[tokio::test]
+async fn workers_claim_their_projects_runs_and_store_their_logs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = std::sync::Arc::new(sqlite_store(&dir).await);
+    worker_story(&*sqlite).await;
+    worker_claim_race(sqlite.clone()).await;
+    if let Some(db) = PgDatabase::create().await {
+        let pg = std::sync::Arc::new(SqlStore::open(&StoreOptions::new(&db.url), 1).await.unwrap());
+        worker_story(&*pg).await;
+        worker_claim_race(pg.clone()).await;
+        pg.close().await;
+        db.drop_it().await;
+    }
+}

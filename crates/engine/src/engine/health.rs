@@ -80,7 +80,7 @@ impl Engine {
         // would say the same twice.
         for i in self.store.list_incidents(true, Some(&p.record.name), 100).await? {
             let (source, message) = match i.source {
-                IncidentSource::Check | IncidentSource::Health => continue,
+                IncidentSource::Check | IncidentSource::Health | IncidentSource::Worker => continue,
                 IncidentSource::Run => (HealthSource::Run, i.reason),
                 IncidentSource::Budget => (HealthSource::Budget, i.title),
                 IncidentSource::Project => (HealthSource::Project, i.title),
@@ -93,6 +93,9 @@ impl Engine {
                 HealthState::Degraded
             };
             reasons.push(HealthReason { source, state, message });
+        }
+        if p.record.transport == agent_os_store::ProjectTransport::Worker {
+            reasons.push(self.worker_health(&p.record.name).await?);
         }
         if let Some(pause) = self.pause_of(&p.record.name).await? {
             reasons.push(HealthReason {
@@ -107,6 +110,19 @@ impl Engine {
             reasons.retain(|r| r.state > HealthState::Ok);
         }
         Ok(ProjectHealth { state, reasons })
+    }
+
+    /// A worker project's part of its health: fine while a worker serving it is connected,
+    /// degraded without one, down once that has lasted past `workers.grace` (its incident).
+    async fn worker_health(&self, name: &str) -> Result<HealthReason, EngineError> {
+        let (connected, last_seen) = self.worker_presence(name).await?;
+        if connected {
+            let message = format!("a worker serving {name} is connected");
+            return Ok(HealthReason { source: HealthSource::Worker, state: HealthState::Ok, message });
+        }
+        let open = self.store.find_open_incident(IncidentSource::Worker, name).await?.is_some();
+        let state = if open { HealthState::Down } else { HealthState::Degraded };
+        Ok(HealthReason { source: HealthSource::Worker, state, message: self.no_worker(name, last_seen) })
     }
 
     /// `GET` the project's health URL once and store what came of it.

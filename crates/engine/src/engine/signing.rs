@@ -96,5 +96,9 @@ fn current(p: &LoadedProject) -> Result<String, EngineError> {
             "project {:?} runs commands in its directory; only hosted projects (plugin: {{ url: … }}) have a signing secret",
             p.record.name
         ))),
+        ProjectTransport::Worker => Err(EngineError::Conflict(format!(
+            "project {:?} is served by workers, which run its commands; only hosted projects (plugin: {{ url: … }}) have a signing secret",
+            p.record.name
+        ))),
     }
 }

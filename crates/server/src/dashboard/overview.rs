@@ -1,5 +1,6 @@
-//! The overview: every project with its health and why, what runs now, the next 24 hours of
-//! schedules, open incidents, and each project's spend this month against its budget.
+//! The overview: every project with its health and why, what runs now, the workers that serve
+//! projects from other machines, the next 24 hours of schedules, open incidents, and each
+//! project's spend this month against its budget.
 
 use axum::extract::State;
 use maud::{Markup, html};
@@ -17,6 +18,7 @@ use crate::auth::Caller;
 use crate::body::ApiQuery;
 use crate::routes::{self, RunQuery, ScheduleQuery, SummaryQuery, TimelineQuery};
 use crate::views::RunView;
+use crate::workers::WorkerView;
 use crate::{AppState, BudgetView, CostGroupView};
 
 /// One project's card.
@@ -110,6 +112,8 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
     .await?
     .0;
 
+    let workers = crate::workers::list_workers(State(st.clone()), Caller::Admin).await?.0;
+
     let total_spend: Vec<String> = spend.totals.iter().map(|t| ui::money(t.amount_nanos, &t.currency)).collect();
     let stats = html! {
         div.stats {
@@ -126,6 +130,8 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
         .live("projects", projects(&cards))
         .add(html! { h2 { "Running now" } })
         .live("running", run_table(&running, &queued))
+        .add(html! { @if !workers.is_empty() { h2 { "Workers" } } })
+        .live("workers", worker_table(&workers))
         .add(html! { h2 { "Open incidents" } })
         .live("incidents", incident_list(&incidents))
         .add(html! {
@@ -193,10 +199,47 @@ pub fn run_rows(runs: &[RunView]) -> Markup {
         @for r in runs {
             tr {
                 td { a href={"/runs/" (r.id)} { (r.project) "." (r.task) } }
-                td { (ui::badge(r.status)) @if let Some(w) = &r.waiting_for { br; span.small.muted { (w) } } }
+                td {
+                    (ui::badge(r.status))
+                    @if let Some(w) = &r.waiting_for { br; span.small.muted { (w) } }
+                    @if let Some(w) = &r.waiting { br; span.small.muted.waiting { (w) } }
+                }
                 td.hide-narrow { (r.trigger) }
                 td data-label="since" { (ui::opt_time_str(r.started_at.as_deref().or(Some(r.queued_at.as_str())))) }
                 td.num.hide-narrow { (r.attempt) "/" (r.max_attempts) }
+            }
+        }
+    }
+}
+
+/// Workers: whether each is connected (or when it was last heard from), the projects it serves
+/// and how many attempts it runs of how many it may. Nothing when there are none.
+pub fn worker_table(workers: &[WorkerView]) -> Markup {
+    if workers.is_empty() {
+        return html! {};
+    }
+    html! {
+        div.table-wrap {
+            table.cards.workers {
+                thead { tr { th { "Worker" } th { "State" } th { "Projects" } th.num { "Running" } } }
+                tbody {
+                    @for w in workers {
+                        tr class=[(!w.connected).then_some("flag")] {
+                            td { (w.name) br; span.small.muted { (w.hostname) " · " (w.version) } }
+                            td {
+                                @if w.connected { (ui::badge(ui::Word::Connected)) }
+                                @else { (ui::badge(ui::Word::Away)) br; span.small.muted { "last seen " (ui::time_str(&w.last_contact)) } }
+                            }
+                            td {
+                                @for (i, p) in w.projects.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    a href={"/projects/" (agent_os_core::url::encode_component(p))} { (p) }
+                                }
+                            }
+                            td.num data-label="running" { (w.running.len()) "/" (w.capacity) }
+                        }
+                    }
+                }
             }
         }
     }

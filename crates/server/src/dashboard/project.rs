@@ -72,6 +72,13 @@ async fn page(
     let (s, c) = admin();
     let audit = routes::project_audit(s, c, Path(name.clone())).await?.0;
     let manifest = st.engine.project(&name).await?.record.manifest.clone();
+    let served = view.transport == TransportKind::Worker;
+    let workers: Vec<crate::workers::WorkerView> = if served {
+        let all = crate::workers::list_workers(State(st.clone()), Caller::Admin).await?.0;
+        all.into_iter().filter(|w| w.projects.contains(&name)).collect()
+    } else {
+        Vec::new()
+    };
 
     let head = html! {
         div.actions {
@@ -82,7 +89,8 @@ async fn page(
         }
         @if !view.description.is_empty() { p { (view.description) } }
         div.actions {
-            (ui::post_button(&session, &format!("/projects/{name}/reload"), "Reload manifest", "", None))
+            // A worker project's manifest comes from its workers when it changes on their disk.
+            @if !served { (ui::post_button(&session, &format!("/projects/{name}/reload"), "Reload manifest", "", None)) }
             @if budgets.iter().any(|b| b.paused.is_some()) {
                 (ui::post_button(&session, &format!("/projects/{name}/resume"), "Resume project", "primary", Some("Resume this project's runs although its budget is spent?")))
             }
@@ -116,13 +124,15 @@ async fn page(
     };
     Ok(Page::new(name.clone(), Nav::Projects)
         .live("head", head)
+        .add(html! { @if served { h2 { "Served by" } } })
+        .live("workers", served_by(served, &workers))
         .add(tasks(&session, &view))
         .add(schedules(&view, &checks))
         .add(html! { h2 { "Recent runs" } })
         .live("runs", recent_runs(&runs.runs))
         .live("spend", spent)
         .add(health_history(&health))
-        .add(audit_part(&audit))
+        .add(audit_part(&audit, served))
         .add(about(&view, &manifest))
         .add(signing_part(&session, &view))
         .respond(&session, fragment.name()))
@@ -274,11 +284,33 @@ fn audit_badge(f: &serde_json::Value) -> Markup {
     }
 }
 
-fn audit_part(a: &AuditView) -> Markup {
+/// Who serves a worker project: its workers, or how to start one.
+fn served_by(served: bool, workers: &[crate::workers::WorkerView]) -> Markup {
+    if !served {
+        return html! {};
+    }
+    if workers.is_empty() {
+        return ui::empty(
+            "No worker serves this project.",
+            html! { "Start one on the machine that holds it: " code { "agent-os worker --server URL --project DIR" } "." },
+        );
+    }
+    let connected = workers.iter().any(|w| w.connected);
+    html! {
+        @if !connected {
+            p { (ui::badge(ui::Word::Away)) " No worker serving it is connected: its queued runs wait until one is." }
+        }
+        (super::overview::worker_table(workers))
+    }
+}
+
+fn audit_part(a: &AuditView, served: bool) -> Markup {
     let field = |f: &serde_json::Value, k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     html! {
         h2 { "Credential audit" }
-        @if !a.audited {
+        @if !a.audited && served {
+            p.muted { "Its directory is on its worker's machine: run " code { "agent-os keys audit DIR" } " there." }
+        } @else if !a.audited {
             p.muted { "A hosted project has no directory here; its keys stay with it." }
         } @else if a.findings.is_empty() {
             p { (ui::badge(ui::Word::Ok)) " Its " code { ".env" } " and manifest agree, with no findings (checked " (ui::time_str(&a.checked_at)) ")." }

@@ -166,6 +166,7 @@ fn summary(session: &Session, r: &RunView, costs: &[crate::views::CostView]) -> 
             @if let Some(s) = &r.scheduled_for { dt { "Scheduled for" } dd { (ui::time_str(s)) } }
             @if let Some(n) = &r.not_before { dt { "Not before" } dd { (ui::time_str(n)) } }
             @if let Some(w) = &r.waiting_for { dt { "Waiting for" } dd { (w) } }
+            @if let Some(w) = &r.waiting { dt { "Waiting" } dd { (w) } }
             dt { "Started" } dd { (ui::opt_time_str(r.started_at.as_deref())) }
             dt { "Finished" } dd { (ui::opt_time_str(r.finished_at.as_deref())) }
             @if let Some(d) = r.duration_ms { dt { "Took" } dd { (ui::duration_ms(d)) } }

@@ -121,7 +121,8 @@ fn token_section(session: &Session, tokens: &[TokenView], mine: Option<&str>, pr
     html! {
         p.muted.small {
             "An admin token can do everything; a project token acts only for its project (for a job outside Agent OS "
-            "that starts runs or reports costs). A token's value is shown once, when it is made: Agent OS keeps only its hash."
+            "that starts runs or reports costs); a worker token serves its projects from another machine ("
+            code { "agent-os token create --worker --project NAME" } "). A token's value is shown once, when it is made: Agent OS keeps only its hash."
         }
         div.table-wrap {
             table.tokens {
@@ -146,7 +147,10 @@ fn token_section(session: &Session, tokens: &[TokenView], mine: Option<&str>, pr
                                 @if is_mine { br; span.small { "this session logged in with it" } }
                             }
                             td { (t.kind) }
-                            td { (t.project.as_deref().unwrap_or("—")) }
+                            td {
+                                @if !t.projects.is_empty() { (t.projects.join(", ")) }
+                                @else { (t.project.as_deref().unwrap_or("—")) }
+                            }
                             td.hide-narrow { (ui::time_str(&t.created_at)) }
                             td.hide-narrow { @match &t.expires_at { Some(e) => (ui::time_str(e)), None => span.muted { "never" } } }
                             td {
@@ -315,6 +319,7 @@ pub async fn create_token(State(st): State<AppState>, session: Session, Form(f):
             .filter(|p| !p.is_empty()),
         name: (!name.is_empty()).then_some(name),
         kind: Some(kind),
+        projects: None,
     };
     let (_, Json(t)) = routes::create_token(State(st), Caller::Admin, JsonBody(body)).await?;
     let mut resp = Page::new("Token created", Nav::Settings).add(created(&t)).respond(&session, None);

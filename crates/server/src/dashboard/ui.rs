@@ -347,7 +347,7 @@ badges! {
     Word {
         Ok => Good, Active => Good, Scheduled => Info, Waiting => Info, Held => Info, Paused => Warn,
         Flapping => Warn, Suppressed => Warn, Error => Bad, Full => Neutral, Free => Neutral, Revoked => Neutral,
-        Collides => Neutral,
+        Collides => Neutral, Connected => Good, Away => Warn,
     }
 }
 
@@ -367,6 +367,10 @@ pub enum Word {
     Free,
     Revoked,
     Collides,
+    /// A worker heard from within `workers.lost_after`.
+    Connected,
+    /// A worker not heard from for longer.
+    Away,
 }
 
 impl Word {
@@ -385,6 +389,8 @@ impl Word {
             Word::Free => "free",
             Word::Revoked => "revoked",
             Word::Collides => "collides",
+            Word::Connected => "connected",
+            Word::Away => "not connected",
         }
     }
 }

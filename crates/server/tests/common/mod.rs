@@ -39,7 +39,12 @@ fn default_options() -> agent_os_server::ServerOptions {
 
 /// The same server on the PostgreSQL database at `url` (see `agent_os_store::testing`).
 pub async fn start_on(url: &str) -> TestServer {
-    start_at(Some(url), |_| {}, default_options(), false).await
+    start_on_with(url, |_| {}).await
+}
+
+/// A server on the PostgreSQL database at `url`, its engine tuned.
+pub async fn start_on_with(url: &str, tune: impl FnOnce(&mut EngineConfig)) -> TestServer {
+    start_at(Some(url), tune, default_options(), false).await
 }
 
 /// A server on held time (`agent_os_engine::testing`): its engine reads tokio's clock, which

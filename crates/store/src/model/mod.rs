@@ -12,6 +12,7 @@ mod resources;
 mod runs;
 mod schedules;
 mod tokens;
+mod workers;
 mod workflows;
 
 pub use alerts::*;
@@ -22,4 +23,5 @@ pub use resources::*;
 pub use runs::*;
 pub use schedules::*;
 pub use tokens::*;
+pub use workers::*;
 pub use workflows::*;

@@ -11,6 +11,9 @@ pub enum ProjectTransport {
     /// The project's own endpoint; every request is signed with `secret` (Standard Webhooks,
     /// `whsec_…`). `root` is the directory it was registered from, if it was (admin only).
     Http { url: String, secret: String, root: Option<String> },
+    /// Served by workers (`agent-os worker`) from their own machines: the server has neither
+    /// its directory nor an address, only the manifest a worker sent.
+    Worker,
 }
 
 impl ProjectTransport {
@@ -18,6 +21,7 @@ impl ProjectTransport {
         match self {
             ProjectTransport::Command { .. } => TransportKind::Command,
             ProjectTransport::Http { .. } => TransportKind::Http,
+            ProjectTransport::Worker => TransportKind::Worker,
         }
     }
 
@@ -26,6 +30,7 @@ impl ProjectTransport {
         match self {
             ProjectTransport::Command { root } => Some(root),
             ProjectTransport::Http { root, .. } => root.as_deref(),
+            ProjectTransport::Worker => None,
         }
     }
 
@@ -37,6 +42,7 @@ impl ProjectTransport {
             ProjectTransport::Http { url, secret, root } => {
                 (TransportKind::Http, root.as_deref(), Some(url), Some(secret))
             }
+            ProjectTransport::Worker => (TransportKind::Worker, None, None, None),
         }
     }
 
@@ -68,6 +74,7 @@ impl ProjectTransport {
             }
             (TransportKind::Http, _, None, _) => Err("an HTTP project is stored without its plugin URL".into()),
             (TransportKind::Http, _, _, _) => Err("an HTTP project is stored without its signing secret".into()),
+            (TransportKind::Worker, _, _, _) => Ok(ProjectTransport::Worker),
         }
     }
 }

@@ -68,6 +68,13 @@ pub struct AttemptRecord {
     pub finished_at: Option<i64>,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
+    /// The worker running it, for an attempt of a worker project (none: a node of the server
+    /// runs it).
+    pub worker_id: Option<String>,
+    /// When its worker last said it was running it (or sent its log).
+    pub seen_at: Option<i64>,
+    /// The highest log sequence number its worker sent and the store kept (0: none).
+    pub worker_seq: i64,
 }
 
 /// How an attempt ended and where the run goes next.

@@ -29,6 +29,14 @@ macro_rules! run_columns {
     };
 }
 
+/// The columns of an attempt, as `AttemptRecord` reads them.
+macro_rules! attempt_columns {
+    () => {
+        "run_id, attempt, status, node_id, pid, proc_start, started_at, finished_at, exit_code, error, worker_id,
+         seen_at, worker_seq"
+    };
+}
+
 /// A queued run `q` that no run of its concurrency key holds back: none of the key is running,
 /// and none queued before it (by `not_before`, then id) still waits. "One at a time, oldest
 /// first" per key, decided in the claim's own statement.
@@ -56,6 +64,7 @@ mod schedules;
 mod settings;
 mod tokens;
 mod wal;
+mod workers;
 mod workflows;
 
 pub use budgets::BudgetStore;
@@ -71,10 +80,49 @@ pub use schedules::ScheduleStore;
 pub use settings::SettingStore;
 pub use tokens::TokenStore;
 pub use wal::WAL_LIMIT_BYTES;
+pub use workers::WorkerStore;
 pub use workflows::WorkflowStore;
 
 /// A write transaction.
 pub(crate) type Tx = Transaction<'static, Any>;
+
+/// Whose queued runs a claim (or a look at the queue) is about: the server's own nodes', or
+/// those of the worker projects a worker serves. A run of a worker project is only ever a
+/// worker's to run, and a worker runs nothing else.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Claimer<'a> {
+    /// A node of the server: runs of every project but worker projects.
+    Node,
+    /// A worker: runs of these worker projects (by name).
+    Worker(&'a [String]),
+}
+
+impl<'a> Claimer<'a> {
+    /// The condition on a queued run `q`, with the placeholders of the worker's project names
+    /// numbered from `$first` (bind them with [`Claimer::names`], in order).
+    pub(crate) fn condition(self, first: usize) -> String {
+        match self {
+            Claimer::Node => "q.project_id NOT IN (SELECT wp.id FROM projects wp WHERE wp.transport = 'worker')".into(),
+            Claimer::Worker(names) => {
+                let params: Vec<String> = (0..names.len().max(1)).map(|i| format!("${}", first + i)).collect();
+                format!(
+                    "q.project_id IN (SELECT wp.id FROM projects wp WHERE wp.transport = 'worker' AND wp.name IN ({}))",
+                    params.join(", ")
+                )
+            }
+        }
+    }
+
+    /// The values of the condition's placeholders: the worker's project names (one that matches
+    /// nothing when it serves none, so the statement stays valid).
+    pub(crate) fn names(self) -> Vec<&'a str> {
+        match self {
+            Claimer::Node => Vec::new(),
+            Claimer::Worker([]) => vec![""],
+            Claimer::Worker(names) => names.iter().map(String::as_str).collect(),
+        }
+    }
+}
 
 /// Which database engine a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +146,15 @@ impl Backend {
         match self {
             Backend::Sqlite => "",
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// What a read that must hold its row until the commit ends with: PostgreSQL locks it, so
+    /// a second writer of the same row waits; SQLite's one writer already does.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE",
         }
     }
 

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use agent_os_core::resource::{Bucket, HolderKind, Limits, ResourceScope, Usage, Waiter, allocate};
 
 use super::runs::{run_from, start_attempts};
-use super::{Backend, SqlStore, Tx, all, split_names};
+use super::{Backend, Claimer, SqlStore, Tx, all, split_names};
 use crate::Result;
 use crate::model::{
     Blocked, HoldRecord, LeaseAttempt, LeaseRequest, ResourceClaim, ResourceSnapshot, TokenRecord, WaiterRecord,
@@ -23,7 +23,8 @@ use crate::model::{
 pub trait ResourceStore: Send + Sync {
     /// Claims up to `limit` due runs that need resources, deciding who goes with
     /// `core::resource::allocate` inside the claim's transaction (PostgreSQL nodes take turns),
-    /// so the limits hold across nodes. Also says when to look again.
+    /// so the limits hold across nodes. Also says when to look again. Runs of worker projects
+    /// are left to their workers (and do not wait in this line).
     async fn claim_resource_runs(
         &self,
         node_id: &str,
@@ -80,21 +81,34 @@ fn hold_from(row: &AnyRow) -> Result<HoldRecord, sqlx::Error> {
     })
 }
 
-/// Queued runs that wait for resources and could start now but for them (due, and not held
-/// back by a run of their concurrency key).
-const RESOURCE_RUNS: &str = concat!(
-    "SELECT q.id, q.resources, q.priority, q.not_before, q.project, q.task FROM runs q
-     WHERE q.status = 'queued' AND q.resources IS NOT NULL AND q.not_before <= $1 AND ",
-    first_of_its_key!(),
-    "
-     ORDER BY q.not_before, q.id
-     LIMIT 1000"
-);
+/// Queued runs of `claimer` (all runs when none) that wait for resources and could start now
+/// but for them (due, and not held back by a run of their concurrency key); `$1` is now.
+fn resource_runs(claimer: Option<Claimer<'_>>) -> String {
+    let whose = claimer.map(|c| format!("AND {}", c.condition(2))).unwrap_or_default();
+    format!(
+        concat!(
+            "SELECT q.id, q.resources, q.priority, q.not_before, q.project, q.task FROM runs q
+             WHERE q.status = 'queued' AND q.resources IS NOT NULL AND q.not_before <= $1 {whose} AND ",
+            first_of_its_key!(),
+            "
+             ORDER BY q.not_before, q.id
+             LIMIT 1000"
+        ),
+        whose = whose
+    )
+}
 
-/// Everyone waiting for resources: runs and lease requests.
-async fn load_waiters(tx: &mut Tx, now: i64) -> Result<Vec<WaiterRecord>> {
+/// Everyone waiting for resources: the runs of `claimer` (every run when none) and lease
+/// requests. A claim weighs its own runs against the leases: a worker's runs wait in their
+/// worker's line, so a worker project with no worker connected holds no one else back.
+async fn load_waiters(tx: &mut Tx, now: i64, claimer: Option<Claimer<'_>>) -> Result<Vec<WaiterRecord>> {
     let mut out = Vec::new();
-    for row in sqlx::query(RESOURCE_RUNS).bind(now).fetch_all(&mut **tx).await? {
+    let sql = resource_runs(claimer);
+    let mut query = sqlx::query::<sqlx::Any>(sqlx::AssertSqlSafe(sql)).bind(now);
+    for name in claimer.map(Claimer::names).unwrap_or_default() {
+        query = query.bind(name);
+    }
+    for row in query.fetch_all(&mut **tx).await? {
         let project: String = row.try_get("project")?;
         let task: String = row.try_get("task")?;
         out.push(WaiterRecord {
@@ -194,45 +208,36 @@ async fn draw_tokens(
 }
 
 impl SqlStore {
-    /// A write transaction for resource decisions: on PostgreSQL, nodes take turns (an
-    /// advisory lock held to the commit); SQLite's single writer already makes them. Expired
-    /// leases and abandoned lease requests are cleared first.
-    async fn resource_tx(&self, now: i64) -> Result<Tx> {
-        let mut tx = self.tx().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7370001)").execute(&mut *tx).await?;
-        }
-        sqlx::query("DELETE FROM resource_holds WHERE expires_at IS NOT NULL AND expires_at <= $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM resource_waiters WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
-        Ok(tx)
-    }
-}
-
-#[async_trait]
-impl ResourceStore for SqlStore {
-    async fn claim_resource_runs(
+    /// Claims up to `limit` due runs of `claimer` that need resources (see
+    /// [`ResourceStore::claim_resource_runs`]); a worker's attempts name it.
+    #[allow(clippy::too_many_arguments, reason = "the claim's own inputs, each passed through")]
+    pub(crate) async fn claim_with_resources(
         &self,
+        claimer: Claimer<'_>,
         node_id: &str,
+        worker_id: Option<&str>,
         now: i64,
         limit: i64,
         run_tokens: &[TokenRecord],
         limits: &HashMap<String, Limits>,
     ) -> Result<ResourceClaim> {
         // Most of the time no run waits for a resource: find that out without a write lock.
-        let waiting: Option<i64> =
-            sqlx::query("SELECT MIN(not_before) AS due FROM runs WHERE status = 'queued' AND resources IS NOT NULL")
-                .fetch_one(&self.read)
-                .await?
-                .try_get("due")?;
+        let waiting = format!(
+            "SELECT MIN(q.not_before) AS due FROM runs q
+             WHERE q.status = 'queued' AND q.resources IS NOT NULL AND {}",
+            claimer.condition(1)
+        );
+        let mut query = sqlx::query::<sqlx::Any>(sqlx::AssertSqlSafe(waiting));
+        for name in claimer.names() {
+            query = query.bind(name);
+        }
+        let waiting: Option<i64> = query.fetch_one(&self.read).await?.try_get("due")?;
         let Some(first_due) = waiting else { return Ok(ResourceClaim::default()) };
         if first_due > now {
             return Ok(ResourceClaim { runs: Vec::new(), wake_at: Some(first_due) });
         }
         let mut tx = self.resource_tx(now).await?;
-        let waiters = load_waiters(&mut tx, now).await?;
+        let waiters = load_waiters(&mut tx, now, Some(claimer)).await?;
         let holds = load_holds(&mut tx).await?;
         let usage = usage_of(&holds, load_buckets(&mut tx).await?);
         let plan: Vec<Waiter> = waiters.iter().map(WaiterRecord::waiter).collect();
@@ -273,18 +278,50 @@ impl ResourceStore for SqlStore {
             runs.push(run_from(&row)?);
         }
         draw_tokens(&mut tx, &taken, limits, &usage, now).await?;
-        start_attempts(&mut tx, &runs, node_id, now, run_tokens).await?;
-        let later: Option<i64> = sqlx::query(
-            "SELECT MIN(not_before) AS due FROM runs
-             WHERE status = 'queued' AND resources IS NOT NULL AND not_before > $1",
-        )
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("due")?;
+        start_attempts(&mut tx, &runs, node_id, worker_id, now, run_tokens).await?;
+        let later = format!(
+            "SELECT MIN(q.not_before) AS due FROM runs q
+             WHERE q.status = 'queued' AND q.resources IS NOT NULL AND q.not_before > $1 AND {}",
+            claimer.condition(2)
+        );
+        let mut query = sqlx::query::<sqlx::Any>(sqlx::AssertSqlSafe(later)).bind(now);
+        for name in claimer.names() {
+            query = query.bind(name);
+        }
+        let later: Option<i64> = query.fetch_one(&mut *tx).await?.try_get("due")?;
         tx.commit().await?;
         let wake_at = [alloc.retry_at, later].into_iter().flatten().min();
         Ok(ResourceClaim { runs, wake_at })
+    }
+
+    /// A write transaction for resource decisions: on PostgreSQL, nodes take turns (an
+    /// advisory lock held to the commit); SQLite's single writer already makes them. Expired
+    /// leases and abandoned lease requests are cleared first.
+    async fn resource_tx(&self, now: i64) -> Result<Tx> {
+        let mut tx = self.tx().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7370001)").execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM resource_holds WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM resource_waiters WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+}
+
+#[async_trait]
+impl ResourceStore for SqlStore {
+    async fn claim_resource_runs(
+        &self,
+        node_id: &str,
+        now: i64,
+        limit: i64,
+        run_tokens: &[TokenRecord],
+        limits: &HashMap<String, Limits>,
+    ) -> Result<ResourceClaim> {
+        self.claim_with_resources(Claimer::Node, node_id, None, now, limit, run_tokens, limits).await
     }
 
     async fn acquire_lease(
@@ -309,7 +346,7 @@ impl ResourceStore for SqlStore {
         .bind(now + WAITER_TTL_MS)
         .execute(&mut *tx)
         .await?;
-        let waiters = load_waiters(&mut tx, now).await?;
+        let waiters = load_waiters(&mut tx, now, Some(Claimer::Node)).await?;
         let holds = load_holds(&mut tx).await?;
         let usage = usage_of(&holds, load_buckets(&mut tx).await?);
         let plan: Vec<Waiter> = waiters.iter().map(WaiterRecord::waiter).collect();
@@ -396,7 +433,7 @@ impl ResourceStore for SqlStore {
     async fn resource_snapshot(&self, now: i64) -> Result<ResourceSnapshot> {
         let mut tx = self.read.begin().await?;
         let holds = load_holds(&mut tx).await?.into_iter().filter(|h| h.expires_at.is_none_or(|e| e > now)).collect();
-        let waiters = load_waiters(&mut tx, now).await?;
+        let waiters = load_waiters(&mut tx, now, None).await?;
         let buckets = load_buckets(&mut tx).await?;
         tx.commit().await?;
         Ok(ResourceSnapshot { holds, waiters, buckets })

@@ -8,7 +8,7 @@ use sqlx::{Any, Row};
 
 use agent_os_core::run::RunStatus;
 
-use super::{SqlStore, Tx, all, fetch_filtered, filtered, flag, join_names, split_names};
+use super::{Claimer, SqlStore, Tx, all, fetch_filtered, filtered, flag, join_names, split_names};
 use crate::model::{
     AttemptRecord, FinishAttempt, LogChunk, NewLogChunk, NewRun, NodeRecord, RunFilter, RunRecord, TokenRecord,
 };
@@ -23,7 +23,8 @@ pub trait RunStore: Send + Sync {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     async fn list_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
     /// Moves up to `limit` due queued runs to running for `node_id`, opening their next
-    /// attempt. Two nodes never claim the same run. The i-th claimed run (in the returned
+    /// attempt. Two nodes never claim the same run. Runs of worker projects are left to their
+    /// workers. The i-th claimed run (in the returned
     /// order) gets `run_tokens[i]`, with its run and project filled in, in the same transaction.
     async fn claim_runs(
         &self,
@@ -38,11 +39,13 @@ pub trait RunStore: Send + Sync {
     async fn finish_attempt(&self, f: &FinishAttempt) -> Result<RunRecord>;
     /// Cancels a queued run at once, or flags a running one for its runner.
     async fn request_cancel(&self, run_id: &str, now: i64) -> Result<RunRecord>;
-    /// Attempts still marked running (for crash recovery).
+    /// Attempts still marked running on the server's nodes (for crash recovery): attempts that
+    /// workers run are not among them.
     async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>>;
     /// Runs per status, for metrics.
     async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, i64)>>;
-    /// The earliest `not_before` of queued runs, so the dispatcher knows when to wake.
+    /// The earliest `not_before` of queued runs the server's nodes run (not those of worker
+    /// projects), so the dispatcher knows when to wake.
     async fn next_due(&self) -> Result<Option<i64>>;
 
     /// Appends output to a run's log, keeping at most `cap_bytes` (the oldest chunks go).
@@ -52,12 +55,6 @@ pub trait RunStore: Send + Sync {
 
     async fn upsert_node(&self, node: &NodeRecord) -> Result<()>;
     async fn get_node(&self, id: &str) -> Result<Option<NodeRecord>>;
-}
-
-macro_rules! attempt_columns {
-    () => {
-        "run_id, attempt, status, node_id, pid, proc_start, started_at, finished_at, exit_code, error"
-    };
 }
 
 pub(crate) fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
@@ -88,7 +85,7 @@ pub(crate) fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
     })
 }
 
-fn attempt_from(row: &AnyRow) -> Result<AttemptRecord, sqlx::Error> {
+pub(crate) fn attempt_from(row: &AnyRow) -> Result<AttemptRecord, sqlx::Error> {
     Ok(AttemptRecord {
         run_id: row.try_get("run_id")?,
         attempt: row.try_get("attempt")?,
@@ -100,6 +97,9 @@ fn attempt_from(row: &AnyRow) -> Result<AttemptRecord, sqlx::Error> {
         finished_at: row.try_get("finished_at")?,
         exit_code: row.try_get("exit_code")?,
         error: row.try_get("error")?,
+        worker_id: row.try_get("worker_id")?,
+        seen_at: row.try_get("seen_at")?,
+        worker_seq: row.try_get("worker_seq")?,
     })
 }
 
@@ -117,19 +117,42 @@ fn running_attempt_from(row: &AnyRow) -> Result<AttemptRecord, sqlx::Error> {
         finished_at: row.try_get("a_finished_at")?,
         exit_code: row.try_get("a_exit_code")?,
         error: row.try_get("a_error")?,
+        worker_id: row.try_get("a_worker_id")?,
+        seen_at: row.try_get("a_seen_at")?,
+        worker_seq: row.try_get("a_worker_seq")?,
     })
 }
 
-const RUNNING_ATTEMPTS: &str = r#"
-    SELECT r.id, r.project_id, r.project, r.task, r.status, r.input, r.outputs, r.attempt, r.max_attempts,
-           r.exit_code, r.error, r.trigger, r.cancel_requested, r.queued_at, r.not_before, r.started_at,
-           r.finished_at, r.log_bytes, r.log_dropped, r.concurrency_key, r.scheduled_for, r.resources, r.priority,
-           a.run_id AS a_run_id, a.attempt AS a_attempt, a.status AS a_status, a.node_id AS a_node_id,
-           a.pid AS a_pid, a.proc_start AS a_proc_start, a.started_at AS a_started_at,
-           a.finished_at AS a_finished_at, a.exit_code AS a_exit_code, a.error AS a_error
-    FROM run_attempts a JOIN runs r ON r.id = a.run_id
-    WHERE a.status = 'running'
-    ORDER BY a.run_id"#;
+/// The running attempts with their runs, `$on` saying whose: the nodes' (`a.worker_id IS NULL`)
+/// or the workers'.
+macro_rules! running_attempts {
+    ($on:literal) => {
+        concat!(
+            "SELECT r.id, r.project_id, r.project, r.task, r.status, r.input, r.outputs, r.attempt, r.max_attempts,
+                    r.exit_code, r.error, r.trigger, r.cancel_requested, r.queued_at, r.not_before, r.started_at,
+                    r.finished_at, r.log_bytes, r.log_dropped, r.concurrency_key, r.scheduled_for, r.resources,
+                    r.priority,
+                    a.run_id AS a_run_id, a.attempt AS a_attempt, a.status AS a_status, a.node_id AS a_node_id,
+                    a.pid AS a_pid, a.proc_start AS a_proc_start, a.started_at AS a_started_at,
+                    a.finished_at AS a_finished_at, a.exit_code AS a_exit_code, a.error AS a_error,
+                    a.worker_id AS a_worker_id, a.seen_at AS a_seen_at, a.worker_seq AS a_worker_seq
+             FROM run_attempts a JOIN runs r ON r.id = a.run_id
+             WHERE a.status = 'running' AND ",
+            $on,
+            " ORDER BY a.run_id"
+        )
+    };
+}
+
+const RUNNING_ATTEMPTS: &str = running_attempts!("a.worker_id IS NULL");
+
+/// The attempts workers run.
+pub(crate) const RUNNING_WORKER_ATTEMPTS: &str = running_attempts!("a.worker_id IS NOT NULL");
+
+/// A row of the running attempts: the run and its attempt.
+pub(crate) fn running_pair(row: &AnyRow) -> Result<(RunRecord, AttemptRecord), sqlx::Error> {
+    Ok((run_from(row)?, running_attempt_from(row)?))
+}
 
 /// Queues a run inside `tx`: due at `run.now`, queued at `queued_at` (a schedule's jitter can
 /// make a run due later than it was queued).
@@ -160,11 +183,13 @@ pub(crate) async fn queue_run(tx: &mut Tx, run: &NewRun, queued_at: i64) -> Resu
     Ok(run_from(&row)?)
 }
 
-/// The run token and attempt row of each freshly claimed run, in the claim's transaction.
+/// The run token and attempt row of each freshly claimed run, in the claim's transaction. An
+/// attempt a worker claimed names it, and counts as seen by it now.
 pub(crate) async fn start_attempts(
     tx: &mut Tx,
     runs: &[RunRecord],
     node_id: &str,
+    worker_id: Option<&str>,
     now: i64,
     run_tokens: &[TokenRecord],
 ) -> Result<()> {
@@ -174,16 +199,116 @@ pub(crate) async fn start_attempts(
             super::tokens::insert_token(&mut **tx, &t).await?;
         }
         sqlx::query(
-            "INSERT INTO run_attempts (run_id, attempt, status, node_id, started_at)
-             VALUES ($1, $2, 'running', $3, $4)",
+            "INSERT INTO run_attempts (run_id, attempt, status, node_id, started_at, worker_id, seen_at)
+             VALUES ($1, $2, 'running', $3, $4, $5, $6)",
         )
         .bind(&run.id)
         .bind(run.attempt)
         .bind(node_id)
         .bind(now)
+        .bind(worker_id)
+        .bind(worker_id.map(|_| now))
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Moves up to `limit` due queued runs of `claimer` that need no resources to running, in
+/// `tx`, oldest first; their attempts are opened by [`start_attempts`].
+pub(crate) async fn claim_plain(
+    tx: &mut Tx,
+    backend: super::Backend,
+    claimer: Claimer<'_>,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<RunRecord>> {
+    let claim = format!(
+        concat!(
+            "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1)
+             WHERE id IN (
+                 SELECT q.id FROM runs q
+                 WHERE q.status = 'queued' AND q.not_before <= $1 AND q.resources IS NULL AND {whose}
+                   AND ",
+            first_of_its_key!(),
+            "
+                 ORDER BY q.not_before, q.id
+                 LIMIT $2 {skip_locked})
+             RETURNING ",
+            run_columns!()
+        ),
+        whose = claimer.condition(3),
+        skip_locked = backend.skip_locked()
+    );
+    let mut query = sqlx::query::<Any>(sqlx::AssertSqlSafe(claim)).bind(now).bind(limit);
+    for name in claimer.names() {
+        query = query.bind(name);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    let mut runs = all(rows, run_from)?;
+    runs.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
+    Ok(runs)
+}
+
+/// Adds `chunks` to the log of `run_id` in `tx`, keeping at most `cap_bytes` (the oldest
+/// chunks go).
+pub(crate) async fn append_chunks(tx: &mut Tx, run_id: &str, chunks: &[NewLogChunk], cap_bytes: i64) -> Result<()> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let cap = cap_bytes.max(1);
+    let row = sqlx::query("SELECT log_seq, log_bytes, log_dropped FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("run {run_id:?}")))?;
+    let mut seq: i64 = row.try_get("log_seq")?;
+    let mut bytes: i64 = row.try_get("log_bytes")?;
+    let mut dropped: i64 = row.try_get("log_dropped")?;
+    for c in chunks {
+        let data = tail_bytes(&c.data, cap as usize);
+        dropped += (c.data.len() - data.len()) as i64;
+        seq += 1;
+        bytes += data.len() as i64;
+        sqlx::query("INSERT INTO run_logs (run_id, seq, stream, at, bytes, data) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(run_id)
+            .bind(seq)
+            .bind(&c.stream)
+            .bind(c.at)
+            .bind(data.len() as i64)
+            .bind(data)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if bytes > cap {
+        // Drop the oldest chunks until the log fits again: the tail is what explains a failure.
+        let sizes = sqlx::query("SELECT seq, bytes FROM run_logs WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut cut = 0;
+        for row in &sizes {
+            if bytes <= cap {
+                break;
+            }
+            let size: i64 = row.try_get("bytes")?;
+            cut = row.try_get("seq")?;
+            bytes -= size;
+            dropped += size;
+        }
+        sqlx::query("DELETE FROM run_logs WHERE run_id = $1 AND seq <= $2")
+            .bind(run_id)
+            .bind(cut)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE runs SET log_seq = $2, log_bytes = $3, log_dropped = $4 WHERE id = $1")
+        .bind(run_id)
+        .bind(seq)
+        .bind(bytes)
+        .bind(dropped)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -243,27 +368,9 @@ impl RunStore for SqlStore {
         limit: i64,
         run_tokens: &[TokenRecord],
     ) -> Result<Vec<RunRecord>> {
-        let claim = format!(
-            concat!(
-                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, $1)
-                 WHERE id IN (
-                     SELECT q.id FROM runs q
-                     WHERE q.status = 'queued' AND q.not_before <= $1 AND q.resources IS NULL
-                       AND ",
-                first_of_its_key!(),
-                "
-                     ORDER BY q.not_before, q.id
-                     LIMIT $2 {skip_locked})
-                 RETURNING ",
-                run_columns!()
-            ),
-            skip_locked = self.backend.skip_locked()
-        );
         let mut tx = self.tx().await?;
-        let rows = sqlx::query::<Any>(sqlx::AssertSqlSafe(claim)).bind(now).bind(limit).fetch_all(&mut *tx).await?;
-        let mut runs = all(rows, run_from)?;
-        runs.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
-        start_attempts(&mut tx, &runs, node_id, now, run_tokens).await?;
+        let runs = claim_plain(&mut tx, self.backend, Claimer::Node, now, limit).await?;
+        start_attempts(&mut tx, &runs, node_id, None, now, run_tokens).await?;
         tx.commit().await?;
         Ok(runs)
     }
@@ -377,7 +484,7 @@ impl RunStore for SqlStore {
 
     async fn running_attempts(&self) -> Result<Vec<(RunRecord, AttemptRecord)>> {
         let rows = sqlx::query(RUNNING_ATTEMPTS).fetch_all(&self.write).await?;
-        all(rows, |row| Ok((run_from(row)?, running_attempt_from(row)?)))
+        all(rows, running_pair)
     }
 
     async fn count_runs_by_status(&self) -> Result<Vec<(RunStatus, i64)>> {
@@ -390,13 +497,15 @@ impl RunStore for SqlStore {
     async fn next_due(&self) -> Result<Option<i64>> {
         // A run waiting for another of its concurrency key is not due: the end of that run
         // wakes the dispatcher.
-        let row = sqlx::query(concat!(
-            "SELECT MIN(q.not_before) AS due FROM runs q
-             WHERE q.status = 'queued' AND q.resources IS NULL AND ",
-            first_of_its_key!()
-        ))
-        .fetch_one(&self.read)
-        .await?;
+        let due = format!(
+            concat!(
+                "SELECT MIN(q.not_before) AS due FROM runs q
+                 WHERE q.status = 'queued' AND q.resources IS NULL AND {whose} AND ",
+                first_of_its_key!()
+            ),
+            whose = Claimer::Node.condition(1)
+        );
+        let row = sqlx::query::<Any>(sqlx::AssertSqlSafe(due)).fetch_one(&self.read).await?;
         Ok(row.try_get("due")?)
     }
 
@@ -404,60 +513,8 @@ impl RunStore for SqlStore {
         if chunks.is_empty() {
             return Ok(());
         }
-        let cap = cap_bytes.max(1);
         let mut tx = self.tx().await?;
-        let row = sqlx::query("SELECT log_seq, log_bytes, log_dropped FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("run {run_id:?}")))?;
-        let mut seq: i64 = row.try_get("log_seq")?;
-        let mut bytes: i64 = row.try_get("log_bytes")?;
-        let mut dropped: i64 = row.try_get("log_dropped")?;
-        for c in chunks {
-            let data = tail_bytes(&c.data, cap as usize);
-            dropped += (c.data.len() - data.len()) as i64;
-            seq += 1;
-            bytes += data.len() as i64;
-            sqlx::query("INSERT INTO run_logs (run_id, seq, stream, at, bytes, data) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(run_id)
-                .bind(seq)
-                .bind(&c.stream)
-                .bind(c.at)
-                .bind(data.len() as i64)
-                .bind(data)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if bytes > cap {
-            // Drop the oldest chunks until the log fits again: the tail is what explains a failure.
-            let sizes = sqlx::query("SELECT seq, bytes FROM run_logs WHERE run_id = $1 ORDER BY seq")
-                .bind(run_id)
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut cut = 0;
-            for row in &sizes {
-                if bytes <= cap {
-                    break;
-                }
-                let size: i64 = row.try_get("bytes")?;
-                cut = row.try_get("seq")?;
-                bytes -= size;
-                dropped += size;
-            }
-            sqlx::query("DELETE FROM run_logs WHERE run_id = $1 AND seq <= $2")
-                .bind(run_id)
-                .bind(cut)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE runs SET log_seq = $2, log_bytes = $3, log_dropped = $4 WHERE id = $1")
-            .bind(run_id)
-            .bind(seq)
-            .bind(bytes)
-            .bind(dropped)
-            .execute(&mut *tx)
-            .await?;
+        append_chunks(&mut tx, run_id, chunks, cap_bytes).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -125,11 +125,11 @@ impl TokenStore for SqlStore {
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        // Run tokens (one per attempt) far outnumber these: read the two kinds from the index.
+        // Run tokens (one per attempt) far outnumber these: read the other kinds from the index.
         let rows = sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
-            " FROM tokens WHERE kind IN ('admin', 'project') ORDER BY id"
+            " FROM tokens WHERE kind IN ('admin', 'project', 'worker') ORDER BY id"
         ))
         .fetch_all(&self.read)
         .await?;
