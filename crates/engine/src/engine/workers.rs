@@ -507,12 +507,7 @@ impl Engine {
                 let answer = answer.map_err(|message| CallError { message, retryable: false });
                 self.take_schedules(&p, answer, result).await;
             }
-            ProbeKind::Status | ProbeKind::Cost => {
-                self.take_probe(&p, kind, since, answer, result).await;
-                if kind == ProbeKind::Status {
-                    self.probes_changed(&p).await;
-                }
-            }
+            ProbeKind::Status | ProbeKind::Cost => self.take_probe(&p, kind, since, answer, result).await,
             ProbeKind::Health => {
                 return Err(EngineError::Invalid {
                     field: Some("kind".into()),
