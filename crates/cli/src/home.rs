@@ -70,11 +70,21 @@ pub fn write_client_config(home: &Path, cfg: &ClientConfig) -> Result<()> {
     Ok(())
 }
 
-/// An exclusive lock on the home, held while the server runs.
+/// An exclusive lock on a home, held while the server (or a worker) runs.
 pub struct HomeLock(#[allow(dead_code)] std::fs::File);
 
 pub fn lock(home: &Path) -> Result<HomeLock> {
-    let path = home.join("agent-os.lock");
+    let message = format!(
+        "another Agent OS server is already running with the home {} (it holds {}); stop it first or use another --home",
+        home.display(),
+        home.join("agent-os.lock").display()
+    );
+    lock_file(home, "agent-os.lock", &message)
+}
+
+/// Takes the lock file `name` in `home`, or fails with `busy` when another process holds it.
+pub fn lock_file(home: &Path, name: &str, busy: &str) -> Result<HomeLock> {
+    let path = home.join(name);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -87,11 +97,7 @@ pub fn lock(home: &Path) -> Result<HomeLock> {
         // SAFETY: flock on a file descriptor we own; non-blocking exclusive lock.
         let rc = unsafe { libc_flock(file.as_raw_fd()) };
         if rc != 0 {
-            bail!(
-                "another Agent OS server is already running with the home {} (it holds {}); stop it first or use another --home",
-                home.display(),
-                path.display()
-            );
+            bail!("{busy}");
         }
     }
     Ok(HomeLock(file))

@@ -18,11 +18,12 @@ mod serve;
 mod service;
 mod settings;
 mod table;
+mod worker;
 mod workflows;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -31,13 +32,14 @@ use clap::{Args, Parser, Subcommand};
     about = "Orchestrate work across your own projects, without holding their credentials."
 )]
 struct Cli {
-    /// Agent OS's home: config.yaml, the SQLite database, the local client config.
+    /// Agent OS's home: config.yaml, the SQLite database, the local client config (for
+    /// `worker`: the worker's spool, default ~/.agent-os-worker).
     #[arg(long, global = true, value_name = "DIR")]
     home: Option<PathBuf>,
     /// Server to talk to (client commands).
     #[arg(long, global = true, env = "AGENT_OS_URL", value_name = "URL")]
     url: Option<String>,
-    /// API token (client commands).
+    /// API token (client commands; for `worker`, its worker token, else AGENT_OS_WORKER_TOKEN).
     #[arg(long, global = true, env = "AGENT_OS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Set the variables of FILE (KEY=value lines, nothing expanded) before the command starts;
@@ -185,6 +187,10 @@ enum Command {
     Service(service::ServiceCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// Serve the projects in local directories to a server this machine connects out to: runs
+    /// their tasks and probes here (token from --token or AGENT_OS_WORKER_TOKEN; home from
+    /// --home, default ~/.agent-os-worker).
+    Worker(worker::WorkerArgs),
 }
 
 #[derive(Subcommand)]
@@ -301,7 +307,14 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
-    let cli = Cli::parse_from(args);
+    let matches = Cli::command().get_matches_from(args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // A worker takes its token from --token or AGENT_OS_WORKER_TOKEN, never from a client's
+    // AGENT_OS_TOKEN (which a task, say, has in its environment).
+    let token_on_command_line = matches.value_source("token") == Some(clap::parser::ValueSource::CommandLine);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -309,7 +322,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    match runtime.block_on(dispatch(cli, token_on_command_line)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -318,8 +331,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+async fn dispatch(cli: Cli, token_on_command_line: bool) -> anyhow::Result<u8> {
     match &cli.command {
+        Command::Worker(a) => {
+            init_tracing();
+            let token = cli.token.clone().filter(|_| token_on_command_line);
+            worker::run(a, token, cli.home.as_deref()).await
+        }
         Command::Serve(a) => {
             init_tracing();
             let home = home::resolve(cli.home.as_deref())?;
@@ -435,6 +453,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Keys(_)
         | Command::Event(_)
         | Command::Workflow(_)
+        | Command::Worker(_)
         | Command::Init(_)
         | Command::Service(_) => C::Nothing,
     }

@@ -42,13 +42,14 @@ use agent_os_store::{
 };
 
 use crate::clock::Clock;
+use crate::command::{AttemptVars, CommandAttempt, INTERRUPTED, Stop, run_command};
 use crate::config::EngineConfig;
 use crate::costs::{CostContext, CostInput, FieldError, validate};
 use crate::metrics::{Histogram, RUN_BUCKETS};
 use crate::plugin::{self, HttpPlugins, PROTOCOL};
-use crate::process::{SIGKILL, SIGTERM, is_our_group, signal_group};
+use crate::process::{SIGKILL, SIGTERM, hostname, is_our_group, signal_group};
 use crate::project::{LoadError, LoadedProject, load_dir};
-use crate::runner::{Exit, ProcessSpec, Stream, base_env, read_outputs, run_process};
+use crate::runner::Stream;
 use crate::secrets::{TokenKind, new_signing_secret, new_token, random_fraction, token_record};
 use supervisor::{Loop, panic_message};
 
@@ -107,9 +108,6 @@ pub struct RunRequest {
     pub trigger: String,
 }
 
-/// The reason recorded on an attempt cut short by a shutdown of Agent OS.
-const INTERRUPTED: &str = "interrupted: Agent OS shut down";
-
 /// How an attempt ended, as whoever ran it tells: this node's runner, an HTTP plugin, or a
 /// worker. [`Engine::finish_of`] turns it into what happens to the run.
 #[derive(Clone, Debug)]
@@ -121,15 +119,6 @@ pub(crate) struct AttemptReport {
     pub interrupted: bool,
     /// What the task wrote to its outputs file (kept for a success only).
     pub outputs: Option<Value>,
-}
-
-/// Why a running task is being stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
-    /// A user cancelled it.
-    Cancel,
-    /// This node is shutting down; the run is retried later.
-    Interrupt,
 }
 
 pub struct Engine {
@@ -190,18 +179,6 @@ pub struct Engine {
     /// has passed since, as they had no chance to reach a server that was down.
     started_at: i64,
     pub run_durations: Histogram,
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    if ok {
-        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown".into()
-    }
 }
 
 impl Engine {
@@ -973,39 +950,26 @@ impl Engine {
                     return fail("the task has nothing to run".into());
                 };
                 let output_path = self.cfg.runtime_dir.join("outputs").join(format!("{}-{}.json", run.id, run.attempt));
-                let _ = std::fs::remove_file(&output_path);
-                let mut env = base_env();
-                for (k, v) in [
-                    ("AGENT_OS_URL", self.cfg.public_url.clone()),
-                    ("AGENT_OS_PROJECT", run.project.clone()),
-                    ("AGENT_OS_TASK", run.task.clone()),
-                    ("AGENT_OS_RUN_ID", run.id.clone()),
-                    ("AGENT_OS_ATTEMPT", run.attempt.to_string()),
-                    ("AGENT_OS_TOKEN", token.to_string()),
-                    ("AGENT_OS_OUTPUT", output_path.display().to_string()),
-                    ("AGENT_OS_PROTOCOL", PROTOCOL.to_string()),
-                ] {
-                    env.push((k.to_string(), v));
-                }
-                let (cancel_tx, cancel_rx) = watch::channel(false);
-                let mut stop_watch = stop.clone();
-                let forward = AbortOnDropHandle::new(tokio::spawn(async move {
-                    let stopped = stop_watch.wait_for(Option::is_some).await.is_ok();
-                    if stopped {
-                        let _ = cancel_tx.send(true);
-                    }
-                }));
                 let (store, tasks) = (self.store.clone(), self.tasks.clone());
                 let (run_id, attempt) = (run.id.clone(), run.attempt);
-                let spec = ProcessSpec {
+                let spec = CommandAttempt {
                     root,
                     command,
-                    env,
-                    stdin: input.to_string().into_bytes(),
+                    input: &input,
+                    vars: AttemptVars {
+                        url: &self.cfg.public_url,
+                        project: &run.project,
+                        task: &run.task,
+                        run_id: &run.id,
+                        attempt: run.attempt,
+                        token,
+                    },
+                    output_path,
                     timeout,
                     kill_grace: grace,
+                    max_output_bytes: self.cfg.max_output_bytes,
                 };
-                let exit = run_process(spec, sink.clone(), cancel_rx, async move |pid, start| {
+                let done = run_command(spec, sink.clone(), stop.clone(), async move |pid, start| {
                     // Recorded for crash recovery, off the task's critical path: if it lands
                     // after the attempt ended it only annotates a finished attempt.
                     tasks.spawn(async move {
@@ -1015,13 +979,7 @@ impl Engine {
                     });
                 })
                 .await;
-                drop(forward);
-                let stop_reason = *stop.borrow();
-                let outcome = self.exit_to_end(exit, stop_reason, timeout, &output_path);
-                if let (AttemptEnd::Failed { reason, .. }, _) = &outcome {
-                    let _ = sink.send((Stream::System, format!("attempt failed: {reason}\n")));
-                }
-                outcome
+                (done.end, done.outputs)
             }
             Transport::Http { url } => {
                 let body = json!({"protocol": PROTOCOL, "project": run.project, "task": run.task, "run_id": run.id, "attempt": run.attempt, "input": input});
@@ -1066,39 +1024,6 @@ impl Engine {
         let _ = writer.await;
         let (end, outputs) = result;
         (end, outputs.map(|v| redactor.redact_json(v)))
-    }
-
-    fn exit_to_end(
-        &self,
-        exit: Exit,
-        stop: Option<Stop>,
-        timeout: Duration,
-        output_path: &Path,
-    ) -> (AttemptEnd, Option<Value>) {
-        match exit {
-            Exit::Code(0) => match read_outputs(&output_path.to_path_buf(), self.cfg.max_output_bytes) {
-                Ok(outputs) => (AttemptEnd::Succeeded, outputs),
-                Err(why) => (AttemptEnd::Failed { reason: why, retryable: false }, None),
-            },
-            Exit::Cancelled if stop == Some(Stop::Interrupt) => {
-                let _ = std::fs::remove_file(output_path);
-                (AttemptEnd::Failed { reason: INTERRUPTED.into(), retryable: true }, None)
-            }
-            other => {
-                let _ = std::fs::remove_file(output_path);
-                let end = match &other {
-                    Exit::TimedOut => AttemptEnd::TimedOut,
-                    Exit::Cancelled => AttemptEnd::Cancelled,
-                    Exit::Code(EXIT_NO_RETRY) => AttemptEnd::Failed {
-                        reason: format!("exit status {EXIT_NO_RETRY} (the task asked not to be retried)"),
-                        retryable: false,
-                    },
-                    Exit::SpawnFailed(why) => AttemptEnd::Failed { reason: why.clone(), retryable: false },
-                    _ => AttemptEnd::Failed { reason: other.describe(timeout), retryable: true },
-                };
-                (end, None)
-            }
-        }
     }
 
     /// Collects a run's output lines, redacts them, and stores them in batches.

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod costs;
 pub mod engine;

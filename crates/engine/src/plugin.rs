@@ -3,6 +3,7 @@
 //! request on stdin and answering on stdout) and the HTTP transport (the project's endpoint;
 //! every request signed per Standard Webhooks). This module alone knows the wire format.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,7 +13,7 @@ use crate::costs::CostInput;
 use crate::project::LoadedProject;
 use crate::runner::{Exit, ProcessSpec, base_env, run_captured};
 use crate::secrets::sign_webhook;
-use agent_os_core::manifest::Probe;
+use agent_os_core::manifest::{Command, Probe};
 use agent_os_store::ProjectTransport;
 
 /// The protocol version Agent OS speaks.
@@ -246,31 +247,7 @@ pub async fn ask_probe(
 ) -> Result<Value, CallError> {
     let name = &project.record.name;
     match (&probe.run, &project.record.transport, project.root()) {
-        (Some(cmd), _, Some(root)) => {
-            let mut env = base_env();
-            env.push(("AGENT_OS_URL".into(), public_url.to_string()));
-            env.push(("AGENT_OS_PROJECT".into(), name.clone()));
-            env.push(("AGENT_OS_PROTOCOL".into(), PROTOCOL.to_string()));
-            let request = json!({"protocol": PROTOCOL, "op": op, "project": name, "since": since});
-            let spec = ProcessSpec {
-                root,
-                command: cmd,
-                env,
-                stdin: request.to_string().into_bytes(),
-                timeout: probe.timeout,
-                kill_grace: Duration::from_secs(2),
-            };
-            let out = run_captured(spec, MAX_ANSWER_BYTES).await;
-            match out.exit {
-                Exit::Code(0) => serde_json::from_str(out.stdout.trim())
-                    .map_err(|e| CallError::new(format!("probe printed no JSON answer: {e}"), true)),
-                other => {
-                    let tail = agent_os_core::redact::redact_shapes(out.stderr_tail.trim());
-                    let why = other.describe(probe.timeout);
-                    Err(CallError::new(if tail.is_empty() { why } else { format!("{why}: {tail}") }, true))
-                }
-            }
-        }
+        (Some(cmd), _, Some(root)) => ask_command_probe(root, name, op, cmd, probe.timeout, public_url, since).await,
         (None, ProjectTransport::Http { url, secret, .. }, _) => {
             let path = match (op, since) {
                 ("get_status", _) => "status".to_string(),
@@ -282,5 +259,42 @@ pub async fn ask_probe(
             http.get(url, &keys, &path, probe.timeout).await
         }
         _ => Err(CallError::new("the probe has nothing to run for this project", false)),
+    }
+}
+
+/// Asks a command probe in the project's directory `root`: the request on stdin, the JSON
+/// answer on stdout, within `timeout`. The server's probes of local projects and the worker's
+/// probes of the projects it serves both ask through here.
+pub async fn ask_command_probe(
+    root: &Path,
+    project: &str,
+    op: &str,
+    command: &Command,
+    timeout: Duration,
+    public_url: &str,
+    since: Option<&str>,
+) -> Result<Value, CallError> {
+    let mut env = base_env();
+    env.push(("AGENT_OS_URL".into(), public_url.to_string()));
+    env.push(("AGENT_OS_PROJECT".into(), project.to_string()));
+    env.push(("AGENT_OS_PROTOCOL".into(), PROTOCOL.to_string()));
+    let request = json!({"protocol": PROTOCOL, "op": op, "project": project, "since": since});
+    let spec = ProcessSpec {
+        root,
+        command,
+        env,
+        stdin: request.to_string().into_bytes(),
+        timeout,
+        kill_grace: Duration::from_secs(2),
+    };
+    let out = run_captured(spec, MAX_ANSWER_BYTES).await;
+    match out.exit {
+        Exit::Code(0) => serde_json::from_str(out.stdout.trim())
+            .map_err(|e| CallError::new(format!("probe printed no JSON answer: {e}"), true)),
+        other => {
+            let tail = agent_os_core::redact::redact_shapes(out.stderr_tail.trim());
+            let why = other.describe(timeout);
+            Err(CallError::new(if tail.is_empty() { why } else { format!("{why}: {tail}") }, true))
+        }
     }
 }

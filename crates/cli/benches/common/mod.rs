@@ -31,6 +31,7 @@ pub fn ms(d: Duration) -> f64 {
 pub struct Stats {
     pub p50: f64,
     pub p90: f64,
+    pub p95: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -42,7 +43,7 @@ impl Stats {
         samples.sort_by(f64::total_cmp);
         // Nearest rank: the smallest sample with at least p of all samples at or below it.
         let rank = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
-        Stats { p50: rank(0.50), p90: rank(0.90), p99: rank(0.99), max: samples[samples.len() - 1] }
+        Stats { p50: rank(0.50), p90: rank(0.90), p95: rank(0.95), p99: rank(0.99), max: samples[samples.len() - 1] }
     }
 }
 
