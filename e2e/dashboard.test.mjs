@@ -211,7 +211,7 @@ async function startServer() {
   const logPath = join(home, 'server.log');
   const log = openSync(logPath, 'a');
   const env = { ...process.env, NO_COLOR: '1' };
-  for (const k of ['AGENT_OS_ADMIN_TOKEN', 'AGENT_OS_URL', 'AGENT_OS_TOKEN', 'AGENT_OS_DATABASE_URL', 'AGENT_OS_HOME']) {
+  for (const k of ['AGENT_OS_ADMIN_TOKEN', 'AGENT_OS_URL', 'AGENT_OS_TOKEN', 'AGENT_OS_DATABASE_URL', 'DATABASE_URL', 'AGENT_OS_PUBLIC_URL', 'AGENT_OS_HOME']) {
     delete env[k];
   }
   const proc = spawn(BIN, ['demo', '--home', join(home, 'home'), '--bind', '127.0.0.1:0'], {

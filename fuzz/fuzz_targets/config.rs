@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     match Config::parse("config.yaml", text) {
         Err(e) => check_errors(text, &e),
         Ok(c) => {
-            assert!(!c.bind.is_empty());
+            let bind = c.bind.as_deref();
+            assert!(
+                bind.is_none_or(|b| b.parse::<std::net::SocketAddr>().is_ok()),
+                "an accepted bind {bind:?} that cannot be bound"
+            );
             assert!(c.max_concurrent_runs > 0, "an accepted config that runs nothing");
             for (name, url) in &c.channels {
                 assert!(!name.is_empty() && !url.is_empty(), "channel {name:?} = {url:?}");

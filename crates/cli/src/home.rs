@@ -114,10 +114,10 @@ unsafe fn libc_flock(fd: i32) -> i32 {
 }
 
 /// The default config file written on first start: every setting, commented out.
-pub const DEFAULT_CONFIG: &str = "# Agent OS settings (docs/config.md). Every line is optional; flags override them.\n\
-# bind: 127.0.0.1:7700            # listen address; 127.0.0.1 keeps Agent OS private to this machine\n\
-# public_url: http://127.0.0.1:7700  # the URL tasks use to reach Agent OS (AGENT_OS_URL)\n\
-# database_url: postgres://agent_os@db.example.internal/agent_os  # default: SQLite file agent-os.db here\n\
+pub const DEFAULT_CONFIG: &str = "# Agent OS settings (docs/config.md). Every line is optional; flags and AGENT_OS_* variables override them.\n\
+# bind: 127.0.0.1:7700            # listen address; 127.0.0.1 keeps Agent OS private to this machine (unset: 0.0.0.0:$PORT when PORT is set)\n\
+# public_url: https://agent-os.example.com  # the URL tasks and browsers use to reach Agent OS (AGENT_OS_URL)\n\
+# database_url: postgres://agent_os@db.example.internal/agent_os  # default: a postgres:// DATABASE_URL, else SQLite file agent-os.db here\n\
 # durability: normal              # normal: survives a crash of Agent OS; full: also power loss (slower)\n\
 # runs:\n\
 #   max_concurrent: 16\n\

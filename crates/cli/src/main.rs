@@ -7,6 +7,7 @@ mod commands;
 mod dashboard;
 mod discover;
 mod exec;
+mod healthcheck;
 mod home;
 mod inbox;
 mod incidents;
@@ -14,6 +15,8 @@ mod init;
 mod keys;
 mod lease;
 mod serve;
+mod service;
+mod settings;
 mod table;
 mod worker;
 mod workflows;
@@ -39,19 +42,28 @@ struct Cli {
     /// API token (client commands; for `worker`, its worker token, else AGENT_OS_WORKER_TOKEN).
     #[arg(long, global = true, env = "AGENT_OS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Set the variables of FILE (KEY=value lines, nothing expanded) before the command starts;
+    /// it must come before the command. The services `agent-os service install` writes use it.
+    // Declared for the help and for clap to accept it; `main` reads it before clap parses
+    // (`service::env_file_arg`), so options that fall back to the environment see the file.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Args, Clone)]
 struct ServeArgs {
-    /// Listen address (default 127.0.0.1:7700, or `bind` in config.yaml).
+    /// Listen address (else `bind` in config.yaml, else 0.0.0.0:$PORT when PORT is set (serve),
+    /// else 127.0.0.1:7700).
     #[arg(long, value_name = "ADDR:PORT")]
     bind: Option<String>,
-    /// sqlite://PATH or postgres://USER@HOST/DB (default: agent-os.db in the home).
-    #[arg(long, env = "AGENT_OS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    /// sqlite://PATH or postgres://USER@HOST/DB (else $AGENT_OS_DATABASE_URL, `database_url` in
+    /// config.yaml, a postgres:// $DATABASE_URL (serve), else agent-os.db in the home).
+    #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// URL tasks use to reach this server (default: the bound address).
+    /// URL tasks and browsers reach this server by (else $AGENT_OS_PUBLIC_URL, `public_url` in
+    /// config.yaml, else the listen address).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
 }
@@ -60,6 +72,9 @@ struct ServeArgs {
 enum Command {
     /// Run the Agent OS server (API, engine).
     Serve(ServeArgs),
+    /// Ask a server whether it is healthy (GET /healthz, no token): exit 0 when it answers 200,
+    /// 1 otherwise. For a container's HEALTHCHECK.
+    Healthcheck,
     /// Run the server with the example projects registered (in a fresh temporary home unless --home is given).
     Demo(ServeArgs),
     /// Register, list, inspect, reload or remove projects.
@@ -166,6 +181,10 @@ enum Command {
     /// Cron tools: `cron next EXPR` prints when an expression fires (no server needed).
     #[command(subcommand)]
     Cron(CronCmd),
+    /// Run the server or a worker as a service of your session (launchd on macOS, systemd on
+    /// Linux): install, uninstall, status. No server needed.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Serve the projects in local directories to a server this machine connects out to: runs
@@ -243,11 +262,12 @@ fn cron_next(expr: &str, tz: &str, after: Option<&str>, count: usize, json: bool
     0
 }
 
-fn flags(a: &ServeArgs) -> serve::ServeFlags {
+fn flags(a: &ServeArgs, platform_env: bool) -> serve::ServeFlags {
     serve::ServeFlags {
         bind: a.bind.clone(),
         database_url: a.database_url.clone(),
         public_url: a.public_url.clone(),
+        platform_env,
         vars: Default::default(),
     }
 }
@@ -268,7 +288,26 @@ fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> b
 }
 
 fn main() -> std::process::ExitCode {
-    let matches = Cli::command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(file) = service::env_file_arg(&args) {
+        match service::read_env_file(&file) {
+            Ok(read) => {
+                if let Some(w) = read.warning {
+                    eprintln!("{w}");
+                }
+                for (key, value) in read.vars {
+                    // SAFETY: nothing else runs yet: no runtime, no thread has been started, so
+                    // no one reads the environment while it changes.
+                    unsafe { std::env::set_var(key, value) };
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let matches = Cli::command().get_matches_from(args);
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -302,18 +341,19 @@ async fn dispatch(cli: Cli, token_on_command_line: bool) -> anyhow::Result<u8> {
         Command::Serve(a) => {
             init_tracing();
             let home = home::resolve(cli.home.as_deref())?;
-            serve::serve(&home, &flags(a)).await?;
+            serve::serve(&home, &flags(a, true)).await?;
             Ok(0)
         }
         Command::Demo(a) => {
             init_tracing();
-            serve::demo(cli.home.as_deref(), &flags(a)).await?;
+            serve::demo(cli.home.as_deref(), &flags(a, false)).await?;
             Ok(0)
         }
         Command::Openapi => {
             println!("{}", agent_os_server::openapi_json());
             Ok(0)
         }
+        Command::Healthcheck => Ok(healthcheck::run(cli.home.as_deref(), cli.url.clone()).await),
         Command::Cron(CronCmd::Next { expr, tz, after, count, json }) => {
             Ok(cron_next(expr, tz, after.as_deref(), *count, *json))
         }
@@ -326,6 +366,7 @@ async fn dispatch(cli: Cli, token_on_command_line: bool) -> anyhow::Result<u8> {
             Ok(exec::run(a, client.as_ref()).await)
         }
         Command::Init(a) => Ok(init::run(a)),
+        Command::Service(s) => Ok(service::run(s, cli.home.as_deref()).await),
         Command::Lease(a) => {
             let client = commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?;
             Ok(lease::run(a, &client).await)
@@ -398,6 +439,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Notifications { project, json } => C::Notifications { project: project.as_deref(), json: *json },
         Command::Channel(ch) => C::Channel(ch),
         Command::Serve(_)
+        | Command::Healthcheck
         | Command::Demo(_)
         | Command::Openapi
         | Command::Cron(_)
@@ -412,7 +454,8 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Event(_)
         | Command::Workflow(_)
         | Command::Worker(_)
-        | Command::Init(_) => C::Nothing,
+        | Command::Init(_)
+        | Command::Service(_) => C::Nothing,
     }
 }
 

@@ -14,6 +14,7 @@ use agent_os_engine::{Clock, Engine, EngineConfig, SystemClock};
 use agent_os_store::{Durability, SqlStore, Store, StoreError, StoreOptions, redact_url, sqlite_url};
 
 use crate::home::{self, ClientConfig};
+use crate::settings;
 
 /// Settings given on the command line (they win over config.yaml).
 #[derive(Default, Clone)]
@@ -21,6 +22,9 @@ pub struct ServeFlags {
     pub bind: Option<String>,
     pub database_url: Option<String>,
     pub public_url: Option<String>,
+    /// Whether a hosting platform's `PORT` and `DATABASE_URL` count (`serve`; `demo` never
+    /// runs hosted, and must not take a database meant for another program).
+    pub platform_env: bool,
     /// `${VAR}` values for channel URLs that the process provides itself (the demo's inbox
     /// port); the environment is read for the rest.
     pub vars: std::collections::HashMap<String, String>,
@@ -32,6 +36,10 @@ pub struct Running {
     pub url: String,
     /// Set when the admin token was created now (shown once).
     pub new_admin_token: Option<String>,
+    /// Where the listen address, database and public URL came from, one line each, and what
+    /// the environment set that lost to them (`settings`).
+    pub origins: Vec<String>,
+    pub notes: Vec<String>,
     listener: Option<tokio::net::TcpListener>,
     config: Config,
     _lock: home::HomeLock,
@@ -124,13 +132,16 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let clock = SystemClock;
     let now = clock.now_ms();
 
-    if let Some(u) = &flags.public_url
-        && !(u.starts_with("http://") || u.starts_with("https://"))
-    {
-        bail!("--public-url {u:?} is not an http(s) URL; e.g. --public-url http://127.0.0.1:7700");
-    }
-    let bind = flags.bind.clone().unwrap_or_else(|| config.bind.clone());
-    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let env = settings::Env::new(&lookup, flags.platform_env);
+    let mut notes = Vec::new();
+    let public = settings::public_url(flags.public_url.as_deref(), config.public_url.as_deref(), &env)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bind = settings::listen_address(flags.bind.as_deref(), config.bind.as_deref(), &env, &mut notes)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind(&bind.value)
+        .await
+        .with_context(|| format!("cannot listen on {} ({})", bind.value, bind.source))?;
     let addr = listener.local_addr()?;
     let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
     let host = if host.contains(':') { format!("[{host}]") } else { host };
@@ -138,12 +149,14 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
 
     // The database and the admin token come after the listener: a first start that cannot
     // bind must not create (and lose) the admin token.
-    let url = flags
-        .database_url
-        .clone()
-        .or_else(|| std::env::var("AGENT_OS_DATABASE_URL").ok().filter(|u| !u.is_empty()))
-        .or_else(|| config.database_url.clone())
-        .unwrap_or_else(|| sqlite_url(&home.join("agent-os.db")));
+    let database = settings::database_url(
+        flags.database_url.as_deref(),
+        config.database_url.as_deref(),
+        &env,
+        &sqlite_url(&home.join("agent-os.db")),
+        &mut notes,
+    );
+    let url = database.value.clone();
     let mut opts = StoreOptions::new(url.clone());
     opts.durability = match config.durability {
         agent_os_core::config::Durability::Full => Durability::Full,
@@ -155,12 +168,24 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     store.init_setting("install_id", &agent_os_core::id::new_id()).await?;
     let (new_admin_token, known_token) = admin_token(store.as_ref(), now).await?;
 
-    let public_url = flags
-        .public_url
-        .as_deref()
-        .map(|u| u.trim_end_matches('/').to_string())
-        .or_else(|| config.public_url.clone())
-        .unwrap_or_else(|| local_url.clone());
+    let public_url = public.clone().map_or_else(|| local_url.clone(), |p| p.value);
+    if let Some(warning) = settings::exposure_warning(addr, &public_url) {
+        eprintln!("warning: {warning}");
+        tracing::warn!("{warning}");
+    }
+    let origins = vec![
+        format!("listen address: {addr} ({})", bind.source),
+        match database.source {
+            settings::Source::Default => {
+                format!("database: the SQLite file {} (default)", home.join("agent-os.db").display())
+            }
+            source => format!("database: {} ({source})", redact_url(&database.value)),
+        },
+        match &public {
+            Some(p) => format!("public URL: {} ({})", p.value, p.source),
+            None => format!("public URL: {public_url} (the listen address)"),
+        },
+    ];
 
     // The local client config: the URL always, the admin token when we know it.
     let previous = home::read_client_config(home);
@@ -183,7 +208,16 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     ecfg.log_max_bytes = config.log_max_bytes as i64;
     ecfg.workers = config.workers;
     let engine = Engine::start(store, Arc::new(clock), ecfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Running { engine, url: local_url, new_admin_token, listener: Some(listener), config, _lock: lock })
+    Ok(Running {
+        engine,
+        url: local_url,
+        new_admin_token,
+        origins,
+        notes,
+        listener: Some(listener),
+        config,
+        _lock: lock,
+    })
 }
 
 async fn shutdown_signal() {
@@ -243,6 +277,12 @@ pub async fn serve(home: &Path, flags: &ServeFlags) -> Result<()> {
     println!("Agent OS {} listening on {}", env!("CARGO_PKG_VERSION"), running.url);
     println!("dashboard: {}/", running.url.trim_end_matches('/'));
     println!("home: {}", home.display());
+    for line in &running.origins {
+        println!("{line}");
+    }
+    for note in &running.notes {
+        eprintln!("note: {note}");
+    }
     if let Some(token) = &running.new_admin_token {
         println!(
             "admin token (shown once; also saved for the local CLI in {}):\n  {token}",

@@ -39,7 +39,9 @@ impl Server {
         c.env_remove("AGENT_OS_ADMIN_TOKEN")
             .env_remove("AGENT_OS_URL")
             .env_remove("AGENT_OS_TOKEN")
-            .env_remove("AGENT_OS_DATABASE_URL");
+            .env_remove("AGENT_OS_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .env_remove("AGENT_OS_PUBLIC_URL");
         for (k, v) in extra_env {
             c.env(k, v);
         }

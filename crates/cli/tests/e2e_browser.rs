@@ -55,6 +55,8 @@ fn the_dashboard_works_in_headless_chromium() {
         .env_remove("AGENT_OS_URL")
         .env_remove("AGENT_OS_TOKEN")
         .env_remove("AGENT_OS_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("AGENT_OS_PUBLIC_URL")
         .env_remove("AGENT_OS_HOME")
         .output()
         .expect("cannot start node");

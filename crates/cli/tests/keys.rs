@@ -784,6 +784,8 @@ fn with_no_path_every_registered_project_is_audited_and_hosted_ones_are_skipped(
         .env("HOME", w.user_home())
         .env_remove("AGENT_OS_ADMIN_TOKEN")
         .env_remove("AGENT_OS_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("AGENT_OS_PUBLIC_URL")
         .stdout(Stdio::from(std::fs::File::create(&out_file).unwrap()))
         .stderr(Stdio::null())
         .spawn()

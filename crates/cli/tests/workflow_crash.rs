@@ -30,6 +30,8 @@ impl Server {
             .env_remove("AGENT_OS_URL")
             .env_remove("AGENT_OS_TOKEN")
             .env_remove("AGENT_OS_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .env_remove("AGENT_OS_PUBLIC_URL")
             .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
             .stderr(Stdio::null())
             .spawn()

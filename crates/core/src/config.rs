@@ -313,7 +313,9 @@ impl Default for Workers {
 /// Validated settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub bind: String,
+    /// The listen address the file names; `None` when it names none (then `PORT` from a hosting
+    /// platform, else [`DEFAULT_BIND`]: docs/config.md#precedence).
+    pub bind: Option<String>,
     pub public_url: Option<String>,
     pub database_url: Option<String>,
     /// SQLite only.
@@ -351,7 +353,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 impl Default for Config {
     fn default() -> Self {
         Config {
-            bind: DEFAULT_BIND.into(),
+            bind: None,
             public_url: None,
             database_url: None,
             durability: Durability::Normal,
@@ -403,7 +405,7 @@ impl Config {
                     "e.g. bind: 127.0.0.1:7700 (use 0.0.0.0:7700 to listen on every interface)",
                 );
             }
-            c.bind = b.value;
+            c.bind = Some(b.value);
         }
         if let Some(u) = raw.public_url {
             if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
@@ -907,7 +909,8 @@ mod tests {
     #[test]
     fn reads_every_field() {
         let c = Config::parse("c.yaml", "bind: 0.0.0.0:8000\npublic_url: https://aos.example.com/\ndurability: full\nruns:\n  max_concurrent: 4\n  default_timeout: 2h\n  kill_grace: 3s\n  log_max_bytes: 4096\napi:\n  max_body_bytes: 2048\n").unwrap();
-        assert_eq!(c.bind, "0.0.0.0:8000");
+        assert_eq!(c.bind.as_deref(), Some("0.0.0.0:8000"));
+        assert_eq!(Config::parse("c.yaml", "").unwrap().bind, None, "an empty file names no address");
         assert_eq!(c.public_url.as_deref(), Some("https://aos.example.com"));
         assert_eq!(c.max_concurrent_runs, 4);
         assert_eq!(c.default_timeout, Duration::from_secs(7200));

@@ -1,6 +1,7 @@
 //! Network addresses as users write them in `config.yaml`: an address (`10.0.0.7`, `::1`) or a
-//! range in CIDR notation (`10.0.0.0/8`, `fd00::/8`), and which client address a request
-//! stands for when it came through proxies the operator trusts.
+//! range in CIDR notation (`10.0.0.0/8`, `fd00::/8`), and what a request's forwarding headers
+//! say (the client's address, whether the browser used HTTPS) when it came through proxies the
+//! operator trusts.
 
 use std::net::IpAddr;
 
@@ -81,6 +82,18 @@ pub fn client_address<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a 
     client
 }
 
+/// Whether the browser reached the proxy over HTTPS, as `X-Forwarded-Proto` says: only when
+/// the TCP peer is a trusted proxy, since anyone else can write the header. The last value is
+/// the one the peer itself wrote (a proxy that appends leaves the client's own words to its
+/// left); several header lines read as one list.
+pub fn forwarded_https<'a>(peer: IpAddr, forwarded_proto: impl Iterator<Item = &'a str>, trusted: &[IpRange]) -> bool {
+    if !trusted.iter().any(|r| r.contains(peer.to_canonical())) {
+        return false;
+    }
+    let last = forwarded_proto.flat_map(|h| h.split(',')).map(str::trim).filter(|p| !p.is_empty()).last();
+    last.is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`, `[::1]:80`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     if let Ok(ip) = hop.parse::<IpAddr>() {
@@ -142,6 +155,28 @@ mod tests {
         ];
         for (peer, headers, trusted, want) in cases {
             assert_eq!(client_address(ip(peer), headers.iter().copied(), trusted), ip(want), "{peer} {headers:?}");
+        }
+    }
+
+    #[test]
+    fn https_is_taken_from_a_trusted_proxy_only() {
+        let trusted = [IpRange::parse("10.0.0.0/8").unwrap()];
+        let cases: [(&str, &[&str], &[IpRange], bool); 8] = [
+            // The proxy says the browser used HTTPS.
+            ("10.0.0.2", &["https"], &trusted, true),
+            ("10.0.0.2", &["HTTPS"], &trusted, true),
+            ("10.0.0.2", &["http"], &trusted, false),
+            // Anyone else can write the header: ignored.
+            ("203.0.113.9", &["https"], &trusted, false),
+            ("10.0.0.2", &["https"], &[], false),
+            // The peer's own word is the last one; the client's to its left proves nothing.
+            ("10.0.0.2", &["https, http"], &trusted, false),
+            ("10.0.0.2", &["http", "https"], &trusted, true),
+            // No header: plain HTTP.
+            ("10.0.0.2", &[], &trusted, false),
+        ];
+        for (peer, headers, trusted, want) in cases {
+            assert_eq!(forwarded_https(ip(peer), headers.iter().copied(), trusted), want, "{peer} {headers:?}");
         }
     }
 }

@@ -173,6 +173,11 @@ impl axum::extract::FromRequestParts<crate::AppState> for Client {
     }
 }
 
+/// The TCP peer of a request, when the router was served with connection info.
+pub fn peer_of(extensions: &axum::http::Extensions) -> Option<std::net::SocketAddr> {
+    extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(peer)| *peer)
+}
+
 /// The client address of a request: the TCP peer, or, behind a trusted proxy, what the proxies
 /// say (`api.trusted_proxies`). Without a known peer (a router served without connection
 /// info), the unspecified address stands for every such client.

@@ -376,6 +376,7 @@ async fn logout_ends_the_session_and_the_login_page_refuses_other_tokens() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains("Secure"),
         "{cookie}"
     );
+    // X-Forwarded-Proto from a peer that is not a trusted proxy is the client's own word: ignored.
     let r = anon
         .post(format!("{}/login", s.url))
         .header("x-forwarded-proto", "https")
@@ -383,7 +384,8 @@ async fn logout_ends_the_session_and_the_login_page_refuses_other_tokens() {
         .send()
         .await
         .unwrap();
-    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("; Secure"), "Secure behind an HTTPS proxy");
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(!r.headers()["set-cookie"].to_str().unwrap().contains("Secure"), "no proxy is trusted");
     // A next= naming another site is ignored.
     let r = anon
         .post(format!("{}/login", s.url))
@@ -427,6 +429,74 @@ async fn failed_logins_from_another_client_do_not_lock_out_the_admin() {
     assert_eq!(try_login(&s, &client_from("127.0.0.3"), "a typo", None).await.0, 401);
     // Writing X-Forwarded-For changes nothing when no proxy is trusted: the peer is the client.
     assert_eq!(try_login(&s, &attacker, "guess 12", Some("198.51.100.1")).await.0, 429);
+}
+
+/// The session cookie a login sets, and the login's status.
+async fn login_cookie(s: &TestServer, client: &reqwest::Client, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut r = client.post(format!("{}/login", s.url)).form(&[("secret", s.admin.as_str()), ("next", "/")]);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let resp = r.send().await.unwrap();
+    let cookie = resp.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (resp.status().as_u16(), cookie)
+}
+
+#[tokio::test]
+async fn x_forwarded_proto_makes_the_cookie_secure_only_from_a_trusted_proxy() {
+    let opts = agent_os_server::ServerOptions {
+        max_body_bytes: 64 * 1024,
+        trusted_proxies: vec![agent_os_core::net::IpRange::parse("127.0.0.1").unwrap()],
+        ..Default::default()
+    };
+    let s = start_with_options(|_| {}, opts).await;
+    let https = [("x-forwarded-proto", "https")];
+    let (st, cookie) = login_cookie(&s, &client_from("127.0.0.1"), &https).await;
+    assert_eq!(st, 303);
+    assert!(cookie.contains("; Secure"), "the trusted proxy saw HTTPS: {cookie}");
+    let (_, cookie) = login_cookie(&s, &client_from("127.0.0.1"), &[("x-forwarded-proto", "http")]).await;
+    assert!(!cookie.contains("Secure"), "the trusted proxy saw plain HTTP: {cookie}");
+    // A client that writes the header itself, straight to the server, is not believed.
+    let (st, cookie) = login_cookie(&s, &client_from("127.0.0.5"), &https).await;
+    assert_eq!(st, 303);
+    assert!(!cookie.contains("Secure"), "not from a trusted proxy: {cookie}");
+    // Logging out clears the cookie with the same attribute.
+    let proxy = client_from("127.0.0.1");
+    let (_, cookie) = login_cookie(&s, &proxy, &https).await;
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = proxy.get(format!("{}/", s.url)).header("cookie", &session).send().await.unwrap();
+    let csrf = meta_csrf(&page.text().await.unwrap()).unwrap();
+    let out = proxy
+        .post(format!("{}/logout", s.url))
+        .header("cookie", &session)
+        .header("x-forwarded-proto", "https")
+        .form(&[("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    let cleared = out.headers()["set-cookie"].to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0") && cleared.contains("; Secure"), "{cleared}");
+}
+
+#[tokio::test]
+async fn an_https_public_url_makes_the_cookie_secure_and_names_the_site_behind_a_proxy() {
+    let s = start_with(|c| c.public_url = "https://aos.example.test".into()).await;
+    let client = client_from("127.0.0.1");
+    let (st, cookie) = login_cookie(&s, &client, &[]).await;
+    assert_eq!(st, 303);
+    assert!(cookie.contains("; Secure"), "public_url is https: {cookie}");
+    // A proxy that rewrites Host to the server's own address: the browser's origin is the
+    // public one, which is this site.
+    let (st, _) = login_cookie(&s, &client, &[("origin", "https://aos.example.test")]).await;
+    assert_eq!(st, 303, "the public origin is this site");
+    let (st, _) = login_cookie(&s, &client, &[("origin", "https://AOS.example.test")]).await;
+    assert_eq!(st, 303, "names compare without case");
+    // Another site, or the public name over another scheme, is not.
+    for other in ["https://evil.example", "http://aos.example.test", "https://aos.example.test.evil.example", "null"] {
+        let (st, _) = login_cookie(&s, &client, &[("origin", other)]).await;
+        assert_eq!(st, 403, "{other}");
+    }
 }
 
 #[tokio::test]

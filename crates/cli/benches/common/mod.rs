@@ -204,6 +204,8 @@ fn spawn(bin: &Path, home: &Path, database_url: Option<&str>, token: &str) -> Re
     }
     cmd.env("AGENT_OS_ADMIN_TOKEN", token)
         .env_remove("AGENT_OS_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("AGENT_OS_PUBLIC_URL")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

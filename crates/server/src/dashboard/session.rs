@@ -55,13 +55,23 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-/// Whether the browser reached us over HTTPS: directly configured so, or through a proxy that says so.
-fn is_https(st: &AppState, headers: &HeaderMap) -> bool {
-    let forwarded = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")));
-    forwarded || st.engine.config().public_url.starts_with("https://")
+/// Whether the browser reached us over HTTPS: `public_url` is an `https://` address (the
+/// operator says so), or a trusted proxy's `X-Forwarded-Proto` says so (`api.trusted_proxies`;
+/// from any other peer the header is ignored, since a client can write it). It decides the
+/// session cookie's `Secure`.
+pub struct OverHttps(pub bool);
+
+impl FromRequestParts<AppState> for OverHttps {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        if st.engine.config().public_url.starts_with("https://") {
+            return Ok(OverHttps(true));
+        }
+        let Some(peer) = limit::peer_of(&parts.extensions) else { return Ok(OverHttps(false)) };
+        let proto = parts.headers.get_all("x-forwarded-proto").into_iter().filter_map(|v| v.to_str().ok());
+        Ok(OverHttps(agent_os_core::net::forwarded_https(peer.ip(), proto, &st.trusted_proxies)))
+    }
 }
 
 fn session_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
@@ -71,16 +81,23 @@ fn session_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
 }
 
 /// An `Origin` (or, lacking one, `Referer`) naming another site than the one asked: a
-/// cross-site request, refused for anything that changes state.
-fn cross_site(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return false };
+/// cross-site request, refused for anything that changes state. The site asked is the `Host`
+/// the request names, or the origin of `public_url` (`https://aos.example.com`), which a
+/// reverse proxy that rewrites `Host` leaves as the one name the browser used.
+fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
     let origin = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)).and_then(|v| v.to_str().ok());
     let Some(origin) = origin else { return false };
     if origin == "null" {
         return true;
     }
-    let authority = origin.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
-    !authority.eq_ignore_ascii_case(host)
+    let Some((scheme, rest)) = origin.split_once("://") else { return true };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if host.is_some_and(|h| authority.eq_ignore_ascii_case(h)) {
+        return false;
+    }
+    let public = public_url.split_once("://").map(|(s, rest)| (s, rest.split('/').next().unwrap_or("")));
+    !public.is_some_and(|(s, a)| s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority))
 }
 
 /// Middleware for every dashboard page: finds the session or sends the browser to log in, and
@@ -103,7 +120,7 @@ pub async fn require(State(st): State<AppState>, req: Request, next: Next) -> Re
     let (mut parts, body) = req.into_parts();
     let changes_state = !matches!(parts.method, Method::GET | Method::HEAD);
     let body = if changes_state {
-        if cross_site(&parts.headers) {
+        if cross_site(&parts.headers, &st.engine.config().public_url) {
             return csrf_refused("the request came from another site");
         }
         let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
@@ -236,13 +253,14 @@ fn too_many_failures(has_password: bool, next: Option<&str>, refused: limit::Lim
 pub async fn login(
     State(st): State<AppState>,
     limit::Client(client): limit::Client,
+    OverHttps(https): OverHttps,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let store = st.engine.store();
     let has_password = matches!(store.get_setting(PASSWORD_SETTING).await, Ok(Some(v)) if !v.is_empty());
     let next = form.next.as_deref();
-    if cross_site(&headers) {
+    if cross_site(&headers, &st.engine.config().public_url) {
         return login_form(
             has_password,
             next,
@@ -296,8 +314,7 @@ pub async fn login(
         );
     }
     let mut resp = Redirect::to(&safe_next(next)).into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&cookie, SESSION_TTL.as_secs(), is_https(&st, &headers)));
+    resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&cookie, SESSION_TTL.as_secs(), https));
     resp
 }
 
@@ -333,9 +350,9 @@ async fn login_as(
     }
 }
 
-pub async fn logout(State(st): State<AppState>, session: Session, headers: HeaderMap) -> Response {
+pub async fn logout(State(st): State<AppState>, session: Session, OverHttps(https): OverHttps) -> Response {
     let _ = st.engine.store().delete_session(&session.id).await;
     let mut resp = Redirect::to("/login").into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, is_https(&st, &headers)));
+    resp.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, https));
     resp
 }
