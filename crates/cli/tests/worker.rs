@@ -720,3 +720,37 @@ async fn a_worker_the_server_refuses_or_cannot_trust_exits_saying_why() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("upgrade the worker or the server so both speak protocol 2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_interrupts_the_workers_tasks_which_are_retried_without_using_up_an_attempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("server"), None);
+    server.ready().await;
+    let api = Api::new(&server.url());
+    let token = api.worker_token(&["jobs"], "w").await;
+    // No retries: only an interruption may give the run a second attempt.
+    let manifest = "name: jobs\ntasks:\n  long:\n    run: scripts/long.sh\n    kill_grace: 2s\n";
+    let script =
+        "#!/bin/sh\necho \"attempt $AGENT_OS_ATTEMPT\"\nif [ \"$AGENT_OS_ATTEMPT\" = 1 ]; then exec sleep 60; fi\n";
+    let dir = project(&tmp.path().join("p"), "jobs", manifest, &[("long.sh", script)]);
+    let mut worker = Worker::start(&server.url(), &token, "w", &tmp.path().join("home"), &[&dir]);
+    api.connected("w").await;
+    let id = api.start_run("jobs", "long", json!({})).await;
+    eventually("the task runs", Duration::from_secs(20), async || {
+        api.log_text(&id).await.contains("attempt 1").then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    assert_eq!(worker.stop(), Some(0), "{}", worker.log());
+    assert!(asked.elapsed() < Duration::from_secs(10), "the worker took {:?} to stop", asked.elapsed());
+    let run = api.run(&id).await;
+    assert_eq!(run["status"], "queued", "the interrupted run waits for a worker: {run}");
+    let first = &run["attempts"][0];
+    assert_eq!(first["status"], "failed", "{run}");
+    assert!(first["error"].as_str().unwrap_or("").contains("interrupted"), "{run}");
+    assert_eq!(std::fs::read_dir(tmp.path().join("home/spool")).unwrap().count(), 0, "all delivered");
+    worker.spawn();
+    let run = api.finished(&id, Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempts"].as_array().map(Vec::len), Some(2), "{run}");
+}
