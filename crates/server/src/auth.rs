@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use agent_os_engine::secrets::{TokenKind, hash_token};
-use agent_os_store::ProjectRecord;
+use agent_os_store::{ProjectRecord, TokenRecord};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -73,6 +73,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// The stored record of the request's bearer token, if it is live (not revoked, not expired);
+/// 401 otherwise. Both middlewares (the API's and the worker operations') start here.
+pub async fn live_token(state: &AppState, headers: &axum::http::HeaderMap) -> Result<TokenRecord, ApiError> {
+    let token = bearer(headers)?;
+    let record = state.engine.store().find_token(&hash_token(token)).await?;
+    let now = state.engine.now();
+    match record {
+        Some(r) if r.revoked_at.is_none() && r.expires_at.is_none_or(|e| e > now) => Ok(r),
+        _ => Err(ApiError::unauthorized("the token is unknown, revoked or expired")),
+    }
+}
+
 /// The token of `Authorization: Bearer <token>`, or the 401 that says how to send one.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
     let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -92,13 +104,7 @@ pub async fn authenticate(
     mut req: axum::extract::Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = bearer(req.headers())?;
-    let record = state.engine.store().find_token(&hash_token(token)).await?;
-    let now = state.engine.now();
-    let record = match record {
-        Some(r) if r.revoked_at.is_none() && r.expires_at.is_none_or(|e| e > now) => r,
-        _ => return Err(ApiError::unauthorized("the token is unknown, revoked or expired")),
-    };
+    let record = live_token(&state, req.headers()).await?;
     let caller = match (record.kind, record.project_id, record.run_id) {
         (TokenKind::Admin, _, _) => Caller::Admin,
         (TokenKind::Project, Some(project_id), _) => Caller::Project { project_id },

@@ -18,11 +18,11 @@ use agent_os_core::RunStatus;
 use agent_os_core::manifest::ProbeKind;
 use agent_os_core::run::LogStream;
 use agent_os_engine::engine::workers::{AttemptRef, Ended, Hello, WORKER_PROTOCOL, WorkerEnd, WorkerToken};
-use agent_os_engine::secrets::{TokenKind, hash_token};
+use agent_os_engine::secrets::TokenKind;
 use agent_os_store::{WorkerLog, WorkerLogChunk, WorkerRecord};
 
 use crate::AppState;
-use crate::auth::bearer;
+use crate::auth::live_token;
 use crate::body::{JsonBody, text_length};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::views::time;
@@ -65,13 +65,7 @@ pub async fn authenticate_worker(
     mut req: axum::extract::Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = bearer(req.headers())?;
-    let record = state.engine.store().find_token(&hash_token(token)).await?;
-    let now = state.engine.now();
-    let record = match record {
-        Some(r) if r.revoked_at.is_none() && r.expires_at.is_none_or(|e| e > now) => r,
-        _ => return Err(ApiError::unauthorized("the token is unknown, revoked or expired")),
-    };
+    let record = live_token(&state, req.headers()).await?;
     if record.kind != TokenKind::Worker {
         return Err(ApiError::forbidden(
             "the worker operations take a worker token (agent-os token create --worker --project NAME)",

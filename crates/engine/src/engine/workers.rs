@@ -131,6 +131,21 @@ fn when(ms: i64) -> String {
 }
 
 impl Engine {
+    /// Ends a worker's attempt as lost (`note` in its log and as its error) and tells a run that
+    /// ended for good; whether this call ended it (another node may have done so first).
+    async fn lose_worker_attempt(&self, run: &RunRecord, attempt: i64, note: String) -> Result<bool, EngineError> {
+        match self.end_lost(run, attempt, note).await {
+            Ok(done) => {
+                if done.status.is_terminal() {
+                    self.run_ended(&done).await;
+                }
+                Ok(true)
+            }
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn lost_after_ms(&self) -> i64 {
         self.cfg.workers.lost_after.as_millis() as i64
     }
@@ -262,15 +277,8 @@ impl Engine {
                 "lost: worker {} started again without attempt {} (it was neither running nor finished there)",
                 worker.name, attempt.attempt
             );
-            match self.end_lost(&run, attempt.attempt, note).await {
-                Ok(done) => {
-                    lost += 1;
-                    if done.status.is_terminal() {
-                        self.run_ended(&done).await;
-                    }
-                }
-                Err(StoreError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
+            if self.lose_worker_attempt(&run, attempt.attempt, note).await? {
+                lost += 1;
             }
         }
         if lost > 0 {
@@ -549,15 +557,8 @@ impl Engine {
                     ),
                     Some(_) => continue,
                 };
-                match self.end_lost(&run, attempt.attempt, note).await {
-                    Ok(done) => {
-                        lost += 1;
-                        if done.status.is_terminal() {
-                            self.run_ended(&done).await;
-                        }
-                    }
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
+                if self.lose_worker_attempt(&run, attempt.attempt, note).await? {
+                    lost += 1;
                 }
             }
         }
