@@ -8,18 +8,24 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-/// `--home`, else `$AGENT_OS_HOME`, else `~/.agent-os`.
+/// `--home`, else `$AGENT_OS_HOME`, else `~/.agent-os`; always absolute.
 pub fn resolve(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(h) = flag {
-        return Ok(h.to_path_buf());
+        return absolute(h);
     }
     if let Some(h) = std::env::var_os("AGENT_OS_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(h));
+        return absolute(Path::new(&h));
     }
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .context("neither --home, AGENT_OS_HOME nor HOME is set; pass --home DIR")?;
-    Ok(PathBuf::from(home).join(".agent-os"))
+    absolute(&PathBuf::from(home).join(".agent-os"))
+}
+
+/// `path` made absolute against the working directory. A task runs in its project's directory,
+/// so a path handed to it (its outputs file lives under the home) must not be relative.
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} an absolute path", path.display()))
 }
 
 /// Creates the home (private to its owner) if it does not exist.

@@ -170,8 +170,10 @@ impl Worker {
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.home.with_extension("log")).unwrap();
+        // Started beside its home, so a test can name the home relative to where it starts.
         let child = Command::new(BIN)
             .args(&self.args)
+            .current_dir(self.home.parent().unwrap())
             .env("AGENT_OS_WORKER_TOKEN", &self.token)
             .env_remove("AGENT_OS_TOKEN")
             .env_remove("AGENT_OS_URL")
@@ -753,4 +755,37 @@ async fn sigterm_interrupts_the_workers_tasks_which_are_retried_without_using_up
     let run = api.finished(&id, Duration::from_secs(30)).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["attempts"].as_array().map(Vec::len), Some(2), "{run}");
+}
+
+/// A task runs in its project's directory: the outputs path it is handed must not be relative to
+/// where the worker was started, as it was with `--home` given as a relative path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_with_a_relative_home_hands_its_tasks_an_absolute_outputs_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("server"), None);
+    server.ready().await;
+    let api = Api::new(&server.url());
+    let token = api.worker_token(&["cortana"], "relative").await;
+    let dir = cortana(&tmp.path().join("projects"));
+    std::fs::write(dir.join("go"), "").unwrap();
+    let home = tmp.path().join("worker");
+    std::fs::create_dir_all(&home).unwrap();
+    let args = [
+        "worker",
+        "--server",
+        &server.url(),
+        "--name",
+        "relative",
+        "--project",
+        &dir.display().to_string(),
+        "--home",
+        "worker",
+    ];
+    let mut worker = Worker { child: None, home, args: args.iter().map(|a| a.to_string()).collect(), token };
+    worker.spawn();
+    api.connected("relative").await;
+    let id = api.start_run("cortana", "work", json!({"q": 1})).await;
+    let run = api.finished(&id, Duration::from_secs(30)).await;
+    assert_eq!(run["status"], "succeeded", "{run}\n{}\n{}", api.log_text(&id).await, worker.log());
+    assert_eq!(run["outputs"], json!({"answer": 42, "input": {"q": 1}}));
 }

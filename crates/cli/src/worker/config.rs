@@ -118,12 +118,12 @@ pub fn settings(
         );
     }
     let home = match home_flag {
-        Some(h) => h.to_path_buf(),
+        Some(h) => crate::home::absolute(h)?,
         None => {
             let home = std::env::var_os("HOME")
                 .filter(|v| !v.is_empty())
                 .context("HOME is not set; pass --home DIR for the worker's spool")?;
-            PathBuf::from(home).join(".agent-os-worker")
+            crate::home::absolute(&PathBuf::from(home).join(".agent-os-worker"))?
         }
     };
     Ok(Settings { server, token, name, projects, capacity, home, warning })
