@@ -635,12 +635,13 @@ impl Engine {
         if run.status != RunStatus::Queued {
             return None;
         }
-        let project = self.store.get_project_by_id(&run.project_id).await.ok().flatten()?;
-        if project.transport != ProjectTransport::Worker {
+        // From the engine's project cache: a list of runs asks this for every queued one.
+        let project = self.project(&run.project).await.ok().filter(|p| p.record.id == run.project_id)?;
+        if project.record.transport != ProjectTransport::Worker {
             return None;
         }
-        let (connected, last_seen) = self.worker_presence(&project.name).await.ok()?;
-        (!connected).then(|| self.no_worker(&project.name, last_seen))
+        let (connected, last_seen) = self.worker_presence(&project.record.name).await.ok()?;
+        (!connected).then(|| self.no_worker(&project.record.name, last_seen))
     }
 
     /// Every worker, whether it is connected and what it runs.
