@@ -14,7 +14,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -86,7 +86,7 @@ struct Measured {
 }
 
 async fn bench(plan: &Plan) -> Result<()> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_agent-os"));
+    let bin = common::binary();
     let examples = tempfile::tempdir()?;
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     copy_dir(&src.join("projects"), examples.path())?;

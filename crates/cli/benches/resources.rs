@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -81,7 +81,7 @@ fn main() -> Result<()> {
 }
 
 async fn bench(plan: &Plan) -> Result<()> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_agent-os"));
+    let bin = common::binary();
     let project = tempfile::tempdir()?;
     std::fs::write(project.path().join("agent-os.yaml"), MANIFEST)?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;

@@ -75,7 +75,7 @@ fn main() -> Result<()> {
 }
 
 async fn bench(plan: &Plan) -> Result<()> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_agent-os"));
+    let bin = common::binary();
     let project = tempfile::tempdir()?;
     std::fs::write(project.path().join("agent-os.yaml"), MANIFEST)?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;

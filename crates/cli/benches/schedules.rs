@@ -107,7 +107,7 @@ fn main() -> Result<()> {
 const CONFIG: &str = "runs:\n  max_concurrent: 64\n";
 
 async fn bench(plan: &Plan) -> Result<()> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_agent-os"));
+    let bin = common::binary();
     let projects = tempfile::tempdir()?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     if plan.quick {

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,7 +100,7 @@ fn rss_mib(pid: u32) -> Result<f64> {
 }
 
 async fn bench(plan: &Plan) -> Result<()> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_agent-os"));
+    let bin = common::binary();
     let dir = tempfile::tempdir()?;
     let project = dir.path().join("bench");
     std::fs::create_dir_all(&project)?;

@@ -12,7 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failed assumption is the test failing
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -39,7 +39,7 @@ fn chain(steps: usize) -> String {
     w
 }
 
-const FANOUT: &str = "name: fanout\non:\n  manual: { inputs: { items: { type: array, required: true } } }\nsteps:\n  - id: each\n    for_each: { items: inputs.items, max_parallel: 100 }\n    run: bench.noop\n    with: { n: \"{{ item }}\" }\n";
+const FANOUT: &str = "name: fanout\non:\n  manual: { inputs: { items: { type: array, required: true } } }\nsteps:\n  - id: each\n    for_each: { items: inputs.items, max_parallel: 16 }\n    run: bench.noop\n    with: { n: \"{{ item }}\" }\n";
 
 /// Routes every event past one workflow that never matches, so ingestion pays for routing.
 const UNMATCHED: &str = "name: unmatched\non:\n  event: { type: never.happens }\nsteps:\n  - { id: e, emit: { type: never.again, data: {} } }\n";
@@ -73,7 +73,7 @@ fn main() -> Result<()> {
 }
 
 async fn bench(plan: &Plan) -> Result<()> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_agent-os"));
+    let bin = common::binary();
     let project = tempfile::tempdir()?;
     std::fs::write(project.path().join("agent-os.yaml"), MANIFEST)?;
     let mut rows = vec![measure(&bin, None, project.path(), plan).await.map(|r| Row { db: "SQLite", ..r })?];

@@ -171,15 +171,14 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
                 }
                 return Ok(0);
             }
-            let path = format!("/api/v1/workflows/runs/{}", enc(&run.id));
-            let mut pause = Duration::from_millis(200);
+            // The server answers as soon as the run ends (or after a minute, and we ask again).
+            let path = format!("/api/v1/workflows/runs/{}/wait?timeout=60s", enc(&run.id));
             let run = loop {
-                let r: WorkflowRunDetail = c.get(&path).await?;
+                let r: WorkflowRunDetail =
+                    c.call_with_timeout(reqwest::Method::GET, &path, None, Duration::from_secs(90)).await?;
                 if r.run.status.is_terminal() {
                     break r;
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
             };
             if *json {
                 print_json(&run)?;

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use agent_os_core::cost::CostSource;
@@ -37,8 +37,8 @@ use agent_os_core::redact::{Redactor, redact_shapes};
 use agent_os_core::run::{AttemptEnd, EXIT_NO_RETRY, LogStream, retry_delay};
 use agent_os_core::{ManifestError, RunStatus, id::new_id};
 use agent_os_store::{
-    FinishAttempt, NewLogChunk, NewProject, NewRun, NewSchedule, NodeRecord, ProbeResult, ProjectTransport, RunRecord,
-    Store, StoreError, TokenRecord,
+    ClaimHere, FinishAttempt, NewLogChunk, NewProject, NewRun, NewSchedule, NodeRecord, ProbeResult, ProjectTransport,
+    RunRecord, Store, StoreError, TokenRecord,
 };
 
 use crate::clock::Clock;
@@ -108,6 +108,14 @@ pub struct RunRequest {
     pub trigger: String,
 }
 
+/// Slots taken and tokens made for runs about to be queued and claimed in one transaction.
+pub(crate) struct Here {
+    claim: ClaimHere,
+    /// The tokens' plain text, in the claim's order.
+    plain: Vec<String>,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
 /// How an attempt ended, as whoever ran it tells: this node's runner, an HTTP plugin, or a
 /// worker. [`Engine::finish_of`] turns it into what happens to the run.
 #[derive(Clone, Debug)]
@@ -133,6 +141,8 @@ pub struct Engine {
     wake: Notify,
     /// Free execution slots on this node; the dispatcher claims no more runs than this.
     slots: Arc<Semaphore>,
+    /// The engine itself, for the tasks a `&self` method starts.
+    me: std::sync::Weak<Engine>,
     /// Stop signals of the runs executing on this node.
     running: Mutex<HashMap<String, watch::Sender<Option<Stop>>>>,
     /// Bumped whenever a run changes state (waiters and live views listen).
@@ -194,7 +204,8 @@ impl Engine {
             .map_err(|e| EngineError::Unavailable(format!("cannot set up the HTTP client for plugins: {e}")))?;
         let (ping_writer, pings) = mpsc::channel(4096);
         let (event_writer, events) = mpsc::channel(4096);
-        let engine = Arc::new(Engine {
+        let engine = Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
             ping_writer,
             event_writer,
             slots: Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1))),
@@ -608,12 +619,46 @@ impl Engine {
         self.queue_run(task_run(&project, task, req.input.to_string(), &req.trigger, self.now())).await
     }
 
-    /// Stores a queued run and wakes the dispatcher.
+    /// Stores a queued run; where this node has a free slot it is claimed in the same
+    /// transaction and started at once, else the dispatcher is woken for it.
     pub(crate) async fn queue_run(&self, run: NewRun) -> Result<RunRecord, EngineError> {
-        let run = self.store.insert_run(&run).await?;
+        let here = self.claim_here(1);
+        let queued = self.store.queue_runs(std::slice::from_ref(&run), here.as_ref().map(|h| &h.claim)).await?;
+        self.start_here(queued.claimed, 1, here);
         self.runs_changed.send_modify(|v| *v += 1);
-        self.wake.notify_one();
-        Ok(run)
+        queued.runs.into_iter().next().ok_or_else(|| EngineError::Unavailable("the run was not stored".into()))
+    }
+
+    /// Slots and tokens for claiming up to `n` runs in the transaction that queues them (none
+    /// while shutting down, or when every slot is taken).
+    pub(crate) fn claim_here(&self, n: usize) -> Option<Here> {
+        if n == 0 || *self.stopping.borrow() {
+            return None;
+        }
+        let permits = self.free_slots(n);
+        if permits.is_empty() {
+            return None;
+        }
+        let now = self.now();
+        let (plain, tokens) = run_tokens(permits.len(), now);
+        Some(Here { claim: ClaimHere { node_id: self.cfg.node_id.clone(), now, tokens }, plain, permits })
+    }
+
+    /// Starts the runs a transaction claimed with `here`'s slots and tokens (the slots left
+    /// over go back), and wakes the dispatcher for those of the `queued` that stayed queued.
+    pub(crate) fn start_here(&self, claimed: Vec<RunRecord>, queued: usize, here: Option<Here>) {
+        let left = queued.saturating_sub(claimed.len());
+        if let Some(mut h) = here
+            && !claimed.is_empty()
+            && let Some(me) = self.me.upgrade()
+        {
+            me.start_claimed(claimed, h.plain, &mut h.permits);
+        }
+        // A run left queued (no slot, a resource, a concurrency key, a worker's project) is the
+        // dispatcher's (or a worker's) to claim.
+        if left > 0 {
+            self.wake.notify_one();
+        }
     }
 
     fn check_manifest_resources(&self, m: &Manifest) -> Result<(), EngineError> {
@@ -652,6 +697,9 @@ impl Engine {
             stop.send_replace(Some(Stop::Cancel));
         }
         self.runs_changed.send_modify(|v| *v += 1);
+        if run.status.is_terminal() && workflows::step_run_of(&run.trigger).is_some() {
+            self.step_runs_changed();
+        }
         Ok(run)
     }
 
@@ -708,7 +756,10 @@ impl Engine {
             if *stopping.borrow() {
                 break;
             }
-            let free = self.slots.available_permits();
+            // The slots are taken before the claim, so a run claimed always has one (a step
+            // started by the workflow engine may take a slot meanwhile).
+            let mut permits = self.free_slots(usize::MAX);
+            let free = permits.len();
             let mut claimed = 0;
             if free > 0 {
                 // Each claimed run gets its own token in the claim's transaction: it acts only
@@ -716,7 +767,7 @@ impl Engine {
                 let now = self.now();
                 let (plain, records) = run_tokens(free, now);
                 match self.store.claim_runs(&self.cfg.node_id, now, free as i64, &records).await {
-                    Ok(runs) => claimed = self.start_claimed(runs, plain),
+                    Ok(runs) => claimed = self.start_claimed(runs, plain, &mut permits),
                     Err(e) => {
                         tracing::error!(error = %e, "could not claim runs");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -735,7 +786,7 @@ impl Engine {
                 {
                     Ok(got) => {
                         resource_wake = got.wake_at;
-                        claimed += self.start_claimed(got.runs, plain);
+                        claimed += self.start_claimed(got.runs, plain, &mut permits);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "could not claim runs that wait for resources");
@@ -743,6 +794,7 @@ impl Engine {
                     }
                 }
             }
+            drop(permits);
             if claimed > 0 && claimed == free {
                 continue;
             }
@@ -764,11 +816,26 @@ impl Engine {
         }
     }
 
-    /// Starts each claimed run in a slot of its own; returns how many.
-    fn start_claimed(self: &Arc<Self>, runs: Vec<RunRecord>, tokens: Vec<String>) -> usize {
+    /// Takes up to `n` free execution slots of this node.
+    pub(crate) fn free_slots(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
+        std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok()).take(n).collect()
+    }
+
+    /// Starts each claimed run in a slot of its own, taken from `permits`; returns how many.
+    fn start_claimed(
+        self: &Arc<Self>,
+        runs: Vec<RunRecord>,
+        tokens: Vec<String>,
+        permits: &mut Vec<OwnedSemaphorePermit>,
+    ) -> usize {
         let n = runs.len();
         for (run, token) in runs.into_iter().zip(tokens) {
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+            tracing::trace!(target: "timeline", run = %run.id, "claimed");
+            // Never short: as many runs are claimed as slots were taken for them.
+            let Some(permit) = permits.pop() else {
+                tracing::error!(run = %run.id, "a run was claimed without a free slot");
+                break;
+            };
             let engine = self.clone();
             self.tasks.spawn(async move {
                 // In a task of its own, so that a panic in it is noticed here and the attempt
@@ -814,8 +881,9 @@ impl Engine {
         };
         let report = AttemptReport { end, exit_code, interrupted, outputs };
         let (finish, retry) = self.finish_of(&run, report, &Redactor::new([token.clone()]), now);
-        match self.store.finish_attempt(&finish).await {
+        match self.record_end(&run, finish, retry).await {
             Ok(done) => {
+                tracing::trace!(target: "timeline", run = %run.id, "recorded");
                 if done.status.is_terminal() {
                     let total = done.finished_at.unwrap_or(now) - done.started_at.unwrap_or(now);
                     self.run_durations.observe(total.max(0) as f64 / 1000.0);
@@ -824,11 +892,34 @@ impl Engine {
             }
             Err(e) => tracing::warn!(run = %run.id, error = %e, "could not record the end of an attempt"),
         }
+        tracing::trace!(target: "timeline", run = %run.id, "announced");
         tracing::debug!(run = %run.id, attempt = run.attempt, elapsed_ms = started.elapsed().as_millis() as u64, "attempt ended");
         self.runs_changed.send_modify(|v| *v += 1);
         if retry {
             self.wake.notify_one();
         }
+    }
+
+    /// Stores an attempt's end as [`Engine::finish_of`] decided it. The final end of a workflow
+    /// step's task run is stored together with what its workflow run does next
+    /// ([`Engine::step_run_ended`]); any other end of a step's run wakes the workflow loop.
+    pub(crate) async fn record_end(
+        &self,
+        run: &RunRecord,
+        finish: FinishAttempt,
+        retry: bool,
+    ) -> Result<RunRecord, StoreError> {
+        let Some(workflow_run) = workflows::step_run_of(&run.trigger) else {
+            return self.store.finish_attempt(&finish).await;
+        };
+        if retry {
+            return self.store.finish_attempt(&finish).await;
+        }
+        let (recorded, advanced) = self.step_run_ended(workflow_run, run, finish).await;
+        if !advanced {
+            self.step_runs_changed();
+        }
+        recorded
     }
 
     /// What the end of an attempt does to its run, decided the same way wherever the attempt
@@ -969,7 +1060,9 @@ impl Engine {
                     kill_grace: grace,
                     max_output_bytes: self.cfg.max_output_bytes,
                 };
+                let spawned_run = run.id.clone();
                 let done = run_command(spec, sink.clone(), stop.clone(), async move |pid, start| {
+                    tracing::trace!(target: "timeline", run = %spawned_run, "spawned");
                     // Recorded for crash recovery, off the task's critical path: if it lands
                     // after the attempt ended it only annotates a finished attempt.
                     tasks.spawn(async move {
@@ -979,6 +1072,7 @@ impl Engine {
                     });
                 })
                 .await;
+                tracing::trace!(target: "timeline", run = %run.id, "exited");
                 (done.end, done.outputs)
             }
             Transport::Http { url } => {
@@ -1199,7 +1293,11 @@ impl Engine {
             outputs: None,
             now,
         };
-        self.store.finish_attempt(&finish).await
+        let ended = self.store.finish_attempt(&finish).await;
+        if workflows::step_run_of(&run.trigger).is_some() {
+            self.step_runs_changed();
+        }
+        ended
     }
 
     /// The task executing `run` panicked: said loudly, and the attempt is ended (retried if it

@@ -36,11 +36,12 @@ pub struct Edge {
     pub trusted_proxies: Arc<[agent_os_core::net::IpRange]>,
 }
 
-/// Routes that wait on purpose, each up to a bound of its own: a run's `/wait` (its `timeout`,
-/// at most 5 minutes), taking a lease (its `wait`, at most an hour) and a worker's poll
+/// Routes that wait on purpose, each up to a bound of its own: a run's and a workflow run's
+/// `/wait` (its `timeout`, at most 5 minutes), taking a lease (its `wait`, at most an hour) and a worker's poll
 /// (`workers.poll_wait`, at most 5 minutes). They are not held to [`Edge::request_timeout`].
-pub const LONG_POLLS: [(&str, Method); 3] = [
+pub const LONG_POLLS: [(&str, Method); 4] = [
     ("/api/v1/runs/{id}/wait", Method::GET),
+    ("/api/v1/workflows/runs/{id}/wait", Method::GET),
     ("/api/v1/resources/{name}/leases", Method::POST),
     ("/api/v1/worker/poll", Method::POST),
 ];

@@ -102,7 +102,7 @@ impl Default for ServerOptions {
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
         dashboard_api::put_password, dashboard_api::delete_password,
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
-        workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
+        workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::wait_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
         workers::hello, workers::put_project, workers::poll, workers::logs, workers::end, workers::probe, workers::list_workers,
     ),
     modifiers(&BearerAuth, &CommonResponses)
@@ -268,6 +268,7 @@ pub fn router(state: AppState) -> Router {
         .route("/workflows/validate", post(workflows::validate_workflow))
         .route("/workflows/runs", get(workflows::list_workflow_runs))
         .route("/workflows/runs/{id}", get(workflows::get_workflow_run))
+        .route("/workflows/runs/{id}/wait", get(workflows::wait_workflow_run))
         .route("/workflows/runs/{id}/cancel", post(workflows::cancel_workflow_run))
         .route("/workflows/{name}", get(workflows::get_workflow))
         .route("/workflows/{name}/runs", post(workflows::start_workflow))

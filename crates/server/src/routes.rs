@@ -317,6 +317,15 @@ pub struct WaitQuery {
     pub timeout: Option<String>,
 }
 
+/// A wait's `timeout` (default 30s), held to at most 5 minutes.
+pub(crate) fn wait_timeout(timeout: Option<&str>) -> Result<Duration, ApiError> {
+    let timeout = match timeout {
+        None => Duration::from_secs(30),
+        Some(t) => agent_os_core::parse_duration(t).map_err(|e| ApiError::bad_request(e).field("timeout"))?,
+    };
+    Ok(timeout.min(Duration::from_secs(300)))
+}
+
 #[utoipa::path(get, path = "/api/v1/runs/{id}/wait", tag = "runs", params(("id" = String, Path), WaitQuery), responses((status = 200, description = "The run, ended or not (check status)", body = RunView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn wait_run(
     State(st): State<AppState>,
@@ -325,11 +334,7 @@ pub async fn wait_run(
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<RunView>> {
     visible_run(&st, &caller, &id).await?;
-    let timeout = match q.timeout {
-        None => Duration::from_secs(30),
-        Some(t) => agent_os_core::parse_duration(&t).map_err(|e| ApiError::bad_request(e).field("timeout"))?,
-    };
-    let run = st.engine.wait_run(&id, timeout.min(Duration::from_secs(300))).await?;
+    let run = st.engine.wait_run(&id, wait_timeout(q.timeout.as_deref())?).await?;
     Ok(Json(with_attempts(&st, &caller, run).await?))
 }
 

@@ -564,6 +564,21 @@ pub async fn get_workflow_run(
     Ok(Json(run_detail(&st, run).await?))
 }
 
+/// Wait for a workflow run to end (admin): answers as soon as it ends, or after `timeout`
+/// (default 30s, at most 5m) with the run as it stands; check its status.
+#[utoipa::path(get, path = "/api/v1/workflows/runs/{id}/wait", tag = "workflows", params(("id" = String, Path), crate::routes::WaitQuery), responses((status = 200, description = "The run with its steps, ended or not (check status)", body = WorkflowRunDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn wait_workflow_run(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<crate::routes::WaitQuery>,
+) -> ApiResult<Json<WorkflowRunDetail>> {
+    caller.require_admin()?;
+    let timeout = crate::routes::wait_timeout(q.timeout.as_deref())?;
+    let run = st.engine.wait_workflow_run(&id, timeout).await?;
+    Ok(Json(run_detail(&st, run).await?))
+}
+
 /// Cancel a workflow run (admin): its running task runs are cancelled, the rest does not start.
 /// A run that has ended is returned as it is.
 #[utoipa::path(post, path = "/api/v1/workflows/runs/{id}/cancel", tag = "workflows", params(("id" = String, Path)), responses((status = 200, body = WorkflowRunDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]

@@ -19,6 +19,15 @@ pub fn quick_mode() -> bool {
     asked || !under_cargo_bench
 }
 
+/// The `agent-os` binary to measure: the one cargo built beside the bench, or another build named
+/// by `AGENT_OS_BENCH_BIN` (to compare two versions with one harness, interleaved).
+pub fn binary() -> PathBuf {
+    match std::env::var_os("AGENT_OS_BENCH_BIN").filter(|b| !b.is_empty()) {
+        Some(b) => PathBuf::from(b),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_agent-os")),
+    }
+}
+
 /// The PostgreSQL server to measure against as well, from `AGENT_OS_BENCH_POSTGRES_URL`.
 pub fn postgres_url() -> Option<String> {
     std::env::var("AGENT_OS_BENCH_POSTGRES_URL").ok().filter(|u| !u.is_empty())

@@ -469,8 +469,8 @@ impl Engine {
             interrupted,
             outputs: end.outputs,
         };
-        let (finish, _retry) = self.finish_of(&run, report, &Redactor::default(), now);
-        match self.store.finish_attempt(&finish).await {
+        let (finish, retry) = self.finish_of(&run, report, &Redactor::default(), now);
+        match self.record_end(&run, finish, retry).await {
             Ok(done) => {
                 if done.status.is_terminal() {
                     let total = done.finished_at.unwrap_or(now) - done.started_at.unwrap_or(now);

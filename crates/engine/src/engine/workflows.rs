@@ -20,7 +20,9 @@ use agent_os_core::run::RunStatus;
 use agent_os_core::workflow::{
     self, Action, OnLimit, StaticCatalog, Step, StepStatus, Trigger, TriggerKind, Wait, Workflow, WorkflowRunStatus,
 };
-use agent_os_store::{EventRecord, NewEvent, StepRecord, WorkflowRunRecord};
+use agent_os_store::{
+    EventRecord, FinishAttempt, NewEvent, NewRun, RunRecord, StepCommit, StepRecord, StoreError, WorkflowRunRecord,
+};
 use serde_json::{Map, Value, json};
 
 use super::notify::NotifyInput;
@@ -33,6 +35,39 @@ const SKIPPED_BY_FAILURE: &str = "skipped because ";
 const WHOLE: i64 = -1;
 /// The longest the loop sleeps without looking again.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// The end of a step's task run, waiting to be stored with its workflow run's next pass.
+struct EndedRun {
+    run: RunRecord,
+    finish: FinishAttempt,
+    /// Where the pass that stores it says how that went (unless it is the caller's own).
+    tell: tokio::sync::oneshot::Sender<(Result<RunRecord, StoreError>, bool)>,
+}
+
+/// What one pass over a workflow run has decided and not stored yet, and what it knows without
+/// reading it: [`Engine::flush`] stores it in one transaction. Everything in it but `finish`
+/// is decided again from the rows if it is lost, so a crash before the flush repeats nothing.
+#[derive(Default)]
+struct Pass {
+    /// The ends of attempts of step task runs that ended on this node (stored first).
+    finish: Vec<FinishAttempt>,
+    /// Those runs as they stand once their ends are stored; not empty in a pass that a task
+    /// run's end started.
+    ended: Vec<RunRecord>,
+    /// Task runs to queue, each named by its step's row in `steps`.
+    runs: Vec<NewRun>,
+    /// Step rows to store, the last state of each.
+    steps: Vec<StepRecord>,
+}
+
+impl Pass {
+    fn put(&mut self, s: &StepRecord) {
+        match self.steps.iter_mut().find(|x| x.step_id == s.step_id && x.item == s.item) {
+            Some(x) => *x = s.clone(),
+            None => self.steps.push(s.clone()),
+        }
+    }
+}
 
 /// A workflow file as loaded.
 #[derive(Debug)]
@@ -53,6 +88,18 @@ pub struct Registry {
     slots: std::sync::Mutex<HashMap<(String, String), i64>>,
     /// Held while a run is advanced or cancelled.
     advancing: tokio::sync::Mutex<()>,
+    /// Counts the workflow runs this node has ended, for those who wait for one.
+    runs_ended: tokio::sync::watch::Sender<u64>,
+    /// Ends of step task runs waiting for their workflow run's next pass, by workflow run.
+    ended: std::sync::Mutex<HashMap<String, Vec<EndedRun>>>,
+    /// Rung when a step's task run ended without advancing its workflow run (on a worker, by a
+    /// cancel, as lost), and when a run advanced outside the loop has a timer: the loop looks.
+    step_runs: tokio::sync::Notify,
+}
+
+/// The workflow run a task run was started for, from its trigger (`workflow:RUN/STEP…`).
+pub(super) fn step_run_of(trigger: &str) -> Option<&str> {
+    trigger.strip_prefix("workflow:")?.split_once('/').map(|(run, _)| run)
 }
 
 /// Most missed slots `catch_up: all` fires after downtime (as for project schedules).
@@ -262,6 +309,92 @@ impl Engine {
         }
     }
 
+    /// Wakes the workflow loop to look at every active run (a step's task run ended where no
+    /// pass followed it).
+    pub(super) fn step_runs_changed(&self) {
+        self.workflows.step_runs.notify_one();
+    }
+
+    /// Stores the end of an attempt of a step's task run together with what it decides for
+    /// its workflow run, in one transaction: the step settled, the steps it unblocks started,
+    /// their task runs queued and, where this node has free slots, claimed and started at
+    /// once. Ends of one workflow run's task runs that arrive while it is being advanced wait
+    /// and go together in the next pass (so a wide for_each pays one pass for many items).
+    /// Falls back to storing each end alone if the workflow run cannot be advanced. Returns
+    /// the run as stored, and whether its workflow run was advanced.
+    pub(super) async fn step_run_ended(
+        &self,
+        workflow_run: &str,
+        run: &RunRecord,
+        finish: FinishAttempt,
+    ) -> (Result<RunRecord, StoreError>, bool) {
+        let (tell, told) = tokio::sync::oneshot::channel();
+        let waiting = || self.workflows.ended.lock().unwrap_or_else(|p| p.into_inner());
+        waiting().entry(workflow_run.to_string()).or_default().push(EndedRun { run: run.clone(), finish, tell });
+        let turn = self.workflows.advancing.lock().await;
+        let batch = waiting().remove(workflow_run).unwrap_or_default();
+        if batch.is_empty() {
+            // A pass that took the lock first carried this end too.
+            drop(turn);
+            return told.await.unwrap_or_else(|_| (Err(StoreError::NotFound(format!("run {}", run.id))), false));
+        }
+        let mut pass = Pass::default();
+        let mut tells = Vec::with_capacity(batch.len());
+        for e in batch {
+            tells.push((e.run.id.clone(), e.tell));
+            // The run as its end leaves it (as `finish_attempt` writes it, without a retry).
+            pass.ended.push(RunRecord {
+                status: e.finish.attempt_status,
+                finished_at: Some(e.finish.now),
+                exit_code: e.finish.exit_code,
+                error: e.finish.error.clone(),
+                outputs: e.finish.outputs.clone(),
+                ..e.run
+            });
+            pass.finish.push(e.finish);
+        }
+        let advanced = match self.store.get_workflow_run(workflow_run).await {
+            Ok(Some(w)) if !w.status.is_terminal() => match self.advance(w, &mut pass).await {
+                Ok(next) => {
+                    if next.is_some() {
+                        // A timer the loop must keep.
+                        self.step_runs_changed();
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(workflow_run, error = %e, "workflow run not advanced after its step's run ended");
+                    false
+                }
+            },
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(workflow_run, error = %e, "workflow run not read after its step's run ended");
+                false
+            }
+        };
+        let mut results: Vec<Result<RunRecord, StoreError>> = Vec::with_capacity(tells.len());
+        if pass.finish.is_empty() {
+            results.extend(pass.ended.into_iter().map(Ok));
+        } else {
+            // Not stored with a pass: each stored alone, and the loop decides.
+            for f in &pass.finish {
+                results.push(self.store.finish_attempt(f).await);
+            }
+        }
+        let advanced = advanced && pass.finish.is_empty();
+        drop(turn);
+        let mut own = Err(StoreError::NotFound(format!("run {}", run.id)));
+        for ((id, tell), result) in tells.into_iter().zip(results) {
+            if id == run.id {
+                own = result;
+            } else {
+                let _ = tell.send((result, advanced));
+            }
+        }
+        (own, advanced)
+    }
+
     /// Starts a run of `name` (or finds the run its trigger key already started).
     pub async fn start_workflow(&self, name: &str, start: StartWorkflow) -> Result<WorkflowRunRecord, EngineError> {
         Ok(self.start_workflow_once(name, start).await?.0)
@@ -315,6 +448,26 @@ impl Engine {
         Ok((run, created))
     }
 
+    /// Waits until a workflow run ends, or `timeout` passes; returns it either way. Woken at
+    /// once by an end on this node; an end through another node is seen within a second.
+    pub async fn wait_workflow_run(&self, id: &str, timeout: Duration) -> Result<WorkflowRunRecord, EngineError> {
+        let mut ended = self.workflows.runs_ended.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            ended.borrow_and_update();
+            let run = self
+                .store
+                .get_workflow_run(id)
+                .await?
+                .ok_or_else(|| EngineError::NotFound(format!("no workflow run {id:?}")))?;
+            if run.status.is_terminal() || tokio::time::Instant::now() >= deadline || *self.stopping.borrow() {
+                return Ok(run);
+            }
+            let wait = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(wait, ended.changed()).await;
+        }
+    }
+
     /// Cancels a workflow run: its running task runs are cancelled, the rest does not start.
     pub async fn cancel_workflow_run(&self, id: &str) -> Result<WorkflowRunRecord, EngineError> {
         let _turn = self.workflows.advancing.lock().await;
@@ -340,7 +493,6 @@ impl Engine {
 
     pub(super) async fn workflow_loop(self: Arc<Self>) {
         let mut stopping = self.stopping.subscribe();
-        let mut runs_changed = self.runs_changed.subscribe();
         let mut last_errors: Vec<String> = Vec::new();
         let mut last_load: Option<std::time::Instant> = None;
         let mut last_route = std::time::Instant::now();
@@ -380,6 +532,7 @@ impl Engine {
                 last_route = std::time::Instant::now();
             }
             woken_by_events = false;
+            tracing::trace!(target: "timeline", "pass");
             match self.store.list_workflow_runs(None, true, 10_000).await {
                 Ok(active) => {
                     for run in active {
@@ -389,7 +542,7 @@ impl Engine {
                         if run.status.is_terminal() {
                             continue;
                         }
-                        match self.advance(run).await {
+                        match self.advance(run, &mut Pass::default()).await {
                             Ok(Some(at)) => next = Some(next.map_or(at, |n: i64| n.min(at))),
                             Ok(None) => {}
                             Err(e) => tracing::warn!(error = %e, "workflow run not advanced"),
@@ -404,7 +557,7 @@ impl Engine {
                 .min(MAX_SLEEP);
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
-                _ = runs_changed.changed() => {}
+                _ = self.workflows.step_runs.notified() => {}
                 _ = self.workflows_changed.notified() => woken_by_events = true,
                 _ = stopping.changed() => return,
             }
@@ -563,11 +716,20 @@ impl Engine {
 
     /// Moves one run on as far as it can go now; returns when it next needs looking at (a
     /// timer), if any.
-    async fn advance(&self, mut run: WorkflowRunRecord) -> Result<Option<i64>, EngineError> {
+    async fn advance(&self, run: WorkflowRunRecord, pass: &mut Pass) -> Result<Option<i64>, EngineError> {
+        let next = self.advance_pass(run, pass).await?;
+        self.flush(pass).await?;
+        Ok(next)
+    }
+
+    /// What [`Engine::advance`] decides, stored as it goes only where what follows reads the
+    /// store (the run's end, stopping its steps); the rest is left in `pass`.
+    async fn advance_pass(&self, mut run: WorkflowRunRecord, pass: &mut Pass) -> Result<Option<i64>, EngineError> {
         let now = self.now();
         let def = match self.plan(&run).await {
             Ok(d) => d,
             Err(why) => {
+                self.flush(pass).await?;
                 run.status = WorkflowRunStatus::Failed;
                 run.error = Some(why);
                 run.finished_at = Some(now);
@@ -589,6 +751,7 @@ impl Engine {
             return Ok(None);
         }
         if run.deadline_at.is_some_and(|d| now >= d) {
+            self.flush(pass).await?;
             self.stop_steps(&run, "the workflow timed out").await?;
             run.status = WorkflowRunStatus::TimedOut;
             run.error =
@@ -614,12 +777,12 @@ impl Engine {
                         .all(|n| rows.get(&(n.clone(), WHOLE)).is_some_and(|r| r.status.is_terminal())) =>
                     {
                         let ctx = context(&run, &def, &rows);
-                        self.begin_step(&run, &def, step, &rows, &ctx).await?
+                        self.begin_step(pass, &run, &def, step, &rows, &ctx).await?
                     }
                     None => None,
                     Some(s) if !s.status.is_terminal() => {
                         let ctx = context(&run, &def, &rows);
-                        self.poll_step(&run, step, s, &mut rows, &ctx).await?
+                        self.poll_step(pass, &run, step, s, &mut rows, &ctx).await?
                     }
                     Some(_) => None,
                 };
@@ -673,10 +836,45 @@ impl Engine {
                 }
             }
             run.finished_at = Some(self.now());
+            // Its steps' ends are stored before the run's.
+            self.flush(pass).await?;
             self.finish_workflow_run(&run).await?;
             return Ok(None);
         }
         Ok(next)
+    }
+
+    /// Stores what `pass` holds in one transaction (the attempt's end first), claiming its
+    /// queued task runs on this node as far as slots are free and starting them at once. A
+    /// failure leaves the attempt's end in `pass` for the caller; the rest is decided again by
+    /// the next pass, from the rows.
+    async fn flush(&self, pass: &mut Pass) -> Result<(), EngineError> {
+        if pass.finish.is_empty() && pass.runs.is_empty() && pass.steps.is_empty() {
+            return Ok(());
+        }
+        let here = self.claim_here(pass.runs.len());
+        let commit = StepCommit {
+            finish: pass.finish.clone(),
+            runs: std::mem::take(&mut pass.runs),
+            steps: std::mem::take(&mut pass.steps),
+            claim: here.as_ref().map(|h| h.claim.clone()),
+        };
+        if let Some(r) = commit.runs.first() {
+            tracing::trace!(target: "timeline", run = %r.id, "decided");
+        }
+        let done = self.store.commit_steps(&commit).await?;
+        if !pass.finish.is_empty() {
+            pass.finish.clear();
+            pass.ended = done.finished;
+        }
+        for r in &done.queued.runs {
+            tracing::trace!(target: "timeline", run = %r.id, "queued");
+        }
+        let queued = done.queued.runs.len();
+        self.start_here(done.queued.claimed, queued, here);
+        self.runs_changed.send_modify(|v| *v += 1);
+        self.touch();
+        Ok(())
     }
 
     /// Whether a queued run may start under its concurrency limit (applying `skip` and
@@ -735,6 +933,7 @@ impl Engine {
     /// A step with no row yet: waits for its needs, then is skipped or started.
     async fn begin_step(
         &self,
+        pass: &mut Pass,
         run: &WorkflowRunRecord,
         def: &Workflow,
         step: &Step,
@@ -773,31 +972,36 @@ impl Engine {
             finished_at: None,
         };
         if let Some(why) = blocked {
-            return self.settle(s, StepStatus::Skipped, None, Some(why)).await.map(Some);
+            return self.settle(pass, s, StepStatus::Skipped, None, Some(why)).await.map(Some);
         }
         if let Some(cond) = &step.condition {
             match cond.is_true(ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return self.settle(s, StepStatus::Skipped, None, Some("its if: was false".into())).await.map(Some);
+                    return self
+                        .settle(pass, s, StepStatus::Skipped, None, Some("its if: was false".into()))
+                        .await
+                        .map(Some);
                 }
-                Err(e) => return self.settle(s, StepStatus::Failed, None, Some(format!("if: {e}"))).await.map(Some),
+                Err(e) => {
+                    return self.settle(pass, s, StepStatus::Failed, None, Some(format!("if: {e}"))).await.map(Some);
+                }
             }
         }
         if step.for_each.is_some() {
             // The step row stands for all its items; they start in poll_step.
             s.wake_at = Some(now);
-            self.store.put_steps(std::slice::from_ref(&s)).await?;
-            self.touch();
+            pass.put(&s);
             return Ok(Some(s));
         }
-        self.start_action(run, step, s, ctx).await.map(Some)
+        self.start_action(pass, run, step, s, ctx).await.map(Some)
     }
 
     /// Does what a step (or one for_each item, `s.item` ≥ 0) does, from its first attempt or a
     /// retry.
     async fn start_action(
         &self,
+        pass: &mut Pass,
         run: &WorkflowRunRecord,
         step: &Step,
         mut s: StepRecord,
@@ -813,19 +1017,26 @@ impl Engine {
                     Ok(v) if v.is_object() => v,
                     Ok(v) => {
                         return self
-                            .settle(s, StepStatus::Failed, None, Some(format!("with: renders to {v}, not an object")))
+                            .settle(
+                                pass,
+                                s,
+                                StepStatus::Failed,
+                                None,
+                                Some(format!("with: renders to {v}, not an object")),
+                            )
                             .await;
                     }
-                    Err(e) => return self.settle(s, StepStatus::Failed, None, Some(format!("with: {e}"))).await,
+                    Err(e) => return self.settle(pass, s, StepStatus::Failed, None, Some(format!("with: {e}"))).await,
                 };
                 let new_run = match self.step_task_run(project, task, input, &run.id, &step.id, s.item).await {
                     Ok(r) => r,
-                    Err(e) => return self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
+                    Err(e) => return self.settle(pass, s, StepStatus::Failed, None, Some(e.to_string())).await,
                 };
-                let stored = self.store.start_step_task(&s, &new_run).await?;
-                s.task_run_id = Some(stored.id);
-                self.runs_changed.send_modify(|v| *v += 1);
-                self.wake.notify_one();
+                // Queued with the step's row when the pass is stored (and claimed here if a slot
+                // is free), so a crash cannot leave a run the step does not know.
+                s.task_run_id = Some(new_run.id.clone());
+                pass.runs.push(new_run);
+                pass.put(&s);
                 Ok(s)
             }
             Action::Emit { event_type, data } => match render_value(data, ctx) {
@@ -833,18 +1044,17 @@ impl Engine {
                     let key = format!("workflow:{}:{}:{}", run.id, step.id, s.item);
                     let project = None;
                     match self.emit_event(project, event_type, data, Some(key)).await {
-                        Ok((e, _)) => self.settle(s, StepStatus::Succeeded, Some(event_json(&e)), None).await,
-                        Err(e) => self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
+                        Ok((e, _)) => self.settle(pass, s, StepStatus::Succeeded, Some(event_json(&e)), None).await,
+                        Err(e) => self.settle(pass, s, StepStatus::Failed, None, Some(e.to_string())).await,
                     }
                 }
-                Err(e) => self.settle(s, StepStatus::Failed, None, Some(format!("data: {e}"))).await,
+                Err(e) => self.settle(pass, s, StepStatus::Failed, None, Some(format!("data: {e}"))).await,
             },
             Action::Wait(Wait::Duration(d)) => {
                 s.status = StepStatus::Waiting;
                 // Woken at the end of the pause or at the step's timeout, whichever is first.
                 s.wake_at = Some(now + d.as_millis() as i64).min(s.wake_at).or(Some(now + d.as_millis() as i64));
-                self.store.put_steps(std::slice::from_ref(&s)).await?;
-                self.touch();
+                pass.put(&s);
                 Ok(s)
             }
             Action::Wait(Wait::Event { timeout, .. }) => {
@@ -854,14 +1064,15 @@ impl Engine {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                self.store.put_steps(std::slice::from_ref(&s)).await?;
-                self.touch();
+                pass.put(&s);
                 Ok(s)
             }
             Action::Workflow { name, inputs } => {
                 let inputs = match render_value(inputs, ctx) {
                     Ok(v) => v,
-                    Err(e) => return self.settle(s, StepStatus::Failed, None, Some(format!("inputs: {e}"))).await,
+                    Err(e) => {
+                        return self.settle(pass, s, StepStatus::Failed, None, Some(format!("inputs: {e}"))).await;
+                    }
                 };
                 let start = StartWorkflow {
                     trigger: TriggerKind::Workflow,
@@ -873,11 +1084,10 @@ impl Engine {
                 match Box::pin(self.start_workflow(name, start)).await {
                     Ok(child) => {
                         s.child_run_id = Some(child.id);
-                        self.store.put_steps(std::slice::from_ref(&s)).await?;
-                        self.touch();
+                        pass.put(&s);
                         Ok(s)
                     }
-                    Err(e) => self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
+                    Err(e) => self.settle(pass, s, StepStatus::Failed, None, Some(e.to_string())).await,
                 }
             }
             Action::Notify { title, body, severity, tags } => {
@@ -888,7 +1098,7 @@ impl Engine {
                 };
                 let (title, body) = match (render(title), render(body)) {
                     (Ok(t), Ok(b)) => (t, b),
-                    (Err(e), _) | (_, Err(e)) => return self.settle(s, StepStatus::Failed, None, Some(e)).await,
+                    (Err(e), _) | (_, Err(e)) => return self.settle(pass, s, StepStatus::Failed, None, Some(e)).await,
                 };
                 let input = NotifyInput {
                     title,
@@ -902,10 +1112,16 @@ impl Engine {
                 };
                 match self.notify(None, input, None).await {
                     Ok(n) => {
-                        self.settle(s, StepStatus::Succeeded, Some(json!({"notification": n.notification.id})), None)
-                            .await
+                        self.settle(
+                            pass,
+                            s,
+                            StepStatus::Succeeded,
+                            Some(json!({"notification": n.notification.id})),
+                            None,
+                        )
+                        .await
                     }
-                    Err(e) => self.settle(s, StepStatus::Failed, None, Some(e.to_string())).await,
+                    Err(e) => self.settle(pass, s, StepStatus::Failed, None, Some(e.to_string())).await,
                 }
             }
         }
@@ -915,6 +1131,7 @@ impl Engine {
     /// events it waits for, or its for_each items.
     async fn poll_step(
         &self,
+        pass: &mut Pass,
         run: &WorkflowRunRecord,
         step: &Step,
         s: StepRecord,
@@ -924,13 +1141,14 @@ impl Engine {
         if s.item == WHOLE
             && let Some(fe) = &step.for_each
         {
-            return self.poll_for_each(run, step, &fe.items, fe.max_parallel, s, rows, ctx).await;
+            return self.poll_for_each(pass, run, step, &fe.items, fe.max_parallel, s, rows, ctx).await;
         }
-        self.poll_one(run, step, s, ctx).await
+        self.poll_one(pass, run, step, s, ctx).await
     }
 
     async fn poll_one(
         &self,
+        pass: &mut Pass,
         run: &WorkflowRunRecord,
         step: &Step,
         mut s: StepRecord,
@@ -946,7 +1164,7 @@ impl Engine {
             s.child_run_id = None;
             s.error = None;
             let ctx = with_item(ctx, step, &s);
-            return self.start_action(run, step, s, &ctx).await.map(Some);
+            return self.start_action(pass, run, step, s, &ctx).await.map(Some);
         }
         if let (Some(t), Some(started)) = (step.timeout, s.started_at)
             && now >= started + t.as_millis() as i64
@@ -959,29 +1177,40 @@ impl Engine {
                 let _ = Box::pin(self.cancel_run_locked(c)).await;
             }
             let why = format!("timed out after {}", agent_os_core::format_duration(t));
-            return self.fail_or_retry(step, s, why).await.map(Some);
+            return self.fail_or_retry(pass, step, s, why).await.map(Some);
         }
         match &step.action {
             Action::Run { .. } => {
                 let Some(task_run) = s.task_run_id.clone() else {
                     // Recorded without its run (cannot happen: they are stored together).
-                    return self.fail_or_retry(step, s, "its task run is missing".into()).await.map(Some);
+                    return self.fail_or_retry(pass, step, s, "its task run is missing".into()).await.map(Some);
                 };
-                let Some(r) = self.store.get_run(&task_run).await? else {
-                    return self.fail_or_retry(step, s, "its task run is missing".into()).await.map(Some);
+                let r = match pass.ended.iter().find(|r| r.id == task_run) {
+                    Some(r) => r.clone(),
+                    // Queued in this pass, not stored yet; or, in a pass for another step's run
+                    // that ended here, still running as far as this pass needs to know (its own
+                    // end advances the run again, on this node or through the workflow loop).
+                    None if !pass.ended.is_empty() || pass.runs.iter().any(|r| r.id == task_run) => return Ok(None),
+                    None => match self.store.get_run(&task_run).await? {
+                        Some(r) => r,
+                        None => {
+                            return self.fail_or_retry(pass, step, s, "its task run is missing".into()).await.map(Some);
+                        }
+                    },
                 };
+                tracing::trace!(target: "timeline", run = %r.id, status = %r.status, "seen");
                 match r.status {
                     RunStatus::Succeeded => {
                         let outputs =
                             r.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(json!({}));
-                        self.settle(s, StepStatus::Succeeded, Some(outputs), None).await.map(Some)
+                        self.settle(pass, s, StepStatus::Succeeded, Some(outputs), None).await.map(Some)
                     }
                     RunStatus::Failed | RunStatus::TimedOut => {
                         let why = format!("run {} {}: {}", r.id, r.status, r.error.clone().unwrap_or_default());
-                        self.fail_or_retry(step, s, why).await.map(Some)
+                        self.fail_or_retry(pass, step, s, why).await.map(Some)
                     }
                     RunStatus::Cancelled => self
-                        .settle(s, StepStatus::Cancelled, None, Some(format!("run {} was cancelled", r.id)))
+                        .settle(pass, s, StepStatus::Cancelled, None, Some(format!("run {} was cancelled", r.id)))
                         .await
                         .map(Some),
                     RunStatus::Queued | RunStatus::Running => Ok(None),
@@ -989,7 +1218,7 @@ impl Engine {
             }
             Action::Wait(Wait::Duration(d)) => {
                 if s.started_at.is_some_and(|st| now >= st + d.as_millis() as i64) {
-                    return self.settle(s, StepStatus::Succeeded, Some(json!({})), None).await.map(Some);
+                    return self.settle(pass, s, StepStatus::Succeeded, Some(json!({})), None).await.map(Some);
                 }
                 Ok(None)
             }
@@ -1007,13 +1236,16 @@ impl Engine {
                     let mut c = ctx.clone();
                     c["event"] = ev.clone();
                     if filter.as_ref().is_none_or(|f| f.is_true(&c).unwrap_or(false)) {
-                        return self.settle(s, StepStatus::Succeeded, Some(ev), None).await.map(Some);
+                        return self.settle(pass, s, StepStatus::Succeeded, Some(ev), None).await.map(Some);
                     }
                 }
                 if let (Some(t), Some(st)) = (timeout, s.started_at)
                     && now >= st + t.as_millis() as i64
                 {
-                    return self.fail_or_retry(step, s, format!("no {pattern} event came in time")).await.map(Some);
+                    return self
+                        .fail_or_retry(pass, step, s, format!("no {pattern} event came in time"))
+                        .await
+                        .map(Some);
                 }
                 Ok(None)
             }
@@ -1024,11 +1256,11 @@ impl Engine {
                     WorkflowRunStatus::Succeeded => {
                         let outputs =
                             c.outputs.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(json!({}));
-                        self.settle(s, StepStatus::Succeeded, Some(outputs), None).await.map(Some)
+                        self.settle(pass, s, StepStatus::Succeeded, Some(outputs), None).await.map(Some)
                     }
                     status if status.is_terminal() => {
                         let why = format!("workflow run {} {status}: {}", c.id, c.error.unwrap_or_default());
-                        self.fail_or_retry(step, s, why).await.map(Some)
+                        self.fail_or_retry(pass, step, s, why).await.map(Some)
                     }
                     _ => Ok(None),
                 }
@@ -1041,6 +1273,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn poll_for_each(
         &self,
+        pass: &mut Pass,
         run: &WorkflowRunRecord,
         step: &Step,
         items: &Expr,
@@ -1053,24 +1286,33 @@ impl Engine {
             Ok(Value::Array(a)) => a,
             Ok(v) => {
                 return self
-                    .settle(whole, StepStatus::Failed, None, Some(format!("for_each: {v} is not a list")))
+                    .settle(pass, whole, StepStatus::Failed, None, Some(format!("for_each: {v} is not a list")))
                     .await
                     .map(Some);
             }
             Err(e) => {
-                return self.settle(whole, StepStatus::Failed, None, Some(format!("for_each: {e}"))).await.map(Some);
+                return self
+                    .settle(pass, whole, StepStatus::Failed, None, Some(format!("for_each: {e}")))
+                    .await
+                    .map(Some);
             }
         };
         let mut active = 0;
         let mut finished = 0;
         let mut first_failure = None;
         let mut wake: Option<i64> = None;
-        for (i, _) in list.iter().enumerate() {
+        for (i, item) in list.iter().enumerate() {
             let key = (step.id.clone(), i as i64);
             let Some(mut r) = rows.get(&key).cloned() else { continue };
-            if !r.status.is_terminal() {
-                let item_ctx = with_item(ctx, step, &r);
-                if let Some(updated) = self.poll_one(run, step, r.clone(), &item_ctx).await? {
+            // In a pass for another item's task run, a running item's run is not read (see
+            // poll_one): it is left before its context is built.
+            let elsewhere = r.status == StepStatus::Running
+                && matches!(step.action, Action::Run { .. })
+                && !pass.ended.is_empty()
+                && !pass.ended.iter().any(|e| r.task_run_id.as_deref() == Some(e.id.as_str()));
+            if !r.status.is_terminal() && !elsewhere {
+                let item_ctx = item_context(ctx, item, i);
+                if let Some(updated) = self.poll_one(pass, run, step, r.clone(), &item_ctx).await? {
                     r = updated;
                     rows.insert(key.clone(), r.clone());
                 }
@@ -1088,7 +1330,7 @@ impl Engine {
                 }
             }
         }
-        for (i, _) in list.iter().enumerate() {
+        for (i, item) in list.iter().enumerate() {
             if active >= max_parallel as usize {
                 break;
             }
@@ -1097,8 +1339,8 @@ impl Engine {
                 continue;
             }
             let s = StepRecord { item: i as i64, ..whole.clone() };
-            let item_ctx = with_item(ctx, step, &s);
-            let started = self.start_action(run, step, s, &item_ctx).await?;
+            let item_ctx = item_context(ctx, item, i);
+            let started = self.start_action(pass, run, step, s, &item_ctx).await?;
             if started.status.is_terminal() {
                 finished += 1;
             } else {
@@ -1116,9 +1358,11 @@ impl Engine {
                 .collect();
             return match first_failure {
                 Some(why) => {
-                    self.settle(whole, StepStatus::Failed, Some(Value::Array(outputs)), Some(why)).await.map(Some)
+                    self.settle(pass, whole, StepStatus::Failed, Some(Value::Array(outputs)), Some(why)).await.map(Some)
                 }
-                None => self.settle(whole, StepStatus::Succeeded, Some(Value::Array(outputs)), None).await.map(Some),
+                None => {
+                    self.settle(pass, whole, StepStatus::Succeeded, Some(Value::Array(outputs)), None).await.map(Some)
+                }
             };
         }
         whole.wake_at = wake;
@@ -1126,22 +1370,28 @@ impl Engine {
     }
 
     /// A failed attempt: retried after the step's pause while attempts remain, else failed.
-    async fn fail_or_retry(&self, step: &Step, mut s: StepRecord, why: String) -> Result<StepRecord, EngineError> {
+    async fn fail_or_retry(
+        &self,
+        pass: &mut Pass,
+        step: &Step,
+        mut s: StepRecord,
+        why: String,
+    ) -> Result<StepRecord, EngineError> {
         if (s.attempt as u32) < step.retry.attempts {
             let pause = workflow::retry_pause(&step.retry, s.attempt as u32 + 1);
             s.status = StepStatus::Retrying;
             s.error = Some(why);
             s.wake_at = Some(self.now() + pause.as_millis() as i64);
-            self.store.put_steps(std::slice::from_ref(&s)).await?;
-            self.touch();
+            pass.put(&s);
             return Ok(s);
         }
-        self.settle(s, StepStatus::Failed, None, Some(why)).await
+        self.settle(pass, s, StepStatus::Failed, None, Some(why)).await
     }
 
     /// Stores a step's end.
     async fn settle(
         &self,
+        pass: &mut Pass,
         mut s: StepRecord,
         status: StepStatus,
         outputs: Option<Value>,
@@ -1152,8 +1402,7 @@ impl Engine {
         s.error = error;
         s.wake_at = None;
         s.finished_at = Some(self.now());
-        self.store.put_steps(std::slice::from_ref(&s)).await?;
-        self.touch();
+        pass.put(&s);
         Ok(s)
     }
 
@@ -1192,6 +1441,7 @@ impl Engine {
         if let Ok(mut m) = self.workflows.plans.write() {
             m.remove(&run.id);
         }
+        self.workflows.runs_ended.send_modify(|v| *v += 1);
         let data = json!({
             "workflow": run.workflow,
             "run": run.id,
@@ -1272,6 +1522,14 @@ fn context(run: &WorkflowRunRecord, def: &Workflow, rows: &HashMap<(String, i64)
         "inputs": serde_json::from_str::<Value>(&run.inputs).unwrap_or(json!({})),
         "steps": steps,
     })
+}
+
+/// The context of for_each item `index`: `item` and `index` added.
+fn item_context(ctx: &Value, item: &Value, index: usize) -> Value {
+    let mut c = ctx.clone();
+    c["item"] = item.clone();
+    c["index"] = json!(index);
+    c
 }
 
 /// The context of one for_each item: `item` and `index` added.

@@ -96,6 +96,24 @@ pub struct FinishAttempt {
     pub extra_attempt: bool,
 }
 
+/// Claims runs for a node in the transaction that queues them, so a run started where a slot
+/// is free goes straight to running without waiting for the dispatcher's next claim.
+#[derive(Clone, Debug)]
+pub struct ClaimHere {
+    pub node_id: String,
+    pub now: i64,
+    /// One per run that may be claimed (its run and project are filled in as it is).
+    pub tokens: Vec<super::tokens::TokenRecord>,
+}
+
+/// Runs queued by [`crate::RunStore::queue_runs`]: each as stored, in the order given, and
+/// those claimed on the spot (also among `runs`), the i-th holding the claim's i-th token.
+#[derive(Clone, Debug, Default)]
+pub struct Queued {
+    pub runs: Vec<RunRecord>,
+    pub claimed: Vec<RunRecord>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
     pub project: Option<String>,

@@ -2,6 +2,8 @@
 
 use agent_os_core::workflow::{StepStatus, TriggerKind, WorkflowRunStatus};
 
+use super::runs::{ClaimHere, FinishAttempt, NewRun, Queued, RunRecord};
+
 /// One run of a workflow, with the definition it started with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkflowRunRecord {
@@ -45,4 +47,23 @@ pub struct StepRecord {
     pub wake_at: Option<i64>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+}
+
+/// What one pass over a workflow run decided, stored in one transaction: the ends of the step
+/// task-run attempts that prompted it (first; a conflict there stores nothing), the task runs it
+/// queues (claimed here as far as `claim` allows), and its step rows (each naming its run).
+#[derive(Clone, Debug, Default)]
+pub struct StepCommit {
+    pub finish: Vec<FinishAttempt>,
+    pub runs: Vec<NewRun>,
+    pub steps: Vec<StepRecord>,
+    pub claim: Option<ClaimHere>,
+}
+
+/// What a [`StepCommit`] stored: the run whose attempt it ended, and its queued runs.
+#[derive(Clone, Debug, Default)]
+pub struct StepCommitted {
+    /// In the order of [`StepCommit::finish`].
+    pub finished: Vec<RunRecord>,
+    pub queued: Queued,
 }

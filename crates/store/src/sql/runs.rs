@@ -10,7 +10,8 @@ use agent_os_core::run::RunStatus;
 
 use super::{Claimer, SqlStore, Tx, all, fetch_filtered, filtered, flag, join_names, split_names};
 use crate::model::{
-    AttemptRecord, FinishAttempt, LogChunk, NewLogChunk, NewRun, NodeRecord, RunFilter, RunRecord, TokenRecord,
+    AttemptRecord, ClaimHere, FinishAttempt, LogChunk, NewLogChunk, NewRun, NodeRecord, Queued, RunFilter, RunRecord,
+    TokenRecord,
 };
 use crate::{Result, StoreError};
 
@@ -19,6 +20,11 @@ use crate::{Result, StoreError};
 #[async_trait]
 pub trait RunStore: Send + Sync {
     async fn insert_run(&self, run: &NewRun) -> Result<RunRecord>;
+    /// Queues runs and, with `here`, claims as many of them as it has tokens for on that node in
+    /// the same transaction (as [`RunStore::claim_runs`] would: due, needing no resource, first
+    /// of their concurrency key, not a worker project's). Returns them as stored: a claimed
+    /// run is `running` with its attempt open.
+    async fn queue_runs(&self, runs: &[NewRun], here: Option<&ClaimHere>) -> Result<Queued>;
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     async fn list_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
@@ -157,11 +163,21 @@ pub(crate) fn running_pair(row: &AnyRow) -> Result<(RunRecord, AttemptRecord), s
 /// Queues a run inside `tx`: due at `run.now`, queued at `queued_at` (a schedule's jitter can
 /// make a run due later than it was queued).
 pub(crate) async fn queue_run(tx: &mut Tx, run: &NewRun, queued_at: i64) -> Result<RunRecord> {
+    insert_queued(tx, run, queued_at, None).await
+}
+
+/// Inserts a queued run; with `claim_at`, one that may start at once (see [`queue_and_claim`])
+/// is inserted as claimed at that time instead, its first attempt to be opened by the caller.
+async fn insert_queued(tx: &mut Tx, run: &NewRun, queued_at: i64, claim_at: Option<i64>) -> Result<RunRecord> {
     let row = sqlx::query(concat!(
         "INSERT INTO runs
              (id, project_id, project, task, status, input, max_attempts, trigger, queued_at, not_before,
-              concurrency_key, scheduled_for, resources, priority)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)
+              concurrency_key, scheduled_for, resources, priority, attempt, started_at)
+         SELECT $1, $2, $3, $4, CASE WHEN c.now IS NULL THEN 'queued' ELSE 'running' END, $5, $6, $7, $8, $9,
+                $10, $11, $12, $13, CASE WHEN c.now IS NULL THEN 0 ELSE 1 END, c.now
+         FROM (SELECT CASE WHEN $14 >= $9 AND $12 IS NULL AND $10 IS NULL
+                            AND NOT EXISTS (SELECT 1 FROM projects wp WHERE wp.id = $2 AND wp.transport = 'worker')
+                       THEN $14 END AS now) c
          RETURNING ",
         run_columns!()
     ))
@@ -178,9 +194,112 @@ pub(crate) async fn queue_run(tx: &mut Tx, run: &NewRun, queued_at: i64) -> Resu
     .bind(run.scheduled_for)
     .bind(join_names(&run.resources))
     .bind(run.priority)
+    .bind(claim_at)
     .fetch_one(&mut **tx)
     .await?;
     Ok(run_from(&row)?)
+}
+
+/// Ends an attempt in `tx` (see [`RunStore::finish_attempt`]); a `Conflict` when the attempt
+/// is not running any more.
+pub(crate) async fn finish_in(tx: &mut Tx, f: &FinishAttempt) -> Result<RunRecord> {
+    let ended = sqlx::query(
+        "UPDATE run_attempts SET status = $3, finished_at = $4, exit_code = $5, error = $6
+             WHERE run_id = $1 AND attempt = $2 AND status = 'running'",
+    )
+    .bind(&f.run_id)
+    .bind(f.attempt)
+    .bind(&f.attempt_status)
+    .bind(f.now)
+    .bind(f.exit_code)
+    .bind(&f.error)
+    .execute(&mut **tx)
+    .await?;
+    if ended.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("attempt {} of run {} is not running any more", f.attempt, f.run_id)));
+    }
+    let row = match f.retry_at {
+        // A cancel that arrived while the attempt ran wins over the retry.
+        Some(at) => {
+            sqlx::query(concat!(
+                "UPDATE runs
+                 SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
+                     finished_at = CASE WHEN cancel_requested = 1 THEN $5 ELSE NULL END,
+                     not_before = $2, exit_code = $3, error = $4, max_attempts = max_attempts + $6
+                 WHERE id = $1
+                 RETURNING ",
+                run_columns!()
+            ))
+            .bind(&f.run_id)
+            .bind(at)
+            .bind(f.exit_code)
+            .bind(&f.error)
+            .bind(f.now)
+            .bind(i64::from(f.extra_attempt))
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query(concat!(
+                "UPDATE runs SET status = $2, finished_at = $3, exit_code = $4, error = $5, outputs = $6
+                 WHERE id = $1
+                 RETURNING ",
+                run_columns!()
+            ))
+            .bind(&f.run_id)
+            .bind(&f.attempt_status)
+            .bind(f.now)
+            .bind(f.exit_code)
+            .bind(&f.error)
+            .bind(&f.outputs)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+    };
+    sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE run_id = $1 AND revoked_at IS NULL")
+        .bind(&f.run_id)
+        .bind(f.now)
+        .execute(&mut **tx)
+        .await?;
+    // The attempt's resources are free again, whatever comes next (a retry queues anew).
+    // Only a run that needs resources holds any.
+    let run = run_from(&row)?;
+    if !run.resources.is_empty() {
+        sqlx::query("DELETE FROM resource_holds WHERE holder = $1 AND kind = 'run'")
+            .bind(&f.run_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(run)
+}
+
+/// Queues `runs` in `tx` and claims what `here` has tokens for (see [`RunStore::queue_runs`]);
+/// returns every run as it now stands, in the order given. A run is claimed as it is inserted,
+/// by the claim's rule for a run nobody else has seen yet: due, needing no resource, with no
+/// concurrency key (a keyed run waits for the dispatcher, which orders it behind its key), and
+/// not of a worker project.
+pub(crate) async fn queue_and_claim(tx: &mut Tx, runs: &[NewRun], here: Option<&ClaimHere>) -> Result<Queued> {
+    let mut queued = Queued { runs: Vec::with_capacity(runs.len()), claimed: Vec::new() };
+    for run in runs {
+        let claim = here.filter(|h| queued.claimed.len() < h.tokens.len()).map(|h| h.now);
+        let stored = insert_queued(tx, run, run.now, claim).await?;
+        if stored.status == RunStatus::Running
+            && let Some(h) = here
+        {
+            start_attempts(
+                tx,
+                std::slice::from_ref(&stored),
+                &h.node_id,
+                None,
+                h.now,
+                &h.tokens[queued.claimed.len()..],
+            )
+            .await?;
+            queued.claimed.push(stored.clone());
+        }
+        queued.runs.push(stored);
+    }
+    Ok(queued)
 }
 
 /// The run token and attempt row of each freshly claimed run, in the claim's transaction. An
@@ -333,6 +452,13 @@ impl RunStore for SqlStore {
         Ok(stored)
     }
 
+    async fn queue_runs(&self, runs: &[NewRun], here: Option<&ClaimHere>) -> Result<Queued> {
+        let mut tx = self.tx().await?;
+        let stored = queue_and_claim(&mut tx, runs, here).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
         let row = sqlx::query(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1"))
             .bind(id)
@@ -376,86 +502,29 @@ impl RunStore for SqlStore {
     }
 
     async fn set_attempt_process(&self, run_id: &str, attempt: i64, pid: i64, proc_start: Option<i64>) -> Result<()> {
+        let mut tx = self.tx().await?;
+        if self.backend == super::Backend::Postgres {
+            // What this guards against is Agent OS dying, not the database: the row is visible
+            // at once either way, and the commit need not wait for the WAL to reach the disk
+            // (a later synchronous commit, such as the attempt's end, flushes it anyway).
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+        }
         sqlx::query("UPDATE run_attempts SET pid = $3, pgid = $3, proc_start = $4 WHERE run_id = $1 AND attempt = $2")
             .bind(run_id)
             .bind(attempt)
             .bind(pid)
             .bind(proc_start)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn finish_attempt(&self, f: &FinishAttempt) -> Result<RunRecord> {
         let mut tx = self.tx().await?;
-        let ended = sqlx::query(
-            "UPDATE run_attempts SET status = $3, finished_at = $4, exit_code = $5, error = $6
-             WHERE run_id = $1 AND attempt = $2 AND status = 'running'",
-        )
-        .bind(&f.run_id)
-        .bind(f.attempt)
-        .bind(&f.attempt_status)
-        .bind(f.now)
-        .bind(f.exit_code)
-        .bind(&f.error)
-        .execute(&mut *tx)
-        .await?;
-        if ended.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "attempt {} of run {} is not running any more",
-                f.attempt, f.run_id
-            )));
-        }
-        let row = match f.retry_at {
-            // A cancel that arrived while the attempt ran wins over the retry.
-            Some(at) => {
-                sqlx::query(concat!(
-                    "UPDATE runs
-                 SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
-                     finished_at = CASE WHEN cancel_requested = 1 THEN $5 ELSE NULL END,
-                     not_before = $2, exit_code = $3, error = $4, max_attempts = max_attempts + $6
-                 WHERE id = $1
-                 RETURNING ",
-                    run_columns!()
-                ))
-                .bind(&f.run_id)
-                .bind(at)
-                .bind(f.exit_code)
-                .bind(&f.error)
-                .bind(f.now)
-                .bind(i64::from(f.extra_attempt))
-                .fetch_one(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query(concat!(
-                    "UPDATE runs SET status = $2, finished_at = $3, exit_code = $4, error = $5, outputs = $6
-                 WHERE id = $1
-                 RETURNING ",
-                    run_columns!()
-                ))
-                .bind(&f.run_id)
-                .bind(&f.attempt_status)
-                .bind(f.now)
-                .bind(f.exit_code)
-                .bind(&f.error)
-                .bind(&f.outputs)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
-        sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE run_id = $1 AND revoked_at IS NULL")
-            .bind(&f.run_id)
-            .bind(f.now)
-            .execute(&mut *tx)
-            .await?;
-        // The attempt's resources are free again, whatever comes next (a retry queues anew).
-        sqlx::query("DELETE FROM resource_holds WHERE holder = $1 AND kind = 'run'")
-            .bind(&f.run_id)
-            .execute(&mut *tx)
-            .await?;
+        let run = finish_in(&mut tx, f).await?;
         tx.commit().await?;
-        Ok(run_from(&row)?)
+        Ok(run)
     }
 
     async fn request_cancel(&self, run_id: &str, now: i64) -> Result<RunRecord> {

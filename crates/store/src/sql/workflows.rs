@@ -8,7 +8,7 @@ use sqlx::{Any, Row};
 use super::runs::queue_run;
 use super::{SqlStore, Tx, all, is_unique_violation};
 use crate::Result;
-use crate::model::{NewRun, RunRecord, StepRecord, WorkflowRunRecord};
+use crate::model::{NewRun, RunRecord, StepCommit, StepCommitted, StepRecord, WorkflowRunRecord};
 
 /// Workflow runs and steps. Every method commits before it returns.
 #[async_trait]
@@ -33,6 +33,8 @@ pub trait WorkflowStore: Send + Sync {
     /// Queues a step's task run and records it on the step in one transaction, so a crash
     /// cannot leave a run the step does not know (and start it twice).
     async fn start_step_task(&self, step: &StepRecord, run: &NewRun) -> Result<RunRecord>;
+    /// Stores what one pass over a run decided, all or nothing (see [`StepCommit`]).
+    async fn commit_steps(&self, c: &StepCommit) -> Result<StepCommitted>;
 }
 
 macro_rules! workflow_run_columns {
@@ -111,6 +113,49 @@ async fn put_step(tx: &mut Tx, s: &StepRecord) -> Result<()> {
     .bind(s.finished_at)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Stores step rows in `tx`, many to a statement.
+async fn put_steps_in(tx: &mut Tx, steps: &[StepRecord]) -> Result<()> {
+    // 12 values a row; SQLite allows 32,766 in a statement.
+    for chunk in steps.chunks(500) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=12).map(|c| format!("${}", r * 12 + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            concat!(
+                "INSERT INTO workflow_steps (",
+                step_columns!(),
+                ") VALUES {}
+                 ON CONFLICT (run_id, step_id, item) DO UPDATE SET
+                     status = excluded.status, attempt = excluded.attempt, task_run_id = excluded.task_run_id,
+                     child_run_id = excluded.child_run_id, outputs = excluded.outputs, error = excluded.error,
+                     wake_at = excluded.wake_at, started_at = excluded.started_at, finished_at = excluded.finished_at"
+            ),
+            rows.join(", ")
+        );
+        let mut q = sqlx::query::<Any>(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q
+                .bind(&s.run_id)
+                .bind(&s.step_id)
+                .bind(s.item)
+                .bind(&s.status)
+                .bind(s.attempt)
+                .bind(&s.task_run_id)
+                .bind(&s.child_run_id)
+                .bind(&s.outputs)
+                .bind(&s.error)
+                .bind(s.wake_at)
+                .bind(s.started_at)
+                .bind(s.finished_at);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -245,6 +290,18 @@ impl WorkflowStore for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn commit_steps(&self, c: &StepCommit) -> Result<StepCommitted> {
+        let mut tx = self.tx().await?;
+        let mut finished = Vec::with_capacity(c.finish.len());
+        for f in &c.finish {
+            finished.push(super::runs::finish_in(&mut tx, f).await?);
+        }
+        let queued = super::runs::queue_and_claim(&mut tx, &c.runs, c.claim.as_ref()).await?;
+        put_steps_in(&mut tx, &c.steps).await?;
+        tx.commit().await?;
+        Ok(StepCommitted { finished, queued })
     }
 
     async fn start_step_task(&self, step: &StepRecord, run: &NewRun) -> Result<RunRecord> {
