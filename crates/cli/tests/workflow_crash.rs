@@ -21,8 +21,13 @@ struct Server {
 
 impl Server {
     fn start(home: &Path, n: u32) -> Server {
+        Server::start_with(home, n, &[])
+    }
+
+    fn start_with(home: &Path, n: u32, env: &[(&str, &str)]) -> Server {
         let out = home.with_extension(format!("{n}.out"));
         let child = Command::new(BIN)
+            .envs(env.iter().copied())
             .args(["serve", "--home"])
             .arg(home)
             .args(["--bind", "127.0.0.1:0"])
@@ -43,6 +48,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         s
+    }
+
+    /// Waits for the server to die by itself (a crash point).
+    fn wait_for_death(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the server did not stop at its crash point");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn url(&self) -> Option<String> {
@@ -192,4 +206,79 @@ fn a_workflow_survives_kill_9_without_running_a_finished_step_again() {
     assert!(steps.iter().all(|s| s["status"] == "succeeded"), "{done:#}");
     let (_, events) = api(s, &home, "GET", "/api/v1/events?type=chain.", None);
     assert_eq!(events.as_array().unwrap().len(), 1, "the emit step's event once: {events}");
+}
+
+/// The hand-off of a step's end: the server dies (as with kill -9) after step a's process has
+/// ended and the next step is decided, but before the transaction that stores a's end and
+/// queues b; and, in a second home, right after that transaction, before b's process starts.
+/// After a restart the run succeeds with one task run per step: in the first case a's end was
+/// never stored, so a's run is retried (a second attempt of the same run, as any run whose
+/// node died mid-attempt); in the second a is never run again and b, claimed but never
+/// started, starts on a retry of its one run.
+#[test]
+fn a_kill_at_a_step_hand_off_neither_repeats_a_recorded_step_nor_loses_the_next() {
+    for (point, a_starts) in [("step-decided", 2), ("step-committed", 1)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let root = tmp.path().join("quick");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("step.sh"),
+            "#!/bin/sh\nstep=$(sed -n 's/.*\"step\": *\"\\([a-z]*\\)\".*/\\1/p')\n\
+             echo \"$step $AGENT_OS_RUN_ID $AGENT_OS_ATTEMPT start\" >> executions.log\n\
+             printf '{\"step\": \"%s\"}' \"$step\" > \"$AGENT_OS_OUTPUT\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("agent-os.yaml"),
+            "name: quick\ntasks:\n  step: { run: \"sh step.sh\", retries: 2, retry_delay: 1s }\n",
+        )
+        .unwrap();
+        // The first server registers the project and the workflow, and is stopped; the second
+        // runs the workflow with the crash point armed.
+        let mut s = Server::start(&home, 1);
+        let (st, p) = api(&s, &home, "POST", "/api/v1/projects", Some(serde_json::json!({"path": root})));
+        assert_eq!(st, 201, "{p}");
+        std::fs::write(
+            home.join("workflows/three.yaml"),
+            "name: three\non:\n  manual: {}\nsteps:\n  - { id: a, run: quick.step, with: { step: a } }\n  \
+             - { id: b, needs: [a], run: quick.step, with: { step: b } }\n  \
+             - { id: c, needs: [b], run: quick.step, with: { step: c } }\n",
+        )
+        .unwrap();
+        s.kill9();
+        let mut s = Server::start_with(&home, 2, &[("AGENT_OS_TEST_CRASH_AT", point)]);
+        let (st, run) = api(&s, &home, "POST", "/api/v1/workflows/three/runs", Some(serde_json::json!({})));
+        assert_eq!(st, 201, "{run}");
+        let id = run["id"].as_str().unwrap().to_string();
+        s.wait_for_death();
+        let log = root.join("executions.log");
+        let before = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!before.contains("b "), "{point}: b started before the crash: {before}");
+
+        let s = Server::start(&home, 3);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            let (_, r) = api(&s, &home, "GET", &format!("/api/v1/workflows/runs/{id}/wait?timeout=5s"), None);
+            if r["status"] == "succeeded" || r["status"] == "failed" || Instant::now() > deadline {
+                break r;
+            }
+        };
+        assert_eq!(done["status"], "succeeded", "{point}: {done:#}");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+        let starts = |step: &str| lines.iter().filter(|l| l[0] == step).collect::<Vec<_>>();
+        assert_eq!(starts("a").len(), a_starts, "{point}: {text}");
+        assert_eq!(starts("b").len(), 1, "{point}: {text}");
+        assert_eq!(starts("c").len(), 1, "{point}: {text}");
+        let runs: std::collections::BTreeSet<&str> = lines.iter().map(|l| l[1]).collect();
+        assert_eq!(runs.len(), 3, "{point}: one task run per step: {text}");
+        if point == "step-committed" {
+            // b's run was claimed by the dead server and never started: its first process is
+            // its second attempt.
+            assert_eq!(starts("b")[0][2], "2", "{point}: {text}");
+        }
+        let steps = done["steps"].as_array().unwrap();
+        assert!(steps.iter().all(|s| s["status"] == "succeeded"), "{point}: {done:#}");
+    }
 }

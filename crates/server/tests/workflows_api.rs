@@ -462,3 +462,44 @@ steps:
     let (st, _, body) = send(client_from("127.0.0.1"), secret.clone(), "real_1".into()).await;
     assert_eq!(st, 202, "{body}");
 }
+
+/// `GET /workflows/runs/{id}/wait` answers as soon as the run ends (not at its timeout), with
+/// the steps; a run still going is returned as it stands when the timeout passes; a bad
+/// timeout, an unknown run and a project token are refused.
+#[tokio::test]
+async fn waiting_for_a_workflow_run_answers_when_it_ends() {
+    const SLOW: &str = "name: slow\non:\n  manual: {}\nsteps:\n  - { id: nap, run: napper.nap }\n";
+    let (s, dir) = server_with(&[("pipeline.yaml", PIPELINE), ("slow.yaml", SLOW)]).await;
+    add_project(&s, dir.path(), "counter", COUNTER).await;
+    add_project(&s, dir.path(), "napper", "name: napper\ntasks:\n  nap: { run: \"sleep 3\" }\n").await;
+    reload(&s).await;
+
+    let (st, run) = s.post("/api/v1/workflows/pipeline/runs", json!({})).await;
+    assert_eq!(st, 201, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let asked = std::time::Instant::now();
+    let (st, done) = s.get(&format!("/api/v1/workflows/runs/{id}/wait?timeout=20s")).await;
+    assert_eq!(st, 200, "{done}");
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["steps"].as_array().unwrap().len(), 2, "{done:#}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "answered at the end, not the timeout: {:?}", asked.elapsed());
+
+    let (st, run) = s.post("/api/v1/workflows/slow/runs", json!({})).await;
+    assert_eq!(st, 201, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let asked = std::time::Instant::now();
+    let (st, going) = s.get(&format!("/api/v1/workflows/runs/{id}/wait?timeout=300ms")).await;
+    assert_eq!(st, 200, "{going}");
+    assert!(matches!(going["status"].as_str(), Some("queued" | "running")), "{going:#}");
+    assert!(asked.elapsed() >= Duration::from_millis(300), "{:?}", asked.elapsed());
+
+    let (st, e) = s.get(&format!("/api/v1/workflows/runs/{id}/wait?timeout=soon")).await;
+    assert_eq!((st, e["error"]["field"].as_str()), (400, Some("timeout")), "{e}");
+    let (st, _) = s.get("/api/v1/workflows/runs/no-such-run/wait?timeout=1s").await;
+    assert_eq!(st, 404);
+    let token = project_token(&s, "counter").await;
+    let (st, _) = s.req(Method::GET, &format!("/api/v1/workflows/runs/{id}/wait"), Some(&token), None).await;
+    assert_eq!(st, 403);
+    let (st, _) = s.post(&format!("/api/v1/workflows/runs/{id}/cancel"), json!({})).await;
+    assert_eq!(st, 200);
+}

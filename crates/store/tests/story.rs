@@ -1229,3 +1229,154 @@ async fn workers_claim_their_projects_runs_and_store_their_logs_once() {
         db.drop_it().await;
     }
 }
+
+fn run_token(n: usize, now: i64) -> TokenRecord {
+    TokenRecord {
+        id: agent_os_core::id::new_id(),
+        kind: TokenKind::Run,
+        name: "run token".into(),
+        project_id: None,
+        run_id: None,
+        hash: format!("hash-{n}-{}", agent_os_core::id::new_id()),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
+/// Runs queued where a slot is free are claimed in the transaction that queues them, by the
+/// claim's own rule; a pass's commit stores an attempt's end, queued runs and step rows all
+/// together, or nothing when the end conflicts.
+async fn claim_here_story(s: &dyn Store) {
+    let now = 10_000;
+    let p = s.insert_project(&project("here"), &[], now).await.unwrap();
+    let mut remote = project("remote");
+    remote.transport = ProjectTransport::Worker;
+    let w = s.insert_project(&remote, &[], now).await.unwrap();
+    let plain = new_run(&p, "t", now, 2);
+    let keyed = NewRun { concurrency_key: Some("k".into()), ..new_run(&p, "t", now, 1) };
+    let needs = NewRun { resources: vec!["openai".into()], ..new_run(&p, "t", now, 1) };
+    let later = new_run(&p, "t", now + 60_000, 1);
+    let worker = new_run(&w, "t", now, 1);
+    let second = new_run(&p, "t", now, 1);
+    let here = ClaimHere { node_id: "node-a".into(), now, tokens: vec![run_token(0, now), run_token(1, now)] };
+    let all = [plain.clone(), keyed.clone(), needs.clone(), later.clone(), worker.clone(), second.clone()];
+    let q = s.queue_runs(&all, Some(&here)).await.unwrap();
+    let ids: Vec<&str> = q.claimed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [plain.id.as_str(), second.id.as_str()], "only due, free, unkeyed runs of served projects");
+    assert_eq!(q.runs.len(), 6);
+    for r in &q.runs {
+        let claimed = ids.contains(&r.id.as_str());
+        assert_eq!(r.status, if claimed { RunStatus::Running } else { RunStatus::Queued }, "{}", r.id);
+        assert_eq!((r.attempt, r.started_at), if claimed { (1, Some(now)) } else { (0, None) }, "{}", r.id);
+        let attempts = s.list_attempts(&r.id).await.unwrap();
+        assert_eq!(attempts.len(), usize::from(claimed), "{}", r.id);
+    }
+    let a = &s.list_attempts(&plain.id).await.unwrap()[0];
+    assert_eq!((a.node_id.as_str(), a.status), ("node-a", RunStatus::Running));
+    let token = s.find_token(&here.tokens[0].hash).await.unwrap().expect("the first claim's token");
+    assert_eq!((token.run_id.as_deref(), token.project_id.as_deref()), (Some(plain.id.as_str()), Some(p.id.as_str())));
+    // The dispatcher still finds the keyed run (the rest are not due, need a resource, or are
+    // a worker's).
+    let claimed = s.claim_runs("node-b", now, 10, &[]).await.unwrap();
+    assert_eq!(claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [keyed.id.as_str()]);
+
+    // A pass's commit: the end of plain's attempt, a new run, the step rows.
+    let wf = WorkflowRunRecord {
+        id: agent_os_core::id::new_id(),
+        workflow: "w".into(),
+        definition: "name: w\n".into(),
+        status: agent_os_core::workflow::WorkflowRunStatus::Running,
+        trigger: agent_os_core::workflow::TriggerKind::Manual,
+        trigger_key: None,
+        event: None,
+        inputs: "{}".into(),
+        outputs: None,
+        error: None,
+        concurrency_key: None,
+        parent_run_id: None,
+        parent_step: None,
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        deadline_at: None,
+    };
+    s.insert_workflow_run(&wf).await.unwrap();
+    let step = |id: &str, status: agent_os_core::workflow::StepStatus, run: &str| StepRecord {
+        run_id: wf.id.clone(),
+        step_id: id.into(),
+        item: -1,
+        status,
+        attempt: 1,
+        task_run_id: Some(run.into()),
+        child_run_id: None,
+        outputs: None,
+        error: None,
+        wake_at: None,
+        started_at: Some(now),
+        finished_at: None,
+    };
+    let finish = |run: &str, attempt: i64| FinishAttempt {
+        run_id: run.into(),
+        attempt,
+        attempt_status: RunStatus::Succeeded,
+        retry_at: None,
+        exit_code: Some(0),
+        error: None,
+        outputs: Some("{\"ok\":true}".into()),
+        now: now + 5,
+        extra_attempt: false,
+    };
+    use agent_os_core::workflow::StepStatus;
+    let next = new_run(&p, "t", now + 5, 1);
+    let commit = StepCommit {
+        finish: vec![finish(&plain.id, 1)],
+        runs: vec![next.clone()],
+        steps: vec![step("a", StepStatus::Succeeded, &plain.id), step("b", StepStatus::Running, &next.id)],
+        claim: Some(ClaimHere { node_id: "node-a".into(), now: now + 5, tokens: vec![run_token(2, now)] }),
+    };
+    let done = s.commit_steps(&commit).await.unwrap();
+    assert_eq!(done.finished.len(), 1);
+    assert_eq!(
+        (done.finished[0].status, done.finished[0].outputs.as_deref()),
+        (RunStatus::Succeeded, Some("{\"ok\":true}"))
+    );
+    assert_eq!(done.queued.claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [next.id.as_str()]);
+    let rows = s.workflow_steps(&wf.id).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.step_id.as_str(), r.status)).collect::<Vec<_>>(),
+        [("a", StepStatus::Succeeded), ("b", StepStatus::Running)]
+    );
+    assert!(
+        s.find_token(&here.tokens[0].hash).await.unwrap().unwrap().revoked_at.is_some(),
+        "the ended attempt's token is revoked"
+    );
+
+    // The same end again conflicts, and nothing of that pass is stored.
+    let again = new_run(&p, "t", now + 6, 1);
+    let commit = StepCommit {
+        finish: vec![finish(&second.id, 1), finish(&plain.id, 1)],
+        runs: vec![again.clone()],
+        steps: vec![step("c", StepStatus::Running, &again.id)],
+        claim: None,
+    };
+    assert!(matches!(s.commit_steps(&commit).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.get_run(&again.id).await.unwrap(), None, "the pass's run was not queued");
+    assert_eq!(s.workflow_steps(&wf.id).await.unwrap().len(), 2, "the pass's step was not stored");
+    assert_eq!(s.get_run(&second.id).await.unwrap().unwrap().status, RunStatus::Running, "the first end rolled back");
+}
+
+#[tokio::test]
+async fn runs_are_claimed_where_they_are_queued_and_a_pass_commits_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite_store(&dir).await;
+    claim_here_story(&sqlite).await;
+    if let Some(db) = PgDatabase::create().await {
+        {
+            let store = SqlStore::open(&StoreOptions::new(&db.url), 1_000).await.expect("open postgres");
+            claim_here_story(&store).await;
+            store.close().await;
+        }
+        db.drop_it().await;
+    }
+}

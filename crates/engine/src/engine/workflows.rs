@@ -97,6 +97,16 @@ pub struct Registry {
     step_runs: tokio::sync::Notify,
 }
 
+/// Dies on the spot, as a kill -9 would leave it, when `AGENT_OS_TEST_CRASH_AT` names this
+/// point (feature `testing` only: the binary's crash tests stop it between a step's hand-off
+/// decisions and their commit, and between the commit and the next step's start).
+fn crash_point(_name: &str) {
+    #[cfg(feature = "testing")]
+    if std::env::var("AGENT_OS_TEST_CRASH_AT").is_ok_and(|at| at == _name) {
+        std::process::abort();
+    }
+}
+
 /// The workflow run a task run was started for, from its trigger (`workflow:RUN/STEP…`).
 pub(super) fn step_run_of(trigger: &str) -> Option<&str> {
     trigger.strip_prefix("workflow:")?.split_once('/').map(|(run, _)| run)
@@ -862,7 +872,13 @@ impl Engine {
         if let Some(r) = commit.runs.first() {
             tracing::trace!(target: "timeline", run = %r.id, "decided");
         }
+        if !commit.finish.is_empty() {
+            crash_point("step-decided");
+        }
         let done = self.store.commit_steps(&commit).await?;
+        if !done.finished.is_empty() {
+            crash_point("step-committed");
+        }
         if !pass.finish.is_empty() {
             pass.finish.clear();
             pass.ended = done.finished;
