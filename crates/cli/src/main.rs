@@ -14,6 +14,7 @@ mod incidents;
 mod init;
 mod keys;
 mod lease;
+mod memory;
 mod serve;
 mod service;
 mod settings;
@@ -315,6 +316,9 @@ fn main() -> std::process::ExitCode {
     // A worker takes its token from --token or AGENT_OS_WORKER_TOKEN, never from a client's
     // AGENT_OS_TOKEN (which a task, say, has in its environment).
     let token_on_command_line = matches.value_source("token") == Some(clap::parser::ValueSource::CommandLine);
+    if matches!(cli.command, Command::Serve(_) | Command::Demo(_)) {
+        memory::limit_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

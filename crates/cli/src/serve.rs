@@ -260,7 +260,9 @@ impl Running {
             // Stop claiming work and end long waits first, so the HTTP server drains quickly.
             engine.begin_shutdown();
         };
+        let trimming = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::memory::trim_loop()));
         agent_os_server::run(listener, self.engine.clone(), opts, stop).await?;
+        drop(trimming);
         eprintln!("stopping: waiting up to 10s for running tasks");
         self.engine.shutdown(Duration::from_secs(10)).await;
         // Last: on SQLite this truncates the write-ahead log, so the next start reads nothing back.
