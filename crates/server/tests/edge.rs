@@ -294,13 +294,17 @@ async fn project_tokens_cannot_read_workflow_runs_as_documented() {
     let get = reqwest::Method::GET;
     let (st, _) = s.req(get.clone(), "/api/v1/workflows", t, None).await;
     assert_eq!(st, 200, "workflow definitions are readable");
-    for path in ["/api/v1/workflows/runs", "/api/v1/workflows/runs/0190a000-0000-7000-8000-000000000000"] {
+    for path in [
+        "/api/v1/workflows/runs",
+        "/api/v1/workflows/runs/0190a000-0000-7000-8000-000000000000",
+        "/api/v1/workflows/runs/0190a000-0000-7000-8000-000000000000/wait?timeout=1s",
+    ] {
         let (st, v) = s.req(get.clone(), path, t, None).await;
         assert_eq!((st, error_code(&v)), (403, "forbidden"), "{path}: {v}");
     }
     let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md")).unwrap();
     assert!(
-        docs.contains("| `GET /api/v1/workflows/runs`, `GET /api/v1/workflows/runs/{id}` | yes | `403`"),
+        docs.contains("| `GET /api/v1/workflows/runs`, `GET /api/v1/workflows/runs/{id}`, `…/wait` | yes | `403`"),
         "docs/api.md says what the server does"
     );
 }

@@ -502,21 +502,25 @@ impl RunStore for SqlStore {
     }
 
     async fn set_attempt_process(&self, run_id: &str, attempt: i64, pid: i64, proc_start: Option<i64>) -> Result<()> {
-        let mut tx = self.tx().await?;
+        let update = sqlx::query(
+            "UPDATE run_attempts SET pid = $3, pgid = $3, proc_start = $4 WHERE run_id = $1 AND attempt = $2",
+        )
+        .bind(run_id)
+        .bind(attempt)
+        .bind(pid)
+        .bind(proc_start);
         if self.backend == super::Backend::Postgres {
             // What this guards against is Agent OS dying, not the database: the row is visible
             // at once either way, and the commit need not wait for the WAL to reach the disk
-            // (a later synchronous commit, such as the attempt's end, flushes it anyway).
+            // (the next synchronous commit, such as the attempt's end, flushes it anyway).
+            let mut tx = self.tx().await?;
             sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+            update.execute(&mut *tx).await?;
+            tx.commit().await?;
+        } else {
+            // One statement is atomic by itself: autocommit saves SQLite two round trips.
+            update.execute(&self.write).await?;
         }
-        sqlx::query("UPDATE run_attempts SET pid = $3, pgid = $3, proc_start = $4 WHERE run_id = $1 AND attempt = $2")
-            .bind(run_id)
-            .bind(attempt)
-            .bind(pid)
-            .bind(proc_start)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
 
