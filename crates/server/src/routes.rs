@@ -313,7 +313,9 @@ pub async fn get_run(State(st): State<AppState>, caller: Caller, Path(id): Path<
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
-    /// How long to wait for the run to end, e.g. `30s` (at most 5m; default 30s).
+    /// How long to wait for the run to end, e.g. `30s` or `1m30s` (default 30s; a longer wait
+    /// is held to 5m).
+    #[param(pattern = "^([0-9]{1,4}(ms|s|m|h|d))+$", max_length = 16)]
     pub timeout: Option<String>,
 }
 

@@ -5,10 +5,9 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
-use super::runs::queue_run;
 use super::{SqlStore, Tx, all, is_unique_violation};
 use crate::Result;
-use crate::model::{NewRun, RunRecord, StepCommit, StepCommitted, StepRecord, WorkflowRunRecord};
+use crate::model::{StepCommit, StepCommitted, StepRecord, WorkflowRunRecord};
 
 /// Workflow runs and steps. Every method commits before it returns.
 #[async_trait]
@@ -30,9 +29,6 @@ pub trait WorkflowStore: Send + Sync {
     async fn workflow_steps(&self, run_id: &str) -> Result<Vec<StepRecord>>;
     /// Stores step states (insert or replace), in one transaction.
     async fn put_steps(&self, steps: &[StepRecord]) -> Result<()>;
-    /// Queues a step's task run and records it on the step in one transaction, so a crash
-    /// cannot leave a run the step does not know (and start it twice).
-    async fn start_step_task(&self, step: &StepRecord, run: &NewRun) -> Result<RunRecord>;
     /// Stores what one pass over a run decided, all or nothing (see [`StepCommit`]).
     async fn commit_steps(&self, c: &StepCommit) -> Result<StepCommitted>;
 }
@@ -88,32 +84,6 @@ fn step_from(row: &AnyRow) -> Result<StepRecord, sqlx::Error> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
     })
-}
-
-async fn put_step(tx: &mut Tx, s: &StepRecord) -> Result<()> {
-    sqlx::query(concat!(
-        "INSERT INTO workflow_steps (",
-        step_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (run_id, step_id, item) DO UPDATE SET
-             status = $4, attempt = $5, task_run_id = $6, child_run_id = $7, outputs = $8, error = $9,
-             wake_at = $10, started_at = $11, finished_at = $12"
-    ))
-    .bind(&s.run_id)
-    .bind(&s.step_id)
-    .bind(s.item)
-    .bind(&s.status)
-    .bind(s.attempt)
-    .bind(&s.task_run_id)
-    .bind(&s.child_run_id)
-    .bind(&s.outputs)
-    .bind(&s.error)
-    .bind(s.wake_at)
-    .bind(s.started_at)
-    .bind(s.finished_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Stores step rows in `tx`, many to a statement.
@@ -285,9 +255,7 @@ impl WorkflowStore for SqlStore {
 
     async fn put_steps(&self, steps: &[StepRecord]) -> Result<()> {
         let mut tx = self.tx().await?;
-        for s in steps {
-            put_step(&mut tx, s).await?;
-        }
+        put_steps_in(&mut tx, steps).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -302,15 +270,5 @@ impl WorkflowStore for SqlStore {
         put_steps_in(&mut tx, &c.steps).await?;
         tx.commit().await?;
         Ok(StepCommitted { finished, queued })
-    }
-
-    async fn start_step_task(&self, step: &StepRecord, run: &NewRun) -> Result<RunRecord> {
-        let mut tx = self.tx().await?;
-        let stored = queue_run(&mut tx, run, run.now).await?;
-        let mut s = step.clone();
-        s.task_run_id = Some(stored.id.clone());
-        put_step(&mut tx, &s).await?;
-        tx.commit().await?;
-        Ok(stored)
     }
 }
