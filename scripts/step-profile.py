@@ -118,16 +118,12 @@ def main():
     with open(log_path) as f:
         f.seek(warm)
         for line in f:
-            m = re.search(r"timeline: (\w+) run=(\S+)", line) or re.search(r"timeline: run=(\S+).*? (\w+)$", line)
+            # e.g. `2026-12-06T14:01:02.123456Z TRACE timeline: exited run=01a2…`
             at = stamp(line)
-            if at is None:
-                continue
-            m = re.search(r"run=(\S+)", line)
-            point = line.rstrip().split()[-1] if m else None
-            ev = re.search(r"timeline: ([a-z]+)", line)
-            name = ev.group(1) if ev else None
-            if m and name in POINTS:
-                by_run.setdefault(m.group(1), {})[name] = at
+            run = re.search(r"run=(\S+)", line)
+            point = re.search(r"timeline: ([a-z]+)", line)
+            if at is not None and run and point and point.group(1) in POINTS:
+                by_run.setdefault(run.group(1), {})[point.group(1)] = at
     # One step's cycle: its own points, then the next step's up to its claim, in the order
     # they happened (the order differs between versions of the engine: the hand-off records a
     # step's end after deciding the next one).

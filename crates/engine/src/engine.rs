@@ -909,12 +909,11 @@ impl Engine {
         finish: FinishAttempt,
         retry: bool,
     ) -> Result<RunRecord, StoreError> {
-        let Some(workflow_run) = workflows::step_run_of(&run.trigger) else {
-            return self.store.finish_attempt(&finish).await;
+        let workflow_run = match workflows::step_run_of(&run.trigger) {
+            Some(w) if !retry => w,
+            // Not a step's run, or back to the queue: the workflow has nothing to decide yet.
+            _ => return self.store.finish_attempt(&finish).await,
         };
-        if retry {
-            return self.store.finish_attempt(&finish).await;
-        }
         let (recorded, advanced) = self.step_run_ended(workflow_run, run, finish).await;
         if !advanced {
             self.step_runs_changed();
@@ -1060,9 +1059,8 @@ impl Engine {
                     kill_grace: grace,
                     max_output_bytes: self.cfg.max_output_bytes,
                 };
-                let spawned_run = run.id.clone();
                 let done = run_command(spec, sink.clone(), stop.clone(), async move |pid, start| {
-                    tracing::trace!(target: "timeline", run = %spawned_run, "spawned");
+                    tracing::trace!(target: "timeline", run = %run_id, "spawned");
                     // Recorded for crash recovery, off the task's critical path: if it lands
                     // after the attempt ended it only annotates a finished attempt.
                     tasks.spawn(async move {

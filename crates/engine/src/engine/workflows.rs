@@ -542,7 +542,6 @@ impl Engine {
                 last_route = std::time::Instant::now();
             }
             woken_by_events = false;
-            tracing::trace!(target: "timeline", "pass");
             match self.store.list_workflow_runs(None, true, 10_000).await {
                 Ok(active) => {
                     for run in active {
@@ -1558,10 +1557,7 @@ fn with_item(ctx: &Value, step: &Step, s: &StepRecord) -> Value {
         Ok(Value::Array(a)) => a.get(s.item as usize).cloned().unwrap_or(Value::Null),
         _ => Value::Null,
     };
-    let mut c = ctx.clone();
-    c["item"] = item;
-    c["index"] = json!(s.item);
-    c
+    item_context(ctx, &item, s.item as usize)
 }
 
 /// Manual inputs checked against their declarations, defaults filled in.
