@@ -455,9 +455,13 @@ BAD_PLUGIN_DOCUMENTS = [
     ("plugin/cost-record.schema.json", "an empty batch", {"records": []}),
     ("plugin/cost-record.schema.json", "a batch with one bad record", {"records": [RECORD, {"service": "openai", "amount": "x"}]}),
     ("plugin/cost-record.schema.json", "a batch with an extra field", {"records": [RECORD], "project": "demo"}),
+    ("plugin/cost-record.schema.json", "tokens without a model or an amount", {"service": "openai", "tokens_in": 5}),
+    ("plugin/cost-record.schema.json", "a model without tokens or an amount", {"service": "openai", "model": "gpt-4o"}),
+    ("plugin/cost-record.schema.json", "negative cached tokens", {"service": "openai", "model": "gpt-4o", "tokens_in": 5, "tokens_cached_in": -1}),
 ]
 GOOD_PLUGIN_DOCUMENTS = [
     ("plugin/cost-record.schema.json", "a minimal cost record", RECORD),
+    ("plugin/cost-record.schema.json", "tokens for Agent OS to price", {"service": "anthropic", "model": "claude-sonnet-4-20250514", "tokens_in": 1200, "tokens_cached_in": 1000, "tokens_out": 300, "run_id": "01936f2a-4c1e-7b3a-9d2e-5f6a7b8c9d0e"}),
     ("plugin/cost-record.schema.json", "amounts like '12', '.5', '0.000000001'", {"records": [
         {"service": "s", "amount": "12"}, {"service": "s", "amount": ".5"}, {"service": "s", "amount": "0.000000001"}]}),
     ("plugin/cost-response.schema.json", "a record with a field added later in v1", {"records": [RECORD | {"region": "eu"}], "cursor": "1"}),

@@ -146,17 +146,34 @@ pub enum CostCmd {
         project: String,
         #[arg(long)]
         service: String,
-        /// Decimal amount, e.g. 0.0123.
+        /// Decimal amount, e.g. 0.0123. Without it, Agent OS prices --model's tokens.
+        #[arg(long, required_unless_present_any = ["tokens_in", "tokens_out"])]
+        amount: Option<String>,
+        /// ISO 4217 code (default USD; tokens are priced in USD).
         #[arg(long)]
-        amount: String,
-        #[arg(long, default_value = "USD")]
-        currency: String,
+        currency: Option<String>,
         #[arg(long)]
         key_name: Option<String>,
-        #[arg(long)]
+        #[arg(long, required_unless_present = "amount")]
         model: Option<String>,
+        /// Input tokens (cached ones included).
+        #[arg(long)]
+        tokens_in: Option<i64>,
+        #[arg(long)]
+        tokens_out: Option<i64>,
+        /// Of --tokens-in, those read from the provider's cache.
+        #[arg(long)]
+        tokens_cached_in: Option<i64>,
         #[arg(long)]
         idempotency_key: Option<String>,
+    },
+    /// The token prices records without an amount are priced with: built-in and config.yaml's
+    /// `prices:`.
+    Prices {
+        /// Only models whose name contains this.
+        model: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Exact totals of the ledger, grouped (per currency; amounts in different currencies are
     /// never added).
@@ -582,15 +599,22 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                 a.json,
                 &list,
                 "no costs reported yet",
-                &["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "RUN", "SOURCE"],
+                &["AT (UTC)", "PROJECT", "SERVICE", "KEY", "AMOUNT", "MODEL", "TOKENS IN/OUT", "RUN", "SOURCE"],
                 |x| {
                     vec![
                         short_time(&x.at),
                         x.project.clone(),
                         x.service.clone(),
                         x.key_name.clone().unwrap_or_default(),
-                        format!("{} {}", x.amount, x.currency),
+                        match &x.amount {
+                            Some(a) => format!("{a} {}", x.currency),
+                            None => "unpriced".into(),
+                        },
                         x.model.clone().unwrap_or_default(),
+                        match (x.tokens_in, x.tokens_out) {
+                            (None, None) => "-".into(),
+                            (i, o) => format!("{}/{}", i.unwrap_or(0), o.unwrap_or(0)),
+                        },
                         x.run_id.clone().unwrap_or_else(|| "-".into()),
                         x.source.to_string(),
                     ]
@@ -598,10 +622,59 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             )?;
             Ok(0)
         }
-        ClientCommand::Cost(CostCmd::Add { project, service, amount, currency, key_name, model, idempotency_key }) => {
-            let body = json!({"project": project, "service": service, "amount": amount, "currency": currency, "key_name": key_name, "model": model, "idempotency_key": idempotency_key});
+        ClientCommand::Cost(CostCmd::Add {
+            project,
+            service,
+            amount,
+            currency,
+            key_name,
+            model,
+            tokens_in,
+            tokens_out,
+            tokens_cached_in,
+            idempotency_key,
+        }) => {
+            let mut body = json!({"project": project, "service": service});
+            for (field, value) in [
+                ("amount", amount.clone().map(Value::from)),
+                ("currency", currency.clone().map(Value::from)),
+                ("key_name", key_name.clone().map(Value::from)),
+                ("model", model.clone().map(Value::from)),
+                ("tokens_in", tokens_in.map(Value::from)),
+                ("tokens_out", tokens_out.map(Value::from)),
+                ("tokens_cached_in", tokens_cached_in.map(Value::from)),
+                ("idempotency_key", idempotency_key.clone().map(Value::from)),
+            ] {
+                if let Some(v) = value {
+                    body[field] = v;
+                }
+            }
             let r: CostsAccepted = c.post("/api/v1/costs", &body).await?;
-            println!("{}", if r.accepted == 1 { "recorded" } else { "already recorded (same idempotency key)" });
+            if r.accepted == 0 {
+                println!("already recorded (same idempotency key)");
+            } else if r.unpriced > 0 {
+                println!(
+                    "recorded as unpriced: {} has no price; add it under prices: in config.yaml (agent-os cost prices lists them)",
+                    model.as_deref().unwrap_or("the model")
+                );
+            } else {
+                println!("recorded");
+            }
+            Ok(0)
+        }
+        ClientCommand::Cost(CostCmd::Prices { model, json }) => {
+            let list: Vec<agent_os_server::PriceView> =
+                c.get(&format!("/api/v1/prices{}", query(&[("model", model.clone())]))).await?;
+            print_list(
+                *json,
+                &list,
+                "no price matches; add one under prices: in config.yaml",
+                &["MODEL", "INPUT", "CACHED INPUT", "OUTPUT", "SOURCE"],
+                |p| vec![p.model.clone(), p.input.clone(), p.cached_input.clone(), p.output.clone(), p.source.clone()],
+            )?;
+            if !*json && !list.is_empty() {
+                println!("USD per million tokens");
+            }
             Ok(0)
         }
         ClientCommand::Cost(CostCmd::Report { by, from, to, project, service, json, csv }) => {
@@ -625,7 +698,14 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                     .iter()
                     .map(|g| {
                         let name = if g.group.is_empty() { "(none)".to_string() } else { g.group.clone() };
-                        vec![name, g.amount.clone(), g.currency.clone(), g.records.to_string(), tokens(g)]
+                        vec![
+                            name,
+                            g.amount.clone(),
+                            g.currency.clone(),
+                            g.records.to_string(),
+                            tokens(g),
+                            g.unpriced.to_string(),
+                        ]
                     })
                     .collect();
                 for t in &r.totals {
@@ -635,9 +715,19 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         t.currency.clone(),
                         t.records.to_string(),
                         tokens(t),
+                        t.unpriced.to_string(),
                     ]);
                 }
-                print!("{}", render(&[&by.to_uppercase(), "AMOUNT", "CURRENCY", "RECORDS", "TOKENS IN/OUT"], &rows));
+                print!(
+                    "{}",
+                    render(&[&by.to_uppercase(), "AMOUNT", "CURRENCY", "RECORDS", "TOKENS IN/OUT", "UNPRICED"], &rows)
+                );
+                let unpriced: i64 = r.totals.iter().map(|t| t.unpriced).sum();
+                if unpriced > 0 {
+                    println!(
+                        "{unpriced} records are of models without a price: their tokens are counted, their amounts are not; add the models under prices: in config.yaml"
+                    );
+                }
             }
             Ok(0)
         }
@@ -1226,11 +1316,12 @@ fn tokens(g: &agent_os_server::CostGroupView) -> String {
 /// `cost report --csv`: a header and one line per group, through the dashboard export's writer
 /// (a group a spreadsheet would run as a formula is disarmed).
 fn report_csv(by: &str, r: &agent_os_server::CostSummary) -> String {
-    let mut out = agent_os_core::csv::record(&[by, "currency", "amount", "records", "tokens_in", "tokens_out"]);
+    let mut out =
+        agent_os_core::csv::record(&[by, "currency", "amount", "records", "tokens_in", "tokens_out", "unpriced"]);
     out.push('\n');
     for g in &r.groups {
-        let (records, tokens_in, tokens_out) =
-            (g.records.to_string(), g.tokens_in.to_string(), g.tokens_out.to_string());
+        let (records, tokens_in, tokens_out, unpriced) =
+            (g.records.to_string(), g.tokens_in.to_string(), g.tokens_out.to_string(), g.unpriced.to_string());
         out.push_str(&agent_os_core::csv::record(&[
             &g.group,
             &g.currency,
@@ -1238,6 +1329,7 @@ fn report_csv(by: &str, r: &agent_os_server::CostSummary) -> String {
             &records,
             &tokens_in,
             &tokens_out,
+            &unpriced,
         ]));
         out.push('\n');
     }
@@ -1317,6 +1409,7 @@ mod tests {
             records: 2,
             tokens_in: 10,
             tokens_out: 20,
+            unpriced: 1,
         };
         let r = agent_os_server::CostSummary {
             by: agent_os_core::cost::GroupBy::Model,
@@ -1330,12 +1423,12 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "model,currency,amount,records,tokens_in,tokens_out",
-                "\"'=HYPERLINK(\"\"x\"\")\",USD,1.5,2,10,20",
-                "'+1,USD,1.5,2,10,20",
-                "'-2,USD,1.5,2,10,20",
-                "'@SUM(A1),USD,1.5,2,10,20",
-                "\"gpt, mini\",USD,1.5,2,10,20",
+                "model,currency,amount,records,tokens_in,tokens_out,unpriced",
+                "\"'=HYPERLINK(\"\"x\"\")\",USD,1.5,2,10,20,1",
+                "'+1,USD,1.5,2,10,20,1",
+                "'-2,USD,1.5,2,10,20,1",
+                "'@SUM(A1),USD,1.5,2,10,20,1",
+                "\"gpt, mini\",USD,1.5,2,10,20,1",
             ]
         );
     }

@@ -195,6 +195,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     let mut ecfg = EngineConfig::new(agent_os_core::id::new_id(), public_url, home.join("run"));
     ecfg.resources = config.resources.clone().into_iter().collect();
     ecfg.budgets = config.budgets.clone();
+    ecfg.prices = config.prices.clone();
     ecfg.allow_private_targets = config.allow_private_targets;
     ecfg.alerting = config.alerting.clone();
     let workflows = home.join("workflows");

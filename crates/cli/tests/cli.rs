@@ -1465,3 +1465,116 @@ fn worker_tokens_and_the_list_of_workers_from_the_command_line() {
     let shown = json(&cli(&home, &["project", "show", "cortana", "--json"]));
     assert_eq!(shown["transport"], "worker");
 }
+
+#[test]
+fn tokens_are_priced_by_the_server_and_an_unknown_model_waits_for_its_price() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = fixture(tmp.path());
+    let mut s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+
+    // A known model's tokens are priced from the built-in table: 1000 in (400 of them cached)
+    // and 500 out of gpt-4o-mini at 0.15 / 0.075 / 0.60 per million.
+    let add = |model: &str, key: &str| {
+        cli(
+            &home,
+            &[
+                "cost",
+                "add",
+                "--project",
+                "fixture",
+                "--service",
+                "openai",
+                "--model",
+                model,
+                "--tokens-in",
+                "1000",
+                "--tokens-cached-in",
+                "400",
+                "--tokens-out",
+                "500",
+                "--idempotency-key",
+                key,
+            ],
+        )
+    };
+    assert_eq!(ok(&add("gpt-4o-mini-2024-07-18", "k1")).trim(), "recorded");
+    let out = ok(&add("acme-large", "k2"));
+    assert!(out.contains("recorded as unpriced: acme-large has no price"), "{out}");
+    ok(&add("acme-large", "k3"));
+    let costs = json(&cli(&home, &["costs", "--json", "--project", "fixture"]));
+    let by_key = |k: &str| costs.as_array().unwrap().iter().find(|c| c["idempotency_key"] == k).unwrap().clone();
+    let priced = by_key("k1");
+    assert_eq!(priced["amount"], "0.00042", "{priced}");
+    assert_eq!(priced["price"]["model"], "gpt-4o-mini");
+    assert_eq!(priced["price"]["cached_input"], "0.075");
+    assert_eq!(priced["tokens_cached_in"], 400);
+    let unpriced = by_key("k2");
+    assert_eq!((unpriced["amount"].clone(), unpriced["unpriced"].clone()), (Value::Null, Value::Bool(true)));
+    assert_eq!(unpriced["tokens_in"], 1000);
+    let table = ok(&cli(&home, &["costs", "--project", "fixture"]));
+    assert!(table.contains("unpriced") && table.contains("1000/500"), "{table}");
+
+    // The total counts the priced amount and says how many records it could not count.
+    let report = json(&cli(&home, &["cost", "report", "--json"]));
+    assert_eq!(report["totals"][0]["amount"], "0.00042", "{report}");
+    assert_eq!(report["totals"][0]["records"], 3);
+    assert_eq!(report["totals"][0]["unpriced"], 2);
+    let text = ok(&cli(&home, &["cost", "report"]));
+    assert!(text.contains("2 records are of models without a price"), "{text}");
+
+    // One warning for the model, however many records: an incident that tells once.
+    let incidents = json(&cli(&home, &["incidents", "--json"]));
+    let pricing: Vec<&Value> = incidents.as_array().unwrap().iter().filter(|i| i["source"] == "pricing").collect();
+    assert_eq!(pricing.len(), 1, "{incidents}");
+    assert_eq!(pricing[0]["subject"], "acme-large");
+    assert_eq!(pricing[0]["status"], "open");
+
+    // Bad input names the field and stores nothing.
+    let bad = cli(
+        &home,
+        &[
+            "cost",
+            "add",
+            "--project",
+            "fixture",
+            "--service",
+            "openai",
+            "--model",
+            "gpt-4o",
+            "--tokens-in",
+            "5",
+            "--tokens-cached-in",
+            "6",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("tokens_cached_in"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // config.yaml gives the model a price; after a restart the records are priced and the
+    // incident resolves.
+    assert!(s.stop());
+    std::fs::write(home.join("config.yaml"), "prices:\n  acme-large: { input: 2, output: 8, cached_input: \"0.5\" }\n")
+        .unwrap();
+    let _s = Server::start(&home, &[], &[]);
+    let prices = ok(&cli(&home, &["cost", "prices", "acme"]));
+    assert!(prices.contains("acme-large") && prices.contains("config"), "{prices}");
+    let listed = json(&cli(&home, &["cost", "prices", "gpt-4o-mini", "--json"]));
+    assert_eq!(listed[0]["input"], "0.15", "{listed}");
+    // 600 * 2 + 400 * 0.5 + 500 * 8 per million = 0.0054 each.
+    let report = json(&cli(&home, &["cost", "report", "--json"]));
+    assert_eq!(report["totals"][0]["amount"], "0.01122", "{report}");
+    assert_eq!(report["totals"][0]["unpriced"], 0);
+    let costs = json(&cli(&home, &["costs", "--json", "--project", "fixture"]));
+    let repriced = costs.as_array().unwrap().iter().find(|c| c["idempotency_key"] == "k2").unwrap();
+    assert_eq!(repriced["amount"], "0.0054");
+    assert_eq!(repriced["price"]["source"], "config");
+    let incidents = json(&cli(&home, &["incidents", "--json"]));
+    let pricing = incidents.as_array().unwrap().iter().find(|i| i["source"] == "pricing").unwrap();
+    assert_eq!(pricing["status"], "resolved", "{pricing}");
+}

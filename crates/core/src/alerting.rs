@@ -37,6 +37,8 @@ text_enum! {
         Channel = "channel",
         /// No worker serving a worker project has been connected for `workers.grace`.
         Worker = "worker",
+        /// Cost records of a model without a price (the subject is the model).
+        Pricing = "pricing",
     }
 }
 
@@ -55,6 +57,8 @@ text_enum! {
         Test = "test",
         /// A worker project without a connected worker.
         Worker = "worker",
+        /// Tokens of a model without a price.
+        Pricing = "pricing",
     }
 }
 
@@ -68,6 +72,7 @@ impl From<IncidentSource> for NotificationSource {
             IncidentSource::Project => NotificationSource::Project,
             IncidentSource::Channel => NotificationSource::Channel,
             IncidentSource::Worker => NotificationSource::Worker,
+            IncidentSource::Pricing => NotificationSource::Pricing,
         }
     }
 }

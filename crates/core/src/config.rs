@@ -44,6 +44,18 @@ struct RawConfig {
     keys: Option<RawKeys>,
     #[serde(default)]
     workers: Option<RawWorkers>,
+    #[serde(default)]
+    prices: Option<std::collections::BTreeMap<String, Spanned<RawPrice>>>,
+}
+
+/// A model's price in config.yaml: US dollars per million tokens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: Spanned<Amount>,
+    output: Spanned<Amount>,
+    #[serde(default)]
+    cached_input: Option<Spanned<Amount>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,6 +355,8 @@ pub struct Config {
     pub shared_env_files: Vec<String>,
     /// How workers are waited for and judged (`workers:`).
     pub workers: Workers,
+    /// Token prices from `prices:`, over the built-in ones.
+    pub prices: crate::price::PriceTable,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -372,6 +386,7 @@ impl Default for Config {
             alerting: Alerting::default(),
             shared_env_files: Vec::new(),
             workers: Workers::default(),
+            prices: crate::price::PriceTable::built_in(),
         }
     }
 }
@@ -634,6 +649,41 @@ impl Config {
                 currency,
                 thresholds,
                 on_exceed,
+            });
+        }
+        for (model, p) in raw.prices.unwrap_or_default() {
+            let path = format!("prices.{model}");
+            let mut err = |loc: serde_saphyr::Location, field: &str, message: String| {
+                errors.push(SourceError {
+                    file: file.into(),
+                    line: loc.line().max(1),
+                    column: loc.column().max(1),
+                    path: if field.is_empty() { path.clone() } else { format!("{path}.{field}") },
+                    message,
+                    hint: Some(format!(
+                        "US dollars per million tokens, e.g. {model}: {{ input: \"0.15\", output: \"0.60\", cached_input: \"0.075\" }}"
+                    )),
+                })
+            };
+            if model.trim().is_empty() || model.len() > 128 {
+                err(p.referenced, "", "a model name is 1 to 128 characters".into());
+            }
+            let v = p.value;
+            let mut nanos = |field: &str, a: &Spanned<Amount>| {
+                crate::cost::parse_amount(&a.value.text()).unwrap_or_else(|e| {
+                    err(a.referenced, field, e.replacen("amount", "price", 1));
+                    0
+                })
+            };
+            let input = nanos("input", &v.input);
+            let output = nanos("output", &v.output);
+            let cached_input = v.cached_input.as_ref().map_or(input, |c| nanos("cached_input", c));
+            c.prices.set(crate::price::Price {
+                model: model.trim().to_string(),
+                input,
+                cached_input,
+                output,
+                source: crate::price::PriceSource::Config,
             });
         }
         let notifications = raw.notifications.unwrap_or_default();
@@ -1019,6 +1069,26 @@ mod tests {
         for want in ["budgets[0].period", "budgets[0].amount", "budgets[0].currency", "budgets[0].on_exceed"] {
             assert!(e.contains(want), "{want} missing in {e}");
         }
+    }
+
+    #[test]
+    fn reads_prices_over_the_built_in_ones_and_names_bad_ones() {
+        let c = Config::parse(
+            "c.yaml",
+            "prices:\n  gpt-4o-mini: { input: \"0.10\", output: 0.5 }\n  my-finetune: { input: 3, output: 12, cached_input: \"1.5\" }\n",
+        )
+        .unwrap();
+        let mini = c.prices.lookup("gpt-4o-mini-2024-07-18").unwrap();
+        assert_eq!((mini.input, mini.cached_input, mini.output), (100_000_000, 100_000_000, 500_000_000));
+        assert_eq!(mini.source, crate::price::PriceSource::Config);
+        assert_eq!(c.prices.lookup("my-finetune").unwrap().cached_input, 1_500_000_000);
+        assert_eq!(c.prices.lookup("gpt-4o").unwrap().source, crate::price::PriceSource::BuiltIn);
+        let e = Config::parse("c.yaml", "prices:\n  x: { input: \"-1\", output: cheap }\n").unwrap_err().to_string();
+        for want in ["prices.x.input", "prices.x.output", "per million tokens"] {
+            assert!(e.contains(want), "{want} missing in {e}");
+        }
+        let e = Config::parse("c.yaml", "prices:\n  y: { input: 1 }\n").unwrap_err().to_string();
+        assert!(e.contains("prices.y") && e.contains("output"), "{e}");
     }
 
     #[test]

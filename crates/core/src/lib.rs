@@ -20,6 +20,7 @@ pub mod id;
 pub mod manifest;
 pub mod name;
 pub mod net;
+pub mod price;
 pub mod redact;
 pub mod resource;
 pub mod run;

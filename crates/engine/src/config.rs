@@ -49,6 +49,8 @@ pub struct EngineConfig {
     /// How long a worker's poll is held, when a silent worker has lost its attempts, and how
     /// long a worker project may go without a worker (`workers:` in config.yaml).
     pub workers: agent_os_core::config::Workers,
+    /// Token prices: the built-in list with `prices:` from config.yaml over it.
+    pub prices: agent_os_core::price::PriceTable,
 }
 
 impl EngineConfig {
@@ -75,6 +77,7 @@ impl EngineConfig {
             alerting: Default::default(),
             workflows_dir: None,
             workers: Default::default(),
+            prices: agent_os_core::price::PriceTable::built_in(),
         }
     }
 }

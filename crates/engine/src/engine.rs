@@ -13,6 +13,7 @@ pub mod health;
 pub mod incidents;
 pub mod monitor;
 pub mod notify;
+pub mod pricing;
 pub mod resources;
 pub mod scheduler;
 pub mod signing;
@@ -246,6 +247,8 @@ impl Engine {
         for p in engine.projects().await? {
             engine.sync_checks(&p).await?;
         }
+        // Records stored without a price before config.yaml gave their model one.
+        engine.price_unpriced_costs().await?;
         // On SQLite this is the only node: an attempt left in flight was cut off by a crash,
         // and is made again at once (with the same idempotency key).
         if engine.store.backend() == agent_os_store::Backend::Sqlite {
@@ -732,20 +735,39 @@ impl Engine {
         run_id: Option<&str>,
         inputs: &[CostInput],
         batch: bool,
-    ) -> Result<(i64, i64), EngineError> {
+    ) -> Result<Counted, EngineError> {
         let p = self.project(project).await?;
         let now = self.now();
-        let ctx =
-            CostContext { project_id: &p.record.id, project: &p.record.name, run_id, source: CostSource::Api, now };
+        let ctx = CostContext {
+            project_id: &p.record.id,
+            project: &p.record.name,
+            run_id,
+            source: CostSource::Api,
+            now,
+            prices: &self.cfg.prices,
+        };
         let mut records = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
             let prefix = if batch { format!("records[{i}].") } else { String::new() };
-            records.push(validate(input, &prefix, &ctx)?);
+            let record = validate(input, &prefix, &ctx)?;
+            // A record may name its run (a client sending it late, with another token of the
+            // project): the run must be the project's.
+            if input.run_id.is_some()
+                && let Some(id) = &record.run_id
+                && self.store.get_run(id).await?.is_none_or(|r| r.project != p.record.name)
+            {
+                return Err(EngineError::Invalid {
+                    field: Some(format!("{prefix}run_id")),
+                    message: format!("no run {id:?} of project {:?}", p.record.name),
+                });
+            }
+            records.push(record);
         }
-        let counted = self.store.insert_costs(&records).await?;
+        let (accepted, duplicates) = self.store.insert_costs(&records).await?;
         self.touch();
+        self.warn_unpriced(project, &records).await?;
         self.check_budgets(project).await?;
-        Ok(counted)
+        Ok(Counted { accepted, duplicates, unpriced: records.iter().filter(|c| c.unpriced).count() as i64 })
     }
 
     // The dispatcher ---------------------------------------------------------------------
@@ -1482,6 +1504,7 @@ impl Engine {
             run_id: None,
             source: CostSource::Probe,
             now: self.now(),
+            prices: &self.cfg.prices,
         };
         let mut records = Vec::with_capacity(answer.records.len());
         for (i, input) in answer.records.iter().enumerate() {
@@ -1502,11 +1525,19 @@ impl Engine {
                 ]);
                 input.idempotency_key = Some(format!("probe:{}", crate::secrets::hash_token(&canonical.to_string())));
             }
-            records.push(
-                validate(&input, &format!("records[{i}]."), &ctx).map_err(|e| format!("{}: {}", e.field, e.message))?,
-            );
+            let mut record =
+                validate(&input, &format!("records[{i}]."), &ctx).map_err(|e| format!("{}: {}", e.field, e.message))?;
+            // A run the project's log names is kept when it is the project's; the record
+            // counts either way.
+            if let Some(id) = &record.run_id
+                && self.store.get_run(id).await.map_err(|e| e.to_string())?.is_none_or(|r| r.project != p.record.name)
+            {
+                record.run_id = None;
+            }
+            records.push(record);
         }
         self.store.insert_costs(&records).await.map_err(|e| e.to_string())?;
+        self.warn_unpriced(&p.record.name, &records).await.map_err(|e| e.to_string())?;
         self.check_budgets(&p.record.name).await.map_err(|e| e.to_string())?;
         // No cursor in the answer keeps the previous one.
         if let Some(cursor) = answer.cursor.as_deref().filter(|c| Some(*c) != since) {
@@ -1514,6 +1545,17 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What storing a batch of cost records did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// Records stored now.
+    pub accepted: i64,
+    /// Records whose idempotency key was already stored.
+    pub duplicates: i64,
+    /// Records of the batch whose model has no price.
+    pub unpriced: i64,
 }
 
 /// A run of `task` as its manifest says (retries, resources, priority), due at `now`.

@@ -42,6 +42,10 @@ pub struct NotifyBody {
     /// body are optional then).
     #[serde(default)]
     pub resolve: bool,
+    /// 1 to 100 characters. The same key from the same project (or from the admin token)
+    /// stores and sends the notification once; a resend answers `200` with the one stored and
+    /// `deduplicated: true`. A client that resends after a lost answer sets it.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
@@ -152,6 +156,7 @@ pub async fn post_notification(
         severity,
         tags: b.tags,
         dedup_key: b.dedup_key,
+        idempotency_key: b.idempotency_key,
         ..Default::default()
     };
     let done = st.engine.project_notify(project.as_deref(), input, b.resolve).await?;

@@ -38,7 +38,7 @@ pub use auth::Caller;
 pub use error::{ApiError, ErrorBody};
 pub use routes::{
     AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
-    EventView, Health, Registered, Timeline,
+    EventView, Health, PriceView, Registered, Timeline,
 };
 pub use signing::SigningSecretView;
 pub use workflows::{
@@ -95,7 +95,7 @@ impl Default for ServerOptions {
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::forget_schedule, routes::list_checks, routes::list_events,
-        routes::cost_summary, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project, routes::project_audit,
+        routes::cost_summary, routes::list_prices, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project, routes::project_audit,
         alerting::post_notification, alerting::list_notifications, alerting::list_channels, alerting::test_channel,
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
@@ -236,6 +236,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{id}/logs", get(routes::run_logs))
         .route("/costs", get(routes::list_costs).post(routes::post_costs))
         .route("/costs/summary", get(routes::cost_summary))
+        .route("/prices", get(routes::list_prices))
         .route("/budgets", get(routes::list_budgets).put(routes::put_budget))
         .route("/budgets/{id}", axum::routing::delete(routes::delete_budget))
         .route("/projects/{name}/resume", post(routes::resume_project))

@@ -481,6 +481,9 @@ pub struct CostsAccepted {
     pub accepted: i64,
     /// Records whose idempotency key was already stored (not counted again).
     pub duplicates: i64,
+    /// Records of this request whose model has no price: stored with their tokens, counted in
+    /// no total until config.yaml's `prices:` names the model.
+    pub unpriced: i64,
 }
 
 /// Report costs: one record, or `{"records": [...]}` (1 to 1000, all or nothing). A project
@@ -546,8 +549,11 @@ pub async fn post_costs(
             }
         }
     };
-    let (accepted, duplicates) = st.engine.record_costs(&project, caller.run_id(), &inputs, batch).await?;
-    Ok((StatusCode::CREATED, Json(CostsAccepted { accepted, duplicates })))
+    let counted = st.engine.record_costs(&project, caller.run_id(), &inputs, batch).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CostsAccepted { accepted: counted.accepted, duplicates: counted.duplicates, unpriced: counted.unpriced }),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -1048,7 +1054,17 @@ pub async fn ping(
         resp.extensions_mut().insert(crate::edge::PlainText);
         resp
     };
-    let rid = uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("rid=").map(str::to_string)));
+    let param = |name: &str| {
+        uri.query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string)))
+    };
+    let rid = param("rid").filter(|r| !r.is_empty() && r.len() <= 200);
+    // `ts`: when the job says the ping happened, in Unix seconds (a fraction allowed). A value
+    // that is not a time is ignored, as Healthchecks ignores unknown parameters.
+    let sent_at = param("ts")
+        .and_then(|t| t.parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e11)
+        .map(|t| (t * 1000.0) as i64);
     let is_id = |s: &str| agent_os_core::id::looks_like_id(s) && s.contains('-');
     let (target, action) = match parts.as_slice() {
         [id] if is_id(id) => (PingTarget::Id(id), ""),
@@ -1065,7 +1081,7 @@ pub async fn ping(
             .replace('\0', "\u{FFFD}")
     });
     let remote = headers.get("user-agent").and_then(|v| v.to_str().ok()).map(|v| v.chars().take(200).collect());
-    match st.engine.ping(target, kind, rid, text, remote).await {
+    match st.engine.ping(target, kind, rid, text, remote, sent_at).await {
         Ok(_) => plain(StatusCode::OK, "OK"),
         Err(agent_os_engine::EngineError::NotFound(_)) => plain(StatusCode::NOT_FOUND, "not found"),
         Err(e) => {
@@ -1371,6 +1387,57 @@ pub async fn release_lease(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
+pub struct PriceQuery {
+    /// Only models whose name contains this (case-insensitive).
+    #[param(max_length = 128)]
+    pub model: Option<String>,
+}
+
+/// A model's token price, in US dollars per million tokens.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct PriceView {
+    pub model: String,
+    /// Exact decimal.
+    pub input: String,
+    /// Input tokens read from the provider's cache.
+    pub cached_input: String,
+    pub output: String,
+    pub currency: String,
+    /// `built-in 2025-10-01` (shipped, as listed that day) or `config` (config.yaml's `prices:`).
+    pub source: String,
+}
+
+/// The token prices Agent OS prices amount-less cost records with: the built-in list with
+/// config.yaml's `prices:` over it. Any token may read it.
+#[utoipa::path(get, path = "/api/v1/prices", tag = "costs", params(PriceQuery), responses((status = 200, body = Vec<PriceView>)), security(("bearer" = [])))]
+pub async fn list_prices(
+    State(st): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<PriceQuery>,
+) -> ApiResult<Json<Vec<PriceView>>> {
+    let wanted = q.model.map(|m| m.to_lowercase());
+    let fmt = agent_os_core::price::format_price;
+    Ok(Json(
+        st.engine
+            .config()
+            .prices
+            .all()
+            .filter(|p| wanted.as_deref().is_none_or(|w| p.model.to_lowercase().contains(w)))
+            .map(|p| PriceView {
+                model: p.model.clone(),
+                input: fmt(p.input),
+                cached_input: fmt(p.cached_input),
+                output: fmt(p.output),
+                currency: agent_os_core::price::PRICE_CURRENCY.into(),
+                source: p.origin(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// project, service, key, model, day or month (UTC; default project).
     #[param(pattern = "^(project|service|key|model|day|month)$")]
@@ -1444,6 +1511,7 @@ pub async fn cost_summary(
                 g.records += t.records;
                 g.tokens_in += t.tokens_in;
                 g.tokens_out += t.tokens_out;
+                g.unpriced += t.unpriced;
             }
             None => groups.push(CostGroupView {
                 group: t.group,
@@ -1453,6 +1521,7 @@ pub async fn cost_summary(
                 records: t.records,
                 tokens_in: t.tokens_in,
                 tokens_out: t.tokens_out,
+                unpriced: t.unpriced,
             }),
         }
     }
@@ -1465,6 +1534,7 @@ pub async fn cost_summary(
                 o.records += g.records;
                 o.tokens_in += g.tokens_in;
                 o.tokens_out += g.tokens_out;
+                o.unpriced += g.unpriced;
             }
             None => overall.push(CostGroupView { group: "total".into(), ..g.clone() }),
         }
@@ -1499,6 +1569,9 @@ pub struct CostGroupView {
     pub records: i64,
     pub tokens_in: i64,
     pub tokens_out: i64,
+    /// Of `records`, those whose model has no price: their tokens are in `tokens_in` and
+    /// `tokens_out`, their amount is in no total.
+    pub unpriced: i64,
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]

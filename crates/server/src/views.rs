@@ -505,17 +505,27 @@ pub struct CostView {
     pub run_id: Option<String>,
     pub service: String,
     pub key_name: Option<String>,
-    /// Exact decimal.
-    pub amount: String,
+    /// Exact decimal; null when the record is unpriced (its model has no price).
+    pub amount: Option<String>,
     pub currency: String,
     pub tokens_in: Option<i64>,
     pub tokens_out: Option<i64>,
+    /// Of `tokens_in`, those read from the provider's cache.
+    pub tokens_cached_in: Option<i64>,
     pub model: Option<String>,
     pub at: String,
     pub idempotency_key: String,
     /// `api` or `probe`.
     #[schema(value_type = String)]
     pub source: CostSource,
+    /// The price Agent OS used when it priced the tokens itself: `model` (as the table lists
+    /// it), `input`, `cached_input`, `output` (per `per`, in `currency`) and `source`
+    /// (`built-in DATE` or `config`). Null when the project gave the amount, or none is known.
+    #[schema(value_type = Option<Object>)]
+    pub price: Option<Value>,
+    /// True when the model has no price: the tokens are kept, the amount is unknown and counts
+    /// in no total or budget until `prices:` in config.yaml gives the model one.
+    pub unpriced: bool,
 }
 
 impl From<CostRecord> for CostView {
@@ -526,14 +536,17 @@ impl From<CostRecord> for CostView {
             run_id: c.run_id,
             service: c.service,
             key_name: c.key_name,
-            amount: agent_os_core::cost::format_amount(c.amount_nanos),
+            amount: (!c.unpriced).then(|| agent_os_core::cost::format_amount(c.amount_nanos)),
             currency: c.currency,
             tokens_in: c.tokens_in,
             tokens_out: c.tokens_out,
+            tokens_cached_in: c.tokens_cached_in,
             model: c.model,
             at: time(c.at),
             idempotency_key: c.idempotency_key,
             source: c.source,
+            price: c.price.as_deref().and_then(|p| serde_json::from_str(p).ok()),
+            unpriced: c.unpriced,
         }
     }
 }

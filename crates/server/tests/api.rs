@@ -2049,3 +2049,89 @@ async fn openapi_says_which_fields_may_be_null_and_which_bodies_are_optional() {
         s.req(reqwest::Method::POST, "/api/v1/projects/fixture/reload", Some(&s.admin), Some(Value::Null)).await;
     assert_eq!(st, 200, "a JSON null is no body too: {v}");
 }
+
+#[tokio::test]
+async fn a_late_ping_keeps_its_time_and_a_resent_one_counts_once() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("late");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("agent-os.yaml"), "name: late\nchecks:\n  - { slug: job, every: 1h, grace: 5m }\n")
+        .unwrap();
+    s.add(&root).await;
+    let (_, checks) = s.get("/api/v1/checks?project=late").await;
+    let url = checks[0]["ping_url"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let ping = |path: String| {
+        let http = http.clone();
+        async move { http.post(path).send().await.unwrap().status().as_u16() }
+    };
+    // A job's start and finish, sent a minute late from its spool, keep the times they happened.
+    assert_eq!(ping(format!("{url}/start?rid=r1&ts={}", now - 60)).await, 200);
+    assert_eq!(ping(format!("{url}?rid=r1&ts={}", now - 30)).await, 200);
+    let (_, after) = s.get("/api/v1/checks?project=late").await;
+    assert_eq!(after[0]["state"], "up");
+    assert_eq!(after[0]["last_duration_ms"], 30_000, "{after}");
+    let last = after[0]["last_ping_at"].as_str().unwrap().to_string();
+    assert_eq!(last, agent_os_server::views::time((now - 30) * 1000));
+    // Sent again (its answer was lost): recorded once, nothing moves.
+    assert_eq!(ping(format!("{url}?rid=r1&ts={}", now - 10)).await, 200);
+    let (_, again) = s.get("/api/v1/checks?project=late").await;
+    assert_eq!(
+        (again[0]["last_ping_at"].as_str(), again[0]["last_duration_ms"].as_i64()),
+        (Some(last.as_str()), Some(30_000))
+    );
+    // A time in the future is taken as now; one before the last ping as the last ping.
+    assert_eq!(ping(format!("{url}?rid=r2&ts={}", now + 3600)).await, 200);
+    let (_, future) = s.get("/api/v1/checks?project=late").await;
+    let future_at: jiff::Timestamp = future[0]["last_ping_at"].as_str().unwrap().parse().unwrap();
+    assert!(future_at.as_millisecond() <= (now + 60) * 1000, "{future}");
+    assert_eq!(ping(format!("{url}?rid=r3&ts={}", now - 3600)).await, 200);
+    let (_, past) = s.get("/api/v1/checks?project=late").await;
+    assert_eq!(past[0]["last_ping_at"], future[0]["last_ping_at"], "a late ping never moves the check back");
+    // A ts that is not a time is ignored, as an unknown parameter.
+    assert_eq!(ping(format!("{url}?ts=yesterday")).await, 200);
+}
+
+#[tokio::test]
+async fn a_notification_resent_with_its_idempotency_key_is_stored_and_sent_once() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let token = project_token(&s, "fixture").await;
+    let body = json!({"title": "Nightly import done", "body": "42 rows", "idempotency_key": "import-2026-12-06"});
+    let (st, first) = s.req(reqwest::Method::POST, "/api/v1/notifications", Some(&token), Some(body.clone())).await;
+    assert_eq!(st, 201, "{first}");
+    assert_eq!(first["deduplicated"], false);
+    let (st, again) = s.req(reqwest::Method::POST, "/api/v1/notifications", Some(&token), Some(body)).await;
+    assert_eq!(st, 200, "{again}");
+    assert_eq!((again["id"].clone(), again["deduplicated"].clone()), (first["id"].clone(), json!(true)));
+    let (_, list) = s.get("/api/v1/notifications?project=fixture").await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // The key belongs to its sender: the admin's own notification with the same key is another.
+    let (st, admin) =
+        s.post("/api/v1/notifications", json!({"title": "x", "idempotency_key": "import-2026-12-06"})).await;
+    assert_eq!(st, 201, "{admin}");
+    let (st, bad) = s.post("/api/v1/notifications", json!({"title": "x", "idempotency_key": ""})).await;
+    assert_eq!((st, bad["error"]["field"].as_str()), (400, Some("idempotency_key")));
+}
+
+#[tokio::test]
+async fn a_cost_sent_late_with_another_token_of_its_project_keeps_its_run() {
+    let s = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let run = s.run("fixture", "echo", json!({})).await;
+    let id = run["id"].as_str().unwrap();
+    let token = project_token(&s, "fixture").await;
+    let record = json!({"service": "openai", "model": "gpt-4o", "tokens_in": 1000, "tokens_out": 100, "run_id": id, "idempotency_key": "late-1"});
+    let (st, v) = s.req(reqwest::Method::POST, "/api/v1/costs", Some(&token), Some(record)).await;
+    assert_eq!((st, v["accepted"].as_i64(), v["unpriced"].as_i64()), (201, Some(1), Some(0)), "{v}");
+    let (_, costs) = s.get(&format!("/api/v1/costs?run={id}")).await;
+    assert_eq!(costs[0]["amount"], "0.0035", "{costs}");
+    // A run of no project of the token's is refused, naming the field.
+    let other = json!({"service": "openai", "amount": "1", "run_id": "01936f2a-0000-7000-8000-000000000000"});
+    let (st, v) = s.req(reqwest::Method::POST, "/api/v1/costs", Some(&token), Some(other)).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("run_id")), "{v}");
+}

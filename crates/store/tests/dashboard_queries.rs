@@ -60,6 +60,8 @@ fn time(rng: &mut Rng) -> i64 {
 fn record(rng: &mut Rng, n: usize) -> NewCost {
     let project = rng.pick(PROJECTS).to_string();
     let tokens = |rng: &mut Rng| (rng.below(3) > 0).then(|| rng.below(5_000) as i64);
+    // One in six is of a model without a price: amount 0, counted as unpriced.
+    let unpriced = rng.below(6) == 0;
     NewCost {
         id: agent_os_core::id::new_id(),
         project_id: format!("id-{project}"),
@@ -67,16 +69,19 @@ fn record(rng: &mut Rng, n: usize) -> NewCost {
         run_id: None,
         service: rng.pick(SERVICES).to_string(),
         key_name: (rng.below(4) > 0).then(|| format!("key-{}", rng.below(3))),
-        amount_nanos: rng.below(5_000_000_000) as i64,
+        amount_nanos: if unpriced { 0 } else { rng.below(5_000_000_000) as i64 },
         currency: rng.pick(CURRENCIES).to_string(),
         tokens_in: tokens(rng),
         tokens_out: tokens(rng),
+        tokens_cached_in: None,
         model: (rng.below(3) > 0).then(|| rng.pick(&["gpt-4o", "claude", "Mini"]).to_string()),
         at: time(rng),
         idempotency_key: format!("k{n}"),
         source: CostSource::Api,
         metadata: None,
         created_at: BASE,
+        price: None,
+        unpriced,
     }
 }
 
@@ -90,7 +95,7 @@ async fn scan(pool: &sqlx::AnyPool, f: &CostTotalsFilter, by: CostGroup) -> Vec<
         CostGroup::Day => "CAST(at / 86400000 AS BIGINT) * 86400000",
     };
     let sql = format!(
-        "SELECT {group}, currency, CAST(SUM(amount_nanos) AS BIGINT), COUNT(*), CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT), CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT) FROM cost_records WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2) AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) GROUP BY 1, 2 ORDER BY 1, 2"
+        "SELECT {group}, currency, CAST(SUM(amount_nanos) AS BIGINT), COUNT(*), CAST(COALESCE(SUM(tokens_in), 0) AS BIGINT), CAST(COALESCE(SUM(tokens_out), 0) AS BIGINT), CAST(SUM(unpriced) AS BIGINT) FROM cost_records WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2) AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) GROUP BY 1, 2 ORDER BY 1, 2"
     );
     let rows = sqlx::query::<sqlx::Any>(sqlx::AssertSqlSafe(sql))
         .bind(&f.project)
@@ -111,6 +116,7 @@ async fn scan(pool: &sqlx::AnyPool, f: &CostTotalsFilter, by: CostGroup) -> Vec<
             records: r.get(3),
             tokens_in: r.get(4),
             tokens_out: r.get(5),
+            unpriced: r.get(6),
         })
         .collect()
 }
@@ -232,12 +238,15 @@ async fn filter_story(store: &SqlStore) {
                 currency: "USD".into(),
                 tokens_in: None,
                 tokens_out: None,
+                tokens_cached_in: None,
                 model: None,
                 at: 5_000 - i * 7 % 50,
                 idempotency_key: format!("c{i}"),
                 source: CostSource::Api,
                 metadata: None,
                 created_at: 5_000,
+                price: None,
+                unpriced: false,
             }])
             .await
             .unwrap();

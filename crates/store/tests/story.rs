@@ -355,12 +355,15 @@ async fn story(s: &dyn Store) {
         currency: "USD".into(),
         tokens_in: Some(10),
         tokens_out: None,
+        tokens_cached_in: None,
         model: Some("gpt-4o-mini".into()),
         at: 50,
         idempotency_key: key.into(),
         source: CostSource::Api,
         metadata: None,
         created_at: 50,
+        price: None,
+        unpriced: false,
     };
     assert_eq!(s.insert_costs(&[cost("k1", 12_300_000), cost("k2", 1)]).await.unwrap(), (2, 0));
     assert_eq!(s.insert_costs(&[cost("k1", 12_300_000), cost("k3", 5)]).await.unwrap(), (1, 1));
@@ -369,13 +372,43 @@ async fn story(s: &dyn Store) {
     assert_eq!(costs.len(), 3);
     assert_eq!(costs.iter().map(|c| c.amount_nanos).sum::<i64>(), 12_300_006);
 
+    // Tokens of a model without a price: stored and counted as unpriced, priced later in one
+    // transaction that also moves the daily rollup.
+    let unknown = |key: &str| NewCost {
+        model: Some("acme-1".into()),
+        amount_nanos: 0,
+        tokens_out: Some(5),
+        unpriced: true,
+        ..cost(key, 0)
+    };
+    assert_eq!(s.insert_costs(&[unknown("u1"), unknown("u2")]).await.unwrap(), (2, 0));
+    let totals = |s: &'static str| CostTotalsFilter { project: Some(s.into()), ..Default::default() };
+    let before = s.cost_totals(&totals("trading"), CostGroup::Project).await.unwrap();
+    assert_eq!((before[0].records, before[0].unpriced, before[0].amount_nanos), (5, 2, 12_300_006));
+    assert_eq!(s.unpriced_models().await.unwrap(), vec!["acme-1".to_string()]);
+    let waiting = s.unpriced_costs("acme-1", 10).await.unwrap();
+    assert_eq!(waiting.len(), 2);
+    assert_eq!((waiting[0].tokens_in, waiting[0].tokens_out), (Some(10), Some(5)));
+    let priced: Vec<(String, i64)> = waiting.iter().map(|c| (c.id.clone(), 1_000)).collect();
+    assert_eq!(s.price_costs(&priced, "{\"model\":\"acme-1\"}").await.unwrap(), 2);
+    assert_eq!(s.price_costs(&priced, "{}").await.unwrap(), 0, "a record is priced once");
+    assert!(s.unpriced_models().await.unwrap().is_empty());
+    for by in [CostGroup::Project, CostGroup::Day] {
+        let after = s.cost_totals(&totals("trading"), by).await.unwrap();
+        assert_eq!((after[0].records, after[0].unpriced, after[0].amount_nanos), (5, 0, 12_302_006), "{by:?}");
+    }
+    let listed =
+        s.list_costs(&CostFilter { project: Some("trading".into()), limit: 100, ..Default::default() }).await.unwrap();
+    let u1 = listed.iter().find(|c| c.idempotency_key == "u1").unwrap();
+    assert_eq!((u1.unpriced, u1.amount_nanos, u1.price.as_deref()), (false, 1_000, Some("{\"model\":\"acme-1\"}")));
+
     // Deleting a project keeps its runs and costs as history.
     assert!(s.delete_project("trading").await.unwrap());
     assert!(!s.delete_project("trading").await.unwrap());
     assert!(s.get_project("trading").await.unwrap().is_none());
     assert!(s.find_token("hash-t3").await.unwrap().is_none(), "the project's tokens go with it");
     assert!(s.get_run(&r.id).await.unwrap().is_some());
-    assert_eq!(s.list_costs(&CostFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 3);
+    assert_eq!(s.list_costs(&CostFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 5);
 
     // Managed schedules: each slot is claimed once, with its run, in one transaction.
     let key = "cortana:daily_update:0 22 * * *:UTC";
@@ -864,12 +897,28 @@ async fn outbox_story(s: &dyn Store) {
         source: Some(NotificationSource::Project),
         incident_id: None,
         suppressed: None,
+        idempotency_key: None,
     };
     let planned = [
         PlannedDelivery { channel: "team".into(), held: None },
         PlannedDelivery { channel: "phone".into(), held: Some((20_000, HoldReason::QuietHours)) },
     ];
     let ds = s.insert_notification(&n, &planned).await.unwrap();
+    // A notification sent with an idempotency key is found by it, and a second with the same
+    // key of the same sender is refused by the database; another sender's is not.
+    let keyed = |project: Option<&str>| NotificationRecord {
+        id: agent_os_core::id::new_id(),
+        project: project.map(str::to_string),
+        idempotency_key: Some("send-1".into()),
+        ..n.clone()
+    };
+    assert!(s.find_notification_by_key(Some("trading"), "send-1").await.unwrap().is_none());
+    let first = keyed(Some("trading"));
+    s.insert_notification(&first, &[]).await.unwrap();
+    assert_eq!(s.find_notification_by_key(Some("trading"), "send-1").await.unwrap().map(|f| f.id), Some(first.id));
+    assert!(s.insert_notification(&keyed(Some("trading")), &[]).await.is_err());
+    s.insert_notification(&keyed(None), &[]).await.unwrap();
+    assert!(s.insert_notification(&keyed(None), &[]).await.is_err(), "the admin's keys are one sender's too");
     assert_eq!((ds[1].status.as_str(), ds[1].next_at, ds[1].held), ("held", 20_000, Some(HoldReason::QuietHours)));
     assert_eq!(s.channel_sends_since("team", 9_000).await.unwrap(), (1, Some(10_000)));
     assert_eq!(s.channel_sends_since("phone", 9_000).await.unwrap().0, 0, "held ones do not count");

@@ -80,7 +80,9 @@ impl Engine {
         // would say the same twice.
         for i in self.store.list_incidents(true, Some(&p.record.name), 100).await? {
             let (source, message) = match i.source {
-                IncidentSource::Check | IncidentSource::Health | IncidentSource::Worker => continue,
+                IncidentSource::Check | IncidentSource::Health | IncidentSource::Worker | IncidentSource::Pricing => {
+                    continue;
+                }
                 IncidentSource::Run => (HealthSource::Run, i.reason),
                 IncidentSource::Budget => (HealthSource::Budget, i.title),
                 IncidentSource::Project => (HealthSource::Project, i.title),

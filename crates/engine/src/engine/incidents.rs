@@ -273,6 +273,7 @@ impl Engine {
             source: Some(NotificationSource::from(i.source)),
             incident_id: Some(i.id.clone()),
             also_to,
+            idempotency_key: None,
         };
         // An opening the channels have not heard is claimed before it is told: a raise and the
         // sweep can both find it untold, and only one of them tells it. (One opened again after

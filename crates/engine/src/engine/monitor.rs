@@ -79,6 +79,9 @@ pub(crate) type PingJob = (PingUpdate, tokio::sync::oneshot::Sender<Result<(), S
 /// Most pings one transaction carries.
 const PING_GROUP: usize = 256;
 
+/// How late a ping may say it happened (a job's spool sent after an outage).
+const LATE_PING_MAX_MS: i64 = 30 * 86_400_000;
+
 /// Which check a ping is for.
 pub enum PingTarget<'a> {
     /// `/ping/<check id>`
@@ -281,6 +284,11 @@ impl Engine {
     }
 
     /// Takes a ping: records it and the check's new state (with an event when it changed).
+    ///
+    /// `sent_at` is when the job says the ping happened (a ping sent late from a client's
+    /// spool); it is taken within [the check's last ping or 30 days ago, now], so a late ping
+    /// never moves the check back in time. A start or finish that repeats its run id and kind
+    /// (a client resending after a lost answer) is recorded once.
     pub async fn ping(
         &self,
         target: PingTarget<'_>,
@@ -288,13 +296,26 @@ impl Engine {
         rid: Option<String>,
         body: Option<String>,
         remote: Option<String>,
+        sent_at: Option<i64>,
     ) -> Result<CheckRecord, EngineError> {
         let check = match target {
             PingTarget::Id(id) => self.store.get_check(id).await?,
             PingTarget::Slug { ping_key, slug } => self.store.find_check_by_slug(ping_key, slug).await?,
         }
         .ok_or_else(|| EngineError::NotFound("no such check".into()))?;
-        let now = self.now();
+        if kind != PingKind::Log
+            && let Some(rid) = &rid
+            && self.store.ping_recorded(&check.id, rid, &kind.as_str()).await?
+        {
+            return Ok(check);
+        }
+        let clock = self.now();
+        let now = match sent_at {
+            Some(at) => {
+                at.clamp(check.last_ping_at.unwrap_or(i64::MIN).max(clock - LATE_PING_MAX_MS).min(clock), clock)
+            }
+            None => clock,
+        };
         let mut pings = Pings {
             last_finish: check.last_finish_at,
             last_failed: check.last_failed,
@@ -321,7 +342,7 @@ impl Engine {
             }
         }
         let old = check.state;
-        let (state, _) = if kind == PingKind::Log { (old, None) } else { state_of(&check, &pings, now) };
+        let (state, _) = if kind == PingKind::Log { (old, None) } else { state_of(&check, &pings, clock) };
         let why = match kind {
             PingKind::Fail => "the job reported a failure".to_string(),
             PingKind::Exit(n) if n != 0 => format!("the job exited with status {n}"),
@@ -352,7 +373,7 @@ impl Engine {
             last_failed: pings.last_failed,
             running_since: pings.running_since,
             state,
-            event: (state != old).then(|| event(&check, state, now, &why)),
+            event: (state != old).then(|| event(&check, state, clock, &why)),
         };
         self.ping_writer
             .send((update, done))

@@ -62,6 +62,8 @@ pub struct NotifyInput {
     /// Channels it must also reach, whatever the routes say (those that heard an incident
     /// open hear it resolve).
     pub also_to: Vec<String>,
+    /// The sender's key: the same key from the same project stores and sends it once.
+    pub idempotency_key: Option<String>,
 }
 
 /// What `notify` did.
@@ -248,8 +250,21 @@ impl Engine {
             source: Some(if only.is_some() { NotificationSource::Test } else { source }),
             incident_id: input.incident_id,
             suppressed,
+            idempotency_key: input.idempotency_key,
         };
-        let deliveries = self.store.insert_notification(&n, &planned).await?;
+        let deliveries = match self.store.insert_notification(&n, &planned).await {
+            Ok(d) => d,
+            Err(e) => {
+                // Another request with the same key may have been stored meanwhile.
+                if let Some(key) = &n.idempotency_key
+                    && let Some(earlier) = self.store.find_notification_by_key(project, key).await?
+                {
+                    let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
+                    return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
+                }
+                return Err(e.into());
+            }
+        };
         self.touch();
         self.deliveries_changed.notify_one();
         Ok(Notified { notification: n, deliveries, deduplicated: false })
@@ -298,6 +313,9 @@ impl Engine {
         if input.dedup_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
             return Err(invalid("dedup_key", "1 to 200 bytes"));
         }
+        if input.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.chars().count() > 100) {
+            return Err(invalid("idempotency_key", "1 to 100 characters"));
+        }
         Ok(())
     }
 
@@ -328,6 +346,14 @@ impl Engine {
                     input.dedup_key.unwrap_or_default()
                 ))),
             };
+        }
+        // A resend of one already stored is answered with it.
+        if let Some(key) = &input.idempotency_key
+            && let Some(earlier) = self.store.find_notification_by_key(project, key).await?
+        {
+            self.validate(&input)?;
+            let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
+            return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
         }
         // A repeat within the dedup window is the same message: it changes no incident.
         if let Some(key) = &input.dedup_key

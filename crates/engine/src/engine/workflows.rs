@@ -1124,6 +1124,7 @@ impl Engine {
                     source: Some(NotificationSource::Workflow),
                     incident_id: None,
                     also_to: Vec::new(),
+                    idempotency_key: None,
                 };
                 match self.notify(None, input, None).await {
                     Ok(n) => {

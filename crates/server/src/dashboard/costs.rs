@@ -225,6 +225,7 @@ fn totals(s: &CostSummary, r: &Range, project: Option<&str>) -> Markup {
     let total: Vec<String> = s.totals.iter().map(|t| ui::money(t.amount_nanos, &t.currency)).collect();
     let records: i64 = s.totals.iter().map(|t| t.records).sum();
     let tokens: i64 = s.totals.iter().map(|t| t.tokens_in + t.tokens_out).sum();
+    let unpriced: i64 = s.totals.iter().map(|t| t.unpriced).sum();
     html! {
         p.range-label {
             strong { (r.from) } " to " strong { (r.last_day()) } " (UTC)"
@@ -234,6 +235,9 @@ fn totals(s: &CostSummary, r: &Range, project: Option<&str>) -> Markup {
             (ui::stat("Spent", html! { span id="cost-total" { @if total.is_empty() { "$0.00" } @else { (total.join(" + ")) } } }))
             (ui::stat("Records", html! { (records) }))
             (ui::stat("Tokens", html! { (tokens) }))
+            @if unpriced > 0 {
+                (ui::stat("Unpriced", html! { span id="cost-unpriced" title="records of models without a price: their tokens are counted, their amounts are not in Spent; add the models under prices: in config.yaml" { (unpriced) " records" } }))
+            }
         }
         div.actions { a.button id="cost-csv" href=(csv_href(r, project)) download { "Download CSV" } }
     }
@@ -516,7 +520,12 @@ fn latest_table(costs: &[CostView]) -> Markup {
                             td.num.hide-narrow {
                                 (c.tokens_in.map(|n| n.to_string()).unwrap_or_default()) " / " (c.tokens_out.map(|n| n.to_string()).unwrap_or_default())
                             }
-                            td.num { (amount(&c.amount, &c.currency)) }
+                            td.num {
+                                @match &c.amount {
+                                    Some(a) => { (amount(a, &c.currency)) }
+                                    None => { span.badge.warn title="this model has no price: add it under prices: in config.yaml" { "unpriced" } }
+                                }
+                            }
                             td.hide-narrow.mono.small {
                                 @if let Some(r) = &c.run_id { a href={"/runs/" (urlencode(r))} { (r) } } @else { span.muted { (c.source) } }
                             }

@@ -177,7 +177,11 @@ fn summary(session: &Session, r: &RunView, costs: &[crate::views::CostView]) -> 
                 @if costs.is_empty() { span.muted { "none reported" } }
                 @for (i, c) in costs.iter().enumerate() {
                     @if i > 0 { ", " }
-                    (c.amount) " " (c.currency) " " span.muted { "(" (c.service) ")" }
+                    @match &c.amount {
+                        Some(a) => { (a) " " (c.currency) " " }
+                        None => { span.badge.warn title="this model has no price: add it under prices: in config.yaml" { "unpriced" } " " }
+                    }
+                    span.muted { "(" (c.service) ")" }
                 }
             }
         }

@@ -20,6 +20,8 @@ pub struct NotificationRecord {
     pub incident_id: Option<String>,
     /// Why it was kept back from every channel (a maintenance window).
     pub suppressed: Option<String>,
+    /// The sender's key: a notification resent with it is stored and sent once.
+    pub idempotency_key: Option<String>,
 }
 
 /// Where a new notification goes, and whether it waits (quiet hours, throttle) for a digest.

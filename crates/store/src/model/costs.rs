@@ -16,12 +16,18 @@ pub struct NewCost {
     pub currency: String,
     pub tokens_in: Option<i64>,
     pub tokens_out: Option<i64>,
+    /// Of `tokens_in`, those read from the provider's cache.
+    pub tokens_cached_in: Option<i64>,
     pub model: Option<String>,
     pub at: i64,
     pub idempotency_key: String,
     pub source: CostSource,
     pub metadata: Option<String>,
     pub created_at: i64,
+    /// The price Agent OS used (JSON) when it priced the tokens itself.
+    pub price: Option<String>,
+    /// Tokens of a model without a price: stored with amount 0 and counted as unpriced.
+    pub unpriced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -35,11 +41,26 @@ pub struct CostRecord {
     pub currency: String,
     pub tokens_in: Option<i64>,
     pub tokens_out: Option<i64>,
+    pub tokens_cached_in: Option<i64>,
     pub model: Option<String>,
     pub at: i64,
     pub idempotency_key: String,
     pub source: CostSource,
     pub metadata: Option<String>,
+    /// The price Agent OS used (JSON) when it priced the tokens itself.
+    pub price: Option<String>,
+    /// No price was known for the model: `amount_nanos` is 0 and means nothing.
+    pub unpriced: bool,
+}
+
+/// An unpriced record, as repricing reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnpricedCost {
+    pub id: String,
+    pub project: String,
+    pub tokens_in: Option<i64>,
+    pub tokens_out: Option<i64>,
+    pub tokens_cached_in: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -80,6 +101,8 @@ pub struct CostTotal {
     pub records: i64,
     pub tokens_in: i64,
     pub tokens_out: i64,
+    /// Records among `records` whose model had no price (their amount is not in the total).
+    pub unpriced: i64,
 }
 
 /// A spending limit.

@@ -25,6 +25,8 @@ pub trait CheckStore: Send + Sync {
     async fn find_check_by_slug(&self, ping_key: &str, slug: &str) -> Result<Option<CheckRecord>>;
     /// When the newest `start` ping with this run id arrived (pairs start and finish).
     async fn start_ping_at(&self, check_id: &str, rid: &str) -> Result<Option<i64>>;
+    /// Whether a ping of `kind` (as stored) with run id `rid` is already recorded.
+    async fn ping_recorded(&self, check_id: &str, rid: &str, kind: &str) -> Result<bool>;
     /// Stores several pings, in order, in one transaction (a group commit).
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.
@@ -210,6 +212,16 @@ impl CheckStore for SqlStore {
             .fetch_one(&self.write)
             .await?;
         Ok(row.try_get("at")?)
+    }
+
+    async fn ping_recorded(&self, check_id: &str, rid: &str, kind: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM pings WHERE check_id = $1 AND rid = $2 AND kind = $3")
+            .bind(check_id)
+            .bind(rid)
+            .bind(kind)
+            .fetch_one(&self.write)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()> {

@@ -7,7 +7,7 @@ use sqlx::{Any, Row};
 
 use super::{SqlStore, all, fetch_filtered, filtered};
 use crate::Result;
-use crate::model::{CostFilter, CostGroup, CostRecord, CostTotal, CostTotalsFilter, NewCost};
+use crate::model::{CostFilter, CostGroup, CostRecord, CostTotal, CostTotalsFilter, NewCost, UnpricedCost};
 
 /// A UTC day in milliseconds: the cost rollup's bucket.
 const DAY_MS: i64 = 86_400_000;
@@ -32,12 +32,20 @@ pub trait CostStore: Send + Sync {
     ) -> Result<Vec<CostRecord>>;
     /// Exact totals per group and currency, summed by the database.
     async fn cost_totals(&self, filter: &CostTotalsFilter, by: CostGroup) -> Result<Vec<CostTotal>>;
+    /// The models of the records stored without a price.
+    async fn unpriced_models(&self) -> Result<Vec<String>>;
+    /// Up to `limit` records of `model` stored without a price.
+    async fn unpriced_costs(&self, model: &str, limit: i64) -> Result<Vec<UnpricedCost>>;
+    /// Gives unpriced records their amount (`(id, amount_nanos)`) and the price used, and adds
+    /// the amounts to the daily rollup, in one transaction. A record priced meanwhile is left
+    /// alone. Returns how many records were priced.
+    async fn price_costs(&self, priced: &[(String, i64)], price: &str) -> Result<i64>;
 }
 
 macro_rules! cost_columns {
     () => {
-        "id, project, run_id, service, key_name, amount_nanos, currency, tokens_in, tokens_out, model, at,
-         idempotency_key, source, metadata"
+        "id, project, run_id, service, key_name, amount_nanos, currency, tokens_in, tokens_out, tokens_cached_in,
+         model, at, idempotency_key, source, metadata, price, unpriced"
     };
 }
 
@@ -52,11 +60,14 @@ fn cost_from(row: &AnyRow) -> Result<CostRecord, sqlx::Error> {
         currency: row.try_get("currency")?,
         tokens_in: row.try_get("tokens_in")?,
         tokens_out: row.try_get("tokens_out")?,
+        tokens_cached_in: row.try_get("tokens_cached_in")?,
         model: row.try_get("model")?,
         at: row.try_get("at")?,
         idempotency_key: row.try_get("idempotency_key")?,
         source: row.try_get("source")?,
         metadata: row.try_get("metadata")?,
+        price: row.try_get("price")?,
+        unpriced: super::flag(row, "unpriced")?,
     })
 }
 
@@ -78,8 +89,9 @@ impl CostStore for SqlStore {
             let done = sqlx::query(
                 "INSERT INTO cost_records
                      (id, project_id, project, run_id, service, key_name, amount_nanos, currency, tokens_in,
-                      tokens_out, model, at, idempotency_key, source, metadata, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                      tokens_out, model, at, idempotency_key, source, metadata, created_at, tokens_cached_in, price,
+                      unpriced)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
                  ON CONFLICT (project, idempotency_key) DO NOTHING",
             )
             .bind(&c.id)
@@ -98,6 +110,9 @@ impl CostStore for SqlStore {
             .bind(&c.source)
             .bind(&c.metadata)
             .bind(c.created_at)
+            .bind(c.tokens_cached_in)
+            .bind(&c.price)
+            .bind(i64::from(c.unpriced))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -105,13 +120,15 @@ impl CostStore for SqlStore {
             }
             accepted += 1;
             sqlx::query(
-                "INSERT INTO cost_daily (project, service, day, currency, amount_nanos, records, tokens_in, tokens_out)
-                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7)
+                "INSERT INTO cost_daily (project, service, day, currency, amount_nanos, records, tokens_in, tokens_out,
+                                         unpriced)
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)
                  ON CONFLICT (project, service, day, currency) DO UPDATE SET
                      amount_nanos = cost_daily.amount_nanos + excluded.amount_nanos,
                      records = cost_daily.records + 1,
                      tokens_in = cost_daily.tokens_in + excluded.tokens_in,
-                     tokens_out = cost_daily.tokens_out + excluded.tokens_out",
+                     tokens_out = cost_daily.tokens_out + excluded.tokens_out,
+                     unpriced = cost_daily.unpriced + excluded.unpriced",
             )
             .bind(&c.project)
             .bind(&c.service)
@@ -120,6 +137,7 @@ impl CostStore for SqlStore {
             .bind(c.amount_nanos)
             .bind(c.tokens_in.unwrap_or(0))
             .bind(c.tokens_out.unwrap_or(0))
+            .bind(i64::from(c.unpriced))
             .execute(&mut *tx)
             .await?;
         }
@@ -190,7 +208,7 @@ impl CostStore for SqlStore {
         let records = |range: &str| {
             format!(
                 "SELECT {raw_group} AS g, currency AS c, SUM(amount_nanos) AS a, COUNT(*) AS n,
-                        SUM(COALESCE(tokens_in, 0)) AS ti, SUM(COALESCE(tokens_out, 0)) AS tx
+                        SUM(COALESCE(tokens_in, 0)) AS ti, SUM(COALESCE(tokens_out, 0)) AS tx, SUM(unpriced) AS u
                  FROM cost_records
                  WHERE {range} AND ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2)
                  GROUP BY 1, 2"
@@ -200,7 +218,7 @@ impl CostStore for SqlStore {
         if let Some(g) = daily_group {
             parts.push(format!(
                 "SELECT {g} AS g, currency AS c, SUM(amount_nanos) AS a, SUM(records) AS n, SUM(tokens_in) AS ti,
-                        SUM(tokens_out) AS tx
+                        SUM(tokens_out) AS tx, SUM(unpriced) AS u
                  FROM cost_daily
                  WHERE day >= $5 AND day < $6 AND ($1 IS NULL OR project = $1) AND ($2 IS NULL OR service = $2)
                  GROUP BY 1, 2"
@@ -208,7 +226,8 @@ impl CostStore for SqlStore {
         }
         let sql = format!(
             "SELECT g AS grp, c AS currency, CAST(SUM(a) AS BIGINT) AS amount_nanos, CAST(SUM(n) AS BIGINT) AS records,
-                    CAST(SUM(ti) AS BIGINT) AS tokens_in, CAST(SUM(tx) AS BIGINT) AS tokens_out
+                    CAST(SUM(ti) AS BIGINT) AS tokens_in, CAST(SUM(tx) AS BIGINT) AS tokens_out,
+                    CAST(SUM(u) AS BIGINT) AS unpriced
              FROM ({}) parts
              GROUP BY g, c
              ORDER BY g, c",
@@ -235,7 +254,72 @@ impl CostStore for SqlStore {
                 records: row.try_get("records")?,
                 tokens_in: row.try_get("tokens_in")?,
                 tokens_out: row.try_get("tokens_out")?,
+                unpriced: row.try_get("unpriced")?,
             })
         })
+    }
+
+    async fn unpriced_models(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT model FROM cost_records WHERE unpriced = 1 AND model IS NOT NULL ORDER BY model",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, |row| row.try_get("model"))
+    }
+
+    async fn unpriced_costs(&self, model: &str, limit: i64) -> Result<Vec<UnpricedCost>> {
+        let rows = sqlx::query(
+            "SELECT id, project, tokens_in, tokens_out, tokens_cached_in FROM cost_records
+             WHERE unpriced = 1 AND model = $1
+             ORDER BY id
+             LIMIT $2",
+        )
+        .bind(model)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, |row| {
+            Ok(UnpricedCost {
+                id: row.try_get("id")?,
+                project: row.try_get("project")?,
+                tokens_in: row.try_get("tokens_in")?,
+                tokens_out: row.try_get("tokens_out")?,
+                tokens_cached_in: row.try_get("tokens_cached_in")?,
+            })
+        })
+    }
+
+    async fn price_costs(&self, priced: &[(String, i64)], price: &str) -> Result<i64> {
+        let mut tx = self.tx().await?;
+        let mut done = 0;
+        for (id, amount) in priced {
+            let row = sqlx::query(
+                "UPDATE cost_records SET amount_nanos = $2, price = $3, unpriced = 0
+                 WHERE id = $1 AND unpriced = 1
+                 RETURNING project, service, at, currency",
+            )
+            .bind(id)
+            .bind(amount)
+            .bind(price)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            done += 1;
+            let at: i64 = row.try_get("at")?;
+            sqlx::query(
+                "UPDATE cost_daily SET amount_nanos = amount_nanos + $5, unpriced = unpriced - 1
+                 WHERE project = $1 AND service = $2 AND day = $3 AND currency = $4",
+            )
+            .bind(row.try_get::<String, _>("project")?)
+            .bind(row.try_get::<String, _>("service")?)
+            .bind(at.div_euclid(DAY_MS) * DAY_MS)
+            .bind(row.try_get::<String, _>("currency")?)
+            .bind(amount)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
     }
 }

@@ -22,8 +22,15 @@ pub trait NotificationStore: Send + Sync {
         dedup_key: &str,
         since: i64,
     ) -> Result<Option<NotificationRecord>>;
+    /// The notification of `project` sent with `idempotency_key`, if any.
+    async fn find_notification_by_key(
+        &self,
+        project: Option<&str>,
+        idempotency_key: &str,
+    ) -> Result<Option<NotificationRecord>>;
     /// Stores a notification with its deliveries (pending, or held for a digest), in one
-    /// transaction.
+    /// transaction. A second notification of a project with the same idempotency key is
+    /// refused by the database.
     async fn insert_notification(
         &self,
         n: &NotificationRecord,
@@ -49,7 +56,8 @@ pub trait NotificationStore: Send + Sync {
 
 macro_rules! notification_columns {
     () => {
-        "id, project, title, body, severity, tags, dedup_key, created_at, source, incident_id, suppressed"
+        "id, project, title, body, severity, tags, dedup_key, created_at, source, incident_id, suppressed,
+         idempotency_key"
     };
 }
 
@@ -74,6 +82,7 @@ fn notification_from(row: &AnyRow) -> Result<NotificationRecord, sqlx::Error> {
         source: row.try_get("source")?,
         incident_id: row.try_get("incident_id")?,
         suppressed: row.try_get("suppressed")?,
+        idempotency_key: row.try_get("idempotency_key")?,
     })
 }
 
@@ -116,6 +125,23 @@ impl NotificationStore for SqlStore {
         Ok(row.as_ref().map(notification_from).transpose()?)
     }
 
+    async fn find_notification_by_key(
+        &self,
+        project: Option<&str>,
+        idempotency_key: &str,
+    ) -> Result<Option<NotificationRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE COALESCE(project, '') = $1 AND idempotency_key = $2"
+        ))
+        .bind(project.unwrap_or(""))
+        .bind(idempotency_key)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.as_ref().map(notification_from).transpose()?)
+    }
+
     async fn insert_notification(
         &self,
         n: &NotificationRecord,
@@ -125,7 +151,7 @@ impl NotificationStore for SqlStore {
         sqlx::query(concat!(
             "INSERT INTO notifications (",
             notification_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&n.id)
         .bind(&n.project)
@@ -138,6 +164,7 @@ impl NotificationStore for SqlStore {
         .bind(&n.source)
         .bind(&n.incident_id)
         .bind(&n.suppressed)
+        .bind(&n.idempotency_key)
         .execute(&mut *tx)
         .await?;
         let mut out = Vec::new();
