@@ -129,6 +129,8 @@ struct Column {
     backend: &'static str,
     leases: LeaseFigures,
     costs: CostFigures,
+    /// The same records as a model's tokens, priced by the server.
+    tokens: CostFigures,
     hammer: HammerFigures,
     failures: Vec<String>,
 }
@@ -140,10 +142,15 @@ async fn measure(http: &reqwest::Client, server: &Server, plan: &Plan, backend: 
         "{backend}: {} lease round trips: acquire + release p50 {:.2} ms, p99 {:.2} ms; acquire p50 {:.2} ms, p99 {:.2} ms",
         plan.round_trips, leases.round_trip.p50, leases.round_trip.p99, leases.acquire.p50, leases.acquire.p99
     );
-    let costs = cost_ingestion(http, server, plan, &mut failures).await?;
+    let costs = cost_ingestion(http, server, plan, Given::Amount, &mut failures).await?;
     eprintln!(
         "{backend}: {} cost records from {} clients in {:.2} s: {:.0} records/s; server busy {:.2} cores",
         plan.cost_records, plan.cost_clients, costs.secs, costs.per_sec, costs.server_cores
+    );
+    let tokens = cost_ingestion(http, server, plan, Given::Tokens, &mut failures).await?;
+    eprintln!(
+        "{backend}: {} token records priced by the server in {:.2} s: {:.0} records/s; server busy {:.2} cores",
+        plan.cost_records, tokens.secs, tokens.per_sec, tokens.server_cores
     );
     let hammer = hammer(http, server, plan, &mut failures).await?;
     eprintln!(
@@ -155,7 +162,7 @@ async fn measure(http: &reqwest::Client, server: &Server, plan: &Plan, backend: 
         hammer.api_max_per_sec,
         hammer.violations
     );
-    Ok(Column { backend, leases, costs, hammer, failures })
+    Ok(Column { backend, leases, costs, tokens, hammer, failures })
 }
 
 // Phase 1: lease round trips ----------------------------------------------------------------
@@ -212,29 +219,64 @@ fn amount_nanos(i: usize) -> i64 {
     123_000 + (i % 1000) as i64
 }
 
+/// What the records carry: an amount, or gpt-4o-mini's tokens for the server to price.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Given {
+    Amount,
+    Tokens,
+}
+
+/// Record `i`'s input tokens in the token phase: 1,000 to 1,999, so that the check of the sum
+/// catches a record priced with another's tokens.
+fn tokens_in(i: usize) -> i64 {
+    1_000 + (i % 1000) as i64
+}
+
+/// What the built-in price of gpt-4o-mini (0.15 in, 0.60 out per million) makes of record `i`:
+/// `tokens_in(i)` in and 100 out, in nano-dollars.
+fn priced_nanos(i: usize) -> i64 {
+    tokens_in(i) * 150 + 100 * 600
+}
+
 async fn cost_ingestion(
     http: &reqwest::Client,
     server: &Server,
     plan: &Plan,
+    given: Given,
     failures: &mut Vec<String>,
 ) -> Result<CostFigures> {
+    let service = match given {
+        Given::Amount => "openai",
+        Given::Tokens => "openai-tokens",
+    };
     // The bodies are serialized up front, so that the clients spend the measured time sending.
     let batches = plan.cost_records.div_ceil(BATCH);
     let mut per_client: Vec<Vec<Vec<u8>>> = (0..plan.cost_clients).map(|_| Vec::new()).collect();
     for b in 0..batches {
         let records: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(plan.cost_records))
-            .map(|i| {
-                json!({
+            .map(|i| match given {
+                Given::Amount => json!({
                     "project": PROJECT,
-                    "service": "openai",
+                    "service": service,
                     "amount": format!("0.{:09}", amount_nanos(i)),
                     "idempotency_key": format!("bench-{i}"),
-                })
+                }),
+                Given::Tokens => json!({
+                    "project": PROJECT,
+                    "service": service,
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "tokens_in": tokens_in(i),
+                    "tokens_out": 100,
+                    "idempotency_key": format!("bench-tokens-{i}"),
+                }),
             })
             .collect();
         per_client[b % plan.cost_clients].push(serde_json::to_vec(&json!({"records": records}))?);
     }
-    let expected_nanos: i64 = (0..plan.cost_records).map(amount_nanos).sum();
+    let expected_nanos: i64 = match given {
+        Given::Amount => (0..plan.cost_records).map(amount_nanos).sum(),
+        Given::Tokens => (0..plan.cost_records).map(priced_nanos).sum(),
+    };
 
     let cpu_before = server.cpu_ms()?;
     let client_before = client_cpu_ms()?;
@@ -259,6 +301,7 @@ async fn cost_ingestion(
                 times.push(ms(sent.elapsed()));
                 ensure!(answer["duplicates"] == 0, "POST /api/v1/costs found duplicates among unique keys: {answer}");
                 ensure!(answer["accepted"].as_u64().is_some_and(|n| n > 0), "POST /api/v1/costs: {answer}");
+                ensure!(answer["unpriced"] == 0, "POST /api/v1/costs left records unpriced: {answer}");
             }
             anyhow::Ok(times)
         });
@@ -272,7 +315,7 @@ async fn cost_ingestion(
     let client_cpu = client_cpu_ms()? - client_before;
     let secs = elapsed.as_secs_f64();
 
-    let summary = server.get_json(http, &format!("/api/v1/costs/summary?project={PROJECT}")).await?;
+    let summary = server.get_json(http, &format!("/api/v1/costs/summary?project={PROJECT}&service={service}")).await?;
     let total = &summary["totals"][0];
     let (records, nanos) = (total["records"].as_i64(), total["amount_nanos"].as_i64());
     let verified = summary["totals"].as_array().map(Vec::len) == Some(1)
@@ -618,6 +661,13 @@ fn print_report(plan: &Plan, columns: &[Column]) {
         format!("{:.2} / {:.2}", c.costs.server_cores, c.costs.client_cores)
     });
     row("summary: count and exact sum".into(), &|c| (if c.costs.verified { "match" } else { "MISMATCH" }).into());
+    row(format!("the same {records} as gpt-4o-mini tokens, priced by the server"), &|c| {
+        format!("{:.0} records/s ({:.2} s)", c.tokens.per_sec, c.tokens.secs)
+    });
+    row("server CPU per 1,000 token records".into(), &|c| format!("{:.1} ms", c.tokens.cpu_per_batch));
+    row("summary of the priced records: count and exact sum".into(), &|c| {
+        (if c.tokens.verified { "match" } else { "MISMATCH" }).into()
+    });
     let (k, secs) = (plan.hammer_clients, plan.hammer_for.as_secs());
     row(format!("hammer ({k} clients, {secs} s): leases on `openai`"), &|c| {
         format!("{} ({:.0}/s)", c.hammer.leases, c.hammer.leases as f64 / c.hammer.secs)
