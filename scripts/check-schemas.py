@@ -263,7 +263,8 @@ def exercise(project_dir, manifest):
     project = manifest["name"]
     with tempfile.TemporaryDirectory(prefix=f"agent-os-check-{project}-") as scratch:
         workdir = Path(scratch) / project
-        shutil.copytree(project_dir, workdir, symlinks=True,
+        # Links are followed, as the demo's copy does: each project links the agent_os package.
+        shutil.copytree(project_dir, workdir, symlinks=False,
                         ignore=shutil.ignore_patterns("var", "backups", "inbox", "__pycache__", ".env"))
         attempt_dir = Path(scratch) / "attempts"
         attempt_dir.mkdir()

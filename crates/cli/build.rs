@@ -1,5 +1,7 @@
 //! Embeds `examples/projects` into the binary, so `agent-os demo` works from any directory.
 //! Run-time state of the examples (var/, backups/, caches) and any `.env` are never embedded.
+//! A symbolic link is followed: each example project links the Python package
+//! (`agent_os -> sdk/python/agent_os`), and the demo writes its files as the project's own.
 
 // A build script fails the build by panicking, with the message cargo shows.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -28,6 +30,9 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let examples = manifest_dir.join("../../examples/projects");
     println!("cargo:rerun-if-changed={}", examples.display());
+    // The example projects link the Python package in sdk/python (a stand-in for installing
+    // it): the demo writes a copy of it into each project.
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("../../sdk/python/agent_os").display());
     let mut files = Vec::new();
     collect(&examples, &examples, &mut files);
     let mut code = String::from(

@@ -737,7 +737,7 @@ fn the_demo_runs_every_example_project() {
         report["groups"].as_array().unwrap().iter().map(|g| g["group"].as_str().unwrap()).collect();
     assert!(projects.contains(&"cortana") && projects.contains(&"trading"), "{report}");
     let csv = ok(&cli(&home, &["cost", "report", "--by", "service", "--csv"]));
-    assert!(csv.starts_with("service,currency,amount,records,tokens_in,tokens_out\nopenai,USD,"), "{csv}");
+    assert!(csv.starts_with("service,currency,amount,records,tokens_in,tokens_out,unpriced\nopenai,USD,"), "{csv}");
     let budgets = json(&cli(&home, &["budget", "list", "--json"]));
     assert_eq!(budgets.as_array().unwrap().len(), 2, "{budgets}");
 }

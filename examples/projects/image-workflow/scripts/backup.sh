@@ -3,10 +3,13 @@
 # (BACKUP_KEEP in .env, default 5). Runs from the user's crontab at 03:30 and as an Agent OS task.
 # Input:   {} (only the demo controls)
 # Outputs: {"archive": "backups/backup-20261125T033000Z.tar.gz", "bytes": 1234, "kept": 5}
+# Run by cron with AGENT_OS_URL in .env, it pings the check `backup` that watches the crontab
+# schedule in Agent OS (see under_check in lib.sh).
 set -eu
 cd "$(dirname "$0")/.."
 . ./scripts/lib.sh
 load_env
+under_check backup scripts/backup.sh
 read_input
 demo_controls
 

@@ -13,6 +13,29 @@ load_env() {
     fi
 }
 
+# under_check SLUG SCRIPT - when the project's own scheduler (cron), not Agent OS, runs SCRIPT
+# and .env says where Agent OS is (AGENT_OS_URL, and AGENT_OS_PING_KEY), runs SCRIPT again with
+# the same stdin between a start ping and a finish ping of the heartbeat check SLUG that watches
+# its schedule, then exits with SCRIPT's status. The finish ping carries that status and the tail
+# of the output. Inside an Agent OS run, or without AGENT_OS_URL, it does nothing. The pings are
+# the agent_os package's (python3 -m agent_os ping): one Agent OS cannot take now waits in the
+# package's spool and goes later, so the job never fails because Agent OS is away.
+under_check() {
+    if [ -n "${AGENT_OS_RUN_ID:-}" ] || [ -z "${AGENT_OS_URL:-}" ] || [ -n "${UNDER_CHECK:-}" ]; then
+        return 0
+    fi
+    export AGENT_OS_PROJECT="${AGENT_OS_PROJECT:-image-workflow}"
+    rid="$(date -u +%Y%m%dT%H%M%SZ)-$$"
+    python3 -m agent_os ping "$1" start --rid "$rid" || true
+    log=$(mktemp)
+    status=0
+    UNDER_CHECK=1 sh "$2" > "$log" 2>&1 || status=$?
+    cat "$log"
+    python3 -m agent_os ping "$1" "$status" --rid "$rid" --body - < "$log" || true
+    rm -f "$log"
+    exit "$status"
+}
+
 # Reads stdin into $INPUT; exits 78 (bad input, no retry) unless it is a JSON object.
 read_input() {
     if [ -t 0 ]; then INPUT='{}'; else INPUT=$(cat); fi

@@ -13,42 +13,44 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import agentos_client as aos  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project root: common, agent_os
+import agent_os  # noqa: E402
+import common  # noqa: E402
 
 DEFAULT_HOLDINGS_USD = {"BTC": 5200.0, "ETH": 2650.0, "SOL": 900.0, "USDC": 1250.0}
 DEFAULT_TARGET = {"BTC": 0.5, "ETH": 0.3, "USDC": 0.2}
 
 
 def holdings():
-    path = aos.VAR / "portfolio.json"
+    path = common.VAR / "portfolio.json"
     if path.is_file():
         try:
             return {k: float(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
         except (ValueError, AttributeError) as e:
-            # A broken state file may be mid-write by another job: worth a retry.
-            print(f"cannot read {path.name}: {e}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            # A broken state file may be mid-write by another job: worth a retry (exit 1).
+            raise RuntimeError(f"cannot read {path.name}: {e}") from e
     return dict(DEFAULT_HOLDINGS_USD)
 
 
+@agent_os.task
 def rebalance(data):
-    aos.load_env()
+    common.demo_controls(data)
+    agent_os.load_env()
     target = data.get("target", DEFAULT_TARGET)
     if not isinstance(target, dict) or not target:
-        raise aos.BadInput("`target` must be an object of symbol -> weight")
+        raise agent_os.BadInput("`target` must be an object of symbol -> weight")
     for symbol, weight in target.items():
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise aos.BadInput(f"weight of {symbol} must be a non-negative number")
+            raise agent_os.BadInput(f"weight of {symbol} must be a non-negative number")
     total_weight = sum(target.values())
     if abs(total_weight - 1.0) > 0.001:
-        raise aos.BadInput(f"target weights add up to {total_weight:g}, not 1")
-    min_trade = aos.number(data, "min_trade_usd", 25, minimum=0)
+        raise agent_os.BadInput(f"target weights add up to {total_weight:g}, not 1")
+    min_trade = common.number(data, "min_trade_usd", 25, minimum=0)
     dry_run = data.get("dry_run", True) is not False
 
     current = holdings()
     value = sum(current.values())
-    aos.say(f"portfolio value ${value:,.2f} across {len(current)} assets")
+    print(f"portfolio value ${value:,.2f} across {len(current)} assets")
     trades = []
     for symbol in sorted(set(current) | set(target)):
         want = value * target.get(symbol, 0.0)
@@ -58,20 +60,20 @@ def rebalance(data):
             continue
         side = "buy" if delta > 0 else "sell"
         trades.append({"symbol": symbol, "side": side, "amount_usd": abs(delta)})
-        aos.say(f"  {side:<4} {symbol:>5} ${abs(delta):,.2f}")
+        print(f"  {side:<4} {symbol:>5} ${abs(delta):,.2f}")
         current[symbol] = want
 
     if not trades:
-        aos.say("already balanced")
+        print("already balanced")
     elif dry_run:
-        aos.say("dry run: no orders placed")
+        print("dry run: no orders placed")
     else:
-        aos.say(f"placed {len(trades)} simulated orders")
-        aos.VAR.mkdir(parents=True, exist_ok=True)
-        (aos.VAR / "portfolio.json").write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+        print(f"placed {len(trades)} simulated orders")
+        common.VAR.mkdir(parents=True, exist_ok=True)
+        (common.VAR / "portfolio.json").write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
 
     return {"dry_run": dry_run, "value_usd": round(value, 2), "trades": trades}
 
 
 if __name__ == "__main__":
-    aos.main(rebalance)
+    rebalance.main()

@@ -5,8 +5,8 @@ Input:   {"post": true}   set post to false to skip the Discord step
 Outputs: {"period": "weekly", "days": 7, "scans": 12, "spikes": {"ETH": 2}, "text": "...",
           "posted": false}
 
-The Discord post is simulated: with DISCORD_WEBHOOK_URL in .env the report says it would have
-been posted; nothing leaves the machine.
+The model call and the Discord post are simulated: with DISCORD_WEBHOOK_URL in .env the report
+says it would have been posted; nothing leaves the machine.
 """
 
 import json
@@ -15,17 +15,18 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import agentos_client as aos  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project root: common, agent_os
+import agent_os  # noqa: E402
+import common  # noqa: E402
 
 PERIODS = {"weekly": 7, "monthly": 30}
 
 
 def recent_scans(days):
-    path = aos.VAR / "scans.jsonl"
+    path = common.VAR / "scans.jsonl"
     if not path.is_file():
         return []
-    since = aos.now_utc() - timedelta(days=days)
+    since = common.now_utc() - timedelta(days=days)
     scans = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
@@ -38,39 +39,38 @@ def recent_scans(days):
     return scans
 
 
-def make_report(period):
-    def report(data):
-        aos.load_env()
-        days = PERIODS[period]
-        scans = recent_scans(days)
-        spikes = {}
-        for scan in scans:
-            for symbol in scan.get("spikes", []):
-                spikes[symbol] = spikes.get(symbol, 0) + 1
-        aos.say(f"{period} report: {len(scans)} scans in the last {days} days")
-        if spikes:
-            busiest = ", ".join(f"{s} x{n}" for s, n in sorted(spikes.items(), key=lambda kv: -kv[1]))
-            text = f"{period.capitalize()} report: {len(scans)} scans, spikes: {busiest}."
+def report(period, data):
+    agent_os.load_env()
+    days = PERIODS[period]
+    scans = recent_scans(days)
+    spikes = {}
+    for scan in scans:
+        for symbol in scan.get("spikes", []):
+            spikes[symbol] = spikes.get(symbol, 0) + 1
+    print(f"{period} report: {len(scans)} scans in the last {days} days")
+    if spikes:
+        busiest = ", ".join(f"{s} x{n}" for s, n in sorted(spikes.items(), key=lambda kv: -kv[1]))
+        text = f"{period.capitalize()} report: {len(scans)} scans, spikes: {busiest}."
+    else:
+        text = f"{period.capitalize()} report: {len(scans)} scans, no volatility spikes."
+
+    # The real service has the model write the prose; the call is simulated.
+    common.record_openai(common.chat_completion(text, 900 + 60 * len(scans), 350), "summary", task=f"{period}_report")
+
+    posted = False
+    if data.get("post", True) is not False:
+        if os.environ.get("DISCORD_WEBHOOK_URL"):
+            print("would post the report to Discord (simulated)")
+            posted = True
         else:
-            text = f"{period.capitalize()} report: {len(scans)} scans, no volatility spikes."
-
-        # The real service has the model write the prose; the call is simulated.
-        aos.report_openai("summary", "gpt-4o-mini", 900 + 60 * len(scans), 350, task=f"{period}_report")
-
-        posted = False
-        if data.get("post", True) is not False:
-            if os.environ.get("DISCORD_WEBHOOK_URL"):
-                aos.say("would post the report to Discord (simulated)")
-                posted = True
-            else:
-                aos.say("no DISCORD_WEBHOOK_URL in .env: report not posted")
-        return {"period": period, "days": days, "scans": len(scans), "spikes": spikes, "text": text, "posted": posted}
-
-    return report
+            print("no DISCORD_WEBHOOK_URL in .env: report not posted")
+    return {"period": period, "days": days, "scans": len(scans), "spikes": spikes, "text": text, "posted": posted}
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in PERIODS:
         print("usage: report.py weekly|monthly", file=sys.stderr)
-        sys.exit(aos.EXIT_NO_RETRY)
-    aos.main(make_report(sys.argv[1]))
+        sys.exit(agent_os.EXIT_DO_NOT_RETRY)
+    with agent_os.task_context() as t:
+        common.demo_controls(t.input)
+        t.outputs = report(sys.argv[1], t.input)
