@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 repo=..
 
-targets=(manifest workflow config expr cron envfile channel redact
+targets=(manifest workflow config expr cron envfile channel redact price
   discover_crontab discover_launchd discover_systemd discover_railway discover_github)
 
 if [ "${1:-}" = "--list" ]; then
