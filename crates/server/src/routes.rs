@@ -1409,12 +1409,15 @@ pub struct PriceView {
 
 /// The token prices Agent OS prices amount-less cost records with: the built-in list with
 /// config.yaml's `prices:` over it. Any token may read it.
-#[utoipa::path(get, path = "/api/v1/prices", tag = "costs", params(PriceQuery), responses((status = 200, body = Vec<PriceView>)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/prices", tag = "costs", params(PriceQuery), responses((status = 200, body = Vec<PriceView>), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list_prices(
     State(st): State<AppState>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<PriceQuery>,
 ) -> ApiResult<Json<Vec<PriceView>>> {
+    if q.model.as_ref().is_some_and(|m| m.chars().count() > 128) {
+        return Err(ApiError::bad_request("a model name is at most 128 characters").field("model"));
+    }
     let wanted = q.model.map(|m| m.to_lowercase());
     let fmt = agent_os_core::price::format_price;
     Ok(Json(

@@ -2135,3 +2135,38 @@ async fn a_cost_sent_late_with_another_token_of_its_project_keeps_its_run() {
     let (st, v) = s.req(reqwest::Method::POST, "/api/v1/costs", Some(&token), Some(other)).await;
     assert_eq!((st, v["error"]["field"].as_str()), (400, Some("run_id")), "{v}");
 }
+
+#[tokio::test]
+async fn any_token_reads_the_price_table_and_a_config_price_is_listed_over_the_built_in_one() {
+    let s = start_with(|cfg| {
+        cfg.prices.set(agent_os_core::price::Price {
+            model: "gpt-4o-mini".into(),
+            input: 100_000_000,
+            cached_input: 50_000_000,
+            output: 400_000_000,
+            source: agent_os_core::price::PriceSource::Config,
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    s.add(&fixture(dir.path())).await;
+    let token = project_token(&s, "fixture").await;
+    let (st, list) = s.req(reqwest::Method::GET, "/api/v1/prices?model=GPT-4O", Some(&token), None).await;
+    assert_eq!(st, 200, "{list}");
+    let mini = list.as_array().unwrap().iter().find(|p| p["model"] == "gpt-4o-mini").unwrap();
+    assert_eq!(
+        (mini["input"].as_str(), mini["output"].as_str(), mini["source"].as_str()),
+        (Some("0.10"), Some("0.40"), Some("config"))
+    );
+    assert!(list.as_array().unwrap().iter().all(|p| p["model"].as_str().unwrap().contains("gpt-4o")), "{list}");
+    let built_in = list.as_array().unwrap().iter().find(|p| p["model"] == "gpt-4o").unwrap();
+    assert!(built_in["source"].as_str().unwrap().starts_with("built-in 20"), "{built_in}");
+    // Records are priced with the configured price.
+    let record = json!({"service": "openai", "model": "gpt-4o-mini", "tokens_in": 1000, "tokens_out": 1000});
+    assert_eq!(s.req(reqwest::Method::POST, "/api/v1/costs", Some(&token), Some(record)).await.0, 201);
+    let (_, costs) = s.get("/api/v1/costs?project=fixture").await;
+    assert_eq!(costs[0]["amount"], "0.0005", "{costs}");
+    let long = "m".repeat(129);
+    let (st, v) = s.get(&format!("/api/v1/prices?model={long}")).await;
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("model")), "{v}");
+}
