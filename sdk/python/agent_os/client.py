@@ -289,16 +289,10 @@ class Client:
     ) -> str:
         """Reports the tokens of an OpenAI, Anthropic or Gemini response, without an amount:
         Agent OS prices them. Answers the idempotency key."""
-        usage = usage_from_response(response, service)
-        model = model or usage.model
-        if not model:
-            raise ValueError("the response names no model; pass model='…' so Agent OS can price its tokens")
+        provider, tokens = llm_usage_fields(response, service, model)
         return self.report_cost(
-            usage.service,
-            model=model,
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            tokens_cached_in=usage.tokens_cached_in,
+            provider,
+            **tokens,
             key_name=key_name,
             label=label,
             idempotency_key=idempotency_key,
@@ -592,6 +586,21 @@ class Client:
         return Outcome.DROPPED, answer
 
 
+def llm_usage_fields(response: Any, service: Optional[str], model: Optional[str]) -> Tuple[str, Dict[str, Any]]:
+    """The service of an LLM response and the cost fields of its usage (model and tokens, no
+    amount: Agent OS prices them); ``model`` and ``service`` override what the response says."""
+    usage = usage_from_response(response, service)
+    model = model or usage.model
+    if not model:
+        raise ValueError("the response names no model; pass model='…' so Agent OS can price its tokens")
+    return usage.service, {
+        "model": model,
+        "tokens_in": usage.tokens_in,
+        "tokens_out": usage.tokens_out,
+        "tokens_cached_in": usage.tokens_cached_in,
+    }
+
+
 class CostBatch:
     """Costs collected in a ``with`` block and sent when it ends, in requests of at most 1000
     records (each all or nothing). Costs are sent even when the block raises: the money was
@@ -609,18 +618,8 @@ class CostBatch:
 
     def add_llm_usage(self, response: Any, *, service: Optional[str] = None, model: Optional[str] = None, **fields: Any) -> str:
         """Adds the tokens of an LLM response (as ``record_llm_usage``)."""
-        usage = usage_from_response(response, service)
-        model = model or usage.model
-        if not model:
-            raise ValueError("the response names no model; pass model='…' so Agent OS can price its tokens")
-        return self.add(
-            usage.service,
-            model=model,
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            tokens_cached_in=usage.tokens_cached_in,
-            **fields,
-        )
+        provider, tokens = llm_usage_fields(response, service, model)
+        return self.add(provider, **tokens, **fields)
 
     def send(self) -> None:
         """Sends what was added so far."""
