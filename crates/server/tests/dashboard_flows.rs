@@ -348,6 +348,18 @@ async fn reported_costs_show_in_the_totals_and_the_tables_escaped() {
     // A project filter.
     let other = b.get("/costs?project=nobody").await;
     assert_eq!(text_of(&other.body, r#"id="cost-total""#), Some("$0.00"), "{}", other.body);
+
+    // Tokens of a model without a price: not in the total, counted and marked as unpriced.
+    let unknown = json!({"project": "fixture", "service": "acme", "model": "acme-large", "tokens_in": 700, "idempotency_key": "u1"});
+    post_costs(&s, vec![unknown]).await;
+    let page = b.get("/costs").await;
+    assert_eq!(text_of(&page.body, r#"id="cost-total""#), Some("$2.00"), "{}", page.body);
+    assert!(page.body.contains(r#"id="cost-unpriced""#) && page.body.contains("1 records"), "{}", page.body);
+    let records = &page.body[page.body.find(r#"id="cost-records""#).unwrap()..];
+    assert!(row(records, r#"data-cost=""#).contains("unpriced") || records.contains(">unpriced<"), "{records}");
+    let csv = b.get("/costs.csv").await;
+    let line = csv.body.lines().find(|l| l.contains("acme-large")).unwrap();
+    assert!(line.contains(",700,,,USD,") && line.ends_with(",true"), "{line}");
 }
 
 /// Splits CSV text into records of fields (quotes and doubled quotes undone).
@@ -433,14 +445,16 @@ async fn the_csv_export_has_every_record_of_the_range_escaped_and_disarmed() {
             "amount",
             "currency",
             "run_id",
-            "idempotency_key"
+            "idempotency_key",
+            "tokens_cached_in",
+            "unpriced"
         ]
     );
     assert_eq!(rows.len(), 1 + 5_201, "every record of the range once, no more");
     let keys: std::collections::HashSet<&str> = rows[1..].iter().map(|r| r[10].as_str()).collect();
     assert_eq!(keys.len(), 5_201, "no record twice");
     assert!(!keys.contains("before") && !keys.contains("after"));
-    assert!(rows[1..].iter().all(|r| r.len() == 11), "every row has every column");
+    assert!(rows[1..].iter().all(|r| r.len() == 13), "every row has every column");
     let bulk = rows.iter().find(|r| r[10] == "bulk-00000").unwrap();
     assert_eq!(bulk[..3], ["2026-01-15T12:00:00.000Z", "fixture", "openai"]);
     assert_eq!(bulk[7..9], ["0.001", "USD"]);

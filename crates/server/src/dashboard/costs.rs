@@ -558,8 +558,7 @@ fn instant(v: &Option<String>, field: &str) -> Result<Option<i64>, ApiError> {
     ui::given(v).map(|t| crate::edge::instant_param(&t, field)).transpose()
 }
 
-pub const CSV_HEADER: &str =
-    "at,project,service,key_name,model,tokens_in,tokens_out,amount,currency,run_id,idempotency_key\r\n";
+pub const CSV_HEADER: &str = "at,project,service,key_name,model,tokens_in,tokens_out,amount,currency,run_id,idempotency_key,tokens_cached_in,unpriced\r\n";
 
 fn csv_row(out: &mut String, c: &CostRecord) {
     let tokens = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
@@ -571,10 +570,13 @@ fn csv_row(out: &mut String, c: &CostRecord) {
         c.model.clone().unwrap_or_default(),
         tokens(c.tokens_in),
         tokens(c.tokens_out),
-        agent_os_core::cost::format_amount(c.amount_nanos),
+        // An unpriced record's amount is unknown, not zero.
+        if c.unpriced { String::new() } else { agent_os_core::cost::format_amount(c.amount_nanos) },
         c.currency.clone(),
         c.run_id.clone().unwrap_or_default(),
         c.idempotency_key.clone(),
+        tokens(c.tokens_cached_in),
+        if c.unpriced { "true".into() } else { "false".into() },
     ];
     out.push_str(&agent_os_core::csv::record(&fields));
     out.push_str("\r\n");
