@@ -26,7 +26,7 @@ command -v schemathesis >/dev/null || { echo "schemathesis is not installed: pip
 bin="${AGENT_OS_BIN:-}"
 if [ -z "$bin" ]; then
   cargo build --quiet -p agent-os
-  bin="$PWD/target/debug/agent-os"
+  bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/agent-os"
 fi
 
 home="$(mktemp -d -t agent-os-schemathesis-XXXXXX)"

@@ -526,6 +526,9 @@ pub struct CostView {
     /// True when the model has no price: the tokens are kept, the amount is unknown and counts
     /// in no total or budget until `prices:` in config.yaml gives the model one.
     pub unpriced: bool,
+    /// The JSON object the project sent with the record, if any.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
 }
 
 impl From<CostRecord> for CostView {
@@ -547,6 +550,7 @@ impl From<CostRecord> for CostView {
             source: c.source,
             price: c.price.as_deref().and_then(|p| serde_json::from_str(p).ok()),
             unpriced: c.unpriced,
+            metadata: c.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
         }
     }
 }

@@ -2125,11 +2125,12 @@ async fn a_cost_sent_late_with_another_token_of_its_project_keeps_its_run() {
     let run = s.run("fixture", "echo", json!({})).await;
     let id = run["id"].as_str().unwrap();
     let token = project_token(&s, "fixture").await;
-    let record = json!({"service": "openai", "model": "gpt-4o", "tokens_in": 1000, "tokens_out": 100, "run_id": id, "idempotency_key": "late-1"});
+    let record = json!({"service": "openai", "model": "gpt-4o", "tokens_in": 1000, "tokens_out": 100, "run_id": id, "idempotency_key": "late-1", "metadata": {"step": "comment"}});
     let (st, v) = s.req(reqwest::Method::POST, "/api/v1/costs", Some(&token), Some(record)).await;
     assert_eq!((st, v["accepted"].as_i64(), v["unpriced"].as_i64()), (201, Some(1), Some(0)), "{v}");
     let (_, costs) = s.get(&format!("/api/v1/costs?run={id}")).await;
     assert_eq!(costs[0]["amount"], "0.0035", "{costs}");
+    assert_eq!(costs[0]["metadata"], json!({"step": "comment"}), "the record's metadata comes back");
     // A run of no project of the token's is refused, naming the field.
     let other = json!({"service": "openai", "amount": "1", "run_id": "01936f2a-0000-7000-8000-000000000000"});
     let (st, v) = s.req(reqwest::Method::POST, "/api/v1/costs", Some(&token), Some(other)).await;
