@@ -31,7 +31,7 @@ fn the_python_package_works_against_the_real_server() {
     }
     let sdk = repo_root().join("sdk").join("python");
     let out = Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+        .args(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests"])
         .current_dir(&sdk)
         .env("AGENT_OS_BIN", BIN)
         .env("PYTHONDONTWRITEBYTECODE", "1")

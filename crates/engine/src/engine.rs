@@ -747,14 +747,14 @@ impl Engine {
             prices: &self.cfg.prices,
         };
         let mut records = Vec::with_capacity(inputs.len());
+        let mut runs = ProjectRuns::new(&p.record.name, run_id);
         for (i, input) in inputs.iter().enumerate() {
             let prefix = if batch { format!("records[{i}].") } else { String::new() };
             let record = validate(input, &prefix, &ctx)?;
             // A record may name its run (a client sending it late, with another token of the
             // project): the run must be the project's.
-            if input.run_id.is_some()
-                && let Some(id) = &record.run_id
-                && self.store.get_run(id).await?.is_none_or(|r| r.project != p.record.name)
+            if let Some(id) = &record.run_id
+                && !runs.holds(&*self.store, id).await?
             {
                 return Err(EngineError::Invalid {
                     field: Some(format!("{prefix}run_id")),
@@ -1507,6 +1507,7 @@ impl Engine {
             prices: &self.cfg.prices,
         };
         let mut records = Vec::with_capacity(answer.records.len());
+        let mut runs = ProjectRuns::new(&p.record.name, None);
         for (i, input) in answer.records.iter().enumerate() {
             let mut input = input.clone();
             if input.idempotency_key.is_none() {
@@ -1530,7 +1531,7 @@ impl Engine {
             // A run the project's log names is kept when it is the project's; the record
             // counts either way.
             if let Some(id) = &record.run_id
-                && self.store.get_run(id).await.map_err(|e| e.to_string())?.is_none_or(|r| r.project != p.record.name)
+                && !runs.holds(&*self.store, id).await.map_err(|e| e.to_string())?
             {
                 record.run_id = None;
             }
@@ -1544,6 +1545,29 @@ impl Engine {
             self.store.set_cost_cursor(&p.record.id, Some(cursor)).await.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// Which run ids are runs of one project, each looked up once per batch of cost records (a
+/// task's batch names its own run in every record).
+struct ProjectRuns<'a> {
+    project: &'a str,
+    known: std::collections::HashMap<String, bool>,
+}
+
+impl<'a> ProjectRuns<'a> {
+    /// `own`: the run the caller's run token is for, known to be the project's.
+    fn new(project: &'a str, own: Option<&str>) -> Self {
+        ProjectRuns { project, known: own.map(|r| (r.to_string(), true)).into_iter().collect() }
+    }
+
+    async fn holds(&mut self, store: &dyn Store, id: &str) -> Result<bool, EngineError> {
+        if let Some(known) = self.known.get(id) {
+            return Ok(*known);
+        }
+        let holds = store.get_run(id).await?.is_some_and(|r| r.project == self.project);
+        self.known.insert(id.to_string(), holds);
+        Ok(holds)
     }
 }
 

@@ -303,19 +303,17 @@ impl Engine {
             PingTarget::Slug { ping_key, slug } => self.store.find_check_by_slug(ping_key, slug).await?,
         }
         .ok_or_else(|| EngineError::NotFound("no such check".into()))?;
-        if kind != PingKind::Log
-            && let Some(rid) = &rid
-            && self.store.ping_recorded(&check.id, rid, &kind.as_str()).await?
-        {
+        let earlier = match &rid {
+            Some(rid) if kind != PingKind::Log => Some(self.store.rid_pings(&check.id, rid, &kind.as_str()).await?),
+            _ => None,
+        };
+        if earlier.as_ref().is_some_and(|e| e.recorded) {
             return Ok(check);
         }
         let clock = self.now();
-        let now = match sent_at {
-            Some(at) => {
-                at.clamp(check.last_ping_at.unwrap_or(i64::MIN).max(clock - LATE_PING_MAX_MS).min(clock), clock)
-            }
-            None => clock,
-        };
+        // A late ping is taken no earlier than the check's last ping (nor 30 days ago).
+        let floor = check.last_ping_at.unwrap_or(i64::MIN).max(clock - LATE_PING_MAX_MS).min(clock);
+        let now = sent_at.map_or(clock, |at| at.clamp(floor, clock));
         let mut pings = Pings {
             last_finish: check.last_finish_at,
             last_failed: check.last_failed,
@@ -329,10 +327,7 @@ impl Engine {
                 // With a run id, the finish pairs with the start of the same id, so concurrent
                 // runs of one job each get their own duration; a run still going keeps the
                 // check "running".
-                let paired = match &rid {
-                    Some(rid) => self.store.start_ping_at(&check.id, rid).await?,
-                    None => None,
-                };
+                let paired = earlier.and_then(|e| e.started);
                 duration_ms = paired.or(pings.running_since).map(|s| now - s);
                 pings.last_finish = Some(now);
                 pings.last_failed = finish.is_failure();

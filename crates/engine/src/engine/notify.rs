@@ -195,8 +195,7 @@ impl Engine {
             && let Some(key) = &input.dedup_key
             && let Some(earlier) = self.store.find_recent_notification(project, key, now - DEDUP_WINDOW_MS).await?
         {
-            let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
-            return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
+            return self.earlier(earlier).await;
         }
         let level = severity;
         let source = input.source.unwrap_or(NotificationSource::Project);
@@ -259,8 +258,7 @@ impl Engine {
                 if let Some(key) = &n.idempotency_key
                     && let Some(earlier) = self.store.find_notification_by_key(project, key).await?
                 {
-                    let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
-                    return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
+                    return self.earlier(earlier).await;
                 }
                 return Err(e.into());
             }
@@ -268,6 +266,13 @@ impl Engine {
         self.touch();
         self.deliveries_changed.notify_one();
         Ok(Notified { notification: n, deliveries, deduplicated: false })
+    }
+
+    /// The answer for a notification that an earlier one stands for (a repeat of its dedup
+    /// key, or a resend of its idempotency key).
+    async fn earlier(&self, notification: NotificationRecord) -> Result<Notified, EngineError> {
+        let deliveries = self.store.list_deliveries(Some(&notification.id), 100).await?;
+        Ok(Notified { notification, deliveries, deduplicated: true })
     }
 
     /// Whether a new message to `channel` waits for a digest: inside the channel's quiet hours
@@ -352,8 +357,7 @@ impl Engine {
             && let Some(earlier) = self.store.find_notification_by_key(project, key).await?
         {
             self.validate(&input)?;
-            let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
-            return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
+            return self.earlier(earlier).await;
         }
         // A repeat within the dedup window is the same message: it changes no incident.
         if let Some(key) = &input.dedup_key
@@ -361,8 +365,7 @@ impl Engine {
                 self.store.find_recent_notification(project, key, self.now() - DEDUP_WINDOW_MS).await?
         {
             self.validate(&input)?;
-            let deliveries = self.store.list_deliveries(Some(&earlier.id), 100).await?;
-            return Ok(Notified { notification: earlier, deliveries, deduplicated: true });
+            return self.earlier(earlier).await;
         }
         let level = input.severity;
         let incident = match (subject, level) {

@@ -87,10 +87,7 @@ impl Engine {
             if priced_model > 0 {
                 tracing::info!(model, records = priced_model, "unpriced cost records priced");
             }
-            let why = format!(
-                "{model} is priced at {} ({priced_model} records priced)",
-                serde_json::from_str::<serde_json::Value>(&stamp).map(|v| v["source"].to_string()).unwrap_or_default()
-            );
+            let why = format!("{model} has a price ({}); {priced_model} records priced", price.origin());
             self.resolve(IncidentSource::Pricing, &model, &why).await?;
             for p in projects {
                 self.check_budgets(&p).await?;

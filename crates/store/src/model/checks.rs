@@ -70,3 +70,12 @@ pub struct NewEvent {
 }
 
 pub type EventRecord = NewEvent;
+
+/// What a check's pings with one run id say (`CheckStore::rid_pings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RidPings {
+    /// When the newest `start` with the run id arrived.
+    pub started: Option<i64>,
+    /// Whether a ping of the kind asked about is already recorded.
+    pub recorded: bool,
+}

@@ -9,7 +9,7 @@ use agent_os_core::check::CheckState;
 
 use super::events::insert_event_tx;
 use super::{SqlStore, Tx, all, flag};
-use crate::model::{CheckRecord, NewCheck, NewEvent, PingUpdate};
+use crate::model::{CheckRecord, NewCheck, NewEvent, PingUpdate, RidPings};
 use crate::{Result, StoreError};
 
 /// Checks and pings. Every method commits before it returns.
@@ -23,10 +23,10 @@ pub trait CheckStore: Send + Sync {
     async fn list_checks(&self, project: Option<&str>) -> Result<Vec<CheckRecord>>;
     async fn get_check(&self, id: &str) -> Result<Option<CheckRecord>>;
     async fn find_check_by_slug(&self, ping_key: &str, slug: &str) -> Result<Option<CheckRecord>>;
-    /// When the newest `start` ping with this run id arrived (pairs start and finish).
-    async fn start_ping_at(&self, check_id: &str, rid: &str) -> Result<Option<i64>>;
-    /// Whether a ping of `kind` (as stored) with run id `rid` is already recorded.
-    async fn ping_recorded(&self, check_id: &str, rid: &str, kind: &str) -> Result<bool>;
+    /// What the check's pings with run id `rid` say, in one read: when the newest `start`
+    /// arrived (pairs start and finish), and whether a ping of `kind` (as stored) is already
+    /// recorded (a resend).
+    async fn rid_pings(&self, check_id: &str, rid: &str, kind: &str) -> Result<RidPings>;
     /// Stores several pings, in order, in one transaction (a group commit).
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
     /// Moves a check to `state` (with its event) unless it is already there.
@@ -205,23 +205,18 @@ impl CheckStore for SqlStore {
         Ok(row.as_ref().map(check_from).transpose()?)
     }
 
-    async fn start_ping_at(&self, check_id: &str, rid: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MAX(at) AS at FROM pings WHERE check_id = $1 AND rid = $2 AND kind = 'start'")
-            .bind(check_id)
-            .bind(rid)
-            .fetch_one(&self.write)
-            .await?;
-        Ok(row.try_get("at")?)
-    }
-
-    async fn ping_recorded(&self, check_id: &str, rid: &str, kind: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM pings WHERE check_id = $1 AND rid = $2 AND kind = $3")
-            .bind(check_id)
-            .bind(rid)
-            .bind(kind)
-            .fetch_one(&self.write)
-            .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
+    async fn rid_pings(&self, check_id: &str, rid: &str, kind: &str) -> Result<RidPings> {
+        let row = sqlx::query(
+            "SELECT MAX(CASE WHEN kind = 'start' THEN at END) AS started,
+                    COUNT(CASE WHEN kind = $3 THEN 1 END) AS seen
+             FROM pings WHERE check_id = $1 AND rid = $2",
+        )
+        .bind(check_id)
+        .bind(rid)
+        .bind(kind)
+        .fetch_one(&self.write)
+        .await?;
+        Ok(RidPings { started: row.try_get("started")?, recorded: row.try_get::<i64, _>("seen")? > 0 })
     }
 
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()> {
