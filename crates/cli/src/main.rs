@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod config;
 mod dashboard;
 mod discover;
 mod exec;
@@ -186,6 +187,10 @@ enum Command {
     /// Linux): install, uninstall, status. No server needed.
     #[command(subcommand)]
     Service(service::ServiceCmd),
+    /// config.yaml: `config check [FILE]` validates one without a server; `config reload`
+    /// makes the server apply its file now; `config status` shows how it stands.
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Serve the projects in local directories to a server this machine connects out to: runs
@@ -394,6 +399,12 @@ async fn dispatch(cli: Cli, token_on_command_line: bool) -> anyhow::Result<u8> {
         Command::Event(e) => {
             workflows::event(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, e).await
         }
+        Command::Config(config::ConfigCmd::Check { file, json }) => {
+            config::check(cli.home.as_deref(), file.as_deref(), *json).await
+        }
+        Command::Config(c) => {
+            config::run(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, c).await
+        }
         Command::Workflow(w) => {
             workflows::workflow(&commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?, w).await
         }
@@ -457,6 +468,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Keys(_)
         | Command::Event(_)
         | Command::Workflow(_)
+        | Command::Config(_)
         | Command::Worker(_)
         | Command::Init(_)
         | Command::Service(_) => C::Nothing,

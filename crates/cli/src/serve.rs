@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use agent_os_core::config::Config;
-use agent_os_engine::engine::notify::TargetProblem;
+use agent_os_engine::engine::reload::{MissingVars, ReloadTrigger, resolve_channels};
 use agent_os_engine::secrets::{TokenKind, hash_token, new_token, token_record};
 use agent_os_engine::{Clock, Engine, EngineConfig, SystemClock};
 use agent_os_store::{Durability, SqlStore, Store, StoreError, StoreOptions, redact_url, sqlite_url};
@@ -57,40 +57,22 @@ fn load_config(home: &Path) -> Result<Config> {
     }
 }
 
-/// The config's channels with their `${VAR}`s resolved, each address checked against the
-/// private-address rule (docs/config.md): a channel that every delivery would refuse stops the
-/// start; a name that does not resolve now is only a warning.
+/// The config's channels with their `${VAR}`s resolved and their addresses checked, as every
+/// reload does too (`agent_os_engine::engine::reload`): a channel every delivery would refuse,
+/// or one whose variable is not set, stops the start with its place in the file; a name that
+/// does not resolve now is only a warning.
 async fn channels(home: &Path, config: &Config, flags: &ServeFlags) -> Result<Vec<agent_os_core::channel::Channel>> {
-    let file = home.join("config.yaml");
-    let mut channels = Vec::new();
-    for (name, url) in &config.channels {
-        let resolved = agent_os_core::channel::expand(url, &|var| {
-            flags.vars.get(var).cloned().or_else(|| std::env::var(var).ok())
-        })
-        .and_then(|u| agent_os_core::channel::parse(name, &u))
-        .map_err(|e| anyhow::anyhow!("{}: notifications.channels.{name}: {e}", file.display()))?;
-        channels.push(resolved);
+    let file = home.join("config.yaml").display().to_string();
+    let vars = flags.vars.clone();
+    let lookup = move |var: &str| vars.get(var).cloned().or_else(|| std::env::var(var).ok());
+    let resolved = resolve_channels(&file, config, &lookup, MissingVars::Error).await;
+    for w in &resolved.warnings {
+        eprintln!("warning: {w}");
     }
-    let problems =
-        agent_os_engine::engine::notify::check_channel_targets(&channels, config.allow_private_targets).await;
-    let mut refused = Vec::new();
-    for (name, problem) in problems {
-        match problem {
-            TargetProblem::Refused(why) => refused.push(format!(
-                "{}: notifications.channels.{name}: {why} (for a receiver on this machine or your own network), \
-                 or point the channel at a public address",
-                file.display()
-            )),
-            TargetProblem::Unresolved(why) => eprintln!(
-                "warning: {}: notifications.channels.{name}: {why}; each delivery resolves it again",
-                file.display()
-            ),
-        }
+    match resolved.into_result() {
+        Ok((channels, _)) => Ok(channels),
+        Err(errors) => bail!("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
     }
-    if !refused.is_empty() {
-        bail!("{}", refused.join("\n"));
-    }
-    Ok(channels)
 }
 
 /// Ensures an admin token exists. `AGENT_OS_ADMIN_TOKEN` sets it (and retires the others);
@@ -193,21 +175,12 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     home::write_client_config(home, &ClientConfig { url: local_url.clone(), token })?;
 
     let mut ecfg = EngineConfig::new(agent_os_core::id::new_id(), public_url, home.join("run"));
-    ecfg.resources = config.resources.clone().into_iter().collect();
-    ecfg.budgets = config.budgets.clone();
-    ecfg.prices = config.prices.clone();
-    ecfg.allow_private_targets = config.allow_private_targets;
-    ecfg.alerting = config.alerting.clone();
+    ecfg.apply_file(&config, channels);
+    ecfg.config_file = Some(home.join("config.yaml"));
+    ecfg.config_vars = flags.vars.clone();
     let workflows = home.join("workflows");
     std::fs::create_dir_all(&workflows).with_context(|| format!("cannot create {}", workflows.display()))?;
     ecfg.workflows_dir = Some(workflows);
-    ecfg.channels = channels;
-    ecfg.max_concurrent_runs = config.max_concurrent_runs as usize;
-    ecfg.default_timeout = config.default_timeout;
-    ecfg.kill_grace = config.kill_grace;
-    ecfg.max_retry_delay = config.max_retry_delay;
-    ecfg.log_max_bytes = config.log_max_bytes as i64;
-    ecfg.workers = config.workers;
     let engine = Engine::start(store, Arc::new(clock), ecfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Running {
         engine,
@@ -241,6 +214,32 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Applies config.yaml again on each SIGHUP, and says on stderr what it did.
+async fn reload_on_hangup(engine: Arc<Engine>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else { return };
+        while hangup.recv().await.is_some() {
+            let r = engine.reload_config(ReloadTrigger::Signal).await;
+            if r.applied {
+                let changed = if r.changed.is_empty() { "nothing changed".to_string() } else { r.changed.join(", ") };
+                eprintln!("SIGHUP: config.yaml applied ({changed})");
+                if !r.restart_required.is_empty() {
+                    eprintln!("  a restart applies: {}", r.restart_required.join(", "));
+                }
+            } else {
+                eprintln!("SIGHUP: config.yaml refused; the settings in force are kept:");
+                for e in &r.errors {
+                    eprintln!("  {e}");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
+}
+
 impl Running {
     /// Serves until SIGINT/SIGTERM, then lets running tasks finish (up to 10 s) and stops. When
     /// the engine stops on its own (a loop that could not be kept running), the server stops
@@ -262,8 +261,10 @@ impl Running {
             engine.begin_shutdown();
         };
         let trimming = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::memory::trim_loop()));
+        let hangups = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(reload_on_hangup(self.engine.clone())));
         agent_os_server::run(listener, self.engine.clone(), opts, stop).await?;
         drop(trimming);
+        drop(hangups);
         eprintln!("stopping: waiting up to 10s for running tasks");
         self.engine.shutdown(Duration::from_secs(10)).await;
         // Last: on SQLite this truncates the write-ahead log, so the next start reads nothing back.

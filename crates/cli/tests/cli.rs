@@ -1304,8 +1304,10 @@ fn a_channel_refused_by_the_private_address_rule_stops_the_start() {
     let out = Command::new(BIN).args(["serve", "--home"]).arg(&home).args(["--bind", "127.0.0.1:0"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    let place = format!("{}: notifications.channels.hook: ", config.display());
+    // The place in the file, line and column, as every error in config.yaml has.
+    let place = format!("{}:3:", config.display());
     assert!(stderr.contains(&place), "{stderr}");
+    assert!(stderr.contains("notifications.channels.hook: "), "{stderr}");
     assert!(stderr.contains("resolves to 127.0.0.1, a private or local address (loopback"), "{stderr}");
     assert!(stderr.contains("set notifications.allow_private_targets: true"), "{stderr}");
     assert!(stderr.contains("notifications.channels.later: cannot resolve agent-os-test.invalid"), "{stderr}");
@@ -1577,4 +1579,117 @@ fn tokens_are_priced_by_the_server_and_an_unknown_model_waits_for_its_price() {
     let incidents = json(&cli(&home, &["incidents", "--json"]));
     let pricing = incidents.as_array().unwrap().iter().find(|i| i["source"] == "pricing").unwrap();
     assert_eq!(pricing["status"], "resolved", "{pricing}");
+}
+
+/// Polls `agent-os config status --json` until `done` holds for it (at most 20 s).
+fn config_status_until(home: &Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = json(&cli(home, &["config", "status", "--json"]));
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what}: the config status stayed {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn resource_names(home: &Path) -> Vec<(String, Value)> {
+    let list = json(&cli(home, &["resources", "--json"]));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["concurrency"].clone()))
+        .collect()
+}
+
+#[test]
+fn config_yaml_edits_apply_live_and_a_bad_edit_keeps_the_settings_in_force() {
+    let (port, seen) = receiver(Duration::ZERO);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("config.yaml");
+    std::fs::write(&config, "resources:\n  openai:\n    concurrency: 1\n").unwrap();
+    let mut s = Server::start(&home, &[], &[]);
+    assert_eq!(resource_names(&home), [("openai".to_string(), Value::from(1))]);
+
+    // An edit of the file is applied within seconds: a new resource and a new channel.
+    std::fs::write(
+        &config,
+        format!(
+            "resources:\n  openai:\n    concurrency: 1\n  gpu:\n    concurrency: 2\nnotifications:\n  allow_private_targets: true\n  channels:\n    hook: \"json://127.0.0.1:{port}/in\"\n"
+        ),
+    )
+    .unwrap();
+    let status = config_status_until(&home, "the edit", |s| s["last_reload"]["trigger"] == "file");
+    assert_eq!(status["last_reload"]["applied"], true, "{status}");
+    assert_eq!(status["last_reload"]["changed"], serde_json::json!(["resources", "notifications"]), "{status}");
+    assert_eq!(status["file"], config.display().to_string());
+    let names: Vec<String> = resource_names(&home).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["gpu", "openai"]);
+    let tested = cli(&home, &["channel", "test", "hook"]);
+    assert_eq!(tested.status.code(), Some(0), "{}", String::from_utf8_lossy(&tested.stderr));
+    assert!(seen.lock().unwrap().iter().any(|r| r.line == "POST /in HTTP/1.1"), "the new channel delivered");
+
+    // A bad edit: refused with its place, the settings in force kept, an incident open.
+    std::fs::write(&config, "resources:\n  openai:\n    concurrency: 0\n").unwrap();
+    let status = config_status_until(&home, "the bad edit", |s| s["last_reload"]["applied"] == false);
+    let error = &status["last_reload"]["errors"][0];
+    assert_eq!((error["line"].as_u64(), error["path"].as_str()), (Some(3), Some("resources.openai.concurrency")));
+    assert_eq!(error["file"], config.display().to_string());
+    assert_eq!(resource_names(&home).len(), 2, "the resources in force stay");
+    let open = json(&cli(&home, &["incidents", "--open", "--json"]));
+    let incident = open.as_array().unwrap().iter().find(|i| i["source"] == "config").cloned();
+    let incident = incident.unwrap_or_else(|| panic!("no config incident in {open}"));
+    assert!(incident["reason"].as_str().unwrap().contains("resources.openai.concurrency"), "{incident}");
+    let again = cli(&home, &["config", "reload"]);
+    assert_eq!(again.status.code(), Some(1), "a refused file is exit 1");
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains(&format!("{}:3:", config.display())) && said.contains("kept"), "{said}");
+
+    // SIGHUP applies the fixed file; a setting only a restart applies is reported, not applied.
+    std::fs::write(&config, "bind: 127.0.0.1:1\nresources:\n  openai:\n    concurrency: 3\n").unwrap();
+    // SAFETY: sending SIGHUP to our own child.
+    unsafe { kill(s.child.id() as i32, 1) };
+    let status = config_status_until(&home, "SIGHUP", |s| s["last_reload"]["trigger"] == "signal");
+    assert_eq!(status["last_reload"]["applied"], true, "{status}");
+    assert_eq!(status["last_reload"]["restart_required"], serde_json::json!(["bind"]), "{status}");
+    assert_eq!(resource_names(&home), [("openai".to_string(), Value::from(3))]);
+    let open = json(&cli(&home, &["incidents", "--open", "--json"]));
+    assert!(open.as_array().unwrap().iter().all(|i| i["source"] != "config"), "resolved: {open}");
+    assert!(http_get(&s.url().unwrap(), "/healthz").is_some_and(|(code, _)| code == 200), "still serving where it was");
+    assert!(s.stop(), "{}", s.errors());
+    assert!(s.errors().contains("SIGHUP: config.yaml applied"), "{}", s.errors());
+}
+
+#[test]
+fn config_check_validates_a_file_without_a_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("config.yaml");
+    std::fs::write(
+        &file,
+        "budgets:\n  - project: trading\n    period: monthly\n    amount: \"ten\"\nnotifications:\n  routes:\n    - channels: [nowhere]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["config", "check"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("{}:4:", file.display())) && said.contains("budgets[0].amount"), "{said}");
+    assert!(said.contains("notifications.routes[0].channels") && said.contains("nowhere"), "{said}");
+    assert!(said.contains("2 errors"), "{said}");
+    let out = Command::new(BIN).args(["config", "check", "--json"]).arg(&file).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["valid"].as_bool(), report["errors"].as_array().map(Vec::len)), (Some(false), Some(2)));
+
+    // A secret this machine does not have is a warning: CI checks the file without it.
+    std::fs::write(&file, "notifications:\n  channels:\n    team: \"discord://1/${CHECK_NOT_SET}\"\n").unwrap();
+    let out = Command::new(BIN).args(["config", "check"]).arg(&file).env_remove("CHECK_NOT_SET").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("${CHECK_NOT_SET} is not set"));
+    // A file that is not there says so.
+    let out = Command::new(BIN).args(["config", "check"]).arg(tmp.path().join("missing.yaml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }

@@ -39,6 +39,8 @@ text_enum! {
         Worker = "worker",
         /// Cost records of a model without a price (the subject is the model).
         Pricing = "pricing",
+        /// config.yaml was changed into something invalid; the settings in force are kept.
+        Config = "config",
     }
 }
 
@@ -59,6 +61,8 @@ text_enum! {
         Worker = "worker",
         /// Tokens of a model without a price.
         Pricing = "pricing",
+        /// An invalid config.yaml.
+        Config = "config",
     }
 }
 
@@ -73,6 +77,7 @@ impl From<IncidentSource> for NotificationSource {
             IncidentSource::Channel => NotificationSource::Channel,
             IncidentSource::Worker => NotificationSource::Worker,
             IncidentSource::Pricing => NotificationSource::Pricing,
+            IncidentSource::Config => NotificationSource::Config,
         }
     }
 }

@@ -347,6 +347,9 @@ pub struct Config {
     pub budgets: Vec<BudgetDecl>,
     /// Notification channels by name: their URLs as written (`${VAR}` not yet resolved).
     pub channels: std::collections::BTreeMap<String, String>,
+    /// Where each channel is written in the file (line, column), for the errors only the
+    /// server can find (a `${VAR}` it lacks, an address it refuses).
+    pub channel_places: std::collections::BTreeMap<String, (u64, u64)>,
     pub allow_private_targets: bool,
     /// Routes, channel rules, flapping and maintenance windows.
     pub alerting: Alerting,
@@ -382,6 +385,7 @@ impl Default for Config {
             resources: Default::default(),
             budgets: Vec::new(),
             channels: Default::default(),
+            channel_places: Default::default(),
             allow_private_targets: false,
             alerting: Alerting::default(),
             shared_env_files: Vec::new(),
@@ -594,7 +598,9 @@ impl Config {
             }
             c.resources.insert(name, Limits { concurrency, rate });
         }
+        let mut budget_places = Vec::new();
         for (i, b) in raw.budgets.unwrap_or_default().into_iter().enumerate() {
+            budget_places.push(b.referenced);
             let path = format!("budgets[{i}]");
             let mut err = |loc: serde_saphyr::Location, field: &str, message: String, hint: &str| {
                 errors.push(SourceError {
@@ -745,6 +751,7 @@ impl Config {
                 );
             }
             c.alerting.channels.insert(name.clone(), rules);
+            c.channel_places.insert(name.clone(), (entry.referenced.line().max(1), entry.referenced.column().max(1)));
             c.channels.insert(name, url);
         }
         let known: Vec<String> = c.channels.keys().cloned().collect();
@@ -819,13 +826,14 @@ impl Config {
             }
         }
         let mut scopes = std::collections::HashSet::new();
-        for b in &c.budgets {
+        for (i, b) in c.budgets.iter().enumerate() {
             if !scopes.insert((b.project.clone(), b.service.clone(), b.period)) {
+                let place = budget_places.get(i);
                 errors.push(SourceError {
                     file: file.into(),
-                    line: 1,
-                    column: 1,
-                    path: "budgets".into(),
+                    line: place.map_or(1, |p| p.line().max(1)),
+                    column: place.map_or(1, |p| p.column().max(1)),
+                    path: format!("budgets[{i}]"),
                     message: format!(
                         "two {} budgets for project {:?}{}",
                         b.period.as_str(),

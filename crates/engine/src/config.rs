@@ -51,6 +51,16 @@ pub struct EngineConfig {
     pub workers: agent_os_core::config::Workers,
     /// Token prices: the built-in list with `prices:` from config.yaml over it.
     pub prices: agent_os_core::price::PriceTable,
+    /// The `config.yaml` these settings came from, watched and applied again when it changes
+    /// (`Engine::reload_config`); none: the settings are fixed (tests, embedded uses).
+    pub config_file: Option<PathBuf>,
+    /// The file as parsed at start, which a reload compares the new text with.
+    pub file_config: Option<agent_os_core::config::Config>,
+    /// `${VAR}` values for channel URLs that the process provides itself (the demo's inbox
+    /// port); a reload reads the environment for the rest, as the start did.
+    pub config_vars: std::collections::HashMap<String, String>,
+    /// How often the config file is looked at for changes.
+    pub config_poll_every: Duration,
 }
 
 impl EngineConfig {
@@ -78,6 +88,33 @@ impl EngineConfig {
             workflows_dir: None,
             workers: Default::default(),
             prices: agent_os_core::price::PriceTable::built_in(),
+            config_file: None,
+            file_config: None,
+            config_vars: Default::default(),
+            config_poll_every: Duration::from_secs(2),
         }
+    }
+
+    /// Takes the settings `config.yaml` decides and that apply without a restart, with its
+    /// channels already resolved. The start and every reload go through here, so the two
+    /// cannot disagree on what a setting means.
+    pub fn apply_file(
+        &mut self,
+        config: &agent_os_core::config::Config,
+        channels: Vec<agent_os_core::channel::Channel>,
+    ) {
+        self.resources = config.resources.clone().into_iter().collect();
+        self.budgets = config.budgets.clone();
+        self.prices = config.prices.clone();
+        self.allow_private_targets = config.allow_private_targets;
+        self.alerting = config.alerting.clone();
+        self.channels = channels;
+        self.max_concurrent_runs = config.max_concurrent_runs as usize;
+        self.default_timeout = config.default_timeout;
+        self.kill_grace = config.kill_grace;
+        self.max_retry_delay = config.max_retry_delay;
+        self.log_max_bytes = config.log_max_bytes as i64;
+        self.workers = config.workers;
+        self.file_config = Some(config.clone());
     }
 }

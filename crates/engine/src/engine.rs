@@ -14,6 +14,7 @@ pub mod incidents;
 pub mod monitor;
 pub mod notify;
 pub mod pricing;
+pub mod reload;
 pub mod resources;
 pub mod scheduler;
 pub mod signing;
@@ -133,7 +134,13 @@ pub(crate) struct AttemptReport {
 pub struct Engine {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    cfg: EngineConfig,
+    /// The settings in force: swapped whole when `config.yaml` is applied again, so a reader
+    /// holds one consistent version for as long as it keeps the `Arc` (never across a reload's
+    /// lock). Read through [`Engine::cfg`].
+    cfg: std::sync::RwLock<Arc<EngineConfig>>,
+    /// What the config file did last (loaded, refused, what changed), and the lock that makes
+    /// reloads (the file watch, SIGHUP, the API) take turns.
+    config_state: reload::ConfigState,
     http: HttpPlugins,
     hostname: String,
     /// Validated manifests by project name, checked against the record's `updated_at`.
@@ -236,12 +243,13 @@ impl Engine {
             workflow_stamp: Mutex::new(Vec::new()),
             run_durations: Histogram::new(RUN_BUCKETS),
             started_at: clock.now_ms(),
-            cfg,
+            config_state: reload::ConfigState::new(&cfg, clock.now_ms()),
+            cfg: std::sync::RwLock::new(Arc::new(cfg)),
         });
         engine.heartbeat().await?;
         engine.recover().await?;
         let now = engine.now();
-        let budgets: Vec<_> = engine.cfg.budgets.iter().map(|b| budgets::record_of(b, now)).collect();
+        let budgets: Vec<_> = engine.cfg().budgets.iter().map(|b| budgets::record_of(b, now)).collect();
         engine.store.sync_config_budgets(&budgets).await?;
         // Checks follow the manifests (also for projects registered before checks existed).
         for p in engine.projects().await? {
@@ -258,8 +266,9 @@ impl Engine {
             }
         }
         let loops = Loop::ALL.into_iter().filter(|l| match l {
-            Loop::Probe => engine.cfg.probes_enabled,
-            Loop::Schedule | Loop::Monitor => engine.cfg.schedules_enabled,
+            Loop::Probe => engine.cfg().probes_enabled,
+            Loop::Schedule | Loop::Monitor => engine.cfg().schedules_enabled,
+            Loop::Config => engine.cfg().config_file.is_some(),
             _ => true,
         });
         let inputs = supervisor::Inputs {
@@ -279,8 +288,13 @@ impl Engine {
         &self.store
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.cfg
+    /// The settings in force now (a reload may replace them a moment later).
+    pub fn config(&self) -> Arc<EngineConfig> {
+        self.cfg()
+    }
+
+    pub(crate) fn cfg(&self) -> Arc<EngineConfig> {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn now(&self) -> i64 {
@@ -329,7 +343,7 @@ impl Engine {
                     stop.send_replace(Some(Stop::Interrupt));
                 }
             }
-            let kill = self.cfg.kill_grace + Duration::from_secs(2);
+            let kill = self.cfg().kill_grace + Duration::from_secs(2);
             if tokio::time::timeout(kill, self.tasks.wait()).await.is_err() {
                 tracing::warn!(
                     tasks = self.tasks.len(),
@@ -532,7 +546,7 @@ impl Engine {
         let started = Instant::now();
         let previous = self.previous_signing_secret(p).await;
         let answer =
-            plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg.public_url, None, previous).await;
+            plugin::ask_probe(&self.http, p, "get_schedule", &probe, &self.cfg().public_url, None, previous).await;
         let mut result = self.probe_result(p, ProbeKind::Schedule, started);
         result.duration_ms = started.elapsed().as_millis() as i64;
         self.take_schedules(p, answer, result).await;
@@ -644,7 +658,7 @@ impl Engine {
         }
         let now = self.now();
         let (plain, tokens) = run_tokens(permits.len(), now);
-        Some(Here { claim: ClaimHere { node_id: self.cfg.node_id.clone(), now, tokens }, plain, permits })
+        Some(Here { claim: ClaimHere { node_id: self.cfg().node_id.clone(), now, tokens }, plain, permits })
     }
 
     /// Starts the runs a transaction claimed with `here`'s slots and tokens (the slots left
@@ -676,7 +690,7 @@ impl Engine {
         task: &agent_os_core::manifest::Task,
     ) -> Result<(), EngineError> {
         for r in &task.resources {
-            if !self.cfg.resources.contains_key(r) {
+            if !self.cfg().resources.contains_key(r) {
                 let hint = self.resource_hint(r);
                 return Err(EngineError::Invalid {
                     field: Some(format!("tasks.{}.resources", task.name)),
@@ -744,7 +758,7 @@ impl Engine {
             run_id,
             source: CostSource::Api,
             now,
-            prices: &self.cfg.prices,
+            prices: &self.cfg().prices,
         };
         let mut records = Vec::with_capacity(inputs.len());
         let mut runs = ProjectRuns::new(&p.record.name, run_id);
@@ -788,7 +802,7 @@ impl Engine {
                 // for the run's project and is revoked when the attempt ends.
                 let now = self.now();
                 let (plain, records) = run_tokens(free, now);
-                match self.store.claim_runs(&self.cfg.node_id, now, free as i64, &records).await {
+                match self.store.claim_runs(&self.cfg().node_id, now, free as i64, &records).await {
                     Ok(runs) => claimed = self.start_claimed(runs, plain, &mut permits),
                     Err(e) => {
                         tracing::error!(error = %e, "could not claim runs");
@@ -797,13 +811,13 @@ impl Engine {
                 }
             }
             let mut resource_wake = None;
-            if claimed < free && !self.cfg.resources.is_empty() {
+            if claimed < free && !self.cfg().resources.is_empty() {
                 let now = self.now();
                 let want = free - claimed;
                 let (plain, records) = run_tokens(want, now);
                 match self
                     .store
-                    .claim_resource_runs(&self.cfg.node_id, now, want as i64, &records, &self.cfg.resources)
+                    .claim_resource_runs(&self.cfg().node_id, now, want as i64, &records, &self.cfg().resources)
                     .await
                 {
                     Ok(got) => {
@@ -820,7 +834,7 @@ impl Engine {
             if claimed > 0 && claimed == free {
                 continue;
             }
-            let mut sleep = self.cfg.poll_every;
+            let mut sleep = self.cfg().poll_every;
             if let Some(at) = resource_wake {
                 sleep = sleep.min(Duration::from_millis((at - self.now()).max(1) as u64));
             }
@@ -976,7 +990,7 @@ impl Engine {
             let base = project
                 .and_then(|p| p.manifest.task(&run.task).map(|t| t.retry_delay))
                 .unwrap_or(agent_os_core::manifest::DEFAULT_RETRY_DELAY);
-            now + retry_delay(base, self.cfg.max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis()
+            now + retry_delay(base, self.cfg().max_retry_delay, run.attempt as u32 + 1, random_fraction()).as_millis()
                 as i64
         });
         // Outputs count only for a success, and are the project's text like its log.
@@ -1041,8 +1055,8 @@ impl Engine {
         let Some(task) = project.manifest.task(&run.task).cloned() else {
             return fail(format!("project {:?} no longer declares task {:?}", run.project, run.task));
         };
-        let timeout = task.timeout.unwrap_or(self.cfg.default_timeout);
-        let grace = task.kill_grace.unwrap_or(self.cfg.kill_grace);
+        let timeout = task.timeout.unwrap_or(self.cfg().default_timeout);
+        let grace = task.kill_grace.unwrap_or(self.cfg().kill_grace);
 
         // One redactor for everything the attempt produces: its log, its outputs and (in
         // `execute`) its error.
@@ -1061,7 +1075,8 @@ impl Engine {
                     let _ = writer.await;
                     return fail("the task has nothing to run".into());
                 };
-                let output_path = self.cfg.runtime_dir.join("outputs").join(format!("{}-{}.json", run.id, run.attempt));
+                let output_path =
+                    self.cfg().runtime_dir.join("outputs").join(format!("{}-{}.json", run.id, run.attempt));
                 let (store, tasks) = (self.store.clone(), self.tasks.clone());
                 let (run_id, attempt) = (run.id.clone(), run.attempt);
                 let spec = CommandAttempt {
@@ -1069,7 +1084,7 @@ impl Engine {
                     command,
                     input: &input,
                     vars: AttemptVars {
-                        url: &self.cfg.public_url,
+                        url: &self.cfg().public_url,
                         project: &run.project,
                         task: &run.task,
                         run_id: &run.id,
@@ -1079,7 +1094,7 @@ impl Engine {
                     output_path,
                     timeout,
                     kill_grace: grace,
-                    max_output_bytes: self.cfg.max_output_bytes,
+                    max_output_bytes: self.cfg().max_output_bytes,
                 };
                 let done = run_command(spec, sink.clone(), stop.clone(), async move |pid, start| {
                     tracing::trace!(target: "timeline", run = %run_id, "spawned");
@@ -1182,7 +1197,7 @@ impl Engine {
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = self.store.append_log(run_id, batch, self.cfg.log_max_bytes).await {
+        if let Err(e) = self.store.append_log(run_id, batch, self.cfg().log_max_bytes).await {
             tracing::warn!(run = %run_id, error = %e, "could not store log lines");
         }
         batch.clear();
@@ -1195,7 +1210,7 @@ impl Engine {
         let now = self.now();
         self.store
             .upsert_node(&NodeRecord {
-                id: self.cfg.node_id.clone(),
+                id: self.cfg().node_id.clone(),
                 hostname: self.hostname.clone(),
                 pid: i64::from(std::process::id()),
                 started_at: now,
@@ -1209,7 +1224,7 @@ impl Engine {
         let mut stopping = self.stopping.subscribe();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.cfg.heartbeat_every) => {}
+                _ = tokio::time::sleep(self.cfg().heartbeat_every) => {}
                 _ = stopping.changed() => return,
             }
             if let Err(e) = self.heartbeat().await {
@@ -1230,7 +1245,7 @@ impl Engine {
 
     /// Whether the node that ran an attempt is gone.
     async fn node_is_dead(&self, node_id: &str) -> Result<bool, EngineError> {
-        if node_id == self.cfg.node_id {
+        if node_id == self.cfg().node_id {
             return Ok(false);
         }
         if self.store.backend() == agent_os_store::Backend::Sqlite {
@@ -1247,7 +1262,7 @@ impl Engine {
             }
         }
         // Otherwise (another host, or a pid reused by some other process) the heartbeat decides.
-        Ok(self.now() - node.heartbeat_at > self.cfg.node_dead_after.as_millis() as i64)
+        Ok(self.now() - node.heartbeat_at > self.cfg().node_dead_after.as_millis() as i64)
     }
 
     /// Ends the attempts of dead nodes as lost, killing their process groups when they run
@@ -1298,7 +1313,7 @@ impl Engine {
             .append_log(
                 &run.id,
                 &[NewLogChunk { stream: LogStream::System, at: now, data: format!("{note}\n") }],
-                self.cfg.log_max_bytes,
+                self.cfg().log_max_bytes,
             )
             .await;
         let retry = run.attempt < run.max_attempts && !run.cancel_requested;
@@ -1439,7 +1454,7 @@ impl Engine {
         };
         let previous = self.previous_signing_secret(p).await;
         let answer =
-            plugin::ask_probe(&self.http, p, op, &probe, &self.cfg.public_url, since.as_deref(), previous).await;
+            plugin::ask_probe(&self.http, p, op, &probe, &self.cfg().public_url, since.as_deref(), previous).await;
         let mut result = self.probe_result(p, kind, started);
         result.duration_ms = started.elapsed().as_millis() as i64;
         self.take_probe(p, kind, since.as_deref(), answer.map_err(|e| e.message), result).await;
@@ -1504,7 +1519,7 @@ impl Engine {
             run_id: None,
             source: CostSource::Probe,
             now: self.now(),
-            prices: &self.cfg.prices,
+            prices: &self.cfg().prices,
         };
         let mut records = Vec::with_capacity(answer.records.len());
         let mut runs = ProjectRuns::new(&p.record.name, None);

@@ -6,6 +6,7 @@
 mod alerting;
 mod auth;
 mod body;
+mod config;
 pub mod dashboard;
 mod dashboard_api;
 mod edge;
@@ -35,6 +36,7 @@ use agent_os_engine::Engine;
 
 pub use alerting::{ChannelView, IncidentView, MaintenanceView, NotificationView, ProjectHealthView};
 pub use auth::Caller;
+pub use config::{ConfigProblem, ConfigReloadView, ConfigStatusView};
 pub use error::{ApiError, ErrorBody};
 pub use routes::{
     AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
@@ -100,6 +102,7 @@ impl Default for ServerOptions {
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
+        config::config_status, config::reload_config,
         dashboard_api::put_password, dashboard_api::delete_password,
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
         workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::wait_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
@@ -274,6 +277,8 @@ pub fn router(state: AppState) -> Router {
         .route("/workflows/{name}", get(workflows::get_workflow))
         .route("/workflows/{name}/runs", post(workflows::start_workflow))
         .route("/workers", get(workers::list_workers))
+        .route("/config", get(config::config_status))
+        .route("/config/reload", post(config::reload_config))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .route(

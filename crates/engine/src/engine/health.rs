@@ -86,7 +86,7 @@ impl Engine {
                 IncidentSource::Run => (HealthSource::Run, i.reason),
                 IncidentSource::Budget => (HealthSource::Budget, i.title),
                 IncidentSource::Project => (HealthSource::Project, i.title),
-                IncidentSource::Channel => (HealthSource::Incident, i.title),
+                IncidentSource::Channel | IncidentSource::Config => (HealthSource::Incident, i.title),
             };
             // Only the project itself can say it is down; anything else open degrades it.
             let state = if source == HealthSource::Project && i.severity == Severity::Critical {

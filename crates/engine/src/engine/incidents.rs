@@ -53,7 +53,7 @@ impl Engine {
     /// Opens (or updates) the incident for `alert` and tells the channels when that is news.
     pub async fn raise(&self, alert: Alert) -> Result<IncidentRecord, EngineError> {
         let now = self.now();
-        let flapping = &self.cfg.alerting.flapping;
+        let flapping = &self.cfg().alerting.flapping;
         let new = IncidentRecord::opened(
             alert.source,
             &alert.subject,
@@ -91,7 +91,7 @@ impl Engine {
 
     /// Stores `new` as raised: opened, opened again or updated, by the configured flapping rule.
     pub(super) async fn store_raise(&self, new: &IncidentRecord) -> Result<IncidentChange, EngineError> {
-        let flapping = &self.cfg.alerting.flapping;
+        let flapping = &self.cfg().alerting.flapping;
         let reopen_since = new.opened_at - flapping.window.as_millis() as i64;
         let change = raise_incident(&*self.store, new, reopen_since, i64::from(flapping.changes)).await?;
         self.touch();
@@ -149,7 +149,7 @@ impl Engine {
         project: Option<&str>,
         now: i64,
     ) -> Result<Option<ActiveMaintenance>, EngineError> {
-        for m in &self.cfg.alerting.maintenance {
+        for m in &self.cfg().alerting.maintenance {
             if m.covers(project)
                 && let Some(until) = m.active_until(now)
             {
@@ -243,7 +243,7 @@ impl Engine {
                 format!(
                     "opened {} times within {}; no more alerts about it until it settles. Last: {}",
                     (i.changes + 1) / 2,
-                    format_duration(self.cfg.alerting.flapping.window),
+                    format_duration(self.cfg().alerting.flapping.window),
                     i.reason
                 ),
                 i.severity,

@@ -217,13 +217,13 @@ impl Engine {
             (None, Some(_)) => Vec::new(),
             (None, None) => {
                 let mut live = Vec::new();
-                for c in &self.cfg.channels {
+                for c in &self.cfg().channels {
                     if self.store.get_setting(&gone_key(&c.name)).await?.is_none_or(|v| v.is_empty()) {
                         live.push(c.name.clone());
                     }
                 }
                 let routed = Routed { project, source, severity: level, tags: &input.tags };
-                let mut chosen = self.cfg.alerting.routing.channels(&live, &routed);
+                let mut chosen = self.cfg().alerting.routing.channels(&live, &routed);
                 for c in &input.also_to {
                     if live.contains(c) && !chosen.contains(c) {
                         chosen.push(c.clone());
@@ -284,7 +284,8 @@ impl Engine {
         severity: Severity,
         now: i64,
     ) -> Result<Option<(i64, HoldReason)>, EngineError> {
-        let Some(rules) = self.cfg.alerting.channels.get(channel) else { return Ok(None) };
+        let cfg = self.cfg();
+        let Some(rules) = cfg.alerting.channels.get(channel) else { return Ok(None) };
         if let Some(until) = rules.quiet_hours.as_ref().and_then(|q| q.held_until(now, severity)) {
             return Ok(Some((until, HoldReason::QuietHours)));
         }
@@ -411,9 +412,12 @@ impl Engine {
         done
     }
 
-    fn channel(&self, name: &str) -> Result<&Channel, EngineError> {
-        self.cfg.channels.iter().find(|c| c.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.cfg.channels.iter().map(|c| c.name.as_str()).collect();
+    /// The channel by that name in the settings in force (a reload may change it later; a
+    /// delivery uses the version it found).
+    fn channel(&self, name: &str) -> Result<Channel, EngineError> {
+        let cfg = self.cfg();
+        cfg.channels.iter().find(|c| c.name == name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
             EngineError::NotFound(if known.is_empty() {
                 format!("no channel {name:?}: config.yaml declares none (notifications.channels)")
             } else {
@@ -513,7 +517,7 @@ impl Engine {
             tags: &n.tags,
             at: &at,
         };
-        let outcome = self.deliver(ch, &d.id, d.attempts, &message).await;
+        let outcome = self.deliver(&ch, &d.id, d.attempts, &message).await;
         if outcome.status == DeliveryStatus::Delivered && n.source == Some(NotificationSource::Test) {
             // A channel that answered a test works again.
             if let Err(e) = self.resolve(IncidentSource::Channel, &ch.name, "a test notification was delivered").await {
@@ -570,7 +574,7 @@ impl Engine {
             at: &at,
         };
         let attempts = rows.iter().map(|d| d.attempts).max().unwrap_or(1);
-        let outcome = self.deliver(ch, &key, attempts, &message).await;
+        let outcome = self.deliver(&ch, &key, attempts, &message).await;
         rows.iter()
             .map(|d| {
                 let mut o = outcome.clone();
@@ -609,7 +613,7 @@ impl Engine {
             delivered_at: None,
         };
         if ch.kind == channel::Kind::Email {
-            match crate::mail::send_mail(ch, message, key, self.cfg.allow_private_targets).await {
+            match crate::mail::send_mail(ch, message, key, self.cfg().allow_private_targets).await {
                 Ok(()) => {
                     outcome.status = DeliveryStatus::Delivered;
                     outcome.delivered_at = Some(self.now());
@@ -709,7 +713,7 @@ impl Engine {
         let Some(addr) = addrs.first().copied() else {
             return Err(Refused::Network(format!("{host} resolves to no address")));
         };
-        if !self.cfg.allow_private_targets
+        if !self.cfg().allow_private_targets
             && let Some((ip, kind)) = first_special(&addrs)
         {
             return Err(Refused::Private(refused_target(&ch.display, ip, kind)));

@@ -48,8 +48,9 @@ impl Engine {
     /// model's incident. Returns how many records were priced.
     pub async fn price_unpriced_costs(&self) -> Result<i64, EngineError> {
         let mut total = 0;
+        let cfg = self.cfg();
         for model in self.store.unpriced_models().await? {
-            let Some(price) = self.cfg.prices.lookup(&model) else { continue };
+            let Some(price) = cfg.prices.lookup(&model) else { continue };
             let stamp = price_json(price);
             let mut projects = std::collections::BTreeSet::new();
             let mut priced_model = 0;

@@ -35,7 +35,7 @@ pub struct LeaseOptions {
 
 impl Engine {
     fn known_resource(&self, name: &str) -> Result<(), EngineError> {
-        if self.cfg.resources.contains_key(name) {
+        if self.cfg().resources.contains_key(name) {
             return Ok(());
         }
         Err(EngineError::NotFound(format!("no resource {name:?}; {}", self.resource_hint(name))))
@@ -43,7 +43,8 @@ impl Engine {
 
     /// What config.yaml declares, to help with an unknown resource name.
     pub(crate) fn resource_hint(&self, name: &str) -> String {
-        let known: Vec<&str> = self.cfg.resources.keys().map(String::as_str).collect();
+        let cfg = self.cfg();
+        let known: Vec<&str> = cfg.resources.keys().map(String::as_str).collect();
         match agent_os_core::manifest::suggest(name, &known) {
             Some(k) => format!("did you mean {k:?}?"),
             None if known.is_empty() => "config.yaml declares no resources".into(),
@@ -107,7 +108,7 @@ impl Engine {
                 }
             }
             kept_place_at = Some(now);
-            match self.store.acquire_lease(&req, &self.cfg.resources, now).await? {
+            match self.store.acquire_lease(&req, &self.cfg().resources, now).await? {
                 LeaseAttempt::Granted(hold) => {
                     // Runs behind the lease may be able to go now that the line moved.
                     self.wake.notify_one();
@@ -140,7 +141,7 @@ impl Engine {
     /// Whether `req` would be granted now, judged from a read of the line (no lock taken).
     async fn might_be_granted(&self, req: &LeaseRequest, now: i64) -> Result<bool, EngineError> {
         let snap = self.store.resource_snapshot(now).await?;
-        Ok(allocate(&snap.waiters(), &self.cfg.resources, &snap.usage(), now).granted.contains(&req.id))
+        Ok(allocate(&snap.waiters(), &self.cfg().resources, &snap.usage(), now).granted.contains(&req.id))
     }
 
     /// Extends a lease `scope` owns by `ttl` (default: its own) from now. Another's lease
@@ -190,7 +191,7 @@ impl Engine {
     /// held by trading.rebalance", as `scope` may read it.
     pub async fn explain(&self, resources: &[String], waiter: &str, scope: &ResourceScope) -> String {
         let Ok(snap) = self.resource_snapshot().await else { return "waiting for resources".into() };
-        explain_wait(&snap, &self.cfg.resources, resources, waiter, self.now(), scope)
+        explain_wait(&snap, &self.cfg().resources, resources, waiter, self.now(), scope)
     }
 
     /// The reason a queued run waits, if it waits for resources, as `scope` may read it.

@@ -147,7 +147,7 @@ impl Engine {
     }
 
     fn lost_after_ms(&self) -> i64 {
-        self.cfg.workers.lost_after.as_millis() as i64
+        self.cfg().workers.lost_after.as_millis() as i64
     }
 
     /// Whether `w` has been heard from within `workers.lost_after`.
@@ -157,7 +157,7 @@ impl Engine {
 
     /// How long a poll waits for work before it answers with none (`workers.poll_wait`).
     pub fn poll_wait(&self) -> Duration {
-        self.cfg.workers.poll_wait
+        self.cfg().workers.poll_wait
     }
 
     /// Checks a manifest a worker sends for project `name`: valid as any stored manifest, named
@@ -338,7 +338,7 @@ impl Engine {
         self.store.touch_worker(&worker.id, &seen, self.now()).await?;
         let mut changes = self.runs_changed.subscribe();
         let mut stopping = self.stopping.subscribe();
-        let deadline = tokio::time::Instant::now() + self.cfg.workers.poll_wait;
+        let deadline = tokio::time::Instant::now() + self.cfg().workers.poll_wait;
         let poll = loop {
             changes.borrow_and_update();
             let cancel = self.to_stop(worker, running).await?;
@@ -391,12 +391,12 @@ impl Engine {
             .store
             .claim_worker_runs(
                 &worker.id,
-                &self.cfg.node_id,
+                &self.cfg().node_id,
                 &worker.projects,
                 now,
                 n as i64,
                 &records,
-                &self.cfg.resources,
+                &self.cfg().resources,
             )
             .await?;
         Ok(runs.into_iter().zip(plain).map(|(run, token)| ClaimedRun { run, token }).collect())
@@ -416,7 +416,7 @@ impl Engine {
             chunks.into_iter().map(|c| WorkerLogChunk { data: redactor.redact(&c.data), ..c }).collect();
         let now = self.now();
         let stored =
-            self.store.append_worker_log(run_id, attempt, &worker.id, &chunks, self.cfg.log_max_bytes, now).await?;
+            self.store.append_worker_log(run_id, attempt, &worker.id, &chunks, self.cfg().log_max_bytes, now).await?;
         self.store.touch_worker(&worker.id, &[], now).await?;
         if matches!(stored, WorkerLog::Stored { .. }) {
             self.logs_changed.send_modify(|v| *v += 1);
@@ -547,7 +547,7 @@ impl Engine {
                         "lost: worker {} has not been heard from since {} (workers.lost_after is {})",
                         w.name,
                         when(w.last_contact),
-                        format_duration(self.cfg.workers.lost_after)
+                        format_duration(self.cfg().workers.lost_after)
                     ),
                     Some(w) if now - seen > lost_after => format!(
                         "lost: worker {} has not said it runs attempt {} since {} (it never received it, or lost it)",
@@ -578,7 +578,7 @@ impl Engine {
             }
             let last_seen = serving.iter().map(|w| w.last_contact).max();
             let since = last_seen.unwrap_or(p.record.created_at).max(p.record.created_at).max(self.started_at);
-            if now - since <= self.cfg.workers.grace.as_millis() as i64 {
+            if now - since <= self.cfg().workers.grace.as_millis() as i64 {
                 continue;
             }
             if self.store.find_open_incident(IncidentSource::Worker, name).await?.is_some() {
@@ -593,7 +593,7 @@ impl Engine {
                 reason: format!(
                     "{}; its runs wait until one connects (workers.grace is {})",
                     self.no_worker(name, last_seen),
-                    format_duration(self.cfg.workers.grace)
+                    format_duration(self.cfg().workers.grace)
                 ),
                 tags: Vec::new(),
                 worse: false,
@@ -665,6 +665,6 @@ impl Engine {
             at: self.now(),
             data: format!("the worker's log chunks {from} to {to} never arrived\n"),
         };
-        let _ = self.store.append_log(run_id, &[note], self.cfg.log_max_bytes).await;
+        let _ = self.store.append_log(run_id, &[note], self.cfg().log_max_bytes).await;
     }
 }

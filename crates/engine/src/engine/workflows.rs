@@ -166,7 +166,7 @@ impl Engine {
     /// with errors is reported and keeps the previous version of its workflow (if any) loaded.
     /// Runs already started keep the definition they started with.
     pub async fn load_workflows(&self) -> Result<Vec<LoadError>, EngineError> {
-        let Some(dir) = self.cfg.workflows_dir.clone() else { return Ok(Vec::new()) };
+        let Some(dir) = self.cfg().workflows_dir.clone() else { return Ok(Vec::new()) };
         let mut files: Vec<(PathBuf, String)> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -574,7 +574,7 @@ impl Engine {
     }
 
     fn workflow_files_changed(&self) -> bool {
-        let Some(dir) = &self.cfg.workflows_dir else { return false };
+        let Some(dir) = &self.cfg().workflows_dir else { return false };
         let stamp: Vec<(PathBuf, Option<std::time::SystemTime>)> = std::fs::read_dir(dir)
             .map(|entries| {
                 let mut v: Vec<_> =
