@@ -1693,3 +1693,56 @@ fn config_check_validates_a_file_without_a_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }
+
+/// The status of each of the fixture's runs, by id.
+fn run_states(home: &Path) -> std::collections::HashMap<String, String> {
+    let runs = json(&cli(home, &["runs", "--json", "--project", "fixture"]));
+    runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn wait_state(home: &Path, id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while run_states(home).get(id).map(String::as_str) != Some(status) {
+        assert!(Instant::now() < deadline, "run {id} never became {status}: {:?}", run_states(home));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_live_change_of_runs_max_concurrent_adds_and_takes_away_slots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("config.yaml");
+    std::fs::write(&config, "runs:\n  max_concurrent: 1\n").unwrap();
+    let root = fixture(tmp.path());
+    let _s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+    let start = || json(&cli(&home, &["run", "fixture", "sleeper", "--json"]))["id"].as_str().unwrap().to_string();
+    let (a, b) = (start(), start());
+    wait_state(&home, &a, "running");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(run_states(&home)[&b], "queued", "one slot");
+
+    std::fs::write(&config, "runs:\n  max_concurrent: 2\n").unwrap();
+    let r = json(&cli(&home, &["config", "reload", "--json"]));
+    assert_eq!(r["changed"], serde_json::json!(["runs"]), "{r}");
+    wait_state(&home, &b, "running");
+
+    // Back to one: the two running go on, and a new run waits until fewer than one run.
+    std::fs::write(&config, "runs:\n  max_concurrent: 1\n").unwrap();
+    ok(&cli(&home, &["config", "reload"]));
+    ok(&cli(&home, &["cancel", &a]));
+    wait_state(&home, &a, "cancelled");
+    let c = start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!((run_states(&home)[&b].as_str(), run_states(&home)[&c].as_str()), ("running", "queued"));
+    ok(&cli(&home, &["cancel", &b]));
+    wait_state(&home, &c, "running");
+    ok(&cli(&home, &["cancel", &c]));
+}

@@ -82,8 +82,24 @@ pub async fn page(
         ),
         _ => None,
     };
+    let config = st.engine.config_status();
     let about = html! {
         dl.facts {
+            @if let Some(file) = &config.file {
+                dt { "config.yaml" }
+                dd #config-status {
+                    span.mono { (file.display()) } ", applied " (crate::views::time(config.applied_at))
+                    @if let Some(r) = config.last.as_ref().filter(|r| !r.applied) {
+                        div.flash.error role="alert" {
+                            "The last edit was refused (" (crate::views::time(r.at)) "); the settings in force are kept:"
+                            ul { @for e in &r.errors { li.mono { (e.to_string()) } } }
+                        }
+                    }
+                    @if let Some(r) = config.last.as_ref().filter(|r| r.applied && !r.restart_required.is_empty()) {
+                        p { "Changed, applied at the next restart: " (r.restart_required.join(", ")) }
+                    }
+                }
+            }
             dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) }
             dt { "Database" } dd { (store.backend().as_str()) }
             dt { "Node" } dd.mono { (st.engine.config().node_id) }
