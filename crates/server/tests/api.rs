@@ -2171,3 +2171,53 @@ async fn any_token_reads_the_price_table_and_a_config_price_is_listed_over_the_b
     let (st, v) = s.get(&format!("/api/v1/prices?model={long}")).await;
     assert_eq!((st, v["error"]["field"].as_str()), (400, Some("model")), "{v}");
 }
+
+#[tokio::test]
+async fn config_yaml_is_applied_again_over_the_api_and_a_bad_version_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, "resources:\n  gpu: { concurrency: 1 }\n").unwrap();
+    let parsed =
+        agent_os_core::config::Config::parse("config.yaml", "resources:\n  gpu: { concurrency: 1 }\n").unwrap();
+    let watched = file.clone();
+    let s = start_with(move |cfg| {
+        cfg.apply_file(&parsed, Vec::new());
+        cfg.config_file = Some(watched);
+        // Only the API reloads here: the watch looks too rarely to race it.
+        cfg.config_poll_every = Duration::from_secs(3600);
+    })
+    .await;
+    let (st, status) = s.get("/api/v1/config").await;
+    assert_eq!((st, status["file"].as_str(), &status["last_reload"]), (200, file.to_str(), &Value::Null), "{status}");
+
+    std::fs::write(&file, "resources:\n  gpu: { concurrency: 1 }\n  ops: { rate: 10/min }\n").unwrap();
+    let (st, r) = s.post("/api/v1/config/reload", json!({})).await;
+    assert_eq!(
+        (st, &r["applied"], &r["changed"], &r["trigger"]),
+        (200, &json!(true), &json!(["resources"]), &json!("api"))
+    );
+    let (_, resources) = s.get("/api/v1/resources").await;
+    let names: Vec<&str> = resources.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["gpu", "ops"]);
+
+    std::fs::write(&file, "resources:\n  gpu: { concurrency: 1 }\n  ops: { rate: often }\n").unwrap();
+    let (st, r) = s.post("/api/v1/config/reload", json!({})).await;
+    assert_eq!((st, &r["applied"]), (200, &json!(false)), "{r}");
+    assert_eq!(
+        (r["errors"][0]["line"].as_u64(), r["errors"][0]["path"].as_str()),
+        (Some(3), Some("resources.ops.rate"))
+    );
+    let (_, resources) = s.get("/api/v1/resources").await;
+    let ops = resources.as_array().unwrap().iter().find(|r| r["name"] == "ops").cloned().unwrap();
+    assert_eq!(ops["rate"], "10/min", "the settings in force are kept");
+    let (_, status) = s.get("/api/v1/config").await;
+    assert_eq!(status["last_reload"]["applied"], false, "{status}");
+
+    // Admin only.
+    s.add(&fixture(dir.path())).await;
+    let (st, tok) = s.post("/api/v1/tokens", json!({"name": "ci", "project": "fixture"})).await;
+    assert_eq!(st, 201, "{tok}");
+    let t = tok["token"].as_str().map(str::to_string);
+    assert_eq!(s.req(reqwest::Method::GET, "/api/v1/config", t.as_deref(), None).await.0, 403);
+    assert_eq!(s.req(reqwest::Method::POST, "/api/v1/config/reload", t.as_deref(), Some(json!({}))).await.0, 403);
+}

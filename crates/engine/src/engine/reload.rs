@@ -444,3 +444,44 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse("config.yaml", text).expect("valid")
+    }
+
+    #[test]
+    fn each_section_is_reported_once_as_live_or_as_waiting_for_a_restart() {
+        let old = parse("");
+        let cases = [
+            ("runs: { max_concurrent: 2 }", "runs", true),
+            ("runs: { log_max_bytes: 4096 }", "runs", true),
+            ("resources: { gpu: { concurrency: 1 } }", "resources", true),
+            ("budgets: [{ project: trading, period: monthly, amount: 5 }]", "budgets", true),
+            ("prices: { acme: { input: 1, output: 2 } }", "prices", true),
+            ("notifications: { channels: { ops: \"ntfy://ntfy.sh/ops\" } }", "notifications", true),
+            ("notifications: { allow_private_targets: true }", "notifications", true),
+            ("maintenance: [{ cron: \"0 3 * * *\", duration: 1h }]", "maintenance", true),
+            ("workers: { grace: 20m }", "workers", true),
+            ("keys: { shared: [/srv/.env] }", "keys", true),
+            ("bind: 127.0.0.1:7701", "bind", false),
+            ("public_url: https://ops.example.com", "public_url", false),
+            ("database_url: postgres://u@h/db", "database_url", false),
+            ("durability: full", "durability", false),
+            ("api: { request_timeout: 5s }", "api", false),
+        ];
+        for (text, section, live) in cases {
+            let (l, r) = changed_sections(&old, &parse(text));
+            let want = vec![section.to_string()];
+            if live {
+                assert_eq!((l, r), (want, Vec::new()), "{text}");
+            } else {
+                assert_eq!((l, r), (Vec::new(), want), "{text}");
+            }
+        }
+        assert_eq!(changed_sections(&old, &parse("# only a comment\n")), (Vec::new(), Vec::new()));
+    }
+}
