@@ -48,7 +48,7 @@ pub enum InspectError {
     Unreadable { path: String, why: String },
     #[error("{path} is not an SQLite database ({why})")]
     NotSqlite { path: String, why: String },
-    #[error("{path} is damaged: PRAGMA integrity_check says {report}")]
+    #[error("{path} is damaged; PRAGMA integrity_check: {report}")]
     Damaged { path: String, report: String },
     #[error("{path} is an SQLite database but not an Agent OS one: it has no _sqlx_migrations table")]
     NotAgentOs { path: String },
@@ -113,8 +113,14 @@ pub async fn inspect(path: &Path) -> Result<Inspection, InspectError> {
     let not_sqlite = |e: &dyn std::fmt::Display| InspectError::NotSqlite { path: shown.clone(), why: e.to_string() };
     let mut conn = connect(&sqlite_read_url(path)).await.map_err(|e| not_sqlite(&e))?;
     let outcome = async {
-        // The first read of a file that is not a database fails here ("file is not a database").
-        let rows = sqlx::query("PRAGMA integrity_check").fetch_all(&mut conn).await.map_err(|e| not_sqlite(&e))?;
+        // The first read of a file that is not a database fails here ("file is not a database");
+        // a database whose pages are broken fails the check, or its reading.
+        sqlx::query("SELECT COUNT(*) AS n FROM sqlite_master")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| not_sqlite(&e))?;
+        let damaged = |e: &dyn std::fmt::Display| InspectError::Damaged { path: shown.clone(), report: e.to_string() };
+        let rows = sqlx::query("PRAGMA integrity_check").fetch_all(&mut conn).await.map_err(|e| damaged(&e))?;
         let report: Vec<String> = rows
             .iter()
             .filter_map(|r| r.try_get::<String, _>("integrity_check").ok())
@@ -124,7 +130,7 @@ pub async fn inspect(path: &Path) -> Result<Inspection, InspectError> {
             let report = if report.is_empty() { "nothing".to_string() } else { report.join("; ") };
             return Err(InspectError::Damaged { path: shown.clone(), report });
         }
-        let schema = schema_of(&mut conn).await.map_err(|e| not_sqlite(&e))?;
+        let schema = schema_of(&mut conn).await.map_err(|e| damaged(&e))?;
         let Some(schema) = schema else { return Err(InspectError::NotAgentOs { path: shown.clone() }) };
         Ok(Inspection { path: path.to_path_buf(), bytes, schema })
     }
