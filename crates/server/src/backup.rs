@@ -24,6 +24,12 @@ pub const SCHEMA_VERSION_HEADER: &str = "x-agent-os-schema-version";
 /// How much of the snapshot is read and sent at a time.
 const CHUNK: usize = 64 * 1024;
 
+/// The answer's body in the API document: the database file's bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // only described, never built: the body is streamed from the file
+pub struct BackupFile(Vec<u8>);
+
 /// Removes the snapshot's temporary file when the answer's body is dropped: sent whole, cut
 /// off by the client, or never started.
 struct RemoveOnDrop(PathBuf);
@@ -47,8 +53,12 @@ impl Drop for RemoveOnDrop {
     path = "/api/v1/backup",
     tag = "backup",
     responses(
-        (status = 200, description = "the SQLite database file; the `X-Agent-OS-Schema-Version` header says its schema version",
-         content_type = "application/vnd.sqlite3", body = Vec<u8>),
+        (status = 200, description = "the SQLite database file; the server does not check the copy, so check it (`PRAGMA integrity_check`) or let `agent-os backup --from-server` do it",
+         content_type = "application/vnd.sqlite3", body = BackupFile,
+         headers(
+             ("x-agent-os-schema-version" = i64, description = "the schema version the copy is at"),
+             ("content-disposition" = String, description = "`attachment; filename=\"agent-os-<UTC time>.db\"`"),
+         )),
         (status = 409, description = "the database is PostgreSQL: the message says how to back it up with pg_dump", body = ErrorBody),
     ),
     security(("bearer" = []))
