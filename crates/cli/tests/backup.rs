@@ -65,7 +65,7 @@ fn writer(api: Api, stop: Arc<AtomicBool>, written: Arc<AtomicU64>) -> tokio::ta
                 json!({"project": "load", "service": "openai", "amount": "0.001", "idempotency_key": format!("k{i}")});
             let (status, v) = api.post("/api/v1/costs", record).await;
             assert_eq!(status, 201, "cost {i}: {v}");
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 let (status, v) = api.post("/api/v1/runs", json!({"project": "load", "task": "hello"})).await;
                 assert_eq!(status, 201, "run {i}: {v}");
             }
