@@ -211,6 +211,12 @@ async fn restore_refuses_a_damaged_file_and_a_newer_database_and_changes_nothing
     let out = agent_os(Some(&home), &["backup", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     server.stop();
+    // With no server running the copy is taken the same way.
+    let idle = dir.path().join("idle.db");
+    let out = agent_os(Some(&home), &["backup", idle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(integrity(&idle).await, "ok");
+    assert_eq!(ids(&idle, "projects").await.len(), 1);
     let target = dir.path().join("target");
     let out = agent_os(Some(&target), &["restore", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -153,11 +153,16 @@ async fn sqlite_databases_of_released_versions_are_migrated_and_served() {
         let label = fixture.file_name().unwrap().to_string_lossy().into_owned();
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
         let db = home.join("agent-os.db");
-        std::fs::copy(&fixture, &db).unwrap();
+        // Put in place the way a user would: `agent-os restore` checks it and accepts it.
+        let out = common::agent_os(Some(&home), &["restore", fixture.to_str().unwrap()]);
+        let said = common::text(&out.stdout);
+        assert!(out.status.success(), "{label}: {said}{}", common::text(&out.stderr));
         let before = held(&format!("sqlite://{}?mode=ro", db.display())).await;
         assert!(before.schema <= newest_known(Backend::Sqlite), "{label}");
+        if before.schema < newest_known(Backend::Sqlite) {
+            assert!(said.contains("the next `agent-os serve` migrates it"), "{label}: {said}");
+        }
 
         let server = Server::start(&home, None).await;
         check_served(&server.api(), &before, dir.path(), &label).await;
