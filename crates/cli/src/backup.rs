@@ -31,7 +31,7 @@ pub struct BackupArgs {
     #[arg(long)]
     pub from_server: bool,
     /// The database to copy, as `serve --database-url` takes it (else as `serve` finds it).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "from_server")]
     pub database_url: Option<String>,
 }
 
@@ -124,6 +124,11 @@ pub async fn backup(a: &BackupArgs, home_flag: Option<&Path>, client: Option<&Cl
     }
     if dest.is_dir() {
         bail!("{} is a directory; give the backup's file name", dest.display());
+    }
+    if let Some(parent) = dest.parent()
+        && !parent.is_dir()
+    {
+        bail!("the directory {} does not exist; create it first or choose another place", parent.display());
     }
     let tmp = temporary_beside(&dest, "partial");
     let _ = std::fs::remove_file(&tmp);
