@@ -93,6 +93,11 @@ impl Client {
         Ok(())
     }
 
+    /// A GET whose answer is a file: the response, to be read as it comes.
+    pub async fn download(&self, path: &str, timeout: Duration) -> Result<reqwest::Response> {
+        self.send(Method::GET, path, None, timeout).await
+    }
+
     /// Opens a Server-Sent Events stream.
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);

@@ -106,7 +106,18 @@ pub fn lock_file(home: &Path, name: &str, busy: &str) -> Result<HomeLock> {
             bail!("{busy}");
         }
     }
+    // Who holds it, for the message of whoever finds it held (`lock_holder`).
+    let mut file = file;
+    if file.set_len(0).is_ok() {
+        let _ = file.write_all(format!("{}\n", std::process::id()).as_bytes());
+        let _ = file.flush();
+    }
     Ok(HomeLock(file))
+}
+
+/// The process id the holder of the lock file `name` wrote into it, when there is one.
+pub fn lock_holder(home: &Path, name: &str) -> Option<u32> {
+    std::fs::read_to_string(home.join(name)).ok()?.trim().parse().ok()
 }
 
 #[cfg(unix)]

@@ -2,6 +2,7 @@
 //! client of a running server's HTTP API (`--url`/`AGENT_OS_URL`, `--token`/`AGENT_OS_TOKEN`,
 //! else the client config `serve` wrote into the home).
 
+mod backup;
 mod client;
 mod commands;
 mod config;
@@ -191,6 +192,12 @@ enum Command {
     /// makes the server apply its file now; `config status` shows how it stands.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Copy the home's SQLite database to FILE while its server runs (a checked snapshot), or
+    /// with --from-server ask a server for one over its API.
+    Backup(backup::BackupArgs),
+    /// Put a backup back as the home's database (no server may be using the home); the
+    /// database it replaces is kept beside it.
+    Restore(backup::RestoreArgs),
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Serve the projects in local directories to a server this machine connects out to: runs
@@ -362,6 +369,14 @@ async fn dispatch(cli: Cli, token_on_command_line: bool) -> anyhow::Result<u8> {
             println!("{}", agent_os_server::openapi_json());
             Ok(0)
         }
+        Command::Backup(a) => {
+            let client = match a.from_server {
+                true => Some(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?),
+                false => None,
+            };
+            backup::backup(a, cli.home.as_deref(), client.as_ref()).await
+        }
+        Command::Restore(a) => backup::restore(a, cli.home.as_deref()).await,
         Command::Healthcheck => Ok(healthcheck::run(cli.home.as_deref(), cli.url.clone()).await),
         Command::Cron(CronCmd::Next { expr, tz, after, count, json }) => {
             Ok(cron_next(expr, tz, after.as_deref(), *count, *json))
@@ -457,6 +472,8 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Healthcheck
         | Command::Demo(_)
         | Command::Openapi
+        | Command::Backup(_)
+        | Command::Restore(_)
         | Command::Cron(_)
         | Command::Exec(_)
         | Command::Lease(_)

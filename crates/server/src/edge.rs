@@ -39,11 +39,14 @@ pub struct Edge {
 /// Routes that wait on purpose, each up to a bound of its own: a run's and a workflow run's
 /// `/wait` (its `timeout`, at most 5 minutes), taking a lease (its `wait`, at most an hour) and a worker's poll
 /// (`workers.poll_wait`, at most 5 minutes). They are not held to [`Edge::request_timeout`].
-pub const LONG_POLLS: [(&str, Method); 4] = [
+/// Neither is the backup (admin only), whose snapshot takes as long as the database's size
+/// needs before the first byte can be sent.
+pub const LONG_POLLS: [(&str, Method); 5] = [
     ("/api/v1/runs/{id}/wait", Method::GET),
     ("/api/v1/workflows/runs/{id}/wait", Method::GET),
     ("/api/v1/resources/{name}/leases", Method::POST),
     ("/api/v1/worker/poll", Method::POST),
+    ("/api/v1/backup", Method::GET),
 ];
 
 /// The header that carries a request's id, both ways.

@@ -5,6 +5,7 @@
 
 mod alerting;
 mod auth;
+mod backup;
 mod body;
 mod config;
 pub mod dashboard;
@@ -101,7 +102,7 @@ impl Default for ServerOptions {
         alerting::post_notification, alerting::list_notifications, alerting::list_channels, alerting::test_channel,
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
-        routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz,
+        routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz, backup::backup,
         config::config_status, config::reload_config,
         dashboard_api::put_password, dashboard_api::delete_password,
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
@@ -279,6 +280,7 @@ pub fn router(state: AppState) -> Router {
         .route("/workers", get(workers::list_workers))
         .route("/config", get(config::config_status))
         .route("/config/reload", post(config::reload_config))
+        .route("/backup", get(backup::backup))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .route(

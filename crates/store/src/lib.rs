@@ -15,12 +15,14 @@
 // one of core's enums (which are `Copy`) keeps its binding as it was.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+pub mod backup;
 mod migrate;
 mod model;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use migrate::{SchemaStatus, newest_known, schema_status};
 pub use model::*;
 pub use sql::{Backend, Durability, SqlStore, StoreOptions, WAL_LIMIT_BYTES, redact_url, sqlite_url};
 pub use sql::{
@@ -43,6 +45,9 @@ pub enum StoreError {
     Migration(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// This backend does not do what was asked; the message says the way that works.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl StoreError {
@@ -67,6 +72,10 @@ pub trait Database: Send + Sync + 'static {
     /// Lets go of the database, the last call of a stopping node. SQLite truncates its
     /// write-ahead log first, so the next start has nothing to read back.
     async fn close(&self);
+    /// Writes a consistent copy of the database to `dest`, a path that must not exist yet:
+    /// on SQLite a snapshot by `VACUUM INTO` from a reader connection, while writes go on. On
+    /// PostgreSQL it is [`StoreError::Unsupported`], saying how `pg_dump` does it.
+    async fn snapshot(&self, dest: &std::path::Path) -> Result<()>;
 }
 
 /// Everything Agent OS persists: every aggregate's store at once. Every method commits before

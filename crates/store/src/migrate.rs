@@ -142,6 +142,61 @@ async fn adopt(pool: &AnyPool, backend: Backend, migrator: &Migrator, now: i64) 
     Ok(())
 }
 
+/// The newest schema version this binary knows for `backend`: the version of its last
+/// migration file.
+pub fn newest_known(backend: Backend) -> i64 {
+    files(backend).last().map_or(0, |m| m.0)
+}
+
+/// What a database's bookkeeping says about its schema, read without changing anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The newest migration applied to the database (0 when it records none).
+    pub version: i64,
+    /// The newest migration this binary has ([`newest_known`]).
+    pub newest_known: i64,
+}
+
+impl SchemaStatus {
+    /// Whether this binary can open the database: it is at the newest schema, or older (the
+    /// next start migrates it).
+    pub fn opens(&self) -> bool {
+        self.version <= self.newest_known
+    }
+}
+
+/// Reads which schema version a database is at, in either bookkeeping (`_sqlx_migrations`,
+/// or the `schema_migrations` of databases made before the migrator), without migrating.
+/// A database with neither table is not an Agent OS database, and says so.
+pub async fn schema_status(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<SchemaStatus> {
+    let exists = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1",
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+        }
+    };
+    let mut version: Option<i64> = None;
+    // `schema_migrations` holds [`MOVED`] once the migrator keeps the versions: not a version.
+    for (table, sql) in [
+        (TABLE, "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success AND version < $1"),
+        ("schema_migrations", "SELECT MAX(version) AS v FROM schema_migrations WHERE version < $1"),
+    ] {
+        let n: i64 = sqlx::query(exists).bind(table).fetch_one(&mut *conn).await?.try_get("n")?;
+        if n == 0 {
+            continue;
+        }
+        let row = sqlx::query(sql).bind(MOVED).fetch_one(&mut *conn).await?;
+        let v: Option<i64> = row.try_get("v")?;
+        version = Some(version.unwrap_or(0).max(v.unwrap_or(0)));
+    }
+    let Some(version) = version else {
+        return Err(StoreError::Migration(
+            "the database has no schema bookkeeping (no _sqlx_migrations table): it is not an Agent OS database".into(),
+        ));
+    };
+    Ok(SchemaStatus { version, newest_known: newest_known(backend) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,3 +217,51 @@ async fn edited_and_newer_schemas_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     refusals(dir.path()).await;
 }
+
+async fn status(url: &str) -> Result<SchemaStatus, StoreError> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+    let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+    let s = schema_status(&mut c, backend).await;
+    c.close().await.unwrap();
+    s
+}
+
+/// `schema_status` reads the version in either bookkeeping without migrating, says whether this
+/// binary opens the database, and calls a database with neither table not Agent OS's.
+async fn schema_status_story(url: &str) {
+    let e = status(url).await.unwrap_err().to_string();
+    assert!(e.contains("not an Agent OS database"), "{e}");
+    old_database(url).await;
+    let newest = migration_files(backend_of(url)).last().unwrap().0;
+    let before = status(url).await.unwrap();
+    assert_eq!((before.version, before.newest_known, before.opens()), (newest, newest, true));
+    let p = pool(url).await;
+    let migrator_table = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations").fetch_one(&p).await;
+    p.close().await;
+    assert!(migrator_table.is_err(), "reading the status migrated nothing (no _sqlx_migrations yet)");
+    SqlStore::open(&StoreOptions::new(url), 1_000).await.unwrap().close().await;
+    assert_eq!(status(url).await.unwrap(), before, "the same once the migrator keeps the versions");
+    run_sql(
+        url,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (77, 'later', TRUE, $1, 0)",
+        Some(vec![0]),
+    )
+    .await;
+    let after = status(url).await.unwrap();
+    assert_eq!((after.version, after.opens()), (77, false));
+}
+
+#[tokio::test]
+async fn the_schema_status_is_read_without_migrating_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    schema_status_story(&sqlite_url(&dir.path().join("status.db"))).await;
+}
+
+#[tokio::test]
+async fn the_schema_status_is_read_without_migrating_on_postgres() {
+    let Some(db) = PgDatabase::create().await else { return };
+    schema_status_story(&db.url).await;
+    db.drop_it().await;
+}

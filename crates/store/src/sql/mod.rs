@@ -225,6 +225,9 @@ pub fn sqlite_url(path: &Path) -> String {
 /// itself, and skipping BEGIN/COMMIT saves two round trips to SQLite's connection thread.
 pub struct SqlStore {
     backend: Backend,
+    /// The URL the store was opened with, for the advice a PostgreSQL backup gets (redacted
+    /// when shown).
+    url: String,
     pub(crate) write: AnyPool,
     pub(crate) read: AnyPool,
     /// SQLite's WAL keeper task, kept so that closing the store stops it before the last
@@ -307,7 +310,13 @@ impl SqlStore {
                 let read = pool(opts.max_connections.clamp(1, 4)).connect_with(connect).await?;
                 let wal = wal::wal_path(&write).await?;
                 let keeper = tokio::spawn(wal::wal_keeper(write.clone(), read.clone(), wal, opts.wal_limit_bytes));
-                SqlStore { backend, write, read, wal_keeper: std::sync::Mutex::new(Some(keeper)) }
+                SqlStore {
+                    backend,
+                    url: opts.url.clone(),
+                    write,
+                    read,
+                    wal_keeper: std::sync::Mutex::new(Some(keeper)),
+                }
             }
             Backend::Postgres => {
                 // Keep a few connections open: opening one (with TLS negotiation) takes ~100 ms.
@@ -318,7 +327,13 @@ impl SqlStore {
                     .acquire_timeout(opts.acquire_timeout)
                     .connect_with(connect)
                     .await?;
-                SqlStore { backend, write: pool.clone(), read: pool, wal_keeper: std::sync::Mutex::new(None) }
+                SqlStore {
+                    backend,
+                    url: opts.url.clone(),
+                    write: pool.clone(),
+                    read: pool,
+                    wal_keeper: std::sync::Mutex::new(None),
+                }
             }
         };
         crate::migrate::run(&store.write, backend, now).await?;
@@ -369,6 +384,16 @@ impl Database for SqlStore {
 
     async fn close(&self) {
         SqlStore::close(self).await
+    }
+
+    async fn snapshot(&self, dest: &Path) -> Result<()> {
+        match self.backend {
+            Backend::Postgres => Err(StoreError::Unsupported(crate::backup::postgres_advice(&self.url))),
+            Backend::Sqlite => {
+                let mut conn = self.read.acquire().await?;
+                crate::backup::vacuum_into(&mut conn, dest).await
+            }
+        }
     }
 }
 
