@@ -61,14 +61,7 @@ pub enum InspectError {
 
 /// A read-only SQLite URL for `path` (the file must exist; nothing is created).
 pub fn sqlite_read_url(path: &Path) -> String {
-    let mut encoded = String::new();
-    for ch in path.to_string_lossy().chars() {
-        match ch {
-            '%' | '?' | '#' | ' ' => encoded.push_str(&format!("%{:02X}", ch as u32)),
-            c => encoded.push(c),
-        }
-    }
-    format!("sqlite://{encoded}?mode=ro")
+    format!("sqlite://{}?mode=ro", crate::sql::sqlite_path(path))
 }
 
 async fn connect(url: &str) -> Result<AnyConnection> {

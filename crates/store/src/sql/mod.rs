@@ -211,6 +211,11 @@ impl StoreOptions {
 
 /// The SQLite URL for a database file (created if missing).
 pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", sqlite_path(path))
+}
+
+/// A file path as an SQLite URL's path: the characters a URL would read otherwise escaped.
+pub(crate) fn sqlite_path(path: &Path) -> String {
     let mut encoded = String::new();
     for ch in path.to_string_lossy().chars() {
         match ch {
@@ -218,7 +223,7 @@ pub fn sqlite_url(path: &Path) -> String {
             c => encoded.push(c),
         }
     }
-    format!("sqlite://{encoded}?mode=rwc")
+    encoded
 }
 
 /// Single-statement writes run in autocommit mode on the writer: one statement is atomic by
