@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 
-use agent_os_server::{ConfigProblem, ConfigReloadView, ConfigStatusView};
+use agent_os_server::{ConfigReloadView, ConfigStatusView, SourcePlace};
 
 use crate::client::Client;
 use crate::commands::print_json;
@@ -49,17 +49,7 @@ pub async fn check(home: Option<&Path>, file: Option<&Path>, json: bool) -> Resu
         Err(errors) => (errors.clone(), Vec::new()),
     };
     if json {
-        let errors: Vec<ConfigProblem> = errors
-            .into_iter()
-            .map(|e| ConfigProblem {
-                file: e.file,
-                line: e.line,
-                column: e.column,
-                path: e.path,
-                message: e.message,
-                hint: e.hint,
-            })
-            .collect();
+        let errors: Vec<SourcePlace> = errors.into_iter().map(SourcePlace::from).collect();
         print_json(
             &json!({"file": path.display().to_string(), "valid": outcome.is_ok(), "errors": errors, "warnings": warnings}),
         )?;

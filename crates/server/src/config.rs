@@ -10,21 +10,8 @@ use agent_os_engine::engine::reload::{ConfigReload, ReloadTrigger};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody, SourcePlace};
 use crate::views;
-
-/// One problem in config.yaml, with its place.
-#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
-pub struct ConfigProblem {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-    /// Dotted field path, e.g. `notifications.channels.ops`; empty for the file itself.
-    pub path: String,
-    pub message: String,
-    /// How to fix it.
-    pub hint: Option<String>,
-}
 
 /// What one reload of config.yaml did.
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
@@ -43,7 +30,7 @@ pub struct ConfigReloadView {
     /// `public_url`, `database_url`, `durability`, `api`.
     pub restart_required: Vec<String>,
     /// Why the file was refused.
-    pub errors: Vec<ConfigProblem>,
+    pub errors: Vec<SourcePlace>,
     /// What works but deserves a look.
     pub warnings: Vec<String>,
 }
@@ -66,18 +53,7 @@ pub fn reload_view(r: ConfigReload) -> ConfigReloadView {
         applied: r.applied,
         changed: r.changed,
         restart_required: r.restart_required,
-        errors: r
-            .errors
-            .into_iter()
-            .map(|e| ConfigProblem {
-                file: e.file,
-                line: e.line,
-                column: e.column,
-                path: e.path,
-                message: e.message,
-                hint: e.hint,
-            })
-            .collect(),
+        errors: r.errors.into_iter().map(SourcePlace::from).collect(),
         warnings: r.warnings,
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use agent_os_engine::EngineError;
@@ -45,15 +45,23 @@ pub struct ErrorDetail {
     pub request_id: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+/// One problem in a file a user wrote, with its place (`FILE:LINE:COLUMN`, the field's path).
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct SourcePlace {
     pub file: String,
     pub line: u64,
     pub column: u64,
     pub path: String,
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// How to fix it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+}
+
+impl From<agent_os_core::yaml::SourceError> for SourcePlace {
+    fn from(e: agent_os_core::yaml::SourceError) -> Self {
+        SourcePlace { file: e.file, line: e.line, column: e.column, path: e.path, message: e.message, hint: e.hint }
+    }
 }
 
 impl ApiError {
@@ -125,18 +133,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_string(),
                 message: self.message,
                 field: self.field,
-                errors: self
-                    .errors
-                    .into_iter()
-                    .map(|e| SourcePlace {
-                        file: e.file,
-                        line: e.line,
-                        column: e.column,
-                        path: e.path,
-                        message: e.message,
-                        hint: e.hint,
-                    })
-                    .collect(),
+                errors: self.errors.into_iter().map(SourcePlace::from).collect(),
                 request_id: self.request_id,
             },
         };

@@ -37,8 +37,8 @@ use agent_os_engine::Engine;
 
 pub use alerting::{ChannelView, IncidentView, MaintenanceView, NotificationView, ProjectHealthView};
 pub use auth::Caller;
-pub use config::{ConfigProblem, ConfigReloadView, ConfigStatusView};
-pub use error::{ApiError, ErrorBody};
+pub use config::{ConfigReloadView, ConfigStatusView};
+pub use error::{ApiError, ErrorBody, SourcePlace};
 pub use routes::{
     AuditView, BudgetView, CheckView, CostGroupView, CostSummary, CostsAccepted, CreatedToken, DiscoveredEntry,
     EventView, Health, PriceView, Registered, Timeline,
