@@ -14,7 +14,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -720,4 +720,31 @@ scenario('8. every page renders cleanly (screenshots in target/e2e)', async (t) 
       await dark.close();
     }
   });
+});
+
+scenario('9. a refused edit of config.yaml shows on the settings page, and a good one clears it', async () => {
+  needLogin();
+  const file = join(ctx.server.home, 'home', 'config.yaml');
+  const good = readFileSync(file, 'utf8');
+  const page = await openPage();
+  try {
+    writeFileSync(file, 'resources:\n  openai:\n    concurrency: 0\n');
+    const refused = await apiOk('POST', '/api/v1/config/reload', {});
+    assert.equal(refused.applied, false, `expected the edit to be refused: ${JSON.stringify(refused)}`);
+    await visit(page, '/settings', 'the settings page after a refused edit');
+    const alert = page.locator('#config-status [role="alert"]');
+    assert.equal(await alert.count(), 1, 'expected the refused edit on the settings page');
+    const text = await alert.textContent();
+    assert.ok(text.includes('resources.openai.concurrency') && text.includes(':3:'), `expected the place of the error, got: ${text}`);
+    assert.ok(text.includes('kept'), `expected to be told the settings in force are kept, got: ${text}`);
+    await shot(page, 'settings-config-refused');
+  } finally {
+    writeFileSync(file, good);
+  }
+  const applied = await apiOk('POST', '/api/v1/config/reload', {});
+  assert.equal(applied.applied, true, `expected the original file to be applied again: ${JSON.stringify(applied)}`);
+  await visit(page, '/settings', 'the settings page after the fix');
+  assert.equal(await page.locator('#config-status [role="alert"]').count(), 0, 'expected no refused edit once the file is valid again');
+  page.check('the settings page');
+  await page.close();
 });
