@@ -88,10 +88,10 @@ pub async fn page(
             @if let Some(file) = &config.file {
                 dt { "config.yaml" }
                 dd #config-status {
-                    span.mono { (file.display()) } ", applied " (crate::views::time(config.applied_at))
+                    span.mono { (file.display()) } ", applied " (ui::time_ms(config.applied_at))
                     @if let Some(r) = config.last.as_ref().filter(|r| !r.applied) {
                         div.flash.error role="alert" {
-                            "The last edit was refused (" (crate::views::time(r.at)) "); the settings in force are kept:"
+                            "The last edit was refused (" (ui::time_ms(r.at)) "); the settings in force are kept:"
                             ul { @for e in &r.errors { li.mono { (e.to_string()) } } }
                         }
                     }
