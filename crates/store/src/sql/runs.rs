@@ -88,6 +88,7 @@ pub(crate) fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
         scheduled_for: row.try_get("scheduled_for")?,
         resources: split_names(row.try_get::<Option<String>, _>("resources")?.as_deref()),
         priority: row.try_get("priority")?,
+        logs_pruned_at: row.try_get("logs_pruned_at")?,
     })
 }
 
