@@ -51,6 +51,14 @@ pub struct EngineConfig {
     pub workers: agent_os_core::config::Workers,
     /// Token prices: the built-in list with `prices:` from config.yaml over it.
     pub prices: agent_os_core::price::PriceTable,
+    /// How long history is kept (`retention:` in config.yaml); read through
+    /// `Engine::retention` only.
+    pub retention: agent_os_core::retention::Retention,
+    /// When the first prune pass runs after start: never at start itself, when the node has
+    /// other work to do first (a few minutes).
+    pub prune_first_after: Duration,
+    /// How often prune passes run after the first (hourly).
+    pub prune_every: Duration,
 }
 
 impl EngineConfig {
@@ -78,6 +86,9 @@ impl EngineConfig {
             workflows_dir: None,
             workers: Default::default(),
             prices: agent_os_core::price::PriceTable::built_in(),
+            retention: Default::default(),
+            prune_first_after: Duration::from_secs(300),
+            prune_every: Duration::from_secs(3600),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod notify;
 pub mod pricing;
 pub mod resources;
+pub mod retention;
 pub mod scheduler;
 pub mod signing;
 pub mod supervisor;
@@ -189,6 +190,8 @@ pub struct Engine {
     /// When this node started (clock ms): workers are not judged lost until `workers.lost_after`
     /// has passed since, as they had no chance to reach a server that was down.
     started_at: i64,
+    /// Prune passes take turns here, and the last one's figures are kept (`retention`).
+    prune: retention::PruneState,
     pub run_durations: Histogram,
 }
 
@@ -236,6 +239,7 @@ impl Engine {
             workflow_stamp: Mutex::new(Vec::new()),
             run_durations: Histogram::new(RUN_BUCKETS),
             started_at: clock.now_ms(),
+            prune: Default::default(),
             cfg,
         });
         engine.heartbeat().await?;
@@ -1340,11 +1344,14 @@ impl Engine {
     // Probes -----------------------------------------------------------------------------
 
     fn probe_result(&self, p: &LoadedProject, kind: ProbeKind, started: Instant) -> ProbeResult {
+        let now = self.now();
         ProbeResult {
             id: new_id(),
             project_id: p.record.id.clone(),
             kind,
-            at: self.now(),
+            at: now,
+            since: now,
+            repeats: 1,
             ok: true,
             duration_ms: started.elapsed().as_millis() as i64,
             status: None,

@@ -45,10 +45,12 @@ pub enum Loop {
     Schedule,
     /// Re-evaluates heartbeat checks.
     Monitor,
+    /// Prunes old history, hourly, from a few minutes after start.
+    Retention,
 }
 
 impl Loop {
-    pub const ALL: [Loop; 10] = [
+    pub const ALL: [Loop; 11] = [
         Loop::Ping,
         Loop::Event,
         Loop::Dispatch,
@@ -59,6 +61,7 @@ impl Loop {
         Loop::Probe,
         Loop::Schedule,
         Loop::Monitor,
+        Loop::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Loop {
             Loop::Probe => "probe",
             Loop::Schedule => "schedule",
             Loop::Monitor => "monitor",
+            Loop::Retention => "retention",
         }
     }
 
@@ -301,6 +305,7 @@ impl Engine {
             Loop::Probe => Box::pin(self.clone().probe_loop()),
             Loop::Schedule => Box::pin(self.clone().schedule_loop()),
             Loop::Monitor => Box::pin(self.clone().monitor_loop()),
+            Loop::Retention => Box::pin(self.clone().retention_loop()),
         };
         tokio::select! {
             _ = body => {}
