@@ -196,6 +196,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     ecfg.resources = config.resources.clone().into_iter().collect();
     ecfg.budgets = config.budgets.clone();
     ecfg.prices = config.prices.clone();
+    ecfg.retention = config.retention.clone();
     ecfg.allow_private_targets = config.allow_private_targets;
     ecfg.alerting = config.alerting.clone();
     let workflows = home.join("workflows");
