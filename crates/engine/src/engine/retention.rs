@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use agent_os_core::retention::{PruneKind, Retention};
 
+use agent_os_store::{Store, StoreError};
+
 use super::{Engine, EngineError};
 
 /// Records deleted per batch: a few milliseconds of writing on a small machine.
@@ -118,39 +120,8 @@ impl Engine {
     pub async fn prune_pass(&self, dry_run: bool) -> Result<PrunePass, EngineError> {
         let _turn = self.prune.turn.lock().await;
         let policy = self.retention();
-        let started_at = self.now();
-        let mut kinds = Vec::with_capacity(PruneKind::ALL.len());
-        for &kind in PruneKind::ALL {
-            let cutoff = policy.keep(kind).cutoff(started_at);
-            let mut k = KindPass { kind, cutoff, rows: 0, batches: 0, longest_batch: Duration::ZERO };
-            if let Some(cutoff) = cutoff {
-                if dry_run {
-                    k.rows = self.store.prune(kind, cutoff, started_at, BATCH, true).await?;
-                } else {
-                    let batch = if kind == PruneKind::Logs { LOG_BATCH } else { BATCH };
-                    loop {
-                        if *self.stopping.borrow() {
-                            break;
-                        }
-                        let began = Instant::now();
-                        let n = self.store.prune(kind, cutoff, self.now(), batch, false).await?;
-                        k.longest_batch = k.longest_batch.max(began.elapsed());
-                        k.batches += 1;
-                        k.rows += n;
-                        if n < batch as u64 {
-                            break;
-                        }
-                        tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
-                    }
-                }
-            }
-            kinds.push(k);
-        }
-        let mut pass = PrunePass { dry_run, started_at, finished_at: 0, kinds, pages_reclaimed: 0 };
-        if !dry_run && pass.rows() > 0 {
-            pass.pages_reclaimed = self.reclaim_space().await?;
-        }
-        pass.finished_at = self.now();
+        let stopping = || *self.stopping.borrow();
+        let pass = prune_pass(self.store.as_ref(), &policy, &|| self.now(), dry_run, &stopping).await?;
         if !dry_run {
             if pass.rows() > 0 {
                 self.touch();
@@ -161,18 +132,62 @@ impl Engine {
         }
         Ok(pass)
     }
+}
 
-    /// Gives SQLite's free pages back to the file system in small steps, pausing between them
-    /// like the batches do; answers the pages given back.
-    async fn reclaim_space(&self) -> Result<u64, EngineError> {
-        let mut reclaimed = 0;
-        loop {
-            let n = self.store.reclaim_space(RECLAIM_PAGES).await?;
-            reclaimed += n;
-            if n < RECLAIM_PAGES as u64 || *self.stopping.borrow() {
-                return Ok(reclaimed);
+/// One prune pass over `store` under `policy` (the engine's, and the retention benchmark's):
+/// each kind with a retention, batch after batch until one comes back short, with a pause
+/// between batches; then, after a pass that deleted anything, SQLite's free pages back in
+/// steps. `now` is the clock; `stopping` ends the pass early (at a batch's end).
+pub async fn prune_pass(
+    store: &dyn Store,
+    policy: &Retention,
+    now: &(dyn Fn() -> i64 + Sync),
+    dry_run: bool,
+    stopping: &(dyn Fn() -> bool + Sync),
+) -> Result<PrunePass, StoreError> {
+    let started_at = now();
+    let mut kinds = Vec::with_capacity(PruneKind::ALL.len());
+    for &kind in PruneKind::ALL {
+        let cutoff = policy.keep(kind).cutoff(started_at);
+        let mut k = KindPass { kind, cutoff, rows: 0, batches: 0, longest_batch: Duration::ZERO };
+        if let Some(cutoff) = cutoff {
+            if dry_run {
+                k.rows = store.prune(kind, cutoff, started_at, BATCH, true).await?;
+            } else {
+                let batch = if kind == PruneKind::Logs { LOG_BATCH } else { BATCH };
+                while !stopping() {
+                    let began = Instant::now();
+                    let n = store.prune(kind, cutoff, now(), batch, false).await?;
+                    k.longest_batch = k.longest_batch.max(began.elapsed());
+                    k.batches += 1;
+                    k.rows += n;
+                    if n < batch as u64 {
+                        break;
+                    }
+                    tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
+                }
             }
-            tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
         }
+        kinds.push(k);
+    }
+    let mut pass = PrunePass { dry_run, started_at, finished_at: 0, kinds, pages_reclaimed: 0 };
+    if !dry_run && pass.rows() > 0 {
+        pass.pages_reclaimed = reclaim_space(store, stopping).await?;
+    }
+    pass.finished_at = now();
+    Ok(pass)
+}
+
+/// Gives SQLite's free pages back to the file system in small steps, pausing between them
+/// like the batches do; answers the pages given back.
+async fn reclaim_space(store: &dyn Store, stopping: &(dyn Fn() -> bool + Sync)) -> Result<u64, StoreError> {
+    let mut reclaimed = 0;
+    loop {
+        let n = store.reclaim_space(RECLAIM_PAGES).await?;
+        reclaimed += n;
+        if n < RECLAIM_PAGES as u64 || stopping() {
+            return Ok(reclaimed);
+        }
+        tokio::time::sleep(PAUSE_BETWEEN_BATCHES).await;
     }
 }
