@@ -14,7 +14,8 @@
 //! resulting database and the dashboard's pages are timed over HTTP.
 //!
 //! `AGENT_OS_BENCH_QUICK=1` (or `cargo test --benches`) simulates 14 days with fewer runs and
-//! probes and a policy scaled down to match, and only reports. `AGENT_OS_BENCH_POSTGRES_URL`
+//! probes and a policy scaled down to match, and only reports; the full mode uses the default
+//! policy. `AGENT_OS_BENCH_POSTGRES_URL`
 //! adds PostgreSQL. `AGENT_OS_BENCH_RETENTION_DAYS=N` sets the simulated days in either mode,
 //! `AGENT_OS_BENCH_RETENTION_PROBE_EVERY=S` the seconds between probes, and
 //! `AGENT_OS_BENCH_RETENTION_ONLY=sqlite|postgres` runs one backend.
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
 use agent_os_core::alerting::{DeliveryStatus, Severity};
 use agent_os_core::check::{CheckState, PingKind};
 use agent_os_core::cost::CostSource;
@@ -37,10 +37,11 @@ use agent_os_core::retention::{Keep, Retention};
 use agent_os_core::run::{LogStream, RunStatus};
 use agent_os_engine::secrets::{TokenKind, new_token, token_record};
 use agent_os_store::{
-    CheckStore, ClaimHere, CostStore, DeliveryOutcome, EventStore, FinishAttempt, NewCost, NewEvent, NewLogChunk, NewRun,
-    NotificationRecord, NotificationStore, PingUpdate, PlannedDelivery, ProbeResult, ProjectStore, RunStore, SqlStore,
-    Store, StoreOptions, sqlite_url,
+    CheckStore, ClaimHere, CostStore, DeliveryOutcome, EventStore, FinishAttempt, NewCost, NewEvent, NewLogChunk,
+    NewRun, NotificationRecord, NotificationStore, PingUpdate, PlannedDelivery, ProbeResult, ProjectStore, RunStore,
+    SqlStore, Store, StoreOptions, sqlite_url,
 };
+use anyhow::{Context, Result, ensure};
 
 #[allow(dead_code)]
 mod common;
@@ -83,11 +84,13 @@ fn main() -> Result<()> {
         events_per_day: 40,
         notifications_per_day: 8,
         probe_every_s: match std::env::var("AGENT_OS_BENCH_RETENTION_PROBE_EVERY") {
-            Ok(v) if !v.is_empty() => v.parse().context("AGENT_OS_BENCH_RETENTION_PROBE_EVERY is not a number of seconds")?,
+            Ok(v) if !v.is_empty() => {
+                v.parse().context("AGENT_OS_BENCH_RETENTION_PROBE_EVERY is not a number of seconds")?
+            }
             _ if quick => 300,
             _ => 30,
         },
-        policy: scaled_policy(days),
+        policy: if quick { scaled_policy(days) } else { Retention::default() },
         samples: if quick { 5 } else { 30 },
     };
     agent_os_engine::plugin::install_crypto_provider();
@@ -95,8 +98,8 @@ fn main() -> Result<()> {
     rt.block_on(bench(&plan))
 }
 
-/// The default policy over a year; over a shorter simulation each period shrinks with it (at
-/// least a day), so that a quick run prunes too.
+/// The quick mode's policy: the default one with each period shrunk as a year is to `days` (at
+/// least a day), so that a short simulation prunes too. The full mode keeps the defaults.
 fn scaled_policy(days: i64) -> Retention {
     let d = Retention::default();
     if days >= 365 {
@@ -161,7 +164,15 @@ async fn bench(plan: &Plan) -> Result<()> {
     );
     println!(
         "{:<9} {:<10} {:>10} {:>9} {:>13} {:>11} {:>12} {:>10} {:>11}",
-        "backend", "retention", "size MiB", "WAL MiB", "longest batch", "write stall", "stall p99", "reclaimed", "simulated"
+        "backend",
+        "retention",
+        "size MiB",
+        "WAL MiB",
+        "longest batch",
+        "write stall",
+        "stall p99",
+        "reclaimed",
+        "simulated"
     );
     for o in &outcomes {
         println!(
@@ -204,7 +215,8 @@ async fn bench(plan: &Plan) -> Result<()> {
 
 /// The manifest of a simulated project: one task, its checks.
 fn manifest(name: &str, checks: usize) -> String {
-    let mut m = format!("name: {name}\ndescription: a simulated project\ntasks:\n  work: {{ run: [sh, -c, \"true\"] }}\n");
+    let mut m =
+        format!("name: {name}\ndescription: a simulated project\ntasks:\n  work: {{ run: [sh, -c, \"true\"] }}\n");
     m.push_str("checks:\n");
     for i in 0..checks {
         m.push_str(&format!("  - {{ slug: job-{i}, every: 5m, grace: 1m }}\n"));
@@ -546,12 +558,19 @@ async fn row_counts(url: &str) -> Result<Vec<(&'static str, i64)>> {
     use sqlx::{Connection, Row};
     let mut conn = sqlx::AnyConnection::connect(url).await?;
     let mut out = Vec::new();
-    for table in
-        ["runs", "run_logs", "tokens", "pings", "probe_results", "cost_records", "events", "notifications", "deliveries"]
-    {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
-            .fetch_one(&mut conn)
-            .await?;
+    for table in [
+        "runs",
+        "run_logs",
+        "tokens",
+        "pings",
+        "probe_results",
+        "cost_records",
+        "events",
+        "notifications",
+        "deliveries",
+    ] {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}"))).fetch_one(&mut conn).await?;
         out.push((table, row.try_get::<i64, _>("n")?));
     }
     conn.close().await?;
@@ -580,7 +599,8 @@ async fn time_pages(server: &Server, http: &reqwest::Client, samples: usize) -> 
         let mut times = Vec::with_capacity(samples);
         for i in 0..samples + 2 {
             let began = Instant::now();
-            let resp = http.get(format!("{}{path}", server.url)).header(reqwest::header::COOKIE, &cookie).send().await?;
+            let resp =
+                http.get(format!("{}{path}", server.url)).header(reqwest::header::COOKIE, &cookie).send().await?;
             let status = resp.status();
             let body = resp.bytes().await?;
             ensure!(status == reqwest::StatusCode::OK, "GET {path}: HTTP {status}: {}", String::from_utf8_lossy(&body));
