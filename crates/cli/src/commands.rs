@@ -14,6 +14,7 @@ use agent_os_core::alerting::DeliveryStatus;
 use agent_os_core::manifest::{ManagedBy, ProbeKind};
 use agent_os_core::resource::HolderKind;
 use agent_os_core::run::{LogStream, RunStatus};
+use agent_os_server::retention::{PruneView, RetentionView};
 use agent_os_server::views::{CostView, LogChunkView, LogView, ProjectView, RunList, RunView, ScheduleView, TokenView};
 use agent_os_server::{CostsAccepted, CreatedToken, Registered, SigningSecretView};
 
@@ -319,6 +320,8 @@ pub enum ClientCommand<'a> {
     ScheduleAction(&'a crate::discover::SchedulesSub),
     Resources { json: bool },
     Workers { json: bool },
+    Prune { dry_run: bool, json: bool },
+    Retention { json: bool },
     Checks { project: Option<&'a str>, json: bool },
     Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
@@ -348,6 +351,33 @@ pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 
 /// What a list command prints: the API's JSON with `--json`; else `empty` (what to do to have
 /// something) when the list is empty, or a table of one row per item under `header`.
+/// A prune pass as a table: what each kind kept, its cutoff, rows pruned and longest batch.
+fn print_pass(pass: &PruneView) {
+    let rows: Vec<Vec<String>> = pass
+        .kinds
+        .iter()
+        .map(|k| {
+            vec![
+                k.kind.to_string(),
+                k.keep.clone(),
+                k.cutoff.as_deref().map_or("-".to_string(), |c| format!("{} UTC", short_time(c))),
+                k.rows.to_string(),
+                if pass.dry_run { "-".into() } else { format!("{}ms", k.longest_batch_ms) },
+            ]
+        })
+        .collect();
+    let pruned = if pass.dry_run { "WOULD PRUNE" } else { "PRUNED" };
+    print!("{}", render(&["KIND", "KEPT FOR", "CUTOFF", pruned, "LONGEST BATCH"], &rows));
+    if pass.dry_run {
+        println!("dry run: {} records would be pruned; nothing was deleted", pass.rows);
+    } else {
+        println!(
+            "{} records pruned; longest batch {}ms; {} pages given back to the disk",
+            pass.rows, pass.longest_batch_ms, pass.pages_reclaimed
+        );
+    }
+}
+
 pub(crate) fn print_list<T: serde::Serialize>(
     json: bool,
     list: &[T],
@@ -434,6 +464,32 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             Ok(0)
         }
         ClientCommand::ScheduleAction(sub) => schedule_action(c, sub).await,
+        ClientCommand::Prune { dry_run, json } => {
+            let pass: PruneView = c.post("/api/v1/prune", &json!({ "dry_run": dry_run })).await?;
+            if json {
+                print_json(&pass)?;
+            } else {
+                print_pass(&pass);
+            }
+            Ok(0)
+        }
+        ClientCommand::Retention { json } => {
+            let r: RetentionView = c.get("/api/v1/retention").await?;
+            if json {
+                return print_json(&r).map(|_| 0);
+            }
+            let rows: Vec<Vec<String>> = r.policy.iter().map(|k| vec![k.key.clone(), k.keep.clone()]).collect();
+            print!("{}", render(&["KIND", "KEPT FOR"], &rows));
+            println!("passes run {} after start, then every {}", r.first_after, r.every);
+            match &r.last_pass {
+                Some(pass) => {
+                    println!("\nlast pass:");
+                    print_pass(pass);
+                }
+                None => println!("no pass has run since the server started"),
+            }
+            Ok(0)
+        }
         ClientCommand::Workers { json } => {
             let list: Vec<agent_os_server::workers::WorkerView> = c.get("/api/v1/workers").await?;
             print_list(

@@ -144,4 +144,15 @@ pub const DEFAULT_CONFIG: &str = "# Agent OS settings (docs/config.md). Every li
 #   log_max_bytes: 1048576\n\
 # api:\n\
 #   max_body_bytes: 1048576\n\
-#   request_timeout: 30s            # longest a call or page may take (waits and streams excepted)\n";
+#   request_timeout: 30s            # longest a call or page may take (waits and streams excepted)\n\
+# retention:                        # how long history is kept: a duration (90d, 720h) or forever\n\
+#   runs: 90d                       # finished runs with attempts and logs (the latest of each task stays)\n\
+#   logs: 30d                       # log lines of finished runs (the run stays, marked as pruned)\n\
+#   events: 90d\n\
+#   pings: 30d\n\
+#   health: 30d                     # probe results (one row per change)\n\
+#   notifications: 90d\n\
+#   incidents: 180d                 # resolved ones, from when they were resolved\n\
+#   workflow_runs: 90d\n\
+#   tokens: 7d                      # run tokens and dashboard sessions, from expiry or revocation\n\
+#   costs: forever                  # cost records; totals read the daily rollup, which is kept\n";

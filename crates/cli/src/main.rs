@@ -144,6 +144,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prune old history now, as the hourly pass does (`retention:` in config.yaml; admin
+    /// token): rows pruned per kind and the longest batch. --dry-run counts only.
+    Prune {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The retention policy in force and the last prune pass's figures (admin token).
+    Retention {
+        #[arg(long)]
+        json: bool,
+    },
     /// List reported costs.
     Costs(commands::CostsArgs),
     /// Report a cost record.
@@ -461,6 +474,8 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
         Command::Resources { json } => C::Resources { json: *json },
         Command::Workers { json } => C::Workers { json: *json },
+        Command::Prune { dry_run, json } => C::Prune { dry_run: *dry_run, json: *json },
+        Command::Retention { json } => C::Retention { json: *json },
         Command::Costs(c) => C::Costs(c),
         Command::Cost(c) => C::Cost(c),
         Command::Token(t) => C::Token(t),

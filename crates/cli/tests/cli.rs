@@ -1747,3 +1747,44 @@ fn a_live_change_of_runs_max_concurrent_adds_and_takes_away_slots() {
     wait_state(&home, &c, "running");
     ok(&cli(&home, &["cancel", &c]));
 }
+
+#[test]
+fn prune_and_retention_show_the_policy_of_config_yaml_and_what_a_pass_prunes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("config.yaml"), "retention:\n  runs: 30d\n  costs: 400d\n").unwrap();
+    let _s = Server::start(&home, &[], &[]);
+
+    let dry = ok(&cli(&home, &["prune", "--dry-run"]));
+    for want in ["KIND", "KEPT FOR", "CUTOFF", "WOULD PRUNE", "workflow_runs", "sessions", "400d", "30d"] {
+        assert!(dry.contains(want), "{want} missing in {dry}");
+    }
+    assert!(dry.contains("dry run: 0 records would be pruned; nothing was deleted"), "{dry}");
+    let runs = dry.lines().find(|l| l.starts_with("runs ")).expect("a runs line");
+    assert!(runs.contains("30d") && runs.contains("UTC"), "the cutoff 30 days back: {runs}");
+
+    let pass = ok(&cli(&home, &["prune"]));
+    assert!(pass.contains("PRUNED") && pass.contains("records pruned; longest batch"), "{pass}");
+
+    let r = json(&cli(&home, &["retention", "--json"]));
+    let keep = |key: &str| {
+        r["policy"].as_array().unwrap().iter().find(|k| k["key"] == key).map(|k| k["keep"].clone()).unwrap()
+    };
+    assert_eq!(keep("runs"), "30d");
+    assert_eq!(keep("costs"), "400d");
+    assert_eq!(keep("logs"), "30d", "a key not set keeps its default");
+    assert_eq!(r["last_pass"]["dry_run"], false, "the pass just run: {r}");
+    let table = ok(&cli(&home, &["retention"]));
+    assert!(table.contains("notifications") && table.contains("90d") && table.contains("last pass:"), "{table}");
+
+    // Not with a project's token.
+    let bad = Command::new(BIN)
+        .args(["prune"])
+        .env("AGENT_OS_HOME", &home)
+        .env("AGENT_OS_TOKEN", "aosp_not-a-real-token")
+        .env_remove("AGENT_OS_URL")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}

@@ -14,6 +14,7 @@ use crate::budget::OnExceed;
 use crate::duration::parse_duration;
 use crate::manifest::ManifestError;
 use crate::resource::{Limits, Rate, parse_rate};
+use crate::retention::{Keep, Retention};
 use crate::text::text_enum;
 use crate::yaml::{self, SourceError};
 
@@ -46,6 +47,9 @@ struct RawConfig {
     workers: Option<RawWorkers>,
     #[serde(default)]
     prices: Option<std::collections::BTreeMap<String, Spanned<RawPrice>>>,
+    /// How long each kind of history is kept, by key (`runs: 90d`, `costs: forever`).
+    #[serde(default)]
+    retention: Option<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 /// A model's price in config.yaml: US dollars per million tokens.
@@ -360,6 +364,8 @@ pub struct Config {
     pub workers: Workers,
     /// Token prices from `prices:`, over the built-in ones.
     pub prices: crate::price::PriceTable,
+    /// How long history is kept (`retention:`).
+    pub retention: Retention,
 }
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:7700";
@@ -391,6 +397,7 @@ impl Default for Config {
             shared_env_files: Vec::new(),
             workers: Workers::default(),
             prices: crate::price::PriceTable::built_in(),
+            retention: Retention::default(),
         }
     }
 }
@@ -690,6 +697,29 @@ impl Config {
                 cached_input,
                 output,
                 source: crate::price::PriceSource::Config,
+            });
+        }
+        for (key, v) in raw.retention.unwrap_or_default() {
+            let (message, hint) = match c.retention.key_mut(&key) {
+                Some(keep) => match Keep::parse(&v.value) {
+                    Ok(k) => {
+                        *keep = k;
+                        continue;
+                    }
+                    Err(e) => (e, "a duration such as 90d or 720h, or forever".to_string()),
+                },
+                None => (
+                    format!("unknown retention key {key:?}"),
+                    format!("one of {}", crate::text::one_of(&Retention::KEYS)),
+                ),
+            };
+            errors.push(SourceError {
+                file: file.into(),
+                line: v.referenced.line().max(1),
+                column: v.referenced.column().max(1),
+                path: format!("retention.{key}"),
+                message,
+                hint: Some(hint),
             });
         }
         let notifications = raw.notifications.unwrap_or_default();
@@ -1179,6 +1209,30 @@ maintenance:
             "notifications.flapping.changes",
             "maintenance[0]: a window is either cron + duration",
             "maintenance[1]: end is not after start",
+        ] {
+            assert!(e.contains(want), "{want} missing in {e}");
+        }
+    }
+
+    #[test]
+    fn reads_retention_with_defaults_for_keys_not_given_and_names_bad_ones() {
+        use crate::retention::{Keep, Retention};
+        let c = Config::parse("c.yaml", "retention:\n  runs: 30d\n  logs: 720h\n  costs: 2000d\n  pings: forever\n")
+            .unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(c.retention.runs, Keep::For(day * 30));
+        assert_eq!(c.retention.logs, Keep::For(day * 30));
+        assert_eq!(c.retention.costs, Keep::For(day * 2000));
+        assert_eq!(c.retention.pings, Keep::Forever);
+        assert_eq!(c.retention.events, Retention::default().events);
+        assert_eq!(Config::parse("c.yaml", "").unwrap().retention.costs, Keep::Forever);
+        let e = Config::parse("c.yaml", "retention:\n  runs: 90\n  logz: 30d\n  pings: 10s\n").unwrap_err().to_string();
+        for want in [
+            "c.yaml:2:9: retention.runs:",
+            "needs a unit",
+            "c.yaml:3:9: retention.logz: unknown retention key \"logz\"",
+            "runs, logs, events",
+            "retention.pings: \"10s\" is too short",
         ] {
             assert!(e.contains(want), "{want} missing in {e}");
         }

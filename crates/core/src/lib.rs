@@ -23,6 +23,7 @@ pub mod net;
 pub mod price;
 pub mod redact;
 pub mod resource;
+pub mod retention;
 pub mod run;
 pub mod shell;
 pub mod text;

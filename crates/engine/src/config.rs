@@ -61,6 +61,14 @@ pub struct EngineConfig {
     pub config_vars: std::collections::HashMap<String, String>,
     /// How often the config file is looked at for changes.
     pub config_poll_every: Duration,
+    /// How long history is kept (`retention:` in config.yaml); read through
+    /// `Engine::retention` only.
+    pub retention: agent_os_core::retention::Retention,
+    /// When the first prune pass runs after start: never at start itself, when the node has
+    /// other work to do first (a few minutes).
+    pub prune_first_after: Duration,
+    /// How often prune passes run after the first (hourly).
+    pub prune_every: Duration,
 }
 
 impl EngineConfig {
@@ -92,6 +100,9 @@ impl EngineConfig {
             file_config: None,
             config_vars: Default::default(),
             config_poll_every: Duration::from_secs(2),
+            retention: Default::default(),
+            prune_first_after: Duration::from_secs(300),
+            prune_every: Duration::from_secs(3600),
         }
     }
 
@@ -115,6 +126,7 @@ impl EngineConfig {
         self.max_retry_delay = config.max_retry_delay;
         self.log_max_bytes = config.log_max_bytes as i64;
         self.workers = config.workers;
+        self.retention = config.retention.clone();
         self.file_config = Some(config.clone());
     }
 }

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod pricing;
 pub mod reload;
 pub mod resources;
+pub mod retention;
 pub mod scheduler;
 pub mod signing;
 pub mod supervisor;
@@ -196,6 +197,8 @@ pub struct Engine {
     /// When this node started (clock ms): workers are not judged lost until `workers.lost_after`
     /// has passed since, as they had no chance to reach a server that was down.
     started_at: i64,
+    /// Prune passes take turns here, and the last one's figures are kept (`retention`).
+    prune: retention::PruneState,
     pub run_durations: Histogram,
 }
 
@@ -244,6 +247,7 @@ impl Engine {
             run_durations: Histogram::new(RUN_BUCKETS),
             started_at: clock.now_ms(),
             config_state: reload::ConfigState::new(&cfg, clock.now_ms()),
+            prune: Default::default(),
             cfg: std::sync::RwLock::new(Arc::new(cfg)),
         });
         engine.heartbeat().await?;
@@ -1355,11 +1359,14 @@ impl Engine {
     // Probes -----------------------------------------------------------------------------
 
     fn probe_result(&self, p: &LoadedProject, kind: ProbeKind, started: Instant) -> ProbeResult {
+        let now = self.now();
         ProbeResult {
             id: new_id(),
             project_id: p.record.id.clone(),
             kind,
-            at: self.now(),
+            at: now,
+            since: now,
+            repeats: 1,
             ok: true,
             duration_ms: started.elapsed().as_millis() as i64,
             status: None,

@@ -27,6 +27,7 @@ pub use engine::incidents::{ActiveMaintenance, Alert};
 pub use engine::monitor::{DiscoveredSchedule, Registration};
 pub use engine::notify::{Notified, NotifyInput};
 pub use engine::resources::{LeaseOptions, explain_wait};
+pub use engine::retention::{KindPass, PrunePass, prune_pass};
 pub use engine::scheduler::{ScheduleRef, schedule_ident};
 pub use engine::signing::SigningSecret;
 pub use engine::supervisor::{Loop, LoopHealth};

@@ -507,7 +507,13 @@ pub struct HealthReasonView {
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 pub struct HealthHistoryView {
+    /// The latest answer of this stretch.
     pub at: String,
+    /// When the probe began answering this way: the history keeps changes, each entry a
+    /// stretch of identical answers.
+    pub since: String,
+    /// Answers in the stretch.
+    pub repeats: i64,
     /// `status` or `health`.
     #[schema(value_type = String)]
     pub kind: ProbeKind,
@@ -526,7 +532,7 @@ pub struct ProjectHealthView {
     pub state: HealthState,
     /// Why, worst first (only the ones that are not ok, unless all are).
     pub reasons: Vec<HealthReasonView>,
-    /// Its status probe and health check results, newest first.
+    /// Its status probe and health check results, newest first, one entry per change.
     pub history: Vec<HealthHistoryView>,
 }
 
@@ -572,6 +578,8 @@ pub async fn project_health(
             .into_iter()
             .map(|r| HealthHistoryView {
                 at: views::time(r.at),
+                since: views::time(r.since),
+                repeats: r.repeats,
                 state: match (r.ok, r.kind) {
                     (true, _) => r.status.unwrap_or(ProbeStatus::Ok),
                     // A status probe that could not be asked says little: degraded, as in the reasons.

@@ -24,7 +24,7 @@ pub struct ConfigReloadView {
     /// settings in force before are kept.
     pub applied: bool,
     /// The sections whose new values were applied: `runs`, `resources`, `budgets`, `prices`,
-    /// `notifications`, `maintenance`, `workers`, `keys`.
+    /// `notifications`, `maintenance`, `workers`, `keys`, `retention`.
     pub changed: Vec<String>,
     /// Settings the file changes that take effect at the next restart only: `bind`,
     /// `public_url`, `database_url`, `durability`, `api`.

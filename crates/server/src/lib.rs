@@ -14,6 +14,7 @@ mod edge;
 mod error;
 mod limit;
 mod metrics;
+pub mod retention;
 mod routes;
 mod signing;
 pub mod views;
@@ -103,7 +104,7 @@ impl Default for ServerOptions {
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
         routes::list_resources, routes::take_lease, routes::renew_lease, routes::release_lease,
         routes::create_token, routes::list_tokens, routes::revoke_token, routes::healthz, backup::backup,
-        config::config_status, config::reload_config,
+        config::config_status, config::reload_config, retention::prune, retention::get_retention,
         dashboard_api::put_password, dashboard_api::delete_password,
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
         workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::wait_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
@@ -282,6 +283,8 @@ pub fn router(state: AppState) -> Router {
         .route("/config/reload", post(config::reload_config))
         .route("/backup", get(backup::backup))
         .route("/tokens", get(routes::list_tokens).post(routes::create_token))
+        .route("/prune", post(retention::prune))
+        .route("/retention", get(retention::get_retention))
         .route("/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .route(
             "/dashboard/password",

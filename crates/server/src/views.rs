@@ -223,6 +223,10 @@ pub struct ProbeView {
     pub status: Option<ProbeStatus>,
     pub message: Option<String>,
     pub error: Option<String>,
+    /// When the probe began answering this way (`at` is its latest answer).
+    pub since: String,
+    /// How many answers in a row were the same, up to `at`.
+    pub repeats: i64,
 }
 
 impl From<ProbeResult> for ProbeView {
@@ -235,6 +239,8 @@ impl From<ProbeResult> for ProbeView {
             status: p.status,
             message: p.message,
             error: p.error,
+            since: time(p.since),
+            repeats: p.repeats,
         }
     }
 }
@@ -390,6 +396,9 @@ pub struct RunView {
     pub log_bytes: i64,
     /// Bytes of the oldest output dropped to keep the log under its cap.
     pub log_dropped_bytes: i64,
+    /// When retention pruned the run's log lines (`retention.logs`); its log reads empty since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_pruned_at: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptView>,
 }
@@ -426,6 +435,7 @@ impl From<RunRecord> for RunView {
             duration_ms,
             log_bytes: r.log_bytes,
             log_dropped_bytes: r.log_dropped,
+            logs_pruned_at: opt_time(r.logs_pruned_at),
             attempts: Vec::new(),
         }
     }

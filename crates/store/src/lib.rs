@@ -27,7 +27,7 @@ pub use model::*;
 pub use sql::{Backend, Durability, SqlStore, StoreOptions, WAL_LIMIT_BYTES, redact_url, sqlite_url};
 pub use sql::{
     BudgetStore, CheckStore, CostStore, EventStore, IncidentStore, NotificationStore, ProjectStore, ResourceStore,
-    RunStore, ScheduleStore, SettingStore, TokenStore, WorkerStore, WorkflowStore,
+    RetentionStore, RunStore, ScheduleStore, SettingStore, TokenStore, WorkerStore, WorkflowStore,
 };
 
 use async_trait::async_trait;
@@ -96,6 +96,7 @@ pub trait Store:
     + TokenStore
     + SettingStore
     + WorkerStore
+    + RetentionStore
 {
 }
 
@@ -115,5 +116,6 @@ impl<T> Store for T where
         + TokenStore
         + SettingStore
         + WorkerStore
+        + RetentionStore
 {
 }

@@ -329,6 +329,8 @@ async fn story(s: &dyn Store) {
             project_id: cortana.id.clone(),
             kind: ProbeKind::Status,
             at: 100 + i as i64,
+            since: 100 + i as i64,
+            repeats: 1,
             ok: true,
             duration_ms: 3,
             status: Some(status),

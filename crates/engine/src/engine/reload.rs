@@ -213,6 +213,7 @@ pub fn changed_sections(old: &Config, new: &Config) -> (Vec<String>, Vec<String>
     note(old.alerting.maintenance != new.alerting.maintenance, "maintenance", &mut live);
     note(old.workers != new.workers, "workers", &mut live);
     note(old.shared_env_files != new.shared_env_files, "keys", &mut live);
+    note(old.retention != new.retention, "retention", &mut live);
     note(old.bind != new.bind, "bind", &mut restart);
     note(old.public_url != new.public_url, "public_url", &mut restart);
     note(old.database_url != new.database_url, "database_url", &mut restart);
@@ -467,6 +468,8 @@ mod tests {
             ("maintenance: [{ cron: \"0 3 * * *\", duration: 1h }]", "maintenance", true),
             ("workers: { grace: 20m }", "workers", true),
             ("keys: { shared: [/srv/.env] }", "keys", true),
+            ("retention: { runs: 30d }", "retention", true),
+            ("retention: { costs: 3y }", "retention", true),
             ("bind: 127.0.0.1:7701", "bind", false),
             ("public_url: https://ops.example.com", "public_url", false),
             ("database_url: postgres://u@h/db", "database_url", false),

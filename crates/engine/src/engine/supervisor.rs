@@ -47,10 +47,12 @@ pub enum Loop {
     Monitor,
     /// Watches config.yaml and applies it again when it changes.
     Config,
+    /// Prunes old history, hourly, from a few minutes after start.
+    Retention,
 }
 
 impl Loop {
-    pub const ALL: [Loop; 11] = [
+    pub const ALL: [Loop; 12] = [
         Loop::Ping,
         Loop::Event,
         Loop::Dispatch,
@@ -62,6 +64,7 @@ impl Loop {
         Loop::Schedule,
         Loop::Monitor,
         Loop::Config,
+        Loop::Retention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +80,7 @@ impl Loop {
             Loop::Schedule => "schedule",
             Loop::Monitor => "monitor",
             Loop::Config => "config",
+            Loop::Retention => "retention",
         }
     }
 
@@ -306,6 +310,7 @@ impl Engine {
             Loop::Schedule => Box::pin(self.clone().schedule_loop()),
             Loop::Monitor => Box::pin(self.clone().monitor_loop()),
             Loop::Config => Box::pin(self.clone().config_loop()),
+            Loop::Retention => Box::pin(self.clone().retention_loop()),
         };
         tokio::select! {
             _ = body => {}

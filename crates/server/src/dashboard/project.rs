@@ -230,18 +230,20 @@ fn recent_runs(runs: &[crate::views::RunView]) -> Markup {
 }
 
 /// Results in a row that say the same (probe, state, message) shown once, with how many and
-/// since when: a probe every minute that keeps saying "ok" is one line, not twenty.
-fn health_runs(history: &[alerting::HealthHistoryView]) -> Vec<(&alerting::HealthHistoryView, usize, &str)> {
-    let mut out: Vec<(&alerting::HealthHistoryView, usize, &str)> = Vec::new();
+/// since when: a probe every minute that keeps saying "ok" is one line, not twenty. The store
+/// already keeps such a stretch as one entry (`since`, `repeats`); entries written before it
+/// did, or that differ only in what this page does not show, are joined here.
+fn health_runs(history: &[alerting::HealthHistoryView]) -> Vec<(&alerting::HealthHistoryView, i64, &str)> {
+    let mut out: Vec<(&alerting::HealthHistoryView, i64, &str)> = Vec::new();
     for e in history {
         match out.last_mut() {
             Some((first, n, oldest))
                 if first.kind == e.kind && first.state == e.state && first.message == e.message =>
             {
-                *n += 1;
-                *oldest = &e.at;
+                *n += e.repeats.max(1);
+                *oldest = &e.since;
             }
-            _ => out.push((e, 1, &e.at)),
+            _ => out.push((e, e.repeats.max(1), &e.since)),
         }
     }
     out

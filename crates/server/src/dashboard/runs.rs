@@ -130,7 +130,13 @@ pub async fn detail(
         h2 { "Log" }
         @if run.log_dropped_bytes > 0 { p.small.muted { (run.log_dropped_bytes) " bytes of the oldest output were dropped to keep the log under its cap." } }
         pre.log tabindex="0" aria-label="Run log" data-log=[(!finished).then(|| format!("/runs/{id}/log"))] data-after=(after) {
-            @if chunks.is_empty() { span.log-empty.muted { @if finished { "The run wrote nothing." } @else { "Waiting for output…" } } }
+            @if chunks.is_empty() {
+                span.log-empty.muted {
+                    @if let Some(at) = &run.logs_pruned_at {
+                        span data-logs-pruned=(at) { "The log was pruned " (ui::time_str(at)) " (" code { "retention.logs" } " in config.yaml)." }
+                    } @else if finished { "The run wrote nothing." } @else { "Waiting for output…" }
+                }
+            }
             @for c in &chunks { span class=(c.stream) { (c.data) } }
         }
     };

@@ -102,13 +102,20 @@ pub struct ProjectRecord {
     pub updated_at: i64,
 }
 
-/// One observation of a status, cost or schedule probe.
+/// What a status, cost, schedule or health probe answered: one answer as written, or, as
+/// stored, a stretch of identical answers (same ok, status, message and error) from `since`
+/// to `at`, `repeats` of them, with the latest one's duration and body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeResult {
     pub id: String,
     pub project_id: String,
     pub kind: ProbeKind,
+    /// When it answered (the stretch's latest answer).
     pub at: i64,
+    /// When the stretch began; a new answer is written with `since == at`.
+    pub since: i64,
+    /// How many answers the stretch counts; a new answer is written with 1.
+    pub repeats: i64,
     pub ok: bool,
     pub duration_ms: i64,
     /// For status probes: `ok`, `degraded` or `down`; for health checks `ok` or `down`.

@@ -52,6 +52,8 @@ pub struct RunRecord {
     pub scheduled_for: Option<i64>,
     pub resources: Vec<String>,
     pub priority: i64,
+    /// When retention pruned its log lines (`retention.logs`); the run itself stays.
+    pub logs_pruned_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -25,7 +25,7 @@ macro_rules! run_columns {
     () => {
         "id, project_id, project, task, status, input, outputs, attempt, max_attempts, exit_code, error, trigger,
          cancel_requested, queued_at, not_before, started_at, finished_at, log_bytes, log_dropped, concurrency_key,
-         scheduled_for, resources, priority"
+         scheduled_for, resources, priority, logs_pruned_at"
     };
 }
 
@@ -51,6 +51,7 @@ macro_rules! first_of_its_key {
     };
 }
 
+mod auto_vacuum;
 mod budgets;
 mod checks;
 mod costs;
@@ -59,6 +60,7 @@ mod incidents;
 mod notifications;
 mod projects;
 mod resources;
+mod retention;
 mod runs;
 mod schedules;
 mod settings;
@@ -75,6 +77,7 @@ pub use incidents::IncidentStore;
 pub use notifications::NotificationStore;
 pub use projects::ProjectStore;
 pub use resources::ResourceStore;
+pub use retention::RetentionStore;
 pub use runs::RunStore;
 pub use schedules::ScheduleStore;
 pub use settings::SettingStore;
@@ -310,6 +313,7 @@ impl SqlStore {
                         })
                 };
                 let write = pool(1).connect_with(connect.clone()).await?;
+                auto_vacuum::prepare(&write).await?;
                 // WAL is a property of the file; set it once through the writer.
                 sqlx::query("PRAGMA journal_mode = WAL").fetch_all(&write).await?;
                 let read = pool(opts.max_connections.clamp(1, 4)).connect_with(connect).await?;

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use agent_os_core::manifest::ProbeKind;
+use agent_os_core::manifest::{ProbeKind, ProbeStatus};
 
 use super::schedules::replace_manifest_schedules;
 use super::{SqlStore, all, flag, is_unique_violation};
@@ -36,6 +36,9 @@ pub trait ProjectStore: Send + Sync {
     async fn delete_project(&self, name: &str) -> Result<bool>;
     async fn set_cost_cursor(&self, project_id: &str, cursor: Option<&str>) -> Result<()>;
 
+    /// Records a probe's answer. The same answer (ok, status, message, error) as the latest of
+    /// its (project, kind) extends that row's stretch (its `at`, duration, body and repeats)
+    /// instead of adding one, so the history holds changes, not a row per probe.
     async fn insert_probe_result(&self, r: &ProbeResult) -> Result<()>;
     /// The newest result of each probe kind of a project.
     async fn latest_probe_results(&self, project_id: &str) -> Result<Vec<ProbeResult>>;
@@ -52,7 +55,7 @@ macro_rules! project_columns {
 
 macro_rules! probe_columns {
     () => {
-        "id, project_id, kind, at, ok, duration_ms, status, message, body, error"
+        "id, project_id, kind, at, ok, duration_ms, status, message, body, error, since, repeats"
     };
 }
 
@@ -75,6 +78,8 @@ fn probe_from(row: &AnyRow) -> Result<ProbeResult, sqlx::Error> {
         project_id: row.try_get("project_id")?,
         kind: row.try_get("kind")?,
         at: row.try_get("at")?,
+        since: row.try_get("since")?,
+        repeats: row.try_get("repeats")?,
         ok: flag(row, "ok")?,
         duration_ms: row.try_get("duration_ms")?,
         status: row.try_get("status")?,
@@ -218,23 +223,62 @@ impl ProjectStore for SqlStore {
     }
 
     async fn insert_probe_result(&self, r: &ProbeResult) -> Result<()> {
-        sqlx::query(concat!(
-            "INSERT INTO probe_results (",
-            probe_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&r.id)
+        let mut tx = self.tx().await?;
+        let latest = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, ok, status, message, error FROM probe_results
+             WHERE project_id = $1 AND kind = $2
+             ORDER BY at DESC, id DESC
+             LIMIT 1 {}",
+            self.backend.for_update()
+        )))
         .bind(&r.project_id)
         .bind(&r.kind)
-        .bind(r.at)
-        .bind(i64::from(r.ok))
-        .bind(r.duration_ms)
-        .bind(&r.status)
-        .bind(&r.message)
-        .bind(&r.body)
-        .bind(&r.error)
-        .execute(&self.write)
+        .fetch_optional(&mut *tx)
         .await?;
+        let same_as = match &latest {
+            Some(row) => {
+                let same = flag(row, "ok")? == r.ok
+                    && row.try_get::<Option<ProbeStatus>, _>("status")? == r.status
+                    && row.try_get::<Option<String>, _>("message")? == r.message
+                    && row.try_get::<Option<String>, _>("error")? == r.error;
+                if same { Some(row.try_get::<String, _>("id")?) } else { None }
+            }
+            None => None,
+        };
+        match same_as {
+            // The same answer again: the stretch gets longer, no new row.
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE probe_results SET at = $2, duration_ms = $3, body = $4, repeats = repeats + 1 WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(r.at)
+                .bind(r.duration_ms)
+                .bind(&r.body)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(concat!(
+                    "INSERT INTO probe_results (",
+                    probe_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $4, 1)"
+                ))
+                .bind(&r.id)
+                .bind(&r.project_id)
+                .bind(&r.kind)
+                .bind(r.at)
+                .bind(i64::from(r.ok))
+                .bind(r.duration_ms)
+                .bind(&r.status)
+                .bind(&r.message)
+                .bind(&r.body)
+                .bind(&r.error)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 

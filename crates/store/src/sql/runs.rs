@@ -88,6 +88,7 @@ pub(crate) fn run_from(row: &AnyRow) -> Result<RunRecord, sqlx::Error> {
         scheduled_for: row.try_get("scheduled_for")?,
         resources: split_names(row.try_get::<Option<String>, _>("resources")?.as_deref()),
         priority: row.try_get("priority")?,
+        logs_pruned_at: row.try_get("logs_pruned_at")?,
     })
 }
 
@@ -137,7 +138,7 @@ macro_rules! running_attempts {
             "SELECT r.id, r.project_id, r.project, r.task, r.status, r.input, r.outputs, r.attempt, r.max_attempts,
                     r.exit_code, r.error, r.trigger, r.cancel_requested, r.queued_at, r.not_before, r.started_at,
                     r.finished_at, r.log_bytes, r.log_dropped, r.concurrency_key, r.scheduled_for, r.resources,
-                    r.priority,
+                    r.priority, r.logs_pruned_at,
                     a.run_id AS a_run_id, a.attempt AS a_attempt, a.status AS a_status, a.node_id AS a_node_id,
                     a.pid AS a_pid, a.proc_start AS a_proc_start, a.started_at AS a_started_at,
                     a.finished_at AS a_finished_at, a.exit_code AS a_exit_code, a.error AS a_error,
