@@ -1778,6 +1778,16 @@ fn prune_and_retention_show_the_policy_of_config_yaml_and_what_a_pass_prunes() {
     let table = ok(&cli(&home, &["retention"]));
     assert!(table.contains("notifications") && table.contains("90d") && table.contains("last pass:"), "{table}");
 
+    // A new policy in config.yaml applies without a restart.
+    std::fs::write(home.join("config.yaml"), "retention:\n  runs: 10d\n  costs: forever\n").unwrap();
+    let reloaded = json(&cli(&home, &["config", "reload", "--json"]));
+    assert_eq!(reloaded["applied"], true, "{reloaded}");
+    let r = json(&cli(&home, &["retention", "--json"]));
+    let keep = |key: &str| {
+        r["policy"].as_array().unwrap().iter().find(|k| k["key"] == key).map(|k| k["keep"].clone()).unwrap()
+    };
+    assert_eq!((keep("runs"), keep("costs")), (Value::from("10d"), Value::from("forever")), "{r}");
+
     // Not with a project's token.
     let bad = Command::new(BIN)
         .args(["prune"])
