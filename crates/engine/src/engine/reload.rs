@@ -469,7 +469,7 @@ mod tests {
             ("workers: { grace: 20m }", "workers", true),
             ("keys: { shared: [/srv/.env] }", "keys", true),
             ("retention: { runs: 30d }", "retention", true),
-            ("retention: { costs: 3y }", "retention", true),
+            ("retention: { costs: 1095d }", "retention", true),
             ("bind: 127.0.0.1:7701", "bind", false),
             ("public_url: https://ops.example.com", "public_url", false),
             ("database_url: postgres://u@h/db", "database_url", false),
