@@ -139,7 +139,7 @@ async fn bench(plan: &Plan) -> Result<()> {
     ensure!(reload.status() == reqwest::StatusCode::OK, "reloading the workflows: HTTP {}", reload.status());
     settle(&server).await?;
 
-    let cookie = login(&server, &http).await?;
+    let cookie = server.login(&http).await?;
     let pages = [
         "/".to_string(),
         "/runs".into(),
@@ -231,26 +231,6 @@ async fn settle(server: &Server) -> Result<()> {
             return Ok(());
         }
     }
-}
-
-/// Logs in with the admin token as the login form does; the session cookie's `name=value`.
-async fn login(server: &Server, http: &reqwest::Client) -> Result<String> {
-    let resp = http
-        .post(format!("{}/login", server.url))
-        .header(reqwest::header::ORIGIN, &server.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("secret={}", server.token))
-        .send()
-        .await?;
-    ensure!(resp.status() == reqwest::StatusCode::SEE_OTHER, "POST /login: HTTP {}", resp.status());
-    resp.headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .find(|kv| kv.starts_with("agentos_session="))
-        .map(str::to_string)
-        .context("the login set no agentos_session cookie")
 }
 
 async fn measure(server: &Server, http: &reqwest::Client, cookie: &str, path: &str, plan: &Plan) -> Result<Measured> {

@@ -593,7 +593,7 @@ async fn postgres_bytes(url: &str) -> Result<u64> {
 
 /// The dashboard's main pages, each GET timed from send to the last byte, as a logged-in user.
 async fn time_pages(server: &Server, http: &reqwest::Client, samples: usize) -> Result<Vec<(String, Stats)>> {
-    let cookie = login(server, http).await?;
+    let cookie = server.login(http).await?;
     let mut out = Vec::new();
     for path in ["/", "/runs", "/costs", "/schedules", "/projects/trading"] {
         let mut times = Vec::with_capacity(samples);
@@ -611,23 +611,4 @@ async fn time_pages(server: &Server, http: &reqwest::Client, samples: usize) -> 
         out.push((path.to_string(), Stats::of(times)));
     }
     Ok(out)
-}
-
-async fn login(server: &Server, http: &reqwest::Client) -> Result<String> {
-    let resp = http
-        .post(format!("{}/login", server.url))
-        .header(reqwest::header::ORIGIN, &server.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("secret={}", server.token))
-        .send()
-        .await?;
-    ensure!(resp.status() == reqwest::StatusCode::SEE_OTHER, "POST /login: HTTP {}", resp.status());
-    resp.headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .find(|kv| kv.starts_with("agentos_session="))
-        .map(str::to_string)
-        .context("the login set no agentos_session cookie")
 }

@@ -98,6 +98,18 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Refuses a body that is a JSON array where the operation takes an object. Every typed body of
+/// the API is an object (a body read as a plain JSON value, like `/costs`'s record or list,
+/// takes either); serde would also read a struct from an array of its fields in order, which
+/// no client means and the document does not allow.
+fn refuse_array<T: 'static>(bytes: &[u8]) -> Result<(), ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') && std::any::TypeId::of::<T>() != std::any::TypeId::of::<serde_json::Value>() {
+        return Err(ApiError::bad_request("the body must be a JSON object, not an array"));
+    }
+    Ok(())
+}
+
 /// The place (`records[3].idempotency_key`) of the first string or key holding NUL.
 fn nul_at(v: &serde_json::Value, place: String) -> Option<String> {
     use serde_json::Value;
@@ -116,23 +128,27 @@ fn nul_at(v: &serde_json::Value, place: String) -> Option<String> {
     }
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+impl<T: DeserializeOwned + 'static> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = read(state, req, true).await?.unwrap_or_default();
+        refuse_array::<T>(&bytes)?;
         Ok(JsonBody(parse(&bytes)?))
     }
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
+impl<T: DeserializeOwned + 'static> FromRequest<AppState> for OptionalJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         match read(state, req, false).await? {
             None => Ok(OptionalJson(None)),
             // A JSON `null` is no body too, as the document's optional body allows.
-            Some(bytes) => Ok(OptionalJson(parse::<Option<T>>(&bytes)?)),
+            Some(bytes) => {
+                refuse_array::<T>(&bytes)?;
+                Ok(OptionalJson(parse::<Option<T>>(&bytes)?))
+            }
         }
     }
 }

@@ -2221,3 +2221,19 @@ async fn config_yaml_is_applied_again_over_the_api_and_a_bad_version_changes_not
     assert_eq!(s.req(reqwest::Method::GET, "/api/v1/config", t.as_deref(), None).await.0, 403);
     assert_eq!(s.req(reqwest::Method::POST, "/api/v1/config/reload", t.as_deref(), Some(json!({}))).await.0, 403);
 }
+
+/// serde reads a struct from an array of its fields too; the API takes objects only (found by
+/// schemathesis: `POST /api/v1/prune` with the body `[]` ran a pass).
+#[tokio::test]
+async fn a_json_array_where_an_object_belongs_is_refused() {
+    let s = start().await;
+    for (path, body) in
+        [("/api/v1/prune", json!([])), ("/api/v1/prune", json!([true])), ("/api/v1/tokens", json!(["ci", null]))]
+    {
+        let (st, v) = s.post(path, body.clone()).await;
+        assert_eq!(st, 400, "{path} {body}: {v}");
+        assert_eq!(v["error"]["message"], "the body must be a JSON object, not an array", "{v}");
+    }
+    let (st, v) = s.post("/api/v1/prune", json!({"dry_run": true})).await;
+    assert_eq!((st, &v["dry_run"]), (200, &json!(true)), "{v}");
+}

@@ -127,6 +127,27 @@ impl Server {
         }
     }
 
+    /// Logs in to the dashboard with the admin token as the login form does; the session
+    /// cookie's `name=value`.
+    pub async fn login(&self, http: &reqwest::Client) -> Result<String> {
+        let resp = http
+            .post(format!("{}/login", self.url))
+            .header(reqwest::header::ORIGIN, &self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("secret={}", self.token))
+            .send()
+            .await?;
+        ensure!(resp.status() == reqwest::StatusCode::SEE_OTHER, "POST /login: HTTP {}", resp.status());
+        resp.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|kv| kv.starts_with("agentos_session="))
+            .map(str::to_string)
+            .context("the login set no agentos_session cookie")
+    }
+
     /// Registers the project in `dir` (which holds its `agent-os.yaml`).
     pub async fn register(&self, http: &reqwest::Client, dir: &Path) -> Result<()> {
         let path = dir.canonicalize()?;
