@@ -37,8 +37,18 @@ pub trait RetentionStore: Send + Sync {
     async fn reclaim_space(&self, pages: i64) -> Result<u64>;
 }
 
-/// The table, key and condition of a kind whose batch is a plain delete; `x` is the row
-/// considered, `$1` the cutoff.
+/// A finished run `x` older than the cutoff `$1` that is not the latest run of its task (which
+/// keeps its row and its log, so every task shows how it last went).
+macro_rules! finished_run_due {
+    () => {
+        "x.finished_at IS NOT NULL AND x.finished_at < $1
+         AND x.status NOT IN ('queued', 'running')
+         AND x.id <> (SELECT MAX(l.id) FROM runs l WHERE l.project = x.project AND l.task = x.task)"
+    };
+}
+
+/// The table, key and condition of a kind; `x` is the row considered, `$1` the cutoff. Every
+/// kind's batch is a plain delete but the logs', whose rows stay ([`SqlStore::prune_logs`]).
 struct Plan {
     table: &'static str,
     /// The key the batch is selected and deleted by (a column, or a row value).
@@ -49,8 +59,8 @@ struct Plan {
     order: &'static str,
 }
 
-fn plan(kind: PruneKind) -> Option<Plan> {
-    Some(match kind {
+fn plan(kind: PruneKind) -> Plan {
+    match kind {
         PruneKind::WorkflowRuns => Plan {
             table: "workflow_runs",
             key: "id",
@@ -67,11 +77,11 @@ fn plan(kind: PruneKind) -> Option<Plan> {
             table: "runs",
             key: "id",
             select: "x.id",
-            condition: "x.finished_at IS NOT NULL AND x.finished_at < $1
-                AND x.status NOT IN ('queued', 'running')
-                AND x.id <> (SELECT MAX(l.id) FROM runs l WHERE l.project = x.project AND l.task = x.task)
-                AND NOT EXISTS (SELECT 1 FROM workflow_steps s JOIN workflow_runs w ON w.id = s.run_id
-                                WHERE s.task_run_id = x.id AND w.status IN ('queued', 'running'))",
+            condition: concat!(
+                finished_run_due!(),
+                " AND NOT EXISTS (SELECT 1 FROM workflow_steps s JOIN workflow_runs w ON w.id = s.run_id
+                                 WHERE s.task_run_id = x.id AND w.status IN ('queued', 'running'))"
+            ),
             order: "x.finished_at",
         },
         PruneKind::ScheduleSlots => Plan {
@@ -82,7 +92,14 @@ fn plan(kind: PruneKind) -> Option<Plan> {
                 AND x.slot <> (SELECT MAX(l.slot) FROM schedule_slots l WHERE l.schedule_key = x.schedule_key)",
             order: "x.fired_at",
         },
-        PruneKind::Logs => return None,
+        // The runs whose log lines are due.
+        PruneKind::Logs => Plan {
+            table: "runs",
+            key: "id",
+            select: "x.id",
+            condition: concat!(finished_run_due!(), " AND x.logs_pruned_at IS NULL"),
+            order: "x.finished_at",
+        },
         PruneKind::Events => Plan {
             table: "events",
             key: "id",
@@ -138,25 +155,21 @@ fn plan(kind: PruneKind) -> Option<Plan> {
         PruneKind::Costs => {
             Plan { table: "cost_records", key: "id", select: "x.id", condition: "x.at < $1", order: "x.at" }
         }
-    })
+    }
 }
-
-/// The finished runs whose logs are due (the latest run of each task keeps its log).
-const LOGS_DUE: &str = "x.finished_at IS NOT NULL AND x.logs_pruned_at IS NULL AND x.finished_at < $1
-    AND x.status NOT IN ('queued', 'running')
-    AND x.id <> (SELECT MAX(l.id) FROM runs l WHERE l.project = x.project AND l.task = x.task)";
 
 #[async_trait]
 impl RetentionStore for SqlStore {
     async fn prune(&self, kind: PruneKind, cutoff: i64, now: i64, batch: i64, dry_run: bool) -> Result<u64> {
         let batch = batch.clamp(1, 10_000);
-        let Some(p) = plan(kind) else {
-            return self.prune_logs(cutoff, now, batch, dry_run).await;
-        };
+        let p = plan(kind);
         if dry_run {
             let sql = format!("SELECT COUNT(*) AS n FROM {} x WHERE {}", p.table, p.condition);
             let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cutoff).fetch_one(&self.read).await?;
             return Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0));
+        }
+        if kind == PruneKind::Logs {
+            return self.prune_logs(&p, cutoff, now, batch).await;
         }
         let sql = format!(
             "DELETE FROM {table} WHERE {key} IN (
@@ -195,14 +208,10 @@ impl RetentionStore for SqlStore {
 
 impl SqlStore {
     /// One batch of log pruning: the log lines of up to `batch` runs go, and the runs say when.
-    async fn prune_logs(&self, cutoff: i64, now: i64, batch: i64, dry_run: bool) -> Result<u64> {
-        if dry_run {
-            let sql = format!("SELECT COUNT(*) AS n FROM runs x WHERE {LOGS_DUE}");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(cutoff).fetch_one(&self.read).await?;
-            return Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0));
-        }
+    async fn prune_logs(&self, p: &Plan, cutoff: i64, now: i64, batch: i64) -> Result<u64> {
         let mut tx = self.tx().await?;
-        let select = format!("SELECT x.id FROM runs x WHERE {LOGS_DUE} ORDER BY x.finished_at LIMIT $2");
+        let select =
+            format!("SELECT {} FROM {} x WHERE {} ORDER BY {} LIMIT $2", p.select, p.table, p.condition, p.order);
         let ids: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(select))
             .bind(cutoff)
             .bind(batch)
