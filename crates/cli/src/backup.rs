@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use agent_os_core::config::Config;
 use agent_os_store::backup::{self, Inspection};
 use agent_os_store::sqlite_url;
 
@@ -47,12 +46,7 @@ pub struct RestoreArgs {
 /// The database `serve` would open for `home`: the flag, `AGENT_OS_DATABASE_URL`,
 /// `database_url` in config.yaml, a PostgreSQL `DATABASE_URL`, else `HOME/agent-os.db`.
 fn database_url(home: &Path, flag: Option<&str>) -> Result<String> {
-    let path = home.join("config.yaml");
-    let config = match std::fs::read_to_string(&path) {
-        Ok(text) => Config::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
+    let config = crate::serve::read_config(home)?.unwrap_or_default();
     let lookup = |name: &str| std::env::var(name).ok();
     let env = settings::Env::new(&lookup, true);
     let mut notes = Vec::new();

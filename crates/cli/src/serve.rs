@@ -45,15 +45,24 @@ pub struct Running {
     _lock: home::HomeLock,
 }
 
-fn load_config(home: &Path) -> Result<Config> {
+/// The home's `config.yaml`, validated; `None` when the home has none (the defaults apply).
+pub(crate) fn read_config(home: &Path) -> Result<Option<Config>> {
     let path = home.join("config.yaml");
     match std::fs::read_to_string(&path) {
-        Ok(text) => Config::parse(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let _ = std::fs::write(&path, home::DEFAULT_CONFIG);
+        Ok(text) => Config::parse(&path.display().to_string(), &text).map(Some).map_err(|e| anyhow::anyhow!("{e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The home's `config.yaml`; a home without one gets the commented default file written.
+fn load_config(home: &Path) -> Result<Config> {
+    match read_config(home)? {
+        Some(config) => Ok(config),
+        None => {
+            let _ = std::fs::write(home.join("config.yaml"), home::DEFAULT_CONFIG);
             Ok(Config::default())
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 

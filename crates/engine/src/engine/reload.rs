@@ -227,20 +227,24 @@ pub fn changed_sections(old: &Config, new: &Config) -> (Vec<String>, Vec<String>
     (live, restart)
 }
 
+/// A config file that could not be read, as the problem with its place (the file itself).
+fn unreadable(file: &str, e: &std::io::Error, hint: &str) -> SourceError {
+    SourceError {
+        file: file.to_string(),
+        line: 1,
+        column: 1,
+        path: String::new(),
+        message: format!("cannot read the file: {e}"),
+        hint: Some(hint.into()),
+    }
+}
+
 /// Reads and validates a config file the way the server does, without one: for
 /// `agent-os config check` (a `${VAR}` this environment lacks is only a warning).
 pub async fn check_file(path: &Path) -> Result<(Config, Vec<String>), Vec<SourceError>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![SourceError {
-            file: file.clone(),
-            line: 1,
-            column: 1,
-            path: String::new(),
-            message: format!("cannot read the file: {e}"),
-            hint: Some("give the path of a config.yaml".into()),
-        }]
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![unreadable(&file, &e, "give the path of a config.yaml")])?;
     let config = Config::parse(&file, &text).map_err(|e| e.0)?;
     let lookup = |var: &str| std::env::var(var).ok();
     let (_, warnings) = resolve_channels(&file, &config, &lookup, MissingVars::Warn).await.into_result()?;
@@ -282,14 +286,7 @@ impl Engine {
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(t) => Some(t),
             Err(e) => {
-                outcome.errors.push(SourceError {
-                    file: file.clone(),
-                    line: 1,
-                    column: 1,
-                    path: String::new(),
-                    message: format!("cannot read the file: {e}"),
-                    hint: Some("put config.yaml back (an empty file means the defaults)".into()),
-                });
+                outcome.errors.push(unreadable(&file, &e, "put config.yaml back (an empty file means the defaults)"));
                 None
             }
         };
