@@ -93,6 +93,38 @@ impl Client {
         Ok(())
     }
 
+    /// Any request, and the answer's status and JSON body whatever the status (`null` when
+    /// empty, a string when not JSON); an error only when the server could not be asked.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.token).timeout(timeout);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach Agent OS at {}: is `agent-os serve` running? (set --url / AGENT_OS_URL to reach another server)", self.base)
+            } else {
+                anyhow!("{method} {url}: {e}")
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.with_context(|| format!("reading the answer to {method} {path}"))?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((status, body))
+    }
+
     /// A GET whose answer is a file: the response, to be read as it comes.
     pub async fn download(&self, path: &str, timeout: Duration) -> Result<reqwest::Response> {
         self.send(Method::GET, path, None, timeout).await

@@ -16,6 +16,7 @@ mod incidents;
 mod init;
 mod keys;
 mod lease;
+mod mcp;
 mod memory;
 mod serve;
 mod service;
@@ -152,6 +153,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve MCP over stdio for an AI client (Claude Desktop, Claude Code, Cursor): its tools
+    /// see and steer the projects through the server's API with this token (docs/mcp.md).
+    Mcp,
     /// The retention policy in force and the last prune pass's figures (admin token).
     Retention {
         #[arg(long)]
@@ -390,6 +394,7 @@ async fn dispatch(cli: Cli, token_on_command_line: bool) -> anyhow::Result<u8> {
             backup::backup(a, cli.home.as_deref(), client.as_ref()).await
         }
         Command::Restore(a) => backup::restore(a, cli.home.as_deref()).await,
+        Command::Mcp => mcp::run(commands::connect(cli.home.as_deref(), cli.url.clone(), cli.token.clone())?).await,
         Command::Healthcheck => Ok(healthcheck::run(cli.home.as_deref(), cli.url.clone()).await),
         Command::Cron(CronCmd::Next { expr, tz, after, count, json }) => {
             Ok(cron_next(expr, tz, after.as_deref(), *count, *json))
@@ -487,6 +492,7 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         | Command::Healthcheck
         | Command::Demo(_)
         | Command::Openapi
+        | Command::Mcp
         | Command::Backup(_)
         | Command::Restore(_)
         | Command::Cron(_)

@@ -40,13 +40,15 @@ pub struct Edge {
 /// `/wait` (its `timeout`, at most 5 minutes), taking a lease (its `wait`, at most an hour) and a worker's poll
 /// (`workers.poll_wait`, at most 5 minutes). They are not held to [`Edge::request_timeout`].
 /// Neither is the backup (admin only), whose snapshot takes as long as the database's size
-/// needs before the first byte can be sent.
-pub const LONG_POLLS: [(&str, Method); 5] = [
+/// needs before the first byte can be sent, nor an MCP message (`/mcp`), whose tool calls are
+/// requests to these same routes, each held to its own bound (a tool waits at most 5 minutes).
+pub const LONG_POLLS: [(&str, Method); 6] = [
     ("/api/v1/runs/{id}/wait", Method::GET),
     ("/api/v1/workflows/runs/{id}/wait", Method::GET),
     ("/api/v1/resources/{name}/leases", Method::POST),
     ("/api/v1/worker/poll", Method::POST),
     ("/api/v1/backup", Method::GET),
+    ("/mcp", Method::POST),
 ];
 
 /// The header that carries a request's id, both ways.

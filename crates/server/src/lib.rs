@@ -13,6 +13,7 @@ mod dashboard_api;
 mod edge;
 mod error;
 mod limit;
+mod mcp;
 mod metrics;
 pub mod retention;
 mod routes;
@@ -320,7 +321,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
     let edge = edge::Edge { request_timeout: state.request_timeout, trusted_proxies: state.trusted_proxies.clone() };
-    edge::layers(routes, edge, state.http.clone())
+    // The MCP tools call the routes above in process, through the same layers as a request
+    // from outside (time limit, error shape, metrics), so nothing about a call differs.
+    let api = edge::layers(routes.clone(), edge.clone(), state.http.clone());
+    edge::layers(routes.merge(mcp::routes(api, state.clone())), edge, state.http.clone())
 }
 
 async fn metrics_endpoint(State(st): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {

@@ -1,0 +1,54 @@
+//! `agent-os mcp`: the MCP server over stdio, for the AI clients that start their servers as
+//! processes (Claude Desktop, Claude Code, Cursor and the like). Its tools are requests to a
+//! running server's API with the token this command was given (`--token`/`AGENT_OS_TOKEN`, or
+//! the home's `client.json`), so an agent holding a project token acts for that project alone.
+//! Standard output carries MCP messages only; the log goes to standard error.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use reqwest::Method;
+
+use agent_os_mcp::{AgentOs, Api, ApiAnswer, ApiRequest, Verb};
+
+use crate::client::Client;
+
+struct OverHttp {
+    client: Client,
+}
+
+impl Api for OverHttp {
+    async fn send(&self, request: ApiRequest, _from: Option<&axum::http::request::Parts>) -> Result<ApiAnswer, String> {
+        let method = match request.verb {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+            Verb::Delete => Method::DELETE,
+        };
+        let (status, body) = self
+            .client
+            .raw(method, &request.path, request.body.as_ref(), request.timeout)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(ApiAnswer { status, body })
+    }
+}
+
+/// Serves until the client closes standard input. The server is checked first, so a wrong URL
+/// or token is said at once on standard error (where MCP clients show a server's log) rather
+/// than on the first tool call.
+pub async fn run(client: Client) -> Result<u8> {
+    match client.raw(Method::GET, "/api/v1/projects", None, Duration::from_secs(10)).await {
+        Ok((200, _)) => {}
+        Ok((status, body)) => {
+            let message = body["error"]["message"].as_str().unwrap_or("").to_string();
+            eprintln!(
+                "agent-os mcp: {} answered {status}: {message}; the tools will say the same until this is fixed",
+                client.base
+            );
+        }
+        Err(e) => eprintln!("agent-os mcp: {e:#}; the tools will say so until the server is reachable"),
+    }
+    let handler = AgentOs::new(std::sync::Arc::new(OverHttp { client }), env!("CARGO_PKG_VERSION"));
+    agent_os_mcp::serve_stdio(handler).await.map_err(anyhow::Error::msg)?;
+    Ok(0)
+}
