@@ -38,7 +38,11 @@ impl Api for OverHttp {
 /// than on the first tool call.
 pub async fn run(client: Client) -> Result<u8> {
     match client.raw(Method::GET, "/api/v1/projects", None, Duration::from_secs(10)).await {
-        Ok((200, _)) => {}
+        Ok((200, projects)) => eprintln!(
+            "agent-os mcp: serving MCP on standard input and output for {} ({} projects visible to this token)",
+            client.base,
+            projects.as_array().map_or(0, Vec::len)
+        ),
         Ok((status, body)) => {
             let message = body["error"]["message"].as_str().unwrap_or("").to_string();
             eprintln!(
@@ -49,6 +53,10 @@ pub async fn run(client: Client) -> Result<u8> {
         Err(e) => eprintln!("agent-os mcp: {e:#}; the tools will say so until the server is reachable"),
     }
     let handler = AgentOs::new(std::sync::Arc::new(OverHttp { client }), env!("CARGO_PKG_VERSION"));
-    agent_os_mcp::serve_stdio(handler).await.map_err(anyhow::Error::msg)?;
+    agent_os_mcp::serve_stdio(handler).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: `agent-os mcp` is started by an MCP client (Claude Desktop, Claude Code, Cursor), which talks to it on standard input; see docs/mcp.md"
+        )
+    })?;
     Ok(0)
 }

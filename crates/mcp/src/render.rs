@@ -232,12 +232,13 @@ fn cost_lines(summary: &Value) -> String {
             Some(n) if n > 0 => format!(" · {n} unpriced"),
             _ => String::new(),
         };
+        let records = g["records"].as_i64().unwrap_or(0);
         format!(
-            "  {} {} {} ({} records{tokens}{unpriced})",
+            "  {} {} {} ({records} record{}{tokens}{unpriced})",
             s(&g["group"]),
             s(&g["amount"]),
             s(&g["currency"]),
-            g["records"]
+            if records == 1 { "" } else { "s" }
         )
     });
     for t in summary["totals"].as_array().map(Vec::as_slice).unwrap_or_default() {

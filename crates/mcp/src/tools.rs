@@ -639,6 +639,7 @@ fn since_time(arg: &str, text: &str) -> Result<jiff::Timestamp, Failure> {
         let back = jiff::SignedDuration::try_from(d).ok();
         return back
             .and_then(|b| jiff::Timestamp::now().checked_sub(b).ok())
+            .and_then(|t| t.round(jiff::Unit::Second).ok())
             .ok_or_else(|| Failure::Input(format!("`{arg}`: {text:?} reaches too far back")));
     }
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
