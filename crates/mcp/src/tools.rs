@@ -574,8 +574,17 @@ pub fn tool_list() -> Vec<Tool> {
         .collect()
 }
 
+/// The arguments as `T`, or a refusal naming the argument and what it must be.
 fn parse<T: DeserializeOwned>(args: Value) -> Result<T, Failure> {
-    serde_json::from_value(args).map_err(|e| Failure::Input(format!("invalid arguments: {e}")))
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            Failure::Input(format!("invalid arguments: {inner}"))
+        } else {
+            Failure::Input(format!("invalid argument `{path}`: {inner}"))
+        }
+    })
 }
 
 /// Calls the tool `name`; `None` when there is no such tool.
@@ -1095,6 +1104,16 @@ mod tests {
         assert_eq!(since_time("since", "2026-12-06").ok().unwrap().to_string(), "2026-12-06T00:00:00Z");
         let Err(Failure::Input(m)) = since_time("since", "yesterday") else { panic!("accepted") };
         assert!(m.contains("`since`") && m.contains("12h"), "{m}");
+    }
+
+    #[test]
+    fn a_wrong_argument_is_named() {
+        let Err(Failure::Input(m)) = parse::<ListRunsArgs>(json!({ "limit": "x" })) else { panic!("accepted") };
+        assert!(m.starts_with("invalid argument `limit`: invalid type: string"), "{m}");
+        let Err(Failure::Input(m)) = parse::<ListRunsArgs>(json!({ "status": "broken" })) else { panic!("accepted") };
+        assert!(m.contains("`status`") && m.contains("timed_out"), "{m}");
+        let Err(Failure::Input(m)) = parse::<ListRunsArgs>(json!({ "colour": 1 })) else { panic!("accepted") };
+        assert!(m.contains("unknown field `colour`"), "{m}");
     }
 
     #[test]

@@ -210,7 +210,9 @@ async def test_bad_arguments_are_refused_by_name(demo: Demo, transport: str) -> 
         assert "unknown field `colour`" in await refused(s, "list_runs", {"colour": "red"})
         assert "`since`" in await refused(s, "list_runs", {"since": "last tuesday"})
         assert "`wait`" in await refused(s, "start_run", {"project": "trading", "task": "scan_market", "wait": "10m"})
-        assert "limit" in await refused(s, "list_runs", {"limit": 0})
+        assert "`limit` must be between 1 and 500" in await refused(s, "list_runs", {"limit": 0})
+        assert "invalid argument `limit`" in await refused(s, "list_runs", {"limit": "many"})
+        assert "invalid argument `status`" in await refused(s, "list_runs", {"status": "broken"})
         assert "404" in await refused(s, "get_run", {"id": "no-such-run"})
         assert "missing field `name`" in await refused(s, "get_project", {})
         with pytest.raises(Exception, match="no tool"):
