@@ -34,7 +34,8 @@ impl Client {
         Client { base: base.trim_end_matches('/').to_string(), token, http }
     }
 
-    async fn send(
+    /// Sends a request; an error only when the server could not be asked.
+    pub async fn request(
         &self,
         method: Method,
         path: &str,
@@ -46,13 +47,24 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
+        req.send().await.map_err(|e| {
             if e.is_connect() {
                 anyhow!("cannot reach Agent OS at {}: is `agent-os serve` running? (set --url / AGENT_OS_URL to reach another server)", self.base)
             } else {
                 anyhow!("{method} {url}: {e}")
             }
-        })?;
+        })
+    }
+
+    /// Sends a request; an error answer becomes a [`ServerError`].
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
+        let resp = self.request(method, path, body, timeout).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -91,38 +103,6 @@ impl Client {
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.send(Method::DELETE, path, None, Duration::from_secs(60)).await?;
         Ok(())
-    }
-
-    /// Any request, and the answer's status and JSON body whatever the status (`null` when
-    /// empty, a string when not JSON); an error only when the server could not be asked.
-    pub async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        timeout: Duration,
-    ) -> Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.token).timeout(timeout);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!("cannot reach Agent OS at {}: is `agent-os serve` running? (set --url / AGENT_OS_URL to reach another server)", self.base)
-            } else {
-                anyhow!("{method} {url}: {e}")
-            }
-        })?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.with_context(|| format!("reading the answer to {method} {path}"))?;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok((status, body))
     }
 
     /// A GET whose answer is a file: the response, to be read as it comes.

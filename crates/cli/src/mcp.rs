@@ -24,12 +24,14 @@ impl Api for OverHttp {
             Verb::Post => Method::POST,
             Verb::Delete => Method::DELETE,
         };
-        let (status, body) = self
+        let resp = self
             .client
-            .raw(method, &request.path, request.body.as_ref(), request.timeout)
+            .request(method.clone(), &request.path, request.body.as_ref(), request.timeout)
             .await
             .map_err(|e| format!("{e:#}"))?;
-        Ok(ApiAnswer { status, body })
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| format!("reading the answer to {method} {}: {e}", request.path))?;
+        Ok(ApiAnswer::from_bytes(status, &bytes))
     }
 }
 
@@ -37,22 +39,24 @@ impl Api for OverHttp {
 /// or token is said at once on standard error (where MCP clients show a server's log) rather
 /// than on the first tool call.
 pub async fn run(client: Client) -> Result<u8> {
-    match client.raw(Method::GET, "/api/v1/projects", None, Duration::from_secs(10)).await {
-        Ok((200, projects)) => eprintln!(
-            "agent-os mcp: serving MCP on standard input and output for {} ({} projects visible to this token)",
-            client.base,
+    let api = OverHttp { client };
+    let check =
+        ApiRequest { verb: Verb::Get, path: "/api/v1/projects".into(), body: None, timeout: Duration::from_secs(10) };
+    let base = api.client.base.clone();
+    match api.send(check, None).await {
+        Ok(ApiAnswer { status: 200, body: projects }) => eprintln!(
+            "agent-os mcp: serving MCP on standard input and output for {base} ({} projects visible to this token)",
             projects.as_array().map_or(0, Vec::len)
         ),
-        Ok((status, body)) => {
+        Ok(ApiAnswer { status, body }) => {
             let message = body["error"]["message"].as_str().unwrap_or("").to_string();
             eprintln!(
-                "agent-os mcp: {} answered {status}: {message}; the tools will say the same until this is fixed",
-                client.base
+                "agent-os mcp: {base} answered {status}: {message}; the tools will say the same until this is fixed"
             );
         }
-        Err(e) => eprintln!("agent-os mcp: {e:#}; the tools will say so until the server is reachable"),
+        Err(e) => eprintln!("agent-os mcp: {e}; the tools will say so until the server is reachable"),
     }
-    let handler = AgentOs::new(std::sync::Arc::new(OverHttp { client }), env!("CARGO_PKG_VERSION"));
+    let handler = AgentOs::new(std::sync::Arc::new(api), env!("CARGO_PKG_VERSION"));
     agent_os_mcp::serve_stdio(handler).await.map_err(|e| {
         anyhow::anyhow!(
             "{e}: `agent-os mcp` is started by an MCP client (Claude Desktop, Claude Code, Cursor), which talks to it on standard input; see docs/mcp.md"

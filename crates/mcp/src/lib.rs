@@ -66,6 +66,19 @@ pub struct ApiAnswer {
     pub body: Value,
 }
 
+impl ApiAnswer {
+    /// An answer from its status and body bytes: JSON when they are, `null` when empty, else
+    /// the text (a proxy's HTML error page, say).
+    pub fn from_bytes(status: u16, bytes: &[u8]) -> ApiAnswer {
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+        };
+        ApiAnswer { status, body }
+    }
+}
+
 /// How the tools reach the API. `from` is the MCP request's HTTP head when the tool call came
 /// over Streamable HTTP (its `Authorization` is the caller's); `None` over stdio.
 pub trait Api: Send + Sync + 'static {

@@ -54,13 +54,7 @@ impl Api for InProcess {
         let bytes = axum::body::to_bytes(answer.into_body(), MAX_ANSWER_BYTES)
             .await
             .map_err(|e| format!("reading the answer to {} {}: {e}", request.verb.as_str(), request.path))?;
-        let body = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok(ApiAnswer { status, body })
+        Ok(ApiAnswer::from_bytes(status, &bytes))
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the backup and upgrade tests share: the real `agent-os serve` in a home of its own on
 //! an ephemeral port (a fixed fake admin token, nothing from the test's environment steering
-//! it), its JSON API over real HTTP, the CLI, and a project whose task logs two lines.
+//! it), its JSON API over real HTTP, the CLI, and a project whose task logs two lines; and how
+//! the pytest suites (the Python package's, the MCP server's) are run against this build.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)] // tests: a failed assumption is the test failing
 
@@ -237,4 +238,38 @@ pub fn project(dir: &Path, name: &str) -> PathBuf {
 pub async fn register(api: &Api, root: &Path) {
     let (status, v) = api.post("/api/v1/projects", json!({"path": root.display().to_string()})).await;
     assert_eq!(status, 201, "register {}: {v}", root.display());
+}
+
+/// Runs the pytest suite `tests` (a path under `dir`, run from `dir`) against this build's binary
+/// (`AGENT_OS_BIN`), with no other `AGENT_OS_*` variable and no `DATABASE_URL` or `PORT`
+/// steering it. When python3 cannot import `modules` it says to run `install` and passes, unless
+/// CI=true, where it fails.
+pub fn pytest(dir: &Path, tests: &str, modules: &str, install: &str) {
+    let importable =
+        Command::new("python3").args(["-c", &format!("import {modules}")]).output().is_ok_and(|o| o.status.success());
+    if !importable {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but the tests in {} cannot run; {install}", dir.display());
+        }
+        eprintln!("NOTE: the tests in {} not run; to run them, {install}", dir.display());
+        return;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", tests])
+        .current_dir(dir)
+        .env("AGENT_OS_BIN", BIN)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("DATABASE_URL")
+        .env_remove("PORT");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AGENT_OS_") && key != "AGENT_OS_BIN" {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().expect("cannot start python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "the tests in {} failed ({}):\n{stdout}\n{stderr}", dir.display(), out.status);
+    assert!(stdout.contains(" passed"), "pytest ran no test:\n{stdout}");
 }
