@@ -159,6 +159,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     store.init_setting("install_id", &agent_os_core::id::new_id()).await?;
     let (new_admin_token, known_token) = admin_token(store.as_ref(), now).await?;
 
+    let links_url = public.as_ref().map(|p| p.value.clone());
     let public_url = public.clone().map_or_else(|| local_url.clone(), |p| p.value);
     if let Some(warning) = settings::exposure_warning(addr, &public_url) {
         eprintln!("warning: {warning}");
@@ -184,6 +185,7 @@ pub async fn start(home: &Path, flags: &ServeFlags) -> Result<Running> {
     home::write_client_config(home, &ClientConfig { url: local_url.clone(), token })?;
 
     let mut ecfg = EngineConfig::new(agent_os_core::id::new_id(), public_url, home.join("run"));
+    ecfg.links_url = links_url;
     ecfg.apply_file(&config, channels);
     ecfg.config_file = Some(home.join("config.yaml"));
     ecfg.config_vars = flags.vars.clone();

@@ -9,6 +9,10 @@ pub struct EngineConfig {
     pub node_id: String,
     /// URL tasks use to reach the API (`AGENT_OS_URL`).
     pub public_url: String,
+    /// The public URL when one is configured (`public_url` in config.yaml, `--public-url`,
+    /// `AGENT_OS_PUBLIC_URL`): the base of the signed links notifications carry. `None` (the
+    /// server only knows its listen address): notifications carry no links.
+    pub links_url: Option<String>,
     /// Where outputs files and other scratch files live (`HOME/run`).
     pub runtime_dir: PathBuf,
     /// Most task runs executing at once on this node.
@@ -76,6 +80,7 @@ impl EngineConfig {
         EngineConfig {
             node_id,
             public_url,
+            links_url: None,
             runtime_dir,
             max_concurrent_runs: 16,
             log_max_bytes: 1024 * 1024,

@@ -11,6 +11,7 @@ pub mod budgets;
 mod group;
 pub mod health;
 pub mod incidents;
+pub mod links;
 pub mod monitor;
 pub mod notify;
 pub mod pricing;

@@ -264,9 +264,21 @@ impl Engine {
             Tell::Opened => Vec::new(),
             _ => self.store.incident_channels(&i.id).await?,
         };
+        // Someone can acknowledge from the message itself: a signed link, once, for 7 days.
+        let link = match tell {
+            Tell::Resolved => None,
+            _ if i.acked_at.is_some() => None,
+            _ => self.ack_link(&i.id).await?,
+        };
+        let body = match link {
+            Some(link) if link.len() <= 1000 => {
+                format!("{}\n\nAcknowledge: {link}", truncate(&body, 4000 - 16 - link.len()))
+            }
+            _ => truncate(&body, 4000),
+        };
         let input = NotifyInput {
             title: truncate(&title, 200),
-            body: truncate(&body, 4000),
+            body,
             severity: Some(severity),
             tags: all_tags,
             dedup_key: None,

@@ -1,0 +1,241 @@
+//! Signed action links: a notification about an incident carries a link that acknowledges it
+//! without a login, because the link itself is the credential. The token in the link names
+//! the action (`ack`), what it acts on (the incident's id) and when it expires, and carries an
+//! HMAC-SHA256 of those under a server-wide key kept in the settings table (`links.key`, made
+//! once at first use, the same for every node). A token is good once: its use is recorded
+//! (`links.used:NONCE` in the settings table), and a second use is refused with when it was
+//! used. Links are only made when the server has a configured public URL
+//! ([`EngineConfig::links_url`](crate::EngineConfig)): without one there is no address a
+//! reader of the notification could open.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use agent_os_core::alerting::IncidentStatus;
+use agent_os_store::IncidentRecord;
+
+use crate::secrets::random_bytes;
+
+use super::{Engine, EngineError};
+
+/// How long a link works after it was made: 7 days.
+pub const LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The settings row holding the server-wide key links are signed with (hex, 32 bytes).
+const KEY_SETTING: &str = "links.key";
+
+/// What the `acked_by` of an incident acknowledged through a link says.
+pub const ACKED_BY_LINK: &str = "signed link";
+
+/// Where a token's use is recorded: `AT RANDOM BY`.
+fn used_setting(nonce: &str) -> String {
+    format!("links.used:{nonce}")
+}
+
+/// What a link does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkAction {
+    /// Acknowledge an incident (the subject is its id).
+    Ack,
+}
+
+impl LinkAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkAction::Ack => "ack",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ack" => Some(LinkAction::Ack),
+            _ => None,
+        }
+    }
+}
+
+/// What a token says, once its signature is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkClaims {
+    pub action: LinkAction,
+    pub subject: String,
+    pub expires_at: i64,
+    nonce: String,
+}
+
+/// Why a link is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// Not a token at all, or its signature does not match: cut short or altered.
+    Altered,
+    /// A good token, for another action or another incident than the address names.
+    OtherSubject,
+    /// Its time ran out (at `expired_at`).
+    Expired { expired_at: i64 },
+    /// It was used already, at `at`, by `by`.
+    Used { at: i64, by: String },
+}
+
+impl LinkRefusal {
+    /// What the page says.
+    pub fn message(&self) -> String {
+        match self {
+            LinkRefusal::Altered => "This link is not valid: it was cut short or altered. Open the link from the \
+                                     notification exactly as it was sent, or acknowledge in the dashboard."
+                .into(),
+            LinkRefusal::OtherSubject => "This link belongs to another incident or action than this address names. \
+                                          Open the link from the notification exactly as it was sent."
+                .into(),
+            LinkRefusal::Expired { .. } => "This link has expired. Acknowledge the incident in the dashboard, or \
+                                            with `agent-os ack ID`."
+                .into(),
+            LinkRefusal::Used { .. } => "This link was already used; a link works once.".into(),
+        }
+    }
+}
+
+/// What using a link did.
+#[derive(Clone, Debug)]
+pub struct LinkUse {
+    pub incident: IncidentRecord,
+    /// When the link was used.
+    pub at: i64,
+}
+
+fn sign(key: &[u8], payload: &str) -> Result<Vec<u8>, EngineError> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| EngineError::Unavailable("bad link key".into()))?;
+    mac.update(b"agent-os link v1\n");
+    mac.update(payload.as_bytes());
+    Ok(mac.finalize().into_bytes().to_vec())
+}
+
+/// Reads a token: `ACTION.SUBJECT(base64url).EXPIRES_MS.NONCE.SIGNATURE(base64url)`.
+fn read_token(key: &[u8], token: &str) -> Result<Result<LinkClaims, LinkRefusal>, EngineError> {
+    let Some((payload, signature)) = token.rsplit_once('.') else { return Ok(Err(LinkRefusal::Altered)) };
+    let Ok(given) = URL_SAFE_NO_PAD.decode(signature) else { return Ok(Err(LinkRefusal::Altered)) };
+    let expected = sign(key, payload)?;
+    if !bool::from(expected.ct_eq(&given)) {
+        return Ok(Err(LinkRefusal::Altered));
+    }
+    let parts: Vec<&str> = payload.split('.').collect();
+    let [action, subject, expires, nonce] = parts.as_slice() else { return Ok(Err(LinkRefusal::Altered)) };
+    let claims = (|| {
+        let action = LinkAction::parse(action)?;
+        let subject = String::from_utf8(URL_SAFE_NO_PAD.decode(subject).ok()?).ok()?;
+        let expires_at = expires.parse::<i64>().ok()?;
+        Some(LinkClaims { action, subject, expires_at, nonce: (*nonce).to_string() })
+    })();
+    Ok(claims.ok_or(LinkRefusal::Altered))
+}
+
+impl Engine {
+    /// The server-wide key links are signed with, made at first use.
+    async fn link_key(&self) -> Result<Vec<u8>, EngineError> {
+        let fresh = hex::encode(random_bytes::<32>());
+        let stored = self.store.init_setting(KEY_SETTING, &fresh).await?;
+        hex::decode(stored.trim())
+            .map_err(|_| EngineError::Unavailable(format!("the {KEY_SETTING} setting is not hex")))
+    }
+
+    /// A token for `action` on `subject`, good until `expires_at` (ms).
+    pub async fn sign_link(&self, action: LinkAction, subject: &str, expires_at: i64) -> Result<String, EngineError> {
+        let key = self.link_key().await?;
+        let payload = format!(
+            "{}.{}.{expires_at}.{}",
+            action.as_str(),
+            URL_SAFE_NO_PAD.encode(subject.as_bytes()),
+            hex::encode(random_bytes::<16>())
+        );
+        let signature = URL_SAFE_NO_PAD.encode(sign(&key, &payload)?);
+        Ok(format!("{payload}.{signature}"))
+    }
+
+    /// The absolute address that acknowledges incident `id`, good for [`LINK_TTL`]; `None`
+    /// when the server has no configured public URL.
+    pub async fn ack_link(&self, id: &str) -> Result<Option<String>, EngineError> {
+        let Some(base) = self.cfg().links_url.clone() else { return Ok(None) };
+        let expires_at = self.now().saturating_add(LINK_TTL.as_millis() as i64);
+        let token = self.sign_link(LinkAction::Ack, id, expires_at).await?;
+        Ok(Some(format!("{}/links/incidents/{id}/ack?token={token}", base.trim_end_matches('/'))))
+    }
+
+    /// Checks `token` for `action` on `subject` without using it.
+    pub async fn check_link(
+        &self,
+        action: LinkAction,
+        subject: &str,
+        token: &str,
+    ) -> Result<Result<LinkClaims, LinkRefusal>, EngineError> {
+        let key = self.link_key().await?;
+        let claims = match read_token(&key, token.trim())? {
+            Ok(c) => c,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if claims.action != action || claims.subject != subject {
+            return Ok(Err(LinkRefusal::OtherSubject));
+        }
+        if let Some(used) = self.store.get_setting(&used_setting(&claims.nonce)).await? {
+            return Ok(Err(used_refusal(&used)));
+        }
+        if self.now() >= claims.expires_at {
+            return Ok(Err(LinkRefusal::Expired { expired_at: claims.expires_at }));
+        }
+        Ok(Ok(claims))
+    }
+
+    /// Acknowledges the incident `id` through a link: the token is checked, its use recorded
+    /// (a token works once, even when two requests race) and the incident acknowledged by
+    /// [`ACKED_BY_LINK`].
+    pub async fn ack_by_link(&self, id: &str, token: &str) -> Result<Result<LinkUse, LinkRefusal>, EngineError> {
+        let claims = match self.check_link(LinkAction::Ack, id, token).await? {
+            Ok(c) => c,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let Some(incident) = self.store.get_incident(id).await? else {
+            return Err(EngineError::NotFound(format!("no incident {id:?}; it may have been pruned")));
+        };
+        if incident.status != IncidentStatus::Open {
+            return Err(EngineError::Conflict(format!("incident {id} is already resolved; nothing to acknowledge")));
+        }
+        let now = self.now();
+        let mine = format!("{now} {} {ACKED_BY_LINK}", hex::encode(random_bytes::<8>()));
+        let recorded = self.store.init_setting(&used_setting(&claims.nonce), &mine).await?;
+        if recorded != mine {
+            return Ok(Err(used_refusal(&recorded)));
+        }
+        let incident = self.ack_incident(id, ACKED_BY_LINK).await?;
+        Ok(Ok(LinkUse { incident, at: now }))
+    }
+}
+
+fn used_refusal(recorded: &str) -> LinkRefusal {
+    let mut parts = recorded.splitn(3, ' ');
+    let at = parts.next().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let by = parts.nth(1).unwrap_or(ACKED_BY_LINK).to_string();
+    LinkRefusal::Used { at, by }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_token_reads_back_and_any_change_is_refused() {
+        let key = [7u8; 32];
+        let payload = format!("ack.{}.1000.abcd", URL_SAFE_NO_PAD.encode("inc-1"));
+        let token = format!("{payload}.{}", URL_SAFE_NO_PAD.encode(sign(&key, &payload).unwrap()));
+        let claims = read_token(&key, &token).unwrap().unwrap();
+        assert_eq!((claims.action, claims.subject.as_str(), claims.expires_at), (LinkAction::Ack, "inc-1", 1000));
+        let later = token.replace(".1000.", ".9999.");
+        assert_eq!(read_token(&key, &later).unwrap(), Err(LinkRefusal::Altered));
+        assert_eq!(read_token(&[8u8; 32], &token).unwrap(), Err(LinkRefusal::Altered), "another key");
+        assert_eq!(read_token(&key, "nothing").unwrap(), Err(LinkRefusal::Altered));
+        assert_eq!(read_token(&key, &token[..token.len() - 2]).unwrap(), Err(LinkRefusal::Altered));
+    }
+}
