@@ -8,6 +8,7 @@ mod assets;
 mod costs;
 mod events;
 mod incidents;
+mod links;
 mod live;
 mod overview;
 mod project;
@@ -93,6 +94,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(pages)
         .route("/login", get(session::login_page).post(session::login))
+        .merge(links::routes())
         .route("/assets/{name}", get(assets::serve))
         .layer(axum::middleware::from_fn(security_headers))
 }
