@@ -128,6 +128,16 @@ async fn link_story(s: &TestServer) {
     let (st, page) = press(s, &b, &token_b).await;
     assert_eq!(st, 200, "{page}");
     assert_eq!(incident(s, &b).await["acked_by"], "signed link");
+
+    // An incident someone acknowledged meanwhile keeps its acknowledgement; the page says who.
+    let c = raise(s, "trading/daily").await;
+    let token_c = token_of(&link_of(s, &c).await.unwrap());
+    let (st, v) = s.post(&format!("/api/v1/incidents/{c}/ack"), serde_json::json!({"by": "ana"})).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, page) = press(s, &c, &token_c).await;
+    assert_eq!(st, 409, "{page}");
+    assert!(page.contains("already acknowledged (by ana"), "{page}");
+    assert_eq!(incident(s, &c).await["acked_by"], "ana");
 }
 
 #[tokio::test]

@@ -202,6 +202,12 @@ impl Engine {
         if incident.status != IncidentStatus::Open {
             return Err(EngineError::Conflict(format!("incident {id} is already resolved; nothing to acknowledge")));
         }
+        if let (Some(at), Some(by)) = (incident.acked_at, &incident.acked_by) {
+            let at = jiff::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string());
+            return Err(EngineError::Conflict(format!(
+                "incident {id} is already acknowledged (by {by}, at {at}); the link was not used"
+            )));
+        }
         let now = self.now();
         let mine = format!("{now} {} {ACKED_BY_LINK}", hex::encode(random_bytes::<8>()));
         let recorded = self.store.init_setting(&used_setting(&claims.nonce), &mine).await?;
