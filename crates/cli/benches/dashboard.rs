@@ -294,7 +294,13 @@ async fn measure(server: &Server, http: &reqwest::Client, cookie: &str, path: &s
 
 /// One MCP tool call, timed from sending `POST /mcp` to the last byte of its JSON answer, which
 /// must be a result that is not a tool error.
-async fn measure_tool(server: &Server, http: &reqwest::Client, name: &str, args: &Value, plan: &Plan) -> Result<Measured> {
+async fn measure_tool(
+    server: &Server,
+    http: &reqwest::Client,
+    name: &str,
+    args: &Value,
+    plan: &Plan,
+) -> Result<Measured> {
     let mut times = Vec::with_capacity(plan.samples);
     let mut bytes = 0;
     for i in 0..plan.warmup + plan.samples {

@@ -41,5 +41,8 @@ fn the_official_mcp_client_drives_every_tool_over_both_transports() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
     assert!(out.status.success(), "the MCP tests failed ({}):\n{stdout}\n{stderr}", out.status);
-    assert!(stdout.contains(" passed") && !stdout.contains("skipped"), "pytest ran no test, or skipped some:\n{stdout}");
+    assert!(
+        stdout.contains(" passed") && !stdout.contains("skipped"),
+        "pytest ran no test, or skipped some:\n{stdout}"
+    );
 }
