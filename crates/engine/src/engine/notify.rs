@@ -516,6 +516,9 @@ impl Engine {
             severity: n.severity.as_str(),
             tags: &n.tags,
             at: &at,
+            incident: n.incident_id.as_deref(),
+            // The resolution of an incident says so with its tag (`tell`).
+            resolves: n.incident_id.is_some() && n.tags.iter().any(|t| t == RESOLVED_TAG),
         };
         let outcome = self.deliver(&ch, &d.id, d.attempts, &message).await;
         if outcome.status == DeliveryStatus::Delivered && n.source == Some(NotificationSource::Test) {
@@ -572,6 +575,8 @@ impl Engine {
             severity: worst.unwrap_or(Severity::Info).as_str(),
             tags: &[],
             at: &at,
+            incident: None,
+            resolves: false,
         };
         let attempts = rows.iter().map(|d| d.attempts).max().unwrap_or(1);
         let outcome = self.deliver(&ch, &key, attempts, &message).await;
@@ -629,8 +634,16 @@ impl Engine {
             }
             return outcome;
         }
-        let body = channel::payload(ch.kind, ch.topic.as_deref(), message);
-        match self.post(ch, key, &body).await {
+        // One request per target (a Telegram chat, a Mattermost channel), stopping at the first
+        // that fails: the delivery is then retried whole.
+        let mut answer = Ok(200);
+        for request in channel::requests(ch, message) {
+            answer = self.post(ch, key, &request).await;
+            if !matches!(answer, Ok(status) if (200..300).contains(&status)) {
+                break;
+            }
+        }
+        match answer {
             Ok(status) if (200..300).contains(&status) => {
                 outcome.status = DeliveryStatus::Delivered;
                 outcome.last_status = Some(i64::from(status));
@@ -701,10 +714,10 @@ impl Engine {
         }
     }
 
-    /// POSTs `body` to the channel: resolves its host, refuses private addresses unless allowed,
-    /// and connects to the very address it checked.
-    async fn post(&self, ch: &Channel, key: &str, body: &serde_json::Value) -> Result<u16, Refused> {
-        let url = reqwest::Url::parse(&ch.endpoint).map_err(|e| Refused::Private(format!("bad endpoint: {e}")))?;
+    /// Sends one of the channel's requests: resolves its host, refuses private addresses unless
+    /// allowed, and connects to the very address it checked.
+    async fn post(&self, ch: &Channel, key: &str, request: &channel::Request) -> Result<u16, Refused> {
+        let url = reqwest::Url::parse(&request.url).map_err(|e| Refused::Private(format!("bad endpoint: {e}")))?;
         let (host, port) = channel_target(ch).map_err(Refused::Private)?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
@@ -729,11 +742,20 @@ impl Engine {
             .no_proxy()
             .build()
             .map_err(|e| Refused::Network(e.to_string()))?;
-        let bytes = serde_json::to_vec(body).map_err(|e| Refused::Private(e.to_string()))?;
-        let mut req =
-            client.post(url).header("Idempotency-Key", key).header(reqwest::header::CONTENT_TYPE, "application/json");
+        let bytes = serde_json::to_vec(&request.body).map_err(|e| Refused::Private(e.to_string()))?;
+        let method = match request.method {
+            channel::Method::Post => reqwest::Method::POST,
+            channel::Method::Put => reqwest::Method::PUT,
+        };
+        let mut req = client
+            .request(method, url)
+            .header("Idempotency-Key", key)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(auth) = &ch.authorization {
             req = req.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        for (name, value) in &ch.headers {
+            req = req.header(*name, value);
         }
         if let Some(secret) = &ch.signing_secret {
             // Standard Webhooks: the delivery id is the message id, stable across retries.
@@ -754,17 +776,36 @@ impl Engine {
         })?;
         let status = resp.status().as_u16();
         if status == 429 {
-            let wait = resp
+            let header = resp
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-                .unwrap_or(RETRY_AFTER[0]);
-            return Err(Refused::RetryAfter(wait));
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let wait = match header {
+                Some(secs) => Some(secs),
+                None => retry_after_in_body(resp).await,
+            };
+            return Err(Refused::RetryAfter(wait.map_or(RETRY_AFTER[0], Duration::from_secs)));
         }
         Ok(status)
     }
+}
+
+/// The tag an incident's resolution carries (PagerDuty channels resolve their alert on it).
+pub const RESOLVED_TAG: &str = "resolved";
+
+/// The wait a 429 answer names in its JSON body, as Telegram does
+/// (`{"parameters": {"retry_after": 35}}`); the first 16 KiB are read.
+async fn retry_after_in_body(mut resp: reqwest::Response) -> Option<u64> {
+    let mut body = Vec::new();
+    while body.len() < 16 * 1024 {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    answer.get("parameters")?.get("retry_after")?.as_u64()
 }
 
 /// An outcome that is final at once.
