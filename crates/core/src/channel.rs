@@ -2,7 +2,8 @@
 //! (`discord://ID/TOKEN`, `slack://T/B/SECRET`, `json://host/path`, `ntfy://host/topic`,
 //! `mailto://user:pass@smtp.host?to=ops@example.com`, `tgram://BOT_TOKEN/CHAT_ID`,
 //! `pover://USER_KEY@APP_TOKEN`, `gotify://host/APP_TOKEN`, `mmost://host/WEBHOOK_TOKEN`,
-//! `gchat://WORKSPACE/KEY/TOKEN`, `pagerduty://INTEGRATION_KEY@API_KEY`) turned into the
+//! `gchat://WORKSPACE/KEY/TOKEN`, `pagerduty://INTEGRATION_KEY@API_KEY`,
+//! `workflows://HOST/WORKFLOW/SIGNATURE` for Microsoft Teams) turned into the
 //! endpoint to call and the requests each service expects (for e-mail: the SMTP server, the
 //! envelope and a subject and plain-text body). Each text is cut visibly at the service's limit.
 //! Secrets come from Agent OS's own environment through `${VAR}` references, resolved by the
@@ -50,6 +51,9 @@ pub enum Kind {
     GoogleChat,
     /// PagerDuty's Events API v2 (`pagerduty://`): incidents trigger and resolve alerts.
     PagerDuty,
+    /// A Microsoft Teams channel through a Power Automate workflow webhook (`workflows://`),
+    /// sent an Adaptive Card.
+    Teams,
 }
 
 impl Kind {
@@ -66,6 +70,7 @@ impl Kind {
             Kind::Mattermost => "mattermost",
             Kind::GoogleChat => "googlechat",
             Kind::PagerDuty => "pagerduty",
+            Kind::Teams => "teams",
         }
     }
 }
@@ -569,8 +574,9 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
             ))
         }
         "pagerduty" => parse_pagerduty(rest, base, query, plain),
+        "workflows" | "workflow" => parse_workflows(scheme, rest, base, query, plain),
         other => Err(format!(
-            "unknown channel kind {other:?}; discord, slack, ntfy(s), json(s), mailto(s), tgram, pover, gotify(s), mmost(s), gchat or pagerduty"
+            "unknown channel kind {other:?}; discord, slack, ntfy(s), json(s), mailto(s), tgram, pover, gotify(s), mmost(s), gchat, pagerduty or workflows"
         )),
     }
 }
@@ -674,6 +680,73 @@ fn parse_pagerduty(
         shown.push_str("?region=eu");
     }
     Ok(Channel { fields, ..plain(Kind::PagerDuty, format!("{base}/v2/enqueue"), shown) })
+}
+
+/// `workflows://HOST[:PORT]/WORKFLOW/SIGNATURE[?pa=yes&ver=…]`: a Power Automate workflow
+/// ("When a Teams webhook request is received"), from its URL
+/// `https://HOST[:PORT]/workflows/WORKFLOW/triggers/manual/paths/invoke?…&sig=SIGNATURE`.
+fn parse_workflows(
+    scheme: &str,
+    rest: &str,
+    base: Option<String>,
+    mut query: Query<'_>,
+    plain: impl Fn(Kind, String, String) -> Channel,
+) -> Result<Channel, String> {
+    const FORM: &str = "workflows://HOST[:PORT]/WORKFLOW/SIGNATURE";
+    let id_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let mut parts = rest.trim_end_matches('/').split('/');
+    let host = parts.next().unwrap_or_default();
+    let mut workflow = parts.next().map(str::to_string);
+    let mut signature = parts.next().map(str::to_string);
+    if parts.next().is_some() {
+        return Err(format!("too many parts: {FORM}, the workflow's id and the sig= of its URL"));
+    }
+    if let Some(w) = query.take("id") {
+        workflow = Some(w);
+    }
+    if let Some(s) = query.take("sig") {
+        signature = Some(s);
+    }
+    let (Some(workflow), Some(signature)) = (workflow, signature) else {
+        return Err(format!("name the workflow's id and the sig= of its URL: {FORM}"));
+    };
+    if host.contains('@') || !id_ok(&workflow) || !id_ok(&signature) {
+        return Err(format!("{FORM}: the workflow and the signature are letters, digits, - and _"));
+    }
+    let (h, port) = split_host_port(host).map_err(|e| format!("{e}: {FORM}"))?;
+    let power_automate = match query.take("pa").or_else(|| query.take("powerautomate")) {
+        Some(v) => yes_no("pa", &v)?,
+        None => false,
+    };
+    let version = query.take("ver").or_else(|| query.take("api-version"));
+    let version = version.unwrap_or_else(|| if power_automate { "2022-03-01-preview" } else { "2016-06-01" }.into());
+    if !id_ok(&version.replace('.', "")) {
+        return Err(format!("ver={version:?} is not an API version (like 2016-06-01)"));
+    }
+    if let Some(wrap) = query.take("wrap")
+        && !yes_no("wrap", &wrap)?
+    {
+        return Err("wrap=no is not read: the card always wraps its text; remove it".into());
+    }
+    if let Some(image) = query.take("image") {
+        // Apprise's own URLs carry it; no image is sent either way.
+        yes_no("image", &image)?;
+    }
+    if query.take("template").is_some() {
+        return Err("template= is not read: Agent OS sends its own Adaptive Card; remove it".into());
+    }
+    query.done("pa=yes|no, ver=API_VERSION, wrap=yes, id=, sig= and base=http(s)://…")?;
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    let base = base.unwrap_or_else(|| format!("https://{h}{port}"));
+    let direct = if power_automate { "/powerautomate/automations/direct" } else { "" };
+    Ok(plain(
+        Kind::Teams,
+        format!(
+            "{base}{direct}/workflows/{workflow}/triggers/manual/paths/invoke?api-version={}&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={signature}",
+            crate::url::encode_component(&version)
+        ),
+        format!("{scheme}://{h}{port}/{}/{}", mask(&workflow), mask(&signature)),
+    ))
 }
 
 /// The most recipients one e-mail channel sends to.
@@ -936,6 +1009,43 @@ fn details(m: &Message) -> String {
     if m.body.trim().is_empty() { format!("{}{tags}", m.title) } else { format!("{}{tags}", m.body) }
 }
 
+/// A Teams message holding one Adaptive Card (version 1.4, which Teams renders): the title in
+/// the severity's colour, the body, and the tags in small print.
+fn teams_card(m: &Message) -> Value {
+    let from = m.project.map(|p| format!(" · {p}")).unwrap_or_default();
+    let color = match m.severity {
+        "critical" => "Attention",
+        "warning" => "Warning",
+        _ => "Accent",
+    };
+    let mut blocks = vec![json!({
+        "type": "TextBlock", "text": format!("{} {}{from}", severity_mark(m.severity), m.title),
+        "weight": "Bolder", "size": "Large", "color": color, "wrap": true,
+    })];
+    if !m.body.trim().is_empty() {
+        blocks.push(json!({ "type": "TextBlock", "text": m.body, "wrap": true }));
+    }
+    if !m.tags.is_empty() {
+        blocks.push(
+            json!({ "type": "TextBlock", "text": m.tags.join(" "), "isSubtle": true, "size": "Small", "wrap": true }),
+        );
+    }
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": blocks,
+                "msteams": { "width": "Full" },
+            },
+        }],
+    })
+}
+
 /// Sets each of `fields` in the object `body`; an object in both is merged, one level deep.
 fn merge(body: &mut Value, fields: &Map<String, Value>) {
     let Value::Object(obj) = body else { return };
@@ -1029,6 +1139,7 @@ pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
                 "client": "Agent OS",
             })
         }
+        Kind::Teams => teams_card(m),
         Kind::Json | Kind::Email => json!({
             "type": "notification",
             "id": m.id,
@@ -1396,6 +1507,50 @@ mod tests {
             ("pagerduty://key@api/s/c/x", "too many parts"),
             ("pagerduty://key@api?%2Bx=1", "unknown or bad parameter"),
             ("pagerduty://key@api?click=nowhere", "an http(s):// address"),
+        ] {
+            let e = parse("c", bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn teams_workflow_urls_become_the_workflow_trigger_and_an_adaptive_card() {
+        let t = parse("t", "workflows://prod-01.westus.logic.azure.com:443/abc123def/S1g-na_ture?image=yes&wrap=yes")
+            .unwrap();
+        assert_eq!(t.kind, Kind::Teams);
+        assert_eq!(
+            t.endpoint,
+            "https://prod-01.westus.logic.azure.com:443/workflows/abc123def/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=S1g-na_ture"
+        );
+        assert_eq!(t.display, "workflows://prod-01.westus.logic.azure.com:443/abc…/S1g…");
+        let pa = parse("t", "workflow://h.example.com/w1?sig=s1&pa=yes").unwrap();
+        assert_eq!(
+            pa.endpoint,
+            "https://h.example.com/powerautomate/automations/direct/workflows/w1/triggers/manual/paths/invoke?api-version=2022-03-01-preview&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=s1"
+        );
+        let tags = vec!["disk".to_string()];
+        let m = Message { tags: &tags, ..note("ETH moved", "critical") };
+        let card = &requests(&t, &m)[0].body;
+        assert_eq!(card["type"], "message");
+        let a = &card["attachments"][0];
+        assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            (a["content"]["type"].as_str(), a["content"]["version"].as_str()),
+            (Some("AdaptiveCard"), Some("1.4"))
+        );
+        let blocks = a["content"]["body"].as_array().unwrap();
+        assert_eq!(
+            (blocks[0]["text"].as_str(), blocks[0]["color"].as_str()),
+            (Some("🔴 Spike · trading"), Some("Attention"))
+        );
+        assert_eq!((blocks[1]["text"].as_str(), blocks[2]["text"].as_str()), (Some("ETH moved"), Some("disk")));
+        for (bad, says) in [
+            ("workflows://h.example.com/w1", "name the workflow's id and the sig="),
+            ("workflows://h.example.com/w1/s1/x", "too many parts"),
+            ("workflows://h.example.com/w!/s1", "letters, digits, - and _"),
+            ("workflows://h.example.com/w1/s1?template=/x.json", "template= is not read"),
+            ("workflows://h.example.com/w1/s1?wrap=no", "wrap=no is not read"),
+            ("workflows://h.example.com/w1/s1?pa=maybe", "pa=yes or pa=no"),
         ] {
             let e = parse("c", bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

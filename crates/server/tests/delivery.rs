@@ -602,3 +602,38 @@ async fn pagerduty_triggers_on_an_incident_and_resolves_it_with_the_same_dedup_k
     assert!(p["timestamp"].as_str().is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()), "{p}");
     assert_eq!(got[1].body["event_action"], "resolve", "{}", got[1].body);
 }
+
+#[tokio::test]
+async fn teams_gets_its_workflow_trigger_with_the_signature_and_an_adaptive_card() {
+    let (teams, url) = Sink::start(&[202]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan(
+            "teams",
+            &format!("workflows://prod-01.westus.logic.azure.com:443/FAKEworkflow/FAKE-sig_1?base={url}"),
+        ));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    notify_delivered(
+        &s,
+        json!({"project": "trading", "title": "Spike", "body": "ETH moved", "severity": "warning", "tags": ["eth"]}),
+    )
+    .await;
+    let got = teams.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/workflows/FAKEworkflow/triggers/manual/paths/invoke"));
+    assert_eq!(r.query, "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=FAKE-sig_1");
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.body["type"], "message");
+    let card = &r.body["attachments"][0];
+    assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        (card["content"]["type"].as_str(), card["content"]["version"].as_str()),
+        (Some("AdaptiveCard"), Some("1.4"))
+    );
+    let texts: Vec<&str> =
+        card["content"]["body"].as_array().unwrap().iter().filter_map(|b| b["text"].as_str()).collect();
+    assert_eq!(texts, ["🟠 Spike · trading", "ETH moved", "eth"]);
+}
