@@ -3,7 +3,8 @@
 //! `mailto://user:pass@smtp.host?to=ops@example.com`, `tgram://BOT_TOKEN/CHAT_ID`,
 //! `pover://USER_KEY@APP_TOKEN`, `gotify://host/APP_TOKEN`, `mmost://host/WEBHOOK_TOKEN`,
 //! `gchat://WORKSPACE/KEY/TOKEN`, `pagerduty://INTEGRATION_KEY@API_KEY`,
-//! `workflows://HOST/WORKFLOW/SIGNATURE` for Microsoft Teams) turned into the
+//! `workflows://HOST/WORKFLOW/SIGNATURE` for Microsoft Teams, `matrixs://TOKEN@HOST/!ROOM`)
+//! turned into the
 //! endpoint to call and the requests each service expects (for e-mail: the SMTP server, the
 //! envelope and a subject and plain-text body). Each text is cut visibly at the service's limit.
 //! Secrets come from Agent OS's own environment through `${VAR}` references, resolved by the
@@ -26,6 +27,8 @@ pub const PUSHOVER_MESSAGE_LIMIT: usize = 1024;
 pub const MATTERMOST_LIMIT: usize = 16383;
 /// Google Chat's limit on a message's `text`.
 pub const GOOGLE_CHAT_LIMIT: usize = 4096;
+/// A Matrix event is at most 64 KiB in all; its text is kept well within that.
+pub const MATRIX_LIMIT: usize = 16000;
 /// PagerDuty's limit on an event's `payload.summary`.
 pub const PAGERDUTY_SUMMARY_LIMIT: usize = 1024;
 
@@ -54,6 +57,9 @@ pub enum Kind {
     /// A Microsoft Teams channel through a Power Automate workflow webhook (`workflows://`),
     /// sent an Adaptive Card.
     Teams,
+    /// A Matrix homeserver's client API (`matrix://`, `matrixs://`) with an access token, one
+    /// `PUT` per room.
+    Matrix,
 }
 
 impl Kind {
@@ -71,6 +77,7 @@ impl Kind {
             Kind::GoogleChat => "googlechat",
             Kind::PagerDuty => "pagerduty",
             Kind::Teams => "teams",
+            Kind::Matrix => "matrix",
         }
     }
 }
@@ -106,6 +113,8 @@ pub struct Channel {
 /// The HTTP method of a channel's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// Without a body (a Matrix room alias looked up).
+    Get,
     Post,
     Put,
 }
@@ -575,8 +584,9 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
         }
         "pagerduty" => parse_pagerduty(rest, base, query, plain),
         "workflows" | "workflow" => parse_workflows(scheme, rest, base, query, plain),
+        "matrix" | "matrixs" => parse_matrix(scheme, rest, base, query, plain),
         other => Err(format!(
-            "unknown channel kind {other:?}; discord, slack, ntfy(s), json(s), mailto(s), tgram, pover, gotify(s), mmost(s), gchat, pagerduty or workflows"
+            "unknown channel kind {other:?}; discord, slack, ntfy(s), json(s), mailto(s), tgram, pover, gotify(s), mmost(s), gchat, pagerduty, workflows or matrix(s)"
         )),
     }
 }
@@ -747,6 +757,89 @@ fn parse_workflows(
         ),
         format!("{scheme}://{h}{port}/{}/{}", mask(&workflow), mask(&signature)),
     ))
+}
+
+/// `matrix(s)://ACCESS_TOKEN@HOST[:PORT]/ROOM[/ROOM…]`: rooms by id (`!id[:server]`) or
+/// alias (`#alias[:server]`, looked up when sending); without `:server` the host's own.
+fn parse_matrix(
+    scheme: &str,
+    rest: &str,
+    base: Option<String>,
+    mut query: Query<'_>,
+    plain: impl Fn(Kind, String, String) -> Channel,
+) -> Result<Channel, String> {
+    const FORM: &str = "matrixs://ACCESS_TOKEN@HOST[:PORT]/!ROOM_ID:SERVER (or #ALIAS:SERVER)";
+    let mut parts = rest.split('/');
+    let authority = parts.next().unwrap_or_default();
+    let Some((token, hostport)) = authority.rsplit_once('@') else {
+        return Err(format!("name the access token and the homeserver: {FORM}"));
+    };
+    if token.contains(':') {
+        return Err(format!(
+            "a log-in with USER:PASSWORD, and Apprise's webhook modes, are not supported; write an access token: {FORM}"
+        ));
+    }
+    let token = crate::url::decode_component(token).map_err(|e| format!("the access token: {e}"))?;
+    if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!("the access token is printable ASCII without spaces: {FORM}"));
+    }
+    let (host, port) = split_host_port(hostport).map_err(|e| format!("{e}: {FORM}"))?;
+    let mut written: Vec<String> = parts.filter(|p| !p.is_empty()).map(str::to_string).collect();
+    if let Some(to) = query.take("to") {
+        written.extend(to.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()));
+    }
+    let mut rooms = Vec::new();
+    for room in &written {
+        let room = crate::url::decode_component(room).map_err(|e| format!("room {room:?}: {e}"))?;
+        let (sigil, name) = match room.chars().next() {
+            Some(c @ ('!' | '#')) => (c, &room[1..]),
+            Some('@') => return Err(format!("{room:?} is a user: direct messages are not sent; name a room: {FORM}")),
+            _ => ('#', room.as_str()),
+        };
+        let (local, server) = name.split_once(':').unwrap_or((name, host.as_str()));
+        let local_ok = !local.is_empty() && local.chars().all(|c| c.is_ascii_graphic() && c != ':');
+        if !local_ok || split_host_port(server).is_err() {
+            return Err(format!("room {room:?} is not a room id (!id:server) or alias (#alias:server): {FORM}"));
+        }
+        rooms.push(json!({ "room": format!("{sigil}{local}:{server}") }));
+    }
+    if rooms.is_empty() {
+        return Err(format!("name at least one room: {FORM}"));
+    }
+    let mut fields = Map::new();
+    match query.take("msgtype").as_deref() {
+        None | Some("text") => {}
+        Some("notice") => {
+            fields.insert("msgtype".into(), json!("m.notice"));
+        }
+        Some(other) => return Err(format!("msgtype={other:?}: write msgtype=text (the default) or msgtype=notice")),
+    }
+    match query.take("mode").as_deref() {
+        None | Some("off") => {}
+        Some(other) => return Err(format!("mode={other}: Apprise's webhook modes are not supported; write {FORM}")),
+    }
+    match query.take("version").or_else(|| query.take("v")).as_deref() {
+        None | Some("3") => {}
+        Some(other) => return Err(format!("version={other}: only the v3 client API is spoken; remove it")),
+    }
+    for key in ["discovery", "image"] {
+        if let Some(v) = query.take(key) {
+            // Read as Apprise writes them; no discovery is made and no image is sent.
+            yes_no(key, &v)?;
+        }
+    }
+    query.done("to=ROOM, msgtype=text|notice, version=3, discovery=, image= and base=http(s)://…")?;
+    let shown_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    let http = if scheme == "matrixs" { "https" } else { "http" };
+    let base = base.unwrap_or_else(|| format!("{http}://{shown_host}{port}"));
+    let shown_rooms: Vec<&str> = rooms.iter().filter_map(|r| r["room"].as_str()).collect();
+    Ok(Channel {
+        authorization: Some(format!("Bearer {token}")),
+        fields,
+        targets: rooms.clone(),
+        ..plain(Kind::Matrix, base, format!("{scheme}://{}@{shown_host}{port}/{}", mask(&token), shown_rooms.join("/")))
+    })
 }
 
 /// The most recipients one e-mail channel sends to.
@@ -1063,9 +1156,32 @@ fn merge(body: &mut Value, fields: &Map<String, Value>) {
 
 /// The HTTP requests that send `m` to `ch`: the service's body with the channel's own fields,
 /// once per target (a Telegram chat, a Mattermost channel) or once. Not for e-mail channels.
-pub fn requests(ch: &Channel, m: &Message) -> Vec<Request> {
+///
+/// A Matrix channel's targets are rooms (`{"room": "!id:server"}`, aliases already looked up):
+/// each gets a `PUT` to the room's send endpoint, whose transaction id is `key` (the delivery's
+/// id) and the room's place in the list, the same on every retry, so the homeserver stores a
+/// retried message once.
+pub fn requests(ch: &Channel, m: &Message, key: &str) -> Vec<Request> {
     let mut body = payload(ch.kind, ch.topic.as_deref(), m);
     merge(&mut body, &ch.fields);
+    if ch.kind == Kind::Matrix {
+        let enc = crate::url::encode_component;
+        return ch
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, target)| Request {
+                method: Method::Put,
+                url: format!(
+                    "{}/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                    ch.endpoint,
+                    enc(target["room"].as_str().unwrap_or_default()),
+                    enc(&format!("{key}.{i}"))
+                ),
+                body: body.clone(),
+            })
+            .collect();
+    }
     let one = |body: Value| Request { method: Method::Post, url: ch.endpoint.clone(), body };
     if ch.targets.is_empty() {
         return vec![one(body)];
@@ -1140,6 +1256,10 @@ pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
             })
         }
         Kind::Teams => teams_card(m),
+        Kind::Matrix => json!({
+            "msgtype": "m.text",
+            "body": fit(&format!("{} {}{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), MATRIX_LIMIT),
+        }),
         Kind::Json | Kind::Email => json!({
             "type": "notification",
             "id": m.id,
@@ -1357,7 +1477,7 @@ mod tests {
         assert_eq!(t.kind, Kind::Telegram);
         assert_eq!(t.endpoint, "https://api.telegram.org/bot123456789:AAE-x_yz/sendMessage");
         assert_eq!(t.display, "tgram://123456789:…/-1001234/@ops_room:7/42", "the token's secret is never shown");
-        let rs = requests(&t, &note("ETH moved", "critical"));
+        let rs = requests(&t, &note("ETH moved", "critical"), "d1");
         assert_eq!(rs.len(), 3, "one request per chat");
         assert_eq!(rs[0].body["chat_id"], -1001234);
         assert_eq!(
@@ -1369,7 +1489,7 @@ mod tests {
         assert_eq!(rs[2].body["text"], "🔴 Spike · trading\nETH moved");
         let topic = parse("tg", "tgram://1:s/5?topic=9&preview=yes&base=http://127.0.0.1:9").unwrap();
         assert_eq!(topic.endpoint, "http://127.0.0.1:9/bot1:s/sendMessage");
-        let r = &requests(&topic, &note("x", "info"))[0];
+        let r = &requests(&topic, &note("x", "info"), "d1")[0];
         assert_eq!(
             (r.body["message_thread_id"].as_i64(), &r.body["link_preview_options"]),
             (Some(9), &json!({"is_disabled": false}))
@@ -1391,7 +1511,7 @@ mod tests {
     #[test]
     fn telegram_text_is_cut_at_4096_utf16_units() {
         let long = "😀".repeat(3000);
-        let text = requests(&parse("tg", "tgram://1:s/1").unwrap(), &note(&long, "info"))[0].body["text"]
+        let text = requests(&parse("tg", "tgram://1:s/1").unwrap(), &note(&long, "info"), "d1")[0].body["text"]
             .as_str()
             .unwrap()
             .to_string();
@@ -1407,16 +1527,16 @@ mod tests {
         assert_eq!((p.kind, p.endpoint.as_str()), (Kind::Pushover, "https://api.pushover.net/1/messages.json"));
         assert_eq!(p.display, "pover://uuu…@aaa…/phone/desk");
         let long = "x".repeat(3000);
-        let r = &requests(&p, &note(&long, "critical"))[0];
+        let r = &requests(&p, &note(&long, "critical"), "d1")[0];
         assert_eq!((r.body["token"].as_str(), r.body["user"].as_str()), (Some(app.as_str()), Some(user.as_str())));
         assert_eq!((r.body["device"].as_str(), r.body["sound"].as_str()), (Some("phone,desk"), Some("siren")));
         assert_eq!((r.body["title"].as_str(), r.body["priority"].as_i64()), (Some("Spike · trading"), Some(1)));
         assert_eq!(r.body["message"].as_str().unwrap().chars().count(), PUSHOVER_MESSAGE_LIMIT);
-        assert_eq!(requests(&p, &note("", "info"))[0].body["message"], "Spike", "no body: the title");
+        assert_eq!(requests(&p, &note("", "info"), "d1")[0].body["message"], "Spike", "no body: the title");
         let title = "t".repeat(300);
-        let cut = &requests(&p, &Message { title: &title, ..note("", "info") })[0].body["title"];
+        let cut = &requests(&p, &Message { title: &title, ..note("", "info") }, "d1")[0].body["title"];
         assert_eq!(cut.as_str().map(|t| t.chars().count()), Some(PUSHOVER_TITLE_LIMIT));
-        assert_eq!(requests(&p, &note("", "info"))[0].body["priority"], -1);
+        assert_eq!(requests(&p, &note("", "info"), "d1")[0].body["priority"], -1);
         for (bad, says) in [
             (format!("pover://{app}"), "USER_KEY@APP_TOKEN"),
             (format!("pover://short@{app}"), "30 letters and digits"),
@@ -1434,21 +1554,21 @@ mod tests {
         assert_eq!((g.kind, g.endpoint.as_str()), (Kind::Gotify, "https://push.example.com:8443/gotify/message"));
         assert_eq!(g.headers, [("X-Gotify-Key", "AbC.d-e_F".to_string())]);
         assert_eq!(g.display, "gotifys://push.example.com:8443/gotify/AbC…");
-        let r = &requests(&g, &note("", "warning"))[0];
+        let r = &requests(&g, &note("", "warning"), "d1")[0];
         assert_eq!(r.body, json!({"title": "Spike · trading", "message": "Spike", "priority": 8}));
         assert_eq!(parse("g", "gotify://127.0.0.1:9/tok").unwrap().endpoint, "http://127.0.0.1:9/message");
 
         let m = parse("m", "mmosts://agent%20os@chat.example.com/mm/abcdef123?channel=ops,%23alerts").unwrap();
         assert_eq!((m.kind, m.endpoint.as_str()), (Kind::Mattermost, "https://chat.example.com/mm/hooks/abcdef123"));
         assert_eq!(m.display, "mmosts://chat.example.com/mm/abc…");
-        let rs = requests(&m, &note("body", "info"));
+        let rs = requests(&m, &note("body", "info"), "d1");
         assert_eq!(rs.len(), 2, "one post per channel");
         assert_eq!(
             (rs[1].body["channel"].as_str(), rs[1].body["username"].as_str()),
             (Some("alerts"), Some("agent os"))
         );
         assert_eq!(rs[0].body["text"], "🔵 **Spike** · trading\nbody");
-        assert_eq!(requests(&parse("m", "mmost://h/t").unwrap(), &note("", "info")).len(), 1);
+        assert_eq!(requests(&parse("m", "mmost://h/t").unwrap(), &note("", "info"), "d1").len(), 1);
         for (bad, says) in [
             ("gotify://host", "HOST[:PORT][/PATH]/APP_TOKEN"),
             ("gotify://host/tok?priority=8", "priority= is not read"),
@@ -1481,7 +1601,7 @@ mod tests {
         assert_eq!((p.kind, p.endpoint.as_str()), (Kind::PagerDuty, "https://events.eu.pagerduty.com/v2/enqueue"));
         assert_eq!(p.display, "pagerduty://R0u…@api…/db%20host/disk?region=eu");
         let m = Message { incident: Some("inc-1"), ..note("details", "warning") };
-        let r = &requests(&p, &m)[0];
+        let r = &requests(&p, &m, "d1")[0];
         assert_eq!((r.body["event_action"].as_str(), r.body["dedup_key"].as_str()), (Some("trigger"), Some("inc-1")));
         assert_eq!(r.body["routing_key"], "R0uting-key");
         assert_eq!(r.body["links"], json!([{"href": "https://ops.example.com", "text": "Agent OS"}]));
@@ -1492,14 +1612,14 @@ mod tests {
             (Some("db host"), Some("disk"), Some("prod"))
         );
         let resolved = Message { resolves: true, ..m };
-        assert_eq!(requests(&p, &resolved)[0].body["event_action"], "resolve");
+        assert_eq!(requests(&p, &resolved, "d1")[0].body["event_action"], "resolve");
         let plain = parse("pd", "pagerduty://key@api").unwrap();
         assert_eq!(plain.endpoint, "https://events.pagerduty.com/v2/enqueue");
-        let r = &requests(&plain, &note("", "info"))[0];
+        let r = &requests(&plain, &note("", "info"), "d1")[0];
         assert_eq!((r.body["dedup_key"].as_str(), r.body["payload"]["source"].as_str()), (Some("n1"), Some("trading")));
         let long = "t".repeat(2000);
         let m = Message { title: &long, ..note("", "critical") };
-        let summary = requests(&plain, &m)[0].body["payload"]["summary"].as_str().unwrap().chars().count();
+        let summary = requests(&plain, &m, "d1")[0].body["payload"]["summary"].as_str().unwrap().chars().count();
         assert_eq!(summary, PAGERDUTY_SUMMARY_LIMIT);
         for (bad, says) in [
             ("pagerduty://key", "INTEGRATION_KEY@API_KEY"),
@@ -1530,7 +1650,7 @@ mod tests {
         );
         let tags = vec!["disk".to_string()];
         let m = Message { tags: &tags, ..note("ETH moved", "critical") };
-        let card = &requests(&t, &m)[0].body;
+        let card = &requests(&t, &m, "d1")[0].body;
         assert_eq!(card["type"], "message");
         let a = &card["attachments"][0];
         assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
@@ -1551,6 +1671,45 @@ mod tests {
             ("workflows://h.example.com/w1/s1?template=/x.json", "template= is not read"),
             ("workflows://h.example.com/w1/s1?wrap=no", "wrap=no is not read"),
             ("workflows://h.example.com/w1/s1?pa=maybe", "pa=yes or pa=no"),
+        ] {
+            let e = parse("c", bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn matrix_urls_name_a_token_a_homeserver_and_rooms_each_sent_a_put_with_a_stable_transaction() {
+        let c = parse(
+            "mx",
+            "matrixs://syt_FAKE_token@matrix.example.com/!abc:example.com/%23ops/alerts:other.org?msgtype=notice",
+        )
+        .unwrap();
+        assert_eq!((c.kind, c.endpoint.as_str()), (Kind::Matrix, "https://matrix.example.com"));
+        assert_eq!(c.authorization.as_deref(), Some("Bearer syt_FAKE_token"));
+        assert_eq!(
+            c.display,
+            "matrixs://syt…@matrix.example.com/!abc:example.com/#ops:matrix.example.com/#alerts:other.org"
+        );
+        let rs = requests(&c, &note("ETH moved", "warning"), "dlv-1");
+        assert_eq!(rs.len(), 3);
+        assert_eq!(rs[0].method, Method::Put);
+        assert_eq!(
+            rs[0].url,
+            "https://matrix.example.com/_matrix/client/v3/rooms/%21abc%3Aexample.com/send/m.room.message/dlv-1.0"
+        );
+        assert!(rs[2].url.ends_with("/rooms/%23alerts%3Aother.org/send/m.room.message/dlv-1.2"), "{}", rs[2].url);
+        assert_eq!(rs[0].body, json!({"msgtype": "m.notice", "body": "🟠 Spike · trading\nETH moved"}));
+        let local = parse("mx", "matrix://tok@127.0.0.1:8008/!r?to=%21s:h.example").unwrap();
+        assert_eq!(local.endpoint, "http://127.0.0.1:8008");
+        assert_eq!(local.targets, [json!({"room": "!r:127.0.0.1"}), json!({"room": "!s:h.example"})]);
+        for (bad, says) in [
+            ("matrixs://matrix.example.com/!r", "access token and the homeserver"),
+            ("matrixs://user:pass@matrix.example.com/!r", "USER:PASSWORD"),
+            ("matrixs://tok@matrix.example.com", "at least one room"),
+            ("matrixs://tok@matrix.example.com/@bob:example.com", "direct messages are not sent"),
+            ("matrixs://tok@matrix.example.com/!r?mode=slack", "webhook modes"),
+            ("matrixs://tok@matrix.example.com/!r?version=2", "only the v3 client API"),
+            ("matrixs://tok@matrix.example.com/!r?msgtype=image", "msgtype=text (the default) or msgtype=notice"),
         ] {
             let e = parse("c", bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");

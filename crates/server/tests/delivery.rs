@@ -637,3 +637,47 @@ async fn teams_gets_its_workflow_trigger_with_the_signature_and_an_adaptive_card
         card["content"]["body"].as_array().unwrap().iter().filter_map(|b| b["text"].as_str()).collect();
     assert_eq!(texts, ["🟠 Spike · trading", "ETH moved", "eth"]);
 }
+
+#[tokio::test]
+async fn matrix_gets_a_put_per_room_with_a_stable_transaction_id_after_looking_up_an_alias() {
+    let (matrix, url) = Sink::answering(&[200])
+        .replying(json!({"room_id": "!looked-up:example.org", "event_id": "$e1"}))
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan(
+            "mx",
+            &format!("matrix://syt_FAKE_token@{}/!room:example.org/%23ops:example.org", authority(&url)),
+        ));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    let n = notify_delivered(
+        &s,
+        json!({"project": "trading", "title": "Spike", "body": "ETH moved", "severity": "critical"}),
+    )
+    .await;
+    let key = delivery(&n, "mx")["id"].as_str().unwrap().to_string();
+    let got = matrix.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    for r in &got {
+        assert_eq!(r.header("authorization"), "Bearer syt_FAKE_token");
+    }
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("GET", "/_matrix/client/v3/directory/room/%23ops%3Aexample.org")
+    );
+    let txn = |i: usize| format!("{}.{i}", agent_os_core::url::encode_component(&key));
+    assert_eq!(
+        (got[1].method.as_str(), got[1].path.clone()),
+        ("PUT", format!("/_matrix/client/v3/rooms/%21room%3Aexample.org/send/m.room.message/{}", txn(0)))
+    );
+    assert_eq!(
+        (got[2].method.as_str(), got[2].path.clone()),
+        ("PUT", format!("/_matrix/client/v3/rooms/%21looked-up%3Aexample.org/send/m.room.message/{}", txn(1))),
+        "the alias is sent to as the id the directory named"
+    );
+    assert_eq!(got[1].body, json!({"msgtype": "m.text", "body": "🔴 Spike · trading\nETH moved"}));
+}

@@ -634,16 +634,7 @@ impl Engine {
             }
             return outcome;
         }
-        // One request per target (a Telegram chat, a Mattermost channel), stopping at the first
-        // that fails: the delivery is then retried whole.
-        let mut answer = Ok(200);
-        for request in channel::requests(ch, message) {
-            answer = self.post(ch, key, &request).await;
-            if !matches!(answer, Ok(status) if (200..300).contains(&status)) {
-                break;
-            }
-        }
-        match answer {
+        match self.send_all(ch, key, message).await {
             Ok(status) if (200..300).contains(&status) => {
                 outcome.status = DeliveryStatus::Delivered;
                 outcome.last_status = Some(i64::from(status));
@@ -676,6 +667,27 @@ impl Engine {
             }
         }
         outcome
+    }
+
+    /// Sends every request that makes `message` to `ch` (one per Telegram chat, Mattermost
+    /// channel or Matrix room), stopping at the first that fails: the delivery is then retried
+    /// whole. The status is the last request's.
+    async fn send_all(&self, ch: &Channel, key: &str, message: &Message<'_>) -> Result<u16, Refused> {
+        let looked_up;
+        let ch = if ch.kind == channel::Kind::Matrix {
+            looked_up = self.matrix_rooms(ch, key).await?;
+            &looked_up
+        } else {
+            ch
+        };
+        let mut answer = Ok(200);
+        for request in channel::requests(ch, message, key) {
+            answer = self.post(ch, key, &request).await;
+            if !matches!(answer, Ok(status) if (200..300).contains(&status)) {
+                break;
+            }
+        }
+        answer
     }
 
     /// A receiver answered 410 Gone: the channel is marked gone (no more deliveries until a
@@ -714,9 +726,14 @@ impl Engine {
         }
     }
 
-    /// Sends one of the channel's requests: resolves its host, refuses private addresses unless
-    /// allowed, and connects to the very address it checked.
+    /// Sends one of the channel's requests and says the receiver's status.
     async fn post(&self, ch: &Channel, key: &str, request: &channel::Request) -> Result<u16, Refused> {
+        Ok(self.send(ch, key, request).await?.status().as_u16())
+    }
+
+    /// Sends one of the channel's requests: resolves its host, refuses private addresses unless
+    /// allowed, and connects to the very address it checked. A 429 answer is `RetryAfter`.
+    async fn send(&self, ch: &Channel, key: &str, request: &channel::Request) -> Result<reqwest::Response, Refused> {
         let url = reqwest::Url::parse(&request.url).map_err(|e| Refused::Private(format!("bad endpoint: {e}")))?;
         let (host, port) = channel_target(ch).map_err(Refused::Private)?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
@@ -742,31 +759,32 @@ impl Engine {
             .no_proxy()
             .build()
             .map_err(|e| Refused::Network(e.to_string()))?;
-        let bytes = serde_json::to_vec(&request.body).map_err(|e| Refused::Private(e.to_string()))?;
         let method = match request.method {
+            channel::Method::Get => reqwest::Method::GET,
             channel::Method::Post => reqwest::Method::POST,
             channel::Method::Put => reqwest::Method::PUT,
         };
-        let mut req = client
-            .request(method, url)
-            .header("Idempotency-Key", key)
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let mut req = client.request(method, url).header("Idempotency-Key", key);
         if let Some(auth) = &ch.authorization {
             req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
         for (name, value) in &ch.headers {
             req = req.header(*name, value);
         }
-        if let Some(secret) = &ch.signing_secret {
-            // Standard Webhooks: the delivery id is the message id, stable across retries.
-            let ts = jiff::Timestamp::now().as_second();
-            let signature = crate::secrets::sign_webhook(secret, key, ts, &bytes).map_err(Refused::Private)?;
-            req = req
-                .header("webhook-id", key)
-                .header("webhook-timestamp", ts.to_string())
-                .header("webhook-signature", signature);
+        if request.method != channel::Method::Get {
+            let bytes = serde_json::to_vec(&request.body).map_err(|e| Refused::Private(e.to_string()))?;
+            if let Some(secret) = &ch.signing_secret {
+                // Standard Webhooks: the delivery id is the message id, stable across retries.
+                let ts = jiff::Timestamp::now().as_second();
+                let signature = crate::secrets::sign_webhook(secret, key, ts, &bytes).map_err(Refused::Private)?;
+                req = req
+                    .header("webhook-id", key)
+                    .header("webhook-timestamp", ts.to_string())
+                    .header("webhook-signature", signature);
+            }
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
-        let resp = req.body(bytes).send().await.map_err(|e| {
+        let resp = req.send().await.map_err(|e| {
             Refused::Network(format!(
                 "{}: {}",
                 ch.display,
@@ -774,8 +792,7 @@ impl Engine {
                 if e.is_timeout() { "timed out".to_string() } else { e.without_url().to_string() }
             ))
         })?;
-        let status = resp.status().as_u16();
-        if status == 429 {
+        if resp.status().as_u16() == 429 {
             let header = resp
                 .headers()
                 .get("retry-after")
@@ -783,20 +800,48 @@ impl Engine {
                 .and_then(|v| v.trim().parse::<u64>().ok());
             let wait = match header {
                 Some(secs) => Some(secs),
-                None => retry_after_in_body(resp).await,
+                None => json_body(resp).await.and_then(|b| b.get("parameters")?.get("retry_after")?.as_u64()),
             };
             return Err(Refused::RetryAfter(wait.map_or(RETRY_AFTER[0], Duration::from_secs)));
         }
-        Ok(status)
+        Ok(resp)
+    }
+
+    /// A Matrix channel with each room alias (`#alias:server`) replaced by the room's id, as the
+    /// homeserver's room directory names it (the send endpoint takes ids only).
+    async fn matrix_rooms(&self, ch: &Channel, key: &str) -> Result<Channel, Refused> {
+        let mut found = ch.clone();
+        for (i, target) in ch.targets.iter().enumerate() {
+            let Some(alias) = target["room"].as_str().filter(|r| r.starts_with('#')) else { continue };
+            let lookup = channel::Request {
+                method: channel::Method::Get,
+                url: format!(
+                    "{}/_matrix/client/v3/directory/room/{}",
+                    ch.endpoint,
+                    agent_os_core::url::encode_component(alias)
+                ),
+                body: serde_json::Value::Null,
+            };
+            let resp = self.send(ch, key, &lookup).await?;
+            let status = resp.status().as_u16();
+            let id = json_body(resp).await.and_then(|b| Some(b.get("room_id")?.as_str()?.to_string()));
+            match (status, id) {
+                (200..300, Some(id)) => found.targets[i] = json!({ "room": id }),
+                _ => {
+                    return Err(Refused::Network(format!(
+                        "{}: the homeserver's room directory answered {status} for {alias}, with no room id",
+                        ch.display
+                    )));
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
-/// The tag an incident's resolution carries (PagerDuty channels resolve their alert on it).
-pub const RESOLVED_TAG: &str = "resolved";
-
-/// The wait a 429 answer names in its JSON body, as Telegram does
-/// (`{"parameters": {"retry_after": 35}}`); the first 16 KiB are read.
-async fn retry_after_in_body(mut resp: reqwest::Response) -> Option<u64> {
+/// The first 16 KiB of an answer, read as JSON (Telegram names its wait in a 429's body, a
+/// Matrix room directory the room's id).
+async fn json_body(mut resp: reqwest::Response) -> Option<serde_json::Value> {
     let mut body = Vec::new();
     while body.len() < 16 * 1024 {
         match resp.chunk().await {
@@ -804,9 +849,11 @@ async fn retry_after_in_body(mut resp: reqwest::Response) -> Option<u64> {
             _ => break,
         }
     }
-    let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    answer.get("parameters")?.get("retry_after")?.as_u64()
+    serde_json::from_slice(&body).ok()
 }
+
+/// The tag an incident's resolution carries (PagerDuty channels resolve their alert on it).
+pub const RESOLVED_TAG: &str = "resolved";
 
 /// An outcome that is final at once.
 fn gave_up(id: &str, why: String) -> DeliveryOutcome {

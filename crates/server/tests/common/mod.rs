@@ -287,9 +287,9 @@ impl Received {
 
 /// A local receiver that records every request and answers as told: a list of statuses, one per
 /// request (the last one repeats), with `Retry-After: 1` on 429 (or, as Telegram does, the wait
-/// in the JSON body: `retry_after_in_body`), the given `Location` on a 3xx,
-/// and each answer held back by `delay` (to outlast a sender's timeout). A request is recorded
-/// when it arrives, before the delay.
+/// in the JSON body: `retry_after_in_body`), the given `Location` on a 3xx, a JSON body when
+/// `replying`, and each answer held back by `delay` (to outlast a sender's timeout). A request
+/// is recorded when it arrives, before the delay.
 #[derive(Clone, Default)]
 pub struct Sink {
     pub seen: Arc<Mutex<Vec<Received>>>,
@@ -297,6 +297,7 @@ pub struct Sink {
     location: Option<String>,
     delay: Duration,
     body_retry_after: Option<u64>,
+    reply: Option<Value>,
 }
 
 impl Sink {
@@ -319,6 +320,11 @@ impl Sink {
     /// `parameters.retry_after`.
     pub fn retry_after_in_body(self, secs: u64) -> Sink {
         Sink { body_retry_after: Some(secs), ..self }
+    }
+
+    /// Answers every request but a 429 with this JSON body.
+    pub fn replying(self, body: Value) -> Sink {
+        Sink { reply: Some(body), ..self }
     }
 
     /// Holds every answer back this long.
@@ -352,7 +358,7 @@ impl Sink {
             };
             tokio::time::sleep(s.delay).await;
             let mut headers = HeaderMap::new();
-            let mut answer = String::new();
+            let mut answer = s.reply.as_ref().map(Value::to_string).unwrap_or_default();
             if status == 429 {
                 match s.body_retry_after {
                     Some(secs) => {
