@@ -681,3 +681,42 @@ async fn matrix_gets_a_put_per_room_with_a_stable_transaction_id_after_looking_u
     );
     assert_eq!(got[1].body, json!({"msgtype": "m.text", "body": "🔴 Spike · trading\nETH moved"}));
 }
+
+// On held time: the throttle's window ends when the test moves the clock.
+#[tokio::test(start_paused = true)]
+async fn a_held_pagerduty_resolution_is_sent_as_its_own_resolve_event_not_in_a_digest() {
+    let (pagerduty, url) = Sink::start(&[202]).await;
+    let s = start_held(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("pd", &format!("pagerduty://FAKEroutingkey@FAKEapikey?base={url}")));
+        c.alerting.channels.insert(
+            "pd".into(),
+            agent_os_core::alerting::ChannelRules {
+                throttle: Some(agent_os_core::alerting::Throttle { count: 1, per: Duration::from_secs(2) }),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    let opened = notify_delivered(
+        &s,
+        json!({"project": "trading", "title": "Feed stale", "severity": "critical", "dedup_key": "feed"}),
+    )
+    .await;
+    let incident = opened["incident_id"].as_str().unwrap().to_string();
+    let (st, r) =
+        s.post("/api/v1/notifications", json!({"project": "trading", "dedup_key": "feed", "resolve": true})).await;
+    assert_eq!((st, r["deliveries"][0]["status"].as_str()), (201, Some("held")), "over the throttle: {r}");
+    tokio::time::advance(Duration::from_millis(2_001)).await;
+    arrived(&pagerduty, 2).await;
+    let got = pagerduty.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[1].body["event_action"].as_str(), got[1].body["dedup_key"].as_str()),
+        (Some("resolve"), Some(incident.as_str())),
+        "the held resolution resolves the alert: {}",
+        got[1].body
+    );
+    assert_eq!(got[1].body["payload"]["summary"], "Resolved: Feed stale · trading", "not a digest");
+}

@@ -539,6 +539,9 @@ impl Engine {
                 .map(|d| gave_up(&d.id, format!("channel {channel:?} is no longer in config.yaml")))
                 .collect();
         };
+        if ch.kind == channel::Kind::PagerDuty {
+            return self.attempt_held_events(rows).await;
+        }
         let mut notes = Vec::new();
         for d in rows {
             if let Ok(Some(n)) = self.store.get_notification(&d.notification_id).await {
@@ -591,6 +594,36 @@ impl Engine {
                 o
             })
             .collect()
+    }
+
+    /// A PagerDuty channel's held deliveries, each sent as its own event rather than in one
+    /// digest (a digest would be a new alert, and an incident's resolution would never resolve
+    /// its alert), oldest first; from the first that fails, the rest wait with it.
+    async fn attempt_held_events(&self, rows: &[&DeliveryRecord]) -> Vec<DeliveryOutcome> {
+        let mut by_age = Vec::new();
+        for d in rows {
+            let at = match self.store.get_notification(&d.notification_id).await {
+                Ok(Some(n)) => n.created_at,
+                _ => i64::MAX,
+            };
+            by_age.push((at, *d));
+        }
+        by_age.sort_by_key(|(at, d)| (*at, d.id.clone()));
+        let mut outcomes: Vec<DeliveryOutcome> = Vec::new();
+        let mut failed: Option<DeliveryOutcome> = None;
+        for (_, d) in by_age {
+            let mut o = match &failed {
+                Some(f) => DeliveryOutcome { id: d.id.clone(), ..f.clone() },
+                None => self.attempt_delivery(d).await,
+            };
+            if o.status == DeliveryStatus::Pending {
+                // Still held: tried again when the others are.
+                o.status = DeliveryStatus::Held;
+                failed.get_or_insert_with(|| o.clone());
+            }
+            outcomes.push(o);
+        }
+        outcomes
     }
 
     /// Sets `o` up for the next attempt after attempt number `attempts`, or gives up after the
