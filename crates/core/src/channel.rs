@@ -4,9 +4,9 @@
 //! `pover://USER_KEY@APP_TOKEN`, `gotify://host/APP_TOKEN`, `mmost://host/WEBHOOK_TOKEN`,
 //! `gchat://WORKSPACE/KEY/TOKEN`, `pagerduty://INTEGRATION_KEY@API_KEY`,
 //! `workflows://HOST/WORKFLOW/SIGNATURE` for Microsoft Teams, `matrixs://TOKEN@HOST/!ROOM`)
-//! turned into the
-//! endpoint to call and the requests each service expects (for e-mail: the SMTP server, the
-//! envelope and a subject and plain-text body). Each text is cut visibly at the service's limit.
+//! turned into the endpoint to call and the requests each service expects (for e-mail: the SMTP
+//! server, the envelope and a subject and plain-text body). Each text is cut visibly at the
+//! service's limit.
 //! Secrets come from Agent OS's own environment through `${VAR}` references, resolved by the
 //! caller's lookup; a channel URL in `config.yaml` never has to hold one.
 
@@ -105,8 +105,9 @@ pub struct Channel {
     /// options, PagerDuty's routing key); an object here is merged into the body's object of
     /// the same name. May hold secrets: never shown.
     pub fields: Map<String, Value>,
-    /// One request per target, each with the target in the body (Telegram's `chat_id`,
-    /// Mattermost's `channel`); none: one request.
+    /// One request per target, each with the target merged into the body (Telegram's
+    /// `chat_id`, Mattermost's `channel`) or, for Matrix, the room in the address; none: one
+    /// request.
     pub targets: Vec<Value>,
 }
 
@@ -231,6 +232,20 @@ impl Query<'_> {
         self.others.retain(|(k, _, v)| {
             if *k == key {
                 found = Some(v.clone());
+                false
+            } else {
+                true
+            }
+        });
+        found
+    }
+
+    /// Takes every value of parameter `key`, in the order written.
+    fn take_all(&mut self, key: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        self.others.retain(|(k, _, v)| {
+            if *k == key {
+                found.push(v.clone());
                 false
             } else {
                 true
@@ -499,7 +514,11 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
             if query.take("priority").is_some() {
                 return Err("priority= is not read: each notification's severity sets it (info 5, warning 8, critical 10); remove it".into());
             }
-            query.done("none: the priority follows each notification's severity")?;
+            if let Some((_, pair, _)) = query.others.first() {
+                return Err(format!(
+                    "unknown parameter {pair:?}: gotify(s):// reads none (the priority follows each notification's severity)"
+                ));
+            }
             let (server, token) = server_and_token(scheme, scheme == "gotifys", rest, FORM)?;
             if !token_ok(&token.replace('.', "")) {
                 return Err(format!("the app token is letters, digits, ., - and _: {FORM}"));
@@ -532,7 +551,7 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
             }
             let mut channels = Vec::new();
             for key in ["channel", "channels", "to"] {
-                while let Some(list) = query.take(key) {
+                for list in query.take_all(key) {
                     for c in list.split(',').map(|c| c.trim().trim_start_matches('#')).filter(|c| !c.is_empty()) {
                         if !token_ok(c) {
                             return Err(format!(
@@ -746,6 +765,7 @@ fn parse_workflows(
         return Err("template= is not read: Agent OS sends its own Adaptive Card; remove it".into());
     }
     query.done("pa=yes|no, ver=API_VERSION, wrap=yes, id=, sig= and base=http(s)://…")?;
+    let h = if h.contains(':') { format!("[{h}]") } else { h };
     let port = port.map(|p| format!(":{p}")).unwrap_or_default();
     let base = base.unwrap_or_else(|| format!("https://{h}{port}"));
     let direct = if power_automate { "/powerautomate/automations/direct" } else { "" };
@@ -1558,7 +1578,7 @@ mod tests {
         assert_eq!(r.body, json!({"title": "Spike · trading", "message": "Spike", "priority": 8}));
         assert_eq!(parse("g", "gotify://127.0.0.1:9/tok").unwrap().endpoint, "http://127.0.0.1:9/message");
 
-        let m = parse("m", "mmosts://agent%20os@chat.example.com/mm/abcdef123?channel=ops,%23alerts").unwrap();
+        let m = parse("m", "mmosts://agent%20os@chat.example.com/mm/abcdef123?channel=ops&channel=%23alerts").unwrap();
         assert_eq!((m.kind, m.endpoint.as_str()), (Kind::Mattermost, "https://chat.example.com/mm/hooks/abcdef123"));
         assert_eq!(m.display, "mmosts://chat.example.com/mm/abc…");
         let rs = requests(&m, &note("body", "info"), "d1");
@@ -1572,6 +1592,7 @@ mod tests {
         for (bad, says) in [
             ("gotify://host", "HOST[:PORT][/PATH]/APP_TOKEN"),
             ("gotify://host/tok?priority=8", "priority= is not read"),
+            ("gotify://host/tok?x=1", "unknown parameter \"x=1\": gotify(s):// reads none"),
             ("gotify://host/tok?base=http://127.0.0.1:9", "write the server itself"),
             ("gotify:///tok", "name the server"),
             ("mmost://host", "WEBHOOK_TOKEN"),
@@ -1713,6 +1734,23 @@ mod tests {
         ] {
             let e = parse("c", bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text after any scheme is parsed without a panic, and what parses builds its
+        /// requests without one.
+        #[test]
+        fn any_channel_url_parses_or_is_refused_without_a_panic(
+            scheme in proptest::sample::select(vec![
+                "discord", "slack", "json", "ntfys", "mailto", "tgram", "pover", "gotify", "gotifys", "mmost",
+                "mmosts", "gchat", "pagerduty", "workflows", "matrix", "matrixs", "nope",
+            ]),
+            rest in "[a-zA-Z0-9:@/?&=#!%._~+é😀\\[\\]-]{0,60}",
+        ) {
+            if let Ok(c) = parse("c", &format!("{scheme}://{rest}")) {
+                let _ = requests(&c, &note("body", "critical"), "d1");
+            }
         }
     }
 }
