@@ -769,6 +769,12 @@ impl Engine {
     async fn send(&self, ch: &Channel, key: &str, request: &channel::Request) -> Result<reqwest::Response, Refused> {
         let url = reqwest::Url::parse(&request.url).map_err(|e| Refused::Private(format!("bad endpoint: {e}")))?;
         let (host, port) = channel_target(ch).map_err(Refused::Private)?;
+        // The address checked below is the endpoint's: a request elsewhere would go unchecked.
+        if url.host_str().map(|h| h.trim_matches(['[', ']'])) != Some(host.as_str())
+            || url.port_or_known_default() != Some(port)
+        {
+            return Err(Refused::Private(format!("{}: a request to another host than the channel's", ch.display)));
+        }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| Refused::Network(format!("cannot resolve {host}: {e}")))?
