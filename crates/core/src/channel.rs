@@ -432,10 +432,14 @@ pub fn parse(name: &str, url: &str) -> Result<Channel, String> {
                 None => false,
             };
             fields.insert("link_preview_options".into(), json!({ "is_disabled": !preview }));
-            query.done("topic=THREAD_ID, silent=yes|no, preview=yes|no and base=http(s)://…")?;
+            let mut chats: Vec<String> = parts[1..].iter().map(|c| c.to_string()).collect();
+            for to in query.take_all("to") {
+                chats.extend(to.split(',').map(|c| crate::url::encode_component(c.trim())));
+            }
+            query.done("to=CHAT[,CHAT…], topic=THREAD_ID, silent=yes|no, preview=yes|no and base=http(s)://…")?;
             let mut targets = Vec::new();
             let mut shown = Vec::new();
-            for chat in parts[1..].iter().filter(|c| !c.is_empty()) {
+            for chat in chats.iter().filter(|c| !c.is_empty()) {
                 let chat = crate::url::decode_component(chat).map_err(|e| format!("chat {chat:?}: {e}"))?;
                 let (id, thread) = match chat.split_once(':') {
                     Some((id, t)) => (id, Some(thread_id(t)?)),
@@ -1507,6 +1511,8 @@ mod tests {
         assert_eq!(rs[2].body["disable_notification"], true);
         assert_eq!(rs[2].body["link_preview_options"], json!({"is_disabled": true}));
         assert_eq!(rs[2].body["text"], "🔴 Spike · trading\nETH moved");
+        let to = parse("tg", "tgram://1:s?to=5,%40ops_room&to=-7").unwrap();
+        assert_eq!(to.targets, [json!({"chat_id": 5}), json!({"chat_id": "@ops_room"}), json!({"chat_id": -7})]);
         let topic = parse("tg", "tgram://1:s/5?topic=9&preview=yes&base=http://127.0.0.1:9").unwrap();
         assert_eq!(topic.endpoint, "http://127.0.0.1:9/bot1:s/sendMessage");
         let r = &requests(&topic, &note("x", "info"), "d1")[0];
@@ -1519,7 +1525,7 @@ mod tests {
             ("tgram://abc:def/1", "DIGITS:SECRET"),
             ("tgram://123/1", "DIGITS:SECRET"),
             ("tgram://1:s/not a chat", "neither a chat id"),
-            ("tgram://1:s/1?format=html", "unknown or bad parameter \"format=html\"; read are topic="),
+            ("tgram://1:s/1?format=html", "unknown or bad parameter \"format=html\"; read are to="),
             ("tgram://1:s/1?silent=maybe", "silent=yes or silent=no"),
             ("tgram://1:s/1:x", "thread id"),
         ] {
