@@ -480,6 +480,8 @@ mod tests {
             severity: "critical",
             tags: &tags,
             at: "2025-01-02T03:04:05.000Z",
+            incident: None,
+            resolves: false,
         };
         let at = jiff::Timestamp::from_second(1_735_787_045).unwrap();
         let text = compose(ch.email.as_ref().unwrap(), &msg, "dlv/1", at);

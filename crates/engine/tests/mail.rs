@@ -390,6 +390,8 @@ fn message<'a>(tags: &'a [String], body: &'a str) -> Message<'a> {
         severity: "warning",
         tags,
         at: "2025-01-02T03:04:05.000Z",
+        incident: None,
+        resolves: false,
     }
 }
 

@@ -406,3 +406,317 @@ async fn a_receiver_that_never_answers_holds_back_no_other_channel() {
     assert_eq!(delivery(&n, "hung")["status"], "pending");
     assert_eq!(good.received().len(), 1);
 }
+
+/// Sends one notification from project `trading` and waits until its delivery is delivered.
+async fn notify_delivered(s: &TestServer, body: Value) -> Value {
+    let n = notify(s, body).await;
+    wait_for(s, &n, Duration::from_secs(10), "it should be delivered", delivered).await
+}
+
+#[tokio::test]
+async fn telegram_gets_one_send_message_per_chat_with_its_chat_id_and_a_plain_text() {
+    let (telegram, url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("tg", &format!("tgram://123456:FAKE-token_x/-1009876/@ops_room:12?base={url}")));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    notify_delivered(&s, json!({"project": "trading", "title": "Disk full", "body": "/var at 91%", "severity": "warning", "tags": ["disk"]})).await;
+    let got = telegram.received();
+    assert_eq!(got.len(), 2, "one request per chat: {got:?}");
+    for r in &got {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/bot123456:FAKE-token_x/sendMessage"));
+        assert_eq!(r.header("content-type"), "application/json");
+        assert_eq!(r.body["text"], "🟠 Disk full · trading\n/var at 91%\ndisk");
+        assert_eq!(r.body["link_preview_options"], json!({"is_disabled": true}));
+    }
+    assert_eq!(got[0].body["chat_id"], -1009876, "a numeric chat id is sent as a number");
+    assert!(got[0].body.get("message_thread_id").is_none(), "{}", got[0].body);
+    assert_eq!(
+        (got[1].body["chat_id"].as_str(), got[1].body["message_thread_id"].as_i64()),
+        (Some("@ops_room"), Some(12))
+    );
+}
+
+// On held time: the wait Telegram names passes when the test says so.
+#[tokio::test(start_paused = true)]
+async fn a_telegram_429_is_retried_after_the_wait_its_json_body_names() {
+    let (telegram, url) = Sink::answering(&[429, 200]).retry_after_in_body(3).listen("127.0.0.1:0").await.unwrap();
+    let s = start_held(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("tg", &format!("tgram://123456:FAKEtoken/42?base={url}")));
+    })
+    .await;
+    let before = s.engine.now();
+    let n = notify(&s, json!({"title": "flood"})).await;
+    let n = wait_for(&s, &n, Duration::from_secs(10), "the attempt should be recorded", |n| attempted(n, "tg")).await;
+    let after = s.engine.now();
+    let d = delivery(&n, "tg");
+    assert_eq!((d["status"].as_str(), d["last_status"].as_i64()), (Some("pending"), Some(429)), "{d}");
+    let next = millis(&d["next_at"]);
+    assert!(
+        (before + 3_000..=after + 3_000).contains(&next),
+        "retried after the 3 s in the body, not the 10 s default: next at {next}, attempt in [{before}, {after}]"
+    );
+    tokio::time::advance(Duration::from_secs(3)).await;
+    arrived(&telegram, 2).await;
+    let n = wait_for(&s, &n, Duration::from_secs(10), "the retry should be delivered", delivered).await;
+    assert_eq!(delivery(&n, "tg")["attempts"], 2, "{n}");
+}
+
+#[tokio::test]
+async fn pushover_gets_its_keys_devices_limits_and_a_priority_per_severity() {
+    let (pushover, url) = Sink::start(&[200]).await;
+    let (user, app) = ("uFAKEuserkey".repeat(3)[..30].to_string(), "aFAKEapptoken".repeat(3)[..30].to_string());
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("po", &format!("pover://{user}@{app}/phone?base={url}")));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    let body = "y".repeat(3000);
+    notify_delivered(&s, json!({"project": "trading", "title": "T".repeat(200), "body": body, "severity": "critical"}))
+        .await;
+    notify_delivered(&s, json!({"title": "fyi"})).await;
+    let got = pushover.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let r = &got[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/1/messages.json"));
+    assert_eq!((r.body["token"].as_str(), r.body["user"].as_str()), (Some(app.as_str()), Some(user.as_str())));
+    assert_eq!((r.body["device"].as_str(), r.body["priority"].as_i64()), (Some("phone"), Some(1)));
+    // The API's longest title (200) with its project stays within Pushover's 250 (longer ones
+    // are cut: the channel's unit test).
+    assert_eq!(r.body["title"], format!("{} · trading", "T".repeat(200)));
+    let message = r.body["message"].as_str().unwrap();
+    assert_eq!(message.chars().count(), channel::PUSHOVER_MESSAGE_LIMIT, "message cut at 1,024");
+    assert!(message.ends_with("(cut: too long for this channel)"));
+    assert_eq!((got[1].body["message"].as_str(), got[1].body["priority"].as_i64()), (Some("fyi"), Some(-1)));
+}
+
+#[tokio::test]
+async fn gotify_gets_its_message_api_with_the_app_token_in_a_header() {
+    let (gotify, url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("g", &format!("gotify://{}/gotify/AFAKE.tok-en", authority(&url))));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    notify_delivered(&s, json!({"project": "trading", "title": "Spike", "body": "ETH moved", "severity": "critical"}))
+        .await;
+    let got = gotify.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].method.as_str(), got[0].path.as_str(), got[0].query.as_str()), ("POST", "/gotify/message", ""));
+    assert_eq!(got[0].header("x-gotify-key"), "AFAKE.tok-en");
+    assert_eq!(got[0].body, json!({"title": "Spike · trading", "message": "ETH moved", "priority": 10}));
+}
+
+#[tokio::test]
+async fn mattermost_gets_one_webhook_post_per_channel_cut_at_its_limit() {
+    let (mattermost, url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("mm", &format!("mmost://agent-os@{}/FAKEhooktoken?channel=ops,alerts", authority(&url))));
+    })
+    .await;
+    notify_delivered(&s, json!({"title": "Disk full", "body": "/var at 91%", "severity": "critical"})).await;
+    let got = mattermost.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (r, channel) in got.iter().zip(["ops", "alerts"]) {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hooks/FAKEhooktoken"));
+        assert_eq!(
+            r.body,
+            json!({"text": "🔴 **Disk full**\n/var at 91%", "channel": channel, "username": "agent-os"}),
+        );
+    }
+    let long = "z".repeat(20_000);
+    let m = channel::Message {
+        id: "n",
+        project: None,
+        title: "t",
+        body: &long,
+        severity: "info",
+        tags: &[],
+        at: "",
+        incident: None,
+        resolves: false,
+    };
+    let text = channel::payload(channel::Kind::Mattermost, None, &m)["text"].as_str().unwrap().to_string();
+    assert_eq!(text.chars().count(), channel::MATTERMOST_LIMIT, "a longer text is cut visibly");
+}
+
+#[tokio::test]
+async fn google_chat_gets_the_spaces_message_api_with_key_and_token_in_the_query() {
+    let (gchat, url) = Sink::start(&[200]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("gc", &format!("gchat://AAAAfake/FAKEkey-1/FAKEtok_2%3D?base={url}")));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    notify_delivered(&s, json!({"project": "trading", "title": "Spike", "body": "ETH moved"})).await;
+    let got = gchat.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/v1/spaces/AAAAfake/messages"));
+    assert_eq!(got[0].query, "key=FAKEkey-1&token=FAKEtok_2%3D");
+    assert_eq!(got[0].body, json!({"text": "🔵 *Spike* · trading\nETH moved"}));
+}
+
+#[tokio::test]
+async fn pagerduty_triggers_on_an_incident_and_resolves_it_with_the_same_dedup_key() {
+    let (pagerduty, url) = Sink::start(&[202]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("pd", &format!("pagerduty://FAKEroutingkey@FAKEapikey/trading-host?base={url}")));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    let opened = notify_delivered(
+        &s,
+        json!({"project": "trading", "title": "Feed stale", "body": "no ticks for 5 min", "severity": "critical", "dedup_key": "feed"}),
+    )
+    .await;
+    let incident = opened["incident_id"].as_str().unwrap_or_else(|| panic!("an incident: {opened}")).to_string();
+    let (st, r) =
+        s.post("/api/v1/notifications", json!({"project": "trading", "dedup_key": "feed", "resolve": true})).await;
+    assert_eq!(st, 201, "{r}");
+    wait_for(&s, &r, Duration::from_secs(10), "the resolution should be delivered", delivered).await;
+    let got = pagerduty.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for r in &got {
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v2/enqueue"));
+        assert_eq!(
+            (r.body["routing_key"].as_str(), r.body["dedup_key"].as_str()),
+            (Some("FAKEroutingkey"), Some(incident.as_str()))
+        );
+        assert!(!r.headers.values().any(|v| v.contains("FAKEapikey")), "the API key is not sent: {r:?}");
+    }
+    assert_eq!(got[0].body["event_action"], "trigger");
+    let p = &got[0].body["payload"];
+    assert_eq!(
+        (p["summary"].as_str(), p["severity"].as_str(), p["source"].as_str()),
+        (Some("Feed stale · trading"), Some("critical"), Some("trading-host"))
+    );
+    assert_eq!(p["custom_details"]["body"], "no ticks for 5 min");
+    assert!(p["timestamp"].as_str().is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()), "{p}");
+    assert_eq!(got[1].body["event_action"], "resolve", "{}", got[1].body);
+}
+
+#[tokio::test]
+async fn teams_gets_its_workflow_trigger_with_the_signature_and_an_adaptive_card() {
+    let (teams, url) = Sink::start(&[202]).await;
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan(
+            "teams",
+            &format!("workflows://prod-01.westus.logic.azure.com:443/FAKEworkflow/FAKE-sig_1?base={url}"),
+        ));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    notify_delivered(
+        &s,
+        json!({"project": "trading", "title": "Spike", "body": "ETH moved", "severity": "warning", "tags": ["eth"]}),
+    )
+    .await;
+    let got = teams.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/workflows/FAKEworkflow/triggers/manual/paths/invoke"));
+    assert_eq!(r.query, "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=FAKE-sig_1");
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.body["type"], "message");
+    let card = &r.body["attachments"][0];
+    assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        (card["content"]["type"].as_str(), card["content"]["version"].as_str()),
+        (Some("AdaptiveCard"), Some("1.4"))
+    );
+    let texts: Vec<&str> =
+        card["content"]["body"].as_array().unwrap().iter().filter_map(|b| b["text"].as_str()).collect();
+    assert_eq!(texts, ["🟠 Spike · trading", "ETH moved", "eth"]);
+}
+
+#[tokio::test]
+async fn matrix_gets_a_put_per_room_with_a_stable_transaction_id_after_looking_up_an_alias() {
+    let (matrix, url) = Sink::answering(&[200])
+        .replying(json!({"room_id": "!looked-up:example.org", "event_id": "$e1"}))
+        .listen("127.0.0.1:0")
+        .await
+        .unwrap();
+    let s = start_with(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan(
+            "mx",
+            &format!("matrix://syt_FAKE_token@{}/!room:example.org/%23ops:example.org", authority(&url)),
+        ));
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    let n = notify_delivered(
+        &s,
+        json!({"project": "trading", "title": "Spike", "body": "ETH moved", "severity": "critical"}),
+    )
+    .await;
+    let key = delivery(&n, "mx")["id"].as_str().unwrap().to_string();
+    let got = matrix.received();
+    assert_eq!(got.len(), 3, "{got:?}");
+    for r in &got {
+        assert_eq!(r.header("authorization"), "Bearer syt_FAKE_token");
+    }
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("GET", "/_matrix/client/v3/directory/room/%23ops%3Aexample.org")
+    );
+    let txn = |i: usize| format!("{}.{i}", agent_os_core::url::encode_component(&key));
+    assert_eq!(
+        (got[1].method.as_str(), got[1].path.clone()),
+        ("PUT", format!("/_matrix/client/v3/rooms/%21room%3Aexample.org/send/m.room.message/{}", txn(0)))
+    );
+    assert_eq!(
+        (got[2].method.as_str(), got[2].path.clone()),
+        ("PUT", format!("/_matrix/client/v3/rooms/%21looked-up%3Aexample.org/send/m.room.message/{}", txn(1))),
+        "the alias is sent to as the id the directory named"
+    );
+    assert_eq!(got[1].body, json!({"msgtype": "m.text", "body": "🔴 Spike · trading\nETH moved"}));
+}
+
+// On held time: the throttle's window ends when the test moves the clock.
+#[tokio::test(start_paused = true)]
+async fn a_held_pagerduty_resolution_is_sent_as_its_own_resolve_event_not_in_a_digest() {
+    let (pagerduty, url) = Sink::start(&[202]).await;
+    let s = start_held(|c| {
+        c.allow_private_targets = true;
+        c.channels.push(chan("pd", &format!("pagerduty://FAKEroutingkey@FAKEapikey?base={url}")));
+        c.alerting.channels.insert(
+            "pd".into(),
+            agent_os_core::alerting::ChannelRules {
+                throttle: Some(agent_os_core::alerting::Throttle { count: 1, per: Duration::from_secs(2) }),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let _project = add_project(&s, "trading").await;
+    let opened = notify_delivered(
+        &s,
+        json!({"project": "trading", "title": "Feed stale", "severity": "critical", "dedup_key": "feed"}),
+    )
+    .await;
+    let incident = opened["incident_id"].as_str().unwrap().to_string();
+    let (st, r) =
+        s.post("/api/v1/notifications", json!({"project": "trading", "dedup_key": "feed", "resolve": true})).await;
+    assert_eq!((st, r["deliveries"][0]["status"].as_str()), (201, Some("held")), "over the throttle: {r}");
+    tokio::time::advance(Duration::from_millis(2_001)).await;
+    arrived(&pagerduty, 2).await;
+    let got = pagerduty.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[1].body["event_action"].as_str(), got[1].body["dedup_key"].as_str()),
+        (Some("resolve"), Some(incident.as_str())),
+        "the held resolution resolves the alert: {}",
+        got[1].body
+    );
+    assert_eq!(got[1].body["payload"]["summary"], "Resolved: Feed stale · trading", "not a digest");
+}

@@ -259,6 +259,9 @@ impl Engine {
         };
         let mut all_tags = vec![format!("incident:{}", i.source)];
         all_tags.extend(tags.iter().take(8).cloned());
+        if matches!(tell, Tell::Resolved) {
+            all_tags.push(super::notify::RESOLVED_TAG.to_string());
+        }
         // Whoever heard it open hears what follows, whatever the routes say of the new message.
         let also_to = match tell {
             Tell::Opened => Vec::new(),

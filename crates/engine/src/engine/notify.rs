@@ -516,6 +516,9 @@ impl Engine {
             severity: n.severity.as_str(),
             tags: &n.tags,
             at: &at,
+            incident: n.incident_id.as_deref(),
+            // The resolution of an incident says so with its tag (`tell`).
+            resolves: n.incident_id.is_some() && n.tags.iter().any(|t| t == RESOLVED_TAG),
         };
         let outcome = self.deliver(&ch, &d.id, d.attempts, &message).await;
         if outcome.status == DeliveryStatus::Delivered && n.source == Some(NotificationSource::Test) {
@@ -536,6 +539,9 @@ impl Engine {
                 .map(|d| gave_up(&d.id, format!("channel {channel:?} is no longer in config.yaml")))
                 .collect();
         };
+        if ch.kind == channel::Kind::PagerDuty {
+            return self.attempt_held_events(rows).await;
+        }
         let mut notes = Vec::new();
         for d in rows {
             if let Ok(Some(n)) = self.store.get_notification(&d.notification_id).await {
@@ -572,6 +578,8 @@ impl Engine {
             severity: worst.unwrap_or(Severity::Info).as_str(),
             tags: &[],
             at: &at,
+            incident: None,
+            resolves: false,
         };
         let attempts = rows.iter().map(|d| d.attempts).max().unwrap_or(1);
         let outcome = self.deliver(&ch, &key, attempts, &message).await;
@@ -586,6 +594,36 @@ impl Engine {
                 o
             })
             .collect()
+    }
+
+    /// A PagerDuty channel's held deliveries, each sent as its own event rather than in one
+    /// digest (a digest would be a new alert, and an incident's resolution would never resolve
+    /// its alert), oldest first; from the first that fails, the rest wait with it.
+    async fn attempt_held_events(&self, rows: &[&DeliveryRecord]) -> Vec<DeliveryOutcome> {
+        let mut by_age = Vec::new();
+        for d in rows {
+            let at = match self.store.get_notification(&d.notification_id).await {
+                Ok(Some(n)) => n.created_at,
+                _ => i64::MAX,
+            };
+            by_age.push((at, *d));
+        }
+        by_age.sort_by_key(|(at, d)| (*at, d.id.clone()));
+        let mut outcomes: Vec<DeliveryOutcome> = Vec::new();
+        let mut failed: Option<DeliveryOutcome> = None;
+        for (_, d) in by_age {
+            let mut o = match &failed {
+                Some(f) => DeliveryOutcome { id: d.id.clone(), ..f.clone() },
+                None => self.attempt_delivery(d).await,
+            };
+            if o.status == DeliveryStatus::Pending {
+                // Still held: tried again when the others are.
+                o.status = DeliveryStatus::Held;
+                failed.get_or_insert_with(|| o.clone());
+            }
+            outcomes.push(o);
+        }
+        outcomes
     }
 
     /// Sets `o` up for the next attempt after attempt number `attempts`, or gives up after the
@@ -629,8 +667,7 @@ impl Engine {
             }
             return outcome;
         }
-        let body = channel::payload(ch.kind, ch.topic.as_deref(), message);
-        match self.post(ch, key, &body).await {
+        match self.send_all(ch, key, message).await {
             Ok(status) if (200..300).contains(&status) => {
                 outcome.status = DeliveryStatus::Delivered;
                 outcome.last_status = Some(i64::from(status));
@@ -663,6 +700,27 @@ impl Engine {
             }
         }
         outcome
+    }
+
+    /// Sends every request that makes `message` to `ch` (one per Telegram chat, Mattermost
+    /// channel or Matrix room), stopping at the first that fails: the delivery is then retried
+    /// whole. The status is the last request's.
+    async fn send_all(&self, ch: &Channel, key: &str, message: &Message<'_>) -> Result<u16, Refused> {
+        let looked_up;
+        let ch = if ch.kind == channel::Kind::Matrix {
+            looked_up = self.matrix_rooms(ch, key).await?;
+            &looked_up
+        } else {
+            ch
+        };
+        let mut answer = Ok(200);
+        for request in channel::requests(ch, message, key) {
+            answer = self.post(ch, key, &request).await;
+            if !matches!(answer, Ok(status) if (200..300).contains(&status)) {
+                break;
+            }
+        }
+        answer
     }
 
     /// A receiver answered 410 Gone: the channel is marked gone (no more deliveries until a
@@ -701,11 +759,22 @@ impl Engine {
         }
     }
 
-    /// POSTs `body` to the channel: resolves its host, refuses private addresses unless allowed,
-    /// and connects to the very address it checked.
-    async fn post(&self, ch: &Channel, key: &str, body: &serde_json::Value) -> Result<u16, Refused> {
-        let url = reqwest::Url::parse(&ch.endpoint).map_err(|e| Refused::Private(format!("bad endpoint: {e}")))?;
+    /// Sends one of the channel's requests and says the receiver's status.
+    async fn post(&self, ch: &Channel, key: &str, request: &channel::Request) -> Result<u16, Refused> {
+        Ok(self.send(ch, key, request).await?.status().as_u16())
+    }
+
+    /// Sends one of the channel's requests: resolves its host, refuses private addresses unless
+    /// allowed, and connects to the very address it checked. A 429 answer is `RetryAfter`.
+    async fn send(&self, ch: &Channel, key: &str, request: &channel::Request) -> Result<reqwest::Response, Refused> {
+        let url = reqwest::Url::parse(&request.url).map_err(|e| Refused::Private(format!("bad endpoint: {e}")))?;
         let (host, port) = channel_target(ch).map_err(Refused::Private)?;
+        // The address checked below is the endpoint's: a request elsewhere would go unchecked.
+        if url.host_str().map(|h| h.trim_matches(['[', ']'])) != Some(host.as_str())
+            || url.port_or_known_default() != Some(port)
+        {
+            return Err(Refused::Private(format!("{}: a request to another host than the channel's", ch.display)));
+        }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| Refused::Network(format!("cannot resolve {host}: {e}")))?
@@ -729,22 +798,32 @@ impl Engine {
             .no_proxy()
             .build()
             .map_err(|e| Refused::Network(e.to_string()))?;
-        let bytes = serde_json::to_vec(body).map_err(|e| Refused::Private(e.to_string()))?;
-        let mut req =
-            client.post(url).header("Idempotency-Key", key).header(reqwest::header::CONTENT_TYPE, "application/json");
+        let method = match request.method {
+            channel::Method::Get => reqwest::Method::GET,
+            channel::Method::Post => reqwest::Method::POST,
+            channel::Method::Put => reqwest::Method::PUT,
+        };
+        let mut req = client.request(method, url).header("Idempotency-Key", key);
         if let Some(auth) = &ch.authorization {
             req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
-        if let Some(secret) = &ch.signing_secret {
-            // Standard Webhooks: the delivery id is the message id, stable across retries.
-            let ts = jiff::Timestamp::now().as_second();
-            let signature = crate::secrets::sign_webhook(secret, key, ts, &bytes).map_err(Refused::Private)?;
-            req = req
-                .header("webhook-id", key)
-                .header("webhook-timestamp", ts.to_string())
-                .header("webhook-signature", signature);
+        for (name, value) in &ch.headers {
+            req = req.header(*name, value);
         }
-        let resp = req.body(bytes).send().await.map_err(|e| {
+        if request.method != channel::Method::Get {
+            let bytes = serde_json::to_vec(&request.body).map_err(|e| Refused::Private(e.to_string()))?;
+            if let Some(secret) = &ch.signing_secret {
+                // Standard Webhooks: the delivery id is the message id, stable across retries.
+                let ts = jiff::Timestamp::now().as_second();
+                let signature = crate::secrets::sign_webhook(secret, key, ts, &bytes).map_err(Refused::Private)?;
+                req = req
+                    .header("webhook-id", key)
+                    .header("webhook-timestamp", ts.to_string())
+                    .header("webhook-signature", signature);
+            }
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
+        }
+        let resp = req.send().await.map_err(|e| {
             Refused::Network(format!(
                 "{}: {}",
                 ch.display,
@@ -752,20 +831,68 @@ impl Engine {
                 if e.is_timeout() { "timed out".to_string() } else { e.without_url().to_string() }
             ))
         })?;
-        let status = resp.status().as_u16();
-        if status == 429 {
-            let wait = resp
+        if resp.status().as_u16() == 429 {
+            let header = resp
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-                .unwrap_or(RETRY_AFTER[0]);
-            return Err(Refused::RetryAfter(wait));
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let wait = match header {
+                Some(secs) => Some(secs),
+                None => json_body(resp).await.and_then(|b| b.get("parameters")?.get("retry_after")?.as_u64()),
+            };
+            return Err(Refused::RetryAfter(wait.map_or(RETRY_AFTER[0], Duration::from_secs)));
         }
-        Ok(status)
+        Ok(resp)
+    }
+
+    /// A Matrix channel with each room alias (`#alias:server`) replaced by the room's id, as the
+    /// homeserver's room directory names it (the send endpoint takes ids only).
+    async fn matrix_rooms(&self, ch: &Channel, key: &str) -> Result<Channel, Refused> {
+        let mut found = ch.clone();
+        for (i, target) in ch.targets.iter().enumerate() {
+            let Some(alias) = target["room"].as_str().filter(|r| r.starts_with('#')) else { continue };
+            let lookup = channel::Request {
+                method: channel::Method::Get,
+                url: format!(
+                    "{}/_matrix/client/v3/directory/room/{}",
+                    ch.endpoint,
+                    agent_os_core::url::encode_component(alias)
+                ),
+                body: serde_json::Value::Null,
+            };
+            let resp = self.send(ch, key, &lookup).await?;
+            let status = resp.status().as_u16();
+            let id = json_body(resp).await.and_then(|b| Some(b.get("room_id")?.as_str()?.to_string()));
+            match (status, id) {
+                (200..300, Some(id)) => found.targets[i] = json!({ "room": id }),
+                _ => {
+                    return Err(Refused::Network(format!(
+                        "{}: the homeserver's room directory answered {status} for {alias}, with no room id",
+                        ch.display
+                    )));
+                }
+            }
+        }
+        Ok(found)
     }
 }
+
+/// The first 16 KiB of an answer, read as JSON (Telegram names its wait in a 429's body, a
+/// Matrix room directory the room's id).
+async fn json_body(mut resp: reqwest::Response) -> Option<serde_json::Value> {
+    let mut body = Vec::new();
+    while body.len() < 16 * 1024 {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    serde_json::from_slice(&body).ok()
+}
+
+/// The tag an incident's resolution carries (PagerDuty channels resolve their alert on it).
+pub const RESOLVED_TAG: &str = "resolved";
 
 /// An outcome that is final at once.
 fn gave_up(id: &str, why: String) -> DeliveryOutcome {

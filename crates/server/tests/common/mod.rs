@@ -267,6 +267,8 @@ pub fn fixture(dir: &Path) -> PathBuf {
 pub struct Received {
     pub method: String,
     pub path: String,
+    /// The query string as sent ("" when there was none).
+    pub query: String,
     pub headers: BTreeMap<String, String>,
     pub body: Value,
 }
@@ -284,15 +286,18 @@ impl Received {
 }
 
 /// A local receiver that records every request and answers as told: a list of statuses, one per
-/// request (the last one repeats), with `Retry-After: 1` on 429, the given `Location` on a 3xx,
-/// and each answer held back by `delay` (to outlast a sender's timeout). A request is recorded
-/// when it arrives, before the delay.
+/// request (the last one repeats), with `Retry-After: 1` on 429 (or, as Telegram does, the wait
+/// in the JSON body: `retry_after_in_body`), the given `Location` on a 3xx, a JSON body when
+/// `replying`, and each answer held back by `delay` (to outlast a sender's timeout). A request
+/// is recorded when it arrives, before the delay.
 #[derive(Clone, Default)]
 pub struct Sink {
     pub seen: Arc<Mutex<Vec<Received>>>,
     pub answers: Arc<Mutex<Vec<u16>>>,
     location: Option<String>,
     delay: Duration,
+    body_retry_after: Option<u64>,
+    reply: Option<Value>,
 }
 
 impl Sink {
@@ -309,6 +314,17 @@ impl Sink {
     /// Sends `Location: location` with every 3xx answer.
     pub fn redirecting_to(self, location: &str) -> Sink {
         Sink { location: Some(location.into()), ..self }
+    }
+
+    /// Answers 429 as Telegram does: no `Retry-After` header, the wait in the JSON body's
+    /// `parameters.retry_after`.
+    pub fn retry_after_in_body(self, secs: u64) -> Sink {
+        Sink { body_retry_after: Some(secs), ..self }
+    }
+
+    /// Answers every request but a 429 with this JSON body.
+    pub fn replying(self, body: Value) -> Sink {
+        Sink { reply: Some(body), ..self }
     }
 
     /// Holds every answer back this long.
@@ -332,6 +348,7 @@ impl Sink {
             s.seen.lock().unwrap().push(Received {
                 method: method.to_string(),
                 path: uri.path().to_string(),
+                query: uri.query().unwrap_or_default().to_string(),
                 headers,
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             });
@@ -341,15 +358,26 @@ impl Sink {
             };
             tokio::time::sleep(s.delay).await;
             let mut headers = HeaderMap::new();
+            let mut answer = s.reply.as_ref().map(Value::to_string).unwrap_or_default();
             if status == 429 {
-                headers.insert("retry-after", "1".parse().unwrap());
+                match s.body_retry_after {
+                    Some(secs) => {
+                        answer = serde_json::json!({"ok": false, "error_code": 429,
+                            "description": format!("Too Many Requests: retry after {secs}"),
+                            "parameters": {"retry_after": secs}})
+                        .to_string();
+                    }
+                    None => {
+                        headers.insert("retry-after", "1".parse().unwrap());
+                    }
+                }
             }
             if (300..400).contains(&status)
                 && let Some(to) = &s.location
             {
                 headers.insert("location", to.parse().unwrap());
             }
-            (StatusCode::from_u16(status).unwrap(), headers, String::new())
+            (StatusCode::from_u16(status).unwrap(), headers, answer)
         }
         let app = axum::Router::new().fallback(axum::routing::any(receive)).with_state(self.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
