@@ -276,6 +276,12 @@ struct RawCheck {
     #[serde(default)]
     grace: Option<Spanned<String>>,
     #[serde(default)]
+    start_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    min_duration: Option<Spanned<String>>,
+    #[serde(default)]
+    max_duration: Option<Spanned<String>>,
+    #[serde(default)]
     description: Option<String>,
 }
 
@@ -424,6 +430,12 @@ pub struct CheckDecl {
     pub slug: String,
     pub expect: Expect,
     pub grace: Duration,
+    /// A start ping is expected within this long of each due time.
+    pub start_grace: Option<Duration>,
+    /// A success that comes sooner than this after its start counts as a failure.
+    pub min_duration: Option<Duration>,
+    /// A run going longer than this after its start is late, then down after `grace`.
+    pub max_duration: Option<Duration>,
     pub description: String,
 }
 
@@ -808,6 +820,9 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     slug,
                     expect,
                     grace,
+                    start_grace: None,
+                    min_duration: None,
+                    max_duration: None,
                     description: v.description.clone().unwrap_or_default(),
                 }),
             ));
@@ -843,6 +858,19 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             c.at(v.slug.referenced.into(), format!("{path}.slug"), e.replace("task name", "check slug"), None);
         }
         let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
+        let start_grace = c.duration(&v.start_grace, format!("{path}.start_grace"));
+        let min_duration = c.duration(&v.min_duration, format!("{path}.min_duration"));
+        let max_duration = c.duration(&v.max_duration, format!("{path}.max_duration"));
+        if let (Some(min), Some(max), Some(raw)) = (min_duration, max_duration, &v.min_duration)
+            && min >= max
+        {
+            c.at(
+                raw.referenced.into(),
+                format!("{path}.min_duration"),
+                "min_duration must be shorter than max_duration: no run could be both",
+                Some("lower min_duration or raise max_duration, e.g. { min_duration: 1m, max_duration: 1h }"),
+            );
+        }
         let expect = match (&v.every, &v.cron) {
             (Some(_), None) => c.duration(&v.every, format!("{path}.every")).map(|d| Some(Expect::Period(d))),
             (None, Some(cron)) => {
@@ -877,6 +905,9 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     slug: v.slug.value.clone(),
                     expect,
                     grace,
+                    start_grace,
+                    min_duration,
+                    max_duration,
                     description: v.description.clone().unwrap_or_default(),
                 }),
             ));

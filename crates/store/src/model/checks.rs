@@ -11,6 +11,12 @@ pub struct NewCheck {
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub grace_ms: i64,
+    /// A start ping is expected within this long of each due time.
+    pub start_grace_ms: Option<i64>,
+    /// A success sooner than this after its start counts as a failure.
+    pub min_duration_ms: Option<i64>,
+    /// A run going longer than this after its start is late.
+    pub max_duration_ms: Option<i64>,
     pub description: String,
 }
 
@@ -27,6 +33,9 @@ pub struct CheckRecord {
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub grace_ms: i64,
+    pub start_grace_ms: Option<i64>,
+    pub min_duration_ms: Option<i64>,
+    pub max_duration_ms: Option<i64>,
     pub description: String,
     pub state: CheckState,
     pub last_finish_at: Option<i64>,
