@@ -282,7 +282,16 @@ struct RawCheck {
     #[serde(default)]
     max_duration: Option<Spanned<String>>,
     #[serde(default)]
+    max_pings: Option<Spanned<RawMaxPings>>,
+    #[serde(default)]
     description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaxPings {
+    count: Spanned<u32>,
+    within: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -436,7 +445,16 @@ pub struct CheckDecl {
     pub min_duration: Option<Duration>,
     /// A run going longer than this after its start is late, then down after `grace`.
     pub max_duration: Option<Duration>,
+    /// More success pings than this within a window is a warning (pinged too often).
+    pub max_pings: Option<MaxPings>,
     pub description: String,
+}
+
+/// At most `count` success pings within `within`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPings {
+    pub count: u32,
+    pub within: Duration,
 }
 
 /// When pings are expected.
@@ -823,6 +841,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     start_grace: None,
                     min_duration: None,
                     max_duration: None,
+                    max_pings: None,
                     description: v.description.clone().unwrap_or_default(),
                 }),
             ));
@@ -871,6 +890,26 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                 Some("lower min_duration or raise max_duration, e.g. { min_duration: 1m, max_duration: 1h }"),
             );
         }
+        let max_pings = v.max_pings.as_ref().and_then(|m| {
+            let hint = Some("e.g. max_pings: { count: 1, within: 10m }");
+            let within = match &m.value.within {
+                None => {
+                    c.at(m.referenced.into(), format!("{path}.max_pings.within"), "the window is missing", hint);
+                    None
+                }
+                Some(_) => c.duration(&m.value.within, format!("{path}.max_pings.within")),
+            };
+            if m.value.count.value == 0 {
+                c.at(
+                    m.value.count.referenced.into(),
+                    format!("{path}.max_pings.count"),
+                    "count must be 1 or more: it is how many success pings the window allows",
+                    hint,
+                );
+                return None;
+            }
+            within.map(|within| MaxPings { count: m.value.count.value, within })
+        });
         let expect = match (&v.every, &v.cron) {
             (Some(_), None) => c.duration(&v.every, format!("{path}.every")).map(|d| Some(Expect::Period(d))),
             (None, Some(cron)) => {
@@ -908,6 +947,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     start_grace,
                     min_duration,
                     max_duration,
+                    max_pings,
                     description: v.description.clone().unwrap_or_default(),
                 }),
             ));

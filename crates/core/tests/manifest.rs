@@ -149,6 +149,17 @@ fn check_timing_rules_are_read_and_checked() {
     assert!(e.contains("hint: lower min_duration"), "{e}");
     let e = error_of("name: t\nchecks:\n  - { slug: backup, every: 1h, start_grace: 5 }\n");
     assert!(e.contains("checks[0].start_grace"), "{e}");
+    let m = Manifest::parse(
+        "m.yaml",
+        "name: t\nchecks:\n  - { slug: b, every: 1h, max_pings: { count: 2, within: 10m } }\n",
+    )
+    .unwrap();
+    let max = m.checks[0].max_pings.unwrap();
+    assert_eq!((max.count, max.within), (2, Duration::from_secs(600)));
+    let e = error_of("name: t\nchecks:\n  - { slug: b, every: 1h, max_pings: { count: 0, within: 10m } }\n");
+    assert!(e.contains("checks[0].max_pings.count: count must be 1 or more"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: b, every: 1h, max_pings: { count: 1 } }\n");
+    assert!(e.contains("checks[0].max_pings.within: the window is missing"), "{e}");
     let e = error_of("name: t\nchecks:\n  - { slug: backup, every: 1h, max_duration: 0s }\n");
     assert!(e.contains("checks[0].max_duration: duration must be more than zero"), "{e}");
 }

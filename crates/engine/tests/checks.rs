@@ -1,5 +1,5 @@
 //! The timing rules of heartbeat checks on held time: `min_duration` and `max_duration` from the
-//! start ping, and `start_grace` for a start that does not come. The engine's clock follows
+//! start ping, `start_grace` for a start that does not come, and `max_pings` for too many. The engine's clock follows
 //! tokio's, which only `tokio::time::advance` moves (`agent_os_engine::testing`); the tests call
 //! `check_tick` themselves. Told on SQLite always and on PostgreSQL when
 //! `AGENT_OS_TEST_POSTGRES_URL` names a server (with `CI=true` and no URL it fails).
@@ -138,6 +138,47 @@ async fn start_grace(url: &str, dir: &Path) {
     advance(5 * MIN).await;
     assert_eq!(tick(&e, "nightly").await, (CheckState::Up, None));
     e.shutdown(Duration::from_secs(1)).await;
+}
+
+async fn too_often(url: &str, dir: &Path) {
+    let clock = TokioClock::starting_at(1_800_000_000_000);
+    let e = engine(url, dir, &clock).await;
+    e.register_path(&project(dir, "  - { slug: sync, every: 1h, max_pings: { count: 2, within: 10m } }\n"))
+        .await
+        .unwrap();
+    assert_eq!(check(&e, "sync").await.max_pings, Some((2, 10 * MIN as i64)));
+    ping(&e, "sync", PingKind::Success).await;
+    advance(MIN).await;
+    ping(&e, "sync", PingKind::Exit(0)).await;
+    // A start, a failure and a log line are not success pings.
+    ping(&e, "sync", PingKind::Start).await;
+    ping(&e, "sync", PingKind::Log).await;
+    assert_eq!(open_reason(&e, "sync:too-often").await, None, "two within 10 minutes are allowed");
+    advance(MIN).await;
+    let third = ping(&e, "sync", PingKind::Success).await;
+    assert_eq!(third.state, CheckState::Up, "the check's own state is not touched");
+    let open = e.store().list_incidents(true, Some("proj"), 50).await.unwrap();
+    let warning = open.iter().find(|i| i.subject == "proj/sync:too-often").expect("a too-often incident");
+    assert_eq!(warning.severity, agent_os_core::alerting::Severity::Warning);
+    assert!(warning.reason.contains("3 success pings within 10m; max_pings allows 2"), "{}", warning.reason);
+    assert_eq!(open_reason(&e, "sync").await, None, "no late/down incident");
+    // Once the window holds two again, the next success resolves it.
+    advance(9 * MIN).await;
+    ping(&e, "sync", PingKind::Success).await;
+    assert_eq!(open_reason(&e, "sync:too-often").await, None);
+    e.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_pings_within_a_window_on_sqlite_and_postgres() {
+    let _time = hold_time();
+    let dir = tempfile::tempdir().unwrap();
+    too_often(&sqlite_url(&dir.path().join("agent-os.db")), dir.path()).await;
+    if let Some(db) = PgDatabase::create().await {
+        let pg = tempfile::tempdir().unwrap();
+        too_often(&db.url, pg.path()).await;
+        db.drop_it().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -486,6 +486,7 @@ async fn story(s: &dyn Store) {
         start_grace_ms: Some(grace / 2),
         min_duration_ms: None,
         max_duration_ms: Some(grace * 3),
+        max_pings: Some((2, grace)),
         description: String::new(),
     };
     s.sync_checks(&cortana.id, &[check("daily_update", 600_000), check("backup", 1)], 10).await.unwrap();
@@ -498,6 +499,7 @@ async fn story(s: &dyn Store) {
         (Some(450_000), None, Some(2_700_000)),
         "the timing rules follow the manifest"
     );
+    assert_eq!(again.max_pings, Some((2, 900_000)));
     assert_eq!(s.list_checks(Some("cortana")).await.unwrap().len(), 1, "undeclared checks go");
     let event = |kind: &str, at: i64| NewEvent {
         id: agent_os_core::id::new_id(),

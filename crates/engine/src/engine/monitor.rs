@@ -170,6 +170,7 @@ impl Engine {
                     start_grace_ms: c.start_grace.map(|d| d.as_millis() as i64),
                     min_duration_ms: c.min_duration.map(|d| d.as_millis() as i64),
                     max_duration_ms: c.max_duration.map(|d| d.as_millis() as i64),
+                    max_pings: c.max_pings.map(|m| (i64::from(m.count), m.within.as_millis() as i64)),
                     description: c.description.clone(),
                 }
             })
@@ -189,6 +190,7 @@ impl Engine {
                     start_grace_ms: None,
                     min_duration_ms: None,
                     max_duration_ms: None,
+                    max_pings: None,
                     description: s.description,
                 });
             }
@@ -421,6 +423,9 @@ impl Engine {
         if state != old {
             self.check_changed(&check.project, &check.slug, state, &why).await;
         }
+        if let (Some((count, within)), true) = (check.max_pings, kind.is_finish() && !kind.is_failure()) {
+            self.pinged_too_often(&check, count, within, now).await;
+        }
         Ok(CheckRecord {
             state,
             last_finish_at: pings.last_finish,
@@ -431,6 +436,42 @@ impl Engine {
             state_changed_at: if state != old { Some(now) } else { check.state_changed_at },
             ..check
         })
+    }
+
+    /// After a success ping of a check with `max_pings`: more success pings than `count` within
+    /// `within` ms (up to `now`) raises a warning incident of its own (subject
+    /// `PROJECT/SLUG:too-often`), apart from the check's late/down incident, so it neither
+    /// changes the check's state nor is resolved by the ping; a success within the limit
+    /// resolves it.
+    async fn pinged_too_often(&self, c: &CheckRecord, count: i64, within: i64, now: i64) {
+        let subject = format!("{}/{}:too-often", c.project, c.slug);
+        let result = match self.store.count_successes(&c.id, now.saturating_sub(within) + 1).await {
+            Ok(n) if n > count => self
+                .raise(super::incidents::Alert {
+                    source: agent_os_core::alerting::IncidentSource::Check,
+                    subject: subject.clone(),
+                    project: Some(c.project.clone()),
+                    severity: agent_os_core::alerting::Severity::Warning,
+                    title: format!("{}/{} is pinged too often", c.project, c.slug),
+                    reason: format!("{n} success pings within {}; max_pings allows {count}", shown(within)),
+                    tags: Vec::new(),
+                    worse: false,
+                })
+                .await
+                .map(|_| ()),
+            Ok(_) => self
+                .resolve(
+                    agent_os_core::alerting::IncidentSource::Check,
+                    &subject,
+                    "success pings within max_pings again",
+                )
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(check = %subject, error = %e, "too-often incident not recorded");
+        }
     }
 
     /// Writes pings as they come, every ping waiting at that moment in one transaction: under

@@ -17,6 +17,8 @@ pub struct NewCheck {
     pub min_duration_ms: Option<i64>,
     /// A run going longer than this after its start is late.
     pub max_duration_ms: Option<i64>,
+    /// More success pings than `.0` within `.1` ms is a warning.
+    pub max_pings: Option<(i64, i64)>,
     pub description: String,
 }
 
@@ -36,6 +38,8 @@ pub struct CheckRecord {
     pub start_grace_ms: Option<i64>,
     pub min_duration_ms: Option<i64>,
     pub max_duration_ms: Option<i64>,
+    /// At most this many success pings (`.0`) within this many ms (`.1`).
+    pub max_pings: Option<(i64, i64)>,
     pub description: String,
     pub state: CheckState,
     pub last_finish_at: Option<i64>,
