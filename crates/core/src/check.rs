@@ -117,34 +117,114 @@ pub struct Pings {
     pub running_since: Option<i64>,
 }
 
+/// The timing rules of a check besides its expectation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// How long past due (or past `max_duration`, or past a missing start) before down.
+    pub grace: Duration,
+    /// When set, the job is expected to send a start ping within this long of the due time;
+    /// without one the check is late ("no start signal"), then down after `grace`.
+    pub start_grace: Option<Duration>,
+    /// When set, a run still going this long after its start ping is late, then down after
+    /// `grace`. Without it a run has `grace` from its start to finish.
+    pub max_duration: Option<Duration>,
+}
+
+/// Why a check is in the state [`assess`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Never pinged.
+    NeverPinged,
+    /// Pings came as expected (or a run is going within its time).
+    OnTime,
+    /// The last finish was a failure.
+    Failed,
+    /// The expected ping did not come by its due time.
+    Overdue,
+    /// A start ping was expected within `start_grace` of the due time and none came.
+    NoStart,
+    /// A run is going past the time it has (`max_duration`, or `grace` without one).
+    RunningTooLong,
+}
+
+impl Why {
+    /// A sentence for events and incidents, in the words of `state`.
+    pub fn describe(self, state: CheckState) -> &'static str {
+        match (self, state) {
+            (Why::NoStart, CheckState::Late) => "no start signal: the start ping did not come within start_grace",
+            (Why::NoStart, _) => "no start signal: no start ping came within start_grace and the grace time",
+            (Why::RunningTooLong, CheckState::Late) => "still running past max_duration; within grace",
+            (Why::RunningTooLong, _) => "started but did not finish in its time (max_duration or grace)",
+            (Why::Overdue, CheckState::Late) => "the expected ping did not come; within grace",
+            (Why::Overdue, _) => "the expected ping did not come within the grace time",
+            (Why::Failed, _) => "the job reported a failure",
+            (Why::NeverPinged | Why::OnTime, _) => "re-evaluated",
+        }
+    }
+}
+
+/// What [`assess`] finds: the state, when it would next change without a ping, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assessment {
+    pub state: CheckState,
+    pub next: Option<i64>,
+    pub why: Why,
+}
+
 /// The state of a check at `now`, and when it would next change without a ping.
 /// `expect` is `None` when the expectation cannot be read (a stored cron that no longer
 /// parses): a check that was pinged is then up, with nothing due.
 pub fn evaluate(expect: Option<&Expect>, grace: Duration, pings: &Pings, now: i64) -> (CheckState, Option<i64>) {
-    let grace = grace.as_millis() as i64;
+    let a = assess(expect, &Timing { grace, ..Timing::default() }, pings, now);
+    (a.state, a.next)
+}
+
+/// Up to `until`, then late to `until + grace`, then down: the shape every deadline takes.
+fn deadline(until: i64, grace: i64, now: i64, why: Why) -> Assessment {
+    if now <= until {
+        Assessment { state: CheckState::Up, next: Some(until + 1), why: Why::OnTime }
+    } else if now <= until + grace {
+        Assessment { state: CheckState::Late, next: Some(until + grace + 1), why }
+    } else {
+        Assessment { state: CheckState::Down, next: None, why }
+    }
+}
+
+/// [`evaluate`] with every timing rule of a check, and the reason for the state.
+pub fn assess(expect: Option<&Expect>, timing: &Timing, pings: &Pings, now: i64) -> Assessment {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+    let grace = ms(timing.grace);
     let Some(last) = pings.last_finish.or(pings.running_since) else {
-        return (CheckState::New, None);
+        return Assessment { state: CheckState::New, next: None, why: Why::NeverPinged };
     };
     if let Some(start) = pings.running_since {
-        // Started and not finished: it has the grace time to finish.
-        return if now > start + grace { (CheckState::Down, None) } else { (CheckState::Up, Some(start + grace + 1)) };
+        return match timing.max_duration {
+            // Started and not finished: up to max_duration, then late for the grace time.
+            Some(max) => deadline(start.saturating_add(ms(max)), grace, now, Why::RunningTooLong),
+            // Without max_duration it has the grace time to finish, and is never late.
+            None if now > start.saturating_add(grace) => {
+                Assessment { state: CheckState::Down, next: None, why: Why::RunningTooLong }
+            }
+            None => Assessment { state: CheckState::Up, next: Some(start.saturating_add(grace) + 1), why: Why::OnTime },
+        };
     }
     if pings.last_failed {
-        return (CheckState::Down, None);
+        return Assessment { state: CheckState::Down, next: None, why: Why::Failed };
     }
     let expected = match expect {
-        Some(Expect::Period(p)) => Some(last + p.as_millis() as i64),
+        Some(Expect::Period(p)) => Some(last.saturating_add(ms(*p))),
         Some(Expect::Cron { cron, timezone }) => jiff::Timestamp::from_millisecond(last)
             .ok()
             .and_then(|t| cron.next_after(timezone.tz(), t))
             .map(|t| t.as_millisecond()),
         None => None,
     };
-    match expected {
-        None => (CheckState::Up, None),
-        Some(due) if now <= due => (CheckState::Up, Some(due + 1)),
-        Some(due) if now <= due + grace => (CheckState::Late, Some(due + grace + 1)),
-        Some(_) => (CheckState::Down, None),
+    match (expected, timing.start_grace) {
+        (None, _) => Assessment { state: CheckState::Up, next: None, why: Why::OnTime },
+        // A start is due within start_grace of the due time; a missing one is late, then
+        // down after the grace time.
+        (Some(due), Some(start_grace)) => deadline(due.saturating_add(ms(start_grace)), grace, now, Why::NoStart),
+        (Some(due), None) => deadline(due, grace, now, Why::Overdue),
     }
 }
 
@@ -193,6 +273,45 @@ mod tests {
         assert_eq!(evaluate(Some(&e), g, &p, last + day - 1).0, CheckState::Up);
         assert_eq!(evaluate(Some(&e), g, &p, last + day + 5 * MIN).0, CheckState::Late);
         assert_eq!(evaluate(Some(&e), g, &p, last + day + 11 * MIN).0, CheckState::Down);
+    }
+
+    #[test]
+    fn max_duration_makes_a_long_run_late_then_down() {
+        let e = Expect::Period(Duration::from_secs(3600));
+        let t = Timing {
+            grace: Duration::from_secs(300),
+            start_grace: None,
+            max_duration: Some(Duration::from_secs(1200)),
+        };
+        let p = pings(Some(0), false, Some(10 * MIN));
+        let at = |now| assess(Some(&e), &t, &p, now);
+        assert_eq!(at(29 * MIN), Assessment { state: CheckState::Up, next: Some(30 * MIN + 1), why: Why::OnTime });
+        assert_eq!(
+            at(31 * MIN),
+            Assessment { state: CheckState::Late, next: Some(35 * MIN + 1), why: Why::RunningTooLong }
+        );
+        assert_eq!(at(36 * MIN).state, CheckState::Down);
+        assert_eq!(at(36 * MIN).why, Why::RunningTooLong);
+    }
+
+    #[test]
+    fn start_grace_makes_a_missing_start_late_with_its_own_reason() {
+        let e = Expect::Period(Duration::from_secs(3600));
+        let t =
+            Timing { grace: Duration::from_secs(600), start_grace: Some(Duration::from_secs(120)), max_duration: None };
+        let idle = pings(Some(0), false, None);
+        // Due at 60 min: up until the start grace is out, late for the grace time, then down.
+        assert_eq!(assess(Some(&e), &t, &idle, 61 * MIN).state, CheckState::Up);
+        let late = assess(Some(&e), &t, &idle, 63 * MIN);
+        assert_eq!((late.state, late.why, late.next), (CheckState::Late, Why::NoStart, Some(72 * MIN + 1)));
+        assert!(late.why.describe(late.state).contains("no start signal"));
+        assert_eq!(assess(Some(&e), &t, &idle, 73 * MIN).state, CheckState::Down);
+        // A start inside the window keeps it up while the run has time.
+        let started = pings(Some(0), false, Some(61 * MIN));
+        assert_eq!(assess(Some(&e), &t, &started, 63 * MIN).state, CheckState::Up);
+        // Without start_grace the old rule holds: late as soon as it is due.
+        let plain = Timing { start_grace: None, ..t };
+        assert_eq!(assess(Some(&e), &plain, &idle, 61 * MIN).why, Why::Overdue);
     }
 
     #[test]

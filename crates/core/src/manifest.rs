@@ -276,7 +276,22 @@ struct RawCheck {
     #[serde(default)]
     grace: Option<Spanned<String>>,
     #[serde(default)]
+    start_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    min_duration: Option<Spanned<String>>,
+    #[serde(default)]
+    max_duration: Option<Spanned<String>>,
+    #[serde(default)]
+    max_pings: Option<Spanned<RawMaxPings>>,
+    #[serde(default)]
     description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaxPings {
+    count: Spanned<u32>,
+    within: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -424,7 +439,22 @@ pub struct CheckDecl {
     pub slug: String,
     pub expect: Expect,
     pub grace: Duration,
+    /// A start ping is expected within this long of each due time.
+    pub start_grace: Option<Duration>,
+    /// A success that comes sooner than this after its start counts as a failure.
+    pub min_duration: Option<Duration>,
+    /// A run going longer than this after its start is late, then down after `grace`.
+    pub max_duration: Option<Duration>,
+    /// More success pings than this within a window is a warning (pinged too often).
+    pub max_pings: Option<MaxPings>,
     pub description: String,
+}
+
+/// At most `count` success pings within `within`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPings {
+    pub count: u32,
+    pub within: Duration,
 }
 
 /// When pings are expected.
@@ -808,6 +838,10 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     slug,
                     expect,
                     grace,
+                    start_grace: None,
+                    min_duration: None,
+                    max_duration: None,
+                    max_pings: None,
                     description: v.description.clone().unwrap_or_default(),
                 }),
             ));
@@ -843,6 +877,39 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             c.at(v.slug.referenced.into(), format!("{path}.slug"), e.replace("task name", "check slug"), None);
         }
         let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
+        let start_grace = c.duration(&v.start_grace, format!("{path}.start_grace"));
+        let min_duration = c.duration(&v.min_duration, format!("{path}.min_duration"));
+        let max_duration = c.duration(&v.max_duration, format!("{path}.max_duration"));
+        if let (Some(min), Some(max), Some(raw)) = (min_duration, max_duration, &v.min_duration)
+            && min >= max
+        {
+            c.at(
+                raw.referenced.into(),
+                format!("{path}.min_duration"),
+                "min_duration must be shorter than max_duration: no run could be both",
+                Some("lower min_duration or raise max_duration, e.g. { min_duration: 1m, max_duration: 1h }"),
+            );
+        }
+        let max_pings = v.max_pings.as_ref().and_then(|m| {
+            let hint = Some("e.g. max_pings: { count: 1, within: 10m }");
+            let within = match &m.value.within {
+                None => {
+                    c.at(m.referenced.into(), format!("{path}.max_pings.within"), "the window is missing", hint);
+                    None
+                }
+                Some(_) => c.duration(&m.value.within, format!("{path}.max_pings.within")),
+            };
+            if m.value.count.value == 0 {
+                c.at(
+                    m.value.count.referenced.into(),
+                    format!("{path}.max_pings.count"),
+                    "count must be 1 or more: it is how many success pings the window allows",
+                    hint,
+                );
+                return None;
+            }
+            within.map(|within| MaxPings { count: m.value.count.value, within })
+        });
         let expect = match (&v.every, &v.cron) {
             (Some(_), None) => c.duration(&v.every, format!("{path}.every")).map(|d| Some(Expect::Period(d))),
             (None, Some(cron)) => {
@@ -877,6 +944,10 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     slug: v.slug.value.clone(),
                     expect,
                     grace,
+                    start_grace,
+                    min_duration,
+                    max_duration,
+                    max_pings,
                     description: v.description.clone().unwrap_or_default(),
                 }),
             ));

@@ -134,3 +134,32 @@ fn schedules_are_checked_with_the_real_cron_parser_and_zone_database() {
     assert!(e.contains("schedules[0].cron: hour field: bad token \"25\": 25 is out of range 0-23"), "{e}");
     assert!(e.contains("schedules[0].timezone: unknown time zone \"Mars/Olympus\""), "{e}");
 }
+
+#[test]
+fn check_timing_rules_are_read_and_checked() {
+    let text = "name: t\nchecks:\n  - { slug: backup, every: 1h, start_grace: 5m, min_duration: 30s, max_duration: 20m }\n  - { slug: plain, every: 1h }\n";
+    let m = Manifest::parse("agent-os.yaml", text).unwrap();
+    assert_eq!(m.checks[0].start_grace, Some(Duration::from_secs(300)));
+    assert_eq!(m.checks[0].min_duration, Some(Duration::from_secs(30)));
+    assert_eq!(m.checks[0].max_duration, Some(Duration::from_secs(1200)));
+    assert_eq!((m.checks[1].start_grace, m.checks[1].min_duration, m.checks[1].max_duration), (None, None, None));
+
+    let e = error_of("name: t\nchecks:\n  - { slug: backup, every: 1h, min_duration: 1h, max_duration: 10m }\n");
+    assert!(e.contains("checks[0].min_duration: min_duration must be shorter than max_duration"), "{e}");
+    assert!(e.contains("hint: lower min_duration"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: backup, every: 1h, start_grace: 5 }\n");
+    assert!(e.contains("checks[0].start_grace"), "{e}");
+    let m = Manifest::parse(
+        "m.yaml",
+        "name: t\nchecks:\n  - { slug: b, every: 1h, max_pings: { count: 2, within: 10m } }\n",
+    )
+    .unwrap();
+    let max = m.checks[0].max_pings.unwrap();
+    assert_eq!((max.count, max.within), (2, Duration::from_secs(600)));
+    let e = error_of("name: t\nchecks:\n  - { slug: b, every: 1h, max_pings: { count: 0, within: 10m } }\n");
+    assert!(e.contains("checks[0].max_pings.count: count must be 1 or more"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: b, every: 1h, max_pings: { count: 1 } }\n");
+    assert!(e.contains("checks[0].max_pings.within: the window is missing"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: backup, every: 1h, max_duration: 0s }\n");
+    assert!(e.contains("checks[0].max_duration: duration must be more than zero"), "{e}");
+}

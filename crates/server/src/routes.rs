@@ -932,6 +932,14 @@ pub struct CheckView {
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub grace_ms: i64,
+    /// A start ping is expected within this long of each due time; without one the check is late.
+    pub start_grace_ms: Option<i64>,
+    /// A success sooner than this after its start counts as a failure.
+    pub min_duration_ms: Option<i64>,
+    /// A run going longer than this after its start is late, then down after the grace time.
+    pub max_duration_ms: Option<i64>,
+    /// More success pings than `count` within `within_ms` opens a warning incident.
+    pub max_pings: Option<MaxPingsView>,
     pub description: String,
     /// Where the job pings: append `/start`, `/fail`, `/<exit status>` or `/log` as needed.
     pub ping_url: String,
@@ -941,6 +949,13 @@ pub struct CheckView {
     pub last_duration_ms: Option<i64>,
     pub running_since: Option<String>,
     pub state_changed_at: Option<String>,
+}
+
+/// A check's `max_pings`: at most `count` success pings within `within_ms`.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct MaxPingsView {
+    pub count: i64,
+    pub within_ms: i64,
 }
 
 fn check_view(st: &AppState, c: agent_os_store::CheckRecord) -> CheckView {
@@ -957,6 +972,10 @@ fn check_view(st: &AppState, c: agent_os_store::CheckRecord) -> CheckView {
         cron: c.cron,
         timezone: c.timezone,
         grace_ms: c.grace_ms,
+        start_grace_ms: c.start_grace_ms,
+        min_duration_ms: c.min_duration_ms,
+        max_duration_ms: c.max_duration_ms,
+        max_pings: c.max_pings.map(|(count, within_ms)| MaxPingsView { count, within_ms }),
         description: c.description,
         last_ping_at: c.last_ping_at.map(views::time),
         last_duration_ms: c.last_duration_ms,

@@ -483,6 +483,10 @@ async fn story(s: &dyn Store) {
         cron: Some("0 22 * * *".into()),
         timezone: Some("UTC".into()),
         grace_ms: grace,
+        start_grace_ms: Some(grace / 2),
+        min_duration_ms: None,
+        max_duration_ms: Some(grace * 3),
+        max_pings: Some((2, grace)),
         description: String::new(),
     };
     s.sync_checks(&cortana.id, &[check("daily_update", 600_000), check("backup", 1)], 10).await.unwrap();
@@ -490,6 +494,12 @@ async fn story(s: &dyn Store) {
     s.sync_checks(&cortana.id, &[check("daily_update", 900_000)], 11).await.unwrap();
     let again = s.get_check(&first.id).await.unwrap().unwrap();
     assert_eq!((again.grace_ms, again.state.as_str(), again.project.as_str()), (900_000, "new", "cortana"));
+    assert_eq!(
+        (again.start_grace_ms, again.min_duration_ms, again.max_duration_ms),
+        (Some(450_000), None, Some(2_700_000)),
+        "the timing rules follow the manifest"
+    );
+    assert_eq!(again.max_pings, Some((2, 900_000)));
     assert_eq!(s.list_checks(Some("cortana")).await.unwrap().len(), 1, "undeclared checks go");
     let event = |kind: &str, at: i64| NewEvent {
         id: agent_os_core::id::new_id(),

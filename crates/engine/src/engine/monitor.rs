@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
-use agent_os_core::check::{CheckKind, CheckState, PingKind, Pings, evaluate};
+use agent_os_core::check::{Assessment, CheckKind, CheckState, PingKind, Pings, Timing, assess};
 use agent_os_core::cron::{Cron, Zone};
 use agent_os_core::discover::{runs_task, same_zone};
 use agent_os_core::id::new_id;
@@ -104,10 +104,31 @@ fn expect_of(c: &CheckRecord) -> Option<Expect> {
     }
 }
 
-/// The state of a stored check at `now`, and when it would change next.
-fn state_of(c: &CheckRecord, pings: &Pings, now: i64) -> (CheckState, Option<i64>) {
-    let grace = Duration::from_millis(c.grace_ms.max(0) as u64);
-    evaluate(expect_of(c).as_ref(), grace, pings, now)
+/// A stored length of time (ms); a negative one reads as zero.
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// The state of a stored check at `now`, when it would change next, and why.
+fn state_of(c: &CheckRecord, pings: &Pings, now: i64) -> Assessment {
+    let timing = Timing {
+        grace: millis(c.grace_ms),
+        start_grace: c.start_grace_ms.map(millis),
+        max_duration: c.max_duration_ms.map(millis),
+    };
+    assess(expect_of(c).as_ref(), &timing, pings, now)
+}
+
+/// Shows a length of time in ms as people read it (`90s`, `2m 5s`).
+fn shown(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, 0) => format!("{}ms", ms.max(0)),
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
 }
 
 fn event(c: &CheckRecord, state: CheckState, at: i64, why: &str) -> NewEvent {
@@ -146,6 +167,10 @@ impl Engine {
                     cron,
                     timezone,
                     grace_ms: c.grace.as_millis() as i64,
+                    start_grace_ms: c.start_grace.map(|d| d.as_millis() as i64),
+                    min_duration_ms: c.min_duration.map(|d| d.as_millis() as i64),
+                    max_duration_ms: c.max_duration.map(|d| d.as_millis() as i64),
+                    max_pings: c.max_pings.map(|m| (i64::from(m.count), m.within.as_millis() as i64)),
                     description: c.description.clone(),
                 }
             })
@@ -162,6 +187,10 @@ impl Engine {
                     cron: Some(s.cron),
                     timezone: Some(s.timezone),
                     grace_ms: DEFAULT_GRACE.as_millis() as i64,
+                    start_grace_ms: None,
+                    min_duration_ms: None,
+                    max_duration_ms: None,
+                    max_pings: None,
                     description: s.description,
                 });
             }
@@ -320,6 +349,7 @@ impl Engine {
             running_since: check.running_since,
         };
         let mut duration_ms = None;
+        let mut too_fast = None;
         match kind {
             PingKind::Start => pings.running_since = Some(now),
             PingKind::Log => {}
@@ -331,18 +361,29 @@ impl Engine {
                 duration_ms = paired.or(pings.running_since).map(|s| now - s);
                 pings.last_finish = Some(now);
                 pings.last_failed = finish.is_failure();
+                // A success sooner after its start than min_duration counts as a failure.
+                if let (false, Some(took), Some(min)) = (pings.last_failed, duration_ms, check.min_duration_ms)
+                    && took < min
+                {
+                    pings.last_failed = true;
+                    too_fast = Some(format!(
+                        "finished too fast: {} after its start, under min_duration {}",
+                        shown(took),
+                        shown(min)
+                    ));
+                }
                 if paired.is_none_or(|s| Some(s) == pings.running_since) {
                     pings.running_since = None;
                 }
             }
         }
         let old = check.state;
-        let (state, _) = if kind == PingKind::Log { (old, None) } else { state_of(&check, &pings, clock) };
-        let why = match kind {
+        let state = if kind == PingKind::Log { old } else { state_of(&check, &pings, clock).state };
+        let why = too_fast.unwrap_or_else(|| match kind {
             PingKind::Fail => "the job reported a failure".to_string(),
             PingKind::Exit(n) if n != 0 => format!("the job exited with status {n}"),
             _ => "a ping arrived".to_string(),
-        };
+        });
         let body = body.map(|b| {
             let mut b = agent_os_core::redact::redact_shapes(&b);
             if b.len() > MAX_PING_BODY {
@@ -382,6 +423,9 @@ impl Engine {
         if state != old {
             self.check_changed(&check.project, &check.slug, state, &why).await;
         }
+        if let (Some((count, within)), true) = (check.max_pings, kind.is_finish() && !kind.is_failure()) {
+            self.pinged_too_often(&check, count, within, now).await;
+        }
         Ok(CheckRecord {
             state,
             last_finish_at: pings.last_finish,
@@ -392,6 +436,42 @@ impl Engine {
             state_changed_at: if state != old { Some(now) } else { check.state_changed_at },
             ..check
         })
+    }
+
+    /// After a success ping of a check with `max_pings`: more success pings than `count` within
+    /// `within` ms (up to `now`) raises a warning incident of its own (subject
+    /// `PROJECT/SLUG:too-often`), apart from the check's late/down incident, so it neither
+    /// changes the check's state nor is resolved by the ping; a success within the limit
+    /// resolves it.
+    async fn pinged_too_often(&self, c: &CheckRecord, count: i64, within: i64, now: i64) {
+        let subject = format!("{}/{}:too-often", c.project, c.slug);
+        let result = match self.store.count_successes(&c.id, now.saturating_sub(within) + 1).await {
+            Ok(n) if n > count => self
+                .raise(super::incidents::Alert {
+                    source: agent_os_core::alerting::IncidentSource::Check,
+                    subject: subject.clone(),
+                    project: Some(c.project.clone()),
+                    severity: agent_os_core::alerting::Severity::Warning,
+                    title: format!("{}/{} is pinged too often", c.project, c.slug),
+                    reason: format!("{n} success pings within {}; max_pings allows {count}", shown(within)),
+                    tags: Vec::new(),
+                    worse: false,
+                })
+                .await
+                .map(|_| ()),
+            Ok(_) => self
+                .resolve(
+                    agent_os_core::alerting::IncidentSource::Check,
+                    &subject,
+                    "success pings within max_pings again",
+                )
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(check = %subject, error = %e, "too-often incident not recorded");
+        }
     }
 
     /// Writes pings as they come, every ping waiting at that moment in one transaction: under
@@ -428,19 +508,12 @@ impl Engine {
         for c in self.store.list_checks(None).await? {
             let pings =
                 Pings { last_finish: c.last_finish_at, last_failed: c.last_failed, running_since: c.running_since };
-            let (state, due) = state_of(&c, &pings, now);
+            let Assessment { state, next: due, why } = state_of(&c, &pings, now);
             if let Some(d) = due {
                 next = Some(next.map_or(d, |n: i64| n.min(d)));
             }
             if state != c.state {
-                let why = match state {
-                    CheckState::Late => "the expected ping did not come; within grace".to_string(),
-                    CheckState::Down if pings.running_since.is_some() => {
-                        "started but did not finish within the grace time".to_string()
-                    }
-                    CheckState::Down => "the expected ping did not come within the grace time".to_string(),
-                    _ => "re-evaluated".to_string(),
-                };
+                let why = why.describe(state).to_string();
                 if self.store.set_check_state(&c.id, state, &event(&c, state, now, &why)).await? {
                     self.check_changed(&c.project, &c.slug, state, &why).await;
                 }

@@ -11,6 +11,14 @@ pub struct NewCheck {
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub grace_ms: i64,
+    /// A start ping is expected within this long of each due time.
+    pub start_grace_ms: Option<i64>,
+    /// A success sooner than this after its start counts as a failure.
+    pub min_duration_ms: Option<i64>,
+    /// A run going longer than this after its start is late.
+    pub max_duration_ms: Option<i64>,
+    /// More success pings than `.0` within `.1` ms is a warning.
+    pub max_pings: Option<(i64, i64)>,
     pub description: String,
 }
 
@@ -27,6 +35,11 @@ pub struct CheckRecord {
     pub cron: Option<String>,
     pub timezone: Option<String>,
     pub grace_ms: i64,
+    pub start_grace_ms: Option<i64>,
+    pub min_duration_ms: Option<i64>,
+    pub max_duration_ms: Option<i64>,
+    /// At most this many success pings (`.0`) within this many ms (`.1`).
+    pub max_pings: Option<(i64, i64)>,
     pub description: String,
     pub state: CheckState,
     pub last_finish_at: Option<i64>,

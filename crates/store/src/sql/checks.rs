@@ -29,6 +29,8 @@ pub trait CheckStore: Send + Sync {
     async fn rid_pings(&self, check_id: &str, rid: &str, kind: &str) -> Result<RidPings>;
     /// Stores several pings, in order, in one transaction (a group commit).
     async fn record_pings(&self, pings: &[PingUpdate]) -> Result<()>;
+    /// How many success pings (`success`, `exit 0`) the check has at `since` or later.
+    async fn count_successes(&self, check_id: &str, since: i64) -> Result<i64>;
     /// Moves a check to `state` (with its event) unless it is already there.
     async fn set_check_state(&self, check_id: &str, state: CheckState, event: &NewEvent) -> Result<bool>;
 }
@@ -37,7 +39,8 @@ pub trait CheckStore: Send + Sync {
 macro_rules! check_columns {
     () => {
         "c.id, c.project_id, p.name AS project, p.ping_key, c.slug, c.kind, c.period_ms, c.cron, c.timezone,
-         c.grace_ms, c.description, c.state, c.last_finish_at, c.last_failed, c.running_since, c.last_ping_at,
+         c.grace_ms, c.start_grace_ms, c.min_duration_ms, c.max_duration_ms, c.max_pings_count,
+         c.max_pings_within_ms, c.description, c.state, c.last_finish_at, c.last_failed, c.running_since, c.last_ping_at,
          c.last_duration_ms, c.state_changed_at, c.created_at
          FROM checks c JOIN projects p ON p.id = c.project_id"
     };
@@ -55,6 +58,12 @@ fn check_from(row: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
         cron: row.try_get("cron")?,
         timezone: row.try_get("timezone")?,
         grace_ms: row.try_get("grace_ms")?,
+        start_grace_ms: row.try_get("start_grace_ms")?,
+        min_duration_ms: row.try_get("min_duration_ms")?,
+        max_duration_ms: row.try_get("max_duration_ms")?,
+        max_pings: row
+            .try_get::<Option<i64>, _>("max_pings_count")?
+            .zip(row.try_get::<Option<i64>, _>("max_pings_within_ms")?),
         description: row.try_get("description")?,
         state: row.try_get("state")?,
         last_finish_at: row.try_get("last_finish_at")?,
@@ -153,11 +162,15 @@ impl CheckStore for SqlStore {
         for c in checks {
             sqlx::query(
                 "INSERT INTO checks
-                     (id, project_id, slug, kind, period_ms, cron, timezone, grace_ms, description, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     (id, project_id, slug, kind, period_ms, cron, timezone, grace_ms, description, created_at,
+                      start_grace_ms, min_duration_ms, max_duration_ms, max_pings_count, max_pings_within_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                  ON CONFLICT (project_id, slug) DO UPDATE SET
                      kind = excluded.kind, period_ms = excluded.period_ms, cron = excluded.cron,
-                     timezone = excluded.timezone, grace_ms = excluded.grace_ms, description = excluded.description",
+                     timezone = excluded.timezone, grace_ms = excluded.grace_ms, description = excluded.description,
+                     start_grace_ms = excluded.start_grace_ms, min_duration_ms = excluded.min_duration_ms,
+                     max_duration_ms = excluded.max_duration_ms, max_pings_count = excluded.max_pings_count,
+                     max_pings_within_ms = excluded.max_pings_within_ms",
             )
             .bind(agent_os_core::id::new_id())
             .bind(project_id)
@@ -169,6 +182,11 @@ impl CheckStore for SqlStore {
             .bind(c.grace_ms)
             .bind(&c.description)
             .bind(now)
+            .bind(c.start_grace_ms)
+            .bind(c.min_duration_ms)
+            .bind(c.max_duration_ms)
+            .bind(c.max_pings.map(|m| m.0))
+            .bind(c.max_pings.map(|m| m.1))
             .execute(&mut *tx)
             .await?;
         }
@@ -243,6 +261,17 @@ impl CheckStore for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn count_successes(&self, check_id: &str, since: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pings WHERE check_id = $1 AND at >= $2 AND kind IN ('success', 'exit 0')",
+        )
+        .bind(check_id)
+        .bind(since)
+        .fetch_one(&self.write)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     async fn set_check_state(&self, check_id: &str, state: CheckState, event: &NewEvent) -> Result<bool> {
