@@ -6,7 +6,10 @@
 //! Input: the URL on the first line; the rest is a notification's title and body.
 #![no_main]
 
-use agent_os_core::channel::{self, DISCORD_LIMIT, Kind, Message, SLACK_LIMIT};
+use agent_os_core::channel::{
+    self, DISCORD_LIMIT, GOOGLE_CHAT_LIMIT, Kind, MATRIX_LIMIT, MATTERMOST_LIMIT, Message, PAGERDUTY_SUMMARY_LIMIT,
+    PUSHOVER_MESSAGE_LIMIT, PUSHOVER_TITLE_LIMIT, SLACK_LIMIT, TELEGRAM_LIMIT,
+};
 use agent_os_fuzz::text;
 use libfuzzer_sys::fuzz_target;
 
@@ -59,15 +62,30 @@ fuzz_target!(|data: &[u8]| {
         severity: ["info", "warning", "critical", title][title.len() % 4],
         tags: &tags,
         at: "2025-01-01T00:00:00Z",
+        incident: (title.len() % 3 == 0).then_some("0190b1f2-0000-7000-8000-000000000001"),
+        resolves: title.len() % 2 == 0,
     };
     let content = channel::payload(Kind::Discord, None, &m);
     let content = content["content"].as_str().unwrap_or_default();
     assert!(content.chars().count() <= DISCORD_LIMIT, "a Discord message of {} characters", content.chars().count());
     let text = channel::payload(Kind::Slack, None, &m);
     assert!(text["text"].as_str().unwrap_or_default().chars().count() <= SLACK_LIMIT);
-    for kind in [Kind::Ntfy, Kind::Json, Kind::Email] {
+    for kind in [Kind::Ntfy, Kind::Json, Kind::Email, Kind::Gotify, Kind::Teams] {
         assert!(channel::payload(kind, Some("alerts"), &m).is_object());
     }
+    let chars = |v: &serde_json::Value| v.as_str().unwrap_or_default().chars().count();
+    let telegram = channel::payload(Kind::Telegram, None, &m);
+    let utf16 = telegram["text"].as_str().unwrap_or_default().encode_utf16().count();
+    assert!(utf16 <= TELEGRAM_LIMIT, "a Telegram message of {utf16} UTF-16 units");
+    let pushover = channel::payload(Kind::Pushover, None, &m);
+    assert!(chars(&pushover["title"]) <= PUSHOVER_TITLE_LIMIT && chars(&pushover["message"]) <= PUSHOVER_MESSAGE_LIMIT);
+    assert!(chars(&channel::payload(Kind::Mattermost, None, &m)["text"]) <= MATTERMOST_LIMIT);
+    assert!(chars(&channel::payload(Kind::GoogleChat, None, &m)["text"]) <= GOOGLE_CHAT_LIMIT);
+    assert!(chars(&channel::payload(Kind::Matrix, None, &m)["body"]) <= MATRIX_LIMIT);
+    let pagerduty = channel::payload(Kind::PagerDuty, None, &m);
+    assert!(chars(&pagerduty["payload"]["summary"]) <= PAGERDUTY_SUMMARY_LIMIT);
+    let action = if m.resolves { "resolve" } else { "trigger" };
+    assert_eq!(pagerduty["event_action"], action);
     let (subject, mail_body) = channel::mail_text(&m);
     assert!(!subject.contains(|c: char| c.is_control()), "a subject with a control character: {subject:?}");
     assert!(mail_body.ends_with("Sent by Agent OS\n"));
