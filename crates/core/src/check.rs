@@ -171,14 +171,6 @@ pub struct Assessment {
     pub why: Why,
 }
 
-/// The state of a check at `now`, and when it would next change without a ping.
-/// `expect` is `None` when the expectation cannot be read (a stored cron that no longer
-/// parses): a check that was pinged is then up, with nothing due.
-pub fn evaluate(expect: Option<&Expect>, grace: Duration, pings: &Pings, now: i64) -> (CheckState, Option<i64>) {
-    let a = assess(expect, &Timing { grace, ..Timing::default() }, pings, now);
-    (a.state, a.next)
-}
-
 /// Up to `until`, then late to `until + grace`, then down: the shape every deadline takes.
 fn deadline(until: i64, grace: i64, now: i64, why: Why) -> Assessment {
     if now <= until {
@@ -190,7 +182,9 @@ fn deadline(until: i64, grace: i64, now: i64, why: Why) -> Assessment {
     }
 }
 
-/// [`evaluate`] with every timing rule of a check, and the reason for the state.
+/// The state of a check at `now`, when it would next change without a ping, and why, under
+/// every timing rule of the check. `expect` is `None` when the expectation cannot be read (a
+/// stored cron that no longer parses): a check that was pinged is then up, with nothing due.
 pub fn assess(expect: Option<&Expect>, timing: &Timing, pings: &Pings, now: i64) -> Assessment {
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
     let grace = ms(timing.grace);
@@ -231,6 +225,12 @@ pub fn assess(expect: Option<&Expect>, timing: &Timing, pings: &Pings, now: i64)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`assess`] with the grace time alone: the rules every check has.
+    fn evaluate(expect: Option<&Expect>, grace: Duration, pings: &Pings, now: i64) -> (CheckState, Option<i64>) {
+        let a = assess(expect, &Timing { grace, ..Timing::default() }, pings, now);
+        (a.state, a.next)
+    }
     use crate::cron::{Cron, Zone};
 
     const MIN: i64 = 60_000;

@@ -1,5 +1,5 @@
 //! Heartbeat checks of the schedules projects keep elsewhere (Railway cron, launchd, crontab…):
-//! pings come in over HTTP, the state follows `core::check::evaluate`, and every state change
+//! pings come in over HTTP, the state follows `core::check::assess`, and every state change
 //! is stored as an event (`check.up`, `check.late`, `check.down`) in the same transaction.
 
 use std::sync::Arc;
@@ -117,18 +117,6 @@ fn state_of(c: &CheckRecord, pings: &Pings, now: i64) -> Assessment {
         max_duration: c.max_duration_ms.map(millis),
     };
     assess(expect_of(c).as_ref(), &timing, pings, now)
-}
-
-/// Shows a length of time in ms as people read it (`90s`, `2m 5s`).
-fn shown(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match (s / 3600, s / 60 % 60, s % 60) {
-        (0, 0, 0) => format!("{}ms", ms.max(0)),
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m {s}s"),
-        (h, m, _) => format!("{h}h {m}m"),
-    }
 }
 
 fn event(c: &CheckRecord, state: CheckState, at: i64, why: &str) -> NewEvent {
@@ -368,8 +356,8 @@ impl Engine {
                     pings.last_failed = true;
                     too_fast = Some(format!(
                         "finished too fast: {} after its start, under min_duration {}",
-                        shown(took),
-                        shown(min)
+                        agent_os_core::format_duration(millis(took)),
+                        agent_os_core::format_duration(millis(min))
                     ));
                 }
                 if paired.is_none_or(|s| Some(s) == pings.running_since) {
@@ -453,7 +441,10 @@ impl Engine {
                     project: Some(c.project.clone()),
                     severity: agent_os_core::alerting::Severity::Warning,
                     title: format!("{}/{} is pinged too often", c.project, c.slug),
-                    reason: format!("{n} success pings within {}; max_pings allows {count}", shown(within)),
+                    reason: format!(
+                        "{n} success pings within {}; max_pings allows {count}",
+                        agent_os_core::format_duration(millis(within))
+                    ),
                     tags: Vec::new(),
                     worse: false,
                 })
