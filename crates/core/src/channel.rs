@@ -1062,31 +1062,49 @@ const CUT: &str = "\n… (cut: too long for this channel)";
 
 /// `text` cut to `limit` characters, saying so at its end.
 fn fit(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_string();
-    }
-    let keep = limit - CUT.chars().count();
-    let mut out: String = text.chars().take(keep).collect();
-    out.push_str(CUT);
-    out
+    fit_by(text, limit, |_| 1)
 }
 
 /// `text` cut to `limit` UTF-16 code units (how Telegram counts), saying so at its end.
 fn fit_utf16(text: &str, limit: usize) -> String {
-    if text.encode_utf16().count() <= limit {
+    fit_by(text, limit, char::len_utf16)
+}
+
+/// `text` cut to `limit`, each character counted as `size` says, saying so at its end.
+fn fit_by(text: &str, limit: usize, size: fn(char) -> usize) -> String {
+    let length = |t: &str| t.chars().map(size).sum::<usize>();
+    if length(text) <= limit {
         return text.to_string();
     }
-    let room = limit - CUT.encode_utf16().count();
+    let room = limit - length(CUT);
     let mut used = 0;
     let mut out: String = text
         .chars()
         .take_while(|c| {
-            used += c.len_utf16();
+            used += size(*c);
             used <= room
         })
         .collect();
     out.push_str(CUT);
     out
+}
+
+/// ` · project` after a title, when the message has a project.
+fn from_suffix(m: &Message) -> String {
+    m.project.map(|p| format!(" · {p}")).unwrap_or_default()
+}
+
+/// The tags on a line of their own after the text, when the message has any.
+fn tags_suffix(m: &Message) -> String {
+    if m.tags.is_empty() { String::new() } else { format!("\n{}", m.tags.join(" ")) }
+}
+
+/// A chat message's text: the severity's mark, the title between `strong` (the service's bold
+/// markup, or nothing), the project, then the body and the tags.
+fn chat_text(m: &Message, strong: &str) -> String {
+    let from = from_suffix(m);
+    let tags = tags_suffix(m);
+    format!("{} {strong}{}{strong}{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body)
 }
 
 fn severity_mark(severity: &str) -> &'static str {
@@ -1100,7 +1118,7 @@ fn severity_mark(severity: &str) -> &'static str {
 /// A notification as an e-mail: a one-line subject (`[warning] Title · project`, with no line
 /// breaks or control characters) and a plain-text body.
 pub fn mail_text(m: &Message) -> (String, String) {
-    let from = m.project.map(|p| format!(" · {p}")).unwrap_or_default();
+    let from = from_suffix(m);
     let subject: String =
         format!("[{}] {}{from}", m.severity, m.title).chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let mut body = String::new();
@@ -1122,14 +1140,14 @@ pub fn mail_text(m: &Message) -> (String, String) {
 /// A message's body with its tags, or its title when it has no body (Pushover and Gotify
 /// refuse an empty message).
 fn details(m: &Message) -> String {
-    let tags = if m.tags.is_empty() { String::new() } else { format!("\n{}", m.tags.join(" ")) };
+    let tags = tags_suffix(m);
     if m.body.trim().is_empty() { format!("{}{tags}", m.title) } else { format!("{}{tags}", m.body) }
 }
 
 /// A Teams message holding one Adaptive Card (version 1.4, which Teams renders): the title in
 /// the severity's colour, the body, and the tags in small print.
 fn teams_card(m: &Message) -> Value {
-    let from = m.project.map(|p| format!(" · {p}")).unwrap_or_default();
+    let from = from_suffix(m);
     let color = match m.severity {
         "critical" => "Attention",
         "warning" => "Warning",
@@ -1226,15 +1244,14 @@ pub fn requests(ch: &Channel, m: &Message, key: &str) -> Vec<Request> {
 /// fields ([`requests`] adds them). E-mail channels are sent through [`mail_text`]; their
 /// payload is the generic JSON form.
 pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
-    let from = m.project.map(|p| format!(" · {p}")).unwrap_or_default();
-    let tags = if m.tags.is_empty() { String::new() } else { format!("\n{}", m.tags.join(" ")) };
+    let from = from_suffix(m);
     match kind {
         Kind::Discord => json!({
-            "content": fit(&format!("{} **{}**{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), DISCORD_LIMIT),
+            "content": fit(&chat_text(m, "**"), DISCORD_LIMIT),
             "allowed_mentions": { "parse": [] },
         }),
         Kind::Slack => json!({
-            "text": fit(&format!("{} *{}*{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), SLACK_LIMIT),
+            "text": fit(&chat_text(m, "*"), SLACK_LIMIT),
         }),
         Kind::Ntfy => json!({
             "topic": topic,
@@ -1244,7 +1261,7 @@ pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
             "tags": m.tags,
         }),
         Kind::Telegram => json!({
-            "text": fit_utf16(&format!("{} {}{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), TELEGRAM_LIMIT),
+            "text": fit_utf16(&chat_text(m, ""), TELEGRAM_LIMIT),
         }),
         Kind::Pushover => json!({
             "title": fit(&format!("{}{from}", m.title), PUSHOVER_TITLE_LIMIT),
@@ -1257,10 +1274,10 @@ pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
             "priority": match m.severity { "critical" => 10, "warning" => 8, _ => 5 },
         }),
         Kind::Mattermost => json!({
-            "text": fit(&format!("{} **{}**{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), MATTERMOST_LIMIT),
+            "text": fit(&chat_text(m, "**"), MATTERMOST_LIMIT),
         }),
         Kind::GoogleChat => json!({
-            "text": fit(&format!("{} *{}*{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), GOOGLE_CHAT_LIMIT),
+            "text": fit(&chat_text(m, "*"), GOOGLE_CHAT_LIMIT),
         }),
         Kind::PagerDuty => {
             let mut event = json!({
@@ -1282,7 +1299,7 @@ pub fn payload(kind: Kind, topic: Option<&str>, m: &Message) -> Value {
         Kind::Teams => teams_card(m),
         Kind::Matrix => json!({
             "msgtype": "m.text",
-            "body": fit(&format!("{} {}{from}\n{}{tags}", severity_mark(m.severity), m.title, m.body), MATRIX_LIMIT),
+            "body": fit(&chat_text(m, ""), MATRIX_LIMIT),
         }),
         Kind::Json | Kind::Email => json!({
             "type": "notification",
