@@ -22,7 +22,6 @@ impl Api for OverHttp {
         let method = match request.verb {
             Verb::Get => Method::GET,
             Verb::Post => Method::POST,
-            Verb::Delete => Method::DELETE,
         };
         let resp = self
             .client

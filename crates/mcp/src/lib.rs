@@ -31,12 +31,16 @@ use serde_json::Value;
 
 pub use tools::{TOOL_NAMES, tool_list};
 
-/// The HTTP method of an API request.
+/// The items of a JSON list (none when `v` is not one).
+pub(crate) fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// The HTTP method of an API request (no tool deletes anything).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
     Get,
     Post,
-    Delete,
 }
 
 impl Verb {
@@ -44,7 +48,6 @@ impl Verb {
         match self {
             Verb::Get => "GET",
             Verb::Post => "POST",
-            Verb::Delete => "DELETE",
         }
     }
 }

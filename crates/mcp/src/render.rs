@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::items;
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
@@ -46,7 +48,7 @@ pub fn overview(d: &Value, since: &str) -> String {
         s(&d["since"])
     );
     let _ = writeln!(out, "\nProjects:");
-    out += &none_or(d["projects"].as_array().map(Vec::as_slice).unwrap_or_default(), "  none registered", |p| {
+    out += &none_or(items(&d["projects"]), "  none registered", |p| {
         let reasons: Vec<String> = p["reasons"]
             .as_array()
             .map(|r| {
@@ -60,7 +62,7 @@ pub fn overview(d: &Value, since: &str) -> String {
         format!("  {} {}{why}", s(&p["project"]), s(&p["state"]))
     });
     let section = |out: &mut String, title: &str, key: &str, each: &dyn Fn(&Value) -> String| {
-        let items = d[key].as_array().map(Vec::as_slice).unwrap_or_default();
+        let items = items(&d[key]);
         let _ = writeln!(out, "\n{title} ({}):", items.len());
         for i in items {
             let _ = writeln!(out, "  {}", each(i));
@@ -97,17 +99,15 @@ pub fn projects(items: &[Value]) -> String {
 pub fn project(p: &Value, health: &Value) -> String {
     let mut out = format!("{} ({}): {}\n", s(&p["name"]), s(&p["transport"]), s(&p["description"]));
     let _ = writeln!(out, "Health: {}", s(&health["state"]));
-    for r in health["reasons"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for r in items(&health["reasons"]) {
         let _ = writeln!(out, "  {} {}: {}", s(&r["source"]), s(&r["state"]), s(&r["message"]));
     }
     let _ = writeln!(out, "Tasks:");
-    out += &none_or(p["tasks"].as_array().map(Vec::as_slice).unwrap_or_default(), "  none", |t| {
+    out += &none_or(items(&p["tasks"]), "  none", |t| {
         format!("  {} — {}{}", s(&t["name"]), s(&t["description"]), opt("retries", &t["retries"]))
     });
     let _ = writeln!(out, "Schedules:");
-    out += &none_or(p["schedules"].as_array().map(Vec::as_slice).unwrap_or_default(), "  none", |x| {
-        format!("  {}", schedule_line(x))
-    });
+    out += &none_or(items(&p["schedules"]), "  none", |x| format!("  {}", schedule_line(x)));
     let keys: Vec<&str> = p["keys"].as_array().map(|k| k.iter().map(|x| s(&x["name"])).collect()).unwrap_or_default();
     if !keys.is_empty() {
         let _ = writeln!(out, "Declared keys (names only): {}", keys.join(", "));
@@ -222,7 +222,7 @@ pub fn log(id: &str, lines: &[String], finished: bool, dropped: i64) -> String {
 }
 
 fn cost_lines(summary: &Value) -> String {
-    let groups = summary["groups"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let groups = items(&summary["groups"]);
     let mut out = none_or(groups, "  nothing recorded", |g| {
         let tokens = match (g["tokens_in"].as_i64(), g["tokens_out"].as_i64()) {
             (Some(i), Some(o)) if i > 0 || o > 0 => format!(" · {i} tokens in, {o} out"),
@@ -241,7 +241,7 @@ fn cost_lines(summary: &Value) -> String {
             if records == 1 { "" } else { "s" }
         )
     });
-    for t in summary["totals"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for t in items(&summary["totals"]) {
         let _ = writeln!(out, "  total {} {}", s(&t["amount"]), s(&t["currency"]));
     }
     out
@@ -324,7 +324,7 @@ pub fn resources(items: &[Value]) -> String {
 }
 
 pub fn notification(n: &Value) -> String {
-    let deliveries = n["deliveries"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let deliveries = items(&n["deliveries"]);
     let mut out = format!(
         "Notification {} [{}] {}{}\n",
         s(&n["id"]),
@@ -369,7 +369,7 @@ pub fn workflow_run(r: &Value) -> String {
         opt("error", &run["error"]),
         opt("finished", &run["finished_at"])
     );
-    for step in r["steps"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for step in items(&r["steps"]) {
         let _ = writeln!(
             out,
             "  step {} {}{}{}",

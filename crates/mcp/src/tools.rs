@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::render;
 use crate::{Api, ApiRequest, Verb};
+use crate::{items, render};
 
 /// A tool's answer: the text an agent reads, and the same data as structured content (an
 /// object).
@@ -678,13 +678,11 @@ fn time_of(v: &Value) -> Option<jiff::Timestamp> {
     v.as_str().and_then(|t| t.parse().ok())
 }
 
-/// Wraps a list as an object, for structured content.
-fn listed(key: &str, items: Value) -> Value {
-    json!({ key: items })
-}
-
-fn items(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or_default()
+/// A list the API answers at `path`: its lines as text, and under `key` as structured content
+/// (which must be an object).
+async fn listing<A: Api>(cx: &Cx<'_, A>, path: String, key: &str, render: fn(&[Value]) -> String) -> Outcome {
+    let list = cx.get(path).await?;
+    Ok(Reply { text: render(items(&list)), data: json!({ key: list }) })
 }
 
 // Reading -----------------------------------------------------------------------------------
@@ -801,8 +799,7 @@ async fn overview<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
 
 async fn list_projects<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
     let _: NoArgs = parse(args)?;
-    let list = cx.get("/api/v1/projects".into()).await?;
-    Ok(Reply { text: render::projects(items(&list)), data: listed("projects", list) })
+    listing(cx, "/api/v1/projects".into(), "projects", render::projects).await
 }
 
 async fn get_project<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
@@ -815,14 +812,12 @@ async fn get_project<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
 
 async fn list_schedules<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
     let a: ProjectFilter = parse(args)?;
-    let list = cx.get(format!("/api/v1/schedules{}", query(&[("project", a.project)]))).await?;
-    Ok(Reply { text: render::schedules(items(&list)), data: listed("schedules", list) })
+    listing(cx, format!("/api/v1/schedules{}", query(&[("project", a.project)])), "schedules", render::schedules).await
 }
 
 async fn list_checks<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
     let a: ProjectFilter = parse(args)?;
-    let list = cx.get(format!("/api/v1/checks{}", query(&[("project", a.project)]))).await?;
-    Ok(Reply { text: render::checks(items(&list)), data: listed("checks", list) })
+    listing(cx, format!("/api/v1/checks{}", query(&[("project", a.project)])), "checks", render::checks).await
 }
 
 async fn list_runs<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
@@ -943,8 +938,7 @@ async fn cost_summary<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
 
 async fn list_budgets<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
     let a: ProjectFilter = parse(args)?;
-    let list = cx.get(format!("/api/v1/budgets{}", query(&[("project", a.project)]))).await?;
-    Ok(Reply { text: render::budgets(items(&list)), data: listed("budgets", list) })
+    listing(cx, format!("/api/v1/budgets{}", query(&[("project", a.project)])), "budgets", render::budgets).await
 }
 
 async fn list_incidents<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
@@ -955,8 +949,7 @@ async fn list_incidents<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
         ("project", a.project),
         ("limit", Some(limit.to_string())),
     ];
-    let list = cx.get(format!("/api/v1/incidents{}", query(&pairs))).await?;
-    Ok(Reply { text: render::incidents(items(&list)), data: listed("incidents", list) })
+    listing(cx, format!("/api/v1/incidents{}", query(&pairs)), "incidents", render::incidents).await
 }
 
 async fn ack_incident<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
@@ -972,8 +965,7 @@ async fn ack_incident<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
 
 async fn list_resources<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
     let _: NoArgs = parse(args)?;
-    let list = cx.get("/api/v1/resources".into()).await?;
-    Ok(Reply { text: render::resources(items(&list)), data: listed("resources", list) })
+    listing(cx, "/api/v1/resources".into(), "resources", render::resources).await
 }
 
 async fn emit_event<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
@@ -1018,8 +1010,7 @@ async fn send_notification<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
 
 async fn list_workflows<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
     let _: NoArgs = parse(args)?;
-    let list = cx.get("/api/v1/workflows".into()).await?;
-    Ok(Reply { text: render::workflows(items(&list)), data: listed("workflows", list) })
+    listing(cx, "/api/v1/workflows".into(), "workflows", render::workflows).await
 }
 
 /// The file a workflow's text belongs in when the caller names none: `<name>.yaml` after its
