@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use agent_os_core::alerting::{IncidentSource, Severity};
+use agent_os_core::retention::PruneKind;
 use agent_os_engine::Alert;
 use agent_os_engine::engine::links::LINK_TTL;
 use agent_os_store::testing::PgDatabase;
@@ -176,4 +177,43 @@ async fn an_expired_link_is_refused_and_changes_nothing() {
     let (st, page) = press(&s, &a, &token_of(&link)).await;
     assert_eq!((st, page.contains("expired")), (410, true), "{page}");
     assert!(incident(&s, &a).await["acked_at"].is_null());
+}
+
+// On held time: the record that a link was used goes with the run tokens' retention after the
+// link expired, and until then keeps the link refused as used; after, it is refused as expired.
+#[tokio::test(start_paused = true)]
+async fn a_used_link_is_forgotten_only_once_it_expired_and_the_tokens_retention_passed() {
+    let s = start_held(|c| {
+        c.links_url = Some(c.public_url.clone());
+        c.prune_first_after = Duration::from_secs(365 * 86_400); // the passes are this test's own
+    })
+    .await;
+    let a = raise(&s, "trading/nightly").await;
+    let b = raise(&s, "trading/hourly").await;
+    let (token_a, link_b) = (token_of(&link_of(&s, &a).await.unwrap()), link_of(&s, &b).await.unwrap());
+    assert_eq!(press(&s, &a, &token_a).await.0, 200);
+    let used = || async { s.engine.store().settings_with_prefix("links.used:").await.unwrap().len() };
+    assert_eq!(used().await, 1, "one use recorded; an unused link records nothing");
+    let tokens_kept = s.engine.retention().keep(PruneKind::Tokens).cutoff(0).map(|c| -c).unwrap();
+
+    // Expired, but not yet for as long as the retention keeps run tokens: kept, still "used".
+    tokio::time::advance(LINK_TTL + Duration::from_millis(tokens_kept as u64 / 2)).await;
+    let pass = s.engine.prune_pass(true).await.unwrap();
+    assert_eq!(pass.kinds.iter().find(|k| k.kind == PruneKind::Tokens).unwrap().rows, 0, "{pass:?}");
+    s.engine.prune_pass(false).await.unwrap();
+    assert_eq!(used().await, 1);
+    assert_eq!(press(&s, &a, &token_a).await.0, 409);
+
+    // Past it: a dry run counts it and leaves it; a pass deletes it, counted with the tokens.
+    tokio::time::advance(Duration::from_millis(tokens_kept as u64)).await;
+    let pass = s.engine.prune_pass(true).await.unwrap();
+    assert_eq!(pass.kinds.iter().find(|k| k.kind == PruneKind::Tokens).unwrap().rows, 1, "{pass:?}");
+    assert_eq!(used().await, 1, "a dry run deletes nothing");
+    let pass = s.engine.prune_pass(false).await.unwrap();
+    assert_eq!(pass.kinds.iter().find(|k| k.kind == PruneKind::Tokens).unwrap().rows, 1, "{pass:?}");
+    assert_eq!(used().await, 0);
+    let (st, page) = press(&s, &a, &token_a).await;
+    assert_eq!((st, page.contains("expired")), (410, true), "forgotten, the link is still refused: {page}");
+    assert_eq!(incident(&s, &a).await["acked_by"], "signed link", "pruning the record changed nothing else");
+    assert_eq!(open(&link_b).await.0, 410, "the unused link expired too");
 }

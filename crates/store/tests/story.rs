@@ -600,6 +600,19 @@ async fn story(s: &dyn Store) {
     assert_eq!(s.get_setting("install_id").await.unwrap().as_deref(), Some("ghi"));
     assert!(!s.replace_setting("absent", "", "x").await.unwrap(), "nothing to replace");
     assert_eq!(s.get_setting("absent").await.unwrap(), None);
+    // By prefix: exactly the keys that start with it, in order; `_` and `%` are not wildcards.
+    for key in ["links.used:b", "links.used:a", "links.usedx", "links_used:c", "xlinks.used:d"] {
+        s.set_setting(key, key).await.unwrap();
+    }
+    let found = s.settings_with_prefix("links.used:").await.unwrap();
+    let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["links.used:a", "links.used:b"]);
+    assert_eq!(found[0].1, "links.used:a");
+    assert!(s.settings_with_prefix("links_used").await.unwrap().len() == 1, "`_` matched a dot");
+    let gone = ["links.used:a".to_string(), "links.used:b".to_string(), "links.used:zz".to_string()];
+    assert_eq!(s.delete_settings(&gone).await.unwrap(), 2, "only the ones there count");
+    assert!(s.settings_with_prefix("links.used:").await.unwrap().is_empty());
+    assert_eq!(s.get_setting("links.usedx").await.unwrap().as_deref(), Some("links.usedx"), "others stay");
 }
 
 #[tokio::test]

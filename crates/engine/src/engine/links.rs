@@ -32,9 +32,17 @@ const KEY_SETTING: &str = "links.key";
 /// What the `acked_by` of an incident acknowledged through a link says.
 pub const ACKED_BY_LINK: &str = "signed link";
 
+/// The prefix of the settings rows that record used tokens.
+pub(super) const USED_PREFIX: &str = "links.used:";
+
 /// Where a token's use is recorded: `AT RANDOM BY`.
 fn used_setting(nonce: &str) -> String {
-    format!("links.used:{nonce}")
+    format!("{USED_PREFIX}{nonce}")
+}
+
+/// When the use recorded as `value` happened (ms), if the record reads.
+pub(super) fn used_at(value: &str) -> Option<i64> {
+    value.split(' ').next()?.parse().ok()
 }
 
 /// What a link does.
@@ -220,9 +228,8 @@ impl Engine {
 }
 
 fn used_refusal(recorded: &str) -> LinkRefusal {
-    let mut parts = recorded.splitn(3, ' ');
-    let at = parts.next().and_then(|a| a.parse().ok()).unwrap_or(0);
-    let by = parts.nth(1).unwrap_or(ACKED_BY_LINK).to_string();
+    let at = used_at(recorded).unwrap_or(0);
+    let by = recorded.splitn(3, ' ').nth(2).unwrap_or(ACKED_BY_LINK).to_string();
     LinkRefusal::Used { at, by }
 }
 

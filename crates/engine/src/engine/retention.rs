@@ -121,7 +121,13 @@ impl Engine {
         let _turn = self.prune.turn.lock().await;
         let policy = self.retention();
         let stopping = || *self.stopping.borrow();
-        let pass = prune_pass(self.store.as_ref(), &policy, &|| self.now(), dry_run, &stopping).await?;
+        let mut pass = prune_pass(self.store.as_ref(), &policy, &|| self.now(), dry_run, &stopping).await?;
+        let tokens = pass.kinds.iter_mut().find(|k| k.kind == PruneKind::Tokens);
+        if let Some(k) = tokens
+            && let Some(cutoff) = k.cutoff
+        {
+            k.rows += self.prune_used_links(cutoff, dry_run).await?;
+        }
         if !dry_run {
             if pass.rows() > 0 {
                 self.touch();
@@ -131,6 +137,29 @@ impl Engine {
             }
         }
         Ok(pass)
+    }
+}
+
+impl Engine {
+    /// Deletes the records of used signed links ([`links`](super::links)) whose link expired
+    /// before `cutoff` (the run tokens' cutoff: they are kept as long after expiry as run
+    /// tokens are); answers how many went (or, `dry_run`, would). Until then a used link is
+    /// refused as used; after, as expired. Only people make them, a click at a time, so they
+    /// are few and read whole.
+    async fn prune_used_links(&self, cutoff: i64, dry_run: bool) -> Result<u64, EngineError> {
+        let ttl = super::links::LINK_TTL.as_millis() as i64;
+        let gone: Vec<String> = self
+            .store
+            .settings_with_prefix(super::links::USED_PREFIX)
+            .await?
+            .into_iter()
+            .filter(|(_, value)| super::links::used_at(value).is_some_and(|at| at.saturating_add(ttl) < cutoff))
+            .map(|(key, _)| key)
+            .collect();
+        if dry_run {
+            return Ok(gone.len() as u64);
+        }
+        Ok(self.store.delete_settings(&gone).await?)
     }
 }
 
