@@ -645,7 +645,11 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             }
             // Markdown to paste, one badge a paragraph; the status says what it shows now.
             for b in &list {
-                println!("{} {}: {} ({} checks, {} late, {} down)", b.kind, b.name, b.status, b.total, b.late, b.down);
+                let checks = if b.total == 1 { "check" } else { "checks" };
+                println!(
+                    "{} {}: {} ({} {checks}, {} late, {} down)",
+                    b.kind, b.name, b.status, b.total, b.late, b.down
+                );
                 println!("{}", b.markdown);
                 println!("JSON: {}", b.json_url);
                 println!();

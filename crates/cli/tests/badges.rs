@@ -44,7 +44,7 @@ async fn badges_prints_markdown_for_what_the_token_may_show() {
     let lines = markdown(&out);
     let alts: Vec<&str> = lines.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(alts, ["alpha status", "beta status", "nightly status", "ops status"], "{out}");
-    assert!(out.contains("project alpha: up (1 checks, 0 late, 0 down)"), "{out}");
+    assert!(out.contains("project alpha: up (1 check, 0 late, 0 down)"), "{out}");
     let http = http();
     for (_, url) in &lines {
         assert!(url.starts_with(&server.base), "{url}");
