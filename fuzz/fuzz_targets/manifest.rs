@@ -1,10 +1,11 @@
 //! `agent-os.yaml`, as a user writes it or a hosted project pushes it over the API: a rejected
 //! manifest names each problem at a place inside the text; an accepted one has only schedules
-//! the scheduler can evaluate, on tasks it declares.
+//! the scheduler can evaluate, on tasks it declares, and checks whose tags are valid.
 #![no_main]
 
 use agent_os_core::cron::{self, Cron};
 use agent_os_core::manifest::{Expect, Manifest, check_schedule};
+use agent_os_core::name::{MAX_TAGS, check_tag};
 use agent_os_fuzz::{check_errors, text};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,6 +23,11 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             for c in &m.checks {
+                // Tags are stored joined by spaces and matched whole: each must be a valid tag.
+                assert!(c.tags.len() <= MAX_TAGS, "check {} has {} tags", c.slug, c.tags.len());
+                for (i, t) in c.tags.iter().enumerate() {
+                    assert!(check_tag(t).is_ok() && !c.tags[..i].contains(t), "check {} has the tag {t:?}", c.slug);
+                }
                 if let Expect::Cron { cron: parsed, timezone } = &c.expect {
                     let (expr, zone) = (parsed.source(), timezone.name());
                     assert!(Cron::parse(expr).is_ok(), "check {} has the cron {expr:?}", c.slug);

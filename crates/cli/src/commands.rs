@@ -322,7 +322,8 @@ pub enum ClientCommand<'a> {
     Workers { json: bool },
     Prune { dry_run: bool, json: bool },
     Retention { json: bool },
-    Checks { project: Option<&'a str>, json: bool },
+    Checks { project: Option<&'a str>, tag: Option<&'a str>, json: bool },
+    Badges { project: Option<&'a str>, json: bool },
     Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
     Cost(&'a CostCmd),
@@ -594,14 +595,22 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
             )?;
             Ok(0)
         }
-        ClientCommand::Checks { project, json } => {
-            let list: Vec<agent_os_server::CheckView> =
-                c.get(&format!("/api/v1/checks{}", query(&[("project", project.map(str::to_string))]))).await?;
+        ClientCommand::Checks { project, tag, json } => {
+            let list: Vec<agent_os_server::CheckView> = c
+                .get(&format!(
+                    "/api/v1/checks{}",
+                    query(&[("project", project.map(str::to_string)), ("tag", tag.map(str::to_string))])
+                ))
+                .await?;
+            let none = match tag {
+                Some(t) => format!("no check carries the tag {t:?}; tags are declared in the manifest: tags: [{t}]"),
+                None => "no checks yet: schedules a project keeps elsewhere (managed_by: cron, launchd, railway, …) get one each".into(),
+            };
             print_list(
                 json,
                 &list,
-                "no checks yet: schedules a project keeps elsewhere (managed_by: cron, launchd, railway, …) get one each",
-                &["PROJECT", "CHECK", "STATE", "EXPECTED", "LAST PING (UTC)", "PING URL"],
+                &none,
+                &["PROJECT", "CHECK", "STATE", "EXPECTED", "TAGS", "LAST PING (UTC)", "PING URL"],
                 |x| {
                     let expect = match (&x.cron, x.period_ms) {
                         (Some(cron), _) => format!("{cron} {}", x.timezone.as_deref().unwrap_or("")),
@@ -615,11 +624,36 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         x.slug.clone(),
                         x.state.as_str().to_uppercase(),
                         expect,
+                        if x.tags.is_empty() { "-".into() } else { x.tags.join(",") },
                         x.last_ping_at.as_deref().map(short_time).unwrap_or_else(|| "never".into()),
                         x.ping_url.clone(),
                     ]
                 },
             )?;
+            Ok(0)
+        }
+        ClientCommand::Badges { project, json } => {
+            let list: Vec<agent_os_server::BadgeView> =
+                c.get(&format!("/api/v1/badges{}", query(&[("project", project.map(str::to_string))]))).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(0);
+            }
+            if list.is_empty() {
+                println!("no projects yet: register one, and its badge is listed here");
+                return Ok(0);
+            }
+            // Markdown to paste, one badge a paragraph; the status says what it shows now.
+            for b in &list {
+                let checks = if b.total == 1 { "check" } else { "checks" };
+                println!(
+                    "{} {}: {} ({} {checks}, {} late, {} down)",
+                    b.kind, b.name, b.status, b.total, b.late, b.down
+                );
+                println!("{}", b.markdown);
+                println!("JSON: {}", b.json_url);
+                println!();
+            }
             Ok(0)
         }
         ClientCommand::Events { kind, limit, json } => {

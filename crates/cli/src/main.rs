@@ -98,8 +98,20 @@ enum Command {
     },
     /// Every schedule of every project; `schedules discover` finds schedules kept elsewhere.
     Schedules(discover::SchedulesArgs),
-    /// Heartbeat checks of schedules kept elsewhere, with their state and ping URLs.
+    /// Heartbeat checks of schedules kept elsewhere, with their state, tags and ping URLs.
     Checks {
+        #[arg(long)]
+        project: Option<String>,
+        /// Only the checks carrying this tag (across projects), e.g. `nightly`.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Status badges for a README: Markdown for each project's badge and each tag's (a project
+    /// token: its project and its checks' tags).
+    Badges {
+        /// Only this project's badge and its checks' tags'.
         #[arg(long)]
         project: Option<String>,
         #[arg(long)]
@@ -475,7 +487,10 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Schedules(s) => {
             C::Schedules { project: s.project.as_deref(), json: s.json, upcoming: s.upcoming.as_deref() }
         }
-        Command::Checks { project, json } => C::Checks { project: project.as_deref(), json: *json },
+        Command::Checks { project, tag, json } => {
+            C::Checks { project: project.as_deref(), tag: tag.as_deref(), json: *json }
+        }
+        Command::Badges { project, json } => C::Badges { project: project.as_deref(), json: *json },
         Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
         Command::Resources { json } => C::Resources { json: *json },
         Command::Workers { json } => C::Workers { json: *json },

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod alerting;
+pub mod badge;
 pub mod budget;
 pub mod channel;
 pub mod check;

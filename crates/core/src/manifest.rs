@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 
 use crate::cron::{Cron, Zone};
 use crate::duration::parse_duration;
-use crate::name::{check_project_name, check_task_name};
+use crate::name::{MAX_TAGS, check_project_name, check_tag, check_task_name};
 use crate::text::text_enum;
 use crate::yaml::{self, Pos, SourceError};
 
@@ -261,6 +261,8 @@ struct RawSchedule {
     check: Option<Spanned<String>>,
     #[serde(default)]
     grace: Option<Spanned<String>>,
+    #[serde(default)]
+    tags: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +287,8 @@ struct RawCheck {
     max_pings: Option<Spanned<RawMaxPings>>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    tags: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +452,9 @@ pub struct CheckDecl {
     /// More success pings than this within a window is a warning (pinged too often).
     pub max_pings: Option<MaxPings>,
     pub description: String,
+    /// Labels that group checks across projects (`nightly`, `trading`): a badge and a filter
+    /// per tag. Unique, in the order written, at most [`MAX_TAGS`].
+    pub tags: Vec<String>,
 }
 
 /// At most `count` success pings within `within`.
@@ -529,6 +536,29 @@ impl Collector<'_> {
             message: message.into(),
             hint: hint.map(str::to_string),
         });
+    }
+
+    /// A check's `tags:`, each a valid tag ([`check_tag`]), unique, at most [`MAX_TAGS`]. A
+    /// tag written twice is kept once: a list of labels, not a count.
+    fn tags(&mut self, raw: &Option<Spanned<Vec<Spanned<String>>>>, path: String) -> Vec<String> {
+        let Some(raw) = raw else { return Vec::new() };
+        if raw.value.len() > MAX_TAGS {
+            self.at(
+                raw.referenced.into(),
+                path.clone(),
+                format!("a check may carry at most {MAX_TAGS} tags, got {}", raw.value.len()),
+                Some("keep the tags that group checks you look at together"),
+            );
+        }
+        let mut tags: Vec<String> = Vec::new();
+        for (i, t) in raw.value.iter().enumerate() {
+            if let Err(e) = check_tag(&t.value) {
+                self.at(t.referenced.into(), format!("{path}[{i}]"), e, Some("e.g. tags: [nightly, trading]"));
+            } else if !tags.contains(&t.value) {
+                tags.push(t.value.clone());
+            }
+        }
+        tags
     }
 
     fn duration(&mut self, raw: &Option<Spanned<String>>, path: String) -> Option<Duration> {
@@ -806,6 +836,15 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             policy(&v.overlap, "overlap", Overlap::SPELLINGS).and_then(|o| o.parse().ok()).unwrap_or(Overlap::Skip);
         let jitter = c.duration(&v.jitter, format!("{path}.jitter"));
         let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
+        let tags = c.tags(&v.tags, format!("{path}.tags"));
+        if let (true, Some(t)) = (managed, &v.tags) {
+            c.at(
+                t.referenced.into(),
+                format!("{path}.tags"),
+                "tags label the check of a schedule a project keeps elsewhere; Agent OS watches its own runs",
+                Some("remove it, or declare a check under checks: with these tags"),
+            );
+        }
         if managed {
             for (raw, field) in [(&v.check, "check"), (&v.grace, "grace")] {
                 if let Some(r) = raw {
@@ -843,6 +882,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     max_duration: None,
                     max_pings: None,
                     description: v.description.clone().unwrap_or_default(),
+                    tags,
                 }),
             ));
         }
@@ -877,6 +917,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             c.at(v.slug.referenced.into(), format!("{path}.slug"), e.replace("task name", "check slug"), None);
         }
         let grace = c.duration(&v.grace, format!("{path}.grace")).unwrap_or(DEFAULT_GRACE);
+        let tags = c.tags(&v.tags, format!("{path}.tags"));
         let start_grace = c.duration(&v.start_grace, format!("{path}.start_grace"));
         let min_duration = c.duration(&v.min_duration, format!("{path}.min_duration"));
         let max_duration = c.duration(&v.max_duration, format!("{path}.max_duration"));
@@ -949,6 +990,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     max_duration,
                     max_pings,
                     description: v.description.clone().unwrap_or_default(),
+                    tags,
                 }),
             ));
         }

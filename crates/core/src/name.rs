@@ -1,4 +1,4 @@
-//! Names users pick: project slugs and task names.
+//! Names users pick: project slugs, task names and check tags.
 
 /// Checks a project name: 1–63 characters of `[a-z0-9-]`, starting with a letter or digit.
 pub fn check_project_name(name: &str) -> Result<(), String> {
@@ -8,6 +8,23 @@ pub fn check_project_name(name: &str) -> Result<(), String> {
 /// Checks a task name: 1–63 characters of `[a-z0-9_-]`, starting with a letter or digit.
 pub fn check_task_name(name: &str) -> Result<(), String> {
     check(name, "task name", |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Most tags one check may carry.
+pub const MAX_TAGS: usize = 10;
+
+/// Longest tag.
+pub const MAX_TAG_LEN: usize = 32;
+
+/// Checks a check tag: 1–32 characters of `[a-z0-9_-]`, starting with a letter or digit.
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty() {
+        return Err(format!("a tag is 1 to {MAX_TAG_LEN} characters long, got an empty one"));
+    }
+    if tag.len() > MAX_TAG_LEN {
+        return Err(format!("tag {tag:?} is {} characters long; a tag has at most {MAX_TAG_LEN}", tag.len()));
+    }
+    check(tag, "tag", |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn check(name: &str, what: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
@@ -42,5 +59,15 @@ mod tests {
         assert!(check_task_name("daily_update").is_ok());
         assert!(check_task_name("_x").is_err());
         assert!(check_task_name("a.b").is_err());
+    }
+
+    #[test]
+    fn tags() {
+        for ok in ["nightly", "trading", "team_a", "p-2", "0", &"x".repeat(MAX_TAG_LEN)] {
+            assert!(check_tag(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Nightly", "-x", "_x", "a b", "a.b", "a/b", "ü", &"x".repeat(MAX_TAG_LEN + 1)] {
+            assert!(check_tag(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -163,3 +163,29 @@ fn check_timing_rules_are_read_and_checked() {
     let e = error_of("name: t\nchecks:\n  - { slug: backup, every: 1h, max_duration: 0s }\n");
     assert!(e.contains("checks[0].max_duration: duration must be more than zero"), "{e}");
 }
+
+#[test]
+fn check_tags_are_validated_and_kept_in_order() {
+    let text = "name: t\ntasks:\n  backup: { run: ./b.sh }\nschedules:\n  - { task: backup, cron: \"0 3 * * *\", managed_by: cron, tags: [nightly] }\nchecks:\n  - { slug: report, every: 1h, tags: [trading, nightly, trading] }\n  - { slug: plain, every: 1h }\n";
+    let m = Manifest::parse("agent-os.yaml", text).unwrap();
+    let tags = |slug: &str| m.checks.iter().find(|c| c.slug == slug).unwrap().tags.clone();
+    assert_eq!(tags("backup"), ["nightly"], "the check of a schedule kept elsewhere carries its tags");
+    assert_eq!(tags("report"), ["trading", "nightly"], "a repeated tag is kept once, in the order written");
+    assert!(tags("plain").is_empty());
+
+    let e = error_of("name: t\nchecks:\n  - { slug: b, every: 1h, tags: [Nightly] }\n");
+    assert!(e.contains("checks[0].tags[0]: tag \"Nightly\" contains 'N'"), "{e}");
+    assert!(e.contains("hint: e.g. tags: [nightly, trading]"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: b, every: 1h, tags: [ok, \"a b\"] }\n");
+    assert!(e.contains("checks[0].tags[1]"), "{e}");
+    let long = "x".repeat(33);
+    let e = error_of(&format!("name: t\nchecks:\n  - {{ slug: b, every: 1h, tags: [{long}] }}\n"));
+    assert!(e.contains("at most 32"), "{e}");
+    let many: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
+    let e = error_of(&format!("name: t\nchecks:\n  - {{ slug: b, every: 1h, tags: [{}] }}\n", many.join(", ")));
+    assert!(e.contains("checks[0].tags: a check may carry at most 10 tags, got 11"), "{e}");
+    let e = error_of(
+        "name: t\ntasks:\n  b: { run: ./b.sh }\nschedules:\n  - { task: b, cron: \"0 3 * * *\", tags: [nightly] }\n",
+    );
+    assert!(e.contains("schedules[0].tags: tags label the check of a schedule a project keeps elsewhere"), "{e}");
+}

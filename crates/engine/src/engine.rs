@@ -7,6 +7,7 @@
 //! retry, or to its final state. On start, `recover` finds attempts whose node died, kills
 //! their process groups and ends them as lost.
 
+pub mod badges;
 pub mod budgets;
 mod group;
 pub mod health;

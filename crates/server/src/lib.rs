@@ -6,6 +6,7 @@
 mod alerting;
 mod auth;
 mod backup;
+mod badges;
 mod body;
 mod config;
 pub mod dashboard;
@@ -39,6 +40,7 @@ use agent_os_engine::Engine;
 
 pub use alerting::{ChannelView, IncidentView, MaintenanceView, NotificationView, ProjectHealthView};
 pub use auth::Caller;
+pub use badges::{BadgeState, BadgeView, ShieldsBadge};
 pub use config::{ConfigReloadView, ConfigStatusView};
 pub use error::{ApiError, ErrorBody, SourcePlace};
 pub use routes::{
@@ -110,6 +112,7 @@ impl Default for ServerOptions {
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
         workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::wait_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
         workers::hello, workers::put_project, workers::poll, workers::logs, workers::end, workers::probe, workers::list_workers,
+        badges::list_badges, badges::doc_project_svg, badges::doc_project_json, badges::doc_tag_svg, badges::doc_tag_json,
     ),
     modifiers(&BearerAuth, &CommonResponses)
 )]
@@ -257,6 +260,7 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{name}/schedules", post(routes::register_discovered))
         .route("/projects/{name}/schedules/{schedule}", axum::routing::delete(routes::remove_discovered))
         .route("/checks", get(routes::list_checks))
+        .route("/badges", get(badges::list_badges))
         .route("/notifications", get(alerting::list_notifications).post(alerting::post_notification))
         .route("/channels", get(alerting::list_channels))
         .route("/channels/{name}/test", post(alerting::test_channel))
@@ -311,6 +315,8 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes(state.clone()))
         .route("/healthz", get(routes::healthz))
         .route("/ping/{*parts}", get(routes::ping).head(routes::ping).post(routes::ping))
+        .route("/badges/{token}/{file}", get(badges::project_badge))
+        .route("/badges/{token}/tag/{file}", get(badges::tag_badge))
         .route("/hooks/{workflow}", post(workflows::receive_webhook))
         .route(
             "/metrics",

@@ -941,6 +941,8 @@ pub struct CheckView {
     /// More success pings than `count` within `within_ms` opens a warning incident.
     pub max_pings: Option<MaxPingsView>,
     pub description: String,
+    /// Labels grouping checks across projects (`tags:` in the manifest), in the order written.
+    pub tags: Vec<String>,
     /// Where the job pings: append `/start`, `/fail`, `/<exit status>` or `/log` as needed.
     pub ping_url: String,
     /// The same by project ping key and slug.
@@ -977,6 +979,7 @@ fn check_view(st: &AppState, c: agent_os_store::CheckRecord) -> CheckView {
         max_duration_ms: c.max_duration_ms,
         max_pings: c.max_pings.map(|(count, within_ms)| MaxPingsView { count, within_ms }),
         description: c.description,
+        tags: c.tags,
         last_ping_at: c.last_ping_at.map(views::time),
         last_duration_ms: c.last_duration_ms,
         running_since: c.running_since.map(views::time),
@@ -984,15 +987,36 @@ fn check_view(st: &AppState, c: agent_os_store::CheckRecord) -> CheckView {
     }
 }
 
-/// Every heartbeat check, with its ping URLs and state.
-#[utoipa::path(get, path = "/api/v1/checks", tag = "checks", params(ScheduleQuery), responses((status = 200, body = [CheckView])), security(("bearer" = [])))]
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CheckQuery {
+    /// Only this project's checks.
+    pub project: Option<String>,
+    /// Only the checks carrying this tag, e.g. `nightly`.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")]
+    pub tag: Option<String>,
+}
+
+/// Every heartbeat check, with its ping URLs, tags and state.
+#[utoipa::path(get, path = "/api/v1/checks", tag = "checks", params(CheckQuery), responses((status = 200, body = [CheckView])), security(("bearer" = [])))]
 pub async fn list_checks(
     State(st): State<AppState>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<ScheduleQuery>,
+    ApiQuery(q): ApiQuery<CheckQuery>,
 ) -> ApiResult<Json<Vec<CheckView>>> {
     let project = scoped_project(&st, &caller, q.project).await?;
-    let checks = st.engine.store().list_checks(project.as_deref()).await?;
+    let store = st.engine.store();
+    let checks = match &q.tag {
+        Some(tag) => {
+            agent_os_core::name::check_tag(tag).map_err(|e| {
+                ApiError::bad_request(format!("{e}; a tag is 1 to 32 of a-z, 0-9, '_' and '-', e.g. nightly"))
+                    .field("tag")
+            })?;
+            store.list_tagged_checks(tag, project.as_deref()).await?
+        }
+        None => store.list_checks(project.as_deref()).await?,
+    };
     Ok(Json(checks.into_iter().map(|c| check_view(&st, c)).collect()))
 }
 

@@ -488,6 +488,7 @@ async fn story(s: &dyn Store) {
         max_duration_ms: Some(grace * 3),
         max_pings: Some((2, grace)),
         description: String::new(),
+        tags: vec!["nightly".into()],
     };
     s.sync_checks(&cortana.id, &[check("daily_update", 600_000), check("backup", 1)], 10).await.unwrap();
     let first = s.find_check_by_slug("pk-cortana", "daily_update").await.unwrap().unwrap();
@@ -501,6 +502,30 @@ async fn story(s: &dyn Store) {
     );
     assert_eq!(again.max_pings, Some((2, 900_000)));
     assert_eq!(s.list_checks(Some("cortana")).await.unwrap().len(), 1, "undeclared checks go");
+
+    // Tags are kept in order and found across projects; a tag is matched whole (`_` is no
+    // wildcard, a tag is not found inside a longer one), and a re-sync replaces them.
+    assert_eq!(again.tags, ["nightly"]);
+    let tagged = |slug: &str, tags: &[&str]| NewCheck {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..check(slug, 900_000)
+    };
+    s.sync_checks(&cortana.id, &[tagged("daily_update", &["nightly", "team_a"])], 12).await.unwrap();
+    let trading = s.insert_project(&project("trading"), &[], 12).await.unwrap();
+    s.sync_checks(&trading.id, &[tagged("report", &["nightly"]), tagged("teamxa", &["teamxa", "nightly-2"])], 12)
+        .await
+        .unwrap();
+    let names = |checks: Vec<agent_os_store::CheckRecord>| -> Vec<String> {
+        checks.into_iter().map(|c| format!("{}/{}", c.project, c.slug)).collect()
+    };
+    assert_eq!(names(s.list_tagged_checks("nightly", None).await.unwrap()), ["cortana/daily_update", "trading/report"]);
+    assert_eq!(names(s.list_tagged_checks("nightly", Some("trading")).await.unwrap()), ["trading/report"]);
+    assert_eq!(names(s.list_tagged_checks("team_a", None).await.unwrap()), ["cortana/daily_update"], "`_` is literal");
+    assert!(s.list_tagged_checks("night", None).await.unwrap().is_empty(), "a tag matches whole");
+    assert_eq!(s.get_check(&first.id).await.unwrap().unwrap().tags, ["nightly", "team_a"]);
+    assert!(s.delete_project("trading").await.unwrap());
+    s.sync_checks(&cortana.id, &[check("daily_update", 900_000)], 13).await.unwrap();
+    assert_eq!(s.get_check(&first.id).await.unwrap().unwrap().tags, ["nightly"], "a re-sync replaces the tags");
     let event = |kind: &str, at: i64| NewEvent {
         id: agent_os_core::id::new_id(),
         kind: kind.into(),

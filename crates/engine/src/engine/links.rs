@@ -115,11 +115,18 @@ pub struct LinkUse {
     pub at: i64,
 }
 
-fn sign(key: &[u8], payload: &str) -> Result<Vec<u8>, EngineError> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| EngineError::Unavailable("bad link key".into()))?;
-    mac.update(b"agent-os link v1\n");
+/// HMAC-SHA256 of `payload` under a server-wide key, after `domain`: a line naming what the
+/// MAC is for, so that a MAC made for one use (a link, a badge) is never valid for another.
+pub(super) fn server_mac(key: &[u8], domain: &str, payload: &str) -> Result<Vec<u8>, EngineError> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| EngineError::Unavailable("bad server key".into()))?;
+    mac.update(domain.as_bytes());
+    mac.update(b"\n");
     mac.update(payload.as_bytes());
     Ok(mac.finalize().into_bytes().to_vec())
+}
+
+fn sign(key: &[u8], payload: &str) -> Result<Vec<u8>, EngineError> {
+    server_mac(key, "agent-os link v1", payload)
 }
 
 /// Reads a token: `ACTION.SUBJECT(base64url).EXPIRES_MS.NONCE.SIGNATURE(base64url)`.
@@ -142,12 +149,19 @@ fn read_token(key: &[u8], token: &str) -> Result<Result<LinkClaims, LinkRefusal>
 }
 
 impl Engine {
+    /// A server-wide key kept in the settings table under `setting` (hex, 32 bytes): read, or
+    /// made at first use (the first node's wins, so every node signs alike).
+    pub(super) async fn server_key(&self, setting: &str) -> Result<Vec<u8>, EngineError> {
+        let stored = match self.store.get_setting(setting).await? {
+            Some(stored) => stored,
+            None => self.store.init_setting(setting, &hex::encode(random_bytes::<32>())).await?,
+        };
+        hex::decode(stored.trim()).map_err(|_| EngineError::Unavailable(format!("the {setting} setting is not hex")))
+    }
+
     /// The server-wide key links are signed with, made at first use.
     async fn link_key(&self) -> Result<Vec<u8>, EngineError> {
-        let fresh = hex::encode(random_bytes::<32>());
-        let stored = self.store.init_setting(KEY_SETTING, &fresh).await?;
-        hex::decode(stored.trim())
-            .map_err(|_| EngineError::Unavailable(format!("the {KEY_SETTING} setting is not hex")))
+        self.server_key(KEY_SETTING).await
     }
 
     /// A token for `action` on `subject`, good until `expires_at` (ms).

@@ -160,6 +160,7 @@ impl Engine {
                     max_duration_ms: c.max_duration.map(|d| d.as_millis() as i64),
                     max_pings: c.max_pings.map(|m| (i64::from(m.count), m.within.as_millis() as i64)),
                     description: c.description.clone(),
+                    tags: c.tags.clone(),
                 }
             })
             .collect();
@@ -180,6 +181,9 @@ impl Engine {
                     max_duration_ms: None,
                     max_pings: None,
                     description: s.description,
+                    // A registered discovered schedule has no place for tags (yet): the
+                    // manifest's `schedules:` entry of the same job carries them instead.
+                    tags: Vec::new(),
                 });
             }
         }

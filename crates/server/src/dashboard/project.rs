@@ -52,7 +52,8 @@ async fn page(
     .await?
     .0;
     let (s, c) = admin();
-    let checks = routes::list_checks(s, c, ApiQuery(ScheduleQuery { project: Some(name.clone()) })).await?.0;
+    let checks =
+        routes::list_checks(s, c, ApiQuery(routes::CheckQuery { project: Some(name.clone()), tag: None })).await?.0;
     let (s, c) = admin();
     let spend = routes::cost_summary(
         s,
@@ -71,6 +72,14 @@ async fn page(
     let budgets = routes::list_budgets(s, c, ApiQuery(ScheduleQuery { project: Some(name.clone()) })).await?.0;
     let (s, c) = admin();
     let audit = routes::project_audit(s, c, Path(name.clone())).await?.0;
+    let base = st.engine.config().public_url.trim_end_matches('/').to_string();
+    let badges: Vec<crate::BadgeView> = st
+        .engine
+        .list_badges(Some(name.as_str()))
+        .await?
+        .into_iter()
+        .map(|b| crate::badges::badge_view(&base, b))
+        .collect();
     let manifest = st.engine.project(&name).await?.record.manifest.clone();
     let served = view.transport == TransportKind::Worker;
     let workers: Vec<crate::workers::WorkerView> = if served {
@@ -128,6 +137,7 @@ async fn page(
         .live("workers", served_by(served, &workers))
         .add(tasks(&session, &view))
         .add(schedules(&view, &checks))
+        .add(badges_part(&base, &badges))
         .add(html! { h2 { "Recent runs" } })
         .live("runs", recent_runs(&runs.runs))
         .live("spend", spent)
@@ -202,11 +212,43 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                         tbody {
                             @for c in checks {
                                 tr class=[(c.state == CheckState::Late || c.state == CheckState::Down).then_some("flag")] {
-                                    td { (c.slug) @if !c.description.is_empty() { br; span.small.muted { (c.description) } } }
+                                    td {
+                                        (c.slug)
+                                        @for t in &c.tags { " " span.tag.small { (t) } }
+                                        @if !c.description.is_empty() { br; span.small.muted { (c.description) } }
+                                    }
                                     td.check-state { (ui::badge(c.state)) }
                                     td.last-ping data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The project's status badge and its checks' tags' badges, each with Markdown to paste into
+/// a README. The preview is loaded from this server (a relative address), the Markdown names
+/// the public URL.
+fn badges_part(base: &str, badges: &[crate::BadgeView]) -> Markup {
+    html! {
+        h2 { "Status badges" }
+        p.small.muted {
+            "Public images of the state of this project's checks (and of each tag's checks, across projects), for a README. "
+            "Each address holds its own token: anyone with it sees the badge, and nothing else. "
+            code { "agent-os badges" } " prints the same."
+        }
+        div.table-wrap {
+            table.cards.badges {
+                thead { tr { th { "Badge" } th { "Now" } th { "Markdown" } } }
+                tbody {
+                    @for b in badges {
+                        tr {
+                            td { (b.kind) " " strong { (b.name) } }
+                            td { img alt={(b.name) " status"} src=(b.svg_url.strip_prefix(base).unwrap_or(&b.svg_url)); }
+                            td { textarea.mono readonly rows="2" cols="60" aria-label={"Markdown for the " (b.name) " badge"} { (b.markdown) } }
                         }
                     }
                 }

@@ -87,10 +87,13 @@ pub async fn page(
         routes::list_schedules(State(st.clone()), Caller::Admin, ApiQuery(ScheduleQuery { project: project.clone() }))
             .await?
             .0;
-    let checks =
-        routes::list_checks(State(st.clone()), Caller::Admin, ApiQuery(ScheduleQuery { project: project.clone() }))
-            .await?
-            .0;
+    let checks = routes::list_checks(
+        State(st.clone()),
+        Caller::Admin,
+        ApiQuery(routes::CheckQuery { project: project.clone(), tag: None }),
+    )
+    .await?
+    .0;
     // Heartbeat checks of their own (not watching a listed schedule) count as late or down too.
     let watching: HashSet<&str> = schedules.iter().filter_map(|s| s.check.as_ref().map(|c| c.id.as_str())).collect();
     let lone: Vec<&routes::CheckView> = checks

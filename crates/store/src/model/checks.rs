@@ -20,6 +20,8 @@ pub struct NewCheck {
     /// More success pings than `.0` within `.1` ms is a warning.
     pub max_pings: Option<(i64, i64)>,
     pub description: String,
+    /// Labels grouping checks across projects (valid tags, see `core::name::check_tag`).
+    pub tags: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +43,7 @@ pub struct CheckRecord {
     /// At most this many success pings (`.0`) within this many ms (`.1`).
     pub max_pings: Option<(i64, i64)>,
     pub description: String,
+    pub tags: Vec<String>,
     pub state: CheckState,
     pub last_finish_at: Option<i64>,
     pub last_failed: bool,

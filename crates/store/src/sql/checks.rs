@@ -21,6 +21,8 @@ pub trait CheckStore: Send + Sync {
     /// state and pings; others are added; checks no longer declared are removed.
     async fn sync_checks(&self, project_id: &str, checks: &[NewCheck], now: i64) -> Result<()>;
     async fn list_checks(&self, project: Option<&str>) -> Result<Vec<CheckRecord>>;
+    /// The checks carrying `tag`, across projects (or of `project` alone), by project and slug.
+    async fn list_tagged_checks(&self, tag: &str, project: Option<&str>) -> Result<Vec<CheckRecord>>;
     async fn get_check(&self, id: &str) -> Result<Option<CheckRecord>>;
     async fn find_check_by_slug(&self, ping_key: &str, slug: &str) -> Result<Option<CheckRecord>>;
     /// What the check's pings with run id `rid` say, in one read: when the newest `start`
@@ -40,7 +42,7 @@ macro_rules! check_columns {
     () => {
         "c.id, c.project_id, p.name AS project, p.ping_key, c.slug, c.kind, c.period_ms, c.cron, c.timezone,
          c.grace_ms, c.start_grace_ms, c.min_duration_ms, c.max_duration_ms, c.max_pings_count,
-         c.max_pings_within_ms, c.description, c.state, c.last_finish_at, c.last_failed, c.running_since, c.last_ping_at,
+         c.max_pings_within_ms, c.description, c.tags, c.state, c.last_finish_at, c.last_failed, c.running_since, c.last_ping_at,
          c.last_duration_ms, c.state_changed_at, c.created_at
          FROM checks c JOIN projects p ON p.id = c.project_id"
     };
@@ -65,6 +67,7 @@ fn check_from(row: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
             .try_get::<Option<i64>, _>("max_pings_count")?
             .zip(row.try_get::<Option<i64>, _>("max_pings_within_ms")?),
         description: row.try_get("description")?,
+        tags: tags_from(&row.try_get::<String, _>("tags")?),
         state: row.try_get("state")?,
         last_finish_at: row.try_get("last_finish_at")?,
         last_failed: flag(row, "last_failed")?,
@@ -74,6 +77,29 @@ fn check_from(row: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
         state_changed_at: row.try_get("state_changed_at")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// Tags as stored: joined by single spaces (a tag holds none), `''` for none.
+fn tags_column(tags: &[String]) -> String {
+    tags.join(" ")
+}
+
+fn tags_from(column: &str) -> Vec<String> {
+    column.split(' ').filter(|t| !t.is_empty()).map(str::to_string).collect()
+}
+
+/// The LIKE pattern that finds `tag` in `' ' || tags || ' '`: the tag between spaces, with the
+/// characters LIKE gives meaning to (`_` is one a tag may hold) escaped by `\`.
+fn tag_pattern(tag: &str) -> String {
+    let mut p = String::from("% ");
+    for c in tag.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push_str(" %");
+    p
 }
 
 /// Most ping rows one multi-row insert carries (8 values each).
@@ -163,14 +189,14 @@ impl CheckStore for SqlStore {
             sqlx::query(
                 "INSERT INTO checks
                      (id, project_id, slug, kind, period_ms, cron, timezone, grace_ms, description, created_at,
-                      start_grace_ms, min_duration_ms, max_duration_ms, max_pings_count, max_pings_within_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                      start_grace_ms, min_duration_ms, max_duration_ms, max_pings_count, max_pings_within_ms, tags)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                  ON CONFLICT (project_id, slug) DO UPDATE SET
                      kind = excluded.kind, period_ms = excluded.period_ms, cron = excluded.cron,
                      timezone = excluded.timezone, grace_ms = excluded.grace_ms, description = excluded.description,
                      start_grace_ms = excluded.start_grace_ms, min_duration_ms = excluded.min_duration_ms,
                      max_duration_ms = excluded.max_duration_ms, max_pings_count = excluded.max_pings_count,
-                     max_pings_within_ms = excluded.max_pings_within_ms",
+                     max_pings_within_ms = excluded.max_pings_within_ms, tags = excluded.tags",
             )
             .bind(agent_os_core::id::new_id())
             .bind(project_id)
@@ -187,6 +213,7 @@ impl CheckStore for SqlStore {
             .bind(c.max_duration_ms)
             .bind(c.max_pings.map(|m| m.0))
             .bind(c.max_pings.map(|m| m.1))
+            .bind(tags_column(&c.tags))
             .execute(&mut *tx)
             .await?;
         }
@@ -200,6 +227,20 @@ impl CheckStore for SqlStore {
             check_columns!(),
             " WHERE ($1 IS NULL OR p.name = $1) ORDER BY p.name, c.slug"
         ))
+        .bind(project)
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, check_from)
+    }
+
+    async fn list_tagged_checks(&self, tag: &str, project: Option<&str>) -> Result<Vec<CheckRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            check_columns!(),
+            " WHERE (' ' || c.tags || ' ') LIKE $1 ESCAPE '\\' AND ($2 IS NULL OR p.name = $2)
+             ORDER BY p.name, c.slug"
+        ))
+        .bind(tag_pattern(tag))
         .bind(project)
         .fetch_all(&self.read)
         .await?;
