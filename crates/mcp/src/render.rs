@@ -150,13 +150,16 @@ pub fn schedules(items: &[Value]) -> String {
 }
 
 fn check_line(c: &Value) -> String {
+    let tags: Vec<&str> =
+        c["tags"].as_array().map(|t| t.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     format!(
-        "{}/{} {}{}{}",
+        "{}/{} {}{}{}{}",
         s(&c["project"]),
         s(&c["slug"]),
         s(&c["state"]),
         opt("last ping", &c["last_ping_at"]),
-        opt("running since", &c["running_since"])
+        opt("running since", &c["running_since"]),
+        if tags.is_empty() { String::new() } else { format!(" [{}]", tags.join(", ")) }
     )
 }
 

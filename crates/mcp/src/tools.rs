@@ -144,6 +144,15 @@ pub struct ProjectFilter {
     project: Option<String>,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFilter {
+    /// Only this project (a project token sees its own project only).
+    project: Option<String>,
+    /// Only the checks carrying this tag (the manifest's `tags:`), across projects.
+    tag: Option<String>,
+}
+
 #[derive(Deserialize, JsonSchema, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -415,8 +424,8 @@ const DEFS: &[Def] = &[
     Def {
         name: "list_checks",
         title: "Heartbeat checks",
-        description: "The heartbeat checks (jobs that ping Agent OS when they run) with their state: new, up, late or down, and the last ping.",
-        schema: schema::<ProjectFilter>,
+        description: "The heartbeat checks (jobs that ping Agent OS when they run) with their state: new, up, late or down, the last ping and their tags; by project or by tag.",
+        schema: schema::<CheckFilter>,
         effect: Effect::Read,
     },
     Def {
@@ -816,8 +825,9 @@ async fn list_schedules<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
 }
 
 async fn list_checks<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {
-    let a: ProjectFilter = parse(args)?;
-    listing(cx, format!("/api/v1/checks{}", query(&[("project", a.project)])), "checks", render::checks).await
+    let a: CheckFilter = parse(args)?;
+    listing(cx, format!("/api/v1/checks{}", query(&[("project", a.project), ("tag", a.tag)])), "checks", render::checks)
+        .await
 }
 
 async fn list_runs<A: Api>(cx: &Cx<'_, A>, args: Value) -> Outcome {

@@ -107,6 +107,9 @@ async def every_tool(demo: Demo, transport: str) -> None:
 
         checks = (await ok(s, "list_checks", {}))["checks"]
         assert "price-feed" in {c["slug"] for c in checks}
+        nightly = (await ok(s, "list_checks", {"tag": "nightly"}))["checks"]
+        assert nightly and all("nightly" in c["tags"] for c in nightly)
+        assert "price-feed" not in {c["slug"] for c in nightly}
 
         runs = await ok(s, "list_runs", {"project": "trading", "status": "failed", "since": "1h"})
         assert [r["id"] for r in runs["runs"]] == [demo.failed["id"]]
