@@ -970,19 +970,43 @@ steps:
 fn approval_mistakes_are_named_where_they_are() {
     let cases: &[(&str, &str)] = &[
         ("approval: { timeout: 1h }", "wf.yaml:5:15: steps[0].approval: missing field `message`"),
-        ("approval: { message: Go?, on_timeout: approve }", "steps[0].approval.on_timeout: on_timeout without a timeout never applies"),
-        ("approval: { message: Go?, on_timeout: later, timeout: 1h }", "steps[0].approval.on_timeout: unknown on_timeout \"later\""),
-        ("approval: { message: Go?, inputs: { n: { type: float } } }", "steps[0].approval.inputs.n.type: unknown form field type \"float\""),
+        (
+            "approval: { message: Go?, on_timeout: approve }",
+            "steps[0].approval.on_timeout: on_timeout without a timeout never applies",
+        ),
+        (
+            "approval: { message: Go?, on_timeout: later, timeout: 1h }",
+            "steps[0].approval.on_timeout: unknown on_timeout \"later\"",
+        ),
+        (
+            "approval: { message: Go?, inputs: { n: { type: float } } }",
+            "steps[0].approval.inputs.n.type: unknown form field type \"float\"",
+        ),
         ("approval: { message: Go?, inputs: { m: { type: choice } } }", "a choice field needs its options"),
-        ("approval: { message: Go?, inputs: { m: { type: string, options: [a] } } }", "only a choice field has options"),
-        ("approval: { message: Go?, inputs: { m: { type: choice, options: [a, b], default: c } } }", "steps[0].approval.inputs.m.default: the default must be one of: a, b"),
-        ("approval: { message: Go?, inputs: { n: { type: integer, default: 1.5 } } }", "the default must be a whole number"),
-        ("approval: { message: Go?, inputs: { my-field: { type: string } } }", "form field name \"my-field\" is not a plain name"),
+        (
+            "approval: { message: Go?, inputs: { m: { type: string, options: [a] } } }",
+            "only a choice field has options",
+        ),
+        (
+            "approval: { message: Go?, inputs: { m: { type: choice, options: [a, b], default: c } } }",
+            "steps[0].approval.inputs.m.default: the default must be one of: a, b",
+        ),
+        (
+            "approval: { message: Go?, inputs: { n: { type: integer, default: 1.5 } } }",
+            "the default must be a whole number",
+        ),
+        (
+            "approval: { message: Go?, inputs: { my-field: { type: string } } }",
+            "form field name \"my-field\" is not a plain name",
+        ),
         ("approval: { message: Go?, colour: red }", "steps[0].approval.colour: unknown field `colour`"),
         ("approval: { message: \"{{ nope.x }}\" }", "steps[0].approval.message"),
         ("approval: { message: Go? }\n    retry: { attempts: 2 }", "steps[0].retry: an approval step takes no `retry`"),
         ("approval: { message: Go? }\n    timeout: 1h", "steps[0].timeout: an approval step takes no `timeout`"),
-        ("approval: { message: Go? }\n    for_each: \"[1, 2]\"", "steps[0].for_each: an approval step takes no `for_each`"),
+        (
+            "approval: { message: Go? }\n    for_each: \"[1, 2]\"",
+            "steps[0].for_each: an approval step takes no `for_each`",
+        ),
     ];
     let mut wrong = Vec::new();
     for (step, want) in cases {

@@ -47,8 +47,9 @@ pub use routes::{
 };
 pub use signing::SigningSecretView;
 pub use workflows::{
-    ApprovalView, DecideBody, EmittedEvent, WebhookAccepted, WorkflowDetail, WorkflowInputView, WorkflowLoadError, WorkflowRunDetail,
-    WorkflowRunView, WorkflowStepDef, WorkflowStepView, WorkflowValid, WorkflowView, WorkflowsReloaded,
+    ApprovalView, DecideBody, EmittedEvent, WebhookAccepted, WorkflowDetail, WorkflowInputView, WorkflowLoadError,
+    WorkflowRunDetail, WorkflowRunView, WorkflowStepDef, WorkflowStepView, WorkflowValid, WorkflowView,
+    WorkflowsReloaded,
 };
 
 /// Shared by every handler.

@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use agent_os_core::workflow::Decision;
 use agent_os_core::workflow::{
     Action, ActionKind, InputType, StepStatus, Trigger, TriggerKind, Wait, Workflow, WorkflowRunStatus,
 };
+use agent_os_engine::engine::workflows::approvals::Decide;
 use agent_os_engine::engine::workflows::{LoadedWorkflow, StartWorkflow};
 use agent_os_engine::secrets::verify_webhook;
-use agent_os_core::workflow::Decision;
-use agent_os_engine::engine::workflows::approvals::Decide;
 use agent_os_store::{ApprovalRecord, StepRecord, WorkflowRunRecord};
 
 use crate::auth::Caller;

@@ -165,12 +165,21 @@ async fn the_dashboard_shows_the_form_and_its_post_decides() {
     assert!(p.body.contains("reason is required") || p.body.contains("size must be"), "{}", p.body);
     // Without the CSRF token nothing happens.
     let p = b
-        .post_raw(&format!("/workflows/runs/{run}/steps/go_live/decide"), &[("decision", "approve"), ("input.reason", "x")])
+        .post_raw(
+            &format!("/workflows/runs/{run}/steps/go_live/decide"),
+            &[("decision", "approve"), ("input.reason", "x")],
+        )
         .await;
     assert_eq!(p.status, 403);
     assert_eq!(step(&detail(&s, &run).await, "go_live")["status"], "waiting");
 
-    let fields = [("decision", "approve"), ("input.reason", "rollout"), ("input.size", "2"), ("input.mode", "fast"), ("comment", "ok")];
+    let fields = [
+        ("decision", "approve"),
+        ("input.reason", "rollout"),
+        ("input.size", "2"),
+        ("input.mode", "fast"),
+        ("comment", "ok"),
+    ];
     let p = b.post(&format!("/workflows/runs/{run}/steps/go_live/decide"), &fields).await;
     assert_eq!((p.status, p.location.as_deref()), (303, Some(format!("/workflows/runs/{run}").as_str())), "{}", p.body);
     let d = detail(&s, &run).await;
@@ -190,7 +199,9 @@ async fn links_of(s: &TestServer, run: &str) -> (String, String) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["title"].as_str().unwrap().starts_with("Approval wanted") && n["body"].as_str().unwrap().contains(run))
+        .find(|n| {
+            n["title"].as_str().unwrap().starts_with("Approval wanted") && n["body"].as_str().unwrap().contains(run)
+        })
         .expect("the approval was told");
     let body = n["body"].as_str().unwrap();
     let link = |label: &str| body.split_once(label).unwrap().1.lines().next().unwrap().trim().to_string();

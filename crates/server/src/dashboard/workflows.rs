@@ -491,7 +491,8 @@ pub async fn run_page(
     let definition = st.engine.store().get_workflow_run(&id).await?.map(|r| r.definition).unwrap_or_default();
     let defs = run_steps(&st, &run.run.workflow, &definition).await;
     let title = format!("{} · run", run.run.workflow);
-    let approval_steps: Vec<String> = defs.iter().filter(|d| d.kind == ActionKind::Approval).map(|d| d.id.clone()).collect();
+    let approval_steps: Vec<String> =
+        defs.iter().filter(|d| d.kind == ActionKind::Approval).map(|d| d.id.clone()).collect();
     let waiting = super::approvals::waiting_of(&st, &id, &approval_steps).await;
     Ok(Page::new(title, Nav::Workflows)
         .live("run", run_summary(&session, &run, &defs))

@@ -445,7 +445,12 @@ fn approval(
     };
     if f.get("on_timeout").is_some() && f.get("timeout").is_none() {
         let hint = "add timeout: 24h (or remove on_timeout)";
-        r.at(f.key_pos("on_timeout"), &f.path("on_timeout"), "on_timeout without a timeout never applies", Some(hint.into()));
+        r.at(
+            f.key_pos("on_timeout"),
+            &f.path("on_timeout"),
+            "on_timeout without a timeout never applies",
+            Some(hint.into()),
+        );
         ok = false;
     }
     let inputs = match f.get("inputs") {
@@ -533,7 +538,12 @@ fn form_field(r: &mut Report<'_>, node: &Node, path: &str) -> Option<FormField> 
             let listed = r.names(n, &f.path("options"), "e.g. options: [fast, safe]")?;
             let options: Vec<String> = listed.into_iter().map(|(o, _, _)| o).collect();
             if options.is_empty() {
-                r.at(n.pos, &f.path("options"), "a choice needs at least one option", Some("e.g. options: [fast, safe]".into()));
+                r.at(
+                    n.pos,
+                    &f.path("options"),
+                    "a choice needs at least one option",
+                    Some("e.g. options: [fast, safe]".into()),
+                );
                 return None;
             }
             options
@@ -543,7 +553,12 @@ fn form_field(r: &mut Report<'_>, node: &Node, path: &str) -> Option<FormField> 
             return None;
         }
         (Some(n), _) => {
-            r.at(n.pos, &f.path("options"), "only a choice field has options", Some("use type: choice, or remove options".into()));
+            r.at(
+                n.pos,
+                &f.path("options"),
+                "only a choice field has options",
+                Some("use type: choice, or remove options".into()),
+            );
             return None;
         }
         (None, _) => Vec::new(),

@@ -80,15 +80,26 @@ impl Engine {
         let def = self.plan(&run).await.map_err(EngineError::Conflict)?;
         let step = def.step(step_id).ok_or_else(|| {
             let ids: Vec<&str> = def.steps.iter().map(|s| s.id.as_str()).collect();
-            EngineError::NotFound(format!("workflow run {run_id} has no step {step_id:?}; its steps are {}", ids.join(", ")))
+            EngineError::NotFound(format!(
+                "workflow run {run_id} has no step {step_id:?}; its steps are {}",
+                ids.join(", ")
+            ))
         })?;
         let Action::Approval(approval) = &step.action else {
             return Err(EngineError::Invalid {
                 field: Some("step".into()),
-                message: format!("step {step_id} is a {} step, not an approval; only approval steps are decided", step.action.kind()),
+                message: format!(
+                    "step {step_id} is a {} step, not an approval; only approval steps are decided",
+                    step.action.kind()
+                ),
             });
         };
-        let row = self.store.workflow_steps(run_id).await?.into_iter().find(|s| s.step_id == step_id && s.item == super::WHOLE);
+        let row = self
+            .store
+            .workflow_steps(run_id)
+            .await?
+            .into_iter()
+            .find(|s| s.step_id == step_id && s.item == super::WHOLE);
         let message = row
             .as_ref()
             .and_then(|s| s.outputs.as_deref())
@@ -143,7 +154,10 @@ impl Engine {
         if comment.as_ref().is_some_and(|c| c.chars().count() > agent_os_core::workflow::MAX_COMMENT) {
             return Err(EngineError::Invalid {
                 field: Some("comment".into()),
-                message: format!("the comment is longer than {} characters; shorten it", agent_os_core::workflow::MAX_COMMENT),
+                message: format!(
+                    "the comment is longer than {} characters; shorten it",
+                    agent_os_core::workflow::MAX_COMMENT
+                ),
             });
         }
         // One decision at a time, and never beside a pass over the run.
