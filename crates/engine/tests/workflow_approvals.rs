@@ -232,7 +232,7 @@ async fn a_restart_keeps_the_step_waiting_and_its_timeout_still_fires() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "reject");
     let clock = TokioClock::starting_at(ms("2026-12-01T10:00:00Z"));
-    let e = engine(dir.path(), clock.clone()).await;
+    let e = engine(dir.path(), clock).await;
     let run = start(&e).await;
     waiting(&e, &run).await;
     e.begin_shutdown();
@@ -241,7 +241,7 @@ async fn a_restart_keeps_the_step_waiting_and_its_timeout_still_fires() {
 
     // Down for two hours; the step is still waiting afterwards, and can still be decided.
     tokio::time::advance(Duration::from_secs(2 * 3600)).await;
-    let e = engine(dir.path(), clock.clone()).await;
+    let e = engine(dir.path(), clock).await;
     tokio::time::advance(Duration::from_millis(1500)).await;
     let s = step(&e, &run, "go_live").await.unwrap();
     assert_eq!(s.status, StepStatus::Waiting, "{s:?}");
