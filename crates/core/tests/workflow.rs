@@ -278,7 +278,7 @@ steps:
     timeout: 5m
 "#,
         r#"wf.yaml:4:5: steps[0]: the step has no action
-  hint: give it one of: run, emit, wait, workflow, notify"#,
+  hint: give it one of: run, emit, wait, workflow, notify, approval"#,
     ),
     (
         "duplicate step id",
