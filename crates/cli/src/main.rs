@@ -130,7 +130,8 @@ enum Command {
     /// Emit an event (`event emit TYPE`); the workflows it triggers start.
     #[command(subcommand)]
     Event(workflows::EventCmd),
-    /// Workflows: list, show, run (--wait), runs, run-status ID, cancel ID, reload, validate FILE….
+    /// Workflows: list, show, run (--wait), runs, run-status ID, cancel ID, approve/reject RUN STEP,
+    /// reload, validate FILE….
     #[command(subcommand)]
     Workflow(workflows::WorkflowCmd),
     /// Run a job under a check: ping start, run it, ping its exit status with the tail of its

@@ -82,6 +82,32 @@ pub enum WorkflowCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Approve a waiting `approval` step of a run; the run goes on.
+    Approve {
+        /// The workflow run's id.
+        run: String,
+        /// The approval step's id.
+        step: String,
+        /// An answer to the step's form, NAME=VALUE (repeat for each field).
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        /// Why, recorded on the step.
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a waiting `approval` step of a run; the step fails.
+    Reject {
+        run: String,
+        step: String,
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-read the workflow files now (edits are also picked up within seconds); exit 1 when
     /// a file could not be loaded.
     Reload {
@@ -108,6 +134,21 @@ fn object_flag(flag: &str, text: Option<&str>) -> Result<Value, String> {
             Err(e) => Err(format!("{flag} is not valid JSON: {e}")),
         },
     }
+}
+
+/// `--input NAME=VALUE` flags as a JSON object of strings (the server reads each as its
+/// field's type), or the message for exit status 2.
+fn answer_flags(flags: &[String]) -> Result<Value, String> {
+    let mut out = serde_json::Map::new();
+    for f in flags {
+        let Some((name, value)) = f.split_once('=').filter(|(n, _)| !n.trim().is_empty()) else {
+            return Err(format!("--input takes NAME=VALUE, got {f:?}; e.g. --input reason=\"hotfix\""));
+        };
+        if out.insert(name.trim().to_string(), Value::String(value.to_string())).is_some() {
+            return Err(format!("--input {} is given twice", name.trim()));
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 pub async fn event(c: &Client, cmd: &EventCmd) -> Result<u8> {
@@ -228,6 +269,26 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
             }
             Ok(0)
         }
+        WorkflowCmd::Approve { run, step, inputs, comment, json }
+        | WorkflowCmd::Reject { run, step, inputs, comment, json } => {
+            let verb = if matches!(cmd, WorkflowCmd::Approve { .. }) { "approve" } else { "reject" };
+            let answers = match answer_flags(inputs) {
+                Ok(a) => a,
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    return Ok(2);
+                }
+            };
+            let body = json!({"comment": comment, "inputs": answers});
+            let path = format!("/api/v1/workflows/runs/{}/steps/{}/{verb}", enc(run), enc(step));
+            let d: WorkflowRunDetail = c.post(&path, &body).await?;
+            if *json {
+                print_json(&d)?;
+            } else {
+                print_run(&d);
+            }
+            Ok(0)
+        }
         WorkflowCmd::Reload { json } => {
             let r: WorkflowsReloaded = c.post("/api/v1/workflows/reload", &json!({})).await?;
             if *json {
@@ -343,6 +404,21 @@ fn print_workflow(c: &Client, w: &WorkflowDetail) {
 
 /// What a step row says beyond its status: its error, else what it started, else its outputs.
 fn step_detail(s: &WorkflowStepView) -> String {
+    if let Some(a) = &s.approval {
+        let mut said = format!("{} by {} at {}", a.decision, a.decided_by, short_time(&a.decided_at));
+        if let Some(c) = &a.comment {
+            said.push_str(&format!(": {c}"));
+        }
+        if a.inputs.as_object().is_some_and(|o| !o.is_empty()) {
+            said.push_str(&format!(" {}", a.inputs));
+        }
+        return said;
+    }
+    if s.status == agent_os_core::workflow::StepStatus::Waiting
+        && let Some(m) = s.outputs.get("message").and_then(Value::as_str)
+    {
+        return format!("waiting for approval: {m}");
+    }
     if let Some(e) = &s.error {
         return e.clone();
     }
@@ -412,6 +488,15 @@ mod tests {
         assert_eq!(object_flag("--data", Some(r#"{"n": 1}"#)).unwrap(), json!({"n": 1}));
         assert!(object_flag("--data", Some("[1]")).unwrap_err().contains("must be a JSON object"));
         assert!(object_flag("--input", Some("{")).unwrap_err().starts_with("--input is not valid JSON"));
+    }
+
+    #[test]
+    fn answers_are_name_value_pairs() {
+        let got = answer_flags(&["reason=a=b".into(), "size=3".into()]).unwrap();
+        assert_eq!(got, json!({"reason": "a=b", "size": "3"}));
+        assert!(answer_flags(&["reason".into()]).unwrap_err().contains("NAME=VALUE"));
+        assert!(answer_flags(&["=x".into()]).unwrap_err().contains("NAME=VALUE"));
+        assert!(answer_flags(&["a=1".into(), "a=2".into()]).unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -278,7 +278,7 @@ steps:
     timeout: 5m
 "#,
         r#"wf.yaml:4:5: steps[0]: the step has no action
-  hint: give it one of: run, emit, wait, workflow, notify"#,
+  hint: give it one of: run, emit, wait, workflow, notify, approval"#,
     ),
     (
         "duplicate step id",
@@ -923,4 +923,101 @@ fn the_documented_errors_are_what_users_get() {
     let shown = errors.split("```text\n").nth(1).unwrap().split("```").next().unwrap();
     let got = parse("workflows/demo.yaml", file, &example_catalog(&[])).unwrap_err().to_string();
     assert_eq!(got, shown.trim_end());
+}
+
+#[test]
+fn an_approval_step_parses_with_its_form() {
+    use agent_os_core::workflow::{Decision, FormType};
+    let text = r#"name: deploy
+on: { manual: { inputs: { version: { type: string } } } }
+steps:
+  - id: go_live
+    approval:
+      message: "Deploy {{ inputs.version }}?"
+      timeout: 24h
+      on_timeout: approve
+      inputs:
+        reason: { type: string, required: true, description: Why now }
+        size: { type: number, default: 2 }
+        mode: { type: choice, options: [fast, safe], default: safe }
+      notify: { severity: critical, tags: [deploy] }
+  - id: after
+    needs: go_live
+    emit: { type: deploy.done, data: { why: "{{ steps.go_live.outputs.inputs.reason }}" } }
+"#;
+    let w = parse("wf.yaml", text, &TestCatalog).unwrap();
+    let Action::Approval(a) = &w.steps[0].action else { panic!("{:?}", w.steps[0].action) };
+    assert_eq!(a.message, "Deploy {{ inputs.version }}?");
+    assert_eq!(a.timeout, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(a.on_timeout, Decision::Approved);
+    assert_eq!(a.severity, Severity::Critical);
+    assert_eq!(a.tags, ["deploy"]);
+    assert_eq!(a.inputs["reason"].kind, FormType::String);
+    assert!(a.inputs["reason"].required);
+    assert_eq!(a.inputs["size"].default, Some(json!(2)));
+    assert_eq!(a.inputs["mode"].options, ["fast", "safe"]);
+    assert_eq!(a.inputs["mode"].default, Some(json!("safe")));
+
+    // The defaults: reject on timeout, a warning, no form.
+    let text = "name: d\non: { manual: {} }\nsteps:\n  - { id: ok, approval: { message: Go? } }\n";
+    let w = parse("wf.yaml", text, &TestCatalog).unwrap();
+    let Action::Approval(a) = &w.steps[0].action else { panic!() };
+    assert_eq!((a.timeout, a.on_timeout, a.severity), (None, Decision::Rejected, Severity::Warning));
+    assert!(a.inputs.is_empty());
+}
+
+#[test]
+fn approval_mistakes_are_named_where_they_are() {
+    let cases: &[(&str, &str)] = &[
+        ("approval: { timeout: 1h }", "wf.yaml:5:15: steps[0].approval: missing field `message`"),
+        (
+            "approval: { message: Go?, on_timeout: approve }",
+            "steps[0].approval.on_timeout: on_timeout without a timeout never applies",
+        ),
+        (
+            "approval: { message: Go?, on_timeout: later, timeout: 1h }",
+            "steps[0].approval.on_timeout: unknown on_timeout \"later\"",
+        ),
+        (
+            "approval: { message: Go?, inputs: { n: { type: float } } }",
+            "steps[0].approval.inputs.n.type: unknown form field type \"float\"",
+        ),
+        ("approval: { message: Go?, inputs: { m: { type: choice } } }", "a choice field needs its options"),
+        (
+            "approval: { message: Go?, inputs: { m: { type: string, options: [a] } } }",
+            "only a choice field has options",
+        ),
+        (
+            "approval: { message: Go?, inputs: { m: { type: choice, options: [a, b], default: c } } }",
+            "steps[0].approval.inputs.m.default: the default must be one of: a, b",
+        ),
+        (
+            "approval: { message: Go?, inputs: { n: { type: integer, default: 1.5 } } }",
+            "the default must be a whole number",
+        ),
+        (
+            "approval: { message: Go?, inputs: { my-field: { type: string } } }",
+            "form field name \"my-field\" is not a plain name",
+        ),
+        ("approval: { message: Go?, colour: red }", "steps[0].approval.colour: unknown field `colour`"),
+        ("approval: { message: \"{{ nope.x }}\" }", "steps[0].approval.message"),
+        ("approval: { message: Go? }\n    retry: { attempts: 2 }", "steps[0].retry: an approval step takes no `retry`"),
+        ("approval: { message: Go? }\n    timeout: 1h", "steps[0].timeout: an approval step takes no `timeout`"),
+        (
+            "approval: { message: Go? }\n    for_each: \"[1, 2]\"",
+            "steps[0].for_each: an approval step takes no `for_each`",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (step, want) in cases {
+        let text = format!("name: demo\non: {{ manual: {{}} }}\nsteps:\n  - id: ask\n    {step}\n");
+        let got = match parse("wf.yaml", &text, &TestCatalog) {
+            Ok(_) => "(accepted)".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if !got.contains(want) || !got.starts_with("wf.yaml:") {
+            wrong.push(format!("{step}\nwant: {want}\ngot: {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n---\n"));
 }

@@ -49,8 +49,9 @@ pub use routes::{
 };
 pub use signing::SigningSecretView;
 pub use workflows::{
-    EmittedEvent, WebhookAccepted, WorkflowDetail, WorkflowInputView, WorkflowLoadError, WorkflowRunDetail,
-    WorkflowRunView, WorkflowStepDef, WorkflowStepView, WorkflowValid, WorkflowView, WorkflowsReloaded,
+    ApprovalView, DecideBody, EmittedEvent, WebhookAccepted, WorkflowDetail, WorkflowInputView, WorkflowLoadError,
+    WorkflowRunDetail, WorkflowRunView, WorkflowStepDef, WorkflowStepView, WorkflowValid, WorkflowView,
+    WorkflowsReloaded,
 };
 
 /// Shared by every handler.
@@ -110,7 +111,7 @@ impl Default for ServerOptions {
         config::config_status, config::reload_config, retention::prune, retention::get_retention,
         dashboard_api::put_password, dashboard_api::delete_password,
         workflows::emit_event, workflows::list_workflows, workflows::get_workflow, workflows::reload_workflows, workflows::validate_workflow,
-        workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::wait_workflow_run, workflows::cancel_workflow_run, workflows::receive_webhook,
+        workflows::start_workflow, workflows::list_workflow_runs, workflows::get_workflow_run, workflows::wait_workflow_run, workflows::cancel_workflow_run, workflows::approve_step, workflows::reject_step, workflows::receive_webhook,
         workers::hello, workers::put_project, workers::poll, workers::logs, workers::end, workers::probe, workers::list_workers,
         badges::list_badges, badges::doc_project_svg, badges::doc_project_json, badges::doc_tag_svg, badges::doc_tag_json,
     ),
@@ -281,6 +282,8 @@ pub fn router(state: AppState) -> Router {
         .route("/workflows/runs/{id}", get(workflows::get_workflow_run))
         .route("/workflows/runs/{id}/wait", get(workflows::wait_workflow_run))
         .route("/workflows/runs/{id}/cancel", post(workflows::cancel_workflow_run))
+        .route("/workflows/runs/{id}/steps/{step}/approve", post(workflows::approve_step))
+        .route("/workflows/runs/{id}/steps/{step}/reject", post(workflows::reject_step))
         .route("/workflows/{name}", get(workflows::get_workflow))
         .route("/workflows/{name}/runs", post(workflows::start_workflow))
         .route("/workers", get(workers::list_workers))

@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use agent_os_core::workflow::Decision;
 use agent_os_core::workflow::{
     Action, ActionKind, InputType, StepStatus, Trigger, TriggerKind, Wait, Workflow, WorkflowRunStatus,
 };
+use agent_os_engine::engine::workflows::approvals::Decide;
 use agent_os_engine::engine::workflows::{LoadedWorkflow, StartWorkflow};
 use agent_os_engine::secrets::verify_webhook;
-use agent_os_store::{StepRecord, WorkflowRunRecord};
+use agent_os_store::{ApprovalRecord, StepRecord, WorkflowRunRecord};
 
 use crate::auth::Caller;
 use crate::body::{ApiQuery, JsonBody, OptionalJson};
@@ -221,6 +223,7 @@ pub(crate) fn step_defs(def: &Workflow, text: &str) -> Vec<WorkflowStepDef> {
                 Action::Wait(Wait::Event { pattern, .. }) => format!("event {pattern}"),
                 Action::Workflow { name, .. } => name.clone(),
                 Action::Notify { title, .. } => title.clone(),
+                Action::Approval(a) => a.message.clone(),
             };
             let (condition, for_each) = written.get(&s.id).cloned().unwrap_or_default();
             WorkflowStepDef {
@@ -434,8 +437,39 @@ pub struct WorkflowStepView {
     pub error: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    /// When a waiting or retrying step is looked at again.
+    /// When a waiting or retrying step is looked at again (an approval step: when its
+    /// timeout decides it).
     pub wake_at: Option<String>,
+    /// The decision on an approval step, once taken; null otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalView>,
+}
+
+/// Who decided an approval step, when, and with what.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct ApprovalView {
+    /// `approved` or `rejected`.
+    #[schema(value_type = String)]
+    pub decision: Decision,
+    /// `admin` (the API or the CLI), the dashboard's user, `signed link` or `timeout`.
+    pub decided_by: String,
+    pub decided_at: String,
+    pub comment: Option<String>,
+    /// The form's answers, with defaults filled in.
+    #[schema(value_type = Object)]
+    pub inputs: Value,
+}
+
+impl From<ApprovalRecord> for ApprovalView {
+    fn from(a: ApprovalRecord) -> Self {
+        ApprovalView {
+            decision: a.decision,
+            decided_by: a.decided_by,
+            decided_at: views::time(a.decided_at),
+            comment: a.comment,
+            inputs: json_or_null(Some(&a.inputs)),
+        }
+    }
 }
 
 fn json_or_null(text: Option<&str>) -> Value {
@@ -476,12 +510,26 @@ fn step_view(s: StepRecord) -> WorkflowStepView {
         started_at: s.started_at.map(views::time),
         finished_at: s.finished_at.map(views::time),
         wake_at: s.wake_at.map(views::time),
+        approval: None,
     }
 }
 
-async fn run_detail(st: &AppState, run: WorkflowRunRecord) -> ApiResult<WorkflowRunDetail> {
+pub(crate) async fn run_detail(st: &AppState, run: WorkflowRunRecord) -> ApiResult<WorkflowRunDetail> {
     let steps = st.engine.store().workflow_steps(&run.id).await?;
-    Ok(WorkflowRunDetail { run: run_view(run), steps: steps.into_iter().map(step_view).collect() })
+    let mut approvals = st.engine.store().workflow_approvals(&run.id).await?;
+    let steps = steps
+        .into_iter()
+        .map(|s| {
+            let whole = s.item < 0;
+            let id = s.step_id.clone();
+            let mut v = step_view(s);
+            if whole && let Some(i) = approvals.iter().position(|a| a.step_id == id) {
+                v.approval = Some(approvals.swap_remove(i).into());
+            }
+            v
+        })
+        .collect();
+    Ok(WorkflowRunDetail { run: run_view(run), steps })
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -590,6 +638,64 @@ pub async fn cancel_workflow_run(
     caller.require_admin()?;
     let run = st.engine.cancel_workflow_run(&id).await?;
     Ok(Json(run_detail(&st, run).await?))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DecideBody {
+    /// Why, in a sentence (at most 2000 characters); recorded on the step.
+    pub comment: Option<String>,
+    /// The answers to the step's form, a JSON object (checked against its types; a number,
+    /// integer or boolean field also takes a string that reads as one).
+    #[schema(value_type = Option<Object>)]
+    pub inputs: Option<Value>,
+}
+
+async fn decide(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+    step: &str,
+    decision: Decision,
+    b: Option<DecideBody>,
+) -> ApiResult<Json<WorkflowRunDetail>> {
+    // A decision is the admin's: a project's token must not approve its own deploy.
+    caller.require_admin()?;
+    let b = b.unwrap_or_default();
+    let d = Decide { decision, by: caller.label(), comment: b.comment, inputs: b.inputs.unwrap_or(Value::Null) };
+    st.engine.decide_approval(id, step, d).await?;
+    let run = st
+        .engine
+        .store()
+        .get_workflow_run(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no workflow run {id:?}")))?;
+    Ok(Json(run_detail(st, run).await?))
+}
+
+/// Approve a waiting `approval` step (admin): the step succeeds with the decision and the
+/// form's answers as its outputs, and the run goes on. `400` naming the field for an answer the
+/// form does not take; `409` when the step is not waiting (with who decided, if someone did).
+#[utoipa::path(post, path = "/api/v1/workflows/runs/{id}/steps/{step}/approve", tag = "workflows", params(("id" = String, Path), ("step" = String, Path)), request_body(content = Option<DecideBody>, description = "optional: a comment and the form's answers"), responses((status = 200, body = WorkflowRunDetail), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn approve_step(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((id, step)): Path<(String, String)>,
+    OptionalJson(b): OptionalJson<DecideBody>,
+) -> ApiResult<Json<WorkflowRunDetail>> {
+    decide(&st, &caller, &id, &step, Decision::Approved, b).await
+}
+
+/// Reject a waiting `approval` step (admin): the step fails (`rejected by …`), so the steps
+/// that need it are skipped unless it has `continue_on_error`. `409` when it is not waiting.
+#[utoipa::path(post, path = "/api/v1/workflows/runs/{id}/steps/{step}/reject", tag = "workflows", params(("id" = String, Path), ("step" = String, Path)), request_body(content = Option<DecideBody>, description = "optional: a comment and the form's answers"), responses((status = 200, body = WorkflowRunDetail), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn reject_step(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((id, step)): Path<(String, String)>,
+    OptionalJson(b): OptionalJson<DecideBody>,
+) -> ApiResult<Json<WorkflowRunDetail>> {
+    decide(&st, &caller, &id, &step, Decision::Rejected, b).await
 }
 
 // Inbound webhooks -------------------------------------------------------------------------

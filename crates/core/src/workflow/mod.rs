@@ -15,7 +15,9 @@ use crate::expr::{Expr, Template};
 use crate::manifest::{CatchUp, Overlap};
 use crate::text::text_enum;
 
+mod approval;
 mod parse;
+pub use approval::{AnswerError, Approval, Decision, FormField, FormType, MAX_ANSWER, MAX_COMMENT};
 pub use parse::{Catalog, parse};
 
 /// A validated workflow.
@@ -273,6 +275,9 @@ pub enum Action {
         severity: crate::alerting::Severity,
         tags: Vec<String>,
     },
+    /// Waits for a person to approve or reject (the API, the CLI, the dashboard or a signed
+    /// link), or for its timeout.
+    Approval(Approval),
 }
 
 impl Action {
@@ -283,6 +288,7 @@ impl Action {
             Action::Wait(_) => ActionKind::Wait,
             Action::Workflow { .. } => ActionKind::Workflow,
             Action::Notify { .. } => ActionKind::Notify,
+            Action::Approval(_) => ActionKind::Approval,
         }
     }
 }
@@ -295,6 +301,7 @@ text_enum! {
         Wait = "wait",
         Workflow = "workflow",
         Notify = "notify",
+        Approval = "approval",
     }
 }
 

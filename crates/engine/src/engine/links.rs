@@ -50,18 +50,26 @@ pub(super) fn used_at(value: &str) -> Option<i64> {
 pub enum LinkAction {
     /// Acknowledge an incident (the subject is its id).
     Ack,
+    /// Approve a workflow's waiting approval step (the subject is `RUN/STEP`).
+    Approve,
+    /// Reject it.
+    Reject,
 }
 
 impl LinkAction {
     pub fn as_str(self) -> &'static str {
         match self {
             LinkAction::Ack => "ack",
+            LinkAction::Approve => "approve",
+            LinkAction::Reject => "reject",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
         match s {
             "ack" => Some(LinkAction::Ack),
+            "approve" => Some(LinkAction::Approve),
+            "reject" => Some(LinkAction::Reject),
             _ => None,
         }
     }
@@ -186,6 +194,26 @@ impl Engine {
         Ok(Some(format!("{}/links/incidents/{id}/ack?token={token}", base.trim_end_matches('/'))))
     }
 
+    /// The absolute addresses that approve and reject step `step` of workflow run `run`, good
+    /// for [`LINK_TTL`]; `None` when the server has no configured public URL.
+    pub async fn approval_links(&self, run: &str, step: &str) -> Result<Option<(String, String)>, EngineError> {
+        let Some(base) = self.cfg().links_url.clone() else { return Ok(None) };
+        let expires_at = self.now().saturating_add(LINK_TTL.as_millis() as i64);
+        let subject = approval_subject(run, step);
+        let base = format!("{}/links/workflows/runs/{run}/steps/{step}", base.trim_end_matches('/'));
+        let approve = self.sign_link(LinkAction::Approve, &subject, expires_at).await?;
+        let reject = self.sign_link(LinkAction::Reject, &subject, expires_at).await?;
+        Ok(Some((format!("{base}/approve?token={approve}"), format!("{base}/reject?token={reject}"))))
+    }
+
+    /// Records the use of a checked token by `by`: `Err` with the earlier use when another
+    /// request used it first.
+    pub(super) async fn use_link(&self, claims: &LinkClaims, by: &str) -> Result<Result<(), LinkRefusal>, EngineError> {
+        let mine = format!("{} {} {by}", self.now(), hex::encode(random_bytes::<8>()));
+        let recorded = self.store.init_setting(&used_setting(&claims.nonce), &mine).await?;
+        Ok(if recorded == mine { Ok(()) } else { Err(used_refusal(&recorded)) })
+    }
+
     /// Checks `token` for `action` on `subject` without using it.
     pub async fn check_link(
         &self,
@@ -239,6 +267,11 @@ impl Engine {
         let incident = self.ack_incident(id, ACKED_BY_LINK).await?;
         Ok(Ok(LinkUse { incident, at: now }))
     }
+}
+
+/// What an approval link's token names: the run and the step.
+pub fn approval_subject(run: &str, step: &str) -> String {
+    format!("{run}/{step}")
 }
 
 fn used_refusal(recorded: &str) -> LinkRefusal {

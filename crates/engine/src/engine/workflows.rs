@@ -28,6 +28,8 @@ use serde_json::{Map, Value, json};
 use super::notify::NotifyInput;
 use super::{Engine, EngineError};
 
+pub mod approvals;
+
 /// How a step skipped because a step before it failed says so (and passes it on).
 const SKIPPED_BY_FAILURE: &str = "skipped because ";
 
@@ -1105,6 +1107,7 @@ impl Engine {
                     Err(e) => self.settle(pass, s, StepStatus::Failed, None, Some(e.to_string())).await,
                 }
             }
+            Action::Approval(a) => self.start_approval(pass, run, step, a, s, ctx).await,
             Action::Notify { title, body, severity, tags } => {
                 let render = |t: &str| match render_value(&Value::String(t.into()), ctx) {
                     Ok(Value::String(s)) => Ok(s),
@@ -1281,6 +1284,7 @@ impl Engine {
                     _ => Ok(None),
                 }
             }
+            Action::Approval(a) => self.poll_approval(pass, run, step, a, s).await,
             // Finished when they started.
             Action::Emit { .. } | Action::Notify { .. } => Ok(None),
         }

@@ -4,6 +4,7 @@
 //! JSON API, so the dashboard never shows something the API would not, and every action it
 //! offers is an API call made for the logged-in admin.
 
+mod approvals;
 mod assets;
 mod costs;
 mod events;
@@ -87,6 +88,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(events::routes())
         .merge(resources::routes())
         .merge(workflows::routes())
+        .merge(approvals::routes())
         .merge(costs::routes())
         .merge(incidents::routes())
         .merge(settings::routes())
@@ -95,6 +97,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(pages)
         .route("/login", get(session::login_page).post(session::login))
         .merge(links::routes())
+        .merge(approvals::link_routes())
         .route("/assets/{name}", get(assets::serve))
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -491,8 +491,13 @@ pub async fn run_page(
     let definition = st.engine.store().get_workflow_run(&id).await?.map(|r| r.definition).unwrap_or_default();
     let defs = run_steps(&st, &run.run.workflow, &definition).await;
     let title = format!("{} · run", run.run.workflow);
+    let approval_steps: Vec<String> =
+        defs.iter().filter(|d| d.kind == ActionKind::Approval).map(|d| d.id.clone()).collect();
+    let waiting = super::approvals::waiting_of(&st, &id, &approval_steps).await;
     Ok(Page::new(title, Nav::Workflows)
         .live("run", run_summary(&session, &run, &defs))
+        // Outside the live part, so a refresh does not clear what is being typed.
+        .add(super::approvals::waiting_section(&session, &waiting))
         .add(html! {
             h2 { "Trigger event" }
             @if run.run.event.is_null() { p.muted { "No event started this run (trigger: " (run.run.trigger) ")." } } @else { (ui::json_block(&run.run.event)) }
@@ -635,6 +640,9 @@ fn step_details(s: &WorkflowStepView, def: Option<&WorkflowStepDef>) -> Markup {
         @if matches!(s.status, StepStatus::Waiting | StepStatus::Retrying) {
             @if let Some(d) = def.filter(|d| d.kind == ActionKind::Wait) { div.small { "Waiting for " (d.target) } }
             @if let Some(w) = &s.wake_at { div.small { "Looks again at " (ui::time_str(w)) } }
+        }
+        @if let Some(a) = &s.approval {
+            div.small { (a.decision) " by " (a.decided_by) ", " (ui::time_str(&a.decided_at)) @if let Some(c) = &a.comment { ": " (c) } }
         }
         @if let Some(e) = &s.error { div.small.error-text { (e) } }
         @if !s.outputs.is_null() {

@@ -1,6 +1,6 @@
 //! Workflow runs and their steps.
 
-use agent_os_core::workflow::{StepStatus, TriggerKind, WorkflowRunStatus};
+use agent_os_core::workflow::{Decision, StepStatus, TriggerKind, WorkflowRunStatus};
 
 use super::runs::{ClaimHere, FinishAttempt, NewRun, Queued, RunRecord};
 
@@ -66,4 +66,18 @@ pub struct StepCommitted {
     /// In the order of [`StepCommit::finish`].
     pub finished: Vec<RunRecord>,
     pub queued: Queued,
+}
+
+/// The decision on an approval step, stored once per (run, step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalRecord {
+    pub run_id: String,
+    pub step_id: String,
+    pub decision: Decision,
+    /// The API token's name, the dashboard's user, `signed link` or `timeout`.
+    pub decided_by: String,
+    pub decided_at: i64,
+    pub comment: Option<String>,
+    /// The form's answers, a JSON object.
+    pub inputs: String,
 }

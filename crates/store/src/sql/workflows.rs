@@ -7,7 +7,7 @@ use sqlx::{Any, Row};
 
 use super::{SqlStore, Tx, all, is_unique_violation};
 use crate::Result;
-use crate::model::{StepCommit, StepCommitted, StepRecord, WorkflowRunRecord};
+use crate::model::{ApprovalRecord, StepCommit, StepCommitted, StepRecord, WorkflowRunRecord};
 
 /// Workflow runs and steps. Every method commits before it returns.
 #[async_trait]
@@ -31,6 +31,23 @@ pub trait WorkflowStore: Send + Sync {
     async fn put_steps(&self, steps: &[StepRecord]) -> Result<()>;
     /// Stores what one pass over a run decided, all or nothing (see [`StepCommit`]).
     async fn commit_steps(&self, c: &StepCommit) -> Result<StepCommitted>;
+    /// Stores the decision on an approval step unless one is stored: `None` when this one
+    /// was, else the decision that stands (the first one wins, also across nodes).
+    async fn decide_approval(&self, d: &ApprovalRecord) -> Result<Option<ApprovalRecord>>;
+    /// The decisions on a run's approval steps.
+    async fn workflow_approvals(&self, run_id: &str) -> Result<Vec<ApprovalRecord>>;
+}
+
+fn approval_from(row: &AnyRow) -> Result<ApprovalRecord, sqlx::Error> {
+    Ok(ApprovalRecord {
+        run_id: row.try_get("run_id")?,
+        step_id: row.try_get("step_id")?,
+        decision: row.try_get("decision")?,
+        decided_by: row.try_get("decided_by")?,
+        decided_at: row.try_get("decided_at")?,
+        comment: row.try_get("comment")?,
+        inputs: row.try_get("inputs")?,
+    })
 }
 
 macro_rules! workflow_run_columns {
@@ -270,5 +287,38 @@ impl WorkflowStore for SqlStore {
         put_steps_in(&mut tx, &c.steps).await?;
         tx.commit().await?;
         Ok(StepCommitted { finished, queued })
+    }
+
+    async fn decide_approval(&self, d: &ApprovalRecord) -> Result<Option<ApprovalRecord>> {
+        let done = sqlx::query(
+            "INSERT INTO workflow_approvals (run_id, step_id, decision, decided_by, decided_at, comment, inputs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (run_id, step_id) DO NOTHING",
+        )
+        .bind(&d.run_id)
+        .bind(&d.step_id)
+        .bind(&d.decision)
+        .bind(&d.decided_by)
+        .bind(d.decided_at)
+        .bind(&d.comment)
+        .bind(&d.inputs)
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(None);
+        }
+        let stands = self.workflow_approvals(&d.run_id).await?.into_iter().find(|a| a.step_id == d.step_id);
+        Ok(stands)
+    }
+
+    async fn workflow_approvals(&self, run_id: &str) -> Result<Vec<ApprovalRecord>> {
+        let rows = sqlx::query(
+            "SELECT run_id, step_id, decision, decided_by, decided_at, comment, inputs
+             FROM workflow_approvals WHERE run_id = $1 ORDER BY decided_at, step_id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, approval_from)
     }
 }

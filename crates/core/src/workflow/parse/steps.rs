@@ -9,9 +9,11 @@ use serde_json::{Map, Value};
 
 use super::exprs::{ITEM_ROOTS, STEP_ROOTS, Use};
 use super::node::{Fields, Node, Report, Yaml};
-use super::{Catalog, check_event_type, check_name, known_workflow};
+use super::{Catalog, check_event_type, check_field_name, check_name, known_workflow};
 use crate::manifest::suggest;
-use crate::workflow::{Action, ActionKind, Backoff, ForEach, Retry, Step, Wait};
+use crate::workflow::{
+    Action, ActionKind, Approval, Backoff, Decision, ForEach, FormField, FormType, Retry, Step, Wait,
+};
 use crate::yaml::Pos;
 
 const STEP_KEYS: &[&str] = &[
@@ -25,6 +27,7 @@ const STEP_KEYS: &[&str] = &[
     "wait",
     "workflow",
     "notify",
+    "approval",
     "timeout",
     "retry",
     "continue_on_error",
@@ -152,6 +155,7 @@ pub(super) fn step(r: &mut Report<'_>, node: &Node, path: &str, own: &str, catal
             "emit" => emit(r, n, &p, roots, uses),
             "wait" => wait(r, n, &p, roots, uses),
             "workflow" => call(r, n, &p, own, catalog, roots, uses),
+            "approval" => approval(r, n, &p, &f, roots, uses),
             _ => notify(r, n, &p, roots, uses),
         });
     }
@@ -396,4 +400,189 @@ fn notify(r: &mut Report<'_>, node: &Node, path: &str, roots: &[&str], uses: &mu
         None => Some(Vec::new()),
     };
     Some(Action::Notify { title: title?, body: body?, severity: severity?, tags: tags? })
+}
+
+/// The step keys an approval step does not take, and why.
+const NOT_WITH_APPROVAL: &[(&str, &str)] = &[
+    ("for_each", "an approval asks one question; put the list in its message"),
+    ("retry", "a rejection is a person's answer, not a failure to try again"),
+    ("timeout", "give the wait its limit as approval: { timeout: 24h, on_timeout: reject }"),
+];
+
+fn approval(
+    r: &mut Report<'_>,
+    node: &Node,
+    path: &str,
+    step: &Fields<'_>,
+    roots: &[&str],
+    uses: &mut Vec<Use>,
+) -> Option<Action> {
+    let example = "e.g. approval: { message: \"Deploy {{ inputs.version }}?\", timeout: 24h, on_timeout: reject }";
+    let mut ok = true;
+    for (key, why) in NOT_WITH_APPROVAL {
+        if step.get(key).is_some() {
+            r.at(step.key_pos(key), &step.path(key), format!("an approval step takes no `{key}`"), Some((*why).into()));
+            ok = false;
+        }
+    }
+    let keys = ["message", "timeout", "on_timeout", "inputs", "notify"];
+    let f = r.mapping(node, path, &keys, false, example)?;
+    let message = r.required(&f, "message", "say what the person decides, e.g. message: Deploy to production?");
+    let message = message.and_then(|n| {
+        r.template(n, &f.path("message"), roots, uses)?;
+        r.string(n, &f.path("message"), example)
+    });
+    let timeout = match f.get("timeout") {
+        Some(n) => Some(r.duration(n, &f.path("timeout"))?),
+        None => None,
+    };
+    let on_timeout = match f.get("on_timeout") {
+        Some(n) => match r.choice(n, &f.path("on_timeout"), "on_timeout", &["approve", "reject"])?.as_str() {
+            "approve" => Some(Decision::Approved),
+            _ => Some(Decision::Rejected),
+        },
+        None => Some(Decision::Rejected),
+    };
+    if f.get("on_timeout").is_some() && f.get("timeout").is_none() {
+        let hint = "add timeout: 24h (or remove on_timeout)";
+        r.at(
+            f.key_pos("on_timeout"),
+            &f.path("on_timeout"),
+            "on_timeout without a timeout never applies",
+            Some(hint.into()),
+        );
+        ok = false;
+    }
+    let inputs = match f.get("inputs") {
+        Some(n) => form(r, n, &f.path("inputs")),
+        None => Some(Default::default()),
+    };
+    let (severity, tags) = match f.get("notify") {
+        Some(n) => {
+            let example = "e.g. notify: { severity: warning, tags: [deploy] }";
+            let nf = r.mapping(n, &f.path("notify"), &["severity", "tags"], false, example)?;
+            let severity = match nf.get("severity") {
+                Some(n) => {
+                    r.choice(n, &nf.path("severity"), "severity", Severity::SPELLINGS).and_then(|s| s.parse().ok())
+                }
+                None => Some(Severity::Warning),
+            };
+            let tags = match nf.get("tags") {
+                Some(n) => r
+                    .names(n, &nf.path("tags"), "e.g. tags: [deploy]")
+                    .map(|l| l.into_iter().map(|(t, _, _)| t).collect::<Vec<_>>()),
+                None => Some(Vec::new()),
+            };
+            (severity, tags)
+        }
+        None => (Some(Severity::Warning), Some(Vec::new())),
+    };
+    if !ok {
+        return None;
+    }
+    Some(Action::Approval(Approval {
+        message: message?,
+        timeout,
+        on_timeout: on_timeout?,
+        inputs: inputs?,
+        severity: severity?,
+        tags: tags?,
+    }))
+}
+
+/// The typed form of an approval: `NAME: { type, required, default, options, description }`.
+fn form(r: &mut Report<'_>, node: &Node, path: &str) -> Option<std::collections::BTreeMap<String, FormField>> {
+    let example = "e.g. inputs: { reason: { type: string, required: true } }";
+    let Yaml::Map(entries) = &node.yaml else {
+        r.at(node.pos, path, format!("expected a mapping, found {}", node.kind()), Some(example.into()));
+        return None;
+    };
+    let mut out = std::collections::BTreeMap::new();
+    let mut ok = true;
+    for (key, value) in entries {
+        let Some(name) = key.scalar_text() else {
+            r.at(key.pos, path, "a field name must be a plain name", Some(example.into()));
+            ok = false;
+            continue;
+        };
+        let field_path = super::node::child_path(path, &name);
+        ok &= check_field_name(r, key, &field_path, &name, "form field");
+        match form_field(r, value, &field_path) {
+            Some(field) => {
+                out.insert(name, field);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn form_field(r: &mut Report<'_>, node: &Node, path: &str) -> Option<FormField> {
+    let example = "e.g. { type: choice, options: [fast, safe], default: safe }";
+    let keys = ["type", "required", "default", "options", "description"];
+    let f = r.mapping(node, path, &keys, false, example)?;
+    let type_hint = format!("one of: {}", FormType::SPELLINGS.join(", "));
+    let kind = r
+        .required(&f, "type", &type_hint)
+        .and_then(|n| r.choice(n, &f.path("type"), "form field type", FormType::SPELLINGS)?.parse::<FormType>().ok())?;
+    let required = match f.get("required") {
+        Some(n) => r.boolean(n, &f.path("required"))?,
+        None => false,
+    };
+    let description = match f.get("description") {
+        Some(n) => r.text(n, &f.path("description"))?,
+        None => String::new(),
+    };
+    let options = match (f.get("options"), kind) {
+        (Some(n), FormType::Choice) => {
+            let listed = r.names(n, &f.path("options"), "e.g. options: [fast, safe]")?;
+            let options: Vec<String> = listed.into_iter().map(|(o, _, _)| o).collect();
+            if options.is_empty() {
+                r.at(
+                    n.pos,
+                    &f.path("options"),
+                    "a choice needs at least one option",
+                    Some("e.g. options: [fast, safe]".into()),
+                );
+                return None;
+            }
+            options
+        }
+        (None, FormType::Choice) => {
+            r.at(f.pos, path, "a choice field needs its options", Some("e.g. options: [fast, safe]".into()));
+            return None;
+        }
+        (Some(n), _) => {
+            r.at(
+                n.pos,
+                &f.path("options"),
+                "only a choice field has options",
+                Some("use type: choice, or remove options".into()),
+            );
+            return None;
+        }
+        (None, _) => Vec::new(),
+    };
+    let mut field = FormField { kind, required, default: None, options, description };
+    if let Some(n) = f.get("default") {
+        let value = r.json(n, &f.path("default"))?;
+        // The default is read by the same rule as an answer, so it is one the form would take.
+        let probe = Approval {
+            message: String::new(),
+            timeout: None,
+            on_timeout: Decision::Rejected,
+            inputs: [("default".to_string(), field.clone())].into(),
+            severity: Severity::Info,
+            tags: Vec::new(),
+        };
+        match probe.check_answers(&serde_json::json!({ "default": value }), false) {
+            Ok(v) => field.default = v.get("default").cloned(),
+            Err(e) => {
+                let message = e.message.replacen("default must be", "the default must be", 1);
+                r.at(n.pos, &f.path("default"), message, Some("give a default the field's type accepts".into()));
+                return None;
+            }
+        }
+    }
+    Some(field)
 }
