@@ -259,10 +259,8 @@ impl Engine {
             )));
         }
         let now = self.now();
-        let mine = format!("{now} {} {ACKED_BY_LINK}", hex::encode(random_bytes::<8>()));
-        let recorded = self.store.init_setting(&used_setting(&claims.nonce), &mine).await?;
-        if recorded != mine {
-            return Ok(Err(used_refusal(&recorded)));
+        if let Err(refused) = self.use_link(&claims, ACKED_BY_LINK).await? {
+            return Ok(Err(refused));
         }
         let incident = self.ack_incident(id, ACKED_BY_LINK).await?;
         Ok(Ok(LinkUse { incident, at: now }))
