@@ -98,13 +98,9 @@ enum Command {
     },
     /// Every schedule of every project; `schedules discover` finds schedules kept elsewhere.
     Schedules(discover::SchedulesArgs),
-    /// Heartbeat checks of schedules kept elsewhere, with their state and ping URLs.
-    Checks {
-        #[arg(long)]
-        project: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Heartbeat checks of schedules kept elsewhere, with their state and ping URLs;
+    /// `checks snooze REF 2h`, `checks unsnooze REF`.
+    Checks(commands::ChecksArgs),
     /// Stored events (check.late, check.down, …), newest first.
     Events {
         /// Only types starting with this, e.g. `check.`.
@@ -475,7 +471,8 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Schedules(s) => {
             C::Schedules { project: s.project.as_deref(), json: s.json, upcoming: s.upcoming.as_deref() }
         }
-        Command::Checks { project, json } => C::Checks { project: project.as_deref(), json: *json },
+        Command::Checks(commands::ChecksArgs { sub: Some(sub), .. }) => C::CheckAction(sub),
+        Command::Checks(a) => C::Checks { project: a.project.as_deref(), json: a.json },
         Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
         Command::Resources { json } => C::Resources { json: *json },
         Command::Workers { json } => C::Workers { json: *json },
