@@ -1025,7 +1025,10 @@ fn depends_on(c: &mut Collector<'_>, project: &str, raw: &[Spanned<RawCheck>], c
             if other.is_none() && !known.iter().any(|x| x == slug) {
                 let names: Vec<&str> = known.iter().map(String::as_str).collect();
                 let hint = suggest(slug, &names).map(|x| format!("did you mean {x:?}?")).unwrap_or_else(|| {
-                    format!("name one of this project's checks ({}), or another project's as project/slug", names.join(", "))
+                    format!(
+                        "name one of this project's checks ({}), or another project's as project/slug",
+                        names.join(", ")
+                    )
                 });
                 c.at(d.referenced.into(), &path, format!("unknown check {slug:?}"), Some(&hint));
                 continue;

@@ -173,7 +173,8 @@ fn check_depends_on_names_checks_here_or_in_other_projects() {
     assert_eq!(report.depends_on, ["db", "sync", "db2", "vendor/feed"]);
     assert!(m.checks.iter().find(|c| c.slug == "db").unwrap().depends_on.is_empty());
 
-    let e = error_of("name: t\nchecks:\n  - { slug: db, every: 1h }\n  - { slug: report, every: 1h, depends_on: [dbb] }\n");
+    let e =
+        error_of("name: t\nchecks:\n  - { slug: db, every: 1h }\n  - { slug: report, every: 1h, depends_on: [dbb] }\n");
     assert!(e.starts_with("agent-os.yaml:4:"), "{e}");
     assert!(e.contains("checks[1].depends_on[0]: unknown check \"dbb\""), "{e}");
     assert!(e.contains("did you mean \"db\"?"), "{e}");

@@ -582,7 +582,10 @@ impl Engine {
                 let mut taken: HashSet<String> = p.manifest.checks.iter().map(|c| c.slug.clone()).collect();
                 if let Ok(stored) = self.store.list_schedules(Some(&p.record.name)).await {
                     taken.extend(
-                        stored.into_iter().filter(|s| s.source == ScheduleSource::Discovered).filter_map(|s| s.check_slug),
+                        stored
+                            .into_iter()
+                            .filter(|s| s.source == ScheduleSource::Discovered)
+                            .filter_map(|s| s.check_slug),
                     );
                 }
                 for (i, s) in answer.schedules.iter().enumerate() {

@@ -132,8 +132,13 @@ async fn dependencies(url: &str, dir: &Path) {
 async fn snoozes(url: &str, dir: &Path) {
     let clock = TokioClock::starting_at(START);
     let e = engine(url, dir, &clock).await;
-    add(&e, dir, "proj", "checks:\n  - { slug: job, every: 1h, grace: 5m }\n  - { slug: other, every: 1h, grace: 5m }\n")
-        .await;
+    add(
+        &e,
+        dir,
+        "proj",
+        "checks:\n  - { slug: job, every: 1h, grace: 5m }\n  - { slug: other, every: 1h, grace: 5m }\n",
+    )
+    .await;
 
     // What a snooze may ask for.
     for (bad, says) in [
@@ -230,7 +235,8 @@ async fn plugin_schedules(url: &str, dir: &Path) {
     .unwrap();
     e.register_path(&root).await.unwrap();
     // Named after the task, never taking a manifest check's slug.
-    let mut slugs: Vec<String> = e.store().list_checks(Some("hosted")).await.unwrap().into_iter().map(|c| c.slug).collect();
+    let mut slugs: Vec<String> =
+        e.store().list_checks(Some("hosted")).await.unwrap().into_iter().map(|c| c.slug).collect();
     slugs.sort();
     assert_eq!(slugs, ["sync", "sync-2", "sync-3"]);
     let hourly = check(&e, "hosted/sync-2").await;
@@ -248,10 +254,14 @@ async fn plugin_schedules(url: &str, dir: &Path) {
     // A reload keeps its id (its ping URL); a schedule the plugin stops reporting loses its check.
     e.reload("hosted", None).await.unwrap();
     assert_eq!(check(&e, "hosted/sync-2").await.id, hourly.id);
-    std::fs::write(root.join("schedule.sh"), answer("{\"task\": \"sync\", \"cron\": \"0 * * * *\", \"managed_by\": \"railway\"}"))
-        .unwrap();
+    std::fs::write(
+        root.join("schedule.sh"),
+        answer("{\"task\": \"sync\", \"cron\": \"0 * * * *\", \"managed_by\": \"railway\"}"),
+    )
+    .unwrap();
     e.reload("hosted", None).await.unwrap();
-    let mut slugs: Vec<String> = e.store().list_checks(Some("hosted")).await.unwrap().into_iter().map(|c| c.slug).collect();
+    let mut slugs: Vec<String> =
+        e.store().list_checks(Some("hosted")).await.unwrap().into_iter().map(|c| c.slug).collect();
     slugs.sort();
     assert_eq!(slugs, ["sync", "sync-2"]);
     assert_eq!(check(&e, "hosted/sync-2").await.id, hourly.id);

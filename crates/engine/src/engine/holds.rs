@@ -86,7 +86,9 @@ impl Engine {
             },
         };
         match at {
-            Some(at) if at <= now => Err(bad(format!("until {until:?} is not in the future; a snooze ends later than now"))),
+            Some(at) if at <= now => {
+                Err(bad(format!("until {until:?} is not in the future; a snooze ends later than now")))
+            }
             Some(at) if at - now <= MAX_SNOOZE.as_millis() as i64 => Ok(at),
             _ => Err(bad(format!(
                 "until {until:?} is more than {} away; snooze for at most that, and again if needed",
@@ -247,9 +249,7 @@ impl Engine {
             .list_checks(None)
             .await?
             .into_iter()
-            .filter(|c| {
-                c.held_by.as_deref() == Some(subject) && matches!(c.state, CheckState::Late | CheckState::Down)
-            })
+            .filter(|c| c.held_by.as_deref() == Some(subject) && matches!(c.state, CheckState::Late | CheckState::Down))
             .map(|c| format!("{}/{}", c.project, c.slug))
             .collect())
     }

@@ -85,9 +85,12 @@ fn check_from(row: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         depends_on: row.try_get::<String, _>("depends_on")?.lines().map(str::to_string).collect(),
         held_by: row.try_get("held_by")?,
-        snooze: row.try_get::<Option<i64>, _>("snoozed_until")?.map(|until| -> Result<Snooze, sqlx::Error> {
-            Ok(Snooze { until, reason: row.try_get("snooze_reason")?, by: row.try_get("snoozed_by")? })
-        }).transpose()?,
+        snooze: row
+            .try_get::<Option<i64>, _>("snoozed_until")?
+            .map(|until| -> Result<Snooze, sqlx::Error> {
+                Ok(Snooze { until, reason: row.try_get("snooze_reason")?, by: row.try_get("snoozed_by")? })
+            })
+            .transpose()?,
     })
 }
 
@@ -322,15 +325,14 @@ impl CheckStore for SqlStore {
     }
 
     async fn set_check_snooze(&self, check_id: &str, snooze: Option<&Snooze>) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE checks SET snoozed_until = $2, snooze_reason = $3, snoozed_by = $4 WHERE id = $1",
-        )
-        .bind(check_id)
-        .bind(snooze.map(|s| s.until))
-        .bind(snooze.and_then(|s| s.reason.clone()))
-        .bind(snooze.and_then(|s| s.by.clone()))
-        .execute(&self.write)
-        .await?;
+        let done =
+            sqlx::query("UPDATE checks SET snoozed_until = $2, snooze_reason = $3, snoozed_by = $4 WHERE id = $1")
+                .bind(check_id)
+                .bind(snooze.map(|s| s.until))
+                .bind(snooze.and_then(|s| s.reason.clone()))
+                .bind(snooze.and_then(|s| s.by.clone()))
+                .execute(&self.write)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -372,7 +374,11 @@ impl CheckStore for SqlStore {
         all(rows, |row| {
             Ok((
                 row.try_get("name")?,
-                Snooze { until: row.try_get("snoozed_until")?, reason: row.try_get("reason")?, by: row.try_get("snoozed_by")? },
+                Snooze {
+                    until: row.try_get("snoozed_until")?,
+                    reason: row.try_get("reason")?,
+                    by: row.try_get("snoozed_by")?,
+                },
             ))
         })
     }
