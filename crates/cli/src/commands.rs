@@ -52,6 +52,60 @@ pub enum ProjectCmd {
     /// Show or rotate a hosted project's signing secret (admin token).
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Quiet the alerts of all a project's checks until a time (`2h`, `1d` or RFC 3339);
+    /// states are still evaluated and shown, and a check still late or down pages when it ends.
+    Snooze(SnoozeArgs),
+    /// End a project's snooze now.
+    Unsnooze {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `agent-os checks`: the list, or an action on one check.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ChecksArgs {
+    #[command(subcommand)]
+    pub sub: Option<CheckCmd>,
+    /// Only this project's checks.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Only the checks carrying this tag (across projects), e.g. `nightly`.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CheckCmd {
+    /// Quiet a check's alerts until a time (REF: its id or PROJECT/SLUG); its state is still
+    /// evaluated and shown, and if it is still late or down when the snooze ends, it pages then.
+    Snooze(SnoozeArgs),
+    /// End a check's snooze now (REF: its id or PROJECT/SLUG).
+    Unsnooze {
+        #[arg(value_name = "REF")]
+        check: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct SnoozeArgs {
+    /// The check (id or PROJECT/SLUG), or the project's name.
+    #[arg(value_name = "REF")]
+    pub target: String,
+    /// How long (`2h`, `1d`) or until when (RFC 3339); at most 90 days.
+    pub until: String,
+    /// Why; shown wherever the snooze is.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -323,6 +377,7 @@ pub enum ClientCommand<'a> {
     Prune { dry_run: bool, json: bool },
     Retention { json: bool },
     Checks { project: Option<&'a str>, tag: Option<&'a str>, json: bool },
+    CheckAction(&'a CheckCmd),
     Badges { project: Option<&'a str>, json: bool },
     Events { kind: Option<&'a str>, limit: i64, json: bool },
     Costs(&'a CostsArgs),
@@ -333,6 +388,16 @@ pub enum ClientCommand<'a> {
     Notifications { project: Option<&'a str>, json: bool },
     Channel(&'a ChannelCmd),
     Nothing,
+}
+
+/// The id of the check `reference` names: an id as given, or `PROJECT/SLUG` looked up.
+async fn check_id(c: &Client, reference: &str) -> Result<String> {
+    let Some((project, slug)) = reference.split_once('/') else { return Ok(reference.to_string()) };
+    let list: Vec<agent_os_server::CheckView> =
+        c.get(&format!("/api/v1/checks{}", query(&[("project", Some(project.to_string()))]))).await?;
+    list.into_iter().find(|x| x.slug == slug).map(|x| x.id).with_context(|| {
+        format!("project {project:?} has no check {slug:?}; `agent-os checks --project {project}` lists them")
+    })
 }
 
 /// The server and token: flags/environment first, else the home's client config.
@@ -619,10 +684,18 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                         }
                         _ => "-".into(),
                     };
+                    // Quiet checks say so where their state is.
+                    let mut state = x.state.as_str().to_uppercase();
+                    if let Some(by) = x.held_by.as_deref().filter(|b| *b != "snooze") {
+                        state.push_str(&format!(" held by {by}"));
+                    }
+                    if let Some(until) = &x.snoozed_until {
+                        state.push_str(&format!(" snoozed until {}", short_time(until)));
+                    }
                     vec![
                         x.project.clone(),
                         x.slug.clone(),
-                        x.state.as_str().to_uppercase(),
+                        state,
                         expect,
                         if x.tags.is_empty() { "-".into() } else { x.tags.join(",") },
                         x.last_ping_at.as_deref().map(short_time).unwrap_or_else(|| "never".into()),
@@ -653,6 +726,40 @@ pub async fn run(c: &Client, cmd: ClientCommand<'_>) -> Result<u8> {
                 println!("{}", b.markdown);
                 println!("JSON: {}", b.json_url);
                 println!();
+            }
+            Ok(0)
+        }
+        ClientCommand::CheckAction(cmd) => {
+            let (target, json) = match cmd {
+                CheckCmd::Snooze(a) => (&a.target, a.json),
+                CheckCmd::Unsnooze { check, json } => (check, *json),
+            };
+            let id = check_id(c, target).await?;
+            let path = format!("/api/v1/checks/{}/snooze", enc(&id));
+            let x: agent_os_server::CheckView = match cmd {
+                CheckCmd::Snooze(a) => c.post(&path, &json!({"until": a.until, "reason": a.reason})).await?,
+                CheckCmd::Unsnooze { .. } => c.call(Method::DELETE, &path, None).await?,
+            };
+            if json {
+                print_json(&x)?;
+            } else {
+                match (&x.snoozed_until, x.project_snoozed) {
+                    (Some(until), false) => println!(
+                        "{}/{} snoozed until {} UTC{}",
+                        x.project,
+                        x.slug,
+                        short_time(until),
+                        x.snooze_reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    ),
+                    (Some(until), true) => println!(
+                        "{}/{}: its own snooze is over, but project {} is snoozed until {} UTC",
+                        x.project,
+                        x.slug,
+                        x.project,
+                        short_time(until)
+                    ),
+                    (None, _) => println!("{}/{} is no longer snoozed; it alerts again", x.project, x.slug),
+                }
             }
             Ok(0)
         }
@@ -1003,6 +1110,32 @@ async fn project(c: &Client, cmd: &ProjectCmd) -> Result<u8> {
                 print_json(&p)?;
             } else {
                 println!("reloaded {} ({} tasks, {} schedules)", p.name, p.tasks.len(), p.schedules.len());
+            }
+        }
+        ProjectCmd::Snooze(a) => {
+            let p: ProjectView = c
+                .post(
+                    &format!("/api/v1/projects/{}/snooze", enc(&a.target)),
+                    &json!({"until": a.until, "reason": a.reason}),
+                )
+                .await?;
+            if a.json {
+                print_json(&p)?;
+            } else {
+                println!(
+                    "{} snoozed until {} UTC: its checks open no incident until then",
+                    p.name,
+                    p.snoozed_until.as_deref().map(short_time).unwrap_or_default()
+                );
+            }
+        }
+        ProjectCmd::Unsnooze { name, json } => {
+            let p: ProjectView =
+                c.call(Method::DELETE, &format!("/api/v1/projects/{}/snooze", enc(name)), None).await?;
+            if *json {
+                print_json(&p)?;
+            } else {
+                println!("{} is no longer snoozed; its checks alert again", p.name);
             }
         }
         ProjectCmd::Secret(SecretCmd::Show { name, json }) => {

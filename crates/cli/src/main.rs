@@ -98,16 +98,9 @@ enum Command {
     },
     /// Every schedule of every project; `schedules discover` finds schedules kept elsewhere.
     Schedules(discover::SchedulesArgs),
-    /// Heartbeat checks of schedules kept elsewhere, with their state, tags and ping URLs.
-    Checks {
-        #[arg(long)]
-        project: Option<String>,
-        /// Only the checks carrying this tag (across projects), e.g. `nightly`.
-        #[arg(long)]
-        tag: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Heartbeat checks of schedules kept elsewhere, with their state, tags and ping URLs;
+    /// `checks snooze REF 2h`, `checks unsnooze REF`.
+    Checks(commands::ChecksArgs),
     /// Status badges for a README: Markdown for each project's badge and each tag's (a project
     /// token: its project and its checks' tags).
     Badges {
@@ -488,9 +481,8 @@ fn other_command(c: &Command) -> commands::ClientCommand<'_> {
         Command::Schedules(s) => {
             C::Schedules { project: s.project.as_deref(), json: s.json, upcoming: s.upcoming.as_deref() }
         }
-        Command::Checks { project, tag, json } => {
-            C::Checks { project: project.as_deref(), tag: tag.as_deref(), json: *json }
-        }
+        Command::Checks(commands::ChecksArgs { sub: Some(sub), .. }) => C::CheckAction(sub),
+        Command::Checks(a) => C::Checks { project: a.project.as_deref(), tag: a.tag.as_deref(), json: a.json },
         Command::Badges { project, json } => C::Badges { project: project.as_deref(), json: *json },
         Command::Events { kind, limit, json } => C::Events { kind: kind.as_deref(), limit: *limit, json: *json },
         Command::Resources { json } => C::Resources { json: *json },

@@ -1798,3 +1798,55 @@ fn prune_and_retention_show_the_policy_of_config_yaml_and_what_a_pass_prunes() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn checks_and_projects_are_snoozed_and_woken_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let root = tmp.path().join("nightly");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("agent-os.yaml"),
+        "name: nightly\ntasks:\n  backup: { run: \"true\" }\nschedules:\n  - { task: backup, cron: \"30 3 * * *\", managed_by: cron }\n",
+    )
+    .unwrap();
+    let _s = Server::start(&home, &[], &[]);
+    ok(&cli(&home, &["project", "add", root.to_str().unwrap()]));
+
+    let out = ok(&cli(&home, &["checks", "snooze", "nightly/backup", "2h", "--reason", "disk swap"]));
+    assert!(out.starts_with("nightly/backup snoozed until ") && out.contains("(disk swap)"), "{out}");
+    let checks = json(&cli(&home, &["checks", "--json"]));
+    let c = &checks[0];
+    assert!(c["snoozed_until"].is_string(), "{c}");
+    assert_eq!((c["snooze_reason"].as_str(), c["snoozed_by"].as_str()), (Some("disk swap"), Some("admin")));
+    assert_eq!(c["project_snoozed"], false);
+    let table = ok(&cli(&home, &["checks"]));
+    assert!(table.contains("NEW snoozed until"), "{table}");
+    let schedules = json(&cli(&home, &["schedules", "--json"]));
+    assert!(schedules[0]["check"]["snoozed_until"].is_string(), "{schedules}");
+
+    // By id too; waking it takes the snooze away everywhere.
+    let woke = json(&cli(&home, &["checks", "unsnooze", c["id"].as_str().unwrap(), "--json"]));
+    assert!(woke["snoozed_until"].is_null(), "{woke}");
+    assert!(json(&cli(&home, &["checks", "--json"]))[0]["snoozed_until"].is_null());
+
+    // Bad input is refused with what to do.
+    let bad = cli(&home, &["checks", "snooze", "nightly/backup", "100d"]);
+    let err = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(!bad.status.success() && err.contains("until \"100d\" is more than 90d away"), "{err}");
+    let bad = cli(&home, &["checks", "snooze", "nightly/nope", "1h"]);
+    let err = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(!bad.status.success() && err.contains("has no check \"nope\""), "{err}");
+
+    // A project snooze shows on the project and on each of its checks.
+    let out = ok(&cli(&home, &["project", "snooze", "nightly", "1d", "--reason", "holiday"]));
+    assert!(out.starts_with("nightly snoozed until "), "{out}");
+    let p = json(&cli(&home, &["project", "show", "nightly", "--json"]));
+    assert!(p["snoozed_until"].is_string(), "{p}");
+    assert_eq!(p["snooze_reason"], "holiday");
+    let c = json(&cli(&home, &["checks", "--json"]))[0].clone();
+    assert_eq!((c["project_snoozed"].as_bool(), c["snooze_reason"].as_str()), (Some(true), Some("holiday")), "{c}");
+    let out = ok(&cli(&home, &["project", "unsnooze", "nightly"]));
+    assert!(out.contains("no longer snoozed"), "{out}");
+    assert!(json(&cli(&home, &["project", "show", "nightly", "--json"]))["snoozed_until"].is_null());
+}

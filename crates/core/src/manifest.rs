@@ -286,6 +286,8 @@ struct RawCheck {
     #[serde(default)]
     max_pings: Option<Spanned<RawMaxPings>>,
     #[serde(default)]
+    depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
     description: Option<String>,
     #[serde(default)]
     tags: Option<Spanned<Vec<Spanned<String>>>>,
@@ -451,6 +453,10 @@ pub struct CheckDecl {
     pub max_duration: Option<Duration>,
     /// More success pings than this within a window is a warning (pinged too often).
     pub max_pings: Option<MaxPings>,
+    /// Checks upstream of this one: a slug of this project, or `project/slug` of another. While
+    /// one is late or down, this check going late or down is held under the upstream's
+    /// incident instead of paging on its own.
+    pub depends_on: Vec<String>,
     pub description: String,
     /// Labels that group checks across projects (`nightly`, `trading`): a badge and a filter
     /// per tag. Unique, in the order written, at most [`MAX_TAGS`].
@@ -881,6 +887,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     min_duration: None,
                     max_duration: None,
                     max_pings: None,
+                    depends_on: Vec::new(),
                     description: v.description.clone().unwrap_or_default(),
                     tags,
                 }),
@@ -989,6 +996,7 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
                     min_duration,
                     max_duration,
                     max_pings,
+                    depends_on: Vec::new(),
                     description: v.description.clone().unwrap_or_default(),
                     tags,
                 }),
@@ -1006,7 +1014,8 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
             );
         }
     }
-    let checks = checks.into_iter().filter_map(|(_, _, _, check)| check).collect();
+    let mut checks: Vec<CheckDecl> = checks.into_iter().filter_map(|(_, _, _, check)| check).collect();
+    depends_on(c, &raw.name.value, &raw.checks, &mut checks);
 
     Manifest {
         name: raw.name.value.clone(),
@@ -1023,6 +1032,62 @@ fn validate(raw: RawManifest, c: &mut Collector<'_>) -> Manifest {
         transport,
         task_positions,
         env_file_position: raw.env_file.as_ref().map(|e| e.referenced.into()),
+    }
+}
+
+/// Checks the `depends_on` of the `checks:` entries and sets them on their checks: a slug of
+/// this project must be one of its checks and not the check itself; `project/slug` names a
+/// check of another project, which may be registered later (it holds nothing until it
+/// exists), so only its shape is checked. `name/slug` with this project's own name is a slug.
+fn depends_on(c: &mut Collector<'_>, project: &str, raw: &[Spanned<RawCheck>], checks: &mut [CheckDecl]) {
+    let known: Vec<String> = checks.iter().map(|k| k.slug.clone()).collect();
+    for (i, k) in raw.iter().enumerate() {
+        let mut deps: Vec<String> = Vec::new();
+        for (j, d) in k.value.depends_on.iter().enumerate() {
+            let path = format!("checks[{i}].depends_on[{j}]");
+            let (other, slug) = match d.value.split_once('/') {
+                Some((p, slug)) if p != project => (Some(p), slug),
+                Some((_, slug)) => (None, slug),
+                None => (None, d.value.as_str()),
+            };
+            if let Some(p) = other
+                && let Err(e) = check_project_name(p)
+            {
+                c.at(d.referenced.into(), &path, e, Some("name another project's check as project/slug"));
+                continue;
+            }
+            if let Err(e) = check_task_name(slug) {
+                c.at(d.referenced.into(), &path, e.replace("task name", "check slug"), None);
+                continue;
+            }
+            if other.is_none() && slug == k.value.slug.value {
+                c.at(d.referenced.into(), &path, "a check cannot depend on itself", Some("remove it"));
+                continue;
+            }
+            if other.is_none() && !known.iter().any(|x| x == slug) {
+                let names: Vec<&str> = known.iter().map(String::as_str).collect();
+                let hint = suggest(slug, &names).map(|x| format!("did you mean {x:?}?")).unwrap_or_else(|| {
+                    format!(
+                        "name one of this project's checks ({}), or another project's as project/slug",
+                        names.join(", ")
+                    )
+                });
+                c.at(d.referenced.into(), &path, format!("unknown check {slug:?}"), Some(&hint));
+                continue;
+            }
+            let name = match other {
+                Some(p) => format!("{p}/{slug}"),
+                None => slug.to_string(),
+            };
+            if deps.contains(&name) {
+                c.at(d.referenced.into(), &path, format!("{name:?} is named twice"), Some("remove one"));
+                continue;
+            }
+            deps.push(name);
+        }
+        if let Some(check) = checks.iter_mut().find(|x| x.slug == k.value.slug.value) {
+            check.depends_on = deps;
+        }
     }
 }
 

@@ -189,3 +189,27 @@ fn check_tags_are_validated_and_kept_in_order() {
     );
     assert!(e.contains("schedules[0].tags: tags label the check of a schedule a project keeps elsewhere"), "{e}");
 }
+
+#[test]
+fn check_depends_on_names_checks_here_or_in_other_projects() {
+    let text = "name: t\ntasks:\n  sync: { run: s.sh }\nschedules:\n  - { task: sync, cron: \"0 * * * *\", managed_by: cron }\nchecks:\n  - { slug: db, every: 1h }\n  - { slug: report, every: 1h, depends_on: [db, sync, t/db2, vendor/feed] }\n  - { slug: db2, every: 1h }\n";
+    let m = Manifest::parse("agent-os.yaml", text).unwrap();
+    let report = m.checks.iter().find(|c| c.slug == "report").unwrap();
+    // A schedule's check is a check like the others; the project's own name is dropped.
+    assert_eq!(report.depends_on, ["db", "sync", "db2", "vendor/feed"]);
+    assert!(m.checks.iter().find(|c| c.slug == "db").unwrap().depends_on.is_empty());
+
+    let e =
+        error_of("name: t\nchecks:\n  - { slug: db, every: 1h }\n  - { slug: report, every: 1h, depends_on: [dbb] }\n");
+    assert!(e.starts_with("agent-os.yaml:4:"), "{e}");
+    assert!(e.contains("checks[1].depends_on[0]: unknown check \"dbb\""), "{e}");
+    assert!(e.contains("did you mean \"db\"?"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: db, every: 1h, depends_on: [db] }\n");
+    assert!(e.contains("checks[0].depends_on[0]: a check cannot depend on itself"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: db, every: 1h, depends_on: [t/db] }\n");
+    assert!(e.contains("a check cannot depend on itself"), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: db, every: 1h, depends_on: [Other/x] }\n");
+    assert!(e.contains("checks[0].depends_on[0]: "), "{e}");
+    let e = error_of("name: t\nchecks:\n  - { slug: a, every: 1h }\n  - { slug: db, every: 1h, depends_on: [a, a] }\n");
+    assert!(e.contains("checks[1].depends_on[1]: \"a\" is named twice"), "{e}");
+}

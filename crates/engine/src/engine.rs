@@ -11,6 +11,7 @@ pub mod badges;
 pub mod budgets;
 mod group;
 pub mod health;
+pub mod holds;
 pub mod incidents;
 pub mod links;
 pub mod monitor;
@@ -36,7 +37,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use agent_os_core::cost::CostSource;
 use agent_os_core::manifest::{
-    MANIFEST_FILE, Manifest, ProbeKind, ProbeStatus, ScheduleSource, Transport, check_schedule,
+    MANIFEST_FILE, ManagedBy, Manifest, ProbeKind, ProbeStatus, ScheduleSource, Transport, check_schedule,
 };
 use agent_os_core::redact::{Redactor, redact_shapes};
 use agent_os_core::run::{AttemptEnd, EXIT_NO_RETRY, LogStream, retry_delay};
@@ -479,10 +480,11 @@ impl Engine {
                 message: "the transport changed; remove the project and add it again".into(),
             });
         }
-        let record = self
-            .store
-            .update_project(name, &text, &manifest.description, &manifest_schedules(&manifest), self.now())
-            .await?;
+        // The plugin's schedules stay until its schedule probe answers again, so their checks
+        // (and ping URLs) survive the reload.
+        let mut schedules = manifest_schedules(&manifest);
+        schedules.extend(self.plugin_schedules(name).await?);
+        let record = self.store.update_project(name, &text, &manifest.description, &schedules, self.now()).await?;
         let loaded = Arc::new(LoadedProject { record, manifest });
         self.cache(loaded.clone());
         self.sync_checks(&loaded).await?;
@@ -575,6 +577,18 @@ impl Engine {
             Ok(answer) => {
                 let mut schedules = manifest_schedules(&p.manifest);
                 let mut problems = Vec::new();
+                // Check slugs in use: a plugin's schedule kept elsewhere is watched by a check
+                // named after its task (`task`, else `task-2`, `task-3`…), never taking one of
+                // the manifest's or a registered discovered schedule's.
+                let mut taken: HashSet<String> = p.manifest.checks.iter().map(|c| c.slug.clone()).collect();
+                if let Ok(stored) = self.store.list_schedules(Some(&p.record.name)).await {
+                    taken.extend(
+                        stored
+                            .into_iter()
+                            .filter(|s| s.source == ScheduleSource::Discovered)
+                            .filter_map(|s| s.check_slug),
+                    );
+                }
                 for (i, s) in answer.schedules.iter().enumerate() {
                     let tz = s.timezone.clone().unwrap_or_else(|| "UTC".into());
                     let by = s.managed_by.clone().unwrap_or_else(|| "agent-os".into());
@@ -586,7 +600,14 @@ impl Engine {
                             managed_by,
                             description: s.description.clone().unwrap_or_default(),
                             source: ScheduleSource::Plugin,
-                            check_slug: None,
+                            check_slug: (managed_by != ManagedBy::AgentOs).then(|| {
+                                let slug = (1..)
+                                    .map(|n| if n == 1 { s.task.clone() } else { format!("{}-{n}", s.task) })
+                                    .find(|slug| !taken.contains(slug))
+                                    .unwrap_or_else(|| s.task.clone());
+                                taken.insert(slug.clone());
+                                slug
+                            }),
                         }),
                         Err(e) => problems.push(format!("schedules[{i}]: {e}")),
                     }
@@ -605,6 +626,10 @@ impl Engine {
                     .await
                 {
                     tracing::warn!(project = %p.record.name, error = %e, "could not store plugin schedules");
+                }
+                // Their checks follow: new ones get one, ones no longer reported lose theirs.
+                if let Err(e) = self.sync_checks(p).await {
+                    tracing::warn!(project = %p.record.name, error = %e, "could not sync the checks of plugin schedules");
                 }
                 self.schedules_touched();
             }
@@ -1639,6 +1664,28 @@ fn run_tokens(n: usize, now: i64) -> (Vec<String>, Vec<TokenRecord>) {
             (token, token_record(TokenKind::Run, "run token", hash, None, now))
         })
         .unzip()
+}
+
+impl Engine {
+    /// The schedules a project's plugin reported, as stored.
+    pub(crate) async fn plugin_schedules(&self, project: &str) -> Result<Vec<NewSchedule>, EngineError> {
+        Ok(self
+            .store
+            .list_schedules(Some(project))
+            .await?
+            .into_iter()
+            .filter(|s| s.source == ScheduleSource::Plugin)
+            .map(|s| NewSchedule {
+                task: s.task,
+                cron: s.cron,
+                timezone: s.timezone,
+                managed_by: s.managed_by,
+                description: s.description,
+                source: s.source,
+                check_slug: s.check_slug,
+            })
+            .collect())
+    }
 }
 
 fn manifest_schedules(m: &Manifest) -> Vec<NewSchedule> {

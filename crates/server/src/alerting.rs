@@ -265,6 +265,18 @@ pub struct IncidentView {
     pub flapping: bool,
     /// Whether the channels were told it opened (not yet, inside a maintenance window).
     pub notified: bool,
+    /// For an open check incident: the checks that depend on this one and are late or down,
+    /// held under this incident instead of paging on their own (`PROJECT/SLUG`).
+    #[serde(default)]
+    pub also_affected: Vec<String>,
+}
+
+/// `v` with the checks held under it, when it is an open check incident.
+async fn with_affected(st: &AppState, mut v: IncidentView) -> ApiResult<IncidentView> {
+    if v.source == agent_os_core::alerting::IncidentSource::Check && v.status == IncidentStatus::Open {
+        v.also_affected = st.engine.also_affected(&v.subject).await?;
+    }
+    Ok(v)
 }
 
 pub fn incident_view(i: agent_os_store::IncidentRecord, now: i64) -> IncidentView {
@@ -285,6 +297,7 @@ pub fn incident_view(i: agent_os_store::IncidentRecord, now: i64) -> IncidentVie
         changes: i.changes,
         flapping: i.flapping,
         notified: i.notified,
+        also_affected: Vec::new(),
     }
 }
 
@@ -315,7 +328,11 @@ pub async fn list_incidents(
     }
     let now = st.engine.now();
     let list = st.engine.incidents(q.open, project.as_deref(), limit).await?;
-    Ok(Json(list.into_iter().map(|i| incident_view(i, now)).collect()))
+    let mut out = Vec::with_capacity(list.len());
+    for i in list {
+        out.push(with_affected(&st, incident_view(i, now)).await?);
+    }
+    Ok(Json(out))
 }
 
 /// One incident.
@@ -328,7 +345,7 @@ pub async fn get_incident(
     let i =
         st.engine.store().get_incident(&id).await?.ok_or_else(|| ApiError::not_found(format!("no incident {id:?}")))?;
     allowed_for(&st, &caller, &i).await?;
-    Ok(Json(incident_view(i, st.engine.now())))
+    Ok(Json(with_affected(&st, incident_view(i, st.engine.now())).await?))
 }
 
 #[derive(Deserialize, ToSchema, Default)]

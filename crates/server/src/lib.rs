@@ -103,6 +103,7 @@ impl Default for ServerOptions {
         routes::start_run, routes::list_runs, routes::get_run, routes::wait_run, routes::cancel_run, routes::run_logs,
         routes::post_costs, routes::list_costs, routes::list_schedules, routes::schedule_timeline,
         routes::pause_schedule, routes::resume_schedule, routes::run_schedule, routes::register_discovered, routes::remove_discovered, routes::forget_schedule, routes::list_checks, routes::list_events,
+        routes::snooze_check, routes::unsnooze_check, routes::snooze_project, routes::unsnooze_project,
         routes::cost_summary, routes::list_prices, routes::list_budgets, routes::put_budget, routes::delete_budget, routes::resume_project, routes::project_audit,
         alerting::post_notification, alerting::list_notifications, alerting::list_channels, alerting::test_channel,
         alerting::project_health, alerting::list_incidents, alerting::get_incident, alerting::ack_incident, alerting::list_maintenance, alerting::start_maintenance, alerting::end_maintenance,
@@ -262,6 +263,8 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{name}/schedules/{schedule}", axum::routing::delete(routes::remove_discovered))
         .route("/checks", get(routes::list_checks))
         .route("/badges", get(badges::list_badges))
+        .route("/checks/{id}/snooze", post(routes::snooze_check).delete(routes::unsnooze_check))
+        .route("/projects/{name}/snooze", post(routes::snooze_project).delete(routes::unsnooze_project))
         .route("/notifications", get(alerting::list_notifications).post(alerting::post_notification))
         .route("/channels", get(alerting::list_channels))
         .route("/channels/{name}/test", post(alerting::test_channel))

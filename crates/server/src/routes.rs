@@ -951,6 +951,17 @@ pub struct CheckView {
     pub last_duration_ms: Option<i64>,
     pub running_since: Option<String>,
     pub state_changed_at: Option<String>,
+    /// Checks upstream of this one (`slug` or `project/slug`).
+    pub depends_on: Vec<String>,
+    /// Why its late/down alert is held, not paged: `PROJECT/SLUG` of a late or down upstream
+    /// (it is listed under that check's incident), or `snooze`.
+    pub held_by: Option<String>,
+    /// Its alerts are quiet until then: its own snooze or its project's, whichever ends later.
+    pub snoozed_until: Option<String>,
+    pub snooze_reason: Option<String>,
+    pub snoozed_by: Option<String>,
+    /// Whether the snooze in force is the project's (`agent-os projects snooze`).
+    pub project_snoozed: bool,
 }
 
 /// A check's `max_pings`: at most `count` success pings within `within_ms`.
@@ -960,9 +971,22 @@ pub struct MaxPingsView {
     pub within_ms: i64,
 }
 
-fn check_view(st: &AppState, c: agent_os_store::CheckRecord) -> CheckView {
+fn check_view(
+    st: &AppState,
+    projects: &std::collections::HashMap<String, agent_os_store::Snooze>,
+    c: agent_os_store::CheckRecord,
+) -> CheckView {
     let base = st.engine.config().public_url.trim_end_matches('/').to_string();
+    let snooze = views::check_snooze(&c, projects, st.engine.now()).cloned();
+    let project_snoozed = snooze.is_some()
+        && snooze != agent_os_engine::engine::holds::active(c.snooze.as_ref(), st.engine.now()).cloned();
     CheckView {
+        depends_on: c.depends_on.clone(),
+        held_by: c.held_by.clone(),
+        snoozed_until: snooze.as_ref().map(|s| views::time(s.until)),
+        snooze_reason: snooze.as_ref().and_then(|s| s.reason.clone()),
+        snoozed_by: snooze.as_ref().and_then(|s| s.by.clone()),
+        project_snoozed,
         ping_url: format!("{base}/ping/{}", c.id),
         slug_url: c.ping_key.as_ref().map(|k| format!("{base}/ping/{k}/{}", c.slug)),
         id: c.id,
@@ -1017,7 +1041,88 @@ pub async fn list_checks(
         }
         None => store.list_checks(project.as_deref()).await?,
     };
-    Ok(Json(checks.into_iter().map(|c| check_view(&st, c)).collect()))
+    let snoozes = st.engine.project_snoozes().await?;
+    Ok(Json(checks.into_iter().map(|c| check_view(&st, &snoozes, c)).collect()))
+}
+
+/// How long a snooze lasts, and why.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozeBody {
+    /// A duration from now (`2h`, `1d`) or an RFC 3339 time; in the future, at most 90 days away.
+    pub until: String,
+    /// Shown wherever the snooze is (at most 500 bytes).
+    pub reason: Option<String>,
+}
+
+/// Snooze a check (by id) until a time: its late and down states are still evaluated and shown,
+/// but open no incident until then; if it is still late or down when the snooze ends, it pages
+/// then.
+#[utoipa::path(post, path = "/api/v1/checks/{id}/snooze", tag = "checks", params(("id" = String, Path, description = "the check's id")), request_body = SnoozeBody, responses((status = 200, body = CheckView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn snooze_check(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<SnoozeBody>,
+) -> ApiResult<Json<CheckView>> {
+    let c = st.engine.find_check(&id).await?;
+    may_act_for_project(&st, &caller, &c.project).await?;
+    let until = st.engine.snooze_until(&b.until)?;
+    let c = st.engine.snooze_check(&c.id, until, b.reason, Some(caller.label())).await?;
+    let snoozes = st.engine.project_snoozes().await?;
+    Ok(Json(check_view(&st, &snoozes, c)))
+}
+
+/// End a check's snooze now: if it is late or down, it pages at once.
+#[utoipa::path(delete, path = "/api/v1/checks/{id}/snooze", tag = "checks", params(("id" = String, Path, description = "the check's id")), responses((status = 200, body = CheckView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn unsnooze_check(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CheckView>> {
+    let c = st.engine.find_check(&id).await?;
+    may_act_for_project(&st, &caller, &c.project).await?;
+    let c = st.engine.unsnooze_check(&c.id).await?;
+    let snoozes = st.engine.project_snoozes().await?;
+    Ok(Json(check_view(&st, &snoozes, c)))
+}
+
+/// Snooze a project until a time: no check of it opens an incident (late, down, pinged too
+/// often) until then; runs, health and budgets still alert.
+#[utoipa::path(post, path = "/api/v1/projects/{name}/snooze", tag = "projects", params(("name" = String, Path)), request_body = SnoozeBody, responses((status = 200, body = ProjectView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn snooze_project(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(b): JsonBody<SnoozeBody>,
+) -> ApiResult<Json<ProjectView>> {
+    may_act_for_project(&st, &caller, &name).await?;
+    let until = st.engine.snooze_until(&b.until)?;
+    st.engine.snooze_project(&name, until, b.reason, Some(caller.label())).await?;
+    let p = st.engine.project(&name).await?;
+    Ok(Json(project_view(&st, &p).await?))
+}
+
+/// End a project's snooze now.
+#[utoipa::path(delete, path = "/api/v1/projects/{name}/snooze", tag = "projects", params(("name" = String, Path)), responses((status = 200, body = ProjectView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn unsnooze_project(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ProjectView>> {
+    may_act_for_project(&st, &caller, &name).await?;
+    st.engine.unsnooze_project(&name).await?;
+    let p = st.engine.project(&name).await?;
+    Ok(Json(project_view(&st, &p).await?))
+}
+
+/// The admin, or a token of the project itself.
+async fn may_act_for_project(st: &AppState, caller: &Caller, project: &str) -> ApiResult<()> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let p = st.engine.project(project).await?;
+    caller.require_project(&p.record)
 }
 
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]

@@ -21,7 +21,7 @@ use agent_os_engine::schedule_ident;
 use agent_os_engine::{Engine, LoadedProject};
 use agent_os_store::{
     AttemptRecord, CheckRecord, CostRecord, LogChunk, ProbeResult, ProjectTransport, RunRecord, ScheduleRecord,
-    ScheduleState, TokenRecord,
+    ScheduleState, Snooze, TokenRecord,
 };
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
@@ -110,6 +110,10 @@ pub struct ScheduleCheckView {
     pub ping_url: String,
     pub last_ping_at: Option<String>,
     pub last_duration_ms: Option<i64>,
+    /// Its alerts are quiet until then (its own snooze or its project's, whichever ends later).
+    pub snoozed_until: Option<String>,
+    /// Why its late/down alert is held: `PROJECT/SLUG` of a late or down upstream, or `snooze`.
+    pub held_by: Option<String>,
 }
 
 /// What the schedule views need besides the schedules: the scheduler's state and the checks.
@@ -118,6 +122,19 @@ pub struct ScheduleContext {
     states: HashMap<String, ScheduleState>,
     checks: HashMap<(String, String), CheckRecord>,
     base_url: String,
+    /// Project snoozes in force, by project name.
+    pub project_snoozes: HashMap<String, Snooze>,
+    now: i64,
+}
+
+/// A check's snooze in force at `now`: its own or its project's, whichever ends later.
+pub fn check_snooze<'a>(c: &'a CheckRecord, projects: &'a HashMap<String, Snooze>, now: i64) -> Option<&'a Snooze> {
+    let own = agent_os_engine::engine::holds::active(c.snooze.as_ref(), now);
+    let project = projects.get(&c.project).filter(|s| s.until > now);
+    match (own, project) {
+        (Some(a), Some(b)) => Some(if a.until >= b.until { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }
 
 impl ScheduleContext {
@@ -126,7 +143,17 @@ impl ScheduleContext {
         let states = store.schedule_states().await?.into_iter().map(|s| (s.key.clone(), s)).collect();
         let checks =
             store.list_checks(project).await?.into_iter().map(|c| ((c.project.clone(), c.slug.clone()), c)).collect();
-        Ok(ScheduleContext { states, checks, base_url: engine.config().public_url.trim_end_matches('/').to_string() })
+        let project_snoozes = engine.project_snoozes().await.map_err(|e| match e {
+            agent_os_engine::EngineError::Store(e) => e,
+            other => agent_os_store::StoreError::Conflict(other.to_string()),
+        })?;
+        Ok(ScheduleContext {
+            states,
+            checks,
+            base_url: engine.config().public_url.trim_end_matches('/').to_string(),
+            project_snoozes,
+            now: engine.now(),
+        })
     }
 }
 
@@ -205,6 +232,8 @@ impl ScheduleView {
                 ping_url: format!("{}/ping/{}", ctx.base_url, c.id),
                 last_ping_at: opt_time(c.last_ping_at),
                 last_duration_ms: c.last_duration_ms,
+                snoozed_until: check_snooze(c, &ctx.project_snoozes, ctx.now).map(|s| time(s.until)),
+                held_by: c.held_by.clone(),
             }),
         }
     }
@@ -265,6 +294,10 @@ pub struct ProjectView {
     pub probes: Vec<ProbeView>,
     pub created_at: String,
     pub updated_at: String,
+    /// The alerts of all its checks are quiet until then.
+    pub snoozed_until: Option<String>,
+    pub snooze_reason: Option<String>,
+    pub snoozed_by: Option<String>,
 }
 
 impl ProjectView {
@@ -276,6 +309,7 @@ impl ProjectView {
         now: i64,
     ) -> Self {
         let m = &p.manifest;
+        let snooze = ctx.project_snoozes.get(&p.record.name).filter(|s| s.until > now);
         ProjectView {
             name: p.record.name.clone(),
             description: p.record.description.clone(),
@@ -315,6 +349,9 @@ impl ProjectView {
             probes: probes.into_iter().map(ProbeView::from).collect(),
             created_at: time(p.record.created_at),
             updated_at: time(p.record.updated_at),
+            snoozed_until: snooze.map(|s| time(s.until)),
+            snooze_reason: snooze.and_then(|s| s.reason.clone()),
+            snoozed_by: snooze.and_then(|s| s.by.clone()),
         }
     }
 }

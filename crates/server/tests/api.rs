@@ -649,6 +649,9 @@ async fn probes_store_status_and_costs_without_counting_twice() {
         (schedules[1]["source"].as_str(), schedules[1]["managed_by"].as_str()),
         (Some("plugin"), Some("github"))
     );
+    // A schedule the plugin keeps elsewhere is watched by a check named after its task.
+    assert_eq!((schedules[1]["state"].as_str(), schedules[1]["check"]["slug"].as_str()), (Some("new"), Some("echo")));
+    assert!(schedules[1]["check"]["ping_url"].as_str().unwrap().contains("/ping/"), "{schedules:?}");
     let next: Vec<&str> = schedules[0]["next"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     assert_eq!(next.len(), 3, "{schedules:?}");
     assert!(

@@ -489,6 +489,7 @@ async fn story(s: &dyn Store) {
         max_pings: Some((2, grace)),
         description: String::new(),
         tags: vec!["nightly".into()],
+        depends_on: vec!["backup".into(), "trading/rebalance".into()],
     };
     s.sync_checks(&cortana.id, &[check("daily_update", 600_000), check("backup", 1)], 10).await.unwrap();
     let first = s.find_check_by_slug("pk-cortana", "daily_update").await.unwrap().unwrap();
@@ -566,6 +567,29 @@ async fn story(s: &dyn Store) {
     let older = s.list_events(Some("check."), None, Some(&events[0].id), 10).await.unwrap();
     assert_eq!(older.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["check.up"], "the page after the cursor");
     assert!(s.list_events(None, None, Some("no-such-event"), 10).await.unwrap().is_empty());
+
+    // Dependencies, holds and snoozes are kept on the check; a re-sync keeps the snooze.
+    assert_eq!(up.depends_on, ["backup", "trading/rebalance"]);
+    assert_eq!((up.held_by.as_deref(), up.snooze.as_ref()), (None, None));
+    s.set_check_held(&first.id, Some("trading/rebalance"), Some(&event("check.held", 32))).await.unwrap();
+    let snooze = agent_os_store::Snooze { until: 5_000, reason: Some("moving house".into()), by: Some("admin".into()) };
+    assert!(s.set_check_snooze(&first.id, Some(&snooze)).await.unwrap());
+    assert!(!s.set_check_snooze("no-such-check", Some(&snooze)).await.unwrap());
+    s.sync_checks(&cortana.id, &[check("daily_update", 900_000)], 40).await.unwrap();
+    let held = s.get_check(&first.id).await.unwrap().unwrap();
+    assert_eq!((held.held_by.as_deref(), held.snooze.as_ref()), (Some("trading/rebalance"), Some(&snooze)));
+    s.set_check_held(&first.id, None, None).await.unwrap();
+    assert!(s.set_check_snooze(&first.id, None).await.unwrap());
+    let woken = s.get_check(&first.id).await.unwrap().unwrap();
+    assert_eq!((woken.held_by, woken.snooze), (None, None));
+    s.set_project_snooze(&cortana.id, Some(&snooze), 41).await.unwrap();
+    let later = agent_os_store::Snooze { until: 9_000, reason: None, by: None };
+    s.set_project_snooze(&cortana.id, Some(&later), 42).await.unwrap();
+    assert_eq!(s.project_snoozes().await.unwrap(), [("cortana".to_string(), later)], "one snooze per project");
+    s.set_project_snooze(&cortana.id, None, 43).await.unwrap();
+    assert!(s.project_snoozes().await.unwrap().is_empty());
+    let held = s.list_events(Some("check.held"), None, None, 10).await.unwrap();
+    assert_eq!(held.iter().map(|e| e.at).collect::<Vec<_>>(), [32], "the hold's event is stored with it");
 
     // A group of pings in one transaction: each check's row ends as its last ping says, with
     // the last duration any of them had, and every state change's event.

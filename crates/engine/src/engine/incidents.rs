@@ -480,8 +480,38 @@ impl Engine {
     }
 
     /// A check changed state: late opens its incident as a warning, down makes it critical,
-    /// up resolves it.
-    pub(super) async fn check_changed(&self, project: &str, slug: &str, state: CheckState, why: &str) {
+    /// up resolves it. A late or down check that something holds (a late or down upstream it
+    /// `depends_on`, a snooze: `holds`) opens nothing; it is recorded as held instead, and the
+    /// monitor pages it once nothing holds it and it is still late or down.
+    pub(super) async fn check_changed(&self, c: &agent_os_store::CheckRecord, state: CheckState, why: &str) {
+        match state {
+            CheckState::Late | CheckState::Down => {
+                let now = self.now();
+                let projects = self.project_snoozes().await.unwrap_or_default();
+                match self.hold_of(c, &projects, now).await {
+                    Ok(Some(hold)) => return self.hold_check(c, state, &hold, why).await,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(check = %c.id, error = %e, "could not tell whether the check is held"),
+                }
+                if c.held_by.is_some()
+                    && let Err(e) = self.store.set_check_held(&c.id, None, None).await
+                {
+                    tracing::warn!(check = %c.id, error = %e, "held check not released");
+                }
+            }
+            CheckState::Up | CheckState::New => {
+                if c.held_by.is_some()
+                    && let Err(e) = self.store.set_check_held(&c.id, None, None).await
+                {
+                    tracing::warn!(check = %c.id, error = %e, "held check not released");
+                }
+            }
+        }
+        self.page_check(&c.project, &c.slug, state, why).await;
+    }
+
+    /// Raises (late, down) or resolves (up) the incident of a check, without asking what holds it.
+    pub(super) async fn page_check(&self, project: &str, slug: &str, state: CheckState, why: &str) {
         let subject = format!("{project}/{slug}");
         let result = match state {
             CheckState::Up => self.resolve(IncidentSource::Check, &subject, "a ping arrived").await.map(|_| ()),

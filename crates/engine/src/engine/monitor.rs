@@ -161,11 +161,15 @@ impl Engine {
                     max_pings: c.max_pings.map(|m| (i64::from(m.count), m.within.as_millis() as i64)),
                     description: c.description.clone(),
                     tags: c.tags.clone(),
+                    depends_on: c.depends_on.clone(),
                 }
             })
             .collect();
         for s in self.store.list_schedules(Some(&p.record.name)).await? {
-            if s.source == ScheduleSource::Discovered
+            // Discovered schedules, and those a plugin reports through `get_schedule` that are
+            // kept elsewhere, are watched like the manifest's.
+            if matches!(s.source, ScheduleSource::Discovered | ScheduleSource::Plugin)
+                && s.managed_by != ManagedBy::AgentOs
                 && let Some(slug) = s.check_slug
                 && !checks.iter().any(|c| c.slug == slug)
             {
@@ -181,9 +185,10 @@ impl Engine {
                     max_duration_ms: None,
                     max_pings: None,
                     description: s.description,
-                    // A registered discovered schedule has no place for tags (yet): the
-                    // manifest's `schedules:` entry of the same job carries them instead.
+                    // Registered discovered and plugin-reported schedules carry no tags (yet):
+                    // the manifest's `schedules:` entry of the same job carries them instead.
                     tags: Vec::new(),
+                    depends_on: Vec::new(),
                 });
             }
         }
@@ -413,7 +418,7 @@ impl Engine {
             .map_err(EngineError::Unavailable)?;
         self.checks_changed.notify_one();
         if state != old {
-            self.check_changed(&check.project, &check.slug, state, &why).await;
+            self.check_changed(&check, state, &why).await;
         }
         if let (Some((count, within)), true) = (check.max_pings, kind.is_finish() && !kind.is_failure()) {
             self.pinged_too_often(&check, count, within, now).await;
@@ -437,7 +442,11 @@ impl Engine {
     /// resolves it.
     async fn pinged_too_often(&self, c: &CheckRecord, count: i64, within: i64, now: i64) {
         let subject = format!("{}/{}:too-often", c.project, c.slug);
+        // A snooze (of the check or its project) keeps this warning quiet too.
+        let snoozed = super::holds::active(c.snooze.as_ref(), now).is_some()
+            || self.project_snoozes().await.is_ok_and(|p| p.contains_key(&c.project));
         let result = match self.store.count_successes(&c.id, now.saturating_sub(within) + 1).await {
+            Ok(n) if n > count && snoozed => Ok(()),
             Ok(n) if n > count => self
                 .raise(super::incidents::Alert {
                     source: agent_os_core::alerting::IncidentSource::Check,
@@ -500,19 +509,52 @@ impl Engine {
     pub async fn check_tick(&self) -> Result<Option<i64>, EngineError> {
         let now = self.now();
         let mut next: Option<i64> = None;
+        let mut wake = |at: i64| next = Some(next.map_or(at, |n: i64| n.min(at)));
+        // A snooze's end is a time to look again: a check still late or down pages then.
+        let projects = self.project_snoozes().await?;
+        for s in projects.values() {
+            wake(s.until);
+        }
+        // Every change is stored before any is alerted on, so a check going late in the same
+        // tick as a check it depends on finds that one late already, whatever their order.
+        let mut changed = Vec::new();
+        let mut held = Vec::new();
         for c in self.store.list_checks(None).await? {
             let pings =
                 Pings { last_finish: c.last_finish_at, last_failed: c.last_failed, running_since: c.running_since };
             let Assessment { state, next: due, why } = state_of(&c, &pings, now);
             if let Some(d) = due {
-                next = Some(next.map_or(d, |n: i64| n.min(d)));
+                wake(d);
+            }
+            if let Some(s) = super::holds::active(c.snooze.as_ref(), now) {
+                wake(s.until);
             }
             if state != c.state {
                 let why = why.describe(state).to_string();
                 if self.store.set_check_state(&c.id, state, &event(&c, state, now, &why)).await? {
-                    self.check_changed(&c.project, &c.slug, state, &why).await;
+                    changed.push((c, state, why));
                 }
+            } else if c.held_by.is_some() && matches!(state, CheckState::Late | CheckState::Down) {
+                held.push((c, why.describe(state)));
             }
+        }
+        // Pages first, holds after: a held check's event names the incident it is listed
+        // under, which its upstream may open in this same tick.
+        let mut holds = Vec::new();
+        for (c, state, why) in changed {
+            if matches!(state, CheckState::Late | CheckState::Down)
+                && let Some(hold) = self.hold_of(&c, &projects, now).await?
+            {
+                holds.push((c, state, hold, why));
+                continue;
+            }
+            self.check_changed(&c, state, &why).await;
+        }
+        for (c, state, hold, why) in holds {
+            self.hold_check(&c, state, &hold, &why).await;
+        }
+        for (c, why) in held {
+            self.recheck_held(&c, &projects, why, now).await?;
         }
         Ok(next)
     }

@@ -226,10 +226,10 @@ impl Engine {
             ))),
             Some(current) if current.manifest == text => Ok(current.cost_cursor),
             Some(current) => {
-                let record = self
-                    .store
-                    .update_project(&name, text, &manifest.description, &manifest_schedules(&manifest), self.now())
-                    .await?;
+                let mut schedules = manifest_schedules(&manifest);
+                schedules.extend(self.plugin_schedules(&name).await?);
+                let record =
+                    self.store.update_project(&name, text, &manifest.description, &schedules, self.now()).await?;
                 let loaded = Arc::new(LoadedProject { record, manifest });
                 self.cache(loaded.clone());
                 self.sync_checks(&loaded).await?;

@@ -30,6 +30,8 @@ struct Card {
     tasks: usize,
     spent: Vec<CostGroupView>,
     budgets: Vec<BudgetView>,
+    /// Its checks' alerts are quiet until then (RFC 3339).
+    snoozed_until: Option<String>,
 }
 
 pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragment) -> PageResult {
@@ -51,10 +53,12 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
     .0;
     let budgets =
         routes::list_budgets(State(st.clone()), Caller::Admin, ApiQuery(ScheduleQuery { project: None })).await?.0;
+    let snoozes = st.engine.project_snoozes().await?;
     for p in st.engine.projects().await? {
         let health = st.engine.project_health(&p).await?;
         let name = p.record.name.clone();
         cards.push(Card {
+            snoozed_until: snoozes.get(&name).map(|s| crate::views::time(s.until)),
             description: p.record.description.clone(),
             health: health.state,
             reasons: health
@@ -163,6 +167,7 @@ fn projects(cards: &[Card]) -> Markup {
             @for c in cards {
                 article.card aria-labelledby={"p-" (c.name)} {
                     h3 id={"p-" (c.name)} { a href={"/projects/" (c.name)} { (c.name) } (ui::badge(c.health)) }
+                    @if c.snoozed_until.is_some() { p.small { (super::project::quiet(c.snoozed_until.as_deref(), None)) } }
                     @if !c.description.is_empty() { p.muted.small { (c.description) } }
                     @if c.reasons.is_empty() {
                         p.small { @if c.health == HealthState::Unknown { "Nothing reported yet." } @else { "All well." } }

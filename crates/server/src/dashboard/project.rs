@@ -29,6 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{name}/resume", post(resume))
         .route("/projects/{name}/secret", post(show_secret))
         .route("/projects/{name}/secret/rotate", post(rotate_secret))
+        .route("/projects/{name}/snooze", post(snooze_project))
+        .route("/projects/{name}/unsnooze", post(unsnooze_project))
+        .route("/projects/{name}/checks/{slug}/snooze", post(snooze_check))
+        .route("/projects/{name}/checks/{slug}/unsnooze", post(unsnooze_check))
 }
 
 async fn page(
@@ -105,6 +109,15 @@ async fn page(
             }
             a href={"/runs?project=" (agent_os_core::url::encode_component(&name))} { "All runs →" }
         }
+        div.actions {
+            @if let Some(until) = &view.snoozed_until {
+                (quiet(Some(until.as_str()), None))
+                @if let Some(r) = &view.snooze_reason { span.small { (r) } }
+                (ui::post_button(&session, &format!("/projects/{name}/unsnooze"), "Unsnooze project", "", None))
+            } @else {
+                (snooze_form(&session, &format!("/projects/{name}/snooze"), "Snooze project's checks"))
+            }
+        }
     };
     let spent = html! {
         h2 { "This month" }
@@ -136,7 +149,7 @@ async fn page(
         .add(html! { @if served { h2 { "Served by" } } })
         .live("workers", served_by(served, &workers))
         .add(tasks(&session, &view))
-        .add(schedules(&view, &checks))
+        .add(schedules(&session, &view, &checks))
         .add(badges_part(&base, &badges))
         .add(html! { h2 { "Recent runs" } })
         .live("runs", recent_runs(&runs.runs))
@@ -178,7 +191,91 @@ fn tasks(session: &Session, v: &ProjectView) -> Markup {
     }
 }
 
-fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
+/// How a quiet check or project says so: snoozed until a time, or held by an upstream check.
+pub(super) fn quiet(snoozed_until: Option<&str>, held_by: Option<&str>) -> Markup {
+    html! {
+        @if let Some(by) = held_by.filter(|b| *b != "snooze") {
+            " " (ui::badge(ui::Word::Held)) span.small { " by " (by) }
+        }
+        @if let Some(until) = snoozed_until {
+            " " span.badge.info { "snoozed" } span.small { " until " (ui::time_str(until)) }
+        }
+    }
+}
+
+/// A small form that snoozes for a chosen time.
+fn snooze_form(session: &Session, action: &str, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (ui::csrf_field(session))
+            select name="until" aria-label="for how long" {
+                option value="1h" { "1 hour" }
+                option value="8h" { "8 hours" }
+                option value="1d" selected { "1 day" }
+                option value="7d" { "7 days" }
+            }
+            input type="text" name="reason" placeholder="reason (optional)" maxlength="500";
+            button type="submit" { (label) }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SnoozeForm {
+    until: String,
+    #[serde(default)]
+    reason: String,
+}
+
+fn reason_of(f: &SnoozeForm) -> Option<String> {
+    let r = f.reason.trim();
+    (!r.is_empty()).then(|| r.to_string())
+}
+
+fn to_project(name: &str) -> PageResult {
+    Ok(Redirect::to(&format!("/projects/{}", agent_os_core::url::encode_component(name))).into_response())
+}
+
+async fn snooze_project(
+    State(st): State<AppState>,
+    _session: Session,
+    Path(name): Path<String>,
+    axum::Form(f): axum::Form<SnoozeForm>,
+) -> PageResult {
+    let body = routes::SnoozeBody { until: f.until.clone(), reason: reason_of(&f) };
+    let _ = routes::snooze_project(State(st), Caller::Admin, Path(name.clone()), crate::body::JsonBody(body)).await?;
+    to_project(&name)
+}
+
+async fn unsnooze_project(State(st): State<AppState>, _session: Session, Path(name): Path<String>) -> PageResult {
+    let _ = routes::unsnooze_project(State(st), Caller::Admin, Path(name.clone())).await?;
+    to_project(&name)
+}
+
+// Checks are named by project and slug here: a check's id is its ping URL's secret, which the
+// dashboard does not show.
+async fn snooze_check(
+    State(st): State<AppState>,
+    _session: Session,
+    Path((name, slug)): Path<(String, String)>,
+    axum::Form(f): axum::Form<SnoozeForm>,
+) -> PageResult {
+    let body = routes::SnoozeBody { until: f.until.clone(), reason: reason_of(&f) };
+    let check = Path(format!("{name}/{slug}"));
+    let _ = routes::snooze_check(State(st), Caller::Admin, check, crate::body::JsonBody(body)).await?;
+    to_project(&name)
+}
+
+async fn unsnooze_check(
+    State(st): State<AppState>,
+    _session: Session,
+    Path((name, slug)): Path<(String, String)>,
+) -> PageResult {
+    let _ = routes::unsnooze_check(State(st), Caller::Admin, Path(format!("{name}/{slug}"))).await?;
+    to_project(&name)
+}
+
+fn schedules(session: &Session, v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
     html! {
         h2 { "Schedules and checks" }
         @if v.schedules.is_empty() && checks.is_empty() {
@@ -208,7 +305,7 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                 p.small.muted { "A check's ping URL is its secret, so it is not shown here; " code { "agent-os checks" } " prints it." }
                 div.table-wrap {
                     table.cards.checks {
-                        thead { tr { th { "Check" } th { "State" } th { "Last ping" } } }
+                        thead { tr { th { "Check" } th { "State" } th { "Last ping" } th { "Alerts" } } }
                         tbody {
                             @for c in checks {
                                 tr class=[(c.state == CheckState::Late || c.state == CheckState::Down).then_some("flag")] {
@@ -217,8 +314,20 @@ fn schedules(v: &ProjectView, checks: &[routes::CheckView]) -> Markup {
                                         @for t in &c.tags { " " span.tag.small { (t) } }
                                         @if !c.description.is_empty() { br; span.small.muted { (c.description) } }
                                     }
-                                    td.check-state { (ui::badge(c.state)) }
+                                    td.check-state { (ui::badge(c.state)) (quiet(c.snoozed_until.as_deref(), c.held_by.as_deref())) }
                                     td.last-ping data-label="last ping" { (ui::opt_time_str(c.last_ping_at.as_deref())) }
+                                    td data-label="alerts" {
+                                        @let base = format!(
+                                            "/projects/{}/checks/{}",
+                                            agent_os_core::url::encode_component(&c.project),
+                                            agent_os_core::url::encode_component(&c.slug)
+                                        );
+                                        @if c.snoozed_until.is_some() && !c.project_snoozed {
+                                            (ui::post_button(session, &format!("{base}/unsnooze"), "Unsnooze", "", None))
+                                        } @else {
+                                            (snooze_form(session, &format!("{base}/snooze"), "Snooze"))
+                                        }
+                                    }
                                 }
                             }
                         }

@@ -29,7 +29,9 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
     .await?
     .0;
     let mut rows = Vec::new();
+    let snoozes = st.engine.project_snoozes().await?;
     for p in st.engine.projects().await? {
+        let snoozed = snoozes.get(&p.record.name).map(|s| crate::views::time(s.until));
         let health = st.engine.project_health(&p).await?;
         let why = health.reasons.iter().find(|r| r.state > agent_os_engine::HealthState::Ok);
         let spent: Vec<String> = spend
@@ -42,7 +44,7 @@ pub async fn page(State(st): State<AppState>, session: Session, fragment: Fragme
             tr {
                 td { a href={"/projects/" (agent_os_core::url::encode_component(&p.record.name))} { (p.record.name) }
                     @if !p.record.description.is_empty() { br; span.small.muted { (p.record.description) } } }
-                td { (ui::badge(health.state))
+                td { (ui::badge(health.state)) (super::project::quiet(snoozed.as_deref(), None))
                     @if let Some(r) = why { br; span.small { strong { (r.source) ": " } (r.message) } } }
                 td.hide-narrow { (if matches!(p.record.transport, ProjectTransport::Http { .. }) { "hosted (HTTP)" } else { "local commands" }) }
                 td.num.hide-narrow { (p.manifest.tasks.len()) }

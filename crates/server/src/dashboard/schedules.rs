@@ -234,6 +234,7 @@ fn state_badges(s: &ScheduleView) -> Markup {
         (state)
         @if s.late && s.state != ScheduleStatus::Late { " " (ui::badge(ScheduleStatus::Late)) }
         @if s.down && s.state != ScheduleStatus::Down && s.state != ScheduleStatus::Failing { " " (ui::badge(ScheduleStatus::Down)) }
+        @if let Some(c) = &s.check { (super::project::quiet(c.snoozed_until.as_deref(), c.held_by.as_deref())) }
     }
 }
 

@@ -22,6 +22,18 @@ pub struct NewCheck {
     pub description: String,
     /// Labels grouping checks across projects (valid tags, see `core::name::check_tag`).
     pub tags: Vec<String>,
+    /// Checks upstream of this one (`slug` or `project/slug`): while one is late or down, this
+    /// one's alert is held under the upstream's incident.
+    pub depends_on: Vec<String>,
+}
+
+/// A check or a project whose alerts are quiet until `until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snooze {
+    pub until: i64,
+    pub reason: Option<String>,
+    /// Who snoozed it (the token's or the dashboard's name).
+    pub by: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +64,11 @@ pub struct CheckRecord {
     pub last_duration_ms: Option<i64>,
     pub state_changed_at: Option<i64>,
     pub created_at: i64,
+    pub depends_on: Vec<String>,
+    /// Why its late/down alert is held: `PROJECT/SLUG` of a late or down upstream, or `snooze`.
+    pub held_by: Option<String>,
+    /// The check's own snooze, as stored (it may have ended; compare `until` with now).
+    pub snooze: Option<Snooze>,
 }
 
 /// A ping to store, with the check's fields after it.

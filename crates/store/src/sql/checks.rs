@@ -9,7 +9,7 @@ use agent_os_core::check::CheckState;
 
 use super::events::insert_event_tx;
 use super::{SqlStore, Tx, all, flag};
-use crate::model::{CheckRecord, NewCheck, NewEvent, PingUpdate, RidPings};
+use crate::model::{CheckRecord, NewCheck, NewEvent, PingUpdate, RidPings, Snooze};
 use crate::{Result, StoreError};
 
 /// Checks and pings. Every method commits before it returns.
@@ -35,6 +35,15 @@ pub trait CheckStore: Send + Sync {
     async fn count_successes(&self, check_id: &str, since: i64) -> Result<i64>;
     /// Moves a check to `state` (with its event) unless it is already there.
     async fn set_check_state(&self, check_id: &str, state: CheckState, event: &NewEvent) -> Result<bool>;
+    /// Records why the check's alert is held (`None`: nothing holds it), with `event` when
+    /// given (`check.held`), in one transaction.
+    async fn set_check_held(&self, check_id: &str, held_by: Option<&str>, event: Option<&NewEvent>) -> Result<()>;
+    /// Snoozes the check (`None`: wakes it). False when there is no such check.
+    async fn set_check_snooze(&self, check_id: &str, snooze: Option<&Snooze>) -> Result<bool>;
+    /// Snoozes the project (`None`: wakes it).
+    async fn set_project_snooze(&self, project_id: &str, snooze: Option<&Snooze>, now: i64) -> Result<()>;
+    /// Every project snooze as stored (ended ones too), by project name.
+    async fn project_snoozes(&self) -> Result<Vec<(String, Snooze)>>;
 }
 
 /// A check's columns with its project's name and ping key, from `checks c JOIN projects p`.
@@ -42,8 +51,9 @@ macro_rules! check_columns {
     () => {
         "c.id, c.project_id, p.name AS project, p.ping_key, c.slug, c.kind, c.period_ms, c.cron, c.timezone,
          c.grace_ms, c.start_grace_ms, c.min_duration_ms, c.max_duration_ms, c.max_pings_count,
-         c.max_pings_within_ms, c.description, c.tags, c.state, c.last_finish_at, c.last_failed, c.running_since, c.last_ping_at,
-         c.last_duration_ms, c.state_changed_at, c.created_at
+         c.max_pings_within_ms, c.description, c.tags, c.state, c.last_finish_at, c.last_failed, c.running_since,
+         c.last_ping_at, c.last_duration_ms, c.state_changed_at, c.created_at, c.depends_on, c.held_by, c.snoozed_until,
+         c.snooze_reason, c.snoozed_by
          FROM checks c JOIN projects p ON p.id = c.project_id"
     };
 }
@@ -76,6 +86,14 @@ fn check_from(row: &AnyRow) -> Result<CheckRecord, sqlx::Error> {
         last_duration_ms: row.try_get("last_duration_ms")?,
         state_changed_at: row.try_get("state_changed_at")?,
         created_at: row.try_get("created_at")?,
+        depends_on: row.try_get::<String, _>("depends_on")?.lines().map(str::to_string).collect(),
+        held_by: row.try_get("held_by")?,
+        snooze: row
+            .try_get::<Option<i64>, _>("snoozed_until")?
+            .map(|until| -> Result<Snooze, sqlx::Error> {
+                Ok(Snooze { until, reason: row.try_get("snooze_reason")?, by: row.try_get("snoozed_by")? })
+            })
+            .transpose()?,
     })
 }
 
@@ -189,14 +207,16 @@ impl CheckStore for SqlStore {
             sqlx::query(
                 "INSERT INTO checks
                      (id, project_id, slug, kind, period_ms, cron, timezone, grace_ms, description, created_at,
-                      start_grace_ms, min_duration_ms, max_duration_ms, max_pings_count, max_pings_within_ms, tags)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                      start_grace_ms, min_duration_ms, max_duration_ms, max_pings_count, max_pings_within_ms, tags,
+                      depends_on)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                  ON CONFLICT (project_id, slug) DO UPDATE SET
                      kind = excluded.kind, period_ms = excluded.period_ms, cron = excluded.cron,
                      timezone = excluded.timezone, grace_ms = excluded.grace_ms, description = excluded.description,
                      start_grace_ms = excluded.start_grace_ms, min_duration_ms = excluded.min_duration_ms,
                      max_duration_ms = excluded.max_duration_ms, max_pings_count = excluded.max_pings_count,
-                     max_pings_within_ms = excluded.max_pings_within_ms, tags = excluded.tags",
+                     max_pings_within_ms = excluded.max_pings_within_ms, tags = excluded.tags,
+                     depends_on = excluded.depends_on",
             )
             .bind(agent_os_core::id::new_id())
             .bind(project_id)
@@ -214,6 +234,7 @@ impl CheckStore for SqlStore {
             .bind(c.max_pings.map(|m| m.0))
             .bind(c.max_pings.map(|m| m.1))
             .bind(tags_column(&c.tags))
+            .bind(c.depends_on.join("\n"))
             .execute(&mut *tx)
             .await?;
         }
@@ -329,5 +350,78 @@ impl CheckStore for SqlStore {
         insert_event_tx(&mut tx, event).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn set_check_held(&self, check_id: &str, held_by: Option<&str>, event: Option<&NewEvent>) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("UPDATE checks SET held_by = $2 WHERE id = $1")
+            .bind(check_id)
+            .bind(held_by)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(e) = event {
+            insert_event_tx(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_check_snooze(&self, check_id: &str, snooze: Option<&Snooze>) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE checks SET snoozed_until = $2, snooze_reason = $3, snoozed_by = $4 WHERE id = $1")
+                .bind(check_id)
+                .bind(snooze.map(|s| s.until))
+                .bind(snooze.and_then(|s| s.reason.clone()))
+                .bind(snooze.and_then(|s| s.by.clone()))
+                .execute(&self.write)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_project_snooze(&self, project_id: &str, snooze: Option<&Snooze>, now: i64) -> Result<()> {
+        match snooze {
+            None => {
+                sqlx::query("DELETE FROM project_snoozes WHERE project_id = $1")
+                    .bind(project_id)
+                    .execute(&self.write)
+                    .await?;
+            }
+            Some(s) => {
+                sqlx::query(
+                    "INSERT INTO project_snoozes (project_id, snoozed_until, reason, snoozed_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (project_id) DO UPDATE SET
+                         snoozed_until = excluded.snoozed_until, reason = excluded.reason,
+                         snoozed_by = excluded.snoozed_by, created_at = excluded.created_at",
+                )
+                .bind(project_id)
+                .bind(s.until)
+                .bind(&s.reason)
+                .bind(&s.by)
+                .bind(now)
+                .execute(&self.write)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn project_snoozes(&self) -> Result<Vec<(String, Snooze)>> {
+        let rows = sqlx::query(
+            "SELECT p.name, s.snoozed_until, s.reason, s.snoozed_by
+             FROM project_snoozes s JOIN projects p ON p.id = s.project_id ORDER BY p.name",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        all(rows, |row| {
+            Ok((
+                row.try_get("name")?,
+                Snooze {
+                    until: row.try_get("snoozed_until")?,
+                    reason: row.try_get("reason")?,
+                    by: row.try_get("snoozed_by")?,
+                },
+            ))
+        })
     }
 }
