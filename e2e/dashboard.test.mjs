@@ -748,3 +748,27 @@ scenario('9. a refused edit of config.yaml shows on the settings page, and a goo
   page.check('the settings page');
   await page.close();
 });
+
+scenario('10. snooze a heartbeat check from its project page, see it quiet, and wake it', async () => {
+  needLogin();
+  const page = await openPage();
+  await visit(page, '/projects/trading', 'the trading project page');
+  const row = () => page.locator('table.checks tbody tr', { hasText: 'price-feed' });
+  assert.equal(await row().count(), 1, 'expected one row for the price-feed check in table.checks');
+  await row().locator('select[name="until"]').selectOption('8h');
+  await row().locator('input[name="reason"]').fill('exchange maintenance');
+  await Promise.all([page.waitForEvent('load'), row().getByRole('button', { name: 'Snooze', exact: true }).click()]);
+  const snoozed = (await apiOk('GET', '/api/v1/checks?project=trading')).find((c) => c.slug === 'price-feed');
+  assert.ok(snoozed.snoozed_until, `expected the API to show the snooze, got ${JSON.stringify(snoozed)}`);
+  assert.equal(snoozed.snooze_reason, 'exchange maintenance');
+  const hours = (Date.parse(snoozed.snoozed_until) - Date.now()) / 3_600_000;
+  assert.ok(hours > 7.9 && hours <= 8.01, `expected a snooze of 8 hours, got ${hours.toFixed(3)} h`);
+  await untilText(row(), 'the check row to say it is snoozed', (t) => t.includes('snoozed'), 10_000);
+  await shot(page, 'project-check-snoozed');
+  await Promise.all([page.waitForEvent('load'), row().getByRole('button', { name: 'Unsnooze', exact: true }).click()]);
+  const woken = (await apiOk('GET', '/api/v1/checks?project=trading')).find((c) => c.slug === 'price-feed');
+  assert.equal(woken.snoozed_until, null, `expected the snooze to be over, got ${JSON.stringify(woken)}`);
+  await untilText(row(), 'the check row to offer Snooze again', (t) => !t.includes('snoozed'), 10_000);
+  page.check('the project page');
+  await page.close();
+});

@@ -94,6 +94,9 @@ pub enum WorkflowCmd {
         /// Why, recorded on the step.
         #[arg(long)]
         comment: Option<String>,
+        /// Who decides, recorded on the step (default: the kind of token used).
+        #[arg(long)]
+        by: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -105,6 +108,8 @@ pub enum WorkflowCmd {
         inputs: Vec<String>,
         #[arg(long)]
         comment: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -269,8 +274,8 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
             }
             Ok(0)
         }
-        WorkflowCmd::Approve { run, step, inputs, comment, json }
-        | WorkflowCmd::Reject { run, step, inputs, comment, json } => {
+        WorkflowCmd::Approve { run, step, inputs, comment, by, json }
+        | WorkflowCmd::Reject { run, step, inputs, comment, by, json } => {
             let verb = if matches!(cmd, WorkflowCmd::Approve { .. }) { "approve" } else { "reject" };
             let answers = match answer_flags(inputs) {
                 Ok(a) => a,
@@ -279,7 +284,10 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
                     return Ok(2);
                 }
             };
-            let body = json!({"comment": comment, "inputs": answers});
+            let mut body = json!({"comment": comment, "inputs": answers});
+            if let Some(by) = by {
+                body["by"] = json!(by);
+            }
             let path = format!("/api/v1/workflows/runs/{}/steps/{}/{verb}", enc(run), enc(step));
             let d: WorkflowRunDetail = c.post(&path, &body).await?;
             if *json {

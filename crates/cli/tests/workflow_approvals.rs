@@ -100,8 +100,8 @@ async fn the_cli_approves_and_rejects_a_waiting_step() {
 
     // A rejection fails the step.
     let run = waiting_run(&server).await;
-    let out = server.cli(&["workflow", "reject", &run, "go_live", "--comment", "not today"]);
+    let out = server.cli(&["workflow", "reject", &run, "go_live", "--comment", "not today", "--by", "ana"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("rejected by admin: not today"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("rejected by ana: not today"), "{}", text(&out.stdout));
     server.stop();
 }

@@ -204,3 +204,37 @@ async fn a_missing_start_signal_on_sqlite_and_postgres() {
         db.drop_it().await;
     }
 }
+
+/// A check's incidents, late and too often, carry its tags to the channels, so an alert route
+/// can send `match: { tags: [nightly] }` elsewhere.
+async fn tagged(url: &str, dir: &Path) {
+    let clock = TokioClock::starting_at(1_800_000_000_000);
+    let e = engine(url, dir, &clock).await;
+    let checks =
+        "  - { slug: sync, every: 10m, grace: 1m, tags: [nightly, trading], max_pings: { count: 1, within: 1h } }\n";
+    e.register_path(&project(dir, checks)).await.unwrap();
+    ping(&e, "sync", PingKind::Success).await;
+    ping(&e, "sync", PingKind::Success).await;
+    advance(10 * MIN + MIN / 2).await;
+    assert_eq!(tick(&e, "sync").await.0, CheckState::Late, "past its period, within its grace");
+    let told = e.store().list_notifications(Some("proj"), 50).await.unwrap();
+    let tags_of = |subject_title: &str| {
+        told.iter().find(|n| n.title.starts_with(subject_title)).map(|n| n.tags.clone()).unwrap_or_default()
+    };
+    assert!(tags_of("proj/sync is late").iter().any(|t| t == "nightly"), "{told:?}");
+    assert!(tags_of("proj/sync is late").iter().any(|t| t == "trading"), "{told:?}");
+    assert!(tags_of("proj/sync is pinged too often").iter().any(|t| t == "nightly"), "{told:?}");
+    e.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_alert_carries_its_tags_on_sqlite_and_postgres() {
+    let _time = hold_time();
+    let dir = tempfile::tempdir().unwrap();
+    tagged(&sqlite_url(&dir.path().join("agent-os.db")), dir.path()).await;
+    if let Some(db) = PgDatabase::create().await {
+        let pg = tempfile::tempdir().unwrap();
+        tagged(&db.url, pg.path()).await;
+        db.drop_it().await;
+    }
+}

@@ -643,6 +643,9 @@ pub async fn cancel_workflow_run(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DecideBody {
+    /// Who decides (1 to 100 characters), recorded on the step; default: the token's kind
+    /// (`admin`), as for acknowledging an incident.
+    pub by: Option<String>,
     /// Why, in a sentence (at most 2000 characters); recorded on the step.
     pub comment: Option<String>,
     /// The answers to the step's form, a JSON object (checked against its types; a number,
@@ -662,7 +665,9 @@ async fn decide(
     // A decision is the admin's: a project's token must not approve its own deploy.
     caller.require_admin()?;
     let b = b.unwrap_or_default();
-    let d = Decide { decision, by: caller.label(), comment: b.comment, inputs: b.inputs.unwrap_or(Value::Null) };
+    let by = b.by.unwrap_or_else(|| caller.label());
+    crate::body::text_length("by", &by, 1, 100)?;
+    let d = Decide { decision, by: by.trim().to_string(), comment: b.comment, inputs: b.inputs.unwrap_or(Value::Null) };
     st.engine.decide_approval(id, step, d).await?;
     let run = st
         .engine

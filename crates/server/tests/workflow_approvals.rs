@@ -104,8 +104,10 @@ async fn the_api_approves_and_rejects_with_checked_answers() {
     }
     let (st, e) = s.post(&path(&run, "approve"), json!({"comment": "x".repeat(2001), "inputs": {"reason": "x"}})).await;
     assert_eq!((st, e["error"]["field"].as_str()), (400, Some("comment")), "{e}");
-    let (st, e) = s.post(&path(&run, "approve"), json!({"inputs": {"reason": "x"}, "by": "me"})).await;
+    let (st, e) = s.post(&path(&run, "approve"), json!({"inputs": {"reason": "x"}, "colour": "me"})).await;
     assert_eq!(st, 400, "an unknown body field: {e}");
+    let (st, e) = s.post(&path(&run, "approve"), json!({"inputs": {"reason": "x"}, "by": " "})).await;
+    assert_eq!((st, e["error"]["field"].as_str()), (400, Some("by")), "{e}");
     let (st, e) = s.post("/api/v1/workflows/runs/nope/steps/go_live/approve", json!({})).await;
     assert_eq!(st, 404, "{e}");
     let (st, e) = s.post(&format!("/api/v1/workflows/runs/{run}/steps/nope/approve"), json!({})).await;
@@ -116,13 +118,17 @@ async fn the_api_approves_and_rejects_with_checked_answers() {
     let (st, e) = s.post(&format!("/api/v1/workflows/runs/{run}/steps/announce/approve"), json!({})).await;
     assert_eq!(st, 400, "not an approval step: {e}");
 
-    let (st, d) =
-        s.post(&path(&run, "approve"), json!({"comment": "ship it", "inputs": {"reason": "CVE", "size": 3}})).await;
+    let (st, d) = s
+        .post(
+            &path(&run, "approve"),
+            json!({"comment": "ship it", "by": "ana", "inputs": {"reason": "CVE", "size": 3}}),
+        )
+        .await;
     assert_eq!(st, 200, "{d}");
     let go = step(&d, "go_live");
     assert_eq!(go["status"], "succeeded", "{d}");
     assert_eq!(go["approval"]["decision"], "approved");
-    assert_eq!(go["approval"]["decided_by"], "admin");
+    assert_eq!(go["approval"]["decided_by"], "ana", "who decided, as the body names them");
     assert_eq!(go["approval"]["comment"], "ship it");
     assert_eq!(go["approval"]["inputs"], json!({"reason": "CVE", "size": 3, "mode": "safe"}));
     assert_eq!(go["outputs"]["inputs"]["reason"], "CVE");
@@ -130,7 +136,7 @@ async fn the_api_approves_and_rejects_with_checked_answers() {
     // Decided once.
     let (st, e) = s.post(&path(&run, "reject"), json!({})).await;
     assert_eq!(st, 409, "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("already approved by admin"), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("already approved by ana"), "{e}");
 
     // A rejection fails the step; the step after it is skipped.
     let run = waiting_run(&s).await;

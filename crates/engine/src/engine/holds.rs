@@ -273,7 +273,7 @@ impl Engine {
                 } else {
                     format!("{why} (still {} after {was}, which held it, recovered)", c.state)
                 };
-                self.page_check(&c.project, &c.slug, c.state, &why).await;
+                self.page_check(c, c.state, &why).await;
             }
         }
         Ok(())

@@ -507,12 +507,14 @@ impl Engine {
                 }
             }
         }
-        self.page_check(&c.project, &c.slug, state, why).await;
+        self.page_check(c, state, why).await;
     }
 
-    /// Raises (late, down) or resolves (up) the incident of a check, without asking what holds it.
-    pub(super) async fn page_check(&self, project: &str, slug: &str, state: CheckState, why: &str) {
-        let subject = format!("{project}/{slug}");
+    /// Raises (late, down) or resolves (up) the incident of a check, without asking what holds
+    /// it. The alert carries the check's tags, so routes can match them.
+    pub(super) async fn page_check(&self, c: &agent_os_store::CheckRecord, state: CheckState, why: &str) {
+        let project = c.project.as_str();
+        let subject = format!("{project}/{}", c.slug);
         let result = match state {
             CheckState::Up => self.resolve(IncidentSource::Check, &subject, "a ping arrived").await.map(|_| ()),
             CheckState::Late | CheckState::Down => {
@@ -523,7 +525,7 @@ impl Engine {
                     severity: if state == CheckState::Down { Severity::Critical } else { Severity::Warning },
                     title: format!("{subject} is {state}"),
                     reason: why.to_string(),
-                    tags: Vec::new(),
+                    tags: c.tags.clone(),
                     worse: false,
                 };
                 self.raise(alert).await.map(|_| ())

@@ -458,7 +458,7 @@ impl Engine {
                         "{n} success pings within {}; max_pings allows {count}",
                         agent_os_core::format_duration(millis(within))
                     ),
-                    tags: Vec::new(),
+                    tags: c.tags.clone(),
                     worse: false,
                 })
                 .await
