@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::{Client, ServerError};
@@ -34,6 +34,26 @@ pub enum EventCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How a person decides an `approval` step.
+#[derive(Args)]
+pub struct DecideArgs {
+    /// The workflow run's id.
+    run: String,
+    /// The approval step's id.
+    step: String,
+    /// An answer to the step's form, NAME=VALUE (repeat for each field).
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    inputs: Vec<String>,
+    /// Why, recorded on the step.
+    #[arg(long)]
+    comment: Option<String>,
+    /// Who decides, recorded on the step (default: the kind of token used).
+    #[arg(long)]
+    by: Option<String>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -83,36 +103,9 @@ pub enum WorkflowCmd {
         json: bool,
     },
     /// Approve a waiting `approval` step of a run; the run goes on.
-    Approve {
-        /// The workflow run's id.
-        run: String,
-        /// The approval step's id.
-        step: String,
-        /// An answer to the step's form, NAME=VALUE (repeat for each field).
-        #[arg(long = "input", value_name = "NAME=VALUE")]
-        inputs: Vec<String>,
-        /// Why, recorded on the step.
-        #[arg(long)]
-        comment: Option<String>,
-        /// Who decides, recorded on the step (default: the kind of token used).
-        #[arg(long)]
-        by: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Approve(DecideArgs),
     /// Reject a waiting `approval` step of a run; the step fails.
-    Reject {
-        run: String,
-        step: String,
-        #[arg(long = "input", value_name = "NAME=VALUE")]
-        inputs: Vec<String>,
-        #[arg(long)]
-        comment: Option<String>,
-        #[arg(long)]
-        by: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Reject(DecideArgs),
     /// Re-read the workflow files now (edits are also picked up within seconds); exit 1 when
     /// a file could not be loaded.
     Reload {
@@ -274,9 +267,9 @@ pub async fn workflow(c: &Client, cmd: &WorkflowCmd) -> Result<u8> {
             }
             Ok(0)
         }
-        WorkflowCmd::Approve { run, step, inputs, comment, by, json }
-        | WorkflowCmd::Reject { run, step, inputs, comment, by, json } => {
-            let verb = if matches!(cmd, WorkflowCmd::Approve { .. }) { "approve" } else { "reject" };
+        WorkflowCmd::Approve(DecideArgs { run, step, inputs, comment, by, json })
+        | WorkflowCmd::Reject(DecideArgs { run, step, inputs, comment, by, json }) => {
+            let verb = if matches!(cmd, WorkflowCmd::Approve(_)) { "approve" } else { "reject" };
             let answers = match answer_flags(inputs) {
                 Ok(a) => a,
                 Err(msg) => {

@@ -7,7 +7,7 @@
 use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
@@ -18,6 +18,7 @@ use agent_os_engine::EngineError;
 use agent_os_engine::engine::links::{LinkAction, LinkRefusal};
 use agent_os_engine::engine::workflows::approvals::{ApprovalState, Decide};
 
+use super::links::{TokenField, page};
 use super::session::Session;
 use super::{PageResult, ui};
 use crate::AppState;
@@ -176,28 +177,6 @@ pub async fn decide(
     Ok(Redirect::to(&format!("/workflows/runs/{}", urlencode(&id))).into_response())
 }
 
-#[derive(serde::Deserialize)]
-pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
-}
-
-/// A page of the links: nothing cached, and the link never sent on as a referrer.
-fn page(status: StatusCode, title: &str, body: Markup) -> Response {
-    let body = html! {
-        main.login id="main" {
-            h1 { (title) }
-            (body)
-        }
-    };
-    let mut r = ui::bare_page(title, body);
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    r
-}
-
 fn refused(why: &LinkRefusal) -> Response {
     let (status, message) = match why {
         LinkRefusal::Altered => (
@@ -291,7 +270,7 @@ async fn act(st: AppState, id: String, step: String, action: LinkAction, fields:
 async fn confirm_approve(
     State(st): State<AppState>,
     Path((id, step)): Path<(String, String)>,
-    Query(q): Query<TokenQuery>,
+    Query(q): Query<TokenField>,
 ) -> PageResult {
     confirm(st, id, step, LinkAction::Approve, q.token).await
 }
@@ -299,7 +278,7 @@ async fn confirm_approve(
 async fn confirm_reject(
     State(st): State<AppState>,
     Path((id, step)): Path<(String, String)>,
-    Query(q): Query<TokenQuery>,
+    Query(q): Query<TokenField>,
 ) -> PageResult {
     confirm(st, id, step, LinkAction::Reject, q.token).await
 }

@@ -23,14 +23,15 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/links/incidents/{id}/ack", get(confirm_ack).post(ack))
 }
 
+/// The token of a link: in the address when it is opened, in the form when its button is pressed.
 #[derive(Deserialize)]
 pub struct TokenField {
     #[serde(default)]
-    token: String,
+    pub(super) token: String,
 }
 
-/// The page: nothing cached, and the link never sent on as a referrer.
-fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+/// A page of the links: nothing cached, and the link never sent on as a referrer.
+pub(super) fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     let body = html! {
         main.login id="main" {
             h1 { (title) }

@@ -475,21 +475,8 @@ pub fn trusted(svg: String) -> Markup {
     PreEscaped(svg)
 }
 
-/// Escapes text for hand-built SVG/XML.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for hand-built SVG/XML: the status badges' escape.
+pub use agent_os_core::badge::escape as esc;
 
 #[cfg(test)]
 mod tests {
