@@ -152,11 +152,14 @@ pub fn schedules(items: &[Value]) -> String {
 fn check_line(c: &Value) -> String {
     let tags: Vec<&str> =
         c["tags"].as_array().map(|t| t.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    // A quiet check says why it does not page: held by an upstream, or snoozed.
+    let held = c["held_by"].as_str().filter(|b| *b != "snooze").map(|b| format!(" · held by {b}")).unwrap_or_default();
     format!(
-        "{}/{} {}{}{}{}",
+        "{}/{} {}{held}{}{}{}{}",
         s(&c["project"]),
         s(&c["slug"]),
         s(&c["state"]),
+        opt("snoozed until", &c["snoozed_until"]),
         opt("last ping", &c["last_ping_at"]),
         opt("running since", &c["running_since"]),
         if tags.is_empty() { String::new() } else { format!(" [{}]", tags.join(", ")) }
@@ -383,4 +386,22 @@ pub fn workflow_run(r: &Value) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_check_says_why_it_does_not_page() {
+        let held = serde_json::json!({"project": "trading", "slug": "report", "state": "late",
+            "held_by": "trading/db", "snoozed_until": null, "tags": ["nightly"]});
+        assert_eq!(check_line(&held), "trading/report late · held by trading/db [nightly]");
+        let snoozed = serde_json::json!({"project": "trading", "slug": "feed", "state": "down",
+            "held_by": "snooze", "snoozed_until": "2026-12-07T12:00:00Z", "tags": []});
+        assert_eq!(check_line(&snoozed), "trading/feed down · snoozed until 2026-12-07T12:00:00Z");
+        let plain =
+            serde_json::json!({"project": "p", "slug": "s", "state": "up", "last_ping_at": "2026-12-07T01:00:00Z"});
+        assert_eq!(check_line(&plain), "p/s up · last ping 2026-12-07T01:00:00Z");
+    }
 }

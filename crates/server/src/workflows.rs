@@ -643,10 +643,12 @@ pub async fn cancel_workflow_run(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DecideBody {
-    /// Who decides (1 to 100 characters), recorded on the step; default: the token's kind
-    /// (`admin`), as for acknowledging an incident.
+    /// Who decides (1 to 100 characters, not only spaces), recorded on the step; default: the
+    /// token's kind (`admin`), as for acknowledging an incident.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub by: Option<String>,
     /// Why, in a sentence (at most 2000 characters); recorded on the step.
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
     /// The answers to the step's form, a JSON object (checked against its types; a number,
     /// integer or boolean field also takes a string that reads as one).
