@@ -238,3 +238,36 @@ async fn a_check_alert_carries_its_tags_on_sqlite_and_postgres() {
         db.drop_it().await;
     }
 }
+
+/// A snoozed check's "pinged too often" warning stays quiet; once woken, the next ping over the
+/// limit opens it.
+async fn too_often_snoozed(url: &str, dir: &Path) {
+    let clock = TokioClock::starting_at(1_800_000_000_000);
+    let e = engine(url, dir, &clock).await;
+    e.register_path(&project(dir, "  - { slug: sync, every: 1h, max_pings: { count: 1, within: 1h } }\n"))
+        .await
+        .unwrap();
+    let until = e.snooze_until("2h").unwrap();
+    e.snooze_check("proj/sync", until, Some("backfill".into()), None).await.unwrap();
+    for _ in 0..3 {
+        ping(&e, "sync", PingKind::Success).await;
+    }
+    assert_eq!(open_reason(&e, "sync:too-often").await, None, "snoozed: no warning");
+    e.unsnooze_check("proj/sync").await.unwrap();
+    ping(&e, "sync", PingKind::Success).await;
+    let reason = open_reason(&e, "sync:too-often").await.expect("woken: the warning opens");
+    assert!(reason.contains("max_pings allows 1"), "{reason}");
+    e.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snooze_quiets_too_many_pings_on_sqlite_and_postgres() {
+    let _time = hold_time();
+    let dir = tempfile::tempdir().unwrap();
+    too_often_snoozed(&sqlite_url(&dir.path().join("agent-os.db")), dir.path()).await;
+    if let Some(db) = PgDatabase::create().await {
+        let pg = tempfile::tempdir().unwrap();
+        too_often_snoozed(&db.url, pg.path()).await;
+        db.drop_it().await;
+    }
+}
